@@ -1,0 +1,253 @@
+/* The backend-neutral operation API.
+ *
+ * reg/ and dist/ call only these functions; each dispatches once to the
+ * backend's table (src/ops/backend.h).  Buffers live in the backend's memory
+ * (host for CPU, device for CUDA) and are described by views that carry
+ * explicit sizes.  No op allocates a full volume unless its documentation
+ * says so; scratch is O(slab) or O(bins^2).
+ *
+ * Index conventions (DESIGN.md): x fastest, idx = (z*ny + y)*nx + x,
+ * 64-bit.  A 2-D problem has n[2] == 1 everywhere and fields with two
+ * components; matrices keep their full 3x4 / 3x3 shape and the z row and
+ * column are ignored.
+ *
+ * Shards: an op works on a box of the global fixed grid.  lo[] is the
+ * global index of the box's voxel 0; sample points are computed from the
+ * global index, so a shard passes the same W as the whole volume.
+ */
+#ifndef FFDP_OPS_H
+#define FFDP_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ffdp/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- backends and their memory ---------------------------------------- */
+
+typedef enum ffdp_backend_kind {
+	FFDP_BACKEND_CPU = 0,
+	FFDP_BACKEND_CUDA = 1,
+} ffdp_backend_kind;
+
+typedef struct ffdp_backend ffdp_backend;
+
+/* device: CUDA device ordinal (ignored for CPU).  CUDA is FFDP_ERR_UNSUPPORTED
+ * when not compiled in, FFDP_ERR_BACKEND when no device is present. */
+ffdp_status ffdp_backend_open(ffdp_backend_kind kind, int device, ffdp_backend **out,
+			      ffdp_error *err);
+void ffdp_backend_close(ffdp_backend *be);
+const char *ffdp_backend_name(const ffdp_backend *be);
+
+/* Zero-filled, 64-byte (CPU) / 256-byte (CUDA) aligned. */
+void *ffdp_buf_alloc(ffdp_backend *be, size_t bytes, ffdp_error *err);
+void ffdp_buf_free(ffdp_backend *be, void *p);
+ffdp_status ffdp_buf_upload(ffdp_backend *be, void *dst, const void *host_src, size_t bytes,
+			    ffdp_error *err);
+ffdp_status ffdp_buf_download(ffdp_backend *be, void *host_dst, const void *src, size_t bytes,
+			      ffdp_error *err);
+
+/* ---- views -------------------------------------------------------------- */
+
+/* A scalar volume (or box of one). */
+typedef struct ffdp_img {
+	float *p;
+	int64_t n[3];
+} ffdp_img;
+
+/* A vector field, one plane per component; ncomp is 2 or 3. */
+typedef struct ffdp_vec {
+	float *c[3];
+	int64_t n[3];
+	int ncomp;
+} ffdp_vec;
+
+typedef enum ffdp_pad {
+	FFDP_PAD_ZERO = 0,   /* corners outside the image contribute 0 */
+	FFDP_PAD_BORDER = 1, /* coordinates clamped to the image */
+} ffdp_pad;
+
+typedef enum ffdp_interp {
+	FFDP_INTERP_LINEAR = 0,
+	FFDP_INTERP_NEAREST = 1,
+	FFDP_INTERP_LABEL = 2, /* label with the largest summed trilinear weight */
+} ffdp_interp;
+
+/* ---- fused sampler -------------------------------------------------------
+ * For each voxel j of the output box, global index i = lo + j:
+ *     p   = W [i; 1] + B u(j)          (moving continuous index)
+ *     out(j) (=|+=) M(p)
+ * W = (moving phys->index) T (fixed index->phys), B = linear part of
+ * (moving phys->index): u is in moving-frame mm.  No grid is materialised.
+ * LABEL: out = the corner label whose summed trilinear weight is largest
+ * (ties: smallest label); corners outside are ignored (zero pad) or clamped.
+ */
+typedef struct ffdp_sample_args {
+	ffdp_img moving;
+	double W[12];      /* 3x4 row-major */
+	double B[9];       /* 3x3 row-major; used only when u is given */
+	const ffdp_vec *u; /* on the output box, or NULL (pure linear) */
+	int64_t lo[3];
+	ffdp_img out;
+	ffdp_interp interp;
+	ffdp_pad pad;
+	int accumulate; /* out += sample */
+} ffdp_sample_args;
+
+ffdp_status ffdp_op_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_error *err);
+
+/* Backward of the LINEAR sampler with upstream gradient gout = dL/dout.
+ * Outputs may be NULL.  gu is written (or added to when accumulate_gu),
+ * gW is added to (12 doubles), gM is added to (scatter). */
+typedef struct ffdp_sample_grad_args {
+	const ffdp_sample_args *fwd; /* fwd->out is not read */
+	ffdp_img gout;
+	ffdp_vec *gu;
+	int accumulate_gu;
+	double *gW;
+	ffdp_img *gM;
+} ffdp_sample_grad_args;
+
+ffdp_status ffdp_op_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *a,
+				ffdp_error *err);
+
+/* ---- composition ----------------------------------------------------------
+ * out(j) = d(j) + u(q),  q = i + C d(j)   (i = lo + j, global fixed index)
+ * u is given on its own box starting at global index u_lo (the whole grid,
+ * or a shard with halo); it is sampled trilinearly with pad.  C maps a
+ * displacement in mm to a fixed-index offset (for T = identity: the fixed
+ * phys->index linear part).  out may alias d, never u.
+ */
+typedef struct ffdp_compose_args {
+	ffdp_vec u;
+	int64_t u_lo[3];
+	ffdp_vec d;
+	int64_t lo[3];
+	double C[9];
+	ffdp_pad pad;
+	ffdp_vec out;
+} ffdp_compose_args;
+
+ffdp_status ffdp_op_compose(ffdp_backend *be, const ffdp_compose_args *a, ffdp_error *err);
+
+/* Jacobian determinant of x -> A x + u(x):  out = det(A + (du/di) G),
+ * G = fixed phys->index linear part, du/di by central differences
+ * (one-sided at the box faces). */
+ffdp_status ffdp_op_jacobian_det(ffdp_backend *be, const ffdp_vec *u, const double A[9],
+				 const double G[9], ffdp_img out, ffdp_error *err);
+
+/* ---- similarity losses ------------------------------------------------------
+ * All losses are to be minimised and are means over the voxels of the box
+ * (or mask-weighted means: sum(w loss)/sum(w)).  For shards, denom > 0
+ * replaces the local count/weight so ranks can divide by the global one,
+ * and *sum receives the unnormalised local sum.  Gradients (gf, gm: NULL to
+ * skip) are written, already multiplied by `scale` (the upstream dL/dloss;
+ * 1 for a plain gradient), and equal the exact gradient of the reported
+ * value.
+ */
+typedef struct ffdp_loss_args {
+	ffdp_img f;          /* fixed (or "first") image */
+	ffdp_img m;          /* moving (warped) image, same box */
+	const float *mask;   /* optional weights on the box */
+	double denom;        /* 0: local count or mask sum */
+	double scale;
+	float *gf;
+	float *gm;
+	double *loss;        /* out: sum / denom */
+	double *sum;         /* out, optional: unnormalised sum */
+} ffdp_loss_args;
+
+ffdp_status ffdp_op_mse(ffdp_backend *be, const ffdp_loss_args *a, ffdp_error *err);
+
+/* LNCC: odd box window k (k^3, or k^2 in 2-D), windows truncated at the box
+ * faces; per voxel cc = (cov^2 + eps) / (var_f var_m + eps) from window
+ * sums; loss = -mean(cc).  exact_grad = 0 gives ANTs' approximation (only
+ * the window centred on the voxel).  Scratch is O(slab), never a 5-volume
+ * buffer; cost does not grow with k. */
+typedef struct ffdp_lncc_opts {
+	int k;
+	int exact_grad;
+	double eps; /* 0 -> 1e-5 */
+} ffdp_lncc_opts;
+
+ffdp_status ffdp_op_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_lncc_opts *o,
+			 ffdp_error *err);
+
+/* Mattes mutual information with Parzen windows, never a B x N array.
+ * Intensities map to bins with the given (global) ranges; per-voxel kernel
+ * weights are normalised over bins.  loss = -MI.  hist (optional, length
+ * bins*bins + 2*bins) receives the unnormalised joint then marginal sums so
+ * that ranks can all-reduce them; hist_in, when given, is used instead of
+ * computing the histograms (the second half of a distributed call). */
+typedef enum ffdp_mi_kernel {
+	FFDP_MI_GAUSSIAN = 0,
+	FFDP_MI_BSPLINE3 = 1,
+} ffdp_mi_kernel;
+
+typedef struct ffdp_mi_opts {
+	int bins;              /* default 32 */
+	ffdp_mi_kernel kernel;
+	double f_lo, f_hi;     /* fixed intensity range */
+	double m_lo, m_hi;     /* moving intensity range */
+	double *hist;          /* out, optional */
+	const double *hist_in; /* in, optional */
+} ffdp_mi_opts;
+
+ffdp_status ffdp_op_mi(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_mi_opts *o,
+		       ffdp_error *err);
+
+/* ---- smoothing --------------------------------------------------------------
+ * In-place separable Gaussian, sigma in voxels per axis (0 skips an axis),
+ * kernel truncated at radius ceil(truncate * sigma) (truncate 0 -> 2) and
+ * normalised to sum 1.  renormalize = 1 divides by the kernel mass inside
+ * the box at the faces (images); 0 treats outside as zero (fields, as
+ * FireANTs does).  Scratch is one line per thread. */
+typedef struct ffdp_smooth_opts {
+	double sigma[3];
+	double truncate;
+	int renormalize;
+} ffdp_smooth_opts;
+
+ffdp_status ffdp_op_smooth(ffdp_backend *be, ffdp_img x, const ffdp_smooth_opts *o,
+			   ffdp_error *err);
+ffdp_status ffdp_op_smooth_vec(ffdp_backend *be, ffdp_vec x, const ffdp_smooth_opts *o,
+			       ffdp_error *err);
+
+/* ---- optimiser -----------------------------------------------------------------
+ * The greedy step is split in two ops so that the global maximum can be
+ * all-reduced between them:
+ *  1. ffdp_op_adam_moments: m = b1 m + (1-b1) g, v = b2 v + (1-b2) g^2 per
+ *     component, and *max_norm = max over voxels of |d|_2 with
+ *     d = (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps).  g is not modified.
+ *  2. ffdp_op_warp_step: delta = step * d (d recomputed from m and v, never
+ *     stored), then u <- delta + u o (Id + C delta) in place (the op keeps
+ *     an O(slab) ring of the rows it still has to read), or u <- u + delta
+ *     when compose == 0.  The caller picks step = -lr * h / max(1, max_norm).
+ */
+typedef struct ffdp_adam_opts {
+	int t; /* 1-based step count */
+	double beta1, beta2, eps;
+} ffdp_adam_opts;
+
+ffdp_status ffdp_op_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp_vec v,
+				 const ffdp_adam_opts *o, double *max_norm, ffdp_error *err);
+
+typedef struct ffdp_warp_step_opts {
+	ffdp_adam_opts adam;
+	double step;
+	int compose;
+	double C[9];
+	ffdp_pad pad;
+} ffdp_warp_step_opts;
+
+ffdp_status ffdp_op_warp_step(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec v,
+			      const ffdp_warp_step_opts *o, ffdp_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

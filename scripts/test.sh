@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Fresh Debian 12 -> dependencies, a Release build, and the whole test suite.
+# Test data are read from ../shared/data (FFDP_DATA_DIR overrides).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+data="${FFDP_DATA_DIR:-$(cd .. && pwd)/shared/data}"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DFFDP_DATA_DIR="$data"
+cmake --build build -j"$(nproc)"
+cd build
+ctest --output-on-failure -j"$(nproc)" --timeout 1800

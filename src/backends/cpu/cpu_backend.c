@@ -1,0 +1,59 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_ops.h"
+#include "ffdp/volume.h"
+
+static void *cpu_alloc(ffdp_backend *be, size_t bytes, ffdp_error *err)
+{
+	(void)be;
+	return ffdp_alloc(bytes, err);
+}
+
+static void cpu_free(ffdp_backend *be, void *p)
+{
+	(void)be;
+	ffdp_free(p);
+}
+
+static ffdp_status cpu_copy(ffdp_backend *be, void *dst, const void *src, size_t bytes, ffdp_error *err)
+{
+	(void)be, (void)err;
+	memcpy(dst, src, bytes);
+	return FFDP_OK;
+}
+
+static void cpu_close(ffdp_backend *be)
+{
+	free(be);
+}
+
+static const ffdp_ops_table cpu_table = {
+	.name = "cpu",
+	.alloc = cpu_alloc,
+	.free = cpu_free,
+	.upload = cpu_copy,
+	.download = cpu_copy,
+	.close = cpu_close,
+	.sample = ffdp_cpu_sample,
+	.sample_grad = ffdp_cpu_sample_grad,
+	.compose = ffdp_cpu_compose,
+	.jacobian_det = ffdp_cpu_jacobian_det,
+	.mse = ffdp_cpu_mse,
+	.lncc = ffdp_cpu_lncc,
+	.mi = ffdp_cpu_mi,
+	.smooth = ffdp_cpu_smooth,
+	.adam_moments = ffdp_cpu_adam_moments,
+	.warp_step = ffdp_cpu_warp_step,
+};
+
+ffdp_status ffdp_cpu_backend_open(ffdp_backend **out, ffdp_error *err)
+{
+	ffdp_backend *be = calloc(1, sizeof(*be));
+	if (!be)
+		return ffdp_fail(err, FFDP_ERR_NOMEM, "cannot allocate the CPU backend");
+	be->kind = FFDP_BACKEND_CPU;
+	be->ops = &cpu_table;
+	*out = be;
+	return FFDP_OK;
+}

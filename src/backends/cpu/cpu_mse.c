@@ -1,0 +1,9 @@
+/* Placeholder until the kernel lands (issue 3): fails loudly, never silently. */
+#include "cpu_ops.h"
+
+ffdp_status ffdp_cpu_mse(ffdp_backend *be, const ffdp_loss_args *a, ffdp_error *err)
+{
+	(void)be;
+	(void)a;
+	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "mse is not implemented on the CPU yet");
+}

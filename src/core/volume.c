@@ -1,0 +1,102 @@
+#include "ffdp/volume.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void *ffdp_alloc(size_t bytes, ffdp_error *err)
+{
+	void *p = NULL;
+	size_t rounded = (bytes + 63) & ~(size_t)63;
+	if (rounded == 0)
+		rounded = 64;
+	if (posix_memalign(&p, 64, rounded) != 0 || !p) {
+		ffdp_fail(err, FFDP_ERR_NOMEM, "cannot allocate %zu bytes", bytes);
+		return NULL;
+	}
+	/* Zero in parallel so pages are first touched by the threads that use them. */
+	char *c = (char *)p;
+	int64_t nblk = (int64_t)(rounded >> 16) + 1;
+#pragma omp parallel for schedule(static)
+	for (int64_t b = 0; b < nblk; b++) {
+		size_t lo = (size_t)b << 16, hi = lo + ((size_t)1 << 16);
+		if (hi > rounded)
+			hi = rounded;
+		if (lo < hi)
+			memset(c + lo, 0, hi - lo);
+	}
+	return p;
+}
+
+void ffdp_free(void *p)
+{
+	free(p);
+}
+
+ffdp_status ffdp_volume_alloc(ffdp_volume *v, const ffdp_grid *g, ffdp_error *err)
+{
+	ffdp_status s = ffdp_grid_check(g, err);
+	if (s)
+		return s;
+	v->grid = *g;
+	v->data = ffdp_alloc((size_t)ffdp_grid_voxels(g) * sizeof(float), err);
+	return v->data ? FFDP_OK : FFDP_ERR_NOMEM;
+}
+
+void ffdp_volume_free(ffdp_volume *v)
+{
+	if (!v)
+		return;
+	ffdp_free(v->data);
+	v->data = NULL;
+}
+
+ffdp_status ffdp_volume_copy(ffdp_volume *dst, const ffdp_volume *src, ffdp_error *err)
+{
+	ffdp_status s = ffdp_volume_alloc(dst, &src->grid, err);
+	if (s)
+		return s;
+	memcpy(dst->data, src->data, (size_t)ffdp_grid_voxels(&src->grid) * sizeof(float));
+	return FFDP_OK;
+}
+
+void ffdp_volume_range(const ffdp_volume *v, float *lo, float *hi)
+{
+	int64_t n = ffdp_grid_voxels(&v->grid);
+	float mn = v->data[0], mx = v->data[0];
+#pragma omp parallel for reduction(min : mn) reduction(max : mx)
+	for (int64_t i = 0; i < n; i++) {
+		float x = v->data[i];
+		mn = x < mn ? x : mn;
+		mx = x > mx ? x : mx;
+	}
+	*lo = mn, *hi = mx;
+}
+
+ffdp_status ffdp_field_alloc(ffdp_field *u, const ffdp_grid *g, ffdp_error *err)
+{
+	ffdp_status s = ffdp_grid_check(g, err);
+	if (s)
+		return s;
+	memset(u, 0, sizeof(*u));
+	u->grid = *g;
+	u->ncomp = ffdp_grid_dim(g);
+	size_t bytes = (size_t)ffdp_grid_voxels(g) * sizeof(float);
+	for (int c = 0; c < u->ncomp; c++) {
+		u->c[c] = ffdp_alloc(bytes, err);
+		if (!u->c[c]) {
+			ffdp_field_free(u);
+			return FFDP_ERR_NOMEM;
+		}
+	}
+	return FFDP_OK;
+}
+
+void ffdp_field_free(ffdp_field *u)
+{
+	if (!u)
+		return;
+	for (int c = 0; c < 3; c++) {
+		ffdp_free(u->c[c]);
+		u->c[c] = NULL;
+	}
+}

@@ -1,0 +1,43 @@
+/* The table each backend fills in.  Private to the library: callers use
+ * include/ffdp/ops.h, which validates arguments once and dispatches here. */
+#ifndef FFDP_OPS_BACKEND_H
+#define FFDP_OPS_BACKEND_H
+
+#include "ffdp/ops.h"
+
+typedef struct ffdp_ops_table {
+	const char *name;
+	void *(*alloc)(ffdp_backend *be, size_t bytes, ffdp_error *err);
+	void (*free)(ffdp_backend *be, void *p);
+	ffdp_status (*upload)(ffdp_backend *be, void *dst, const void *src, size_t bytes, ffdp_error *err);
+	ffdp_status (*download)(ffdp_backend *be, void *dst, const void *src, size_t bytes, ffdp_error *err);
+	void (*close)(ffdp_backend *be);
+
+	ffdp_status (*sample)(ffdp_backend *be, const ffdp_sample_args *a, ffdp_error *err);
+	ffdp_status (*sample_grad)(ffdp_backend *be, const ffdp_sample_grad_args *a, ffdp_error *err);
+	ffdp_status (*compose)(ffdp_backend *be, const ffdp_compose_args *a, ffdp_error *err);
+	ffdp_status (*jacobian_det)(ffdp_backend *be, const ffdp_vec *u, const double A[9],
+				    const double G[9], ffdp_img out, ffdp_error *err);
+	ffdp_status (*mse)(ffdp_backend *be, const ffdp_loss_args *a, ffdp_error *err);
+	ffdp_status (*lncc)(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_lncc_opts *o,
+			    ffdp_error *err);
+	ffdp_status (*mi)(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_mi_opts *o, ffdp_error *err);
+	ffdp_status (*smooth)(ffdp_backend *be, ffdp_img x, const ffdp_smooth_opts *o, ffdp_error *err);
+	ffdp_status (*adam_moments)(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp_vec v,
+				    const ffdp_adam_opts *o, double *max_norm, ffdp_error *err);
+	ffdp_status (*warp_step)(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec v,
+				 const ffdp_warp_step_opts *o, ffdp_error *err);
+} ffdp_ops_table;
+
+struct ffdp_backend {
+	ffdp_backend_kind kind;
+	const ffdp_ops_table *ops;
+	int device;
+	void *ctx; /* backend private (streams, scratch) */
+};
+
+/* Each backend's constructor. */
+ffdp_status ffdp_cpu_backend_open(ffdp_backend **out, ffdp_error *err);
+ffdp_status ffdp_cuda_backend_open(int device, ffdp_backend **out, ffdp_error *err);
+
+#endif

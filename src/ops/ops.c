@@ -1,0 +1,217 @@
+/* One dispatch point: argument checks common to every backend, then the
+ * backend's table entry. */
+#include <stdlib.h>
+
+#include "backend.h"
+
+ffdp_status ffdp_backend_open(ffdp_backend_kind kind, int device, ffdp_backend **out, ffdp_error *err)
+{
+	*out = NULL;
+	switch (kind) {
+	case FFDP_BACKEND_CPU:
+		return ffdp_cpu_backend_open(out, err);
+	case FFDP_BACKEND_CUDA:
+		return ffdp_cuda_backend_open(device, out, err);
+	}
+	return ffdp_fail(err, FFDP_ERR_ARG, "unknown backend kind %d", (int)kind);
+}
+
+void ffdp_backend_close(ffdp_backend *be)
+{
+	if (be)
+		be->ops->close(be);
+}
+
+const char *ffdp_backend_name(const ffdp_backend *be)
+{
+	return be->ops->name;
+}
+
+void *ffdp_buf_alloc(ffdp_backend *be, size_t bytes, ffdp_error *err)
+{
+	return be->ops->alloc(be, bytes, err);
+}
+
+void ffdp_buf_free(ffdp_backend *be, void *p)
+{
+	if (p)
+		be->ops->free(be, p);
+}
+
+ffdp_status ffdp_buf_upload(ffdp_backend *be, void *dst, const void *host_src, size_t bytes, ffdp_error *err)
+{
+	return be->ops->upload(be, dst, host_src, bytes, err);
+}
+
+ffdp_status ffdp_buf_download(ffdp_backend *be, void *host_dst, const void *src, size_t bytes, ffdp_error *err)
+{
+	return be->ops->download(be, host_dst, src, bytes, err);
+}
+
+/* ---- argument checks ------------------------------------------------------ */
+
+static int dims_ok(const int64_t n[3])
+{
+	return n[0] > 0 && n[1] > 0 && n[2] > 0;
+}
+
+static int same_dims(const int64_t a[3], const int64_t b[3])
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2];
+}
+
+static ffdp_status check_img(const ffdp_img *x, const char *what, ffdp_error *err)
+{
+	if (!x->p || !dims_ok(x->n))
+		return ffdp_fail(err, FFDP_ERR_ARG, "%s: empty image view", what);
+	return FFDP_OK;
+}
+
+static ffdp_status check_vec(const ffdp_vec *x, const char *what, ffdp_error *err)
+{
+	if (!dims_ok(x->n) || x->ncomp < 2 || x->ncomp > 3)
+		return ffdp_fail(err, FFDP_ERR_ARG, "%s: bad field view", what);
+	if (x->ncomp != (x->n[2] == 1 ? 2 : 3))
+		return ffdp_fail(err, FFDP_ERR_ARG, "%s: %d components on a %s grid", what, x->ncomp,
+				 x->n[2] == 1 ? "2-D" : "3-D");
+	for (int c = 0; c < x->ncomp; c++)
+		if (!x->c[c])
+			return ffdp_fail(err, FFDP_ERR_ARG, "%s: component %d is NULL", what, c);
+	return FFDP_OK;
+}
+
+static ffdp_status check_loss(const ffdp_loss_args *a, const char *what, ffdp_error *err)
+{
+	ffdp_status s;
+	if ((s = check_img(&a->f, what, err)) || (s = check_img(&a->m, what, err)))
+		return s;
+	if (!same_dims(a->f.n, a->m.n))
+		return ffdp_fail(err, FFDP_ERR_ARG, "%s: images differ in size", what);
+	if (!a->loss)
+		return ffdp_fail(err, FFDP_ERR_ARG, "%s: no loss output", what);
+	return FFDP_OK;
+}
+
+/* ---- dispatch ----------------------------------------------------------------- */
+
+ffdp_status ffdp_op_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_error *err)
+{
+	ffdp_status s;
+	if ((s = check_img(&a->moving, "sample", err)) || (s = check_img(&a->out, "sample", err)))
+		return s;
+	if (a->u && ((s = check_vec(a->u, "sample u", err)) || !same_dims(a->u->n, a->out.n)))
+		return s ? s : ffdp_fail(err, FFDP_ERR_ARG, "sample: u and output differ in size");
+	return be->ops->sample(be, a, err);
+}
+
+ffdp_status ffdp_op_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *a, ffdp_error *err)
+{
+	ffdp_status s;
+	if (!a->fwd || a->fwd->interp != FFDP_INTERP_LINEAR)
+		return ffdp_fail(err, FFDP_ERR_ARG, "sample_grad: only the linear sampler has a gradient");
+	if ((s = check_img(&a->fwd->moving, "sample_grad", err)) || (s = check_img(&a->gout, "sample_grad", err)))
+		return s;
+	if (a->gu && (!a->fwd->u || !same_dims(a->gu->n, a->gout.n)))
+		return ffdp_fail(err, FFDP_ERR_ARG, "sample_grad: gu needs u and the output box size");
+	if (a->gM && !same_dims(a->gM->n, a->fwd->moving.n))
+		return ffdp_fail(err, FFDP_ERR_ARG, "sample_grad: gM differs from the moving image in size");
+	return be->ops->sample_grad(be, a, err);
+}
+
+ffdp_status ffdp_op_compose(ffdp_backend *be, const ffdp_compose_args *a, ffdp_error *err)
+{
+	ffdp_status s;
+	if ((s = check_vec(&a->u, "compose u", err)) || (s = check_vec(&a->d, "compose d", err)) ||
+	    (s = check_vec(&a->out, "compose out", err)))
+		return s;
+	if (!same_dims(a->d.n, a->out.n) || a->u.ncomp != a->d.ncomp)
+		return ffdp_fail(err, FFDP_ERR_ARG, "compose: d and out differ");
+	for (int c = 0; c < a->u.ncomp; c++)
+		if (a->out.c[c] == a->u.c[c])
+			return ffdp_fail(err, FFDP_ERR_ARG, "compose: out may not alias u");
+	return be->ops->compose(be, a, err);
+}
+
+ffdp_status ffdp_op_jacobian_det(ffdp_backend *be, const ffdp_vec *u, const double A[9], const double G[9],
+				 ffdp_img out, ffdp_error *err)
+{
+	ffdp_status s;
+	if ((s = check_vec(u, "jacobian u", err)) || (s = check_img(&out, "jacobian", err)))
+		return s;
+	if (!same_dims(u->n, out.n))
+		return ffdp_fail(err, FFDP_ERR_ARG, "jacobian: u and output differ in size");
+	return be->ops->jacobian_det(be, u, A, G, out, err);
+}
+
+ffdp_status ffdp_op_mse(ffdp_backend *be, const ffdp_loss_args *a, ffdp_error *err)
+{
+	ffdp_status s = check_loss(a, "mse", err);
+	return s ? s : be->ops->mse(be, a, err);
+}
+
+ffdp_status ffdp_op_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_lncc_opts *o, ffdp_error *err)
+{
+	ffdp_status s = check_loss(a, "lncc", err);
+	if (s)
+		return s;
+	if (o->k < 1 || o->k % 2 == 0)
+		return ffdp_fail(err, FFDP_ERR_ARG, "lncc: window %d is not a positive odd number", o->k);
+	return be->ops->lncc(be, a, o, err);
+}
+
+ffdp_status ffdp_op_mi(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_mi_opts *o, ffdp_error *err)
+{
+	ffdp_status s = check_loss(a, "mi", err);
+	if (s)
+		return s;
+	if (o->bins < 4 || o->bins > 1024)
+		return ffdp_fail(err, FFDP_ERR_ARG, "mi: %d bins is outside 4..1024", o->bins);
+	if (!(o->f_hi > o->f_lo) || !(o->m_hi > o->m_lo))
+		return ffdp_fail(err, FFDP_ERR_ARG, "mi: empty intensity range");
+	return be->ops->mi(be, a, o, err);
+}
+
+ffdp_status ffdp_op_smooth(ffdp_backend *be, ffdp_img x, const ffdp_smooth_opts *o, ffdp_error *err)
+{
+	ffdp_status s = check_img(&x, "smooth", err);
+	for (int a = 0; a < 3 && !s; a++)
+		if (!(o->sigma[a] >= 0.0))
+			s = ffdp_fail(err, FFDP_ERR_ARG, "smooth: negative sigma");
+	return s ? s : be->ops->smooth(be, x, o, err);
+}
+
+ffdp_status ffdp_op_smooth_vec(ffdp_backend *be, ffdp_vec x, const ffdp_smooth_opts *o, ffdp_error *err)
+{
+	ffdp_status s = check_vec(&x, "smooth_vec", err);
+	for (int c = 0; c < x.ncomp && !s; c++) {
+		ffdp_img plane = {x.c[c], {x.n[0], x.n[1], x.n[2]}};
+		s = ffdp_op_smooth(be, plane, o, err);
+	}
+	return s;
+}
+
+ffdp_status ffdp_op_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp_vec v, const ffdp_adam_opts *o,
+				 double *max_norm, ffdp_error *err)
+{
+	ffdp_status s;
+	if ((s = check_vec(&g, "adam g", err)) || (s = check_vec(&m, "adam m", err)) ||
+	    (s = check_vec(&v, "adam v", err)))
+		return s;
+	if (!same_dims(g.n, m.n) || !same_dims(g.n, v.n))
+		return ffdp_fail(err, FFDP_ERR_ARG, "adam: fields differ in size");
+	if (o->t < 1)
+		return ffdp_fail(err, FFDP_ERR_ARG, "adam: step count must start at 1");
+	return be->ops->adam_moments(be, g, m, v, o, max_norm, err);
+}
+
+ffdp_status ffdp_op_warp_step(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec v, const ffdp_warp_step_opts *o,
+			      ffdp_error *err)
+{
+	ffdp_status s;
+	if ((s = check_vec(&u, "warp_step u", err)) || (s = check_vec(&m, "warp_step m", err)) ||
+	    (s = check_vec(&v, "warp_step v", err)))
+		return s;
+	if (!same_dims(u.n, m.n) || !same_dims(u.n, v.n))
+		return ffdp_fail(err, FFDP_ERR_ARG, "warp_step: fields differ in size");
+	return be->ops->warp_step(be, u, m, v, o, err);
+}
