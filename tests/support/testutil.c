@@ -1,0 +1,101 @@
+#include "testutil.h"
+
+#include <math.h>
+
+tu_rng tu_rng_make(uint64_t seed)
+{
+	tu_rng r = {seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull};
+	return r;
+}
+
+uint64_t tu_next(tu_rng *r)
+{
+	/* splitmix64 */
+	uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+double tu_uniform(tu_rng *r)
+{
+	return (double)(tu_next(r) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+double tu_normal(tu_rng *r)
+{
+	double u1 = tu_uniform(r), u2 = tu_uniform(r);
+	if (u1 < 1e-300)
+		u1 = 1e-300;
+	return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+void tu_random_rotation(tu_rng *r, double R[9])
+{
+	double q[4], n = 0;
+	for (int i = 0; i < 4; i++)
+		q[i] = tu_normal(r), n += q[i] * q[i];
+	n = sqrt(n);
+	double w = q[0] / n, x = q[1] / n, y = q[2] / n, z = q[3] / n;
+	double m[9] = {1 - 2 * (y * y + z * z), 2 * (x * y - w * z),     2 * (x * z + w * y),
+		       2 * (x * y + w * z),     1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+		       2 * (x * z - w * y),     2 * (y * z + w * x),     1 - 2 * (x * x + y * y)};
+	for (int i = 0; i < 9; i++)
+		R[i] = m[i];
+}
+
+ffdp_grid tu_random_grid(tu_rng *r, int64_t nx, int64_t ny, int64_t nz)
+{
+	ffdp_grid g = ffdp_grid_make(nx, ny, nz, 0.6 + 1.2 * tu_uniform(r), 0.6 + 1.2 * tu_uniform(r),
+				     0.6 + 1.2 * tu_uniform(r));
+	tu_random_rotation(r, g.dir);
+	for (int a = 0; a < 3; a++)
+		g.origin[a] = 40.0 * (tu_uniform(r) - 0.5);
+	return g;
+}
+
+void tu_fill_uniform(tu_rng *r, float *x, int64_t n, double lo, double hi)
+{
+	for (int64_t i = 0; i < n; i++)
+		x[i] = (float)(lo + (hi - lo) * tu_uniform(r));
+}
+
+void tu_fill_smooth(tu_rng *r, float *x, const int64_t n[3], double noise)
+{
+	enum { NB = 6 };
+	double c[NB][3], w[NB], s[NB];
+	for (int b = 0; b < NB; b++) {
+		for (int a = 0; a < 3; a++)
+			c[b][a] = tu_uniform(r) * (double)n[a];
+		w[b] = 0.3 + 0.7 * tu_uniform(r);
+		double m = (double)(n[0] > n[1] ? n[0] : n[1]);
+		s[b] = (0.15 + 0.25 * tu_uniform(r)) * m;
+	}
+	for (int64_t z = 0; z < n[2]; z++)
+		for (int64_t y = 0; y < n[1]; y++)
+			for (int64_t xx = 0; xx < n[0]; xx++) {
+				double v = 0;
+				for (int b = 0; b < NB; b++) {
+					double dx = (double)xx - c[b][0], dy = (double)y - c[b][1];
+					double dz = n[2] > 1 ? (double)z - c[b][2] : 0.0;
+					v += w[b] * exp(-(dx * dx + dy * dy + dz * dz) / (2 * s[b] * s[b]));
+				}
+				x[(z * n[1] + y) * n[0] + xx] = (float)(v + noise * tu_normal(r));
+			}
+}
+
+double tu_max_abs(const double *b, int64_t n)
+{
+	double m = 0;
+	for (int64_t i = 0; i < n; i++)
+		m = fmax(m, fabs(b[i]));
+	return m;
+}
+
+double tu_rel_err(const float *a, const double *b, int64_t n, double floor)
+{
+	double d = 0, m = fmax(tu_max_abs(b, n), floor);
+	for (int64_t i = 0; i < n; i++)
+		d = fmax(d, fabs((double)a[i] - b[i]));
+	return d / m;
+}

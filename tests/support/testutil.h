@@ -1,0 +1,37 @@
+/* Shared test helpers: a seeded RNG, random grids and volumes, error norms. */
+#ifndef FFDP_TESTUTIL_H
+#define FFDP_TESTUTIL_H
+
+#include <stdint.h>
+
+#include "ffdp/ffdp.h"
+
+typedef struct tu_rng {
+	uint64_t s;
+} tu_rng;
+
+tu_rng tu_rng_make(uint64_t seed);
+uint64_t tu_next(tu_rng *r);
+/* Uniform in [0, 1). */
+double tu_uniform(tu_rng *r);
+/* Standard normal. */
+double tu_normal(tu_rng *r);
+
+/* A random proper rotation (row-major 3x3). */
+void tu_random_rotation(tu_rng *r, double R[9]);
+/* A grid of size n with random anisotropic spacing in [0.6, 1.8] mm, a random
+ * oblique direction (proper rotation) and a random origin. */
+ffdp_grid tu_random_grid(tu_rng *r, int64_t nx, int64_t ny, int64_t nz);
+
+/* Fill with i.i.d. uniform [lo, hi). */
+void tu_fill_uniform(tu_rng *r, float *x, int64_t n, double lo, double hi);
+/* Fill a volume with a smooth random image: a sum of a few random Gaussian
+ * blobs plus a little noise, values roughly in [0, 1]. Smoothness keeps
+ * finite differences meaningful. */
+void tu_fill_smooth(tu_rng *r, float *x, const int64_t n[3], double noise);
+
+/* max_i |a_i - b_i| / max(max_i |b_i|, floor) */
+double tu_rel_err(const float *a, const double *b, int64_t n, double floor);
+double tu_max_abs(const double *b, int64_t n);
+
+#endif
