@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "alloc_count.h"
 #include "check.h"
 #include "ffdp/ffdp.h"
 
@@ -91,12 +92,18 @@ int main(void)
 
 	/* volumes and fields */
 	ffdp_volume v = {0};
+	size_t live0 = alloc_count_live();
+	alloc_count_reset();
 	CHECK_OK(ffdp_volume_alloc(&v, &g, &err), &err, "volume alloc 17x23x11");
+	size_t want = (size_t)ffdp_grid_voxels(&g) * sizeof(float);
+	CHECK(alloc_count_peak_extra() >= want && alloc_count_peak_extra() < want + 128,
+	      "allocation counter sees the volume: %zu bytes for %zu", alloc_count_peak_extra(), want);
 	int zero = 1;
 	for (int64_t i = 0; i < ffdp_grid_voxels(&g); i++)
 		zero &= v.data[i] == 0.0f;
 	CHECK(zero && ((uintptr_t)v.data % 64) == 0, "volume is zeroed and 64-byte aligned");
 	ffdp_volume_free(&v);
+	CHECK(alloc_count_live() == live0, "freeing the volume returns the live count to %zu", live0);
 	ffdp_field u2 = {0};
 	ffdp_grid g2 = ffdp_grid_make(9, 7, 1, 1, 1, 1);
 	CHECK_OK(ffdp_field_alloc(&u2, &g2, &err), &err, "2-D field alloc");
