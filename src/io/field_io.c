@@ -1,0 +1,94 @@
+/* ANTs/ITK displacement fields: NIfTI with dim = [5, nx, ny, nz, 1, ncomp],
+ * intent vector, float32, the component planes one after another
+ * ([c][z][y][x], which is ffdp_field's layout), vectors in LPS mm as ITK
+ * writes them (ITK flips the grid to RAS, never the vector values). */
+#include <stdio.h>
+#include <string.h>
+
+#include "ffdp/io.h"
+#include "io/nifti_internal.h"
+
+ffdp_status ffdp_field_write(const char *path, const ffdp_field *u, ffdp_error *err)
+{
+	if (!path || !*path)
+		return ffdp_fail(err, FFDP_ERR_ARG, "output field path is empty");
+	if (!ffdp_nifti_write_name_ok(path))
+		return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: unknown extension (want .nii or .nii.gz)", path);
+	ffdp_error ge = {0};
+	if (!u || ffdp_grid_check(&u->grid, &ge))
+		return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: %s", path, u ? ge.msg : "no field");
+	const ffdp_grid *g = &u->grid;
+	if (u->ncomp != ffdp_grid_dim(g))
+		return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: %d components on a %d-D grid", path, u->ncomp,
+				 ffdp_grid_dim(g));
+	for (int c = 0; c < u->ncomp; c++)
+		if (!u->c[c])
+			return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: component %d has no data", path, c);
+	int64_t dims[8] = {5, g->n[0], g->n[1], g->n[2], 1, u->ncomp, 1, 1};
+	nifti_image *nim = nifti_make_new_nim(dims, DT_FLOAT32, 0);
+	if (!nim)
+		return ffdp_fail(err, FFDP_ERR_NOMEM, "cannot write %s: out of memory", path);
+	ffdp_nifti_set_geometry(nim, g);
+	nim->intent_code = NIFTI_INTENT_VECTOR;
+	nim->scl_slope = 1.0, nim->scl_inter = 0.0;
+	snprintf(nim->descrip, sizeof(nim->descrip), "ffdp displacement (LPS mm)");
+	/* One brick per component plane: written straight from the field, no copy. */
+	void *planes[3] = {u->c[0], u->c[1], u->c[2]};
+	nifti_brick_list nbl = {.nbricks = u->ncomp, .bsize = ffdp_grid_voxels(g) * (int64_t)sizeof(float),
+				.bricks = planes};
+	ffdp_status s = ffdp_nifti_write_verified(nim, &nbl, path, err);
+	nifti_image_free(nim);
+	return s;
+}
+
+static ffdp_status check_field_dims(const nifti_image *nim, const ffdp_grid *g, const char *path, ffdp_error *err)
+{
+	int want = ffdp_grid_dim(g);
+	if (nim->dim[0] != 5 || nim->dim[4] != 1 || nim->dim[6] != 1 || nim->dim[7] != 1 ||
+	    (nim->dim[5] != 2 && nim->dim[5] != 3))
+		return ffdp_fail(err, FFDP_ERR_DATA,
+				 "%s: not a displacement field: dim = [%lld, %lld, %lld, %lld, %lld, %lld], want "
+				 "[5, nx, ny, nz, 1, 3] (ANTs/ITK layout)",
+				 path, (long long)nim->dim[0], (long long)nim->dim[1], (long long)nim->dim[2],
+				 (long long)nim->dim[3], (long long)nim->dim[4], (long long)nim->dim[5]);
+	if (nim->dim[5] != want)
+		return ffdp_fail(err, FFDP_ERR_DATA, "%s: %lld-component field on a %d-D grid (%lld x %lld x %lld)", path,
+				 (long long)nim->dim[5], want, (long long)g->n[0], (long long)g->n[1],
+				 (long long)g->n[2]);
+	if (nim->datatype != DT_FLOAT32 && nim->datatype != DT_FLOAT64)
+		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: field stored as %s (want float32 or float64)", path,
+				 ffdp_nifti_type_name(nim->datatype));
+	return FFDP_OK;
+}
+
+ffdp_status ffdp_field_read(const char *path, ffdp_field *out, ffdp_error *err)
+{
+	nifti_image *nim = NULL;
+	ffdp_nifti_stream st = {0};
+	ffdp_value_stats stats;
+	ffdp_grid g;
+	memset(out, 0, sizeof(*out));
+	ffdp_status s = ffdp_nifti_open(path, &nim, err);
+	if (s)
+		return s;
+	s = ffdp_nifti_grid(nim, path, &g, NULL, err);
+	if (s == FFDP_OK)
+		s = check_field_dims(nim, &g, path, err);
+	if (s == FFDP_OK)
+		s = ffdp_nifti_stream_open(&st, path, nim, err);
+	if (s == FFDP_OK)
+		s = ffdp_field_alloc(out, &g, err);
+	ffdp_value_stats_init(&stats);
+	for (int c = 0; s == FFDP_OK && c < out->ncomp; c++)
+		s = ffdp_nifti_stream_read(&st, out->c[c], ffdp_grid_voxels(&g), &stats, err);
+	ffdp_nifti_stream_close(&st);
+	nifti_image_free(nim);
+	if (s == FFDP_OK && stats.nonfinite)
+		s = ffdp_fail(err, FFDP_ERR_DATA, "%s: %lld displacement values are NaN or infinite", path,
+			      (long long)stats.nonfinite);
+	if (s) {
+		ffdp_field_free(out);
+		memset(out, 0, sizeof(*out));
+	}
+	return s;
+}

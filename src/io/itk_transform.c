@@ -1,0 +1,225 @@
+/* ITK text transforms ("#Insight Transform File V1.0"), the format that
+ * antsApplyTransforms reads for linear transforms.
+ *
+ * ITK's MatrixOffsetTransformBase maps y = A (x - c) + c + t, with A and t
+ * the "Parameters" (A row-major, then t) and c the "FixedParameters" (the
+ * centre).  As a 4x4: linear part A, offset t + c - A c.  We write c = 0, so
+ * the stored t is the offset itself.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ffdp/io.h"
+#include "io/atomic_file.h"
+
+#define MAGIC "#Insight Transform File V1.0"
+
+typedef struct itk_text {
+	char type[128];
+	int dim;          /* 2 or 3, from the type name */
+	double p[12];     /* Parameters */
+	int np;
+	double c[3];      /* FixedParameters */
+	int nc;
+	int have_type, have_params, ntransforms;
+} itk_text;
+
+/* The supported type names and their dimension. */
+static int type_dim(const char *type)
+{
+	static const char *const names[] = {"AffineTransform", "MatrixOffsetTransformBase"};
+	for (int i = 0; i < 2; i++) {
+		size_t n = strlen(names[i]);
+		if (strncmp(type, names[i], n) != 0 || type[n] != '_')
+			continue;
+		const char *rest = type + n + 1;
+		if (!strncmp(rest, "double_", 7))
+			rest += 7;
+		else if (!strncmp(rest, "float_", 6))
+			rest += 6;
+		else
+			return 0;
+		if (!strcmp(rest, "3_3"))
+			return 3;
+		if (!strcmp(rest, "2_2"))
+			return 2;
+	}
+	return 0;
+}
+
+static char *trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	size_t n = strlen(s);
+	while (n > 0 && isspace((unsigned char)s[n - 1]))
+		s[--n] = '\0';
+	return s;
+}
+
+/* Parse up to max numbers; -1 on a bad token or too many values. */
+static int parse_numbers(const char *s, double *out, int max, const char *path, long line, ffdp_error *err)
+{
+	int n = 0;
+	while (*s) {
+		char *end;
+		while (isspace((unsigned char)*s))
+			s++;
+		if (!*s)
+			break;
+		errno = 0;
+		double v = strtod(s, &end);
+		if (end == s || !isfinite(v) || (*end && !isspace((unsigned char)*end))) {
+			ffdp_fail(err, FFDP_ERR_FORMAT, "%s: line %ld: '%.40s' is not a finite number", path, line, s);
+			return -1;
+		}
+		if (n == max) {
+			ffdp_fail(err, FFDP_ERR_FORMAT, "%s: line %ld: more than %d values", path, line, max);
+			return -1;
+		}
+		out[n++] = v;
+		s = end;
+	}
+	return n;
+}
+
+static ffdp_status parse_line(char *line, long lineno, itk_text *t, const char *path, ffdp_error *err)
+{
+	char *s = trim(line);
+	if (!*s)
+		return FFDP_OK;
+	if (lineno == 1 && strcmp(s, MAGIC) != 0)
+		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: not an ITK text transform (first line is not \"%s\")", path,
+				 MAGIC);
+	if (*s == '#')
+		return FFDP_OK;
+	char *colon = strchr(s, ':');
+	if (!colon)
+		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: line %ld: expected 'Key: value'", path, lineno);
+	*colon = '\0';
+	char *key = trim(s), *val = trim(colon + 1);
+	if (!strcmp(key, "Transform")) {
+		if (++t->ntransforms > 1)
+			return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: holds more than one transform; ffdp reads a single "
+					 "affine (split the file)", path);
+		snprintf(t->type, sizeof(t->type), "%s", val);
+		t->dim = type_dim(val);
+		t->have_type = 1;
+		if (!t->dim)
+			return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: transform type '%s' is not supported (want "
+					 "AffineTransform_double_3_3 or _float_, MatrixOffsetTransformBase_*_3_3, or the 2_2 "
+					 "variants)", path, val);
+		return FFDP_OK;
+	}
+	if (!strcmp(key, "Parameters")) {
+		t->np = parse_numbers(val, t->p, 12, path, lineno, err);
+		t->have_params = 1;
+		return t->np < 0 ? FFDP_ERR_FORMAT : FFDP_OK;
+	}
+	if (!strcmp(key, "FixedParameters")) {
+		t->nc = parse_numbers(val, t->c, 3, path, lineno, err);
+		return t->nc < 0 ? FFDP_ERR_FORMAT : FFDP_OK;
+	}
+	return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: line %ld: unknown key '%s'", path, lineno, key);
+}
+
+static ffdp_status to_matrix(const itk_text *t, const char *path, ffdp_mat4 *T, ffdp_error *err)
+{
+	int d = t->dim;
+	if (!t->have_type || !t->have_params)
+		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: no %s line", path, t->have_type ? "Parameters" : "Transform");
+	if (t->np != d * d + d)
+		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: %s needs %d parameters, the file has %d", path, t->type,
+				 d * d + d, t->np);
+	if (t->nc != 0 && t->nc != d)
+		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: %s needs %d fixed parameters (the centre), the file has %d",
+				 path, t->type, d, t->nc);
+	double A[9] = {1, 0, 0, 0, 1, 0, 0, 0, 1}, off[3] = {0, 0, 0};
+	for (int r = 0; r < d; r++)
+		for (int c = 0; c < d; c++)
+			A[3 * r + c] = t->p[d * r + c];
+	for (int r = 0; r < d; r++) {
+		double cr = t->nc ? t->c[r] : 0.0;
+		off[r] = t->p[d * d + r] + cr;
+		for (int c = 0; c < d; c++)
+			off[r] -= A[3 * r + c] * (t->nc ? t->c[c] : 0.0);
+	}
+	*T = ffdp_mat4_from_linear(A, off);
+	return FFDP_OK;
+}
+
+ffdp_status ffdp_affine_read(const char *path, ffdp_mat4 *T, ffdp_error *err)
+{
+	if (!path || !*path)
+		return ffdp_fail(err, FFDP_ERR_ARG, "transform path is empty");
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return errno == ENOENT ? ffdp_fail(err, FFDP_ERR_IO, "%s: no such file", path)
+				       : ffdp_fail(err, FFDP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+	itk_text t;
+	memset(&t, 0, sizeof(t));
+	char *line = NULL;
+	size_t cap = 0;
+	long lineno = 0;
+	ffdp_status s = FFDP_OK;
+	while (s == FFDP_OK && getline(&line, &cap, f) >= 0)
+		s = parse_line(line, ++lineno, &t, path, err);
+	if (s == FFDP_OK && ferror(f))
+		s = ffdp_fail(err, FFDP_ERR_IO, "%s: read error: %s", path, strerror(errno));
+	if (s == FFDP_OK && lineno == 0)
+		s = ffdp_fail(err, FFDP_ERR_FORMAT, "%s: empty file, not an ITK transform", path);
+	free(line);
+	fclose(f);
+	if (s == FFDP_OK)
+		s = to_matrix(&t, path, T, err);
+	return s;
+}
+
+static ffdp_status check_affine(const ffdp_mat4 *T, const char *path, ffdp_error *err)
+{
+	for (int i = 0; i < 16; i++)
+		if (!isfinite(T->m[i]))
+			return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: the matrix is not finite", path);
+	if (T->m[12] != 0.0 || T->m[13] != 0.0 || T->m[14] != 0.0 || T->m[15] != 1.0)
+		return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: last row is not 0 0 0 1 (not an affine)", path);
+	return FFDP_OK;
+}
+
+ffdp_status ffdp_affine_write(const char *path, const ffdp_mat4 *T, ffdp_error *err)
+{
+	if (!path || !*path)
+		return ffdp_fail(err, FFDP_ERR_ARG, "output transform path is empty");
+	/* ITK picks its transform reader by extension: .txt/.tfm are text, .mat is MATLAB binary. */
+	const char *ext = ffdp_path_extension(path);
+	if (strcmp(ext, ".txt") && strcmp(ext, ".tfm"))
+		return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: an ITK text transform needs the extension .txt "
+				 "or .tfm", path);
+	ffdp_status s = check_affine(T, path, err);
+	if (s)
+		return s;
+	ffdp_atomic_file a;
+	s = ffdp_atomic_begin(&a, path, err);
+	if (s)
+		return s;
+	FILE *f = fopen(a.tmp, "w");
+	if (!f) {
+		ffdp_atomic_abort(&a);
+		return ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+	}
+	const double *m = T->m;
+	fprintf(f, MAGIC "\n#Transform 0\nTransform: AffineTransform_double_3_3\nParameters:");
+	for (int r = 0; r < 3; r++)
+		for (int c = 0; c < 3; c++)
+			fprintf(f, " %.17g", m[4 * r + c]);
+	fprintf(f, " %.17g %.17g %.17g\nFixedParameters: 0 0 0\n", m[3], m[7], m[11]);
+	int bad = ferror(f);
+	if (fclose(f) != 0 || bad) {
+		ffdp_atomic_abort(&a);
+		return ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+	}
+	return ffdp_atomic_commit(&a, err);
+}

@@ -1,0 +1,65 @@
+/* Shared by the NIfTI image and field readers/writers (private to src/io).
+ *
+ * Headers are parsed by nifti_clib; voxel data are read here with zlib
+ * (which reads .nii and .nii.gz alike), because nifti_clib silently replaces
+ * NaN/Inf floats by 0 on load and prints its own messages on short reads.
+ */
+#ifndef FFDP_IO_NIFTI_INTERNAL_H
+#define FFDP_IO_NIFTI_INTERNAL_H
+
+#include <stdint.h>
+#include <zlib.h>
+
+#include <nifti2_io.h>
+
+#include "ffdp/io.h"
+#include "io/nifti_geometry.h"
+
+/* Check the file (exists, regular, non-empty, readable, NIfTI magic) and
+ * parse its header.  Every message names path.  *nim is freed by the caller
+ * with nifti_image_free. */
+ffdp_status ffdp_nifti_open(const char *path, nifti_image **nim, ffdp_error *err);
+
+/* Header facts for ffdp_image_info (intensity range left 0). */
+void ffdp_nifti_fill_info(const nifti_image *nim, ffdp_xform_source src, const ffdp_grid *g, ffdp_image_info *info);
+
+/* "int16", "float32", ...; "unknown" for codes nifti does not define. */
+const char *ffdp_nifti_type_name(int datatype);
+/* 1 for the real scalar types ffdp converts to float32. */
+int ffdp_nifti_type_is_real(int datatype);
+
+/* Sequential reader of a file's voxel data, converting to float32. */
+typedef struct ffdp_nifti_stream {
+	gzFile gz;
+	const char *path;     /* for messages: the name the user gave */
+	const nifti_image *nim;
+	double slope, inter;  /* applied when scale != 0 */
+	int scale;
+	int64_t pos;          /* values read so far */
+	unsigned char *buf;   /* raw chunk */
+} ffdp_nifti_stream;
+
+typedef struct ffdp_value_stats {
+	int64_t nonfinite;
+	double min, max;      /* over finite values; min > max when there are none */
+} ffdp_value_stats;
+
+ffdp_status ffdp_nifti_stream_open(ffdp_nifti_stream *s, const char *path, const nifti_image *nim,
+				   ffdp_error *err);
+/* The next n values; stats accumulate over calls (initialise with
+ * ffdp_value_stats_init). */
+ffdp_status ffdp_nifti_stream_read(ffdp_nifti_stream *s, float *out, int64_t n, ffdp_value_stats *st,
+				   ffdp_error *err);
+void ffdp_nifti_stream_close(ffdp_nifti_stream *s);
+void ffdp_value_stats_init(ffdp_value_stats *st);
+
+/* Write nim (its data, or the bricks of nbl when not NULL) to path through a
+ * temporary beside it, NIfTI-2 when a dimension exceeds 32767, and check
+ * the temporary (header read back, size or gzip length) before renaming it
+ * into place.  nim's file names are replaced. */
+ffdp_status ffdp_nifti_write_verified(nifti_image *nim, const nifti_brick_list *nbl, const char *path,
+				      ffdp_error *err);
+/* path ends in ".nii" or ".nii.gz". */
+int ffdp_nifti_write_name_ok(const char *path);
+
+#endif

@@ -1,0 +1,395 @@
+/* Reading NIfTI-1/2 images (.nii, .nii.gz) into float32 volumes. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ffdp/io.h"
+#include "io/atomic_file.h"
+#include "io/nifti_internal.h"
+
+enum { SNIFF_BYTES = 540, CHUNK_BYTES = 8 << 20 };
+
+const char *ffdp_nifti_type_name(int dt)
+{
+	switch (dt) {
+	case DT_BINARY: return "binary";
+	case DT_UINT8: return "uint8";
+	case DT_INT8: return "int8";
+	case DT_UINT16: return "uint16";
+	case DT_INT16: return "int16";
+	case DT_UINT32: return "uint32";
+	case DT_INT32: return "int32";
+	case DT_UINT64: return "uint64";
+	case DT_INT64: return "int64";
+	case DT_FLOAT32: return "float32";
+	case DT_FLOAT64: return "float64";
+	case DT_FLOAT128: return "float128";
+	case DT_COMPLEX64: return "complex64";
+	case DT_COMPLEX128: return "complex128";
+	case DT_COMPLEX256: return "complex256";
+	case DT_RGB24: return "rgb24";
+	case DT_RGBA32: return "rgba32";
+	default: return "unknown";
+	}
+}
+
+int ffdp_nifti_type_is_real(int dt)
+{
+	switch (dt) {
+	case DT_UINT8: case DT_INT8: case DT_UINT16: case DT_INT16: case DT_UINT32: case DT_INT32:
+	case DT_UINT64: case DT_INT64: case DT_FLOAT32: case DT_FLOAT64:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* ---- file checks, so that the messages are ours and name the file ---- */
+
+static ffdp_status check_file(const char *path, ffdp_error *err)
+{
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return errno == ENOENT ? ffdp_fail(err, FFDP_ERR_IO, "%s: no such file", path)
+				       : ffdp_fail(err, FFDP_ERR_IO, "%s: %s", path, strerror(errno));
+	if (S_ISDIR(st.st_mode))
+		return ffdp_fail(err, FFDP_ERR_IO, "%s: is a directory, not an image file", path);
+	if (!S_ISREG(st.st_mode))
+		return ffdp_fail(err, FFDP_ERR_IO, "%s: not a regular file", path);
+	if (st.st_size == 0)
+		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: empty file (0 bytes), not a NIfTI image", path);
+	if (access(path, R_OK) != 0)
+		return ffdp_fail(err, FFDP_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+	return FFDP_OK;
+}
+
+static int32_t get_i32(const unsigned char *p, int swap)
+{
+	uint32_t v = swap ? (uint32_t)p[3] | (uint32_t)p[2] << 8 | (uint32_t)p[1] << 16 | (uint32_t)p[0] << 24
+			  : (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+	return (int32_t)v;
+}
+
+/* Read the first bytes (decompressed) and look for a NIfTI-1 or -2 header. */
+static ffdp_status sniff_header(const char *path, ffdp_error *err)
+{
+	unsigned char h[SNIFF_BYTES], magic2[2] = {0, 0};
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return ffdp_fail(err, FFDP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+	size_t m = fread(magic2, 1, 2, f);
+	fclose(f);
+	int gzipped = m == 2 && magic2[0] == 0x1f && magic2[1] == 0x8b;
+	gzFile gz = gzopen(path, "rb");
+	if (!gz)
+		return ffdp_fail(err, FFDP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+	int n = gzread(gz, h, sizeof(h)), zerr = Z_OK;
+	const char *zmsg = gzerror(gz, &zerr);
+	char zbuf[128];
+	snprintf(zbuf, sizeof(zbuf), "%s", zmsg ? zmsg : "");
+	gzclose(gz);
+	if (n < 0 || zerr == Z_DATA_ERROR)
+		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: corrupt compressed data (%s)", path, zbuf);
+	if (n < 348)
+		return gzipped ? ffdp_fail(err, FFDP_ERR_FORMAT,
+					   "%s: truncated: the compressed file ends inside the header (%d of 348 bytes)",
+					   path, n)
+			       : ffdp_fail(err, FFDP_ERR_FORMAT,
+					   "%s: not a NIfTI file (%d bytes; a NIfTI header alone is 348)", path, n);
+	int32_t sz = get_i32(h, 0), szs = get_i32(h, 1);
+	if (sz == 348 || szs == 348) {
+		if (memcmp(h + 344, "n+1", 4) && memcmp(h + 344, "ni1", 4) && !strstr(path, ".hdr"))
+			return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: not a NIfTI file (Analyze-style header without "
+					 "the NIfTI magic \"n+1\")", path);
+		return FFDP_OK;
+	}
+	if (sz == 540 || szs == 540) {
+		if (n < 540)
+			return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: truncated NIfTI-2 header (%d of 540 bytes)", path, n);
+		if (memcmp(h + 4, "n+2", 4) && memcmp(h + 4, "ni2", 4))
+			return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: not a NIfTI file (bad NIfTI-2 magic)", path);
+		return FFDP_OK;
+	}
+	return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: not a NIfTI file (header size field is %d, NIfTI wants 348 or 540)",
+			 path, (int)sz);
+}
+
+static int has_suffix(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+	return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+ffdp_status ffdp_nifti_open(const char *path, nifti_image **nim, ffdp_error *err)
+{
+	*nim = NULL;
+	if (!path || !*path)
+		return ffdp_fail(err, FFDP_ERR_ARG, "image path is empty");
+	ffdp_status s = check_file(path, err);
+	if (s)
+		return s;
+	if (!has_suffix(path, ".nii") && !has_suffix(path, ".nii.gz") && !has_suffix(path, ".hdr") &&
+	    !has_suffix(path, ".hdr.gz"))
+		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: unknown extension (want .nii or .nii.gz)", path);
+	s = sniff_header(path, err);
+	if (s)
+		return s;
+	nifti_set_debug_level(0); /* quiet: our messages replace nifti_clib's */
+	*nim = nifti_image_read(path, 0);
+	if (!*nim)
+		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: invalid NIfTI header (nifti_clib rejects it)", path);
+	for (int i = 1; i <= 7; i++)
+		if ((*nim)->dim[i] < 1) {
+			long long d = (long long)(*nim)->dim[i];
+			nifti_image_free(*nim);
+			*nim = NULL;
+			return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: invalid NIfTI header (dim[%d] = %lld)", path, i, d);
+		}
+	return FFDP_OK;
+}
+
+void ffdp_nifti_fill_info(const nifti_image *nim, ffdp_xform_source src, const ffdp_grid *g, ffdp_image_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	info->nifti_version =
+		nim->nifti_type == NIFTI_FTYPE_NIFTI2_1 || nim->nifti_type == NIFTI_FTYPE_NIFTI2_2 ? 2 : 1;
+	info->datatype = nim->datatype;
+	snprintf(info->datatype_name, sizeof(info->datatype_name), "%s", ffdp_nifti_type_name(nim->datatype));
+	info->ndim = (int)nim->dim[0];
+	for (int i = 0; i < 7; i++) {
+		info->dims[i] = nim->dim[i + 1];
+		info->pixdim[i] = nim->pixdim[i + 1];
+	}
+	info->scl_slope = nim->scl_slope;
+	info->scl_inter = nim->scl_inter;
+	info->qform_code = nim->qform_code;
+	info->sform_code = nim->sform_code;
+	snprintf(info->geometry_from, sizeof(info->geometry_from), "%s", ffdp_xform_source_name(src));
+	ffdp_grid_orientation(g, info->orientation);
+	info->intent_code = nim->intent_code;
+}
+
+/* ---- voxel data ---- */
+
+void ffdp_value_stats_init(ffdp_value_stats *st)
+{
+	st->nonfinite = 0;
+	st->min = INFINITY;
+	st->max = -INFINITY;
+}
+
+ffdp_status ffdp_nifti_stream_open(ffdp_nifti_stream *s, const char *path, const nifti_image *nim, ffdp_error *err)
+{
+	memset(s, 0, sizeof(*s));
+	s->path = path;
+	s->nim = nim;
+	if (!ffdp_nifti_type_is_real(nim->datatype))
+		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: datatype %s is not supported (want a real scalar type: "
+				 "uint8 .. int64, float32, float64)", path, ffdp_nifti_type_name(nim->datatype));
+	/* nibabel's rule: scale when the slope is finite and non-zero; a NaN intercept counts as 0. */
+	if (nim->scl_slope != 0.0 && isfinite(nim->scl_slope)) {
+		s->scale = 1;
+		s->slope = nim->scl_slope;
+		s->inter = isfinite(nim->scl_inter) ? nim->scl_inter : 0.0;
+	}
+	const char *data = nim->iname ? nim->iname : path;
+	int64_t need = nim->iname_offset + nim->nvox * (int64_t)nim->nbyper;
+	struct stat st;
+	if (stat(data, &st) != 0)
+		return ffdp_fail(err, FFDP_ERR_IO, "%s: data file %s: %s", path, data, strerror(errno));
+	if (!nifti_is_gzfile(data) && (int64_t)st.st_size < need)
+		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: truncated: the header promises %lld bytes, the file has %lld",
+				 path, (long long)need, (long long)st.st_size);
+	s->buf = malloc(CHUNK_BYTES);
+	if (!s->buf)
+		return ffdp_fail(err, FFDP_ERR_NOMEM, "%s: out of memory for a read buffer", path);
+	s->gz = gzopen(data, "rb");
+	if (!s->gz) {
+		ffdp_nifti_stream_close(s);
+		return ffdp_fail(err, FFDP_ERR_IO, "%s: cannot open %s: %s", path, data, strerror(errno));
+	}
+	gzbuffer(s->gz, 1 << 20);
+	if (gzseek(s->gz, (z_off_t)nim->iname_offset, SEEK_SET) != (z_off_t)nim->iname_offset) {
+		ffdp_nifti_stream_close(s);
+		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: truncated: the file ends before its voxel data", path);
+	}
+	return FFDP_OK;
+}
+
+void ffdp_nifti_stream_close(ffdp_nifti_stream *s)
+{
+	if (s->gz)
+		gzclose(s->gz);
+	free(s->buf);
+	s->gz = NULL;
+	s->buf = NULL;
+}
+
+/* Convert n raw values of type T to float, y = slope*x + inter when scaling. */
+#define CONVERT(T)                                                                          \
+	do {                                                                                \
+		const T *src = (const T *)raw;                                              \
+		_Pragma("omp parallel for reduction(+:nonfinite) reduction(min:lo) reduction(max:hi)") \
+		for (int64_t i = 0; i < n; i++) {                                           \
+			double v = (double)src[i];                                          \
+			if (s->scale)                                                       \
+				v = s->slope * v + s->inter;                                \
+			float f = (float)v;                                                 \
+			out[i] = f;                                                         \
+			if (!isfinite(f)) {                                                 \
+				nonfinite++;                                                \
+			} else {                                                            \
+				lo = f < lo ? f : lo;                                       \
+				hi = f > hi ? f : hi;                                       \
+			}                                                                   \
+		}                                                                           \
+	} while (0)
+
+static void convert_chunk(const ffdp_nifti_stream *s, const void *raw, float *out, int64_t n, ffdp_value_stats *st)
+{
+	int64_t nonfinite = 0;
+	double lo = st->min, hi = st->max;
+	switch (s->nim->datatype) {
+	case DT_UINT8: CONVERT(uint8_t); break;
+	case DT_INT8: CONVERT(int8_t); break;
+	case DT_UINT16: CONVERT(uint16_t); break;
+	case DT_INT16: CONVERT(int16_t); break;
+	case DT_UINT32: CONVERT(uint32_t); break;
+	case DT_INT32: CONVERT(int32_t); break;
+	case DT_UINT64: CONVERT(uint64_t); break;
+	case DT_INT64: CONVERT(int64_t); break;
+	case DT_FLOAT32: CONVERT(float); break;
+	case DT_FLOAT64: CONVERT(double); break;
+	default: break; /* refused in stream_open */
+	}
+	st->nonfinite += nonfinite;
+	st->min = lo;
+	st->max = hi;
+}
+
+static ffdp_status short_read(ffdp_nifti_stream *s, int64_t got_values, ffdp_error *err)
+{
+	int zerr = Z_OK;
+	const char *zmsg = gzerror(s->gz, &zerr);
+	if (zerr == Z_DATA_ERROR || zerr == Z_MEM_ERROR)
+		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: corrupt compressed data (%s)", s->path, zmsg);
+	if (zerr == Z_ERRNO)
+		return ffdp_fail(err, FFDP_ERR_IO, "%s: read error: %s", s->path, strerror(errno));
+	return ffdp_fail(err, FFDP_ERR_FORMAT,
+			 "%s: truncated: the header promises %lld voxel values, the file holds only %lld", s->path,
+			 (long long)s->nim->nvox, (long long)got_values);
+}
+
+ffdp_status ffdp_nifti_stream_read(ffdp_nifti_stream *s, float *out, int64_t n, ffdp_value_stats *st,
+				   ffdp_error *err)
+{
+	const int64_t bpv = s->nim->nbyper, per_chunk = CHUNK_BYTES / bpv;
+	int nbyper = 0, swapsize = 0;
+	nifti_datatype_sizes(s->nim->datatype, &nbyper, &swapsize);
+	int swap = swapsize > 1 && s->nim->byteorder != nifti_short_order();
+	for (int64_t done = 0; done < n;) {
+		int64_t k = n - done < per_chunk ? n - done : per_chunk;
+		unsigned want = (unsigned)(k * bpv);
+		int got = gzread(s->gz, s->buf, want);
+		if (got < 0 || (unsigned)got != want)
+			return short_read(s, s->pos + (got > 0 ? got / bpv : 0), err);
+		if (swap)
+			nifti_swap_Nbytes(k, swapsize, s->buf);
+		convert_chunk(s, s->buf, out + done, k, st);
+		done += k;
+		s->pos += k;
+	}
+	return FFDP_OK;
+}
+
+/* ---- images ---- */
+
+static ffdp_status open_with_grid(const char *path, nifti_image **nim, ffdp_grid *g, ffdp_image_info *info,
+				  ffdp_error *err)
+{
+	ffdp_xform_source src;
+	ffdp_status s = ffdp_nifti_open(path, nim, err);
+	if (s == FFDP_OK)
+		s = ffdp_nifti_grid(*nim, path, g, &src, err);
+	if (s) {
+		nifti_image_free(*nim);
+		*nim = NULL;
+		return s;
+	}
+	if (info)
+		ffdp_nifti_fill_info(*nim, src, g, info);
+	return FFDP_OK;
+}
+
+ffdp_status ffdp_image_read_header(const char *path, ffdp_grid *grid, ffdp_image_info *info, ffdp_error *err)
+{
+	nifti_image *nim = NULL;
+	ffdp_grid g;
+	ffdp_status s = open_with_grid(path, &nim, &g, info, err);
+	if (s)
+		return s;
+	nifti_image_free(nim);
+	if (grid)
+		*grid = g;
+	return FFDP_OK;
+}
+
+/* A scalar image: every dimension past the third must be 1. */
+static ffdp_status check_scalar_dims(const nifti_image *nim, const char *path, ffdp_error *err)
+{
+	char extra[160] = "";
+	static const char *names[4] = {"t", "u", "v", "w"};
+	int bad = 0, len = 0;
+	for (int i = 4; i <= 7; i++) {
+		if (nim->dim[i] <= 1)
+			continue;
+		bad = i;
+		len += snprintf(extra + len, sizeof(extra) - (size_t)len, "%s%s = %lld", len ? ", " : "", names[i - 4],
+				(long long)nim->dim[i]);
+	}
+	if (!bad)
+		return FFDP_OK;
+	return ffdp_fail(err, FFDP_ERR_DATA, "%s: %d-D image (%s) where a 3-D image is required", path, bad, extra);
+}
+
+ffdp_status ffdp_image_read(const char *path, unsigned flags, ffdp_volume *out, ffdp_image_info *info,
+			    ffdp_error *err)
+{
+	nifti_image *nim = NULL;
+	ffdp_image_info local;
+	ffdp_nifti_stream st = {0};
+	ffdp_value_stats stats;
+	memset(out, 0, sizeof(*out));
+	ffdp_status s = open_with_grid(path, &nim, &out->grid, &local, err);
+	if (s)
+		return s;
+	s = check_scalar_dims(nim, path, err);
+	if (s == FFDP_OK && (flags & FFDP_READ_REQUIRE_3D) && out->grid.n[2] == 1)
+		s = ffdp_fail(err, FFDP_ERR_DATA, "%s: 2-D image (%lld x %lld) where a 3-D image is required", path,
+			      (long long)out->grid.n[0], (long long)out->grid.n[1]);
+	if (s == FFDP_OK)
+		s = ffdp_nifti_stream_open(&st, path, nim, err);
+	if (s == FFDP_OK)
+		s = ffdp_volume_alloc(out, &out->grid, err);
+	ffdp_value_stats_init(&stats);
+	if (s == FFDP_OK)
+		s = ffdp_nifti_stream_read(&st, out->data, ffdp_grid_voxels(&out->grid), &stats, err);
+	ffdp_nifti_stream_close(&st);
+	nifti_image_free(nim);
+	if (s == FFDP_OK && stats.nonfinite && !(flags & FFDP_READ_ALLOW_NONFINITE))
+		s = ffdp_fail(err, FFDP_ERR_DATA, "%s: %lld voxels are NaN or infinite", path, (long long)stats.nonfinite);
+	if (s) {
+		ffdp_volume_free(out);
+		memset(out, 0, sizeof(*out));
+		return s;
+	}
+	local.intensity_min = stats.min <= stats.max ? stats.min : 0.0;
+	local.intensity_max = stats.min <= stats.max ? stats.max : 0.0;
+	if (info)
+		*info = local;
+	return FFDP_OK;
+}
