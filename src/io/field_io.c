@@ -32,11 +32,10 @@ ffdp_status ffdp_field_write(const char *path, const ffdp_field *u, ffdp_error *
 	nim->intent_code = NIFTI_INTENT_VECTOR;
 	nim->scl_slope = 1.0, nim->scl_inter = 0.0;
 	snprintf(nim->descrip, sizeof(nim->descrip), "ffdp displacement (LPS mm)");
-	/* One brick per component plane: written straight from the field, no copy. */
-	void *planes[3] = {u->c[0], u->c[1], u->c[2]};
-	nifti_brick_list nbl = {.nbricks = u->ncomp, .bsize = ffdp_grid_voxels(g) * (int64_t)sizeof(float),
-				.bricks = planes};
-	ffdp_status s = ffdp_nifti_write_verified(nim, &nbl, path, err);
+	/* The component planes are written one after another, straight from the field. */
+	ffdp_nifti_payload pl = {.planes = {u->c[0], u->c[1], u->c[2]}, .nplanes = u->ncomp,
+				 .plane_values = ffdp_grid_voxels(g), .datatype = DT_FLOAT32, .slope = 1.0f};
+	ffdp_status s = ffdp_nifti_write_verified(nim, &pl, path, err);
 	nifti_image_free(nim);
 	return s;
 }
@@ -44,16 +43,18 @@ ffdp_status ffdp_field_write(const char *path, const ffdp_field *u, ffdp_error *
 static ffdp_status check_field_dims(const nifti_image *nim, const ffdp_grid *g, const char *path, ffdp_error *err)
 {
 	int want = ffdp_grid_dim(g);
-	if (nim->dim[0] != 5 || nim->dim[4] != 1 || nim->dim[6] != 1 || nim->dim[7] != 1 ||
-	    (nim->dim[5] != 2 && nim->dim[5] != 3))
+	int64_t d[8];
+	for (int i = 0; i < 8; i++)
+		d[i] = i == 0 ? nim->dim[0] : ffdp_nifti_dim(nim, i);
+	if (d[0] != 5 || d[4] != 1 || d[6] != 1 || d[7] != 1 || (d[5] != 2 && d[5] != 3))
 		return ffdp_fail(err, FFDP_ERR_DATA,
 				 "%s: not a displacement field: dim = [%lld, %lld, %lld, %lld, %lld, %lld], want "
 				 "[5, nx, ny, nz, 1, 3] (ANTs/ITK layout)",
-				 path, (long long)nim->dim[0], (long long)nim->dim[1], (long long)nim->dim[2],
-				 (long long)nim->dim[3], (long long)nim->dim[4], (long long)nim->dim[5]);
-	if (nim->dim[5] != want)
+				 path, (long long)d[0], (long long)d[1], (long long)d[2], (long long)d[3],
+				 (long long)d[4], (long long)d[5]);
+	if (d[5] != want)
 		return ffdp_fail(err, FFDP_ERR_DATA, "%s: %lld-component field on a %d-D grid (%lld x %lld x %lld)", path,
-				 (long long)nim->dim[5], want, (long long)g->n[0], (long long)g->n[1],
+				 (long long)d[5], want, (long long)g->n[0], (long long)g->n[1],
 				 (long long)g->n[2]);
 	if (nim->datatype != DT_FLOAT32 && nim->datatype != DT_FLOAT64)
 		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: field stored as %s (want float32 or float64)", path,
@@ -68,7 +69,7 @@ ffdp_status ffdp_field_read(const char *path, ffdp_field *out, ffdp_error *err)
 	ffdp_value_stats stats;
 	ffdp_grid g;
 	memset(out, 0, sizeof(*out));
-	ffdp_status s = ffdp_nifti_open(path, &nim, err);
+	ffdp_status s = ffdp_nifti_open(path, &nim, NULL, err);
 	if (s)
 		return s;
 	s = ffdp_nifti_grid(nim, path, &g, NULL, err);

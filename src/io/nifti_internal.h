@@ -17,11 +17,15 @@
 
 /* Check the file (exists, regular, non-empty, readable, NIfTI magic) and
  * parse its header.  Every message names path.  *nim is freed by the caller
- * with nifti_image_free. */
-ffdp_status ffdp_nifti_open(const char *path, nifti_image **nim, ffdp_error *err);
+ * with nifti_image_free; *version (may be NULL) is 1 or 2, from the header
+ * size (nifti_clib reports NIfTI-2 single files as nifti_type 1). */
+ffdp_status ffdp_nifti_open(const char *path, nifti_image **nim, int *version, ffdp_error *err);
 
 /* Header facts for ffdp_image_info (intensity range left 0). */
-void ffdp_nifti_fill_info(const nifti_image *nim, ffdp_xform_source src, const ffdp_grid *g, ffdp_image_info *info);
+void ffdp_nifti_fill_info(const nifti_image *nim, int version, ffdp_xform_source src, const ffdp_grid *g,
+			  ffdp_image_info *info);
+/* dim[i] of the header, 1 past dim[0] (nifti_clib leaves those 0). */
+int64_t ffdp_nifti_dim(const nifti_image *nim, int i);
 
 /* "int16", "float32", ...; "unknown" for codes nifti does not define. */
 const char *ffdp_nifti_type_name(int datatype);
@@ -53,11 +57,25 @@ ffdp_status ffdp_nifti_stream_read(ffdp_nifti_stream *s, float *out, int64_t n, 
 void ffdp_nifti_stream_close(ffdp_nifti_stream *s);
 void ffdp_value_stats_init(ffdp_value_stats *st);
 
-/* Write nim (its data, or the bricks of nbl when not NULL) to path through a
- * temporary beside it, NIfTI-2 when a dimension exceeds 32767, and check
- * the temporary (header read back, size or gzip length) before renaming it
- * into place.  nim's file names are replaced. */
-ffdp_status ffdp_nifti_write_verified(nifti_image *nim, const nifti_brick_list *nbl, const char *path,
+/* What goes after the header: nplanes planes of plane_values floats each,
+ * stored as datatype (DT_FLOAT32 as is; DT_INT16/DT_UINT8 as
+ * round((x - inter) / slope); with labels set, DT_INT16/DT_INT32 as
+ * round(x)), converted chunk by chunk while writing. */
+typedef struct ffdp_nifti_payload {
+	const float *planes[3];
+	int nplanes;
+	int64_t plane_values;
+	int datatype;
+	int labels;
+	float slope, inter;
+} ffdp_nifti_payload;
+
+/* Write header nim (dims, geometry, scaling, intent; no data) and the
+ * payload to path through a temporary beside it: NIfTI-2 when a dimension
+ * exceeds 32767, else NIfTI-1; gzip by the .gz extension.  Every write is
+ * checked, and the temporary's header and length are read back before it
+ * is renamed into place. */
+ffdp_status ffdp_nifti_write_verified(nifti_image *nim, const ffdp_nifti_payload *pl, const char *path,
 				      ffdp_error *err);
 /* path ends in ".nii" or ".nii.gz". */
 int ffdp_nifti_write_name_ok(const char *path);

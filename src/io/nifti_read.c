@@ -75,7 +75,7 @@ static int32_t get_i32(const unsigned char *p, int swap)
 }
 
 /* Read the first bytes (decompressed) and look for a NIfTI-1 or -2 header. */
-static ffdp_status sniff_header(const char *path, ffdp_error *err)
+static ffdp_status sniff_header(const char *path, int *version, ffdp_error *err)
 {
 	unsigned char h[SNIFF_BYTES], magic2[2] = {0, 0};
 	FILE *f = fopen(path, "rb");
@@ -101,6 +101,7 @@ static ffdp_status sniff_header(const char *path, ffdp_error *err)
 			       : ffdp_fail(err, FFDP_ERR_FORMAT,
 					   "%s: not a NIfTI file (%d bytes; a NIfTI header alone is 348)", path, n);
 	int32_t sz = get_i32(h, 0), szs = get_i32(h, 1);
+	*version = sz == 540 || szs == 540 ? 2 : 1;
 	if (sz == 348 || szs == 348) {
 		if (memcmp(h + 344, "n+1", 4) && memcmp(h + 344, "ni1", 4) && !strstr(path, ".hdr"))
 			return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: not a NIfTI file (Analyze-style header without "
@@ -124,8 +125,9 @@ static int has_suffix(const char *s, const char *suffix)
 	return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-ffdp_status ffdp_nifti_open(const char *path, nifti_image **nim, ffdp_error *err)
+ffdp_status ffdp_nifti_open(const char *path, nifti_image **nim, int *version, ffdp_error *err)
 {
+	int ver = 1;
 	*nim = NULL;
 	if (!path || !*path)
 		return ffdp_fail(err, FFDP_ERR_ARG, "image path is empty");
@@ -135,33 +137,43 @@ ffdp_status ffdp_nifti_open(const char *path, nifti_image **nim, ffdp_error *err
 	if (!has_suffix(path, ".nii") && !has_suffix(path, ".nii.gz") && !has_suffix(path, ".hdr") &&
 	    !has_suffix(path, ".hdr.gz"))
 		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: unknown extension (want .nii or .nii.gz)", path);
-	s = sniff_header(path, err);
+	s = sniff_header(path, &ver, err);
 	if (s)
 		return s;
 	nifti_set_debug_level(0); /* quiet: our messages replace nifti_clib's */
 	*nim = nifti_image_read(path, 0);
 	if (!*nim)
 		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: invalid NIfTI header (nifti_clib rejects it)", path);
-	for (int i = 1; i <= 7; i++)
-		if ((*nim)->dim[i] < 1) {
-			long long d = (long long)(*nim)->dim[i];
-			nifti_image_free(*nim);
-			*nim = NULL;
-			return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: invalid NIfTI header (dim[%d] = %lld)", path, i, d);
-		}
+	int bad = (*nim)->dim[0] < 1 || (*nim)->dim[0] > 7 ? 0 : -1;
+	for (int i = 1; bad < 0 && i <= (*nim)->dim[0]; i++)
+		if ((*nim)->dim[i] < 1)
+			bad = i;
+	if (bad >= 0) {
+		long long d = (long long)(*nim)->dim[bad];
+		nifti_image_free(*nim);
+		*nim = NULL;
+		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: invalid NIfTI header (dim[%d] = %lld)", path, bad, d);
+	}
+	if (version)
+		*version = ver;
 	return FFDP_OK;
 }
 
-void ffdp_nifti_fill_info(const nifti_image *nim, ffdp_xform_source src, const ffdp_grid *g, ffdp_image_info *info)
+int64_t ffdp_nifti_dim(const nifti_image *nim, int i)
+{
+	return i <= nim->dim[0] ? nim->dim[i] : 1;
+}
+
+void ffdp_nifti_fill_info(const nifti_image *nim, int version, ffdp_xform_source src, const ffdp_grid *g,
+			  ffdp_image_info *info)
 {
 	memset(info, 0, sizeof(*info));
-	info->nifti_version =
-		nim->nifti_type == NIFTI_FTYPE_NIFTI2_1 || nim->nifti_type == NIFTI_FTYPE_NIFTI2_2 ? 2 : 1;
+	info->nifti_version = version;
 	info->datatype = nim->datatype;
 	snprintf(info->datatype_name, sizeof(info->datatype_name), "%s", ffdp_nifti_type_name(nim->datatype));
 	info->ndim = (int)nim->dim[0];
 	for (int i = 0; i < 7; i++) {
-		info->dims[i] = nim->dim[i + 1];
+		info->dims[i] = ffdp_nifti_dim(nim, i + 1);
 		info->pixdim[i] = nim->pixdim[i + 1];
 	}
 	info->scl_slope = nim->scl_slope;
@@ -312,7 +324,8 @@ static ffdp_status open_with_grid(const char *path, nifti_image **nim, ffdp_grid
 				  ffdp_error *err)
 {
 	ffdp_xform_source src;
-	ffdp_status s = ffdp_nifti_open(path, nim, err);
+	int version = 1;
+	ffdp_status s = ffdp_nifti_open(path, nim, &version, err);
 	if (s == FFDP_OK)
 		s = ffdp_nifti_grid(*nim, path, g, &src, err);
 	if (s) {
@@ -321,7 +334,7 @@ static ffdp_status open_with_grid(const char *path, nifti_image **nim, ffdp_grid
 		return s;
 	}
 	if (info)
-		ffdp_nifti_fill_info(*nim, src, g, info);
+		ffdp_nifti_fill_info(*nim, version, src, g, info);
 	return FFDP_OK;
 }
 
@@ -345,11 +358,11 @@ static ffdp_status check_scalar_dims(const nifti_image *nim, const char *path, f
 	static const char *names[4] = {"t", "u", "v", "w"};
 	int bad = 0, len = 0;
 	for (int i = 4; i <= 7; i++) {
-		if (nim->dim[i] <= 1)
+		if (ffdp_nifti_dim(nim, i) <= 1)
 			continue;
 		bad = i;
 		len += snprintf(extra + len, sizeof(extra) - (size_t)len, "%s%s = %lld", len ? ", " : "", names[i - 4],
-				(long long)nim->dim[i]);
+				(long long)ffdp_nifti_dim(nim, i));
 	}
 	if (!bad)
 		return FFDP_OK;
