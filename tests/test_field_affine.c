@@ -1,0 +1,253 @@
+/* Displacement fields (ANTs/ITK NIfTI layout) and ITK text affines:
+ * round trips, the on-disk layout checked with nifti_clib, and hand-written
+ * ITK files whose matrices are derived by hand below. */
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <nifti2_io.h>
+
+#include "check.h"
+#include "ffdp/ffdp.h"
+#include "testutil.h"
+
+static char g_dir[1024];
+
+static const char *tpath(char *buf, const char *name)
+{
+	snprintf(buf, 1200, "%s/%s", g_dir, name);
+	return buf;
+}
+
+static void make_dirs(const char *path)
+{
+	char tmp[1024];
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++)
+		if (*p == '/') {
+			*p = '\0';
+			mkdir(tmp, 0777);
+			*p = '/';
+		}
+	mkdir(tmp, 0777);
+}
+
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	fputs(text, f);
+	fclose(f);
+}
+
+static int count_temporaries(void)
+{
+	DIR *d = opendir(g_dir);
+	int n = 0;
+	struct dirent *e;
+	while (d && (e = readdir(d)))
+		n += strstr(e->d_name, ".tmp-") != NULL;
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* ---- fields ---- */
+
+static void field_round_trip(tu_rng *r, int64_t nx, int64_t ny, int64_t nz, const char *name)
+{
+	ffdp_error err = {0};
+	char path[1200];
+	ffdp_field u = {0}, back = {0};
+	ffdp_grid g = tu_random_grid(r, nx, ny, nz);
+	ffdp_field_alloc(&u, &g, &err);
+	int64_t n = ffdp_grid_voxels(&g);
+	for (int c = 0; c < u.ncomp; c++)
+		tu_fill_uniform(r, u.c[c], n, -7.5, 7.5);
+	CHECK_OK(ffdp_field_write(tpath(path, name), &u, &err), &err, "write %d-component field %s", u.ncomp, name);
+	CHECK_OK(ffdp_field_read(path, &back, &err), &err, "read %s back", name);
+	int same = back.ncomp == u.ncomp && ffdp_grid_same(&back.grid, &g, 1e-6);
+	for (int c = 0; same && c < u.ncomp; c++)
+		same = memcmp(back.c[c], u.c[c], (size_t)n * 4) == 0;
+	CHECK(same, "%s: %d planes bit-exact, grid within 1e-6", name, u.ncomp);
+
+	/* The file as nifti_clib sees it: ANTs' 5-D vector layout, component planes in order. */
+	nifti_image *nim = nifti_image_read(path, 1);
+	int layout = nim && nim->dim[0] == 5 && nim->dim[1] == nx && nim->dim[2] == ny && nim->dim[3] == nz &&
+		     nim->dim[4] == 1 && nim->dim[5] == u.ncomp && nim->intent_code == NIFTI_INTENT_VECTOR &&
+		     nim->datatype == DT_FLOAT32;
+	CHECK(layout, "%s: dim = [%lld, %lld, %lld, %lld, %lld, %lld], intent %s, %s", name,
+	      nim ? (long long)nim->dim[0] : -1LL, nim ? (long long)nim->dim[1] : -1LL,
+	      nim ? (long long)nim->dim[2] : -1LL, nim ? (long long)nim->dim[3] : -1LL,
+	      nim ? (long long)nim->dim[4] : -1LL, nim ? (long long)nim->dim[5] : -1LL,
+	      nim ? nifti_intent_string(nim->intent_code) : "?", nim ? nifti_datatype_string(nim->datatype) : "?");
+	int planes = nim && layout;
+	for (int c = 0; planes && c < u.ncomp; c++)
+		planes = memcmp((float *)nim->data + c * n, u.c[c], (size_t)n * 4) == 0;
+	CHECK(planes, "%s: data[c*nvox + i] = u.c[c][i] (vectors in LPS mm, unflipped)", name);
+	nifti_image_free(nim);
+	ffdp_field_free(&u);
+	ffdp_field_free(&back);
+}
+
+static void test_fields(tu_rng *r)
+{
+	ffdp_error err = {0};
+	char path[1200];
+	field_round_trip(r, 12, 10, 8, "warp3d.nii.gz");
+	field_round_trip(r, 15, 11, 1, "warp2d.nii");
+
+	/* A float64 field written by nifti_clib. */
+	int64_t dims[8] = {5, 4, 3, 2, 1, 3, 1, 1};
+	nifti_image *nim = nifti_make_new_nim(dims, DT_FLOAT64, 1);
+	for (int64_t i = 0; i < nim->nvox; i++)
+		((double *)nim->data)[i] = 0.125 * (double)i - 3.0;
+	nim->intent_code = NIFTI_INTENT_VECTOR;
+	free(nim->fname), free(nim->iname);
+	nim->fname = nifti_strdup(tpath(path, "warp_f64.nii")), nim->iname = nifti_strdup(path);
+	nifti_image_write(nim);
+	nifti_image_free(nim);
+	ffdp_field u = {0};
+	CHECK_OK(ffdp_field_read(path, &u, &err), &err, "read a float64 field");
+	double worst = 0;
+	for (int c = 0; u.c[0] && c < 3; c++)
+		for (int64_t i = 0; i < 24; i++)
+			worst = fmax(worst, fabs(u.c[c][i] - (0.125 * (double)(c * 24 + i) - 3.0)));
+	CHECK(u.c[0] && u.ncomp == 3 && worst == 0, "float64 field: 72 values exact, 3 planes in order");
+	ffdp_field_free(&u);
+
+	/* A scalar image is not a field. */
+	ffdp_volume v = {0};
+	ffdp_grid g = tu_random_grid(r, 5, 5, 5);
+	ffdp_volume_alloc(&v, &g, &err);
+	ffdp_image_write(tpath(path, "scalar.nii"), &v, FFDP_WRITE_FLOAT32, &err);
+	ffdp_status s = ffdp_field_read(path, &u, &err);
+	CHECK(s == FFDP_ERR_DATA && strstr(err.msg, "scalar.nii") && strstr(err.msg, "not a displacement field"),
+	      "scalar image refused as a field: %s", err.msg);
+	ffdp_volume_free(&v);
+
+	/* NaN displacement refused. */
+	ffdp_field_alloc(&u, &g, &err);
+	u.c[1][7] = NAN;
+	CHECK_OK(ffdp_field_write(tpath(path, "warp_nan.nii"), &u, &err), &err, "write a field holding a NaN");
+	ffdp_field_free(&u);
+	s = ffdp_field_read(path, &u, &err);
+	CHECK(s == FFDP_ERR_DATA && strstr(err.msg, "warp_nan.nii: 1 displacement values"), "NaN field refused: %s",
+	      err.msg);
+	s = ffdp_field_write(tpath(path, "warp.mha"), &u, &err);
+	CHECK(s == FFDP_ERR_ARG && strstr(err.msg, "warp.mha"), "field write refuses .mha: %s", err.msg);
+}
+
+/* ---- ITK affines ---- */
+
+static void check_matrix(const char *what, const ffdp_mat4 *got, const double want[12], double tol)
+{
+	double d = 0;
+	for (int i = 0; i < 12; i++)
+		d = fmax(d, fabs(got->m[i] - want[i]));
+	d = fmax(d, fabs(got->m[12]) + fabs(got->m[13]) + fabs(got->m[14]) + fabs(got->m[15] - 1));
+	CHECK(d <= tol, "%s: matrix as derived by hand (max diff %.1e)", what, d);
+}
+
+static void test_affine(tu_rng *r)
+{
+	ffdp_error err = {0};
+	char path[1200];
+	double R[9];
+	tu_random_rotation(r, R);
+	ffdp_mat4 T = ffdp_mat4_identity(), back;
+	for (int i = 0; i < 3; i++)
+		for (int j = 0; j < 3; j++)
+			T.m[4 * i + j] = R[3 * i + j] * (0.8 + 0.1 * i) + (i == 0 && j == 1 ? 0.05 : 0.0);
+	T.m[3] = 12.345678901234567, T.m[7] = -0.1 / 3.0, T.m[11] = 1e-9;
+	CHECK_OK(ffdp_affine_write(tpath(path, "affine.txt"), &T, &err), &err, "write affine.txt");
+	CHECK_OK(ffdp_affine_read(path, &back, &err), &err, "read affine.txt back");
+	CHECK(memcmp(back.m, T.m, sizeof(T.m)) == 0, "affine round trip is exact (%%.17g)");
+	FILE *f = fopen(path, "r");
+	char l1[128] = "", l2[128] = "", l3[128] = "", l4[1024] = "", l5[128] = "";
+	if (f) {
+		int ok = fgets(l1, sizeof(l1), f) && fgets(l2, sizeof(l2), f) && fgets(l3, sizeof(l3), f) &&
+			 fgets(l4, sizeof(l4), f) && fgets(l5, sizeof(l5), f);
+		(void)ok; /* a short file fails the string checks below */
+		fclose(f);
+	}
+	CHECK(!strcmp(l1, "#Insight Transform File V1.0\n") && !strcmp(l2, "#Transform 0\n") &&
+		      !strcmp(l3, "Transform: AffineTransform_double_3_3\n") && !strncmp(l4, "Parameters: ", 12) &&
+		      !strcmp(l5, "FixedParameters: 0 0 0\n"),
+	      "affine.txt has ITK's five lines (type AffineTransform_double_3_3, centre 0 0 0)");
+
+	/* float type with a centre: A = diag(2, 1, 0.5), t = (1, 2, 3), c = (10, 20, 30);
+	 * offset = t + c - A c = (1 + 10 - 20, 2 + 20 - 20, 3 + 30 - 15) = (-9, 2, 18). */
+	write_text(tpath(path, "centred_float.txt"), "#Insight Transform File V1.0\n#Transform 0\n"
+						     "Transform: AffineTransform_float_3_3\n"
+						     "Parameters: 2 0 0 0 1 0 0 0 0.5 1 2 3\n"
+						     "FixedParameters: 10 20 30\n");
+	double want1[12] = {2, 0, 0, -9, 0, 1, 0, 2, 0, 0, 0.5, 18};
+	CHECK_OK(ffdp_affine_read(path, &back, &err), &err, "read AffineTransform_float_3_3 with a centre");
+	check_matrix("float, centre (10, 20, 30)", &back, want1, 0);
+
+	/* A 90-degree turn about z: A = [0 -1 0; 1 0 0; 0 0 1], t = (5, 0, 0), c = (1, 2, 3);
+	 * A c = (-2, 1, 3), offset = (5 + 1 + 2, 0 + 2 - 1, 0 + 3 - 3) = (8, 1, 0).  CRLF line ends. */
+	write_text(tpath(path, "mob.tfm"), "#Insight Transform File V1.0\r\n#Transform 0\r\n"
+					   "Transform: MatrixOffsetTransformBase_double_3_3\r\n"
+					   "Parameters: 0 -1 0 1 0 0 0 0 1 5 0 0\r\nFixedParameters: 1 2 3\r\n");
+	double want2[12] = {0, -1, 0, 8, 1, 0, 0, 1, 0, 0, 1, 0};
+	CHECK_OK(ffdp_affine_read(path, &back, &err), &err, "read MatrixOffsetTransformBase_double_3_3");
+	check_matrix("rotation about z, centre (1, 2, 3)", &back, want2, 0);
+
+	/* 2-D: A = [1 2; 3 4], t = (5, 6), c = (1, 1): A c = (3, 7), offset = (3, 0). */
+	write_text(tpath(path, "affine2d.txt"), "#Insight Transform File V1.0\n#Transform 0\n"
+						"Transform: AffineTransform_double_2_2\n"
+						"Parameters: 1 2 3 4 5 6\nFixedParameters: 1 1\n");
+	double want3[12] = {1, 2, 0, 3, 3, 4, 0, 0, 0, 0, 1, 0};
+	CHECK_OK(ffdp_affine_read(path, &back, &err), &err, "read AffineTransform_double_2_2");
+	check_matrix("2-D affine embedded in 3-D", &back, want3, 0);
+
+	/* Files that must be refused, each naming the file. */
+	static const struct {
+		const char *name, *text, *expect;
+	} bad[] = {
+		{"euler.txt", "#Insight Transform File V1.0\n#Transform 0\nTransform: Euler3DTransform_double_3_3\n"
+			      "Parameters: 0 0 0 0 0 0\nFixedParameters: 0 0 0\n", "not supported"},
+		{"short.txt", "#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_3_3\n"
+			      "Parameters: 1 0 0 0 1 0 0 0 1\nFixedParameters: 0 0 0\n", "needs 12 parameters"},
+		{"garbage.txt", "#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_3_3\n"
+				"Parameters: 1 0 0 0 1 0 0 0 1 0 0 zero\nFixedParameters: 0 0 0\n", "not a finite number"},
+		{"notitk.txt", "hello\n", "not an ITK text transform"},
+		{"two.txt", "#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_3_3\n"
+			    "Parameters: 1 0 0 0 1 0 0 0 1 0 0 0\nFixedParameters: 0 0 0\n#Transform 1\n"
+			    "Transform: AffineTransform_double_3_3\nParameters: 1 0 0 0 1 0 0 0 1 0 0 0\n",
+		 "more than one transform"},
+		{"empty.txt", "", "empty file"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		write_text(tpath(path, bad[i].name), bad[i].text);
+		ffdp_status s = ffdp_affine_read(path, &back, &err);
+		CHECK(s == FFDP_ERR_FORMAT && strstr(err.msg, bad[i].name) && strstr(err.msg, bad[i].expect),
+		      "refused %s: %s", bad[i].name, err.msg);
+	}
+	ffdp_status s = ffdp_affine_read(tpath(path, "missing.txt"), &back, &err);
+	CHECK(s == FFDP_ERR_IO && strstr(err.msg, "missing.txt"), "missing transform: %s", err.msg);
+	s = ffdp_affine_write(tpath(path, "affine.mat"), &T, &err);
+	CHECK(s == FFDP_ERR_ARG && strstr(err.msg, "affine.mat") && access(path, F_OK) != 0,
+	      ".mat refused for text output: %s", err.msg);
+	s = ffdp_affine_write("/proc/ffdp-no-such-dir/a.txt", &T, &err);
+	CHECK(s == FFDP_ERR_IO && strstr(err.msg, "/proc/ffdp-no-such-dir"), "unwritable: %s", err.msg);
+	T.m[14] = 0.5;
+	s = ffdp_affine_write(tpath(path, "proj.txt"), &T, &err);
+	CHECK(s == FFDP_ERR_ARG && access(path, F_OK) != 0, "non-affine last row refused: %s", err.msg);
+	CHECK(count_temporaries() == 0, "no temporary files left in %s", g_dir);
+}
+
+int main(void)
+{
+	snprintf(g_dir, sizeof(g_dir), "%s", FFDP_TEST_TMP);
+	make_dirs(g_dir);
+	tu_rng r = tu_rng_make(77);
+	test_fields(&r);
+	test_affine(&r);
+	return check_done();
+}
