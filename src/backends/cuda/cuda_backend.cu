@@ -67,6 +67,7 @@ CUDA_TODO(cuda_sample, ffdp_backend *, const ffdp_sample_args *)
 CUDA_TODO(cuda_sample_grad, ffdp_backend *, const ffdp_sample_grad_args *)
 CUDA_TODO(cuda_compose, ffdp_backend *, const ffdp_compose_args *)
 CUDA_TODO(cuda_jacobian_det, ffdp_backend *, const ffdp_vec *, const double *, const double *, ffdp_img)
+CUDA_TODO(cuda_moments, ffdp_backend *, ffdp_img, double *)
 CUDA_TODO(cuda_mse, ffdp_backend *, const ffdp_loss_args *)
 CUDA_TODO(cuda_lncc, ffdp_backend *, const ffdp_loss_args *, const ffdp_lncc_opts *)
 CUDA_TODO(cuda_mi, ffdp_backend *, const ffdp_loss_args *, const ffdp_mi_opts *)
@@ -87,6 +88,7 @@ static ffdp_ops_table make_table(void)
 	t.sample_grad = cuda_sample_grad;
 	t.compose = cuda_compose;
 	t.jacobian_det = cuda_jacobian_det;
+	t.moments = cuda_moments;
 	t.mse = cuda_mse;
 	t.lncc = cuda_lncc;
 	t.mi = cuda_mi;
