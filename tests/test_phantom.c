@@ -8,6 +8,7 @@
 #include "alloc_count.h"
 #include "check.h"
 #include "ffdp/ffdp.h"
+#include "synth/synth.h"
 
 typedef struct set {
 	ffdp_volume f, m, fl, ml;
@@ -273,6 +274,37 @@ static void check_refused(ffdp_error *err)
 	      err->msg);
 }
 
+/* The deformation module itself: scaled to the amplitude, gentle, and
+ * inverted to 1e-6 mm, for a large, a small and a tiny field of view. */
+static void check_deform(void)
+{
+	static const double cases[3][4] = {{72, 84, 72, 4}, {24, 28, 24, 12}, {4, 4, 4, 2}};
+	for (int c = 0; c < 3; c++) {
+		const double *half = cases[c];
+		double brain[3] = {0.9 * half[0], 0.9 * half[1], 0.9 * half[2]}, worst = 0, dmax, gmax;
+		ph_deform d;
+		ffdp_error err = {0};
+		CHECK_OK(ph_deform_make(&d, half, brain, 3, cases[c][3], 3, &err), &err, "bumps for +-%g mm, %g mm",
+			 half[0], cases[c][3]);
+		if (err.code)
+			continue;
+		ph_deform_bounds(&d, half, 3, &dmax, &gmax);
+		int64_t bad = 0;
+		for (int k = 0; k < 21 * 21 * 21; k++) {
+			double p[3] = {half[0] * (k % 21 - 10) / 10.0, half[1] * (k / 21 % 21 - 10) / 10.0,
+				       half[2] * (k / 441 - 10) / 10.0}, dx[3], jx[9], q[3], dq[3];
+			ph_deform_eval(&d, p, dx, jx);
+			bad += ph_deform_invert(&d, p, dx, jx, q) != 0;
+			ph_deform_eval(&d, q, dq, NULL);
+			for (int a = 0; a < 3; a++)
+				worst = fmax(worst, fabs(q[a] + dq[a] - p[a]));
+		}
+		CHECK(fabs(dmax - cases[c][3]) < 1e-9 && gmax <= PH_MAX_GRAD + 1e-12 && bad == 0 && worst < 1e-6,
+		      "deformation +-%g mm, %g mm: max |d| %.4f, max |grad d| %.3f, |psi(psi^-1(x)) - x| <= %.2g mm",
+		      half[0], cases[c][3], dmax, gmax, worst);
+	}
+}
+
 int main(void)
 {
 	ffdp_error err = {0};
@@ -375,6 +407,7 @@ int main(void)
 		drop(&a);
 	}
 
+	check_deform();
 	check_2d(&o, &err);
 	check_refused(&err);
 	return check_done();

@@ -184,9 +184,9 @@ static int ph_voxel(const ffdp_phantom_opts *o, double s, const ph_deform *d, ui
 		if (out->fl)
 			out->fl[i] = (float)lab;
 	}
-	double dv[3];
+	double dv[3], jx[9];
 	if (out->moving || out->ml || out->u[0])
-		ph_deform_eval(d, x, dv, NULL);
+		ph_deform_eval(d, x, dv, out->u[0] ? jx : NULL);
 	if (out->moving || out->ml) {
 		double y[3];
 		for (int a = 0; a < 3; a++)
@@ -199,7 +199,7 @@ static int ph_voxel(const ffdp_phantom_opts *o, double s, const ph_deform *d, ui
 	}
 	if (out->u[0]) {
 		double y[3];
-		int bad = ph_deform_invert(d, x, dv, y);
+		int bad = ph_deform_invert(d, x, dv, jx, y);
 		for (int a = 0; a < 3; a++)
 			if (out->u[a])
 				out->u[a][i] = (float)(y[a] - x[a]);

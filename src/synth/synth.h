@@ -30,9 +30,9 @@ ffdp_status ph_deform_make(ph_deform *d, const double half[3], const double brai
 			   double amplitude, uint64_t seed, ffdp_error *err);
 /* d(y) and, if jac is not NULL, its Jacobian (row-major, jac[3r+c] = dd_r/dy_c). */
 void ph_deform_eval(const ph_deform *d, const double y[3], double out[3], double jac[9]);
-/* Solve y + d(y) = x for y (Newton), given dx = d(x); 0 on convergence
- * (error below 1e-9 mm). */
-int ph_deform_invert(const ph_deform *d, const double x[3], const double dx[3], double y[3]);
+/* Solve y + d(y) = x for y (Newton), given dx = d(x) and jx its Jacobian;
+ * 0 on convergence (error below 1e-7 mm). */
+int ph_deform_invert(const ph_deform *d, const double x[3], const double dx[3], const double jx[9], double y[3]);
 /* Largest |d| and Frobenius |grad d| on a lattice over [-half, half]. */
 void ph_deform_bounds(const ph_deform *d, const double half[3], int dim, double *dmax, double *gmax);
 
