@@ -544,6 +544,57 @@ static void test_qform_sform(tu_rng *r)
 	      "strong shear and no qform refused: %s", err.msg);
 }
 
+/* A big-endian int16 file, byte-swapped by hand: header fields and data. */
+static void test_big_endian(void)
+{
+	char path[1200];
+	ffdp_error err = {0};
+	int64_t dims[8] = {3, 4, 3, 2, 1, 1, 1, 1};
+	nifti_image *nim = nifti_make_new_nim(dims, DT_INT16, 1);
+	for (int64_t i = 0; i < nim->nvox; i++)
+		((int16_t *)nim->data)[i] = (int16_t)(1000 * (i % 5) - 2001);
+	nim->scl_slope = 0.5, nim->scl_inter = 4;
+	nim->nifti_type = NIFTI_FTYPE_NIFTI1_1;
+	nifti_1_header h;
+	nifti_convert_nim2n1hdr(nim, &h);
+	h.vox_offset = 352;
+	memcpy(h.magic, "n+1", 4);
+	nifti_swap_as_nifti1(&h);
+	nifti_swap_2bytes(nim->nvox, nim->data);
+	FILE *f = fopen(tpath(path, "big_endian.nii"), "wb");
+	fwrite(&h, sizeof(h), 1, f);
+	fwrite("\0\0\0\0", 1, 4, f);
+	fwrite(nim->data, 2, (size_t)nim->nvox, f);
+	fclose(f);
+	nifti_image_free(nim);
+	ffdp_volume v = {0};
+	CHECK_OK(ffdp_image_read(path, 0, &v, NULL, &err), &err, "read a big-endian int16 file");
+	double worst = 0;
+	for (int64_t i = 0; v.data && i < 24; i++)
+		worst = fmax(worst, fabs(v.data[i] - (0.5 * (1000 * (i % 5) - 2001) + 4)));
+	CHECK(v.data && v.grid.n[0] == 4 && v.grid.n[2] == 2 && worst == 0,
+	      "big-endian: 4x3x2 and 24 values = 0.5*stored + 4 exactly (max error %g)", worst);
+	ffdp_volume_free(&v);
+}
+
+/* A 2-D file whose sform has an all-zero third column (some tools write that). */
+static void test_flat_sform(void)
+{
+	char path[1200];
+	ffdp_error err = {0};
+	double S[12] = {0, -0.5, 0, 3, 0.7, 0, 0, -4, 0, 0, 0, 5};
+	raw_spec sp = {{2, 6, 5, 1, 1, 1, 1, 1}, DT_FLOAT32, 0, 0, 0, 2, NULL, S, {0.7, 0.5, 2.5}};
+	write_raw(tpath(path, "flat_sform.nii"), &sp);
+	ffdp_grid g;
+	ffdp_image_info info;
+	CHECK_OK(ffdp_image_read_header(path, &g, &info, &err), &err, "2-D file with a zero third sform column reads");
+	/* LPS columns: x -> (0, -0.7, 0) = A (0.7 mm), y -> (0.5, 0, 0) = L (0.5 mm), z = x cross y = (0, 0, 1) = S. */
+	CHECK(!strcmp(info.orientation, "ALS") && fabs(g.spacing[0] - 0.7) < 1e-6 && fabs(g.spacing[1] - 0.5) < 1e-6 &&
+		      g.spacing[2] == 2.5 && fabs(g.dir[8] - 1) < 1e-12 && g.origin[0] == -3 && g.origin[2] == 5,
+	      "zero third column rebuilt: orientation %s, spacing %g %g %g (pixdim for z)", info.orientation,
+	      g.spacing[0], g.spacing[1], g.spacing[2]);
+}
+
 /* ---- non-finite voxels ---- */
 
 static void test_nonfinite(tu_rng *r)
@@ -657,6 +708,8 @@ int main(void)
 	test_datatypes();
 	test_nifti2_2d_4d(&r);
 	test_qform_sform(&r);
+	test_big_endian();
+	test_flat_sform();
 	test_nonfinite(&r);
 	test_bad_input(&r);
 	return check_done();

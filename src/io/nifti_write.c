@@ -37,7 +37,9 @@ static int out_open(out_file *o, const char *tmp, int gz)
 {
 	memset(o, 0, sizeof(*o));
 	if (gz) {
-		o->gz = gzopen(tmp, "wb6");
+		/* Level 1: 4-6x faster than zlib's default 6 on brain volumes for
+		 * 10-15% larger files; outputs here can be gigavoxels. */
+		o->gz = gzopen(tmp, "wb1");
 		return o->gz && gzbuffer(o->gz, 1 << 20) == 0 ? 0 : -1;
 	}
 	o->f = fopen(tmp, "wb");
