@@ -67,7 +67,8 @@ static void field_round_trip(tu_rng *r, int64_t nx, int64_t ny, int64_t nz, cons
 	int64_t n = ffdp_grid_voxels(&g);
 	for (int c = 0; c < u.ncomp; c++)
 		tu_fill_uniform(r, u.c[c], n, -7.5, 7.5);
-	CHECK_OK(ffdp_field_write(tpath(path, name), &u, &err), &err, "write %d-component field %s", u.ncomp, name);
+	CHECK_OK(ffdp_field_write(tpath(path, name), &u, &err), &err, "write %d-component field %s", u.ncomp,
+		 name);
 	CHECK_OK(ffdp_field_read(path, &back, &err), &err, "read %s back", name);
 	int same = back.ncomp == u.ncomp && ffdp_grid_same(&back.grid, &g, 1e-6);
 	for (int c = 0; same && c < u.ncomp; c++)
@@ -83,7 +84,8 @@ static void field_round_trip(tu_rng *r, int64_t nx, int64_t ny, int64_t nz, cons
 	      nim ? (long long)nim->dim[0] : -1LL, nim ? (long long)nim->dim[1] : -1LL,
 	      nim ? (long long)nim->dim[2] : -1LL, nim ? (long long)nim->dim[3] : -1LL,
 	      nim ? (long long)nim->dim[4] : -1LL, nim ? (long long)nim->dim[5] : -1LL,
-	      nim ? nifti_intent_string(nim->intent_code) : "?", nim ? nifti_datatype_string(nim->datatype) : "?");
+	      nim ? nifti_intent_string(nim->intent_code) : "?",
+	      nim ? nifti_datatype_string(nim->datatype) : "?");
 	int planes = nim && layout;
 	for (int c = 0; planes && c < u.ncomp; c++)
 		planes = memcmp((float *)nim->data + c * n, u.c[c], (size_t)n * 4) == 0;
@@ -125,18 +127,20 @@ static void test_fields(tu_rng *r)
 	ffdp_volume_alloc(&v, &g, &err);
 	ffdp_image_write(tpath(path, "scalar.nii"), &v, FFDP_WRITE_FLOAT32, &err);
 	ffdp_status s = ffdp_field_read(path, &u, &err);
-	CHECK(s == FFDP_ERR_DATA && strstr(err.msg, "scalar.nii") && strstr(err.msg, "not a displacement field"),
+	CHECK(s == FFDP_ERR_DATA && strstr(err.msg, "scalar.nii") &&
+		  strstr(err.msg, "not a displacement field"),
 	      "scalar image refused as a field: %s", err.msg);
 	ffdp_volume_free(&v);
 
 	/* NaN displacement refused. */
 	ffdp_field_alloc(&u, &g, &err);
 	u.c[1][7] = NAN;
-	CHECK_OK(ffdp_field_write(tpath(path, "warp_nan.nii"), &u, &err), &err, "write a field holding a NaN");
+	CHECK_OK(ffdp_field_write(tpath(path, "warp_nan.nii"), &u, &err), &err,
+		 "write a field holding a NaN");
 	ffdp_field_free(&u);
 	s = ffdp_field_read(path, &u, &err);
-	CHECK(s == FFDP_ERR_DATA && strstr(err.msg, "warp_nan.nii: 1 displacement values"), "NaN field refused: %s",
-	      err.msg);
+	CHECK(s == FFDP_ERR_DATA && strstr(err.msg, "warp_nan.nii: 1 displacement values"),
+	      "NaN field refused: %s", err.msg);
 	s = ffdp_field_write(tpath(path, "warp.mha"), &u, &err);
 	CHECK(s == FFDP_ERR_ARG && strstr(err.msg, "warp.mha"), "field write refuses .mha: %s", err.msg);
 }
@@ -175,8 +179,8 @@ static void test_affine(tu_rng *r)
 		fclose(f);
 	}
 	CHECK(!strcmp(l1, "#Insight Transform File V1.0\n") && !strcmp(l2, "#Transform 0\n") &&
-		      !strcmp(l3, "Transform: AffineTransform_double_3_3\n") && !strncmp(l4, "Parameters: ", 12) &&
-		      !strcmp(l5, "FixedParameters: 0 0 0\n"),
+		  !strcmp(l3, "Transform: AffineTransform_double_3_3\n") &&
+		  !strncmp(l4, "Parameters: ", 12) && !strcmp(l5, "FixedParameters: 0 0 0\n"),
 	      "affine.txt has ITK's five lines (type AffineTransform_double_3_3, centre 0 0 0)");
 
 	/* float type with a centre: A = diag(2, 1, 0.5), t = (1, 2, 3), c = (10, 20, 30);
@@ -191,9 +195,10 @@ static void test_affine(tu_rng *r)
 
 	/* A 90-degree turn about z: A = [0 -1 0; 1 0 0; 0 0 1], t = (5, 0, 0), c = (1, 2, 3);
 	 * A c = (-2, 1, 3), offset = (5 + 1 + 2, 0 + 2 - 1, 0 + 3 - 3) = (8, 1, 0).  CRLF line ends. */
-	write_text(tpath(path, "mob.tfm"), "#Insight Transform File V1.0\r\n#Transform 0\r\n"
-					   "Transform: MatrixOffsetTransformBase_double_3_3\r\n"
-					   "Parameters: 0 -1 0 1 0 0 0 0 1 5 0 0\r\nFixedParameters: 1 2 3\r\n");
+	write_text(tpath(path, "mob.tfm"),
+		   "#Insight Transform File V1.0\r\n#Transform 0\r\n"
+		   "Transform: MatrixOffsetTransformBase_double_3_3\r\n"
+		   "Parameters: 0 -1 0 1 0 0 0 0 1 5 0 0\r\nFixedParameters: 1 2 3\r\n");
 	double want2[12] = {0, -1, 0, 8, 1, 0, 0, 1, 0, 0, 1, 0};
 	CHECK_OK(ffdp_affine_read(path, &back, &err), &err, "read MatrixOffsetTransformBase_double_3_3");
 	check_matrix("rotation about z, centre (1, 2, 3)", &back, want2, 0);
@@ -210,18 +215,25 @@ static void test_affine(tu_rng *r)
 	static const struct {
 		const char *name, *text, *expect;
 	} bad[] = {
-		{"euler.txt", "#Insight Transform File V1.0\n#Transform 0\nTransform: Euler3DTransform_double_3_3\n"
-			      "Parameters: 0 0 0 0 0 0\nFixedParameters: 0 0 0\n", "not supported"},
-		{"short.txt", "#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_3_3\n"
-			      "Parameters: 1 0 0 0 1 0 0 0 1\nFixedParameters: 0 0 0\n", "needs 12 parameters"},
-		{"garbage.txt", "#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_3_3\n"
-				"Parameters: 1 0 0 0 1 0 0 0 1 0 0 zero\nFixedParameters: 0 0 0\n", "not a finite number"},
-		{"notitk.txt", "hello\n", "not an ITK text transform"},
-		{"two.txt", "#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_3_3\n"
-			    "Parameters: 1 0 0 0 1 0 0 0 1 0 0 0\nFixedParameters: 0 0 0\n#Transform 1\n"
-			    "Transform: AffineTransform_double_3_3\nParameters: 1 0 0 0 1 0 0 0 1 0 0 0\n",
-		 "more than one transform"},
-		{"empty.txt", "", "empty file"},
+	    {"euler.txt",
+	     "#Insight Transform File V1.0\n#Transform 0\nTransform: Euler3DTransform_double_3_3\n"
+	     "Parameters: 0 0 0 0 0 0\nFixedParameters: 0 0 0\n",
+	     "not supported"},
+	    {"short.txt",
+	     "#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_3_3\n"
+	     "Parameters: 1 0 0 0 1 0 0 0 1\nFixedParameters: 0 0 0\n",
+	     "needs 12 parameters"},
+	    {"garbage.txt",
+	     "#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_3_3\n"
+	     "Parameters: 1 0 0 0 1 0 0 0 1 0 0 zero\nFixedParameters: 0 0 0\n",
+	     "not a finite number"},
+	    {"notitk.txt", "hello\n", "not an ITK text transform"},
+	    {"two.txt",
+	     "#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_3_3\n"
+	     "Parameters: 1 0 0 0 1 0 0 0 1 0 0 0\nFixedParameters: 0 0 0\n#Transform 1\n"
+	     "Transform: AffineTransform_double_3_3\nParameters: 1 0 0 0 1 0 0 0 1 0 0 0\n",
+	     "more than one transform"},
+	    {"empty.txt", "", "empty file"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		write_text(tpath(path, bad[i].name), bad[i].text);

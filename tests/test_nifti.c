@@ -52,7 +52,8 @@ static int count_temporaries(void)
 	return n;
 }
 
-static double max_geom_diff(const ffdp_grid *a, const ffdp_grid *b, double *dorigin, double *ddir, double *dspacing)
+static double max_geom_diff(const ffdp_grid *a, const ffdp_grid *b, double *dorigin, double *ddir,
+			    double *dspacing)
 {
 	*dorigin = *ddir = *dspacing = 0;
 	for (int i = 0; i < 3; i++) {
@@ -89,7 +90,8 @@ static void test_float_round_trip(tu_rng *r)
 			snprintf(name, sizeof(name), "float_%d.nii%s", t, gz ? ".gz" : "");
 			tpath(path, name);
 			ffdp_image_info info;
-			CHECK_OK(ffdp_image_write(path, &v, FFDP_WRITE_FLOAT32, &err), &err, "write float32 %s", name);
+			CHECK_OK(ffdp_image_write(path, &v, FFDP_WRITE_FLOAT32, &err), &err,
+				 "write float32 %s", name);
 			CHECK_OK(ffdp_image_read(path, 0, &back, &info, &err), &err, "read %s back", name);
 			if (!back.data)
 				continue;
@@ -99,25 +101,28 @@ static void test_float_round_trip(tu_rng *r)
 			double dorig, ddir, dsp;
 			max_geom_diff(&back.grid, &g, &dorig, &ddir, &dsp);
 			CHECK(dorig <= 1e-6 && ddir <= 1e-6 && dsp <= 1e-6,
-			      "%s: geometry |d origin| = %.2g mm, |d dir| = %.2g, rel d spacing = %.2g (<= 1e-6)", name,
-			      dorig, ddir, dsp);
-			CHECK(!strcmp(info.geometry_from, "sform") && info.qform_code == 1 && info.sform_code == 1 &&
-				      info.nifti_version == 1 && info.datatype == DT_FLOAT32 &&
-				      !strcmp(info.datatype_name, "float32"),
-			      "%s: info says sform (codes %d/%d), NIfTI-%d, %s", name, info.qform_code, info.sform_code,
-			      info.nifti_version, info.datatype_name);
+			      "%s: geometry |d origin| = %.2g mm, |d dir| = %.2g, rel d spacing = %.2g (<= "
+			      "1e-6)",
+			      name, dorig, ddir, dsp);
+			CHECK(!strcmp(info.geometry_from, "sform") && info.qform_code == 1 &&
+				  info.sform_code == 1 && info.nifti_version == 1 &&
+				  info.datatype == DT_FLOAT32 && !strcmp(info.datatype_name, "float32"),
+			      "%s: info says sform (codes %d/%d), NIfTI-%d, %s", name, info.qform_code,
+			      info.sform_code, info.nifti_version, info.datatype_name);
 			float lo, hi;
 			ffdp_volume_range(&v, &lo, &hi);
-			CHECK(info.intensity_min == lo && info.intensity_max == hi, "%s: range %g .. %g", name,
-			      info.intensity_min, info.intensity_max);
+			CHECK(info.intensity_min == lo && info.intensity_max == hi, "%s: range %g .. %g",
+			      name, info.intensity_min, info.intensity_max);
 			/* The qform, read by nifti_clib itself, must describe the same grid. */
 			nifti_image *nim = nifti_image_read(path, 0);
 			double qs = 0;
 			for (int i = 0; nim && i < 3; i++)
 				for (int j = 0; j < 4; j++)
 					qs = fmax(qs, fabs(nim->qto_xyz.m[i][j] - nim->sto_xyz.m[i][j]));
-			CHECK(nim && qs < 2e-5 && nim->qfac == (t == 3 ? -1.0 : 1.0) && nim->xyz_units == NIFTI_UNITS_MM,
-			      "%s: qform = sform within %.1e (qfac %g), units mm", name, qs, nim ? nim->qfac : 0.0);
+			CHECK(nim && qs < 2e-5 && nim->qfac == (t == 3 ? -1.0 : 1.0) &&
+				  nim->xyz_units == NIFTI_UNITS_MM,
+			      "%s: qform = sform within %.1e (qfac %g), units mm", name, qs,
+			      nim ? nim->qfac : 0.0);
 			nifti_image_free(nim);
 			ffdp_volume_free(&back);
 		}
@@ -144,16 +149,20 @@ static void test_scaled(tu_rng *r)
 	ffdp_image_info info;
 
 	tu_fill_uniform(r, v.data, n, -3.7, 1234.5);
-	CHECK_OK(ffdp_image_write(tpath(path, "scaled_i16.nii.gz"), &v, FFDP_WRITE_INT16, &err), &err, "write int16");
+	CHECK_OK(ffdp_image_write(tpath(path, "scaled_i16.nii.gz"), &v, FFDP_WRITE_INT16, &err), &err,
+		 "write int16");
 	CHECK_OK(ffdp_image_read(path, 0, &back, &info, &err), &err, "read int16 back");
 	double d = back.data ? max_abs_diff(back.data, v.data, n) : INFINITY;
-	CHECK(info.datatype == DT_INT16 && info.scl_slope > 0 && d <= 0.5 * info.scl_slope * (1 + 1e-6) + 1e-4,
-	      "int16 scaled: max error %.3g <= slope/2 = %.3g (slope %.3g, inter %.3g)", d, 0.5 * info.scl_slope,
-	      info.scl_slope, info.scl_inter);
-	CHECK(info.scl_slope < 1234.5 * 2 / 65000.0, "int16 slope %.3g uses the whole int16 range", info.scl_slope);
+	CHECK(info.datatype == DT_INT16 && info.scl_slope > 0 &&
+		  d <= 0.5 * info.scl_slope * (1 + 1e-6) + 1e-4,
+	      "int16 scaled: max error %.3g <= slope/2 = %.3g (slope %.3g, inter %.3g)", d,
+	      0.5 * info.scl_slope, info.scl_slope, info.scl_inter);
+	CHECK(info.scl_slope < 1234.5 * 2 / 65000.0, "int16 slope %.3g uses the whole int16 range",
+	      info.scl_slope);
 	ffdp_volume_free(&back);
 
-	CHECK_OK(ffdp_image_write(tpath(path, "scaled_u8.nii"), &v, FFDP_WRITE_UINT8, &err), &err, "write uint8");
+	CHECK_OK(ffdp_image_write(tpath(path, "scaled_u8.nii"), &v, FFDP_WRITE_UINT8, &err), &err,
+		 "write uint8");
 	CHECK_OK(ffdp_image_read(path, 0, &back, &info, &err), &err, "read uint8 back");
 	d = back.data ? max_abs_diff(back.data, v.data, n) : INFINITY;
 	CHECK(info.datatype == DT_UINT8 && d <= 0.5 * info.scl_slope * (1 + 1e-6) + 1e-4,
@@ -163,9 +172,11 @@ static void test_scaled(tu_rng *r)
 	/* Whole numbers that fit are stored unscaled, so exactly. */
 	for (int64_t i = 0; i < n; i++)
 		v.data[i] = (float)((i * 37) % 3001 - 1500);
-	CHECK_OK(ffdp_image_write(tpath(path, "int_i16.nii"), &v, FFDP_WRITE_INT16, &err), &err, "write integer int16");
+	CHECK_OK(ffdp_image_write(tpath(path, "int_i16.nii"), &v, FFDP_WRITE_INT16, &err), &err,
+		 "write integer int16");
 	CHECK_OK(ffdp_image_read(path, 0, &back, &info, &err), &err, "read integer int16");
-	CHECK(back.data && max_abs_diff(back.data, v.data, n) == 0 && info.scl_slope == 1 && info.scl_inter == 0,
+	CHECK(back.data && max_abs_diff(back.data, v.data, n) == 0 && info.scl_slope == 1 &&
+		  info.scl_inter == 0,
 	      "int16 of whole numbers: exact, slope %g inter %g", info.scl_slope, info.scl_inter);
 	ffdp_volume_free(&back);
 
@@ -173,7 +184,8 @@ static void test_scaled(tu_rng *r)
 	for (int64_t i = 0; i < n; i++)
 		v.data[i] = (float)((i * 7919) % 2036);
 	v.data[5] = 17.4f; /* rounds to 17 */
-	CHECK_OK(ffdp_image_write(tpath(path, "labels.nii.gz"), &v, FFDP_WRITE_LABEL16, &err), &err, "write labels");
+	CHECK_OK(ffdp_image_write(tpath(path, "labels.nii.gz"), &v, FFDP_WRITE_LABEL16, &err), &err,
+		 "write labels");
 	CHECK_OK(ffdp_image_read(path, 0, &back, &info, &err), &err, "read labels");
 	v.data[5] = 17.0f;
 	CHECK(back.data && max_abs_diff(back.data, v.data, n) == 0 && info.datatype == DT_INT16,
@@ -181,7 +193,8 @@ static void test_scaled(tu_rng *r)
 	ffdp_volume_free(&back);
 	v.data[7] = 70000.0f;
 	v.data[8] = -5.0f;
-	CHECK_OK(ffdp_image_write(tpath(path, "labels32.nii"), &v, FFDP_WRITE_LABEL16, &err), &err, "write big labels");
+	CHECK_OK(ffdp_image_write(tpath(path, "labels32.nii"), &v, FFDP_WRITE_LABEL16, &err), &err,
+		 "write big labels");
 	CHECK_OK(ffdp_image_read(path, 0, &back, &info, &err), &err, "read big labels");
 	CHECK(back.data && max_abs_diff(back.data, v.data, n) == 0 && info.datatype == DT_INT32,
 	      "LABEL16 with label 70000: exact as %s", info.datatype_name);
@@ -220,12 +233,13 @@ static nifti_dmat44 dmat(const double *m)
 static double raw_value(int dt, int64_t i)
 {
 	switch (dt) {
-	case DT_UINT8: case DT_UINT16: case DT_UINT32: case DT_UINT64:
-		return (double)(i % 11);
-	case DT_FLOAT32: case DT_FLOAT64:
-		return 0.25 * (double)(i % 13) - 1.5;
-	default:
-		return (double)(i % 11) - 5;
+	case DT_UINT8:
+	case DT_UINT16:
+	case DT_UINT32:
+	case DT_UINT64: return (double)(i % 11);
+	case DT_FLOAT32:
+	case DT_FLOAT64: return 0.25 * (double)(i % 13) - 1.5;
+	default: return (double)(i % 11) - 5;
 	}
 }
 
@@ -259,8 +273,9 @@ static void write_raw(const char *path, const raw_spec *sp)
 	nim->qform_code = sp->qcode, nim->sform_code = sp->scode;
 	if (sp->q) {
 		double dx, dy, dz;
-		nifti_dmat44_to_quatern(dmat(sp->q), &nim->quatern_b, &nim->quatern_c, &nim->quatern_d, &nim->qoffset_x,
-					&nim->qoffset_y, &nim->qoffset_z, &dx, &dy, &dz, &nim->qfac);
+		nifti_dmat44_to_quatern(dmat(sp->q), &nim->quatern_b, &nim->quatern_c, &nim->quatern_d,
+					&nim->qoffset_x, &nim->qoffset_y, &nim->qoffset_z, &dx, &dy, &dz,
+					&nim->qfac);
 		nim->pixdim[1] = dx, nim->pixdim[2] = dy, nim->pixdim[3] = dz;
 	}
 	nim->dx = nim->pixdim[1], nim->dy = nim->pixdim[2], nim->dz = nim->pixdim[3];
@@ -277,14 +292,15 @@ static void write_raw(const char *path, const raw_spec *sp)
 
 static void test_datatypes(void)
 {
-	static const int types[] = {DT_UINT8, DT_INT8, DT_UINT16, DT_INT16, DT_UINT32,
-				    DT_INT32, DT_UINT64, DT_INT64, DT_FLOAT32, DT_FLOAT64};
-	static const char *names[] = {"uint8", "int8", "uint16", "int16", "uint32",
-				      "int32", "uint64", "int64", "float32", "float64"};
+	static const int types[] = {DT_UINT8, DT_INT8,   DT_UINT16, DT_INT16,   DT_UINT32,
+				    DT_INT32, DT_UINT64, DT_INT64,  DT_FLOAT32, DT_FLOAT64};
+	static const char *names[] = {"uint8", "int8",   "uint16", "int16",   "uint32",
+				      "int32", "uint64", "int64",  "float32", "float64"};
 	ffdp_error err = {0};
 	char path[1200], name[64];
 	for (int t = 0; t < 10; t++) {
-		raw_spec sp = {{3, 5, 4, 3, 1, 1, 1, 1}, types[t], 2.0, -3.0, 0, 0, NULL, NULL, {1.5, 2.0, 2.5}};
+		raw_spec sp = {{3, 5, 4, 3, 1, 1, 1, 1}, types[t], 2.0, -3.0, 0, 0, NULL, NULL,
+			       {1.5, 2.0, 2.5}};
 		snprintf(name, sizeof(name), "raw_%s.nii%s", names[t], t % 2 ? ".gz" : "");
 		write_raw(tpath(path, name), &sp);
 		ffdp_volume v = {0};
@@ -296,13 +312,14 @@ static void test_datatypes(void)
 		for (int64_t i = 0; i < 60; i++)
 			worst = fmax(worst, fabs(v.data[i] - (2.0 * raw_value(types[t], i) - 3.0)));
 		CHECK(worst == 0 && !strcmp(info.datatype_name, names[t]),
-		      "%s: 60 values = 2*stored - 3 exactly (max error %g), datatype_name %s", name, worst, info.datatype_name);
+		      "%s: 60 values = 2*stored - 3 exactly (max error %g), datatype_name %s", name, worst,
+		      info.datatype_name);
 		/* Both codes 0: ITK's fallback, pixdim spacing, identity LPS direction, origin 0. */
 		ffdp_grid e = ffdp_grid_make(5, 4, 3, 1.5, 2.0, 2.5);
 		double dorig, ddir, dsp;
 		max_geom_diff(&v.grid, &e, &dorig, &ddir, &dsp);
 		CHECK(dorig == 0 && ddir == 0 && dsp < 1e-7 && !strcmp(info.geometry_from, "none") &&
-			      !strcmp(info.orientation, "LPS"),
+			  !strcmp(info.orientation, "LPS"),
 		      "%s: no qform/sform -> pixdim spacing, identity, origin 0, %s, orientation %s", name,
 		      info.geometry_from, info.orientation);
 		ffdp_volume_free(&v);
@@ -330,8 +347,8 @@ static void test_datatypes(void)
 		snprintf(name, sizeof(name), "raw_refused_%d.nii", t);
 		write_raw(tpath(path, name), &rs);
 		ffdp_status s = ffdp_image_read(path, 0, &v, NULL, &err);
-		CHECK(s == FFDP_ERR_FORMAT && strstr(err.msg, name) && strstr(err.msg, t ? "rgb24" : "complex64") &&
-			      !v.data,
+		CHECK(s == FFDP_ERR_FORMAT && strstr(err.msg, name) &&
+			  strstr(err.msg, t ? "rgb24" : "complex64") && !v.data,
 		      "%s refused: %s", t ? "rgb24" : "complex64", err.msg);
 	}
 }
@@ -376,7 +393,8 @@ static void test_nifti2_2d_4d(tu_rng *r)
 	ffdp_grid g = tu_random_grid(r, 32768, 2, 1);
 	ffdp_volume_alloc(&v, &g, &err);
 	tu_fill_uniform(r, v.data, ffdp_grid_voxels(&g), -1, 1);
-	CHECK_OK(ffdp_image_write(tpath(path, "wide.nii.gz"), &v, FFDP_WRITE_FLOAT32, &err), &err, "write 32768x2");
+	CHECK_OK(ffdp_image_write(tpath(path, "wide.nii.gz"), &v, FFDP_WRITE_FLOAT32, &err), &err,
+		 "write 32768x2");
 	unsigned char head[12] = {0};
 	gzFile gzf = gzopen(path, "rb");
 	int nread = gzf ? gzread(gzf, head, sizeof(head)) : -1;
@@ -397,27 +415,28 @@ static void test_nifti2_2d_4d(tu_rng *r)
 	write_nifti2_by_hand(tpath(path, "hand_nifti2.nii"));
 	CHECK_OK(ffdp_image_read(path, 0, &back, &info, &err), &err, "read a hand-made NIfTI-2 file");
 	CHECK(back.data && info.nifti_version == 2 && back.data[3] == (float)raw_value(DT_INT16, 3) &&
-		      fabs(back.grid.origin[0] + 10) < 1e-9 && fabs(back.grid.spacing[0] - 0.9) < 1e-6 &&
-		      !strcmp(info.orientation, "LAS"),
-	      "NIfTI-2 file: version %d, origin x %g (LPS), spacing %g, %s", info.nifti_version, back.grid.origin[0],
-	      back.grid.spacing[0], info.orientation);
+		  fabs(back.grid.origin[0] + 10) < 1e-9 && fabs(back.grid.spacing[0] - 0.9) < 1e-6 &&
+		  !strcmp(info.orientation, "LAS"),
+	      "NIfTI-2 file: version %d, origin x %g (LPS), spacing %g, %s", info.nifti_version,
+	      back.grid.origin[0], back.grid.spacing[0], info.orientation);
 	ffdp_volume_free(&back);
 
 	/* 2-D: nz = 1, dim[0] = 2 on disk. */
 	g = tu_random_grid(r, 23, 17, 1);
 	ffdp_volume_alloc(&v, &g, &err);
 	tu_fill_uniform(r, v.data, ffdp_grid_voxels(&g), 0, 5);
-	CHECK_OK(ffdp_image_write(tpath(path, "flat.nii"), &v, FFDP_WRITE_FLOAT32, &err), &err, "write 2-D image");
+	CHECK_OK(ffdp_image_write(tpath(path, "flat.nii"), &v, FFDP_WRITE_FLOAT32, &err), &err,
+		 "write 2-D image");
 	nim = nifti_image_read(path, 0);
-	CHECK(nim && nim->dim[0] == 2 && nim->nx == 23 && nim->ny == 17, "2-D image stored with dim[0] = %lld",
-	      nim ? (long long)nim->dim[0] : -1LL);
+	CHECK(nim && nim->dim[0] == 2 && nim->nx == 23 && nim->ny == 17,
+	      "2-D image stored with dim[0] = %lld", nim ? (long long)nim->dim[0] : -1LL);
 	nifti_image_free(nim);
 	CHECK_OK(ffdp_image_read(path, 0, &back, &info, &err), &err, "read 2-D image");
 	double dorig, ddir, dsp;
 	if (back.data)
 		max_geom_diff(&back.grid, &g, &dorig, &ddir, &dsp);
-	CHECK(back.data && back.grid.n[2] == 1 && memcmp(back.data, v.data, 23 * 17 * 4) == 0 && dorig <= 1e-6 &&
-		      ddir <= 1e-6,
+	CHECK(back.data && back.grid.n[2] == 1 && memcmp(back.data, v.data, 23 * 17 * 4) == 0 &&
+		  dorig <= 1e-6 && ddir <= 1e-6,
 	      "2-D round trip: nz = 1, data exact, geometry within 1e-6");
 	ffdp_volume_free(&back);
 	ffdp_status s = ffdp_image_read(path, FFDP_READ_REQUIRE_3D, &back, NULL, &err);
@@ -428,14 +447,16 @@ static void test_nifti2_2d_4d(tu_rng *r)
 	/* 4-D: t = 1 is a 3-D image, t = 3 is refused where 3-D is required. */
 	raw_spec sp4 = {{4, 5, 4, 3, 1, 1, 1, 1}, DT_FLOAT32, 0, 0, 0, 0, NULL, NULL, {1, 1, 1}};
 	write_raw(tpath(path, "t1.nii.gz"), &sp4);
-	CHECK_OK(ffdp_image_read(path, FFDP_READ_REQUIRE_3D, &back, &info, &err), &err, "4-D file with t = 1 accepted");
-	CHECK(back.data && back.grid.n[2] == 3 && info.ndim == 4, "t = 1: read as 5 x 4 x 3 (dim[0] = %d)", info.ndim);
+	CHECK_OK(ffdp_image_read(path, FFDP_READ_REQUIRE_3D, &back, &info, &err), &err,
+		 "4-D file with t = 1 accepted");
+	CHECK(back.data && back.grid.n[2] == 3 && info.ndim == 4, "t = 1: read as 5 x 4 x 3 (dim[0] = %d)",
+	      info.ndim);
 	ffdp_volume_free(&back);
 	sp4.dims[4] = 3;
 	write_raw(tpath(path, "t3.nii.gz"), &sp4);
 	s = ffdp_image_read(path, 0, &back, NULL, &err);
-	CHECK(s == FFDP_ERR_DATA && strstr(err.msg, "t3.nii.gz: 4-D image (t = 3) where a 3-D image is required") &&
-		      !back.data,
+	CHECK(s == FFDP_ERR_DATA &&
+		  strstr(err.msg, "t3.nii.gz: 4-D image (t = 3) where a 3-D image is required") && !back.data,
 	      "t = 3 refused: %s", err.msg);
 	ffdp_grid hg;
 	CHECK_OK(ffdp_image_read_header(path, &hg, &info, &err), &err, "header of the 4-D file still reads");
@@ -479,8 +500,8 @@ static void check_choice(const char *name, const raw_spec *sp, const char *want_
 	double dorig, ddir, dsp;
 	max_geom_diff(&g, &e, &dorig, &ddir, &dsp);
 	CHECK(!strcmp(info.geometry_from, want_from) && dorig < 1e-5 && ddir < 1e-5 && dsp < 1e-5,
-	      "%s (qform_code %d, sform_code %d): uses the %s (%s), geometry within %.1e", name, sp->qcode, sp->scode,
-	      want_from, info.geometry_from, fmax(dorig, fmax(ddir, dsp)));
+	      "%s (qform_code %d, sform_code %d): uses the %s (%s), geometry within %.1e", name, sp->qcode,
+	      sp->scode, want_from, info.geometry_from, fmax(dorig, fmax(ddir, dsp)));
 }
 
 static void test_qform_sform(tu_rng *r)
@@ -521,7 +542,8 @@ static void test_qform_sform(tu_rng *r)
 	ffdp_grid g;
 	ffdp_image_info info;
 	write_raw(tpath(path, "slight_shear.nii"), &sp);
-	CHECK_OK(ffdp_image_read_header(path, &g, &info, &err), &err, "slightly sheared sform, no qform: reads");
+	CHECK_OK(ffdp_image_read_header(path, &g, &info, &err), &err,
+		 "slightly sheared sform, no qform: reads");
 	double orth = 0, dd = 0;
 	for (int i = 0; i < 3; i++)
 		for (int j = 0; j < 3; j++) {
@@ -532,8 +554,10 @@ static void test_qform_sform(tu_rng *r)
 		}
 	for (int i = 0; i < 9; i++)
 		dd = fmax(dd, fabs(g.dir[i] - gs.dir[i]));
-	CHECK(orth < 1e-12 && dd < 1e-3 && ffdp_grid_check(&g, &err) == FFDP_OK,
-	      "slight shear: direction orthonormalised (|D^T D - I| = %.1e), within %.1e of the unsheared one", orth, dd);
+	CHECK(
+	    orth < 1e-12 && dd < 1e-3 && ffdp_grid_check(&g, &err) == FFDP_OK,
+	    "slight shear: direction orthonormalised (|D^T D - I| = %.1e), within %.1e of the unsheared one",
+	    orth, dd);
 
 	memcpy(sheared, S, sizeof(sheared));
 	sheared[1] += 0.1 * S[0], sheared[5] += 0.1 * S[4], sheared[9] += 0.1 * S[8];
@@ -587,10 +611,13 @@ static void test_flat_sform(void)
 	write_raw(tpath(path, "flat_sform.nii"), &sp);
 	ffdp_grid g;
 	ffdp_image_info info;
-	CHECK_OK(ffdp_image_read_header(path, &g, &info, &err), &err, "2-D file with a zero third sform column reads");
-	/* LPS columns: x -> (0, -0.7, 0) = A (0.7 mm), y -> (0.5, 0, 0) = L (0.5 mm), z = x cross y = (0, 0, 1) = S. */
-	CHECK(!strcmp(info.orientation, "ALS") && fabs(g.spacing[0] - 0.7) < 1e-6 && fabs(g.spacing[1] - 0.5) < 1e-6 &&
-		      g.spacing[2] == 2.5 && fabs(g.dir[8] - 1) < 1e-12 && g.origin[0] == -3 && g.origin[2] == 5,
+	CHECK_OK(ffdp_image_read_header(path, &g, &info, &err), &err,
+		 "2-D file with a zero third sform column reads");
+	/* LPS columns: x -> (0, -0.7, 0) = A (0.7 mm), y -> (0.5, 0, 0) = L (0.5 mm), z = x cross y = (0, 0,
+	 * 1) = S. */
+	CHECK(!strcmp(info.orientation, "ALS") && fabs(g.spacing[0] - 0.7) < 1e-6 &&
+		  fabs(g.spacing[1] - 0.5) < 1e-6 && g.spacing[2] == 2.5 && fabs(g.dir[8] - 1) < 1e-12 &&
+		  g.origin[0] == -3 && g.origin[2] == 5,
 	      "zero third column rebuilt: orientation %s, spacing %g %g %g (pixdim for z)", info.orientation,
 	      g.spacing[0], g.spacing[1], g.spacing[2]);
 }
@@ -606,7 +633,8 @@ static void test_nonfinite(tu_rng *r)
 	ffdp_volume_alloc(&v, &g, &err);
 	tu_fill_uniform(r, v.data, ffdp_grid_voxels(&g), 2, 3);
 	v.data[3] = NAN, v.data[50] = NAN, v.data[100] = INFINITY, v.data[200] = -INFINITY;
-	CHECK_OK(ffdp_image_write(tpath(path, "nan.nii.gz"), &v, FFDP_WRITE_FLOAT32, &err), &err, "write with NaN/Inf");
+	CHECK_OK(ffdp_image_write(tpath(path, "nan.nii.gz"), &v, FFDP_WRITE_FLOAT32, &err), &err,
+		 "write with NaN/Inf");
 	ffdp_status s = ffdp_image_read(path, 0, &back, NULL, &err);
 	CHECK(s == FFDP_ERR_DATA && strstr(err.msg, "nan.nii.gz: 4 voxels are NaN or infinite") && !back.data,
 	      "NaN/Inf voxels refused: %s", err.msg);
@@ -614,8 +642,8 @@ static void test_nonfinite(tu_rng *r)
 	CHECK_OK(ffdp_image_read(path, FFDP_READ_ALLOW_NONFINITE, &back, &info, &err), &err,
 		 "accepted with FFDP_READ_ALLOW_NONFINITE");
 	CHECK(back.data && isnan(back.data[3]) && isnan(back.data[50]) && back.data[100] == INFINITY &&
-		      back.data[200] == -INFINITY && back.data[4] == v.data[4] && info.intensity_min >= 2 &&
-		      info.intensity_max <= 3,
+		  back.data[200] == -INFINITY && back.data[4] == v.data[4] && info.intensity_min >= 2 &&
+		  info.intensity_max <= 3,
 	      "NaN/Inf kept as they are (nifti_clib would zero them); range %g .. %g of the finite voxels",
 	      info.intensity_min, info.intensity_max);
 	ffdp_volume_free(&back);
@@ -637,21 +665,24 @@ static void test_bad_input(tu_rng *r)
 	ffdp_status s;
 
 	s = ffdp_image_read(tpath(path, "missing.nii"), 0, &back, NULL, &err);
-	CHECK(s == FFDP_ERR_IO && strstr(err.msg, path) && strstr(err.msg, "no such file"), "missing: %s", err.msg);
+	CHECK(s == FFDP_ERR_IO && strstr(err.msg, path) && strstr(err.msg, "no such file"), "missing: %s",
+	      err.msg);
 	FILE *f = fopen(tpath(path, "empty.nii"), "wb");
 	fclose(f);
 	s = ffdp_image_read(path, 0, &back, NULL, &err);
-	CHECK(s == FFDP_ERR_FORMAT && strstr(err.msg, path) && strstr(err.msg, "empty"), "zero bytes: %s", err.msg);
+	CHECK(s == FFDP_ERR_FORMAT && strstr(err.msg, path) && strstr(err.msg, "empty"), "zero bytes: %s",
+	      err.msg);
 	f = fopen(tpath(path, "text.nii"), "w");
 	for (int i = 0; i < 40; i++)
 		fprintf(f, "this is a text file, not an image %d\n", i);
 	fclose(f);
 	s = ffdp_image_read(path, 0, &back, NULL, &err);
-	CHECK(s == FFDP_ERR_FORMAT && strstr(err.msg, path) && strstr(err.msg, "not a NIfTI file"), "text file: %s",
-	      err.msg);
+	CHECK(s == FFDP_ERR_FORMAT && strstr(err.msg, path) && strstr(err.msg, "not a NIfTI file"),
+	      "text file: %s", err.msg);
 
 	/* Truncated files: the header is fine, the data are short. */
-	CHECK_OK(ffdp_image_write(tpath(path, "whole.nii"), &v, FFDP_WRITE_FLOAT32, &err), &err, "write 40^3 .nii");
+	CHECK_OK(ffdp_image_write(tpath(path, "whole.nii"), &v, FFDP_WRITE_FLOAT32, &err), &err,
+		 "write 40^3 .nii");
 	CHECK_OK(ffdp_image_write(tpath(path2, "whole.nii.gz"), &v, FFDP_WRITE_FLOAT32, &err), &err,
 		 "write 40^3 .nii.gz");
 	for (int gz = 0; gz < 2; gz++) {
@@ -659,18 +690,22 @@ static void test_bad_input(tu_rng *r)
 		tpath(cut, gz ? "cut.nii.gz" : "cut.nii");
 		struct stat st;
 		stat(gz ? path2 : path, &st);
-		snprintf(cmd, sizeof(cmd), "head -c %lld '%s' > '%s'", (long long)st.st_size / 2, gz ? path2 : path, cut);
+		snprintf(cmd, sizeof(cmd), "head -c %lld '%s' > '%s'", (long long)st.st_size / 2,
+			 gz ? path2 : path, cut);
 		CHECK(system(cmd) == 0, "made %s (half of the file)", cut);
 		s = ffdp_image_read(cut, 0, &back, NULL, &err);
-		CHECK(s == FFDP_ERR_FORMAT && strstr(err.msg, cut) && strstr(err.msg, "truncated") && !back.data,
+		CHECK(s == FFDP_ERR_FORMAT && strstr(err.msg, cut) && strstr(err.msg, "truncated") &&
+			  !back.data,
 		      "truncated %s refused: %s", gz ? ".nii.gz" : ".nii", err.msg);
 	}
 
 	/* Failed writes leave nothing behind and never touch an existing target. */
 	s = ffdp_image_write("/proc/ffdp-no-such-dir/x.nii", &v, FFDP_WRITE_FLOAT32, &err);
-	CHECK(s == FFDP_ERR_IO && strstr(err.msg, "/proc/ffdp-no-such-dir"), "missing directory: %s", err.msg);
+	CHECK(s == FFDP_ERR_IO && strstr(err.msg, "/proc/ffdp-no-such-dir"), "missing directory: %s",
+	      err.msg);
 	s = ffdp_image_write("/proc/ffdp-test.nii.gz", &v, FFDP_WRITE_FLOAT32, &err);
-	CHECK(s == FFDP_ERR_IO && strstr(err.msg, "/proc/ffdp-test.nii.gz"), "unwritable directory: %s", err.msg);
+	CHECK(s == FFDP_ERR_IO && strstr(err.msg, "/proc/ffdp-test.nii.gz"), "unwritable directory: %s",
+	      err.msg);
 	mkdir(tpath(path, "adir.nii"), 0777);
 	s = ffdp_image_write(path, &v, FFDP_WRITE_FLOAT32, &err);
 	CHECK(s == FFDP_ERR_IO && strstr(err.msg, "adir.nii") && strstr(err.msg, "directory"),
@@ -680,7 +715,8 @@ static void test_bad_input(tu_rng *r)
 	CHECK(ffdp_check_writable(tpath(path, "ok.nii.gz"), &err) == FFDP_OK && access(path, F_OK) != 0,
 	      "check_writable: the test directory is writable (and no file is left)");
 	s = ffdp_check_writable("/proc/ffdp-no-such-dir/x.nii", &err);
-	CHECK(s == FFDP_ERR_IO && strstr(err.msg, "/proc/ffdp-no-such-dir"), "check_writable refuses: %s", err.msg);
+	CHECK(s == FFDP_ERR_IO && strstr(err.msg, "/proc/ffdp-no-such-dir"), "check_writable refuses: %s",
+	      err.msg);
 
 	/* An existing output survives a failed overwrite unchanged. */
 	tpath(path, "keep.nii");

@@ -8,65 +8,65 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "alloc_count.h"
 #include "check.h"
 #include "ffdp/ffdp.h"
 #include "testutil.h"
 
 static const char *script =
-	"import sys, numpy as np, nibabel as nib\n"
-	"d = sys.argv[1]\n"
-	"ok = True\n"
-	"def check(cond, what):\n"
-	"    global ok\n"
-	"    print(('ok   ' if cond else 'FAIL ') + 'nibabel: ' + what)\n"
-	"    ok = ok and bool(cond)\n"
-	"exp = {}\n"
-	"for line in open(d + '/expected.txt'):\n"
-	"    w = line.split()\n"
-	"    exp[w[0]] = ([int(v) for v in w[1:4]], np.array([float(v) for v in w[4:16]]).reshape(3, 4))\n"
-	"def raw(name, n, shape):\n"
-	"    a = np.fromfile(d + '/' + name, dtype='<f4')\n"
-	"    return a.reshape(shape[::-1]).transpose()  # file is x fastest\n"
-	"for key, fname, kind in [('img', 'oblique.nii.gz', 'f32'), ('i16', 'scaled.nii', 'i16'),\n"
-	"                         ('warp', 'warp.nii.gz', 'field')]:\n"
-	"    n, A = exp[key]\n"
-	"    im = nib.load(d + '/' + fname)\n"
-	"    h = im.header\n"
-	"    shape = tuple(n) + ((1, 3) if kind == 'field' else ())\n"
-	"    check(im.shape == shape, '%s shape %s == %s' % (fname, im.shape, shape))\n"
-	"    err = np.abs(im.affine[:3] - A).max()\n"
-	"    check(err < 1e-5, '%s affine (sform) = expected RAS affine, max diff %.2g' % (fname, err))\n"
-	"    qerr = np.abs(h.get_qform()[:3] - A).max()\n"
-	"    check(qerr < 1e-4 and int(h['qform_code']) == 1 and int(h['sform_code']) == 1,\n"
-	"          '%s qform = affine within %.2g, codes 1/1' % (fname, qerr))\n"
-	"    check(h.get_xyzt_units()[0] == 'mm', '%s spatial units %s' % (fname, h.get_xyzt_units()[0]))\n"
-	"    if kind == 'f32':\n"
-	"        data = np.asarray(im.dataobj)\n"
-	"        want = raw('oblique.raw', n, tuple(n))\n"
-	"        check(data.dtype == np.float32 and np.array_equal(data, want), '%s float32 voxels bit-equal' % fname)\n"
-	"    elif kind == 'i16':\n"
-	"        slope = float(im.dataobj.slope)\n"
-	"        want = raw('scaled.raw', n, tuple(n))\n"
-	"        e = np.abs(im.get_fdata() - want).max()\n"
-	"        check(h.get_data_dtype() == np.int16 and e <= slope / 2 * 1.000001 + 1e-4,\n"
-	"              '%s int16 scaled: max error %.3g <= slope/2 = %.3g' % (fname, e, slope / 2))\n"
-	"    else:\n"
-	"        check(h.get_intent()[0] == 'vector', '%s intent %s' % (fname, h.get_intent()[0]))\n"
-	"        data = np.asarray(im.dataobj)\n"
-	"        same = data.dtype == np.float32\n"
-	"        for c in range(3):\n"
-	"            same = same and np.array_equal(data[:, :, :, 0, c], raw('warp%d.raw' % c, n, tuple(n)))\n"
-	"        check(same, '%s components [..., 0, c] bit-equal to the planes (LPS, unflipped)' % fname)\n"
-	"sys.exit(0 if ok else 1)\n";
+    "import sys, numpy as np, nibabel as nib\n"
+    "d = sys.argv[1]\n"
+    "ok = True\n"
+    "def check(cond, what):\n"
+    "    global ok\n"
+    "    print(('ok   ' if cond else 'FAIL ') + 'nibabel: ' + what)\n"
+    "    ok = ok and bool(cond)\n"
+    "exp = {}\n"
+    "for line in open(d + '/expected.txt'):\n"
+    "    w = line.split()\n"
+    "    exp[w[0]] = ([int(v) for v in w[1:4]], np.array([float(v) for v in w[4:16]]).reshape(3, 4))\n"
+    "def raw(name, n, shape):\n"
+    "    a = np.fromfile(d + '/' + name, dtype='<f4')\n"
+    "    return a.reshape(shape[::-1]).transpose()  # file is x fastest\n"
+    "for key, fname, kind in [('img', 'oblique.nii.gz', 'f32'), ('i16', 'scaled.nii', 'i16'),\n"
+    "                         ('warp', 'warp.nii.gz', 'field')]:\n"
+    "    n, A = exp[key]\n"
+    "    im = nib.load(d + '/' + fname)\n"
+    "    h = im.header\n"
+    "    shape = tuple(n) + ((1, 3) if kind == 'field' else ())\n"
+    "    check(im.shape == shape, '%s shape %s == %s' % (fname, im.shape, shape))\n"
+    "    err = np.abs(im.affine[:3] - A).max()\n"
+    "    check(err < 1e-5, '%s affine (sform) = expected RAS affine, max diff %.2g' % (fname, err))\n"
+    "    qerr = np.abs(h.get_qform()[:3] - A).max()\n"
+    "    check(qerr < 1e-4 and int(h['qform_code']) == 1 and int(h['sform_code']) == 1,\n"
+    "          '%s qform = affine within %.2g, codes 1/1' % (fname, qerr))\n"
+    "    check(h.get_xyzt_units()[0] == 'mm', '%s spatial units %s' % (fname, h.get_xyzt_units()[0]))\n"
+    "    if kind == 'f32':\n"
+    "        data = np.asarray(im.dataobj)\n"
+    "        want = raw('oblique.raw', n, tuple(n))\n"
+    "        check(data.dtype == np.float32 and np.array_equal(data, want), '%s float32 voxels bit-equal' % "
+    "fname)\n"
+    "    elif kind == 'i16':\n"
+    "        slope = float(im.dataobj.slope)\n"
+    "        want = raw('scaled.raw', n, tuple(n))\n"
+    "        e = np.abs(im.get_fdata() - want).max()\n"
+    "        check(h.get_data_dtype() == np.int16 and e <= slope / 2 * 1.000001 + 1e-4,\n"
+    "              '%s int16 scaled: max error %.3g <= slope/2 = %.3g' % (fname, e, slope / 2))\n"
+    "    else:\n"
+    "        check(h.get_intent()[0] == 'vector', '%s intent %s' % (fname, h.get_intent()[0]))\n"
+    "        data = np.asarray(im.dataobj)\n"
+    "        same = data.dtype == np.float32\n"
+    "        for c in range(3):\n"
+    "            same = same and np.array_equal(data[:, :, :, 0, c], raw('warp%d.raw' % c, n, tuple(n)))\n"
+    "        check(same, '%s components [..., 0, c] bit-equal to the planes (LPS, unflipped)' % fname)\n"
+    "sys.exit(0 if ok else 1)\n";
 
 static void dump_raw(const char *dir, const char *name, const float *x, int64_t n)
 {
 	char path[1200];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	FILE *f = fopen(path, "wb");
-	CHECK(f && fwrite(x, sizeof(float), (size_t)n, f) == (size_t)n && fclose(f) == 0, "dumped %s (%lld floats)",
-	      name, (long long)n);
+	CHECK(f && fwrite(x, sizeof(float), (size_t)n, f) == (size_t)n && fclose(f) == 0,
+	      "dumped %s (%lld floats)", name, (long long)n);
 }
 
 /* key nx ny nz, then the 3x4 RAS affine row by row. */
@@ -131,11 +131,8 @@ int main(void)
 	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 '%s' '%s'", path, dir);
 	fflush(stdout);
 	int rc = system(cmd);
-	CHECK(rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "nibabel agrees with every file (python exit %d)",
+	CHECK(rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0,
+	      "nibabel agrees with every file (python exit %d)",
 	      rc != -1 && WIFEXITED(rc) ? WEXITSTATUS(rc) : -1);
-	/* Referencing alloc_count pulls its object (the --wrap'ed malloc/free that
-	 * the library calls) out of the static test library: this file makes no
-	 * heap calls of its own that would. */
-	printf("library heap live at exit: %zu bytes\n", alloc_count_live());
 	return check_done();
 }

@@ -103,8 +103,8 @@ ffdp_status ffdp_atomic_begin(ffdp_atomic_file *a, const char *target, ffdp_erro
 			return FFDP_OK;
 		}
 		if (errno != EEXIST)
-			return ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: cannot create a file in %s: %s", target,
-					 dir, strerror(errno));
+			return ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: cannot create a file in %s: %s",
+					 target, dir, strerror(errno));
 	}
 	return ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: no free temporary name in %s", target, dir);
 }
@@ -127,8 +127,8 @@ ffdp_status ffdp_atomic_commit(ffdp_atomic_file *a, ffdp_error *err)
 	if (rename(a->tmp, a->target) != 0) {
 		int e = errno;
 		ffdp_atomic_abort(a);
-		return ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: rename from temporary failed: %s", a->target,
-				 strerror(e));
+		return ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: rename from temporary failed: %s",
+				 a->target, strerror(e));
 	}
 	a->active = 0;
 	return FFDP_OK;

@@ -13,17 +13,19 @@ ffdp_status ffdp_field_write(const char *path, const ffdp_field *u, ffdp_error *
 	if (!path || !*path)
 		return ffdp_fail(err, FFDP_ERR_ARG, "output field path is empty");
 	if (!ffdp_nifti_write_name_ok(path))
-		return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: unknown extension (want .nii or .nii.gz)", path);
+		return ffdp_fail(err, FFDP_ERR_ARG,
+				 "cannot write %s: unknown extension (want .nii or .nii.gz)", path);
 	ffdp_error ge = {0};
 	if (!u || ffdp_grid_check(&u->grid, &ge))
 		return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: %s", path, u ? ge.msg : "no field");
 	const ffdp_grid *g = &u->grid;
 	if (u->ncomp != ffdp_grid_dim(g))
-		return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: %d components on a %d-D grid", path, u->ncomp,
-				 ffdp_grid_dim(g));
+		return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: %d components on a %d-D grid", path,
+				 u->ncomp, ffdp_grid_dim(g));
 	for (int c = 0; c < u->ncomp; c++)
 		if (!u->c[c])
-			return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: component %d has no data", path, c);
+			return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: component %d has no data", path,
+					 c);
 	int64_t dims[8] = {5, g->n[0], g->n[1], g->n[2], 1, u->ncomp, 1, 1};
 	nifti_image *nim = nifti_make_new_nim(dims, DT_FLOAT32, 0);
 	if (!nim)
@@ -33,32 +35,37 @@ ffdp_status ffdp_field_write(const char *path, const ffdp_field *u, ffdp_error *
 	nim->scl_slope = 1.0, nim->scl_inter = 0.0;
 	snprintf(nim->descrip, sizeof(nim->descrip), "ffdp displacement (LPS mm)");
 	/* The component planes are written one after another, straight from the field. */
-	ffdp_nifti_payload pl = {.planes = {u->c[0], u->c[1], u->c[2]}, .nplanes = u->ncomp,
-				 .plane_values = ffdp_grid_voxels(g), .datatype = DT_FLOAT32, .slope = 1.0f};
+	ffdp_nifti_payload pl = {.planes = {u->c[0], u->c[1], u->c[2]},
+				 .nplanes = u->ncomp,
+				 .plane_values = ffdp_grid_voxels(g),
+				 .datatype = DT_FLOAT32,
+				 .slope = 1.0f};
 	ffdp_status s = ffdp_nifti_write_verified(nim, &pl, path, err);
 	nifti_image_free(nim);
 	return s;
 }
 
-static ffdp_status check_field_dims(const nifti_image *nim, const ffdp_grid *g, const char *path, ffdp_error *err)
+static ffdp_status check_field_dims(const nifti_image *nim, const ffdp_grid *g, const char *path,
+				    ffdp_error *err)
 {
 	int want = ffdp_grid_dim(g);
 	int64_t d[8];
 	for (int i = 0; i < 8; i++)
 		d[i] = i == 0 ? nim->dim[0] : ffdp_nifti_dim(nim, i);
 	if (d[0] != 5 || d[4] != 1 || d[6] != 1 || d[7] != 1 || (d[5] != 2 && d[5] != 3))
-		return ffdp_fail(err, FFDP_ERR_DATA,
-				 "%s: not a displacement field: dim = [%lld, %lld, %lld, %lld, %lld, %lld], want "
-				 "[5, nx, ny, nz, 1, 3] (ANTs/ITK layout)",
-				 path, (long long)d[0], (long long)d[1], (long long)d[2], (long long)d[3],
-				 (long long)d[4], (long long)d[5]);
+		return ffdp_fail(
+		    err, FFDP_ERR_DATA,
+		    "%s: not a displacement field: dim = [%lld, %lld, %lld, %lld, %lld, %lld], want "
+		    "[5, nx, ny, nz, 1, 3] (ANTs/ITK layout)",
+		    path, (long long)d[0], (long long)d[1], (long long)d[2], (long long)d[3], (long long)d[4],
+		    (long long)d[5]);
 	if (d[5] != want)
-		return ffdp_fail(err, FFDP_ERR_DATA, "%s: %lld-component field on a %d-D grid (%lld x %lld x %lld)", path,
-				 (long long)d[5], want, (long long)g->n[0], (long long)g->n[1],
-				 (long long)g->n[2]);
+		return ffdp_fail(
+		    err, FFDP_ERR_DATA, "%s: %lld-component field on a %d-D grid (%lld x %lld x %lld)", path,
+		    (long long)d[5], want, (long long)g->n[0], (long long)g->n[1], (long long)g->n[2]);
 	if (nim->datatype != DT_FLOAT32 && nim->datatype != DT_FLOAT64)
-		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: field stored as %s (want float32 or float64)", path,
-				 ffdp_nifti_type_name(nim->datatype));
+		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: field stored as %s (want float32 or float64)",
+				 path, ffdp_nifti_type_name(nim->datatype));
 	return FFDP_OK;
 }
 

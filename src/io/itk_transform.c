@@ -20,10 +20,10 @@
 
 typedef struct itk_text {
 	char type[128];
-	int dim;          /* 2 or 3, from the type name */
-	double p[12];     /* Parameters */
+	int dim;      /* 2 or 3, from the type name */
+	double p[12]; /* Parameters */
 	int np;
-	double c[3];      /* FixedParameters */
+	double c[3]; /* FixedParameters */
 	int nc;
 	int have_type, have_params, ntransforms;
 } itk_text;
@@ -74,7 +74,8 @@ static int parse_numbers(const char *s, double *out, int max, const char *path, 
 		errno = 0;
 		double v = strtod(s, &end);
 		if (end == s || !isfinite(v) || (*end && !isspace((unsigned char)*end))) {
-			ffdp_fail(err, FFDP_ERR_FORMAT, "%s: line %ld: '%.40s' is not a finite number", path, line, s);
+			ffdp_fail(err, FFDP_ERR_FORMAT, "%s: line %ld: '%.40s' is not a finite number", path,
+				  line, s);
 			return -1;
 		}
 		if (n == max) {
@@ -93,8 +94,8 @@ static ffdp_status parse_line(char *line, long lineno, itk_text *t, const char *
 	if (!*s)
 		return FFDP_OK;
 	if (lineno == 1 && strcmp(s, MAGIC) != 0)
-		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: not an ITK text transform (first line is not \"%s\")", path,
-				 MAGIC);
+		return ffdp_fail(err, FFDP_ERR_FORMAT,
+				 "%s: not an ITK text transform (first line is not \"%s\")", path, MAGIC);
 	if (*s == '#')
 		return FFDP_OK;
 	char *colon = strchr(s, ':');
@@ -104,15 +105,20 @@ static ffdp_status parse_line(char *line, long lineno, itk_text *t, const char *
 	char *key = trim(s), *val = trim(colon + 1);
 	if (!strcmp(key, "Transform")) {
 		if (++t->ntransforms > 1)
-			return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: holds more than one transform; ffdp reads a single "
-					 "affine (split the file)", path);
+			return ffdp_fail(err, FFDP_ERR_FORMAT,
+					 "%s: holds more than one transform; ffdp reads a single "
+					 "affine (split the file)",
+					 path);
 		snprintf(t->type, sizeof(t->type), "%s", val);
 		t->dim = type_dim(val);
 		t->have_type = 1;
 		if (!t->dim)
-			return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: transform type '%s' is not supported (want "
-					 "AffineTransform_double_3_3 or _float_, MatrixOffsetTransformBase_*_3_3, or the 2_2 "
-					 "variants)", path, val);
+			return ffdp_fail(err, FFDP_ERR_FORMAT,
+					 "%s: transform type '%s' is not supported (want "
+					 "AffineTransform_double_3_3 or _float_, "
+					 "MatrixOffsetTransformBase_*_3_3, or the 2_2 "
+					 "variants)",
+					 path, val);
 		return FFDP_OK;
 	}
 	if (!strcmp(key, "Parameters")) {
@@ -131,13 +137,15 @@ static ffdp_status to_matrix(const itk_text *t, const char *path, ffdp_mat4 *T, 
 {
 	int d = t->dim;
 	if (!t->have_type || !t->have_params)
-		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: no %s line", path, t->have_type ? "Parameters" : "Transform");
+		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: no %s line", path,
+				 t->have_type ? "Parameters" : "Transform");
 	if (t->np != d * d + d)
-		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: %s needs %d parameters, the file has %d", path, t->type,
-				 d * d + d, t->np);
+		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: %s needs %d parameters, the file has %d", path,
+				 t->type, d * d + d, t->np);
 	if (t->nc != 0 && t->nc != d)
-		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: %s needs %d fixed parameters (the centre), the file has %d",
-				 path, t->type, d, t->nc);
+		return ffdp_fail(err, FFDP_ERR_FORMAT,
+				 "%s: %s needs %d fixed parameters (the centre), the file has %d", path,
+				 t->type, d, t->nc);
 	double A[9] = {1, 0, 0, 0, 1, 0, 0, 0, 1}, off[3] = {0, 0, 0};
 	for (int r = 0; r < d; r++)
 		for (int c = 0; c < d; c++)
@@ -158,8 +166,9 @@ ffdp_status ffdp_affine_read(const char *path, ffdp_mat4 *T, ffdp_error *err)
 		return ffdp_fail(err, FFDP_ERR_ARG, "transform path is empty");
 	FILE *f = fopen(path, "r");
 	if (!f)
-		return errno == ENOENT ? ffdp_fail(err, FFDP_ERR_IO, "%s: no such file", path)
-				       : ffdp_fail(err, FFDP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+		return errno == ENOENT
+			   ? ffdp_fail(err, FFDP_ERR_IO, "%s: no such file", path)
+			   : ffdp_fail(err, FFDP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
 	itk_text t;
 	memset(&t, 0, sizeof(t));
 	char *line = NULL;
@@ -183,9 +192,11 @@ static ffdp_status check_affine(const ffdp_mat4 *T, const char *path, ffdp_error
 {
 	for (int i = 0; i < 16; i++)
 		if (!isfinite(T->m[i]))
-			return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: the matrix is not finite", path);
+			return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: the matrix is not finite",
+					 path);
 	if (T->m[12] != 0.0 || T->m[13] != 0.0 || T->m[14] != 0.0 || T->m[15] != 1.0)
-		return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: last row is not 0 0 0 1 (not an affine)", path);
+		return ffdp_fail(err, FFDP_ERR_ARG,
+				 "cannot write %s: last row is not 0 0 0 1 (not an affine)", path);
 	return FFDP_OK;
 }
 
@@ -196,8 +207,10 @@ ffdp_status ffdp_affine_write(const char *path, const ffdp_mat4 *T, ffdp_error *
 	/* ITK picks its transform reader by extension: .txt/.tfm are text, .mat is MATLAB binary. */
 	const char *ext = ffdp_path_extension(path);
 	if (strcmp(ext, ".txt") && strcmp(ext, ".tfm"))
-		return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: an ITK text transform needs the extension .txt "
-				 "or .tfm", path);
+		return ffdp_fail(err, FFDP_ERR_ARG,
+				 "cannot write %s: an ITK text transform needs the extension .txt "
+				 "or .tfm",
+				 path);
 	ffdp_status s = check_affine(T, path, err);
 	if (s)
 		return s;

@@ -181,7 +181,8 @@ static int sform_qform_very_similar(const nifti_image *nim)
 		if (!(fabs(us[i] - uq[i]) <= 1e-4))
 			return 0;
 	for (int i = 0; i < 3; i++)
-		if (!(fabs(ns[i] - nq[i]) <= 1e-4) || !(fabs(nim->sto_xyz.m[i][3] - nim->qto_xyz.m[i][3]) <= 1e-4))
+		if (!(fabs(ns[i] - nq[i]) <= 1e-4) ||
+		    !(fabs(nim->sto_xyz.m[i][3] - nim->qto_xyz.m[i][3]) <= 1e-4))
 			return 0;
 	return 1;
 }
@@ -242,28 +243,30 @@ ffdp_status ffdp_nifti_grid(const nifti_image *nim, const char *path, ffdp_grid 
 	int shear_only = 0;
 	ffdp_xform_source s = ffdp_nifti_choose_xform(nim, &shear_only);
 	*g = ffdp_grid_make(nim->nx, nim->dim[0] >= 2 ? nim->ny : 1, nim->dim[0] >= 3 ? nim->nz : 1,
-			    pixdim_or_one(nim->pixdim[1]), pixdim_or_one(nim->pixdim[2]), pixdim_or_one(nim->pixdim[3]));
+			    pixdim_or_one(nim->pixdim[1]), pixdim_or_one(nim->pixdim[2]),
+			    pixdim_or_one(nim->pixdim[3]));
 	if (src)
 		*src = s;
 	if (s == FFDP_XFORM_NONE)
 		goto check;
-	ffdp_mat4 lps = ffdp_ras_lps_flip(ffdp_mat4_from_nifti(s == FFDP_XFORM_SFORM ? &nim->sto_xyz : &nim->qto_xyz));
+	ffdp_mat4 lps =
+	    ffdp_ras_lps_flip(ffdp_mat4_from_nifti(s == FFDP_XFORM_SFORM ? &nim->sto_xyz : &nim->qto_xyz));
 	double a[9], norm[3], u[9];
 	for (int r = 0; r < 3; r++)
 		for (int c = 0; c < 3; c++)
 			a[3 * r + c] = lps.m[4 * r + c];
 	normalise_columns(a, norm, u);
 	if (repair_columns(norm, u, nim))
-		return ffdp_fail(err, FFDP_ERR_DATA, "%s: the %s matrix is singular (no usable geometry)", path,
-				 ffdp_xform_source_name(s));
+		return ffdp_fail(err, FFDP_ERR_DATA, "%s: the %s matrix is singular (no usable geometry)",
+				 path, ffdp_xform_source_name(s));
 	if (shear_only && shear_error(u) > 1e-3)
 		return ffdp_fail(err, FFDP_ERR_DATA,
 				 "%s: the sform has shear (axes %.2g from orthogonal) and there is no qform; "
 				 "ITK refuses such files too: resample it first",
 				 path, shear_error(u));
 	if (ffdp_polar3(u, g->dir))
-		return ffdp_fail(err, FFDP_ERR_DATA, "%s: the %s matrix is singular (no usable geometry)", path,
-				 ffdp_xform_source_name(s));
+		return ffdp_fail(err, FFDP_ERR_DATA, "%s: the %s matrix is singular (no usable geometry)",
+				 path, ffdp_xform_source_name(s));
 	/* "+ 0.0" turns the -0 of flipped zeros into 0, for tidy printing. */
 	for (int i = 0; i < 3; i++) {
 		g->spacing[i] = norm[i];
@@ -274,8 +277,8 @@ ffdp_status ffdp_nifti_grid(const nifti_image *nim, const char *path, ffdp_grid 
 check:;
 	ffdp_error e2 = {0};
 	if (ffdp_grid_check(g, &e2) != FFDP_OK)
-		return ffdp_fail(err, FFDP_ERR_DATA, "%s: unusable geometry (%s): %s", path, ffdp_xform_source_name(s),
-				 e2.msg);
+		return ffdp_fail(err, FFDP_ERR_DATA, "%s: unusable geometry (%s): %s", path,
+				 ffdp_xform_source_name(s), e2.msg);
 	return FFDP_OK;
 }
 
@@ -295,8 +298,9 @@ void ffdp_nifti_set_geometry(nifti_image *nim, const ffdp_grid *g)
 	nim->qform_code = NIFTI_XFORM_SCANNER_ANAT;
 	nifti_dmat44_to_quatern(m, &nim->quatern_b, &nim->quatern_c, &nim->quatern_d, &nim->qoffset_x,
 				&nim->qoffset_y, &nim->qoffset_z, &qdx, &qdy, &qdz, &nim->qfac);
-	nim->qto_xyz = nifti_quatern_to_dmat44(nim->quatern_b, nim->quatern_c, nim->quatern_d, nim->qoffset_x,
-					       nim->qoffset_y, nim->qoffset_z, nim->dx, nim->dy, nim->dz, nim->qfac);
+	nim->qto_xyz =
+	    nifti_quatern_to_dmat44(nim->quatern_b, nim->quatern_c, nim->quatern_d, nim->qoffset_x,
+				    nim->qoffset_y, nim->qoffset_z, nim->dx, nim->dy, nim->dz, nim->qfac);
 	nim->qto_ijk = nifti_dmat44_inverse(nim->qto_xyz);
 	nim->xyz_units = NIFTI_UNITS_MM;
 	nim->time_units = NIFTI_UNITS_SEC;

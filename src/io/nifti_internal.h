@@ -35,17 +35,17 @@ int ffdp_nifti_type_is_real(int datatype);
 /* Sequential reader of a file's voxel data, converting to float32. */
 typedef struct ffdp_nifti_stream {
 	gzFile gz;
-	const char *path;     /* for messages: the name the user gave */
+	const char *path; /* for messages: the name the user gave */
 	const nifti_image *nim;
-	double slope, inter;  /* applied when scale != 0 */
+	double slope, inter; /* applied when scale != 0 */
 	int scale;
-	int64_t pos;          /* values read so far */
-	unsigned char *buf;   /* raw chunk */
+	int64_t pos;        /* values read so far */
+	unsigned char *buf; /* raw chunk */
 } ffdp_nifti_stream;
 
 typedef struct ffdp_value_stats {
 	int64_t nonfinite;
-	double min, max;      /* over finite values; min > max when there are none */
+	double min, max; /* over finite values; min > max when there are none */
 } ffdp_value_stats;
 
 ffdp_status ffdp_nifti_stream_open(ffdp_nifti_stream *s, const char *path, const nifti_image *nim,

@@ -40,11 +40,17 @@ const char *ffdp_nifti_type_name(int dt)
 int ffdp_nifti_type_is_real(int dt)
 {
 	switch (dt) {
-	case DT_UINT8: case DT_INT8: case DT_UINT16: case DT_INT16: case DT_UINT32: case DT_INT32:
-	case DT_UINT64: case DT_INT64: case DT_FLOAT32: case DT_FLOAT64:
-		return 1;
-	default:
-		return 0;
+	case DT_UINT8:
+	case DT_INT8:
+	case DT_UINT16:
+	case DT_INT16:
+	case DT_UINT32:
+	case DT_INT32:
+	case DT_UINT64:
+	case DT_INT64:
+	case DT_FLOAT32:
+	case DT_FLOAT64: return 1;
+	default: return 0;
 	}
 }
 
@@ -69,8 +75,9 @@ static ffdp_status check_file(const char *path, ffdp_error *err)
 
 static int32_t get_i32(const unsigned char *p, int swap)
 {
-	uint32_t v = swap ? (uint32_t)p[3] | (uint32_t)p[2] << 8 | (uint32_t)p[1] << 16 | (uint32_t)p[0] << 24
-			  : (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+	uint32_t v = swap
+			 ? (uint32_t)p[3] | (uint32_t)p[2] << 8 | (uint32_t)p[1] << 16 | (uint32_t)p[0] << 24
+			 : (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 	return (int32_t)v;
 }
 
@@ -96,27 +103,34 @@ static ffdp_status sniff_header(const char *path, int *version, ffdp_error *err)
 		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: corrupt compressed data (%s)", path, zbuf);
 	if (n < 348)
 		return gzipped ? ffdp_fail(err, FFDP_ERR_FORMAT,
-					   "%s: truncated: the compressed file ends inside the header (%d of 348 bytes)",
+					   "%s: truncated: the compressed file ends inside the header (%d of "
+					   "348 bytes)",
 					   path, n)
 			       : ffdp_fail(err, FFDP_ERR_FORMAT,
-					   "%s: not a NIfTI file (%d bytes; a NIfTI header alone is 348)", path, n);
+					   "%s: not a NIfTI file (%d bytes; a NIfTI header alone is 348)",
+					   path, n);
 	int32_t sz = get_i32(h, 0), szs = get_i32(h, 1);
 	*version = sz == 540 || szs == 540 ? 2 : 1;
 	if (sz == 348 || szs == 348) {
 		if (memcmp(h + 344, "n+1", 4) && memcmp(h + 344, "ni1", 4) && !strstr(path, ".hdr"))
-			return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: not a NIfTI file (Analyze-style header without "
-					 "the NIfTI magic \"n+1\")", path);
+			return ffdp_fail(err, FFDP_ERR_FORMAT,
+					 "%s: not a NIfTI file (Analyze-style header without "
+					 "the NIfTI magic \"n+1\")",
+					 path);
 		return FFDP_OK;
 	}
 	if (sz == 540 || szs == 540) {
 		if (n < 540)
-			return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: truncated NIfTI-2 header (%d of 540 bytes)", path, n);
+			return ffdp_fail(err, FFDP_ERR_FORMAT,
+					 "%s: truncated NIfTI-2 header (%d of 540 bytes)", path, n);
 		if (memcmp(h + 4, "n+2", 4) && memcmp(h + 4, "ni2", 4))
-			return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: not a NIfTI file (bad NIfTI-2 magic)", path);
+			return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: not a NIfTI file (bad NIfTI-2 magic)",
+					 path);
 		return FFDP_OK;
 	}
-	return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: not a NIfTI file (header size field is %d, NIfTI wants 348 or 540)",
-			 path, (int)sz);
+	return ffdp_fail(err, FFDP_ERR_FORMAT,
+			 "%s: not a NIfTI file (header size field is %d, NIfTI wants 348 or 540)", path,
+			 (int)sz);
 }
 
 static int has_suffix(const char *s, const char *suffix)
@@ -143,7 +157,8 @@ ffdp_status ffdp_nifti_open(const char *path, nifti_image **nim, int *version, f
 	nifti_set_debug_level(0); /* quiet: our messages replace nifti_clib's */
 	*nim = nifti_image_read(path, 0);
 	if (!*nim)
-		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: invalid NIfTI header (nifti_clib rejects it)", path);
+		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: invalid NIfTI header (nifti_clib rejects it)",
+				 path);
 	int bad = (*nim)->dim[0] < 1 || (*nim)->dim[0] > 7 ? 0 : -1;
 	for (int i = 1; bad < 0 && i <= (*nim)->dim[0]; i++)
 		if ((*nim)->dim[i] < 1)
@@ -152,7 +167,8 @@ ffdp_status ffdp_nifti_open(const char *path, nifti_image **nim, int *version, f
 		long long d = (long long)(*nim)->dim[bad];
 		nifti_image_free(*nim);
 		*nim = NULL;
-		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: invalid NIfTI header (dim[%d] = %lld)", path, bad, d);
+		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: invalid NIfTI header (dim[%d] = %lld)", path, bad,
+				 d);
 	}
 	if (version)
 		*version = ver;
@@ -194,14 +210,17 @@ void ffdp_value_stats_init(ffdp_value_stats *st)
 	st->max = -INFINITY;
 }
 
-ffdp_status ffdp_nifti_stream_open(ffdp_nifti_stream *s, const char *path, const nifti_image *nim, ffdp_error *err)
+ffdp_status ffdp_nifti_stream_open(ffdp_nifti_stream *s, const char *path, const nifti_image *nim,
+				   ffdp_error *err)
 {
 	memset(s, 0, sizeof(*s));
 	s->path = path;
 	s->nim = nim;
 	if (!ffdp_nifti_type_is_real(nim->datatype))
-		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: datatype %s is not supported (want a real scalar type: "
-				 "uint8 .. int64, float32, float64)", path, ffdp_nifti_type_name(nim->datatype));
+		return ffdp_fail(err, FFDP_ERR_FORMAT,
+				 "%s: datatype %s is not supported (want a real scalar type: "
+				 "uint8 .. int64, float32, float64)",
+				 path, ffdp_nifti_type_name(nim->datatype));
 	/* nibabel's rule: scale when the slope is finite and non-zero; a NaN intercept counts as 0. */
 	if (nim->scl_slope != 0.0 && isfinite(nim->scl_slope)) {
 		s->scale = 1;
@@ -214,8 +233,9 @@ ffdp_status ffdp_nifti_stream_open(ffdp_nifti_stream *s, const char *path, const
 	if (stat(data, &st) != 0)
 		return ffdp_fail(err, FFDP_ERR_IO, "%s: data file %s: %s", path, data, strerror(errno));
 	if (!nifti_is_gzfile(data) && (int64_t)st.st_size < need)
-		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: truncated: the header promises %lld bytes, the file has %lld",
-				 path, (long long)need, (long long)st.st_size);
+		return ffdp_fail(err, FFDP_ERR_FORMAT,
+				 "%s: truncated: the header promises %lld bytes, the file has %lld", path,
+				 (long long)need, (long long)st.st_size);
 	s->buf = malloc(CHUNK_BYTES);
 	if (!s->buf)
 		return ffdp_fail(err, FFDP_ERR_NOMEM, "%s: out of memory for a read buffer", path);
@@ -227,7 +247,8 @@ ffdp_status ffdp_nifti_stream_open(ffdp_nifti_stream *s, const char *path, const
 	gzbuffer(s->gz, 1 << 20);
 	if (gzseek(s->gz, (z_off_t)nim->iname_offset, SEEK_SET) != (z_off_t)nim->iname_offset) {
 		ffdp_nifti_stream_close(s);
-		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: truncated: the file ends before its voxel data", path);
+		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: truncated: the file ends before its voxel data",
+				 path);
 	}
 	return FFDP_OK;
 }
@@ -242,6 +263,7 @@ void ffdp_nifti_stream_close(ffdp_nifti_stream *s)
 }
 
 /* Convert n raw values of type T to float, y = slope*x + inter when scaling. */
+/* clang-format off */
 #define CONVERT(T)                                                                          \
 	do {                                                                                \
 		const T *src = (const T *)raw;                                              \
@@ -260,8 +282,10 @@ void ffdp_nifti_stream_close(ffdp_nifti_stream *s)
 			}                                                                   \
 		}                                                                           \
 	} while (0)
+/* clang-format on */
 
-static void convert_chunk(const ffdp_nifti_stream *s, const void *raw, float *out, int64_t n, ffdp_value_stats *st)
+static void convert_chunk(const ffdp_nifti_stream *s, const void *raw, float *out, int64_t n,
+			  ffdp_value_stats *st)
 {
 	int64_t nonfinite = 0;
 	double lo = st->min, hi = st->max;
@@ -292,8 +316,8 @@ static ffdp_status short_read(ffdp_nifti_stream *s, int64_t got_values, ffdp_err
 	if (zerr == Z_ERRNO)
 		return ffdp_fail(err, FFDP_ERR_IO, "%s: read error: %s", s->path, strerror(errno));
 	return ffdp_fail(err, FFDP_ERR_FORMAT,
-			 "%s: truncated: the header promises %lld voxel values, the file holds only %lld", s->path,
-			 (long long)s->nim->nvox, (long long)got_values);
+			 "%s: truncated: the header promises %lld voxel values, the file holds only %lld",
+			 s->path, (long long)s->nim->nvox, (long long)got_values);
 }
 
 ffdp_status ffdp_nifti_stream_read(ffdp_nifti_stream *s, float *out, int64_t n, ffdp_value_stats *st,
@@ -361,12 +385,13 @@ static ffdp_status check_scalar_dims(const nifti_image *nim, const char *path, f
 		if (ffdp_nifti_dim(nim, i) <= 1)
 			continue;
 		bad = i;
-		len += snprintf(extra + len, sizeof(extra) - (size_t)len, "%s%s = %lld", len ? ", " : "", names[i - 4],
-				(long long)ffdp_nifti_dim(nim, i));
+		len += snprintf(extra + len, sizeof(extra) - (size_t)len, "%s%s = %lld", len ? ", " : "",
+				names[i - 4], (long long)ffdp_nifti_dim(nim, i));
 	}
 	if (!bad)
 		return FFDP_OK;
-	return ffdp_fail(err, FFDP_ERR_DATA, "%s: %d-D image (%s) where a 3-D image is required", path, bad, extra);
+	return ffdp_fail(err, FFDP_ERR_DATA, "%s: %d-D image (%s) where a 3-D image is required", path, bad,
+			 extra);
 }
 
 ffdp_status ffdp_image_read(const char *path, unsigned flags, ffdp_volume *out, ffdp_image_info *info,
@@ -382,8 +407,8 @@ ffdp_status ffdp_image_read(const char *path, unsigned flags, ffdp_volume *out, 
 		return s;
 	s = check_scalar_dims(nim, path, err);
 	if (s == FFDP_OK && (flags & FFDP_READ_REQUIRE_3D) && out->grid.n[2] == 1)
-		s = ffdp_fail(err, FFDP_ERR_DATA, "%s: 2-D image (%lld x %lld) where a 3-D image is required", path,
-			      (long long)out->grid.n[0], (long long)out->grid.n[1]);
+		s = ffdp_fail(err, FFDP_ERR_DATA, "%s: 2-D image (%lld x %lld) where a 3-D image is required",
+			      path, (long long)out->grid.n[0], (long long)out->grid.n[1]);
 	if (s == FFDP_OK)
 		s = ffdp_nifti_stream_open(&st, path, nim, err);
 	if (s == FFDP_OK)
@@ -394,7 +419,8 @@ ffdp_status ffdp_image_read(const char *path, unsigned flags, ffdp_volume *out, 
 	ffdp_nifti_stream_close(&st);
 	nifti_image_free(nim);
 	if (s == FFDP_OK && stats.nonfinite && !(flags & FFDP_READ_ALLOW_NONFINITE))
-		s = ffdp_fail(err, FFDP_ERR_DATA, "%s: %lld voxels are NaN or infinite", path, (long long)stats.nonfinite);
+		s = ffdp_fail(err, FFDP_ERR_DATA, "%s: %lld voxels are NaN or infinite", path,
+			      (long long)stats.nonfinite);
 	if (s) {
 		ffdp_volume_free(out);
 		memset(out, 0, sizeof(*out));

@@ -149,11 +149,13 @@ static ffdp_status write_payload(out_file *o, const ffdp_nifti_payload *pl, int 
 	void *buf = NULL;
 	int direct = pl->datatype == DT_FLOAT32;
 	if (!direct && !(buf = malloc((size_t)CHUNK_VALUES * (size_t)nbyper)))
-		return ffdp_fail(err, FFDP_ERR_NOMEM, "cannot write %s: out of memory for a write buffer", path);
+		return ffdp_fail(err, FFDP_ERR_NOMEM, "cannot write %s: out of memory for a write buffer",
+				 path);
 	int bad = 0;
 	for (int p = 0; p < pl->nplanes && !bad; p++)
 		for (int64_t off = 0; off < pl->plane_values && !bad; off += CHUNK_VALUES) {
-			int64_t k = pl->plane_values - off < CHUNK_VALUES ? pl->plane_values - off : CHUNK_VALUES;
+			int64_t k =
+			    pl->plane_values - off < CHUNK_VALUES ? pl->plane_values - off : CHUNK_VALUES;
 			const float *x = pl->planes[p] + off;
 			if (!direct)
 				encode_chunk(pl, x, k, buf);
@@ -161,7 +163,8 @@ static ffdp_status write_payload(out_file *o, const ffdp_nifti_payload *pl, int 
 		}
 	free(buf);
 	if (bad)
-		return ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: %s", path, errno ? strerror(errno) : "write failed");
+		return ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: %s", path,
+				 errno ? strerror(errno) : "write failed");
 	return FFDP_OK;
 }
 
@@ -172,29 +175,33 @@ static int gzip_length_matches(const char *tmp, int64_t expect)
 	FILE *f = fopen(tmp, "rb");
 	if (!f)
 		return 0;
-	int ok = fread(head, 1, 2, f) == 2 && head[0] == 0x1f && head[1] == 0x8b && fseek(f, -4, SEEK_END) == 0 &&
-		 fread(tail, 1, 4, f) == 4;
+	int ok = fread(head, 1, 2, f) == 2 && head[0] == 0x1f && head[1] == 0x8b &&
+		 fseek(f, -4, SEEK_END) == 0 && fread(tail, 1, 4, f) == 4;
 	fclose(f);
-	uint32_t isize = (uint32_t)tail[0] | (uint32_t)tail[1] << 8 | (uint32_t)tail[2] << 16 | (uint32_t)tail[3] << 24;
+	uint32_t isize =
+	    (uint32_t)tail[0] | (uint32_t)tail[1] << 8 | (uint32_t)tail[2] << 16 | (uint32_t)tail[3] << 24;
 	return ok && isize == (uint32_t)((uint64_t)expect & 0xffffffffu);
 }
 
 /* Belt and braces after the checked writes: the temporary's header reads
  * back with the same dims and type, and its length is what it must be. */
-static ffdp_status verify_written(const nifti_image *nim, const char *tmp, int gz, const char *path, ffdp_error *err)
+static ffdp_status verify_written(const nifti_image *nim, const char *tmp, int gz, const char *path,
+				  ffdp_error *err)
 {
 	struct stat st;
 	if (stat(tmp, &st) != 0 || st.st_size == 0)
 		return ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: nothing was written", path);
 	nifti_image *back = nifti_image_read(tmp, 0);
 	if (!back)
-		return ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: the written header does not read back", path);
+		return ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: the written header does not read back",
+				 path);
 	int same = back->datatype == nim->datatype && back->dim[0] == nim->dim[0];
 	for (int i = 1; same && i <= nim->dim[0]; i++)
 		same = back->dim[i] == nim->dim[i];
 	nifti_image_free(back);
 	if (!same)
-		return ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: the written header does not match", path);
+		return ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: the written header does not match",
+				 path);
 	int64_t expect = nim->iname_offset + nim->nvox * (int64_t)nim->nbyper;
 	if (gz ? !gzip_length_matches(tmp, expect) : (int64_t)st.st_size != expect)
 		return ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: the file came out incomplete", path);
@@ -205,7 +212,8 @@ ffdp_status ffdp_nifti_write_verified(nifti_image *nim, const ffdp_nifti_payload
 				      ffdp_error *err)
 {
 	if ((int64_t)pl->nplanes * pl->plane_values != nim->nvox || pl->datatype != nim->datatype)
-		return ffdp_fail(err, FFDP_ERR_ARG, "internal: payload does not match the header of %s", path);
+		return ffdp_fail(err, FFDP_ERR_ARG, "internal: payload does not match the header of %s",
+				 path);
 	ffdp_atomic_file a;
 	ffdp_status s = ffdp_atomic_begin(&a, path, err);
 	if (s)
@@ -214,7 +222,8 @@ ffdp_status ffdp_nifti_write_verified(nifti_image *nim, const ffdp_nifti_payload
 	out_file o;
 	errno = 0;
 	if (out_open(&o, a.tmp, gz)) {
-		s = ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: %s", path, errno ? strerror(errno) : "open failed");
+		s = ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: %s", path,
+			      errno ? strerror(errno) : "open failed");
 		out_close(&o);
 		ffdp_atomic_abort(&a);
 		return s;
@@ -224,7 +233,8 @@ ffdp_status ffdp_nifti_write_verified(nifti_image *nim, const ffdp_nifti_payload
 		s = write_payload(&o, pl, nim->nbyper, path, err);
 	errno = 0;
 	if (out_close(&o) && s == FFDP_OK)
-		s = ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: %s", path, errno ? strerror(errno) : "close failed");
+		s = ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: %s", path,
+			      errno ? strerror(errno) : "close failed");
 	if (s == FFDP_OK) {
 		nifti_set_debug_level(0);
 		s = verify_written(nim, a.tmp, gz, path, err);
@@ -295,11 +305,14 @@ static ffdp_status choose_representation(const ffdp_volume *v, ffdp_write_type t
 		return FFDP_OK;
 	}
 	if (type != FFDP_WRITE_INT16 && type != FFDP_WRITE_UINT8 && type != FFDP_WRITE_LABEL16)
-		return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: unknown storage type %d", path, (int)type);
+		return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: unknown storage type %d", path,
+				 (int)type);
 	scan_result r = scan(v->data, pl->plane_values);
 	if (r.nonfinite)
-		return ffdp_fail(err, FFDP_ERR_DATA, "cannot write %s: %lld voxels are NaN or infinite, which an integer "
-				 "type cannot hold (write float32)", path, (long long)r.nonfinite);
+		return ffdp_fail(err, FFDP_ERR_DATA,
+				 "cannot write %s: %lld voxels are NaN or infinite, which an integer "
+				 "type cannot hold (write float32)",
+				 path, (long long)r.nonfinite);
 	if (type == FFDP_WRITE_INT16) {
 		pl->datatype = DT_INT16;
 		choose_scaling(&r, -32768.0, 32767.0, &pl->slope, &pl->inter);
@@ -313,8 +326,9 @@ static ffdp_status choose_representation(const ffdp_volume *v, ffdp_write_type t
 		else if (r.min >= -2147483648.5 && r.max < 2147483647.5)
 			pl->datatype = DT_INT32;
 		else
-			return ffdp_fail(err, FFDP_ERR_DATA, "cannot write %s: label values %g .. %g do not fit in int32",
-					 path, r.min, r.max);
+			return ffdp_fail(err, FFDP_ERR_DATA,
+					 "cannot write %s: label values %g .. %g do not fit in int32", path,
+					 r.min, r.max);
 	}
 	return FFDP_OK;
 }
@@ -324,7 +338,8 @@ ffdp_status ffdp_image_write(const char *path, const ffdp_volume *v, ffdp_write_
 	if (!path || !*path)
 		return ffdp_fail(err, FFDP_ERR_ARG, "output image path is empty");
 	if (!ffdp_nifti_write_name_ok(path))
-		return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: unknown extension (want .nii or .nii.gz)", path);
+		return ffdp_fail(err, FFDP_ERR_ARG,
+				 "cannot write %s: unknown extension (want .nii or .nii.gz)", path);
 	if (!v || !v->data)
 		return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: the volume has no data", path);
 	ffdp_error ge = {0};
