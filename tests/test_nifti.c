@@ -699,6 +699,16 @@ static void test_bad_input(tu_rng *r)
 		      "truncated %s refused: %s", gz ? ".nii.gz" : ".nii", err.msg);
 	}
 
+	/* Flipped bytes inside the compressed data: inflate or the CRC must notice. */
+	tpath(path, "corrupt.nii.gz");
+	char cmd[4096];
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && printf '\\377\\000\\377\\000' | "
+		 "dd of='%s' bs=1 seek=150000 conv=notrunc status=none", path2, path, path);
+	CHECK(system(cmd) == 0, "made corrupt.nii.gz (4 bytes overwritten mid-stream)");
+	s = ffdp_image_read(path, 0, &back, NULL, &err);
+	CHECK(s == FFDP_ERR_FORMAT && strstr(err.msg, "corrupt.nii.gz") && strstr(err.msg, "corrupt compressed data"),
+	      "corrupt .nii.gz refused: %s", err.msg);
+
 	/* Failed writes leave nothing behind and never touch an existing target. */
 	s = ffdp_image_write("/proc/ffdp-no-such-dir/x.nii", &v, FFDP_WRITE_FLOAT32, &err);
 	CHECK(s == FFDP_ERR_IO && strstr(err.msg, "/proc/ffdp-no-such-dir"), "missing directory: %s",

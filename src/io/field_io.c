@@ -89,6 +89,8 @@ ffdp_status ffdp_field_read(const char *path, ffdp_field *out, ffdp_error *err)
 	ffdp_value_stats_init(&stats);
 	for (int c = 0; s == FFDP_OK && c < out->ncomp; c++)
 		s = ffdp_nifti_stream_read(&st, out->c[c], ffdp_grid_voxels(&g), &stats, err);
+	if (s == FFDP_OK)
+		s = ffdp_nifti_stream_finish(&st, err);
 	ffdp_nifti_stream_close(&st);
 	nifti_image_free(nim);
 	if (s == FFDP_OK && stats.nonfinite)

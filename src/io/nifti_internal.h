@@ -54,6 +54,10 @@ ffdp_status ffdp_nifti_stream_open(ffdp_nifti_stream *s, const char *path, const
  * ffdp_value_stats_init). */
 ffdp_status ffdp_nifti_stream_read(ffdp_nifti_stream *s, float *out, int64_t n, ffdp_value_stats *st,
 				   ffdp_error *err);
+/* After the last value: for gzip, read on to the end of the stream so that
+ * zlib checks the CRC and length in the trailer (corruption that inflates
+ * cleanly is caught only there). */
+ffdp_status ffdp_nifti_stream_finish(ffdp_nifti_stream *s, ffdp_error *err);
 void ffdp_nifti_stream_close(ffdp_nifti_stream *s);
 void ffdp_value_stats_init(ffdp_value_stats *st);
 

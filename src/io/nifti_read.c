@@ -54,6 +54,15 @@ int ffdp_nifti_type_is_real(int dt)
 	}
 }
 
+/* zlib's gzerror says "PATH: reason"; our messages name the file already. */
+static const char *zlib_reason(gzFile gz, int *zerr)
+{
+	const char *m = gzerror(gz, zerr), *r = m;
+	for (const char *p = m ? strstr(m, ": ") : NULL; p; p = strstr(p + 2, ": "))
+		r = p + 2;
+	return r ? r : "";
+}
+
 /* ---- file checks, so that the messages are ours and name the file ---- */
 
 static ffdp_status check_file(const char *path, ffdp_error *err)
@@ -95,7 +104,7 @@ static ffdp_status sniff_header(const char *path, int *version, ffdp_error *err)
 	if (!gz)
 		return ffdp_fail(err, FFDP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
 	int n = gzread(gz, h, sizeof(h)), zerr = Z_OK;
-	const char *zmsg = gzerror(gz, &zerr);
+	const char *zmsg = zlib_reason(gz, &zerr);
 	char zbuf[128];
 	snprintf(zbuf, sizeof(zbuf), "%s", zmsg ? zmsg : "");
 	gzclose(gz);
@@ -310,7 +319,7 @@ static void convert_chunk(const ffdp_nifti_stream *s, const void *raw, float *ou
 static ffdp_status short_read(ffdp_nifti_stream *s, int64_t got_values, ffdp_error *err)
 {
 	int zerr = Z_OK;
-	const char *zmsg = gzerror(s->gz, &zerr);
+	const char *zmsg = zlib_reason(s->gz, &zerr);
 	if (zerr == Z_DATA_ERROR || zerr == Z_MEM_ERROR)
 		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: corrupt compressed data (%s)", s->path, zmsg);
 	if (zerr == Z_ERRNO)
@@ -339,6 +348,24 @@ ffdp_status ffdp_nifti_stream_read(ffdp_nifti_stream *s, float *out, int64_t n, 
 		done += k;
 		s->pos += k;
 	}
+	return FFDP_OK;
+}
+
+ffdp_status ffdp_nifti_stream_finish(ffdp_nifti_stream *s, ffdp_error *err)
+{
+	if (gzdirect(s->gz))
+		return FFDP_OK;
+	/* Data past what the header describes is allowed: drain it. */
+	int got;
+	while ((got = gzread(s->gz, s->buf, CHUNK_BYTES)) > 0)
+		;
+	int zerr = Z_OK;
+	const char *zmsg = zlib_reason(s->gz, &zerr);
+	if (got < 0 || (zerr != Z_OK && zerr != Z_BUF_ERROR))
+		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: corrupt compressed data (%s)", s->path, zmsg);
+	if (zerr == Z_BUF_ERROR)
+		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: truncated: the compressed stream has no proper end",
+				 s->path);
 	return FFDP_OK;
 }
 
@@ -416,6 +443,8 @@ ffdp_status ffdp_image_read(const char *path, unsigned flags, ffdp_volume *out, 
 	ffdp_value_stats_init(&stats);
 	if (s == FFDP_OK)
 		s = ffdp_nifti_stream_read(&st, out->data, ffdp_grid_voxels(&out->grid), &stats, err);
+	if (s == FFDP_OK)
+		s = ffdp_nifti_stream_finish(&st, err);
 	ffdp_nifti_stream_close(&st);
 	nifti_image_free(nim);
 	if (s == FFDP_OK && stats.nonfinite && !(flags & FFDP_READ_ALLOW_NONFINITE))
