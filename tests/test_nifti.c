@@ -680,13 +680,14 @@ static void test_bad_input(tu_rng *r)
 	CHECK(s == FFDP_ERR_FORMAT && strstr(err.msg, path) && strstr(err.msg, "not a NIfTI file"),
 	      "text file: %s", err.msg);
 
+	char cmd[4096];
 	/* Truncated files: the header is fine, the data are short. */
 	CHECK_OK(ffdp_image_write(tpath(path, "whole.nii"), &v, FFDP_WRITE_FLOAT32, &err), &err,
 		 "write 40^3 .nii");
 	CHECK_OK(ffdp_image_write(tpath(path2, "whole.nii.gz"), &v, FFDP_WRITE_FLOAT32, &err), &err,
 		 "write 40^3 .nii.gz");
 	for (int gz = 0; gz < 2; gz++) {
-		char cmd[3000], cut[1200];
+		char cut[1200];
 		tpath(cut, gz ? "cut.nii.gz" : "cut.nii");
 		struct stat st;
 		stat(gz ? path2 : path, &st);
@@ -699,9 +700,15 @@ static void test_bad_input(tu_rng *r)
 		      "truncated %s refused: %s", gz ? ".nii.gz" : ".nii", err.msg);
 	}
 
+	tpath(path, "misnamed.nii");
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", path2, path);
+	CHECK(system(cmd) == 0, "made misnamed.nii (gzip content)");
+	s = ffdp_image_read(path, 0, &back, NULL, &err);
+	CHECK(s == FFDP_ERR_FORMAT && strstr(err.msg, "misnamed.nii") && strstr(err.msg, "rename"),
+	      "gzip data named .nii: %s", err.msg);
+
 	/* Flipped bytes inside the compressed data: inflate or the CRC must notice. */
 	tpath(path, "corrupt.nii.gz");
-	char cmd[4096];
 	snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && printf '\\377\\000\\377\\000' | "
 		 "dd of='%s' bs=1 seek=150000 conv=notrunc status=none", path2, path, path);
 	CHECK(system(cmd) == 0, "made corrupt.nii.gz (4 bytes overwritten mid-stream)");

@@ -90,16 +90,23 @@ static int32_t get_i32(const unsigned char *p, int swap)
 	return (int32_t)v;
 }
 
+/* By content, not by name: a misnamed file is still read right. */
+static int file_is_gzip(const char *path)
+{
+	unsigned char m[2] = {0, 0};
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return 0;
+	size_t n = fread(m, 1, 2, f);
+	fclose(f);
+	return n == 2 && m[0] == 0x1f && m[1] == 0x8b;
+}
+
 /* Read the first bytes (decompressed) and look for a NIfTI-1 or -2 header. */
 static ffdp_status sniff_header(const char *path, int *version, ffdp_error *err)
 {
-	unsigned char h[SNIFF_BYTES], magic2[2] = {0, 0};
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return ffdp_fail(err, FFDP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-	size_t m = fread(magic2, 1, 2, f);
-	fclose(f);
-	int gzipped = m == 2 && magic2[0] == 0x1f && magic2[1] == 0x8b;
+	unsigned char h[SNIFF_BYTES];
+	int gzipped = file_is_gzip(path);
 	gzFile gz = gzopen(path, "rb");
 	if (!gz)
 		return ffdp_fail(err, FFDP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
@@ -163,6 +170,9 @@ ffdp_status ffdp_nifti_open(const char *path, nifti_image **nim, int *version, f
 	s = sniff_header(path, &ver, err);
 	if (s)
 		return s;
+	if (file_is_gzip(path) && !has_suffix(path, ".gz"))
+		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: is gzip-compressed but not named .gz (rename it to .nii.gz)",
+				 path);
 	nifti_set_debug_level(0); /* quiet: our messages replace nifti_clib's */
 	*nim = nifti_image_read(path, 0);
 	if (!*nim)
@@ -241,7 +251,7 @@ ffdp_status ffdp_nifti_stream_open(ffdp_nifti_stream *s, const char *path, const
 	struct stat st;
 	if (stat(data, &st) != 0)
 		return ffdp_fail(err, FFDP_ERR_IO, "%s: data file %s: %s", path, data, strerror(errno));
-	if (!nifti_is_gzfile(data) && (int64_t)st.st_size < need)
+	if (!file_is_gzip(data) && (int64_t)st.st_size < need)
 		return ffdp_fail(err, FFDP_ERR_FORMAT,
 				 "%s: truncated: the header promises %lld bytes, the file has %lld", path,
 				 (long long)need, (long long)st.st_size);
