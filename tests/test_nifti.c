@@ -713,7 +713,8 @@ static void test_bad_input(tu_rng *r)
 		 "dd of='%s' bs=1 seek=150000 conv=notrunc status=none", path2, path, path);
 	CHECK(system(cmd) == 0, "made corrupt.nii.gz (4 bytes overwritten mid-stream)");
 	s = ffdp_image_read(path, 0, &back, NULL, &err);
-	CHECK(s == FFDP_ERR_FORMAT && strstr(err.msg, "corrupt.nii.gz") && strstr(err.msg, "corrupt compressed data"),
+	CHECK(s == FFDP_ERR_FORMAT && strstr(err.msg, "corrupt.nii.gz") &&
+		      strstr(err.msg, "corrupt compressed data"),
 	      "corrupt .nii.gz refused: %s", err.msg);
 
 	/* Failed writes leave nothing behind and never touch an existing target. */

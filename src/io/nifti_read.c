@@ -90,7 +90,7 @@ static int32_t get_i32(const unsigned char *p, int swap)
 	return (int32_t)v;
 }
 
-/* By content, not by name: a misnamed file is still read right. */
+/* By content, not by name: a file's name can lie. */
 static int file_is_gzip(const char *path)
 {
 	unsigned char m[2] = {0, 0};
