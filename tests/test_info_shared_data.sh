@@ -5,6 +5,8 @@
 # usage: test_info_shared_data.sh FFDP_BINARY DATA_DIR SCRATCH_DIR
 ffdp=$1
 data=$2
+# Reading is gzip-bound (serial); extra threads only contend with other tests.
+export OMP_NUM_THREADS=1
 pass=0
 fail=0
 ok() { echo "ok   $*"; pass=$((pass + 1)); }
