@@ -79,6 +79,9 @@ ffdp_status ffdp_field_write(const char *path, const ffdp_field *u, ffdp_error *
 ffdp_status ffdp_affine_read(const char *path, ffdp_mat4 *T, ffdp_error *err);
 ffdp_status ffdp_affine_write(const char *path, const ffdp_mat4 *T, ffdp_error *err);
 
+/* Write a text file (reports) through a temporary name and rename. */
+ffdp_status ffdp_write_text(const char *path, const char *text, ffdp_error *err);
+
 /* Check that path's directory exists and is writable, so a long run fails
  * before it starts rather than at its end. */
 ffdp_status ffdp_check_writable(const char *path, ffdp_error *err);

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "ffdp/io.h"
-#include "io/atomic_file.h"
+#include "io/atomic_file.h" /* ffdp_path_extension */
 
 #define MAGIC "#Insight Transform File V1.0"
 
@@ -214,25 +214,13 @@ ffdp_status ffdp_affine_write(const char *path, const ffdp_mat4 *T, ffdp_error *
 	ffdp_status s = check_affine(T, path, err);
 	if (s)
 		return s;
-	ffdp_atomic_file a;
-	s = ffdp_atomic_begin(&a, path, err);
-	if (s)
-		return s;
-	FILE *f = fopen(a.tmp, "w");
-	if (!f) {
-		ffdp_atomic_abort(&a);
-		return ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-	}
 	const double *m = T->m;
-	fprintf(f, MAGIC "\n#Transform 0\nTransform: AffineTransform_double_3_3\nParameters:");
+	char text[1024];
+	int n = snprintf(text, sizeof(text), MAGIC "\n#Transform 0\nTransform: AffineTransform_double_3_3\nParameters:");
 	for (int r = 0; r < 3; r++)
 		for (int c = 0; c < 3; c++)
-			fprintf(f, " %.17g", m[4 * r + c]);
-	fprintf(f, " %.17g %.17g %.17g\nFixedParameters: 0 0 0\n", m[3], m[7], m[11]);
-	int bad = ferror(f);
-	if (fclose(f) != 0 || bad) {
-		ffdp_atomic_abort(&a);
-		return ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-	}
-	return ffdp_atomic_commit(&a, err);
+			n += snprintf(text + n, sizeof(text) - (size_t)n, " %.17g", m[4 * r + c]);
+	snprintf(text + n, sizeof(text) - (size_t)n, " %.17g %.17g %.17g\nFixedParameters: 0 0 0\n", m[3], m[7],
+		 m[11]);
+	return ffdp_write_text(path, text, err);
 }

@@ -12,7 +12,6 @@
  * (nz = 1) gives the one panel its plane lies closest to.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <png.h>
 #include <setjmp.h>
@@ -20,10 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "ffdp/qc.h"
+#include "io/atomic_file.h"
 
 #define QC_GAP 4            /* black pixels between panels */
 #define QC_MAX_SIDE 2048    /* largest panel side, pixels */
@@ -274,38 +272,28 @@ static int qc_png_encode(FILE *fp, const uint8_t *rgb, int64_t w, int64_t h, cha
 	return 0;
 }
 
-/* Write to PATH.tmp-XXXXXX beside the target, then rename over it.
- * (A private copy until io/ has a shared atomic-file helper.) */
+/* Encode into a temporary beside the target, then rename over it. */
 static ffdp_status qc_write_file(const char *path, const uint8_t *rgb, int64_t w, int64_t h, ffdp_error *err)
 {
-	size_t len = strlen(path);
-	char *tmp = malloc(len + 16), msg[256] = "";
-	if (!tmp)
-		return ffdp_fail(err, FFDP_ERR_NOMEM, "cannot write %s: out of memory", path);
-	snprintf(tmp, len + 16, "%s.tmp-XXXXXX", path);
-	int fd = mkstemp(tmp);
-	if (fd < 0) {
-		int e = errno;
-		free(tmp);
-		return ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: %s", path, strerror(e));
-	}
-	fchmod(fd, 0644); /* mkstemp makes 0600; a picture is for sharing */
-	FILE *fp = fdopen(fd, "wb");
+	char msg[256] = "";
+	ffdp_atomic_file a;
+	ffdp_status s = ffdp_atomic_begin(&a, path, err);
+	if (s)
+		return s;
+	FILE *fp = fopen(a.tmp, "wb");
 	if (!fp) {
 		snprintf(msg, sizeof(msg), "%s", strerror(errno));
-		close(fd);
 	} else {
 		if (qc_png_encode(fp, rgb, w, h, msg) == 0 && (fflush(fp) != 0 || ferror(fp)))
 			snprintf(msg, sizeof(msg), "%s", strerror(errno));
 		if (fclose(fp) != 0 && !msg[0])
 			snprintf(msg, sizeof(msg), "%s", strerror(errno));
-		if (!msg[0] && rename(tmp, path) != 0)
-			snprintf(msg, sizeof(msg), "%s", strerror(errno));
 	}
-	if (msg[0])
-		unlink(tmp);
-	free(tmp);
-	return msg[0] ? ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: %s", path, msg) : FFDP_OK;
+	if (msg[0]) {
+		ffdp_atomic_abort(&a);
+		return ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: %s", path, msg);
+	}
+	return ffdp_atomic_commit(&a, err);
 }
 
 static ffdp_status qc_check_image(const ffdp_volume *v, const char *name, const char *path, ffdp_error *err)
