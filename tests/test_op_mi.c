@@ -122,7 +122,8 @@ static double ref_loss(const mi_case *c, const double *f, const double *m, doubl
 
 /* Central difference of scale * ref loss wrt voxel i of f (which 0) or m (1);
  * h0 is the reference joint: only voxel i's outer product changes. */
-static double ref_fd(const mi_case *c, const double *f, const double *m, const double *h0, int64_t i, int which)
+static double ref_fd(const mi_case *c, const double *f, const double *m, const double *h0, int64_t i,
+		     int which)
 {
 	int B = c->B;
 	double v = c->mask ? c->mask[i] : 1.0, V = ref_V(c), L[2];
@@ -211,7 +212,8 @@ static double max_diff_f(const float *x, const float *y, int64_t N)
 
 static const char *variant_name[4] = {"plain", "mask", "mask+denom", "clamped"};
 
-static void check_values(ffdp_backend *be, tu_rng *r, const int64_t n[3], int B, ffdp_mi_kernel k, int variant)
+static void check_values(ffdp_backend *be, tu_rng *r, const int64_t n[3], int B, ffdp_mi_kernel k,
+			 int variant)
 {
 	int64_t N = nvox(n);
 	float *f = malloc((size_t)N * 3 * sizeof(float)), *m = f + N, *mask = m + N;
@@ -242,7 +244,8 @@ static void check_values(ffdp_backend *be, tu_rng *r, const int64_t n[3], int B,
 
 /* ---- gradient checks ------------------------------------------------------------ */
 
-static void check_grads(ffdp_backend *be, tu_rng *r, const int64_t n[3], int B, ffdp_mi_kernel k, int variant)
+static void check_grads(ffdp_backend *be, tu_rng *r, const int64_t n[3], int B, ffdp_mi_kernel k,
+			int variant)
 {
 	int64_t N = nvox(n);
 	float *f = malloc((size_t)N * 5 * sizeof(float)), *m = f + N, *mask = m + N, *gf = mask + N, *gm = gf + N;
@@ -273,7 +276,8 @@ static void check_grads(ffdp_backend *be, tu_rng *r, const int64_t n[3], int B, 
 		int64_t i = (int64_t)(tu_next(r) % (uint64_t)N);
 		if (t >= 40) {
 			for (int64_t q = 0; q < N; q++, scan = (scan + 1) % N) {
-				double a = (fd[scan] - c.flo) / (c.fhi - c.flo) * B, b = (md[scan] - c.mlo) / (c.mhi - c.mlo) * B;
+				double a = (fd[scan] - c.flo) / (c.fhi - c.flo) * B;
+				double b = (md[scan] - c.mlo) / (c.mhi - c.mlo) * B;
 				if ((a > 0.1 && a < 1.9) || (a > B - 1.9 && a < B - 0.1) || (b > 0.1 && b < 1.9) ||
 				    (b > B - 1.9 && b < B - 0.1))
 					break;
@@ -302,12 +306,12 @@ static void check_grads(ffdp_backend *be, tu_rng *r, const int64_t n[3], int B, 
 			zero_where_off = 0;
 	}
 	static const char *vn[4] = {"mask scale 0.7", "plain", "denom scale -1.3", "clamped+mask"};
-	CHECK(mf > 0 && ef / mf < 1e-3, "grad f %s B=%d %lldx%lldx%lld %s: max|err| %.2e / max|fd| %.2e = %.1e", kname(k),
-	      B, (long long)n[0], (long long)n[1], (long long)n[2], vn[variant], ef, mf, ef / mf);
-	CHECK(mm > 0 && em / mm < 1e-3, "grad m %s B=%d %lldx%lldx%lld %s: max|err| %.2e / max|fd| %.2e = %.1e", kname(k),
-	      B, (long long)n[0], (long long)n[1], (long long)n[2], vn[variant], em, mm, em / mm);
+	CHECK(mf > 0 && ef / mf < 1e-3, "grad f %s B=%d %lldx%lldx%lld %s: max|err| %.2e / max|fd| %.2e = %.1e",
+	      kname(k), B, (long long)n[0], (long long)n[1], (long long)n[2], vn[variant], ef, mf, ef / mf);
+	CHECK(mm > 0 && em / mm < 1e-3, "grad m %s B=%d %lldx%lldx%lld %s: max|err| %.2e / max|fd| %.2e = %.1e",
+	      kname(k), B, (long long)n[0], (long long)n[1], (long long)n[2], vn[variant], em, mm, em / mm);
 	CHECK(zero_where_off && nedge >= 8,
-	      "grad %s %s: exactly 0 at masked-out and clamped voxels; %d of the samples clamped, %d near a range end",
+	      "grad %s %s: exactly 0 at masked-out and clamped voxels; %d samples clamped, %d near a range end",
 	      kname(k), vn[variant], nclamped, nedge);
 	free(f), free(fd), free(h);
 }
@@ -330,8 +334,8 @@ static void check_dependency(ffdp_backend *be, tu_rng *r, ffdp_mi_kernel k)
 	CHECK_OK(run_op(be, &c, f, dep, NULL, NULL, &ld, NULL, NULL, &err), &err, "mi dependent");
 	range_of(ind, N, 0.01, &c.mlo, &c.mhi);
 	CHECK_OK(run_op(be, &c, f, ind, NULL, NULL, &li, NULL, NULL, &err), &err, "mi independent");
-	CHECK(-ld > 0.5 && -ld > 20 * -li, "%s: MI(f, f^2 + noise) = %.4f >> MI(f, independent noise) = %.4f", kname(k),
-	      -ld, -li);
+	CHECK(-ld > 0.5 && -ld > 20 * -li, "%s: MI(f, f^2 + noise) = %.4f >> MI(f, independent noise) = %.4f",
+	      kname(k), -ld, -li);
 	free(f);
 }
 
@@ -353,8 +357,8 @@ static void check_invariance(ffdp_backend *be, tu_rng *r, ffdp_mi_kernel k)
 			g[i] = (float)(a * f[i] + b);
 		c.mlo = fmin(a * c.flo + b, a * c.fhi + b), c.mhi = fmax(a * c.flo + b, a * c.fhi + b);
 		CHECK_OK(run_op(be, &c, f, g, NULL, NULL, &l1, NULL, NULL, &err), &err, "mi(f, a f + b)");
-		CHECK(fabs(l1 - l0) < 1e-5 * fabs(l0), "%s: MI(f, %.1f f %+.1f) = %.8f equals MI(f, f) = %.8f", kname(k), a,
-		      b, -l1, -l0);
+		CHECK(fabs(l1 - l0) < 1e-5 * fabs(l0), "%s: MI(f, %.1f f %+.1f) = %.8f equals MI(f, f) = %.8f",
+		      kname(k), a, b, -l1, -l0);
 	}
 	free(f);
 }
@@ -427,7 +431,8 @@ static void check_hist(ffdp_backend *be, tu_rng *r, ffdp_mi_kernel k)
 static void check_threads(ffdp_backend *be, tu_rng *r, ffdp_mi_kernel k)
 {
 	int64_t n[3] = {45, 37, 29}, N = nvox(n);
-	float *f = malloc((size_t)N * 6 * sizeof(float)), *m = f + N, *g[4] = {m + N, m + 2 * N, m + 3 * N, m + 4 * N};
+	float *f = malloc((size_t)N * 6 * sizeof(float)), *m = f + N;
+	float *g[4] = {m + N, m + 2 * N, m + 3 * N, m + 4 * N};
 	double l[2];
 	ffdp_error err = {0};
 	make_pair(r, n, f, m);
@@ -437,8 +442,8 @@ static void check_threads(ffdp_backend *be, tu_rng *r, ffdp_mi_kernel k)
 	int saved = omp_get_max_threads();
 	for (int t = 0; t < 2; t++) {
 		omp_set_num_threads(t + 1);
-		CHECK_OK(run_op(be, &c, f, m, g[2 * t], g[2 * t + 1], &l[t], NULL, NULL, &err), &err, "mi on %d thread(s)",
-			 t + 1);
+		CHECK_OK(run_op(be, &c, f, m, g[2 * t], g[2 * t + 1], &l[t], NULL, NULL, &err), &err,
+			 "mi on %d thread(s)", t + 1);
 	}
 	omp_set_num_threads(saved);
 	double gmax = fmax(max_abs_f(g[0], N), max_abs_f(g[1], N));
