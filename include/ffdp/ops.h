@@ -187,14 +187,15 @@ ffdp_status ffdp_op_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_l
  * weights are normalised over bins.  loss = -MI.  hist (optional, length
  * bins*bins + 2*bins) receives the unnormalised joint then marginal sums so
  * that ranks can all-reduce them; hist_in, when given, is used instead of
- * computing the histograms (the second half of a distributed call). */
+ * computing the histograms (the second half of a distributed call): only its
+ * joint part is read, the marginals are recomputed from it. */
 typedef enum ffdp_mi_kernel {
 	FFDP_MI_GAUSSIAN = 0,
 	FFDP_MI_BSPLINE3 = 1,
 } ffdp_mi_kernel;
 
 typedef struct ffdp_mi_opts {
-	int bins;              /* default 32 */
+	int bins;              /* 4..1024; 32 is the usual choice */
 	ffdp_mi_kernel kernel;
 	double f_lo, f_hi;     /* fixed intensity range */
 	double m_lo, m_hi;     /* moving intensity range */
