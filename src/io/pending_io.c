@@ -25,3 +25,18 @@ ffdp_status ffdp_field_write(const char *path, const ffdp_field *u, ffdp_error *
 	(void)path, (void)u;
 	PENDING("field writing");
 }
+ffdp_status ffdp_field_read(const char *path, ffdp_field *out, ffdp_error *err)
+{
+	(void)path, (void)out;
+	PENDING("field reading");
+}
+ffdp_status ffdp_affine_read(const char *path, ffdp_mat4 *T, ffdp_error *err)
+{
+	(void)path, (void)T;
+	PENDING("transform reading");
+}
+ffdp_status ffdp_check_writable(const char *path, ffdp_error *err)
+{
+	(void)path;
+	PENDING("output checking");
+}
