@@ -13,7 +13,8 @@
 #define LABEL_TOL 1e-3
 #define LABEL_MAX_RANGE (1 << 20)       /* distinct label values we can tabulate */
 #define COUNT_SCRATCH_BYTES (64 << 20)  /* per-thread label tables, all threads together */
-#define JAC_SLAB_VOXELS ((int64_t)1 << 20)
+#define JAC_SLAB_VOXELS ((int64_t)1 << 18)
+#define JAC_SLAB_MIN_PLANES 8 /* keeps the two halo planes a small overhead */
 
 static int max_threads(void)
 {
@@ -458,7 +459,8 @@ ffdp_status ffdp_eval_jacobian(ffdp_backend *be, const ffdp_field *u, const ffdp
 	/* slabs of S planes plus one halo plane each side, so central differences
 	 * inside a slab see the same neighbours as on the whole grid */
 	int64_t S = JAC_SLAB_VOXELS / plane;
-	S = S < 1 ? 1 : S > n[2] ? n[2] : S;
+	S = S < JAC_SLAB_MIN_PLANES ? JAC_SLAB_MIN_PLANES : S;
+	S = S > n[2] ? n[2] : S;
 	float *det = ffdp_alloc((size_t)(S + 2) * (size_t)plane * sizeof(float), err);
 	if (!det)
 		return err ? err->code : FFDP_ERR_NOMEM;
