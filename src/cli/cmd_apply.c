@@ -188,8 +188,11 @@ static ffdp_status run_apply(const apply_args *a, ffdp_chain_item *items, ffdp_f
 		s = ffdp_image_read(a->in, 0, &in, NULL, err);
 	if (!s)
 		s = ffdp_backend_open(FFDP_BACKEND_CPU, 0, &be, err);
-	if (!s)
-		s = ffdp_chain_resample(be, &in, &ref, items, a->ntf, a->interp, &out, err);
+	if (!s && ffdp_chain_resample(be, &in, &ref, items, a->ntf, a->interp, &out, err)) {
+		char msg[FFDP_ERROR_MSG_LEN];
+		snprintf(msg, sizeof(msg), "%s", err->msg);
+		s = ffdp_fail(err, err->code, "%s on the grid of %s: %s", a->in, a->ref, msg);
+	}
 	if (!s) {
 		int labels = a->interp != FFDP_INTERP_LINEAR && is_label_image(&in);
 		s = ffdp_image_write(a->out, &out, labels ? FFDP_WRITE_LABEL16 : FFDP_WRITE_FLOAT32, err);
