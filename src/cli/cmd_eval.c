@@ -244,32 +244,46 @@ static void json_body(FILE *f, const eval_args *a, const eval_results *r)
 	fprintf(f, "  \"ffdp_version\": \"%s\"\n}\n", ffdp_version());
 }
 
-/* Write to PATH.tmp-XXXXXX beside the target, then rename into place. */
-static ffdp_status write_json(const eval_args *a, const eval_results *r, ffdp_error *err)
+/* Write text to PATH.tmp-XXXXXX beside the target, then rename into place.
+ * (Once io's ffdp_write_text is on this branch, it replaces this function.) */
+static ffdp_status write_text(const char *path, const char *text, ffdp_error *err)
 {
-	size_t n = strlen(a->json);
+	size_t n = strlen(path);
 	char *tmp = malloc(n + 16);
 	if (!tmp)
-		return ffdp_fail(err, FFDP_ERR_NOMEM, "cannot write %s: out of memory", a->json);
-	snprintf(tmp, n + 16, "%s.tmp-XXXXXX", a->json);
+		return ffdp_fail(err, FFDP_ERR_NOMEM, "cannot write %s: out of memory", path);
+	snprintf(tmp, n + 16, "%s.tmp-XXXXXX", path);
 	int fd = mkstemp(tmp);
 	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
 	ffdp_status s = FFDP_OK;
 	if (!f) {
-		s = ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: %s", a->json, strerror(errno));
+		s = ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: %s", path, strerror(errno));
 		if (fd >= 0)
 			close(fd), unlink(tmp);
 	} else {
-		json_body(f, a, r);
-		int bad = ferror(f);
+		int bad = fputs(text, f) < 0;
 		if (fclose(f) || bad)
-			s = ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: %s", a->json, strerror(errno));
-		else if (rename(tmp, a->json))
-			s = ffdp_fail(err, FFDP_ERR_IO, "cannot rename %s to %s: %s", tmp, a->json, strerror(errno));
+			s = ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+		else if (rename(tmp, path))
+			s = ffdp_fail(err, FFDP_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
 		if (s)
 			unlink(tmp);
 	}
 	free(tmp);
+	return s;
+}
+
+static ffdp_status write_json(const eval_args *a, const eval_results *r, ffdp_error *err)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	if (!f)
+		return ffdp_fail(err, FFDP_ERR_NOMEM, "cannot write %s: out of memory", a->json);
+	json_body(f, a, r);
+	ffdp_status s = fclose(f) ? ffdp_fail(err, FFDP_ERR_NOMEM, "cannot write %s: out of memory", a->json)
+				  : write_text(a->json, text, err);
+	free(text);
 	return s;
 }
 
