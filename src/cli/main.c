@@ -24,6 +24,32 @@ static const command commands[] = {
 	 "  invertible warp, writes DIR/fixed.nii.gz, DIR/moving.nii.gz, their label\n"
 	 "  maps, the true displacement DIR/true_warp.nii.gz (ANTs convention) and\n"
 	 "  DIR/demo_qc.png.  Default DIR: ffdp-demo; default size 96,112,96 at 1.5 mm.\n"},
+	{"apply", ffdp_cmd_apply, "resample an image through transforms given in ANTs order",
+	 "usage: ffdp apply -r REFERENCE -i INPUT -o OUTPUT -t T1 [-t T2 ...]\n"
+	 "                  [--interp linear|nearest|label] [-q]\n"
+	 "  Resamples INPUT on REFERENCE's grid.  Transforms are given as for\n"
+	 "  antsApplyTransforms and applied to the reference POINT in the order listed:\n"
+	 "  '-t warp.nii.gz -t affine.txt' maps x to A(x + w(x)): the outputs of a\n"
+	 "  registration of INPUT (moving) to REFERENCE (fixed), in the order that\n"
+	 "  brings INPUT onto REFERENCE.  The other way round (REFERENCE = the moving\n"
+	 "  image) is '-t [affine.txt,1] -t inverse_warp.nii.gz'.\n"
+	 "  T: an ITK text affine (.txt, .tfm; [FILE,1] inverts it) or an ANTs\n"
+	 "  displacement field (.nii, .nii.gz; LPS mm, zero outside its grid; it\n"
+	 "  cannot be inverted with [FILE,1]).  'identity' is accepted.\n"
+	 "  --interp (or -n): linear (default, float32 output); nearest or label (the\n"
+	 "  label with the largest trilinear weight) write int16 labels when the\n"
+	 "  input holds integers.  Outside the input the output is 0.\n"},
+	{"eval", ffdp_cmd_eval, "Dice, HD95, warp folding and similarity of a registration",
+	 "usage: ffdp eval [--labels-fixed A --labels-moved B] [--warp W]\n"
+	 "                 [--fixed-image F --moved-image M] [--lncc-window K] [--json FILE]\n"
+	 "  Label maps (same grid; background 0 ignored): Dice and HD95 per label\n"
+	 "  (95th percentile of the pooled boundary-to-boundary distances in mm, both\n"
+	 "  directions), and their means over the labels present in both maps.\n"
+	 "  --warp: an ANTs displacement field w; folding of x -> x + w(x): the voxels\n"
+	 "  with det(I + dw/dx) <= 0, and min/mean/max of the determinant.\n"
+	 "  Images (same grid): global NCC, and lncc2, the mean SQUARED local\n"
+	 "  correlation in a KxKxK window (default 9) as the LNCC metric defines it.\n"
+	 "  Prints a table; --json also writes the numbers to FILE.\n"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
