@@ -2,6 +2,8 @@
 #ifndef FFDP_FFDP_H
 #define FFDP_FFDP_H
 
+#include "ffdp/chain.h"
+#include "ffdp/eval.h"
 #include "ffdp/grid.h"
 #include "ffdp/io.h"
 #include "ffdp/log.h"

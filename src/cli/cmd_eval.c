@@ -1,11 +1,9 @@
 /* ffdp eval: label overlap, surface distance, warp folding, similarity. */
-#include <errno.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "ffdp/eval.h"
@@ -244,35 +242,6 @@ static void json_body(FILE *f, const eval_args *a, const eval_results *r)
 	fprintf(f, "  \"ffdp_version\": \"%s\"\n}\n", ffdp_version());
 }
 
-/* Write text to PATH.tmp-XXXXXX beside the target, then rename into place.
- * (Once io's ffdp_write_text is on this branch, it replaces this function.) */
-static ffdp_status write_text(const char *path, const char *text, ffdp_error *err)
-{
-	size_t n = strlen(path);
-	char *tmp = malloc(n + 16);
-	if (!tmp)
-		return ffdp_fail(err, FFDP_ERR_NOMEM, "cannot write %s: out of memory", path);
-	snprintf(tmp, n + 16, "%s.tmp-XXXXXX", path);
-	int fd = mkstemp(tmp);
-	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-	ffdp_status s = FFDP_OK;
-	if (!f) {
-		s = ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-		if (fd >= 0)
-			close(fd), unlink(tmp);
-	} else {
-		int bad = fputs(text, f) < 0;
-		if (fclose(f) || bad)
-			s = ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-		else if (rename(tmp, path))
-			s = ffdp_fail(err, FFDP_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-		if (s)
-			unlink(tmp);
-	}
-	free(tmp);
-	return s;
-}
-
 static ffdp_status write_json(const eval_args *a, const eval_results *r, ffdp_error *err)
 {
 	char *text = NULL;
@@ -282,7 +251,7 @@ static ffdp_status write_json(const eval_args *a, const eval_results *r, ffdp_er
 		return ffdp_fail(err, FFDP_ERR_NOMEM, "cannot write %s: out of memory", a->json);
 	json_body(f, a, r);
 	ffdp_status s = fclose(f) ? ffdp_fail(err, FFDP_ERR_NOMEM, "cannot write %s: out of memory", a->json)
-				  : write_text(a->json, text, err);
+				  : ffdp_write_text(a->json, text, err);
 	free(text);
 	return s;
 }
