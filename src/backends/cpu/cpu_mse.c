@@ -18,16 +18,14 @@ typedef struct mse_ctx {
 /* Sum of w (f - m)^2 over [lo, hi), writing the gradients there. */
 static double mse_block(const mse_ctx *c, int64_t lo, int64_t hi)
 {
-	double s = 0.0;
-	float g = (float)c->g;
+	double s = 0.0, g = c->g;
 	for (int64_t i = lo; i < hi; i++) {
-		float d = c->f[i] - c->m[i], w = c->w ? c->w[i] : 1.0f;
-		float wd = w * d;
-		s += (double)wd * (double)d;
+		double d = (double)c->f[i] - c->m[i], wd = (c->w ? c->w[i] : 1.0) * d;
+		s += wd * d;
 		if (c->gm)
-			c->gm[i] = -g * wd;
+			c->gm[i] = (float)(-g * wd);
 		if (c->gf)
-			c->gf[i] = g * wd;
+			c->gf[i] = (float)(g * wd);
 	}
 	return s;
 }
