@@ -1,7 +1,7 @@
 /* Local normalised cross-correlation on the CPU, streaming z-planes.
  *
  * Math.  W(x) is the k^3 box centred at x clipped to the image (k^2 in 2-D:
- * a radius is clipped to n - 1 on each axis), n(x) its voxel count, and
+ * each radius is clipped to n - 1 on its axis), n(x) its voxel count, and
  * Sf, Sm, Sff, Smm, Sfm the window sums of f, m, f^2, m^2, f m:
  *     cov = Sfm - Sf Sm/n,  vf = Sff - Sf^2/n,  vm = Smm - Sm^2/n,
  *     D = vf vm + eps,  cc = (cov^2 + eps) / D,
@@ -13,35 +13,38 @@
  *     dcc(x)/df(y) = a m(y) - b' f(y) + c',  c' = (b' Sf - a Sm)/n
  * y is in W(x) iff x is in W(y), so the adjoint of the clipped box sum is the
  * same box sum:  dL/dm(y) = -(1/denom) [f(y) A(y) - m(y) B(y) + C(y)] with
- * A, B, C the box sums of w a, w b, w c (and likewise for f).  ANTs'
+ * A, B, C the box sums of w a, w b, w c (likewise for f).  ANTs'
  * approximation (exact_grad = 0) keeps only the window x = y.
  *
- * Precision: products are formed in double from f - cf and m - cm, cf and cm
- * a sampled mean of each image, and all sums are double, so Sff - Sf^2/n does
- * not cancel away the variance of intensities ~1000.  vf, vm are clamped at 0
- * against rounding.  cc and its gradient are shift invariant.
+ * Precision: products are formed in double from f - cf and m - cm (cf, cm a
+ * sampled mean of each image) and every sum is double, so Sff - Sf^2/n keeps
+ * the variance of intensities ~1000.  vf, vm are clamped at 0 against
+ * rounding.  cc and its gradient are shift invariant.
  *
- * Streaming.  The window sum along z is a running sum:
- *     S(z) = S(z-1) + B(z+r) - B(z-r-1),   B(p) = 2-D box sums of plane p,
- * and B(z+r) - B(z-r-1) is one 2-D box sum of the product differences.  The
- * "lead" stream holds S(t) for the plane t being scored; its coefficient
- * plane is box-summed in x, y and added to a running z sum G that yields the
- * gradient of plane t - r.  G must drop the coefficients of plane t - 2r - 1:
- * instead of keeping a ring of k coefficient planes, a "lag" stream replays
- * the same increments 2r + 1 planes behind (bit-identical sums, so the
- * coefficients it recomputes cancel exactly what was added).  Scratch is
- * independent of k and of the volume: 5 + 5 + ncoef + 5 plane-sized double
- * buffers (ncoef = 3 for one gradient, 5 for both), one row per thread.
+ * Streaming.  T(t) holds the window sums of plane t boxed along y and z but
+ * not x; it is a running sum along z,
+ *     T(t) = T(t-1) + ybox(products of plane t+r - products of plane t-r-1),
+ * and each row of T is boxed along x when it is used.  From the sums of
+ * plane t come its loss and its coefficient planes, which are boxed along x,
+ * then along y into a running z sum G that yields the gradient of plane
+ * t - r.  G must drop the coefficients of plane t - 2r - 1: rather than keep
+ * a ring of k coefficient planes, a lag copy of T replays the same increments
+ * 2r + 1 planes behind (the same bits, so the coefficients it recomputes
+ * cancel exactly what was added).  Scratch does not depend on k or nz:
+ * T, T_lag (5 planes each), the x-boxed coefficients and G (ncoef = 3 for one
+ * gradient, 5 for both), in double; 2 x 5 rows per thread.  Loss only or
+ * ANTs' gradient: T alone.
  *
- * Threads split each plane (rows for the x pass, column strips for the y
- * pass), not z: no halo is recomputed, 2-D images parallelise, scratch does
- * not grow with the thread count, and every sum is formed in a fixed order,
- * so results are the same bits for any number of threads.
+ * Threads split each plane, not z: column strips for the y passes, rows for
+ * the x passes, three barriers per plane.  No halo is recomputed, 2-D images
+ * parallelise, scratch does not grow with the thread count, and each sum is
+ * formed in a fixed order: the same bits for any number of threads.
  *
  * Floor: read f and m once (8 B/voxel), the mask once (4 B), write the
- * gradients (4 B each).  We read each input plane four times (lead and lag
- * streams, add and drop); the re-reads lie within the last ~3r planes, which
- * stay in cache for moderate planes.  Work per voxel does not depend on k.
+ * gradients (4 B each).  The exact gradient reads each input row 8 times
+ * (lead and lag, entering and leaving the y and z windows); the re-reads lie
+ * within the last ~3r planes, in cache for moderate planes.  Per voxel the
+ * work does not depend on k.
  */
 #include <math.h>
 #include <omp.h>
@@ -50,21 +53,22 @@
 #include "cpu_lossutil.h"
 #include "ffdp/volume.h"
 
-enum { NQ = 5 };
+enum { NQ = 5, STRIP = FFDP_CPU_BOX_CHUNK };
 
 typedef struct lncc_ctx {
 	int64_t nx, ny, nz, np; /* np = nx * ny */
 	int64_t rx, ry, rz;
+	int64_t strip;          /* columns per y-pass work item */
 	const float *f, *m, *w;
 	float cf, cm; /* shifts for precision */
 	float *gm, *gf;
 	double eps, gscale; /* gscale = -scale / denom */
 	int ncoef;          /* 0: loss only, 3: gm, 5: gm and gf */
-	int exact;
-	double *cx, *cy, *cz;     /* window counts per axis */
-	double *lead, *lag, *gsum; /* NQ, NQ, ncoef planes */
-	double *xb;               /* x-pass output, NQ planes */
-	double *rows;             /* NQ rows per thread */
+	int exact;          /* exact gradient wanted (ncoef > 0) */
+	double *icx, *icy, *icz;  /* 1 / window count per axis */
+	double *tl, *tg;          /* T (lead) and T_lag, NQ planes each */
+	double *xc, *gsum;        /* x-boxed coefficients and G, ncoef planes each */
+	double *rows;             /* 2 NQ rows per thread */
 	double *lrow;             /* loss per row, summed over planes */
 } lncc_ctx;
 
@@ -79,196 +83,265 @@ static float sample_mean(const float *x, int64_t n)
 	return (float)(s / (double)cnt);
 }
 
-/* Row y of the product differences of planes pa (added) and pb (dropped),
- * each ignored when outside the volume, box-summed along x into xb. */
-static void stats_row(const lncc_ctx *c, int64_t pa, int64_t pb, int64_t y, double *row)
+/* d[q][j] = products of (plane pa) - products of (plane pb) on row y, columns
+ * x0 .. x0 + w; a plane outside the volume counts as zero. */
+static void diff_row(const lncc_ctx *c, int64_t pa, int64_t pb, int64_t y, int64_t x0, int64_t w,
+		     double d[NQ][STRIP])
 {
-	int64_t nx = c->nx;
-	double *q0 = row, *q1 = row + nx, *q2 = row + 2 * nx, *q3 = row + 3 * nx, *q4 = row + 4 * nx;
+	int ina = pa >= 0 && pa < c->nz, inb = pb >= 0 && pb < c->nz;
+	double cf = c->cf, cm = c->cm;
+	const float *fa = c->f + pa * c->np + y * c->nx + x0, *ma = c->m + pa * c->np + y * c->nx + x0;
+	const float *fb = c->f + pb * c->np + y * c->nx + x0, *mb = c->m + pb * c->np + y * c->nx + x0;
 
-	for (int64_t x = 0; x < nx; x++)
-		q0[x] = q1[x] = q2[x] = q3[x] = q4[x] = 0.0;
-	for (int side = 0; side < 2; side++) {
-		int64_t p = side ? pb : pa;
-		double sg = side ? -1.0 : 1.0;
-		if (p < 0 || p >= c->nz)
-			continue;
-		const float *f = c->f + p * c->np + y * nx, *m = c->m + p * c->np + y * nx;
-		for (int64_t x = 0; x < nx; x++) {
-			double a = (double)f[x] - c->cf, b = (double)m[x] - c->cm;
-			q0[x] += sg * a;
-			q1[x] += sg * b;
-			q2[x] += sg * (a * a);
-			q3[x] += sg * (b * b);
-			q4[x] += sg * (a * b);
+	if (ina && inb) {
+#pragma omp simd
+		for (int64_t j = 0; j < w; j++) {
+			double a = (double)fa[j] - cf, b = (double)ma[j] - cm;
+			double a2 = (double)fb[j] - cf, b2 = (double)mb[j] - cm;
+			d[0][j] = a - a2, d[1][j] = b - b2, d[2][j] = a * a - a2 * a2;
+			d[3][j] = b * b - b2 * b2, d[4][j] = a * b - a2 * b2;
+		}
+	} else if (ina || inb) {
+		const float *f = ina ? fa : fb, *m = ina ? ma : mb;
+		double sg = ina ? 1.0 : -1.0;
+#pragma omp simd
+		for (int64_t j = 0; j < w; j++) {
+			double a = (double)f[j] - cf, b = (double)m[j] - cm;
+			d[0][j] = sg * a, d[1][j] = sg * b, d[2][j] = sg * (a * a);
+			d[3][j] = sg * (b * b), d[4][j] = sg * (a * b);
+		}
+	} else {
+		for (int q = 0; q < NQ; q++)
+			for (int64_t j = 0; j < w; j++)
+				d[q][j] = 0.0;
+	}
+}
+
+/* T += ybox(products of plane s+r - products of plane s-r-1) on columns
+ * [x0, x0 + w): a running sum down the strip, products made on the fly. */
+static void stats_strip(const lncc_ctx *c, int64_t s, double *T, int64_t x0, int64_t w)
+{
+	double run[NQ][STRIP] = {{0}}, d[NQ][STRIP];
+	int64_t pa = s + c->rz, pb = s - c->rz - 1, ny = c->ny, ry = c->ry;
+
+	for (int64_t y = 0; y < ry && y < ny; y++) {
+		diff_row(c, pa, pb, y, x0, w, d);
+		for (int q = 0; q < NQ; q++)
+			for (int64_t j = 0; j < w; j++)
+				run[q][j] += d[q][j];
+	}
+	for (int64_t y = 0; y < ny; y++) {
+		if (y + ry < ny) {
+			diff_row(c, pa, pb, y + ry, x0, w, d);
+			for (int q = 0; q < NQ; q++)
+				for (int64_t j = 0; j < w; j++)
+					run[q][j] += d[q][j];
+		}
+		if (y - ry - 1 >= 0) {
+			diff_row(c, pa, pb, y - ry - 1, x0, w, d);
+			for (int q = 0; q < NQ; q++)
+				for (int64_t j = 0; j < w; j++)
+					run[q][j] -= d[q][j];
+		}
+		for (int q = 0; q < NQ; q++) {
+			double *t = T + q * c->np + y * c->nx + x0;
+			for (int64_t j = 0; j < w; j++)
+				t[j] += run[q][j];
 		}
 	}
-	for (int q = 0; q < NQ; q++)
-		ffdp_cpu_box_row(row + q * nx, c->xb + q * c->np + y * nx, nx, c->rx);
 }
 
-/* dst[q] += y-box of xb[q] for q < nq, split over (quantity, column strip). */
-static void cols_add(const lncc_ctx *c, double *dst, int nq)
+/* cc from the window sums at one voxel (s[q * ss]), inv = 1/n; when nc > 0
+ * also the gradient coefficients times w into k[q * ks],
+ * q = (w a, w b, w c[, w b', w c']), stored or (sub) subtracted.  Lead and
+ * lag run this same code on the same bits, so their coefficients agree. */
+static inline double voxel_cc(const double *s, int64_t ss, double inv, double eps, double w, int nc, double *k,
+			      int64_t ks, int sub)
 {
-	int64_t nstrip = (c->nx + FFDP_CPU_BOX_CHUNK - 1) / FFDP_CPU_BOX_CHUNK;
-#pragma omp for schedule(static)
-	for (int64_t it = 0; it < nq * nstrip; it++) {
-		int64_t q = it / nstrip, x0 = (it % nstrip) * FFDP_CPU_BOX_CHUNK;
-		int64_t x1 = x0 + FFDP_CPU_BOX_CHUNK < c->nx ? x0 + FFDP_CPU_BOX_CHUNK : c->nx;
-		ffdp_cpu_box_cols_add(c->xb + q * c->np, dst + q * c->np, c->nx, c->ny, c->ry, x0, x1);
-	}
-}
-
-/* S(s) = S(s-1) + 2-D box of (products of plane s+r - those of plane s-r-1). */
-static void stats_step(const lncc_ctx *c, int64_t s, double *dst, double *row)
-{
-#pragma omp for schedule(static)
-	for (int64_t y = 0; y < c->ny; y++)
-		stats_row(c, s + c->rz, s - c->rz - 1, y, row);
-	cols_add(c, dst, NQ);
-}
-
-/* cc from the window sums at one voxel (s[q * np]); when nc > 0 also the
- * gradient coefficients times w: k = (w a, w b, w c[, w b', w c']). */
-static inline double voxel_cc(const double *s, int64_t np, double n, double eps, double w, int nc, double *k)
-{
-	double sf = s[0], sm = s[np], inv = 1.0 / n;
-	double cov = s[4 * np] - sf * sm * inv;
-	double vf = fmax(s[2 * np] - sf * sf * inv, 0.0), vm = fmax(s[3 * np] - sm * sm * inv, 0.0);
+	double sf = s[0], sm = s[ss];
+	double cov = s[4 * ss] - sf * sm * inv;
+	double vf = s[2 * ss] - sf * sf * inv, vm = s[3 * ss] - sm * sm * inv;
+	vf = vf > 0.0 ? vf : 0.0;
+	vm = vm > 0.0 ? vm : 0.0;
 	double rd = 1.0 / (vf * vm + eps);
 	double cc = (cov * cov + eps) * rd;
 	if (nc) {
 		double a = 2.0 * cov * rd, b = 2.0 * cc * vf * rd;
-		k[0] = w * a;
-		k[1] = w * b;
-		k[2] = w * (b * sm - a * sf) * inv;
+		double v0 = w * a, v1 = w * b, v2 = w * (b * sm - a * sf) * inv, v3 = 0.0, v4 = 0.0;
 		if (nc == 5) {
 			double b2 = 2.0 * cc * vm * rd;
-			k[3] = w * b2;
-			k[4] = w * (b2 * sf - a * sm) * inv;
+			v3 = w * b2, v4 = w * (b2 * sf - a * sm) * inv;
+		}
+		if (sub) {
+			k[0] -= v0, k[ks] -= v1, k[2 * ks] -= v2;
+			if (nc == 5)
+				k[3 * ks] -= v3, k[4 * ks] -= v4;
+		} else {
+			k[0] = v0, k[ks] = v1, k[2 * ks] = v2;
+			if (nc == 5)
+				k[3 * ks] = v3, k[4 * ks] = v4;
 		}
 	}
 	return cc;
 }
 
-static inline float weight(const lncc_ctx *c, int64_t i)
+/* Row y of plane p scored from T: the sums (boxed along x into S), then cc
+ * and the coefficients into k (stride nx; sub: subtracted).  Returns
+ * sum_x w cc over the row. */
+static double score_row(const lncc_ctx *c, const double *T, int64_t p, int64_t y, double *S, double *k, int sub)
 {
-	return c->w ? c->w[i] : 1.0f;
-}
-
-/* Gradient of one voxel from its coefficient sums k (stride ks). */
-static inline void write_grad(const lncc_ctx *c, int64_t i, const double *k, int64_t ks)
-{
-	double f = (double)c->f[i] - c->cf, m = (double)c->m[i] - c->cm;
-	c->gm[i] = (float)(c->gscale * (f * k[0] - m * k[ks] + k[2 * ks]));
-	if (c->ncoef == 5)
-		c->gf[i] = (float)(c->gscale * (m * k[0] - f * k[3 * ks] + k[4 * ks]));
-}
-
-/* Row y of plane t: its loss, and either ANTs' gradient (written here) or,
- * for the exact gradient, the x-boxed coefficient difference
- * k(t) - k(t - 2r - 1) into xb. */
-static void coef_row(lncc_ctx *c, int64_t t, int64_t y, double *row)
-{
-	int64_t nx = c->nx, np = c->np, p = t - 2 * c->rz - 1;
+	int64_t nx = c->nx;
+	const float *w = c->w ? c->w + p * c->np + y * nx : NULL;
+	const double *icx = c->icx;
+	double icyz = c->icy[y] * c->icz[p], eps = c->eps, loss = 0.0;
 	int nc = c->ncoef;
-	double k[NQ], loss = 0.0;
 
-	if (c->exact && nc)
-		for (int64_t x = 0; x < nc * nx; x++)
-			row[x] = 0.0;
-	if (t < c->nz) {
-		double cyz = c->cy[y] * c->cz[t];
-		for (int64_t x = 0; x < nx; x++) {
-			int64_t j = y * nx + x, i = t * np + j;
-			double w = weight(c, i);
-			loss += w * voxel_cc(c->lead + j, np, c->cx[x] * cyz, c->eps, w, nc, k);
-			if (!nc)
-				continue;
-			if (!c->exact) {
-				write_grad(c, i, k, 1);
-				continue;
-			}
-			for (int q = 0; q < nc; q++)
-				row[q * nx + x] = k[q];
-		}
-		c->lrow[y] += loss;
+	ffdp_cpu_box_rows(T + y * nx, c->np, S, nx, NQ, nx, c->rx);
+	if (sub) {
+#pragma omp simd
+		for (int64_t x = 0; x < nx; x++)
+			voxel_cc(S + x, nx, icx[x] * icyz, eps, w ? w[x] : 1.0, nc, k + x, nx, 1);
+		return 0.0;
 	}
-	if (!c->exact || !nc)
-		return;
-	if (p >= 0) {
-		double cyz = c->cy[y] * c->cz[p];
-		for (int64_t x = 0; x < nx; x++) {
-			int64_t j = y * nx + x;
-			voxel_cc(c->lag + j, np, c->cx[x] * cyz, c->eps, weight(c, p * np + j), nc, k);
-			for (int q = 0; q < nc; q++)
-				row[q * nx + x] -= k[q];
-		}
+#pragma omp simd reduction(+ : loss)
+	for (int64_t x = 0; x < nx; x++) {
+		double wx = w ? w[x] : 1.0;
+		loss += wx * voxel_cc(S + x, nx, icx[x] * icyz, eps, wx, nc, k + x, nx, 0);
 	}
-	for (int q = 0; q < nc; q++)
-		ffdp_cpu_box_row(row + q * nx, c->xb + q * np + y * nx, nx, c->rx);
+	return loss;
 }
 
-/* All planes: run by every thread of the team in lockstep. */
-static void lncc_stream(lncc_ctx *c, double *row)
+/* Gradients at row y of plane z, columns [x0, x0 + w), from coefficient sums
+ * k (k[q * ks + j] for column x0 + j). */
+static void grad_span(const lncc_ctx *c, int64_t z, int64_t y, int64_t x0, int64_t w, const double *k, int64_t ks)
 {
-	int64_t rz = c->rz, nz = c->nz, tend = c->exact && c->ncoef ? nz + rz : nz;
-	int exact = c->exact && c->ncoef;
+	int64_t o = z * c->np + y * c->nx + x0;
+	const float *f = c->f + o, *m = c->m + o;
+	float *gm = c->gm + o;
+	double g = c->gscale, cf = c->cf, cm = c->cm;
+
+	if (c->ncoef == 5) {
+		float *gf = c->gf + o;
+#pragma omp simd
+		for (int64_t j = 0; j < w; j++) {
+			double fv = (double)f[j] - cf, mv = (double)m[j] - cm;
+			gm[j] = (float)(g * (fv * k[j] - mv * k[ks + j] + k[2 * ks + j]));
+			gf[j] = (float)(g * (mv * k[j] - fv * k[3 * ks + j] + k[4 * ks + j]));
+		}
+		return;
+	}
+#pragma omp simd
+	for (int64_t j = 0; j < w; j++) {
+		double fv = (double)f[j] - cf, mv = (double)m[j] - cm;
+		gm[j] = (float)(g * (fv * k[j] - mv * k[ks + j] + k[2 * ks + j]));
+	}
+}
+
+/* Row y at step t: loss of plane t (when inside), and ANTs' gradient, or the
+ * x-boxed coefficient difference k(t) - k(t - 2r - 1) into xc. */
+static void coef_row(lncc_ctx *c, int64_t t, int64_t y, double *rows)
+{
+	int64_t nx = c->nx, p = t - 2 * c->rz - 1;
+	double *S = rows, *k = rows + NQ * nx;
+	int nc = c->ncoef;
+
+	if (t < c->nz) {
+		c->lrow[y] += score_row(c, c->tl, t, y, S, k, 0);
+		if (nc && !c->exact)
+			grad_span(c, t, y, 0, nx, k, nx);
+	} else {
+		for (int64_t x = 0; x < nc * nx; x++)
+			k[x] = 0.0;
+	}
+	if (!c->exact)
+		return;
+	if (p >= 0)
+		score_row(c, c->tg, p, y, S, k, 1);
+	ffdp_cpu_box_rows(k, nx, c->xc + y * nx, c->np, nc, nx, c->rx);
+}
+
+/* G += ybox(xc) on a strip, then the gradient of plane z there (z >= 0). */
+static void grad_strip(const lncc_ctx *c, int64_t z, int64_t x0, int64_t w)
+{
+	for (int q = 0; q < c->ncoef; q++)
+		ffdp_cpu_box_cols_add(c->xc + q * c->np, c->gsum + q * c->np, c->nx, c->ny, c->ry, x0, x0 + w);
+	if (z < 0)
+		return;
+	for (int64_t y = 0; y < c->ny; y++)
+		grad_span(c, z, y, x0, w, c->gsum + y * c->nx + x0, c->np);
+}
+
+/* All planes: every thread of the team runs this in lockstep. */
+static void lncc_stream(lncc_ctx *c, double *rows)
+{
+	int64_t rz = c->rz, nz = c->nz, tend = c->exact ? nz + rz : nz;
+	int64_t nstrip = (c->nx + c->strip - 1) / c->strip;
 
 	for (int64_t t = -rz; t < tend; t++) {
 		int64_t p = t - 2 * rz - 1;
-		if (t < nz)
-			stats_step(c, t, c->lead, row);
-		if (exact && p >= -rz)
-			stats_step(c, p, c->lag, row);
+		int lead = t < nz, lag = c->exact && p >= -rz;
+#pragma omp for schedule(static)
+		for (int64_t s = 0; s < nstrip; s++) {
+			int64_t x0 = s * c->strip, w = x0 + c->strip < c->nx ? c->strip : c->nx - x0;
+			if (lead)
+				stats_strip(c, t, c->tl, x0, w);
+			if (lag)
+				stats_strip(c, p, c->tg, x0, w);
+		}
 		if (t < 0)
 			continue;
 #pragma omp for schedule(static)
 		for (int64_t y = 0; y < c->ny; y++)
-			coef_row(c, t, y, row);
-		if (!exact)
-			continue;
-		cols_add(c, c->gsum, c->ncoef);
-		if (t - rz < 0)
+			coef_row(c, t, y, rows);
+		if (!c->exact)
 			continue;
 #pragma omp for schedule(static)
-		for (int64_t y = 0; y < c->ny; y++)
-			for (int64_t x = 0; x < c->nx; x++)
-				write_grad(c, (t - rz) * c->np + y * c->nx + x, c->gsum + y * c->nx + x, c->np);
+		for (int64_t s = 0; s < nstrip; s++) {
+			int64_t x0 = s * c->strip, w = x0 + c->strip < c->nx ? c->strip : c->nx - x0;
+			grad_strip(c, t - rz, x0, w);
+		}
 	}
 }
 
 /* Carve the scratch out of one allocation (zeroed by ffdp_alloc). */
 static ffdp_status lncc_scratch(lncc_ctx *c, int nthreads, double **block, ffdp_error *err)
 {
-	int exact = c->exact && c->ncoef;
-	size_t np = (size_t)c->np, nx = (size_t)c->nx;
-	size_t n = (size_t)(c->nx + c->ny + c->nz) + NQ * np * 2 + (exact ? (NQ + (size_t)c->ncoef) * np : 0) +
-		   (size_t)nthreads * NQ * nx + (size_t)c->ny;
+	size_t np = (size_t)c->np, nx = (size_t)c->nx, nc = (size_t)c->ncoef;
+	size_t n = (size_t)(c->nx + c->ny + c->nz) + NQ * np + (c->exact ? (NQ + 2 * nc) * np : 0) +
+		   (size_t)nthreads * 2 * NQ * nx + (size_t)c->ny;
 	double *d = ffdp_alloc(n * sizeof(double), err);
 	if (!d)
 		return FFDP_ERR_NOMEM;
 	*block = d;
-	c->cx = d, d += c->nx;
-	c->cy = d, d += c->ny;
-	c->cz = d, d += c->nz;
-	c->lead = d, d += NQ * np;
-	c->xb = d, d += NQ * np;
-	if (exact) {
-		c->lag = d, d += NQ * np;
-		c->gsum = d, d += (size_t)c->ncoef * np;
+	c->icx = d, d += c->nx;
+	c->icy = d, d += c->ny;
+	c->icz = d, d += c->nz;
+	c->tl = d, d += NQ * np;
+	if (c->exact) {
+		c->tg = d, d += NQ * np;
+		c->xc = d, d += nc * np;
+		c->gsum = d, d += nc * np;
 	}
-	c->rows = d, d += (size_t)nthreads * NQ * nx;
+	c->rows = d, d += (size_t)nthreads * 2 * NQ * nx;
 	c->lrow = d;
-	ffdp_cpu_box_counts(c->cx, c->nx, c->rx);
-	ffdp_cpu_box_counts(c->cy, c->ny, c->ry);
-	ffdp_cpu_box_counts(c->cz, c->nz, c->rz);
+	ffdp_cpu_box_inv_counts(c->icx, c->nx, c->rx);
+	ffdp_cpu_box_inv_counts(c->icy, c->ny, c->ry);
+	ffdp_cpu_box_inv_counts(c->icz, c->nz, c->rz);
 	return FFDP_OK;
 }
 
 static int64_t clip_radius(int64_t r, int64_t n)
 {
 	return r < n - 1 ? r : n - 1;
+}
+
+/* Columns per y-pass item: up to STRIP, narrower (multiples of 8) so that
+ * each thread gets about two strips. */
+static int64_t strip_width(int64_t nx, int nt)
+{
+	int64_t w = (nx + 2 * nt - 1) / (2 * nt);
+	w = (w + 7) / 8 * 8;
+	return w > STRIP ? STRIP : w;
 }
 
 ffdp_status ffdp_cpu_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_lncc_opts *o, ffdp_error *err)
@@ -295,17 +368,18 @@ ffdp_status ffdp_cpu_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_
 		c.gm = a->gf, c.gf = NULL;
 	}
 	c.ncoef = c.gm ? (c.gf ? 5 : 3) : 0;
-	c.exact = o->exact_grad != 0;
+	c.exact = c.ncoef && o->exact_grad;
 	c.eps = o->eps > 0.0 ? o->eps : 1e-5;
 	c.gscale = -a->scale / denom;
 	c.cf = sample_mean(c.f, nvox), c.cm = sample_mean(c.m, nvox);
 
 	/* Small volumes: a team costs more than it saves. */
 	int nt = nvox >= 32768 ? omp_get_max_threads() : 1;
+	c.strip = strip_width(c.nx, nt);
 	if ((s = lncc_scratch(&c, nt, &block, err)))
 		return s;
 #pragma omp parallel num_threads(nt)
-	lncc_stream(&c, c.rows + (size_t)omp_get_thread_num() * NQ * (size_t)c.nx);
+	lncc_stream(&c, c.rows + (size_t)omp_get_thread_num() * 2 * NQ * (size_t)c.nx);
 
 	double sum = 0.0;
 	for (int64_t y = 0; y < c.ny; y++)
