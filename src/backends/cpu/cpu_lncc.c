@@ -23,7 +23,7 @@
  *
  * Streaming.  T(t) holds the window sums of plane t boxed along y and z but
  * not x; it is a running sum along z,
- *     T(t) = T(t-1) + ybox(products of plane t+r - products of plane t-r-1),
+ *     T(t) = T(t-1) + Y(t+r) - Y(t-r-1),  Y(p) = plane p's products boxed along y,
  * and each row of T is boxed along x when it is used.  From the sums of
  * plane t come its loss and its coefficient planes, which are boxed along x,
  * then along y into a running z sum G that yields the gradient of plane
@@ -36,14 +36,14 @@
  * ANTs' gradient: T alone.
  *
  * Threads split each plane, not z: column strips for the y passes, rows for
- * the x passes, three barriers per plane.  No halo is recomputed, 2-D images
+ * the x passes, two barriers per plane.  No halo is recomputed, 2-D images
  * parallelise, scratch does not grow with the thread count, and each sum is
  * formed in a fixed order: the same bits for any number of threads.
  *
  * Floor: read f and m once (8 B/voxel), the mask once (4 B), write the
- * gradients (4 B each).  The exact gradient reads each input row 8 times
- * (lead and lag, entering and leaving the y and z windows); the re-reads lie
- * within the last ~3r planes, in cache for moderate planes.  Per voxel the
+ * gradients (4 B each).  The exact gradient reads each input row 6 times
+ * (Y of 3 planes a step, each row entering and leaving the y window); the
+ * re-reads lie within the last ~3r planes, in cache for moderate planes.  Per voxel the
  * work does not depend on k.
  */
 #include <math.h>
@@ -54,6 +54,13 @@
 #include "ffdp/volume.h"
 
 enum { NQ = 5, STRIP = FFDP_CPU_BOX_CHUNK };
+
+/* Hot helpers are inlined into loops whose variants must not branch. */
+#if defined(__GNUC__)
+#define LNCC_INLINE static inline __attribute__((always_inline))
+#else
+#define LNCC_INLINE static inline
+#endif
 
 typedef struct lncc_ctx {
 	int64_t nx, ny, nz, np; /* np = nx * ny */
@@ -83,71 +90,73 @@ static float sample_mean(const float *x, int64_t n)
 	return (float)(s / (double)cnt);
 }
 
-/* d[q][j] = products of (plane pa) - products of (plane pb) on row y, columns
- * x0 .. x0 + w; a plane outside the volume counts as zero. */
-static void diff_row(const lncc_ctx *c, int64_t pa, int64_t pb, int64_t y, int64_t x0, int64_t w,
-		     double d[NQ][STRIP])
+/* run[q][j] += (or -=, sub) the products of row y of plane p, columns
+ * x0 .. x0 + w: f - cf, m - cm, their squares and their product. */
+LNCC_INLINE void add_products(const lncc_ctx *c, int64_t p, int64_t y, int64_t x0, int64_t w,
+			      double run[NQ][STRIP], const int sub)
 {
-	int ina = pa >= 0 && pa < c->nz, inb = pb >= 0 && pb < c->nz;
+	const float *f = c->f + p * c->np + y * c->nx + x0, *m = c->m + p * c->np + y * c->nx + x0;
 	double cf = c->cf, cm = c->cm;
-	const float *fa = c->f + pa * c->np + y * c->nx + x0, *ma = c->m + pa * c->np + y * c->nx + x0;
-	const float *fb = c->f + pb * c->np + y * c->nx + x0, *mb = c->m + pb * c->np + y * c->nx + x0;
+	double *r0 = run[0], *r1 = run[1], *r2 = run[2], *r3 = run[3], *r4 = run[4];
 
-	if (ina && inb) {
-#pragma omp simd
-		for (int64_t j = 0; j < w; j++) {
-			double a = (double)fa[j] - cf, b = (double)ma[j] - cm;
-			double a2 = (double)fb[j] - cf, b2 = (double)mb[j] - cm;
-			d[0][j] = a - a2, d[1][j] = b - b2, d[2][j] = a * a - a2 * a2;
-			d[3][j] = b * b - b2 * b2, d[4][j] = a * b - a2 * b2;
-		}
-	} else if (ina || inb) {
-		const float *f = ina ? fa : fb, *m = ina ? ma : mb;
-		double sg = ina ? 1.0 : -1.0;
+	if (sub) {
 #pragma omp simd
 		for (int64_t j = 0; j < w; j++) {
 			double a = (double)f[j] - cf, b = (double)m[j] - cm;
-			d[0][j] = sg * a, d[1][j] = sg * b, d[2][j] = sg * (a * a);
-			d[3][j] = sg * (b * b), d[4][j] = sg * (a * b);
+			r0[j] -= a, r1[j] -= b, r2[j] -= a * a, r3[j] -= b * b, r4[j] -= a * b;
 		}
-	} else {
-		for (int q = 0; q < NQ; q++)
-			for (int64_t j = 0; j < w; j++)
-				d[q][j] = 0.0;
+		return;
+	}
+#pragma omp simd
+	for (int64_t j = 0; j < w; j++) {
+		double a = (double)f[j] - cf, b = (double)m[j] - cm;
+		r0[j] += a, r1[j] += b, r2[j] += a * a, r3[j] += b * b, r4[j] += a * b;
 	}
 }
 
-/* T += ybox(products of plane s+r - products of plane s-r-1) on columns
- * [x0, x0 + w): a running sum down the strip, products made on the fly. */
-static void stats_strip(const lncc_ctx *c, int64_t s, double *T, int64_t x0, int64_t w)
+/* T = T + ya - yb on rows y of the strip (ya, yb: running sums). */
+LNCC_INLINE void update_t(const lncc_ctx *c, double *T, int64_t y, int64_t x0, int64_t w, double ya[NQ][STRIP],
+			  double yb[NQ][STRIP])
 {
-	double run[NQ][STRIP] = {{0}}, d[NQ][STRIP];
-	int64_t pa = s + c->rz, pb = s - c->rz - 1, ny = c->ny, ry = c->ry;
-
-	for (int64_t y = 0; y < ry && y < ny; y++) {
-		diff_row(c, pa, pb, y, x0, w, d);
-		for (int q = 0; q < NQ; q++)
-			for (int64_t j = 0; j < w; j++)
-				run[q][j] += d[q][j];
+	for (int q = 0; q < NQ; q++) {
+		double *t = T + q * c->np + y * c->nx + x0;
+#pragma omp simd
+		for (int64_t j = 0; j < w; j++)
+			t[j] = (t[j] + ya[q][j]) - yb[q][j];
 	}
+}
+
+/* Step t on columns [x0, x0 + w), with Y(p) = plane p's products boxed along
+ * y (zero outside the volume):
+ *     lead:  T     = T     + Y(t + r) - Y(t - r - 1)
+ *     lag:   T_lag = T_lag + Y(t - r - 1) - Y(t - 3r - 2)
+ * The lag update is the lead update of step t - 2r - 1, operation for
+ * operation, so T_lag there equals that step's T bit for bit. */
+static void stats_strip(const lncc_ctx *c, int64_t t, int lead, int lag, int64_t x0, int64_t w)
+{
+	double run[3][NQ][STRIP] = {{{0}}};
+	int64_t rz = c->rz, ny = c->ny, ry = c->ry;
+	int64_t pl[3] = {t + rz, t - rz - 1, t - 3 * rz - 2};
+	int use[3] = {lead, lead || lag, lag};
+
+	for (int i = 0; i < 3; i++)
+		use[i] = use[i] && pl[i] >= 0 && pl[i] < c->nz;
+	for (int i = 0; i < 3; i++)
+		for (int64_t y = 0; y < ry && y < ny && use[i]; y++)
+			add_products(c, pl[i], y, x0, w, run[i], 0);
 	for (int64_t y = 0; y < ny; y++) {
-		if (y + ry < ny) {
-			diff_row(c, pa, pb, y + ry, x0, w, d);
-			for (int q = 0; q < NQ; q++)
-				for (int64_t j = 0; j < w; j++)
-					run[q][j] += d[q][j];
+		for (int i = 0; i < 3; i++) {
+			if (!use[i])
+				continue;
+			if (y + ry < ny)
+				add_products(c, pl[i], y + ry, x0, w, run[i], 0);
+			if (y - ry - 1 >= 0)
+				add_products(c, pl[i], y - ry - 1, x0, w, run[i], 1);
 		}
-		if (y - ry - 1 >= 0) {
-			diff_row(c, pa, pb, y - ry - 1, x0, w, d);
-			for (int q = 0; q < NQ; q++)
-				for (int64_t j = 0; j < w; j++)
-					run[q][j] -= d[q][j];
-		}
-		for (int q = 0; q < NQ; q++) {
-			double *t = T + q * c->np + y * c->nx + x0;
-			for (int64_t j = 0; j < w; j++)
-				t[j] += run[q][j];
-		}
+		if (lead)
+			update_t(c, c->tl, y, x0, w, run[0], run[1]);
+		if (lag)
+			update_t(c, c->tg, y, x0, w, run[1], run[2]);
 	}
 }
 
@@ -155,7 +164,7 @@ static void stats_strip(const lncc_ctx *c, int64_t s, double *T, int64_t x0, int
  * also the gradient coefficients times w into k[q * ks],
  * q = (w a, w b, w c[, w b', w c']), stored or (sub) subtracted.  Lead and
  * lag run this same code on the same bits, so their coefficients agree. */
-static inline double voxel_cc(const double *s, int64_t ss, double inv, double eps, double w, int nc, double *k,
+LNCC_INLINE double voxel_cc(const double *s, int64_t ss, double inv, double eps, double w, int nc, double *k,
 			      int64_t ks, int sub)
 {
 	double sf = s[0], sm = s[ss];
@@ -185,6 +194,20 @@ static inline double voxel_cc(const double *s, int64_t ss, double inv, double ep
 	return cc;
 }
 
+/* The scoring loop with nc, sub and masked constant after inlining: each
+ * variant is branch-free and vectorises. */
+LNCC_INLINE double score_span(const double *S, int64_t nx, const double *icx, double icyz, double eps,
+			      const float *w, double *k, const int nc, const int sub, const int masked)
+{
+	double loss = 0.0;
+#pragma omp simd reduction(+ : loss)
+	for (int64_t x = 0; x < nx; x++) {
+		double wx = masked ? (double)w[x] : 1.0;
+		loss += wx * voxel_cc(S + x, nx, icx[x] * icyz, eps, wx, nc, k + x, nx, sub);
+	}
+	return loss;
+}
+
 /* Row y of plane p scored from T: the sums (boxed along x into S), then cc
  * and the coefficients into k (stride nx; sub: subtracted).  Returns
  * sum_x w cc over the row. */
@@ -192,23 +215,22 @@ static double score_row(const lncc_ctx *c, const double *T, int64_t p, int64_t y
 {
 	int64_t nx = c->nx;
 	const float *w = c->w ? c->w + p * c->np + y * nx : NULL;
-	const double *icx = c->icx;
-	double icyz = c->icy[y] * c->icz[p], eps = c->eps, loss = 0.0;
-	int nc = c->ncoef;
+	double icyz = c->icy[y] * c->icz[p];
+	int v = c->ncoef * 4 + sub * 2 + (w != NULL);
 
 	ffdp_cpu_box_rows(T + y * nx, c->np, S, nx, NQ, nx, c->rx);
-	if (sub) {
-#pragma omp simd
-		for (int64_t x = 0; x < nx; x++)
-			voxel_cc(S + x, nx, icx[x] * icyz, eps, w ? w[x] : 1.0, nc, k + x, nx, 1);
-		return 0.0;
+	switch (v) {
+	case 0: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 0, 0, 0);
+	case 1: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 0, 0, 1);
+	case 12: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 3, 0, 0);
+	case 13: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 3, 0, 1);
+	case 14: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 3, 1, 0);
+	case 15: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 3, 1, 1);
+	case 20: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 5, 0, 0);
+	case 21: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 5, 0, 1);
+	case 22: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 5, 1, 0);
+	default: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 5, 1, 1);
 	}
-#pragma omp simd reduction(+ : loss)
-	for (int64_t x = 0; x < nx; x++) {
-		double wx = w ? w[x] : 1.0;
-		loss += wx * voxel_cc(S + x, nx, icx[x] * icyz, eps, wx, nc, k + x, nx, 0);
-	}
-	return loss;
 }
 
 /* Gradients at row y of plane z, columns [x0, x0 + w), from coefficient sums
@@ -271,35 +293,30 @@ static void grad_strip(const lncc_ctx *c, int64_t z, int64_t x0, int64_t w)
 		grad_span(c, z, y, x0, w, c->gsum + y * c->nx + x0, c->np);
 }
 
-/* All planes: every thread of the team runs this in lockstep. */
+/* All planes: every thread of the team runs this in lockstep.  A strip pass
+ * does step t's window sums and step t-1's gradient (disjoint data), a row
+ * pass scores step t: two barriers per plane. */
 static void lncc_stream(lncc_ctx *c, double *rows)
 {
 	int64_t rz = c->rz, nz = c->nz, tend = c->exact ? nz + rz : nz;
 	int64_t nstrip = (c->nx + c->strip - 1) / c->strip;
 
-	for (int64_t t = -rz; t < tend; t++) {
+	for (int64_t t = -rz; t <= tend; t++) {
 		int64_t p = t - 2 * rz - 1;
-		int lead = t < nz, lag = c->exact && p >= -rz;
+		int lead = t < nz, lag = c->exact && p >= -rz && t < tend, grad = c->exact && t >= 1;
 #pragma omp for schedule(static)
 		for (int64_t s = 0; s < nstrip; s++) {
 			int64_t x0 = s * c->strip, w = x0 + c->strip < c->nx ? c->strip : c->nx - x0;
-			if (lead)
-				stats_strip(c, t, c->tl, x0, w);
-			if (lag)
-				stats_strip(c, p, c->tg, x0, w);
+			if (lead || lag)
+				stats_strip(c, t, lead, lag, x0, w);
+			if (grad)
+				grad_strip(c, t - 1 - rz, x0, w);
 		}
-		if (t < 0)
+		if (t < 0 || t >= tend)
 			continue;
 #pragma omp for schedule(static)
 		for (int64_t y = 0; y < c->ny; y++)
 			coef_row(c, t, y, rows);
-		if (!c->exact)
-			continue;
-#pragma omp for schedule(static)
-		for (int64_t s = 0; s < nstrip; s++) {
-			int64_t x0 = s * c->strip, w = x0 + c->strip < c->nx ? c->strip : c->nx - x0;
-			grad_strip(c, t - rz, x0, w);
-		}
 	}
 }
 
