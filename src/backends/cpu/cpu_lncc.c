@@ -23,14 +23,15 @@
  *
  * Streaming.  T(t) holds the window sums of plane t boxed along y and z but
  * not x; it is a running sum along z,
- *     T(t) = T(t-1) + Y(t+r) - Y(t-r-1),  Y(p) = plane p's products boxed along y,
- * and each row of T is boxed along x when it is used.  From the sums of
- * plane t come its loss and its coefficient planes, which are boxed along x,
- * then along y into a running z sum G that yields the gradient of plane
- * t - r.  G must drop the coefficients of plane t - 2r - 1: rather than keep
- * a ring of k coefficient planes, a lag copy of T replays the same increments
- * 2r + 1 planes behind (the same bits, so the coefficients it recomputes
- * cancel exactly what was added).  Scratch does not depend on k or nz:
+ *     T(t) = T(t-1) + Y(t+r) - Y(t-r-1),
+ * Y(p) the products of plane p boxed along y; each row of T is boxed along
+ * x when it is used.  From the sums of plane t come its loss and its
+ * coefficient planes, which are boxed along x, then along y into a running
+ * z sum G that yields the gradient of plane t - r.  G must drop the
+ * coefficients of plane t - 2r - 1: rather than keep a ring of k coefficient
+ * planes, a lag copy of T replays the same increments 2r + 1 planes behind
+ * (the same bits, so the coefficients it recomputes cancel exactly what was
+ * added).  Scratch does not depend on k or nz:
  * T, T_lag (5 planes each), the x-boxed coefficients and G (ncoef = 3 for one
  * gradient, 5 for both), in double; 2 x 5 rows per thread.  Loss only or
  * ANTs' gradient: T alone.
@@ -41,10 +42,11 @@
  * formed in a fixed order: the same bits for any number of threads.
  *
  * Floor: read f and m once (8 B/voxel), the mask once (4 B), write the
- * gradients (4 B each).  The exact gradient reads each input row 6 times
- * (Y of 3 planes a step, each row entering and leaving the y window); the
- * re-reads lie within the last ~3r planes, in cache for moderate planes.  Per voxel the
- * work does not depend on k.
+ * gradients (4 B each): 16-20 B/voxel.  The exact gradient reads each input
+ * row 6 times (Y of 3 planes a step, each row entering and leaving the y
+ * window), all within the last ~3r planes, which stay in cache for moderate
+ * planes; the double plane buffers are the rest of the traffic.  Per voxel
+ * the work does not depend on k.
  */
 #include <math.h>
 #include <omp.h>
@@ -115,8 +117,8 @@ LNCC_INLINE void add_products(const lncc_ctx *c, int64_t p, int64_t y, int64_t x
 }
 
 /* T = T + ya - yb on rows y of the strip (ya, yb: running sums). */
-LNCC_INLINE void update_t(const lncc_ctx *c, double *T, int64_t y, int64_t x0, int64_t w, double ya[NQ][STRIP],
-			  double yb[NQ][STRIP])
+LNCC_INLINE void update_t(const lncc_ctx *c, double *T, int64_t y, int64_t x0, int64_t w,
+			  double ya[NQ][STRIP], double yb[NQ][STRIP])
 {
 	for (int q = 0; q < NQ; q++) {
 		double *t = T + q * c->np + y * c->nx + x0;
@@ -211,7 +213,8 @@ LNCC_INLINE double score_span(const double *S, int64_t nx, const double *icx, do
 /* Row y of plane p scored from T: the sums (boxed along x into S), then cc
  * and the coefficients into k (stride nx; sub: subtracted).  Returns
  * sum_x w cc over the row. */
-static double score_row(const lncc_ctx *c, const double *T, int64_t p, int64_t y, double *S, double *k, int sub)
+static double score_row(const lncc_ctx *c, const double *T, int64_t p, int64_t y, double *S, double *k,
+			int sub)
 {
 	int64_t nx = c->nx;
 	const float *w = c->w ? c->w + p * c->np + y * nx : NULL;
@@ -235,7 +238,8 @@ static double score_row(const lncc_ctx *c, const double *T, int64_t p, int64_t y
 
 /* Gradients at row y of plane z, columns [x0, x0 + w), from coefficient sums
  * k (k[q * ks + j] for column x0 + j). */
-static void grad_span(const lncc_ctx *c, int64_t z, int64_t y, int64_t x0, int64_t w, const double *k, int64_t ks)
+static void grad_span(const lncc_ctx *c, int64_t z, int64_t y, int64_t x0, int64_t w, const double *k,
+		      int64_t ks)
 {
 	int64_t o = z * c->np + y * c->nx + x0;
 	const float *f = c->f + o, *m = c->m + o;
