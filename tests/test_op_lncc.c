@@ -370,25 +370,39 @@ static void check_errors(ffdp_backend *be, tu_rng *rng)
 	free_data(&d);
 }
 
-static void check_threads(ffdp_backend *be, tu_rng *rng)
+/* 1 vs 2 threads, and 2 threads against the reference.  Sizes pick both
+ * schedules: 40x36x30 k=5 is one team over each plane (bit-identical to one
+ * thread); 30x20x100 and the 2-D 300x200 (streamed by rows) give each
+ * thread its own z-range. */
+static void check_threads(ffdp_backend *be, tu_rng *rng, const tcase *tc)
 {
 	ffdp_error err = {0};
-	tcase tc = {"threads", {40, 36, 30}, 5, 1, 0, 1, 0, 1};
-	tdata d = make_data(rng, &tc);
+	tdata d = make_data(rng, tc);
 	size_t bytes = (size_t)d.N * 4;
 	float *g[2] = {malloc(bytes), malloc(bytes)}, *h[2] = {malloc(bytes), malloc(bytes)};
-	double l[2];
+	double l[2], *rf = malloc((size_t)d.N * 8), *rm = malloc((size_t)d.N * 8);
 	int keep = omp_get_max_threads();
 	for (int t = 0; t < 2; t++) {
 		omp_set_num_threads(t + 1);
-		op(be, &d, 5, 1, 0, 1, h[t], g[t], &l[t], NULL, &err);
+		op(be, &d, tc->k, 1, 0, 1, h[t], g[t], &l[t], NULL, &err);
 	}
 	omp_set_num_threads(keep);
 	double e = fmax(max_diff_f(g[0], g[1], d.N) / max_abs_f(g[0], d.N),
 			max_diff_f(h[0], h[1], d.N) / max_abs_f(h[0], d.N));
 	CHECK(e <= 1e-6 && fabs(l[0] - l[1]) <= 1e-6 * fabs(l[0]),
-	      "1 vs 2 threads, 40x36x30 k=5: gradients rel %.1e, loss %.17g vs %.17g", e, l[0], l[1]);
-	free(g[0]), free(g[1]), free(h[0]), free(h[1]);
+	      "%s: 1 vs 2 threads: gradients rel %.1e, loss %.17g vs %.17g", tc->name, e, l[0], l[1]);
+
+	ref R = {{d.n[0], d.n[1], d.n[2]}, (tc->k - 1) / 2, d.df, d.dm, d.dw, 1e-5};
+	double denom = 0;
+	for (int64_t i = 0; i < d.N; i++)
+		denom += d.w ? d.dw[i] : 1.0;
+	double want = -ref_sum(&R) / denom;
+	ref_grads(&R, -1.0 / denom, 0, rf, rm);
+	double ef = tu_rel_err(h[1], rf, d.N, 1e-30), em = tu_rel_err(g[1], rm, d.N, 1e-30);
+	double el = fabs(l[1] - want) / fabs(want);
+	CHECK(el <= 1e-5 && ef < 1e-3 && em < 1e-3, "%s: 2 threads vs reference: loss rel %.1e, gf %.1e, gm %.1e",
+	      tc->name, el, ef, em);
+	free(g[0]), free(g[1]), free(h[0]), free(h[1]), free(rf), free(rm);
 	free_data(&d);
 }
 
@@ -409,6 +423,19 @@ static void check_alloc(ffdp_backend *be, tu_rng *rng)
 	op(be, &d, 9, 0, 0, 1, h, g, &loss, NULL, &err);
 	peak = alloc_count_peak_extra();
 	CHECK(peak < vol / 2, "ANTs gradient scratch %zu B < half a volume", peak);
+	free(g), free(h);
+	free_data(&d);
+
+	/* 2-D images are streamed row by row: scratch is rows, not images */
+	tcase t2 = {"alloc 2-D", {512, 384, 1}, 9, 1, 0, 1, 0, 1};
+	d = make_data(rng, &t2);
+	g = malloc((size_t)d.N * 4), h = malloc((size_t)d.N * 4);
+	vol = (size_t)d.N * 4;
+	alloc_count_reset();
+	s = op(be, &d, 9, 1, 0, 1, h, g, &loss, NULL, &err);
+	peak = alloc_count_peak_extra();
+	CHECK(s == FFDP_OK && peak < vol / 2, "2-D 512x384 k=9 fwd+bwd scratch %zu B < half the image %zu B", peak,
+	      vol / 2);
 	free(g), free(h);
 	free_data(&d);
 }
@@ -488,7 +515,13 @@ int main(void)
 	check_scale(be, &rng);
 	check_flat(be, &rng);
 	check_errors(be, &rng);
-	check_threads(be, &rng);
+	static const tcase threads[] = {
+		{"40x36x30 k=5 mask", {40, 36, 30}, 5, 1, 0, 1, 0, 1},
+		{"30x20x100 k=5", {30, 20, 100}, 5, 0, 0, 1, 0, 1},
+		{"2-D 300x200 k=7 mask", {300, 200, 1}, 7, 1, 0, 1, 0, 1},
+	};
+	for (size_t c = 0; c < sizeof(threads) / sizeof(threads[0]); c++)
+		check_threads(be, &rng, &threads[c]);
 	check_alloc(be, &rng);
 	check_speed(be, &rng);
 	ffdp_backend_close(be);

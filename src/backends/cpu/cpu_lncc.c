@@ -36,10 +36,13 @@
  * gradient, 5 for both), in double; 2 x 5 rows per thread.  Loss only or
  * ANTs' gradient: T alone.
  *
- * Threads split each plane, not z: column strips for the y passes, rows for
- * the x passes, two barriers per plane.  No halo is recomputed, 2-D images
- * parallelise, scratch does not grow with the thread count, and each sum is
- * formed in a fixed order: the same bits for any number of threads.
+ * Threads: by default a team splits each plane (column strips for the y
+ * passes, rows for the x passes, two barriers per plane): no halo is
+ * recomputed, scratch does not grow with the thread count, and each sum is
+ * formed in a fixed order, the same bits for any number of threads.  When
+ * planes are small and z is long (2-D images are streamed row by row, as
+ * nx x 1 x ny), each thread instead streams its own z-range, starting 2r
+ * planes early (choose_parts); results then agree to rounding.
  *
  * Floor: read f and m once (8 B/voxel), the mask once (4 B), write the
  * gradients (4 B each): 16-20 B/voxel.  The exact gradient reads each input
@@ -55,7 +58,7 @@
 #include "cpu_lossutil.h"
 #include "ffdp/volume.h"
 
-enum { NQ = 5, STRIP = FFDP_CPU_BOX_CHUNK };
+enum { NQ = 5, STRIP = FFDP_CPU_BOX_CHUNK, MAX_PARTS = 64 };
 
 /* Hot helpers are inlined into loops whose variants must not branch. */
 #if defined(__GNUC__)
@@ -75,11 +78,19 @@ typedef struct lncc_ctx {
 	int ncoef;          /* 0: loss only, 3: gm, 5: gm and gf */
 	int exact;          /* exact gradient wanted (ncoef > 0) */
 	double *icx, *icy, *icz;  /* 1 / window count per axis */
-	double *tl, *tg;          /* T (lead) and T_lag, NQ planes each */
-	double *xc, *gsum;        /* x-boxed coefficients and G, ncoef planes each */
-	double *rows;             /* 2 NQ rows per thread */
-	double *lrow;             /* loss per row, summed over planes */
 } lncc_ctx;
+
+/* A z-range streamed by one team of nth threads.  Planes [v0, v1) exist for
+ * its window sums, [s0, s1) are scored, [o0, o1) give loss and gradients; a
+ * part of a cut volume reaches 2r planes past its outputs (r for ANTs). */
+typedef struct lncc_part {
+	int64_t v0, v1, s0, s1, o0, o1;
+	int nth;
+	double *tl, *tg;   /* T (lead) and T_lag, NQ planes each */
+	double *xc, *gsum; /* x-boxed coefficients and G, ncoef planes each */
+	double *rows;      /* 2 NQ rows per thread */
+	double *lrow;      /* loss per row, summed over planes */
+} lncc_part;
 
 /* Mean of at most 4096 evenly strided voxels: a cheap, deterministic shift. */
 static float sample_mean(const float *x, int64_t n)
@@ -134,7 +145,8 @@ LNCC_INLINE void update_t(const lncc_ctx *c, double *T, int64_t y, int64_t x0, i
  *     lag:   T_lag = T_lag + Y(t - r - 1) - Y(t - 3r - 2)
  * The lag update is the lead update of step t - 2r - 1, operation for
  * operation, so T_lag there equals that step's T bit for bit. */
-static void stats_strip(const lncc_ctx *c, int64_t t, int lead, int lag, int64_t x0, int64_t w)
+static void stats_strip(const lncc_ctx *c, const lncc_part *pt, int64_t t, int lead, int lag, int64_t x0,
+			int64_t w)
 {
 	double run[3][NQ][STRIP] = {{{0}}};
 	int64_t rz = c->rz, ny = c->ny, ry = c->ry;
@@ -142,7 +154,7 @@ static void stats_strip(const lncc_ctx *c, int64_t t, int lead, int lag, int64_t
 	int use[3] = {lead, lead || lag, lag};
 
 	for (int i = 0; i < 3; i++)
-		use[i] = use[i] && pl[i] >= 0 && pl[i] < c->nz;
+		use[i] = use[i] && pl[i] >= pt->v0 && pl[i] < pt->v1;
 	for (int i = 0; i < 3; i++)
 		for (int64_t y = 0; y < ry && y < ny && use[i]; y++)
 			add_products(c, pl[i], y, x0, w, run[i], 0);
@@ -156,9 +168,9 @@ static void stats_strip(const lncc_ctx *c, int64_t t, int lead, int lag, int64_t
 				add_products(c, pl[i], y - ry - 1, x0, w, run[i], 1);
 		}
 		if (lead)
-			update_t(c, c->tl, y, x0, w, run[0], run[1]);
+			update_t(c, pt->tl, y, x0, w, run[0], run[1]);
 		if (lag)
-			update_t(c, c->tg, y, x0, w, run[1], run[2]);
+			update_t(c, pt->tg, y, x0, w, run[1], run[2]);
 	}
 }
 
@@ -263,16 +275,18 @@ static void grad_span(const lncc_ctx *c, int64_t z, int64_t y, int64_t x0, int64
 	}
 }
 
-/* Row y at step t: loss of plane t (when inside), and ANTs' gradient, or the
- * x-boxed coefficient difference k(t) - k(t - 2r - 1) into xc. */
-static void coef_row(lncc_ctx *c, int64_t t, int64_t y, double *rows)
+/* Row y at step t: loss of plane t (when an output), and ANTs' gradient, or
+ * the x-boxed coefficient difference k(t) - k(t - 2r - 1) into xc. */
+static void coef_row(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, double *rows)
 {
 	int64_t nx = c->nx, p = t - 2 * c->rz - 1;
 	double *S = rows, *k = rows + NQ * nx;
 	int nc = c->ncoef;
 
-	if (t < c->nz) {
-		c->lrow[y] += score_row(c, c->tl, t, y, S, k, 0);
+	if (t >= pt->s0 && t < pt->s1) {
+		double loss = score_row(c, pt->tl, t, y, S, k, 0);
+		if (t >= pt->o0 && t < pt->o1)
+			pt->lrow[y] += loss;
 		if (nc && !c->exact)
 			grad_span(c, t, y, 0, nx, k, nx);
 	} else {
@@ -281,74 +295,113 @@ static void coef_row(lncc_ctx *c, int64_t t, int64_t y, double *rows)
 	}
 	if (!c->exact)
 		return;
-	if (p >= 0)
-		score_row(c, c->tg, p, y, S, k, 1);
-	ffdp_cpu_box_rows(k, nx, c->xc + y * nx, c->np, nc, nx, c->rx);
+	if (p >= pt->s0 && p < pt->s1)
+		score_row(c, pt->tg, p, y, S, k, 1);
+	ffdp_cpu_box_rows(k, nx, pt->xc + y * nx, c->np, nc, nx, c->rx);
 }
 
-/* G += ybox(xc) on a strip, then the gradient of plane z there (z >= 0). */
-static void grad_strip(const lncc_ctx *c, int64_t z, int64_t x0, int64_t w)
+/* G += ybox(xc) on a strip, then the gradient of plane z there when it is
+ * an output. */
+static void grad_strip(const lncc_ctx *c, const lncc_part *pt, int64_t z, int64_t x0, int64_t w)
 {
 	for (int q = 0; q < c->ncoef; q++)
-		ffdp_cpu_box_cols_add(c->xc + q * c->np, c->gsum + q * c->np, c->nx, c->ny, c->ry, x0, x0 + w);
-	if (z < 0)
+		ffdp_cpu_box_cols_add(pt->xc + q * c->np, pt->gsum + q * c->np, c->nx, c->ny, c->ry, x0, x0 + w);
+	if (z < pt->o0 || z >= pt->o1)
 		return;
 	for (int64_t y = 0; y < c->ny; y++)
-		grad_span(c, z, y, x0, w, c->gsum + y * c->nx + x0, c->np);
+		grad_span(c, z, y, x0, w, pt->gsum + y * c->nx + x0, c->np);
 }
 
-/* All planes: every thread of the team runs this in lockstep.  A strip pass
- * does step t's window sums and step t-1's gradient (disjoint data), a row
- * pass scores step t: two barriers per plane. */
-static void lncc_stream(lncc_ctx *c, double *rows)
+static void team_sync(int nth)
 {
-	int64_t rz = c->rz, nz = c->nz, tend = c->exact ? nz + rz : nz;
-	int64_t nstrip = (c->nx + c->strip - 1) / c->strip;
+	if (nth > 1) {
+#pragma omp barrier
+	}
+}
 
-	for (int64_t t = -rz; t <= tend; t++) {
+/* Thread tid's share [lo, hi) of n items, the same split on every call. */
+static void share(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi)
+{
+	*lo = n * tid / nth;
+	*hi = n * (tid + 1) / nth;
+}
+
+/* A part, run by each thread of its team in lockstep.  A strip pass does
+ * step t's window sums and step t-1's gradient (disjoint data), a row pass
+ * scores step t: two barriers per plane in a team, none alone. */
+static void lncc_stream(const lncc_ctx *c, lncc_part *pt, int tid)
+{
+	int64_t rz = c->rz, tend = c->exact ? pt->o1 + rz : pt->o1;
+	int64_t nstrip = (c->nx + c->strip - 1) / c->strip, s0, s1, y0, y1;
+	double *rows = pt->rows + (size_t)tid * 2 * NQ * (size_t)c->nx;
+
+	share(nstrip, tid, pt->nth, &s0, &s1);
+	share(c->ny, tid, pt->nth, &y0, &y1);
+	for (int64_t t = pt->v0 - rz; t <= tend; t++) {
 		int64_t p = t - 2 * rz - 1;
-		int lead = t < nz, lag = c->exact && p >= -rz && t < tend, grad = c->exact && t >= 1;
-#pragma omp for schedule(static)
-		for (int64_t s = 0; s < nstrip; s++) {
+		int lead = t < pt->s1, lag = c->exact && p >= pt->v0 - rz && p < pt->s1 && t < tend;
+		int grad = c->exact && t - 1 >= pt->s0;
+		for (int64_t s = s0; s < s1 && (lead || lag || grad); s++) {
 			int64_t x0 = s * c->strip, w = x0 + c->strip < c->nx ? c->strip : c->nx - x0;
 			if (lead || lag)
-				stats_strip(c, t, lead, lag, x0, w);
+				stats_strip(c, pt, t, lead, lag, x0, w);
 			if (grad)
-				grad_strip(c, t - 1 - rz, x0, w);
+				grad_strip(c, pt, t - 1 - rz, x0, w);
 		}
-		if (t < 0 || t >= tend)
+		team_sync(pt->nth);
+		if (t < pt->s0 || t >= tend)
 			continue;
-#pragma omp for schedule(static)
-		for (int64_t y = 0; y < c->ny; y++)
-			coef_row(c, t, y, rows);
+		for (int64_t y = y0; y < y1; y++)
+			coef_row(c, pt, t, y, rows);
+		team_sync(pt->nth);
 	}
 }
 
-/* Carve the scratch out of one allocation (zeroed by ffdp_alloc). */
-static ffdp_status lncc_scratch(lncc_ctx *c, int nthreads, double **block, ffdp_error *err)
+/* Bytes of scratch for one part with nth threads. */
+static size_t part_doubles(const lncc_ctx *c, int nth)
 {
-	size_t np = (size_t)c->np, nx = (size_t)c->nx, nc = (size_t)c->ncoef;
-	size_t n = (size_t)(c->nx + c->ny + c->nz) + NQ * np + (c->exact ? (NQ + 2 * nc) * np : 0) +
-		   (size_t)nthreads * 2 * NQ * nx + (size_t)c->ny;
-	double *d = ffdp_alloc(n * sizeof(double), err);
-	if (!d)
-		return FFDP_ERR_NOMEM;
-	*block = d;
-	c->icx = d, d += c->nx;
-	c->icy = d, d += c->ny;
-	c->icz = d, d += c->nz;
-	c->tl = d, d += NQ * np;
+	size_t np = (size_t)c->np, nc = (size_t)c->ncoef;
+	return NQ * np + (c->exact ? (NQ + 2 * nc) * np : 0) + (size_t)nth * 2 * NQ * (size_t)c->nx +
+	       (size_t)c->ny;
+}
+
+/* Carve a part's buffers from d (zeroed); returns the end. */
+static double *part_carve(const lncc_ctx *c, lncc_part *pt, double *d)
+{
+	size_t np = (size_t)c->np, nc = (size_t)c->ncoef;
+	pt->tl = d, d += NQ * np;
 	if (c->exact) {
-		c->tg = d, d += NQ * np;
-		c->xc = d, d += nc * np;
-		c->gsum = d, d += nc * np;
+		pt->tg = d, d += NQ * np;
+		pt->xc = d, d += nc * np;
+		pt->gsum = d, d += nc * np;
 	}
-	c->rows = d, d += (size_t)nthreads * 2 * NQ * nx;
-	c->lrow = d;
-	ffdp_cpu_box_inv_counts(c->icx, c->nx, c->rx);
-	ffdp_cpu_box_inv_counts(c->icy, c->ny, c->ry);
-	ffdp_cpu_box_inv_counts(c->icz, c->nz, c->rz);
-	return FFDP_OK;
+	pt->rows = d, d += (size_t)pt->nth * 2 * NQ * (size_t)c->nx;
+	pt->lrow = d, d += c->ny;
+	return d;
+}
+
+/* Output planes [o0, o1) and the planes they need (see lncc_part). */
+static void part_range(const lncc_ctx *c, lncc_part *pt, int64_t o0, int64_t o1)
+{
+	int64_t rz = c->rz, sr = c->exact ? rz : 0;
+	pt->o0 = o0, pt->o1 = o1;
+	pt->s0 = o0 - sr > 0 ? o0 - sr : 0;
+	pt->s1 = o1 + sr < c->nz ? o1 + sr : c->nz;
+	pt->v0 = pt->s0 - rz > 0 ? pt->s0 - rz : 0;
+	pt->v1 = pt->s1 + rz < c->nz ? pt->s1 + rz : c->nz;
+}
+
+/* One team over whole planes, or one part per thread (no barriers, ~4r
+ * planes recomputed at each cut) when their scratch together fits in one
+ * volume and the cuts are cheap: at least 16r planes each, or 2r when planes
+ * are too small (< 1024 voxels a thread) for a team to be worth its barriers. */
+static int choose_parts(const lncc_ctx *c, int nt)
+{
+	int64_t len = c->nz / (nt > 0 ? nt : 1), need = c->np < 1024 * (int64_t)nt ? 2 * c->rz : 16 * c->rz;
+	double bytes = (double)nt * (double)part_doubles(c, 1) * sizeof(double);
+	if (nt <= 1 || len < 4 || len < need || bytes > 4.0 * (double)(c->np * c->nz))
+		return 1;
+	return nt < MAX_PARTS ? nt : MAX_PARTS;
 }
 
 static int64_t clip_radius(int64_t r, int64_t n)
@@ -357,7 +410,7 @@ static int64_t clip_radius(int64_t r, int64_t n)
 }
 
 /* Columns per y-pass item: up to STRIP, narrower (multiples of 8) so that
- * each thread gets about two strips. */
+ * each thread of a team gets about two strips. */
 static int64_t strip_width(int64_t nx, int nt)
 {
 	int64_t w = (nx + 2 * nt - 1) / (2 * nt);
@@ -365,10 +418,49 @@ static int64_t strip_width(int64_t nx, int nt)
 	return w > STRIP ? STRIP : w;
 }
 
+/* Window sums, scoring and gradients of all parts; the loss sum (parts in
+ * order, rows in order: the same bits for a given number of parts). */
+static ffdp_status lncc_run(const lncc_ctx *c, int nt, double *sum, ffdp_error *err)
+{
+	int nparts = choose_parts(c, nt), nth = nparts > 1 ? 1 : nt;
+	lncc_part parts[MAX_PARTS];
+	size_t n = (size_t)(c->nx + c->ny + c->nz) + (size_t)nparts * part_doubles(c, nth);
+	double *block = ffdp_alloc(n * sizeof(double), err), *d = block;
+
+	if (!block)
+		return FFDP_ERR_NOMEM;
+	lncc_ctx cc = *c;
+	cc.icx = d, d += c->nx;
+	cc.icy = d, d += c->ny;
+	cc.icz = d, d += c->nz;
+	ffdp_cpu_box_inv_counts(cc.icx, c->nx, c->rx);
+	ffdp_cpu_box_inv_counts(cc.icy, c->ny, c->ry);
+	ffdp_cpu_box_inv_counts(cc.icz, c->nz, c->rz);
+	for (int i = 0; i < nparts; i++) {
+		parts[i].nth = nth;
+		part_range(&cc, &parts[i], c->nz * i / nparts, c->nz * (i + 1) / nparts);
+		d = part_carve(&cc, &parts[i], d);
+	}
+#pragma omp parallel num_threads(nt)
+	{
+		int tid = omp_get_thread_num();
+		if (nparts > 1 && tid < nparts)
+			lncc_stream(&cc, &parts[tid], 0);
+		else if (nparts == 1 && tid < nth)
+			lncc_stream(&cc, &parts[0], tid);
+	}
+	*sum = 0.0;
+	for (int i = 0; i < nparts; i++)
+		for (int64_t y = 0; y < c->ny; y++)
+			*sum += parts[i].lrow[y];
+	ffdp_free(block);
+	return FFDP_OK;
+}
+
 ffdp_status ffdp_cpu_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_lncc_opts *o, ffdp_error *err)
 {
 	lncc_ctx c = {0};
-	double denom, *block = NULL;
+	double denom, sum;
 	int64_t r = (o->k - 1) / 2, nvox;
 	ffdp_status s;
 	(void)be;
@@ -378,6 +470,11 @@ ffdp_status ffdp_cpu_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_
 	if ((s = ffdp_cpu_loss_denom(a, "lncc", &denom, err)))
 		return s;
 	c.nx = a->f.n[0], c.ny = a->f.n[1], c.nz = a->f.n[2];
+	if (c.nz == 1) {
+		/* A 2-D image is the same memory as nx x 1 x ny: stream its rows, so
+		 * scratch is a few rows, not a few images. */
+		c.nz = c.ny, c.ny = 1;
+	}
 	c.np = c.nx * c.ny;
 	nvox = c.np * c.nz;
 	c.rx = clip_radius(r, c.nx), c.ry = clip_radius(r, c.ny), c.rz = clip_radius(r, c.nz);
@@ -394,18 +491,13 @@ ffdp_status ffdp_cpu_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_
 	c.gscale = -a->scale / denom;
 	c.cf = sample_mean(c.f, nvox), c.cm = sample_mean(c.m, nvox);
 
-	/* Small volumes: a team costs more than it saves. */
-	int nt = nvox >= 32768 ? omp_get_max_threads() : 1;
-	c.strip = strip_width(c.nx, nt);
-	if ((s = lncc_scratch(&c, nt, &block, err)))
+	/* At least 16384 voxels a thread: below that a thread costs more than it saves. */
+	int64_t most = nvox / 16384;
+	int nt = omp_get_max_threads();
+	nt = nt < most ? nt : most > 1 ? (int)most : 1;
+	c.strip = strip_width(c.nx, choose_parts(&c, nt) > 1 ? 1 : nt);
+	if ((s = lncc_run(&c, nt, &sum, err)))
 		return s;
-#pragma omp parallel num_threads(nt)
-	lncc_stream(&c, c.rows + (size_t)omp_get_thread_num() * 2 * NQ * (size_t)c.nx);
-
-	double sum = 0.0;
-	for (int64_t y = 0; y < c.ny; y++)
-		sum += c.lrow[y];
-	ffdp_free(block);
 	*a->loss = -sum / denom;
 	if (a->sum)
 		*a->sum = -sum;
