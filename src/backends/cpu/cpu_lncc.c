@@ -39,10 +39,11 @@
  * Threads: by default a team splits each plane (column strips for the y
  * passes, rows for the x passes, two barriers per plane): no halo is
  * recomputed, scratch does not grow with the thread count, and each sum is
- * formed in a fixed order, the same bits for any number of threads.  When
- * planes are small and z is long (2-D images are streamed row by row, as
+ * formed in a fixed order, the same bits for any number of threads.  When z
+ * is long enough and memory allows (2-D images are streamed row by row, as
  * nx x 1 x ny), each thread instead streams its own z-range, starting 2r
- * planes early (choose_parts); results then agree to rounding.
+ * planes early, with no barrier (choose_parts); results then agree to
+ * rounding.
  *
  * Floor: read f and m once (8 B/voxel), the mask once (4 B), write the
  * gradients (4 B each): 16-20 B/voxel.  The exact gradient reads each input
@@ -85,7 +86,7 @@ typedef struct lncc_ctx {
  * part of a cut volume reaches 2r planes past its outputs (r for ANTs). */
 typedef struct lncc_part {
 	int64_t v0, v1, s0, s1, o0, o1;
-	int nth;
+	int nth;           /* threads it has rows for */
 	double *tl, *tg;   /* T (lead) and T_lag, NQ planes each */
 	double *xc, *gsum; /* x-boxed coefficients and G, ncoef planes each */
 	double *rows;      /* 2 NQ rows per thread */
@@ -329,14 +330,14 @@ static void share(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi)
 /* A part, run by each thread of its team in lockstep.  A strip pass does
  * step t's window sums and step t-1's gradient (disjoint data), a row pass
  * scores step t: two barriers per plane in a team, none alone. */
-static void lncc_stream(const lncc_ctx *c, lncc_part *pt, int tid)
+static void lncc_stream(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
 {
 	int64_t rz = c->rz, tend = c->exact ? pt->o1 + rz : pt->o1;
 	int64_t nstrip = (c->nx + c->strip - 1) / c->strip, s0, s1, y0, y1;
 	double *rows = pt->rows + (size_t)tid * 2 * NQ * (size_t)c->nx;
 
-	share(nstrip, tid, pt->nth, &s0, &s1);
-	share(c->ny, tid, pt->nth, &y0, &y1);
+	share(nstrip, tid, nth, &s0, &s1);
+	share(c->ny, tid, nth, &y0, &y1);
 	for (int64_t t = pt->v0 - rz; t <= tend; t++) {
 		int64_t p = t - 2 * rz - 1;
 		int lead = t < pt->s1, lag = c->exact && p >= pt->v0 - rz && p < pt->s1 && t < tend;
@@ -348,12 +349,12 @@ static void lncc_stream(const lncc_ctx *c, lncc_part *pt, int tid)
 			if (grad)
 				grad_strip(c, pt, t - 1 - rz, x0, w);
 		}
-		team_sync(pt->nth);
+		team_sync(nth);
 		if (t < pt->s0 || t >= tend)
 			continue;
 		for (int64_t y = y0; y < y1; y++)
 			coef_row(c, pt, t, y, rows);
-		team_sync(pt->nth);
+		team_sync(nth);
 	}
 }
 
@@ -391,13 +392,14 @@ static void part_range(const lncc_ctx *c, lncc_part *pt, int64_t o0, int64_t o1)
 	pt->v1 = pt->s1 + rz < c->nz ? pt->s1 + rz : c->nz;
 }
 
-/* One team over whole planes, or one part per thread (no barriers, ~4r
- * planes recomputed at each cut) when their scratch together fits in one
- * volume and the cuts are cheap: at least 16r planes each, or 2r when planes
- * are too small (< 1024 voxels a thread) for a team to be worth its barriers. */
+/* One part per thread when their scratch together fits in one volume and
+ * each gets at least 8r planes (2r if planes are under 1024 voxels a
+ * thread): about 3r planes a part are recomputed, but there is no barrier,
+ * and a barrier per plane costs a time slice whenever the machine is
+ * oversubscribed.  Otherwise one team over whole planes. */
 static int choose_parts(const lncc_ctx *c, int nt)
 {
-	int64_t len = c->nz / (nt > 0 ? nt : 1), need = c->np < 1024 * (int64_t)nt ? 2 * c->rz : 16 * c->rz;
+	int64_t len = c->nz / (nt > 0 ? nt : 1), need = c->np < 1024 * (int64_t)nt ? 2 * c->rz : 8 * c->rz;
 	double bytes = (double)nt * (double)part_doubles(c, 1) * sizeof(double);
 	if (nt <= 1 || len < 4 || len < need || bytes > 4.0 * (double)(c->np * c->nz))
 		return 1;
@@ -441,13 +443,15 @@ static ffdp_status lncc_run(const lncc_ctx *c, int nt, double *sum, ffdp_error *
 		part_range(&cc, &parts[i], c->nz * i / nparts, c->nz * (i + 1) / nparts);
 		d = part_carve(&cc, &parts[i], d);
 	}
+	/* The team may be smaller than asked (nested regions): use its size. */
 #pragma omp parallel num_threads(nt)
 	{
-		int tid = omp_get_thread_num();
-		if (nparts > 1 && tid < nparts)
-			lncc_stream(&cc, &parts[tid], 0);
-		else if (nparts == 1 && tid < nth)
-			lncc_stream(&cc, &parts[0], tid);
+		int tid = omp_get_thread_num(), got = omp_get_num_threads();
+		if (nparts == 1)
+			lncc_stream(&cc, &parts[0], tid, got);
+		else
+			for (int i = tid; i < nparts; i += got)
+				lncc_stream(&cc, &parts[i], 0, 1);
 	}
 	*sum = 0.0;
 	for (int i = 0; i < nparts; i++)
