@@ -461,11 +461,38 @@ static ffdp_status lncc_run(const lncc_ctx *c, int nt, double *sum, ffdp_error *
 	return FFDP_OK;
 }
 
+/* The context of one call: geometry (2-D as rows), radii, inputs, shifts. */
+static void lncc_setup(lncc_ctx *c, const ffdp_loss_args *a, const ffdp_lncc_opts *o, double denom)
+{
+	int64_t r = (o->k - 1) / 2, nvox;
+
+	c->nx = a->f.n[0], c->ny = a->f.n[1], c->nz = a->f.n[2];
+	if (c->nz == 1) {
+		/* A 2-D image is the same memory as nx x 1 x ny: stream its rows, so
+		 * scratch is a few rows, not a few images. */
+		c->nz = c->ny, c->ny = 1;
+	}
+	c->np = c->nx * c->ny;
+	nvox = c->np * c->nz;
+	c->rx = clip_radius(r, c->nx), c->ry = clip_radius(r, c->ny), c->rz = clip_radius(r, c->nz);
+	c->f = a->f.p, c->m = a->m.p, c->w = a->mask;
+	c->gm = a->gm, c->gf = a->gf;
+	if (!c->gm && c->gf) {
+		/* cc is symmetric in f and m: gf alone is gm with the roles swapped. */
+		c->f = a->m.p, c->m = a->f.p;
+		c->gm = a->gf, c->gf = NULL;
+	}
+	c->ncoef = c->gm ? (c->gf ? 5 : 3) : 0;
+	c->exact = c->ncoef && o->exact_grad;
+	c->eps = o->eps > 0.0 ? o->eps : 1e-5;
+	c->gscale = -a->scale / denom;
+	c->cf = sample_mean(c->f, nvox), c->cm = sample_mean(c->m, nvox);
+}
+
 ffdp_status ffdp_cpu_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_lncc_opts *o, ffdp_error *err)
 {
 	lncc_ctx c = {0};
 	double denom, sum;
-	int64_t r = (o->k - 1) / 2, nvox;
 	ffdp_status s;
 	(void)be;
 
@@ -473,32 +500,13 @@ ffdp_status ffdp_cpu_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_
 		return ffdp_fail(err, FFDP_ERR_ARG, "lncc: eps %g is not a finite number >= 0", o->eps);
 	if ((s = ffdp_cpu_loss_denom(a, "lncc", &denom, err)))
 		return s;
-	c.nx = a->f.n[0], c.ny = a->f.n[1], c.nz = a->f.n[2];
-	if (c.nz == 1) {
-		/* A 2-D image is the same memory as nx x 1 x ny: stream its rows, so
-		 * scratch is a few rows, not a few images. */
-		c.nz = c.ny, c.ny = 1;
-	}
-	c.np = c.nx * c.ny;
-	nvox = c.np * c.nz;
-	c.rx = clip_radius(r, c.nx), c.ry = clip_radius(r, c.ny), c.rz = clip_radius(r, c.nz);
-	c.f = a->f.p, c.m = a->m.p, c.w = a->mask;
-	c.gm = a->gm, c.gf = a->gf;
-	if (!c.gm && c.gf) {
-		/* cc is symmetric in f and m: gf alone is gm with the roles swapped. */
-		c.f = a->m.p, c.m = a->f.p;
-		c.gm = a->gf, c.gf = NULL;
-	}
-	c.ncoef = c.gm ? (c.gf ? 5 : 3) : 0;
-	c.exact = c.ncoef && o->exact_grad;
-	c.eps = o->eps > 0.0 ? o->eps : 1e-5;
-	c.gscale = -a->scale / denom;
-	c.cf = sample_mean(c.f, nvox), c.cm = sample_mean(c.m, nvox);
+	lncc_setup(&c, a, o, denom);
 
-	/* At least 16384 voxels a thread: below that a thread costs more than it saves. */
-	int64_t most = nvox / 16384;
+	/* At least 16384 voxels a thread: fewer cost more than they save. */
+	int64_t most = c.np * c.nz / 16384;
 	int nt = omp_get_max_threads();
-	nt = nt < most ? nt : most > 1 ? (int)most : 1;
+	if (nt > most)
+		nt = most > 1 ? (int)most : 1;
 	c.strip = strip_width(c.nx, choose_parts(&c, nt) > 1 ? 1 : nt);
 	if ((s = lncc_run(&c, nt, &sum, err)))
 		return s;
