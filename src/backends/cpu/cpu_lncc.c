@@ -1,9 +1,517 @@
-/* Placeholder until the kernel lands (issue 3): fails loudly, never silently. */
-#include "cpu_ops.h"
+/* Local normalised cross-correlation on the CPU, streaming z-planes.
+ *
+ * Math.  W(x) is the k^3 box centred at x clipped to the image (k^2 in 2-D:
+ * each radius is clipped to n - 1 on its axis), n(x) its voxel count, and
+ * Sf, Sm, Sff, Smm, Sfm the window sums of f, m, f^2, m^2, f m:
+ *     cov = Sfm - Sf Sm/n,  vf = Sff - Sf^2/n,  vm = Smm - Sm^2/n,
+ *     D = vf vm + eps,  cc = (cov^2 + eps) / D,
+ *     L = -(1/denom) sum_x w(x) cc(x).
+ * eps is in both terms, so a window where either image is flat has cc = 1.
+ * The mask w weights the loss only; window statistics use every voxel.
+ * With a = 2 cov/D, b = 2 cc vf/D, b' = 2 cc vm/D, for y in W(x):
+ *     dcc(x)/dm(y) = a f(y) - b m(y) + c,    c  = (b Sm - a Sf)/n
+ *     dcc(x)/df(y) = a m(y) - b' f(y) + c',  c' = (b' Sf - a Sm)/n
+ * y is in W(x) iff x is in W(y), so the adjoint of the clipped box sum is the
+ * same box sum:  dL/dm(y) = -(1/denom) [f(y) A(y) - m(y) B(y) + C(y)] with
+ * A, B, C the box sums of w a, w b, w c (likewise for f).  ANTs'
+ * approximation (exact_grad = 0) keeps only the window x = y.
+ *
+ * Precision: products are formed in double from f - cf and m - cm (cf, cm a
+ * sampled mean of each image) and every sum is double, so Sff - Sf^2/n keeps
+ * the variance of intensities ~1000.  vf, vm are clamped at 0 against
+ * rounding.  cc and its gradient are shift invariant.
+ *
+ * Streaming.  T(t) holds the window sums of plane t boxed along y and z but
+ * not x; it is a running sum along z,
+ *     T(t) = T(t-1) + Y(t+r) - Y(t-r-1),
+ * Y(p) the products of plane p boxed along y; each row of T is boxed along
+ * x when it is used.  From the sums of plane t come its loss and its
+ * coefficient planes, which are boxed along x, then along y into a running
+ * z sum G that yields the gradient of plane t - r.  G must drop the
+ * coefficients of plane t - 2r - 1: rather than keep a ring of k coefficient
+ * planes, a lag copy of T replays the same increments 2r + 1 planes behind
+ * (the same bits, so the coefficients it recomputes cancel exactly what was
+ * added).  Scratch does not depend on k or nz:
+ * T, T_lag (5 planes each), the x-boxed coefficients and G (ncoef = 3 for one
+ * gradient, 5 for both), in double; 2 x 5 rows per thread.  Loss only or
+ * ANTs' gradient: T alone.
+ *
+ * Threads: by default a team splits each plane (column strips for the y
+ * passes, rows for the x passes, two barriers per plane): no halo is
+ * recomputed, scratch does not grow with the thread count, and each sum is
+ * formed in a fixed order, the same bits for any number of threads.  When z
+ * is long enough and memory allows (2-D images are streamed row by row, as
+ * nx x 1 x ny), each thread instead streams its own z-range, starting 2r
+ * planes early, with no barrier (choose_parts); results then agree to
+ * rounding.
+ *
+ * Floor: read f and m once (8 B/voxel), the mask once (4 B), write the
+ * gradients (4 B each): 16-20 B/voxel.  The exact gradient reads each input
+ * row 6 times (Y of 3 planes a step, each row entering and leaving the y
+ * window), all within the last ~3r planes, which stay in cache for moderate
+ * planes; the double plane buffers are the rest of the traffic.  Per voxel
+ * the work does not depend on k.
+ */
+#include <math.h>
+#include <omp.h>
+
+#include "cpu_boxsum.h"
+#include "cpu_lossutil.h"
+#include "ffdp/volume.h"
+
+enum { NQ = 5, STRIP = FFDP_CPU_BOX_CHUNK, MAX_PARTS = 64 };
+
+/* Hot helpers are inlined into loops whose variants must not branch. */
+#if defined(__GNUC__)
+#define LNCC_INLINE static inline __attribute__((always_inline))
+#else
+#define LNCC_INLINE static inline
+#endif
+
+typedef struct lncc_ctx {
+	int64_t nx, ny, nz, np; /* np = nx * ny */
+	int64_t rx, ry, rz;
+	int64_t strip;          /* columns per y-pass work item */
+	const float *f, *m, *w;
+	float cf, cm; /* shifts for precision */
+	float *gm, *gf;
+	double eps, gscale; /* gscale = -scale / denom */
+	int ncoef;          /* 0: loss only, 3: gm, 5: gm and gf */
+	int exact;          /* exact gradient wanted (ncoef > 0) */
+	double *icx, *icy, *icz;  /* 1 / window count per axis */
+} lncc_ctx;
+
+/* A z-range streamed by one team of nth threads.  Planes [v0, v1) exist for
+ * its window sums, [s0, s1) are scored, [o0, o1) give loss and gradients; a
+ * part of a cut volume reaches 2r planes past its outputs (r for ANTs). */
+typedef struct lncc_part {
+	int64_t v0, v1, s0, s1, o0, o1;
+	int nth;           /* threads it has rows for */
+	double *tl, *tg;   /* T (lead) and T_lag, NQ planes each */
+	double *xc, *gsum; /* x-boxed coefficients and G, ncoef planes each */
+	double *rows;      /* 2 NQ rows per thread */
+	double *lrow;      /* loss per row, summed over planes */
+} lncc_part;
+
+/* Mean of at most 4096 evenly strided voxels: a cheap, deterministic shift. */
+static float sample_mean(const float *x, int64_t n)
+{
+	int64_t step = n > 4096 ? n / 4096 : 1;
+	double s = 0.0;
+	int64_t cnt = 0;
+	for (int64_t i = 0; i < n; i += step, cnt++)
+		s += x[i];
+	return (float)(s / (double)cnt);
+}
+
+/* run[q][j] += (or -=, sub) the products of row y of plane p, columns
+ * x0 .. x0 + w: f - cf, m - cm, their squares and their product. */
+LNCC_INLINE void add_products(const lncc_ctx *c, int64_t p, int64_t y, int64_t x0, int64_t w,
+			      double run[NQ][STRIP], const int sub)
+{
+	const float *f = c->f + p * c->np + y * c->nx + x0, *m = c->m + p * c->np + y * c->nx + x0;
+	double cf = c->cf, cm = c->cm;
+	double *r0 = run[0], *r1 = run[1], *r2 = run[2], *r3 = run[3], *r4 = run[4];
+
+	if (sub) {
+#pragma omp simd
+		for (int64_t j = 0; j < w; j++) {
+			double a = (double)f[j] - cf, b = (double)m[j] - cm;
+			r0[j] -= a, r1[j] -= b, r2[j] -= a * a, r3[j] -= b * b, r4[j] -= a * b;
+		}
+		return;
+	}
+#pragma omp simd
+	for (int64_t j = 0; j < w; j++) {
+		double a = (double)f[j] - cf, b = (double)m[j] - cm;
+		r0[j] += a, r1[j] += b, r2[j] += a * a, r3[j] += b * b, r4[j] += a * b;
+	}
+}
+
+/* T = T + ya - yb on rows y of the strip (ya, yb: running sums). */
+LNCC_INLINE void update_t(const lncc_ctx *c, double *T, int64_t y, int64_t x0, int64_t w,
+			  double ya[NQ][STRIP], double yb[NQ][STRIP])
+{
+	for (int q = 0; q < NQ; q++) {
+		double *t = T + q * c->np + y * c->nx + x0;
+#pragma omp simd
+		for (int64_t j = 0; j < w; j++)
+			t[j] = (t[j] + ya[q][j]) - yb[q][j];
+	}
+}
+
+/* Step t on columns [x0, x0 + w), with Y(p) = plane p's products boxed along
+ * y (zero outside the volume):
+ *     lead:  T     = T     + Y(t + r) - Y(t - r - 1)
+ *     lag:   T_lag = T_lag + Y(t - r - 1) - Y(t - 3r - 2)
+ * The lag update is the lead update of step t - 2r - 1, operation for
+ * operation, so T_lag there equals that step's T bit for bit. */
+static void stats_strip(const lncc_ctx *c, const lncc_part *pt, int64_t t, int lead, int lag, int64_t x0,
+			int64_t w)
+{
+	double run[3][NQ][STRIP] = {{{0}}};
+	int64_t rz = c->rz, ny = c->ny, ry = c->ry;
+	int64_t pl[3] = {t + rz, t - rz - 1, t - 3 * rz - 2};
+	int use[3] = {lead, lead || lag, lag};
+
+	for (int i = 0; i < 3; i++)
+		use[i] = use[i] && pl[i] >= pt->v0 && pl[i] < pt->v1;
+	for (int i = 0; i < 3; i++)
+		for (int64_t y = 0; y < ry && y < ny && use[i]; y++)
+			add_products(c, pl[i], y, x0, w, run[i], 0);
+	for (int64_t y = 0; y < ny; y++) {
+		for (int i = 0; i < 3; i++) {
+			if (!use[i])
+				continue;
+			if (y + ry < ny)
+				add_products(c, pl[i], y + ry, x0, w, run[i], 0);
+			if (y - ry - 1 >= 0)
+				add_products(c, pl[i], y - ry - 1, x0, w, run[i], 1);
+		}
+		if (lead)
+			update_t(c, pt->tl, y, x0, w, run[0], run[1]);
+		if (lag)
+			update_t(c, pt->tg, y, x0, w, run[1], run[2]);
+	}
+}
+
+/* cc from the window sums at one voxel (s[q * ss]), inv = 1/n; when nc > 0
+ * also the gradient coefficients times w into k[q * ks],
+ * q = (w a, w b, w c[, w b', w c']), stored or (sub) subtracted.  Lead and
+ * lag run this same code on the same bits, so their coefficients agree. */
+LNCC_INLINE double voxel_cc(const double *s, int64_t ss, double inv, double eps, double w, int nc, double *k,
+			      int64_t ks, int sub)
+{
+	double sf = s[0], sm = s[ss];
+	double cov = s[4 * ss] - sf * sm * inv;
+	double vf = s[2 * ss] - sf * sf * inv, vm = s[3 * ss] - sm * sm * inv;
+	vf = vf > 0.0 ? vf : 0.0;
+	vm = vm > 0.0 ? vm : 0.0;
+	double rd = 1.0 / (vf * vm + eps);
+	double cc = (cov * cov + eps) * rd;
+	if (nc) {
+		double a = 2.0 * cov * rd, b = 2.0 * cc * vf * rd;
+		double v0 = w * a, v1 = w * b, v2 = w * (b * sm - a * sf) * inv, v3 = 0.0, v4 = 0.0;
+		if (nc == 5) {
+			double b2 = 2.0 * cc * vm * rd;
+			v3 = w * b2, v4 = w * (b2 * sf - a * sm) * inv;
+		}
+		if (sub) {
+			k[0] -= v0, k[ks] -= v1, k[2 * ks] -= v2;
+			if (nc == 5)
+				k[3 * ks] -= v3, k[4 * ks] -= v4;
+		} else {
+			k[0] = v0, k[ks] = v1, k[2 * ks] = v2;
+			if (nc == 5)
+				k[3 * ks] = v3, k[4 * ks] = v4;
+		}
+	}
+	return cc;
+}
+
+/* The scoring loop with nc, sub and masked constant after inlining: each
+ * variant is branch-free and vectorises. */
+LNCC_INLINE double score_span(const double *S, int64_t nx, const double *icx, double icyz, double eps,
+			      const float *w, double *k, const int nc, const int sub, const int masked)
+{
+	double loss = 0.0;
+#pragma omp simd reduction(+ : loss)
+	for (int64_t x = 0; x < nx; x++) {
+		double wx = masked ? (double)w[x] : 1.0;
+		loss += wx * voxel_cc(S + x, nx, icx[x] * icyz, eps, wx, nc, k + x, nx, sub);
+	}
+	return loss;
+}
+
+/* Row y of plane p scored from T: the sums (boxed along x into S), then cc
+ * and the coefficients into k (stride nx; sub: subtracted).  Returns
+ * sum_x w cc over the row. */
+static double score_row(const lncc_ctx *c, const double *T, int64_t p, int64_t y, double *S, double *k,
+			int sub)
+{
+	int64_t nx = c->nx;
+	const float *w = c->w ? c->w + p * c->np + y * nx : NULL;
+	double icyz = c->icy[y] * c->icz[p];
+	int v = c->ncoef * 4 + sub * 2 + (w != NULL);
+
+	ffdp_cpu_box_rows(T + y * nx, c->np, S, nx, NQ, nx, c->rx);
+	switch (v) {
+	case 0: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 0, 0, 0);
+	case 1: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 0, 0, 1);
+	case 12: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 3, 0, 0);
+	case 13: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 3, 0, 1);
+	case 14: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 3, 1, 0);
+	case 15: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 3, 1, 1);
+	case 20: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 5, 0, 0);
+	case 21: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 5, 0, 1);
+	case 22: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 5, 1, 0);
+	default: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 5, 1, 1);
+	}
+}
+
+/* Gradients at row y of plane z, columns [x0, x0 + w), from coefficient sums
+ * k (k[q * ks + j] for column x0 + j). */
+static void grad_span(const lncc_ctx *c, int64_t z, int64_t y, int64_t x0, int64_t w, const double *k,
+		      int64_t ks)
+{
+	int64_t o = z * c->np + y * c->nx + x0;
+	const float *f = c->f + o, *m = c->m + o;
+	float *gm = c->gm + o;
+	double g = c->gscale, cf = c->cf, cm = c->cm;
+
+	if (c->ncoef == 5) {
+		float *gf = c->gf + o;
+#pragma omp simd
+		for (int64_t j = 0; j < w; j++) {
+			double fv = (double)f[j] - cf, mv = (double)m[j] - cm;
+			gm[j] = (float)(g * (fv * k[j] - mv * k[ks + j] + k[2 * ks + j]));
+			gf[j] = (float)(g * (mv * k[j] - fv * k[3 * ks + j] + k[4 * ks + j]));
+		}
+		return;
+	}
+#pragma omp simd
+	for (int64_t j = 0; j < w; j++) {
+		double fv = (double)f[j] - cf, mv = (double)m[j] - cm;
+		gm[j] = (float)(g * (fv * k[j] - mv * k[ks + j] + k[2 * ks + j]));
+	}
+}
+
+/* Row y at step t: loss of plane t (when an output), and ANTs' gradient, or
+ * the x-boxed coefficient difference k(t) - k(t - 2r - 1) into xc. */
+static void coef_row(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, double *rows)
+{
+	int64_t nx = c->nx, p = t - 2 * c->rz - 1;
+	double *S = rows, *k = rows + NQ * nx;
+	int nc = c->ncoef;
+
+	if (t >= pt->s0 && t < pt->s1) {
+		double loss = score_row(c, pt->tl, t, y, S, k, 0);
+		if (t >= pt->o0 && t < pt->o1)
+			pt->lrow[y] += loss;
+		if (nc && !c->exact)
+			grad_span(c, t, y, 0, nx, k, nx);
+	} else {
+		for (int64_t x = 0; x < nc * nx; x++)
+			k[x] = 0.0;
+	}
+	if (!c->exact)
+		return;
+	if (p >= pt->s0 && p < pt->s1)
+		score_row(c, pt->tg, p, y, S, k, 1);
+	ffdp_cpu_box_rows(k, nx, pt->xc + y * nx, c->np, nc, nx, c->rx);
+}
+
+/* G += ybox(xc) on a strip, then the gradient of plane z there when it is
+ * an output. */
+static void grad_strip(const lncc_ctx *c, const lncc_part *pt, int64_t z, int64_t x0, int64_t w)
+{
+	for (int q = 0; q < c->ncoef; q++)
+		ffdp_cpu_box_cols_add(pt->xc + q * c->np, pt->gsum + q * c->np, c->nx, c->ny, c->ry, x0, x0 + w);
+	if (z < pt->o0 || z >= pt->o1)
+		return;
+	for (int64_t y = 0; y < c->ny; y++)
+		grad_span(c, z, y, x0, w, pt->gsum + y * c->nx + x0, c->np);
+}
+
+static void team_sync(int nth)
+{
+	if (nth > 1) {
+#pragma omp barrier
+	}
+}
+
+/* Thread tid's share [lo, hi) of n items, the same split on every call. */
+static void share(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi)
+{
+	*lo = n * tid / nth;
+	*hi = n * (tid + 1) / nth;
+}
+
+/* A part, run by each thread of its team in lockstep.  A strip pass does
+ * step t's window sums and step t-1's gradient (disjoint data), a row pass
+ * scores step t: two barriers per plane in a team, none alone. */
+static void lncc_stream(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
+{
+	int64_t rz = c->rz, tend = c->exact ? pt->o1 + rz : pt->o1;
+	int64_t nstrip = (c->nx + c->strip - 1) / c->strip, s0, s1, y0, y1;
+	double *rows = pt->rows + (size_t)tid * 2 * NQ * (size_t)c->nx;
+
+	share(nstrip, tid, nth, &s0, &s1);
+	share(c->ny, tid, nth, &y0, &y1);
+	for (int64_t t = pt->v0 - rz; t <= tend; t++) {
+		int64_t p = t - 2 * rz - 1;
+		int lead = t < pt->s1, lag = c->exact && p >= pt->v0 - rz && p < pt->s1 && t < tend;
+		int grad = c->exact && t - 1 >= pt->s0;
+		for (int64_t s = s0; s < s1 && (lead || lag || grad); s++) {
+			int64_t x0 = s * c->strip, w = x0 + c->strip < c->nx ? c->strip : c->nx - x0;
+			if (lead || lag)
+				stats_strip(c, pt, t, lead, lag, x0, w);
+			if (grad)
+				grad_strip(c, pt, t - 1 - rz, x0, w);
+		}
+		team_sync(nth);
+		if (t < pt->s0 || t >= tend)
+			continue;
+		for (int64_t y = y0; y < y1; y++)
+			coef_row(c, pt, t, y, rows);
+		team_sync(nth);
+	}
+}
+
+/* Bytes of scratch for one part with nth threads. */
+static size_t part_doubles(const lncc_ctx *c, int nth)
+{
+	size_t np = (size_t)c->np, nc = (size_t)c->ncoef;
+	return NQ * np + (c->exact ? (NQ + 2 * nc) * np : 0) + (size_t)nth * 2 * NQ * (size_t)c->nx +
+	       (size_t)c->ny;
+}
+
+/* Carve a part's buffers from d (zeroed); returns the end. */
+static double *part_carve(const lncc_ctx *c, lncc_part *pt, double *d)
+{
+	size_t np = (size_t)c->np, nc = (size_t)c->ncoef;
+	pt->tl = d, d += NQ * np;
+	if (c->exact) {
+		pt->tg = d, d += NQ * np;
+		pt->xc = d, d += nc * np;
+		pt->gsum = d, d += nc * np;
+	}
+	pt->rows = d, d += (size_t)pt->nth * 2 * NQ * (size_t)c->nx;
+	pt->lrow = d, d += c->ny;
+	return d;
+}
+
+/* Output planes [o0, o1) and the planes they need (see lncc_part). */
+static void part_range(const lncc_ctx *c, lncc_part *pt, int64_t o0, int64_t o1)
+{
+	int64_t rz = c->rz, sr = c->exact ? rz : 0;
+	pt->o0 = o0, pt->o1 = o1;
+	pt->s0 = o0 - sr > 0 ? o0 - sr : 0;
+	pt->s1 = o1 + sr < c->nz ? o1 + sr : c->nz;
+	pt->v0 = pt->s0 - rz > 0 ? pt->s0 - rz : 0;
+	pt->v1 = pt->s1 + rz < c->nz ? pt->s1 + rz : c->nz;
+}
+
+/* One part per thread when their scratch together fits in one volume and
+ * each gets at least 8r planes (2r if planes are under 1024 voxels a
+ * thread): about 3r planes a part are recomputed, but there is no barrier,
+ * and a barrier per plane costs a time slice whenever the machine is
+ * oversubscribed.  Otherwise one team over whole planes. */
+static int choose_parts(const lncc_ctx *c, int nt)
+{
+	int64_t len = c->nz / (nt > 0 ? nt : 1), need = c->np < 1024 * (int64_t)nt ? 2 * c->rz : 8 * c->rz;
+	double bytes = (double)nt * (double)part_doubles(c, 1) * sizeof(double);
+	if (nt <= 1 || len < 4 || len < need || bytes > 4.0 * (double)(c->np * c->nz))
+		return 1;
+	return nt < MAX_PARTS ? nt : MAX_PARTS;
+}
+
+static int64_t clip_radius(int64_t r, int64_t n)
+{
+	return r < n - 1 ? r : n - 1;
+}
+
+/* Columns per y-pass item: up to STRIP, narrower (multiples of 8) so that
+ * each thread of a team gets about two strips. */
+static int64_t strip_width(int64_t nx, int nt)
+{
+	int64_t w = (nx + 2 * nt - 1) / (2 * nt);
+	w = (w + 7) / 8 * 8;
+	return w > STRIP ? STRIP : w;
+}
+
+/* Window sums, scoring and gradients of all parts; the loss sum (parts in
+ * order, rows in order: the same bits for a given number of parts). */
+static ffdp_status lncc_run(const lncc_ctx *c, int nt, double *sum, ffdp_error *err)
+{
+	int nparts = choose_parts(c, nt), nth = nparts > 1 ? 1 : nt;
+	lncc_part parts[MAX_PARTS];
+	size_t n = (size_t)(c->nx + c->ny + c->nz) + (size_t)nparts * part_doubles(c, nth);
+	double *block = ffdp_alloc(n * sizeof(double), err), *d = block;
+
+	if (!block)
+		return FFDP_ERR_NOMEM;
+	lncc_ctx cc = *c;
+	cc.icx = d, d += c->nx;
+	cc.icy = d, d += c->ny;
+	cc.icz = d, d += c->nz;
+	ffdp_cpu_box_inv_counts(cc.icx, c->nx, c->rx);
+	ffdp_cpu_box_inv_counts(cc.icy, c->ny, c->ry);
+	ffdp_cpu_box_inv_counts(cc.icz, c->nz, c->rz);
+	for (int i = 0; i < nparts; i++) {
+		parts[i].nth = nth;
+		part_range(&cc, &parts[i], c->nz * i / nparts, c->nz * (i + 1) / nparts);
+		d = part_carve(&cc, &parts[i], d);
+	}
+	/* The team may be smaller than asked (nested regions): use its size. */
+#pragma omp parallel num_threads(nt)
+	{
+		int tid = omp_get_thread_num(), got = omp_get_num_threads();
+		if (nparts == 1)
+			lncc_stream(&cc, &parts[0], tid, got);
+		else
+			for (int i = tid; i < nparts; i += got)
+				lncc_stream(&cc, &parts[i], 0, 1);
+	}
+	*sum = 0.0;
+	for (int i = 0; i < nparts; i++)
+		for (int64_t y = 0; y < c->ny; y++)
+			*sum += parts[i].lrow[y];
+	ffdp_free(block);
+	return FFDP_OK;
+}
+
+/* The context of one call: geometry (2-D as rows), radii, inputs, shifts. */
+static void lncc_setup(lncc_ctx *c, const ffdp_loss_args *a, const ffdp_lncc_opts *o, double denom)
+{
+	int64_t r = (o->k - 1) / 2, nvox;
+
+	c->nx = a->f.n[0], c->ny = a->f.n[1], c->nz = a->f.n[2];
+	if (c->nz == 1) {
+		/* A 2-D image is the same memory as nx x 1 x ny: stream its rows, so
+		 * scratch is a few rows, not a few images. */
+		c->nz = c->ny, c->ny = 1;
+	}
+	c->np = c->nx * c->ny;
+	nvox = c->np * c->nz;
+	c->rx = clip_radius(r, c->nx), c->ry = clip_radius(r, c->ny), c->rz = clip_radius(r, c->nz);
+	c->f = a->f.p, c->m = a->m.p, c->w = a->mask;
+	c->gm = a->gm, c->gf = a->gf;
+	if (!c->gm && c->gf) {
+		/* cc is symmetric in f and m: gf alone is gm with the roles swapped. */
+		c->f = a->m.p, c->m = a->f.p;
+		c->gm = a->gf, c->gf = NULL;
+	}
+	c->ncoef = c->gm ? (c->gf ? 5 : 3) : 0;
+	c->exact = c->ncoef && o->exact_grad;
+	c->eps = o->eps > 0.0 ? o->eps : 1e-5;
+	c->gscale = -a->scale / denom;
+	c->cf = sample_mean(c->f, nvox), c->cm = sample_mean(c->m, nvox);
+}
 
 ffdp_status ffdp_cpu_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_lncc_opts *o, ffdp_error *err)
 {
+	lncc_ctx c = {0};
+	double denom, sum;
+	ffdp_status s;
 	(void)be;
-	(void)a, (void)o;
-	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "lncc is not implemented on the CPU yet");
+
+	if (o->eps < 0.0 || !isfinite(o->eps))
+		return ffdp_fail(err, FFDP_ERR_ARG, "lncc: eps %g is not a finite number >= 0", o->eps);
+	if ((s = ffdp_cpu_loss_denom(a, "lncc", &denom, err)))
+		return s;
+	lncc_setup(&c, a, o, denom);
+
+	/* At least 16384 voxels a thread: fewer cost more than they save. */
+	int64_t most = c.np * c.nz / 16384;
+	int nt = omp_get_max_threads();
+	if (nt > most)
+		nt = most > 1 ? (int)most : 1;
+	c.strip = strip_width(c.nx, choose_parts(&c, nt) > 1 ? 1 : nt);
+	if ((s = lncc_run(&c, nt, &sum, err)))
+		return s;
+	*a->loss = -sum / denom;
+	if (a->sum)
+		*a->sum = -sum;
+	return FFDP_OK;
 }
