@@ -1,0 +1,153 @@
+/* Trilinear interpolation shared by the sampler and composition.
+ *
+ * One axis at a time: a continuous index p (in the frame of a global grid)
+ * becomes two corner offsets into a box that starts at global index off,
+ * their weights, and the derivatives of the weights with respect to p.
+ * Everything is branch-free: outside corners (zero pad) get weight 0 and a
+ * clamped, always readable offset, so interior and border voxels run the
+ * same code.  At an exact knot the cell to the right is used (floor), which
+ * fixes the side of the one-sided derivative.
+ */
+#ifndef FFDP_CPU_TRILINEAR_H
+#define FFDP_CPU_TRILINEAR_H
+
+#include <stdint.h>
+
+#include "ffdp/ops.h"
+
+/* Kernels are written once with constant flags (pad, 2-D/3-D, ...) and
+ * instantiated per combination; forced inlining makes the constants fold. */
+#if defined(__GNUC__)
+#define TL_INLINE static inline __attribute__((always_inline))
+#else
+#define TL_INLINE static inline
+#endif
+
+typedef struct tl_axis {
+	int64_t o0, o1; /* corner offsets (index * stride), always inside the box */
+	float w0, w1;   /* weights */
+	float d0, d1;   /* d(weight)/dp */
+} tl_axis;
+
+/* floor() of a value already clamped to a small range: truncation plus a
+ * correction, which stays inline without SSE4.1. */
+TL_INLINE int64_t tl_floor(double p)
+{
+	int64_t i = (int64_t)p;
+	return i - ((double)i > p);
+}
+
+TL_INLINE int64_t tl_clampi(int64_t i, int64_t n)
+{
+	i = i > 0 ? i : 0;
+	return i < n - 1 ? i : n - 1;
+}
+
+/* Zero pad.  Points further out than one voxel are pulled in to two voxels
+ * outside (NaN too: the comparisons fail), where every corner is still
+ * outside, so the result is unchanged and the conversion is defined. */
+TL_INLINE tl_axis tl_axis_zero(double p, int64_t off, int64_t n, int64_t stride)
+{
+	tl_axis a;
+	double q = p - (double)off;
+	q = q > -2.0 ? q : -2.0;
+	q = q < (double)n + 1.0 ? q : (double)n + 1.0;
+	int64_t i0 = tl_floor(q), i1 = i0 + 1;
+	float f = (float)(q - (double)i0);
+	float v0 = (uint64_t)i0 < (uint64_t)n ? 1.0f : 0.0f;
+	float v1 = (uint64_t)i1 < (uint64_t)n ? 1.0f : 0.0f;
+	a.o0 = tl_clampi(i0, n) * stride;
+	a.o1 = tl_clampi(i1, n) * stride;
+	a.w0 = (1.0f - f) * v0;
+	a.w1 = f * v1;
+	a.d0 = -v0;
+	a.d1 = v1;
+	return a;
+}
+
+/* Border pad: the coordinate is clamped into [0, n-1]; the derivative is 0
+ * where clamping is active (and at n-1, whose right cell is clamped). */
+TL_INLINE tl_axis tl_axis_border(double p, int64_t off, int64_t n, int64_t stride)
+{
+	tl_axis a;
+	double hi = (double)(n - 1), q = p - (double)off;
+	float in = q >= 0.0 && q <= hi ? 1.0f : 0.0f;
+	q = q > 0.0 ? q : 0.0;
+	q = q < hi ? q : hi;
+	int64_t i0 = (int64_t)q;
+	int64_t i1 = i0 + (i0 < n - 1);
+	float f = (float)(q - (double)i0);
+	a.o0 = i0 * stride;
+	a.o1 = i1 * stride;
+	a.w0 = 1.0f - f;
+	a.w1 = f;
+	a.d0 = -in;
+	a.d1 = in; /* cancels d0 when i1 == i0 */
+	return a;
+}
+
+TL_INLINE tl_axis tl_axis_make(double p, int64_t off, int64_t n, int64_t stride, ffdp_pad pad)
+{
+	return pad == FFDP_PAD_BORDER ? tl_axis_border(p, off, n, stride) : tl_axis_zero(p, off, n, stride);
+}
+
+/* The z axis of a 2-D problem: one plane, weight 1, no derivative. */
+TL_INLINE tl_axis tl_axis_flat(void)
+{
+	tl_axis a = {0, 0, 1.0f, 0.0f, 0.0f, 0.0f};
+	return a;
+}
+
+/* The four x-interpolated values of the cell's (y, z) edges. */
+TL_INLINE void tl_edges(const float *m, const tl_axis *x, const tl_axis *y, const tl_axis *z, int d3,
+			    float e[4])
+{
+	const float *r00 = m + y->o0 + z->o0, *r10 = m + y->o1 + z->o0;
+	e[0] = x->w0 * r00[x->o0] + x->w1 * r00[x->o1];
+	e[1] = x->w0 * r10[x->o0] + x->w1 * r10[x->o1];
+	if (d3) {
+		const float *r01 = m + y->o0 + z->o1, *r11 = m + y->o1 + z->o1;
+		e[2] = x->w0 * r01[x->o0] + x->w1 * r01[x->o1];
+		e[3] = x->w0 * r11[x->o0] + x->w1 * r11[x->o1];
+	} else {
+		e[2] = e[3] = 0.0f;
+	}
+}
+
+/* M(p).  d3 is a compile-time constant at every call site. */
+TL_INLINE float tl_value(const float *m, const tl_axis *x, const tl_axis *y, const tl_axis *z, int d3)
+{
+	float e[4];
+	tl_edges(m, x, y, z, d3, e);
+	float v = y->w0 * e[0] + y->w1 * e[1];
+	if (d3)
+		v = z->w0 * v + z->w1 * (y->w0 * e[2] + y->w1 * e[3]);
+	return v;
+}
+
+/* M(p) and dM/dp (g[2] = 0 in 2-D). */
+TL_INLINE float tl_value_grad(const float *m, const tl_axis *x, const tl_axis *y, const tl_axis *z, int d3,
+				  float g[3])
+{
+	const float *r00 = m + y->o0 + z->o0, *r10 = m + y->o1 + z->o0;
+	float a0 = r00[x->o0], a1 = r00[x->o1], b0 = r10[x->o0], b1 = r10[x->o1];
+	float e0 = x->w0 * a0 + x->w1 * a1, e1 = x->w0 * b0 + x->w1 * b1;
+	float gx0 = x->d0 * a0 + x->d1 * a1, gx1 = x->d0 * b0 + x->d1 * b1;
+	float v0 = y->w0 * e0 + y->w1 * e1;
+	float gx = y->w0 * gx0 + y->w1 * gx1, gy = y->d0 * e0 + y->d1 * e1;
+	if (!d3) {
+		g[0] = gx, g[1] = gy, g[2] = 0.0f;
+		return v0;
+	}
+	const float *r01 = m + y->o0 + z->o1, *r11 = m + y->o1 + z->o1;
+	float c0 = r01[x->o0], c1 = r01[x->o1], f0 = r11[x->o0], f1 = r11[x->o1];
+	float e2 = x->w0 * c0 + x->w1 * c1, e3 = x->w0 * f0 + x->w1 * f1;
+	float hx0 = x->d0 * c0 + x->d1 * c1, hx1 = x->d0 * f0 + x->d1 * f1;
+	float v1 = y->w0 * e2 + y->w1 * e3;
+	g[0] = z->w0 * gx + z->w1 * (y->w0 * hx0 + y->w1 * hx1);
+	g[1] = z->w0 * gy + z->w1 * (y->d0 * e2 + y->d1 * e3);
+	g[2] = z->d0 * v0 + z->d1 * v1;
+	return z->w0 * v0 + z->w1 * v1;
+}
+
+#endif
