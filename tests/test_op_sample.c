@@ -114,11 +114,13 @@ static prob prob_make(tu_rng *r, int d3, int with_u, int labels)
 	for (int64_t i = 0; i < nm; i++)
 		P.Md[i] = P.M[i];
 	P.nc = with_u ? (d3 ? 3 : 2) : 0;
-	for (int c = 0; c < P.nc; c++) {
-		P.u[c] = falloc(no);
-		tu_fill_smooth(r, P.u[c], on, 0.0);
+	for (int c = 0; c < P.nc; c++) { /* smooth, rescaled to [-2, 2] mm */
+		float *x = P.u[c] = falloc(no), lo = 1e30f, hi = -1e30f;
+		tu_fill_smooth(r, x, on, 0.0);
 		for (int64_t j = 0; j < no; j++)
-			P.u[c][j] = 4.0f * (P.u[c][j] - 0.5f); /* about +-2 mm */
+			lo = fminf(lo, x[j]), hi = fmaxf(hi, x[j]);
+		for (int64_t j = 0; j < no; j++)
+			x[j] = 4.0f * (x[j] - lo) / (hi - lo) - 2.0f;
 	}
 	return P;
 }

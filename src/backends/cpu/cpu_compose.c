@@ -24,30 +24,36 @@ typedef struct cmp {
 	int nc;
 } cmp;
 
-static void cmp_row(const cmp *s, int64_t r)
+/* One row; pad and d3 are constants at each call, so each case is its own loop. */
+TL_INLINE void cmp_row(const cmp *s, int64_t r, const ffdp_pad pad, const int d3)
 {
 	int64_t nx = s->n[0], j0 = r * nx;
 	double gy = (double)(s->lo[1] + r % s->n[1]), gz = (double)(s->lo[2] + r / s->n[1]);
 	for (int64_t x = 0; x < nx; x++) {
 		int64_t j = j0 + x;
-		double d[3] = {s->d[0][j], s->d[1][j], s->nc == 3 ? s->d[2][j] : 0.0};
-		double i[3] = {(double)(s->lo[0] + x), gy, gz};
-		double q[3];
+		double d[3] = {s->d[0][j], s->d[1][j], d3 ? s->d[2][j] : 0.0};
+		double i[3] = {(double)(s->lo[0] + x), gy, gz}, q[3];
 		tl_axis ax[3];
-		for (int k = 0; k < 3; k++)
+		for (int k = 0; k < (d3 ? 3 : 2); k++)
 			q[k] = i[k] + s->C[3 * k] * d[0] + s->C[3 * k + 1] * d[1] + s->C[3 * k + 2] * d[2];
-		ax[0] = tl_axis_make(q[0], s->ulo[0], s->un[0], 1, s->pad);
-		ax[1] = tl_axis_make(q[1], s->ulo[1], s->un[1], s->us[1], s->pad);
-		if (s->nc == 3) {
-			ax[2] = tl_axis_make(q[2], s->ulo[2], s->un[2], s->us[2], s->pad);
-			for (int c = 0; c < 3; c++)
-				s->out[c][j] = (float)d[c] + tl_value(s->u[c], &ax[0], &ax[1], &ax[2], 1);
-		} else {
-			ax[2] = tl_axis_flat();
-			for (int c = 0; c < 2; c++)
-				s->out[c][j] = (float)d[c] + tl_value(s->u[c], &ax[0], &ax[1], &ax[2], 0);
-		}
+		ax[0] = tl_axis_make(q[0], s->ulo[0], s->un[0], 1, pad);
+		ax[1] = tl_axis_make(q[1], s->ulo[1], s->un[1], s->us[1], pad);
+		ax[2] = d3 ? tl_axis_make(q[2], s->ulo[2], s->un[2], s->us[2], pad) : tl_axis_flat();
+		for (int c = 0; c < (d3 ? 3 : 2); c++)
+			s->out[c][j] = (float)d[c] + tl_value(s->u[c], &ax[0], &ax[1], &ax[2], d3);
 	}
+}
+
+static void cmp_row_any(const cmp *s, int64_t r)
+{
+	if (s->nc == 3 && s->pad == FFDP_PAD_BORDER)
+		cmp_row(s, r, FFDP_PAD_BORDER, 1);
+	else if (s->nc == 3)
+		cmp_row(s, r, FFDP_PAD_ZERO, 1);
+	else if (s->pad == FFDP_PAD_BORDER)
+		cmp_row(s, r, FFDP_PAD_BORDER, 0);
+	else
+		cmp_row(s, r, FFDP_PAD_ZERO, 0);
 }
 
 ffdp_status ffdp_cpu_compose(ffdp_backend *be, const ffdp_compose_args *a, ffdp_error *err)
@@ -67,6 +73,6 @@ ffdp_status ffdp_cpu_compose(ffdp_backend *be, const ffdp_compose_args *a, ffdp_
 	int64_t rows = s.n[1] * s.n[2];
 #pragma omp parallel for schedule(static)
 	for (int64_t r = 0; r < rows; r++)
-		cmp_row(&s, r);
+		cmp_row_any(&s, r);
 	return FFDP_OK;
 }
