@@ -435,6 +435,27 @@ static void test_shards(tu_rng *r)
 	prob_free(&P);
 }
 
+/* 2-D ignores W's z column: the box's z index (lo[2]) does not matter. */
+static void test_2d_ignores_z(tu_rng *r)
+{
+	prob P = prob_make(r, 0, 1, 0);
+	int64_t no = nvox(P.on), diff = 0;
+	float *o0 = falloc(no), *o5 = falloc(no);
+	ffdp_vec u = prob_u(&P);
+	ffdp_sample_args a = prob_args(&P, &u, o0, FFDP_INTERP_LINEAR, FFDP_PAD_ZERO);
+	ffdp_status s = ffdp_op_sample(be, &a, &err);
+	a.out.p = o5, a.lo[2] = 5;
+	if (s == FFDP_OK)
+		s = ffdp_op_sample(be, &a, &err);
+	for (int64_t j = 0; j < no; j++)
+		diff += memcmp(&o0[j], &o5[j], sizeof(float)) != 0;
+	CHECK(s == FFDP_OK && diff == 0 && P.W[2] != 0.0,
+	      "2-D: W's z column is ignored (lo[2] = 5 gives the same bits as lo[2] = 0; %lld differ)",
+	      (long long)diff);
+	free(o0), free(o5);
+	prob_free(&P);
+}
+
 /* W = [I | t], t integer: out(i) = M(i + t) exactly (zero or clamped outside). */
 static void test_shift(tu_rng *r, int d3)
 {
@@ -522,10 +543,13 @@ static double max_err(const double *got, const double *want, int64_t n)
 	return d / fmax(tu_max_abs(want, n), 1e-12);
 }
 
-/* gM by central differences of the reference loss (linear in M, step 1e-3). */
+/* gM by central differences of the reference loss (linear in M, step 1e-3).
+ * Output voxels whose (clamped) point lies 2 or more voxels from m along
+ * some axis cannot see M[m]; their terms cancel exactly and are skipped. */
 static void fd_gM(const prob *P, const float *gout, ffdp_pad pad, double *fd)
 {
 	int64_t no = nvox(P->on), nm = nvox(P->mn);
+	int na = P->d3 ? 3 : 2;
 	double *pts = malloc((size_t)no * 3 * sizeof(double)), zero[3] = {0, 0, 0};
 	for (int64_t j = 0; j < no; j++)
 		ref_p(P, P->W, j, zero, pts + 3 * j);
@@ -535,14 +559,25 @@ static void fd_gM(const prob *P, const float *gout, ffdp_pad pad, double *fd)
 		memcpy(M, P->Md, (size_t)nm * sizeof(double));
 #pragma omp for schedule(dynamic, 16)
 		for (int64_t m = 0; m < nm; m++) {
-			double Lp = 0, Lm = 0;
-			M[m] = P->Md[m] + h;
-			for (int64_t j = 0; j < no; j++)
-				Lp += gout[j] * ref_linear(M, P->mn, P->d3, pts + 3 * j, pad);
-			M[m] = P->Md[m] - h;
-			for (int64_t j = 0; j < no; j++)
-				Lm += gout[j] * ref_linear(M, P->mn, P->d3, pts + 3 * j, pad);
-			M[m] = P->Md[m];
+			double mc[3] = {(double)(m % P->mn[0]), (double)((m / P->mn[0]) % P->mn[1]),
+					(double)(m / (P->mn[0] * P->mn[1]))}, Lp = 0, Lm = 0;
+			for (int64_t j = 0; j < no; j++) {
+				const double *p = pts + 3 * j;
+				int near = 1;
+				for (int a = 0; a < na; a++) {
+					double q = p[a];
+					if (pad == FFDP_PAD_BORDER)
+						q = fmin(fmax(q, 0.0), (double)(P->mn[a] - 1));
+					near &= fabs(q - mc[a]) < 2.0;
+				}
+				if (!near)
+					continue;
+				M[m] = P->Md[m] + h;
+				Lp += gout[j] * ref_linear(M, P->mn, P->d3, p, pad);
+				M[m] = P->Md[m] - h;
+				Lm += gout[j] * ref_linear(M, P->mn, P->d3, p, pad);
+				M[m] = P->Md[m];
+			}
 			fd[m] = (Lp - Lm) / (2 * h);
 		}
 		free(M);
@@ -640,11 +675,35 @@ static void test_grad(tu_rng *r, int d3, int with_u, ffdp_pad pad, int accumulat
 
 /* ---- timing ---------------------------------------------------------------------- */
 
-static double now(void)
+static double clock_s(clockid_t id)
 {
 	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
+	clock_gettime(id, &t);
 	return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Best wall time of a few calls, and the CPU time (all threads) of that
+ * call: on a shared machine the CPU time is the steadier measure. */
+static void time_calls(ffdp_status (*call)(const void *), const void *arg, int n, double *wall, double *cpu)
+{
+	*wall = 1e30;
+	for (int it = 0; it < n; it++) {
+		double t0 = clock_s(CLOCK_MONOTONIC), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+		call(arg);
+		double t = clock_s(CLOCK_MONOTONIC) - t0, c = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
+		if (t < *wall)
+			*wall = t, *cpu = c;
+	}
+}
+
+static ffdp_status call_sample(const void *a)
+{
+	return ffdp_op_sample(be, (const ffdp_sample_args *)a, &err);
+}
+
+static ffdp_status call_sample_grad(const void *a)
+{
+	return ffdp_op_sample_grad(be, (const ffdp_sample_grad_args *)a, &err);
 }
 
 /* 192^3, 1 mm, W a 5 degree rotation about the centre plus a shift, smooth u
@@ -659,12 +718,16 @@ static void bench_192(void)
 		return;
 	}
 	tu_fill_uniform(&r, M, nv, 0.0, 1.0);
-#pragma omp parallel for
+	double t[6][192];
+	for (int i = 0; i < 192; i++) {
+		t[0][i] = 3.0 * sin(i / 17.0), t[1][i] = cos(i / 23.0), t[2][i] = 3.0 * sin(i / 19.0);
+		t[3][i] = cos(i / 13.0), t[4][i] = 3.0 * sin(i / 29.0), t[5][i] = cos(i / 11.0);
+	}
 	for (int64_t j = 0; j < nv; j++) {
-		double x = (double)(j % 192), y = (double)((j / 192) % 192), z = (double)(j / (192 * 192));
-		u[0][j] = (float)(3.0 * sin(y / 17.0) * cos(z / 23.0));
-		u[1][j] = (float)(3.0 * sin(z / 19.0) * cos(x / 13.0));
-		u[2][j] = (float)(3.0 * sin(x / 29.0) * cos(y / 11.0));
+		int64_t x = j % 192, y = (j / 192) % 192, z = j / (192 * 192);
+		u[0][j] = (float)(t[0][y] * t[1][z]);
+		u[1][j] = (float)(t[2][z] * t[3][x]);
+		u[2][j] = (float)(t[4][x] * t[5][y]);
 	}
 	ffdp_vec uv = {{u[0], u[1], u[2]}, {192, 192, 192}, 3};
 	ffdp_sample_args a;
@@ -678,24 +741,27 @@ static void bench_192(void)
 	a.B[0] = a.B[4] = a.B[8] = 1.0;
 	a.u = &uv;
 	a.interp = FFDP_INTERP_LINEAR;
-	double best = 1e30;
-	for (int it = 0; it < 4; it++) {
-		double t0 = now();
-		ffdp_op_sample(be, &a, &err);
-		best = fmin(best, now() - t0);
-	}
-	double bytes = 20.0 * (double)nv;
-	printf("bench: sample linear zero-pad with u, 192^3, %d threads: %.1f ms, floor %.0f MB -> %.2f GB/s\n",
-	       ffdp_num_threads(), 1e3 * best, bytes / 1e6, bytes / best / 1e9);
+	double wall, cpu, nvd = (double)nv;
+	time_calls(call_sample, &a, 5, &wall, &cpu);
+	printf("bench: sample linear zero-pad with u, 192^3, %d threads: %.1f ms (cpu %.1f ms = %.1f ns/voxel), "
+	       "floor 20 B/voxel = %.0f MB -> %.2f GB/s\n", ffdp_num_threads(), 1e3 * wall, 1e3 * cpu,
+	       1e9 * cpu / nvd, 20e-6 * nvd, 20.0 * nvd / wall / 1e9);
 	a.u = NULL;
-	best = 1e30;
-	for (int it = 0; it < 4; it++) {
-		double t0 = now();
-		ffdp_op_sample(be, &a, &err);
-		best = fmin(best, now() - t0);
+	time_calls(call_sample, &a, 5, &wall, &cpu);
+	printf("bench: same without u: %.1f ms (cpu %.1f ms), floor 8 B/voxel -> %.2f GB/s\n", 1e3 * wall,
+	       1e3 * cpu, 8.0 * nvd / wall / 1e9);
+	/* backward with gu and gW (gout reuses out): floor gout 4 + u 12 + gu 12 + M 4 B */
+	float *gu[3] = {falloc(nv), falloc(nv), falloc(nv)};
+	ffdp_vec guv = {{gu[0], gu[1], gu[2]}, {192, 192, 192}, 3};
+	double gW[12] = {0};
+	a.u = &uv;
+	ffdp_sample_grad_args ga = {&a, {out, {192, 192, 192}}, &guv, 0, gW, NULL};
+	if (gu[0] && gu[1] && gu[2]) {
+		time_calls(call_sample_grad, &ga, 3, &wall, &cpu);
+		printf("bench: sample_grad (gu, gW) 192^3: %.1f ms (cpu %.1f ms), floor 32 B/voxel -> %.2f GB/s\n",
+		       1e3 * wall, 1e3 * cpu, 32.0 * nvd / wall / 1e9);
 	}
-	printf("bench: same without u: %.1f ms, floor %.0f MB -> %.2f GB/s\n", 1e3 * best, 8e-6 * (double)nv,
-	       8.0 * (double)nv / best / 1e9);
+	free(gu[0]), free(gu[1]), free(gu[2]);
 	free(M), free(out), free(u[0]), free(u[1]), free(u[2]);
 }
 
@@ -711,6 +777,7 @@ int main(void)
 	test_accumulate(&r, 1, FFDP_INTERP_LINEAR);
 	test_accumulate(&r, 0, FFDP_INTERP_NEAREST);
 	test_shards(&r);
+	test_2d_ignores_z(&r);
 	test_shift(&r, 1);
 	test_shift(&r, 0);
 	test_label_ties(&r);

@@ -1,9 +1,10 @@
 /* The fused sampler on the CPU: out(j) = M(W [i;1] + B u(j)), i = lo + j.
  *
  * Parallel over the (z, y) rows of the output box.  p is evaluated per voxel
- * from the global index, p = rowbase + gx W[:,0] (+ B u): the cost of an
- * increment, but it does not depend on where the box starts, so a shard
- * reproduces the matching part of the full output bit for bit.
+ * from the global index, p = rowbase + gx W[:,0] (+ B u): one multiply more
+ * than an increment p += W[:,0], but independent of where the box starts, so
+ * a shard reproduces the matching part of the full output bit for bit.
+ * Interior and border voxels share one branch-free path (cpu_trilinear.h).
  *
  * Floor (bytes that must move per output voxel): forward 4 written (+4 read
  * when accumulating) + 12 of u (8 in 2-D) + ~4 of M when its footprint stays
@@ -49,10 +50,10 @@ static smp smp_make(const ffdp_sample_args *a, const int64_t box[3])
 	return s;
 }
 
-/* Row base W[:,1] gy + W[:,2] gz + W[:,3] of output row r. */
+/* Row base W[:,1] gy + W[:,2] gz + W[:,3] of output row r (no z column in 2-D). */
 static void smp_row_base(const smp *s, int64_t r, double base[3])
 {
-	double gy = (double)(s->lo[1] + r % s->on[1]), gz = (double)(s->lo[2] + r / s->on[1]);
+	double gy = (double)(s->lo[1] + r % s->on[1]), gz = s->d3 ? (double)(s->lo[2] + r / s->on[1]) : 0.0;
 	for (int k = 0; k < 3; k++)
 		base[k] = s->W[4 * k + 1] * gy + s->W[4 * k + 2] * gz + s->W[4 * k + 3];
 }
@@ -97,8 +98,9 @@ TL_INLINE float smp_nearest(const smp *s, const double p[3], const ffdp_pad pad,
 }
 
 /* Label with the largest summed corner weight; ties go to the smallest label.
- * Corners of weight 0 (outside with zero pad) are no candidates; none: 0.
- * Labels are equal when their floats are. */
+ * Corners of weight 0 (outside with zero pad, or opposite a knot the point
+ * lies on) are not candidates; none left: 0.  Labels are equal when their
+ * floats are. */
 TL_INLINE float smp_label(const smp *s, const tl_axis ax[3], const int d3)
 {
 	float lab[8], w[8];
@@ -226,8 +228,10 @@ typedef struct smp_grad_out {
 	float *gm;
 } smp_grad_out;
 
-/* One output row: gu written, gM scattered, this row's gW terms added to acc. */
-static void smp_grad_row(const smp *s, const smp_grad_out *g, int64_t r, double acc[12])
+/* One output row: gu written, gM scattered, this row's gW terms added to
+ * acc.  pad and d3 are constants at each call. */
+TL_INLINE void smp_grad_row(const smp *s, const smp_grad_out *g, int64_t r, double acc[12], const ffdp_pad pad,
+			    const int d3)
 {
 	double base[3], p[3], sx[3] = {0, 0, 0}, s1[3] = {0, 0, 0};
 	tl_axis ax[3];
@@ -237,11 +241,8 @@ static void smp_grad_row(const smp *s, const smp_grad_out *g, int64_t r, double 
 		int64_t j = j0 + x;
 		float dm[3];
 		smp_point(s, base, x, j, s->u[0] != NULL, p);
-		smp_axes(s, p, s->pad, s->d3, ax);
-		if (s->d3)
-			tl_value_grad(s->m, &ax[0], &ax[1], &ax[2], 1, dm);
-		else
-			tl_value_grad(s->m, &ax[0], &ax[1], &ax[2], 0, dm);
+		smp_axes(s, p, pad, d3, ax);
+		tl_value_grad(s->m, &ax[0], &ax[1], &ax[2], d3, dm);
 		double go = g->gout[j], gp[3] = {dm[0] * go, dm[1] * go, dm[2] * go};
 		double gx = (double)(s->lo[0] + x);
 		for (int k = 0; k < 3; k++)
@@ -251,15 +252,27 @@ static void smp_grad_row(const smp *s, const smp_grad_out *g, int64_t r, double 
 			g->gu[c][j] = g->accumulate_gu ? g->gu[c][j] + v : v;
 		}
 		if (g->gm)
-			smp_scatter(g->gm, ax, s->d3, g->gout[j]);
+			smp_scatter(g->gm, ax, d3, g->gout[j]);
 	}
 	double gy = (double)(s->lo[1] + r % s->on[1]), gz = (double)(s->lo[2] + r / s->on[1]);
-	for (int k = 0; k < (s->d3 ? 3 : 2); k++) {
+	for (int k = 0; k < (d3 ? 3 : 2); k++) {
 		acc[4 * k] += sx[k];
 		acc[4 * k + 1] += s1[k] * gy;
-		acc[4 * k + 2] += s->d3 ? s1[k] * gz : 0.0;
+		acc[4 * k + 2] += d3 ? s1[k] * gz : 0.0;
 		acc[4 * k + 3] += s1[k];
 	}
+}
+
+static void smp_grad_row_any(const smp *s, const smp_grad_out *g, int64_t r, double acc[12])
+{
+	if (s->d3 && s->pad == FFDP_PAD_BORDER)
+		smp_grad_row(s, g, r, acc, FFDP_PAD_BORDER, 1);
+	else if (s->d3)
+		smp_grad_row(s, g, r, acc, FFDP_PAD_ZERO, 1);
+	else if (s->pad == FFDP_PAD_BORDER)
+		smp_grad_row(s, g, r, acc, FFDP_PAD_BORDER, 0);
+	else
+		smp_grad_row(s, g, r, acc, FFDP_PAD_ZERO, 0);
 }
 
 ffdp_status ffdp_cpu_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *a, ffdp_error *err)
@@ -285,7 +298,7 @@ ffdp_status ffdp_cpu_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *
 		double acc[12] = {0};
 #pragma omp for schedule(static)
 		for (int64_t r = 0; r < rows; r++)
-			smp_grad_row(&s, &g, r, acc);
+			smp_grad_row_any(&s, &g, r, acc);
 		memcpy(part + 12 * omp_get_thread_num(), acc, sizeof(acc));
 	}
 	if (a->gW)

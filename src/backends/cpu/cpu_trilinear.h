@@ -29,8 +29,8 @@ typedef struct tl_axis {
 	float d0, d1;   /* d(weight)/dp */
 } tl_axis;
 
-/* floor() of a value already clamped to a small range: truncation plus a
- * correction, which stays inline without SSE4.1. */
+/* floor() of a value already clamped into the int64 range: truncation plus
+ * a correction, which stays inline without SSE4.1. */
 TL_INLINE int64_t tl_floor(double p)
 {
 	int64_t i = (int64_t)p;
@@ -45,15 +45,18 @@ TL_INLINE int64_t tl_clampi(int64_t i, int64_t n)
 
 /* Zero pad.  Points further out than one voxel are pulled in to two voxels
  * outside (NaN too: the comparisons fail), where every corner is still
- * outside, so the result is unchanged and the conversion is defined. */
+ * outside, so the result is unchanged and the conversion is defined.  The
+ * floor and the fraction are taken in the global frame and only the integer
+ * index is moved into the box, so a box that holds a point's corners gives
+ * the same weights as the whole grid. */
 TL_INLINE tl_axis tl_axis_zero(double p, int64_t off, int64_t n, int64_t stride)
 {
 	tl_axis a;
-	double q = p - (double)off;
-	q = q > -2.0 ? q : -2.0;
-	q = q < (double)n + 1.0 ? q : (double)n + 1.0;
-	int64_t i0 = tl_floor(q), i1 = i0 + 1;
-	float f = (float)(q - (double)i0);
+	double lo = (double)off - 2.0, hi = (double)(off + n) + 1.0;
+	double q = p > lo ? p : lo;
+	q = q < hi ? q : hi;
+	int64_t g0 = tl_floor(q), i0 = g0 - off, i1 = i0 + 1;
+	float f = (float)(q - (double)g0);
 	float v0 = (uint64_t)i0 < (uint64_t)n ? 1.0f : 0.0f;
 	float v1 = (uint64_t)i1 < (uint64_t)n ? 1.0f : 0.0f;
 	a.o0 = tl_clampi(i0, n) * stride;
@@ -65,24 +68,24 @@ TL_INLINE tl_axis tl_axis_zero(double p, int64_t off, int64_t n, int64_t stride)
 	return a;
 }
 
-/* Border pad: the coordinate is clamped into [0, n-1]; the derivative is 0
- * where clamping is active (and at n-1, whose right cell is clamped). */
+/* Border pad: the coordinate is clamped into the box [off, off+n-1]; the
+ * derivative is 0 where clamping is active (and at the last knot, whose
+ * right cell is clamped: there i1 == i0 and d0 + d1 cancel). */
 TL_INLINE tl_axis tl_axis_border(double p, int64_t off, int64_t n, int64_t stride)
 {
 	tl_axis a;
-	double hi = (double)(n - 1), q = p - (double)off;
-	float in = q >= 0.0 && q <= hi ? 1.0f : 0.0f;
-	q = q > 0.0 ? q : 0.0;
+	double lo = (double)off, hi = (double)(off + n - 1);
+	float in = p >= lo && p <= hi ? 1.0f : 0.0f;
+	double q = p > lo ? p : lo;
 	q = q < hi ? q : hi;
-	int64_t i0 = (int64_t)q;
-	int64_t i1 = i0 + (i0 < n - 1);
-	float f = (float)(q - (double)i0);
+	int64_t g0 = tl_floor(q), i0 = g0 - off, i1 = i0 + (i0 < n - 1);
+	float f = (float)(q - (double)g0);
 	a.o0 = i0 * stride;
 	a.o1 = i1 * stride;
 	a.w0 = 1.0f - f;
 	a.w1 = f;
 	a.d0 = -in;
-	a.d1 = in; /* cancels d0 when i1 == i0 */
+	a.d1 = in;
 	return a;
 }
 
@@ -98,31 +101,18 @@ TL_INLINE tl_axis tl_axis_flat(void)
 	return a;
 }
 
-/* The four x-interpolated values of the cell's (y, z) edges. */
-TL_INLINE void tl_edges(const float *m, const tl_axis *x, const tl_axis *y, const tl_axis *z, int d3,
-			    float e[4])
-{
-	const float *r00 = m + y->o0 + z->o0, *r10 = m + y->o1 + z->o0;
-	e[0] = x->w0 * r00[x->o0] + x->w1 * r00[x->o1];
-	e[1] = x->w0 * r10[x->o0] + x->w1 * r10[x->o1];
-	if (d3) {
-		const float *r01 = m + y->o0 + z->o1, *r11 = m + y->o1 + z->o1;
-		e[2] = x->w0 * r01[x->o0] + x->w1 * r01[x->o1];
-		e[3] = x->w0 * r11[x->o0] + x->w1 * r11[x->o1];
-	} else {
-		e[2] = e[3] = 0.0f;
-	}
-}
-
 /* M(p).  d3 is a compile-time constant at every call site. */
 TL_INLINE float tl_value(const float *m, const tl_axis *x, const tl_axis *y, const tl_axis *z, int d3)
 {
-	float e[4];
-	tl_edges(m, x, y, z, d3, e);
-	float v = y->w0 * e[0] + y->w1 * e[1];
-	if (d3)
-		v = z->w0 * v + z->w1 * (y->w0 * e[2] + y->w1 * e[3]);
-	return v;
+	const float *r00 = m + y->o0 + z->o0, *r10 = m + y->o1 + z->o0;
+	float v0 = y->w0 * (x->w0 * r00[x->o0] + x->w1 * r00[x->o1]) +
+		   y->w1 * (x->w0 * r10[x->o0] + x->w1 * r10[x->o1]);
+	if (!d3)
+		return v0;
+	const float *r01 = m + y->o0 + z->o1, *r11 = m + y->o1 + z->o1;
+	float v1 = y->w0 * (x->w0 * r01[x->o0] + x->w1 * r01[x->o1]) +
+		   y->w1 * (x->w0 * r11[x->o0] + x->w1 * r11[x->o1]);
+	return z->w0 * v0 + z->w1 * v1;
 }
 
 /* M(p) and dM/dp (g[2] = 0 in 2-D). */
