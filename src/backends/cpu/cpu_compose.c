@@ -36,9 +36,7 @@ TL_INLINE void cmp_row(const cmp *s, int64_t r, const ffdp_pad pad, const int d3
 		tl_axis ax[3];
 		for (int k = 0; k < (d3 ? 3 : 2); k++)
 			q[k] = i[k] + s->C[3 * k] * d[0] + s->C[3 * k + 1] * d[1] + s->C[3 * k + 2] * d[2];
-		ax[0] = tl_axis_make(q[0], s->ulo[0], s->un[0], 1, pad);
-		ax[1] = tl_axis_make(q[1], s->ulo[1], s->un[1], s->us[1], pad);
-		ax[2] = d3 ? tl_axis_make(q[2], s->ulo[2], s->un[2], s->us[2], pad) : tl_axis_flat();
+		tl_axes(q, s->ulo, s->un, s->us, pad, d3, ax);
 		for (int c = 0; c < (d3 ? 3 : 2); c++)
 			s->out[c][j] = (float)d[c] + tl_value(s->u[c], &ax[0], &ax[1], &ax[2], d3);
 	}

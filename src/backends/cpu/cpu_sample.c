@@ -66,7 +66,7 @@ TL_INLINE void smp_point(const smp *s, const double base[3], int64_t x, int64_t 
 	for (int k = 0; k < 3; k++)
 		p[k] = base[k] + s->W[4 * k] * gx;
 	if (has_u) {
-		double u0 = s->u[0][j], u1 = s->u[1][j], u2 = s->u[2] ? s->u[2][j] : 0.0;
+		double u0 = s->u[0][j], u1 = s->u[1][j], u2 = has_u == 3 ? s->u[2][j] : 0.0;
 		for (int k = 0; k < 3; k++)
 			p[k] += s->B[3 * k] * u0 + s->B[3 * k + 1] * u1 + s->B[3 * k + 2] * u2;
 	}
@@ -74,9 +74,8 @@ TL_INLINE void smp_point(const smp *s, const double base[3], int64_t x, int64_t 
 
 TL_INLINE void smp_axes(const smp *s, const double p[3], const ffdp_pad pad, const int d3, tl_axis ax[3])
 {
-	ax[0] = tl_axis_make(p[0], 0, s->mn[0], 1, pad);
-	ax[1] = tl_axis_make(p[1], 0, s->mn[1], s->ms[1], pad);
-	ax[2] = d3 ? tl_axis_make(p[2], 0, s->mn[2], s->ms[2], pad) : tl_axis_flat();
+	static const int64_t zero[3] = {0, 0, 0};
+	tl_axes(p, zero, s->mn, s->ms, pad, d3, ax);
 }
 
 /* Nearest neighbour: index floor(p + 0.5), i.e. halves round up. */
@@ -177,12 +176,14 @@ TL_INLINE void smp_row_u(const smp *s, int64_t r, float *out, int acc, ffdp_inte
 
 static void smp_row_any(const smp *s, int64_t r, float *out, int acc, ffdp_interp in)
 {
-	if (s->d3 && s->u[0])
-		smp_row_u(s, r, out, acc, in, s->pad, 1, 1);
+	if (s->d3 && s->u[2])
+		smp_row_u(s, r, out, acc, in, s->pad, 1, 3);
+	else if (s->d3 && s->u[0])
+		smp_row_u(s, r, out, acc, in, s->pad, 1, 2);
 	else if (s->d3)
 		smp_row_u(s, r, out, acc, in, s->pad, 1, 0);
 	else if (s->u[0])
-		smp_row_u(s, r, out, acc, in, s->pad, 0, 1);
+		smp_row_u(s, r, out, acc, in, s->pad, 0, 2);
 	else
 		smp_row_u(s, r, out, acc, in, s->pad, 0, 0);
 }
@@ -240,7 +241,7 @@ TL_INLINE void smp_grad_row(const smp *s, const smp_grad_out *g, int64_t r, doub
 	for (int64_t x = 0; x < nx; x++) {
 		int64_t j = j0 + x;
 		float dm[3];
-		smp_point(s, base, x, j, s->u[0] != NULL, p);
+		smp_point(s, base, x, j, s->u[2] ? 3 : s->u[0] ? 2 : 0, p);
 		smp_axes(s, p, pad, d3, ax);
 		tl_value_grad(s->m, &ax[0], &ax[1], &ax[2], d3, dm);
 		double go = g->gout[j], gp[3] = {dm[0] * go, dm[1] * go, dm[2] * go};

@@ -3,10 +3,11 @@
  * One axis at a time: a continuous index p (in the frame of a global grid)
  * becomes two corner offsets into a box that starts at global index off,
  * their weights, and the derivatives of the weights with respect to p.
- * Everything is branch-free: outside corners (zero pad) get weight 0 and a
- * clamped, always readable offset, so interior and border voxels run the
- * same code.  At an exact knot the cell to the right is used (floor), which
- * fixes the side of the one-sided derivative.
+ * The padded versions are branch-free: outside corners (zero pad) get weight
+ * 0 and a clamped, always readable offset.  Points whose cell lies inside
+ * the box take a shorter path with the same bits.  At an exact knot the cell
+ * to the right is used (floor), which fixes the side of the one-sided
+ * derivative.
  */
 #ifndef FFDP_CPU_TRILINEAR_H
 #define FFDP_CPU_TRILINEAR_H
@@ -99,6 +100,48 @@ TL_INLINE tl_axis tl_axis_flat(void)
 {
 	tl_axis a = {0, 0, 1.0f, 0.0f, 0.0f, 0.0f};
 	return a;
+}
+
+/* Both corners inside the box (off <= p < off + n - 1)?  The rounding of
+ * p - off only moves the switch between the two paths, which agree. */
+TL_INLINE int tl_inside(double p, int64_t off, int64_t n)
+{
+	double q = p - (double)off;
+	return (q >= 0.0) & (q < (double)(n - 1));
+}
+
+/* The interior case of both pads, with their bits but a third of the work. */
+TL_INLINE tl_axis tl_axis_inner(double p, int64_t off, int64_t stride)
+{
+	tl_axis a;
+	int64_t g0 = tl_floor(p);
+	float f = (float)(p - (double)g0);
+	a.o0 = (g0 - off) * stride;
+	a.o1 = a.o0 + stride;
+	a.w0 = 1.0f - f;
+	a.w1 = f;
+	a.d0 = -1.0f;
+	a.d1 = 1.0f;
+	return a;
+}
+
+/* The axes of point p in a box at off of size n, strides st: one test per
+ * point picks the interior path, used by most points, or the padded one. */
+TL_INLINE void tl_axes(const double p[3], const int64_t off[3], const int64_t n[3], const int64_t st[3],
+		       const ffdp_pad pad, const int d3, tl_axis ax[3])
+{
+	int in = tl_inside(p[0], off[0], n[0]) & tl_inside(p[1], off[1], n[1]);
+	if (d3)
+		in &= tl_inside(p[2], off[2], n[2]);
+	if (in) {
+		for (int k = 0; k < (d3 ? 3 : 2); k++)
+			ax[k] = tl_axis_inner(p[k], off[k], st[k]);
+	} else {
+		for (int k = 0; k < (d3 ? 3 : 2); k++)
+			ax[k] = tl_axis_make(p[k], off[k], n[k], st[k], pad);
+	}
+	if (!d3)
+		ax[2] = tl_axis_flat();
 }
 
 /* M(p).  d3 is a compile-time constant at every call site. */
