@@ -4,7 +4,8 @@
  * from the global index, p = rowbase + gx W[:,0] (+ B u): one multiply more
  * than an increment p += W[:,0], but independent of where the box starts, so
  * a shard reproduces the matching part of the full output bit for bit.
- * Interior and border voxels share one branch-free path (cpu_trilinear.h).
+ * One test per point picks the interior path or the branch-free padded one
+ * (cpu_trilinear.h); they give the same bits.
  *
  * Floor (bytes that must move per output voxel): forward 4 written (+4 read
  * when accumulating) + 12 of u (8 in 2-D) + ~4 of M when its footprint stays
