@@ -1,8 +1,8 @@
 /* Adam moments and the fused greedy warp step (ops.h, "optimiser").
  *
  * d = (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) is recomputed from the
- * stored float m and v, in double, by one function, so that the max_norm of
- * adam_moments bounds exactly the |d| that warp_step sees.
+ * stored m and v by one float function (vectorised), so that the max_norm
+ * of adam_moments bounds exactly the |d| that warp_step sees.
  *
  * IO floors (float32, 3-D; 2-D is two thirds):
  *   adam_moments            read g, m, v, write m, v       60 B/voxel
@@ -13,20 +13,26 @@
  *                           reach when no max_norm is given.
  *
  * In-place composition u <- delta + u o (Id + C delta): slices (z planes, or
- * y rows in 2-D) are updated in increasing order.  Before slice s is
- * overwritten its old values are copied into a ring of K + 1 slices, K the
- * largest backward reach ceil(max -(C delta)_z); reads of old u at slice
- * s' <= s come from the ring, at s' > s from u itself (not yet written).
- * The slice order is sequential; each slice is split over the threads.
+ * y rows in 2-D) are updated in increasing order.  Reads of old u at slice
+ * s' <= s come from a ring holding old slices s - K .. s + 1 (K + 2 slots, K
+ * the largest backward reach ceil(max -(C delta)_z)), at s' > s from u
+ * itself (not yet written).  Slices are sequential, each split over the
+ * threads; the copy of old slice s + 1 overlaps the writing of slice s, so
+ * there is one barrier per slice.
+ *
+ * The trilinear sampling here duplicates the sampler's rules (cpu_sample.c)
+ * because it must read two sources (ring and u); voxels whose corners are
+ * all inside take a short path.
  */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cpu_ops.h"
 #include "ffdp/volume.h"
 
 typedef struct adam_k {
-	double b1, b2, ibc1, ibc2, eps;
+	float b1, b2, ibc1, ibc2, eps;
 } adam_k;
 
 static ffdp_status adam_k_make(const ffdp_adam_opts *o, adam_k *k, ffdp_error *err)
@@ -37,45 +43,44 @@ static ffdp_status adam_k_make(const ffdp_adam_opts *o, adam_k *k, ffdp_error *e
 		return ffdp_fail(err, FFDP_ERR_ARG, "adam: betas (%g, %g) must lie in [0, 1)", o->beta1, o->beta2);
 	if (!(o->eps >= 0.0))
 		return ffdp_fail(err, FFDP_ERR_ARG, "adam: eps %g is negative", o->eps);
-	k->b1 = o->beta1;
-	k->b2 = o->beta2;
-	k->ibc1 = 1.0 / (1.0 - pow(o->beta1, o->t));
-	k->ibc2 = 1.0 / (1.0 - pow(o->beta2, o->t));
-	k->eps = o->eps;
+	k->b1 = (float)o->beta1;
+	k->b2 = (float)o->beta2;
+	k->ibc1 = (float)(1.0 / (1.0 - pow(o->beta1, o->t)));
+	k->ibc2 = (float)(1.0 / (1.0 - pow(o->beta2, o->t)));
+	k->eps = (float)o->eps;
 	return FFDP_OK;
 }
 
-static inline double adam_d(float m, float v, const adam_k *k)
+/* The one definition of d (float, vectorisable). */
+static inline float adam_d(float m, float v, const adam_k *k)
 {
-	return (double)m * k->ibc1 / (sqrt((double)v * k->ibc2) + k->eps);
+	return m * k->ibc1 / (sqrtf(v * k->ibc2) + k->eps);
+}
+
+static inline void adam_d_run(const adam_k *k, const float *restrict m, const float *restrict v,
+			      float *restrict d, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		d[i] = adam_d(m[i], v[i], k);
 }
 
 /* ---- moments ----------------------------------------------------------------- */
 
-/* Returns max |d|^2; *nonfinite set when some d is NaN or infinite. */
-static inline double moments_all(ffdp_vec g, ffdp_vec m, ffdp_vec v, const int nc, const adam_k *k,
-				 int *nonfinite)
+enum { AD_BLOCK = 256 };
+
+/* One component of a block: update m and v, add d^2 to s. */
+static inline void moments_run(const adam_k *k, const float *restrict g, float *restrict m, float *restrict v,
+			       float *restrict s, int64_t n)
 {
-	const int64_t nv = g.n[0] * g.n[1] * g.n[2];
-	double mx = 0.0;
-	int bad = 0;
-#pragma omp parallel for schedule(static) reduction(max : mx) reduction(| : bad)
-	for (int64_t i = 0; i < nv; i++) {
-		double s = 0.0;
-		for (int c = 0; c < nc; c++) {
-			double gi = g.c[c][i];
-			float mi = (float)(k->b1 * m.c[c][i] + (1.0 - k->b1) * gi);
-			float vi = (float)(k->b2 * v.c[c][i] + (1.0 - k->b2) * gi * gi);
-			m.c[c][i] = mi;
-			v.c[c][i] = vi;
-			double d = adam_d(mi, vi, k);
-			s += d * d;
-		}
-		bad |= !isfinite(s);
-		mx = s > mx ? s : mx;
+	const float b1 = k->b1, b2 = k->b2, a1 = 1.0f - b1, a2 = 1.0f - b2;
+	for (int64_t i = 0; i < n; i++) {
+		float gi = g[i];
+		float mi = b1 * m[i] + a1 * gi, vi = b2 * v[i] + a2 * gi * gi;
+		m[i] = mi;
+		v[i] = vi;
+		float d = adam_d(mi, vi, k);
+		s[i] += d * d;
 	}
-	*nonfinite = bad;
-	return mx;
 }
 
 ffdp_status ffdp_cpu_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp_vec v, const ffdp_adam_opts *o,
@@ -83,24 +88,39 @@ ffdp_status ffdp_cpu_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp
 {
 	(void)be;
 	adam_k k;
-	ffdp_status s = adam_k_make(o, &k, err);
-	if (s)
-		return s;
+	ffdp_status st = adam_k_make(o, &k, err);
+	if (st)
+		return st;
+	const int64_t nv = g.n[0] * g.n[1] * g.n[2], nb = (nv + AD_BLOCK - 1) / AD_BLOCK;
+	float mx = 0.0f;
 	int bad = 0;
-	/* constant component counts let the compiler unroll the inner loop */
-	double mx = g.ncomp == 3 ? moments_all(g, m, v, 3, &k, &bad) : moments_all(g, m, v, 2, &k, &bad);
+#pragma omp parallel for schedule(static) reduction(max : mx) reduction(| : bad)
+	for (int64_t b = 0; b < nb; b++) {
+		const int64_t i0 = b * AD_BLOCK, n = nv - i0 < AD_BLOCK ? nv - i0 : AD_BLOCK;
+		float s[AD_BLOCK] = {0};
+		for (int c = 0; c < g.ncomp; c++)
+			moments_run(&k, g.c[c] + i0, m.c[c] + i0, v.c[c] + i0, s, n);
+		for (int64_t i = 0; i < n; i++) {
+			bad |= !isfinite(s[i]);
+			mx = s[i] > mx ? s[i] : mx;
+		}
+	}
 	if (max_norm)
-		*max_norm = bad ? NAN : sqrt(mx);
+		*max_norm = bad ? NAN : sqrt((double)mx);
 	return FFDP_OK;
 }
 
 /* ---- warp step ---------------------------------------------------------------- */
+
+enum { WS_CHUNK = 256 }; /* voxels of a row handled together; WS_COPY floats per ring copy task */
+enum { WS_COPY = 8192 };
 
 typedef struct ws_geom {
 	int64_t n[3];
 	int nc;
 	int sa;            /* slice axis: 2 (z) in 3-D, 1 (y) in 2-D */
 	int64_t ns, slice; /* slices, voxels per slice */
+	int64_t nrow, nch; /* rows per slice (ny in 3-D, 1 in 2-D), chunks per row */
 	double C[3][3];    /* 2-D: the z row and column are zero */
 	double step;
 	adam_k k;
@@ -115,6 +135,8 @@ static void ws_geom_make(ws_geom *g, const ffdp_vec *u, const ffdp_warp_step_opt
 	g->sa = g->nc == 3 ? 2 : 1;
 	g->ns = g->n[g->sa];
 	g->slice = g->nc == 3 ? g->n[0] * g->n[1] : g->n[0];
+	g->nrow = g->nc == 3 ? g->n[1] : 1;
+	g->nch = (g->n[0] + WS_CHUNK - 1) / WS_CHUNK;
 	for (int r = 0; r < 3; r++)
 		for (int c = 0; c < 3; c++)
 			g->C[r][c] = r < g->nc && c < g->nc ? o->C[3 * r + c] : 0.0;
@@ -123,11 +145,33 @@ static void ws_geom_make(ws_geom *g, const ffdp_vec *u, const ffdp_warp_step_opt
 	g->pad = o->pad;
 }
 
-static inline void ws_delta(const ws_geom *g, const ffdp_vec *m, const ffdp_vec *v, int64_t i, double dl[3])
+/* A run of voxels along x: first index, count, and d per component. */
+typedef struct ws_run {
+	int64_t i0, n;
+	float d[3][WS_CHUNK];
+} ws_run;
+
+/* Chunk t of slice s (t < nrow * nch); returns the x of its first voxel
+ * and its row (3-D) in *y. */
+static inline int64_t ws_run_load(const ws_geom *g, const ffdp_vec *m, const ffdp_vec *v, int64_t s, int64_t t,
+				  int64_t *y, ws_run *r)
 {
-	dl[2] = 0.0;
+	int64_t row = t / g->nch, x0 = (t % g->nch) * WS_CHUNK;
+	*y = row;
+	r->i0 = s * g->slice + row * g->n[0] + x0;
+	r->n = g->n[0] - x0 < WS_CHUNK ? g->n[0] - x0 : WS_CHUNK;
 	for (int c = 0; c < g->nc; c++)
-		dl[c] = g->step * adam_d(m->c[c][i], v->c[c][i], &g->k);
+		adam_d_run(&g->k, m->c[c] + r->i0, v->c[c] + r->i0, r->d[c], r->n);
+	return x0;
+}
+
+/* (C delta)_a for voxel k of a run; summed in one fixed order everywhere. */
+static inline double ws_off(const ws_geom *g, const ws_run *r, int64_t k, int a, double dl[3])
+{
+	dl[0] = g->step * r->d[0][k];
+	dl[1] = g->step * r->d[1][k];
+	dl[2] = g->nc == 3 ? g->step * r->d[2][k] : 0.0;
+	return g->C[a][0] * dl[0] + g->C[a][1] * dl[1] + g->C[a][2] * dl[2];
 }
 
 /* Trilinear taps along one axis of size n (same rules as the sampler:
@@ -136,7 +180,9 @@ static inline void ws_delta(const ws_geom *g, const ffdp_vec *m, const ffdp_vec 
 static inline void ws_taps(double q, int64_t n, ffdp_pad pad, int64_t i[2], double w[2])
 {
 	if (pad == FFDP_PAD_BORDER) {
-		q = fmax(0.0, fmin(q, (double)(n - 1))); /* NaN -> n - 1: memory stays safe */
+		const double hi = (double)(n - 1);
+		q = q > 0.0 ? q : 0.0; /* NaN -> 0: memory stays safe */
+		q = q < hi ? q : hi;
 		int64_t a = (int64_t)q;
 		if (a > n - 2)
 			a = n > 1 ? n - 2 : 0;
@@ -145,9 +191,11 @@ static inline void ws_taps(double q, int64_t n, ffdp_pad pad, int64_t i[2], doub
 		w[0] = 1.0 - f, w[1] = f;
 		return;
 	}
-	q = fmax(-2.0, fmin(q, (double)(n + 1)));
-	double fl = floor(q), f = q - fl;
-	int64_t a = (int64_t)fl;
+	q = q > -2.0 ? q : -2.0;
+	q = q < (double)(n + 1) ? q : (double)(n + 1);
+	int64_t a = (int64_t)q;
+	a -= q < (double)a; /* floor */
+	double f = q - (double)a;
 	w[0] = a >= 0 && a < n ? 1.0 - f : 0.0;
 	w[1] = a + 1 >= 0 && a + 1 < n ? f : 0.0;
 	i[0] = a < 0 ? 0 : (a >= n ? n - 1 : a);
@@ -157,107 +205,216 @@ static inline void ws_taps(double q, int64_t n, ffdp_pad pad, int64_t i[2], doub
 /* Largest backward reach max(0, -(C delta)_sa) over the field. */
 static double ws_reach(const ws_geom *g, const ffdp_vec *m, const ffdp_vec *v)
 {
-	const int64_t nv = g->n[0] * g->n[1] * g->n[2];
-	const double *cs = g->C[g->sa];
 	double mx = 0.0;
 #pragma omp parallel for schedule(static) reduction(max : mx)
-	for (int64_t i = 0; i < nv; i++) {
-		double dl[3];
-		ws_delta(g, m, v, i, dl);
-		double back = -(cs[0] * dl[0] + cs[1] * dl[1] + cs[2] * dl[2]);
-		mx = back > mx ? back : mx;
+	for (int64_t t = 0; t < g->ns * g->nrow * g->nch; t++) {
+		ws_run r;
+		int64_t y, per = g->nrow * g->nch;
+		ws_run_load(g, m, v, t / per, t % per, &y, &r);
+		for (int64_t k = 0; k < r.n; k++) {
+			double dl[3], back = -ws_off(g, &r, k, g->sa, dl);
+			mx = back > mx ? back : mx;
+		}
 	}
 	return mx;
 }
 
 typedef struct ws_ring {
-	float *p; /* component c, slot t at p + (c * cap + t) * slice */
+	float *p; /* component c, slot t at p + (c * cap + t) * slice; slice s in slot s % cap */
 	int64_t cap;
 } ws_ring;
 
-/* New value of voxel j of slice s; returns 1 if it needed a slice that the
- * ring no longer holds (it then reads the oldest one instead). */
-static inline int ws_voxel(const ws_geom *g, ffdp_vec *u, const ffdp_vec *m, const ffdp_vec *v,
-			   const ws_ring *ring, int64_t s, int64_t j)
-{
-	const int64_t nx = g->n[0], slice = g->slice;
-	const int64_t i = s * slice + j;
-	double pos[3];
-	if (g->sa == 2)
-		pos[0] = (double)(j % nx), pos[1] = (double)(j / nx), pos[2] = (double)s;
-	else
-		pos[0] = (double)j, pos[1] = (double)s, pos[2] = 0.0;
-	double dl[3], q[3];
-	ws_delta(g, m, v, i, dl);
-	/* offset first, as ws_reach sums it, so that q >= s - ceil(reach) holds in floating point */
-	for (int a = 0; a < 3; a++)
-		q[a] = pos[a] + (g->C[a][0] * dl[0] + g->C[a][1] * dl[1] + g->C[a][2] * dl[2]);
+/* Where old slice st of component c lives while slice s is being written. */
+typedef struct ws_slices {
+	const float *u[3], *ring[3];
+	int64_t s, oldest, slot_s, cap, slice;
+} ws_slices;
 
+static void ws_slices_make(ws_slices *w, const ws_geom *g, const ffdp_vec *u, const ws_ring *ring, int64_t s)
+{
+	for (int c = 0; c < g->nc; c++) {
+		w->u[c] = u->c[c];
+		w->ring[c] = ring->p + (int64_t)c * ring->cap * g->slice;
+	}
+	w->s = s;
+	w->oldest = s - ring->cap + 2;
+	w->slot_s = s % ring->cap;
+	w->cap = ring->cap;
+	w->slice = g->slice;
+}
+
+/* st must lie in [oldest, ns). */
+static inline const float *ws_slice(const ws_slices *w, int c, int64_t st)
+{
+	if (st > w->s) /* not yet overwritten */
+		return w->u[c] + st * w->slice;
+	int64_t slot = w->slot_s - (w->s - st); /* st % cap, without a division */
+	slot += slot < 0 ? w->cap : 0;
+	return w->ring[c] + slot * w->slice;
+}
+
+/* Slice st (in [oldest, ns)) as a component table and the offset of
+ * in-slice position off within it. */
+static inline const float *const *ws_where(const ws_slices *w, int64_t st, int64_t off, int64_t *o)
+{
+	if (st > w->s) {
+		*o = st * w->slice + off;
+		return w->u;
+	}
+	int64_t slot = w->slot_s - (w->s - st);
+	slot += slot < 0 ? w->cap : 0;
+	*o = slot * w->slice + off;
+	return w->ring;
+}
+
+/* Any voxel: pads, clamping, and a slice the ring no longer holds (then the
+ * oldest one is read and 1 returned).  out[c] = sampled old u. */
+static int ws_sample_slow(const ws_geom *g, const ws_slices *w, const double q[3], double out[3])
+{
 	/* axes: x, the other in-slice axis (y in 3-D, the empty z in 2-D), the slice axis */
+	const int other = g->sa == 2 ? 1 : 2;
+	const int64_t stride2 = g->sa == 2 ? g->n[0] : 0;
 	int64_t ix[2], i2[2], is[2];
 	double wx[2], w2[2], wsl[2];
-	const int other = g->sa == 2 ? 1 : 2;
-	const int64_t stride2 = g->sa == 2 ? nx : 0;
 	ws_taps(q[0], g->n[0], g->pad, ix, wx);
 	ws_taps(q[other], g->n[other], g->pad, i2, w2);
 	ws_taps(q[g->sa], g->n[g->sa], g->pad, is, wsl);
-
 	int bad = 0;
-	const float *base[2][3];
-	for (int t = 0; t < 2; t++) {
-		int64_t st = is[t];
-		if (st > s) {
-			for (int c = 0; c < g->nc; c++)
-				base[t][c] = u->c[c] + st * slice;
-			continue;
+	for (int e = 0; e < 2; e++)
+		if (is[e] < w->oldest) {
+			bad |= wsl[e] != 0.0;
+			is[e] = w->oldest;
 		}
-		if (st < s - ring->cap + 1) {
-			bad |= wsl[t] != 0.0;
-			st = s - ring->cap + 1;
-		}
-		for (int c = 0; c < g->nc; c++)
-			base[t][c] = ring->p + ((int64_t)c * ring->cap + st % ring->cap) * slice;
-	}
 	for (int c = 0; c < g->nc; c++) {
 		double acc = 0.0;
-		for (int t = 0; t < 2; t++)
-			for (int t2 = 0; t2 < 2; t2++) {
-				const float *row = base[t][c] + i2[t2] * stride2;
-				double w = wsl[t] * w2[t2];
-				acc += w * (wx[0] * row[ix[0]] + wx[1] * row[ix[1]]);
+		for (int e = 0; e < 2; e++) {
+			const float *sl = ws_slice(w, c, is[e]);
+			for (int e2 = 0; e2 < 2; e2++) {
+				const float *row = sl + i2[e2] * stride2;
+				acc += wsl[e] * w2[e2] * (wx[0] * row[ix[0]] + wx[1] * row[ix[1]]);
 			}
-		u->c[c][i] = (float)(dl[c] + acc);
+		}
+		out[c] = acc;
 	}
 	return bad;
 }
 
-static int ws_compose(const ws_geom *g, ffdp_vec u, const ffdp_vec *m, const ffdp_vec *v, const ws_ring *ring)
+/* New values of chunk t of slice s; returns 1 if a voxel needed a slice
+ * that the ring no longer holds.  Voxels whose 8 corners are all inside
+ * the box and the ring (where both pads agree) take a short path. */
+static int ws_chunk(const ws_geom *g, ffdp_vec *u, const ffdp_vec *m, const ffdp_vec *v, const ws_ring *ring,
+		    int64_t s, int64_t t)
 {
-	const int64_t slice = g->slice;
+	const int64_t nx = g->n[0];
+	const double xhi = (double)(nx - 1), yhi = (double)(g->n[1] - 1), shi = (double)(g->ns - 1);
+	ws_slices w;
+	ws_slices_make(&w, g, u, ring, s);
+	const double slo = w.oldest > 0 ? (double)w.oldest : 0.0;
+	ws_run r;
+	int64_t y;
+	const int64_t x0 = ws_run_load(g, m, v, s, t, &y, &r);
+	const double py = g->sa == 2 ? (double)y : (double)s, pz = g->sa == 2 ? (double)s : 0.0;
 	int bad = 0;
-#pragma omp parallel reduction(| : bad)
-	for (int64_t s = 0; s < g->ns; s++) {
-		const int64_t slot = s % ring->cap;
-#pragma omp for schedule(static)
-		for (int64_t j = 0; j < slice; j++)
-			for (int c = 0; c < g->nc; c++)
-				ring->p[((int64_t)c * ring->cap + slot) * slice + j] = u.c[c][s * slice + j];
-#pragma omp for schedule(static)
-		for (int64_t j = 0; j < slice; j++)
-			bad |= ws_voxel(g, &u, m, v, ring, s, j);
+	for (int64_t k = 0; k < r.n; k++) {
+		double dl[3], q[3], val[3];
+		int64_t o0, o1;
+		/* offset first, as ws_reach has it, so that q >= s - ceil(reach) holds in floating point */
+		q[0] = (double)(x0 + k) + ws_off(g, &r, k, 0, dl);
+		q[1] = py + ws_off(g, &r, k, 1, dl);
+		q[2] = pz + ws_off(g, &r, k, 2, dl);
+		const double qs = q[g->sa];
+		int fast = q[0] >= 0.0 && q[0] < xhi && qs >= slo && qs < shi;
+		if (g->nc == 3)
+			fast &= q[1] >= 0.0 && q[1] < yhi;
+		if (!fast) {
+			bad |= ws_sample_slow(g, &w, q, val);
+		} else {
+			const int64_t ax = (int64_t)q[0], as = (int64_t)qs;
+			const float fx = (float)(q[0] - (double)ax), fs = (float)(qs - (double)as);
+			const float gx = 1.0f - fx, gs = 1.0f - fs;
+			int64_t off = ax;
+			float fy = 0.0f;
+			if (g->nc == 3) {
+				const int64_t ay = (int64_t)q[1];
+				fy = (float)(q[1] - (double)ay);
+				off += ay * nx;
+			}
+			/* the two slices: where they live, and the corner offset in each */
+			const float *const *b0 = ws_where(&w, as, off, &o0), *const *b1 = ws_where(&w, as + 1, off, &o1);
+			if (g->nc == 3) {
+				const float gy = 1.0f - fy;
+				for (int c = 0; c < 3; c++) {
+					const float *p0 = b0[c] + o0, *p1 = b1[c] + o1;
+					float a0 = gx * p0[0] + fx * p0[1], a1 = gx * p0[nx] + fx * p0[nx + 1];
+					float c0 = gx * p1[0] + fx * p1[1], c1 = gx * p1[nx] + fx * p1[nx + 1];
+					val[c] = gs * (gy * a0 + fy * a1) + fs * (gy * c0 + fy * c1);
+				}
+			} else {
+				for (int c = 0; c < 2; c++) {
+					const float *p0 = b0[c] + o0, *p1 = b1[c] + o1;
+					val[c] = gs * (gx * p0[0] + fx * p0[1]) + fs * (gx * p1[0] + fx * p1[1]);
+				}
+			}
+		}
+		for (int c = 0; c < g->nc; c++)
+			u->c[c][r.i0 + k] = (float)(dl[c] + val[c]);
 	}
 	return bad;
+}
+
+/* Copy task t of old slice s into its ring slot. */
+static inline void ws_copy(const ws_geom *g, const ffdp_vec *u, const ws_ring *ring, int64_t s, int64_t t,
+			   int64_t ncopy)
+{
+	const int64_t slice = g->slice, c = t / ncopy, j0 = (t % ncopy) * WS_COPY;
+	const int64_t n = slice - j0 < WS_COPY ? slice - j0 : WS_COPY;
+	memcpy(ring->p + (c * ring->cap + s % ring->cap) * slice + j0, u->c[c] + s * slice + j0,
+	       (size_t)n * sizeof(float));
+}
+
+/* One barrier per slice: while slice s is written, old slice s + 1 is
+ * copied into the spare slot (the ring has depth + 2 slots, so that slot
+ * held s - depth - 1, which slice s no longer reads). */
+static int ws_compose(const ws_geom *g, ffdp_vec u, const ffdp_vec *m, const ffdp_vec *v, const ws_ring *ring)
+{
+	const int64_t ncopy = (g->slice + WS_COPY - 1) / WS_COPY, ncopy_all = g->nc * ncopy;
+	const int64_t nwork = g->nrow * g->nch;
+	int bad = 0;
+#pragma omp parallel reduction(| : bad)
+	{
+#pragma omp for schedule(static)
+		for (int64_t t = 0; t < ncopy_all; t++)
+			ws_copy(g, &u, ring, 0, t, ncopy);
+		for (int64_t s = 0; s < g->ns; s++) {
+			const int64_t ncp = s + 1 < g->ns ? ncopy_all : 0;
+#pragma omp for schedule(static)
+			for (int64_t t = 0; t < nwork + ncp; t++) {
+				if (t < nwork)
+					bad |= ws_chunk(g, &u, m, v, ring, s, t);
+				else
+					ws_copy(g, &u, ring, s + 1, t - nwork, ncopy);
+			}
+		}
+	}
+	return bad;
+}
+
+static inline void add_run(const adam_k *k, float step, float *restrict u, const float *restrict m,
+			   const float *restrict v, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		u[i] += step * adam_d(m[i], v[i], k);
 }
 
 static void ws_add(const ws_geom *g, ffdp_vec u, const ffdp_vec *m, const ffdp_vec *v)
 {
-	const int64_t nv = g->n[0] * g->n[1] * g->n[2];
+	const int64_t nv = g->n[0] * g->n[1] * g->n[2], nb = (nv + AD_BLOCK - 1) / AD_BLOCK;
+	const float step = (float)g->step;
 #pragma omp parallel for schedule(static)
-	for (int64_t i = 0; i < nv; i++) {
-		double dl[3];
-		ws_delta(g, m, v, i, dl);
+	for (int64_t b = 0; b < nb; b++) {
+		const int64_t i0 = b * AD_BLOCK, n = nv - i0 < AD_BLOCK ? nv - i0 : AD_BLOCK;
 		for (int c = 0; c < g->nc; c++)
-			u.c[c][i] = (float)((double)u.c[c][i] + dl[c]);
+			add_run(&g->k, step, u.c[c] + i0, m->c[c] + i0, v->c[c] + i0, n);
 	}
 }
 
@@ -271,7 +428,8 @@ static ffdp_status ws_ring_depth(const ws_geom *g, const ffdp_vec *m, const ffdp
 			return ffdp_fail(err, FFDP_ERR_ARG, "warp_step: max_norm %g is not finite", max_norm);
 		const double *cs = g->C[g->sa];
 		double cn = sqrt(cs[0] * cs[0] + cs[1] * cs[1] + cs[2] * cs[2]);
-		reach = fabs(g->step) * max_norm * cn * (1.0 + 1e-9);
+		/* margin: max_norm comes from a float sum of squares */
+		reach = fabs(g->step) * max_norm * cn * (1.0 + 1e-5);
 	} else {
 		reach = ws_reach(g, m, v);
 	}
@@ -299,7 +457,7 @@ ffdp_status ffdp_cpu_warp_step(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_ve
 	int64_t depth = 0;
 	if ((s = ws_ring_depth(&g, &m, &v, o->max_norm, &depth, err)))
 		return s;
-	ws_ring ring = {NULL, depth + 1};
+	ws_ring ring = {NULL, depth + 2};
 	ring.p = malloc((size_t)(ring.cap * g.slice * g.nc) * sizeof(float));
 	if (!ring.p)
 		return ffdp_fail(err, FFDP_ERR_NOMEM, "warp_step: cannot allocate a ring of %lld slices",
