@@ -9,7 +9,9 @@
 #include "ffdp/ops.h"
 #include "ffdp/phantom.h"
 #include "ffdp/progress.h"
+#include "ffdp/pyramid.h"
 #include "ffdp/qc.h"
+#include "ffdp/register.h"
 #include "ffdp/status.h"
 #include "ffdp/volume.h"
 

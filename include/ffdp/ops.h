@@ -140,6 +140,11 @@ ffdp_status ffdp_op_compose(ffdp_backend *be, const ffdp_compose_args *a, ffdp_e
 ffdp_status ffdp_op_jacobian_det(ffdp_backend *be, const ffdp_vec *u, const double A[9],
 				 const double G[9], ffdp_img out, ffdp_error *err);
 
+/* Intensity moments in index coordinates, for the moments initialiser:
+ * out[0] = sum w, out[1..3] = sum w i, out[4..9] = sum w i_a i_b for
+ * (a,b) = xx, xy, xz, yy, yz, zz, with w = max(x, 0), accumulated in double. */
+ffdp_status ffdp_op_moments(ffdp_backend *be, ffdp_img x, double out[10], ffdp_error *err);
+
 /* ---- similarity losses ------------------------------------------------------
  * All losses are to be minimised and are means over the voxels of the box
  * (or mask-weighted means: sum(w loss)/sum(w)).  For shards, denom > 0

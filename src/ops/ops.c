@@ -143,6 +143,12 @@ ffdp_status ffdp_op_jacobian_det(ffdp_backend *be, const ffdp_vec *u, const doub
 	return be->ops->jacobian_det(be, u, A, G, out, err);
 }
 
+ffdp_status ffdp_op_moments(ffdp_backend *be, ffdp_img x, double out[10], ffdp_error *err)
+{
+	ffdp_status s = check_img(&x, "moments", err);
+	return s ? s : be->ops->moments(be, x, out, err);
+}
+
 ffdp_status ffdp_op_mse(ffdp_backend *be, const ffdp_loss_args *a, ffdp_error *err)
 {
 	ffdp_status s = check_loss(a, "mse", err);

@@ -39,6 +39,7 @@ static const ffdp_ops_table cpu_table = {
 	.sample_grad = ffdp_cpu_sample_grad,
 	.compose = ffdp_cpu_compose,
 	.jacobian_det = ffdp_cpu_jacobian_det,
+	.moments = ffdp_cpu_moments,
 	.mse = ffdp_cpu_mse,
 	.lncc = ffdp_cpu_lncc,
 	.mi = ffdp_cpu_mi,

@@ -1,5 +1,4 @@
-/* CUDA backend: device, memory and the ops table.  Kernels arrive with
- * issue 5; until then each op reports that it is not implemented. */
+/* CUDA backend: device, memory and the ops table (kernels: one file each). */
 #include <cuda_runtime.h>
 #include <stdlib.h>
 
@@ -7,6 +6,7 @@ extern "C" {
 #include "../../ops/backend.h"
 #include "ffdp/ffdp.h"
 }
+#include "cuda_ops.h"
 
 static ffdp_status cuda_fail(ffdp_error *err, cudaError_t e, const char *what)
 {
@@ -57,23 +57,6 @@ static void cuda_close(ffdp_backend *be)
 	free(be);
 }
 
-#define CUDA_TODO(name, ...)                                                                          \
-	static ffdp_status name(__VA_ARGS__, ffdp_error *err)                                        \
-	{                                                                                             \
-		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, #name " is not implemented on CUDA yet"); \
-	}
-
-CUDA_TODO(cuda_sample, ffdp_backend *, const ffdp_sample_args *)
-CUDA_TODO(cuda_sample_grad, ffdp_backend *, const ffdp_sample_grad_args *)
-CUDA_TODO(cuda_compose, ffdp_backend *, const ffdp_compose_args *)
-CUDA_TODO(cuda_jacobian_det, ffdp_backend *, const ffdp_vec *, const double *, const double *, ffdp_img)
-CUDA_TODO(cuda_mse, ffdp_backend *, const ffdp_loss_args *)
-CUDA_TODO(cuda_lncc, ffdp_backend *, const ffdp_loss_args *, const ffdp_lncc_opts *)
-CUDA_TODO(cuda_mi, ffdp_backend *, const ffdp_loss_args *, const ffdp_mi_opts *)
-CUDA_TODO(cuda_smooth, ffdp_backend *, ffdp_img, const ffdp_smooth_opts *)
-CUDA_TODO(cuda_adam_moments, ffdp_backend *, ffdp_vec, ffdp_vec, ffdp_vec, const ffdp_adam_opts *, double *)
-CUDA_TODO(cuda_warp_step, ffdp_backend *, ffdp_vec, ffdp_vec, ffdp_vec, const ffdp_warp_step_opts *)
-
 static ffdp_ops_table make_table(void)
 {
 	ffdp_ops_table t = {};
@@ -83,16 +66,17 @@ static ffdp_ops_table make_table(void)
 	t.upload = cuda_upload;
 	t.download = cuda_download;
 	t.close = cuda_close;
-	t.sample = cuda_sample;
-	t.sample_grad = cuda_sample_grad;
-	t.compose = cuda_compose;
-	t.jacobian_det = cuda_jacobian_det;
-	t.mse = cuda_mse;
-	t.lncc = cuda_lncc;
-	t.mi = cuda_mi;
-	t.smooth = cuda_smooth;
-	t.adam_moments = cuda_adam_moments;
-	t.warp_step = cuda_warp_step;
+	t.sample = ffdp_cuda_sample;
+	t.sample_grad = ffdp_cuda_sample_grad;
+	t.compose = ffdp_cuda_compose;
+	t.jacobian_det = ffdp_cuda_jacobian_det;
+	t.moments = ffdp_cuda_moments;
+	t.mse = ffdp_cuda_mse;
+	t.lncc = ffdp_cuda_lncc;
+	t.mi = ffdp_cuda_mi;
+	t.smooth = ffdp_cuda_smooth;
+	t.adam_moments = ffdp_cuda_adam_moments;
+	t.warp_step = ffdp_cuda_warp_step;
 	return t;
 }
 

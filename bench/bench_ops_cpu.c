@@ -1,0 +1,292 @@
+/* CPU op benchmark: per op and size, time, the bytes its floor must move,
+ * effective GB/s, time / floor (floor = bytes / measured copy bandwidth of
+ * this machine), and the 1 -> 2 thread speed-up.
+ *
+ * usage: bench_ops_cpu [N ...]   (cube edges, default 128 192)
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ffdp/ffdp.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static void set_threads(int t)
+{
+#ifdef _OPENMP
+	omp_set_num_threads(t);
+#else
+	(void)t;
+#endif
+}
+
+static int max_threads(void)
+{
+	return ffdp_num_threads();
+}
+
+/* Copy bandwidth (bytes read + written per second), best of 5, on a buffer
+ * far larger than the caches. */
+static double copy_bandwidth(void)
+{
+	size_t n = (size_t)64 << 20; /* floats: 256 MiB each way */
+	float *a = ffdp_alloc(n * sizeof(float), NULL), *b = ffdp_alloc(n * sizeof(float), NULL);
+	if (!a || !b) {
+		fprintf(stderr, "bench: cannot allocate the copy buffers\n");
+		exit(1);
+	}
+	double best = 1e30;
+	for (int rep = 0; rep < 5; rep++) {
+		double t0 = ffdp_now();
+#pragma omp parallel for schedule(static)
+		for (int64_t i = 0; i < (int64_t)n; i++)
+			b[i] = a[i] + 1.0f;
+		best = fmin(best, ffdp_now() - t0);
+		float *t = a;
+		a = b, b = t;
+	}
+	ffdp_free(a);
+	ffdp_free(b);
+	return 2.0 * (double)n * sizeof(float) / best;
+}
+
+typedef struct bench_state {
+	ffdp_backend *be;
+	int64_t n[3];
+	int64_t nvox;
+	float *f, *m, *g;        /* scalar volumes */
+	float *u[3], *d[3], *gu[3], *mm[3], *vv[3], *out[3];
+	ffdp_img F, M, G;
+} bench_state;
+
+typedef ffdp_status (*bench_fn)(bench_state *s, ffdp_error *err);
+
+static ffdp_vec vec_of(bench_state *s, float **c)
+{
+	ffdp_vec v = {{c[0], c[1], c[2]}, {s->n[0], s->n[1], s->n[2]}, 3};
+	return v;
+}
+
+static void fill(float *x, int64_t n, unsigned seed, float lo, float hi)
+{
+	for (int64_t i = 0; i < n; i++) {
+		seed = seed * 1664525u + 1013904223u;
+		x[i] = lo + (hi - lo) * (float)(seed >> 8) / 16777216.0f;
+	}
+}
+
+static ffdp_sample_args sample_args(bench_state *s, const ffdp_vec *u)
+{
+	ffdp_sample_args a;
+	memset(&a, 0, sizeof(a));
+	a.moving = s->M;
+	/* a small rotation-like affine so the access pattern is realistic */
+	double W[12] = {0.998, 0.05, 0.0, 1.3, -0.05, 0.998, 0.01, -0.7, 0.0, -0.01, 1.0, 0.4};
+	memcpy(a.W, W, sizeof(W));
+	double B[9] = {1, 0, 0, 0, 1, 0, 0, 0, 1};
+	memcpy(a.B, B, sizeof(B));
+	a.u = u;
+	a.out = s->G;
+	return a;
+}
+
+static ffdp_status b_sample(bench_state *s, ffdp_error *err)
+{
+	ffdp_vec u = vec_of(s, s->u);
+	ffdp_sample_args a = sample_args(s, &u);
+	return ffdp_op_sample(s->be, &a, err);
+}
+
+static ffdp_status b_sample_grad(bench_state *s, ffdp_error *err)
+{
+	ffdp_vec u = vec_of(s, s->u), gu = vec_of(s, s->gu);
+	ffdp_sample_args a = sample_args(s, &u);
+	double gW[12] = {0};
+	ffdp_sample_grad_args g = {&a, s->G, &gu, 0, gW, NULL};
+	return ffdp_op_sample_grad(s->be, &g, err);
+}
+
+static ffdp_status b_compose(bench_state *s, ffdp_error *err)
+{
+	ffdp_compose_args a;
+	memset(&a, 0, sizeof(a));
+	a.u = vec_of(s, s->u);
+	a.d = vec_of(s, s->d);
+	a.out = vec_of(s, s->out);
+	a.C[0] = a.C[4] = a.C[8] = 1.0;
+	a.pad = FFDP_PAD_BORDER;
+	return ffdp_op_compose(s->be, &a, err);
+}
+
+static ffdp_status b_jacobian(bench_state *s, ffdp_error *err)
+{
+	double I[9] = {1, 0, 0, 0, 1, 0, 0, 0, 1};
+	ffdp_vec u = vec_of(s, s->u);
+	return ffdp_op_jacobian_det(s->be, &u, I, I, s->G, err);
+}
+
+static ffdp_status loss_run(bench_state *s, int which, ffdp_error *err)
+{
+	double loss = 0;
+	ffdp_loss_args a;
+	memset(&a, 0, sizeof(a));
+	a.f = s->F, a.m = s->M, a.scale = 1.0, a.gm = s->g, a.loss = &loss;
+	if (which == 0)
+		return ffdp_op_mse(s->be, &a, err);
+	if (which == 3 || which == 9) {
+		ffdp_lncc_opts o = {which, 1, 0.0};
+		return ffdp_op_lncc(s->be, &a, &o, err);
+	}
+	ffdp_mi_opts o;
+	memset(&o, 0, sizeof(o));
+	o.bins = 32, o.kernel = which == 1 ? FFDP_MI_GAUSSIAN : FFDP_MI_BSPLINE3;
+	o.f_lo = 0, o.f_hi = 1, o.m_lo = 0, o.m_hi = 1;
+	return ffdp_op_mi(s->be, &a, &o, err);
+}
+
+static ffdp_status b_mse(bench_state *s, ffdp_error *err) { return loss_run(s, 0, err); }
+static ffdp_status b_lncc3(bench_state *s, ffdp_error *err) { return loss_run(s, 3, err); }
+static ffdp_status b_lncc9(bench_state *s, ffdp_error *err) { return loss_run(s, 9, err); }
+static ffdp_status b_mi_gauss(bench_state *s, ffdp_error *err) { return loss_run(s, 1, err); }
+static ffdp_status b_mi_bspline(bench_state *s, ffdp_error *err) { return loss_run(s, 2, err); }
+
+static ffdp_status b_smooth(bench_state *s, ffdp_error *err)
+{
+	ffdp_smooth_opts o = {{1.0, 1.0, 1.0}, 2.0, 0};
+	return ffdp_op_smooth_vec(s->be, vec_of(s, s->out), &o, err);
+}
+
+static ffdp_status b_adam(bench_state *s, ffdp_error *err)
+{
+	ffdp_adam_opts o = {3, 0.9, 0.99, 1e-8};
+	double mx = 0;
+	return ffdp_op_adam_moments(s->be, vec_of(s, s->gu), vec_of(s, s->mm), vec_of(s, s->vv), &o, &mx, err);
+}
+
+static ffdp_status b_warp_step(bench_state *s, ffdp_error *err)
+{
+	ffdp_warp_step_opts o;
+	memset(&o, 0, sizeof(o));
+	o.adam = (ffdp_adam_opts){3, 0.9, 0.99, 1e-8};
+	o.step = -0.25, o.compose = 1, o.pad = FFDP_PAD_BORDER;
+	o.C[0] = o.C[4] = o.C[8] = 1.0;
+	return ffdp_op_warp_step(s->be, vec_of(s, s->out), vec_of(s, s->mm), vec_of(s, s->vv), &o, err);
+}
+
+typedef struct bench_op {
+	const char *name;
+	bench_fn fn;
+	double bytes_per_voxel; /* the floor: each input read once, each output written once */
+} bench_op;
+
+static const bench_op ops[] = {
+	{"sample fwd (u)", b_sample, 20},       /* u 12 + M 4 + out 4 */
+	{"sample bwd gu+gW", b_sample_grad, 32}, /* u 12 + M 4 + gout 4 + gu 12 */
+	{"compose", b_compose, 36},             /* u 12 + d 12 + out 12 */
+	{"jacobian det", b_jacobian, 16},       /* u 12 + out 4 */
+	{"mse fwd+bwd", b_mse, 12},             /* f 4 + m 4 + gm 4 */
+	{"lncc k=3 fwd+bwd", b_lncc3, 12},
+	{"lncc k=9 fwd+bwd", b_lncc9, 12},
+	{"mi32 gauss fwd+bwd", b_mi_gauss, 12},
+	{"mi32 bspl fwd+bwd", b_mi_bspline, 12},
+	{"smooth vec s=1", b_smooth, 24},       /* 3 planes read + written */
+	{"adam moments", b_adam, 60},           /* g, m, v read; m, v written */
+	{"warp step", b_warp_step, 48},         /* u, m, v read; u written */
+};
+
+static double time_op(bench_state *s, const bench_op *op, int reps, ffdp_error *err, ffdp_status *st)
+{
+	double best = 1e30;
+	*st = op->fn(s, err); /* warm-up */
+	for (int r = 0; r < reps && *st == FFDP_OK; r++) {
+		double t0 = ffdp_now();
+		*st = op->fn(s, err);
+		best = fmin(best, ffdp_now() - t0);
+	}
+	return best;
+}
+
+static int run_size(int64_t edge, double bw)
+{
+	bench_state s;
+	memset(&s, 0, sizeof(s));
+	ffdp_error err = {0};
+	if (ffdp_backend_open(FFDP_BACKEND_CPU, 0, &s.be, &err)) {
+		fprintf(stderr, "bench: %s\n", err.msg);
+		return 1;
+	}
+	s.n[0] = s.n[1] = s.n[2] = edge;
+	s.nvox = edge * edge * edge;
+	size_t bytes = (size_t)s.nvox * sizeof(float);
+	float **all[] = {&s.f, &s.m, &s.g};
+	for (int i = 0; i < 3; i++)
+		*all[i] = ffdp_alloc(bytes, &err);
+	for (int c = 0; c < 3; c++) {
+		s.u[c] = ffdp_alloc(bytes, &err), s.d[c] = ffdp_alloc(bytes, &err);
+		s.gu[c] = ffdp_alloc(bytes, &err), s.mm[c] = ffdp_alloc(bytes, &err);
+		s.vv[c] = ffdp_alloc(bytes, &err), s.out[c] = ffdp_alloc(bytes, &err);
+		if (!s.u[c] || !s.d[c] || !s.gu[c] || !s.mm[c] || !s.vv[c] || !s.out[c]) {
+			fprintf(stderr, "bench: %s\n", err.msg);
+			return 1;
+		}
+		fill(s.u[c], s.nvox, 11 + c, -1.5f, 1.5f);
+		fill(s.d[c], s.nvox, 21 + c, -0.5f, 0.5f);
+		fill(s.gu[c], s.nvox, 31 + c, -1.0f, 1.0f);
+		fill(s.vv[c], s.nvox, 41 + c, 0.0f, 1.0f);
+		memcpy(s.out[c], s.u[c], bytes);
+	}
+	fill(s.f, s.nvox, 1, 0.0f, 1.0f);
+	fill(s.m, s.nvox, 2, 0.0f, 1.0f);
+	fill(s.g, s.nvox, 3, -1.0f, 1.0f);
+	ffdp_img F = {s.f, {edge, edge, edge}}, M = {s.m, {edge, edge, edge}}, G = {s.g, {edge, edge, edge}};
+	s.F = F, s.M = M, s.G = G;
+
+	int tmax = max_threads();
+	for (size_t k = 0; k < sizeof(ops) / sizeof(ops[0]); k++) {
+		const bench_op *op = &ops[k];
+		ffdp_status st;
+		set_threads(1);
+		double t1 = time_op(&s, op, 2, &err, &st);
+		set_threads(tmax);
+		double tn = st == FFDP_OK ? time_op(&s, op, 4, &err, &st) : 0;
+		if (st != FFDP_OK) {
+			printf("%-20s %5lld^3  %s\n", op->name, (long long)edge, err.msg);
+			continue;
+		}
+		double floor_bytes = op->bytes_per_voxel * (double)s.nvox;
+		double floor_t = floor_bytes / bw;
+		printf("%-20s %5lld^3 %9.2f ms %8.1f MB %7.2f GB/s %7.2fx %6.2fx\n", op->name, (long long)edge,
+		       1e3 * tn, floor_bytes / 1e6, floor_bytes / tn / 1e9, tn / floor_t, t1 / tn);
+	}
+	for (int i = 0; i < 3; i++)
+		ffdp_free(*all[i]);
+	for (int c = 0; c < 3; c++) {
+		ffdp_free(s.u[c]), ffdp_free(s.d[c]), ffdp_free(s.gu[c]);
+		ffdp_free(s.mm[c]), ffdp_free(s.vv[c]), ffdp_free(s.out[c]);
+	}
+	ffdp_backend_close(s.be);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	ffdp_log_set_level(FFDP_LOG_WARN);
+	double bw = copy_bandwidth();
+	printf("ffdp CPU op benchmark: %d threads, copy bandwidth %.2f GB/s (read + write)\n", max_threads(),
+	       bw / 1e9);
+	printf("%-20s %7s %12s %11s %12s %8s %7s\n", "op", "size", "time", "floor B", "eff. BW", "/floor",
+	       "1->N");
+	int rc = 0;
+	if (argc > 1) {
+		for (int i = 1; i < argc; i++)
+			rc |= run_size(atoll(argv[i]), bw);
+	} else {
+		rc |= run_size(128, bw);
+		rc |= run_size(192, bw);
+	}
+	return rc;
+}

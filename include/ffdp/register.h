@@ -1,0 +1,116 @@
+/* Registration: stages, options, results.
+ *
+ * phi(x) = T(x) + u(x): T a 4x4 physical (LPS mm) matrix mapping fixed
+ * points to moving points, u a displacement in moving-frame mm on the fixed
+ * grid.  A pipeline runs stages in order (moments -> rigid -> affine ->
+ * greedy or SyN); each linear stage refines T, a deformable stage
+ * optimises u (and, for SyN, a second field on the fixed side).  Every stage
+ * is written once against include/ffdp/ops.h, so any backend runs it.
+ */
+#ifndef FFDP_REGISTER_H
+#define FFDP_REGISTER_H
+
+#include "ffdp/mat4.h"
+#include "ffdp/ops.h"
+#include "ffdp/status.h"
+#include "ffdp/volume.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FFDP_MAX_LEVELS 8
+#define FFDP_MAX_STAGES 8
+
+typedef enum ffdp_metric_kind {
+	FFDP_METRIC_LNCC = 0,
+	FFDP_METRIC_MI,
+	FFDP_METRIC_MSE,
+} ffdp_metric_kind;
+
+typedef struct ffdp_metric {
+	ffdp_metric_kind kind;
+	int lncc_k;             /* odd window (LNCC) */
+	int lncc_exact;         /* 1: exact gradient, 0: ANTs' centre-window approximation */
+	int mi_bins;            /* MI */
+	ffdp_mi_kernel mi_kernel;
+} ffdp_metric;
+
+typedef enum ffdp_stage_kind {
+	FFDP_STAGE_MOMENTS = 0,
+	FFDP_STAGE_RIGID,
+	FFDP_STAGE_AFFINE,
+	FFDP_STAGE_GREEDY,
+	FFDP_STAGE_SYN,
+} ffdp_stage_kind;
+
+typedef struct ffdp_stage {
+	ffdp_stage_kind kind;
+	ffdp_metric metric;
+	int nlevels;
+	double shrink[FFDP_MAX_LEVELS]; /* e.g. 4 2 1 */
+	int iters[FFDP_MAX_LEVELS];
+	double lr;          /* Adam learning rate (deformable: largest step = lr x half a voxel) */
+	double sigma_grad;  /* deformable: gradient smoothing, voxels */
+	double sigma_warp;  /* deformable: warp smoothing, voxels */
+	double tol;         /* convergence: plateau when the fitted slope of the loss over */
+	int window;         /* the last `window` iterations, relative to its mean, is below tol */
+	int moments_order;  /* moments: 1 = centres only, 2 = also principal axes */
+} ffdp_stage;
+
+typedef struct ffdp_reg_opts {
+	ffdp_stage stages[FFDP_MAX_STAGES];
+	int nstages;
+	ffdp_backend_kind backend;
+	int device;
+	const ffdp_volume *fixed_mask;  /* optional, on the fixed grid: loss weights */
+	const ffdp_volume *moving_mask; /* optional, on the moving grid */
+	ffdp_mat4 init;                 /* initial T (identity unless set) */
+	int min_level_size;             /* coarsest level size per axis, default 32 */
+	int want_inverse;               /* compute the inverse warp (SyN always can) */
+} ffdp_reg_opts;
+
+/* Presets: "rigid", "affine", "greedy", "syn", "default" (= moments, rigid,
+ * affine, SyN).  FireANTs' defaults where they are sound (docs/registration.md). */
+ffdp_status ffdp_reg_preset(const char *name, ffdp_reg_opts *o, ffdp_error *err);
+/* A stage with the defaults of its kind. */
+ffdp_stage ffdp_stage_default(ffdp_stage_kind kind);
+const char *ffdp_stage_name(ffdp_stage_kind kind);
+
+typedef struct ffdp_stage_report {
+	ffdp_stage_kind kind;
+	double seconds;
+	int iters[FFDP_MAX_LEVELS]; /* iterations run per level */
+	int nlevels;
+	double final_loss;          /* at the finest level */
+} ffdp_stage_report;
+
+typedef struct ffdp_reg_result {
+	ffdp_mat4 T;       /* fixed -> moving, LPS mm */
+	int has_warp;
+	ffdp_field u;      /* forward: phi(x) = T(x) + u(x), on the fixed grid */
+	ffdp_field u_inv;  /* inverse (when computed): phi^-1(y) = z + u_inv(z), z = T^-1(y) */
+	int has_inverse;
+	ffdp_stage_report stages[FFDP_MAX_STAGES];
+	int nstages;
+	double seconds;
+} ffdp_reg_result;
+
+/* Register moving to fixed.  Images are not modified.  res is filled and
+ * owned by the caller (ffdp_reg_result_free). */
+ffdp_status ffdp_register(const ffdp_volume *fixed, const ffdp_volume *moving, const ffdp_reg_opts *o,
+			  ffdp_reg_result *res, ffdp_error *err);
+void ffdp_reg_result_free(ffdp_reg_result *res);
+
+/* Resample `moving` on `ref`'s grid through phi = T + u (u may be NULL or on
+ * ref's grid).  interp LINEAR, NEAREST or LABEL; zero padding. */
+ffdp_status ffdp_warp_volume(ffdp_backend *be, const ffdp_volume *moving, const ffdp_grid *ref, const ffdp_mat4 *T,
+			     const ffdp_field *u, ffdp_interp interp, ffdp_volume *out, ffdp_error *err);
+
+/* The ANTs displacement w = L^-1 u for phi(x) = T(x + w(x)), and back. */
+ffdp_status ffdp_warp_to_ants(const ffdp_field *u, const ffdp_mat4 *T, ffdp_field *w, ffdp_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,21 @@
+/* CUDA kernels, one file each; the table is in cuda_backend.cu. */
+#ifndef FFDP_CUDA_OPS_H
+#define FFDP_CUDA_OPS_H
+
+extern "C" {
+#include "../../ops/backend.h"
+}
+
+ffdp_status ffdp_cuda_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_error *err);
+ffdp_status ffdp_cuda_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *a, ffdp_error *err);
+ffdp_status ffdp_cuda_compose(ffdp_backend *be, const ffdp_compose_args *a, ffdp_error *err);
+ffdp_status ffdp_cuda_jacobian_det(ffdp_backend *be, const ffdp_vec *u, const double A[9], const double G[9], ffdp_img out, ffdp_error *err);
+ffdp_status ffdp_cuda_moments(ffdp_backend *be, ffdp_img x, double out[10], ffdp_error *err);
+ffdp_status ffdp_cuda_mse(ffdp_backend *be, const ffdp_loss_args *a, ffdp_error *err);
+ffdp_status ffdp_cuda_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_lncc_opts *o, ffdp_error *err);
+ffdp_status ffdp_cuda_mi(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_mi_opts *o, ffdp_error *err);
+ffdp_status ffdp_cuda_smooth(ffdp_backend *be, ffdp_img x, const ffdp_smooth_opts *o, ffdp_error *err);
+ffdp_status ffdp_cuda_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp_vec v, const ffdp_adam_opts *o, double *max_norm, ffdp_error *err);
+ffdp_status ffdp_cuda_warp_step(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec v, const ffdp_warp_step_opts *o, ffdp_error *err);
+
+#endif

@@ -1,0 +1,319 @@
+/* Greedy and SyN deformable stages: one optimisation loop for both.
+ *
+ * A "side" is a displacement field with its Adam moments, the image it
+ * warps and how: the moving side samples M at T(x) + u(x) (greedy and SyN);
+ * SyN adds a fixed side that samples F at x + u_r(x), both meeting in the
+ * middle.  Each iteration per side:
+ *   warp -> loss (both sides' gradients in one call) -> dL/du by the
+ *   sampler's backward -> smooth gradient -> Adam moments (max |d|) ->
+ *   u <- delta + u o (Id + C delta) with delta = -lr h d / max(1, max|d|)
+ *   -> smooth u.
+ * h is half the finest spacing of the level, so the largest step is lr half
+ * voxels; C turns a moving-frame step into a fixed-index offset, which makes
+ * the update exactly phi <- phi o (Id + L^-1 delta).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "reg_internal.h"
+
+typedef struct side {
+	ffdp_field u, m, v, g; /* on the fixed level grid; backend memory */
+	float *warped;
+	float *gimg;        /* dL/d(warped) */
+	ffdp_mat4 T;        /* linear map applied before u: T for the moving side, Id for SyN's fixed side */
+	const ffdp_volume *img;
+	int on_fixed;       /* 1: samples the fixed level image (SyN) */
+} side;
+
+static ffdp_vec vec_of(ffdp_field *f)
+{
+	ffdp_vec v = {{f->c[0], f->c[1], f->c[2]}, {f->grid.n[0], f->grid.n[1], f->grid.n[2]}, f->ncomp};
+	return v;
+}
+
+static ffdp_img img_of(float *p, const ffdp_grid *g)
+{
+	ffdp_img x = {p, {g->n[0], g->n[1], g->n[2]}};
+	return x;
+}
+
+static void side_free(side *sd)
+{
+	ffdp_field_free(&sd->u);
+	ffdp_field_free(&sd->m);
+	ffdp_field_free(&sd->v);
+	ffdp_field_free(&sd->g);
+	ffdp_free(sd->warped);
+	ffdp_free(sd->gimg);
+	sd->warped = sd->gimg = NULL;
+}
+
+/* Fields on grid g: fresh zeros, or the previous level's resampled. */
+static ffdp_status side_level(ffdp_backend *be, side *sd, const ffdp_grid *g, ffdp_error *err)
+{
+	ffdp_field *keep[3] = {&sd->u, &sd->m, &sd->v};
+	ffdp_status s = FFDP_OK;
+	for (int k = 0; k < 3 && !s; k++) {
+		ffdp_field nf = {0};
+		if (keep[k]->c[0])
+			s = ffdp_field_resample(be, keep[k], g, &nf, err);
+		else
+			s = ffdp_field_alloc(&nf, g, err);
+		if (!s) {
+			ffdp_field_free(keep[k]);
+			*keep[k] = nf;
+		}
+	}
+	ffdp_field_free(&sd->g);
+	ffdp_free(sd->warped);
+	ffdp_free(sd->gimg);
+	sd->warped = sd->gimg = NULL;
+	size_t bytes = (size_t)ffdp_grid_voxels(g) * sizeof(float);
+	if (!s)
+		s = ffdp_field_alloc(&sd->g, g, err);
+	if (!s && (!(sd->warped = ffdp_alloc(bytes, err)) || !(sd->gimg = ffdp_alloc(bytes, err))))
+		s = FFDP_ERR_NOMEM;
+	return s;
+}
+
+/* Sampler arguments for this side on level lv. */
+static void side_sampler(const side *sd, const reg_level *lv, const ffdp_vec *u, ffdp_sample_args *a)
+{
+	memset(a, 0, sizeof(*a));
+	const ffdp_volume *src = sd->on_fixed ? &lv->F : &lv->M;
+	a->moving = img_of(src->data, &src->grid);
+	ffdp_mat4 p2i = sd->on_fixed ? lv->f_p2i : lv->m_p2i;
+	ffdp_mat4 W = ffdp_mat4_mul(p2i, ffdp_mat4_mul(sd->T, lv->f_i2p));
+	memcpy(a->W, W.m, 12 * sizeof(double));
+	for (int r = 0; r < 3; r++)
+		for (int c = 0; c < 3; c++)
+			a->B[3 * r + c] = p2i.m[4 * r + c];
+	a->u = u;
+	a->out = img_of(sd->warped, &lv->F.grid);
+}
+
+static ffdp_status side_step(ffdp_backend *be, side *sd, const reg_level *lv, const ffdp_stage *st, int t,
+			     ffdp_error *err)
+{
+	ffdp_vec u = vec_of(&sd->u), g = vec_of(&sd->g), m = vec_of(&sd->m), v = vec_of(&sd->v);
+	ffdp_sample_args sa;
+	side_sampler(sd, lv, &u, &sa);
+	ffdp_sample_grad_args ga = {&sa, img_of(sd->gimg, &lv->F.grid), &g, 0, NULL, NULL};
+	ffdp_status s = ffdp_op_sample_grad(be, &ga, err);
+	if (s)
+		return s;
+	ffdp_smooth_opts gs = {{st->sigma_grad, st->sigma_grad, st->sigma_grad}, 2.0, 0};
+	if (lv->F.grid.n[2] == 1)
+		gs.sigma[2] = 0;
+	if (st->sigma_grad > 0 && (s = ffdp_op_smooth_vec(be, g, &gs, err)))
+		return s;
+	ffdp_adam_opts ao = {t, 0.9, 0.99, 1e-8};
+	double maxn = 0;
+	if ((s = ffdp_op_adam_moments(be, g, m, v, &ao, &maxn, err)))
+		return s;
+	const double *sp = lv->F.grid.spacing;
+	double h = 0.5 * fmin(sp[0], fmin(sp[1], lv->F.grid.n[2] > 1 ? sp[2] : sp[1]));
+	ffdp_warp_step_opts wo;
+	memset(&wo, 0, sizeof(wo));
+	wo.adam = ao;
+	wo.step = -st->lr * h / fmax(1.0, maxn);
+	wo.compose = 1;
+	wo.pad = FFDP_PAD_BORDER;
+	/* C = (fixed phys -> index) L^-1 */
+	ffdp_mat4 Linv;
+	ffdp_mat4 L = sd->T;
+	L.m[3] = L.m[7] = L.m[11] = 0;
+	if ((s = ffdp_mat4_inverse(L, &Linv, err)))
+		return s;
+	ffdp_mat4 C = ffdp_mat4_mul(lv->f_p2i, Linv);
+	for (int r = 0; r < 3; r++)
+		for (int c = 0; c < 3; c++)
+			wo.C[3 * r + c] = C.m[4 * r + c];
+	if ((s = ffdp_op_warp_step(be, u, m, v, &wo, err)))
+		return s;
+	ffdp_smooth_opts ws = {{st->sigma_warp, st->sigma_warp, st->sigma_warp}, 2.0, 0};
+	if (lv->F.grid.n[2] == 1)
+		ws.sigma[2] = 0;
+	if (st->sigma_warp > 0)
+		s = ffdp_op_smooth_vec(be, u, &ws, err);
+	return s;
+}
+
+static ffdp_status run_level(const reg_pair *p, const ffdp_stage *st, const reg_level *lv, side *sides, int nsides,
+			     int iters, ffdp_progress *pb, int64_t *done, int *ran, double *last, ffdp_error *err)
+{
+	double hist[64];
+	reg_convergence conv;
+	reg_convergence_init(&conv, hist, st->window < 64 ? st->window : 64, st->tol);
+	/* gradients wrt warped images are taken per voxel (scale = N), so
+	 * Adam's epsilon stays negligible whatever the level size */
+	double scale = (double)lv->nvox;
+	ffdp_status s = FFDP_OK;
+	int it;
+	for (it = 0; it < iters && !s; it++) {
+		for (int k = 0; k < nsides && !s; k++) {
+			ffdp_vec u = vec_of(&sides[k].u);
+			ffdp_sample_args sa;
+			side_sampler(&sides[k], lv, &u, &sa);
+			s = ffdp_op_sample(p->be, &sa, err);
+		}
+		if (s)
+			break;
+		/* moving side is sides[0]; SyN's fixed side sides[1] replaces F */
+		ffdp_img f = nsides > 1 ? img_of(sides[1].warped, &lv->F.grid) : img_of(lv->F.data, &lv->F.grid);
+		ffdp_img m = img_of(sides[0].warped, &lv->F.grid);
+		double loss;
+		s = reg_similarity(p->be, &st->metric, f, m, lv->fmask, nsides > 1 ? sides[1].gimg : NULL,
+				   sides[0].gimg, scale, &loss, err);
+		for (int k = 0; k < nsides && !s; k++)
+			s = side_step(p->be, &sides[k], lv, st, it + 1, err);
+		if (s)
+			break;
+		*last = loss;
+		char msg[64];
+		snprintf(msg, sizeof(msg), "loss %.5f", loss);
+		ffdp_progress_update(pb, ++*done, msg);
+		if (reg_convergence_push(&conv, loss)) {
+			it++;
+			break;
+		}
+	}
+	*ran = it;
+	return s;
+}
+
+/* phi = (T + u_f) o (Id + u_r)^-1 = T + [L w + u_f o (Id + w)],  w = inv(u_r);
+ * its inverse displacement (ANTs convention, on the fixed grid):
+ * (Id + L^-1 u)^-1 = (Id + u_r) o (Id + L^-1 u_f)^-1. */
+static ffdp_status syn_finish(ffdp_backend *be, side *sides, const ffdp_mat4 *T, ffdp_reg_result *res,
+			      int want_inverse, ffdp_error *err)
+{
+	const ffdp_grid *g = &sides[0].u.grid;
+	ffdp_mat4 L = *T, Linv;
+	L.m[3] = L.m[7] = L.m[11] = 0;
+	ffdp_status s = ffdp_mat4_inverse(L, &Linv, err);
+	ffdp_field w = {0}, Lw = {0}, wf = {0}, tmp = {0};
+	ffdp_mat4 p2i = ffdp_grid_phys_to_index(g);
+	int64_t n = ffdp_grid_voxels(g);
+	int nc = sides[0].u.ncomp;
+	if (!s)
+		s = reg_invert_field(be, &sides[1].u, &w, 30, err);
+	if (!s)
+		s = ffdp_field_alloc(&Lw, g, err);
+	if (!s) {
+		for (int64_t i = 0; i < n; i++) {
+			double a[3] = {w.c[0][i], w.c[1][i], nc > 2 ? w.c[2][i] : 0}, b[3];
+			ffdp_mat4_apply_vector(&L, a, b);
+			for (int c = 0; c < nc; c++)
+				Lw.c[c][i] = (float)b[c];
+		}
+		s = ffdp_field_alloc(&res->u, g, err);
+	}
+	if (!s) {
+		ffdp_compose_args ca;
+		memset(&ca, 0, sizeof(ca));
+		ca.u = vec_of(&sides[0].u), ca.d = vec_of(&Lw), ca.out = vec_of(&res->u);
+		ca.pad = FFDP_PAD_BORDER;
+		ffdp_mat4 C = ffdp_mat4_mul(p2i, Linv);
+		for (int r = 0; r < 3; r++)
+			for (int c = 0; c < 3; c++)
+				ca.C[3 * r + c] = C.m[4 * r + c];
+		s = ffdp_op_compose(be, &ca, err);
+		res->has_warp = !s;
+	}
+	if (!s && want_inverse) {
+		/* wf = inverse of L^-1 u_f (fixed frame), then u_inv = wf + u_r o (Id + wf) */
+		if (!(s = ffdp_field_alloc(&tmp, g, err))) {
+			for (int64_t i = 0; i < n; i++) {
+				double a[3] = {sides[0].u.c[0][i], sides[0].u.c[1][i], nc > 2 ? sides[0].u.c[2][i] : 0}, b[3];
+				ffdp_mat4_apply_vector(&Linv, a, b);
+				for (int c = 0; c < nc; c++)
+					tmp.c[c][i] = (float)b[c];
+			}
+			s = reg_invert_field(be, &tmp, &wf, 30, err);
+		}
+		if (!s)
+			s = ffdp_field_alloc(&res->u_inv, g, err);
+		if (!s) {
+			ffdp_compose_args ca;
+			memset(&ca, 0, sizeof(ca));
+			ca.u = vec_of(&sides[1].u), ca.d = vec_of(&wf), ca.out = vec_of(&res->u_inv);
+			ca.pad = FFDP_PAD_BORDER;
+			for (int r = 0; r < 3; r++)
+				for (int c = 0; c < 3; c++)
+					ca.C[3 * r + c] = p2i.m[4 * r + c];
+			s = ffdp_op_compose(be, &ca, err);
+			res->has_inverse = !s;
+		}
+	}
+	ffdp_field_free(&w);
+	ffdp_field_free(&Lw);
+	ffdp_field_free(&wf);
+	ffdp_field_free(&tmp);
+	return s;
+}
+
+static ffdp_status greedy_finish(ffdp_backend *be, side *sd, const ffdp_mat4 *T, ffdp_reg_result *res,
+				 int want_inverse, ffdp_error *err)
+{
+	res->u = sd->u;
+	memset(&sd->u, 0, sizeof(sd->u));
+	res->has_warp = 1;
+	if (!want_inverse)
+		return FFDP_OK;
+	ffdp_field w = {0};
+	ffdp_status s = ffdp_warp_to_ants(&res->u, T, &w, err);
+	if (!s)
+		s = reg_invert_field(be, &w, &res->u_inv, 40, err);
+	res->has_inverse = !s;
+	ffdp_field_free(&w);
+	return s;
+}
+
+ffdp_status reg_deformable(const reg_pair *p, const ffdp_stage *st, const ffdp_mat4 *T, ffdp_reg_result *res,
+			   int want_inverse, ffdp_stage_report *rep, ffdp_error *err)
+{
+	double t0 = ffdp_now();
+	side sides[2];
+	memset(sides, 0, sizeof(sides));
+	int nsides = st->kind == FFDP_STAGE_SYN ? 2 : 1;
+	sides[0].T = *T;
+	sides[1].T = ffdp_mat4_identity();
+	sides[1].on_fixed = 1;
+	int64_t total = 0, done = 0;
+	for (int l = 0; l < st->nlevels; l++)
+		total += st->iters[l];
+	ffdp_progress pb;
+	ffdp_progress_begin(&pb, ffdp_stage_name(st->kind), total);
+	rep->kind = st->kind;
+	rep->nlevels = st->nlevels;
+	ffdp_status s = FFDP_OK;
+	for (int l = 0; l < st->nlevels && !s; l++) {
+		reg_level lv;
+		if ((s = reg_level_make(p, st->shrink[l], &lv, err)))
+			break;
+		for (int k = 0; k < nsides && !s; k++)
+			s = side_level(p->be, &sides[k], &lv.F.grid, err);
+		if (!s)
+			s = run_level(p, st, &lv, sides, nsides, st->iters[l], &pb, &done, &rep->iters[l],
+				      &rep->final_loss, err);
+		reg_level_free(p, &lv);
+		done = 0;
+		for (int k = 0; k <= l; k++)
+			done += st->iters[k];
+	}
+	ffdp_progress_end(&pb);
+	/* the last level must be the full-resolution fixed grid */
+	if (!s && !ffdp_grid_same(&sides[0].u.grid, &p->fixed->grid, 1e-6))
+		s = ffdp_fail(err, FFDP_ERR_ARG, "%s: the last level must have shrink factor 1",
+			      ffdp_stage_name(st->kind));
+	if (!s)
+		s = nsides == 2 ? syn_finish(p->be, sides, T, res, want_inverse, err)
+				: greedy_finish(p->be, &sides[0], T, res, want_inverse, err);
+	for (int k = 0; k < nsides; k++)
+		side_free(&sides[k]);
+	rep->seconds = ffdp_now() - t0;
+	return s;
+}

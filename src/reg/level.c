@@ -1,0 +1,107 @@
+/* The image pair at each pyramid level.  Intensities are mapped to [0, 1]
+ * once (each image by its own range) so that MSE compares like with like,
+ * MI bins are fixed, and Adam's epsilon is meaningful at every size. */
+#include <math.h>
+#include <string.h>
+
+#include "reg_internal.h"
+
+static ffdp_status normalised_copy(const ffdp_volume *src, ffdp_volume *dst, ffdp_error *err)
+{
+	ffdp_status s = ffdp_volume_copy(dst, src, err);
+	if (s)
+		return s;
+	float lo, hi;
+	ffdp_volume_range(src, &lo, &hi);
+	float scale = hi > lo ? 1.0f / (hi - lo) : 0.0f;
+	int64_t n = ffdp_grid_voxels(&src->grid);
+	float *x = dst->data;
+#pragma omp parallel for schedule(static)
+	for (int64_t i = 0; i < n; i++)
+		x[i] = (x[i] - lo) * scale;
+	return FFDP_OK;
+}
+
+ffdp_status reg_pair_init(reg_pair *p, ffdp_backend *be, const ffdp_volume *fixed, const ffdp_volume *moving,
+			  const ffdp_reg_opts *o, ffdp_error *err)
+{
+	memset(p, 0, sizeof(*p));
+	p->be = be;
+	p->fixed = fixed, p->moving = moving;
+	p->fixed_mask = o->fixed_mask;
+	p->min_level_size = o->min_level_size > 0 ? o->min_level_size : 32;
+	p->dim = ffdp_grid_dim(&fixed->grid);
+	if (ffdp_grid_dim(&moving->grid) != p->dim)
+		return ffdp_fail(err, FFDP_ERR_DATA, "fixed image is %d-D but moving image is %d-D", p->dim,
+				 ffdp_grid_dim(&moving->grid));
+	if (o->fixed_mask && !ffdp_grid_same(&o->fixed_mask->grid, &fixed->grid, 1e-4))
+		return ffdp_fail(err, FFDP_ERR_DATA, "fixed mask is not on the fixed image's grid");
+	ffdp_status s = normalised_copy(fixed, &p->fn, err);
+	if (!s)
+		s = normalised_copy(moving, &p->mn, err);
+	if (s)
+		reg_pair_free(p);
+	return s;
+}
+
+void reg_pair_free(reg_pair *p)
+{
+	ffdp_volume_free(&p->fn);
+	ffdp_volume_free(&p->mn);
+}
+
+static ffdp_status level_image(const reg_pair *p, const ffdp_volume *src, double shrink, ffdp_volume *dst,
+			       ffdp_error *err)
+{
+	if (shrink <= 1.0) {
+		*dst = *src; /* shares the data: freed with the pair */
+		return FFDP_OK;
+	}
+	ffdp_grid g;
+	ffdp_status s = ffdp_pyramid_level_grid(&src->grid, shrink, p->min_level_size, &g, err);
+	if (s)
+		return s;
+	return ffdp_pyramid_downsample(p->be, src, &g, dst, err);
+}
+
+ffdp_status reg_level_make(const reg_pair *p, double shrink, reg_level *lv, ffdp_error *err)
+{
+	memset(lv, 0, sizeof(*lv));
+	ffdp_status s = level_image(p, &p->fn, shrink, &lv->F, err);
+	if (!s)
+		s = level_image(p, &p->mn, shrink, &lv->M, err);
+	if (!s && p->fixed_mask) {
+		ffdp_volume mk = {0};
+		s = level_image(p, p->fixed_mask, shrink, &mk, err);
+		lv->fmask = mk.data;
+	}
+	if (s) {
+		reg_level_free(p, lv);
+		return s;
+	}
+	lv->f_i2p = ffdp_grid_index_to_phys(&lv->F.grid);
+	lv->f_p2i = ffdp_grid_phys_to_index(&lv->F.grid);
+	lv->m_p2i = ffdp_grid_phys_to_index(&lv->M.grid);
+	lv->nvox = ffdp_grid_voxels(&lv->F.grid);
+	return FFDP_OK;
+}
+
+void reg_level_free(const reg_pair *p, reg_level *lv)
+{
+	if (lv->F.data && lv->F.data != p->fn.data)
+		ffdp_volume_free(&lv->F);
+	if (lv->M.data && lv->M.data != p->mn.data)
+		ffdp_volume_free(&lv->M);
+	if (lv->fmask && (!p->fixed_mask || lv->fmask != p->fixed_mask->data))
+		ffdp_free(lv->fmask);
+	memset(lv, 0, sizeof(*lv));
+}
+
+void reg_sampler_mats(const reg_level *lv, const ffdp_mat4 *T, double W[12], double B[9])
+{
+	ffdp_mat4 w = ffdp_mat4_mul(lv->m_p2i, ffdp_mat4_mul(*T, lv->f_i2p));
+	memcpy(W, w.m, 12 * sizeof(double));
+	for (int r = 0; r < 3; r++)
+		for (int c = 0; c < 3; c++)
+			B[3 * r + c] = lv->m_p2i.m[4 * r + c];
+}

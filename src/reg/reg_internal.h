@@ -1,0 +1,68 @@
+/* Private to src/reg: the pieces each stage is built from. */
+#ifndef FFDP_REG_INTERNAL_H
+#define FFDP_REG_INTERNAL_H
+
+#include "ffdp/ffdp.h"
+#include "ffdp/pyramid.h"
+#include "ffdp/register.h"
+
+/* One pyramid level of a fixed/moving pair, in backend memory. */
+typedef struct reg_level {
+	ffdp_volume F, M;  /* level images, intensities normalised to [0, 1] */
+	float *fmask;      /* fixed-side loss weights on F's grid, or NULL */
+	ffdp_mat4 f_i2p;   /* fixed level index -> phys */
+	ffdp_mat4 f_p2i;
+	ffdp_mat4 m_p2i;   /* moving level phys -> index */
+	int64_t nvox;      /* fixed level voxels */
+} reg_level;
+
+/* The whole-resolution inputs, normalised once. */
+typedef struct reg_pair {
+	ffdp_backend *be;
+	const ffdp_volume *fixed, *moving; /* caller's */
+	ffdp_volume fn, mn;                /* normalised copies */
+	const ffdp_volume *fixed_mask;
+	int min_level_size;
+	int dim;                           /* 2 or 3 */
+} reg_pair;
+
+ffdp_status reg_pair_init(reg_pair *p, ffdp_backend *be, const ffdp_volume *fixed, const ffdp_volume *moving,
+			  const ffdp_reg_opts *o, ffdp_error *err);
+void reg_pair_free(reg_pair *p);
+/* Build the level at `shrink` (1 = full resolution: shares the pair's data). */
+ffdp_status reg_level_make(const reg_pair *p, double shrink, reg_level *lv, ffdp_error *err);
+void reg_level_free(const reg_pair *p, reg_level *lv);
+
+/* W and B of the fused sampler for T on this level (see ops.h). */
+void reg_sampler_mats(const reg_level *lv, const ffdp_mat4 *T, double W[12], double B[9]);
+
+/* Loss and gradients of metric mt between f and m; gf/gm may be NULL. */
+ffdp_status reg_similarity(ffdp_backend *be, const ffdp_metric *mt, ffdp_img f, ffdp_img m, const float *mask,
+			   float *gf, float *gm, double scale, double *loss, ffdp_error *err);
+
+/* ANTs-style convergence: plateau or rise of the loss over a window. */
+typedef struct reg_convergence {
+	double *hist;
+	int window, count;
+	double tol;
+} reg_convergence;
+
+void reg_convergence_init(reg_convergence *c, double *storage, int window, double tol);
+/* Add a loss; returns 1 when the last `window` losses have converged. */
+int reg_convergence_push(reg_convergence *c, double loss);
+
+/* Stages.  Linear stages refine *T; deformable stages fill res. */
+ffdp_status reg_moments(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, ffdp_stage_report *rep,
+			ffdp_error *err);
+ffdp_status reg_linear(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, ffdp_stage_report *rep,
+		       ffdp_error *err);
+ffdp_status reg_deformable(const reg_pair *p, const ffdp_stage *st, const ffdp_mat4 *T, ffdp_reg_result *res,
+			   int want_inverse, ffdp_stage_report *rep, ffdp_error *err);
+
+/* Inverse displacement: (Id + w_inv) = (Id + w)^-1 on w's grid, fixed-point iteration. */
+ffdp_status reg_invert_field(ffdp_backend *be, const ffdp_field *w, ffdp_field *w_inv, int iters, ffdp_error *err);
+
+/* Symmetric 3x3 eigen-decomposition (Jacobi): A = V diag(e) V^T, e descending. */
+void reg_sym3_eigen(const double A[9], double e[3], double V[9]);
+
+#endif

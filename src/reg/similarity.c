@@ -1,0 +1,30 @@
+/* One entry for every metric, so stages never switch on the loss kind. */
+#include <string.h>
+
+#include "reg_internal.h"
+
+ffdp_status reg_similarity(ffdp_backend *be, const ffdp_metric *mt, ffdp_img f, ffdp_img m, const float *mask,
+			   float *gf, float *gm, double scale, double *loss, ffdp_error *err)
+{
+	ffdp_loss_args a;
+	memset(&a, 0, sizeof(a));
+	a.f = f, a.m = m, a.mask = mask, a.scale = scale, a.gf = gf, a.gm = gm, a.loss = loss;
+	switch (mt->kind) {
+	case FFDP_METRIC_LNCC: {
+		ffdp_lncc_opts o = {mt->lncc_k, mt->lncc_exact, 0.0};
+		return ffdp_op_lncc(be, &a, &o, err);
+	}
+	case FFDP_METRIC_MI: {
+		/* Level images are normalised to [0, 1]; a warped image with zero
+		 * padding stays inside that range. */
+		ffdp_mi_opts o;
+		memset(&o, 0, sizeof(o));
+		o.bins = mt->mi_bins, o.kernel = mt->mi_kernel;
+		o.f_lo = 0.0, o.f_hi = 1.0, o.m_lo = 0.0, o.m_hi = 1.0;
+		return ffdp_op_mi(be, &a, &o, err);
+	}
+	case FFDP_METRIC_MSE:
+		return ffdp_op_mse(be, &a, err);
+	}
+	return ffdp_fail(err, FFDP_ERR_ARG, "unknown metric %d", (int)mt->kind);
+}
