@@ -275,9 +275,10 @@ static void test_warp_step(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny
 }
 
 /* delta = a uniform shift of -1.7 voxels along the slice axis: every voxel
- * reads two old slices back, the ring's worst case; then a max_norm hint
- * that is too small must be reported. */
-static void test_backward_shift(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny, int64_t nz)
+ * reads two old slices back, the ring's worst case.  With slices of at
+ * least 16384 voxels (one per block), a max_norm hint that is too small
+ * must then be reported. */
+static void test_backward_shift(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny, int64_t nz, int bad_hint)
 {
 	ffdp_error err = {0};
 	tfield u = tf_new(nx, ny, nz), m = tf_new(nx, ny, nz), v = tf_new(nx, ny, nz);
@@ -305,9 +306,17 @@ static void test_backward_shift(ffdp_backend *be, tu_rng *rng, int64_t nx, int64
 		 (long long)nx, (long long)ny, (long long)nz);
 	double e = field_err(&u, ref);
 	CHECK(e < 1e-5, "  matches the reference (rel err %.2e)", e);
-	o.max_norm = 0.5; /* the truth is 1 */
-	CHECK(ffdp_op_warp_step(be, tf_vec(&u2), tf_vec(&m), tf_vec(&v), &o, &err) == FFDP_ERR_ARG,
-	      "  a max_norm hint below the truth is reported: %s", err.msg);
+	o.max_norm = 1.0; /* the truth */
+	ffdp_status st = ffdp_op_warp_step(be, tf_vec(&u2), tf_vec(&m), tf_vec(&v), &o, &err);
+	int same = st == FFDP_OK;
+	for (int c = 0; c < u.nc; c++)
+		same &= memcmp(u.c[c], u2.c[c], (size_t)u.nv * sizeof(float)) == 0;
+	CHECK(same, "  the exact max_norm hint gives the same field");
+	if (bad_hint) {
+		o.max_norm = 0.5;
+		CHECK(ffdp_op_warp_step(be, tf_vec(&u2), tf_vec(&m), tf_vec(&v), &o, &err) == FFDP_ERR_ARG,
+		      "  a max_norm hint below the truth is reported: %s", err.msg);
+	}
 	for (int c = 0; c < u.nc; c++)
 		free(ref[c]);
 	tf_free(&u), tf_free(&u2), tf_free(&m), tf_free(&v);
@@ -316,7 +325,7 @@ static void test_backward_shift(ffdp_backend *be, tu_rng *rng, int64_t nx, int64
 static void test_ring_memory(ffdp_backend *be, tu_rng *rng)
 {
 	ffdp_error err = {0};
-	int64_t nx = 48, ny = 40, nz = 36;
+	int64_t nx = 136, ny = 121, nz = 40; /* planes of >= 16384 voxels: one per block */
 	tfield u = tf_new(nx, ny, nz), m = tf_new(nx, ny, nz), v = tf_new(nx, ny, nz);
 	double mn = make_state(be, rng, &u, &m, &v, 3);
 	ffdp_warp_step_opts o = {{3, 0.9, 0.99, 1e-8}, 0, 1, {0}, FFDP_PAD_ZERO, 0};
@@ -327,7 +336,7 @@ static void test_ring_memory(ffdp_backend *be, tu_rng *rng)
 		o.max_norm = hint ? mn : 0.0;
 		alloc_count_reset();
 		CHECK_OK(ffdp_op_warp_step(be, tf_vec(&u), tf_vec(&m), tf_vec(&v), &o, &err), &err,
-			 "warp_step on 48x40x36, max_norm hint %s", hint ? "given" : "absent");
+			 "warp_step on 136x121x40, max_norm hint %s", hint ? "given" : "absent");
 		size_t extra = alloc_count_peak_extra();
 		CHECK(extra > 0 && extra <= 4 * plane + 4096 && extra < field / 8,
 		      "  ring %zu B = %.1f planes (reach <= 2: at most 4) of the 3-component field (%zu B)", extra,
@@ -355,10 +364,15 @@ int main(void)
 			test_warp_step(be, &rng, 31, 19, 1, 1, (ffdp_pad)pad, th);
 		}
 	test_warp_step(be, &rng, 9, 14, 3, 1, FFDP_PAD_ZERO, 2);
+	/* several blocks of several slices each (slices of < 16384 voxels) */
+	test_warp_step(be, &rng, 61, 53, 29, 1, FFDP_PAD_BORDER, 2);
+	test_warp_step(be, &rng, 301, 203, 1, 1, FFDP_PAD_ZERO, 3);
 	test_warp_step(be, &rng, 17, 23, 11, 0, FFDP_PAD_ZERO, 2);
 	test_warp_step(be, &rng, 31, 19, 1, 0, FFDP_PAD_BORDER, 2);
-	test_backward_shift(be, &rng, 13, 11, 9);
-	test_backward_shift(be, &rng, 15, 12, 1);
+	test_backward_shift(be, &rng, 13, 11, 9, 0);
+	test_backward_shift(be, &rng, 15, 12, 1, 0);
+	test_backward_shift(be, &rng, 131, 127, 7, 1);
+	test_backward_shift(be, &rng, 16411, 5, 1, 1);
 	test_ring_memory(be, &rng);
 	ffdp_backend_close(be);
 	return check_done();

@@ -113,7 +113,7 @@ ffdp_status ffdp_cpu_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp
 /* ---- warp step ---------------------------------------------------------------- */
 
 enum { WS_CHUNK = 256 }; /* voxels of a row handled together; WS_COPY floats per ring copy task */
-enum { WS_COPY = 8192 };
+enum { WS_COPY = 8192, WS_BLOCK_VOXELS = 16384 };
 
 typedef struct ws_geom {
 	int64_t n[3];
@@ -219,50 +219,45 @@ static double ws_reach(const ws_geom *g, const ffdp_vec *m, const ffdp_vec *v)
 	return mx;
 }
 
+/* The old values of slices s - depth .. s + 2 blk - 1 while the block of
+ * blk slices from s is written: depth + 2 blk slots, slice st in slot
+ * st % cap. */
 typedef struct ws_ring {
-	float *p; /* component c, slot t at p + (c * cap + t) * slice; slice s in slot s % cap */
-	int64_t cap;
+	float *p; /* component c, slot t at p + (c * cap + t) * slice */
+	int64_t cap, depth, blk;
 } ws_ring;
 
-/* Where old slice st of component c lives while slice s is being written. */
+/* Where old slice st lives while the block starting at slice s0 is written. */
 typedef struct ws_slices {
 	const float *u[3], *ring[3];
-	int64_t s, oldest, slot_s, cap, slice;
+	int64_t s0, top, oldest, slot0, cap, slice;
 } ws_slices;
 
-static void ws_slices_make(ws_slices *w, const ws_geom *g, const ffdp_vec *u, const ws_ring *ring, int64_t s)
+static void ws_slices_make(ws_slices *w, const ws_geom *g, const ffdp_vec *u, const ws_ring *ring, int64_t s0)
 {
 	for (int c = 0; c < g->nc; c++) {
 		w->u[c] = u->c[c];
 		w->ring[c] = ring->p + (int64_t)c * ring->cap * g->slice;
 	}
-	w->s = s;
-	w->oldest = s - ring->cap + 2;
-	w->slot_s = s % ring->cap;
+	w->s0 = s0;
+	w->top = s0 + ring->blk - 1;
+	w->oldest = s0 - ring->depth;
+	w->slot0 = s0 % ring->cap;
 	w->cap = ring->cap;
 	w->slice = g->slice;
 }
 
-/* st must lie in [oldest, ns). */
-static inline const float *ws_slice(const ws_slices *w, int c, int64_t st)
-{
-	if (st > w->s) /* not yet overwritten */
-		return w->u[c] + st * w->slice;
-	int64_t slot = w->slot_s - (w->s - st); /* st % cap, without a division */
-	slot += slot < 0 ? w->cap : 0;
-	return w->ring[c] + slot * w->slice;
-}
-
-/* Slice st (in [oldest, ns)) as a component table and the offset of
+/* Slice st (in [oldest, ns)) as a component table, and the offset of
  * in-slice position off within it. */
 static inline const float *const *ws_where(const ws_slices *w, int64_t st, int64_t off, int64_t *o)
 {
-	if (st > w->s) {
+	if (st > w->top) { /* not yet overwritten */
 		*o = st * w->slice + off;
 		return w->u;
 	}
-	int64_t slot = w->slot_s - (w->s - st);
+	int64_t slot = w->slot0 + (st - w->s0); /* st % cap, without a division */
 	slot += slot < 0 ? w->cap : 0;
+	slot -= slot >= w->cap ? w->cap : 0;
 	*o = slot * w->slice + off;
 	return w->ring;
 }
@@ -285,30 +280,30 @@ static int ws_sample_slow(const ws_geom *g, const ws_slices *w, const double q[3
 			bad |= wsl[e] != 0.0;
 			is[e] = w->oldest;
 		}
+	int64_t o[2];
+	const float *const *b[2] = {ws_where(w, is[0], 0, &o[0]), ws_where(w, is[1], 0, &o[1])};
 	for (int c = 0; c < g->nc; c++) {
 		double acc = 0.0;
-		for (int e = 0; e < 2; e++) {
-			const float *sl = ws_slice(w, c, is[e]);
+		for (int e = 0; e < 2; e++)
 			for (int e2 = 0; e2 < 2; e2++) {
-				const float *row = sl + i2[e2] * stride2;
+				const float *row = b[e][c] + o[e] + i2[e2] * stride2;
 				acc += wsl[e] * w2[e2] * (wx[0] * row[ix[0]] + wx[1] * row[ix[1]]);
 			}
-		}
 		out[c] = acc;
 	}
 	return bad;
 }
 
-/* New values of chunk t of slice s; returns 1 if a voxel needed a slice
- * that the ring no longer holds.  Voxels whose 8 corners are all inside
- * the box and the ring (where both pads agree) take a short path. */
-static int ws_chunk(const ws_geom *g, ffdp_vec *u, const ffdp_vec *m, const ffdp_vec *v, const ws_ring *ring,
+/* New values of chunk t of slice s, in the block written with w; returns 1
+ * if a voxel needed a slice that the ring no longer holds.  Voxels whose 8
+ * corners are all inside the box and the ring (where both pads agree) take
+ * a short path. */
+static int ws_chunk(const ws_geom *g, ffdp_vec *u, const ffdp_vec *m, const ffdp_vec *v, const ws_slices *wp,
 		    int64_t s, int64_t t)
 {
 	const int64_t nx = g->n[0];
 	const double xhi = (double)(nx - 1), yhi = (double)(g->n[1] - 1), shi = (double)(g->ns - 1);
-	ws_slices w;
-	ws_slices_make(&w, g, u, ring, s);
+	const ws_slices w = *wp;
 	const double slo = w.oldest > 0 ? (double)w.oldest : 0.0;
 	ws_run r;
 	int64_t y;
@@ -372,27 +367,39 @@ static inline void ws_copy(const ws_geom *g, const ffdp_vec *u, const ws_ring *r
 	       (size_t)n * sizeof(float));
 }
 
-/* One barrier per slice: while slice s is written, old slice s + 1 is
- * copied into the spare slot (the ring has depth + 2 slots, so that slot
- * held s - depth - 1, which slice s no longer reads). */
+/* Copy tasks for old slices [s, s + nb), clipped to the volume. */
+static inline int64_t ws_ncopy(const ws_geom *g, int64_t s, int64_t nb, int64_t ncopy)
+{
+	int64_t e = s + nb < g->ns ? s + nb : g->ns;
+	return e > s ? (e - s) * g->nc * ncopy : 0;
+}
+
+/* One barrier per block of blk slices: while block [s0, s0 + blk) is
+ * written, the old values of the next block are copied into the slots of
+ * slices s0 - depth - blk .. s0 - depth - 1, which nobody reads any more. */
 static int ws_compose(const ws_geom *g, ffdp_vec u, const ffdp_vec *m, const ffdp_vec *v, const ws_ring *ring)
 {
-	const int64_t ncopy = (g->slice + WS_COPY - 1) / WS_COPY, ncopy_all = g->nc * ncopy;
-	const int64_t nwork = g->nrow * g->nch;
+	const int64_t ncopy = (g->slice + WS_COPY - 1) / WS_COPY, per = g->nrow * g->nch, blk = ring->blk;
 	int bad = 0;
 #pragma omp parallel reduction(| : bad)
 	{
+		const int64_t n0 = ws_ncopy(g, 0, blk, ncopy);
 #pragma omp for schedule(static)
-		for (int64_t t = 0; t < ncopy_all; t++)
-			ws_copy(g, &u, ring, 0, t, ncopy);
-		for (int64_t s = 0; s < g->ns; s++) {
-			const int64_t ncp = s + 1 < g->ns ? ncopy_all : 0;
+		for (int64_t t = 0; t < n0; t++)
+			ws_copy(g, &u, ring, t / (g->nc * ncopy), t % (g->nc * ncopy), ncopy);
+		for (int64_t s0 = 0; s0 < g->ns; s0 += blk) {
+			ws_slices w;
+			ws_slices_make(&w, g, &u, ring, s0);
+			const int64_t nb = s0 + blk < g->ns ? blk : g->ns - s0;
+			const int64_t nwork = nb * per, ncp = ws_ncopy(g, s0 + blk, blk, ncopy);
 #pragma omp for schedule(static)
 			for (int64_t t = 0; t < nwork + ncp; t++) {
-				if (t < nwork)
-					bad |= ws_chunk(g, &u, m, v, ring, s, t);
-				else
-					ws_copy(g, &u, ring, s + 1, t - nwork, ncopy);
+				if (t < nwork) {
+					bad |= ws_chunk(g, &u, m, v, &w, s0 + t / per, t % per);
+				} else {
+					int64_t c = t - nwork;
+					ws_copy(g, &u, ring, s0 + blk + c / (g->nc * ncopy), c % (g->nc * ncopy), ncopy);
+				}
 			}
 		}
 	}
@@ -457,7 +464,11 @@ ffdp_status ffdp_cpu_warp_step(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_ve
 	int64_t depth = 0;
 	if ((s = ws_ring_depth(&g, &m, &v, o->max_norm, &depth, err)))
 		return s;
-	ws_ring ring = {NULL, depth + 2};
+	/* blocks of >= WS_BLOCK_VOXELS so small slices (2-D rows, coarse levels)
+	 * do not pay a barrier each; the ring stays O(slice + WS_BLOCK_VOXELS) */
+	int64_t blk = (WS_BLOCK_VOXELS + g.slice - 1) / g.slice;
+	blk = blk < g.ns ? blk : g.ns;
+	ws_ring ring = {NULL, depth + 2 * blk, depth, blk};
 	ring.p = malloc((size_t)(ring.cap * g.slice * g.nc) * sizeof(float));
 	if (!ring.p)
 		return ffdp_fail(err, FFDP_ERR_NOMEM, "warp_step: cannot allocate a ring of %lld slices",
