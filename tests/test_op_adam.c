@@ -180,7 +180,8 @@ static void ref_warp_step(const tfield *u, const tfield *m, const tfield *v, con
 					for (int b = 0; b < nc; b++)
 						q[a] += o->C[3 * a + b] * dl[b];
 				for (int c = 0; c < nc; c++)
-					out[c][i] = dl[c] + (o->compose ? ref_sample(old[c], u->n, q, o->pad) : old[c][i]);
+					out[c][i] = dl[c] + (o->compose ? ref_sample(old[c], u->n, q, o->pad)
+									: old[c][i]);
 			}
 	for (int c = 0; c < nc; c++)
 		free(old[c]);

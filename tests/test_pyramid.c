@@ -91,7 +91,8 @@ static void test_level_grid(tu_rng *rng)
 
 /* f(p) = a.p + b on the source grid; the level must hold a.p' + b at its
  * voxel centres p' wherever blur and interpolation see only inner voxels. */
-static void test_downsample_ramp(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny, int64_t nz, double shrink)
+static void test_downsample_ramp(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny, int64_t nz,
+				 double shrink)
 {
 	ffdp_error err = {0};
 	ffdp_volume src = {0}, dst = {0};
@@ -190,7 +191,8 @@ static void test_field_affine(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t
 				ffdp_grid_point(gs, i, p);
 				for (int c = 0; c < src.ncomp; c++)
 					src.c[c][(z * gs->n[1] + y) * gs->n[0] + x] =
-						(float)(A[3 * c] * p[0] + A[3 * c + 1] * p[1] + A[3 * c + 2] * p[2] + t[c]);
+						(float)(A[3 * c] * p[0] + A[3 * c + 1] * p[1] +
+							A[3 * c + 2] * p[2] + t[c]);
 			}
 	ffdp_status s = ffdp_field_resample(be, &src, gd, &dst, &err);
 	CHECK_OK(s, &err, "field resample %s, %lldx%lldx%lld -> %lldx%lldx%lld", up ? "up" : "down",
@@ -213,7 +215,8 @@ static void test_field_affine(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t
 					ffdp_grid_point(gd, i, p);
 					int64_t j = (z * gd->n[1] + y) * gd->n[0] + x;
 					for (int c = 0; c < dst.ncomp; c++) {
-						double want = A[3 * c] * p[0] + A[3 * c + 1] * p[1] + A[3 * c + 2] * p[2] + t[c];
+						double want = A[3 * c] * p[0] + A[3 * c + 1] * p[1] +
+							      A[3 * c + 2] * p[2] + t[c];
 						e = fmax(e, fabs(dst.c[c][j] - want));
 						mx = fmax(mx, fabs(want));
 					}
@@ -247,8 +250,8 @@ int main(void)
 	ffdp_field src = {0}, dst = {0};
 	ffdp_grid g3 = ffdp_grid_make(8, 8, 8, 1, 1, 1), g2 = ffdp_grid_make(8, 8, 1, 1, 1, 1);
 	ffdp_field_alloc(&src, &g3, &err);
-	CHECK(ffdp_field_resample(be, &src, &g2, &dst, &err) == FFDP_ERR_ARG, "3-D field onto a 2-D grid refused: %s",
-	      err.msg);
+	CHECK(ffdp_field_resample(be, &src, &g2, &dst, &err) == FFDP_ERR_ARG,
+	      "3-D field onto a 2-D grid refused: %s", err.msg);
 	ffdp_field_free(&src);
 	ffdp_backend_close(be);
 	return check_done();

@@ -8,8 +8,8 @@
 static ffdp_status need_host_backend(ffdp_backend *be, const char *what, ffdp_error *err)
 {
 	if (strcmp(ffdp_backend_name(be), "cpu") != 0)
-		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "%s: host volumes need the CPU backend, not %s", what,
-				 ffdp_backend_name(be));
+		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "%s: host volumes need the CPU backend, not %s",
+				 what, ffdp_backend_name(be));
 	return FFDP_OK;
 }
 
@@ -20,7 +20,8 @@ ffdp_status ffdp_pyramid_level_grid(const ffdp_grid *g, double shrink, int64_t m
 	if (s)
 		return s;
 	if (!(shrink >= 1.0) || !isfinite(shrink))
-		return ffdp_fail(err, FFDP_ERR_ARG, "pyramid: shrink factor %g is not a finite number >= 1", shrink);
+		return ffdp_fail(err, FFDP_ERR_ARG, "pyramid: shrink factor %g is not a finite number >= 1",
+				 shrink);
 	ffdp_grid l = *g;
 	double off[3];
 	for (int a = 0; a < 3; a++) {
@@ -55,8 +56,8 @@ static ffdp_status check_pair(const ffdp_grid *src, const ffdp_grid *dst, const 
 	if ((s = ffdp_grid_check(src, err)) || (s = ffdp_grid_check(dst, err)))
 		return s;
 	if (ffdp_grid_dim(src) != ffdp_grid_dim(dst))
-		return ffdp_fail(err, FFDP_ERR_ARG, "%s: %d-D source, %d-D target grid", what, ffdp_grid_dim(src),
-				 ffdp_grid_dim(dst));
+		return ffdp_fail(err, FFDP_ERR_ARG, "%s: %d-D source, %d-D target grid", what,
+				 ffdp_grid_dim(src), ffdp_grid_dim(dst));
 	return FFDP_OK;
 }
 
@@ -81,7 +82,8 @@ ffdp_status ffdp_pyramid_downsample(ffdp_backend *be, const ffdp_volume *src, co
 {
 	memset(dst, 0, sizeof(*dst));
 	ffdp_status s;
-	if ((s = need_host_backend(be, "downsample", err)) || (s = check_pair(&src->grid, dst_grid, "downsample", err)))
+	if ((s = need_host_backend(be, "downsample", err)) ||
+	    (s = check_pair(&src->grid, dst_grid, "downsample", err)))
 		return s;
 	/* anti-aliasing: sigma = 0.5 n/n' source voxels on each shrinking axis */
 	ffdp_smooth_opts so = {{0, 0, 0}, 2.0, 1};

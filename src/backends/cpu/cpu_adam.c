@@ -40,7 +40,8 @@ static ffdp_status adam_k_make(const ffdp_adam_opts *o, adam_k *k, ffdp_error *e
 	if (o->t < 1)
 		return ffdp_fail(err, FFDP_ERR_ARG, "adam: step count must start at 1");
 	if (!(o->beta1 >= 0.0 && o->beta1 < 1.0 && o->beta2 >= 0.0 && o->beta2 < 1.0))
-		return ffdp_fail(err, FFDP_ERR_ARG, "adam: betas (%g, %g) must lie in [0, 1)", o->beta1, o->beta2);
+		return ffdp_fail(err, FFDP_ERR_ARG, "adam: betas (%g, %g) must lie in [0, 1)", o->beta1,
+				 o->beta2);
 	if (!(o->eps >= 0.0))
 		return ffdp_fail(err, FFDP_ERR_ARG, "adam: eps %g is negative", o->eps);
 	k->b1 = (float)o->beta1;
@@ -145,11 +146,46 @@ static void ws_geom_make(ws_geom *g, const ffdp_vec *u, const ffdp_warp_step_opt
 	g->pad = o->pad;
 }
 
-/* A run of voxels along x: first index, count, and d per component. */
+/* A run of voxels along x: first index, count, d per component, and per
+ * axis the index offset o = C delta split into floor and fraction.  o is
+ * computed in one place so that the reach pass and the composition agree
+ * to the bit.  All loops here vectorise. */
 typedef struct ws_run {
 	int64_t i0, n;
 	float d[3][WS_CHUNK];
+	float o[3][WS_CHUNK], f[3][WS_CHUNK];
+	int32_t io[3][WS_CHUNK];
 } ws_run;
+
+/* Offsets beyond +-2^20 voxels (or NaN) are clamped here; such voxels fall
+ * outside every box and take the slow path, which reads o itself. */
+#define WS_OFF_MAX 1048576.0f
+
+static inline void ws_offsets(const ws_geom *g, ws_run *r)
+{
+	const int64_t n = r->n;
+	const float *d0 = r->d[0], *d1 = r->d[1], *d2 = r->d[2];
+	for (int a = 0; a < g->nc; a++) {
+		const float c0 = (float)(g->C[a][0] * g->step), c1 = (float)(g->C[a][1] * g->step);
+		const float c2 = (float)(g->C[a][2] * g->step);
+		float *restrict o = r->o[a], *restrict f = r->f[a];
+		int32_t *restrict io = r->io[a];
+		if (g->nc == 3)
+			for (int64_t k = 0; k < n; k++)
+				o[k] = c0 * d0[k] + c1 * d1[k] + c2 * d2[k];
+		else
+			for (int64_t k = 0; k < n; k++)
+				o[k] = c0 * d0[k] + c1 * d1[k];
+		for (int64_t k = 0; k < n; k++) {
+			float q = o[k] > -WS_OFF_MAX ? o[k] : -WS_OFF_MAX;
+			q = q < WS_OFF_MAX ? q : WS_OFF_MAX;
+			float fl = (float)(int32_t)q;
+			fl = q < fl ? fl - 1.0f : fl; /* floor */
+			io[k] = (int32_t)fl;
+			f[k] = q - fl;
+		}
+	}
+}
 
 /* Chunk t of slice s (t < nrow * nch); returns the x of its first voxel
  * and its row (3-D) in *y. */
@@ -162,16 +198,8 @@ static inline int64_t ws_run_load(const ws_geom *g, const ffdp_vec *m, const ffd
 	r->n = g->n[0] - x0 < WS_CHUNK ? g->n[0] - x0 : WS_CHUNK;
 	for (int c = 0; c < g->nc; c++)
 		adam_d_run(&g->k, m->c[c] + r->i0, v->c[c] + r->i0, r->d[c], r->n);
+	ws_offsets(g, r);
 	return x0;
-}
-
-/* (C delta)_a for voxel k of a run; summed in one fixed order everywhere. */
-static inline double ws_off(const ws_geom *g, const ws_run *r, int64_t k, int a, double dl[3])
-{
-	dl[0] = g->step * r->d[0][k];
-	dl[1] = g->step * r->d[1][k];
-	dl[2] = g->nc == 3 ? g->step * r->d[2][k] : 0.0;
-	return g->C[a][0] * dl[0] + g->C[a][1] * dl[1] + g->C[a][2] * dl[2];
 }
 
 /* Trilinear taps along one axis of size n (same rules as the sampler:
@@ -211,10 +239,9 @@ static double ws_reach(const ws_geom *g, const ffdp_vec *m, const ffdp_vec *v)
 		ws_run r;
 		int64_t y, per = g->nrow * g->nch;
 		ws_run_load(g, m, v, t / per, t % per, &y, &r);
-		for (int64_t k = 0; k < r.n; k++) {
-			double dl[3], back = -ws_off(g, &r, k, g->sa, dl);
-			mx = back > mx ? back : mx;
-		}
+		const float *os = r.o[g->sa];
+		for (int64_t k = 0; k < r.n; k++)
+			mx = -os[k] > mx ? -(double)os[k] : mx;
 	}
 	return mx;
 }
@@ -302,57 +329,54 @@ static int ws_chunk(const ws_geom *g, ffdp_vec *u, const ffdp_vec *m, const ffdp
 		    int64_t s, int64_t t)
 {
 	const int64_t nx = g->n[0];
-	const double xhi = (double)(nx - 1), yhi = (double)(g->n[1] - 1), shi = (double)(g->ns - 1);
 	const ws_slices w = *wp;
-	const double slo = w.oldest > 0 ? (double)w.oldest : 0.0;
+	const int64_t slo = w.oldest > 0 ? w.oldest : 0;
 	ws_run r;
 	int64_t y;
 	const int64_t x0 = ws_run_load(g, m, v, s, t, &y, &r);
-	const double py = g->sa == 2 ? (double)y : (double)s, pz = g->sa == 2 ? (double)s : 0.0;
+	const int64_t ys = g->sa == 2 ? y : s; /* y index of the run */
+	const int sa = g->sa;
 	int bad = 0;
 	for (int64_t k = 0; k < r.n; k++) {
-		double dl[3], q[3], val[3];
-		int64_t o0, o1;
-		/* offset first, as ws_reach has it, so that q >= s - ceil(reach) holds in floating point */
-		q[0] = (double)(x0 + k) + ws_off(g, &r, k, 0, dl);
-		q[1] = py + ws_off(g, &r, k, 1, dl);
-		q[2] = pz + ws_off(g, &r, k, 2, dl);
-		const double qs = q[g->sa];
-		int fast = q[0] >= 0.0 && q[0] < xhi && qs >= slo && qs < shi;
+		const int64_t x = x0 + k;
+		const int64_t ax = x + r.io[0][k], as = s + r.io[sa][k], ay = y + r.io[1][k];
+		float val[3];
+		int fast = ax >= 0 && ax < nx - 1 && as >= slo && as < g->ns - 1;
 		if (g->nc == 3)
-			fast &= q[1] >= 0.0 && q[1] < yhi;
+			fast &= ay >= 0 && ay < g->n[1] - 1;
 		if (!fast) {
-			bad |= ws_sample_slow(g, &w, q, val);
-		} else {
-			const int64_t ax = (int64_t)q[0], as = (int64_t)qs;
-			const float fx = (float)(q[0] - (double)ax), fs = (float)(qs - (double)as);
-			const float gx = 1.0f - fx, gs = 1.0f - fs;
-			int64_t off = ax;
-			float fy = 0.0f;
-			if (g->nc == 3) {
-				const int64_t ay = (int64_t)q[1];
-				fy = (float)(q[1] - (double)ay);
-				off += ay * nx;
+			/* q = i + o, as the reach pass bounds it */
+			double q[3] = {(double)x + r.o[0][k], (double)ys + r.o[1][k],
+				       g->nc == 3 ? (double)s + r.o[2][k] : 0.0};
+			double vd[3];
+			bad |= ws_sample_slow(g, &w, q, vd);
+			for (int c = 0; c < g->nc; c++)
+				val[c] = (float)vd[c];
+		} else if (g->nc == 3) {
+			const float fx = r.f[0][k], gx = 1.0f - fx, fy = r.f[1][k], gy = 1.0f - fy;
+			const float fs = r.f[2][k], gs = 1.0f - fs;
+			int64_t o0, o1;
+			const int64_t off = ay * nx + ax;
+			const float *const *b0 = ws_where(&w, as, off, &o0);
+			const float *const *b1 = ws_where(&w, as + 1, off, &o1);
+			for (int c = 0; c < 3; c++) {
+				const float *p0 = b0[c] + o0, *p1 = b1[c] + o1;
+				float a0 = gx * p0[0] + fx * p0[1], a1 = gx * p0[nx] + fx * p0[nx + 1];
+				float c0 = gx * p1[0] + fx * p1[1], c1 = gx * p1[nx] + fx * p1[nx + 1];
+				val[c] = gs * (gy * a0 + fy * a1) + fs * (gy * c0 + fy * c1);
 			}
-			/* the two slices: where they live, and the corner offset in each */
-			const float *const *b0 = ws_where(&w, as, off, &o0), *const *b1 = ws_where(&w, as + 1, off, &o1);
-			if (g->nc == 3) {
-				const float gy = 1.0f - fy;
-				for (int c = 0; c < 3; c++) {
-					const float *p0 = b0[c] + o0, *p1 = b1[c] + o1;
-					float a0 = gx * p0[0] + fx * p0[1], a1 = gx * p0[nx] + fx * p0[nx + 1];
-					float c0 = gx * p1[0] + fx * p1[1], c1 = gx * p1[nx] + fx * p1[nx + 1];
-					val[c] = gs * (gy * a0 + fy * a1) + fs * (gy * c0 + fy * c1);
-				}
-			} else {
-				for (int c = 0; c < 2; c++) {
-					const float *p0 = b0[c] + o0, *p1 = b1[c] + o1;
-					val[c] = gs * (gx * p0[0] + fx * p0[1]) + fs * (gx * p1[0] + fx * p1[1]);
-				}
+		} else {
+			const float fx = r.f[0][k], gx = 1.0f - fx, fs = r.f[1][k], gs = 1.0f - fs;
+			int64_t o0, o1;
+			const float *const *b0 = ws_where(&w, as, ax, &o0);
+			const float *const *b1 = ws_where(&w, as + 1, ax, &o1);
+			for (int c = 0; c < 2; c++) {
+				const float *p0 = b0[c] + o0, *p1 = b1[c] + o1;
+				val[c] = gs * (gx * p0[0] + fx * p0[1]) + fs * (gx * p1[0] + fx * p1[1]);
 			}
 		}
 		for (int c = 0; c < g->nc; c++)
-			u->c[c][r.i0 + k] = (float)(dl[c] + val[c]);
+			u->c[c][r.i0 + k] = (float)(g->step * r.d[c][k]) + val[c];
 	}
 	return bad;
 }
@@ -397,8 +421,8 @@ static int ws_compose(const ws_geom *g, ffdp_vec u, const ffdp_vec *m, const ffd
 				if (t < nwork) {
 					bad |= ws_chunk(g, &u, m, v, &w, s0 + t / per, t % per);
 				} else {
-					int64_t c = t - nwork;
-					ws_copy(g, &u, ring, s0 + blk + c / (g->nc * ncopy), c % (g->nc * ncopy), ncopy);
+					int64_t c = t - nwork, per_slice = g->nc * ncopy;
+					ws_copy(g, &u, ring, s0 + blk + c / per_slice, c % per_slice, ncopy);
 				}
 			}
 		}

@@ -50,8 +50,8 @@ static ffdp_status sm_axis_init(sm_axis *ax, double sigma, double truncate, int 
 		return FFDP_OK;
 	double rr = ceil(truncate * sigma);
 	if (!(rr <= (double)SM_MAX_RADIUS))
-		return ffdp_fail(err, FFDP_ERR_ARG, "smooth: kernel radius %.3g voxels is too large (sigma %g)", rr,
-				 sigma);
+		return ffdp_fail(err, FFDP_ERR_ARG, "smooth: kernel radius %.3g voxels is too large (sigma %g)",
+				 rr, sigma);
 	int64_t radius = (int64_t)rr;
 	ax->on = 1;
 	ax->r = radius < n - 1 ? radius : n - 1;
@@ -190,8 +190,8 @@ static void sm_run(const sm_job *j)
 #pragma omp for schedule(static)
 				for (int64_t t = 0; t < nz * nbx; t++) {
 					int64_t z = t / nbx, b = t % nbx;
-					sm_cols(j->p + z * nx * ny + b * SM_BLOCK, nx, ny, sm_bw(nx, b), &j->ax[1],
-						buf);
+					float *base = j->p + z * nx * ny + b * SM_BLOCK;
+					sm_cols(base, nx, ny, sm_bw(nx, b), &j->ax[1], buf);
 				}
 			}
 		}
@@ -199,7 +199,8 @@ static void sm_run(const sm_job *j)
 #pragma omp for schedule(static)
 			for (int64_t t = 0; t < ny * nbx; t++) {
 				int64_t y = t / nbx, b = t % nbx;
-				sm_cols(j->p + y * nx + b * SM_BLOCK, nx * ny, nz, sm_bw(nx, b), &j->ax[2], buf);
+				float *base = j->p + y * nx + b * SM_BLOCK;
+				sm_cols(base, nx * ny, nz, sm_bw(nx, b), &j->ax[2], buf);
 			}
 		}
 	}
