@@ -1,14 +1,16 @@
 /* In-place separable Gaussian (ops.h, "smoothing").
  *
- * One pass per axis.  A line (x) or a block of SM_BLOCK columns (y, z) is
+ * A line (x) or a block of SM_BLOCK columns (y, z) is
  * gathered into a zero-padded per-thread buffer, convolved from there and
  * written back, so a pass reads and writes each voxel once and strided
  * axes are read SM_BLOCK floats (two cache lines) at a time.
  *
- * IO floor: one read + one write per voxel and axis, 8 B/voxel per smoothed
- * axis (24 B/voxel in 3-D).  When there are enough z planes to keep every
- * thread busy, the x and y passes run plane by plane on one thread, so a
- * plane that fits in cache is fetched once for both: 16 B/voxel in 3-D.
+ * IO floor: one read and one write of the volume, 8 B/voxel.  With a z pass
+ * on planes of >= SM_STREAM_MIN_PLANE voxels all three axes run in one
+ * sweep through a ring of 2 rz + 2 x/y-smoothed planes (sm_run_stream), at
+ * the floor.  Otherwise each axis is a pass (8 B/voxel each), except that
+ * with enough z planes for all threads the x and y passes run plane by
+ * plane on one thread, so a plane in cache is fetched once for both.
  *
  * An axis of size 1 is skipped (a 2-D image has no z neighbours; zero
  * padding along it would only scale the image by the centre tap).
@@ -21,7 +23,7 @@
 #include "cpu_ops.h"
 #include "ffdp/volume.h"
 
-enum { SM_BLOCK = 32 };
+enum { SM_BLOCK = 32, SM_ZCHUNK = 1024, SM_STREAM_MIN_PLANE = 4096 };
 
 /* Radii beyond this are a caller error (sigma in voxels, not mm?). */
 #define SM_MAX_RADIUS ((int64_t)1 << 20)
@@ -206,6 +208,70 @@ static void sm_run(const sm_job *j)
 	}
 }
 
+/* Output plane zo along z from the ring: voxels [j0, j0 + n) of the plane. */
+static void sm_zcomb(const sm_job *j, const float *ring, int64_t cap, int64_t zo, int64_t j0, int64_t n)
+{
+	const int64_t plane = j->n[0] * j->n[1], nz = j->n[2], r = j->ax[2].r;
+	const float *w = j->ax[2].w;
+	float *restrict out = j->p + zo * plane + j0;
+	const float *restrict c = ring + (zo % cap) * plane + j0;
+	for (int64_t i = 0; i < n; i++)
+		out[i] = w[0] * c[i];
+	for (int64_t k = 1; k <= r; k++) {
+		const float wk = w[k];
+		if (zo - k >= 0) {
+			const float *restrict lo = ring + ((zo - k) % cap) * plane + j0;
+			for (int64_t i = 0; i < n; i++)
+				out[i] += wk * lo[i];
+		}
+		if (zo + k < nz) {
+			const float *restrict hi = ring + ((zo + k) % cap) * plane + j0;
+			for (int64_t i = 0; i < n; i++)
+				out[i] += wk * hi[i];
+		}
+	}
+	const float sc = j->ax[2].scale[zo];
+	if (sc != 1.0f)
+		for (int64_t i = 0; i < n; i++)
+			out[i] *= sc;
+}
+
+/* All three axes in one sweep over memory (8 B/voxel): step zi smooths
+ * plane zi along x and y into ring slot zi % cap, and writes output plane
+ * zo = zi - rz - 1 from slots zo - rz .. zo + rz, finished in earlier
+ * steps.  cap = 2 rz + 2, so slot zi last held zi - 2 rz - 2, which zo no
+ * longer reads; u plane zo was read (copied) at step zo, so it may be
+ * overwritten.  Two barriers per plane. */
+static void sm_run_stream(const sm_job *j, float *ring, int64_t cap)
+{
+	const int64_t nx = j->n[0], ny = j->n[1], nz = j->n[2], plane = nx * ny, rz = j->ax[2].r;
+	const int64_t nbx = (nx + SM_BLOCK - 1) / SM_BLOCK, nzb = (plane + SM_ZCHUNK - 1) / SM_ZCHUNK;
+#pragma omp parallel
+	{
+		float *buf = j->scratch + (int64_t)omp_get_thread_num() * j->per_thread;
+		for (int64_t zi = 0; zi < nz + rz + 1; zi++) {
+			const int64_t zo = zi - rz - 1, nrow = zi < nz ? ny : 0, nout = zo >= 0 ? nzb : 0;
+			float *slot = ring + (zi % cap) * plane;
+#pragma omp for schedule(static)
+			for (int64_t t = 0; t < nrow + nout; t++) {
+				if (t < nrow) {
+					memcpy(slot + t * nx, j->p + zi * plane + t * nx, (size_t)nx * sizeof(float));
+					if (j->ax[0].on)
+						sm_row(slot + t * nx, nx, &j->ax[0], buf);
+				} else {
+					int64_t j0 = (t - nrow) * SM_ZCHUNK;
+					sm_zcomb(j, ring, cap, zo, j0, plane - j0 < SM_ZCHUNK ? plane - j0 : SM_ZCHUNK);
+				}
+			}
+			if (zi < nz && j->ax[1].on) {
+#pragma omp for schedule(static)
+				for (int64_t b = 0; b < nbx; b++)
+					sm_cols(slot + b * SM_BLOCK, nx, ny, sm_bw(nx, b), &j->ax[1], buf);
+			}
+		}
+	}
+}
+
 ffdp_status ffdp_cpu_smooth(ffdp_backend *be, ffdp_img x, const ffdp_smooth_opts *o, ffdp_error *err)
 {
 	(void)be;
@@ -230,7 +296,19 @@ ffdp_status ffdp_cpu_smooth(ffdp_backend *be, ffdp_img x, const ffdp_smooth_opts
 		s = FFDP_ERR_NOMEM;
 		goto out;
 	}
-	sm_run(&j);
+	/* a z pass over planes big enough to amortise two barriers each: one sweep */
+	if (j.ax[2].on && x.n[0] * x.n[1] >= SM_STREAM_MIN_PLANE) {
+		int64_t cap = 2 * j.ax[2].r + 2;
+		float *ring = ffdp_alloc((size_t)(cap * x.n[0] * x.n[1]) * sizeof(float), err);
+		if (!ring) {
+			s = FFDP_ERR_NOMEM;
+		} else {
+			sm_run_stream(&j, ring, cap);
+			ffdp_free(ring);
+		}
+	} else {
+		sm_run(&j);
+	}
 	ffdp_free(j.scratch);
 out:
 	for (int a = 0; a < 3; a++)
