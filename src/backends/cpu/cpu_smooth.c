@@ -6,11 +6,12 @@
  * axes are read SM_BLOCK floats (two cache lines) at a time.
  *
  * IO floor: one read and one write of the volume, 8 B/voxel.  With a z pass
- * on planes of >= SM_STREAM_MIN_PLANE voxels all three axes run in one
- * sweep through a ring of 2 rz + 2 x/y-smoothed planes (sm_run_stream), at
- * the floor.  Otherwise each axis is a pass (8 B/voxel each), except that
- * with enough z planes for all threads the x and y passes run plane by
- * plane on one thread, so a plane in cache is fetched once for both.
+ * on planes of >= SM_STREAM_MIN_SHARE voxels per thread, all three axes run
+ * in one sweep through a ring of 2 rz + 2 x/y-smoothed planes
+ * (sm_run_stream), at the floor, with two barriers per plane.  Otherwise
+ * each axis is a pass (8 B/voxel each), except that with enough z planes
+ * for all threads the x and y passes run plane by plane on one thread, so a
+ * plane in cache is fetched once for both (16 B/voxel in 3-D).
  *
  * An axis of size 1 is skipped (a 2-D image has no z neighbours; zero
  * padding along it would only scale the image by the centre tap).
@@ -23,7 +24,7 @@
 #include "cpu_ops.h"
 #include "ffdp/volume.h"
 
-enum { SM_BLOCK = 32, SM_ZCHUNK = 1024, SM_STREAM_MIN_PLANE = 4096 };
+enum { SM_BLOCK = 32, SM_ZCHUNK = 1024, SM_STREAM_MIN_SHARE = 16384 };
 
 /* Radii beyond this are a caller error (sigma in voxels, not mm?). */
 #define SM_MAX_RADIUS ((int64_t)1 << 20)
@@ -296,8 +297,8 @@ ffdp_status ffdp_cpu_smooth(ffdp_backend *be, ffdp_img x, const ffdp_smooth_opts
 		s = FFDP_ERR_NOMEM;
 		goto out;
 	}
-	/* a z pass over planes big enough to amortise two barriers each: one sweep */
-	if (j.ax[2].on && x.n[0] * x.n[1] >= SM_STREAM_MIN_PLANE) {
+	/* one sweep when each thread's share of a plane amortises two barriers */
+	if (j.ax[2].on && x.n[0] * x.n[1] >= SM_STREAM_MIN_SHARE * (int64_t)omp_get_max_threads()) {
 		int64_t cap = 2 * j.ax[2].r + 2;
 		float *ring = ffdp_alloc((size_t)(cap * x.n[0] * x.n[1]) * sizeof(float), err);
 		if (!ring) {
