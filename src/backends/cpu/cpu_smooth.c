@@ -24,7 +24,7 @@
 #include "cpu_ops.h"
 #include "ffdp/volume.h"
 
-enum { SM_BLOCK = 32, SM_ZCHUNK = 1024, SM_STREAM_MIN_SHARE = 16384 };
+enum { SM_BLOCK = 32, SM_ZCHUNK = 1024, SM_STREAM_MIN_SHARE = 65536 };
 
 /* Radii beyond this are a caller error (sigma in voxels, not mm?). */
 #define SM_MAX_RADIUS ((int64_t)1 << 20)
