@@ -233,6 +233,11 @@ ffdp_status ffdp_op_smooth_vec(ffdp_backend *be, ffdp_vec x, const ffdp_smooth_o
  *     stored), then u <- delta + u o (Id + C delta) in place (the op keeps
  *     an O(slab) ring of the rows it still has to read), or u <- u + delta
  *     when compose == 0.  The caller picks step = -lr * h / max(1, max_norm).
+ *     The ring must reach back ceil(max |(C delta)_z|) planes (rows in 2-D):
+ *     passing adam_moments' max_norm for these m, v and t bounds that reach
+ *     by |step| max_norm |C_z|; with max_norm = 0 the op spends one extra
+ *     read of m and v to measure it.  A max_norm smaller than the truth is
+ *     FFDP_ERR_ARG after the fact (u is then invalid).
  */
 typedef struct ffdp_adam_opts {
 	int t; /* 1-based step count */
@@ -248,6 +253,7 @@ typedef struct ffdp_warp_step_opts {
 	int compose;
 	double C[9];
 	ffdp_pad pad;
+	double max_norm; /* optional bound on |d|_2 (see above); 0 = measure */
 } ffdp_warp_step_opts;
 
 ffdp_status ffdp_op_warp_step(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec v,

@@ -1,16 +1,507 @@
-/* Placeholder until the kernel lands (issue 3): fails loudly, never silently. */
-#include "cpu_ops.h"
+/* Adam moments and the fused greedy warp step (ops.h, "optimiser").
+ *
+ * d = (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) is recomputed from the
+ * stored m and v by one float function (vectorised), so that the max_norm
+ * of adam_moments bounds exactly the |d| that warp_step sees.
+ *
+ * IO floors (float32, 3-D; 2-D is two thirds):
+ *   adam_moments            read g, m, v, write m, v       60 B/voxel
+ *   warp_step, compose = 0  read m, v, u, write u          48 B/voxel
+ *   warp_step, compose = 1  the same 48 B/voxel, plus the copy of each old
+ *                           plane into the ring (24 B/voxel unless the ring
+ *                           stays in cache), plus 24 B/voxel to measure the
+ *                           reach when no max_norm is given.
+ *
+ * In-place composition u <- delta + u o (Id + C delta): slices (z planes, or
+ * y rows in 2-D) are updated in increasing order.  Reads of old u at slice
+ * s' <= s come from a ring holding old slices s - K .. s + 1 (K + 2 slots, K
+ * the largest backward reach ceil(max -(C delta)_z)), at s' > s from u
+ * itself (not yet written).  Slices are sequential, each split over the
+ * threads; the copy of old slice s + 1 overlaps the writing of slice s, so
+ * there is one barrier per slice.
+ *
+ * The trilinear sampling here duplicates the sampler's rules (cpu_sample.c)
+ * because it must read two sources (ring and u); voxels whose corners are
+ * all inside take a short path.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
-ffdp_status ffdp_cpu_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp_vec v, const ffdp_adam_opts *o, double *max_norm, ffdp_error *err)
+#include "cpu_ops.h"
+#include "ffdp/volume.h"
+
+typedef struct adam_k {
+	float b1, b2, ibc1, ibc2, eps;
+} adam_k;
+
+static ffdp_status adam_k_make(const ffdp_adam_opts *o, adam_k *k, ffdp_error *err)
+{
+	if (o->t < 1)
+		return ffdp_fail(err, FFDP_ERR_ARG, "adam: step count must start at 1");
+	if (!(o->beta1 >= 0.0 && o->beta1 < 1.0 && o->beta2 >= 0.0 && o->beta2 < 1.0))
+		return ffdp_fail(err, FFDP_ERR_ARG, "adam: betas (%g, %g) must lie in [0, 1)", o->beta1,
+				 o->beta2);
+	if (!(o->eps >= 0.0))
+		return ffdp_fail(err, FFDP_ERR_ARG, "adam: eps %g is negative", o->eps);
+	k->b1 = (float)o->beta1;
+	k->b2 = (float)o->beta2;
+	k->ibc1 = (float)(1.0 / (1.0 - pow(o->beta1, o->t)));
+	k->ibc2 = (float)(1.0 / (1.0 - pow(o->beta2, o->t)));
+	k->eps = (float)o->eps;
+	return FFDP_OK;
+}
+
+/* The one definition of d (float, vectorisable). */
+static inline float adam_d(float m, float v, const adam_k *k)
+{
+	return m * k->ibc1 / (sqrtf(v * k->ibc2) + k->eps);
+}
+
+static inline void adam_d_run(const adam_k *k, const float *restrict m, const float *restrict v,
+			      float *restrict d, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		d[i] = adam_d(m[i], v[i], k);
+}
+
+/* ---- moments ----------------------------------------------------------------- */
+
+enum { AD_BLOCK = 256 };
+
+/* One component of a block: update m and v, add d^2 to s. */
+static inline void moments_run(const adam_k *k, const float *restrict g, float *restrict m, float *restrict v,
+			       float *restrict s, int64_t n)
+{
+	const float b1 = k->b1, b2 = k->b2, a1 = 1.0f - b1, a2 = 1.0f - b2;
+	for (int64_t i = 0; i < n; i++) {
+		float gi = g[i];
+		float mi = b1 * m[i] + a1 * gi, vi = b2 * v[i] + a2 * gi * gi;
+		m[i] = mi;
+		v[i] = vi;
+		float d = adam_d(mi, vi, k);
+		s[i] += d * d;
+	}
+}
+
+ffdp_status ffdp_cpu_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp_vec v, const ffdp_adam_opts *o,
+				  double *max_norm, ffdp_error *err)
 {
 	(void)be;
-	(void)g, (void)m, (void)v, (void)o, (void)max_norm;
-	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "adam_moments is not implemented on the CPU yet");
+	adam_k k;
+	ffdp_status st = adam_k_make(o, &k, err);
+	if (st)
+		return st;
+	const int64_t nv = g.n[0] * g.n[1] * g.n[2], nb = (nv + AD_BLOCK - 1) / AD_BLOCK;
+	float mx = 0.0f;
+	int bad = 0;
+#pragma omp parallel for schedule(static) reduction(max : mx) reduction(| : bad)
+	for (int64_t b = 0; b < nb; b++) {
+		const int64_t i0 = b * AD_BLOCK, n = nv - i0 < AD_BLOCK ? nv - i0 : AD_BLOCK;
+		float s[AD_BLOCK] = {0};
+		for (int c = 0; c < g.ncomp; c++)
+			moments_run(&k, g.c[c] + i0, m.c[c] + i0, v.c[c] + i0, s, n);
+		for (int64_t i = 0; i < n; i++) {
+			bad |= !isfinite(s[i]);
+			mx = s[i] > mx ? s[i] : mx;
+		}
+	}
+	if (max_norm)
+		*max_norm = bad ? NAN : sqrt((double)mx);
+	return FFDP_OK;
+}
+
+/* ---- warp step ---------------------------------------------------------------- */
+
+enum { WS_CHUNK = 256 }; /* voxels of a row handled together; WS_COPY floats per ring copy task */
+enum { WS_COPY = 8192, WS_BLOCK_VOXELS = 16384 };
+
+typedef struct ws_geom {
+	int64_t n[3];
+	int nc;
+	int sa;            /* slice axis: 2 (z) in 3-D, 1 (y) in 2-D */
+	int64_t ns, slice; /* slices, voxels per slice */
+	int64_t nrow, nch; /* rows per slice (ny in 3-D, 1 in 2-D), chunks per row */
+	double C[3][3];    /* 2-D: the z row and column are zero */
+	double step;
+	adam_k k;
+	ffdp_pad pad;
+} ws_geom;
+
+static void ws_geom_make(ws_geom *g, const ffdp_vec *u, const ffdp_warp_step_opts *o, const adam_k *k)
+{
+	for (int a = 0; a < 3; a++)
+		g->n[a] = u->n[a];
+	g->nc = u->ncomp;
+	g->sa = g->nc == 3 ? 2 : 1;
+	g->ns = g->n[g->sa];
+	g->slice = g->nc == 3 ? g->n[0] * g->n[1] : g->n[0];
+	g->nrow = g->nc == 3 ? g->n[1] : 1;
+	g->nch = (g->n[0] + WS_CHUNK - 1) / WS_CHUNK;
+	for (int r = 0; r < 3; r++)
+		for (int c = 0; c < 3; c++)
+			g->C[r][c] = r < g->nc && c < g->nc ? o->C[3 * r + c] : 0.0;
+	g->step = o->step;
+	g->k = *k;
+	g->pad = o->pad;
+}
+
+/* A run of voxels along x: first index, count, d per component, and per
+ * axis the index offset o = C delta split into floor and fraction.  o is
+ * computed in one place so that the reach pass and the composition agree
+ * to the bit.  All loops here vectorise. */
+typedef struct ws_run {
+	int64_t i0, n;
+	float d[3][WS_CHUNK];
+	float o[3][WS_CHUNK], f[3][WS_CHUNK];
+	int32_t io[3][WS_CHUNK];
+} ws_run;
+
+/* Offsets beyond +-2^20 voxels (or NaN) are clamped here; such voxels fall
+ * outside every box and take the slow path, which reads o itself. */
+#define WS_OFF_MAX 1048576.0f
+
+static inline void ws_offsets(const ws_geom *g, ws_run *r)
+{
+	const int64_t n = r->n;
+	const float *d0 = r->d[0], *d1 = r->d[1], *d2 = r->d[2];
+	for (int a = 0; a < g->nc; a++) {
+		const float c0 = (float)(g->C[a][0] * g->step), c1 = (float)(g->C[a][1] * g->step);
+		const float c2 = (float)(g->C[a][2] * g->step);
+		float *restrict o = r->o[a], *restrict f = r->f[a];
+		int32_t *restrict io = r->io[a];
+		if (g->nc == 3)
+			for (int64_t k = 0; k < n; k++)
+				o[k] = c0 * d0[k] + c1 * d1[k] + c2 * d2[k];
+		else
+			for (int64_t k = 0; k < n; k++)
+				o[k] = c0 * d0[k] + c1 * d1[k];
+		for (int64_t k = 0; k < n; k++) {
+			float q = o[k] > -WS_OFF_MAX ? o[k] : -WS_OFF_MAX;
+			q = q < WS_OFF_MAX ? q : WS_OFF_MAX;
+			float fl = (float)(int32_t)q;
+			fl = q < fl ? fl - 1.0f : fl; /* floor */
+			io[k] = (int32_t)fl;
+			f[k] = q - fl;
+		}
+	}
+}
+
+/* Chunk t of slice s (t < nrow * nch); returns the x of its first voxel
+ * and its row (3-D) in *y. */
+static inline int64_t ws_run_load(const ws_geom *g, const ffdp_vec *m, const ffdp_vec *v, int64_t s, int64_t t,
+				  int64_t *y, ws_run *r)
+{
+	int64_t row = t / g->nch, x0 = (t % g->nch) * WS_CHUNK;
+	*y = row;
+	r->i0 = s * g->slice + row * g->n[0] + x0;
+	r->n = g->n[0] - x0 < WS_CHUNK ? g->n[0] - x0 : WS_CHUNK;
+	for (int c = 0; c < g->nc; c++)
+		adam_d_run(&g->k, m->c[c] + r->i0, v->c[c] + r->i0, r->d[c], r->n);
+	ws_offsets(g, r);
+	return x0;
+}
+
+/* Trilinear taps along one axis of size n (same rules as the sampler:
+ * BORDER clamps the coordinate, ZERO drops corners outside).  Indices are
+ * always inside [0, n - 1]; a dropped corner has weight 0. */
+static inline void ws_taps(double q, int64_t n, ffdp_pad pad, int64_t i[2], double w[2])
+{
+	if (pad == FFDP_PAD_BORDER) {
+		const double hi = (double)(n - 1);
+		q = q > 0.0 ? q : 0.0; /* NaN -> 0: memory stays safe */
+		q = q < hi ? q : hi;
+		int64_t a = (int64_t)q;
+		if (a > n - 2)
+			a = n > 1 ? n - 2 : 0;
+		double f = n > 1 ? q - (double)a : 0.0;
+		i[0] = a, i[1] = n > 1 ? a + 1 : a;
+		w[0] = 1.0 - f, w[1] = f;
+		return;
+	}
+	q = q > -2.0 ? q : -2.0;
+	q = q < (double)(n + 1) ? q : (double)(n + 1);
+	int64_t a = (int64_t)q;
+	a -= q < (double)a; /* floor */
+	double f = q - (double)a;
+	w[0] = a >= 0 && a < n ? 1.0 - f : 0.0;
+	w[1] = a + 1 >= 0 && a + 1 < n ? f : 0.0;
+	i[0] = a < 0 ? 0 : (a >= n ? n - 1 : a);
+	i[1] = a + 1 < 0 ? 0 : (a + 1 >= n ? n - 1 : a + 1);
+}
+
+/* Largest backward reach max(0, -(C delta)_sa) over the field. */
+static double ws_reach(const ws_geom *g, const ffdp_vec *m, const ffdp_vec *v)
+{
+	double mx = 0.0;
+#pragma omp parallel for schedule(static) reduction(max : mx)
+	for (int64_t t = 0; t < g->ns * g->nrow * g->nch; t++) {
+		ws_run r;
+		int64_t y, per = g->nrow * g->nch;
+		ws_run_load(g, m, v, t / per, t % per, &y, &r);
+		const float *os = r.o[g->sa];
+		for (int64_t k = 0; k < r.n; k++)
+			mx = -os[k] > mx ? -(double)os[k] : mx;
+	}
+	return mx;
+}
+
+/* The old values of slices s - depth .. s + 2 blk - 1 while the block of
+ * blk slices from s is written: depth + 2 blk slots, slice st in slot
+ * st % cap. */
+typedef struct ws_ring {
+	float *p; /* component c, slot t at p + (c * cap + t) * slice */
+	int64_t cap, depth, blk;
+} ws_ring;
+
+/* Where old slice st lives while the block starting at slice s0 is written. */
+typedef struct ws_slices {
+	const float *u[3], *ring[3];
+	int64_t s0, top, oldest, slot0, cap, slice;
+} ws_slices;
+
+static void ws_slices_make(ws_slices *w, const ws_geom *g, const ffdp_vec *u, const ws_ring *ring, int64_t s0)
+{
+	for (int c = 0; c < g->nc; c++) {
+		w->u[c] = u->c[c];
+		w->ring[c] = ring->p + (int64_t)c * ring->cap * g->slice;
+	}
+	w->s0 = s0;
+	w->top = s0 + ring->blk - 1;
+	w->oldest = s0 - ring->depth;
+	w->slot0 = s0 % ring->cap;
+	w->cap = ring->cap;
+	w->slice = g->slice;
+}
+
+/* Slice st (in [oldest, ns)) as a component table, and the offset of
+ * in-slice position off within it. */
+static inline const float *const *ws_where(const ws_slices *w, int64_t st, int64_t off, int64_t *o)
+{
+	if (st > w->top) { /* not yet overwritten */
+		*o = st * w->slice + off;
+		return w->u;
+	}
+	int64_t slot = w->slot0 + (st - w->s0); /* st % cap, without a division */
+	slot += slot < 0 ? w->cap : 0;
+	slot -= slot >= w->cap ? w->cap : 0;
+	*o = slot * w->slice + off;
+	return w->ring;
+}
+
+/* Any voxel: pads, clamping, and a slice the ring no longer holds (then the
+ * oldest one is read and 1 returned).  out[c] = sampled old u. */
+static int ws_sample_slow(const ws_geom *g, const ws_slices *w, const double q[3], double out[3])
+{
+	/* axes: x, the other in-slice axis (y in 3-D, the empty z in 2-D), the slice axis */
+	const int other = g->sa == 2 ? 1 : 2;
+	const int64_t stride2 = g->sa == 2 ? g->n[0] : 0;
+	int64_t ix[2], i2[2], is[2];
+	double wx[2], w2[2], wsl[2];
+	ws_taps(q[0], g->n[0], g->pad, ix, wx);
+	ws_taps(q[other], g->n[other], g->pad, i2, w2);
+	ws_taps(q[g->sa], g->n[g->sa], g->pad, is, wsl);
+	int bad = 0;
+	for (int e = 0; e < 2; e++)
+		if (is[e] < w->oldest) {
+			bad |= wsl[e] != 0.0;
+			is[e] = w->oldest;
+		}
+	int64_t o[2];
+	const float *const *b[2] = {ws_where(w, is[0], 0, &o[0]), ws_where(w, is[1], 0, &o[1])};
+	for (int c = 0; c < g->nc; c++) {
+		double acc = 0.0;
+		for (int e = 0; e < 2; e++)
+			for (int e2 = 0; e2 < 2; e2++) {
+				const float *row = b[e][c] + o[e] + i2[e2] * stride2;
+				acc += wsl[e] * w2[e2] * (wx[0] * row[ix[0]] + wx[1] * row[ix[1]]);
+			}
+		out[c] = acc;
+	}
+	return bad;
+}
+
+/* New values of chunk t of slice s, in the block written with w; returns 1
+ * if a voxel needed a slice that the ring no longer holds.  Voxels whose 8
+ * corners are all inside the box and the ring (where both pads agree) take
+ * a short path. */
+static int ws_chunk(const ws_geom *g, ffdp_vec *u, const ffdp_vec *m, const ffdp_vec *v, const ws_slices *wp,
+		    int64_t s, int64_t t)
+{
+	const int64_t nx = g->n[0];
+	const ws_slices w = *wp;
+	const int64_t slo = w.oldest > 0 ? w.oldest : 0;
+	ws_run r;
+	int64_t y;
+	const int64_t x0 = ws_run_load(g, m, v, s, t, &y, &r);
+	const int64_t ys = g->sa == 2 ? y : s; /* y index of the run */
+	const int sa = g->sa;
+	int bad = 0;
+	for (int64_t k = 0; k < r.n; k++) {
+		const int64_t x = x0 + k;
+		const int64_t ax = x + r.io[0][k], as = s + r.io[sa][k], ay = y + r.io[1][k];
+		float val[3];
+		int fast = ax >= 0 && ax < nx - 1 && as >= slo && as < g->ns - 1;
+		if (g->nc == 3)
+			fast &= ay >= 0 && ay < g->n[1] - 1;
+		if (!fast) {
+			/* q = i + o, as the reach pass bounds it */
+			double q[3] = {(double)x + r.o[0][k], (double)ys + r.o[1][k],
+				       g->nc == 3 ? (double)s + r.o[2][k] : 0.0};
+			double vd[3];
+			bad |= ws_sample_slow(g, &w, q, vd);
+			for (int c = 0; c < g->nc; c++)
+				val[c] = (float)vd[c];
+		} else if (g->nc == 3) {
+			const float fx = r.f[0][k], gx = 1.0f - fx, fy = r.f[1][k], gy = 1.0f - fy;
+			const float fs = r.f[2][k], gs = 1.0f - fs;
+			int64_t o0, o1;
+			const int64_t off = ay * nx + ax;
+			const float *const *b0 = ws_where(&w, as, off, &o0);
+			const float *const *b1 = ws_where(&w, as + 1, off, &o1);
+			for (int c = 0; c < 3; c++) {
+				const float *p0 = b0[c] + o0, *p1 = b1[c] + o1;
+				float a0 = gx * p0[0] + fx * p0[1], a1 = gx * p0[nx] + fx * p0[nx + 1];
+				float c0 = gx * p1[0] + fx * p1[1], c1 = gx * p1[nx] + fx * p1[nx + 1];
+				val[c] = gs * (gy * a0 + fy * a1) + fs * (gy * c0 + fy * c1);
+			}
+		} else {
+			const float fx = r.f[0][k], gx = 1.0f - fx, fs = r.f[1][k], gs = 1.0f - fs;
+			int64_t o0, o1;
+			const float *const *b0 = ws_where(&w, as, ax, &o0);
+			const float *const *b1 = ws_where(&w, as + 1, ax, &o1);
+			for (int c = 0; c < 2; c++) {
+				const float *p0 = b0[c] + o0, *p1 = b1[c] + o1;
+				val[c] = gs * (gx * p0[0] + fx * p0[1]) + fs * (gx * p1[0] + fx * p1[1]);
+			}
+		}
+		for (int c = 0; c < g->nc; c++)
+			u->c[c][r.i0 + k] = (float)(g->step * r.d[c][k]) + val[c];
+	}
+	return bad;
+}
+
+/* Copy task t of old slice s into its ring slot. */
+static inline void ws_copy(const ws_geom *g, const ffdp_vec *u, const ws_ring *ring, int64_t s, int64_t t,
+			   int64_t ncopy)
+{
+	const int64_t slice = g->slice, c = t / ncopy, j0 = (t % ncopy) * WS_COPY;
+	const int64_t n = slice - j0 < WS_COPY ? slice - j0 : WS_COPY;
+	memcpy(ring->p + (c * ring->cap + s % ring->cap) * slice + j0, u->c[c] + s * slice + j0,
+	       (size_t)n * sizeof(float));
+}
+
+/* Copy tasks for old slices [s, s + nb), clipped to the volume. */
+static inline int64_t ws_ncopy(const ws_geom *g, int64_t s, int64_t nb, int64_t ncopy)
+{
+	int64_t e = s + nb < g->ns ? s + nb : g->ns;
+	return e > s ? (e - s) * g->nc * ncopy : 0;
+}
+
+/* One barrier per block of blk slices: while block [s0, s0 + blk) is
+ * written, the old values of the next block are copied into the slots of
+ * slices s0 - depth - blk .. s0 - depth - 1, which nobody reads any more. */
+static int ws_compose(const ws_geom *g, ffdp_vec u, const ffdp_vec *m, const ffdp_vec *v, const ws_ring *ring)
+{
+	const int64_t ncopy = (g->slice + WS_COPY - 1) / WS_COPY, per = g->nrow * g->nch, blk = ring->blk;
+	int bad = 0;
+#pragma omp parallel reduction(| : bad)
+	{
+		const int64_t n0 = ws_ncopy(g, 0, blk, ncopy);
+#pragma omp for schedule(static)
+		for (int64_t t = 0; t < n0; t++)
+			ws_copy(g, &u, ring, t / (g->nc * ncopy), t % (g->nc * ncopy), ncopy);
+		for (int64_t s0 = 0; s0 < g->ns; s0 += blk) {
+			ws_slices w;
+			ws_slices_make(&w, g, &u, ring, s0);
+			const int64_t nb = s0 + blk < g->ns ? blk : g->ns - s0;
+			const int64_t nwork = nb * per, ncp = ws_ncopy(g, s0 + blk, blk, ncopy);
+#pragma omp for schedule(static)
+			for (int64_t t = 0; t < nwork + ncp; t++) {
+				if (t < nwork) {
+					bad |= ws_chunk(g, &u, m, v, &w, s0 + t / per, t % per);
+				} else {
+					int64_t c = t - nwork, per_slice = g->nc * ncopy;
+					ws_copy(g, &u, ring, s0 + blk + c / per_slice, c % per_slice, ncopy);
+				}
+			}
+		}
+	}
+	return bad;
+}
+
+static inline void add_run(const adam_k *k, float step, float *restrict u, const float *restrict m,
+			   const float *restrict v, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		u[i] += step * adam_d(m[i], v[i], k);
+}
+
+static void ws_add(const ws_geom *g, ffdp_vec u, const ffdp_vec *m, const ffdp_vec *v)
+{
+	const int64_t nv = g->n[0] * g->n[1] * g->n[2], nb = (nv + AD_BLOCK - 1) / AD_BLOCK;
+	const float step = (float)g->step;
+#pragma omp parallel for schedule(static)
+	for (int64_t b = 0; b < nb; b++) {
+		const int64_t i0 = b * AD_BLOCK, n = nv - i0 < AD_BLOCK ? nv - i0 : AD_BLOCK;
+		for (int c = 0; c < g->nc; c++)
+			add_run(&g->k, step, u.c[c] + i0, m->c[c] + i0, v->c[c] + i0, n);
+	}
+}
+
+/* Slices the ring must hold besides the current one. */
+static ffdp_status ws_ring_depth(const ws_geom *g, const ffdp_vec *m, const ffdp_vec *v, double max_norm,
+				 int64_t *depth, ffdp_error *err)
+{
+	double reach;
+	if (max_norm > 0.0) {
+		if (!isfinite(max_norm))
+			return ffdp_fail(err, FFDP_ERR_ARG, "warp_step: max_norm %g is not finite", max_norm);
+		const double *cs = g->C[g->sa];
+		double cn = sqrt(cs[0] * cs[0] + cs[1] * cs[1] + cs[2] * cs[2]);
+		/* margin: max_norm comes from a float sum of squares */
+		reach = fabs(g->step) * max_norm * cn * (1.0 + 1e-5);
+	} else {
+		reach = ws_reach(g, m, v);
+	}
+	double k = ceil(reach);
+	*depth = k < (double)(g->ns - 1) ? (int64_t)k : g->ns - 1;
+	return FFDP_OK;
 }
 
 ffdp_status ffdp_cpu_warp_step(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec v,
 			       const ffdp_warp_step_opts *o, ffdp_error *err)
 {
-	(void)be, (void)u, (void)m, (void)v, (void)o;
-	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "warp_step is not implemented on the CPU yet");
+	(void)be;
+	adam_k k;
+	ffdp_status s = adam_k_make(&o->adam, &k, err);
+	if (s)
+		return s;
+	if (!isfinite(o->step))
+		return ffdp_fail(err, FFDP_ERR_ARG, "warp_step: step %g is not finite", o->step);
+	ws_geom g;
+	ws_geom_make(&g, &u, o, &k);
+	if (!o->compose) {
+		ws_add(&g, u, &m, &v);
+		return FFDP_OK;
+	}
+	int64_t depth = 0;
+	if ((s = ws_ring_depth(&g, &m, &v, o->max_norm, &depth, err)))
+		return s;
+	/* blocks of >= WS_BLOCK_VOXELS so small slices (2-D rows, coarse levels)
+	 * do not pay a barrier each; the ring stays O(slice + WS_BLOCK_VOXELS) */
+	int64_t blk = (WS_BLOCK_VOXELS + g.slice - 1) / g.slice;
+	blk = blk < g.ns ? blk : g.ns;
+	ws_ring ring = {NULL, depth + 2 * blk, depth, blk};
+	ring.p = malloc((size_t)(ring.cap * g.slice * g.nc) * sizeof(float));
+	if (!ring.p)
+		return ffdp_fail(err, FFDP_ERR_NOMEM, "warp_step: cannot allocate a ring of %lld slices",
+				 (long long)ring.cap);
+	int bad = ws_compose(&g, u, &m, &v, &ring);
+	free(ring.p);
+	if (bad)
+		return ffdp_fail(err, FFDP_ERR_ARG,
+				 "warp_step: max_norm %g is below the field's own; u was only partly updated",
+				 o->max_norm);
+	return FFDP_OK;
 }

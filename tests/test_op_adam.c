@@ -1,0 +1,380 @@
+/* Adam moments and the fused warp step against double references: bias
+ * correction at t = 1 and 7, max_norm, u += delta, and the in-place
+ * composition u <- delta + u o (Id + C delta) against an out-of-place
+ * trilinear reference (oblique C, 2-D and 3-D, ZERO and BORDER pads,
+ * 1..3 threads), plus the ring's memory bound. */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc_count.h"
+#include "check.h"
+#include "ffdp/ffdp.h"
+#include "testutil.h"
+
+typedef struct tfield {
+	float *c[3];
+	int64_t n[3], nv;
+	int nc;
+} tfield;
+
+static tfield tf_new(int64_t nx, int64_t ny, int64_t nz)
+{
+	tfield f = {{NULL, NULL, NULL}, {nx, ny, nz}, nx * ny * nz, nz == 1 ? 2 : 3};
+	for (int c = 0; c < f.nc; c++)
+		f.c[c] = calloc((size_t)f.nv, sizeof(float));
+	return f;
+}
+
+static void tf_free(tfield *f)
+{
+	for (int c = 0; c < 3; c++)
+		free(f->c[c]);
+}
+
+static ffdp_vec tf_vec(const tfield *f)
+{
+	ffdp_vec v = {{f->c[0], f->c[1], f->c[2]}, {f->n[0], f->n[1], f->n[2]}, f->nc};
+	return v;
+}
+
+static tfield tf_copy(const tfield *f)
+{
+	tfield g = tf_new(f->n[0], f->n[1], f->n[2]);
+	for (int c = 0; c < f->nc; c++)
+		memcpy(g.c[c], f->c[c], (size_t)f->nv * sizeof(float));
+	return g;
+}
+
+static double ref_d(double m, double v, const ffdp_adam_opts *o)
+{
+	double bc1 = 1.0 - pow(o->beta1, o->t), bc2 = 1.0 - pow(o->beta2, o->t);
+	return (m / bc1) / (sqrt(v / bc2) + o->eps);
+}
+
+/* ---- adam_moments ---------------------------------------------------------------- */
+
+static void test_moments(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny, int64_t nz, int t)
+{
+	ffdp_error err = {0};
+	tfield g = tf_new(nx, ny, nz), m = tf_new(nx, ny, nz), v = tf_new(nx, ny, nz);
+	for (int c = 0; c < g.nc; c++) {
+		tu_fill_uniform(rng, g.c[c], g.nv, -2.0, 2.0);
+		tu_fill_uniform(rng, m.c[c], g.nv, -0.5, 0.5);
+		tu_fill_uniform(rng, v.c[c], g.nv, 0.0, 0.8);
+	}
+	tfield g0 = tf_copy(&g);
+	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8};
+	double *mr[3], *vr[3], norm = 0;
+	for (int c = 0; c < g.nc; c++) {
+		mr[c] = malloc((size_t)g.nv * sizeof(double));
+		vr[c] = malloc((size_t)g.nv * sizeof(double));
+	}
+	for (int64_t i = 0; i < g.nv; i++) {
+		double s = 0;
+		for (int c = 0; c < g.nc; c++) {
+			double gi = g.c[c][i];
+			mr[c][i] = o.beta1 * m.c[c][i] + (1 - o.beta1) * gi;
+			vr[c][i] = o.beta2 * v.c[c][i] + (1 - o.beta2) * gi * gi;
+			double d = ref_d(mr[c][i], vr[c][i], &o);
+			s += d * d;
+		}
+		norm = fmax(norm, sqrt(s));
+	}
+	double max_norm = -1;
+	CHECK_OK(ffdp_op_adam_moments(be, tf_vec(&g), tf_vec(&m), tf_vec(&v), &o, &max_norm, &err), &err,
+		 "adam_moments %lldx%lldx%lld t = %d", (long long)nx, (long long)ny, (long long)nz, t);
+	double em = 0, ev = 0;
+	int same_g = 1;
+	for (int c = 0; c < g.nc; c++) {
+		em = fmax(em, tu_rel_err(m.c[c], mr[c], g.nv, 1e-30));
+		ev = fmax(ev, tu_rel_err(v.c[c], vr[c], g.nv, 1e-30));
+		same_g &= memcmp(g.c[c], g0.c[c], (size_t)g.nv * sizeof(float)) == 0;
+	}
+	CHECK(em < 1e-5 && ev < 1e-5, "  m and v match the reference (rel err %.2e, %.2e)", em, ev);
+	CHECK(fabs(max_norm - norm) < 1e-5 * norm, "  max_norm %.6f = reference %.6f (bias-corrected, t = %d)",
+	      max_norm, norm, t);
+	CHECK(same_g, "  g is not modified");
+	for (int c = 0; c < g.nc; c++)
+		free(mr[c]), free(vr[c]);
+	tf_free(&g), tf_free(&g0), tf_free(&m), tf_free(&v);
+}
+
+static void test_moments_edges(ffdp_backend *be)
+{
+	ffdp_error err = {0};
+	tfield g = tf_new(7, 5, 3), m = tf_new(7, 5, 3), v = tf_new(7, 5, 3);
+	for (int c = 0; c < 3; c++)
+		for (int64_t i = 0; i < g.nv; i++)
+			g.c[c][i] = 0.5f;
+	g.c[1][17] = NAN;
+	ffdp_adam_opts o = {1, 0.9, 0.99, 1e-8};
+	double mn = 0;
+	CHECK_OK(ffdp_op_adam_moments(be, tf_vec(&g), tf_vec(&m), tf_vec(&v), &o, &mn, &err), &err,
+		 "adam_moments with a NaN gradient voxel");
+	CHECK(isnan(mn), "  a NaN gradient makes max_norm NaN (not silently dropped)");
+	ffdp_adam_opts o0 = {0, 0.9, 0.99, 1e-8}, ob = {1, 1.0, 0.99, 1e-8};
+	CHECK(ffdp_op_adam_moments(be, tf_vec(&g), tf_vec(&m), tf_vec(&v), &o0, &mn, &err) == FFDP_ERR_ARG,
+	      "t = 0 refused: %s", err.msg);
+	CHECK(ffdp_op_adam_moments(be, tf_vec(&g), tf_vec(&m), tf_vec(&v), &ob, &mn, &err) == FFDP_ERR_ARG,
+	      "beta1 = 1 refused: %s", err.msg);
+	tf_free(&g), tf_free(&m), tf_free(&v);
+}
+
+/* ---- warp step ---------------------------------------------------------------------- */
+
+/* Trilinear (bilinear in 2-D) sample of a double volume at continuous index q. */
+static double ref_sample(const double *x, const int64_t n[3], const double q[3], ffdp_pad pad)
+{
+	int dims = n[2] == 1 ? 2 : 3;
+	int64_t i0[3] = {0, 0, 0};
+	double f[3] = {0, 0, 0};
+	double qq[3] = {q[0], q[1], dims == 3 ? q[2] : 0.0};
+	for (int a = 0; a < dims; a++) {
+		if (pad == FFDP_PAD_BORDER)
+			qq[a] = fmin(fmax(qq[a], 0.0), (double)(n[a] - 1));
+		i0[a] = (int64_t)floor(qq[a]);
+		f[a] = qq[a] - (double)i0[a];
+	}
+	double acc = 0;
+	for (int cz = 0; cz < (dims == 3 ? 2 : 1); cz++)
+		for (int cy = 0; cy < 2; cy++)
+			for (int cx = 0; cx < 2; cx++) {
+				int64_t k[3] = {i0[0] + cx, i0[1] + cy, i0[2] + cz};
+				double w = (cx ? f[0] : 1 - f[0]) * (cy ? f[1] : 1 - f[1]) *
+					   (dims == 3 ? (cz ? f[2] : 1 - f[2]) : 1.0);
+				if (w == 0.0)
+					continue;
+				int inside = 1;
+				for (int a = 0; a < 3; a++) {
+					if (pad == FFDP_PAD_BORDER)
+						k[a] = k[a] > n[a] - 1 ? n[a] - 1 : k[a];
+					inside &= k[a] >= 0 && k[a] < n[a];
+				}
+				if (inside)
+					acc += w * x[(k[2] * n[1] + k[1]) * n[0] + k[0]];
+			}
+	return acc;
+}
+
+/* u_new = delta + u_old(i + C delta), or u + delta, all in double. */
+static void ref_warp_step(const tfield *u, const tfield *m, const tfield *v, const ffdp_warp_step_opts *o,
+			  double *out[3])
+{
+	int nc = u->nc;
+	double *old[3] = {NULL, NULL, NULL};
+	for (int c = 0; c < nc; c++) {
+		old[c] = malloc((size_t)u->nv * sizeof(double));
+		for (int64_t i = 0; i < u->nv; i++)
+			old[c][i] = u->c[c][i];
+	}
+	for (int64_t z = 0; z < u->n[2]; z++)
+		for (int64_t y = 0; y < u->n[1]; y++)
+			for (int64_t x = 0; x < u->n[0]; x++) {
+				int64_t i = (z * u->n[1] + y) * u->n[0] + x;
+				double dl[3] = {0, 0, 0}, q[3] = {(double)x, (double)y, (double)z};
+				for (int c = 0; c < nc; c++)
+					dl[c] = o->step * ref_d(m->c[c][i], v->c[c][i], &o->adam);
+				for (int a = 0; a < nc; a++)
+					for (int b = 0; b < nc; b++)
+						q[a] += o->C[3 * a + b] * dl[b];
+				for (int c = 0; c < nc; c++)
+					out[c][i] = dl[c] + (o->compose ? ref_sample(old[c], u->n, q, o->pad)
+									: old[c][i]);
+			}
+	for (int c = 0; c < nc; c++)
+		free(old[c]);
+}
+
+/* A random state: smooth u of a few mm, moments from one adam_moments call
+ * at step t (so max_norm is the op's own). */
+static double make_state(ffdp_backend *be, tu_rng *rng, tfield *u, tfield *m, tfield *v, int t)
+{
+	ffdp_error err = {0};
+	tfield g = tf_new(u->n[0], u->n[1], u->n[2]);
+	for (int c = 0; c < u->nc; c++) {
+		tu_fill_smooth(rng, u->c[c], u->n, 0.01);
+		for (int64_t i = 0; i < u->nv; i++)
+			u->c[c][i] = 6.0f * u->c[c][i] - 3.0f;
+		tu_fill_uniform(rng, g.c[c], g.nv, -1.0, 1.0);
+		tu_fill_uniform(rng, m->c[c], g.nv, -0.3, 0.3);
+		tu_fill_uniform(rng, v->c[c], g.nv, 0.01, 0.2);
+	}
+	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8};
+	double mn = 0;
+	ffdp_op_adam_moments(be, tf_vec(&g), tf_vec(m), tf_vec(v), &o, &mn, &err);
+	tf_free(&g);
+	return mn;
+}
+
+static double field_err(const tfield *u, double *ref[3])
+{
+	double e = 0, mx = 0;
+	for (int c = 0; c < u->nc; c++)
+		mx = fmax(mx, tu_max_abs(ref[c], u->nv));
+	for (int c = 0; c < u->nc; c++)
+		for (int64_t i = 0; i < u->nv; i++)
+			e = fmax(e, fabs(u->c[c][i] - ref[c][i]));
+	return e / mx;
+}
+
+/* C = phys->index linear part of a random oblique grid (2-D: a rotated,
+ * anisotropic 2x2 block); returns the smallest spacing. */
+static double random_C(tu_rng *rng, int dims, double C[9])
+{
+	ffdp_grid gr = tu_random_grid(rng, 4, 4, 4);
+	if (dims == 2) {
+		double th = 6.283185307179586 * tu_uniform(rng), s0 = gr.spacing[0], s1 = gr.spacing[1];
+		double c = cos(th), s = sin(th);
+		double M[9] = {c / s0, s / s0, 0, -s / s1, c / s1, 0, 0, 0, 1};
+		memcpy(C, M, sizeof(M));
+		return fmin(s0, s1);
+	}
+	ffdp_mat4 p2i = ffdp_grid_phys_to_index(&gr);
+	for (int r = 0; r < 3; r++)
+		for (int c = 0; c < 3; c++)
+			C[3 * r + c] = p2i.m[4 * r + c];
+	return fmin(gr.spacing[0], fmin(gr.spacing[1], gr.spacing[2]));
+}
+
+static void test_warp_step(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny, int64_t nz, int compose,
+			   ffdp_pad pad, int threads)
+{
+	ffdp_error err = {0};
+	omp_set_num_threads(threads);
+	tfield u = tf_new(nx, ny, nz), m = tf_new(nx, ny, nz), v = tf_new(nx, ny, nz);
+	int t = 7;
+	double mn = make_state(be, rng, &u, &m, &v, t);
+	ffdp_warp_step_opts o = {{t, 0.9, 0.99, 1e-8}, 0, compose, {0}, pad, 0};
+	double hmin = random_C(rng, u.nc, o.C);
+	/* largest |delta| = 1.5 of the smallest spacing: up to 1.5 voxels */
+	o.step = -1.5 * hmin / mn;
+	double *ref[3] = {NULL, NULL, NULL};
+	for (int c = 0; c < u.nc; c++)
+		ref[c] = malloc((size_t)u.nv * sizeof(double));
+	ref_warp_step(&u, &m, &v, &o, ref);
+	tfield u2 = tf_copy(&u);
+	CHECK_OK(ffdp_op_warp_step(be, tf_vec(&u), tf_vec(&m), tf_vec(&v), &o, &err), &err,
+		 "warp_step %lldx%lldx%lld compose %d pad %s, %d thr", (long long)nx, (long long)ny, (long long)nz,
+		 compose, pad == FFDP_PAD_ZERO ? "zero" : "border", threads);
+	double e = field_err(&u, ref);
+	CHECK(e < 1e-5, "  %s matches the double reference (rel err %.2e)",
+	      compose ? "in-place u <- delta + u o (Id + C delta)" : "u <- u + delta", e);
+	if (compose) {
+		o.max_norm = mn;
+		ffdp_status s = ffdp_op_warp_step(be, tf_vec(&u2), tf_vec(&m), tf_vec(&v), &o, &err);
+		int same = s == FFDP_OK;
+		for (int c = 0; c < u.nc; c++)
+			same &= memcmp(u.c[c], u2.c[c], (size_t)u.nv * sizeof(float)) == 0;
+		CHECK(same, "  with the max_norm hint the result is bit-identical");
+	}
+	for (int c = 0; c < u.nc; c++)
+		free(ref[c]);
+	tf_free(&u), tf_free(&u2), tf_free(&m), tf_free(&v);
+	omp_set_num_threads(2);
+}
+
+/* delta = a uniform shift of -1.7 voxels along the slice axis: every voxel
+ * reads two old slices back, the ring's worst case.  With slices of at
+ * least 16384 voxels (one per block), a max_norm hint that is too small
+ * must then be reported. */
+static void test_backward_shift(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny, int64_t nz, int bad_hint)
+{
+	ffdp_error err = {0};
+	tfield u = tf_new(nx, ny, nz), m = tf_new(nx, ny, nz), v = tf_new(nx, ny, nz);
+	int sa = u.nc - 1;
+	for (int c = 0; c < u.nc; c++) {
+		tu_fill_smooth(rng, u.c[c], u.n, 0.0);
+		for (int64_t i = 0; i < u.nv; i++) {
+			m.c[c][i] = c == sa ? 0.1f : 0.0f;
+			v.c[c][i] = 0.01f;
+		}
+	}
+	ffdp_warp_step_opts o = {{1, 0.9, 0.99, 0.0}, 0, 1, {0}, FFDP_PAD_BORDER, 0};
+	double sp[3] = {0.8, 1.1, 1.3};
+	for (int a = 0; a < 3; a++)
+		o.C[4 * a] = 1.0 / sp[a];
+	/* d = (0.1/0.1)/sqrt(0.01/0.01) = 1 along sa; delta = step mm = -1.7 voxels */
+	o.step = -1.7 * sp[sa];
+	double *ref[3] = {NULL, NULL, NULL};
+	for (int c = 0; c < u.nc; c++)
+		ref[c] = malloc((size_t)u.nv * sizeof(double));
+	ref_warp_step(&u, &m, &v, &o, ref);
+	tfield u2 = tf_copy(&u);
+	CHECK_OK(ffdp_op_warp_step(be, tf_vec(&u), tf_vec(&m), tf_vec(&v), &o, &err), &err,
+		 "warp_step, uniform backward shift of 1.7 voxels along %c (%lldx%lldx%lld)", "xyz"[sa],
+		 (long long)nx, (long long)ny, (long long)nz);
+	double e = field_err(&u, ref);
+	CHECK(e < 1e-5, "  matches the reference (rel err %.2e)", e);
+	o.max_norm = 1.0; /* the truth */
+	ffdp_status st = ffdp_op_warp_step(be, tf_vec(&u2), tf_vec(&m), tf_vec(&v), &o, &err);
+	int same = st == FFDP_OK;
+	for (int c = 0; c < u.nc; c++)
+		same &= memcmp(u.c[c], u2.c[c], (size_t)u.nv * sizeof(float)) == 0;
+	CHECK(same, "  the exact max_norm hint gives the same field");
+	if (bad_hint) {
+		o.max_norm = 0.5;
+		CHECK(ffdp_op_warp_step(be, tf_vec(&u2), tf_vec(&m), tf_vec(&v), &o, &err) == FFDP_ERR_ARG,
+		      "  a max_norm hint below the truth is reported: %s", err.msg);
+	}
+	for (int c = 0; c < u.nc; c++)
+		free(ref[c]);
+	tf_free(&u), tf_free(&u2), tf_free(&m), tf_free(&v);
+}
+
+static void test_ring_memory(ffdp_backend *be, tu_rng *rng)
+{
+	ffdp_error err = {0};
+	int64_t nx = 136, ny = 121, nz = 40; /* planes of >= 16384 voxels: one per block */
+	tfield u = tf_new(nx, ny, nz), m = tf_new(nx, ny, nz), v = tf_new(nx, ny, nz);
+	double mn = make_state(be, rng, &u, &m, &v, 3);
+	ffdp_warp_step_opts o = {{3, 0.9, 0.99, 1e-8}, 0, 1, {0}, FFDP_PAD_ZERO, 0};
+	double hmin = random_C(rng, 3, o.C);
+	o.step = -1.5 * hmin / mn;
+	size_t field = (size_t)u.nv * 3 * sizeof(float), plane = (size_t)(nx * ny) * 3 * sizeof(float);
+	for (int hint = 0; hint <= 1; hint++) {
+		o.max_norm = hint ? mn : 0.0;
+		alloc_count_reset();
+		CHECK_OK(ffdp_op_warp_step(be, tf_vec(&u), tf_vec(&m), tf_vec(&v), &o, &err), &err,
+			 "warp_step on 136x121x40, max_norm hint %s", hint ? "given" : "absent");
+		size_t extra = alloc_count_peak_extra();
+		CHECK(extra > 0 && extra <= 4 * plane + 4096 && extra < field / 8,
+		      "  ring %zu B = %.1f planes (reach <= 2: at most 4) of the 3-component field (%zu B)", extra,
+		      (double)extra / (double)plane, field);
+	}
+	tf_free(&u), tf_free(&m), tf_free(&v);
+}
+
+int main(void)
+{
+	ffdp_error err = {0};
+	ffdp_backend *be = NULL;
+	tu_rng rng = tu_rng_make(77);
+	CHECK_OK(ffdp_backend_open(FFDP_BACKEND_CPU, 0, &be, &err), &err, "open the CPU backend");
+	if (!be)
+		return check_done();
+	for (int t = 1; t <= 7; t += 6) {
+		test_moments(be, &rng, 17, 23, 11, t);
+		test_moments(be, &rng, 31, 19, 1, t);
+	}
+	test_moments_edges(be);
+	for (int th = 1; th <= 3; th++)
+		for (int pad = 0; pad <= 1; pad++) {
+			test_warp_step(be, &rng, 17, 23, 11, 1, (ffdp_pad)pad, th);
+			test_warp_step(be, &rng, 31, 19, 1, 1, (ffdp_pad)pad, th);
+		}
+	test_warp_step(be, &rng, 9, 14, 3, 1, FFDP_PAD_ZERO, 2);
+	/* several blocks of several slices each (slices of < 16384 voxels) */
+	test_warp_step(be, &rng, 61, 53, 29, 1, FFDP_PAD_BORDER, 2);
+	test_warp_step(be, &rng, 301, 203, 1, 1, FFDP_PAD_ZERO, 3);
+	test_warp_step(be, &rng, 17, 23, 11, 0, FFDP_PAD_ZERO, 2);
+	test_warp_step(be, &rng, 31, 19, 1, 0, FFDP_PAD_BORDER, 2);
+	test_backward_shift(be, &rng, 13, 11, 9, 0);
+	test_backward_shift(be, &rng, 15, 12, 1, 0);
+	test_backward_shift(be, &rng, 131, 127, 7, 1);
+	test_backward_shift(be, &rng, 16411, 5, 1, 1);
+	test_ring_memory(be, &rng);
+	ffdp_backend_close(be);
+	return check_done();
+}
