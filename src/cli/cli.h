@@ -7,6 +7,7 @@
 /* Each returns the process exit code: 0 success, 1 failure, 2 usage error. */
 int ffdp_cmd_info(int argc, char **argv);
 int ffdp_cmd_demo(int argc, char **argv);
+int ffdp_cmd_register(int argc, char **argv);
 int ffdp_cmd_apply(int argc, char **argv);
 int ffdp_cmd_eval(int argc, char **argv);
 

@@ -18,6 +18,20 @@ static const command commands[] = {
 	 "  orientation code (nibabel axis codes), datatype, scaling, which of\n"
 	 "  qform/sform sets the geometry (ITK's rule), origin (LPS mm) and the\n"
 	 "  intensity range.  Exit status 1 if any file cannot be read.\n"},
+	{"register", ffdp_cmd_register, "register a moving image to a fixed image",
+	 "usage: ffdp register -f FIXED -m MOVING -o PREFIX [options]\n"
+	 "  Pipeline: a preset (--rigid, --affine, --greedy, --syn, --preset default:\n"
+	 "  moments -> rigid -> affine -> SyN, the default) or ANTs-like stages:\n"
+	 "    --transform Moments[order] | Rigid[lr] | Affine[lr] | Greedy[lr,sgrad,swarp] | SyN[lr,sgrad,swarp]\n"
+	 "    --metric CC[k(,exact|ants)] | MI[bins(,gaussian|bspline)] | MSE\n"
+	 "    --convergence 200x100x50 or [200x100x50,tol,window]\n"
+	 "    --shrink-factors 4x2x1\n"
+	 "  (each --metric/--convergence/--shrink-factors applies to the last --transform)\n"
+	 "  Other: --fixed-mask FILE, --initial-transform ITK.txt, --backend cpu|cuda, --device N,\n"
+	 "         --no-inverse, -q.\n"
+	 "  Writes PREFIX_warped.nii.gz, PREFIX_affine.txt (ITK), PREFIX_warp.nii.gz and\n"
+	 "  PREFIX_inverse_warp.nii.gz (ANTs fields), PREFIX_report.json, PREFIX_qc.png.\n"
+	 "  Apply with: ffdp apply -r FIXED -i MOVING -o OUT -t PREFIX_warp.nii.gz -t PREFIX_affine.txt\n"},
 	{"demo", ffdp_cmd_demo, "make a synthetic phantom pair and show it (no input needed)",
 	 "usage: ffdp demo [-o DIR] [--size NX,NY,NZ] [--spacing MM] [--seed N] [-q]\n"
 	 "  Generates a brain-like phantom and a copy deformed by a known smooth\n"

@@ -23,7 +23,6 @@ typedef struct side {
 	float *warped;
 	float *gimg;        /* dL/d(warped) */
 	ffdp_mat4 T;        /* linear map applied before u: T for the moving side, Id for SyN's fixed side */
-	const ffdp_volume *img;
 	int on_fixed;       /* 1: samples the fixed level image (SyN) */
 } side;
 
@@ -81,17 +80,11 @@ static ffdp_status side_level(ffdp_backend *be, side *sd, const ffdp_grid *g, ff
 /* Sampler arguments for this side on level lv. */
 static void side_sampler(const side *sd, const reg_level *lv, const ffdp_vec *u, ffdp_sample_args *a)
 {
-	memset(a, 0, sizeof(*a));
-	const ffdp_volume *src = sd->on_fixed ? &lv->F : &lv->M;
-	a->moving = img_of(src->data, &src->grid);
-	ffdp_mat4 p2i = sd->on_fixed ? lv->f_p2i : lv->m_p2i;
-	ffdp_mat4 W = ffdp_mat4_mul(p2i, ffdp_mat4_mul(sd->T, lv->f_i2p));
-	memcpy(a->W, W.m, 12 * sizeof(double));
-	for (int r = 0; r < 3; r++)
-		for (int c = 0; c < 3; c++)
-			a->B[3 * r + c] = p2i.m[4 * r + c];
+	if (sd->on_fixed)
+		reg_sampler_init(a, &lv->F, &lv->f_p2i, &sd->T, lv, sd->warped);
+	else
+		reg_sampler_init(a, &lv->M, &lv->m_p2i, &sd->T, lv, sd->warped);
 	a->u = u;
-	a->out = img_of(sd->warped, &lv->F.grid);
 }
 
 static ffdp_status side_step(ffdp_backend *be, side *sd, const reg_level *lv, const ffdp_stage *st, int t,
@@ -119,6 +112,7 @@ static ffdp_status side_step(ffdp_backend *be, side *sd, const reg_level *lv, co
 	memset(&wo, 0, sizeof(wo));
 	wo.adam = ao;
 	wo.step = -st->lr * h / fmax(1.0, maxn);
+	wo.max_norm = maxn; /* bounds the reach of the in-place composition */
 	wo.compose = 1;
 	wo.pad = FFDP_PAD_BORDER;
 	/* C = (fixed phys -> index) L^-1 */

@@ -97,11 +97,16 @@ void reg_level_free(const reg_pair *p, reg_level *lv)
 	memset(lv, 0, sizeof(*lv));
 }
 
-void reg_sampler_mats(const reg_level *lv, const ffdp_mat4 *T, double W[12], double B[9])
+void reg_sampler_init(ffdp_sample_args *a, const ffdp_volume *src, const ffdp_mat4 *src_p2i, const ffdp_mat4 *T,
+		      const reg_level *lv, float *out)
 {
-	ffdp_mat4 w = ffdp_mat4_mul(lv->m_p2i, ffdp_mat4_mul(*T, lv->f_i2p));
-	memcpy(W, w.m, 12 * sizeof(double));
+	memset(a, 0, sizeof(*a));
+	a->moving = (ffdp_img){src->data, {src->grid.n[0], src->grid.n[1], src->grid.n[2]}};
+	ffdp_mat4 w = ffdp_mat4_mul(*src_p2i, ffdp_mat4_mul(*T, lv->f_i2p));
+	memcpy(a->W, w.m, 12 * sizeof(double));
 	for (int r = 0; r < 3; r++)
 		for (int c = 0; c < 3; c++)
-			B[3 * r + c] = lv->m_p2i.m[4 * r + c];
+			a->B[3 * r + c] = src_p2i->m[4 * r + c];
+	a->out = (ffdp_img){out, {lv->F.grid.n[0], lv->F.grid.n[1], lv->F.grid.n[2]}};
+	a->pad = FFDP_PAD_BORDER;
 }

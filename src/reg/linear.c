@@ -179,14 +179,11 @@ static ffdp_status run_level(const reg_pair *p, const ffdp_stage *st, const reg_
 	ffdp_img F = {lv->F.data, {fn[0], fn[1], fn[2]}}, out = {warped, {fn[0], fn[1], fn[2]}};
 	ffdp_img G = {gm, {fn[0], fn[1], fn[2]}};
 	ffdp_sample_args sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.moving = (ffdp_img){lv->M.data, {lv->M.grid.n[0], lv->M.grid.n[1], lv->M.grid.n[2]}};
-	sa.out = out;
 	ffdp_status s = FFDP_OK;
 	int it;
 	for (it = 0; it < iters; it++) {
 		ffdp_mat4 T = params_to_T(lp, lp->p);
-		reg_sampler_mats(lv, &T, sa.W, sa.B);
+		reg_sampler_init(&sa, &lv->M, &lv->m_p2i, &T, lv, warped);
 		double loss, gW[12] = {0}, g[12];
 		if ((s = ffdp_op_sample(p->be, &sa, err)) ||
 		    (s = reg_similarity(p->be, &st->metric, F, out, lv->fmask, NULL, gm, 1.0, &loss, err)))
@@ -197,6 +194,9 @@ static ffdp_status run_level(const reg_pair *p, const ffdp_stage *st, const reg_
 		params_grad(lp, lv, gW, p->dim, g);
 		adam_update(&ad, lp->p, g, lp->np, st->lr);
 		*last_loss = loss;
+		if (it % 10 == 0)
+			ffdp_log_debug("%s level %lldx%lldx%lld it %d loss %.6f", ffdp_stage_name(st->kind), (long long)fn[0],
+				       (long long)fn[1], (long long)fn[2], it, loss);
 		char msg[64];
 		snprintf(msg, sizeof(msg), "loss %.5f", loss);
 		ffdp_progress_update(pb, ++*done, msg);

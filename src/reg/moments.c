@@ -53,10 +53,7 @@ static ffdp_status score(const reg_pair *p, const reg_level *lv, const ffdp_metr
 			 float *warped, double *loss, ffdp_error *err)
 {
 	ffdp_sample_args a;
-	memset(&a, 0, sizeof(a));
-	a.moving = (ffdp_img){lv->M.data, {lv->M.grid.n[0], lv->M.grid.n[1], lv->M.grid.n[2]}};
-	reg_sampler_mats(lv, T, a.W, a.B);
-	a.out = (ffdp_img){warped, {lv->F.grid.n[0], lv->F.grid.n[1], lv->F.grid.n[2]}};
+	reg_sampler_init(&a, &lv->M, &lv->m_p2i, T, lv, warped);
 	ffdp_status s = ffdp_op_sample(p->be, &a, err);
 	if (s)
 		return s;
@@ -129,6 +126,8 @@ ffdp_status reg_moments(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, f
 		}
 		double loss;
 		s = score(p, &lv, &st->metric, &cand, warped, &loss, err);
+		ffdp_log_debug("moments: candidate %d loss %.6f (best %.6f) R row0 %.3f %.3f %.3f", k, loss, best_loss,
+			       R[0], R[1], R[2]);
 		if (!s && loss < best_loss) {
 			best_loss = loss;
 			*T = cand;

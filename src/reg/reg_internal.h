@@ -33,8 +33,14 @@ void reg_pair_free(reg_pair *p);
 ffdp_status reg_level_make(const reg_pair *p, double shrink, reg_level *lv, ffdp_error *err);
 void reg_level_free(const reg_pair *p, reg_level *lv);
 
-/* W and B of the fused sampler for T on this level (see ops.h). */
-void reg_sampler_mats(const reg_level *lv, const ffdp_mat4 *T, double W[12], double B[9]);
+/* Sampler arguments that warp src (with phys->index map src_p2i) through
+ * T (+ u, set by the caller) onto the level's fixed grid, into out.
+ * Border padding: a point outside src takes the nearest edge value, which
+ * is background for any sensible image, whereas zero padding invents an
+ * edge wherever the background is not exactly 0 (noisy or normalised
+ * images) and drags affine stages towards it. */
+void reg_sampler_init(ffdp_sample_args *a, const ffdp_volume *src, const ffdp_mat4 *src_p2i, const ffdp_mat4 *T,
+		      const reg_level *lv, float *out);
 
 /* Loss and gradients of metric mt between f and m; gf/gm may be NULL. */
 ffdp_status reg_similarity(ffdp_backend *be, const ffdp_metric *mt, ffdp_img f, ffdp_img m, const float *mask,

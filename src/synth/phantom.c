@@ -89,6 +89,27 @@ static double ph_bias(const double e[3])
 	return 1.0 + 0.05 * e[0] - 0.04 * e[1] + 0.04 * e[2] + 0.03 * (e[0] * e[0] - e[2] * e[2]);
 }
 
+/* Tissue texture: real T1 images are never flat inside a tissue (vessels,
+ * myelin, partial volume), and a registration can only recover motion where
+ * the image varies.  A fixed sum of plane waves in object coordinates
+ * (wavelengths 8..24.5 mm, directions on a spherical Fibonacci lattice)
+ * gives +-PH_TEXTURE of smooth variation that moves with the object. */
+#define PH_TEXTURE 0.08
+#define PH_NWAVES 12
+
+static double ph_texture(const double q[3])
+{
+	double t = 0.0;
+	for (int j = 0; j < PH_NWAVES; j++) {
+		double z = 1.0 - (2.0 * j + 1.0) / PH_NWAVES, rho = sqrt(1.0 - z * z);
+		double phi = 2.399963229728653 * j; /* golden angle */
+		double k = 6.283185307179586 / (8.0 + 1.5 * j);
+		double arg = k * (rho * cos(phi) * q[0] + rho * sin(phi) * q[1] + z * q[2]) + 1.7 * j;
+		t += cos(arg);
+	}
+	return t / sqrt(0.5 * PH_NWAVES); /* unit variance */
+}
+
 /* Label and noise-free intensity of the object at physical point p. */
 static int ph_eval(double s, const double p[3], double *value)
 {
@@ -128,7 +149,7 @@ static int ph_eval(double s, const double p[3], double *value)
 	}
 	double v = ph_inside(sd_head) *
 		   (PH_I_CSF + ph_inside(sd_gm) * ((PH_I_GM - PH_I_CSF) + ph_inside(sd_wm) * deep));
-	*value = v * ph_bias(e);
+	*value = v * ph_bias(e) * (1.0 + PH_TEXTURE * ph_texture(q));
 
 	if (sd_head >= 0.0)
 		return FFDP_PH_BACKGROUND;

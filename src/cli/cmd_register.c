@@ -1,0 +1,404 @@
+/* ffdp register: ANTs-like stages or presets, ANTs-compatible outputs. */
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "cli.h"
+
+typedef struct reg_cli {
+	const char *fixed, *moving, *prefix, *fmask, *mmask, *init;
+	ffdp_reg_opts opts;
+	int explicit_stages;
+} reg_cli;
+
+/* "Name[a,b,c]" -> name and up to 8 numeric/word arguments. */
+static int split_spec(const char *spec, char *name, size_t nlen, char args[8][32], int *nargs)
+{
+	const char *br = strchr(spec, '[');
+	size_t n = br ? (size_t)(br - spec) : strlen(spec);
+	if (n == 0 || n >= nlen)
+		return -1;
+	memcpy(name, spec, n);
+	name[n] = '\0';
+	*nargs = 0;
+	if (!br)
+		return 0;
+	const char *end = strrchr(spec, ']');
+	if (!end || end[1] || end < br)
+		return -1;
+	const char *p = br + 1;
+	while (p < end) {
+		const char *q = p;
+		while (q < end && *q != ',')
+			q++;
+		if (*nargs >= 8 || (size_t)(q - p) >= 32)
+			return -1;
+		memcpy(args[*nargs], p, (size_t)(q - p));
+		args[*nargs][q - p] = '\0';
+		(*nargs)++;
+		p = q < end ? q + 1 : q;
+	}
+	return 0;
+}
+
+static int ieq(const char *a, const char *b)
+{
+	for (; *a && *b; a++, b++)
+		if (tolower((unsigned char)*a) != tolower((unsigned char)*b))
+			return 0;
+	return *a == *b;
+}
+
+static int parse_transform(const char *spec, ffdp_stage *st)
+{
+	char name[32], args[8][32];
+	int na;
+	if (split_spec(spec, name, sizeof(name), args, &na))
+		return -1;
+	static const struct {
+		const char *name;
+		ffdp_stage_kind kind;
+	} kinds[] = {{"moments", FFDP_STAGE_MOMENTS}, {"rigid", FFDP_STAGE_RIGID}, {"affine", FFDP_STAGE_AFFINE},
+		     {"greedy", FFDP_STAGE_GREEDY},   {"syn", FFDP_STAGE_SYN}};
+	int found = -1;
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (ieq(name, kinds[i].name))
+			found = (int)i;
+	if (found < 0)
+		return -1;
+	*st = ffdp_stage_default(kinds[found].kind);
+	double v[8];
+	for (int i = 0; i < na; i++)
+		if (ffdp_cli_parse_f64(args[i], 0, 1e6, &v[i]))
+			return -1;
+	if (st->kind == FFDP_STAGE_MOMENTS) {
+		if (na > 1 || (na == 1 && v[0] != 1 && v[0] != 2))
+			return -1;
+		if (na == 1)
+			st->moments_order = (int)v[0];
+		return 0;
+	}
+	if (na > 0)
+		st->lr = v[0];
+	if (st->kind == FFDP_STAGE_GREEDY || st->kind == FFDP_STAGE_SYN) {
+		if (na > 3)
+			return -1;
+		if (na > 1)
+			st->sigma_grad = v[1];
+		if (na > 2)
+			st->sigma_warp = v[2];
+	} else if (na > 1) {
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_metric(const char *spec, ffdp_metric *mt)
+{
+	char name[32], args[8][32];
+	int na;
+	if (split_spec(spec, name, sizeof(name), args, &na))
+		return -1;
+	long long k;
+	if (ieq(name, "cc") || ieq(name, "lncc")) {
+		mt->kind = FFDP_METRIC_LNCC;
+		if (na > 2 || (na >= 1 && (ffdp_cli_parse_i64(args[0], 1, 99, &k) || k % 2 == 0)))
+			return -1;
+		if (na >= 1)
+			mt->lncc_k = (int)k;
+		if (na == 2) {
+			if (ieq(args[1], "exact"))
+				mt->lncc_exact = 1;
+			else if (ieq(args[1], "ants"))
+				mt->lncc_exact = 0;
+			else
+				return -1;
+		}
+	} else if (ieq(name, "mi") || ieq(name, "mattes")) {
+		mt->kind = FFDP_METRIC_MI;
+		if (na > 2 || (na >= 1 && ffdp_cli_parse_i64(args[0], 4, 1024, &k)))
+			return -1;
+		if (na >= 1)
+			mt->mi_bins = (int)k;
+		if (na == 2) {
+			if (ieq(args[1], "gaussian"))
+				mt->mi_kernel = FFDP_MI_GAUSSIAN;
+			else if (ieq(args[1], "bspline"))
+				mt->mi_kernel = FFDP_MI_BSPLINE3;
+			else
+				return -1;
+		}
+	} else if (ieq(name, "mse") || ieq(name, "meansquares")) {
+		mt->kind = FFDP_METRIC_MSE;
+		if (na)
+			return -1;
+	} else {
+		return -1;
+	}
+	return 0;
+}
+
+/* "200x100x50" -> counts; returns how many, -1 on error. */
+static int parse_x_list(const char *s, double *out, int max, int integers)
+{
+	int n = 0;
+	char buf[256];
+	if (strlen(s) >= sizeof(buf))
+		return -1;
+	strcpy(buf, s);
+	for (char *tok = strtok(buf, "x"); tok; tok = strtok(NULL, "x")) {
+		double v;
+		if (n >= max || ffdp_cli_parse_f64(tok, 0, 1e7, &v) || (integers && v != floor(v)))
+			return -1;
+		out[n++] = v;
+	}
+	return n;
+}
+
+static int parse_convergence(const char *spec, ffdp_stage *st)
+{
+	/* 200x100x50 or [200x100x50,1e-6,10] */
+	char name[256], args[8][32];
+	int na = 0;
+	const char *list = spec;
+	if (spec[0] == '[') {
+		char tmp[300];
+		snprintf(tmp, sizeof(tmp), "c%s", spec);
+		if (split_spec(tmp, name, sizeof(name), args, &na) || na < 1 || na > 3)
+			return -1;
+		list = args[0];
+	}
+	double it[FFDP_MAX_LEVELS];
+	int n = parse_x_list(list, it, FFDP_MAX_LEVELS, 1);
+	if (n < 1)
+		return -1;
+	for (int l = 0; l < n; l++)
+		st->iters[l] = (int)it[l];
+	if (st->nlevels != n) {
+		/* shrink factors follow unless given: halve per level down to 1 */
+		for (int l = 0; l < n; l++)
+			st->shrink[l] = pow(2.0, n - 1 - l);
+		st->nlevels = n;
+	}
+	if (na >= 2 && ffdp_cli_parse_f64(args[1], 0, 1, &st->tol))
+		return -1;
+	if (na == 3) {
+		long long w;
+		if (ffdp_cli_parse_i64(args[2], 2, 64, &w))
+			return -1;
+		st->window = (int)w;
+	}
+	return 0;
+}
+
+static int parse_shrink(const char *spec, ffdp_stage *st)
+{
+	double f[FFDP_MAX_LEVELS];
+	int n = parse_x_list(spec, f, FFDP_MAX_LEVELS, 0);
+	if (n < 1)
+		return -1;
+	for (int l = 0; l < n; l++) {
+		if (f[l] < 1)
+			return -1;
+		st->shrink[l] = f[l];
+	}
+	if (n != st->nlevels) {
+		for (int l = st->nlevels; l < n; l++)
+			st->iters[l] = st->nlevels > 0 ? st->iters[st->nlevels - 1] : 50;
+		st->nlevels = n;
+	}
+	return 0;
+}
+
+static int parse_args(int argc, char **argv, reg_cli *c)
+{
+	memset(c, 0, sizeof(*c));
+	ffdp_reg_preset("default", &c->opts, NULL);
+	ffdp_stage *cur = NULL;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(a, "-q") || !strcmp(a, "--quiet") || !strcmp(a, "-v") || !strcmp(a, "--verbose"))
+			continue;
+		if (!strcmp(a, "--no-inverse")) {
+			c->opts.want_inverse = 0;
+			continue;
+		}
+		if (!strncmp(a, "--", 2) && (!strcmp(a + 2, "rigid") || !strcmp(a + 2, "affine") ||
+					      !strcmp(a + 2, "greedy") || !strcmp(a + 2, "syn"))) {
+			if (c->explicit_stages)
+				return ffdp_cli_usage("register", "%s and --transform do not mix", a);
+			int inv = c->opts.want_inverse;
+			ffdp_reg_preset(a + 2, &c->opts, NULL);
+			c->opts.want_inverse = inv;
+			continue;
+		}
+		if (!val)
+			return ffdp_cli_usage("register", "%s needs a value", a);
+		i++;
+		if (!strcmp(a, "-f") || !strcmp(a, "--fixed"))
+			c->fixed = val;
+		else if (!strcmp(a, "-m") || !strcmp(a, "--moving"))
+			c->moving = val;
+		else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
+			c->prefix = val;
+		else if (!strcmp(a, "--fixed-mask"))
+			c->fmask = val;
+		else if (!strcmp(a, "--initial-transform"))
+			c->init = val;
+		else if (!strcmp(a, "--preset")) {
+			if (ffdp_reg_preset(val, &c->opts, NULL))
+				return ffdp_cli_usage("register", "unknown preset '%s'", val);
+		} else if (!strcmp(a, "--backend")) {
+			if (!strcmp(val, "cpu"))
+				c->opts.backend = FFDP_BACKEND_CPU;
+			else if (!strcmp(val, "cuda"))
+				c->opts.backend = FFDP_BACKEND_CUDA;
+			else
+				return ffdp_cli_usage("register", "--backend is cpu or cuda");
+		} else if (!strcmp(a, "--device")) {
+			long long d;
+			if (ffdp_cli_parse_i64(val, 0, 1024, &d))
+				return ffdp_cli_usage("register", "--device wants a GPU number");
+			c->opts.device = (int)d;
+		} else if (!strcmp(a, "--transform") || !strcmp(a, "-t")) {
+			if (!c->explicit_stages)
+				c->opts.nstages = 0;
+			c->explicit_stages = 1;
+			if (c->opts.nstages >= FFDP_MAX_STAGES)
+				return ffdp_cli_usage("register", "at most %d stages", FFDP_MAX_STAGES);
+			cur = &c->opts.stages[c->opts.nstages++];
+			if (parse_transform(val, cur))
+				return ffdp_cli_usage("register", "bad --transform '%s'", val);
+		} else if (!strcmp(a, "--metric") || !strcmp(a, "--convergence") || !strcmp(a, "--shrink-factors")) {
+			if (!cur)
+				return ffdp_cli_usage("register", "%s must follow a --transform", a);
+			int bad = !strcmp(a, "--metric")	 ? parse_metric(val, &cur->metric)
+				  : !strcmp(a, "--convergence") ? parse_convergence(val, cur)
+								 : parse_shrink(val, cur);
+			if (bad)
+				return ffdp_cli_usage("register", "bad %s '%s'", a, val);
+		} else {
+			return ffdp_cli_usage("register", "unknown option '%s'", a);
+		}
+	}
+	if (!c->fixed || !c->moving || !c->prefix)
+		return ffdp_cli_usage("register", "-f FIXED, -m MOVING and -o PREFIX are required");
+	return 0;
+}
+
+static long peak_rss_mb(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_maxrss / 1024;
+}
+
+static int write_report(const char *path, const reg_cli *c, const ffdp_reg_result *r, ffdp_error *err)
+{
+	char buf[8192];
+	size_t n = 0;
+#define APP(...) (n += (size_t)snprintf(buf + n, n < sizeof(buf) ? sizeof(buf) - n : 0, __VA_ARGS__))
+	APP("{\n  \"ffdp_version\": \"%s\",\n  \"fixed\": \"%s\",\n  \"moving\": \"%s\",\n", ffdp_version(), c->fixed,
+	    c->moving);
+	APP("  \"backend\": \"%s\",\n  \"threads\": %d,\n  \"seconds\": %.3f,\n  \"peak_memory_mb\": %ld,\n",
+	    c->opts.backend == FFDP_BACKEND_CUDA ? "cuda" : "cpu", ffdp_num_threads(), r->seconds, peak_rss_mb());
+	APP("  \"affine\": [");
+	for (int i = 0; i < 12; i++)
+		APP("%s%.10g", i ? ", " : "", r->T.m[i]);
+	APP("],\n  \"stages\": [\n");
+	for (int k = 0; k < r->nstages; k++) {
+		const ffdp_stage_report *s = &r->stages[k];
+		APP("    {\"stage\": \"%s\", \"seconds\": %.3f, \"final_loss\": %.6g, \"iterations\": [",
+		    ffdp_stage_name(s->kind), s->seconds, s->final_loss);
+		for (int l = 0; l < s->nlevels; l++)
+			APP("%s%d", l ? ", " : "", s->iters[l]);
+		APP("]}%s\n", k + 1 < r->nstages ? "," : "");
+	}
+	APP("  ]\n}\n");
+#undef APP
+	if (n >= sizeof(buf))
+		return ffdp_fail(err, FFDP_ERR_ARG, "%s: report too long", path);
+	return ffdp_write_text(path, buf, err);
+}
+
+static int write_outputs(const reg_cli *c, const ffdp_volume *fixed, const ffdp_volume *moving,
+			 const ffdp_reg_result *r, ffdp_error *err)
+{
+	char path[4096];
+	ffdp_backend *be = NULL;
+	ffdp_volume warped = {0};
+	ffdp_field w = {0};
+	ffdp_status s = ffdp_backend_open(FFDP_BACKEND_CPU, 0, &be, err);
+#define OUT(suffix) (snprintf(path, sizeof(path), "%s%s", c->prefix, suffix), path)
+	if (!s)
+		s = ffdp_warp_volume(be, moving, &fixed->grid, &r->T, r->has_warp ? &r->u : NULL, FFDP_INTERP_LINEAR,
+				     &warped, err);
+	if (!s)
+		s = ffdp_image_write(OUT("_warped.nii.gz"), &warped, FFDP_WRITE_FLOAT32, err);
+	if (!s)
+		s = ffdp_affine_write(OUT("_affine.txt"), &r->T, err);
+	if (!s && r->has_warp) {
+		s = ffdp_warp_to_ants(&r->u, &r->T, &w, err);
+		if (!s)
+			s = ffdp_field_write(OUT("_warp.nii.gz"), &w, err);
+	}
+	if (!s && r->has_inverse)
+		s = ffdp_field_write(OUT("_inverse_warp.nii.gz"), &r->u_inv, err);
+	if (!s)
+		s = ffdp_qc_write_png(OUT("_qc.png"), fixed, &warped, FFDP_QC_OVERLAY, err);
+	if (!s)
+		s = write_report(OUT("_report.json"), c, r, err);
+#undef OUT
+	ffdp_field_free(&w);
+	ffdp_volume_free(&warped);
+	ffdp_backend_close(be);
+	return s;
+}
+
+int ffdp_cmd_register(int argc, char **argv)
+{
+	reg_cli c;
+	int rc = parse_args(argc, argv, &c);
+	if (rc)
+		return rc;
+	ffdp_error err = {0};
+	char probe[4096];
+	snprintf(probe, sizeof(probe), "%s_warped.nii.gz", c.prefix);
+	if (ffdp_check_writable(probe, &err))
+		return ffdp_cli_fail(&err);
+	ffdp_volume fixed = {0}, moving = {0}, fmask = {0};
+	ffdp_reg_result res;
+	memset(&res, 0, sizeof(res));
+	ffdp_status s = ffdp_image_read(c.fixed, 0, &fixed, NULL, &err);
+	if (!s)
+		s = ffdp_image_read(c.moving, 0, &moving, NULL, &err);
+	if (!s && c.fmask) {
+		s = ffdp_image_read(c.fmask, 0, &fmask, NULL, &err);
+		c.opts.fixed_mask = &fmask;
+	}
+	if (!s && c.init)
+		s = ffdp_affine_read(c.init, &c.opts.init, &err);
+	if (!s) {
+		ffdp_log_info("register: %s -> %s, %d stage%s, %d thread%s", c.moving, c.fixed, c.opts.nstages,
+			      c.opts.nstages == 1 ? "" : "s", ffdp_num_threads(), ffdp_num_threads() == 1 ? "" : "s");
+		s = ffdp_register(&fixed, &moving, &c.opts, &res, &err);
+	}
+	if (!s)
+		s = write_outputs(&c, &fixed, &moving, &res, &err);
+	if (!s) {
+		for (int k = 0; k < res.nstages; k++)
+			ffdp_log_info("  %-8s %7.2f s  loss %.5f", ffdp_stage_name(res.stages[k].kind),
+				      res.stages[k].seconds, res.stages[k].final_loss);
+		ffdp_log_info("register: done in %.2f s, peak memory %ld MB; wrote %s_*", res.seconds, peak_rss_mb(),
+			      c.prefix);
+	}
+	ffdp_reg_result_free(&res);
+	ffdp_volume_free(&fixed);
+	ffdp_volume_free(&moving);
+	ffdp_volume_free(&fmask);
+	return s ? ffdp_cli_fail(&err) : 0;
+}
