@@ -239,9 +239,9 @@ __device__ __forceinline__ int ws_voxel(const ws_k &k, const ws_ring &ring, int6
 #pragma unroll
 	for (int a = 0; a < 3; a++)
 		q[a] = __dadd_rn(pos[a], ws_offset(k, a, dl));
-	const cu_taps tx = cu_taps_make(q[0], k.n[0], k.pad);
-	const cu_taps to = k.sa == 2 ? cu_taps_make(q[1], k.n[1], k.pad) : cu_taps_flat();
-	const cu_taps ts = cu_taps_make(k.sa == 2 ? q[2] : q[1], k.ns, k.pad);
+	const cu_taps tx = cu_taps_make(q[0], 0, k.n[0], k.pad);
+	const cu_taps to = k.sa == 2 ? cu_taps_make(q[1], 0, k.n[1], k.pad) : cu_taps_flat();
+	const cu_taps ts = cu_taps_make(k.sa == 2 ? q[2] : q[1], 0, k.ns, k.pad);
 	const float *b0[3], *b1[3];
 	int bad = ws_slice(k, ring, z0, S, R, ts.i0, ts.w0, b0);
 	bad |= ws_slice(k, ring, z0, S, R, ts.i1, ts.w1, b1);

@@ -211,47 +211,50 @@ __device__ inline void cu_block_max_nonneg(double v, unsigned long long *dst)
 }
 
 /* ---- interpolation -------------------------------------------------------------
- * Linear taps along one axis of size n at continuous index q, the same
- * rules everywhere (sampler, composition, warp step):
- *   BORDER: q is clamped to [0, n-1]; the derivative is 0 where it was
- *           clamped (q < 0, q > n-1, NaN) and on an axis of size 1.
- *   ZERO:   corners outside [0, n) get weight 0 (and derivative 0); the
- *           interpolant is that of the zero-extended image.
- * Indices always lie in [0, n-1], so a dropped corner is still a safe
- * address.  The fraction is computed in double, the weights kept in float
- * (registers); d0, d1 are the derivatives of w0, w1 with respect to q. */
+ * Linear taps along one axis at continuous index p, for a box of n voxels
+ * starting at global index off; the same rules (and arithmetic) as the CPU
+ * (cpu_trilinear.h), used by the sampler, the composition and the warp step:
+ *   BORDER: p is clamped to [off, off+n-1]; the derivative is 0 where the
+ *           clamp is active (NaN included).  At a knot the cell to the right
+ *           is used (floor), so at the last knot both corners are n-1 and
+ *           the one-sided derivative is 0.
+ *   ZERO:   corners outside the box get weight 0 and derivative 0; points
+ *           further out than two voxels (or NaN) are pulled in to two voxels
+ *           outside, which changes nothing and keeps the cast defined.
+ * The floor and fraction are taken in the global frame and only the
+ * integer index moves into the box, so a shard (a box with halo) gets the
+ * same bits as the whole grid.  Indices always lie in [0, n-1] (a dropped
+ * corner is a safe address); d0, d1 = d(w0, w1)/dp. */
 typedef struct cu_taps {
 	int64_t i0, i1;
 	float w0, w1;
 	float d0, d1;
 } cu_taps;
 
-__device__ __forceinline__ cu_taps cu_taps_make(double q, int64_t n, int pad)
+__device__ __forceinline__ cu_taps cu_taps_make(double p, int64_t off, int64_t n, int pad)
 {
 	cu_taps t;
-	if (pad == FFDP_PAD_BORDER) {
-		const double hi = (double)(n - 1);
-		const bool inside = q >= 0.0 && q <= hi;
-		const double qc = fmax(0.0, fmin(q, hi)); /* NaN -> n - 1 */
-		int64_t a = (int64_t)qc;
-		if (a > n - 2)
-			a = n > 1 ? n - 2 : 0;
-		const double f = n > 1 ? qc - (double)a : 0.0;
-		const float d = inside && n > 1 ? 1.0f : 0.0f;
-		t.i0 = a, t.i1 = n > 1 ? a + 1 : a;
-		t.w0 = (float)(1.0 - f), t.w1 = (float)f;
-		t.d0 = -d, t.d1 = d;
+	const bool border = pad == FFDP_PAD_BORDER;
+	const double lo = border ? (double)off : (double)off - 2.0;
+	const double hi = border ? (double)(off + n - 1) : (double)(off + n) + 1.0;
+	double q = p > lo ? p : lo; /* NaN -> lo */
+	q = q < hi ? q : hi;
+	const double fl = floor(q);
+	const int64_t i0 = (int64_t)fl - off;
+	const float f = (float)(q - fl);
+	if (border) {
+		const float in = p >= lo && p <= hi ? 1.0f : 0.0f;
+		t.i0 = i0, t.i1 = i0 + (i0 < n - 1);
+		t.w0 = 1.0f - f, t.w1 = f;
+		t.d0 = -in, t.d1 = in;
 		return t;
 	}
-	/* far outside (or NaN) every corner is dropped; the clamp keeps the cast defined */
-	const double qc = fmax(-2.0, fmin(q, (double)(n + 1)));
-	const double fl = floor(qc), f = qc - fl;
-	const int64_t a = (int64_t)fl;
-	const bool v0 = a >= 0 && a < n, v1 = a + 1 >= 0 && a + 1 < n;
-	t.w0 = v0 ? (float)(1.0 - f) : 0.0f, t.w1 = v1 ? (float)f : 0.0f;
-	t.d0 = v0 ? -1.0f : 0.0f, t.d1 = v1 ? 1.0f : 0.0f;
-	t.i0 = a < 0 ? 0 : (a >= n ? n - 1 : a);
-	t.i1 = a + 1 < 0 ? 0 : (a + 1 >= n ? n - 1 : a + 1);
+	const int64_t i1 = i0 + 1;
+	const float v0 = i0 >= 0 && i0 < n ? 1.0f : 0.0f, v1 = i1 >= 0 && i1 < n ? 1.0f : 0.0f;
+	t.w0 = (1.0f - f) * v0, t.w1 = f * v1;
+	t.d0 = -v0, t.d1 = v1;
+	t.i0 = i0 < 0 ? 0 : (i0 >= n ? n - 1 : i0);
+	t.i1 = i1 < 0 ? 0 : (i1 >= n ? n - 1 : i1);
 	return t;
 }
 

@@ -13,8 +13,8 @@
 
 typedef struct comp_k {
 	const float *u[3];
-	int64_t un[3];
-	int64_t off[3]; /* lo - u_lo: the d box's origin in u's box */
+	int64_t un[3], ulo[3];
+	int64_t lo[3];
 	const float *d[3];
 	float *out[3];
 	int64_t n[3];
@@ -33,16 +33,17 @@ __global__ void compose_kernel(comp_k k)
 #pragma unroll
 		for (int c = 0; c < 3; c++)
 			dl[c] = c < k.nc ? (double)k.d[c][i] : 0.0;
-		double q[3] = {(double)(k.off[0] + x), (double)(k.off[1] + y), (double)(k.off[2] + z)};
+		/* q in the global frame: a shard of u gives the whole grid's bits */
+		double q[3] = {(double)(k.lo[0] + x), (double)(k.lo[1] + y), (double)(k.lo[2] + z)};
 #pragma unroll
 		for (int r = 0; r < 3; r++)
 #pragma unroll
 			for (int c = 0; c < 3; c++)
 				if (r < k.nc && c < k.nc)
 					q[r] += k.C[3 * r + c] * dl[c];
-		const cu_taps tx = cu_taps_make(q[0], k.un[0], k.pad);
-		const cu_taps ty = cu_taps_make(q[1], k.un[1], k.pad);
-		const cu_taps tz = k.nc == 3 ? cu_taps_make(q[2], k.un[2], k.pad) : cu_taps_flat();
+		const cu_taps tx = cu_taps_make(q[0], k.ulo[0], k.un[0], k.pad);
+		const cu_taps ty = cu_taps_make(q[1], k.ulo[1], k.un[1], k.pad);
+		const cu_taps tz = k.nc == 3 ? cu_taps_make(q[2], k.ulo[2], k.un[2], k.pad) : cu_taps_flat();
 #pragma unroll
 		for (int c = 0; c < 3; c++)
 			if (c < k.nc)
@@ -60,7 +61,8 @@ ffdp_status ffdp_cuda_compose(ffdp_backend *be, const ffdp_compose_args *a, ffdp
 	k.pad = a->pad;
 	for (int r = 0; r < 3; r++) {
 		k.un[r] = a->u.n[r];
-		k.off[r] = a->lo[r] - a->u_lo[r];
+		k.ulo[r] = a->u_lo[r];
+		k.lo[r] = a->lo[r];
 		k.n[r] = a->d.n[r];
 		k.u[r] = r < k.nc ? a->u.c[r] : NULL;
 		k.d[r] = r < k.nc ? a->d.c[r] : NULL;

@@ -4,7 +4,8 @@
  * values and writes 32 consecutive outputs).  The sample point
  *     p = W [lo + j; 1] + B u(j)
  * is recomputed from the voxel index in double, never stored; the backward
- * pass recomputes it too.  A 2-D moving image (n[2] == 1) ignores z.
+ * pass recomputes it too.  A 2-D problem (moving and output n[2] == 1)
+ * ignores the z row and column of W and B.
  *
  * IO floors (float32, bytes per output voxel; the moving image is counted
  * once per output voxel, which it is at equal sizes):
@@ -28,7 +29,7 @@ typedef struct samp_k {
 	int64_t lo[3];
 	int64_t n[3]; /* output box */
 	int pad;
-	int flat_z; /* the moving image is 2-D */
+	int flat_z; /* a 2-D problem (moving and output): z row and column of W, B ignored */
 } samp_k;
 
 static void samp_k_make(const ffdp_sample_args *a, const int64_t box[3], samp_k *k)
@@ -48,7 +49,7 @@ static void samp_k_make(const ffdp_sample_args *a, const int64_t box[3], samp_k 
 	for (int c = 0; c < k->uc; c++)
 		k->u[c] = a->u->c[c];
 	k->pad = a->pad;
-	k->flat_z = a->moving.n[2] == 1;
+	k->flat_z = a->moving.n[2] == 1 && box[2] == 1;
 }
 
 /* gi: the global fixed index of voxel (x, y, z); p: the moving index. */
@@ -57,7 +58,7 @@ __device__ __forceinline__ void samp_point(const samp_k &k, int64_t x, int64_t y
 {
 	gi[0] = (double)(k.lo[0] + x);
 	gi[1] = (double)(k.lo[1] + y);
-	gi[2] = (double)(k.lo[2] + z);
+	gi[2] = k.flat_z ? 0.0 : (double)(k.lo[2] + z);
 #pragma unroll
 	for (int r = 0; r < 3; r++)
 		p[r] = k.W[4 * r] * gi[0] + k.W[4 * r + 1] * gi[1] + k.W[4 * r + 2] * gi[2] + k.W[4 * r + 3];
@@ -74,18 +75,21 @@ __device__ __forceinline__ void samp_point(const samp_k &k, int64_t x, int64_t y
 
 __device__ __forceinline__ void samp_taps(const samp_k &k, const double p[3], cu_taps t[3])
 {
-	t[0] = cu_taps_make(p[0], k.mn[0], k.pad);
-	t[1] = cu_taps_make(p[1], k.mn[1], k.pad);
-	t[2] = k.flat_z ? cu_taps_flat() : cu_taps_make(p[2], k.mn[2], k.pad);
+	t[0] = cu_taps_make(p[0], 0, k.mn[0], k.pad);
+	t[1] = cu_taps_make(p[1], 0, k.mn[1], k.pad);
+	t[2] = k.flat_z ? cu_taps_flat() : cu_taps_make(p[2], 0, k.mn[2], k.pad);
 }
 
-/* Nearest index along one axis; -1 when outside under zero padding. */
-__device__ __forceinline__ int64_t samp_nearest_axis(double q, int64_t n, int pad)
+/* Nearest index along one axis (the CPU's clamps, NaN to the low end);
+ * -1 when outside under zero padding. */
+__device__ __forceinline__ int64_t samp_nearest_axis(double p, int64_t n, int pad)
 {
-	const double r = cu_nearest(fmax(-1.0, fmin(q, (double)n))); /* NaN -> n: outside / clamped */
-	if (r < 0.0 || r > (double)(n - 1))
-		return pad == FFDP_PAD_BORDER ? (r < 0.0 ? 0 : n - 1) : -1;
-	return (int64_t)r;
+	const bool border = pad == FFDP_PAD_BORDER;
+	const double lo = border ? 0.0 : -2.0, hi = border ? (double)(n - 1) : (double)(n + 1);
+	double q = p > lo ? p : lo;
+	q = q < hi ? q : hi;
+	const int64_t i = (int64_t)cu_nearest(q);
+	return i >= 0 && i < n ? i : -1; /* border: always inside */
 }
 
 __device__ __forceinline__ float samp_nearest(const samp_k &k, const double p[3])
@@ -100,38 +104,34 @@ __device__ __forceinline__ float samp_nearest(const samp_k &k, const double p[3]
 
 /* LABEL: the corner label with the largest summed trilinear weight; ties
  * go to the smallest label.  Corners of weight 0 (outside under zero
- * padding, or the far corner at an integer coordinate) are not candidates;
- * with none left the result is 0.  Labels compare exactly (they are
- * integers stored as float). */
+ * padding, or opposite a knot the point lies on) are not candidates; with
+ * none left the result is 0.  Labels are equal when their floats are.
+ * Float weights summed in the CPU's order, so ties break alike. */
 __device__ __forceinline__ float samp_label(const samp_k &k, const cu_taps t[3])
 {
-	float lab[8];
-	double w[8];
+	float lab[8], w[8];
 #pragma unroll
 	for (int c = 0; c < 8; c++) {
 		const int64_t ix = c & 1 ? t[0].i1 : t[0].i0, iy = c & 2 ? t[1].i1 : t[1].i0,
 			      iz = c & 4 ? t[2].i1 : t[2].i0;
-		w[c] = (double)(c & 1 ? t[0].w1 : t[0].w0) * (double)(c & 2 ? t[1].w1 : t[1].w0) *
-		       (double)(c & 4 ? t[2].w1 : t[2].w0);
-		lab[c] = w[c] > 0.0 ? k.M[(iz * k.mn[1] + iy) * k.mn[0] + ix] : 0.0f;
+		w[c] = (c & 4 ? t[2].w1 : t[2].w0) * ((c & 2 ? t[1].w1 : t[1].w0) * (c & 1 ? t[0].w1 : t[0].w0));
+		lab[c] = w[c] > 0.0f ? k.M[(iz * k.mn[1] + iy) * k.mn[0] + ix] : 0.0f;
 	}
-	float best = 0.0f;
-	double bw = 0.0;
+	float best = 0.0f, bw = 0.0f;
 #pragma unroll
 	for (int a = 0; a < 8; a++) {
-		if (!(w[a] > 0.0))
+		if (!(w[a] > 0.0f))
 			continue;
-		double s = 0.0;
+		float s = 0.0f;
 #pragma unroll
 		for (int b = 0; b < 8; b++)
-			s += lab[b] == lab[a] ? w[b] : 0.0; /* absent corners have w = 0 */
+			s += lab[b] == lab[a] ? w[b] : 0.0f; /* absent corners have w = 0 */
 		if (s > bw || (s == bw && lab[a] < best))
 			bw = s, best = lab[a];
 	}
 	return best;
 }
 
-/* LABEL holds 8 labels and weights: fewer blocks rather than spills */
 template <int INTERP>
 __global__ void __launch_bounds__(CU_THREADS, INTERP == FFDP_INTERP_LABEL ? 2 : 4) sample_fwd_kernel(samp_k k, float *out, int accumulate)
 {
@@ -202,7 +202,7 @@ __device__ __forceinline__ void samp_scatter(const samp_k &k, const cu_taps t[3]
 {
 #pragma unroll
 	for (int c = 0; c < 8; c++) {
-		const float w = (c & 1 ? t[0].w1 : t[0].w0) * (c & 2 ? t[1].w1 : t[1].w0) * (c & 4 ? t[2].w1 : t[2].w0);
+		const float w = (c & 4 ? t[2].w1 : t[2].w0) * (c & 2 ? t[1].w1 : t[1].w0) * (c & 1 ? t[0].w1 : t[0].w0);
 		if (w == 0.0f)
 			continue;
 		const int64_t ix = c & 1 ? t[0].i1 : t[0].i0, iy = c & 2 ? t[1].i1 : t[1].i0,
