@@ -19,7 +19,8 @@
  *
  * IO floor: one read and one write per voxel, 8 B/voxel for the whole op;
  * this does 8 B/voxel per smoothed axis (24 in 3-D).  Extra memory: the
- * taps and face factors of one axis (r + 1 + n floats).
+ * taps and face factors of the axes (r + 1 + n floats each), uploaded once
+ * before the passes.
  */
 #include "cuda_common.cuh"
 
@@ -236,6 +237,12 @@ static ffdp_status sm_pass(ffdp_img x, int axis, const sm_axis *ax, const float 
 	return sm_launch<false>(k, err);
 }
 
+/* Floats of an axis's host table (taps, then face factors). */
+static size_t sm_axis_len(const sm_axis *ax, int64_t n)
+{
+	return ax->on ? (size_t)(ax->r + 1 + (ax->renorm ? n : 0)) : 0;
+}
+
 ffdp_status ffdp_cuda_smooth(ffdp_backend *be, ffdp_img x, const ffdp_smooth_opts *o, ffdp_error *err)
 {
 	(void)be;
@@ -244,21 +251,30 @@ ffdp_status ffdp_cuda_smooth(ffdp_backend *be, ffdp_img x, const ffdp_smooth_opt
 	ffdp_status s = FFDP_OK;
 	for (int a = 0; a < 3 && !s; a++)
 		s = sm_axis_init(&ax[a], o->sigma[a], trunc, o->renormalize, x.n[a], err);
-	for (int a = 0; a < 3 && !s; a++) {
-		if (!ax[a].on)
-			continue;
-		const size_t bytes = (size_t)(ax[a].r + 1 + (ax[a].renorm ? x.n[a] : 0)) * sizeof(float);
-		float *dev = (float *)cu_scratch(bytes, 0, err, "smooth");
-		if (!dev) {
+	size_t off[4] = {0, 0, 0, 0};
+	for (int a = 0; a < 3; a++)
+		off[a + 1] = off[a] + sm_axis_len(&ax[a], x.n[a]);
+	/* every axis's tables in one upload, before the passes: a pageable copy
+	 * waits for the stream, so one between passes would stall it */
+	float *host = NULL, *dev = NULL;
+	if (!s && off[3] > 0) {
+		host = (float *)malloc(off[3] * sizeof(float));
+		if (!host)
+			s = ffdp_fail(err, FFDP_ERR_NOMEM, "smooth: cannot allocate the kernel tables");
+		for (int a = 0; a < 3 && !s; a++)
+			if (ax[a].on)
+				memcpy(host + off[a], ax[a].host, sm_axis_len(&ax[a], x.n[a]) * sizeof(float));
+		if (!s && !(dev = (float *)cu_scratch(off[3] * sizeof(float), 0, err, "smooth")))
 			s = FFDP_ERR_NOMEM;
-			break;
-		}
-		/* pageable source: returns once staged, so host buffer may go */
-		s = cu_status(cudaMemcpyAsync(dev, ax[a].host, bytes, cudaMemcpyHostToDevice, 0), err, "smooth taps");
-		if (!s)
-			s = sm_pass(x, a, &ax[a], dev, err);
-		cu_scratch_free(dev);
+		if (!s) /* returns once the pageable source is staged */
+			s = cu_status(cudaMemcpy(dev, host, off[3] * sizeof(float), cudaMemcpyHostToDevice), err,
+				      "smooth taps");
 	}
+	for (int a = 0; a < 3 && !s; a++)
+		if (ax[a].on)
+			s = sm_pass(x, a, &ax[a], dev + off[a], err);
+	cu_scratch_free(dev);
+	free(host);
 	for (int a = 0; a < 3; a++)
 		free(ax[a].host);
 	return s;
