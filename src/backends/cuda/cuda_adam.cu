@@ -1,14 +1,403 @@
-/* Placeholder until the kernel lands (issue 5): fails loudly, never silently. */
-#include "cuda_ops.h"
+/* Adam moments and the fused greedy warp step (ops.h, "optimiser").
+ *
+ * d = (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) is recomputed from
+ * the stored float m and v, in double, by one function (adam_dir), as on
+ * the CPU, so that max_norm bounds exactly the |d| that warp_step sees.
+ *
+ * IO floors (float32, 3-D; 2-D is two thirds):
+ *   adam_moments            read g, m, v, write m, v       60 B/voxel
+ *   warp_step, compose = 0  read m, v, u, write u          48 B/voxel
+ *   warp_step, compose = 1  the same 48 B/voxel, plus a copy of each old
+ *                           slice into the ring (24 B/voxel, mostly L2:
+ *                           the ring is a few slabs), plus 24 B/voxel to
+ *                           measure the reach when no max_norm is given.
+ *
+ * In-place composition u <- delta + u o (Id + C delta) on the GPU.  The
+ * new value at slice s (z plane; y row in 2-D) reads the old u at slices
+ * s - R .. (anything above), R = ceil(max backward reach of (C delta) along
+ * the slice axis).  Slices are processed in slabs of S, one launch each,
+ * in increasing order, with a ring of cap = min(R + 2S, ns) old slices
+ * (slice p in slot p mod cap).  Before launch k (slab [z0, z0 + S)) the
+ * ring holds the old slices [z0 - R, z0 + S).  Launch k
+ *   - computes slab k: old values at slices >= z0 + S come from u (nothing
+ *     has written them), at slices in [z0 - R, z0 + S) from the ring;
+ *   - writes the new values of slab k into u;
+ *   - copies the old slab k + 1 from u into the ring.  Its slots held the
+ *     slices [z0 - R - S, z0 - R), which no voxel of slab k reads; every
+ *     slice slab k reads lies within cap - 1 of them, so no slot is read
+ *     and written in the same launch.
+ * Slab 0 is copied in before the first launch.  S is chosen so that a
+ * slab has about 2^20 voxels (enough threads to fill the GPU), so the
+ * extra memory is cap x slice x ncomp floats: about 24 MiB + 12 B x R
+ * slices in 3-D, bounded by the field itself when it is smaller.
+ * A voxel that would need a slice below z0 - R (only possible when the
+ * caller's max_norm hint is below the truth) is flagged: FFDP_ERR_ARG
+ * after the fact, as on the CPU.
+ */
+#include "cuda_common.cuh"
 
-ffdp_status ffdp_cuda_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp_vec v, const ffdp_adam_opts *o, double *max_norm, ffdp_error *err)
+enum { WS_SLAB_VOXELS = 1 << 20 };
+
+typedef struct adam_c {
+	double b1, b2, ibc1, ibc2, eps;
+} adam_c;
+
+static ffdp_status adam_c_make(const ffdp_adam_opts *o, adam_c *k, ffdp_error *err)
 {
-	(void)be, (void)g, (void)m, (void)v, (void)o, (void)max_norm;
-	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "adam_moments is not implemented on CUDA yet");
+	if (o->t < 1)
+		return ffdp_fail(err, FFDP_ERR_ARG, "adam: step count must start at 1");
+	if (!(o->beta1 >= 0.0 && o->beta1 < 1.0 && o->beta2 >= 0.0 && o->beta2 < 1.0))
+		return ffdp_fail(err, FFDP_ERR_ARG, "adam: betas (%g, %g) must lie in [0, 1)", o->beta1, o->beta2);
+	if (!(o->eps >= 0.0))
+		return ffdp_fail(err, FFDP_ERR_ARG, "adam: eps %g is negative", o->eps);
+	k->b1 = o->beta1;
+	k->b2 = o->beta2;
+	k->ibc1 = 1.0 / (1.0 - pow(o->beta1, o->t));
+	k->ibc2 = 1.0 / (1.0 - pow(o->beta2, o->t));
+	k->eps = o->eps;
+	return FFDP_OK;
 }
 
-ffdp_status ffdp_cuda_warp_step(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec v, const ffdp_warp_step_opts *o, ffdp_error *err)
+__device__ __forceinline__ double adam_dir(float m, float v, const adam_c &k)
 {
-	(void)be, (void)u, (void)m, (void)v, (void)o;
-	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "warp_step is not implemented on CUDA yet");
+	return (double)m * k.ibc1 / (sqrt((double)v * k.ibc2) + k.eps);
+}
+
+/* ---- moments ------------------------------------------------------------------- */
+
+typedef struct adam_k {
+	const float *g[3];
+	float *m[3], *v[3];
+	int64_t n;
+	int nc;
+	adam_c a;
+} adam_k;
+
+typedef struct adam_out {
+	unsigned long long max_bits; /* max |d|^2 over finite voxels, as double bits */
+	int bad;                     /* some |d|^2 is NaN or infinite */
+} adam_out;
+
+__global__ void adam_moments_kernel(adam_k k, adam_out *out)
+{
+	double mx = 0.0;
+	int bad = 0;
+	CU_FOR_FLAT(i, k.n)
+	{
+		double s = 0.0;
+#pragma unroll
+		for (int c = 0; c < 3; c++) {
+			if (c >= k.nc)
+				break;
+			const double gi = k.g[c][i];
+			const float mi = (float)(k.a.b1 * k.m[c][i] + (1.0 - k.a.b1) * gi);
+			const float vi = (float)(k.a.b2 * k.v[c][i] + (1.0 - k.a.b2) * gi * gi);
+			k.m[c][i] = mi;
+			k.v[c][i] = vi;
+			const double d = adam_dir(mi, vi, k.a);
+			s += d * d;
+		}
+		if (isfinite(s))
+			mx = fmax(mx, s);
+		else
+			bad = 1;
+	}
+	if (out) { /* uniform */
+		cu_block_max_nonneg(mx, &out->max_bits);
+		if (__syncthreads_or(bad) && cu_tid() == 0)
+			atomicOr(&out->bad, 1);
+	}
+}
+
+ffdp_status ffdp_cuda_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp_vec v, const ffdp_adam_opts *o,
+				   double *max_norm, ffdp_error *err)
+{
+	(void)be;
+	adam_k k;
+	ffdp_status s = adam_c_make(o, &k.a, err);
+	if (s)
+		return s;
+	k.n = g.n[0] * g.n[1] * g.n[2];
+	k.nc = g.ncomp;
+	for (int c = 0; c < 3; c++) {
+		k.g[c] = c < k.nc ? g.c[c] : NULL;
+		k.m[c] = c < k.nc ? m.c[c] : NULL;
+		k.v[c] = c < k.nc ? v.c[c] : NULL;
+	}
+	adam_out *d = NULL;
+	if (max_norm && !(d = (adam_out *)cu_scratch(sizeof(adam_out), 1, err, "adam_moments")))
+		return FFDP_ERR_NOMEM;
+	const cu_shape sh = cu_flat_shape(k.n, max_norm ? cu_reduce_blocks() : 0);
+	adam_moments_kernel<<<sh.grid, sh.block>>>(k, d);
+	s = cu_launched(err, "adam_moments");
+	if (!s && max_norm) {
+		adam_out h;
+		if (!(s = cu_fetch(&h, d, sizeof(h), err, "adam_moments")))
+			*max_norm = h.bad ? NAN : sqrt(cu_bits_double(h.max_bits));
+	}
+	cu_scratch_free(d);
+	return s;
+}
+
+/* ---- warp step ---------------------------------------------------------------------- */
+
+typedef struct ws_k {
+	float *u[3];
+	const float *m[3], *v[3];
+	int64_t n[3];
+	int nc;
+	int sa;          /* slice axis: 2 (z) in 3-D, 1 (y) in 2-D */
+	int64_t ns;      /* slices */
+	int64_t slice;   /* voxels per slice */
+	int64_t no;      /* rows per slice: ny in 3-D, 1 in 2-D */
+	double C[9];     /* zero outside the first nc rows and columns */
+	double step;
+	adam_c a;
+	int pad;
+} ws_k;
+
+typedef struct ws_ring {
+	float *p; /* component c, slot t at p + (c * cap + t) * slice */
+	int64_t cap;
+} ws_ring;
+
+__device__ __forceinline__ void ws_delta(const ws_k &k, int64_t i, double dl[3])
+{
+#pragma unroll
+	for (int c = 0; c < 3; c++)
+		dl[c] = c < k.nc ? k.step * adam_dir(k.m[c][i], k.v[c][i], k.a) : 0.0;
+}
+
+/* (C dl)_row, never contracted into FMAs: the reach measured here and the
+ * sample points of ws_voxel must round the same way. */
+__device__ __forceinline__ double ws_offset(const ws_k &k, int row, const double dl[3])
+{
+	const double *c = k.C + 3 * row;
+	return __dadd_rn(__dadd_rn(__dmul_rn(c[0], dl[0]), __dmul_rn(c[1], dl[1])), __dmul_rn(c[2], dl[2]));
+}
+
+__global__ void ws_add_kernel(ws_k k, int64_t n)
+{
+	CU_FOR_FLAT(i, n)
+	{
+		double dl[3];
+		ws_delta(k, i, dl);
+#pragma unroll
+		for (int c = 0; c < 3; c++)
+			if (c < k.nc)
+				k.u[c][i] = (float)((double)k.u[c][i] + dl[c]);
+	}
+}
+
+/* Largest backward reach max(0, -(C delta)_sa); NaN offsets are ignored. */
+__global__ void ws_reach_kernel(ws_k k, int64_t n, unsigned long long *out)
+{
+	double mx = 0.0;
+	CU_FOR_FLAT(i, n)
+	{
+		double dl[3];
+		ws_delta(k, i, dl);
+		const double back = -ws_offset(k, k.sa, dl);
+		mx = back > mx ? back : mx;
+	}
+	cu_block_max_nonneg(mx, out);
+}
+
+/* Base of old slice p for each component, for a voxel of slab [z0, z0 + S). */
+__device__ __forceinline__ int ws_slice(const ws_k &k, const ws_ring &ring, int64_t z0, int64_t S, int64_t R,
+					int64_t p, float w, const float *b[3])
+{
+	int bad = 0;
+	if (p >= z0 + S) {
+#pragma unroll
+		for (int c = 0; c < 3; c++)
+			b[c] = c < k.nc ? k.u[c] + p * k.slice : NULL; /* not written before a later launch */
+		return 0;
+	}
+	if (p < z0 - R) { /* not in the ring: reach underestimated */
+		bad = w != 0.0f;
+		p = z0 - R;
+	}
+	const int64_t slot = p % ring.cap;
+#pragma unroll
+	for (int c = 0; c < 3; c++)
+		b[c] = c < k.nc ? ring.p + ((int64_t)c * ring.cap + slot) * k.slice : NULL;
+	return bad;
+}
+
+/* New value of voxel (x, row o) of slice s. */
+__device__ __forceinline__ int ws_voxel(const ws_k &k, const ws_ring &ring, int64_t z0, int64_t S, int64_t R,
+					int64_t s, int64_t x, int64_t o)
+{
+	const int64_t j = o * k.n[0] + x, i = s * k.slice + j;
+	double pos[3];
+	pos[0] = (double)x;
+	pos[1] = (double)(k.sa == 2 ? o : s);
+	pos[2] = (double)(k.sa == 2 ? s : 0);
+	double dl[3], q[3];
+	ws_delta(k, i, dl);
+#pragma unroll
+	for (int a = 0; a < 3; a++)
+		q[a] = __dadd_rn(pos[a], ws_offset(k, a, dl));
+	const cu_taps tx = cu_taps_make(q[0], 0, k.n[0], k.pad);
+	const cu_taps to = k.sa == 2 ? cu_taps_make(q[1], 0, k.n[1], k.pad) : cu_taps_flat();
+	const cu_taps ts = cu_taps_make(k.sa == 2 ? q[2] : q[1], 0, k.ns, k.pad);
+	const float *b0[3], *b1[3];
+	int bad = ws_slice(k, ring, z0, S, R, ts.i0, ts.w0, b0);
+	bad |= ws_slice(k, ring, z0, S, R, ts.i1, ts.w1, b1);
+#pragma unroll
+	for (int c = 0; c < 3; c++) {
+		if (c >= k.nc)
+			break;
+		const float old = ts.w0 * cu_bilinear(b0[c], k.n[0], tx, to) + ts.w1 * cu_bilinear(b1[c], k.n[0], tx, to);
+		k.u[c][i] = (float)(dl[c] + (double)old);
+	}
+	return bad;
+}
+
+/* Slab [z0, z0 + S): new values into u, old slab z0 + S into the ring. */
+__global__ void __launch_bounds__(CU_THREADS, 4) ws_slab_kernel(ws_k k, ws_ring ring, int64_t z0, int64_t S, int64_t R, int *bad_out)
+{
+	int bad = 0;
+	CU_FOR_VOXELS(k.n[0], k.no, S, x, o, t)
+	{
+		const int64_t j = o * k.n[0] + x, s = z0 + t, sc = s + S;
+		if (sc < k.ns) {
+			const int64_t slot = sc % ring.cap;
+#pragma unroll
+			for (int c = 0; c < 3; c++)
+				if (c < k.nc)
+					ring.p[((int64_t)c * ring.cap + slot) * k.slice + j] = k.u[c][sc * k.slice + j];
+		}
+		if (s < k.ns)
+			bad |= ws_voxel(k, ring, z0, S, R, s, x, o);
+	}
+	if (bad)
+		atomicOr(bad_out, 1);
+}
+
+static void ws_k_make(ws_k *k, ffdp_vec u, ffdp_vec m, ffdp_vec v, const ffdp_warp_step_opts *o, const adam_c *a)
+{
+	k->nc = u.ncomp;
+	for (int c = 0; c < 3; c++) {
+		k->n[c] = u.n[c];
+		k->u[c] = c < k->nc ? u.c[c] : NULL;
+		k->m[c] = c < k->nc ? m.c[c] : NULL;
+		k->v[c] = c < k->nc ? v.c[c] : NULL;
+	}
+	k->sa = k->nc == 3 ? 2 : 1;
+	k->ns = u.n[k->sa];
+	k->slice = k->nc == 3 ? u.n[0] * u.n[1] : u.n[0];
+	k->no = k->nc == 3 ? u.n[1] : 1;
+	for (int r = 0; r < 3; r++)
+		for (int c = 0; c < 3; c++)
+			k->C[3 * r + c] = r < k->nc && c < k->nc ? o->C[3 * r + c] : 0.0;
+	k->step = o->step;
+	k->a = *a;
+	k->pad = o->pad;
+}
+
+/* ops.h on another branch adds warp_step_opts.max_norm (a bound on |d|,
+ * 0 = measure); read it where the field exists, else always measure. */
+template <typename O> static auto ws_hint(const O *o, int) -> decltype((double)o->max_norm)
+{
+	return o->max_norm;
+}
+template <typename O> static double ws_hint(const O *, long)
+{
+	return 0.0;
+}
+
+/* Slices the ring must keep behind the current slab. */
+static ffdp_status ws_reach(const ws_k *k, const ffdp_warp_step_opts *o, int64_t *R, ffdp_error *err)
+{
+	const double hint = ws_hint(o, 0);
+	double reach = 0.0;
+	if (hint > 0.0) {
+		if (!isfinite(hint))
+			return ffdp_fail(err, FFDP_ERR_ARG, "warp_step: max_norm %g is not finite", hint);
+		const double *cs = k->C + 3 * k->sa;
+		reach = fabs(k->step) * hint * sqrt(cs[0] * cs[0] + cs[1] * cs[1] + cs[2] * cs[2]) * (1.0 + 1e-9);
+	} else {
+		const int64_t n = k->n[0] * k->n[1] * k->n[2];
+		unsigned long long *d = (unsigned long long *)cu_scratch(sizeof(*d), 1, err, "warp_step reach");
+		if (!d)
+			return FFDP_ERR_NOMEM;
+		const cu_shape sh = cu_flat_shape(n, cu_reduce_blocks());
+		ws_reach_kernel<<<sh.grid, sh.block>>>(*k, n, d);
+		ffdp_status s = cu_launched(err, "warp_step reach");
+		unsigned long long bits = 0;
+		if (!s)
+			s = cu_fetch(&bits, d, sizeof(bits), err, "warp_step reach");
+		cu_scratch_free(d);
+		if (s)
+			return s;
+		reach = cu_bits_double(bits);
+	}
+	const double c = ceil(reach);
+	*R = c < (double)(k->ns - 1) ? (int64_t)c : k->ns - 1; /* also for +inf */
+	return FFDP_OK;
+}
+
+static ffdp_status ws_compose(const ws_k *k, const ffdp_warp_step_opts *o, ffdp_error *err)
+{
+	int64_t R = 0;
+	ffdp_status s = ws_reach(k, o, &R, err);
+	if (s)
+		return s;
+	const int64_t S = cu_min64(cu_max64(1, (WS_SLAB_VOXELS + k->slice - 1) / k->slice), k->ns);
+	ws_ring ring = {NULL, cu_min64(R + 2 * S, k->ns)};
+	const size_t slab_bytes = (size_t)(S * k->slice) * sizeof(float);
+	int *bad = (int *)cu_scratch(sizeof(int), 1, err, "warp_step");
+	if (!bad)
+		return FFDP_ERR_NOMEM;
+	ring.p = (float *)cu_scratch((size_t)(ring.cap * k->slice * k->nc) * sizeof(float), 0, err,
+				     "warp_step ring");
+	if (!ring.p) {
+		cu_scratch_free(bad);
+		return FFDP_ERR_NOMEM;
+	}
+	/* slab 0 into slots 0 .. S - 1 (S <= cap) */
+	for (int c = 0; c < k->nc && !s; c++)
+		s = cu_status(cudaMemcpyAsync(ring.p + (int64_t)c * ring.cap * k->slice, k->u[c], slab_bytes,
+					      cudaMemcpyDeviceToDevice, 0),
+			      err, "warp_step ring");
+	const cu_shape sh = cu_voxel_shape(k->n[0], k->no, S, 0);
+	for (int64_t z0 = 0; z0 < k->ns && !s; z0 += S) {
+		ws_slab_kernel<<<sh.grid, sh.block>>>(*k, ring, z0, S, R, bad);
+		s = cu_launched(err, "warp_step");
+	}
+	int hbad = 0;
+	if (!s)
+		s = cu_fetch(&hbad, bad, sizeof(int), err, "warp_step");
+	cu_scratch_free(ring.p);
+	cu_scratch_free(bad);
+	if (!s && hbad)
+		s = ffdp_fail(err, FFDP_ERR_ARG,
+			      "warp_step: max_norm %g is below the field's own; u was only partly updated",
+			      ws_hint(o, 0));
+	return s;
+}
+
+ffdp_status ffdp_cuda_warp_step(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec v, const ffdp_warp_step_opts *o,
+				ffdp_error *err)
+{
+	(void)be;
+	adam_c a;
+	ffdp_status s = adam_c_make(&o->adam, &a, err);
+	if (s)
+		return s;
+	if (!isfinite(o->step))
+		return ffdp_fail(err, FFDP_ERR_ARG, "warp_step: step %g is not finite", o->step);
+	if (o->compose && o->pad != FFDP_PAD_ZERO && o->pad != FFDP_PAD_BORDER)
+		return ffdp_fail(err, FFDP_ERR_ARG, "warp_step: unknown padding %d", (int)o->pad);
+	ws_k k;
+	ws_k_make(&k, u, m, v, o, &a);
+	const int64_t n = k.n[0] * k.n[1] * k.n[2];
+	if (!o->compose) {
+		const cu_shape sh = cu_flat_shape(n, 0);
+		ws_add_kernel<<<sh.grid, sh.block>>>(k, n);
+		return cu_launched(err, "warp_step");
+	}
+	return ws_compose(&k, o, err);
 }

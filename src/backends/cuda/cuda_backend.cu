@@ -1,5 +1,6 @@
 /* CUDA backend: device, memory and the ops table (kernels: one file each). */
 #include <cuda_runtime.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 extern "C" {
@@ -101,6 +102,15 @@ extern "C" ffdp_status ffdp_cuda_backend_open(int device, ffdp_backend **out, ff
 	cudaError_t e = cudaSetDevice(device);
 	if (e != cudaSuccess)
 		return cuda_fail(err, e, "set device");
+	/* Ops take their scratch (reductions, O(slab) rings) from the stream-
+	 * ordered pool on every call; by default the pool hands freed memory
+	 * back at each synchronisation and maps it again on the next call.
+	 * Keep up to 64 MiB of it instead. */
+	cudaMemPool_t pool;
+	if (cudaDeviceGetDefaultMemPool(&pool, device) == cudaSuccess) {
+		uint64_t keep = (uint64_t)64 << 20;
+		cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+	}
 	ffdp_backend *be = (ffdp_backend *)calloc(1, sizeof(*be));
 	if (!be)
 		return ffdp_fail(err, FFDP_ERR_NOMEM, "cannot allocate the CUDA backend");

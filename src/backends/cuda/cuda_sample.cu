@@ -1,14 +1,293 @@
-/* Placeholder until the kernel lands (issue 5): fails loudly, never silently. */
-#include "cuda_ops.h"
+/* The fused sampler and its backward pass (ops.h, "fused sampler").
+ *
+ * One thread per output voxel, x fastest (a warp reads 32 consecutive u
+ * values and writes 32 consecutive outputs).  The sample point
+ *     p = W [lo + j; 1] + B u(j)
+ * is recomputed from the voxel index in double, never stored; the backward
+ * pass recomputes it too.  A 2-D problem (moving and output n[2] == 1)
+ * ignores the z row and column of W and B.
+ *
+ * IO floors (float32, bytes per output voxel; the moving image is counted
+ * once per output voxel, which it is at equal sizes):
+ *   forward            M 4 + out 4 = 8, + 4 with accumulate, + 12 with u
+ *   backward to u      gout 4 + u 12 + M 4 + gu 12 = 32 (+12 accumulate_gu)
+ *   backward to W      gout 4 + M 4 (+12 u), 12 doubles per block
+ *   backward to M      gout 4 + 8 float atomics into gM
+ *
+ * gW: each thread accumulates its 12 products in double registers over a
+ * grid-stride loop, the block reduces them (cu_block_sum_add) and adds one
+ * double per entry into a 96-byte scratch, added to the caller's gW.
+ */
+#include "cuda_common.cuh"
+
+typedef struct samp_k {
+	const float *M;
+	int64_t mn[3];
+	double W[12], B[9];
+	const float *u[3];
+	int uc; /* components of u; 0 without u */
+	int64_t lo[3];
+	int64_t n[3]; /* output box */
+	int pad;
+	int flat_z; /* a 2-D problem (moving and output): z row and column of W, B ignored */
+} samp_k;
+
+static void samp_k_make(const ffdp_sample_args *a, const int64_t box[3], samp_k *k)
+{
+	k->M = a->moving.p;
+	for (int r = 0; r < 3; r++) {
+		k->mn[r] = a->moving.n[r];
+		k->lo[r] = a->lo[r];
+		k->n[r] = box[r];
+		k->u[r] = NULL;
+	}
+	for (int r = 0; r < 12; r++)
+		k->W[r] = a->W[r];
+	for (int r = 0; r < 9; r++)
+		k->B[r] = a->B[r];
+	k->uc = a->u ? a->u->ncomp : 0;
+	for (int c = 0; c < k->uc; c++)
+		k->u[c] = a->u->c[c];
+	k->pad = a->pad;
+	k->flat_z = a->moving.n[2] == 1 && box[2] == 1;
+}
+
+/* gi: the global fixed index of voxel (x, y, z); p: the moving index. */
+__device__ __forceinline__ void samp_point(const samp_k &k, int64_t x, int64_t y, int64_t z, int64_t i,
+					   double gi[3], double p[3])
+{
+	gi[0] = (double)(k.lo[0] + x);
+	gi[1] = (double)(k.lo[1] + y);
+	gi[2] = k.flat_z ? 0.0 : (double)(k.lo[2] + z);
+#pragma unroll
+	for (int r = 0; r < 3; r++)
+		p[r] = k.W[4 * r] * gi[0] + k.W[4 * r + 1] * gi[1] + k.W[4 * r + 2] * gi[2] + k.W[4 * r + 3];
+#pragma unroll
+	for (int c = 0; c < 3; c++) {
+		if (c >= k.uc)
+			break;
+		const double uv = k.u[c][i];
+#pragma unroll
+		for (int r = 0; r < 3; r++)
+			p[r] += k.B[3 * r + c] * uv;
+	}
+}
+
+__device__ __forceinline__ void samp_taps(const samp_k &k, const double p[3], cu_taps t[3])
+{
+	t[0] = cu_taps_make(p[0], 0, k.mn[0], k.pad);
+	t[1] = cu_taps_make(p[1], 0, k.mn[1], k.pad);
+	t[2] = k.flat_z ? cu_taps_flat() : cu_taps_make(p[2], 0, k.mn[2], k.pad);
+}
+
+/* Nearest index along one axis (the CPU's clamps, NaN to the low end);
+ * -1 when outside under zero padding. */
+__device__ __forceinline__ int64_t samp_nearest_axis(double p, int64_t n, int pad)
+{
+	const bool border = pad == FFDP_PAD_BORDER;
+	const double lo = border ? 0.0 : -2.0, hi = border ? (double)(n - 1) : (double)(n + 1);
+	double q = p > lo ? p : lo;
+	q = q < hi ? q : hi;
+	const int64_t i = (int64_t)cu_nearest(q);
+	return i >= 0 && i < n ? i : -1; /* border: always inside */
+}
+
+__device__ __forceinline__ float samp_nearest(const samp_k &k, const double p[3])
+{
+	const int64_t ix = samp_nearest_axis(p[0], k.mn[0], k.pad);
+	const int64_t iy = samp_nearest_axis(p[1], k.mn[1], k.pad);
+	const int64_t iz = k.flat_z ? 0 : samp_nearest_axis(p[2], k.mn[2], k.pad);
+	if (ix < 0 || iy < 0 || iz < 0)
+		return 0.0f;
+	return k.M[(iz * k.mn[1] + iy) * k.mn[0] + ix];
+}
+
+/* LABEL: the corner label with the largest summed trilinear weight; ties
+ * go to the smallest label.  Corners of weight 0 (outside under zero
+ * padding, or opposite a knot the point lies on) are not candidates; with
+ * none left the result is 0.  Labels are equal when their floats are.
+ * Float weights summed in the CPU's order, so ties break alike. */
+__device__ __forceinline__ float samp_label(const samp_k &k, const cu_taps t[3])
+{
+	float lab[8], w[8];
+#pragma unroll
+	for (int c = 0; c < 8; c++) {
+		const int64_t ix = c & 1 ? t[0].i1 : t[0].i0, iy = c & 2 ? t[1].i1 : t[1].i0,
+			      iz = c & 4 ? t[2].i1 : t[2].i0;
+		w[c] = (c & 4 ? t[2].w1 : t[2].w0) * ((c & 2 ? t[1].w1 : t[1].w0) * (c & 1 ? t[0].w1 : t[0].w0));
+		lab[c] = w[c] > 0.0f ? k.M[(iz * k.mn[1] + iy) * k.mn[0] + ix] : 0.0f;
+	}
+	float best = 0.0f, bw = 0.0f;
+#pragma unroll
+	for (int a = 0; a < 8; a++) {
+		if (!(w[a] > 0.0f))
+			continue;
+		float s = 0.0f;
+#pragma unroll
+		for (int b = 0; b < 8; b++)
+			s += lab[b] == lab[a] ? w[b] : 0.0f; /* absent corners have w = 0 */
+		if (s > bw || (s == bw && lab[a] < best))
+			bw = s, best = lab[a];
+	}
+	return best;
+}
+
+template <int INTERP>
+__global__ void __launch_bounds__(CU_THREADS, INTERP == FFDP_INTERP_LABEL ? 2 : 4) sample_fwd_kernel(samp_k k, float *out, int accumulate)
+{
+	const int64_t nxy = k.mn[0] * k.mn[1];
+	CU_FOR_VOXELS(k.n[0], k.n[1], k.n[2], x, y, z)
+	{
+		const int64_t i = (z * k.n[1] + y) * k.n[0] + x;
+		double gi[3], p[3];
+		samp_point(k, x, y, z, i, gi, p);
+		float v;
+		if (INTERP == FFDP_INTERP_NEAREST) {
+			v = samp_nearest(k, p);
+		} else {
+			cu_taps t[3];
+			samp_taps(k, p, t);
+			v = INTERP == FFDP_INTERP_LABEL ? samp_label(k, t) : cu_trilinear(k.M, k.mn[0], nxy, t[0], t[1], t[2]);
+		}
+		out[i] = accumulate ? out[i] + v : v;
+	}
+}
+
+static ffdp_status check_common(const ffdp_sample_args *a, const int64_t box[3], ffdp_error *err)
+{
+	if (a->pad != FFDP_PAD_ZERO && a->pad != FFDP_PAD_BORDER)
+		return ffdp_fail(err, FFDP_ERR_ARG, "sample: unknown padding %d", (int)a->pad);
+	if (a->u && (a->u->n[0] != box[0] || a->u->n[1] != box[1] || a->u->n[2] != box[2]))
+		return ffdp_fail(err, FFDP_ERR_ARG, "sample: u and the output box differ in size");
+	return FFDP_OK;
+}
 
 ffdp_status ffdp_cuda_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_error *err)
 {
-	(void)be, (void)a;
-	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "sample is not implemented on CUDA yet");
+	(void)be;
+	ffdp_status s = check_common(a, a->out.n, err);
+	if (s)
+		return s;
+	samp_k k;
+	samp_k_make(a, a->out.n, &k);
+	const cu_shape sh = cu_voxel_shape(k.n[0], k.n[1], k.n[2], 0);
+	switch (a->interp) {
+	case FFDP_INTERP_LINEAR:
+		sample_fwd_kernel<FFDP_INTERP_LINEAR><<<sh.grid, sh.block>>>(k, a->out.p, a->accumulate);
+		break;
+	case FFDP_INTERP_NEAREST:
+		sample_fwd_kernel<FFDP_INTERP_NEAREST><<<sh.grid, sh.block>>>(k, a->out.p, a->accumulate);
+		break;
+	case FFDP_INTERP_LABEL:
+		sample_fwd_kernel<FFDP_INTERP_LABEL><<<sh.grid, sh.block>>>(k, a->out.p, a->accumulate);
+		break;
+	default:
+		return ffdp_fail(err, FFDP_ERR_ARG, "sample: unknown interpolation %d", (int)a->interp);
+	}
+	return cu_launched(err, "sample");
+}
+
+/* ---- backward --------------------------------------------------------------- */
+
+typedef struct sgrad_k {
+	const float *gout;
+	float *gu[3];
+	int acc_gu;
+	double *gW; /* device, 12 entries, or NULL */
+	float *gM;  /* or NULL */
+} sgrad_k;
+
+/* gM += gout * weight at the (up to 8) corners of non-zero weight. */
+__device__ __forceinline__ void samp_scatter(const samp_k &k, const cu_taps t[3], float go, float *gM)
+{
+#pragma unroll
+	for (int c = 0; c < 8; c++) {
+		const float w = (c & 4 ? t[2].w1 : t[2].w0) * (c & 2 ? t[1].w1 : t[1].w0) * (c & 1 ? t[0].w1 : t[0].w0);
+		if (w == 0.0f)
+			continue;
+		const int64_t ix = c & 1 ? t[0].i1 : t[0].i0, iy = c & 2 ? t[1].i1 : t[1].i0,
+			      iz = c & 4 ? t[2].i1 : t[2].i0;
+		atomicAdd(gM + (iz * k.mn[1] + iy) * k.mn[0] + ix, w * go);
+	}
+}
+
+/* GW: reduce the affine gradient (12 double accumulators per thread; a
+ * separate instance keeps the plain gu / gM pass lean). */
+template <bool GW> __global__ void __launch_bounds__(CU_THREADS, GW ? 2 : 3) sample_grad_kernel(samp_k k, sgrad_k g)
+{
+	const int64_t nxy = k.mn[0] * k.mn[1];
+	double aw[12];
+#pragma unroll
+	for (int e = 0; e < 12; e++)
+		aw[e] = 0.0;
+	CU_FOR_VOXELS(k.n[0], k.n[1], k.n[2], x, y, z)
+	{
+		const int64_t i = (z * k.n[1] + y) * k.n[0] + x;
+		double gi[3], p[3];
+		samp_point(k, x, y, z, i, gi, p);
+		cu_taps t[3];
+		samp_taps(k, p, t);
+		const float go = g.gout[i];
+		float dv[3];
+		cu_trilinear_grad(k.M, k.mn[0], nxy, t[0], t[1], t[2], dv);
+		const double gq[3] = {(double)go * dv[0], (double)go * dv[1], (double)go * dv[2]};
+		if (g.gu[0]) {
+#pragma unroll
+			for (int c = 0; c < 3; c++) {
+				if (c >= k.uc)
+					break;
+				const double s = k.B[c] * gq[0] + k.B[3 + c] * gq[1] + k.B[6 + c] * gq[2];
+				g.gu[c][i] = g.acc_gu ? (float)((double)g.gu[c][i] + s) : (float)s;
+			}
+		}
+		if (GW) {
+#pragma unroll
+			for (int r = 0; r < 3; r++) {
+				aw[4 * r] += gq[r] * gi[0];
+				aw[4 * r + 1] += gq[r] * gi[1];
+				aw[4 * r + 2] += gq[r] * gi[2];
+				aw[4 * r + 3] += gq[r];
+			}
+		}
+		if (g.gM && go != 0.0f)
+			samp_scatter(k, t, go, g.gM);
+	}
+	if (GW)
+		cu_block_sum_add<12>(aw, g.gW);
 }
 
 ffdp_status ffdp_cuda_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *a, ffdp_error *err)
 {
-	(void)be, (void)a;
-	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "sample_grad is not implemented on CUDA yet");
+	(void)be;
+	const ffdp_sample_args *f = a->fwd;
+	ffdp_status s = check_common(f, a->gout.n, err);
+	if (s)
+		return s;
+	if (a->gu && a->gu->ncomp != f->u->ncomp)
+		return ffdp_fail(err, FFDP_ERR_ARG, "sample_grad: gu and u differ in components");
+	if (!a->gu && !a->gW && !a->gM)
+		return FFDP_OK;
+	samp_k k;
+	samp_k_make(f, a->gout.n, &k);
+	sgrad_k g = {a->gout.p, {NULL, NULL, NULL}, a->accumulate_gu, NULL, a->gM ? a->gM->p : NULL};
+	if (a->gu)
+		for (int c = 0; c < a->gu->ncomp; c++)
+			g.gu[c] = a->gu->c[c];
+	if (a->gW && !(g.gW = (double *)cu_scratch(12 * sizeof(double), 1, err, "sample_grad")))
+		return FFDP_ERR_NOMEM;
+	/* a capped grid when reducing gW: one atomic per block and entry */
+	const cu_shape sh = cu_voxel_shape(k.n[0], k.n[1], k.n[2], a->gW ? cu_reduce_blocks() : 0);
+	if (a->gW)
+		sample_grad_kernel<true><<<sh.grid, sh.block>>>(k, g);
+	else
+		sample_grad_kernel<false><<<sh.grid, sh.block>>>(k, g);
+	s = cu_launched(err, "sample_grad");
+	if (!s && a->gW) {
+		double h[12];
+		s = cu_fetch(h, g.gW, sizeof(h), err, "sample_grad gW");
+		for (int e = 0; e < 12 && !s; e++)
+			a->gW[e] += h[e];
+	}
+	cu_scratch_free(g.gW);
+	return s;
 }

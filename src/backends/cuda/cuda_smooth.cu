@@ -1,8 +1,281 @@
-/* Placeholder until the kernel lands (issue 5): fails loudly, never silently. */
-#include "cuda_ops.h"
+/* In-place separable Gaussian (ops.h, "smoothing"), the CPU's kernel and
+ * face rule: sampled Gaussian of radius ceil(truncate sigma) (truncate
+ * 0 -> 2) normalised to 1 over the full radius, taps beyond n - 1 dropped,
+ * outside the box zero, optionally divided by the kernel mass inside the
+ * box.  An axis with sigma 0 or size 1 is skipped.
+ *
+ * One pass per axis.  A block owns TX whole lines and streams along them
+ * in chunks of T outputs through a shared-memory ring of W = T + 2r slots
+ * per line (line position l lives in slot (l + r) mod W):
+ *   1. load positions [-r, T + r) (zero outside the box);
+ *   2. for each chunk [l0, l0 + T): convolve from shared memory and write
+ *      the outputs in place; sync; load positions [l0 + T + r, l0 + 2T + r)
+ *      into the slots of [l0 - r, l0 + T - r), which no output needs any
+ *      more; sync.
+ * Every input is read from global memory before its position is written,
+ * and only the block that owns a line touches it, so in place is exact.
+ * Layout follows the coalesced direction: along x (contiguous lines) the
+ * threads walk positions; along y and z they walk 32 adjacent x columns.
+ *
+ * IO floor: one read and one write per voxel, 8 B/voxel for the whole op;
+ * this does 8 B/voxel per smoothed axis (24 in 3-D).  Extra memory: the
+ * taps and face factors of the axes (r + 1 + n floats each), uploaded once
+ * before the passes.
+ */
+#include "cuda_common.cuh"
+
+enum { SM_THREADS = 256, SM_MAX_TX = 64 };
+
+/* Radii beyond this are a caller error (sigma in voxels, not mm?), as on the CPU. */
+#define SM_MAX_RADIUS ((int64_t)1 << 20)
+
+typedef struct sm_k {
+	float *p;
+	int64_t nl, ls;                 /* line length, element stride */
+	int64_t ncol, cdiv, cs_hi, cs_lo; /* line c starts at (c / cdiv) cs_hi + (c % cdiv) cs_lo */
+	const float *w;                 /* taps w[0..r] */
+	const float *scale;             /* nl face factors, or NULL */
+	int r, T, TX;                   /* radius, chunk, lines per block */
+} sm_k;
+
+template <bool LFAST> __device__ __forceinline__ int sm_idx(const sm_k &k, int W, int col, int slot)
+{
+	return LFAST ? col * W + slot : slot * k.TX + col;
+}
+
+/* Element e of a chunk of cnt positions: its line (col) and offset (j). */
+template <bool LFAST> __device__ __forceinline__ void sm_elem(const sm_k &k, int e, int cnt, int *col, int *j)
+{
+	if (LFAST)
+		*col = e / cnt, *j = e % cnt;
+	else
+		*col = e % k.TX, *j = e / k.TX;
+}
+
+/* Positions [p0, p0 + cnt) of every line into their slots (cnt <= W). */
+template <bool LFAST>
+__device__ void sm_load(const sm_k &k, float *tile, const int64_t *base, int64_t p0, int cnt, int W)
+{
+	const int s0 = (int)((p0 + k.r) % W); /* p0 >= -r */
+	for (int e = threadIdx.x; e < cnt * k.TX; e += blockDim.x) {
+		int col, j;
+		sm_elem<LFAST>(k, e, cnt, &col, &j);
+		const int64_t pos = p0 + j;
+		float v = 0.0f;
+		if (base[col] >= 0 && pos >= 0 && pos < k.nl)
+			v = k.p[base[col] + pos * k.ls];
+		int slot = s0 + j;
+		if (slot >= W)
+			slot -= W;
+		tile[sm_idx<LFAST>(k, W, col, slot)] = v;
+	}
+}
+
+/* Outputs [l0, l0 + T) of every line, written in place. */
+template <bool LFAST>
+__device__ void sm_store(const sm_k &k, const float *tile, const float *w, const int64_t *base, int64_t l0, int W)
+{
+	const int c0 = (int)((l0 + k.r) % W);
+	for (int e = threadIdx.x; e < k.T * k.TX; e += blockDim.x) {
+		int col, j;
+		sm_elem<LFAST>(k, e, k.T, &col, &j);
+		const int64_t l = l0 + j;
+		if (base[col] < 0 || l >= k.nl)
+			continue;
+		int cs = c0 + j;
+		if (cs >= W)
+			cs -= W;
+		float acc = w[0] * tile[sm_idx<LFAST>(k, W, col, cs)];
+		int lo = cs, hi = cs;
+		for (int t = 1; t <= k.r; t++) {
+			lo = lo == 0 ? W - 1 : lo - 1;
+			hi = hi == W - 1 ? 0 : hi + 1;
+			acc += w[t] * (tile[sm_idx<LFAST>(k, W, col, lo)] + tile[sm_idx<LFAST>(k, W, col, hi)]);
+		}
+		if (k.scale)
+			acc *= k.scale[l];
+		k.p[base[col] + l * k.ls] = acc;
+	}
+}
+
+template <bool LFAST> __global__ void smooth_kernel(sm_k k)
+{
+	extern __shared__ float sh[]; /* TX * W ring slots, then r + 1 taps */
+	__shared__ int64_t base[SM_MAX_TX];
+	const int W = k.T + 2 * k.r;
+	float *tile = sh, *w = sh + (size_t)W * k.TX;
+	for (int t = threadIdx.x; t <= k.r; t += blockDim.x)
+		w[t] = k.w[t];
+	const int64_t ngroups = (k.ncol + k.TX - 1) / k.TX;
+	for (int64_t g = blockIdx.x; g < ngroups; g += gridDim.x) {
+		__syncthreads(); /* taps visible; the previous group is done with base and tile */
+		for (int t = threadIdx.x; t < k.TX; t += blockDim.x) {
+			const int64_t c = g * k.TX + t;
+			base[t] = c < k.ncol ? (c / k.cdiv) * k.cs_hi + (c % k.cdiv) * k.cs_lo : -1;
+		}
+		__syncthreads();
+		sm_load<LFAST>(k, tile, base, -(int64_t)k.r, W, W);
+		__syncthreads();
+		for (int64_t l0 = 0; l0 < k.nl; l0 += k.T) {
+			sm_store<LFAST>(k, tile, w, base, l0, W);
+			__syncthreads();
+			if (l0 + k.T < k.nl) {
+				sm_load<LFAST>(k, tile, base, l0 + k.T + k.r, k.T, W);
+				__syncthreads();
+			}
+		}
+	}
+}
+
+/* ---- host side ------------------------------------------------------------------ */
+
+typedef struct sm_axis {
+	int on;
+	int r;
+	float *host; /* taps w[0..r], then n face factors when renormalising */
+	int renorm;
+} sm_axis;
+
+/* The CPU's kernel (cpu_smooth.c, sm_axis_init), to the same bits. */
+static ffdp_status sm_axis_init(sm_axis *ax, double sigma, double truncate, int renorm, int64_t n,
+				ffdp_error *err)
+{
+	ax->on = 0, ax->r = 0, ax->host = NULL, ax->renorm = renorm;
+	if (sigma == 0.0 || n == 1)
+		return FFDP_OK;
+	const double rr = ceil(truncate * sigma);
+	if (!(rr <= (double)SM_MAX_RADIUS))
+		return ffdp_fail(err, FFDP_ERR_ARG, "smooth: kernel radius %.3g voxels is too large (sigma %g)", rr,
+				 sigma);
+	const int64_t radius = (int64_t)rr, r = radius < n - 1 ? radius : n - 1;
+	ax->host = (float *)malloc((size_t)(r + 1 + (renorm ? n : 0)) * sizeof(float));
+	double *wd = (double *)malloc((size_t)(r + 1) * sizeof(double));
+	if (!ax->host || !wd) {
+		free(wd);
+		free(ax->host);
+		ax->host = NULL;
+		return ffdp_fail(err, FFDP_ERR_NOMEM, "smooth: cannot allocate the kernel");
+	}
+	double sum = 0.0, s2 = 2.0 * sigma * sigma;
+	for (int64_t t = 0; t <= radius; t++) {
+		double e = exp(-(double)t * (double)t / s2);
+		if (t <= r)
+			wd[t] = e;
+		sum += t ? 2.0 * e : e;
+	}
+	for (int64_t t = 0; t <= r; t++)
+		ax->host[t] = (float)(wd[t] / sum), wd[t] /= sum;
+	for (int64_t i = 0; renorm && i < n; i++) {
+		double mass = 0.0;
+		if (i < r || i >= n - r)
+			for (int64_t t = -r; t <= r; t++)
+				if (i + t >= 0 && i + t < n)
+					mass += wd[t < 0 ? -t : t];
+		ax->host[r + 1 + i] = mass > 0.0 ? (float)(1.0 / mass) : 1.0f;
+	}
+	free(wd);
+	ax->on = 1;
+	ax->r = (int)r;
+	return FFDP_OK;
+}
+
+static int sm_max_shared(void)
+{
+	int dev = 0, b = 0;
+	if (cudaGetDevice(&dev) != cudaSuccess ||
+	    cudaDeviceGetAttribute(&b, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess || b <= 0)
+		b = 48 * 1024;
+	return b;
+}
+
+template <bool LFAST> static ffdp_status sm_launch(sm_k k, ffdp_error *err)
+{
+	const int limit = sm_max_shared();
+	size_t bytes = 0;
+	for (;;) {
+		bytes = ((size_t)(k.T + 2 * k.r) * (size_t)k.TX + (size_t)k.r + 1) * sizeof(float);
+		if (bytes <= (size_t)limit || k.TX == 1)
+			break;
+		k.TX /= 2; /* fewer lines per block for wide kernels */
+	}
+	if (bytes > (size_t)limit)
+		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED,
+				 "smooth: radius %d needs %zu bytes of shared memory per line (limit %d)", k.r, bytes,
+				 limit);
+	if (bytes > 48 * 1024) {
+		cudaError_t e = cudaFuncSetAttribute(smooth_kernel<LFAST>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+						     (int)bytes);
+		if (e != cudaSuccess)
+			return cu_status(e, err, "smooth shared memory");
+	}
+	const int64_t ngroups = (k.ncol + k.TX - 1) / k.TX;
+	smooth_kernel<LFAST><<<(unsigned)cu_min64(ngroups, 1 << 22), SM_THREADS, bytes>>>(k);
+	return cu_launched(err, "smooth");
+}
+
+/* One axis pass: line geometry per axis, chunk shapes per layout. */
+static ffdp_status sm_pass(ffdp_img x, int axis, const sm_axis *ax, const float *dev, ffdp_error *err)
+{
+	const int64_t nx = x.n[0], ny = x.n[1], nz = x.n[2];
+	sm_k k;
+	k.p = x.p;
+	k.r = ax->r;
+	k.w = dev;
+	k.scale = ax->renorm ? dev + ax->r + 1 : NULL;
+	if (axis == 0) {
+		k.nl = nx, k.ls = 1, k.ncol = ny * nz, k.cdiv = 1, k.cs_hi = nx, k.cs_lo = 0;
+		k.T = (int)cu_min64(nx, 256);
+		k.TX = (int)cu_max64(1, cu_min64(1024 / k.T, SM_MAX_TX));
+		return sm_launch<true>(k, err);
+	}
+	if (axis == 1)
+		k.nl = ny, k.ls = nx, k.ncol = nx * nz, k.cdiv = nx, k.cs_hi = nx * ny, k.cs_lo = 1;
+	else
+		k.nl = nz, k.ls = nx * ny, k.ncol = nx * ny, k.cdiv = nx * ny, k.cs_hi = 0, k.cs_lo = 1;
+	k.T = (int)cu_min64(k.nl, 32);
+	k.TX = 32;
+	return sm_launch<false>(k, err);
+}
+
+/* Floats of an axis's host table (taps, then face factors). */
+static size_t sm_axis_len(const sm_axis *ax, int64_t n)
+{
+	return ax->on ? (size_t)(ax->r + 1 + (ax->renorm ? n : 0)) : 0;
+}
 
 ffdp_status ffdp_cuda_smooth(ffdp_backend *be, ffdp_img x, const ffdp_smooth_opts *o, ffdp_error *err)
 {
-	(void)be, (void)x, (void)o;
-	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "smooth is not implemented on CUDA yet");
+	(void)be;
+	const double trunc = o->truncate > 0.0 ? o->truncate : 2.0;
+	sm_axis ax[3] = {};
+	ffdp_status s = FFDP_OK;
+	for (int a = 0; a < 3 && !s; a++)
+		s = sm_axis_init(&ax[a], o->sigma[a], trunc, o->renormalize, x.n[a], err);
+	size_t off[4] = {0, 0, 0, 0};
+	for (int a = 0; a < 3; a++)
+		off[a + 1] = off[a] + sm_axis_len(&ax[a], x.n[a]);
+	/* every axis's tables in one upload, before the passes: a pageable copy
+	 * waits for the stream, so one between passes would stall it */
+	float *host = NULL, *dev = NULL;
+	if (!s && off[3] > 0) {
+		host = (float *)malloc(off[3] * sizeof(float));
+		if (!host)
+			s = ffdp_fail(err, FFDP_ERR_NOMEM, "smooth: cannot allocate the kernel tables");
+		for (int a = 0; a < 3 && !s; a++)
+			if (ax[a].on)
+				memcpy(host + off[a], ax[a].host, sm_axis_len(&ax[a], x.n[a]) * sizeof(float));
+		if (!s && !(dev = (float *)cu_scratch(off[3] * sizeof(float), 0, err, "smooth")))
+			s = FFDP_ERR_NOMEM;
+		if (!s) /* returns once the pageable source is staged */
+			s = cu_status(cudaMemcpy(dev, host, off[3] * sizeof(float), cudaMemcpyHostToDevice), err,
+				      "smooth taps");
+	}
+	for (int a = 0; a < 3 && !s; a++)
+		if (ax[a].on)
+			s = sm_pass(x, a, &ax[a], dev + off[a], err);
+	cu_scratch_free(dev);
+	free(host);
+	for (int a = 0; a < 3; a++)
+		free(ax[a].host);
+	return s;
 }

@@ -1,0 +1,53 @@
+#!/bin/bash
+# The GPU checks in one go, on the device machine, from any directory:
+#   bash bench/gpu/run.sh [all|test|bench] [bench sizes...]
+# configures and builds with CUDA (build-gpu/), runs `ctest -L gpu`, builds
+# and runs bench_ops_gpu.  Logs go to $OUT when set (the device tool brings
+# that folder back), else to build-gpu/logs.  Exit status: non-zero when the
+# build, a GPU test or the benchmark fails.
+set -u -o pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${BUILD:-$ROOT/build-gpu}
+LOG=${OUT:-$BUILD/logs}
+WHAT=${1:-all}
+[ $# -gt 0 ] && shift
+mkdir -p "$LOG"
+
+step() { echo "== $*"; }
+fail() { echo "run.sh: $* (logs in $LOG)" >&2; exit 1; }
+
+step "device"
+nvidia-smi 2>&1 | tee "$LOG/nvidia-smi.txt" | head -15
+
+step "configure and build ($BUILD)"
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DFFDP_WITH_CUDA=ON >"$LOG/configure.log" 2>&1 ||
+	fail "configure failed"
+grep -q "ffdp: CUDA ON" "$LOG/configure.log" || fail "CMake did not find nvcc: no CUDA backend"
+cmake --build "$BUILD" -j"$(nproc)" >"$LOG/build.log" 2>&1 || fail "build failed"
+grep -E "warning|error" "$LOG/build.log" | head -20
+
+# bench/gpu is not among CMake's globs (bench/*.c): build it here with the
+# library's own compile flags and link line (those of the ffdp program).
+build_bench() {
+	local d="$BUILD/CMakeFiles/ffdp.dir"
+	local defs incs tail
+	defs=$(sed -n 's/^C_DEFINES = //p' "$d/flags.make")
+	incs=$(sed -n 's/^C_INCLUDES = //p' "$d/flags.make")
+	tail=$(sed 's/.*linkLibs\.rsp//' "$d/link.txt")
+	(cd "$BUILD" &&
+		eval cc -O3 -std=c11 -fopenmp -Wall -Wextra $defs $incs -c "$ROOT/bench/gpu/bench_ops_gpu.c" \
+			-o bench_ops_gpu.o &&
+		eval g++ bench_ops_gpu.o -o bench_ops_gpu @"$d/linkLibs.rsp" $tail) >"$LOG/bench-build.log" 2>&1
+}
+
+status=0
+if [ "$WHAT" = all ] || [ "$WHAT" = test ]; then
+	step "ctest -L gpu"
+	(cd "$BUILD" && ctest -L gpu --output-on-failure --timeout 900) 2>&1 | tee "$LOG/ctest.log" || status=1
+fi
+if [ "$WHAT" = all ] || [ "$WHAT" = bench ]; then
+	step "bench_ops_gpu $*"
+	build_bench || fail "bench build failed (see bench-build.log)"
+	"$BUILD/bench_ops_gpu" "$@" 2>&1 | tee "$LOG/bench.log" || status=1
+fi
+exit $status

@@ -1,0 +1,317 @@
+/* Private helpers shared by the CUDA kernels, one piece of code per idea:
+ * status codes from CUDA errors, O(blocks) scratch, launch shapes and the
+ * 64-bit voxel loops, block reductions, and the trilinear taps used by the
+ * sampler, the composition and the warp step.
+ *
+ * Every op runs on the legacy default stream (0), so ops are ordered with
+ * each other and with the synchronous copies of ffdp_buf_upload/download.
+ */
+#ifndef FFDP_CUDA_COMMON_CUH
+#define FFDP_CUDA_COMMON_CUH
+
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "cuda_ops.h"
+
+/* ---- errors and scratch -------------------------------------------------- */
+
+static inline ffdp_status cu_status(cudaError_t e, ffdp_error *err, const char *what)
+{
+	if (e == cudaSuccess)
+		return FFDP_OK;
+	return ffdp_fail(err, FFDP_ERR_BACKEND, "CUDA %s: %s", what, cudaGetErrorString(e));
+}
+
+/* After a launch: configuration errors show now, execution errors at the
+ * next synchronising call (a download), which reports them as well. */
+static inline ffdp_status cu_launched(ffdp_error *err, const char *what)
+{
+	return cu_status(cudaGetLastError(), err, what);
+}
+
+/* Stream-ordered scratch, zero-filled when asked; small (O(blocks),
+ * O(slab)) by contract. */
+static inline void *cu_scratch(size_t bytes, int zero, ffdp_error *err, const char *what)
+{
+	void *p = NULL;
+	cudaError_t e = cudaMallocAsync(&p, bytes ? bytes : 1, 0);
+	if (e != cudaSuccess) {
+		cudaGetLastError(); /* not sticky: clear it for the next op */
+		ffdp_fail(err, FFDP_ERR_NOMEM, "%s: cannot allocate %zu bytes of GPU scratch: %s", what, bytes,
+			  cudaGetErrorString(e));
+		return NULL;
+	}
+	e = zero ? cudaMemsetAsync(p, 0, bytes, 0) : cudaSuccess;
+	if (e != cudaSuccess) {
+		cudaFreeAsync(p, 0);
+		cu_status(e, err, what);
+		return NULL;
+	}
+	return p;
+}
+
+/* A double from the bits cu_block_max_nonneg leaves (host side). */
+static inline double cu_bits_double(unsigned long long b)
+{
+	double d;
+	memcpy(&d, &b, sizeof(d));
+	return d;
+}
+
+static inline void cu_scratch_free(void *p)
+{
+	if (p)
+		cudaFreeAsync(p, 0);
+}
+
+/* Copy a small device result to the host (waits for the kernels before it). */
+static inline ffdp_status cu_fetch(void *host, const void *dev, size_t bytes, ffdp_error *err, const char *what)
+{
+	return cu_status(cudaMemcpy(host, dev, bytes, cudaMemcpyDeviceToHost), err, what);
+}
+
+/* ---- launch shapes ----------------------------------------------------------- */
+
+enum { CU_BX = 32, CU_BY = 8, CU_THREADS = CU_BX * CU_BY };
+
+typedef struct cu_shape {
+	dim3 grid, block;
+} cu_shape;
+
+static inline int cu_sm_count(void)
+{
+	int dev = 0, n = 0;
+	if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+		n = 1;
+	return n > 0 ? n : 1;
+}
+
+/* Blocks for a reduction: two full waves of 256-thread blocks (8 per SM),
+ * so that one atomic per block and entry stays cheap. */
+static inline int64_t cu_reduce_blocks(void)
+{
+	return (int64_t)cu_sm_count() * 16;
+}
+
+static inline int64_t cu_min64(int64_t a, int64_t b)
+{
+	return a < b ? a : b;
+}
+
+static inline int64_t cu_max64(int64_t a, int64_t b)
+{
+	return a > b ? a : b;
+}
+
+/* Blocks of 32 x 8 threads over an nx x ny x nz box, x fastest (a warp
+ * covers 32 consecutive x).  Grid y and z are capped at 65535 and, when
+ * max_blocks > 0, the whole grid at max_blocks: CU_FOR_VOXELS loops over
+ * what the grid does not cover. */
+static inline cu_shape cu_voxel_shape(int64_t nx, int64_t ny, int64_t nz, int64_t max_blocks)
+{
+	int64_t gx = cu_min64((nx + CU_BX - 1) / CU_BX, INT32_MAX);
+	int64_t gy = cu_min64((ny + CU_BY - 1) / CU_BY, 65535);
+	int64_t gz = cu_min64(nz, 65535);
+	if (max_blocks > 0) {
+		if (gx * gy * gz > max_blocks)
+			gz = cu_max64(1, max_blocks / (gx * gy));
+		if (gx * gy * gz > max_blocks)
+			gy = cu_max64(1, max_blocks / gx);
+		if (gx * gy * gz > max_blocks)
+			gx = cu_max64(1, max_blocks);
+	}
+	cu_shape s;
+	s.grid = dim3((unsigned)gx, (unsigned)gy, (unsigned)gz);
+	s.block = dim3(CU_BX, CU_BY, 1);
+	return s;
+}
+
+/* 1-D blocks of 256 over n elements (CU_FOR_FLAT), capped like the above. */
+static inline cu_shape cu_flat_shape(int64_t n, int64_t max_blocks)
+{
+	int64_t g = cu_min64((n + CU_THREADS - 1) / CU_THREADS, INT32_MAX);
+	if (max_blocks > 0)
+		g = cu_min64(g, max_blocks);
+	cu_shape s;
+	s.grid = dim3((unsigned)cu_max64(g, 1), 1, 1);
+	s.block = dim3(CU_THREADS, 1, 1);
+	return s;
+}
+
+/* Voxel loops with 64-bit coordinates and no divisions (grid-stride on
+ * each axis; a full grid runs each body once). */
+#define CU_FOR_VOXELS(NX, NY, NZ, X, Y, Z)                                                               \
+	for (int64_t Z = blockIdx.z; Z < (NZ); Z += gridDim.z)                                           \
+		for (int64_t Y = (int64_t)blockIdx.y * blockDim.y + threadIdx.y; Y < (NY);               \
+		     Y += (int64_t)gridDim.y * blockDim.y)                                               \
+			for (int64_t X = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; X < (NX);       \
+			     X += (int64_t)gridDim.x * blockDim.x)
+
+#define CU_FOR_FLAT(I, N)                                                                                \
+	for (int64_t I = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; I < (N);                        \
+	     I += (int64_t)gridDim.x * blockDim.x)
+
+/* ---- block reductions ---------------------------------------------------------
+ * Called once per kernel, after the loops, by every thread of the block
+ * (block size a multiple of 32, at most 1024). */
+
+__device__ __forceinline__ int cu_tid(void)
+{
+	return (threadIdx.z * blockDim.y + threadIdx.y) * blockDim.x + threadIdx.x;
+}
+
+__device__ __forceinline__ int cu_nwarps(void)
+{
+	return (blockDim.x * blockDim.y * blockDim.z + 31) >> 5;
+}
+
+/* dst[k] += sum over the block of v[k]: warp shuffles, one shared slot per
+ * warp, then one atomicAdd per entry. */
+template <int K> __device__ void cu_block_sum_add(double (&v)[K], double *dst)
+{
+	__shared__ double part[K][32];
+	const int tid = cu_tid(), lane = tid & 31, warp = tid >> 5;
+#pragma unroll
+	for (int k = 0; k < K; k++)
+		for (int off = 16; off > 0; off >>= 1)
+			v[k] += __shfl_down_sync(0xffffffffu, v[k], off);
+	if (lane == 0)
+#pragma unroll
+		for (int k = 0; k < K; k++)
+			part[k][warp] = v[k];
+	__syncthreads();
+	if (tid < K) {
+		double s = 0.0;
+		for (int w = 0; w < cu_nwarps(); w++)
+			s += part[tid][w];
+		atomicAdd(dst + tid, s);
+	}
+}
+
+/* *dst = max(*dst, block max of v) for v >= 0 (+inf allowed, no NaN):
+ * the bits of non-negative doubles order like their values. */
+__device__ inline void cu_block_max_nonneg(double v, unsigned long long *dst)
+{
+	__shared__ double part[32];
+	const int tid = cu_tid(), lane = tid & 31, warp = tid >> 5;
+	for (int off = 16; off > 0; off >>= 1)
+		v = fmax(v, __shfl_down_sync(0xffffffffu, v, off));
+	if (lane == 0)
+		part[warp] = v;
+	__syncthreads();
+	if (tid == 0) {
+		double m = 0.0;
+		for (int w = 0; w < cu_nwarps(); w++)
+			m = fmax(m, part[w]);
+		atomicMax(dst, (unsigned long long)__double_as_longlong(m));
+	}
+}
+
+/* ---- interpolation -------------------------------------------------------------
+ * Linear taps along one axis at continuous index p, for a box of n voxels
+ * starting at global index off; the same rules (and arithmetic) as the CPU
+ * (cpu_trilinear.h), used by the sampler, the composition and the warp step:
+ *   BORDER: p is clamped to [off, off+n-1]; the derivative is 0 where the
+ *           clamp is active (NaN included).  At a knot the cell to the right
+ *           is used (floor), so at the last knot both corners are n-1 and
+ *           the one-sided derivative is 0.
+ *   ZERO:   corners outside the box get weight 0 and derivative 0; points
+ *           further out than two voxels (or NaN) are pulled in to two voxels
+ *           outside, which changes nothing and keeps the cast defined.
+ * The floor and fraction are taken in the global frame and only the
+ * integer index moves into the box, so a shard (a box with halo) gets the
+ * same bits as the whole grid.  Indices always lie in [0, n-1] (a dropped
+ * corner is a safe address); d0, d1 = d(w0, w1)/dp. */
+typedef struct cu_taps {
+	int64_t i0, i1;
+	float w0, w1;
+	float d0, d1;
+} cu_taps;
+
+__device__ __forceinline__ cu_taps cu_taps_make(double p, int64_t off, int64_t n, int pad)
+{
+	cu_taps t;
+	const bool border = pad == FFDP_PAD_BORDER;
+	const double lo = border ? (double)off : (double)off - 2.0;
+	const double hi = border ? (double)(off + n - 1) : (double)(off + n) + 1.0;
+	double q = p > lo ? p : lo; /* NaN -> lo */
+	q = q < hi ? q : hi;
+	const double fl = floor(q);
+	const int64_t i0 = (int64_t)fl - off;
+	const float f = (float)(q - fl);
+	if (border) {
+		const float in = p >= lo && p <= hi ? 1.0f : 0.0f;
+		t.i0 = i0, t.i1 = i0 + (i0 < n - 1);
+		t.w0 = 1.0f - f, t.w1 = f;
+		t.d0 = -in, t.d1 = in;
+		return t;
+	}
+	const int64_t i1 = i0 + 1;
+	const float v0 = i0 >= 0 && i0 < n ? 1.0f : 0.0f, v1 = i1 >= 0 && i1 < n ? 1.0f : 0.0f;
+	t.w0 = (1.0f - f) * v0, t.w1 = f * v1;
+	t.d0 = -v0, t.d1 = v1;
+	t.i0 = i0 < 0 ? 0 : (i0 >= n ? n - 1 : i0);
+	t.i1 = i1 < 0 ? 0 : (i1 >= n ? n - 1 : i1);
+	return t;
+}
+
+/* The taps of an axis that does not exist (z of a 2-D image). */
+__device__ __forceinline__ cu_taps cu_taps_flat(void)
+{
+	cu_taps t;
+	t.i0 = t.i1 = 0;
+	t.w0 = 1.0f, t.w1 = 0.0f;
+	t.d0 = t.d1 = 0.0f;
+	return t;
+}
+
+/* Nearest neighbour index: rounds half up.  The one place to change it. */
+__device__ __forceinline__ double cu_nearest(double q)
+{
+	return floor(q + 0.5);
+}
+
+__device__ __forceinline__ float cu_lerp_row(const float *row, const cu_taps &tx)
+{
+	return tx.w0 * row[tx.i0] + tx.w1 * row[tx.i1];
+}
+
+/* Bilinear in one plane (rows of nx floats). */
+__device__ __forceinline__ float cu_bilinear(const float *plane, int64_t nx, const cu_taps &tx, const cu_taps &ty)
+{
+	return ty.w0 * cu_lerp_row(plane + ty.i0 * nx, tx) + ty.w1 * cu_lerp_row(plane + ty.i1 * nx, tx);
+}
+
+__device__ __forceinline__ float cu_trilinear(const float *p, int64_t nx, int64_t nxy, const cu_taps &tx,
+					      const cu_taps &ty, const cu_taps &tz)
+{
+	return tz.w0 * cu_bilinear(p + tz.i0 * nxy, nx, tx, ty) + tz.w1 * cu_bilinear(p + tz.i1 * nxy, nx, tx, ty);
+}
+
+/* The trilinear interpolant's gradient with respect to the continuous
+ * index (value not needed by the callers). */
+__device__ __forceinline__ void cu_trilinear_grad(const float *p, int64_t nx, int64_t nxy, const cu_taps &tx,
+						  const cu_taps &ty, const cu_taps &tz, float g[3])
+{
+	const float wx0 = tx.w0, wx1 = tx.w1, wy0 = ty.w0, wy1 = ty.w1;
+	float pv[2], pdx[2], pdy[2];
+#pragma unroll
+	for (int s = 0; s < 2; s++) {
+		const float *pl = p + (s ? tz.i1 : tz.i0) * nxy;
+		const float *r0 = pl + ty.i0 * nx, *r1 = pl + ty.i1 * nx;
+		const float a0 = r0[tx.i0], a1 = r0[tx.i1], b0 = r1[tx.i0], b1 = r1[tx.i1];
+		const float va = wx0 * a0 + wx1 * a1, vb = wx0 * b0 + wx1 * b1;
+		pv[s] = wy0 * va + wy1 * vb;
+		pdx[s] = wy0 * (tx.d0 * a0 + tx.d1 * a1) + wy1 * (tx.d0 * b0 + tx.d1 * b1);
+		pdy[s] = ty.d0 * va + ty.d1 * vb;
+	}
+	const float wz0 = tz.w0, wz1 = tz.w1;
+	g[0] = wz0 * pdx[0] + wz1 * pdx[1];
+	g[1] = wz0 * pdy[0] + wz1 * pdy[1];
+	g[2] = tz.d0 * pv[0] + tz.d1 * pv[1];
+}
+
+#endif
