@@ -26,20 +26,6 @@ grep -q "ffdp: CUDA ON" "$LOG/configure.log" || fail "CMake did not find nvcc: n
 cmake --build "$BUILD" -j"$(nproc)" >"$LOG/build.log" 2>&1 || fail "build failed"
 grep -E "warning|error" "$LOG/build.log" | head -20
 
-# bench/gpu is not among CMake's globs (bench/*.c): build it here with the
-# library's own compile flags and link line (those of the ffdp program).
-build_bench() {
-	local d="$BUILD/CMakeFiles/ffdp.dir"
-	local defs incs tail
-	defs=$(sed -n 's/^C_DEFINES = //p' "$d/flags.make")
-	incs=$(sed -n 's/^C_INCLUDES = //p' "$d/flags.make")
-	tail=$(sed 's/.*linkLibs\.rsp//' "$d/link.txt")
-	(cd "$BUILD" &&
-		eval cc -O3 -std=c11 -fopenmp -Wall -Wextra $defs $incs -c "$ROOT/bench/gpu/bench_ops_gpu.c" \
-			-o bench_ops_gpu.o &&
-		eval g++ bench_ops_gpu.o -o bench_ops_gpu @"$d/linkLibs.rsp" $tail) >"$LOG/bench-build.log" 2>&1
-}
-
 status=0
 if [ "$WHAT" = all ] || [ "$WHAT" = test ]; then
 	step "ctest -L gpu"
@@ -47,7 +33,6 @@ if [ "$WHAT" = all ] || [ "$WHAT" = test ]; then
 fi
 if [ "$WHAT" = all ] || [ "$WHAT" = bench ]; then
 	step "bench_ops_gpu $*"
-	build_bench || fail "bench build failed (see bench-build.log)"
 	"$BUILD/bench_ops_gpu" "$@" 2>&1 | tee "$LOG/bench.log" || status=1
 fi
 exit $status
