@@ -95,6 +95,13 @@ ffdp_status ffdp_eval_ncc(const ffdp_volume *a, const ffdp_volume *b, const ffdp
 ffdp_status ffdp_eval_lncc2(ffdp_backend *be, const ffdp_volume *a, const ffdp_volume *b, int k, double *lncc2,
 			    ffdp_error *err);
 
+/* Mean distance, in voxels of truth's grid (x spacing), between
+ * phi(x) = T(x) + u(x) (u may be NULL) and a known truth x + t(x), over the
+ * voxels where mask > 0 (all when mask is NULL): how well a registration
+ * recovered a synthetic deformation (ffdp_phantom_make's truth). */
+ffdp_status ffdp_eval_endpoint_error(const ffdp_mat4 *T, const ffdp_field *u, const ffdp_field *truth,
+				     const ffdp_volume *mask, double *mean_voxels, ffdp_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -536,3 +536,35 @@ ffdp_status ffdp_eval_lncc2(ffdp_backend *be, const ffdp_volume *a, const ffdp_v
 		*lncc2 = -loss;
 	return s;
 }
+
+ffdp_status ffdp_eval_endpoint_error(const ffdp_mat4 *T, const ffdp_field *u, const ffdp_field *truth,
+				     const ffdp_volume *mask, double *mean_voxels, ffdp_error *err)
+{
+	const ffdp_grid *g = &truth->grid;
+	if ((u && !ffdp_grid_same(&u->grid, g, 1e-6)) || (mask && !ffdp_grid_same(&mask->grid, g, 1e-6)))
+		return ffdp_fail(err, FFDP_ERR_ARG, "endpoint error: fields and mask must share the truth's grid");
+	ffdp_mat4 i2p = ffdp_grid_index_to_phys(g);
+	const int64_t nx = g->n[0], ny = g->n[1], nz = g->n[2];
+	double sum = 0;
+	int64_t cnt = 0;
+#pragma omp parallel for collapse(2) reduction(+ : sum, cnt) schedule(static)
+	for (int64_t z = 0; z < nz; z++)
+		for (int64_t y = 0; y < ny; y++)
+			for (int64_t x = 0; x < nx; x++) {
+				int64_t i = (z * ny + y) * nx + x;
+				if (mask && !(mask->data[i] > 0))
+					continue;
+				double idx[3] = {(double)x, (double)y, (double)z}, p[3], q[3], e2 = 0;
+				ffdp_mat4_apply_point(&i2p, idx, p);
+				ffdp_mat4_apply_point(T, p, q);
+				for (int c = 0; c < truth->ncomp; c++) {
+					double d = q[c] + (u ? u->c[c][i] : 0.0f) - p[c] - truth->c[c][i];
+					e2 += d * d;
+				}
+				sum += sqrt(e2), cnt++;
+			}
+	if (!cnt)
+		return ffdp_fail(err, FFDP_ERR_ARG, "endpoint error: the mask is empty");
+	*mean_voxels = sum / (double)cnt / g->spacing[0];
+	return FFDP_OK;
+}
