@@ -4,27 +4,13 @@
 
 #include "alloc_count.h"
 #include "check.h"
+#include "testutil.h"
 #include "ffdp/ffdp.h"
 
 static double urand(unsigned *s)
 {
 	*s = *s * 1664525u + 1013904223u;
 	return (double)(*s >> 8) / 16777216.0;
-}
-
-/* A random rotation from a random unit quaternion. */
-static void random_rotation(unsigned *s, double R[9])
-{
-	double q[4], n = 0;
-	for (int i = 0; i < 4; i++)
-		q[i] = urand(s) - 0.5, n += q[i] * q[i];
-	n = sqrt(n);
-	double w = q[0] / n, x = q[1] / n, y = q[2] / n, z = q[3] / n;
-	double r[9] = {1 - 2 * (y * y + z * z), 2 * (x * y - w * z),     2 * (x * z + w * y),
-		       2 * (x * y + w * z),     1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-		       2 * (x * z - w * y),     2 * (y * z + w * x),     1 - 2 * (x * x + y * y)};
-	for (int i = 0; i < 9; i++)
-		R[i] = r[i];
 }
 
 int main(void)
@@ -53,7 +39,8 @@ int main(void)
 
 	/* grid: oblique, anisotropic; phys_to_index inverts index_to_phys */
 	ffdp_grid g = ffdp_grid_make(17, 23, 11, 0.7, 1.3, 2.1);
-	random_rotation(&seed, g.dir);
+	tu_rng rng = tu_rng_make(7);
+	tu_random_rotation(&rng, g.dir);
 	g.origin[0] = -12.5, g.origin[1] = 33.0, g.origin[2] = 7.25;
 	CHECK_OK(ffdp_grid_check(&g, &err), &err, "oblique anisotropic grid passes the check");
 	ffdp_mat4 i2p = ffdp_grid_index_to_phys(&g), p2i = ffdp_grid_phys_to_index(&g);

@@ -17,44 +17,6 @@
 
 static char g_dir[1024];
 
-static const char *tpath(char *buf, const char *name)
-{
-	snprintf(buf, 1200, "%s/%s", g_dir, name);
-	return buf;
-}
-
-static void make_dirs(const char *path)
-{
-	char tmp[1024];
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	for (char *p = tmp + 1; *p; p++)
-		if (*p == '/') {
-			*p = '\0';
-			mkdir(tmp, 0777);
-			*p = '/';
-		}
-	mkdir(tmp, 0777);
-}
-
-static void write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	fputs(text, f);
-	fclose(f);
-}
-
-static int count_temporaries(void)
-{
-	DIR *d = opendir(g_dir);
-	int n = 0;
-	struct dirent *e;
-	while (d && (e = readdir(d)))
-		n += strstr(e->d_name, ".tmp-") != NULL;
-	if (d)
-		closedir(d);
-	return n;
-}
-
 /* ---- fields ---- */
 
 static void field_round_trip(tu_rng *r, int64_t nx, int64_t ny, int64_t nz, const char *name)
@@ -67,7 +29,7 @@ static void field_round_trip(tu_rng *r, int64_t nx, int64_t ny, int64_t nz, cons
 	int64_t n = ffdp_grid_voxels(&g);
 	for (int c = 0; c < u.ncomp; c++)
 		tu_fill_uniform(r, u.c[c], n, -7.5, 7.5);
-	CHECK_OK(ffdp_field_write(tpath(path, name), &u, &err), &err, "write %d-component field %s", u.ncomp,
+	CHECK_OK(ffdp_field_write(tu_path(path, 1200, g_dir, name), &u, &err), &err, "write %d-component field %s", u.ncomp,
 		 name);
 	CHECK_OK(ffdp_field_read(path, &back, &err), &err, "read %s back", name);
 	int same = back.ncomp == u.ncomp && ffdp_grid_same(&back.grid, &g, 1e-6);
@@ -109,7 +71,7 @@ static void test_fields(tu_rng *r)
 		((double *)nim->data)[i] = 0.125 * (double)i - 3.0;
 	nim->intent_code = NIFTI_INTENT_VECTOR;
 	free(nim->fname), free(nim->iname);
-	nim->fname = nifti_strdup(tpath(path, "warp_f64.nii")), nim->iname = nifti_strdup(path);
+	nim->fname = nifti_strdup(tu_path(path, 1200, g_dir, "warp_f64.nii")), nim->iname = nifti_strdup(path);
 	nifti_image_write(nim);
 	nifti_image_free(nim);
 	ffdp_field u = {0};
@@ -125,7 +87,7 @@ static void test_fields(tu_rng *r)
 	ffdp_volume v = {0};
 	ffdp_grid g = tu_random_grid(r, 5, 5, 5);
 	ffdp_volume_alloc(&v, &g, &err);
-	ffdp_image_write(tpath(path, "scalar.nii"), &v, FFDP_WRITE_FLOAT32, &err);
+	ffdp_image_write(tu_path(path, 1200, g_dir, "scalar.nii"), &v, FFDP_WRITE_FLOAT32, &err);
 	ffdp_status s = ffdp_field_read(path, &u, &err);
 	CHECK(s == FFDP_ERR_DATA && strstr(err.msg, "scalar.nii") &&
 		  strstr(err.msg, "not a displacement field"),
@@ -135,13 +97,13 @@ static void test_fields(tu_rng *r)
 	/* NaN displacement refused. */
 	ffdp_field_alloc(&u, &g, &err);
 	u.c[1][7] = NAN;
-	CHECK_OK(ffdp_field_write(tpath(path, "warp_nan.nii"), &u, &err), &err,
+	CHECK_OK(ffdp_field_write(tu_path(path, 1200, g_dir, "warp_nan.nii"), &u, &err), &err,
 		 "write a field holding a NaN");
 	ffdp_field_free(&u);
 	s = ffdp_field_read(path, &u, &err);
 	CHECK(s == FFDP_ERR_DATA && strstr(err.msg, "warp_nan.nii: 1 displacement values"),
 	      "NaN field refused: %s", err.msg);
-	s = ffdp_field_write(tpath(path, "warp.mha"), &u, &err);
+	s = ffdp_field_write(tu_path(path, 1200, g_dir, "warp.mha"), &u, &err);
 	CHECK(s == FFDP_ERR_ARG && strstr(err.msg, "warp.mha"), "field write refuses .mha: %s", err.msg);
 }
 
@@ -167,7 +129,7 @@ static void test_affine(tu_rng *r)
 		for (int j = 0; j < 3; j++)
 			T.m[4 * i + j] = R[3 * i + j] * (0.8 + 0.1 * i) + (i == 0 && j == 1 ? 0.05 : 0.0);
 	T.m[3] = 12.345678901234567, T.m[7] = -0.1 / 3.0, T.m[11] = 1e-9;
-	CHECK_OK(ffdp_affine_write(tpath(path, "affine.txt"), &T, &err), &err, "write affine.txt");
+	CHECK_OK(ffdp_affine_write(tu_path(path, 1200, g_dir, "affine.txt"), &T, &err), &err, "write affine.txt");
 	CHECK_OK(ffdp_affine_read(path, &back, &err), &err, "read affine.txt back");
 	CHECK(memcmp(back.m, T.m, sizeof(T.m)) == 0, "affine round trip is exact (%%.17g)");
 	FILE *f = fopen(path, "r");
@@ -185,7 +147,7 @@ static void test_affine(tu_rng *r)
 
 	/* float type with a centre: A = diag(2, 1, 0.5), t = (1, 2, 3), c = (10, 20, 30);
 	 * offset = t + c - A c = (1 + 10 - 20, 2 + 20 - 20, 3 + 30 - 15) = (-9, 2, 18). */
-	write_text(tpath(path, "centred_float.txt"), "#Insight Transform File V1.0\n#Transform 0\n"
+	tu_write_text(tu_path(path, 1200, g_dir, "centred_float.txt"), "#Insight Transform File V1.0\n#Transform 0\n"
 						     "Transform: AffineTransform_float_3_3\n"
 						     "Parameters: 2 0 0 0 1 0 0 0 0.5 1 2 3\n"
 						     "FixedParameters: 10 20 30\n");
@@ -195,7 +157,7 @@ static void test_affine(tu_rng *r)
 
 	/* A 90-degree turn about z: A = [0 -1 0; 1 0 0; 0 0 1], t = (5, 0, 0), c = (1, 2, 3);
 	 * A c = (-2, 1, 3), offset = (5 + 1 + 2, 0 + 2 - 1, 0 + 3 - 3) = (8, 1, 0).  CRLF line ends. */
-	write_text(tpath(path, "mob.tfm"),
+	tu_write_text(tu_path(path, 1200, g_dir, "mob.tfm"),
 		   "#Insight Transform File V1.0\r\n#Transform 0\r\n"
 		   "Transform: MatrixOffsetTransformBase_double_3_3\r\n"
 		   "Parameters: 0 -1 0 1 0 0 0 0 1 5 0 0\r\nFixedParameters: 1 2 3\r\n");
@@ -204,7 +166,7 @@ static void test_affine(tu_rng *r)
 	check_matrix("rotation about z, centre (1, 2, 3)", &back, want2, 0);
 
 	/* 2-D: A = [1 2; 3 4], t = (5, 6), c = (1, 1): A c = (3, 7), offset = (3, 0). */
-	write_text(tpath(path, "affine2d.txt"), "#Insight Transform File V1.0\n#Transform 0\n"
+	tu_write_text(tu_path(path, 1200, g_dir, "affine2d.txt"), "#Insight Transform File V1.0\n#Transform 0\n"
 						"Transform: AffineTransform_double_2_2\n"
 						"Parameters: 1 2 3 4 5 6\nFixedParameters: 1 1\n");
 	double want3[12] = {1, 2, 0, 3, 3, 4, 0, 0, 0, 0, 1, 0};
@@ -236,28 +198,28 @@ static void test_affine(tu_rng *r)
 	    {"empty.txt", "", "empty file"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		write_text(tpath(path, bad[i].name), bad[i].text);
+		tu_write_text(tu_path(path, 1200, g_dir, bad[i].name), bad[i].text);
 		ffdp_status s = ffdp_affine_read(path, &back, &err);
 		CHECK(s == FFDP_ERR_FORMAT && strstr(err.msg, bad[i].name) && strstr(err.msg, bad[i].expect),
 		      "refused %s: %s", bad[i].name, err.msg);
 	}
-	ffdp_status s = ffdp_affine_read(tpath(path, "missing.txt"), &back, &err);
+	ffdp_status s = ffdp_affine_read(tu_path(path, 1200, g_dir, "missing.txt"), &back, &err);
 	CHECK(s == FFDP_ERR_IO && strstr(err.msg, "missing.txt"), "missing transform: %s", err.msg);
-	s = ffdp_affine_write(tpath(path, "affine.mat"), &T, &err);
+	s = ffdp_affine_write(tu_path(path, 1200, g_dir, "affine.mat"), &T, &err);
 	CHECK(s == FFDP_ERR_ARG && strstr(err.msg, "affine.mat") && access(path, F_OK) != 0,
 	      ".mat refused for text output: %s", err.msg);
 	s = ffdp_affine_write("/proc/ffdp-no-such-dir/a.txt", &T, &err);
 	CHECK(s == FFDP_ERR_IO && strstr(err.msg, "/proc/ffdp-no-such-dir"), "unwritable: %s", err.msg);
 	T.m[14] = 0.5;
-	s = ffdp_affine_write(tpath(path, "proj.txt"), &T, &err);
+	s = ffdp_affine_write(tu_path(path, 1200, g_dir, "proj.txt"), &T, &err);
 	CHECK(s == FFDP_ERR_ARG && access(path, F_OK) != 0, "non-affine last row refused: %s", err.msg);
-	CHECK(count_temporaries() == 0, "no temporary files left in %s", g_dir);
+	CHECK(tu_count_temporaries(g_dir) == 0, "no temporary files left in %s", g_dir);
 }
 
 int main(void)
 {
 	snprintf(g_dir, sizeof(g_dir), "%s", FFDP_TEST_TMP);
-	make_dirs(g_dir);
+	tu_mkdirs(g_dir);
 	tu_rng r = tu_rng_make(77);
 	test_fields(&r);
 	test_affine(&r);

@@ -20,38 +20,7 @@
 
 static char g_dir[1024];
 
-static const char *tpath(char *buf, const char *name)
-{
-	snprintf(buf, 1200, "%s/%s", g_dir, name);
-	return buf;
-}
-
-static void make_dirs(const char *path)
-{
-	char tmp[1024];
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	for (char *p = tmp + 1; *p; p++)
-		if (*p == '/') {
-			*p = '\0';
-			mkdir(tmp, 0777);
-			*p = '/';
-		}
-	mkdir(tmp, 0777);
-}
-
 /* Files in the test directory whose name marks them as writer temporaries. */
-static int count_temporaries(void)
-{
-	DIR *d = opendir(g_dir);
-	int n = 0;
-	struct dirent *e;
-	while (d && (e = readdir(d)))
-		n += strstr(e->d_name, ".tmp-") != NULL;
-	if (d)
-		closedir(d);
-	return n;
-}
-
 static double max_geom_diff(const ffdp_grid *a, const ffdp_grid *b, double *dorigin, double *ddir,
 			    double *dspacing)
 {
@@ -88,7 +57,7 @@ static void test_float_round_trip(tu_rng *r)
 			char path[1200];
 			char name[64];
 			snprintf(name, sizeof(name), "float_%d.nii%s", t, gz ? ".gz" : "");
-			tpath(path, name);
+			tu_path(path, 1200, g_dir, name);
 			ffdp_image_info info;
 			CHECK_OK(ffdp_image_write(path, &v, FFDP_WRITE_FLOAT32, &err), &err,
 				 "write float32 %s", name);
@@ -149,7 +118,7 @@ static void test_scaled(tu_rng *r)
 	ffdp_image_info info;
 
 	tu_fill_uniform(r, v.data, n, -3.7, 1234.5);
-	CHECK_OK(ffdp_image_write(tpath(path, "scaled_i16.nii.gz"), &v, FFDP_WRITE_INT16, &err), &err,
+	CHECK_OK(ffdp_image_write(tu_path(path, 1200, g_dir, "scaled_i16.nii.gz"), &v, FFDP_WRITE_INT16, &err), &err,
 		 "write int16");
 	CHECK_OK(ffdp_image_read(path, 0, &back, &info, &err), &err, "read int16 back");
 	double d = back.data ? max_abs_diff(back.data, v.data, n) : INFINITY;
@@ -161,7 +130,7 @@ static void test_scaled(tu_rng *r)
 	      info.scl_slope);
 	ffdp_volume_free(&back);
 
-	CHECK_OK(ffdp_image_write(tpath(path, "scaled_u8.nii"), &v, FFDP_WRITE_UINT8, &err), &err,
+	CHECK_OK(ffdp_image_write(tu_path(path, 1200, g_dir, "scaled_u8.nii"), &v, FFDP_WRITE_UINT8, &err), &err,
 		 "write uint8");
 	CHECK_OK(ffdp_image_read(path, 0, &back, &info, &err), &err, "read uint8 back");
 	d = back.data ? max_abs_diff(back.data, v.data, n) : INFINITY;
@@ -172,7 +141,7 @@ static void test_scaled(tu_rng *r)
 	/* Whole numbers that fit are stored unscaled, so exactly. */
 	for (int64_t i = 0; i < n; i++)
 		v.data[i] = (float)((i * 37) % 3001 - 1500);
-	CHECK_OK(ffdp_image_write(tpath(path, "int_i16.nii"), &v, FFDP_WRITE_INT16, &err), &err,
+	CHECK_OK(ffdp_image_write(tu_path(path, 1200, g_dir, "int_i16.nii"), &v, FFDP_WRITE_INT16, &err), &err,
 		 "write integer int16");
 	CHECK_OK(ffdp_image_read(path, 0, &back, &info, &err), &err, "read integer int16");
 	CHECK(back.data && max_abs_diff(back.data, v.data, n) == 0 && info.scl_slope == 1 &&
@@ -184,7 +153,7 @@ static void test_scaled(tu_rng *r)
 	for (int64_t i = 0; i < n; i++)
 		v.data[i] = (float)((i * 7919) % 2036);
 	v.data[5] = 17.4f; /* rounds to 17 */
-	CHECK_OK(ffdp_image_write(tpath(path, "labels.nii.gz"), &v, FFDP_WRITE_LABEL16, &err), &err,
+	CHECK_OK(ffdp_image_write(tu_path(path, 1200, g_dir, "labels.nii.gz"), &v, FFDP_WRITE_LABEL16, &err), &err,
 		 "write labels");
 	CHECK_OK(ffdp_image_read(path, 0, &back, &info, &err), &err, "read labels");
 	v.data[5] = 17.0f;
@@ -193,14 +162,14 @@ static void test_scaled(tu_rng *r)
 	ffdp_volume_free(&back);
 	v.data[7] = 70000.0f;
 	v.data[8] = -5.0f;
-	CHECK_OK(ffdp_image_write(tpath(path, "labels32.nii"), &v, FFDP_WRITE_LABEL16, &err), &err,
+	CHECK_OK(ffdp_image_write(tu_path(path, 1200, g_dir, "labels32.nii"), &v, FFDP_WRITE_LABEL16, &err), &err,
 		 "write big labels");
 	CHECK_OK(ffdp_image_read(path, 0, &back, &info, &err), &err, "read big labels");
 	CHECK(back.data && max_abs_diff(back.data, v.data, n) == 0 && info.datatype == DT_INT32,
 	      "LABEL16 with label 70000: exact as %s", info.datatype_name);
 	ffdp_volume_free(&back);
 	v.data[7] = 3e9f;
-	ffdp_status s = ffdp_image_write(tpath(path, "labels_huge.nii"), &v, FFDP_WRITE_LABEL16, &err);
+	ffdp_status s = ffdp_image_write(tu_path(path, 1200, g_dir, "labels_huge.nii"), &v, FFDP_WRITE_LABEL16, &err);
 	CHECK(s == FFDP_ERR_DATA && strstr(err.msg, "labels_huge.nii") && access(path, F_OK) != 0,
 	      "label 3e9 refused, no file: %s", err.msg);
 	ffdp_volume_free(&v);
@@ -302,7 +271,7 @@ static void test_datatypes(void)
 		raw_spec sp = {{3, 5, 4, 3, 1, 1, 1, 1}, types[t], 2.0, -3.0, 0, 0, NULL, NULL,
 			       {1.5, 2.0, 2.5}};
 		snprintf(name, sizeof(name), "raw_%s.nii%s", names[t], t % 2 ? ".gz" : "");
-		write_raw(tpath(path, name), &sp);
+		write_raw(tu_path(path, 1200, g_dir, name), &sp);
 		ffdp_volume v = {0};
 		ffdp_image_info info;
 		CHECK_OK(ffdp_image_read(path, 0, &v, &info, &err), &err, "read %s", name);
@@ -330,7 +299,7 @@ static void test_datatypes(void)
 	((uint32_t *)nim->data)[0] = 4000000000u;
 	((uint32_t *)nim->data)[1] = 7;
 	free(nim->fname), free(nim->iname);
-	nim->fname = nifti_strdup(tpath(path, "u32max.nii")), nim->iname = nifti_strdup(path);
+	nim->fname = nifti_strdup(tu_path(path, 1200, g_dir, "u32max.nii")), nim->iname = nifti_strdup(path);
 	nifti_image_write(nim);
 	nifti_image_free(nim);
 	ffdp_volume v = {0};
@@ -345,7 +314,7 @@ static void test_datatypes(void)
 	for (int t = 0; t < 2; t++) {
 		raw_spec rs = {{3, 4, 3, 2, 1, 1, 1, 1}, refused[t], 0, 0, 0, 0, NULL, NULL, {1, 1, 1}};
 		snprintf(name, sizeof(name), "raw_refused_%d.nii", t);
-		write_raw(tpath(path, name), &rs);
+		write_raw(tu_path(path, 1200, g_dir, name), &rs);
 		ffdp_status s = ffdp_image_read(path, 0, &v, NULL, &err);
 		CHECK(s == FFDP_ERR_FORMAT && strstr(err.msg, name) &&
 			  strstr(err.msg, t ? "rgb24" : "complex64") && !v.data,
@@ -393,7 +362,7 @@ static void test_nifti2_2d_4d(tu_rng *r)
 	ffdp_grid g = tu_random_grid(r, 32768, 2, 1);
 	ffdp_volume_alloc(&v, &g, &err);
 	tu_fill_uniform(r, v.data, ffdp_grid_voxels(&g), -1, 1);
-	CHECK_OK(ffdp_image_write(tpath(path, "wide.nii.gz"), &v, FFDP_WRITE_FLOAT32, &err), &err,
+	CHECK_OK(ffdp_image_write(tu_path(path, 1200, g_dir, "wide.nii.gz"), &v, FFDP_WRITE_FLOAT32, &err), &err,
 		 "write 32768x2");
 	unsigned char head[12] = {0};
 	gzFile gzf = gzopen(path, "rb");
@@ -412,7 +381,7 @@ static void test_nifti2_2d_4d(tu_rng *r)
 	ffdp_volume_free(&v);
 
 	/* A NIfTI-2 file built field by field from the format definition, sform only. */
-	write_nifti2_by_hand(tpath(path, "hand_nifti2.nii"));
+	write_nifti2_by_hand(tu_path(path, 1200, g_dir, "hand_nifti2.nii"));
 	CHECK_OK(ffdp_image_read(path, 0, &back, &info, &err), &err, "read a hand-made NIfTI-2 file");
 	CHECK(back.data && info.nifti_version == 2 && back.data[3] == (float)raw_value(DT_INT16, 3) &&
 		  fabs(back.grid.origin[0] + 10) < 1e-9 && fabs(back.grid.spacing[0] - 0.9) < 1e-6 &&
@@ -425,7 +394,7 @@ static void test_nifti2_2d_4d(tu_rng *r)
 	g = tu_random_grid(r, 23, 17, 1);
 	ffdp_volume_alloc(&v, &g, &err);
 	tu_fill_uniform(r, v.data, ffdp_grid_voxels(&g), 0, 5);
-	CHECK_OK(ffdp_image_write(tpath(path, "flat.nii"), &v, FFDP_WRITE_FLOAT32, &err), &err,
+	CHECK_OK(ffdp_image_write(tu_path(path, 1200, g_dir, "flat.nii"), &v, FFDP_WRITE_FLOAT32, &err), &err,
 		 "write 2-D image");
 	nim = nifti_image_read(path, 0);
 	CHECK(nim && nim->dim[0] == 2 && nim->nx == 23 && nim->ny == 17,
@@ -446,14 +415,14 @@ static void test_nifti2_2d_4d(tu_rng *r)
 
 	/* 4-D: t = 1 is a 3-D image, t = 3 is refused where 3-D is required. */
 	raw_spec sp4 = {{4, 5, 4, 3, 1, 1, 1, 1}, DT_FLOAT32, 0, 0, 0, 0, NULL, NULL, {1, 1, 1}};
-	write_raw(tpath(path, "t1.nii.gz"), &sp4);
+	write_raw(tu_path(path, 1200, g_dir, "t1.nii.gz"), &sp4);
 	CHECK_OK(ffdp_image_read(path, FFDP_READ_REQUIRE_3D, &back, &info, &err), &err,
 		 "4-D file with t = 1 accepted");
 	CHECK(back.data && back.grid.n[2] == 3 && info.ndim == 4, "t = 1: read as 5 x 4 x 3 (dim[0] = %d)",
 	      info.ndim);
 	ffdp_volume_free(&back);
 	sp4.dims[4] = 3;
-	write_raw(tpath(path, "t3.nii.gz"), &sp4);
+	write_raw(tu_path(path, 1200, g_dir, "t3.nii.gz"), &sp4);
 	s = ffdp_image_read(path, 0, &back, NULL, &err);
 	CHECK(s == FFDP_ERR_DATA &&
 		  strstr(err.msg, "t3.nii.gz: 4-D image (t = 3) where a 3-D image is required") && !back.data,
@@ -494,7 +463,7 @@ static void check_choice(const char *name, const raw_spec *sp, const char *want_
 	ffdp_error err = {0};
 	ffdp_grid g;
 	ffdp_image_info info;
-	write_raw(tpath(path, name), sp);
+	write_raw(tu_path(path, 1200, g_dir, name), sp);
 	CHECK_OK(ffdp_image_read_header(path, &g, &info, &err), &err, "%s: header reads", name);
 	ffdp_grid e = grid_of_ras(want_m, sp->dims[1], sp->dims[2], sp->dims[3]);
 	double dorig, ddir, dsp;
@@ -541,7 +510,7 @@ static void test_qform_sform(tu_rng *r)
 	ffdp_error err = {0};
 	ffdp_grid g;
 	ffdp_image_info info;
-	write_raw(tpath(path, "slight_shear.nii"), &sp);
+	write_raw(tu_path(path, 1200, g_dir, "slight_shear.nii"), &sp);
 	CHECK_OK(ffdp_image_read_header(path, &g, &info, &err), &err,
 		 "slightly sheared sform, no qform: reads");
 	double orth = 0, dd = 0;
@@ -562,7 +531,7 @@ static void test_qform_sform(tu_rng *r)
 	memcpy(sheared, S, sizeof(sheared));
 	sheared[1] += 0.1 * S[0], sheared[5] += 0.1 * S[4], sheared[9] += 0.1 * S[8];
 	sp.s = sheared;
-	write_raw(tpath(path, "strong_shear.nii"), &sp);
+	write_raw(tu_path(path, 1200, g_dir, "strong_shear.nii"), &sp);
 	ffdp_status s = ffdp_image_read_header(path, &g, &info, &err);
 	CHECK(s == FFDP_ERR_DATA && strstr(err.msg, "strong_shear.nii") && strstr(err.msg, "shear"),
 	      "strong shear and no qform refused: %s", err.msg);
@@ -585,7 +554,7 @@ static void test_big_endian(void)
 	memcpy(h.magic, "n+1", 4);
 	nifti_swap_as_nifti1(&h);
 	nifti_swap_2bytes(nim->nvox, nim->data);
-	FILE *f = fopen(tpath(path, "big_endian.nii"), "wb");
+	FILE *f = fopen(tu_path(path, 1200, g_dir, "big_endian.nii"), "wb");
 	fwrite(&h, sizeof(h), 1, f);
 	fwrite("\0\0\0\0", 1, 4, f);
 	fwrite(nim->data, 2, (size_t)nim->nvox, f);
@@ -608,7 +577,7 @@ static void test_flat_sform(void)
 	ffdp_error err = {0};
 	double S[12] = {0, -0.5, 0, 3, 0.7, 0, 0, -4, 0, 0, 0, 5};
 	raw_spec sp = {{2, 6, 5, 1, 1, 1, 1, 1}, DT_FLOAT32, 0, 0, 0, 2, NULL, S, {0.7, 0.5, 2.5}};
-	write_raw(tpath(path, "flat_sform.nii"), &sp);
+	write_raw(tu_path(path, 1200, g_dir, "flat_sform.nii"), &sp);
 	ffdp_grid g;
 	ffdp_image_info info;
 	CHECK_OK(ffdp_image_read_header(path, &g, &info, &err), &err,
@@ -633,7 +602,7 @@ static void test_nonfinite(tu_rng *r)
 	ffdp_volume_alloc(&v, &g, &err);
 	tu_fill_uniform(r, v.data, ffdp_grid_voxels(&g), 2, 3);
 	v.data[3] = NAN, v.data[50] = NAN, v.data[100] = INFINITY, v.data[200] = -INFINITY;
-	CHECK_OK(ffdp_image_write(tpath(path, "nan.nii.gz"), &v, FFDP_WRITE_FLOAT32, &err), &err,
+	CHECK_OK(ffdp_image_write(tu_path(path, 1200, g_dir, "nan.nii.gz"), &v, FFDP_WRITE_FLOAT32, &err), &err,
 		 "write with NaN/Inf");
 	ffdp_status s = ffdp_image_read(path, 0, &back, NULL, &err);
 	CHECK(s == FFDP_ERR_DATA && strstr(err.msg, "nan.nii.gz: 4 voxels are NaN or infinite") && !back.data,
@@ -647,7 +616,7 @@ static void test_nonfinite(tu_rng *r)
 	      "NaN/Inf kept as they are (nifti_clib would zero them); range %g .. %g of the finite voxels",
 	      info.intensity_min, info.intensity_max);
 	ffdp_volume_free(&back);
-	s = ffdp_image_write(tpath(path, "nan_i16.nii"), &v, FFDP_WRITE_INT16, &err);
+	s = ffdp_image_write(tu_path(path, 1200, g_dir, "nan_i16.nii"), &v, FFDP_WRITE_INT16, &err);
 	CHECK(s == FFDP_ERR_DATA && access(path, F_OK) != 0, "NaN cannot be written as int16: %s", err.msg);
 	ffdp_volume_free(&v);
 }
@@ -664,15 +633,15 @@ static void test_bad_input(tu_rng *r)
 	tu_fill_uniform(r, v.data, ffdp_grid_voxels(&g), 0, 1);
 	ffdp_status s;
 
-	s = ffdp_image_read(tpath(path, "missing.nii"), 0, &back, NULL, &err);
+	s = ffdp_image_read(tu_path(path, 1200, g_dir, "missing.nii"), 0, &back, NULL, &err);
 	CHECK(s == FFDP_ERR_IO && strstr(err.msg, path) && strstr(err.msg, "no such file"), "missing: %s",
 	      err.msg);
-	FILE *f = fopen(tpath(path, "empty.nii"), "wb");
+	FILE *f = fopen(tu_path(path, 1200, g_dir, "empty.nii"), "wb");
 	fclose(f);
 	s = ffdp_image_read(path, 0, &back, NULL, &err);
 	CHECK(s == FFDP_ERR_FORMAT && strstr(err.msg, path) && strstr(err.msg, "empty"), "zero bytes: %s",
 	      err.msg);
-	f = fopen(tpath(path, "text.nii"), "w");
+	f = fopen(tu_path(path, 1200, g_dir, "text.nii"), "w");
 	for (int i = 0; i < 40; i++)
 		fprintf(f, "this is a text file, not an image %d\n", i);
 	fclose(f);
@@ -682,13 +651,13 @@ static void test_bad_input(tu_rng *r)
 
 	char cmd[4096];
 	/* Truncated files: the header is fine, the data are short. */
-	CHECK_OK(ffdp_image_write(tpath(path, "whole.nii"), &v, FFDP_WRITE_FLOAT32, &err), &err,
+	CHECK_OK(ffdp_image_write(tu_path(path, 1200, g_dir, "whole.nii"), &v, FFDP_WRITE_FLOAT32, &err), &err,
 		 "write 40^3 .nii");
-	CHECK_OK(ffdp_image_write(tpath(path2, "whole.nii.gz"), &v, FFDP_WRITE_FLOAT32, &err), &err,
+	CHECK_OK(ffdp_image_write(tu_path(path2, 1200, g_dir, "whole.nii.gz"), &v, FFDP_WRITE_FLOAT32, &err), &err,
 		 "write 40^3 .nii.gz");
 	for (int gz = 0; gz < 2; gz++) {
 		char cut[1200];
-		tpath(cut, gz ? "cut.nii.gz" : "cut.nii");
+		tu_path(cut, 1200, g_dir, gz ? "cut.nii.gz" : "cut.nii");
 		struct stat st;
 		stat(gz ? path2 : path, &st);
 		snprintf(cmd, sizeof(cmd), "head -c %lld '%s' > '%s'", (long long)st.st_size / 2,
@@ -700,7 +669,7 @@ static void test_bad_input(tu_rng *r)
 		      "truncated %s refused: %s", gz ? ".nii.gz" : ".nii", err.msg);
 	}
 
-	tpath(path, "misnamed.nii");
+	tu_path(path, 1200, g_dir, "misnamed.nii");
 	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", path2, path);
 	CHECK(system(cmd) == 0, "made misnamed.nii (gzip content)");
 	s = ffdp_image_read(path, 0, &back, NULL, &err);
@@ -708,7 +677,7 @@ static void test_bad_input(tu_rng *r)
 	      "gzip data named .nii: %s", err.msg);
 
 	/* Flipped bytes inside the compressed data: inflate or the CRC must notice. */
-	tpath(path, "corrupt.nii.gz");
+	tu_path(path, 1200, g_dir, "corrupt.nii.gz");
 	snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && printf '\\377\\000\\377\\000' | "
 		 "dd of='%s' bs=1 seek=150000 conv=notrunc status=none", path2, path, path);
 	CHECK(system(cmd) == 0, "made corrupt.nii.gz (4 bytes overwritten mid-stream)");
@@ -724,20 +693,20 @@ static void test_bad_input(tu_rng *r)
 	s = ffdp_image_write("/proc/ffdp-test.nii.gz", &v, FFDP_WRITE_FLOAT32, &err);
 	CHECK(s == FFDP_ERR_IO && strstr(err.msg, "/proc/ffdp-test.nii.gz"), "unwritable directory: %s",
 	      err.msg);
-	mkdir(tpath(path, "adir.nii"), 0777);
+	mkdir(tu_path(path, 1200, g_dir, "adir.nii"), 0777);
 	s = ffdp_image_write(path, &v, FFDP_WRITE_FLOAT32, &err);
 	CHECK(s == FFDP_ERR_IO && strstr(err.msg, "adir.nii") && strstr(err.msg, "directory"),
 	      "target is a directory: %s", err.msg);
-	s = ffdp_image_write(tpath(path, "x.img"), &v, FFDP_WRITE_FLOAT32, &err);
+	s = ffdp_image_write(tu_path(path, 1200, g_dir, "x.img"), &v, FFDP_WRITE_FLOAT32, &err);
 	CHECK(s == FFDP_ERR_ARG && strstr(err.msg, "x.img"), "unknown extension: %s", err.msg);
-	CHECK(ffdp_check_writable(tpath(path, "ok.nii.gz"), &err) == FFDP_OK && access(path, F_OK) != 0,
+	CHECK(ffdp_check_writable(tu_path(path, 1200, g_dir, "ok.nii.gz"), &err) == FFDP_OK && access(path, F_OK) != 0,
 	      "check_writable: the test directory is writable (and no file is left)");
 	s = ffdp_check_writable("/proc/ffdp-no-such-dir/x.nii", &err);
 	CHECK(s == FFDP_ERR_IO && strstr(err.msg, "/proc/ffdp-no-such-dir"), "check_writable refuses: %s",
 	      err.msg);
 
 	/* An existing output survives a failed overwrite unchanged. */
-	tpath(path, "keep.nii");
+	tu_path(path, 1200, g_dir, "keep.nii");
 	CHECK_OK(ffdp_image_write(path, &v, FFDP_WRITE_FLOAT32, &err), &err, "write keep.nii");
 	float saved = v.data[0];
 	v.data[0] = NAN;
@@ -748,14 +717,14 @@ static void test_bad_input(tu_rng *r)
 	CHECK(back.data && memcmp(back.data, v.data, (size_t)ffdp_grid_voxels(&g) * 4) == 0,
 	      "keep.nii unchanged after the failed overwrite");
 	ffdp_volume_free(&back);
-	CHECK(count_temporaries() == 0, "no temporary files left in %s", g_dir);
+	CHECK(tu_count_temporaries(g_dir) == 0, "no temporary files left in %s", g_dir);
 	ffdp_volume_free(&v);
 }
 
 int main(void)
 {
 	snprintf(g_dir, sizeof(g_dir), "%s", FFDP_TEST_TMP);
-	make_dirs(g_dir);
+	tu_mkdirs(g_dir);
 	tu_rng r = tu_rng_make(2024);
 	test_float_round_trip(&r);
 	test_scaled(&r);

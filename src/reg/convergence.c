@@ -1,4 +1,4 @@
-/* Convergence as ANTs judges it: fit a line to the last `window` losses and
+/* Stage bookkeeping, and convergence as ANTs judges it: fit a line to the last `window` losses and
  * stop when its slope, relative to the mean loss magnitude, is below tol
  * (a plateau) or positive (the loss is rising).  FireANTs stops only on a
  * rise, which wastes iterations on plateaus (its issue #58). */
@@ -35,4 +35,19 @@ int reg_convergence_push(reg_convergence *c, double loss)
 	if (mag < 1e-12)
 		mag = 1e-12;
 	return slope > 0 || -slope / mag < c->tol;
+}
+
+void reg_stage_begin(const ffdp_stage *st, ffdp_stage_report *rep, ffdp_progress *pb)
+{
+	rep->kind = st->kind;
+	rep->nlevels = st->nlevels;
+	ffdp_progress_begin(pb, ffdp_stage_name(st->kind), reg_levels_done(st, st->nlevels - 1));
+}
+
+int64_t reg_levels_done(const ffdp_stage *st, int l)
+{
+	int64_t n = 0;
+	for (int k = 0; k <= l; k++)
+		n += st->iters[k];
+	return n;
 }

@@ -276,13 +276,9 @@ ffdp_status reg_deformable(const reg_pair *p, const ffdp_stage *st, const ffdp_m
 	sides[0].T = *T;
 	sides[1].T = ffdp_mat4_identity();
 	sides[1].on_fixed = 1;
-	int64_t total = 0, done = 0;
-	for (int l = 0; l < st->nlevels; l++)
-		total += st->iters[l];
+	int64_t done = 0;
 	ffdp_progress pb;
-	ffdp_progress_begin(&pb, ffdp_stage_name(st->kind), total);
-	rep->kind = st->kind;
-	rep->nlevels = st->nlevels;
+	reg_stage_begin(st, rep, &pb);
 	ffdp_status s = FFDP_OK;
 	for (int l = 0; l < st->nlevels && !s; l++) {
 		reg_level lv;
@@ -294,9 +290,7 @@ ffdp_status reg_deformable(const reg_pair *p, const ffdp_stage *st, const ffdp_m
 			s = run_level(p, st, &lv, sides, nsides, st->iters[l], &pb, &done, &rep->iters[l],
 				      &rep->final_loss, err);
 		reg_level_free(p, &lv);
-		done = 0;
-		for (int k = 0; k <= l; k++)
-			done += st->iters[k];
+		done = reg_levels_done(st, l);
 	}
 	ffdp_progress_end(&pb);
 	/* the last level must be the full-resolution fixed grid */

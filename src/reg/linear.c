@@ -215,13 +215,9 @@ ffdp_status reg_linear(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, ff
 	double t0 = ffdp_now();
 	linear_params lp;
 	params_init(&lp, p, T, st->kind == FFDP_STAGE_RIGID);
-	int64_t total = 0, done = 0;
-	for (int l = 0; l < st->nlevels; l++)
-		total += st->iters[l];
+	int64_t done = 0;
 	ffdp_progress pb;
-	ffdp_progress_begin(&pb, ffdp_stage_name(st->kind), total);
-	rep->kind = st->kind;
-	rep->nlevels = st->nlevels;
+	reg_stage_begin(st, rep, &pb);
 	ffdp_status s = FFDP_OK;
 	for (int l = 0; l < st->nlevels && !s; l++) {
 		reg_level lv;
@@ -237,9 +233,7 @@ ffdp_status reg_linear(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, ff
 		ffdp_buf_free(p->be, warped);
 		ffdp_buf_free(p->be, gm);
 		reg_level_free(p, &lv);
-		done = 0;
-		for (int k = 0; k <= l; k++)
-			done += st->iters[k];
+		done = reg_levels_done(st, l);
 	}
 	ffdp_progress_end(&pb);
 	if (!s)

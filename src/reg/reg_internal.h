@@ -57,6 +57,11 @@ void reg_convergence_init(reg_convergence *c, double *storage, int window, doubl
 /* Add a loss; returns 1 when the last `window` losses have converged. */
 int reg_convergence_push(reg_convergence *c, double loss);
 
+/* Start a stage's report and progress bar (total = all levels' iterations). */
+void reg_stage_begin(const ffdp_stage *st, ffdp_stage_report *rep, ffdp_progress *pb);
+/* Iterations of levels 0..l, for the progress bar after level l. */
+int64_t reg_levels_done(const ffdp_stage *st, int l);
+
 /* Stages.  Linear stages refine *T; deformable stages fill res. */
 ffdp_status reg_moments(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, ffdp_stage_report *rep,
 			ffdp_error *err);

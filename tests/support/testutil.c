@@ -1,6 +1,10 @@
 #include "testutil.h"
 
+#include <dirent.h>
 #include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
 
 tu_rng tu_rng_make(uint64_t seed)
 {
@@ -98,4 +102,44 @@ double tu_rel_err(const float *a, const double *b, int64_t n, double floor)
 	for (int64_t i = 0; i < n; i++)
 		d = fmax(d, fabs((double)a[i] - b[i]));
 	return d / m;
+}
+
+void tu_mkdirs(const char *path)
+{
+	char tmp[1024];
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++)
+		if (*p == '/') {
+			*p = '\0';
+			mkdir(tmp, 0777);
+			*p = '/';
+		}
+	mkdir(tmp, 0777);
+}
+
+const char *tu_path(char *buf, size_t len, const char *dir, const char *name)
+{
+	snprintf(buf, len, "%s/%s", dir, name);
+	return buf;
+}
+
+void tu_write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	if (f) {
+		fputs(text, f);
+		fclose(f);
+	}
+}
+
+int tu_count_temporaries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	int n = 0;
+	struct dirent *e;
+	while (d && (e = readdir(d)))
+		n += strstr(e->d_name, ".tmp-") != NULL;
+	if (d)
+		closedir(d);
+	return n;
 }

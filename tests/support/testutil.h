@@ -2,6 +2,7 @@
 #ifndef FFDP_TESTUTIL_H
 #define FFDP_TESTUTIL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ffdp/ffdp.h"
@@ -33,5 +34,12 @@ void tu_fill_smooth(tu_rng *r, float *x, const int64_t n[3], double noise);
 /* max_i |a_i - b_i| / max(max_i |b_i|, floor) */
 double tu_rel_err(const float *a, const double *b, int64_t n, double floor);
 double tu_max_abs(const double *b, int64_t n);
+
+/* Scratch files: a test's directory (created with its parents), names in
+ * it, text files, and how many writer temporaries (".tmp-") are left. */
+void tu_mkdirs(const char *path);
+const char *tu_path(char *buf, size_t len, const char *dir, const char *name);
+void tu_write_text(const char *path, const char *text);
+int tu_count_temporaries(const char *dir);
 
 #endif
