@@ -52,7 +52,7 @@
 
 enum {
 	LN_OX = 32,  /* tile width: one warp of output columns */
-	LN_T = 512,  /* threads per block (a power of two, >= LN_OX * OY) */
+	LN_T = 512,  /* most threads per block: one per output column, 32 OY */
 	LN_NQ = 5,   /* window sums */
 };
 
@@ -250,9 +250,7 @@ static __device__ double ln_coefs(const lncc_k &k, const double *xb, float *coef
 static __device__ void ln_grad(const lncc_k &k, const float *ynew, const float *yold, double acc[LN_NQ], int64_t x0,
 			       int64_t y0, int64_t pg, bool write, double cf, double cm)
 {
-	const int o = threadIdx.x, nt = LN_OX * k.oy;
-	if (o >= nt)
-		return;
+	const int o = threadIdx.x, nt = LN_OX * k.oy; /* = blockDim.x */
 #pragma unroll
 	for (int q = 0; q < LN_NQ; q++)
 		if (q < k.nq)
@@ -350,11 +348,13 @@ static size_t lncc_smem(lncc_k *k, int oy)
 	k->o_coef = (int)(zs + r2);
 	k->o_ring = (int)(zs + r2 + coef);
 	k->o_red = (int)(zs + r2 + coef + ring);
-	return zs + r2 + coef + ring + LN_T * sizeof(double);
+	return zs + r2 + coef + ring + (size_t)LN_OX * oy * sizeof(double);
 }
 
-/* The tile height: the tallest (<= the image, FFDP_LNCC_TILE_Y to
- * override for tuning) whose shared memory fits one block. */
+/* The tile height OY (the block has 32 OY threads): the tallest (<= the
+ * image; FFDP_LNCC_TILE_Y = 1..16 caps it, for tuning) whose shared memory
+ * fits one block.  16 does the least halo work with one block per SM; 8
+ * does ~35% more at k = 7 but runs two blocks per SM. */
 static int lncc_pick_tile(lncc_k *k, size_t *smem)
 {
 	const size_t cap = (size_t)lm_smem_optin();
@@ -413,13 +413,14 @@ ffdp_status ffdp_cuda_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp
 	cudaError_t e = cudaFuncSetAttribute(lncc_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
 	if (e != cudaSuccess)
 		return lm_status(e, err, "lncc shared memory");
+	const int nthr = LN_OX * k.oy;
 	int bps = 0;
-	e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, lncc_kernel, LN_T, smem);
+	e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, lncc_kernel, nthr, smem);
 	if (e != cudaSuccess)
 		return lm_status(e, err, "lncc occupancy");
 	if (bps < 1)
 		return ffdp_fail(err, FFDP_ERR_BACKEND, "lncc: a %d-thread block with %zu bytes of shared memory "
-				 "does not fit on this device", LN_T, smem);
+				 "does not fit on this device", nthr, smem);
 
 	/* z chunks: about four waves of blocks, each chunk long against its
 	 * 2 hc + 2r + 1 steps of halo. */
@@ -438,7 +439,7 @@ ffdp_status ffdp_cuda_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp
 	k.part = (double *)lm_scratch((size_t)(nb + 1) * sizeof(double), err, "lncc");
 	if (!k.part)
 		return FFDP_ERR_NOMEM;
-	lncc_kernel<<<(unsigned)nb, LN_T, smem>>>(k);
+	lncc_kernel<<<(unsigned)nb, nthr, smem>>>(k);
 	s = lm_launched(err, "lncc kernel");
 	if (!s) {
 		lm_sum_partials<<<1, LM_RED_T, 0>>>(k.part, nb, k.part + nb);

@@ -19,9 +19,9 @@
  * the marginal terms dropping out because the weights sum to 1; gf alike.
  *
  * Pass 1: each block adds its voxels' W x W outer products into a private
- * padded (B+6)^2 histogram in shared memory with 64-bit integer atomics on
- * fixed-point values (quantum 2^-e, e chosen so that N max|v| fits in 62
- * bits), then adds it into a global one.  Integer sums do not depend on
+ * padded (B+6)^2 histogram in shared memory: 64-bit fixed-point integers
+ * (quantum 2^-e; see mi_histogram) added with 32-bit atomics, then adds it
+ * into a global one.  Integer sums do not depend on
  * order: the histogram, loss and gradient are the same bits on every run.
  * Lanes of a warp start their W x W loops at different (row, column)
  * offsets, so lanes with equal windows (flat regions) never hit the same
@@ -163,6 +163,21 @@ template <int W> static __device__ __forceinline__ void mi_rotate(float *x, int 
 	}
 }
 
+/* *p += v (64-bit two's complement) with 32-bit integer atomics, native in
+ * shared memory: the low word, then the high word plus the carry out of
+ * the low word, which only the thread whose addition overflowed it sees.
+ * The quantum keeps |v| < 2^30, so the second atomic is rare. */
+static __device__ __forceinline__ void mi_add64(unsigned long long *p, long long v)
+{
+	unsigned *w = (unsigned *)p; /* little endian: w[0] low, w[1] high */
+	const unsigned long long u = (unsigned long long)v;
+	const unsigned lo = (unsigned)u, hi = (unsigned)(u >> 32);
+	const unsigned old = atomicAdd(w, lo);
+	const unsigned up = hi + (old + lo < old ? 1u : 0u);
+	if (up)
+		atomicAdd(w + 1, up);
+}
+
 /* Pass 1: block-private padded histogram, then one integer atomic per
  * non-zero bin into the global one.  Floor 8 B/voxel (+4 mask). */
 template <int KER> static __global__ void __launch_bounds__(MI_T) mi_hist_kernel(mi_k k)
@@ -199,8 +214,7 @@ template <int KER> static __global__ void __launch_bounds__(MI_T) mi_hist_kernel
 #pragma unroll
 			for (int b = 0; b < W; b++) {
 				const int br = b + rb < W ? b + rb : b + rb - W;
-				/* two's complement: negative weights add correctly */
-				atomicAdd(row + br, (unsigned long long)__float2ll_rn(wf[a] * wm[b]));
+				mi_add64(row + br, __float2ll_rn(wf[a] * wm[b]));
 			}
 		}
 	}
@@ -351,8 +365,12 @@ static mi_map mi_map_make(double lo, double hi, int bins)
 	return p;
 }
 
-/* Pass 1 into h (B x B, host).  The fixed-point quantum 2^-e keeps
- * n max|v| below 2^62. */
+/* Pass 1 into h (B x B, host).  The fixed-point quantum 2^-e keeps each
+ * contribution below max|v| 2^e < 2^30, so the low word of a bin carries
+ * into the high one only every ~100 adds of typical weight (one atomic a
+ * bin, nearly always), and any bin's total n max|v| 2^e below 2^62: e = 29
+ * (quantum 2e-9 of a voxel's mass, finer than the float weights) for a 0/1
+ * mask up to 2^33 voxels, coarser beyond. */
 static ffdp_status mi_histogram(mi_k *k, ffdp_mi_kernel kern, double *h, ffdp_error *err)
 {
 	const int B = k->bins, sp = k->sp;
@@ -366,9 +384,10 @@ static ffdp_status mi_histogram(mi_k *k, ffdp_mi_kernel kern, double *h, ffdp_er
 		return ffdp_fail(err, FFDP_ERR_DATA, "mi: the mask holds a NaN or infinite weight");
 	if (vmax == 0.0)
 		vmax = 1.0; /* nothing to add: pass 2 will report it */
-	int e2;
+	int e1, e2;
+	frexp(vmax, &e1);                /* vmax < 2^e1 */
 	frexp((double)k->n * vmax, &e2); /* n vmax < 2^e2 */
-	const int e = 62 - e2 < 100 ? 62 - e2 : 100;
+	const int e = 30 - e1 < 62 - e2 ? 30 - e1 : 62 - e2;
 	k->qscale = (float)ldexp(1.0, e);
 
 	k->h = (unsigned long long *)lm_scratch(tab * sizeof(unsigned long long), err, "mi histogram");
