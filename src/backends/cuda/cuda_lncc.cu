@@ -171,7 +171,7 @@ static __device__ __forceinline__ double ln_cc(const double s[LN_NQ], double inv
 	const double sf = s[0], sm = s[1];
 	const double cov = s[4] - sf * sm * inv;
 	const double vf = fmax(s[2] - sf * sf * inv, 0.0), vm = fmax(s[3] - sm * sm * inv, 0.0);
-	const double rd = 1.0 / (vf * vm + eps);
+	const double rd = __drcp_rn(vf * vm + eps); /* = 1/D, without a division's slow path */
 	const double cc = (cov * cov + eps) * rd;
 	if (nq) {
 		const double a = 2.0 * cov * rd, b = 2.0 * cc * vf * rd;
@@ -223,7 +223,7 @@ static __device__ double ln_coefs(const lncc_k &k, const double *xb, float *coef
 			double c[LN_NQ] = {0.0, 0.0, 0.0, 0.0, 0.0};
 			if (xin && gy >= 0 && gy < k.ny) {
 				const int64_t v = pc * np + gy * k.nx + gx;
-				const double inv = 1.0 / (double)(ccx * ln_count(gy, k.ny, r) * cz);
+				const double inv = __drcp_rn((double)(ccx * ln_count(gy, k.ny, r) * cz));
 				const double w = k.w ? (double)k.w[v] : 1.0;
 				const double cc = ln_cc(s, inv, k.eps, w, k.nq, c);
 				if (in_chunk && xtile && j >= hc && j < hc + k.oy)

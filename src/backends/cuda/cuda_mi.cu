@@ -63,7 +63,7 @@ typedef struct mi_k {
 	int bins, sp;           /* sp = B + 2 MI_P: padded row */
 	int smem;               /* table in shared memory */
 	mi_map fm, mm;
-	float qscale;           /* pass 1: 2^e */
+	double qscale;          /* pass 1: 2^e */
 	unsigned long long *h;  /* pass 1: padded global histogram (integers) */
 	const double *g;        /* pass 2: padded G table */
 	double c;               /* pass 2: -scale / V */
@@ -163,17 +163,15 @@ template <int W> static __device__ __forceinline__ void mi_rotate(float *x, int 
 	}
 }
 
-/* *p += v (64-bit two's complement) with 32-bit integer atomics, native in
- * shared memory: the low word, then the high word plus the carry out of
- * the low word, which only the thread whose addition overflowed it sees.
- * The quantum keeps |v| < 2^30, so the second atomic is rare. */
-static __device__ __forceinline__ void mi_add64(unsigned long long *p, long long v)
+/* *p += v (a 64-bit two's complement counter) with 32-bit integer atomics,
+ * native in shared memory: the low word, then the high word plus the carry
+ * out of the low word, which only the thread whose addition overflowed it
+ * sees.  Contributions are small, so the second atomic is rare. */
+static __device__ __forceinline__ void mi_add(unsigned long long *p, int v)
 {
 	unsigned *w = (unsigned *)p; /* little endian: w[0] low, w[1] high */
-	const unsigned long long u = (unsigned long long)v;
-	const unsigned lo = (unsigned)u, hi = (unsigned)(u >> 32);
-	const unsigned old = atomicAdd(w, lo);
-	const unsigned up = hi + (old + lo < old ? 1u : 0u);
+	const unsigned lo = (unsigned)v, old = atomicAdd(w, lo);
+	const unsigned up = (v < 0 ? 0xffffffffu : 0u) + (old + lo < old ? 1u : 0u);
 	if (up)
 		atomicAdd(w + 1, up);
 }
@@ -200,13 +198,14 @@ template <int KER> static __global__ void __launch_bounds__(MI_T) mi_hist_kernel
 			continue;
 		int jf, jm;
 		float wf[W], wm[W], d[W];
+		double df[W], dm[W];
 		mi_window<KER>(k.fm, k.bins, k.f[i], &jf, wf, d);
 		mi_window<KER>(k.mm, k.bins, k.m[i], &jm, wm, d);
-#pragma unroll
-		for (int b = 0; b < W; b++)
-			wm[b] *= v * k.qscale; /* exact: qscale is a power of 2 */
 		mi_rotate<W>(wf, ra);
 		mi_rotate<W>(wm, rb);
+#pragma unroll
+		for (int b = 0; b < W; b++)
+			df[b] = wf[b], dm[b] = (double)wm[b] * ((double)v * k.qscale);
 #pragma unroll
 		for (int a = 0; a < W; a++) {
 			const int ar = a + ra < W ? a + ra : a + ra - W;
@@ -214,7 +213,10 @@ template <int KER> static __global__ void __launch_bounds__(MI_T) mi_hist_kernel
 #pragma unroll
 			for (int b = 0; b < W; b++) {
 				const int br = b + rb < W ? b + rb : b + rb - W;
-				mi_add64(row + br, __float2ll_rn(wf[a] * wm[b]));
+				/* round(x) in the low word of x + 1.5 2^52, one rounding
+				 * (|x| < 2^30): FP64 pipe, not the slower conversions */
+				const double t = fma(df[a], dm[b], 6755399441055744.0);
+				mi_add(row + br, __double2loint(t));
 			}
 		}
 	}
@@ -229,7 +231,8 @@ template <int KER> static __global__ void __launch_bounds__(MI_T) mi_hist_kernel
 /* Pass 2: gf = c v (ds/df) sum_b wm_b sum_a dwf_a G_ab,
  *         gm = c v (ds/dm) sum_b dwm_b sum_a wf_a G_ab.
  * Floor 8 B/voxel read (+4 mask), 4 written per gradient. */
-template <int KER> static __global__ void __launch_bounds__(MI_T) mi_grad_kernel(mi_k k)
+/* (3 blocks per SM: 80 registers, no real spill) */
+template <int KER> static __global__ void __launch_bounds__(MI_T, 3) mi_grad_kernel(mi_k k)
 {
 	enum { W = KER == FFDP_MI_GAUSSIAN ? MI_GW : MI_BW };
 	extern __shared__ double mi_gs[];
@@ -366,11 +369,11 @@ static mi_map mi_map_make(double lo, double hi, int bins)
 }
 
 /* Pass 1 into h (B x B, host).  The fixed-point quantum 2^-e keeps each
- * contribution below max|v| 2^e < 2^30, so the low word of a bin carries
- * into the high one only every ~100 adds of typical weight (one atomic a
- * bin, nearly always), and any bin's total n max|v| 2^e below 2^62: e = 29
- * (quantum 2e-9 of a voxel's mass, finer than the float weights) for a 0/1
- * mask up to 2^33 voxels, coarser beyond. */
+ * contribution below max|v| 2^e < 2^30 (an int; the low word of a bin
+ * carries into the high one only every ~100 adds of typical weight, so one
+ * atomic a bin nearly always) and any bin's total n max|v| 2^e below 2^62:
+ * e = 29 (quantum 2e-9 of a voxel's mass, finer than the float weights) for
+ * a 0/1 mask up to 2^33 voxels, coarser beyond. */
 static ffdp_status mi_histogram(mi_k *k, ffdp_mi_kernel kern, double *h, ffdp_error *err)
 {
 	const int B = k->bins, sp = k->sp;
@@ -388,7 +391,7 @@ static ffdp_status mi_histogram(mi_k *k, ffdp_mi_kernel kern, double *h, ffdp_er
 	frexp(vmax, &e1);                /* vmax < 2^e1 */
 	frexp((double)k->n * vmax, &e2); /* n vmax < 2^e2 */
 	const int e = 30 - e1 < 62 - e2 ? 30 - e1 : 62 - e2;
-	k->qscale = (float)ldexp(1.0, e);
+	k->qscale = ldexp(1.0, e);
 
 	k->h = (unsigned long long *)lm_scratch(tab * sizeof(unsigned long long), err, "mi histogram");
 	if (!k->h)
