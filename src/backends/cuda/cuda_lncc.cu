@@ -44,7 +44,8 @@
  * gradient (4 B): 12 B/voxel for the usual call, 0.068 ms at 256^3 on an
  * H100 (2.96 TB/s).  The kernel is compute and shared-memory bound instead:
  * all sums are FP64 (halo factor ~2.4 on the columns and ~1.6 on the
- * coefficients at k = 7 and a 32 x 16 tile); estimate 0.25-0.5 ms at 256^3.
+ * coefficients at k = 7 and a 32 x 16 tile, ~180 FP64 operations per
+ * voxel): estimate 0.3-0.7 ms at 256^3, FP64 and shared-memory bound.
  */
 #include <string.h>
 
@@ -165,18 +166,18 @@ static __device__ void ln_box_cols(const double *src, float *dst, int wd, int ho
 
 /* cc at one voxel from its window sums s = (Sf, Sm, Sff, Smm, Sfm), inv =
  * 1/n; with nq > 0 also the coefficients times w into c. */
-static __device__ __forceinline__ double ln_cc(const double s[LN_NQ], double inv, double eps, double w, int nq,
-					       double c[LN_NQ])
+template <int NQ>
+static __device__ __forceinline__ double ln_cc(const double s[LN_NQ], double inv, double eps, double w, double c[LN_NQ])
 {
 	const double sf = s[0], sm = s[1];
 	const double cov = s[4] - sf * sm * inv;
 	const double vf = fmax(s[2] - sf * sf * inv, 0.0), vm = fmax(s[3] - sm * sm * inv, 0.0);
 	const double rd = __drcp_rn(vf * vm + eps); /* = 1/D, without a division's slow path */
 	const double cc = (cov * cov + eps) * rd;
-	if (nq) {
+	if (NQ) {
 		const double a = 2.0 * cov * rd, b = 2.0 * cc * vf * rd;
 		c[0] = w * a, c[1] = w * b, c[2] = w * (b * sm - a * sf) * inv;
-		if (nq == 5) {
+		if (NQ == 5) {
 			const double b2 = 2.0 * cc * vm * rd;
 			c[3] = w * b2, c[4] = w * (b2 * sf - a * sm) * inv;
 		}
@@ -188,6 +189,7 @@ static __device__ __forceinline__ double ln_cc(const double s[LN_NQ], double inv
  * coefficient region: the loss (tile voxels of planes in [z0, z1)), and
  * the coefficients into coef (exact) or ANTs' gradient (approximate).
  * Returns this thread's sum of w cc. */
+template <int NQ, bool EXACT>
 static __device__ double ln_coefs(const lncc_k &k, const double *xb, float *coef, int64_t x0, int64_t y0,
 				  int64_t pc, bool in_chunk, double cf, double cm)
 {
@@ -225,21 +227,20 @@ static __device__ double ln_coefs(const lncc_k &k, const double *xb, float *coef
 				const int64_t v = pc * np + gy * k.nx + gx;
 				const double inv = __drcp_rn((double)(ccx * ln_count(gy, k.ny, r) * cz));
 				const double w = k.w ? (double)k.w[v] : 1.0;
-				const double cc = ln_cc(s, inv, k.eps, w, k.nq, c);
+				const double cc = ln_cc<NQ>(s, inv, k.eps, w, c);
 				if (in_chunk && xtile && j >= hc && j < hc + k.oy)
 					lsum += w * cc;
-				if (k.nq && !k.exact) {
+				if (NQ && !EXACT) {
 					const double df = (double)k.f[v] - cf, dm = (double)k.m[v] - cm;
 					k.gm[v] = (float)(k.gscale * (df * c[0] - dm * c[1] + c[2]));
-					if (k.nq == 5)
+					if (NQ == 5)
 						k.gf[v] = (float)(k.gscale * (dm * c[0] - df * c[3] + c[4]));
 				}
 			}
-			if (k.exact)
+			if (EXACT)
 #pragma unroll
-				for (int q = 0; q < LN_NQ; q++)
-					if (q < k.nq) /* constant indices: c stays in registers */
-						coef[q * nc + j * cx + xi] = (float)c[q];
+				for (int q = 0; q < NQ; q++)
+					coef[q * nc + j * cx + xi] = (float)c[q];
 		}
 	}
 	return lsum;
@@ -247,25 +248,27 @@ static __device__ double ln_coefs(const lncc_k &k, const double *xb, float *coef
 
 /* Stage E2: per output column, A += Y(new) - Y(old) from the ring, and the
  * gradient of plane pg when it is one of this chunk's. */
+template <int NQ>
 static __device__ void ln_grad(const lncc_k &k, const float *ynew, const float *yold, double acc[LN_NQ], int64_t x0,
 			       int64_t y0, int64_t pg, bool write, double cf, double cm)
 {
 	const int o = threadIdx.x, nt = LN_OX * k.oy; /* = blockDim.x */
 #pragma unroll
-	for (int q = 0; q < LN_NQ; q++)
-		if (q < k.nq)
-			acc[q] += (double)ynew[q * nt + o] - (double)yold[q * nt + o];
+	for (int q = 0; q < NQ; q++)
+		acc[q] += (double)ynew[q * nt + o] - (double)yold[q * nt + o];
 	const int64_t gx = x0 + o % LN_OX, gy = y0 + o / LN_OX;
 	if (!write || gx >= k.nx || gy >= k.ny)
 		return;
 	const int64_t v = (pg * k.ny + gy) * k.nx + gx;
 	const double df = (double)k.f[v] - cf, dm = (double)k.m[v] - cm;
 	k.gm[v] = (float)(k.gscale * (df * acc[0] - dm * acc[1] + acc[2]));
-	if (k.nq == 5)
+	if (NQ == 5)
 		k.gf[v] = (float)(k.gscale * (dm * acc[0] - df * acc[3] + acc[4]));
 }
 
-static __global__ void __launch_bounds__(LN_T, 1) lncc_kernel(lncc_k k)
+/* One instance per (coefficients, exact): 0/3/5 and approximate, 3/5
+ * exact, so that the per-voxel code has no mode branches. */
+template <int NQ, bool EXACT> static __global__ void __launch_bounds__(LN_T, 1) lncc_kernel(lncc_k k)
 {
 	extern __shared__ double ln_smem[];
 	char *sm = (char *)ln_smem;
@@ -286,8 +289,8 @@ static __global__ void __launch_bounds__(LN_T, 1) lncc_kernel(lncc_k k)
 
 	for (int i = threadIdx.x; i < LN_NQ * k.ix * k.iy; i += blockDim.x)
 		z[i] = 0.0;
-	if (k.exact)
-		for (int i = threadIdx.x; i < nslot * k.nq * nt; i += blockDim.x)
+	if (EXACT)
+		for (int i = threadIdx.x; i < nslot * NQ * nt; i += blockDim.x)
 			ring[i] = 0.0f;
 	__syncthreads(); /* zeroed by other threads than those that own the columns */
 
@@ -298,28 +301,28 @@ static __global__ void __launch_bounds__(LN_T, 1) lncc_kernel(lncc_k k)
 
 	for (int64_t pc = pc_lo; pc <= pc_hi; pc++) {
 		const bool inside = pc < k.nz;
-		float *ynew = ring + (pc % nslot) * k.nq * nt, *yold = ring + ((pc + 1) % nslot) * k.nq * nt;
+		float *ynew = ring + (pc % nslot) * NQ * nt, *yold = ring + ((pc + 1) % nslot) * NQ * nt;
 		if (inside)
 			ln_columns(k, z, xs, ys, pc + r, pc - r - 1, cf, cm);
 		__syncthreads();
 		if (inside) {
 			ln_box_rows<double>(z, r2, k.cx, LN_NQ * k.iy, r);
 			__syncthreads();
-			lsum += ln_coefs(k, r2, coef, x0, y0, pc, pc >= z0 && pc < z1, cf, cm);
+			lsum += ln_coefs<NQ, EXACT>(k, r2, coef, x0, y0, pc, pc >= z0 && pc < z1, cf, cm);
 			__syncthreads();
 		}
-		if (!k.exact)
+		if (!EXACT)
 			continue;
 		if (inside) {
-			ln_box_rows<float>(coef, r2, LN_OX, k.nq * k.cy, r);
+			ln_box_rows<float>(coef, r2, LN_OX, NQ * k.cy, r);
 			__syncthreads();
-			ln_box_cols(r2, ynew, LN_OX, k.oy, k.nq, r);
+			ln_box_cols(r2, ynew, LN_OX, k.oy, NQ, r);
 		} else {
-			for (int i = threadIdx.x; i < k.nq * nt; i += blockDim.x)
+			for (int i = threadIdx.x; i < NQ * nt; i += blockDim.x)
 				ynew[i] = 0.0f; /* planes past the image add nothing */
 		}
 		__syncthreads();
-		ln_grad(k, ynew, yold, acc, x0, y0, pc - r, pc - r >= z0 && pc - r < z1, cf, cm);
+		ln_grad<NQ>(k, ynew, yold, acc, x0, y0, pc - r, pc - r >= z0 && pc - r < z1, cf, cm);
 		/* the next write to yold's slot follows at least one barrier */
 	}
 	lsum = lm_block_sum(lsum, red);
@@ -410,12 +413,15 @@ ffdp_status ffdp_cuda_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp
 		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "lncc: window %d needs more shared memory than a block has",
 				 o->k);
 
-	cudaError_t e = cudaFuncSetAttribute(lncc_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+	void (*kern)(lncc_k) = !k.nq ? lncc_kernel<0, false>
+			       : k.exact ? (k.nq == 5 ? lncc_kernel<5, true> : lncc_kernel<3, true>)
+			       : (k.nq == 5 ? lncc_kernel<5, false> : lncc_kernel<3, false>);
+	cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
 	if (e != cudaSuccess)
 		return lm_status(e, err, "lncc shared memory");
 	const int nthr = LN_OX * k.oy;
 	int bps = 0;
-	e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, lncc_kernel, nthr, smem);
+	e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, kern, nthr, smem);
 	if (e != cudaSuccess)
 		return lm_status(e, err, "lncc occupancy");
 	if (bps < 1)
@@ -439,7 +445,7 @@ ffdp_status ffdp_cuda_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp
 	k.part = (double *)lm_scratch((size_t)(nb + 1) * sizeof(double), err, "lncc");
 	if (!k.part)
 		return FFDP_ERR_NOMEM;
-	lncc_kernel<<<(unsigned)nb, nthr, smem>>>(k);
+	kern<<<(unsigned)nb, nthr, smem>>>(k);
 	s = lm_launched(err, "lncc kernel");
 	if (!s) {
 		lm_sum_partials<<<1, LM_RED_T, 0>>>(k.part, nb, k.part + nb);

@@ -19,24 +19,26 @@
  * the marginal terms dropping out because the weights sum to 1; gf alike.
  *
  * Pass 1: each block adds its voxels' W x W outer products into a private
- * padded (B+6)^2 histogram in shared memory: 64-bit fixed-point integers
- * (quantum 2^-e; see mi_histogram) added with 32-bit atomics, then adds it
- * into a global one.  Integer sums do not depend on
- * order: the histogram, loss and gradient are the same bits on every run.
- * Lanes of a warp start their W x W loops at different (row, column)
- * offsets, so lanes with equal windows (flat regions) never hit the same
- * address at once.  Host: marginals, MI and the padded G table, O(B^2).
- * Pass 2 recomputes each voxel's windows and derivatives and reads G from
- * shared memory.  Large B (tables over LM_MI_SMEM) use global memory
- * instead.  Extra device memory: two (B+6)^2 tables, independent of N.
- * Weights are float (relative error ~1e-7), sums of G products double.
+ * padded (B+6)^2 table in shared memory of 64-bit fixed-point counters
+ * (quantum 2^-e, see mi_histogram; products rounded on the FP64 pipe, added
+ * with 32-bit atomics and a carry), then adds the table into a global one.
+ * Integer sums do not depend on order: histogram, loss and gradient are the
+ * same bits on every run.  Lanes of a warp start their W x W loops at
+ * different (row, column) offsets, so lanes with equal windows (flat
+ * regions, background) never hit the same address at once.  Host:
+ * marginals, MI and the padded G table, O(B^2), as the CPU.  Pass 2
+ * recomputes each voxel's windows and derivatives and reads G from shared
+ * memory.  Tables over MI_SMEM_MAX (B > ~100) stay in global memory.
+ * Extra device memory: one (B+6)^2 table of 8 B at a time, independent of
+ * N.  Weights are float (relative error ~1e-7), G and its sums double.
  *
  * Floor: the gradient needs the global histogram, so f and m are read
  * twice: 8 B/voxel (+4 mask) in pass 1, 8 (+4) read and 4 per gradient
  * written in pass 2.  Anchors count 12 B/voxel (read once, write once):
- * 0.068 ms at 256^3.  Pass 1 is bound by 49 (Gaussian) or 16 shared
- * atomics per voxel, pass 2 by 49 or 16 shared double loads and ~2x as
- * many FP64 FMAs; estimate 0.3-0.8 ms at 256^3 (Gaussian, both passes).
+ * 0.068 ms at 256^3.  A mask costs one more read (its maximum sets the
+ * quantum).  Pass 1 is bound by 49 (Gaussian) or 16 shared atomics per
+ * voxel, pass 2 by 49 or 16 shared double loads and ~100 FP64 FMAs;
+ * estimate 0.3-0.8 ms at 256^3 (Gaussian, both passes), 8x at 512^3.
  */
 #include <math.h>
 #include <string.h>
@@ -50,7 +52,7 @@ enum {
 	MI_BW = 4,      /* B-spline window */
 };
 
-#define LM_MI_SMEM (96 << 10) /* largest table kept in shared memory */
+#define MI_SMEM_MAX (96 << 10) /* largest table kept in shared memory */
 
 typedef struct mi_map {
 	double lo, scale, top; /* s = (x - lo) scale clamped to [0, top]; top = B */
@@ -230,8 +232,8 @@ template <int KER> static __global__ void __launch_bounds__(MI_T) mi_hist_kernel
 
 /* Pass 2: gf = c v (ds/df) sum_b wm_b sum_a dwf_a G_ab,
  *         gm = c v (ds/dm) sum_b dwm_b sum_a wf_a G_ab.
- * Floor 8 B/voxel read (+4 mask), 4 written per gradient. */
-/* (3 blocks per SM: 80 registers, no real spill) */
+ * Floor 8 B/voxel read (+4 mask), 4 written per gradient.  Three blocks
+ * per SM: 80 registers, 8 bytes spilled. */
 template <int KER> static __global__ void __launch_bounds__(MI_T, 3) mi_grad_kernel(mi_k k)
 {
 	enum { W = KER == FFDP_MI_GAUSSIAN ? MI_GW : MI_BW };
@@ -397,7 +399,7 @@ static ffdp_status mi_histogram(mi_k *k, ffdp_mi_kernel kern, double *h, ffdp_er
 	if (!k->h)
 		return FFDP_ERR_NOMEM;
 	const size_t smem = tab * sizeof(unsigned long long);
-	k->smem = smem <= LM_MI_SMEM && smem <= (size_t)lm_smem_optin();
+	k->smem = smem <= MI_SMEM_MAX && smem <= (size_t)lm_smem_optin();
 	s = mi_launch_hist(k, kern, k->smem ? smem : 0, err);
 	long long *raw = NULL;
 	if (!s && !(raw = (long long *)malloc(tab * sizeof(long long))))
@@ -458,7 +460,7 @@ ffdp_status ffdp_cuda_mi(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_m
 			const size_t smem = tab * sizeof(double);
 			k.g = g;
 			k.c = -a->scale / V;
-			k.smem = smem <= LM_MI_SMEM && smem <= (size_t)lm_smem_optin();
+			k.smem = smem <= MI_SMEM_MAX && smem <= (size_t)lm_smem_optin();
 			s = mi_launch_grad(&k, o->kernel, k.smem ? smem : 0, err);
 		}
 		lm_scratch_free(g);
