@@ -1,0 +1,182 @@
+/* Private helpers of cuda_lncc.cu and cuda_mi.cu.
+ *
+ * Kept apart from cuda_common.cuh (written in parallel) so the two can be
+ * unified later: every name here starts with lm_ and every kernel is static,
+ * so nothing clashes at link time.  What is here: status codes from CUDA
+ * errors, stream-ordered scratch, and deterministic reductions.
+ *
+ * Deterministic: a sum is split into per-block partials by a fixed grid
+ * (same split on every run of a given device), each block sums its share in
+ * a fixed order and a shared-memory tree, and one block adds the partials
+ * in a fixed order.  No floating-point atomics anywhere.
+ *
+ * Every op runs on the legacy default stream (0), ordered with the
+ * synchronous copies of ffdp_buf_upload/download.
+ */
+#ifndef FFDP_CUDA_LNCC_MI_CUH
+#define FFDP_CUDA_LNCC_MI_CUH
+
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "cuda_ops.h"
+
+enum { LM_RED_T = 256 }; /* threads of the reduction kernels (a power of two) */
+
+static inline ffdp_status lm_status(cudaError_t e, ffdp_error *err, const char *what)
+{
+	if (e == cudaSuccess)
+		return FFDP_OK;
+	return ffdp_fail(err, FFDP_ERR_BACKEND, "CUDA %s: %s", what, cudaGetErrorString(e));
+}
+
+/* After a launch: configuration errors show now, execution errors at the
+ * next synchronising call. */
+static inline ffdp_status lm_launched(ffdp_error *err, const char *what)
+{
+	return lm_status(cudaGetLastError(), err, what);
+}
+
+/* Zero-filled stream-ordered scratch; O(blocks) or O(bins^2) by contract. */
+static inline void *lm_scratch(size_t bytes, ffdp_error *err, const char *what)
+{
+	void *p = NULL;
+	cudaError_t e = cudaMallocAsync(&p, bytes ? bytes : 1, 0);
+	if (e != cudaSuccess) {
+		cudaGetLastError(); /* not sticky: clear it for the next op */
+		ffdp_fail(err, FFDP_ERR_NOMEM, "%s: cannot allocate %zu bytes of GPU scratch: %s", what, bytes,
+			  cudaGetErrorString(e));
+		return NULL;
+	}
+	e = cudaMemsetAsync(p, 0, bytes ? bytes : 1, 0);
+	if (e != cudaSuccess) {
+		cudaFreeAsync(p, 0);
+		lm_status(e, err, what);
+		return NULL;
+	}
+	return p;
+}
+
+static inline void lm_scratch_free(void *p)
+{
+	if (p)
+		cudaFreeAsync(p, 0);
+}
+
+static inline int lm_device_attr(cudaDeviceAttr attr, int fallback)
+{
+	int dev = 0, v = 0;
+	if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, attr, dev) != cudaSuccess || v <= 0)
+		return fallback;
+	return v;
+}
+
+static inline int lm_sm_count(void)
+{
+	return lm_device_attr(cudaDevAttrMultiProcessorCount, 1);
+}
+
+/* Largest dynamic shared memory one block may opt in to. */
+static inline int lm_smem_optin(void)
+{
+	return lm_device_attr(cudaDevAttrMaxSharedMemoryPerBlockOptin, 48 << 10);
+}
+
+/* Sum of v over the block, returned to every thread.  red: blockDim.x
+ * doubles of shared memory; blockDim.x a power of two.  Fixed tree: the
+ * same bits on every run. */
+static __device__ double lm_block_sum(double v, double *red)
+{
+	const int t = threadIdx.x;
+	red[t] = v;
+	__syncthreads();
+	for (int s = blockDim.x >> 1; s > 0; s >>= 1) {
+		if (t < s)
+			red[t] += red[t + s];
+		__syncthreads();
+	}
+	v = red[0];
+	__syncthreads(); /* red may be reused at once */
+	return v;
+}
+
+/* Max of v over the block (order-free), as lm_block_sum. */
+static __device__ double lm_block_max(double v, double *red)
+{
+	const int t = threadIdx.x;
+	red[t] = v;
+	__syncthreads();
+	for (int s = blockDim.x >> 1; s > 0; s >>= 1) {
+		if (t < s)
+			red[t] = fmax(red[t], red[t + s]);
+		__syncthreads();
+	}
+	v = red[0];
+	__syncthreads();
+	return v;
+}
+
+/* out[blockIdx.x] = sum (or max |x| when amax; NaN counts as +inf) over a
+ * grid-stride share. */
+static __global__ void __launch_bounds__(LM_RED_T) lm_reduce_f32(const float *x, int64_t n, int amax, double *out)
+{
+	__shared__ double red[LM_RED_T];
+	double s = 0.0;
+	for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+		const double a = fabs((double)x[i]);
+		s = amax ? fmax(s, a <= 1e308 ? a : INFINITY) : s + (double)x[i];
+	}
+	s = amax ? lm_block_max(s, red) : lm_block_sum(s, red);
+	if (threadIdx.x == 0)
+		out[blockIdx.x] = s;
+}
+
+/* *out = sum of n partials, one block, fixed order. */
+static __global__ void __launch_bounds__(LM_RED_T) lm_sum_partials(const double *x, int64_t n, double *out)
+{
+	__shared__ double red[LM_RED_T];
+	double s = 0.0;
+	for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+		s += x[i];
+	s = lm_block_sum(s, red);
+	if (threadIdx.x == 0)
+		*out = s;
+}
+
+/* Sum (amax = 0) or max |x| (amax = 1, NaN -> +inf) of a float volume,
+ * to the host.  Reads it once: 4 B/voxel. */
+static inline ffdp_status lm_reduce_volume(const float *x, int64_t n, int amax, double *res, ffdp_error *err,
+					   const char *what)
+{
+	int64_t nb = (n + LM_RED_T - 1) / LM_RED_T, cap = (int64_t)lm_sm_count() * 8;
+	nb = nb < cap ? nb : cap;
+	nb = nb > 0 ? nb : 1;
+	double *part = (double *)lm_scratch((size_t)(nb + 1) * sizeof(double), err, what);
+	if (!part)
+		return FFDP_ERR_NOMEM;
+	lm_reduce_f32<<<(unsigned)nb, LM_RED_T, 0>>>(x, n, amax, part);
+	ffdp_status s = lm_launched(err, what);
+	if (!s && !amax) {
+		lm_sum_partials<<<1, LM_RED_T, 0>>>(part, nb, part + nb);
+		s = lm_launched(err, what);
+	}
+	double *h = (double *)malloc((size_t)nb * sizeof(double));
+	if (!s && !h)
+		s = ffdp_fail(err, FFDP_ERR_NOMEM, "%s: host scratch", what);
+	if (!s && !amax)
+		s = lm_status(cudaMemcpy(res, part + nb, sizeof(double), cudaMemcpyDeviceToHost), err, what);
+	if (!s && amax) {
+		/* max is order-free: combine the partials here */
+		s = lm_status(cudaMemcpy(h, part, (size_t)nb * sizeof(double), cudaMemcpyDeviceToHost), err, what);
+		*res = 0.0;
+		for (int64_t i = 0; !s && i < nb; i++)
+			*res = fmax(*res, h[i]);
+	}
+	free(h);
+	lm_scratch_free(part);
+	return s;
+}
+
+#endif

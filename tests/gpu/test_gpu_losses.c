@@ -1,0 +1,420 @@
+/* LNCC and MI on the CUDA backend against the CPU backend and against
+ * brute-force references written from the definitions (direct window sums,
+ * adjoint by scatter; dense Parzen windows over all bins).  Also: repeated
+ * calls give the same bits, and the extra device memory (peak of the
+ * stream-ordered pool, and no leak) stays within the contract: LNCC at most
+ * one volume, MI independent of N.  Needs a GPU (label "gpu"). */
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "ffdp/ffdp.h"
+#include "testutil.h"
+
+static ffdp_backend *cpu, *gpu;
+
+/* ---- device helpers ------------------------------------------------------ */
+
+static float *dev_copy(const float *x, int64_t n)
+{
+	ffdp_error err;
+	float *d = ffdp_buf_alloc(gpu, (size_t)n * sizeof(float), &err);
+	if (!d || ffdp_buf_upload(gpu, d, x, (size_t)n * sizeof(float), &err)) {
+		printf("device buffer: %s\n", err.msg);
+		exit(1);
+	}
+	return d;
+}
+
+static void dev_fetch(float *h, const float *d, int64_t n)
+{
+	ffdp_error err;
+	if (ffdp_buf_download(gpu, h, d, (size_t)n * sizeof(float), &err)) {
+		printf("download: %s\n", err.msg);
+		exit(1);
+	}
+}
+
+/* Peak of the default stream-ordered pool over one call (reset before). */
+static cudaMemPool_t pool;
+
+static void mem_reset(size_t *free0)
+{
+	unsigned long long zero = 0;
+	size_t total;
+	cudaDeviceSynchronize();
+	cudaMemPoolTrimTo(pool, 0);
+	cudaMemPoolSetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &zero);
+	cudaMemGetInfo(free0, &total);
+}
+
+/* Peak scratch of the call; *leak = device memory not given back. */
+static double mem_peak(size_t free0, double *leak)
+{
+	unsigned long long high = 0;
+	size_t free1, total;
+	cudaDeviceSynchronize();
+	cudaMemPoolTrimTo(pool, 0);
+	cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &high);
+	cudaMemGetInfo(&free1, &total);
+	*leak = free1 < free0 ? (double)(free0 - free1) : 0.0;
+	return (double)high;
+}
+
+/* max |a - b| / max |b| */
+static double rel_ff(const float *a, const float *b, int64_t n)
+{
+	double d = 0, m = 0;
+	for (int64_t i = 0; i < n; i++) {
+		d = fmax(d, fabs((double)a[i] - (double)b[i]));
+		m = fmax(m, fabs((double)b[i]));
+	}
+	return d / fmax(m, 1e-30);
+}
+
+/* ---- inputs -------------------------------------------------------------- */
+
+typedef struct inputs {
+	int64_t n[3], nvox;
+	float *f, *m, *w;       /* host */
+	float *df, *dm, *dw;    /* device */
+} inputs;
+
+/* f, m smooth and correlated (m = 0.6 m' + 0.4 f), mask in [0, 1]; off and
+ * amp scale the intensities (precision with ~1000). */
+static inputs make_inputs(int64_t nx, int64_t ny, int64_t nz, double off, double amp, uint64_t seed)
+{
+	inputs in;
+	tu_rng r = tu_rng_make(seed);
+	in.n[0] = nx, in.n[1] = ny, in.n[2] = nz;
+	in.nvox = nx * ny * nz;
+	in.f = malloc((size_t)in.nvox * sizeof(float));
+	in.m = malloc((size_t)in.nvox * sizeof(float));
+	in.w = malloc((size_t)in.nvox * sizeof(float));
+	tu_fill_smooth(&r, in.f, in.n, 0.02);
+	tu_fill_smooth(&r, in.m, in.n, 0.02);
+	for (int64_t i = 0; i < in.nvox; i++) {
+		in.m[i] = 0.6f * in.m[i] + 0.4f * in.f[i];
+		in.f[i] = (float)(off + amp * in.f[i]);
+		in.m[i] = (float)(off + amp * in.m[i]);
+		in.w[i] = (float)tu_uniform(&r);
+	}
+	in.df = dev_copy(in.f, in.nvox);
+	in.dm = dev_copy(in.m, in.nvox);
+	in.dw = dev_copy(in.w, in.nvox);
+	return in;
+}
+
+static void free_inputs(inputs *in)
+{
+	ffdp_buf_free(gpu, in->df), ffdp_buf_free(gpu, in->dm), ffdp_buf_free(gpu, in->dw);
+	free(in->f), free(in->m), free(in->w);
+}
+
+/* ---- LNCC reference ---------------------------------------------------------- */
+
+/* Sum of w cc, and the gradients times gs = -scale/denom (exact: scatter of
+ * the coefficients over each window; approximate: the centre only). */
+static double lncc_ref(const inputs *in, const float *w, int k, int exact, double gs, double *gm, double *gf)
+{
+	const int64_t nx = in->n[0], ny = in->n[1], nz = in->n[2], n = in->nvox, r = (k - 1) / 2;
+	const float *f = in->f, *m = in->m;
+	double *co = calloc((size_t)n * 5, sizeof(double)), lsum = 0;
+	for (int64_t z = 0; z < nz; z++)
+		for (int64_t y = 0; y < ny; y++)
+			for (int64_t x = 0; x < nx; x++) {
+				double s[5] = {0}, c = 0;
+				for (int64_t zz = z - r; zz <= z + r; zz++)
+					for (int64_t yy = y - r; yy <= y + r; yy++)
+						for (int64_t xx = x - r; xx <= x + r; xx++) {
+							if (zz < 0 || zz >= nz || yy < 0 || yy >= ny || xx < 0 || xx >= nx)
+								continue;
+							int64_t j = (zz * ny + yy) * nx + xx;
+							double a = f[j], b = m[j];
+							s[0] += a, s[1] += b, s[2] += a * a, s[3] += b * b, s[4] += a * b, c++;
+						}
+				double mf = s[0] / c, mm = s[1] / c, cov = s[4] - s[0] * s[1] / c;
+				double vf = fmax(s[2] - s[0] * s[0] / c, 0), vm = fmax(s[3] - s[1] * s[1] / c, 0);
+				double D = vf * vm + 1e-5, cc = (cov * cov + 1e-5) / D;
+				int64_t i = (z * ny + y) * nx + x;
+				double wv = w ? w[i] : 1.0, *o = co + 5 * i;
+				lsum += wv * cc;
+				o[0] = wv * 2 * cov / D;
+				o[1] = wv * 2 * cc * vf / D;
+				o[2] = wv * 2 * (cc * vf * mm - cov * mf) / D;
+				o[3] = wv * 2 * cc * vm / D;
+				o[4] = wv * 2 * (cc * vm * mf - cov * mm) / D;
+			}
+	for (int64_t z = 0; z < nz; z++)
+		for (int64_t y = 0; y < ny; y++)
+			for (int64_t x = 0; x < nx; x++) {
+				int64_t i = (z * ny + y) * nx + x, rr = exact ? r : 0;
+				double A[5] = {0};
+				for (int64_t zz = z - rr; zz <= z + rr; zz++)
+					for (int64_t yy = y - rr; yy <= y + rr; yy++)
+						for (int64_t xx = x - rr; xx <= x + rr; xx++) {
+							if (zz < 0 || zz >= nz || yy < 0 || yy >= ny || xx < 0 || xx >= nx)
+								continue;
+							const double *o = co + 5 * ((zz * ny + yy) * nx + xx);
+							for (int q = 0; q < 5; q++)
+								A[q] += o[q];
+						}
+				gm[i] = gs * (f[i] * A[0] - m[i] * A[1] + A[2]);
+				gf[i] = gs * (m[i] * A[0] - f[i] * A[3] + A[4]);
+			}
+	free(co);
+	return lsum;
+}
+
+/* One LNCC configuration: which = 1 gm, 2 gf, 3 both. */
+static void lncc_case(const inputs *in, int k, int exact, int masked, double denom, int which)
+{
+	const int64_t n = in->nvox;
+	const size_t bytes = (size_t)n * sizeof(float);
+	ffdp_error err;
+	ffdp_lncc_opts o = {k, exact, 0.0};
+	float *dgm = ffdp_buf_alloc(gpu, bytes, &err), *dgf = ffdp_buf_alloc(gpu, bytes, &err);
+	float *gm = malloc(bytes), *gf = malloc(bytes), *gm2 = malloc(bytes), *gf2 = malloc(bytes);
+	float *cgm = malloc(bytes), *cgf = malloc(bytes);
+	double *rgm = malloc((size_t)n * sizeof(double)), *rgf = malloc((size_t)n * sizeof(double));
+	double loss = 0, sum = 0, loss2 = 0, closs = 0, dn = denom;
+	char what[160];
+	snprintf(what, sizeof(what), "lncc %ldx%ldx%ld k=%d %s%s%s%s", (long)in->n[0], (long)in->n[1], (long)in->n[2],
+		 k, exact ? "exact" : "approx", masked ? " mask" : "", denom > 0 ? " denom" : "",
+		 which == 3 ? " gm+gf" : which == 2 ? " gf" : " gm");
+
+	ffdp_loss_args a = {{in->df, {in->n[0], in->n[1], in->n[2]}}, {in->dm, {in->n[0], in->n[1], in->n[2]}},
+			    masked ? in->dw : NULL, denom, 1.3, (which & 2) ? dgf : NULL, (which & 1) ? dgm : NULL,
+			    &loss, &sum};
+	size_t free0;
+	double leak;
+	mem_reset(&free0);
+	CHECK_OK(ffdp_op_lncc(gpu, &a, &o, &err), &err, "%s: runs", what);
+	double peak = mem_peak(free0, &leak);
+	/* (64 KiB: allocation granularity, for the tiny images) */
+	CHECK(peak <= fmax((double)bytes, 65536.0) && leak < (2 << 20),
+	      "%s: peak extra %.0f B <= one volume (%zu B), leak %.0f B", what, peak, bytes, leak);
+	dev_fetch(gm, dgm, n), dev_fetch(gf, dgf, n);
+
+	/* the same bits again */
+	a.loss = &loss2, a.sum = NULL;
+	ffdp_op_lncc(gpu, &a, &o, &err);
+	dev_fetch(gm2, dgm, n), dev_fetch(gf2, dgf, n);
+	CHECK(loss2 == loss && !memcmp(gm, gm2, bytes) && !memcmp(gf, gf2, bytes), "%s: deterministic", what);
+
+	/* brute force */
+	if (!(dn > 0)) {
+		dn = 0;
+		for (int64_t i = 0; i < n && masked; i++)
+			dn += in->w[i];
+		dn = masked ? dn : (double)n;
+	}
+	double rs = lncc_ref(in, masked ? in->w : NULL, k, exact, -1.3 / dn, rgm, rgf);
+	double el = fabs(loss + rs / dn) / fabs(rs / dn);
+	double egm = (which & 1) ? tu_rel_err(gm, rgm, n, 1e-30) : 0, egf = (which & 2) ? tu_rel_err(gf, rgf, n, 1e-30) : 0;
+	CHECK(el < 1e-5 && egm < 1e-4 && egf < 1e-4 && fabs(sum + rs) <= 1e-5 * fabs(rs),
+	      "%s: vs reference loss %.1e, gm %.1e, gf %.1e", what, el, egm, egf);
+
+	/* CPU backend (same inputs on the host) */
+	ffdp_loss_args c = {{in->f, {in->n[0], in->n[1], in->n[2]}}, {in->m, {in->n[0], in->n[1], in->n[2]}},
+			    masked ? in->w : NULL, denom, 1.3, (which & 2) ? cgf : NULL, (which & 1) ? cgm : NULL,
+			    &closs, NULL};
+	ffdp_status s = ffdp_op_lncc(cpu, &c, &o, &err);
+	if (s == FFDP_ERR_UNSUPPORTED) {
+		printf("     (cpu lncc not built: %s)\n", err.msg);
+	} else {
+		double cl = fabs(loss - closs) / fabs(closs);
+		double cm = (which & 1) ? rel_ff(gm, cgm, n) : 0, cf = (which & 2) ? rel_ff(gf, cgf, n) : 0;
+		CHECK(s == FFDP_OK && cl < 1e-5 && cm < 1e-4 && cf < 1e-4, "%s: vs cpu loss %.1e, gm %.1e, gf %.1e", what,
+		      cl, cm, cf);
+	}
+	ffdp_buf_free(gpu, dgm), ffdp_buf_free(gpu, dgf);
+	free(gm), free(gf), free(gm2), free(gf2), free(cgm), free(cgf), free(rgm), free(rgf);
+}
+
+/* ---- MI reference -------------------------------------------------------------- */
+
+/* Dense normalised window of x over all B bins, derivative wrt s, ds/dx. */
+static double win_ref(double x, double lo, double hi, int B, int ker, double *w, double *dw)
+{
+	double s = (x - lo) * ((double)B / (hi - lo)), ds, S = 0, dS = 0;
+	ds = s > 0 && s < B ? (double)B / (hi - lo) : 0;
+	s = s > 0 ? s : 0;
+	s = s < B ? s : B;
+	int b = (int)s < B - 1 ? (int)s : B - 1;
+	for (int j = 0; j < B; j++) {
+		double d = s - (j + 0.5), ad = fabs(d), sg = d < 0 ? -1 : 1;
+		w[j] = dw[j] = 0;
+		if (ker == FFDP_MI_GAUSSIAN) {
+			if (abs(j - b) <= 3)
+				w[j] = exp(-2 * d * d), dw[j] = -4 * d * w[j]; /* sigma = 1/2 bin */
+		} else if (ad < 1) {
+			w[j] = (4 - 6 * ad * ad + 3 * ad * ad * ad) / 6, dw[j] = sg * (-2 * ad + 1.5 * ad * ad);
+		} else if (ad < 2) {
+			w[j] = (2 - ad) * (2 - ad) * (2 - ad) / 6, dw[j] = -sg * 0.5 * (2 - ad) * (2 - ad);
+		}
+		S += w[j], dS += dw[j];
+	}
+	for (int j = 0; j < B; j++) {
+		w[j] /= S;
+		dw[j] = (dw[j] - w[j] * dS) / S;
+	}
+	return ds;
+}
+
+/* MI, and gradients times -scale/V; h gets the joint histogram. */
+static double mi_ref(const inputs *in, const float *vw, const ffdp_mi_opts *o, double denom, double scale, double *h,
+		     double *gm, double *gf)
+{
+	const int B = o->bins;
+	const int64_t n = in->nvox;
+	double *wf = malloc(sizeof(double) * 4 * B), *dwf = wf + B, *wm = dwf + B, *dwm = wm + B;
+	double *hf = calloc(2 * (size_t)B, sizeof(double)), *hm = hf + B, *G = calloc((size_t)B * B, sizeof(double));
+	double V = 0, mi = 0;
+	memset(h, 0, sizeof(double) * B * B);
+	for (int64_t i = 0; i < n; i++) {
+		double v = vw ? vw[i] : 1.0;
+		win_ref(in->f[i], o->f_lo, o->f_hi, B, o->kernel, wf, dwf);
+		win_ref(in->m[i], o->m_lo, o->m_hi, B, o->kernel, wm, dwm);
+		for (int j = 0; j < B; j++)
+			for (int l = 0; l < B; l++)
+				h[j * B + l] += v * wf[j] * wm[l];
+	}
+	for (int j = 0; j < B; j++)
+		for (int l = 0; l < B; l++)
+			hf[j] += h[j * B + l], hm[l] += h[j * B + l], V += h[j * B + l];
+	V = denom > 0 ? denom : V;
+	for (int j = 0; j < B * B; j++)
+		if (h[j] > 0)
+			G[j] = log(h[j] * V / (hf[j / B] * hm[j % B])), mi += h[j] * G[j];
+	for (int64_t i = 0; i < n; i++) {
+		double v = vw ? vw[i] : 1.0, sf = 0, sm = 0;
+		double dsf = win_ref(in->f[i], o->f_lo, o->f_hi, B, o->kernel, wf, dwf);
+		double dsm = win_ref(in->m[i], o->m_lo, o->m_hi, B, o->kernel, wm, dwm);
+		for (int j = 0; j < B; j++)
+			for (int l = 0; l < B; l++)
+				sf += dwf[j] * wm[l] * G[j * B + l], sm += wf[j] * dwm[l] * G[j * B + l];
+		gf[i] = -scale / V * v * dsf * sf;
+		gm[i] = -scale / V * v * dsm * sm;
+	}
+	free(wf), free(hf), free(G);
+	return mi / V;
+}
+
+static void mi_case(const inputs *in, int B, ffdp_mi_kernel ker, int masked, double denom)
+{
+	const int64_t n = in->nvox;
+	const size_t bytes = (size_t)n * sizeof(float), nh = (size_t)B * B + 2 * (size_t)B;
+	ffdp_error err;
+	float *dgm = ffdp_buf_alloc(gpu, bytes, &err), *dgf = ffdp_buf_alloc(gpu, bytes, &err);
+	float *gm = malloc(bytes), *gf = malloc(bytes), *gm2 = malloc(bytes), *gf2 = malloc(bytes);
+	float *cgm = malloc(bytes), *cgf = malloc(bytes);
+	double *rgm = malloc((size_t)n * sizeof(double)), *rgf = malloc((size_t)n * sizeof(double));
+	double *hist = malloc(nh * sizeof(double)), *hist2 = malloc(nh * sizeof(double)), *rh = malloc(nh * sizeof(double));
+	double loss = 0, sum = 0, loss2 = 0, closs = 0, lo = 1e30, hi = -1e30, mlo = 1e30, mhi = -1e30;
+	char what[160];
+	snprintf(what, sizeof(what), "mi %ldx%ldx%ld B=%d %s%s%s", (long)in->n[0], (long)in->n[1], (long)in->n[2], B,
+		 ker == FFDP_MI_GAUSSIAN ? "gauss" : "bspline", masked ? " mask" : "", denom > 0 ? " denom" : "");
+	for (int64_t i = 0; i < n; i++) {
+		lo = fmin(lo, in->f[i]), hi = fmax(hi, in->f[i]);
+		mlo = fmin(mlo, in->m[i]), mhi = fmax(mhi, in->m[i]);
+	}
+	/* f's range a little narrow, so that some voxels clamp */
+	ffdp_mi_opts o = {B, ker, lo + 0.05 * (hi - lo), hi - 0.05 * (hi - lo), mlo, mhi, hist, NULL};
+	ffdp_loss_args a = {{in->df, {in->n[0], in->n[1], in->n[2]}}, {in->dm, {in->n[0], in->n[1], in->n[2]}},
+			    masked ? in->dw : NULL, denom, 0.7, dgf, dgm, &loss, &sum};
+	size_t free0;
+	double leak;
+	mem_reset(&free0);
+	CHECK_OK(ffdp_op_mi(gpu, &a, &o, &err), &err, "%s: runs", what);
+	double peak = mem_peak(free0, &leak);
+	double tab = (double)(B + 6) * (B + 6) * 8;
+	CHECK(peak <= 2 * tab + 65536 && leak < (2 << 20), "%s: peak extra %.0f B (2 tables of %.0f B, any N), leak %.0f B",
+	      what, peak, tab, leak);
+	dev_fetch(gm, dgm, n), dev_fetch(gf, dgf, n);
+
+	/* hist_in: the second half of a distributed call gives the same bits */
+	ffdp_mi_opts o2 = o;
+	o2.hist = hist2, o2.hist_in = hist;
+	a.loss = &loss2, a.sum = NULL;
+	CHECK_OK(ffdp_op_mi(gpu, &a, &o2, &err), &err, "%s: hist_in runs", what);
+	dev_fetch(gm2, dgm, n), dev_fetch(gf2, dgf, n);
+	CHECK(loss2 == loss && !memcmp(gm, gm2, bytes) && !memcmp(gf, gf2, bytes) &&
+	      !memcmp(hist, hist2, nh * sizeof(double)), "%s: hist_in reproduces loss, gradients, histograms", what);
+	o2.hist_in = NULL;
+	ffdp_op_mi(gpu, &a, &o2, &err);
+	CHECK(loss2 == loss && !memcmp(hist, hist2, nh * sizeof(double)), "%s: deterministic", what);
+
+	double mi = mi_ref(in, masked ? in->w : NULL, &o, denom, 0.7, rh, rgm, rgf), V = 0, eh = 0;
+	for (int j = 0; j < B * B; j++)
+		V += rh[j];
+	for (int j = 0; j < B * B; j++)
+		eh = fmax(eh, fabs(hist[j] - rh[j]) / V);
+	double el = fabs(loss + mi) / fabs(mi), egm = tu_rel_err(gm, rgm, n, 1e-30), egf = tu_rel_err(gf, rgf, n, 1e-30);
+	CHECK(el < 1e-5 && egm < 1e-4 && egf < 1e-4 && eh < 1e-6 && fabs(sum - loss * (denom > 0 ? denom : V)) <= 1e-5 * fabs(sum),
+	      "%s: vs reference loss %.1e, gm %.1e, gf %.1e, joint %.1e (MI %.3f)", what, el, egm, egf, eh, mi);
+
+	ffdp_loss_args c = {{in->f, {in->n[0], in->n[1], in->n[2]}}, {in->m, {in->n[0], in->n[1], in->n[2]}},
+			    masked ? in->w : NULL, denom, 0.7, cgf, cgm, &closs, NULL};
+	o2.hist = NULL;
+	ffdp_status s = ffdp_op_mi(cpu, &c, &o2, &err);
+	if (s == FFDP_ERR_UNSUPPORTED) {
+		printf("     (cpu mi not built: %s)\n", err.msg);
+	} else {
+		double cl = fabs(loss - closs) / fabs(closs), cm = rel_ff(gm, cgm, n), cf = rel_ff(gf, cgf, n);
+		CHECK(s == FFDP_OK && cl < 1e-5 && cm < 1e-4 && cf < 1e-4, "%s: vs cpu loss %.1e, gm %.1e, gf %.1e", what, cl,
+		      cm, cf);
+	}
+	ffdp_buf_free(gpu, dgm), ffdp_buf_free(gpu, dgf);
+	free(gm), free(gf), free(gm2), free(gf2), free(cgm), free(cgf), free(rgm), free(rgf);
+	free(hist), free(hist2), free(rh);
+}
+
+int main(void)
+{
+	ffdp_error err;
+	CHECK_OK(ffdp_backend_open(FFDP_BACKEND_CPU, 0, &cpu, &err), &err, "cpu backend opens");
+	CHECK_OK(ffdp_backend_open(FFDP_BACKEND_CUDA, 0, &gpu, &err), &err, "cuda backend opens");
+	if (!cpu || !gpu)
+		return check_done();
+	cudaDeviceGetDefaultMemPool(&pool, 0);
+
+	inputs a = make_inputs(37, 29, 23, 0.0, 1.0, 11);
+	inputs b = make_inputs(61, 47, 1, 0.0, 1.0, 12);       /* 2-D */
+	inputs c = make_inputs(33, 20, 70, 1000.0, 100.0, 13); /* intensities ~1000, many z chunks */
+	inputs d = make_inputs(5, 7, 3, 0.0, 1.0, 14);         /* window larger than the image */
+
+	static const int ks[] = {3, 5, 9};
+	for (int i = 0; i < 3; i++) {
+		lncc_case(&a, ks[i], 1, 0, 0, 1);
+		lncc_case(&a, ks[i], 0, 0, 0, 1);
+		lncc_case(&a, ks[i], 1, 1, 0, 3);
+		lncc_case(&a, ks[i], 0, 1, 5000.0, 3);
+		lncc_case(&b, ks[i], 1, i == 1, 0, 3);
+		lncc_case(&b, ks[i], 0, 0, 0, 3);
+	}
+	lncc_case(&a, 7, 1, 0, 0, 2);  /* gf alone */
+	lncc_case(&a, 7, 0, 0, 0, 0);  /* loss only */
+	lncc_case(&c, 7, 1, 1, 0, 3);
+	lncc_case(&c, 3, 0, 0, 0, 1);
+	lncc_case(&d, 9, 1, 0, 0, 3);
+	lncc_case(&a, 15, 1, 0, 0, 1); /* a large window still fits */
+
+	static const int bins[] = {16, 32};
+	for (int i = 0; i < 2; i++)
+		for (int ker = 0; ker < 2; ker++) {
+			mi_case(&a, bins[i], (ffdp_mi_kernel)ker, 0, 0);
+			mi_case(&a, bins[i], (ffdp_mi_kernel)ker, 1, 0);
+			mi_case(&b, bins[i], (ffdp_mi_kernel)ker, ker, 3000.0);
+		}
+	mi_case(&c, 32, FFDP_MI_GAUSSIAN, 1, 0);
+	mi_case(&d, 200, FFDP_MI_GAUSSIAN, 0, 0); /* table in global memory */
+
+	free_inputs(&a), free_inputs(&b), free_inputs(&c), free_inputs(&d);
+	ffdp_backend_close(gpu);
+	ffdp_backend_close(cpu);
+	return check_done();
+}
