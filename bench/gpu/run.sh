@@ -20,7 +20,15 @@ step "device"
 nvidia-smi 2>&1 | tee "$LOG/nvidia-smi.txt" | head -15
 
 step "configure and build ($BUILD)"
-cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DFFDP_WITH_CUDA=ON >"$LOG/configure.log" 2>&1 ||
+# The device machine reaches no package registry: nifti_clib may come along
+# in .devicedeps/ (headers and libraries copied from a Debian machine).
+extra=()
+if [ -d "$ROOT/.devicedeps" ]; then
+	extra=(-DNIFTI_INCLUDE_DIR="$ROOT/.devicedeps/include/nifti"
+		-DNIFTI2_LIBRARY="$ROOT/.devicedeps/lib/libnifti2.so" -DZNZ_LIBRARY="$ROOT/.devicedeps/lib/libznz.so")
+	export LD_LIBRARY_PATH="$ROOT/.devicedeps/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DFFDP_WITH_CUDA=ON "${extra[@]}" >"$LOG/configure.log" 2>&1 ||
 	fail "configure failed"
 grep -q "ffdp: CUDA ON" "$LOG/configure.log" || fail "CMake did not find nvcc: no CUDA backend"
 cmake --build "$BUILD" -j"$(nproc)" >"$LOG/build.log" 2>&1 || fail "build failed"
