@@ -44,11 +44,5 @@ if [ "$WHAT" = all ] || [ "$WHAT" = bench ]; then
 	"$BUILD/bench_ops_gpu" "$@" 2>&1 | tee "$LOG/bench.log" || status=1
 	step "bench_losses_gpu"
 	"$BUILD/bench_losses_gpu" 2>&1 | tee "$LOG/bench_losses.log" || status=1
-	if [ -n "${FFDP_TILE_SWEEP:-}" ]; then
-		for ty in 8 4; do
-			step "bench_losses_gpu, LNCC tile height $ty"
-			FFDP_LNCC_TILE_Y=$ty "$BUILD/bench_losses_gpu" 2>&1 | tee "$LOG/bench_losses_ty$ty.log"
-		done
-	fi
 fi
 exit $status

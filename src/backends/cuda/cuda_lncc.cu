@@ -354,17 +354,15 @@ static size_t lncc_smem(lncc_k *k, int oy)
 	return zs + r2 + coef + ring + (size_t)LN_OX * oy * sizeof(double);
 }
 
-/* The tile height OY (the block has 32 OY threads): the tallest (<= the
- * image; FFDP_LNCC_TILE_Y = 1..16 caps it, for tuning) whose shared memory
- * fits one block.  16 does the least halo work with one block per SM; 8
- * does ~35% more at k = 7 but runs two blocks per SM. */
+/* The tile height OY (the block has 32 OY threads): at most 8 (<= the
+ * image) with shared memory that fits one block.  Measured on an H100 at
+ * 256^3 (docs/perf.md): 8 runs two blocks per SM and beats 16 by 21% on
+ * the ANTs gradient and 2% on k = 3 exact, loses 2% on k = 7 exact; 4
+ * doubles the k = 7 exact time. */
 static int lncc_pick_tile(lncc_k *k, size_t *smem)
 {
 	const size_t cap = (size_t)lm_smem_optin();
-	int top = LN_T / LN_OX;
-	const char *env = getenv("FFDP_LNCC_TILE_Y");
-	if (env && atoi(env) >= 1 && atoi(env) <= top)
-		top = atoi(env);
+	int top = LN_T / LN_OX < 8 ? LN_T / LN_OX : 8;
 	while (top > 1 && top / 2 >= k->ny)
 		top /= 2;
 	for (int oy = top; oy >= 1; oy /= 2) {
