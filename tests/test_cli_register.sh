@@ -1,0 +1,65 @@
+#!/bin/bash
+# ffdp register end to end on a small phantom pair: every output is
+# written, the transforms it writes reproduce its warped image through
+# ffdp apply (ANTs order), the inverse chain brings the fixed image onto
+# the moving one, and bad input fails before any work with one clear line.
+# usage: test_cli_register.sh FFDP_BINARY DATA_DIR SCRATCH_DIR
+ffdp=$1
+dir=$3
+py=/usr/bin/python3 # Debian's, with python3-nibabel
+pass=0
+fail=0
+ok() { echo "ok   $*"; pass=$((pass + 1)); }
+bad() { echo "FAIL $*"; fail=$((fail + 1)); }
+check() { if "$@"; then ok "${desc}"; else bad "${desc}"; fi; }
+
+rm -rf "$dir" && mkdir -p "$dir"
+d=$dir/demo
+"$ffdp" demo -q -o "$d" --size 48,56,48 --spacing 3 >"$dir/demo.log" 2>&1 || bad "demo: $(tail -1 "$dir/demo.log")"
+
+p=$dir/r
+if "$ffdp" register -q -f "$d/fixed.nii.gz" -m "$d/moving.nii.gz" -o "$p" --greedy 2>"$dir/reg.err"; then
+	ok "register --greedy runs"
+else
+	bad "register failed: $(cat "$dir/reg.err")"
+fi
+for s in _warped.nii.gz _affine.txt _warp.nii.gz _inverse_warp.nii.gz _report.json _qc.png; do
+	desc="register wrote PREFIX$s" check test -s "$p$s"
+done
+desc="no temporary files left" check test -z "$(find "$dir" -name '*.tmp-*')"
+desc="report lists the greedy stage" check grep -q '"stage": "greedy"' "$p""_report.json"
+
+# the written transforms, applied in ANTs order, reproduce the warped image
+"$ffdp" apply -q -r "$d/fixed.nii.gz" -i "$d/moving.nii.gz" -o "$dir/applied.nii.gz" \
+	-t "$p""_warp.nii.gz" -t "$p""_affine.txt" 2>"$dir/apply.err" || bad "apply: $(cat "$dir/apply.err")"
+rel=$("$py" -c '
+import sys, nibabel as nib, numpy as np
+a = nib.load(sys.argv[1]).get_fdata(); b = nib.load(sys.argv[2]).get_fdata()
+print(np.abs(a - b).max() / (b.max() - b.min()))' "$dir/applied.nii.gz" "$p""_warped.nii.gz" 2>&1)
+desc="apply -t warp -t affine reproduces PREFIX_warped (max diff / range = $rel < 1e-4)" check \
+	awk -v r="$rel" 'BEGIN { exit !(r + 0 < 1e-4 && r != "") }'
+
+# the inverse chain maps the fixed image onto the moving one: its NCC with
+# the moving image beats the unregistered pair's
+"$ffdp" apply -q -r "$d/moving.nii.gz" -i "$d/fixed.nii.gz" -o "$dir/inverse.nii.gz" \
+	-t "[$p""_affine.txt,1]" -t "$p""_inverse_warp.nii.gz" 2>"$dir/inv.err" || bad "inverse apply: $(cat "$dir/inv.err")"
+ncc() { "$ffdp" eval --labels-fixed "$d/fixed_labels.nii.gz" --labels-moved "$d/fixed_labels.nii.gz" \
+	--fixed-image "$1" --moved-image "$2" 2>/dev/null | awk '/^ncc / { print $2 }'; }
+n0=$(ncc "$d/moving.nii.gz" "$d/fixed.nii.gz")
+n1=$(ncc "$d/moving.nii.gz" "$dir/inverse.nii.gz")
+desc="inverse chain: NCC with the moving image $n1 > $n0 unregistered" check \
+	awk -v a="$n1" -v b="$n0" 'BEGIN { exit !(a + 0 > b + 0 && a != "") }'
+
+# bad input: one line naming the file, non-zero exit, nothing written
+"$ffdp" register -f "$dir/missing.nii.gz" -m "$d/moving.nii.gz" -o "$dir/x" 2>"$dir/err1"
+rc=$?
+desc="missing fixed image: exit $rc != 0, one line naming it" check \
+	test "$rc" -ne 0 -a "$(wc -l <"$dir/err1")" -eq 1 -a -n "$(grep missing.nii.gz "$dir/err1")"
+"$ffdp" register -f "$d/fixed.nii.gz" -m "$d/moving.nii.gz" -o /proc/nonexistent/x 2>"$dir/err2"
+rc=$?
+desc="unwritable output prefix: exit $rc != 0 before registering, one line" check \
+	test "$rc" -ne 0 -a "$(wc -l <"$dir/err2")" -eq 1
+desc="no outputs for the failed runs" check test -z "$(ls "$dir" | grep '^x_')"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
