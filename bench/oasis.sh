@@ -29,6 +29,7 @@ done
 [ ${#subjects[@]} -eq 0 ] && subjects=(2 3 4 5 6 7 8 9 10)
 ffdp=$build/ffdp
 mkdir -p "$out"
+: >"$out/table.txt"
 fixed=$data/subject_1/t1weighted_brain.nii.gz
 flab=$data/subject_1/labels_dkt31_aseg.nii.gz
 
