@@ -29,6 +29,9 @@ void ffdp_build_info(char *buf, size_t len);
 int ffdp_num_threads(void);
 /* CUDA devices visible, 0 when none or not compiled in. */
 int ffdp_cuda_device_count(void);
+/* GPU memory in use on the current CUDA device (total - free, every
+ * process's), for benchmarks; FFDP_ERR_UNSUPPORTED without CUDA. */
+ffdp_status ffdp_cuda_mem_used(size_t *used, ffdp_error *err);
 
 #ifdef __cplusplus
 }

@@ -50,6 +50,11 @@ ffdp_status ffdp_buf_upload(ffdp_backend *be, void *dst, const void *host_src, s
 			    ffdp_error *err);
 ffdp_status ffdp_buf_download(ffdp_backend *be, void *host_dst, const void *src, size_t bytes,
 			      ffdp_error *err);
+/* Within the backend's memory; dst and src do not overlap. */
+ffdp_status ffdp_buf_copy(ffdp_backend *be, void *dst, const void *src, size_t bytes, ffdp_error *err);
+/* 1 when the backend's buffers are host memory (CPU): host arrays may then
+ * be given to its ops directly, without an upload. */
+int ffdp_backend_host_memory(const ffdp_backend *be);
 
 /* ---- views -------------------------------------------------------------- */
 
@@ -222,6 +227,31 @@ ffdp_status ffdp_op_smooth(ffdp_backend *be, ffdp_img x, const ffdp_smooth_opts 
 			   ffdp_error *err);
 ffdp_status ffdp_op_smooth_vec(ffdp_backend *be, ffdp_vec x, const ffdp_smooth_opts *o,
 			       ffdp_error *err);
+
+/* ---- pointwise ----------------------------------------------------------------
+ * Whole-view maps and reductions: the glue between stages (intensity
+ * normalisation, the linear part of T applied to a field, the inverse's
+ * fixed point), so that no voxel has to visit the host.  Arithmetic is in
+ * double, each product and sum rounded as written (no contraction) and the
+ * result rounded once to float, so every backend returns the same bits. */
+
+/* x = a x + b, in place. */
+ffdp_status ffdp_op_affine_scalar(ffdp_backend *be, ffdp_img x, double a, double b, ffdp_error *err);
+
+/* *lo = min x, *hi = max x.  NaN voxels are ignored; when every voxel is
+ * NaN both are NaN. */
+ffdp_status ffdp_op_minmax(ffdp_backend *be, ffdp_img x, double *lo, double *hi, ffdp_error *err);
+
+/* out(i) = A in(i) per voxel, A 3x3 row-major; a 2-D field (two
+ * components) uses A's upper-left 2x2.  out may be in itself (the same
+ * planes); no other overlap. */
+ffdp_status ffdp_op_vec_linear(ffdp_backend *be, ffdp_vec in, const double A[9], ffdp_vec out,
+			       ffdp_error *err);
+
+/* *out = max over voxels and components of |a - b|, in double; a NaN
+ * difference counts as +inf (never "converged"). */
+ffdp_status ffdp_op_vec_max_abs_diff(ffdp_backend *be, ffdp_vec a, ffdp_vec b, double *out,
+				     ffdp_error *err);
 
 /* ---- optimiser -----------------------------------------------------------------
  * The greedy step is split in two ops so that the global maximum can be

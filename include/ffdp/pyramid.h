@@ -2,10 +2,13 @@
  * displacement fields between levels.
  *
  * Built from the public ops (ffdp_op_smooth, ffdp_op_sample), so the code is
- * backend-neutral; for now the volumes are host memory and be must be the
- * CPU backend (FFDP_ERR_UNSUPPORTED otherwise): device residency comes with
- * the CUDA backend.  These run once per level at setup, not per iteration,
- * so ffdp_pyramid_downsample may hold one blurred copy of its source.
+ * backend-neutral.  Voxel data live in the backend's memory: the source's
+ * planes are be's buffers, and the result's planes are allocated with
+ * ffdp_buf_alloc(be) and must be released with ffdp_buf_free(be, plane)
+ * (for the CPU backend, whose buffers are host memory, ffdp_volume_free /
+ * ffdp_field_free do the same).  These run once per level at setup, not per
+ * iteration, so ffdp_pyramid_downsample may hold one blurred copy of its
+ * source.
  */
 #ifndef FFDP_PYRAMID_H
 #define FFDP_PYRAMID_H
@@ -32,14 +35,14 @@ ffdp_status ffdp_pyramid_level_grid(const ffdp_grid *g, double shrink, int64_t m
 /* Resample src onto dst_grid (a level of src's grid): a Gaussian blur of
  * sigma = 0.5 n / n' source voxels on each axis that shrinks (truncated at
  * 2 sigma, renormalised at the faces), then linear sampling with border
- * padding at the dst voxel centres.  dst receives a new volume (free it
- * with ffdp_volume_free); it is zeroed on failure.  src is not modified. */
+ * padding at the dst voxel centres.  dst receives a new volume (its data a
+ * buffer of be); it is zeroed on failure.  src is not modified. */
 ffdp_status ffdp_pyramid_downsample(ffdp_backend *be, const ffdp_volume *src, const ffdp_grid *dst_grid,
 				    ffdp_volume *dst, ffdp_error *err);
 
 /* Resample a displacement field onto dst_grid (finer or coarser), component
  * by component, linear with border padding.  Values are mm and need no
- * rescaling.  dst receives a new field (ffdp_field_free); zeroed on failure. */
+ * rescaling.  dst receives a new field (planes: buffers of be); zeroed on failure. */
 ffdp_status ffdp_field_resample(ffdp_backend *be, const ffdp_field *src, const ffdp_grid *dst_grid,
 				ffdp_field *dst, ffdp_error *err);
 

@@ -96,18 +96,24 @@ typedef struct ffdp_reg_result {
 	double seconds;
 } ffdp_reg_result;
 
-/* Register moving to fixed.  Images are not modified.  res is filled and
- * owned by the caller (ffdp_reg_result_free). */
+/* Register moving to fixed.  Images (and masks) are host data, not
+ * modified: they are uploaded once to the backend, every level image,
+ * field and optimiser state lives in the backend's memory, and only the
+ * results come back.  res (host fields) is filled and owned by the caller
+ * (ffdp_reg_result_free). */
 ffdp_status ffdp_register(const ffdp_volume *fixed, const ffdp_volume *moving, const ffdp_reg_opts *o,
 			  ffdp_reg_result *res, ffdp_error *err);
 void ffdp_reg_result_free(ffdp_reg_result *res);
 
 /* Resample `moving` on `ref`'s grid through phi = T + u (u may be NULL or on
- * ref's grid).  interp LINEAR, NEAREST or LABEL; zero padding. */
+ * ref's grid).  interp LINEAR, NEAREST or LABEL; zero padding.  moving, u
+ * and out are host data whatever the backend: a backend with its own
+ * memory gets them uploaded and the result downloaded. */
 ffdp_status ffdp_warp_volume(ffdp_backend *be, const ffdp_volume *moving, const ffdp_grid *ref, const ffdp_mat4 *T,
 			     const ffdp_field *u, ffdp_interp interp, ffdp_volume *out, ffdp_error *err);
 
-/* The ANTs displacement w = L^-1 u for phi(x) = T(x + w(x)), and back. */
+/* The ANTs displacement w = L^-1 u for phi(x) = T(x + w(x)); host fields,
+ * computed on the CPU (w is new: ffdp_field_free). */
 ffdp_status ffdp_warp_to_ants(const ffdp_field *u, const ffdp_mat4 *T, ffdp_field *w, ffdp_error *err);
 
 #ifdef __cplusplus

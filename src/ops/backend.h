@@ -11,6 +11,8 @@ typedef struct ffdp_ops_table {
 	void (*free)(ffdp_backend *be, void *p);
 	ffdp_status (*upload)(ffdp_backend *be, void *dst, const void *src, size_t bytes, ffdp_error *err);
 	ffdp_status (*download)(ffdp_backend *be, void *dst, const void *src, size_t bytes, ffdp_error *err);
+	ffdp_status (*copy)(ffdp_backend *be, void *dst, const void *src, size_t bytes, ffdp_error *err);
+	int host_memory; /* buffers are host memory */
 	void (*close)(ffdp_backend *be);
 
 	ffdp_status (*sample)(ffdp_backend *be, const ffdp_sample_args *a, ffdp_error *err);
@@ -28,6 +30,10 @@ typedef struct ffdp_ops_table {
 				    const ffdp_adam_opts *o, double *max_norm, ffdp_error *err);
 	ffdp_status (*warp_step)(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec v,
 				 const ffdp_warp_step_opts *o, ffdp_error *err);
+	ffdp_status (*affine_scalar)(ffdp_backend *be, ffdp_img x, double a, double b, ffdp_error *err);
+	ffdp_status (*minmax)(ffdp_backend *be, ffdp_img x, double *lo, double *hi, ffdp_error *err);
+	ffdp_status (*vec_linear)(ffdp_backend *be, ffdp_vec in, const double A[9], ffdp_vec out, ffdp_error *err);
+	ffdp_status (*vec_max_abs_diff)(ffdp_backend *be, ffdp_vec a, ffdp_vec b, double *out, ffdp_error *err);
 } ffdp_ops_table;
 
 struct ffdp_backend {

@@ -48,6 +48,20 @@ ffdp_status ffdp_buf_download(ffdp_backend *be, void *host_dst, const void *src,
 	return be->ops->download(be, host_dst, src, bytes, err);
 }
 
+ffdp_status ffdp_buf_copy(ffdp_backend *be, void *dst, const void *src, size_t bytes, ffdp_error *err)
+{
+	if (!bytes)
+		return FFDP_OK;
+	if (!dst || !src)
+		return ffdp_fail(err, FFDP_ERR_ARG, "buffer copy: NULL buffer");
+	return be->ops->copy(be, dst, src, bytes, err);
+}
+
+int ffdp_backend_host_memory(const ffdp_backend *be)
+{
+	return be->ops->host_memory;
+}
+
 /* ---- argument checks ------------------------------------------------------ */
 
 static int dims_ok(const int64_t n[3])
@@ -220,4 +234,51 @@ ffdp_status ffdp_op_warp_step(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec
 	if (!same_dims(u.n, m.n) || !same_dims(u.n, v.n))
 		return ffdp_fail(err, FFDP_ERR_ARG, "warp_step: fields differ in size");
 	return be->ops->warp_step(be, u, m, v, o, err);
+}
+
+ffdp_status ffdp_op_affine_scalar(ffdp_backend *be, ffdp_img x, double a, double b, ffdp_error *err)
+{
+	ffdp_status s = check_img(&x, "affine_scalar", err);
+	return s ? s : be->ops->affine_scalar(be, x, a, b, err);
+}
+
+ffdp_status ffdp_op_minmax(ffdp_backend *be, ffdp_img x, double *lo, double *hi, ffdp_error *err)
+{
+	ffdp_status s = check_img(&x, "minmax", err);
+	if (!s && (!lo || !hi))
+		s = ffdp_fail(err, FFDP_ERR_ARG, "minmax: no output");
+	return s ? s : be->ops->minmax(be, x, lo, hi, err);
+}
+
+/* Two fields on the same grid, with a and b either the same planes or
+ * disjoint ones (a partial alias would read a plane already written). */
+static ffdp_status check_vec_pair(const ffdp_vec *a, const ffdp_vec *b, const char *what, ffdp_error *err)
+{
+	ffdp_status s;
+	if ((s = check_vec(a, what, err)) || (s = check_vec(b, what, err)))
+		return s;
+	if (!same_dims(a->n, b->n) || a->ncomp != b->ncomp)
+		return ffdp_fail(err, FFDP_ERR_ARG, "%s: fields differ in size", what);
+	for (int c = 0; c < a->ncomp; c++)
+		for (int d = 0; d < a->ncomp; d++)
+			if (c != d && a->c[c] == b->c[d])
+				return ffdp_fail(err, FFDP_ERR_ARG, "%s: component %d of one field is component %d of the other",
+						 what, c, d);
+	return FFDP_OK;
+}
+
+ffdp_status ffdp_op_vec_linear(ffdp_backend *be, ffdp_vec in, const double A[9], ffdp_vec out, ffdp_error *err)
+{
+	ffdp_status s = check_vec_pair(&in, &out, "vec_linear", err);
+	if (!s && !A)
+		s = ffdp_fail(err, FFDP_ERR_ARG, "vec_linear: no matrix");
+	return s ? s : be->ops->vec_linear(be, in, A, out, err);
+}
+
+ffdp_status ffdp_op_vec_max_abs_diff(ffdp_backend *be, ffdp_vec a, ffdp_vec b, double *out, ffdp_error *err)
+{
+	ffdp_status s = check_vec_pair(&a, &b, "vec_max_abs_diff", err);
+	if (!s && !out)
+		s = ffdp_fail(err, FFDP_ERR_ARG, "vec_max_abs_diff: no output");
+	return s ? s : be->ops->vec_max_abs_diff(be, a, b, out, err);
 }

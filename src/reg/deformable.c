@@ -20,17 +20,11 @@
 
 typedef struct side {
 	ffdp_field u, m, v, g; /* on the fixed level grid; backend memory */
-	float *warped;
-	float *gimg;        /* dL/d(warped) */
-	ffdp_mat4 T;        /* linear map applied before u: T for the moving side, Id for SyN's fixed side */
-	int on_fixed;       /* 1: samples the fixed level image (SyN) */
+	float *warped;         /* backend memory, like everything below */
+	float *gimg;           /* dL/d(warped) */
+	ffdp_mat4 T;           /* linear map applied before u: T for the moving side, Id for SyN's fixed side */
+	int on_fixed;          /* 1: samples the fixed level image (SyN) */
 } side;
-
-static ffdp_vec vec_of(ffdp_field *f)
-{
-	ffdp_vec v = {{f->c[0], f->c[1], f->c[2]}, {f->grid.n[0], f->grid.n[1], f->grid.n[2]}, f->ncomp};
-	return v;
-}
 
 static ffdp_img img_of(float *p, const ffdp_grid *g)
 {
@@ -38,15 +32,21 @@ static ffdp_img img_of(float *p, const ffdp_grid *g)
 	return x;
 }
 
-static void side_free(side *sd)
+/* Everything but u: the optimiser's state and the per-level images. */
+static void side_free_scratch(ffdp_backend *be, side *sd)
 {
-	ffdp_field_free(&sd->u);
-	ffdp_field_free(&sd->m);
-	ffdp_field_free(&sd->v);
-	ffdp_field_free(&sd->g);
-	ffdp_free(sd->warped);
-	ffdp_free(sd->gimg);
+	reg_field_free(be, &sd->m);
+	reg_field_free(be, &sd->v);
+	reg_field_free(be, &sd->g);
+	ffdp_buf_free(be, sd->warped);
+	ffdp_buf_free(be, sd->gimg);
 	sd->warped = sd->gimg = NULL;
+}
+
+static void side_free(ffdp_backend *be, side *sd)
+{
+	side_free_scratch(be, sd);
+	reg_field_free(be, &sd->u);
 }
 
 /* Fields on grid g: fresh zeros, or the previous level's resampled. */
@@ -59,22 +59,30 @@ static ffdp_status side_level(ffdp_backend *be, side *sd, const ffdp_grid *g, ff
 		if (keep[k]->c[0])
 			s = ffdp_field_resample(be, keep[k], g, &nf, err);
 		else
-			s = ffdp_field_alloc(&nf, g, err);
+			s = reg_field_alloc(be, g, &nf, err);
 		if (!s) {
-			ffdp_field_free(keep[k]);
+			reg_field_free(be, keep[k]);
 			*keep[k] = nf;
 		}
 	}
-	ffdp_field_free(&sd->g);
-	ffdp_free(sd->warped);
-	ffdp_free(sd->gimg);
+	reg_field_free(be, &sd->g);
+	ffdp_buf_free(be, sd->warped);
+	ffdp_buf_free(be, sd->gimg);
 	sd->warped = sd->gimg = NULL;
 	size_t bytes = (size_t)ffdp_grid_voxels(g) * sizeof(float);
 	if (!s)
-		s = ffdp_field_alloc(&sd->g, g, err);
-	if (!s && (!(sd->warped = ffdp_alloc(bytes, err)) || !(sd->gimg = ffdp_alloc(bytes, err))))
+		s = reg_field_alloc(be, g, &sd->g, err);
+	if (!s && (!(sd->warped = ffdp_buf_alloc(be, bytes, err)) || !(sd->gimg = ffdp_buf_alloc(be, bytes, err))))
 		s = FFDP_ERR_NOMEM;
 	return s;
+}
+
+/* L, the linear part of T, and its inverse. */
+static ffdp_status linear_maps(const ffdp_mat4 *T, ffdp_mat4 *L, ffdp_mat4 *Linv, ffdp_error *err)
+{
+	*L = *T;
+	L->m[3] = L->m[7] = L->m[11] = 0;
+	return ffdp_mat4_inverse(*L, Linv, err);
 }
 
 /* Sampler arguments for this side on level lv. */
@@ -90,7 +98,7 @@ static void side_sampler(const side *sd, const reg_level *lv, const ffdp_vec *u,
 static ffdp_status side_step(ffdp_backend *be, side *sd, const reg_level *lv, const ffdp_stage *st, int t,
 			     ffdp_error *err)
 {
-	ffdp_vec u = vec_of(&sd->u), g = vec_of(&sd->g), m = vec_of(&sd->m), v = vec_of(&sd->v);
+	ffdp_vec u = reg_vec(&sd->u), g = reg_vec(&sd->g), m = reg_vec(&sd->m), v = reg_vec(&sd->v);
 	ffdp_sample_args sa;
 	side_sampler(sd, lv, &u, &sa);
 	ffdp_sample_grad_args ga = {&sa, img_of(sd->gimg, &lv->F.grid), &g, 0, NULL, NULL};
@@ -116,15 +124,11 @@ static ffdp_status side_step(ffdp_backend *be, side *sd, const reg_level *lv, co
 	wo.compose = 1;
 	wo.pad = FFDP_PAD_BORDER;
 	/* C = (fixed phys -> index) L^-1 */
-	ffdp_mat4 Linv;
-	ffdp_mat4 L = sd->T;
-	L.m[3] = L.m[7] = L.m[11] = 0;
-	if ((s = ffdp_mat4_inverse(L, &Linv, err)))
+	ffdp_mat4 L, Linv;
+	if ((s = linear_maps(&sd->T, &L, &Linv, err)))
 		return s;
 	ffdp_mat4 C = ffdp_mat4_mul(lv->f_p2i, Linv);
-	for (int r = 0; r < 3; r++)
-		for (int c = 0; c < 3; c++)
-			wo.C[3 * r + c] = C.m[4 * r + c];
+	reg_linear3(&C, wo.C);
 	if ((s = ffdp_op_warp_step(be, u, m, v, &wo, err)))
 		return s;
 	ffdp_smooth_opts ws = {{st->sigma_warp, st->sigma_warp, st->sigma_warp}, 2.0, 0};
@@ -148,7 +152,7 @@ static ffdp_status run_level(const reg_pair *p, const ffdp_stage *st, const reg_
 	int it;
 	for (it = 0; it < iters && !s; it++) {
 		for (int k = 0; k < nsides && !s; k++) {
-			ffdp_vec u = vec_of(&sides[k].u);
+			ffdp_vec u = reg_vec(&sides[k].u);
 			ffdp_sample_args sa;
 			side_sampler(&sides[k], lv, &u, &sa);
 			s = ffdp_op_sample(p->be, &sa, err);
@@ -178,91 +182,85 @@ static ffdp_status run_level(const reg_pair *p, const ffdp_stage *st, const reg_
 	return s;
 }
 
+/* d <- d + u o (Id + C d), C = (fixed phys -> index) M, in place (the op
+ * allows out == d). */
+static ffdp_status compose_into(ffdp_backend *be, const ffdp_field *u, ffdp_field *d, const ffdp_mat4 *M,
+				ffdp_error *err)
+{
+	ffdp_compose_args ca;
+	memset(&ca, 0, sizeof(ca));
+	ca.u = reg_vec(u), ca.d = reg_vec(d), ca.out = reg_vec(d);
+	ca.pad = FFDP_PAD_BORDER;
+	ffdp_mat4 C = ffdp_mat4_mul(ffdp_grid_phys_to_index(&d->grid), *M);
+	reg_linear3(&C, ca.C);
+	return ffdp_op_compose(be, &ca, err);
+}
+
+/* f <- M f per voxel (M's 3x3 part), in place. */
+static ffdp_status field_linear(ffdp_backend *be, ffdp_field *f, const ffdp_mat4 *M, ffdp_error *err)
+{
+	double A[9];
+	reg_linear3(M, A);
+	return ffdp_op_vec_linear(be, reg_vec(f), A, reg_vec(f), err);
+}
+
 /* phi = (T + u_f) o (Id + u_r)^-1 = T + [L w + u_f o (Id + w)],  w = inv(u_r);
  * its inverse displacement (ANTs convention, on the fixed grid):
- * (Id + L^-1 u)^-1 = (Id + u_r) o (Id + L^-1 u_f)^-1. */
+ * (Id + L^-1 u)^-1 = (Id + u_r) o (Id + L^-1 u_f)^-1.
+ * Works in place on the sides' u (the stage is over) and w. */
 static ffdp_status syn_finish(ffdp_backend *be, side *sides, const ffdp_mat4 *T, ffdp_reg_result *res,
 			      int want_inverse, ffdp_error *err)
 {
-	const ffdp_grid *g = &sides[0].u.grid;
-	ffdp_mat4 L = *T, Linv;
-	L.m[3] = L.m[7] = L.m[11] = 0;
-	ffdp_status s = ffdp_mat4_inverse(L, &Linv, err);
-	ffdp_field w = {0}, Lw = {0}, wf = {0}, tmp = {0};
-	ffdp_mat4 p2i = ffdp_grid_phys_to_index(g);
-	int64_t n = ffdp_grid_voxels(g);
-	int nc = sides[0].u.ncomp;
+	ffdp_field *uf = &sides[0].u, *ur = &sides[1].u;
+	ffdp_field w = {0};
+	ffdp_mat4 L, Linv;
+	ffdp_status s = linear_maps(T, &L, &Linv, err);
 	if (!s)
-		s = reg_invert_field(be, &sides[1].u, &w, 30, err);
+		s = reg_invert_field(be, ur, &w, 30, err);
 	if (!s)
-		s = ffdp_field_alloc(&Lw, g, err);
-	if (!s) {
-		for (int64_t i = 0; i < n; i++) {
-			double a[3] = {w.c[0][i], w.c[1][i], nc > 2 ? w.c[2][i] : 0}, b[3];
-			ffdp_mat4_apply_vector(&L, a, b);
-			for (int c = 0; c < nc; c++)
-				Lw.c[c][i] = (float)b[c];
-		}
-		s = ffdp_field_alloc(&res->u, g, err);
-	}
-	if (!s) {
-		ffdp_compose_args ca;
-		memset(&ca, 0, sizeof(ca));
-		ca.u = vec_of(&sides[0].u), ca.d = vec_of(&Lw), ca.out = vec_of(&res->u);
-		ca.pad = FFDP_PAD_BORDER;
-		ffdp_mat4 C = ffdp_mat4_mul(p2i, Linv);
-		for (int r = 0; r < 3; r++)
-			for (int c = 0; c < 3; c++)
-				ca.C[3 * r + c] = C.m[4 * r + c];
-		s = ffdp_op_compose(be, &ca, err);
-		res->has_warp = !s;
-	}
+		s = field_linear(be, &w, &L, err);
+	if (!s)
+		s = compose_into(be, uf, &w, &Linv, err);
+	if (!s)
+		s = reg_field_download(be, &w, &res->u, err);
+	res->has_warp = !s;
+	reg_field_free(be, &w);
 	if (!s && want_inverse) {
 		/* wf = inverse of L^-1 u_f (fixed frame), then u_inv = wf + u_r o (Id + wf) */
-		if (!(s = ffdp_field_alloc(&tmp, g, err))) {
-			for (int64_t i = 0; i < n; i++) {
-				double a[3] = {sides[0].u.c[0][i], sides[0].u.c[1][i], nc > 2 ? sides[0].u.c[2][i] : 0}, b[3];
-				ffdp_mat4_apply_vector(&Linv, a, b);
-				for (int c = 0; c < nc; c++)
-					tmp.c[c][i] = (float)b[c];
-			}
-			s = reg_invert_field(be, &tmp, &wf, 30, err);
-		}
+		ffdp_mat4 id = ffdp_mat4_identity();
+		s = field_linear(be, uf, &Linv, err);
 		if (!s)
-			s = ffdp_field_alloc(&res->u_inv, g, err);
-		if (!s) {
-			ffdp_compose_args ca;
-			memset(&ca, 0, sizeof(ca));
-			ca.u = vec_of(&sides[1].u), ca.d = vec_of(&wf), ca.out = vec_of(&res->u_inv);
-			ca.pad = FFDP_PAD_BORDER;
-			for (int r = 0; r < 3; r++)
-				for (int c = 0; c < 3; c++)
-					ca.C[3 * r + c] = p2i.m[4 * r + c];
-			s = ffdp_op_compose(be, &ca, err);
-			res->has_inverse = !s;
-		}
+			s = reg_invert_field(be, uf, &w, 30, err);
+		if (!s)
+			s = compose_into(be, ur, &w, &id, err);
+		if (!s)
+			s = reg_field_download(be, &w, &res->u_inv, err);
+		res->has_inverse = !s;
+		reg_field_free(be, &w);
 	}
-	ffdp_field_free(&w);
-	ffdp_field_free(&Lw);
-	ffdp_field_free(&wf);
-	ffdp_field_free(&tmp);
 	return s;
 }
 
+/* u to the caller; its inverse from the ANTs form w = L^-1 u (in place:
+ * the stage is over). */
 static ffdp_status greedy_finish(ffdp_backend *be, side *sd, const ffdp_mat4 *T, ffdp_reg_result *res,
 				 int want_inverse, ffdp_error *err)
 {
-	res->u = sd->u;
-	memset(&sd->u, 0, sizeof(sd->u));
-	res->has_warp = 1;
-	if (!want_inverse)
-		return FFDP_OK;
-	ffdp_field w = {0};
-	ffdp_status s = ffdp_warp_to_ants(&res->u, T, &w, err);
+	ffdp_status s = reg_field_download(be, &sd->u, &res->u, err);
+	res->has_warp = !s;
+	if (s || !want_inverse)
+		return s;
+	ffdp_mat4 L, Linv;
+	ffdp_field winv = {0};
+	s = linear_maps(T, &L, &Linv, err);
 	if (!s)
-		s = reg_invert_field(be, &w, &res->u_inv, 40, err);
+		s = field_linear(be, &sd->u, &Linv, err);
+	if (!s)
+		s = reg_invert_field(be, &sd->u, &winv, 40, err);
+	if (!s)
+		s = reg_field_download(be, &winv, &res->u_inv, err);
 	res->has_inverse = !s;
-	ffdp_field_free(&w);
+	reg_field_free(be, &winv);
 	return s;
 }
 
@@ -297,11 +295,13 @@ ffdp_status reg_deformable(const reg_pair *p, const ffdp_stage *st, const ffdp_m
 	if (!s && !ffdp_grid_same(&sides[0].u.grid, &p->fixed->grid, 1e-6))
 		s = ffdp_fail(err, FFDP_ERR_ARG, "%s: the last level must have shrink factor 1",
 			      ffdp_stage_name(st->kind));
+	for (int k = 0; k < nsides; k++)
+		side_free_scratch(p->be, &sides[k]); /* only u is needed from here */
 	if (!s)
 		s = nsides == 2 ? syn_finish(p->be, sides, T, res, want_inverse, err)
 				: greedy_finish(p->be, &sides[0], T, res, want_inverse, err);
 	for (int k = 0; k < nsides; k++)
-		side_free(&sides[k]);
+		side_free(p->be, &sides[k]);
 	rep->seconds = ffdp_now() - t0;
 	return s;
 }

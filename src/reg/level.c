@@ -1,25 +1,31 @@
 /* The image pair at each pyramid level.  Intensities are mapped to [0, 1]
  * once (each image by its own range) so that MSE compares like with like,
  * MI bins are fixed, and Adam's epsilon is meaningful at every size. */
-#include <math.h>
 #include <string.h>
 
 #include "reg_internal.h"
 
-static ffdp_status normalised_copy(const ffdp_volume *src, ffdp_volume *dst, ffdp_error *err)
+/* Upload src and map its range to [0, 1] on the backend (a constant image
+ * becomes 0). */
+static ffdp_status normalised_copy(ffdp_backend *be, const ffdp_volume *src, ffdp_volume *dst, ffdp_error *err)
 {
-	ffdp_status s = ffdp_volume_copy(dst, src, err);
+	ffdp_status s = reg_volume_upload(be, src, dst, err);
+	double lo = 0, hi = 0;
+	if (!s)
+		s = ffdp_op_minmax(be, reg_img(dst), &lo, &hi, err);
+	if (!s && !(lo <= hi))
+		s = ffdp_fail(err, FFDP_ERR_DATA, "the image is all NaN");
+	/* x - lo, then times the float 1 / (hi - lo): each pass rounds to float
+	 * once, which is the float arithmetic (x - lo) * scale bit for bit, so
+	 * results match those of the former host loop.  Setup only. */
+	float scale = hi > lo ? 1.0f / (float)(hi - lo) : 0.0f;
+	if (!s)
+		s = ffdp_op_affine_scalar(be, reg_img(dst), 1.0, -lo, err);
+	if (!s)
+		s = ffdp_op_affine_scalar(be, reg_img(dst), scale, 0.0, err);
 	if (s)
-		return s;
-	float lo, hi;
-	ffdp_volume_range(src, &lo, &hi);
-	float scale = hi > lo ? 1.0f / (hi - lo) : 0.0f;
-	int64_t n = ffdp_grid_voxels(&src->grid);
-	float *x = dst->data;
-#pragma omp parallel for schedule(static)
-	for (int64_t i = 0; i < n; i++)
-		x[i] = (x[i] - lo) * scale;
-	return FFDP_OK;
+		reg_volume_free(be, dst);
+	return s;
 }
 
 ffdp_status reg_pair_init(reg_pair *p, ffdp_backend *be, const ffdp_volume *fixed, const ffdp_volume *moving,
@@ -28,7 +34,6 @@ ffdp_status reg_pair_init(reg_pair *p, ffdp_backend *be, const ffdp_volume *fixe
 	memset(p, 0, sizeof(*p));
 	p->be = be;
 	p->fixed = fixed, p->moving = moving;
-	p->fixed_mask = o->fixed_mask;
 	p->min_level_size = o->min_level_size > 0 ? o->min_level_size : 32;
 	p->dim = ffdp_grid_dim(&fixed->grid);
 	if (ffdp_grid_dim(&moving->grid) != p->dim)
@@ -36,9 +41,11 @@ ffdp_status reg_pair_init(reg_pair *p, ffdp_backend *be, const ffdp_volume *fixe
 				 ffdp_grid_dim(&moving->grid));
 	if (o->fixed_mask && !ffdp_grid_same(&o->fixed_mask->grid, &fixed->grid, 1e-4))
 		return ffdp_fail(err, FFDP_ERR_DATA, "fixed mask is not on the fixed image's grid");
-	ffdp_status s = normalised_copy(fixed, &p->fn, err);
+	ffdp_status s = normalised_copy(be, fixed, &p->fn, err);
 	if (!s)
-		s = normalised_copy(moving, &p->mn, err);
+		s = normalised_copy(be, moving, &p->mn, err);
+	if (!s && o->fixed_mask)
+		s = reg_volume_upload(be, o->fixed_mask, &p->fmask, err);
 	if (s)
 		reg_pair_free(p);
 	return s;
@@ -46,8 +53,9 @@ ffdp_status reg_pair_init(reg_pair *p, ffdp_backend *be, const ffdp_volume *fixe
 
 void reg_pair_free(reg_pair *p)
 {
-	ffdp_volume_free(&p->fn);
-	ffdp_volume_free(&p->mn);
+	reg_volume_free(p->be, &p->fn);
+	reg_volume_free(p->be, &p->mn);
+	reg_volume_free(p->be, &p->fmask);
 }
 
 static ffdp_status level_image(const reg_pair *p, const ffdp_volume *src, double shrink, ffdp_volume *dst,
@@ -70,9 +78,9 @@ ffdp_status reg_level_make(const reg_pair *p, double shrink, reg_level *lv, ffdp
 	ffdp_status s = level_image(p, &p->fn, shrink, &lv->F, err);
 	if (!s)
 		s = level_image(p, &p->mn, shrink, &lv->M, err);
-	if (!s && p->fixed_mask) {
+	if (!s && p->fmask.data) {
 		ffdp_volume mk = {0};
-		s = level_image(p, p->fixed_mask, shrink, &mk, err);
+		s = level_image(p, &p->fmask, shrink, &mk, err);
 		lv->fmask = mk.data;
 	}
 	if (s) {
@@ -88,12 +96,12 @@ ffdp_status reg_level_make(const reg_pair *p, double shrink, reg_level *lv, ffdp
 
 void reg_level_free(const reg_pair *p, reg_level *lv)
 {
-	if (lv->F.data && lv->F.data != p->fn.data)
-		ffdp_volume_free(&lv->F);
-	if (lv->M.data && lv->M.data != p->mn.data)
-		ffdp_volume_free(&lv->M);
-	if (lv->fmask && (!p->fixed_mask || lv->fmask != p->fixed_mask->data))
-		ffdp_free(lv->fmask);
+	if (lv->F.data != p->fn.data)
+		reg_volume_free(p->be, &lv->F);
+	if (lv->M.data != p->mn.data)
+		reg_volume_free(p->be, &lv->M);
+	if (lv->fmask != p->fmask.data)
+		ffdp_buf_free(p->be, lv->fmask);
 	memset(lv, 0, sizeof(*lv));
 }
 

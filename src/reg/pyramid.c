@@ -1,17 +1,9 @@
-/* Pyramid levels (include/ffdp/pyramid.h), written against the public ops. */
-#include "ffdp/pyramid.h"
-
+/* Pyramid levels (include/ffdp/pyramid.h), written against the public ops;
+ * every buffer is the backend's (buffers.c). */
 #include <math.h>
 #include <string.h>
 
-/* Volumes are host memory until the CUDA backend brings device residency. */
-static ffdp_status need_host_backend(ffdp_backend *be, const char *what, ffdp_error *err)
-{
-	if (strcmp(ffdp_backend_name(be), "cpu") != 0)
-		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "%s: host volumes need the CPU backend, not %s",
-				 what, ffdp_backend_name(be));
-	return FFDP_OK;
-}
+#include "reg_internal.h"
 
 ffdp_status ffdp_pyramid_level_grid(const ffdp_grid *g, double shrink, int64_t min_size, ffdp_grid *out,
 				    ffdp_error *err)
@@ -82,8 +74,7 @@ ffdp_status ffdp_pyramid_downsample(ffdp_backend *be, const ffdp_volume *src, co
 {
 	memset(dst, 0, sizeof(*dst));
 	ffdp_status s;
-	if ((s = need_host_backend(be, "downsample", err)) ||
-	    (s = check_pair(&src->grid, dst_grid, "downsample", err)))
+	if ((s = check_pair(&src->grid, dst_grid, "downsample", err)))
 		return s;
 	/* anti-aliasing: sigma = 0.5 n/n' source voxels on each shrinking axis */
 	ffdp_smooth_opts so = {{0, 0, 0}, 2.0, 1};
@@ -97,20 +88,20 @@ ffdp_status ffdp_pyramid_downsample(ffdp_backend *be, const ffdp_volume *src, co
 	const ffdp_volume *from = src;
 	if (blur) {
 		/* level setup only: one blurred copy of the source */
-		if ((s = ffdp_volume_copy(&tmp, src, err)))
-			return s;
-		ffdp_img x = {tmp.data, {tmp.grid.n[0], tmp.grid.n[1], tmp.grid.n[2]}};
-		if ((s = ffdp_op_smooth(be, x, &so, err)))
+		if ((s = reg_volume_alloc(be, &src->grid, &tmp, err)) ||
+		    (s = ffdp_buf_copy(be, tmp.data, src->data, (size_t)ffdp_grid_voxels(&src->grid) * sizeof(float),
+				       err)) ||
+		    (s = ffdp_op_smooth(be, reg_img(&tmp), &so, err)))
 			goto out;
 		from = &tmp;
 	}
-	if ((s = ffdp_volume_alloc(dst, dst_grid, err)))
+	if ((s = reg_volume_alloc(be, dst_grid, dst, err)))
 		goto out;
 	s = sample_plane(be, from->data, &from->grid, dst->data, dst_grid, err);
 out:
-	ffdp_volume_free(&tmp);
+	reg_volume_free(be, &tmp);
 	if (s) {
-		ffdp_volume_free(dst);
+		reg_volume_free(be, dst);
 		memset(dst, 0, sizeof(*dst));
 	}
 	return s;
@@ -121,18 +112,17 @@ ffdp_status ffdp_field_resample(ffdp_backend *be, const ffdp_field *src, const f
 {
 	memset(dst, 0, sizeof(*dst));
 	ffdp_status s;
-	if ((s = need_host_backend(be, "field_resample", err)) ||
-	    (s = check_pair(&src->grid, dst_grid, "field_resample", err)))
+	if ((s = check_pair(&src->grid, dst_grid, "field_resample", err)))
 		return s;
 	if (src->ncomp != ffdp_grid_dim(&src->grid))
 		return ffdp_fail(err, FFDP_ERR_ARG, "field_resample: %d components on a %d-D grid", src->ncomp,
 				 ffdp_grid_dim(&src->grid));
-	if ((s = ffdp_field_alloc(dst, dst_grid, err)))
+	if ((s = reg_field_alloc(be, dst_grid, dst, err)))
 		return s;
 	for (int c = 0; c < src->ncomp && !s; c++)
 		s = sample_plane(be, src->c[c], &src->grid, dst->c[c], dst_grid, err);
 	if (s) {
-		ffdp_field_free(dst);
+		reg_field_free(be, dst);
 		memset(dst, 0, sizeof(*dst));
 	}
 	return s;

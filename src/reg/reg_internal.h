@@ -16,12 +16,13 @@ typedef struct reg_level {
 	int64_t nvox;      /* fixed level voxels */
 } reg_level;
 
-/* The whole-resolution inputs, normalised once. */
+/* The whole-resolution inputs, uploaded and normalised once: from here
+ * until the results are downloaded no voxel is touched on the host. */
 typedef struct reg_pair {
 	ffdp_backend *be;
-	const ffdp_volume *fixed, *moving; /* caller's */
-	ffdp_volume fn, mn;                /* normalised copies */
-	const ffdp_volume *fixed_mask;
+	const ffdp_volume *fixed, *moving; /* caller's, host: grids only */
+	ffdp_volume fn, mn;                /* normalised copies, backend memory */
+	ffdp_volume fmask;                 /* fixed mask, backend memory; data NULL when none */
 	int min_level_size;
 	int dim;                           /* 2 or 3 */
 } reg_pair;
@@ -32,6 +33,24 @@ void reg_pair_free(reg_pair *p);
 /* Build the level at `shrink` (1 = full resolution: shares the pair's data). */
 ffdp_status reg_level_make(const reg_pair *p, double shrink, reg_level *lv, ffdp_error *err);
 void reg_level_free(const reg_pair *p, reg_level *lv);
+
+/* Volumes and fields whose planes live in the backend's memory
+ * (buffers.c): allocated zero-filled with ffdp_buf_alloc, freed with
+ * ffdp_buf_free (freeing a zeroed struct is a no-op).  _upload allocates
+ * and copies a host struct in; reg_field_download allocates a host field
+ * (ffdp_field_alloc) and copies out. */
+ffdp_status reg_volume_alloc(ffdp_backend *be, const ffdp_grid *g, ffdp_volume *v, ffdp_error *err);
+void reg_volume_free(ffdp_backend *be, ffdp_volume *v);
+ffdp_status reg_volume_upload(ffdp_backend *be, const ffdp_volume *host, ffdp_volume *v, ffdp_error *err);
+ffdp_status reg_field_alloc(ffdp_backend *be, const ffdp_grid *g, ffdp_field *f, ffdp_error *err);
+void reg_field_free(ffdp_backend *be, ffdp_field *f);
+ffdp_status reg_field_upload(ffdp_backend *be, const ffdp_field *host, ffdp_field *f, ffdp_error *err);
+ffdp_status reg_field_download(ffdp_backend *be, const ffdp_field *f, ffdp_field *host, ffdp_error *err);
+/* Op views of a whole volume / field. */
+ffdp_img reg_img(const ffdp_volume *v);
+ffdp_vec reg_vec(const ffdp_field *f);
+/* The 3x3 linear part of T, row-major. */
+void reg_linear3(const ffdp_mat4 *T, double A[9]);
 
 /* Sampler arguments that warp src (with phys->index map src_p2i) through
  * T (+ u, set by the caller) onto the level's fixed grid, into out.
@@ -70,7 +89,8 @@ ffdp_status reg_linear(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, ff
 ffdp_status reg_deformable(const reg_pair *p, const ffdp_stage *st, const ffdp_mat4 *T, ffdp_reg_result *res,
 			   int want_inverse, ffdp_stage_report *rep, ffdp_error *err);
 
-/* Inverse displacement: (Id + w_inv) = (Id + w)^-1 on w's grid, fixed-point iteration. */
+/* Inverse displacement: (Id + w_inv) = (Id + w)^-1 on w's grid, fixed-point
+ * iteration.  w and the new w_inv are in backend memory (reg_field_free). */
 ffdp_status reg_invert_field(ffdp_backend *be, const ffdp_field *w, ffdp_field *w_inv, int iters, ffdp_error *err);
 
 /* Symmetric 3x3 eigen-decomposition (Jacobi): A = V diag(e) V^T, e descending. */

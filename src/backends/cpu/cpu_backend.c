@@ -34,6 +34,8 @@ static const ffdp_ops_table cpu_table = {
 	.free = cpu_free,
 	.upload = cpu_copy,
 	.download = cpu_copy,
+	.copy = cpu_copy,
+	.host_memory = 1,
 	.close = cpu_close,
 	.sample = ffdp_cpu_sample,
 	.sample_grad = ffdp_cpu_sample_grad,
@@ -46,6 +48,10 @@ static const ffdp_ops_table cpu_table = {
 	.smooth = ffdp_cpu_smooth,
 	.adam_moments = ffdp_cpu_adam_moments,
 	.warp_step = ffdp_cpu_warp_step,
+	.affine_scalar = ffdp_cpu_affine_scalar,
+	.minmax = ffdp_cpu_minmax,
+	.vec_linear = ffdp_cpu_vec_linear,
+	.vec_max_abs_diff = ffdp_cpu_vec_max_abs_diff,
 };
 
 ffdp_status ffdp_cpu_backend_open(ffdp_backend **out, ffdp_error *err)

@@ -13,3 +13,9 @@ int ffdp_cuda_device_count(void)
 {
 	return 0;
 }
+
+ffdp_status ffdp_cuda_mem_used(size_t *used, ffdp_error *err)
+{
+	*used = 0;
+	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "this ffdp was built without CUDA (nvcc not found)");
+}

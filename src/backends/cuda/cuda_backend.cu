@@ -53,6 +53,13 @@ static ffdp_status cuda_download(ffdp_backend *be, void *dst, const void *src, s
 	return e == cudaSuccess ? FFDP_OK : cuda_fail(err, e, "download");
 }
 
+static ffdp_status cuda_copy(ffdp_backend *be, void *dst, const void *src, size_t bytes, ffdp_error *err)
+{
+	(void)be;
+	cudaError_t e = cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice);
+	return e == cudaSuccess ? FFDP_OK : cuda_fail(err, e, "device copy");
+}
+
 static void cuda_close(ffdp_backend *be)
 {
 	free(be);
@@ -66,6 +73,8 @@ static ffdp_ops_table make_table(void)
 	t.free = cuda_free;
 	t.upload = cuda_upload;
 	t.download = cuda_download;
+	t.copy = cuda_copy;
+	t.host_memory = 0;
 	t.close = cuda_close;
 	t.sample = ffdp_cuda_sample;
 	t.sample_grad = ffdp_cuda_sample_grad;
@@ -78,6 +87,10 @@ static ffdp_ops_table make_table(void)
 	t.smooth = ffdp_cuda_smooth;
 	t.adam_moments = ffdp_cuda_adam_moments;
 	t.warp_step = ffdp_cuda_warp_step;
+	t.affine_scalar = ffdp_cuda_affine_scalar;
+	t.minmax = ffdp_cuda_minmax;
+	t.vec_linear = ffdp_cuda_vec_linear;
+	t.vec_max_abs_diff = ffdp_cuda_vec_max_abs_diff;
 	return t;
 }
 
@@ -89,6 +102,18 @@ extern "C" int ffdp_cuda_device_count(void)
 	if (cudaGetDeviceCount(&n) != cudaSuccess)
 		return 0;
 	return n;
+}
+
+/* Device memory in use now (all processes), from cudaMemGetInfo on the
+ * current device. */
+extern "C" ffdp_status ffdp_cuda_mem_used(size_t *used, ffdp_error *err)
+{
+	size_t free_b = 0, total_b = 0;
+	cudaError_t e = cudaMemGetInfo(&free_b, &total_b);
+	if (e != cudaSuccess)
+		return cuda_fail(err, e, "memory info");
+	*used = total_b - free_b;
+	return FFDP_OK;
 }
 
 extern "C" ffdp_status ffdp_cuda_backend_open(int device, ffdp_backend **out, ffdp_error *err)

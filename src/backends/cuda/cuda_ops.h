@@ -18,4 +18,9 @@ ffdp_status ffdp_cuda_smooth(ffdp_backend *be, ffdp_img x, const ffdp_smooth_opt
 ffdp_status ffdp_cuda_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp_vec v, const ffdp_adam_opts *o, double *max_norm, ffdp_error *err);
 ffdp_status ffdp_cuda_warp_step(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec v, const ffdp_warp_step_opts *o, ffdp_error *err);
 
+ffdp_status ffdp_cuda_affine_scalar(ffdp_backend *be, ffdp_img x, double a, double b, ffdp_error *err);
+ffdp_status ffdp_cuda_minmax(ffdp_backend *be, ffdp_img x, double *lo, double *hi, ffdp_error *err);
+ffdp_status ffdp_cuda_vec_linear(ffdp_backend *be, ffdp_vec in, const double A[9], ffdp_vec out, ffdp_error *err);
+ffdp_status ffdp_cuda_vec_max_abs_diff(ffdp_backend *be, ffdp_vec a, ffdp_vec b, double *out, ffdp_error *err);
+
 #endif
