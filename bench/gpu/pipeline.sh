@@ -8,7 +8,9 @@ log=${OUT:-$root/build-gpu/logs}
 mkdir -p "$log"
 bash "$root/bench/gpu/run.sh" test >"$log/run_test.log" 2>&1
 grep -E "tests passed|Failed|Passed" "$log/run_test.log"
+# The device has no ../shared: the pairs may come along in .devicedata/.
 data=${FFDP_DATA_DIR:-$root/../shared/data}
+[ -d "$data" ] || data=$root/.devicedata
 [ -d "$data" ] || { echo "no data at $data"; exit 1; }
 export LD_LIBRARY_PATH="$root/.devicedeps/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 cd "$root"
