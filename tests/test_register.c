@@ -9,17 +9,6 @@
 #include "ffdp/ffdp.h"
 #include "testutil.h"
 
-static double mean_dice(const ffdp_volume *a, const ffdp_volume *b)
-{
-	ffdp_label_eval e;
-	ffdp_error err = {0};
-	if (ffdp_eval_labels(a, b, 0, &e, &err))
-		return -1;
-	double d = e.mean_dice;
-	ffdp_label_eval_free(&e);
-	return d;
-}
-
 static void check_deformable(const char *preset, int64_t n0, int64_t n1, int64_t n2, double sp, double amp,
 			     double sigma_grad, double sigma_warp)
 {
@@ -49,10 +38,10 @@ static void check_deformable(const char *preset, int64_t n0, int64_t n1, int64_t
 	      preset, epe, epe0);
 	ffdp_backend *be = NULL;
 	ffdp_backend_open(FFDP_BACKEND_CPU, 0, &be, &err);
-	double d0 = mean_dice(&FL, &ML);
+	double d0 = tu_mean_dice(&FL, &ML);
 	CHECK_OK(ffdp_warp_volume(be, &ML, &F.grid, &r.T, &r.u, FFDP_INTERP_LABEL, &W, &err), &err,
 		 "%s: warp the moving labels", preset);
-	double d1 = mean_dice(&FL, &W);
+	double d1 = tu_mean_dice(&FL, &W);
 	CHECK(d1 >= 0.9 && d1 > d0, "%s: label Dice %.3f >= 0.9 (before %.3f)", preset, d1, d0);
 	ffdp_jacobian_stats js;
 	CHECK_OK(ffdp_eval_jacobian(be, &r.u, &r.T, &js, &err), &err, "%s: Jacobian", preset);

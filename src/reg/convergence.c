@@ -3,6 +3,7 @@
  * (a plateau) or positive (the loss is rising).  FireANTs stops only on a
  * rise, which wastes iterations on plateaus (its issue #58). */
 #include <math.h>
+#include <stdio.h>
 
 #include "reg_internal.h"
 
@@ -50,4 +51,16 @@ int64_t reg_levels_done(const ffdp_stage *st, int l)
 	for (int k = 0; k <= l; k++)
 		n += st->iters[k];
 	return n;
+}
+
+int reg_iteration_end(const ffdp_stage *st, reg_convergence *conv, ffdp_progress *pb, int64_t *done,
+		      const int64_t n[3], int it, double loss)
+{
+	if (it % 10 == 0)
+		ffdp_log_debug("%s level %lldx%lldx%lld it %d loss %.6f", ffdp_stage_name(st->kind), (long long)n[0],
+			       (long long)n[1], (long long)n[2], it, loss);
+	char msg[64];
+	snprintf(msg, sizeof(msg), "loss %.5f", loss);
+	ffdp_progress_update(pb, ++*done, msg);
+	return reg_convergence_push(conv, loss);
 }

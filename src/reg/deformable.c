@@ -170,10 +170,7 @@ static ffdp_status run_level(const reg_pair *p, const ffdp_stage *st, const reg_
 		if (s)
 			break;
 		*last = loss;
-		char msg[64];
-		snprintf(msg, sizeof(msg), "loss %.5f", loss);
-		ffdp_progress_update(pb, ++*done, msg);
-		if (reg_convergence_push(&conv, loss)) {
+		if (reg_iteration_end(st, &conv, pb, done, lv->F.grid.n, it, loss)) {
 			it++;
 			break;
 		}

@@ -194,13 +194,7 @@ static ffdp_status run_level(const reg_pair *p, const ffdp_stage *st, const reg_
 		params_grad(lp, lv, gW, p->dim, g);
 		adam_update(&ad, lp->p, g, lp->np, st->lr);
 		*last_loss = loss;
-		if (it % 10 == 0)
-			ffdp_log_debug("%s level %lldx%lldx%lld it %d loss %.6f", ffdp_stage_name(st->kind), (long long)fn[0],
-				       (long long)fn[1], (long long)fn[2], it, loss);
-		char msg[64];
-		snprintf(msg, sizeof(msg), "loss %.5f", loss);
-		ffdp_progress_update(pb, ++*done, msg);
-		if (reg_convergence_push(&conv, loss)) {
+		if (reg_iteration_end(st, &conv, pb, done, fn, it, loss)) {
 			it++;
 			break;
 		}

@@ -81,6 +81,11 @@ void reg_stage_begin(const ffdp_stage *st, ffdp_stage_report *rep, ffdp_progress
 /* Iterations of levels 0..l, for the progress bar after level l. */
 int64_t reg_levels_done(const ffdp_stage *st, int l);
 
+/* After iteration it (0-based) of a level of size n: debug log, progress,
+ * and the convergence test; returns 1 when the level has converged. */
+int reg_iteration_end(const ffdp_stage *st, reg_convergence *conv, ffdp_progress *pb, int64_t *done,
+		      const int64_t n[3], int it, double loss);
+
 /* Stages.  Linear stages refine *T; deformable stages fill res. */
 ffdp_status reg_moments(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, ffdp_stage_report *rep,
 			ffdp_error *err);

@@ -12,21 +12,11 @@
 
 #include "check.h"
 #include "ffdp/ffdp.h"
+#include "testutil.h"
 
 typedef struct phantom {
 	ffdp_volume F, M, FL, ML;
 } phantom;
-
-static double mean_dice(const ffdp_volume *a, const ffdp_volume *b)
-{
-	ffdp_label_eval e;
-	ffdp_error err = {0};
-	if (ffdp_eval_labels(a, b, 0, &e, &err))
-		return -1;
-	double d = e.mean_dice;
-	ffdp_label_eval_free(&e);
-	return d;
-}
 
 /* Mean over voxels of |a - b|_2, in voxels of the grid's first spacing. */
 static double mean_field_diff(const ffdp_field *a, const ffdp_field *b)
@@ -62,7 +52,7 @@ static double warped_dice(const phantom *ph, const ffdp_reg_result *r)
 	if (!ffdp_backend_open(FFDP_BACKEND_CPU, 0, &cpu, &err) &&
 	    !ffdp_warp_volume(cpu, &ph->ML, &ph->F.grid, &r->T, r->has_warp ? &r->u : NULL, FFDP_INTERP_LABEL, &W,
 			      &err))
-		d = mean_dice(&ph->FL, &W);
+		d = tu_mean_dice(&ph->FL, &W);
 	ffdp_volume_free(&W);
 	ffdp_backend_close(cpu);
 	return d;

@@ -143,3 +143,14 @@ int tu_count_temporaries(const char *dir)
 		closedir(d);
 	return n;
 }
+
+double tu_mean_dice(const ffdp_volume *a, const ffdp_volume *b)
+{
+	ffdp_label_eval e;
+	ffdp_error err = {0};
+	if (ffdp_eval_labels(a, b, 0, &e, &err))
+		return -1;
+	double d = e.mean_dice;
+	ffdp_label_eval_free(&e);
+	return d;
+}

@@ -35,6 +35,9 @@ void tu_fill_smooth(tu_rng *r, float *x, const int64_t n[3], double noise);
 double tu_rel_err(const float *a, const double *b, int64_t n, double floor);
 double tu_max_abs(const double *b, int64_t n);
 
+/* Mean Dice over the labels present in both maps (-1 on error). */
+double tu_mean_dice(const ffdp_volume *a, const ffdp_volume *b);
+
 /* Scratch files: a test's directory (created with its parents), names in
  * it, text files, and how many writer temporaries (".tmp-") are left. */
 void tu_mkdirs(const char *path);
