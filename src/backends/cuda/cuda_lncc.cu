@@ -416,12 +416,12 @@ ffdp_status ffdp_cuda_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp
 			       : (k.nq == 5 ? lncc_kernel<5, false> : lncc_kernel<3, false>);
 	cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
 	if (e != cudaSuccess)
-		return lm_status(e, err, "lncc shared memory");
+		return cu_status(e, err, "lncc shared memory");
 	const int nthr = LN_OX * k.oy;
 	int bps = 0;
 	e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, kern, nthr, smem);
 	if (e != cudaSuccess)
-		return lm_status(e, err, "lncc occupancy");
+		return cu_status(e, err, "lncc occupancy");
 	if (bps < 1)
 		return ffdp_fail(err, FFDP_ERR_BACKEND, "lncc: a %d-thread block with %zu bytes of shared memory "
 				 "does not fit on this device", nthr, smem);
@@ -440,18 +440,18 @@ ffdp_status ffdp_cuda_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp
 	if (nb > INT32_MAX)
 		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "lncc: image too large for one launch");
 
-	k.part = (double *)lm_scratch((size_t)(nb + 1) * sizeof(double), err, "lncc");
+	k.part = (double *)cu_scratch((size_t)(nb + 1) * sizeof(double), 1, err, "lncc");
 	if (!k.part)
 		return FFDP_ERR_NOMEM;
 	kern<<<(unsigned)nb, nthr, smem>>>(k);
-	s = lm_launched(err, "lncc kernel");
+	s = cu_launched(err, "lncc kernel");
 	if (!s) {
 		lm_sum_partials<<<1, LM_RED_T, 0>>>(k.part, nb, k.part + nb);
-		s = lm_launched(err, "lncc sum");
+		s = cu_launched(err, "lncc sum");
 	}
 	if (!s)
-		s = lm_status(cudaMemcpy(&sum, k.part + nb, sizeof(double), cudaMemcpyDeviceToHost), err, "lncc");
-	lm_scratch_free(k.part);
+		s = cu_status(cudaMemcpy(&sum, k.part + nb, sizeof(double), cudaMemcpyDeviceToHost), err, "lncc");
+	cu_scratch_free(k.part);
 	if (s)
 		return s;
 	*a->loss = -sum / denom;

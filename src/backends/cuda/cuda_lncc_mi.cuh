@@ -21,49 +21,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "cuda_ops.h"
+#include "cuda_common.cuh"
 
 enum { LM_RED_T = 256 }; /* threads of the reduction kernels (a power of two) */
-
-static inline ffdp_status lm_status(cudaError_t e, ffdp_error *err, const char *what)
-{
-	if (e == cudaSuccess)
-		return FFDP_OK;
-	return ffdp_fail(err, FFDP_ERR_BACKEND, "CUDA %s: %s", what, cudaGetErrorString(e));
-}
-
-/* After a launch: configuration errors show now, execution errors at the
- * next synchronising call. */
-static inline ffdp_status lm_launched(ffdp_error *err, const char *what)
-{
-	return lm_status(cudaGetLastError(), err, what);
-}
-
-/* Zero-filled stream-ordered scratch; O(blocks) or O(bins^2) by contract. */
-static inline void *lm_scratch(size_t bytes, ffdp_error *err, const char *what)
-{
-	void *p = NULL;
-	cudaError_t e = cudaMallocAsync(&p, bytes ? bytes : 1, 0);
-	if (e != cudaSuccess) {
-		cudaGetLastError(); /* not sticky: clear it for the next op */
-		ffdp_fail(err, FFDP_ERR_NOMEM, "%s: cannot allocate %zu bytes of GPU scratch: %s", what, bytes,
-			  cudaGetErrorString(e));
-		return NULL;
-	}
-	e = cudaMemsetAsync(p, 0, bytes ? bytes : 1, 0);
-	if (e != cudaSuccess) {
-		cudaFreeAsync(p, 0);
-		lm_status(e, err, what);
-		return NULL;
-	}
-	return p;
-}
-
-static inline void lm_scratch_free(void *p)
-{
-	if (p)
-		cudaFreeAsync(p, 0);
-}
 
 static inline int lm_device_attr(cudaDeviceAttr attr, int fallback)
 {
@@ -153,29 +113,29 @@ static inline ffdp_status lm_reduce_volume(const float *x, int64_t n, int amax, 
 	int64_t nb = (n + LM_RED_T - 1) / LM_RED_T, cap = (int64_t)lm_sm_count() * 8;
 	nb = nb < cap ? nb : cap;
 	nb = nb > 0 ? nb : 1;
-	double *part = (double *)lm_scratch((size_t)(nb + 1) * sizeof(double), err, what);
+	double *part = (double *)cu_scratch((size_t)(nb + 1) * sizeof(double), 1, err, what);
 	if (!part)
 		return FFDP_ERR_NOMEM;
 	lm_reduce_f32<<<(unsigned)nb, LM_RED_T, 0>>>(x, n, amax, part);
-	ffdp_status s = lm_launched(err, what);
+	ffdp_status s = cu_launched(err, what);
 	if (!s && !amax) {
 		lm_sum_partials<<<1, LM_RED_T, 0>>>(part, nb, part + nb);
-		s = lm_launched(err, what);
+		s = cu_launched(err, what);
 	}
 	double *h = (double *)malloc((size_t)nb * sizeof(double));
 	if (!s && !h)
 		s = ffdp_fail(err, FFDP_ERR_NOMEM, "%s: host scratch", what);
 	if (!s && !amax)
-		s = lm_status(cudaMemcpy(res, part + nb, sizeof(double), cudaMemcpyDeviceToHost), err, what);
+		s = cu_status(cudaMemcpy(res, part + nb, sizeof(double), cudaMemcpyDeviceToHost), err, what);
 	if (!s && amax) {
 		/* max is order-free: combine the partials here */
-		s = lm_status(cudaMemcpy(h, part, (size_t)nb * sizeof(double), cudaMemcpyDeviceToHost), err, what);
+		s = cu_status(cudaMemcpy(h, part, (size_t)nb * sizeof(double), cudaMemcpyDeviceToHost), err, what);
 		*res = 0.0;
 		for (int64_t i = 0; !s && i < nb; i++)
 			*res = fmax(*res, h[i]);
 	}
 	free(h);
-	lm_scratch_free(part);
+	cu_scratch_free(part);
 	return s;
 }
 

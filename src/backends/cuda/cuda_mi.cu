@@ -342,7 +342,7 @@ static ffdp_status mi_launch_hist(mi_k *k, ffdp_mi_kernel kern, size_t smem, ffd
 			mi_hist_kernel<FFDP_MI_BSPLINE3><<<(unsigned)mi_blocks(mi_hist_kernel<FFDP_MI_BSPLINE3>, smem, k->n),
 							   MI_T, smem>>>(*k);
 	}
-	return e != cudaSuccess ? lm_status(e, err, "mi histogram") : lm_launched(err, "mi histogram");
+	return e != cudaSuccess ? cu_status(e, err, "mi histogram") : cu_launched(err, "mi histogram");
 }
 
 static ffdp_status mi_launch_grad(mi_k *k, ffdp_mi_kernel kern, size_t smem, ffdp_error *err)
@@ -361,7 +361,7 @@ static ffdp_status mi_launch_grad(mi_k *k, ffdp_mi_kernel kern, size_t smem, ffd
 			mi_grad_kernel<FFDP_MI_BSPLINE3><<<(unsigned)mi_blocks(mi_grad_kernel<FFDP_MI_BSPLINE3>, smem, k->n),
 							   MI_T, smem>>>(*k);
 	}
-	return e != cudaSuccess ? lm_status(e, err, "mi gradient") : lm_launched(err, "mi gradient");
+	return e != cudaSuccess ? cu_status(e, err, "mi gradient") : cu_launched(err, "mi gradient");
 }
 
 static mi_map mi_map_make(double lo, double hi, int bins)
@@ -395,7 +395,7 @@ static ffdp_status mi_histogram(mi_k *k, ffdp_mi_kernel kern, double *h, ffdp_er
 	const int e = 30 - e1 < 62 - e2 ? 30 - e1 : 62 - e2;
 	k->qscale = ldexp(1.0, e);
 
-	k->h = (unsigned long long *)lm_scratch(tab * sizeof(unsigned long long), err, "mi histogram");
+	k->h = (unsigned long long *)cu_scratch(tab * sizeof(unsigned long long), 1, err, "mi histogram");
 	if (!k->h)
 		return FFDP_ERR_NOMEM;
 	const size_t smem = tab * sizeof(unsigned long long);
@@ -405,12 +405,12 @@ static ffdp_status mi_histogram(mi_k *k, ffdp_mi_kernel kern, double *h, ffdp_er
 	if (!s && !(raw = (long long *)malloc(tab * sizeof(long long))))
 		s = ffdp_fail(err, FFDP_ERR_NOMEM, "mi: host scratch");
 	if (!s)
-		s = lm_status(cudaMemcpy(raw, k->h, tab * sizeof(long long), cudaMemcpyDeviceToHost), err, "mi histogram");
+		s = cu_status(cudaMemcpy(raw, k->h, tab * sizeof(long long), cudaMemcpyDeviceToHost), err, "mi histogram");
 	for (int j = 0; !s && j < B; j++)
 		for (int l = 0; l < B; l++)
 			h[j * B + l] = ldexp((double)raw[(size_t)(j + MI_P) * sp + l + MI_P], -e);
 	free(raw);
-	lm_scratch_free(k->h);
+	cu_scratch_free(k->h);
 	k->h = NULL;
 	return s;
 }
@@ -452,10 +452,10 @@ ffdp_status ffdp_cuda_mi(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_m
 			*a->sum = -mi * V; /* keeps loss = sum / V; ranks combine hist, not sum */
 	}
 	if (!s && (a->gf || a->gm)) {
-		double *g = (double *)lm_scratch(tab * sizeof(double), err, "mi gradient");
+		double *g = (double *)cu_scratch(tab * sizeof(double), 1, err, "mi gradient");
 		s = g ? FFDP_OK : FFDP_ERR_NOMEM;
 		if (!s)
-			s = lm_status(cudaMemcpy(g, G, tab * sizeof(double), cudaMemcpyHostToDevice), err, "mi G table");
+			s = cu_status(cudaMemcpy(g, G, tab * sizeof(double), cudaMemcpyHostToDevice), err, "mi G table");
 		if (!s) {
 			const size_t smem = tab * sizeof(double);
 			k.g = g;
@@ -463,7 +463,7 @@ ffdp_status ffdp_cuda_mi(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_m
 			k.smem = smem <= MI_SMEM_MAX && smem <= (size_t)lm_smem_optin();
 			s = mi_launch_grad(&k, o->kernel, k.smem ? smem : 0, err);
 		}
-		lm_scratch_free(g);
+		cu_scratch_free(g);
 	}
 	free(h);
 	return s;
