@@ -213,7 +213,7 @@ static ffdp_status syn_finish(ffdp_backend *be, side *sides, const ffdp_mat4 *T,
 	ffdp_mat4 L, Linv;
 	ffdp_status s = linear_maps(T, &L, &Linv, err);
 	if (!s)
-		s = reg_invert_field(be, ur, &w, 30, err);
+		s = reg_invert_field(be, ur, &w, REG_INVERT_ITERS, err);
 	if (!s)
 		s = field_linear(be, &w, &L, err);
 	if (!s)
@@ -227,7 +227,7 @@ static ffdp_status syn_finish(ffdp_backend *be, side *sides, const ffdp_mat4 *T,
 		ffdp_mat4 id = ffdp_mat4_identity();
 		s = field_linear(be, uf, &Linv, err);
 		if (!s)
-			s = reg_invert_field(be, uf, &w, 30, err);
+			s = reg_invert_field(be, uf, &w, REG_INVERT_ITERS, err);
 		if (!s)
 			s = compose_into(be, ur, &w, &id, err);
 		if (!s)
@@ -253,7 +253,7 @@ static ffdp_status greedy_finish(ffdp_backend *be, side *sd, const ffdp_mat4 *T,
 	if (!s)
 		s = field_linear(be, &sd->u, &Linv, err);
 	if (!s)
-		s = reg_invert_field(be, &sd->u, &winv, 40, err);
+		s = reg_invert_field(be, &sd->u, &winv, REG_INVERT_ITERS, err);
 	if (!s)
 		s = reg_field_download(be, &winv, &res->u_inv, err);
 	res->has_inverse = !s;

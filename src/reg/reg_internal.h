@@ -94,6 +94,10 @@ ffdp_status reg_linear(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, ff
 ffdp_status reg_deformable(const reg_pair *p, const ffdp_stage *st, const ffdp_mat4 *T, ffdp_reg_result *res,
 			   int want_inverse, ffdp_stage_report *rep, ffdp_error *err);
 
+/* Fixed-point iterations allowed for a field inverse; it stops earlier once
+ * no voxel moves by 1e-4 of a voxel. */
+#define REG_INVERT_ITERS 100
+
 /* Inverse displacement: (Id + w_inv) = (Id + w)^-1 on w's grid, fixed-point
  * iteration.  w and the new w_inv are in backend memory (reg_field_free). */
 ffdp_status reg_invert_field(ffdp_backend *be, const ffdp_field *w, ffdp_field *w_inv, int iters, ffdp_error *err);
