@@ -3,14 +3,15 @@
  * bwd to u, smooth gradient sigma 1, Adam moments, warp step composed in
  * place, smooth warp sigma 0.5), best-of-reps time per op.
  *
- * usage: bench_greedy_cpu [N [reps]]   (cube edge, default 128 and 3)
- * Threads from OMP_NUM_THREADS.
+ * usage: bench_greedy_cpu [N [reps [scalar]]]   (cube edge, default 128 and 3;
+ * "scalar" forces the scalar kernels).  Threads from OMP_NUM_THREADS.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/cpu/cpu_ops.h"
 #include "ffdp/ffdp.h"
 
 enum { NOPS = 7 };
@@ -47,6 +48,7 @@ int main(int argc, char **argv)
 	ffdp_backend *be;
 
 	ffdp_log_set_level(FFDP_LOG_WARN);
+	ffdp_cpu_force_scalar = argc > 3 && !strcmp(argv[3], "scalar");
 	if (ffdp_backend_open(FFDP_BACKEND_CPU, 0, &be, &err)) {
 		fprintf(stderr, "bench: %s\n", err.msg);
 		return 1;
@@ -124,8 +126,8 @@ int main(int argc, char **argv)
 		for (int k = 0; k < NOPS; k++)
 			best[k] = fmin(best[k], t[k + 1] - t[k]);
 	}
-	printf("greedy iteration at %lld^3, %d threads, best of %d (loss %.6f)\n", (long long)n,
-	       ffdp_num_threads(), reps, loss);
+	printf("greedy iteration at %lld^3, %d threads, best of %d, %s kernels (loss %.9f)\n", (long long)n,
+	       ffdp_num_threads(), reps, ffdp_cpu_use_avx2() ? "AVX2" : "scalar", loss);
 	for (int k = 0; k < NOPS; k++)
 		tot += best[k];
 	for (int k = 0; k < NOPS; k++)
