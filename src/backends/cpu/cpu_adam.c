@@ -321,18 +321,17 @@ static int ws_sample_slow(const ws_geom *g, const ws_slices *w, const double q[3
 	return bad;
 }
 
-/* Voxel k of run r (chunk of slice s, row y, first x x0): its new u.
- * Returns 1 if it needed a slice that the ring no longer holds.  Voxels
- * whose 8 corners are all inside the box and the ring (where both pads
- * agree) take a short path. */
+/* Voxel k of run r (chunk of slice s, row y, first x x0; ys the y index
+ * of the run, slo the oldest slice held): its new u.  Returns 1 if it
+ * needed a slice that the ring no longer holds.  Voxels whose 8 corners are
+ * all inside the box and the ring (where both pads agree) take a short
+ * path. */
 static inline __attribute__((always_inline)) int ws_voxel(const ws_geom *g, ffdp_vec *u, const ws_slices *wp,
-							   const ws_run *r, int64_t s, int64_t y, int64_t x0,
-							   int64_t k)
+							   const ws_run *r, int64_t s, int64_t y, int64_t ys,
+							   int64_t slo, int64_t x0, int64_t k)
 {
 	const int64_t nx = g->n[0];
-	const ws_slices w = *wp;
-	const int64_t slo = w.oldest > 0 ? w.oldest : 0;
-	const int64_t ys = g->sa == 2 ? y : s; /* y index of the run */
+	const ws_slices *w = wp;
 	const int sa = g->sa;
 	const int64_t x = x0 + k;
 	const int64_t ax = x + r->io[0][k], as = s + r->io[sa][k], ay = y + r->io[1][k];
@@ -346,7 +345,7 @@ static inline __attribute__((always_inline)) int ws_voxel(const ws_geom *g, ffdp
 		double q[3] = {(double)x + r->o[0][k], (double)ys + r->o[1][k],
 			       g->nc == 3 ? (double)s + r->o[2][k] : 0.0};
 		double vd[3];
-		bad |= ws_sample_slow(g, &w, q, vd);
+		bad |= ws_sample_slow(g, w, q, vd);
 		for (int c = 0; c < g->nc; c++)
 			val[c] = (float)vd[c];
 	} else if (g->nc == 3) {
@@ -354,8 +353,8 @@ static inline __attribute__((always_inline)) int ws_voxel(const ws_geom *g, ffdp
 		const float fs = r->f[2][k], gs = 1.0f - fs;
 		int64_t o0, o1;
 		const int64_t off = ay * nx + ax;
-		const float *const *b0 = ws_where(&w, as, off, &o0);
-		const float *const *b1 = ws_where(&w, as + 1, off, &o1);
+		const float *const *b0 = ws_where(w, as, off, &o0);
+		const float *const *b1 = ws_where(w, as + 1, off, &o1);
 		for (int c = 0; c < 3; c++) {
 			const float *p0 = b0[c] + o0, *p1 = b1[c] + o1;
 			float a0 = gx * p0[0] + fx * p0[1], a1 = gx * p0[nx] + fx * p0[nx + 1];
@@ -365,8 +364,8 @@ static inline __attribute__((always_inline)) int ws_voxel(const ws_geom *g, ffdp
 	} else {
 		const float fx = r->f[0][k], gx = 1.0f - fx, fs = r->f[1][k], gs = 1.0f - fs;
 		int64_t o0, o1;
-		const float *const *b0 = ws_where(&w, as, ax, &o0);
-		const float *const *b1 = ws_where(&w, as + 1, ax, &o1);
+		const float *const *b0 = ws_where(w, as, ax, &o0);
+		const float *const *b1 = ws_where(w, as + 1, ax, &o1);
 		for (int c = 0; c < 2; c++) {
 			const float *p0 = b0[c] + o0, *p1 = b1[c] + o1;
 			val[c] = gs * (gx * p0[0] + fx * p0[1]) + fs * (gx * p1[0] + fx * p1[1]);
@@ -455,14 +454,16 @@ __attribute__((noinline, target("avx2,fma"))) static int ws_voxels_avx2(const ws
 								       const ws_slices *w, const ws_run *r,
 								       int64_t s, int64_t y, int64_t x0)
 {
+	const ws_slices wl = *w;
+	const int64_t slo = wl.oldest > 0 ? wl.oldest : 0;
 	int bad = 0;
 	int64_t k = 0;
 	for (; k + 8 <= r->n; k += 8)
-		if (!ws8(g, u, w, r, s, y, x0, k))
+		if (!ws8(g, u, &wl, r, s, y, x0, k))
 			for (int l = 0; l < 8; l++)
-				bad |= ws_voxel(g, u, w, r, s, y, x0, k + l);
+				bad |= ws_voxel(g, u, &wl, r, s, y, y, slo, x0, k + l);
 	for (; k < r->n; k++)
-		bad |= ws_voxel(g, u, w, r, s, y, x0, k);
+		bad |= ws_voxel(g, u, &wl, r, s, y, y, slo, x0, k);
 	return bad;
 }
 #endif
@@ -481,8 +482,10 @@ static int ws_chunk(const ws_geom *g, ffdp_vec *u, const ffdp_vec *m, const ffdp
 		return ws_voxels_avx2(g, u, wp, &r, s, y, x0);
 #endif
 	(void)simd;
+	const ws_slices w = *wp;
+	const int64_t slo = w.oldest > 0 ? w.oldest : 0, ys = g->sa == 2 ? y : s;
 	for (int64_t k = 0; k < r.n; k++)
-		bad |= ws_voxel(g, u, wp, &r, s, y, x0, k);
+		bad |= ws_voxel(g, u, &w, &r, s, y, ys, slo, x0, k);
 	return bad;
 }
 

@@ -19,13 +19,9 @@ void ffdp_cpu_box_row(const double *in, double *out, int64_t n, int64_t r);
 /* 1 / (voxels in the window of each index) along an axis of n (n values). */
 void ffdp_cpu_box_inv_counts(double *c, int64_t n, int64_t r);
 
-/* The two below are always inlined: a caller compiled for a wider ISA
+/* The two below are inline so that a caller compiled for a wider ISA
  * (LNCC's AVX2 clone) gets them compiled for it too. */
-#if defined(__GNUC__)
-#define BOX_INLINE static inline __attribute__((always_inline))
-#else
 #define BOX_INLINE static inline
-#endif
 
 /* nq chains in one loop; out[x] = out[x-1] + (in[x+r] - in[x-r-1]) leaves one
  * dependent add per value.  Three ranges avoid tests on the faces. */

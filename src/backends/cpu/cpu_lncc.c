@@ -148,7 +148,7 @@ LNCC_INLINE void update_t(const lncc_ctx *c, double *T, int64_t y, int64_t x0, i
  *     lag:   T_lag = T_lag + Y(t - r - 1) - Y(t - 3r - 2)
  * The lag update is the lead update of step t - 2r - 1, operation for
  * operation, so T_lag there equals that step's T bit for bit. */
-LNCC_INLINE void stats_strip(const lncc_ctx *c, const lncc_part *pt, int64_t t, int lead, int lag, int64_t x0,
+static void stats_strip(const lncc_ctx *c, const lncc_part *pt, int64_t t, int lead, int lag, int64_t x0,
 			     int64_t w)
 {
 	double run[3][NQ][STRIP] = {{{0}}};
@@ -228,7 +228,7 @@ LNCC_INLINE double score_span(const double *S, int64_t nx, const double *icx, do
 /* Row y of plane p scored from T: the sums (boxed along x into S), then cc
  * and the coefficients into k (stride nx; sub: subtracted).  Returns
  * sum_x w cc over the row. */
-LNCC_INLINE double score_row(const lncc_ctx *c, const double *T, int64_t p, int64_t y, double *S, double *k,
+static double score_row(const lncc_ctx *c, const double *T, int64_t p, int64_t y, double *S, double *k,
 			     int sub)
 {
 	int64_t nx = c->nx;
@@ -253,7 +253,7 @@ LNCC_INLINE double score_row(const lncc_ctx *c, const double *T, int64_t p, int6
 
 /* Gradients at row y of plane z, columns [x0, x0 + w), from coefficient sums
  * k (k[q * ks + j] for column x0 + j). */
-LNCC_INLINE void grad_span(const lncc_ctx *c, int64_t z, int64_t y, int64_t x0, int64_t w, const double *k,
+static void grad_span(const lncc_ctx *c, int64_t z, int64_t y, int64_t x0, int64_t w, const double *k,
 			   int64_t ks)
 {
 	int64_t o = z * c->np + y * c->nx + x0;
@@ -280,7 +280,7 @@ LNCC_INLINE void grad_span(const lncc_ctx *c, int64_t z, int64_t y, int64_t x0, 
 
 /* Row y at step t: loss of plane t (when an output), and ANTs' gradient, or
  * the x-boxed coefficient difference k(t) - k(t - 2r - 1) into xc. */
-LNCC_INLINE void coef_row(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, double *rows)
+static void coef_row(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, double *rows)
 {
 	int64_t nx = c->nx, p = t - 2 * c->rz - 1;
 	double *S = rows, *k = rows + NQ * nx;
@@ -305,7 +305,7 @@ LNCC_INLINE void coef_row(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y
 
 /* G += ybox(xc) on a strip, then the gradient of plane z there when it is
  * an output. */
-LNCC_INLINE void grad_strip(const lncc_ctx *c, const lncc_part *pt, int64_t z, int64_t x0, int64_t w)
+static void grad_strip(const lncc_ctx *c, const lncc_part *pt, int64_t z, int64_t x0, int64_t w)
 {
 	for (int q = 0; q < c->ncoef; q++)
 		ffdp_cpu_box_cols_add(pt->xc + q * c->np, pt->gsum + q * c->np, c->nx, c->ny, c->ry, x0, x0 + w);
@@ -332,7 +332,7 @@ static void share(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi)
 /* A part, run by each thread of its team in lockstep.  A strip pass does
  * step t's window sums and step t-1's gradient (disjoint data), a row pass
  * scores step t: two barriers per plane in a team, none alone. */
-LNCC_INLINE void lncc_stream_body(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
+static void lncc_stream_body(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
 {
 	int64_t rz = c->rz, tend = c->exact ? pt->o1 + rz : pt->o1;
 	int64_t nstrip = (c->nx + c->strip - 1) / c->strip, s0, s1, y0, y1;
@@ -361,9 +361,9 @@ LNCC_INLINE void lncc_stream_body(const lncc_ctx *c, lncc_part *pt, int tid, int
 }
 
 /* The stream compiled twice: for the baseline ISA and, everything above
- * inlined into it, for AVX2 (4 doubles a vector).  Without contraction
- * (C11 mode: -ffp-contract=off) each value gets the same bits; only the
- * loss sum, a vectorised reduction, may differ in its last bits. */
+ * inlined into it (flatten), for AVX2 (4 doubles a vector).  Without
+ * contraction (C11 mode: -ffp-contract=off) each value gets the same bits;
+ * only the loss sum, a vectorised reduction, may differ in its last bits. */
 static void lncc_stream_base(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
 {
 	lncc_stream_body(c, pt, tid, nth);
@@ -371,8 +371,8 @@ static void lncc_stream_base(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #define LNCC_AVX2 1
-__attribute__((target("avx2,fma"))) static void lncc_stream_avx2(const lncc_ctx *c, lncc_part *pt, int tid,
-								   int nth)
+__attribute__((flatten, target("avx2,fma"))) static void lncc_stream_avx2(const lncc_ctx *c, lncc_part *pt,
+									      int tid, int nth)
 {
 	lncc_stream_body(c, pt, tid, nth);
 }
