@@ -380,7 +380,7 @@ static inline __attribute__((always_inline)) int ws_voxel(const ws_geom *g, ffdp
  * When all eight take the short path: their slice pointers from ws_where
  * (ring or u, per voxel) as 64-bit addresses, each gather fetching the x
  * pair of one corner row, then the scalar path's float arithmetic in its
- * order, without contraction (C11 mode), so the bits agree. */
+ * order, without contraction (-ffp-contract=off), so the bits agree. */
 #if defined(__GNUC__) && defined(__x86_64__)
 #define WS_AVX2 1
 #include <immintrin.h>

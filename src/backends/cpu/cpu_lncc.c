@@ -362,7 +362,7 @@ static void lncc_stream_body(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
 
 /* The stream compiled twice: for the baseline ISA and, everything above
  * inlined into it (flatten), for AVX2 (4 doubles a vector).  Without
- * contraction (C11 mode: -ffp-contract=off) each value gets the same bits;
+ * contraction (-ffp-contract=off) each value gets the same bits;
  * only the loss sum, a vectorised reduction, may differ in its last bits. */
 static void lncc_stream_base(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
 {

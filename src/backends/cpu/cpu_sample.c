@@ -197,7 +197,7 @@ static void smp_span_any(const smp *s, int64_t r, int64_t x0, int64_t x1, float 
  * sample point in double (4 lanes, two halves), the corners by 64-bit
  * gathers (each fetches the x pair of one corner row), and the weights and
  * values in float.  Every operation is the scalar path's, in its order and
- * without contraction (C11 mode: -ffp-contract=off), so the bits agree;
+ * without contraction (-ffp-contract=off), so the bits agree;
  * groups with a cell outside take the scalar path.  Only the linear 3-D
  * sampler with u of three components or none, M under 2^31 voxels (32-bit
  * gather offsets), and for the backward only gu (no gW, no gM). */
