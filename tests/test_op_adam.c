@@ -2,13 +2,15 @@
  * correction at t = 1 and 7, max_norm, u += delta, and the in-place
  * composition u <- delta + u o (Id + C delta) against an out-of-place
  * trilinear reference (oblique C, 2-D and 3-D, ZERO and BORDER pads,
- * 1..3 threads), plus the ring's memory bound. */
+ * 1..3 threads), plus the ring's memory bound; the AVX2 composition
+ * against the scalar one, bit for bit. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "alloc_count.h"
+#include "backends/cpu/cpu_ops.h"
 #include "check.h"
 #include "ffdp/ffdp.h"
 #include "testutil.h"
@@ -254,7 +256,7 @@ static void test_warp_step(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny
 	for (int c = 0; c < u.nc; c++)
 		ref[c] = malloc((size_t)u.nv * sizeof(double));
 	ref_warp_step(&u, &m, &v, &o, ref);
-	tfield u2 = tf_copy(&u);
+	tfield u2 = tf_copy(&u), u3 = tf_copy(&u);
 	CHECK_OK(ffdp_op_warp_step(be, tf_vec(&u), tf_vec(&m), tf_vec(&v), &o, &err), &err,
 		 "warp_step %lldx%lldx%lld compose %d pad %s, %d thr", (long long)nx, (long long)ny, (long long)nz,
 		 compose, pad == FFDP_PAD_ZERO ? "zero" : "border", threads);
@@ -268,10 +270,18 @@ static void test_warp_step(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny
 		for (int c = 0; c < u.nc; c++)
 			same &= memcmp(u.c[c], u2.c[c], (size_t)u.nv * sizeof(float)) == 0;
 		CHECK(same, "  with the max_norm hint the result is bit-identical");
+		o.max_norm = 0;
+		ffdp_cpu_force_scalar = 1;
+		s = ffdp_op_warp_step(be, tf_vec(&u3), tf_vec(&m), tf_vec(&v), &o, &err);
+		ffdp_cpu_force_scalar = 0;
+		same = s == FFDP_OK;
+		for (int c = 0; c < u.nc; c++)
+			same &= memcmp(u.c[c], u3.c[c], (size_t)u.nv * sizeof(float)) == 0;
+		CHECK(same, "  the scalar path gives the same bits (AVX2 %s)", ffdp_cpu_use_avx2() ? "on" : "absent");
 	}
 	for (int c = 0; c < u.nc; c++)
 		free(ref[c]);
-	tf_free(&u), tf_free(&u2), tf_free(&m), tf_free(&v);
+	tf_free(&u), tf_free(&u2), tf_free(&u3), tf_free(&m), tf_free(&v);
 	omp_set_num_threads(2);
 }
 
@@ -301,7 +311,7 @@ static void test_backward_shift(ffdp_backend *be, tu_rng *rng, int64_t nx, int64
 	for (int c = 0; c < u.nc; c++)
 		ref[c] = malloc((size_t)u.nv * sizeof(double));
 	ref_warp_step(&u, &m, &v, &o, ref);
-	tfield u2 = tf_copy(&u);
+	tfield u2 = tf_copy(&u), u3 = tf_copy(&u);
 	CHECK_OK(ffdp_op_warp_step(be, tf_vec(&u), tf_vec(&m), tf_vec(&v), &o, &err), &err,
 		 "warp_step, uniform backward shift of 1.7 voxels along %c (%lldx%lldx%lld)", "xyz"[sa],
 		 (long long)nx, (long long)ny, (long long)nz);
@@ -320,7 +330,7 @@ static void test_backward_shift(ffdp_backend *be, tu_rng *rng, int64_t nx, int64
 	}
 	for (int c = 0; c < u.nc; c++)
 		free(ref[c]);
-	tf_free(&u), tf_free(&u2), tf_free(&m), tf_free(&v);
+	tf_free(&u), tf_free(&u2), tf_free(&u3), tf_free(&m), tf_free(&v);
 }
 
 static void test_ring_memory(ffdp_backend *be, tu_rng *rng)

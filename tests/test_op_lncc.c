@@ -2,7 +2,8 @@
  * each window: loss, exact gradients (and the reference itself against
  * central finite differences), ANTs' approximation, masks, denominators,
  * scale, 2-D, windows larger than the image, intensities ~1000, thread
- * counts, scratch bound and the cost of a large window. */
+ * counts, scratch bound and the cost of a large window; the AVX2 clone
+ * against the scalar one. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <time.h>
 
 #include "alloc_count.h"
+#include "backends/cpu/cpu_ops.h"
 #include "check.h"
 #include "ffdp/ffdp.h"
 #include "testutil.h"
@@ -457,6 +459,39 @@ static void check_alloc(ffdp_backend *be, tu_rng *rng)
 	free_data(&d);
 }
 
+/* The AVX2 clone of the stream gives the scalar one's gradients bit for bit
+ * (no contraction); only the loss, a vectorised sum, may differ by rounding. */
+static void check_simd(ffdp_backend *be, tu_rng *rng, const tcase *tc)
+{
+	ffdp_error err = {0};
+	if (!ffdp_cpu_use_avx2()) {
+		CHECK(1, "simd %s: no AVX2+FMA on this CPU, scalar path only", tc->name);
+		return;
+	}
+	tdata d = make_data(rng, tc);
+	size_t N = (size_t)d.N;
+	for (int mode = 0; mode < 3; mode++) {
+		int exact = mode < 2, both = mode == 1;
+		float *g[2][2];
+		double loss[2];
+		int ok = 1;
+		for (int v = 0; v < 2; v++) {
+			g[v][0] = calloc(N, 4), g[v][1] = calloc(N, 4);
+			ffdp_cpu_force_scalar = v;
+			ok &= op(be, &d, tc->k, exact, 0, 1, both ? g[v][0] : NULL, g[v][1], &loss[v], NULL, &err) ==
+			      FFDP_OK;
+			ffdp_cpu_force_scalar = 0;
+		}
+		int same = ok && !memcmp(g[0][0], g[1][0], N * 4) && !memcmp(g[0][1], g[1][1], N * 4);
+		double dl = fabs(loss[0] - loss[1]);
+		CHECK(same && dl <= 1e-12 * fabs(loss[1]), "simd %s %s: AVX2 = scalar gradient bits, loss diff %.1e",
+		      tc->name, mode == 0 ? "exact gm" : mode == 1 ? "exact gf gm" : "ANTs gm", dl);
+		for (int v = 0; v < 2; v++)
+			free(g[v][0]), free(g[v][1]);
+	}
+	free_data(&d);
+}
+
 static double now(void)
 {
 	struct timespec t;
@@ -540,6 +575,12 @@ int main(void)
 	};
 	for (size_t c = 0; c < sizeof(threads) / sizeof(threads[0]); c++)
 		check_threads(be, &rng, &threads[c]);
+	static const tcase simd[] = {
+		{"45x23x17 k=5 mask", {45, 23, 17}, 5, 1, 0, 1, 0, 1},
+		{"2-D 67x31 k=9, 1000 +- 100", {67, 31, 1}, 9, 0, 0, 1, 1000, 100},
+	};
+	for (size_t c = 0; c < sizeof(simd) / sizeof(simd[0]); c++)
+		check_simd(be, &rng, &simd[c]);
 	check_alloc(be, &rng);
 	check_speed(be, &rng);
 	ffdp_backend_close(be);

@@ -3,12 +3,14 @@
  * 3-D and 2-D, oblique anisotropic geometry, odd sizes), accumulation,
  * shards (bit for bit), exact integer shifts, label ties, and the gradients
  * gu, gW, gM against central finite differences of the reference loss
- * L = sum_j gout(j) out(j).  Ends with a timing at 192^3 (printed only). */
+ * L = sum_j gout(j) out(j); the AVX2 paths against the scalar ones, bit for
+ * bit.  Ends with a timing at 192^3 (printed only). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "backends/cpu/cpu_ops.h"
 #include "check.h"
 #include "ffdp/ffdp.h"
 #include "testutil.h"
@@ -673,6 +675,79 @@ static void test_grad(tu_rng *r, int d3, int with_u, ffdp_pad pad, int accumulat
 	prob_free(&P);
 }
 
+/* ---- SIMD paths ------------------------------------------------------------------ */
+
+static int same_bits(const float *a, const float *b, int64_t n)
+{
+	return memcmp(a, b, (size_t)n * sizeof(float)) == 0;
+}
+
+/* The AVX2 forward (linear, 3-D, u of 3 components or none) and backward
+ * (gu only) against the forced scalar path: the same bits, with points
+ * inside, near and outside M, and a row length that leaves a tail. */
+static void test_simd_bits(tu_rng *r)
+{
+	if (!ffdp_cpu_use_avx2()) {
+		CHECK(1, "simd: no AVX2+FMA on this CPU, scalar path only");
+		return;
+	}
+	const int64_t mn[3] = {37, 29, 23}, on[3] = {45, 21, 19};
+	int64_t nm = nvox(mn), no = nvox(on);
+	float *M = falloc(nm), *u[3], *gout = falloc(no), *o1 = falloc(no), *o2 = falloc(no);
+	float *g1[3], *g2[3];
+	tu_fill_uniform(r, M, nm, -1.0, 1.0);
+	tu_fill_uniform(r, gout, no, -1.0, 1.0);
+	for (int c = 0; c < 3; c++) {
+		u[c] = falloc(no), g1[c] = falloc(no), g2[c] = falloc(no);
+		tu_fill_uniform(r, u[c], no, -2.0, 2.0);
+	}
+	ffdp_vec uv = {{u[0], u[1], u[2]}, {on[0], on[1], on[2]}, 3};
+	ffdp_vec gv1 = {{g1[0], g1[1], g1[2]}, {on[0], on[1], on[2]}, 3};
+	ffdp_vec gv2 = {{g2[0], g2[1], g2[2]}, {on[0], on[1], on[2]}, 3};
+	double W[12] = {0.83, 0.07, -0.02, 1.7, -0.05, 1.21, 0.03, 0.4, 0.01, -0.04, 1.1, 1.3};
+	double B[9] = {0.9, 0.1, 0.0, -0.1, 1.2, 0.05, 0.02, 0.0, 0.8};
+	for (int pad = 0; pad < 2; pad++)
+		for (int hu = 0; hu < 2; hu++)
+			for (int acc = 0; acc < 2; acc++) {
+				ffdp_sample_args a;
+				memset(&a, 0, sizeof(a));
+				a.moving = (ffdp_img){M, {mn[0], mn[1], mn[2]}};
+				memcpy(a.W, W, sizeof(W)), memcpy(a.B, B, sizeof(B));
+				a.u = hu ? &uv : NULL, a.lo[0] = 3, a.lo[1] = -2, a.lo[2] = 1;
+				a.pad = (ffdp_pad)pad, a.accumulate = acc;
+				tu_fill_uniform(r, o1, no, -1.0, 1.0);
+				memcpy(o2, o1, (size_t)no * sizeof(float));
+				a.out = (ffdp_img){o1, {on[0], on[1], on[2]}};
+				ffdp_status s1 = ffdp_op_sample(be, &a, &err);
+				ffdp_cpu_force_scalar = 1;
+				a.out.p = o2;
+				ffdp_status s2 = ffdp_op_sample(be, &a, &err);
+				ffdp_cpu_force_scalar = 0;
+				CHECK(!s1 && !s2 && same_bits(o1, o2, no), "simd: sample %s pad, %s u%s: AVX2 = scalar bits",
+				      pad_name[pad], hu ? "with" : "without", acc ? ", accumulating" : "");
+				if (!hu)
+					continue;
+				for (int c = 0; c < 3; c++) {
+					tu_fill_uniform(r, g1[c], no, -1.0, 1.0);
+					memcpy(g2[c], g1[c], (size_t)no * sizeof(float));
+				}
+				ffdp_sample_grad_args ga = {&a, {gout, {on[0], on[1], on[2]}}, &gv1, acc, NULL, NULL};
+				s1 = ffdp_op_sample_grad(be, &ga, &err);
+				ffdp_cpu_force_scalar = 1;
+				ga.gu = &gv2;
+				s2 = ffdp_op_sample_grad(be, &ga, &err);
+				ffdp_cpu_force_scalar = 0;
+				int same = !s1 && !s2;
+				for (int c = 0; c < 3; c++)
+					same &= same_bits(g1[c], g2[c], no);
+				CHECK(same, "simd: sample_grad gu %s pad%s: AVX2 = scalar bits", pad_name[pad],
+				      acc ? ", accumulating" : "");
+			}
+	for (int c = 0; c < 3; c++)
+		free(u[c]), free(g1[c]), free(g2[c]);
+	free(M), free(gout), free(o1), free(o2);
+}
+
 /* ---- timing ---------------------------------------------------------------------- */
 
 static double clock_s(clockid_t id)
@@ -786,6 +861,7 @@ int main(void)
 			test_grad(&r, d3, 1, (ffdp_pad)pad, pad == FFDP_PAD_BORDER);
 	test_grad(&r, 1, 0, FFDP_PAD_ZERO, 0);
 	test_grad(&r, 0, 0, FFDP_PAD_BORDER, 0);
+	test_simd_bits(&r);
 	bench_192();
 	ffdp_backend_close(be);
 	return check_done();

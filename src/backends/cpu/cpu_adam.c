@@ -321,63 +321,171 @@ static int ws_sample_slow(const ws_geom *g, const ws_slices *w, const double q[3
 	return bad;
 }
 
-/* New values of chunk t of slice s, in the block written with w; returns 1
- * if a voxel needed a slice that the ring no longer holds.  Voxels whose 8
- * corners are all inside the box and the ring (where both pads agree) take
- * a short path. */
-static int ws_chunk(const ws_geom *g, ffdp_vec *u, const ffdp_vec *m, const ffdp_vec *v, const ws_slices *wp,
-		    int64_t s, int64_t t)
+/* Voxel k of run r (chunk of slice s, row y, first x x0; ys the y index
+ * of the run, slo the oldest slice held): its new u.  Returns 1 if it
+ * needed a slice that the ring no longer holds.  Voxels whose 8 corners are
+ * all inside the box and the ring (where both pads agree) take a short
+ * path. */
+static inline __attribute__((always_inline)) int ws_voxel(const ws_geom *g, ffdp_vec *u, const ws_slices *wp,
+							   const ws_run *r, int64_t s, int64_t y, int64_t ys,
+							   int64_t slo, int64_t x0, int64_t k)
 {
 	const int64_t nx = g->n[0];
-	const ws_slices w = *wp;
-	const int64_t slo = w.oldest > 0 ? w.oldest : 0;
+	const ws_slices *w = wp;
+	const int sa = g->sa;
+	const int64_t x = x0 + k;
+	const int64_t ax = x + r->io[0][k], as = s + r->io[sa][k], ay = y + r->io[1][k];
+	float val[3];
+	int bad = 0;
+	int fast = ax >= 0 && ax < nx - 1 && as >= slo && as < g->ns - 1;
+	if (g->nc == 3)
+		fast &= ay >= 0 && ay < g->n[1] - 1;
+	if (!fast) {
+		/* q = i + o, as the reach pass bounds it */
+		double q[3] = {(double)x + r->o[0][k], (double)ys + r->o[1][k],
+			       g->nc == 3 ? (double)s + r->o[2][k] : 0.0};
+		double vd[3];
+		bad |= ws_sample_slow(g, w, q, vd);
+		for (int c = 0; c < g->nc; c++)
+			val[c] = (float)vd[c];
+	} else if (g->nc == 3) {
+		const float fx = r->f[0][k], gx = 1.0f - fx, fy = r->f[1][k], gy = 1.0f - fy;
+		const float fs = r->f[2][k], gs = 1.0f - fs;
+		int64_t o0, o1;
+		const int64_t off = ay * nx + ax;
+		const float *const *b0 = ws_where(w, as, off, &o0);
+		const float *const *b1 = ws_where(w, as + 1, off, &o1);
+		for (int c = 0; c < 3; c++) {
+			const float *p0 = b0[c] + o0, *p1 = b1[c] + o1;
+			float a0 = gx * p0[0] + fx * p0[1], a1 = gx * p0[nx] + fx * p0[nx + 1];
+			float c0 = gx * p1[0] + fx * p1[1], c1 = gx * p1[nx] + fx * p1[nx + 1];
+			val[c] = gs * (gy * a0 + fy * a1) + fs * (gy * c0 + fy * c1);
+		}
+	} else {
+		const float fx = r->f[0][k], gx = 1.0f - fx, fs = r->f[1][k], gs = 1.0f - fs;
+		int64_t o0, o1;
+		const float *const *b0 = ws_where(w, as, ax, &o0);
+		const float *const *b1 = ws_where(w, as + 1, ax, &o1);
+		for (int c = 0; c < 2; c++) {
+			const float *p0 = b0[c] + o0, *p1 = b1[c] + o1;
+			val[c] = gs * (gx * p0[0] + fx * p0[1]) + fs * (gx * p1[0] + fx * p1[1]);
+		}
+	}
+	for (int c = 0; c < g->nc; c++)
+		u->c[c][r->i0 + k] = (float)(g->step * r->d[c][k]) + val[c];
+	return bad;
+}
+
+/* ---- AVX2: eight voxels of a 3-D run at a time ---------------------------------
+ * When all eight take the short path: their slice pointers from ws_where
+ * (ring or u, per voxel) as 64-bit addresses, each gather fetching the x
+ * pair of one corner row, then the scalar path's float arithmetic in its
+ * order, without contraction (-ffp-contract=off), so the bits agree. */
+#if defined(__GNUC__) && defined(__x86_64__)
+#define WS_AVX2 1
+#include <immintrin.h>
+
+#define WS_AVX2_FN static inline __attribute__((always_inline, target("avx2,fma")))
+
+/* Corner pairs at addresses (bytes) a, for voxels 0 1 4 5 (lo) and 2 3 6 7
+ * (hi), plus d bytes: lower-x and upper-x values in voxel order. */
+WS_AVX2_FN void ws8_pair(__m256i lo, __m256i hi, int64_t d, __m256 *a, __m256 *b)
+{
+	__m256i dd = _mm256_set1_epi64x(d);
+	__m256 pl = _mm256_castsi256_ps(_mm256_i64gather_epi64(NULL, _mm256_add_epi64(lo, dd), 1));
+	__m256 ph = _mm256_castsi256_ps(_mm256_i64gather_epi64(NULL, _mm256_add_epi64(hi, dd), 1));
+	*a = _mm256_shuffle_ps(pl, ph, _MM_SHUFFLE(2, 0, 2, 0));
+	*b = _mm256_shuffle_ps(pl, ph, _MM_SHUFFLE(3, 1, 3, 1));
+}
+
+/* Voxels k .. k + 7; 0 (nothing written) when one is not on the short path. */
+WS_AVX2_FN int ws8(const ws_geom *g, ffdp_vec *u, const ws_slices *w, const ws_run *r, int64_t s, int64_t y,
+		   int64_t x0, int64_t k)
+{
+	const int64_t nx = g->n[0], slo = w->oldest > 0 ? w->oldest : 0;
+	/* slice offsets and sources in gather order: voxels 0 1 4 5 2 3 6 7 */
+	static const int pos[8] = {0, 1, 4, 5, 2, 3, 6, 7};
+	int64_t o[2][8], ring[2][8];
+	for (int l = 0; l < 8; l++) {
+		const int64_t ax = x0 + k + l + r->io[0][k + l], as = s + r->io[2][k + l], ay = y + r->io[1][k + l];
+		if (!(ax >= 0 && ax < nx - 1 && as >= slo && as < g->ns - 1 && ay >= 0 && ay < g->n[1] - 1))
+			return 0;
+		const int64_t off = ay * nx + ax;
+		ring[0][pos[l]] = -(int64_t)(ws_where(w, as, off, &o[0][pos[l]]) == w->ring);
+		ring[1][pos[l]] = -(int64_t)(ws_where(w, as + 1, off, &o[1][pos[l]]) == w->ring);
+	}
+	const __m256 one = _mm256_set1_ps(1.0f);
+	const __m256 fx = _mm256_loadu_ps(r->f[0] + k), fy = _mm256_loadu_ps(r->f[1] + k);
+	const __m256 fs = _mm256_loadu_ps(r->f[2] + k);
+	const __m256 gx = _mm256_sub_ps(one, fx), gy = _mm256_sub_ps(one, fy), gs = _mm256_sub_ps(one, fs);
+	const int64_t rowb = nx * (int64_t)sizeof(float);
+	__m256i ob[2][2], rm[2][2]; /* byte offsets and ring masks, [slice][half] */
+	for (int e = 0; e < 2; e++)
+		for (int h = 0; h < 2; h++) {
+			ob[e][h] = _mm256_slli_epi64(_mm256_loadu_si256((const __m256i *)(o[e] + 4 * h)), 2);
+			rm[e][h] = _mm256_loadu_si256((const __m256i *)(ring[e] + 4 * h));
+		}
+	for (int c = 0; c < 3; c++) {
+		const __m256i bu = _mm256_set1_epi64x((int64_t)(uintptr_t)w->u[c]);
+		const __m256i br = _mm256_set1_epi64x((int64_t)(uintptr_t)w->ring[c]);
+		__m256 p[4][2]; /* rows: (slice 0, y0), (0, y1), (1, y0), (1, y1); x pair */
+		for (int e = 0; e < 2; e++) {
+			__m256i lo = _mm256_add_epi64(_mm256_blendv_epi8(bu, br, rm[e][0]), ob[e][0]);
+			__m256i hi = _mm256_add_epi64(_mm256_blendv_epi8(bu, br, rm[e][1]), ob[e][1]);
+			ws8_pair(lo, hi, 0, &p[2 * e][0], &p[2 * e][1]);
+			ws8_pair(lo, hi, rowb, &p[2 * e + 1][0], &p[2 * e + 1][1]);
+		}
+		__m256 a0 = _mm256_add_ps(_mm256_mul_ps(gx, p[0][0]), _mm256_mul_ps(fx, p[0][1]));
+		__m256 a1 = _mm256_add_ps(_mm256_mul_ps(gx, p[1][0]), _mm256_mul_ps(fx, p[1][1]));
+		__m256 c0 = _mm256_add_ps(_mm256_mul_ps(gx, p[2][0]), _mm256_mul_ps(fx, p[2][1]));
+		__m256 c1 = _mm256_add_ps(_mm256_mul_ps(gx, p[3][0]), _mm256_mul_ps(fx, p[3][1]));
+		__m256 v0 = _mm256_add_ps(_mm256_mul_ps(gy, a0), _mm256_mul_ps(fy, a1));
+		__m256 v1 = _mm256_add_ps(_mm256_mul_ps(gy, c0), _mm256_mul_ps(fy, c1));
+		__m256 val = _mm256_add_ps(_mm256_mul_ps(gs, v0), _mm256_mul_ps(fs, v1));
+		const __m256d st = _mm256_set1_pd(g->step);
+		__m128 d0 = _mm256_cvtpd_ps(_mm256_mul_pd(st, _mm256_cvtps_pd(_mm_loadu_ps(r->d[c] + k))));
+		__m128 d1 = _mm256_cvtpd_ps(_mm256_mul_pd(st, _mm256_cvtps_pd(_mm_loadu_ps(r->d[c] + k + 4))));
+		_mm256_storeu_ps(u->c[c] + r->i0 + k, _mm256_add_ps(_mm256_set_m128(d1, d0), val));
+	}
+	return 1;
+}
+
+__attribute__((noinline, target("avx2,fma"))) static int ws_voxels_avx2(const ws_geom *g, ffdp_vec *u,
+								       const ws_slices *w, const ws_run *r,
+								       int64_t s, int64_t y, int64_t x0)
+{
+	const ws_slices wl = *w;
+	const int64_t slo = wl.oldest > 0 ? wl.oldest : 0;
+	int bad = 0;
+	int64_t k = 0;
+	for (; k + 8 <= r->n; k += 8)
+		if (!ws8(g, u, &wl, r, s, y, x0, k))
+			for (int l = 0; l < 8; l++)
+				bad |= ws_voxel(g, u, &wl, r, s, y, y, slo, x0, k + l);
+	for (; k < r->n; k++)
+		bad |= ws_voxel(g, u, &wl, r, s, y, y, slo, x0, k);
+	return bad;
+}
+#endif
+
+/* New values of chunk t of slice s, in the block written with w; returns 1
+ * if a voxel needed a slice that the ring no longer holds. */
+static int ws_chunk(const ws_geom *g, ffdp_vec *u, const ffdp_vec *m, const ffdp_vec *v, const ws_slices *wp,
+		    int64_t s, int64_t t, int simd)
+{
 	ws_run r;
 	int64_t y;
 	const int64_t x0 = ws_run_load(g, m, v, s, t, &y, &r);
-	const int64_t ys = g->sa == 2 ? y : s; /* y index of the run */
-	const int sa = g->sa;
 	int bad = 0;
-	for (int64_t k = 0; k < r.n; k++) {
-		const int64_t x = x0 + k;
-		const int64_t ax = x + r.io[0][k], as = s + r.io[sa][k], ay = y + r.io[1][k];
-		float val[3];
-		int fast = ax >= 0 && ax < nx - 1 && as >= slo && as < g->ns - 1;
-		if (g->nc == 3)
-			fast &= ay >= 0 && ay < g->n[1] - 1;
-		if (!fast) {
-			/* q = i + o, as the reach pass bounds it */
-			double q[3] = {(double)x + r.o[0][k], (double)ys + r.o[1][k],
-				       g->nc == 3 ? (double)s + r.o[2][k] : 0.0};
-			double vd[3];
-			bad |= ws_sample_slow(g, &w, q, vd);
-			for (int c = 0; c < g->nc; c++)
-				val[c] = (float)vd[c];
-		} else if (g->nc == 3) {
-			const float fx = r.f[0][k], gx = 1.0f - fx, fy = r.f[1][k], gy = 1.0f - fy;
-			const float fs = r.f[2][k], gs = 1.0f - fs;
-			int64_t o0, o1;
-			const int64_t off = ay * nx + ax;
-			const float *const *b0 = ws_where(&w, as, off, &o0);
-			const float *const *b1 = ws_where(&w, as + 1, off, &o1);
-			for (int c = 0; c < 3; c++) {
-				const float *p0 = b0[c] + o0, *p1 = b1[c] + o1;
-				float a0 = gx * p0[0] + fx * p0[1], a1 = gx * p0[nx] + fx * p0[nx + 1];
-				float c0 = gx * p1[0] + fx * p1[1], c1 = gx * p1[nx] + fx * p1[nx + 1];
-				val[c] = gs * (gy * a0 + fy * a1) + fs * (gy * c0 + fy * c1);
-			}
-		} else {
-			const float fx = r.f[0][k], gx = 1.0f - fx, fs = r.f[1][k], gs = 1.0f - fs;
-			int64_t o0, o1;
-			const float *const *b0 = ws_where(&w, as, ax, &o0);
-			const float *const *b1 = ws_where(&w, as + 1, ax, &o1);
-			for (int c = 0; c < 2; c++) {
-				const float *p0 = b0[c] + o0, *p1 = b1[c] + o1;
-				val[c] = gs * (gx * p0[0] + fx * p0[1]) + fs * (gx * p1[0] + fx * p1[1]);
-			}
-		}
-		for (int c = 0; c < g->nc; c++)
-			u->c[c][r.i0 + k] = (float)(g->step * r.d[c][k]) + val[c];
-	}
+#ifdef WS_AVX2
+	if (simd && g->nc == 3)
+		return ws_voxels_avx2(g, u, wp, &r, s, y, x0);
+#endif
+	(void)simd;
+	const ws_slices w = *wp;
+	const int64_t slo = w.oldest > 0 ? w.oldest : 0, ys = g->sa == 2 ? y : s;
+	for (int64_t k = 0; k < r.n; k++)
+		bad |= ws_voxel(g, u, &w, &r, s, y, ys, slo, x0, k);
 	return bad;
 }
 
@@ -404,6 +512,7 @@ static inline int64_t ws_ncopy(const ws_geom *g, int64_t s, int64_t nb, int64_t 
 static int ws_compose(const ws_geom *g, ffdp_vec u, const ffdp_vec *m, const ffdp_vec *v, const ws_ring *ring)
 {
 	const int64_t ncopy = (g->slice + WS_COPY - 1) / WS_COPY, per = g->nrow * g->nch, blk = ring->blk;
+	const int simd = ffdp_cpu_use_avx2();
 	int bad = 0;
 #pragma omp parallel reduction(| : bad)
 	{
@@ -419,7 +528,7 @@ static int ws_compose(const ws_geom *g, ffdp_vec u, const ffdp_vec *m, const ffd
 #pragma omp for schedule(static)
 			for (int64_t t = 0; t < nwork + ncp; t++) {
 				if (t < nwork) {
-					bad |= ws_chunk(g, &u, m, v, &w, s0 + t / per, t % per);
+					bad |= ws_chunk(g, &u, m, v, &w, s0 + t / per, t % per, simd);
 				} else {
 					int64_t c = t - nwork, per_slice = g->nc * ncopy;
 					ws_copy(g, &u, ring, s0 + blk + c / per_slice, c % per_slice, ncopy);

@@ -4,6 +4,20 @@
 #include "cpu_ops.h"
 #include "ffdp/volume.h"
 
+int ffdp_cpu_force_scalar;
+
+int ffdp_cpu_use_avx2(void)
+{
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+	if (ffdp_cpu_force_scalar)
+		return 0;
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+	return 0;
+#endif
+}
+
 static void *cpu_alloc(ffdp_backend *be, size_t bytes, ffdp_error *err)
 {
 	(void)be;

@@ -16,17 +16,84 @@
 /* out[x] = sum of in[x'] over the window of x (n values; out may not alias in). */
 void ffdp_cpu_box_row(const double *in, double *out, int64_t n, int64_t r);
 
-/* The same for nq <= 5 rows at once, row q at in + q * istride, out + q *
- * ostride: the nq running sums are independent chains, so they overlap. */
-void ffdp_cpu_box_rows(const double *in, int64_t istride, double *out, int64_t ostride, int nq, int64_t n,
-		       int64_t r);
+/* 1 / (voxels in the window of each index) along an axis of n (n values). */
+void ffdp_cpu_box_inv_counts(double *c, int64_t n, int64_t r);
+
+/* The two below are inline so that a caller compiled for a wider ISA
+ * (LNCC's AVX2 clone) gets them compiled for it too. */
+#define BOX_INLINE static inline
+
+/* nq chains in one loop; out[x] = out[x-1] + (in[x+r] - in[x-r-1]) leaves one
+ * dependent add per value.  Three ranges avoid tests on the faces. */
+BOX_INLINE void box_rows_n(const double *in, int64_t is, double *out, int64_t os, int nq, int64_t n,
+			   int64_t r)
+{
+	double s[5] = {0, 0, 0, 0, 0};
+	int64_t x = 0, a = r + 1 < n - r ? r + 1 : n - r; /* [0, a): nothing leaves */
+
+	if (a < 0)
+		a = 0;
+	for (int q = 0; q < nq; q++)
+		for (int64_t j = 0; j < r && j < n; j++)
+			s[q] += in[q * is + j];
+	for (; x < a; x++)
+		for (int q = 0; q < nq; q++)
+			out[q * os + x] = s[q] += in[q * is + x + r];
+	for (; x < n - r; x++)
+		for (int q = 0; q < nq; q++)
+			out[q * os + x] = s[q] += in[q * is + x + r] - in[q * is + x - r - 1];
+	for (; x < n; x++)
+		for (int q = 0; q < nq; q++)
+			out[q * os + x] = s[q] += x - r - 1 >= 0 ? -in[q * is + x - r - 1] : 0.0;
+}
+
+/* The same as ffdp_cpu_box_row for nq <= 5 rows at once, row q at in + q *
+ * istride, out + q * ostride: the nq running sums are independent chains,
+ * so they overlap. */
+BOX_INLINE void ffdp_cpu_box_rows(const double *in, int64_t istride, double *out, int64_t ostride, int nq,
+				  int64_t n, int64_t r)
+{
+	switch (nq) {
+	case 5:
+		box_rows_n(in, istride, out, ostride, 5, n, r);
+		break;
+	case 3:
+		box_rows_n(in, istride, out, ostride, 3, n, r);
+		break;
+	default:
+		for (int q = 0; q < nq; q++)
+			ffdp_cpu_box_row(in + q * istride, out + q * ostride, n, r);
+	}
+}
 
 /* For x in [x0, x1) (x1 - x0 <= FFDP_CPU_BOX_CHUNK), every row y of an
  * nx-by-ny plane: dst[y*nx + x] += sum of src[y'*nx + x] over the window of y. */
-void ffdp_cpu_box_cols_add(const double *src, double *dst, int64_t nx, int64_t ny, int64_t r, int64_t x0,
-			   int64_t x1);
+BOX_INLINE void ffdp_cpu_box_cols_add(const double *src, double *dst, int64_t nx, int64_t ny, int64_t r,
+				      int64_t x0, int64_t x1)
+{
+	double run[FFDP_CPU_BOX_CHUNK] = {0};
+	int64_t w = x1 - x0;
+	const double *s = src + x0;
+	double *d = dst + x0;
 
-/* 1 / (voxels in the window of each index) along an axis of n (n values). */
-void ffdp_cpu_box_inv_counts(double *c, int64_t n, int64_t r);
+	for (int64_t y = 0; y < r && y < ny; y++)
+		for (int64_t j = 0; j < w; j++)
+			run[j] += s[y * nx + j];
+	for (int64_t y = 0; y < ny; y++) {
+		if (y + r < ny) {
+			const double *add = s + (y + r) * nx;
+			for (int64_t j = 0; j < w; j++)
+				run[j] += add[j];
+		}
+		if (y - r - 1 >= 0) {
+			const double *sub = s + (y - r - 1) * nx;
+			for (int64_t j = 0; j < w; j++)
+				run[j] -= sub[j];
+		}
+		double *o = d + y * nx;
+		for (int64_t j = 0; j < w; j++)
+			o[j] += run[j];
+	}
+}
 
 #endif

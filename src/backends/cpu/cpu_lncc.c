@@ -57,6 +57,7 @@
 
 #include "cpu_boxsum.h"
 #include "cpu_lossutil.h"
+#include "cpu_ops.h"
 #include "ffdp/volume.h"
 
 enum { NQ = 5, STRIP = FFDP_CPU_BOX_CHUNK, MAX_PARTS = 64 };
@@ -79,6 +80,7 @@ typedef struct lncc_ctx {
 	int ncoef;          /* 0: loss only, 3: gm, 5: gm and gf */
 	int exact;          /* exact gradient wanted (ncoef > 0) */
 	double *icx, *icy, *icz;  /* 1 / window count per axis */
+	int avx2;           /* take the AVX2 clone of the stream */
 } lncc_ctx;
 
 /* A z-range streamed by one team of nth threads.  Planes [v0, v1) exist for
@@ -147,7 +149,7 @@ LNCC_INLINE void update_t(const lncc_ctx *c, double *T, int64_t y, int64_t x0, i
  * The lag update is the lead update of step t - 2r - 1, operation for
  * operation, so T_lag there equals that step's T bit for bit. */
 static void stats_strip(const lncc_ctx *c, const lncc_part *pt, int64_t t, int lead, int lag, int64_t x0,
-			int64_t w)
+			     int64_t w)
 {
 	double run[3][NQ][STRIP] = {{{0}}};
 	int64_t rz = c->rz, ny = c->ny, ry = c->ry;
@@ -227,7 +229,7 @@ LNCC_INLINE double score_span(const double *S, int64_t nx, const double *icx, do
  * and the coefficients into k (stride nx; sub: subtracted).  Returns
  * sum_x w cc over the row. */
 static double score_row(const lncc_ctx *c, const double *T, int64_t p, int64_t y, double *S, double *k,
-			int sub)
+			     int sub)
 {
 	int64_t nx = c->nx;
 	const float *w = c->w ? c->w + p * c->np + y * nx : NULL;
@@ -252,7 +254,7 @@ static double score_row(const lncc_ctx *c, const double *T, int64_t p, int64_t y
 /* Gradients at row y of plane z, columns [x0, x0 + w), from coefficient sums
  * k (k[q * ks + j] for column x0 + j). */
 static void grad_span(const lncc_ctx *c, int64_t z, int64_t y, int64_t x0, int64_t w, const double *k,
-		      int64_t ks)
+			   int64_t ks)
 {
 	int64_t o = z * c->np + y * c->nx + x0;
 	const float *f = c->f + o, *m = c->m + o;
@@ -313,7 +315,7 @@ static void grad_strip(const lncc_ctx *c, const lncc_part *pt, int64_t z, int64_
 		grad_span(c, z, y, x0, w, pt->gsum + y * c->nx + x0, c->np);
 }
 
-static void team_sync(int nth)
+LNCC_INLINE void team_sync(int nth)
 {
 	if (nth > 1) {
 #pragma omp barrier
@@ -330,7 +332,7 @@ static void share(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi)
 /* A part, run by each thread of its team in lockstep.  A strip pass does
  * step t's window sums and step t-1's gradient (disjoint data), a row pass
  * scores step t: two barriers per plane in a team, none alone. */
-static void lncc_stream(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
+static void lncc_stream_body(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
 {
 	int64_t rz = c->rz, tend = c->exact ? pt->o1 + rz : pt->o1;
 	int64_t nstrip = (c->nx + c->strip - 1) / c->strip, s0, s1, y0, y1;
@@ -356,6 +358,35 @@ static void lncc_stream(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
 			coef_row(c, pt, t, y, rows);
 		team_sync(nth);
 	}
+}
+
+/* The stream compiled twice: for the baseline ISA and, everything above
+ * inlined into it (flatten), for AVX2 (4 doubles a vector).  Without
+ * contraction (-ffp-contract=off) each value gets the same bits;
+ * only the loss sum, a vectorised reduction, may differ in its last bits. */
+static void lncc_stream_base(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
+{
+	lncc_stream_body(c, pt, tid, nth);
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#define LNCC_AVX2 1
+__attribute__((flatten, target("avx2,fma"))) static void lncc_stream_avx2(const lncc_ctx *c, lncc_part *pt,
+									      int tid, int nth)
+{
+	lncc_stream_body(c, pt, tid, nth);
+}
+#endif
+
+static void lncc_stream(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
+{
+#ifdef LNCC_AVX2
+	if (c->avx2) {
+		lncc_stream_avx2(c, pt, tid, nth);
+		return;
+	}
+#endif
+	lncc_stream_base(c, pt, tid, nth);
 }
 
 /* Bytes of scratch for one part with nth threads. */
@@ -487,6 +518,7 @@ static void lncc_setup(lncc_ctx *c, const ffdp_loss_args *a, const ffdp_lncc_opt
 	c->eps = o->eps > 0.0 ? o->eps : 1e-5;
 	c->gscale = -a->scale / denom;
 	c->cf = sample_mean(c->f, nvox), c->cm = sample_mean(c->m, nvox);
+	c->avx2 = ffdp_cpu_use_avx2();
 }
 
 ffdp_status ffdp_cpu_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_lncc_opts *o, ffdp_error *err)

@@ -4,6 +4,14 @@
 
 #include "../../ops/backend.h"
 
+/* Set by tests to force the scalar paths, which the SIMD ones must match
+ * bit for bit.  The library itself never changes it. */
+extern int ffdp_cpu_force_scalar;
+
+/* 1 when kernels may take their AVX2+FMA paths: the CPU has both and the
+ * scalar paths are not forced.  Checked once per op call. */
+int ffdp_cpu_use_avx2(void);
+
 ffdp_status ffdp_cpu_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_error *err);
 ffdp_status ffdp_cpu_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *a, ffdp_error *err);
 ffdp_status ffdp_cpu_compose(ffdp_backend *be, const ffdp_compose_args *a, ffdp_error *err);

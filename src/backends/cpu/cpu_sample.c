@@ -127,17 +127,18 @@ TL_INLINE float smp_label(const smp *s, const tl_axis ax[3], const int d3)
 	return best;
 }
 
-/* One output row.  Called with constant interp, pad, d3 and has_u so that
- * each combination compiles to its own loop without per-voxel tests. */
-TL_INLINE void smp_row(const smp *s, int64_t r, float *out, int accumulate, const ffdp_interp interp,
-			   const ffdp_pad pad, const int d3, const int has_u)
+/* Voxels [x0, x1) of one output row.  Called with constant interp, pad, d3
+ * and has_u so that each combination compiles to its own loop without
+ * per-voxel tests. */
+TL_INLINE void smp_row(const smp *s, int64_t r, int64_t x0, int64_t x1, float *out, int accumulate,
+		       const ffdp_interp interp, const ffdp_pad pad, const int d3, const int has_u)
 {
 	double base[3], p[3];
 	tl_axis ax[3];
 	int64_t nx = s->on[0], j0 = r * nx;
 	float *o = out + j0;
 	smp_row_base(s, r, base);
-	for (int64_t x = 0; x < nx; x++) {
+	for (int64_t x = x0; x < x1; x++) {
 		float v;
 		smp_point(s, base, x, j0 + x, has_u, p);
 		if (interp == FFDP_INTERP_NEAREST) {
@@ -155,38 +156,204 @@ TL_INLINE void smp_row(const smp *s, int64_t r, float *out, int accumulate, cons
 
 /* Unfold the runtime options into constants, one level at a time, so that
  * each combination is its own loop; the choice is made once per row. */
-TL_INLINE void smp_row_p(const smp *s, int64_t r, float *out, int acc, ffdp_interp in, const ffdp_pad pad,
-			 const int d3, const int hu)
+TL_INLINE void smp_row_p(const smp *s, int64_t r, int64_t x0, int64_t x1, float *out, int acc,
+			 ffdp_interp in, const ffdp_pad pad, const int d3, const int hu)
 {
 	if (in == FFDP_INTERP_LINEAR)
-		smp_row(s, r, out, acc, FFDP_INTERP_LINEAR, pad, d3, hu);
+		smp_row(s, r, x0, x1, out, acc, FFDP_INTERP_LINEAR, pad, d3, hu);
 	else if (in == FFDP_INTERP_NEAREST)
-		smp_row(s, r, out, acc, FFDP_INTERP_NEAREST, pad, d3, hu);
+		smp_row(s, r, x0, x1, out, acc, FFDP_INTERP_NEAREST, pad, d3, hu);
 	else
-		smp_row(s, r, out, acc, FFDP_INTERP_LABEL, pad, d3, hu);
+		smp_row(s, r, x0, x1, out, acc, FFDP_INTERP_LABEL, pad, d3, hu);
 }
 
-TL_INLINE void smp_row_u(const smp *s, int64_t r, float *out, int acc, ffdp_interp in, ffdp_pad pad,
-			 const int d3, const int hu)
+TL_INLINE void smp_row_u(const smp *s, int64_t r, int64_t x0, int64_t x1, float *out, int acc,
+			 ffdp_interp in, ffdp_pad pad, const int d3, const int hu)
 {
 	if (pad == FFDP_PAD_BORDER)
-		smp_row_p(s, r, out, acc, in, FFDP_PAD_BORDER, d3, hu);
+		smp_row_p(s, r, x0, x1, out, acc, in, FFDP_PAD_BORDER, d3, hu);
 	else
-		smp_row_p(s, r, out, acc, in, FFDP_PAD_ZERO, d3, hu);
+		smp_row_p(s, r, x0, x1, out, acc, in, FFDP_PAD_ZERO, d3, hu);
 }
 
-static void smp_row_any(const smp *s, int64_t r, float *out, int acc, ffdp_interp in)
+/* The scalar path: voxels [x0, x1) of row r. */
+static void smp_span_any(const smp *s, int64_t r, int64_t x0, int64_t x1, float *out, int acc,
+			 ffdp_interp in)
 {
 	if (s->d3 && s->u[2])
-		smp_row_u(s, r, out, acc, in, s->pad, 1, 3);
+		smp_row_u(s, r, x0, x1, out, acc, in, s->pad, 1, 3);
 	else if (s->d3 && s->u[0])
-		smp_row_u(s, r, out, acc, in, s->pad, 1, 2);
+		smp_row_u(s, r, x0, x1, out, acc, in, s->pad, 1, 2);
 	else if (s->d3)
-		smp_row_u(s, r, out, acc, in, s->pad, 1, 0);
+		smp_row_u(s, r, x0, x1, out, acc, in, s->pad, 1, 0);
 	else if (s->u[0])
-		smp_row_u(s, r, out, acc, in, s->pad, 0, 2);
+		smp_row_u(s, r, x0, x1, out, acc, in, s->pad, 0, 2);
 	else
-		smp_row_u(s, r, out, acc, in, s->pad, 0, 0);
+		smp_row_u(s, r, x0, x1, out, acc, in, s->pad, 0, 0);
+}
+
+/* ---- AVX2 -------------------------------------------------------------------
+ * Eight voxels of a row at a time, when all their cells lie inside M: the
+ * sample point in double (4 lanes, two halves), the corners by 64-bit
+ * gathers (each fetches the x pair of one corner row), and the weights and
+ * values in float.  Every operation is the scalar path's, in its order and
+ * without contraction (-ffp-contract=off), so the bits agree;
+ * groups with a cell outside take the scalar path.  Only the linear 3-D
+ * sampler with u of three components or none, M under 2^31 voxels (32-bit
+ * gather offsets), and for the backward only gu (no gW, no gM). */
+#if defined(__GNUC__) && defined(__x86_64__)
+#define SMP_AVX2 1
+#include <immintrin.h>
+
+#define SMP_AVX2_FN static inline __attribute__((always_inline, target("avx2,fma")))
+
+/* Corner values of 8 voxels: x pair (a: lower x, b: upper x) of the corner
+ * row at offset off from each voxel's first corner.  lo holds the offsets
+ * of voxels 0 1 4 5, hi of 2 3 6 7, so one in-lane shuffle per pair gives
+ * voxel order. */
+SMP_AVX2_FN void smp8_pair(const float *m, __m128i lo, __m128i hi, int off, __m256 *a, __m256 *b)
+{
+	__m128i o = _mm_set1_epi32(off);
+	__m256 pl = _mm256_castsi256_ps(_mm256_i32gather_epi64((const long long *)m, _mm_add_epi32(lo, o), 4));
+	__m256 ph = _mm256_castsi256_ps(_mm256_i32gather_epi64((const long long *)m, _mm_add_epi32(hi, o), 4));
+	*a = _mm256_shuffle_ps(pl, ph, _MM_SHUFFLE(2, 0, 2, 0));
+	*b = _mm256_shuffle_ps(pl, ph, _MM_SHUFFLE(3, 1, 3, 1));
+}
+
+typedef struct smp8 {
+	__m256 w1[3];          /* fractions: weight of the upper corner per axis */
+	__m256 c[4][2];        /* corners: rows (y0 z0, y1 z0, y0 z1, y1 z1), x pair */
+} smp8;
+
+/* Sample points of voxels x .. x + 7 of the row with base `base`; 0 when a
+ * cell is not inside M (nothing is read then). */
+SMP_AVX2_FN int smp8_load(const smp *s, const double base[3], int64_t x, int64_t j, const int has_u, smp8 *v)
+{
+	__m256d gx[2], u[2][3];
+	__m128 fr[2][3];
+	__m128i ii[2][3];
+	double g0 = (double)(s->lo[0] + x);
+	int ok = 1;
+
+	gx[0] = _mm256_add_pd(_mm256_set1_pd(g0), _mm256_setr_pd(0, 1, 2, 3));
+	gx[1] = _mm256_add_pd(_mm256_set1_pd(g0), _mm256_setr_pd(4, 5, 6, 7));
+	for (int h = 0; h < 2 && has_u; h++)
+		for (int c = 0; c < 3; c++)
+			u[h][c] = _mm256_cvtps_pd(_mm_loadu_ps(s->u[c] + j + 4 * h));
+	for (int h = 0; h < 2; h++)
+		for (int k = 0; k < 3; k++) {
+			__m256d p = _mm256_add_pd(_mm256_set1_pd(base[k]), _mm256_mul_pd(_mm256_set1_pd(s->W[4 * k]), gx[h]));
+			if (has_u) {
+				__m256d t = _mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(s->B[3 * k]), u[h][0]),
+							  _mm256_mul_pd(_mm256_set1_pd(s->B[3 * k + 1]), u[h][1]));
+				t = _mm256_add_pd(t, _mm256_mul_pd(_mm256_set1_pd(s->B[3 * k + 2]), u[h][2]));
+				p = _mm256_add_pd(p, t);
+			}
+			__m256d in = _mm256_and_pd(_mm256_cmp_pd(p, _mm256_setzero_pd(), _CMP_GE_OQ),
+						   _mm256_cmp_pd(p, _mm256_set1_pd((double)(s->mn[k] - 1)), _CMP_LT_OQ));
+			ok &= _mm256_movemask_pd(in) == 15;
+			__m256d fl = _mm256_floor_pd(p);
+			fr[h][k] = _mm256_cvtpd_ps(_mm256_sub_pd(p, fl));
+			ii[h][k] = _mm256_cvttpd_epi32(fl);
+		}
+	if (!ok)
+		return 0;
+	for (int k = 0; k < 3; k++)
+		v->w1[k] = _mm256_set_m128(fr[1][k], fr[0][k]);
+	/* first corner of each voxel, then split 0 1 4 5 / 2 3 6 7 */
+	int nx = (int)s->mn[0], nxy = (int)(s->mn[0] * s->mn[1]);
+	__m256i ix = _mm256_set_m128i(ii[1][0], ii[0][0]), iy = _mm256_set_m128i(ii[1][1], ii[0][1]);
+	__m256i iz = _mm256_set_m128i(ii[1][2], ii[0][2]);
+	__m256i o = _mm256_add_epi32(ix, _mm256_add_epi32(_mm256_mullo_epi32(iy, _mm256_set1_epi32(nx)),
+							 _mm256_mullo_epi32(iz, _mm256_set1_epi32(nxy))));
+	o = _mm256_permute4x64_epi64(o, _MM_SHUFFLE(3, 1, 2, 0));
+	__m128i lo = _mm256_castsi256_si128(o), hi = _mm256_extracti128_si256(o, 1);
+	smp8_pair(s->m, lo, hi, 0, &v->c[0][0], &v->c[0][1]);
+	smp8_pair(s->m, lo, hi, nx, &v->c[1][0], &v->c[1][1]);
+	smp8_pair(s->m, lo, hi, nxy, &v->c[2][0], &v->c[2][1]);
+	smp8_pair(s->m, lo, hi, nx + nxy, &v->c[3][0], &v->c[3][1]);
+	return 1;
+}
+
+#define V_ADD _mm256_add_ps
+#define V_SUB _mm256_sub_ps
+#define V_MUL _mm256_mul_ps
+
+/* tl_value on 8 voxels. */
+SMP_AVX2_FN __m256 smp8_value(const smp8 *v)
+{
+	const __m256 one = _mm256_set1_ps(1.0f);
+	__m256 x1 = v->w1[0], y1 = v->w1[1], z1 = v->w1[2];
+	__m256 x0 = V_SUB(one, x1), y0 = V_SUB(one, y1), z0 = V_SUB(one, z1);
+	__m256 e[4];
+	for (int r = 0; r < 4; r++)
+		e[r] = V_ADD(V_MUL(x0, v->c[r][0]), V_MUL(x1, v->c[r][1]));
+	__m256 v0 = V_ADD(V_MUL(y0, e[0]), V_MUL(y1, e[1]));
+	__m256 v1 = V_ADD(V_MUL(y0, e[2]), V_MUL(y1, e[3]));
+	return V_ADD(V_MUL(z0, v0), V_MUL(z1, v1));
+}
+
+/* tl_value_grad's gradient on 8 voxels, interior weights' derivatives
+ * (-1, 1): d0 a + d1 b is b - a, the same bits. */
+SMP_AVX2_FN void smp8_grad(const smp8 *v, __m256 g[3])
+{
+	const __m256 one = _mm256_set1_ps(1.0f);
+	__m256 x1 = v->w1[0], y1 = v->w1[1], z1 = v->w1[2];
+	__m256 x0 = V_SUB(one, x1), y0 = V_SUB(one, y1), z0 = V_SUB(one, z1);
+	__m256 e[4], d[4];
+	for (int r = 0; r < 4; r++) {
+		e[r] = V_ADD(V_MUL(x0, v->c[r][0]), V_MUL(x1, v->c[r][1]));
+		d[r] = V_SUB(v->c[r][1], v->c[r][0]);
+	}
+	__m256 v0 = V_ADD(V_MUL(y0, e[0]), V_MUL(y1, e[1]));
+	__m256 v1 = V_ADD(V_MUL(y0, e[2]), V_MUL(y1, e[3]));
+	__m256 gx = V_ADD(V_MUL(y0, d[0]), V_MUL(y1, d[1])), gy = V_SUB(e[1], e[0]);
+	g[0] = V_ADD(V_MUL(z0, gx), V_MUL(z1, V_ADD(V_MUL(y0, d[2]), V_MUL(y1, d[3]))));
+	g[1] = V_ADD(V_MUL(z0, gy), V_MUL(z1, V_SUB(e[3], e[2])));
+	g[2] = V_SUB(v1, v0);
+}
+
+SMP_AVX2_FN void smp_row_avx2_u(const smp *s, int64_t r, float *out, int acc, const int has_u)
+{
+	double base[3];
+	int64_t nx = s->on[0], j0 = r * nx, x = 0;
+	smp_row_base(s, r, base);
+	for (; x + 8 <= nx; x += 8) {
+		smp8 v;
+		if (!smp8_load(s, base, x, j0 + x, has_u, &v)) {
+			smp_span_any(s, r, x, x + 8, out, acc, FFDP_INTERP_LINEAR);
+			continue;
+		}
+		__m256 val = smp8_value(&v);
+		float *o = out + j0 + x;
+		if (acc)
+			val = V_ADD(_mm256_loadu_ps(o), val);
+		_mm256_storeu_ps(o, val);
+	}
+	if (x < nx)
+		smp_span_any(s, r, x, nx, out, acc, FFDP_INTERP_LINEAR);
+}
+
+__attribute__((noinline, target("avx2,fma"))) static void smp_row_avx2(const smp *s, int64_t r, float *out,
+									  int acc)
+{
+	if (s->u[0])
+		smp_row_avx2_u(s, r, out, acc, 1);
+	else
+		smp_row_avx2_u(s, r, out, acc, 0);
+}
+#endif
+
+/* Whether row r may take the AVX2 forward path. */
+static int smp_fwd_avx2_ok(const smp *s, const ffdp_sample_args *a)
+{
+#ifdef SMP_AVX2
+	return a->interp == FFDP_INTERP_LINEAR && s->d3 && (s->u[2] || !s->u[0]) &&
+	       s->mn[0] * s->mn[1] * s->mn[2] < INT32_MAX && ffdp_cpu_use_avx2();
+#else
+	(void)s, (void)a;
+	return 0;
+#endif
 }
 
 ffdp_status ffdp_cpu_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_error *err)
@@ -194,9 +361,18 @@ ffdp_status ffdp_cpu_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_er
 	(void)be, (void)err;
 	smp s = smp_make(a, a->out.n);
 	int64_t rows = s.on[1] * s.on[2];
+	int simd = smp_fwd_avx2_ok(&s, a);
+	(void)simd;
 #pragma omp parallel for schedule(static)
-	for (int64_t r = 0; r < rows; r++)
-		smp_row_any(&s, r, a->out.p, a->accumulate, a->interp);
+	for (int64_t r = 0; r < rows; r++) {
+#ifdef SMP_AVX2
+		if (simd) {
+			smp_row_avx2(&s, r, a->out.p, a->accumulate);
+			continue;
+		}
+#endif
+		smp_span_any(&s, r, 0, s.on[0], a->out.p, a->accumulate, a->interp);
+	}
 	return FFDP_OK;
 }
 
@@ -232,14 +408,14 @@ typedef struct smp_grad_out {
 
 /* One output row: gu written, gM scattered, this row's gW terms added to
  * acc.  pad and d3 are constants at each call. */
-TL_INLINE void smp_grad_row(const smp *s, const smp_grad_out *g, int64_t r, double acc[12], const ffdp_pad pad,
-			    const int d3)
+TL_INLINE void smp_grad_row(const smp *s, const smp_grad_out *g, int64_t r, int64_t x0, int64_t x1,
+			    double acc[12], const ffdp_pad pad, const int d3)
 {
 	double base[3], p[3], sx[3] = {0, 0, 0}, s1[3] = {0, 0, 0};
 	tl_axis ax[3];
 	int64_t nx = s->on[0], j0 = r * nx;
 	smp_row_base(s, r, base);
-	for (int64_t x = 0; x < nx; x++) {
+	for (int64_t x = x0; x < x1; x++) {
 		int64_t j = j0 + x;
 		float dm[3];
 		smp_point(s, base, x, j, s->u[2] ? 3 : s->u[0] ? 2 : 0, p);
@@ -265,16 +441,79 @@ TL_INLINE void smp_grad_row(const smp *s, const smp_grad_out *g, int64_t r, doub
 	}
 }
 
-static void smp_grad_row_any(const smp *s, const smp_grad_out *g, int64_t r, double acc[12])
+/* The scalar path: voxels [x0, x1) of row r. */
+static void smp_grad_span_any(const smp *s, const smp_grad_out *g, int64_t r, int64_t x0, int64_t x1,
+			      double acc[12])
 {
 	if (s->d3 && s->pad == FFDP_PAD_BORDER)
-		smp_grad_row(s, g, r, acc, FFDP_PAD_BORDER, 1);
+		smp_grad_row(s, g, r, x0, x1, acc, FFDP_PAD_BORDER, 1);
 	else if (s->d3)
-		smp_grad_row(s, g, r, acc, FFDP_PAD_ZERO, 1);
+		smp_grad_row(s, g, r, x0, x1, acc, FFDP_PAD_ZERO, 1);
 	else if (s->pad == FFDP_PAD_BORDER)
-		smp_grad_row(s, g, r, acc, FFDP_PAD_BORDER, 0);
+		smp_grad_row(s, g, r, x0, x1, acc, FFDP_PAD_BORDER, 0);
 	else
-		smp_grad_row(s, g, r, acc, FFDP_PAD_ZERO, 0);
+		smp_grad_row(s, g, r, x0, x1, acc, FFDP_PAD_ZERO, 0);
+}
+
+#ifdef SMP_AVX2
+/* gu of 8 voxels from dM/dp, exactly as the scalar row: gp = dm gout in
+ * double, gu_c = (float)(B_0c gp_0 + B_1c gp_1 + B_2c gp_2). */
+SMP_AVX2_FN void smp8_gu(const smp *s, const smp_grad_out *g, int64_t j, const __m256 dm[3])
+{
+	__m128 gu[3][2];
+	for (int h = 0; h < 2; h++) {
+		__m256d go = _mm256_cvtps_pd(_mm_loadu_ps(g->gout + j + 4 * h)), gp[3];
+		for (int k = 0; k < 3; k++) {
+			__m128 d = h ? _mm256_extractf128_ps(dm[k], 1) : _mm256_castps256_ps128(dm[k]);
+			gp[k] = _mm256_mul_pd(_mm256_cvtps_pd(d), go);
+		}
+		for (int c = 0; c < 3; c++) {
+			__m256d t = _mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(s->B[c]), gp[0]),
+						  _mm256_mul_pd(_mm256_set1_pd(s->B[3 + c]), gp[1]));
+			t = _mm256_add_pd(t, _mm256_mul_pd(_mm256_set1_pd(s->B[6 + c]), gp[2]));
+			gu[c][h] = _mm256_cvtpd_ps(t);
+		}
+	}
+	for (int c = 0; c < 3; c++) {
+		__m256 v = _mm256_set_m128(gu[c][1], gu[c][0]);
+		float *o = g->gu[c] + j;
+		if (g->accumulate_gu)
+			v = V_ADD(_mm256_loadu_ps(o), v);
+		_mm256_storeu_ps(o, v);
+	}
+}
+
+__attribute__((noinline, target("avx2,fma"))) static void smp_grad_row_avx2(const smp *s, const smp_grad_out *g,
+									   int64_t r, double acc[12])
+{
+	double base[3];
+	int64_t nx = s->on[0], j0 = r * nx, x = 0;
+	smp_row_base(s, r, base);
+	for (; x + 8 <= nx; x += 8) {
+		smp8 v;
+		__m256 dm[3];
+		if (!smp8_load(s, base, x, j0 + x, 1, &v)) {
+			smp_grad_span_any(s, g, r, x, x + 8, acc);
+			continue;
+		}
+		smp8_grad(&v, dm);
+		smp8_gu(s, g, j0 + x, dm);
+	}
+	if (x < nx)
+		smp_grad_span_any(s, g, r, x, nx, acc);
+}
+#endif
+
+/* The AVX2 backward writes gu only: no gW sums, no gM scatter. */
+static int smp_grad_avx2_ok(const smp *s, const smp_grad_out *g, const ffdp_sample_grad_args *a)
+{
+#ifdef SMP_AVX2
+	return s->d3 && s->u[2] && g->gu[0] && g->ncomp == 3 && !g->gm && !a->gW &&
+	       s->mn[0] * s->mn[1] * s->mn[2] < INT32_MAX && ffdp_cpu_use_avx2();
+#else
+	(void)s, (void)g, (void)a;
+	return 0;
+#endif
 }
 
 ffdp_status ffdp_cpu_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *a, ffdp_error *err)
@@ -295,12 +534,21 @@ ffdp_status ffdp_cpu_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *
 	if (!part)
 		return ffdp_fail(err, FFDP_ERR_NOMEM, "sample_grad: no memory for %d partial sums", nt);
 	int64_t rows = box[1] * box[2];
+	int simd = smp_grad_avx2_ok(&s, &g, a);
+	(void)simd;
 #pragma omp parallel num_threads(nt)
 	{
 		double acc[12] = {0};
 #pragma omp for schedule(static)
-		for (int64_t r = 0; r < rows; r++)
-			smp_grad_row_any(&s, &g, r, acc);
+		for (int64_t r = 0; r < rows; r++) {
+#ifdef SMP_AVX2
+			if (simd) {
+				smp_grad_row_avx2(&s, &g, r, acc);
+				continue;
+			}
+#endif
+			smp_grad_span_any(&s, &g, r, 0, s.on[0], acc);
+		}
 		memcpy(part + 12 * omp_get_thread_num(), acc, sizeof(acc));
 	}
 	if (a->gW)
