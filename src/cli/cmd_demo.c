@@ -44,7 +44,7 @@ static double mean_dice(const ffdp_volume *a, const ffdp_volume *b, ffdp_error *
 	return d;
 }
 
-/* Register moving to fixed (moments, affine, SyN) and report what the
+/* Register moving to fixed (moments, affine, greedy) and report what the
  * known truth says about it. */
 static int demo_register(const char *dir, const ffdp_volume *fixed, const ffdp_volume *moving, const ffdp_volume *fl,
 			 const ffdp_volume *ml, const ffdp_field *truth, ffdp_error *err)
@@ -55,7 +55,7 @@ static int demo_register(const char *dir, const ffdp_volume *fixed, const ffdp_v
 	ffdp_volume warped = {0}, wl = {0};
 	ffdp_field w = {0};
 	char path[4096];
-	int bad = ffdp_reg_preset("syn", &ro, err) || ffdp_register(fixed, moving, &ro, &r, err);
+	int bad = ffdp_reg_preset("greedy", &ro, err) || ffdp_register(fixed, moving, &ro, &r, err);
 	if (bad)
 		return 1;
 #define OUT(name) (snprintf(path, sizeof(path), "%s/%s", dir, name), path)
@@ -92,6 +92,7 @@ int ffdp_cmd_demo(int argc, char **argv)
 {
 	const char *dir = "ffdp-demo";
 	ffdp_phantom_opts o = ffdp_phantom_defaults();
+	o.amplitude_mm = 8.0; /* a deformation worth recovering: ~5 voxels at its peak */
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -110,6 +111,10 @@ int ffdp_cmd_demo(int argc, char **argv)
 			if (!val || ffdp_cli_parse_f64(val, 1e-3, 100, &s))
 				return ffdp_cli_usage("demo", "--spacing wants a voxel size in mm");
 			o.spacing[0] = o.spacing[1] = o.spacing[2] = s, i++;
+		} else if (!strcmp(a, "--amplitude")) {
+			if (!val || ffdp_cli_parse_f64(val, 0, 30, &o.amplitude_mm))
+				return ffdp_cli_usage("demo", "--amplitude wants a peak displacement in mm (0..30)");
+			i++;
 		} else if (!strcmp(a, "--seed")) {
 			long long s;
 			if (!val || ffdp_cli_parse_i64(val, 0, 1LL << 62, &s))

@@ -32,12 +32,15 @@ static const command commands[] = {
 	 "  Writes PREFIX_warped.nii.gz, PREFIX_affine.txt (ITK), PREFIX_warp.nii.gz and\n"
 	 "  PREFIX_inverse_warp.nii.gz (ANTs fields), PREFIX_report.json, PREFIX_qc.png.\n"
 	 "  Apply with: ffdp apply -r FIXED -i MOVING -o OUT -t PREFIX_warp.nii.gz -t PREFIX_affine.txt\n"},
-	{"demo", ffdp_cmd_demo, "make a synthetic phantom pair and show it (no input needed)",
-	 "usage: ffdp demo [-o DIR] [--size NX,NY,NZ] [--spacing MM] [--seed N] [-q]\n"
+	{"demo", ffdp_cmd_demo, "register a synthetic phantom pair with a known warp (no input needed)",
+	 "usage: ffdp demo [-o DIR] [--size NX,NY,NZ] [--spacing MM] [--amplitude MM] [--seed N] [-q]\n"
 	 "  Generates a brain-like phantom and a copy deformed by a known smooth\n"
-	 "  invertible warp, writes DIR/fixed.nii.gz, DIR/moving.nii.gz, their label\n"
-	 "  maps, the true displacement DIR/true_warp.nii.gz (ANTs convention) and\n"
-	 "  DIR/demo_qc.png.  Default DIR: ffdp-demo; default size 96,112,96 at 1.5 mm.\n"},
+	 "  invertible warp (peak --amplitude, default 8 mm), writes DIR/fixed.nii.gz,\n"
+	 "  DIR/moving.nii.gz, their label maps, the true displacement\n"
+	 "  DIR/true_warp.nii.gz (ANTs convention) and DIR/demo_qc.png; then registers\n"
+	 "  the pair (moments, affine, greedy), writes DIR/reg_*, and prints label Dice\n"
+	 "  and the endpoint error against the truth, before and after.\n"
+	 "  Default DIR: ffdp-demo; default size 96,112,96 at 1.5 mm.\n"},
 	{"apply", ffdp_cmd_apply, "resample an image through transforms given in ANTs order",
 	 "usage: ffdp apply -r REFERENCE -i INPUT -o OUTPUT -t T1 [-t T2 ...]\n"
 	 "                  [--interp linear|nearest|label] [-q]\n"
