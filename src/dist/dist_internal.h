@@ -1,4 +1,4 @@
-/* The distribution context, shared by src/dist/*.c. */
+/* The distribution context, shared by the files of src/dist. */
 #ifndef FFDP_DIST_INTERNAL_H
 #define FFDP_DIST_INTERNAL_H
 
