@@ -1,0 +1,62 @@
+/* Grid-parallel distribution over MPI ranks (DESIGN.md, "Distributed").
+ *
+ * Built only when MPI is found (FFDP_HAVE_MPI).  The caller initialises and
+ * finalises MPI; a context wraps a communicator (MPI_COMM_WORLD for now).
+ *
+ * Decomposition: slabs along z.  Rank k of R owns the global planes
+ * [z0, z1); sizes are nz / R, the first nz % R ranks one plane more, in rank
+ * order.  With R > nz the last ranks own no plane (z0 == z1).
+ *
+ * A haloed slab is a host buffer of (z1 - z0 + 2h) planes of nx * ny
+ * floats: [h halo below][own planes][h halo above]; buffer plane i holds
+ * global plane z0 - h + i.
+ */
+#ifndef FFDP_DIST_H
+#define FFDP_DIST_H
+
+#include <stdint.h>
+
+#include "ffdp/ops.h"
+#include "ffdp/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ffdp_dist ffdp_dist;
+
+/* A context on MPI_COMM_WORLD (duplicated, so our messages never match the
+ * caller's).  MPI must be initialised. */
+ffdp_status ffdp_dist_create(ffdp_dist **out, ffdp_error *err);
+void ffdp_dist_destroy(ffdp_dist *d);
+int ffdp_dist_rank(const ffdp_dist *d);
+int ffdp_dist_size(const ffdp_dist *d);
+
+/* Rank's slab of a grid with nz planes: global z range [z0, z1). */
+typedef struct ffdp_slab {
+	int64_t nz; /* planes in the whole volume */
+	int64_t z0, z1;
+} ffdp_slab;
+
+ffdp_slab ffdp_slab_of(int64_t nz, int rank, int size);
+
+/* Fill the 2h halo planes of a haloed slab (plane = nx * ny floats per
+ * plane) from the ranks that own them.  Halo planes outside the volume
+ * (global z < 0 or >= nz) are set to fill.  Any h >= 0 and slabs of any
+ * thickness (also thinner than h, or empty) are supported: a halo then
+ * spans several ranks, each sending its contiguous overlap.  Collective
+ * over the context: every rank calls with the same nz, plane and h. */
+ffdp_status ffdp_dist_halo_exchange(ffdp_dist *d, float *buf, int64_t plane, const ffdp_slab *s,
+				    int64_t h, float fill, ffdp_error *err);
+
+/* ffdp_op_smooth on the whole volume, each rank holding its own planes:
+ * slab is the rank's [z0, z1) planes (n[2] == z1 - z0; p may be NULL when
+ * the rank owns none), smoothed in place.  renormalize uses the true
+ * volume faces.  The backend must use host memory (CPU).  Collective. */
+ffdp_status ffdp_dist_smooth(ffdp_dist *d, ffdp_backend *be, ffdp_img slab, const ffdp_slab *s,
+			     const ffdp_smooth_opts *o, ffdp_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,158 @@
+/* Distributed Gaussian smoothing over z-slabs (dist.h).
+ *
+ * x and y are smoothed per plane, so each rank smooths its own planes with
+ * ffdp_op_smooth (sigma_z = 0) before the exchange; the halo then carries
+ * x/y-smoothed planes and only z needs neighbours.  The z pass is written
+ * here, not delegated to the op on the haloed slab: the op would take the
+ * slab's ends for the volume's faces, while renormalize must use the true
+ * faces and zero padding must come from outside the volume only.  Taps,
+ * face scales and the order of float operations are the CPU op's, so the
+ * result matches ffdp_op_smooth on the whole volume (bit for bit on the
+ * column path).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dist_internal.h"
+
+/* The op's limit (cpu_smooth.c): larger radii mean sigma in mm, not voxels. */
+#define DS_MAX_RADIUS ((int64_t)1 << 20)
+
+typedef struct ds_kernel {
+	int64_t r;   /* taps used: min(radius, nz - 1) */
+	float *w;    /* w[k], k = 0..r */
+	double *wd;  /* the same in double, for the face masses */
+} ds_kernel;
+
+/* Sampled Gaussian normalised over the full radius, in double, then
+ * rounded per tap: the op's kernel. */
+static ffdp_status ds_kernel_init(ds_kernel *k, double sigma, double truncate, int64_t nz,
+				  ffdp_error *err)
+{
+	double rr = ceil(truncate * sigma);
+
+	memset(k, 0, sizeof(*k));
+	if (!(rr <= (double)DS_MAX_RADIUS))
+		return ffdp_fail(err, FFDP_ERR_ARG, "dist smooth: kernel radius %.3g voxels is too large (sigma %g)",
+				 rr, sigma);
+	int64_t radius = (int64_t)rr;
+	k->r = radius < nz - 1 ? radius : nz - 1;
+	k->w = malloc((size_t)(k->r + 1) * sizeof(float));
+	k->wd = malloc((size_t)(k->r + 1) * sizeof(double));
+	if (!k->w || !k->wd) {
+		free(k->w);
+		free(k->wd);
+		return ffdp_fail(err, FFDP_ERR_NOMEM, "dist smooth: cannot allocate the kernel");
+	}
+	double sum = 0.0, s2 = 2.0 * sigma * sigma;
+	for (int64_t i = 0; i <= radius; i++) {
+		double e = exp(-(double)i * (double)i / s2);
+		if (i <= k->r)
+			k->wd[i] = e;
+		sum += i ? 2.0 * e : e;
+	}
+	for (int64_t i = 0; i <= k->r; i++)
+		k->w[i] = (float)(k->wd[i] / sum), k->wd[i] /= sum;
+	return FFDP_OK;
+}
+
+/* 1 / kernel mass inside [0, nz) at global plane z, or 1. */
+static float ds_face_scale(const ds_kernel *k, int64_t z, int64_t nz, int renorm)
+{
+	double mass = 0.0;
+
+	if (!renorm || (z >= k->r && z < nz - k->r))
+		return 1.0f;
+	for (int64_t i = -k->r; i <= k->r; i++)
+		if (z + i >= 0 && z + i < nz)
+			mass += k->wd[i < 0 ? -i : i];
+	return mass > 0.0 ? (float)(1.0 / mass) : 1.0f;
+}
+
+/* out plane l from haloed buffer planes l .. l + 2r (halo outside the
+ * volume is zero, as the op's padding). */
+static void ds_zpass(float *out, const float *buf, int64_t own, int64_t plane, const ds_kernel *k,
+		     const ffdp_slab *s, int renorm)
+{
+	const int64_t r = k->r;
+	const float *w = k->w;
+
+#pragma omp parallel for schedule(static)
+	for (int64_t l = 0; l < own; l++) {
+		const float *c = buf + (l + r) * plane;
+		float *d = out + l * plane;
+		const float sc = ds_face_scale(k, s->z0 + l, s->nz, renorm);
+		for (int64_t i = 0; i < plane; i++)
+			d[i] = w[0] * c[i];
+		for (int64_t j = 1; j <= r; j++) {
+			const float wj = w[j];
+			const float *lo = c - j * plane, *hi = c + j * plane;
+			for (int64_t i = 0; i < plane; i++)
+				d[i] += wj * (lo[i] + hi[i]);
+		}
+		for (int64_t i = 0; i < plane; i++)
+			d[i] *= sc;
+	}
+}
+
+/* Any rank's failure fails every rank, so none is left in an exchange. */
+static ffdp_status ds_agree(ffdp_dist *d, ffdp_status s, ffdp_error *err)
+{
+	int bad = s != FFDP_OK, any = 0;
+
+	MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, d->comm);
+	if (any && !bad)
+		return ffdp_fail(err, FFDP_ERR_BACKEND, "dist smooth: another rank failed");
+	return s;
+}
+
+ffdp_status ffdp_dist_smooth(ffdp_dist *d, ffdp_backend *be, ffdp_img slab, const ffdp_slab *s,
+			     const ffdp_smooth_opts *o, ffdp_error *err)
+{
+	const int64_t own = s->z1 - s->z0, plane = slab.n[0] * slab.n[1];
+	const double trunc = o->truncate > 0.0 ? o->truncate : 2.0;
+	ffdp_smooth_opts xy = *o;
+	ffdp_status st = FFDP_OK;
+	ds_kernel k;
+	float *buf = NULL;
+
+	if (!ffdp_backend_host_memory(be))
+		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "dist smooth: only host-memory backends for now");
+	if (slab.n[2] != own || own < 0 || s->z0 < 0 || s->z1 > s->nz)
+		return ffdp_fail(err, FFDP_ERR_ARG, "dist smooth: slab has %lld planes, its range [%lld, %lld)",
+				 (long long)slab.n[2], (long long)s->z0, (long long)s->z1);
+	if (!(o->sigma[2] >= 0.0))
+		return ffdp_fail(err, FFDP_ERR_ARG, "dist smooth: negative sigma");
+	xy.sigma[2] = 0.0;
+
+	/* No z pass (sigma_z = 0, or a 2-D volume): purely per plane. */
+	if (o->sigma[2] == 0.0 || s->nz == 1) {
+		if (own > 0)
+			st = ffdp_op_smooth(be, slab, &xy, err);
+		return st;
+	}
+
+	st = ds_kernel_init(&k, o->sigma[2], trunc, s->nz, err);
+	if (st)
+		return st;
+	const int64_t h = k.r;
+	buf = malloc((size_t)((own + 2 * h) * plane) * sizeof(float));
+	if (!buf)
+		st = ffdp_fail(err, FFDP_ERR_NOMEM, "dist smooth: cannot allocate %lld haloed planes",
+			       (long long)(own + 2 * h));
+	if (!st && own > 0) {
+		ffdp_img mid = {buf + h * plane, {slab.n[0], slab.n[1], own}};
+		memcpy(mid.p, slab.p, (size_t)(own * plane) * sizeof(float));
+		st = ffdp_op_smooth(be, mid, &xy, err);
+	}
+	st = ds_agree(d, st, err);
+	if (!st)
+		st = ffdp_dist_halo_exchange(d, buf, plane, s, h, 0.0f, err);
+	if (!st && own > 0)
+		ds_zpass(slab.p, buf, own, plane, &k, s, o->renormalize);
+	free(buf);
+	free(k.w);
+	free(k.wd);
+	return st;
+}
