@@ -15,35 +15,9 @@
 #include "ffdp/ffdp.h"
 #include "testutil.h"
 
-typedef struct tfield {
-	float *c[3];
-	int64_t n[3], nv;
-	int nc;
-} tfield;
-
-static tfield tf_new(int64_t nx, int64_t ny, int64_t nz)
-{
-	tfield f = {{NULL, NULL, NULL}, {nx, ny, nz}, nx * ny * nz, nz == 1 ? 2 : 3};
-	for (int c = 0; c < f.nc; c++)
-		f.c[c] = calloc((size_t)f.nv, sizeof(float));
-	return f;
-}
-
-static void tf_free(tfield *f)
-{
-	for (int c = 0; c < 3; c++)
-		free(f->c[c]);
-}
-
-static ffdp_vec tf_vec(const tfield *f)
-{
-	ffdp_vec v = {{f->c[0], f->c[1], f->c[2]}, {f->n[0], f->n[1], f->n[2]}, f->nc};
-	return v;
-}
-
 static tfield tf_copy(const tfield *f)
 {
-	tfield g = tf_new(f->n[0], f->n[1], f->n[2]);
+	tfield g = tu_field_new(f->n[0], f->n[1], f->n[2]);
 	for (int c = 0; c < f->nc; c++)
 		memcpy(g.c[c], f->c[c], (size_t)f->nv * sizeof(float));
 	return g;
@@ -60,7 +34,7 @@ static double ref_d(double m, double v, const ffdp_adam_opts *o)
 static void test_moments(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny, int64_t nz, int t)
 {
 	ffdp_error err = {0};
-	tfield g = tf_new(nx, ny, nz), m = tf_new(nx, ny, nz), v = tf_new(nx, ny, nz);
+	tfield g = tu_field_new(nx, ny, nz), m = tu_field_new(nx, ny, nz), v = tu_field_new(nx, ny, nz);
 	for (int c = 0; c < g.nc; c++) {
 		tu_fill_uniform(rng, g.c[c], g.nv, -2.0, 2.0);
 		tu_fill_uniform(rng, m.c[c], g.nv, -0.5, 0.5);
@@ -85,7 +59,7 @@ static void test_moments(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny, 
 		norm = fmax(norm, sqrt(s));
 	}
 	double max_norm = -1;
-	CHECK_OK(ffdp_op_adam_moments(be, tf_vec(&g), tf_vec(&m), tf_vec(&v), &o, &max_norm, &err), &err,
+	CHECK_OK(ffdp_op_adam_moments(be, tu_field_vec(&g), tu_field_vec(&m), tu_field_vec(&v), &o, &max_norm, &err), &err,
 		 "adam_moments %lldx%lldx%lld t = %d", (long long)nx, (long long)ny, (long long)nz, t);
 	double em = 0, ev = 0;
 	int same_g = 1;
@@ -100,28 +74,28 @@ static void test_moments(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny, 
 	CHECK(same_g, "  g is not modified");
 	for (int c = 0; c < g.nc; c++)
 		free(mr[c]), free(vr[c]);
-	tf_free(&g), tf_free(&g0), tf_free(&m), tf_free(&v);
+	tu_field_free(&g), tu_field_free(&g0), tu_field_free(&m), tu_field_free(&v);
 }
 
 static void test_moments_edges(ffdp_backend *be)
 {
 	ffdp_error err = {0};
-	tfield g = tf_new(7, 5, 3), m = tf_new(7, 5, 3), v = tf_new(7, 5, 3);
+	tfield g = tu_field_new(7, 5, 3), m = tu_field_new(7, 5, 3), v = tu_field_new(7, 5, 3);
 	for (int c = 0; c < 3; c++)
 		for (int64_t i = 0; i < g.nv; i++)
 			g.c[c][i] = 0.5f;
 	g.c[1][17] = NAN;
 	ffdp_adam_opts o = {1, 0.9, 0.99, 1e-8};
 	double mn = 0;
-	CHECK_OK(ffdp_op_adam_moments(be, tf_vec(&g), tf_vec(&m), tf_vec(&v), &o, &mn, &err), &err,
+	CHECK_OK(ffdp_op_adam_moments(be, tu_field_vec(&g), tu_field_vec(&m), tu_field_vec(&v), &o, &mn, &err), &err,
 		 "adam_moments with a NaN gradient voxel");
 	CHECK(isnan(mn), "  a NaN gradient makes max_norm NaN (not silently dropped)");
 	ffdp_adam_opts o0 = {0, 0.9, 0.99, 1e-8}, ob = {1, 1.0, 0.99, 1e-8};
-	CHECK(ffdp_op_adam_moments(be, tf_vec(&g), tf_vec(&m), tf_vec(&v), &o0, &mn, &err) == FFDP_ERR_ARG,
+	CHECK(ffdp_op_adam_moments(be, tu_field_vec(&g), tu_field_vec(&m), tu_field_vec(&v), &o0, &mn, &err) == FFDP_ERR_ARG,
 	      "t = 0 refused: %s", err.msg);
-	CHECK(ffdp_op_adam_moments(be, tf_vec(&g), tf_vec(&m), tf_vec(&v), &ob, &mn, &err) == FFDP_ERR_ARG,
+	CHECK(ffdp_op_adam_moments(be, tu_field_vec(&g), tu_field_vec(&m), tu_field_vec(&v), &ob, &mn, &err) == FFDP_ERR_ARG,
 	      "beta1 = 1 refused: %s", err.msg);
-	tf_free(&g), tf_free(&m), tf_free(&v);
+	tu_field_free(&g), tu_field_free(&m), tu_field_free(&v);
 }
 
 /* ---- warp step ---------------------------------------------------------------------- */
@@ -194,7 +168,7 @@ static void ref_warp_step(const tfield *u, const tfield *m, const tfield *v, con
 static double make_state(ffdp_backend *be, tu_rng *rng, tfield *u, tfield *m, tfield *v, int t)
 {
 	ffdp_error err = {0};
-	tfield g = tf_new(u->n[0], u->n[1], u->n[2]);
+	tfield g = tu_field_new(u->n[0], u->n[1], u->n[2]);
 	for (int c = 0; c < u->nc; c++) {
 		tu_fill_smooth(rng, u->c[c], u->n, 0.01);
 		for (int64_t i = 0; i < u->nv; i++)
@@ -205,8 +179,8 @@ static double make_state(ffdp_backend *be, tu_rng *rng, tfield *u, tfield *m, tf
 	}
 	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8};
 	double mn = 0;
-	ffdp_op_adam_moments(be, tf_vec(&g), tf_vec(m), tf_vec(v), &o, &mn, &err);
-	tf_free(&g);
+	ffdp_op_adam_moments(be, tu_field_vec(&g), tu_field_vec(m), tu_field_vec(v), &o, &mn, &err);
+	tu_field_free(&g);
 	return mn;
 }
 
@@ -245,7 +219,7 @@ static void test_warp_step(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny
 {
 	ffdp_error err = {0};
 	omp_set_num_threads(threads);
-	tfield u = tf_new(nx, ny, nz), m = tf_new(nx, ny, nz), v = tf_new(nx, ny, nz);
+	tfield u = tu_field_new(nx, ny, nz), m = tu_field_new(nx, ny, nz), v = tu_field_new(nx, ny, nz);
 	int t = 7;
 	double mn = make_state(be, rng, &u, &m, &v, t);
 	ffdp_warp_step_opts o = {{t, 0.9, 0.99, 1e-8}, 0, compose, {0}, pad, 0};
@@ -257,7 +231,7 @@ static void test_warp_step(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny
 		ref[c] = malloc((size_t)u.nv * sizeof(double));
 	ref_warp_step(&u, &m, &v, &o, ref);
 	tfield u2 = tf_copy(&u), u3 = tf_copy(&u);
-	CHECK_OK(ffdp_op_warp_step(be, tf_vec(&u), tf_vec(&m), tf_vec(&v), &o, &err), &err,
+	CHECK_OK(ffdp_op_warp_step(be, tu_field_vec(&u), tu_field_vec(&m), tu_field_vec(&v), &o, &err), &err,
 		 "warp_step %lldx%lldx%lld compose %d pad %s, %d thr", (long long)nx, (long long)ny, (long long)nz,
 		 compose, pad == FFDP_PAD_ZERO ? "zero" : "border", threads);
 	double e = field_err(&u, ref);
@@ -265,14 +239,14 @@ static void test_warp_step(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny
 	      compose ? "in-place u <- delta + u o (Id + C delta)" : "u <- u + delta", e);
 	if (compose) {
 		o.max_norm = mn;
-		ffdp_status s = ffdp_op_warp_step(be, tf_vec(&u2), tf_vec(&m), tf_vec(&v), &o, &err);
+		ffdp_status s = ffdp_op_warp_step(be, tu_field_vec(&u2), tu_field_vec(&m), tu_field_vec(&v), &o, &err);
 		int same = s == FFDP_OK;
 		for (int c = 0; c < u.nc; c++)
 			same &= memcmp(u.c[c], u2.c[c], (size_t)u.nv * sizeof(float)) == 0;
 		CHECK(same, "  with the max_norm hint the result is bit-identical");
 		o.max_norm = 0;
 		ffdp_cpu_force_scalar = 1;
-		s = ffdp_op_warp_step(be, tf_vec(&u3), tf_vec(&m), tf_vec(&v), &o, &err);
+		s = ffdp_op_warp_step(be, tu_field_vec(&u3), tu_field_vec(&m), tu_field_vec(&v), &o, &err);
 		ffdp_cpu_force_scalar = 0;
 		same = s == FFDP_OK;
 		for (int c = 0; c < u.nc; c++)
@@ -281,7 +255,7 @@ static void test_warp_step(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny
 	}
 	for (int c = 0; c < u.nc; c++)
 		free(ref[c]);
-	tf_free(&u), tf_free(&u2), tf_free(&u3), tf_free(&m), tf_free(&v);
+	tu_field_free(&u), tu_field_free(&u2), tu_field_free(&u3), tu_field_free(&m), tu_field_free(&v);
 	omp_set_num_threads(2);
 }
 
@@ -292,7 +266,7 @@ static void test_warp_step(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny
 static void test_backward_shift(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny, int64_t nz, int bad_hint)
 {
 	ffdp_error err = {0};
-	tfield u = tf_new(nx, ny, nz), m = tf_new(nx, ny, nz), v = tf_new(nx, ny, nz);
+	tfield u = tu_field_new(nx, ny, nz), m = tu_field_new(nx, ny, nz), v = tu_field_new(nx, ny, nz);
 	int sa = u.nc - 1;
 	for (int c = 0; c < u.nc; c++) {
 		tu_fill_smooth(rng, u.c[c], u.n, 0.0);
@@ -312,32 +286,32 @@ static void test_backward_shift(ffdp_backend *be, tu_rng *rng, int64_t nx, int64
 		ref[c] = malloc((size_t)u.nv * sizeof(double));
 	ref_warp_step(&u, &m, &v, &o, ref);
 	tfield u2 = tf_copy(&u), u3 = tf_copy(&u);
-	CHECK_OK(ffdp_op_warp_step(be, tf_vec(&u), tf_vec(&m), tf_vec(&v), &o, &err), &err,
+	CHECK_OK(ffdp_op_warp_step(be, tu_field_vec(&u), tu_field_vec(&m), tu_field_vec(&v), &o, &err), &err,
 		 "warp_step, uniform backward shift of 1.7 voxels along %c (%lldx%lldx%lld)", "xyz"[sa],
 		 (long long)nx, (long long)ny, (long long)nz);
 	double e = field_err(&u, ref);
 	CHECK(e < 1e-5, "  matches the reference (rel err %.2e)", e);
 	o.max_norm = 1.0; /* the truth */
-	ffdp_status st = ffdp_op_warp_step(be, tf_vec(&u2), tf_vec(&m), tf_vec(&v), &o, &err);
+	ffdp_status st = ffdp_op_warp_step(be, tu_field_vec(&u2), tu_field_vec(&m), tu_field_vec(&v), &o, &err);
 	int same = st == FFDP_OK;
 	for (int c = 0; c < u.nc; c++)
 		same &= memcmp(u.c[c], u2.c[c], (size_t)u.nv * sizeof(float)) == 0;
 	CHECK(same, "  the exact max_norm hint gives the same field");
 	if (bad_hint) {
 		o.max_norm = 0.5;
-		CHECK(ffdp_op_warp_step(be, tf_vec(&u2), tf_vec(&m), tf_vec(&v), &o, &err) == FFDP_ERR_ARG,
+		CHECK(ffdp_op_warp_step(be, tu_field_vec(&u2), tu_field_vec(&m), tu_field_vec(&v), &o, &err) == FFDP_ERR_ARG,
 		      "  a max_norm hint below the truth is reported: %s", err.msg);
 	}
 	for (int c = 0; c < u.nc; c++)
 		free(ref[c]);
-	tf_free(&u), tf_free(&u2), tf_free(&u3), tf_free(&m), tf_free(&v);
+	tu_field_free(&u), tu_field_free(&u2), tu_field_free(&u3), tu_field_free(&m), tu_field_free(&v);
 }
 
 static void test_ring_memory(ffdp_backend *be, tu_rng *rng)
 {
 	ffdp_error err = {0};
 	int64_t nx = 136, ny = 121, nz = 40; /* planes of >= 16384 voxels: one per block */
-	tfield u = tf_new(nx, ny, nz), m = tf_new(nx, ny, nz), v = tf_new(nx, ny, nz);
+	tfield u = tu_field_new(nx, ny, nz), m = tu_field_new(nx, ny, nz), v = tu_field_new(nx, ny, nz);
 	double mn = make_state(be, rng, &u, &m, &v, 3);
 	ffdp_warp_step_opts o = {{3, 0.9, 0.99, 1e-8}, 0, 1, {0}, FFDP_PAD_ZERO, 0};
 	double hmin = random_C(rng, 3, o.C);
@@ -346,14 +320,14 @@ static void test_ring_memory(ffdp_backend *be, tu_rng *rng)
 	for (int hint = 0; hint <= 1; hint++) {
 		o.max_norm = hint ? mn : 0.0;
 		alloc_count_reset();
-		CHECK_OK(ffdp_op_warp_step(be, tf_vec(&u), tf_vec(&m), tf_vec(&v), &o, &err), &err,
+		CHECK_OK(ffdp_op_warp_step(be, tu_field_vec(&u), tu_field_vec(&m), tu_field_vec(&v), &o, &err), &err,
 			 "warp_step on 136x121x40, max_norm hint %s", hint ? "given" : "absent");
 		size_t extra = alloc_count_peak_extra();
 		CHECK(extra > 0 && extra <= 4 * plane + 4096 && extra < field / 8,
 		      "  ring %zu B = %.1f planes (reach <= 2: at most 4) of the 3-component field (%zu B)", extra,
 		      (double)extra / (double)plane, field);
 	}
-	tf_free(&u), tf_free(&m), tf_free(&v);
+	tu_field_free(&u), tu_field_free(&m), tu_field_free(&v);
 }
 
 int main(void)

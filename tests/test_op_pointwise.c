@@ -66,32 +66,12 @@ static void test_minmax(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny, i
 	free(x);
 }
 
-typedef struct tfield {
-	float *c[3];
-	int64_t n[3], nv;
-	int nc;
-} tfield;
-
 static tfield tf_new(tu_rng *rng, int64_t nx, int64_t ny, int64_t nz)
 {
-	tfield f = {{NULL, NULL, NULL}, {nx, ny, nz}, nx * ny * nz, nz == 1 ? 2 : 3};
-	for (int c = 0; c < f.nc; c++) {
-		f.c[c] = fnew(f.nv);
+	tfield f = tu_field_new(nx, ny, nz);
+	for (int c = 0; c < f.nc; c++)
 		tu_fill_uniform(rng, f.c[c], f.nv, -4.0, 4.0);
-	}
 	return f;
-}
-
-static void tf_free(tfield *f)
-{
-	for (int c = 0; c < 3; c++)
-		free(f->c[c]);
-}
-
-static ffdp_vec tf_vec(const tfield *f)
-{
-	ffdp_vec v = {{f->c[0], f->c[1], f->c[2]}, {f->n[0], f->n[1], f->n[2]}, f->nc};
-	return v;
 }
 
 /* Reference A x per voxel, products summed left to right in double. */
@@ -115,7 +95,7 @@ static void test_vec_linear(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t n
 	const double A[9] = {0.93, -0.21, 0.05, 0.18, 1.07, -0.11, -0.04, 0.09, 0.98};
 	tfield in = tf_new(rng, nx, ny, nz), out = tf_new(rng, nx, ny, nz), ref = tf_new(rng, nx, ny, nz);
 	ref_linear(&in, A, &ref);
-	CHECK_OK(ffdp_op_vec_linear(be, tf_vec(&in), A, tf_vec(&out), &err), &err, "vec_linear %lldx%lldx%lld runs",
+	CHECK_OK(ffdp_op_vec_linear(be, tu_field_vec(&in), A, tu_field_vec(&out), &err), &err, "vec_linear %lldx%lldx%lld runs",
 		 (long long)nx, (long long)ny, (long long)nz);
 	int64_t bad = 0;
 	for (int c = 0; c < in.nc; c++)
@@ -123,13 +103,13 @@ static void test_vec_linear(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t n
 	CHECK(bad == 0, "vec_linear %lldx%lldx%lld (%d components): A x bit for bit", (long long)nx, (long long)ny,
 	      (long long)nz, in.nc);
 	/* in place: out is in itself */
-	CHECK_OK(ffdp_op_vec_linear(be, tf_vec(&in), A, tf_vec(&in), &err), &err, "vec_linear in place runs");
+	CHECK_OK(ffdp_op_vec_linear(be, tu_field_vec(&in), A, tu_field_vec(&in), &err), &err, "vec_linear in place runs");
 	bad = 0;
 	for (int c = 0; c < in.nc; c++)
 		bad += count_diff(in.c[c], ref.c[c], in.nv);
 	CHECK(bad == 0, "vec_linear %lldx%lldx%lld in place equals out of place", (long long)nx, (long long)ny,
 	      (long long)nz);
-	tf_free(&in), tf_free(&out), tf_free(&ref);
+	tu_field_free(&in), tu_field_free(&out), tu_field_free(&ref);
 }
 
 static void test_max_abs_diff(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny, int64_t nz)
@@ -142,15 +122,15 @@ static void test_max_abs_diff(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t
 		for (int64_t i = 0; i < a.nv; i++)
 			ref = fmax(ref, fabs((double)a.c[c][i] - (double)b.c[c][i]));
 	double m = -1;
-	CHECK_OK(ffdp_op_vec_max_abs_diff(be, tf_vec(&a), tf_vec(&b), &m, &err), &err, "max_abs_diff runs");
+	CHECK_OK(ffdp_op_vec_max_abs_diff(be, tu_field_vec(&a), tu_field_vec(&b), &m, &err), &err, "max_abs_diff runs");
 	CHECK(m == ref, "max_abs_diff %lldx%lldx%lld = %.9g (reference %.9g)", (long long)nx, (long long)ny,
 	      (long long)nz, m, ref);
-	CHECK(!ffdp_op_vec_max_abs_diff(be, tf_vec(&a), tf_vec(&a), &m, &err) && m == 0.0,
+	CHECK(!ffdp_op_vec_max_abs_diff(be, tu_field_vec(&a), tu_field_vec(&a), &m, &err) && m == 0.0,
 	      "max_abs_diff of a field with itself is 0");
 	b.c[0][1] = NAN;
-	CHECK(!ffdp_op_vec_max_abs_diff(be, tf_vec(&a), tf_vec(&b), &m, &err) && isinf(m) && m > 0,
+	CHECK(!ffdp_op_vec_max_abs_diff(be, tu_field_vec(&a), tu_field_vec(&b), &m, &err) && isinf(m) && m > 0,
 	      "max_abs_diff with a NaN is +inf");
-	tf_free(&a), tf_free(&b);
+	tu_field_free(&a), tu_field_free(&b);
 }
 
 static void test_args(ffdp_backend *be, tu_rng *rng)
@@ -158,18 +138,18 @@ static void test_args(ffdp_backend *be, tu_rng *rng)
 	ffdp_error err = {0};
 	tfield a = tf_new(rng, 5, 4, 3), b = tf_new(rng, 5, 4, 3), c = tf_new(rng, 5, 4, 2);
 	const double I[9] = {1, 0, 0, 0, 1, 0, 0, 0, 1};
-	ffdp_vec va = tf_vec(&a), vb = tf_vec(&b), swapped = tf_vec(&a);
+	ffdp_vec va = tu_field_vec(&a), vb = tu_field_vec(&b), swapped = tu_field_vec(&a);
 	swapped.c[0] = a.c[1], swapped.c[1] = a.c[0];
 	double m;
 	CHECK(ffdp_op_vec_linear(be, va, I, swapped, &err) == FFDP_ERR_ARG, "vec_linear: a partial alias is refused");
-	CHECK(ffdp_op_vec_linear(be, va, I, tf_vec(&c), &err) == FFDP_ERR_ARG, "vec_linear: sizes must match");
-	CHECK(ffdp_op_vec_max_abs_diff(be, va, tf_vec(&c), &m, &err) == FFDP_ERR_ARG, "max_abs_diff: sizes must match");
+	CHECK(ffdp_op_vec_linear(be, va, I, tu_field_vec(&c), &err) == FFDP_ERR_ARG, "vec_linear: sizes must match");
+	CHECK(ffdp_op_vec_max_abs_diff(be, va, tu_field_vec(&c), &m, &err) == FFDP_ERR_ARG, "max_abs_diff: sizes must match");
 	CHECK(ffdp_op_vec_max_abs_diff(be, va, vb, NULL, &err) == FFDP_ERR_ARG, "max_abs_diff: needs an output");
 	ffdp_img empty = {NULL, {5, 4, 3}};
 	CHECK(ffdp_op_affine_scalar(be, empty, 1, 0, &err) == FFDP_ERR_ARG, "affine_scalar: empty view refused");
 	CHECK(ffdp_op_minmax(be, (ffdp_img){a.c[0], {5, 4, 3}}, NULL, &m, &err) == FFDP_ERR_ARG,
 	      "minmax: needs both outputs");
-	tf_free(&a), tf_free(&b), tf_free(&c);
+	tu_field_free(&a), tu_field_free(&b), tu_field_free(&c);
 }
 
 static void test_buffers(ffdp_backend *be)

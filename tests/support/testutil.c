@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -153,4 +154,26 @@ double tu_mean_dice(const ffdp_volume *a, const ffdp_volume *b)
 	double d = e.mean_dice;
 	ffdp_label_eval_free(&e);
 	return d;
+}
+
+tfield tu_field_new(int64_t nx, int64_t ny, int64_t nz)
+{
+	tfield f = {{NULL, NULL, NULL}, {nx, ny, nz}, nx * ny * nz, nz == 1 ? 2 : 3};
+	for (int c = 0; c < f.nc; c++)
+		f.c[c] = calloc((size_t)f.nv, sizeof(float));
+	return f;
+}
+
+void tu_field_free(tfield *f)
+{
+	for (int c = 0; c < 3; c++) {
+		free(f->c[c]);
+		f->c[c] = NULL;
+	}
+}
+
+ffdp_vec tu_field_vec(const tfield *f)
+{
+	ffdp_vec v = {{f->c[0], f->c[1], f->c[2]}, {f->n[0], f->n[1], f->n[2]}, f->nc};
+	return v;
 }

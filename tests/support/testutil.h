@@ -35,6 +35,17 @@ void tu_fill_smooth(tu_rng *r, float *x, const int64_t n[3], double noise);
 double tu_rel_err(const float *a, const double *b, int64_t n, double floor);
 double tu_max_abs(const double *b, int64_t n);
 
+/* A host vector field for op tests: zero-filled planes, ncomp from nz. */
+typedef struct tfield {
+	float *c[3];
+	int64_t n[3], nv;
+	int nc;
+} tfield;
+
+tfield tu_field_new(int64_t nx, int64_t ny, int64_t nz);
+void tu_field_free(tfield *f);
+ffdp_vec tu_field_vec(const tfield *f);
+
 /* Mean Dice over the labels present in both maps (-1 on error). */
 double tu_mean_dice(const ffdp_volume *a, const ffdp_volume *b);
 
