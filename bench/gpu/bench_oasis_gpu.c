@@ -4,7 +4,9 @@
  * the registration time.
  *
  * usage: bench_oasis_gpu [--data DIR] [--cpu] [--preset syn|greedy]
- *                        [--lr X] [--sigma-grad X] [--sigma-warp X] SUBJECT...
+ *                        [--lr X] [--sigma-grad X] [--sigma-warp X] [--k K]
+ *                        [--iters A,B,C] SUBJECT...
+ * The options change the deformable stage of the preset.
  * DIR holds oasis_trt20/ (default ../shared/data, else .devicedata). */
 #include <math.h>
 #include <stdio.h>
@@ -28,6 +30,7 @@ int main(int argc, char **argv)
 	if (stat(dir, &st) != 0)
 		dir = ".devicedata";
 	double lr = -1, sg = -1, sw = -1;
+	int kwin = 0, iters[8], ni = 0;
 	ffdp_backend_kind kind = FFDP_BACKEND_CUDA;
 	int subjects[16], ns = 0;
 	for (int i = 1; i < argc; i++) {
@@ -43,7 +46,12 @@ int main(int argc, char **argv)
 			sg = atof(argv[++i]);
 		else if (!strcmp(argv[i], "--sigma-warp") && i + 1 < argc)
 			sw = atof(argv[++i]);
-		else if (ns < 16 && atoi(argv[i]) > 1)
+		else if (!strcmp(argv[i], "--k") && i + 1 < argc)
+			kwin = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--iters") && i + 1 < argc) {
+			for (char *t = strtok(argv[++i], ","); t && ni < 8; t = strtok(NULL, ","))
+				iters[ni++] = atoi(t);
+		} else if (ns < 16 && atoi(argv[i]) > 1)
 			subjects[ns++] = atoi(argv[i]);
 		else {
 			fprintf(stderr, "bench_oasis_gpu: bad argument %s\n", argv[i]);
@@ -71,10 +79,17 @@ int main(int argc, char **argv)
 		d->sigma_grad = sg;
 	if (sw >= 0)
 		d->sigma_warp = sw;
+	if (kwin > 0)
+		d->metric.lncc_k = kwin;
+	for (int l = 0; l < ni && l < d->nlevels; l++)
+		d->iters[l] = iters[l];
 	o.backend = kind;
 	o.want_inverse = 0;
-	printf("%s lr %.3g sigma_grad %.3g sigma_warp %.3g on %s\n", preset, d->lr, d->sigma_grad, d->sigma_warp,
-	       kind == FFDP_BACKEND_CUDA ? "cuda" : "cpu");
+	printf("%s lr %.3g sigma_grad %.3g sigma_warp %.3g k %d iters", preset, d->lr, d->sigma_grad, d->sigma_warp,
+	       d->metric.lncc_k);
+	for (int l = 0; l < d->nlevels; l++)
+		printf("%s%d", l ? "," : " ", d->iters[l]);
+	printf(" on %s\n", kind == FFDP_BACKEND_CUDA ? "cuda" : "cpu");
 	double sum_d = 0, sum_f = 0, sum_t = 0;
 	int n = 0;
 	for (int k = 0; k < ns; k++) {

@@ -139,6 +139,30 @@ typedef struct ffdp_compose_args {
 
 ffdp_status ffdp_op_compose(ffdp_backend *be, const ffdp_compose_args *a, ffdp_error *err);
 
+/* ---- field inverse ---------------------------------------------------------
+ * One safeguarded Newton step towards v with (Id + v) = (Id + w)^-1, both
+ * displacements in mm.  Per voxel j of v's box, i = lo + j:
+ *     p = i + C v(j),  r = v(j) + w(p),  J = I + (dw/dp)(p) C,
+ *     delta = J^-1 r, shortened to at most one voxel (|C delta|_inf <= 1),
+ *     out(j) = v(j) - delta,
+ * w trilinear with border padding on its box at w_lo, dw/dp the exact
+ * derivative of that interpolant; where det J <= 1e-6 (w folded or nearly
+ * singular there) delta = r, the plain fixed-point step.  *resid = max over
+ * voxels and components of |r| (mm): the residual of v itself.  The plain
+ * fixed point v <- -w(i + C v) converges only where |dw/dz| < 1; strong
+ * local expansion (common in SyN's halves) makes it oscillate, Newton does
+ * not.  out may not alias v or w.  C = the grid's phys->index linear part. */
+typedef struct ffdp_invert_args {
+	ffdp_vec w;
+	int64_t w_lo[3];
+	ffdp_vec v;
+	int64_t lo[3];
+	double C[9];
+	ffdp_vec out;
+} ffdp_invert_args;
+
+ffdp_status ffdp_op_invert_step(ffdp_backend *be, const ffdp_invert_args *a, double *resid, ffdp_error *err);
+
 /* Jacobian determinant of x -> A x + u(x):  out = det(A + (du/di) G),
  * G = fixed phys->index linear part, du/di by central differences
  * (one-sided at the box faces). */

@@ -18,6 +18,7 @@ typedef struct ffdp_ops_table {
 	ffdp_status (*sample)(ffdp_backend *be, const ffdp_sample_args *a, ffdp_error *err);
 	ffdp_status (*sample_grad)(ffdp_backend *be, const ffdp_sample_grad_args *a, ffdp_error *err);
 	ffdp_status (*compose)(ffdp_backend *be, const ffdp_compose_args *a, ffdp_error *err);
+	ffdp_status (*invert_step)(ffdp_backend *be, const ffdp_invert_args *a, double *resid, ffdp_error *err);
 	ffdp_status (*jacobian_det)(ffdp_backend *be, const ffdp_vec *u, const double A[9],
 				    const double G[9], ffdp_img out, ffdp_error *err);
 	ffdp_status (*moments)(ffdp_backend *be, ffdp_img x, double out[10], ffdp_error *err);

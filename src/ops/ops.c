@@ -146,6 +146,20 @@ ffdp_status ffdp_op_compose(ffdp_backend *be, const ffdp_compose_args *a, ffdp_e
 	return be->ops->compose(be, a, err);
 }
 
+ffdp_status ffdp_op_invert_step(ffdp_backend *be, const ffdp_invert_args *a, double *resid, ffdp_error *err)
+{
+	ffdp_status s;
+	if ((s = check_vec(&a->w, "invert w", err)) || (s = check_vec(&a->v, "invert v", err)) ||
+	    (s = check_vec(&a->out, "invert out", err)))
+		return s;
+	if (!same_dims(a->v.n, a->out.n) || a->w.ncomp != a->v.ncomp || a->v.ncomp != a->out.ncomp)
+		return ffdp_fail(err, FFDP_ERR_ARG, "invert: v and out differ");
+	for (int c = 0; c < a->out.ncomp; c++)
+		if (a->out.c[c] == a->v.c[c] || a->out.c[c] == a->w.c[c])
+			return ffdp_fail(err, FFDP_ERR_ARG, "invert: out may not alias v or w");
+	return be->ops->invert_step(be, a, resid, err);
+}
+
 ffdp_status ffdp_op_jacobian_det(ffdp_backend *be, const ffdp_vec *u, const double A[9], const double G[9],
 				 ffdp_img out, ffdp_error *err)
 {

@@ -1,37 +1,16 @@
-/* Inverse of a displacement field by fixed-point iteration:
- * (Id + w_inv) = (Id + w)^-1  <=>  w_inv(z) = -w(z + w_inv(z)).
- * The map v -> -w(z + v) contracts when |grad w| < 1 (a diffeomorphic,
- * smoothed warp), so the error shrinks geometrically from w_inv = -w.
- * All on the backend: per iteration a sample, a negation and a max-abs
- * reduction whose one scalar decides convergence. */
+/* Inverse of a displacement field: (Id + w_inv) = (Id + w)^-1, i.e. the
+ * root of r(z) = w_inv(z) + w(z + w_inv(z)).  Safeguarded Newton steps
+ * (ffdp_op_invert_step) from w_inv = -w: the plain fixed point
+ * w_inv <- -w(z + w_inv) contracts only where |grad w| < 1, and SyN's
+ * halves expand locally by more than that, where it oscillates by
+ * millimetres and leaves folds in the composed warp.  All on the backend:
+ * one op per iteration, whose one scalar (max |r|) decides convergence. */
+#include <math.h>
 #include <string.h>
 
 #include "reg_internal.h"
 
 static const double neg_id[9] = {-1, 0, 0, 0, -1, 0, 0, 0, -1};
-
-/* next = -w(z + cur(z)), component by component: identity index map,
- * B = phys->index. */
-static ffdp_status invert_step(ffdp_backend *be, const ffdp_field *w, const ffdp_field *cur, ffdp_field *next,
-			       ffdp_error *err)
-{
-	const ffdp_grid *g = &w->grid;
-	ffdp_mat4 p2i = ffdp_grid_phys_to_index(g);
-	ffdp_vec cv = reg_vec(cur);
-	ffdp_sample_args a;
-	memset(&a, 0, sizeof(a));
-	a.W[0] = a.W[5] = a.W[10] = 1.0;
-	reg_linear3(&p2i, a.B);
-	a.u = &cv;
-	a.pad = FFDP_PAD_BORDER;
-	ffdp_status s = FFDP_OK;
-	for (int c = 0; c < w->ncomp && !s; c++) {
-		a.moving = (ffdp_img){w->c[c], {g->n[0], g->n[1], g->n[2]}};
-		a.out = (ffdp_img){next->c[c], {g->n[0], g->n[1], g->n[2]}};
-		s = ffdp_op_sample(be, &a, err);
-	}
-	return s ? s : ffdp_op_vec_linear(be, reg_vec(next), neg_id, reg_vec(next), err);
-}
 
 ffdp_status reg_invert_field(ffdp_backend *be, const ffdp_field *w, ffdp_field *w_inv, int iters, ffdp_error *err)
 {
@@ -42,16 +21,26 @@ ffdp_status reg_invert_field(ffdp_backend *be, const ffdp_field *w, ffdp_field *
 		s = reg_field_alloc(be, g, &tmp, err);
 	if (!s)
 		s = ffdp_op_vec_linear(be, reg_vec(w), neg_id, reg_vec(w_inv), err);
-	for (int it = 0; it < iters && !s; it++) {
-		double change = 0;
-		if ((s = invert_step(be, w, w_inv, &tmp, err)) ||
-		    (s = ffdp_op_vec_max_abs_diff(be, reg_vec(w_inv), reg_vec(&tmp), &change, err)))
-			break;
+	ffdp_invert_args a;
+	memset(&a, 0, sizeof(a));
+	ffdp_mat4 p2i = ffdp_grid_phys_to_index(g);
+	reg_linear3(&p2i, a.C);
+	a.w = reg_vec(w);
+	const double tol = 1e-4 * g->spacing[0]; /* well below a voxel */
+	double resid = INFINITY;
+	int it;
+	for (it = 0; it < iters && !s; it++) {
+		a.v = reg_vec(w_inv), a.out = reg_vec(&tmp);
+		if ((s = ffdp_op_invert_step(be, &a, &resid, err)) || resid < tol)
+			break; /* w_inv already met the tolerance: keep it */
 		ffdp_field t = *w_inv; /* the new iterate becomes w_inv: swap planes */
 		*w_inv = tmp, tmp = t;
-		if (change < 1e-4 * g->spacing[0])
-			break; /* converged to well below a voxel */
 	}
+	if (!s && !(resid < tol))
+		ffdp_log_warn("field inverse: residual %.3g mm after %d iterations (the warp folds or is nearly "
+			      "singular somewhere)", resid, iters);
+	else if (!s)
+		ffdp_log_debug("field inverse: residual %.3g mm after %d iterations", resid, it);
 	reg_field_free(be, &tmp);
 	if (s)
 		reg_field_free(be, w_inv);

@@ -381,6 +381,32 @@ static void test_compose(env *e)
 		}
 }
 
+/* Field inverse step: values and the residual, a shard of w with a halo. */
+static void test_invert(env *e)
+{
+	const int64_t vn[][3] = {{37, 29, 23}, {61, 47, 1}}, wn[][3] = {{37, 29, 27}, {61, 47, 1}};
+	const int64_t wlo[][3] = {{0, 0, -2}, {0, 0, 0}};
+	for (int i = 0; i < 2; i++) {
+		pvec w = pv_new(e, wn[i], -2, 2), v = pv_new(e, vn[i], -2, 2), out = pv_new(e, vn[i], 0, 0);
+		ffdp_invert_args a;
+		memset(&a, 0, sizeof(a));
+		rand_B(e, a.C);
+		for (int k = 0; k < 3; k++)
+			a.w_lo[k] = wlo[i][k];
+		ffdp_invert_args c = a, g = a;
+		c.w = w.h, c.v = v.h, c.out = out.h;
+		g.w = w.d, g.v = v.d, g.out = out.d;
+		double rc = -1, rg = -2;
+		CHECK_OK(ffdp_op_invert_step(e->cpu, &c, &rc, &e->err), &e->err, "invert %lldx%lldx%lld: CPU",
+			 (long long)vn[i][0], (long long)vn[i][1], (long long)vn[i][2]);
+		CHECK_OK(ffdp_op_invert_step(e->gpu, &g, &rg, &e->err), &e->err, "invert: CUDA");
+		double r = pv_rel(e, &out);
+		CHECK(r < TOL_VAL, "  out agrees (rel %.2e)", r);
+		CHECK(fabs(rc - rg) <= TOL_VAL * rc, "  residual agrees (%.6f, %.6f)", rc, rg);
+		pv_free(e, &w), pv_free(e, &v), pv_free(e, &out);
+	}
+}
+
 static void test_jacobian(env *e)
 {
 	const int64_t ns[][3] = {{37, 29, 23}, {53, 41, 1}, {2, 31, 5}};
@@ -719,6 +745,7 @@ int main(int argc, char **argv)
 		return check_done();
 	test_sampler(&e);
 	test_compose(&e);
+	test_invert(&e);
 	test_jacobian(&e);
 	test_moments(&e);
 	test_losses(&e);

@@ -63,15 +63,22 @@ static void compare(const char *preset, const phantom *ph)
 {
 	ffdp_error err = {0};
 	ffdp_reg_opts o;
-	ffdp_reg_result rc, rg;
-	memset(&rc, 0, sizeof(rc)), memset(&rg, 0, sizeof(rg));
+	ffdp_reg_result rc, rg, rg2;
+	memset(&rc, 0, sizeof(rc)), memset(&rg, 0, sizeof(rg)), memset(&rg2, 0, sizeof(rg2));
 	CHECK_OK(ffdp_reg_preset(preset, &o, &err), &err, "%s: preset", preset);
 	o.backend = FFDP_BACKEND_CPU;
 	CHECK_OK(ffdp_register(&ph->F, &ph->M, &o, &rc, &err), &err, "%s: CPU registration runs", preset);
 	o.backend = FFDP_BACKEND_CUDA;
 	CHECK_OK(ffdp_register(&ph->F, &ph->M, &o, &rg, &err), &err, "%s: CUDA registration runs", preset);
-	if (!rc.has_warp || !rg.has_warp)
+	CHECK_OK(ffdp_register(&ph->F, &ph->M, &o, &rg2, &err), &err, "%s: CUDA registration runs again", preset);
+	if (!rc.has_warp || !rg.has_warp || !rg2.has_warp)
 		goto out;
+	/* no floating-point atomics in any reduction: a run repeats bit for bit */
+	size_t ub = (size_t)ffdp_grid_voxels(&rg.u.grid) * sizeof(float);
+	int same = !memcmp(rg.T.m, rg2.T.m, sizeof(rg.T.m)) && rg.u.ncomp == rg2.u.ncomp;
+	for (int c = 0; same && c < rg.u.ncomp; c++)
+		same = !memcmp(rg.u.c[c], rg2.u.c[c], ub) && (!rg.has_inverse || !memcmp(rg.u_inv.c[c], rg2.u_inv.c[c], ub));
+	CHECK(same, "%s: two CUDA runs give the same T, warp and inverse, bit for bit", preset);
 	printf("     %s: wall time CPU %.2f s, CUDA %.2f s\n", preset, rc.seconds, rg.seconds);
 	for (int k = 0; k < rc.nstages && k < rg.nstages; k++)
 		printf("     %s: stage %-7s CPU %.3f s (loss %.6f), CUDA %.3f s (loss %.6f)\n", preset,
@@ -112,6 +119,7 @@ static void compare(const char *preset, const phantom *ph)
 out:
 	ffdp_reg_result_free(&rc);
 	ffdp_reg_result_free(&rg);
+	ffdp_reg_result_free(&rg2);
 }
 
 int main(void)

@@ -54,6 +54,7 @@ static const ffdp_ops_table cpu_table = {
 	.sample = ffdp_cpu_sample,
 	.sample_grad = ffdp_cpu_sample_grad,
 	.compose = ffdp_cpu_compose,
+	.invert_step = ffdp_cpu_invert_step,
 	.jacobian_det = ffdp_cpu_jacobian_det,
 	.moments = ffdp_cpu_moments,
 	.mse = ffdp_cpu_mse,

@@ -15,6 +15,7 @@ int ffdp_cpu_use_avx2(void);
 ffdp_status ffdp_cpu_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_error *err);
 ffdp_status ffdp_cpu_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *a, ffdp_error *err);
 ffdp_status ffdp_cpu_compose(ffdp_backend *be, const ffdp_compose_args *a, ffdp_error *err);
+ffdp_status ffdp_cpu_invert_step(ffdp_backend *be, const ffdp_invert_args *a, double *resid, ffdp_error *err);
 ffdp_status ffdp_cpu_jacobian_det(ffdp_backend *be, const ffdp_vec *u, const double A[9], const double G[9],
 				  ffdp_img out, ffdp_error *err);
 ffdp_status ffdp_cpu_moments(ffdp_backend *be, ffdp_img x, double out[10], ffdp_error *err);

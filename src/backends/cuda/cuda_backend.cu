@@ -79,6 +79,7 @@ static ffdp_ops_table make_table(void)
 	t.sample = ffdp_cuda_sample;
 	t.sample_grad = ffdp_cuda_sample_grad;
 	t.compose = ffdp_cuda_compose;
+	t.invert_step = ffdp_cuda_invert_step;
 	t.jacobian_det = ffdp_cuda_jacobian_det;
 	t.moments = ffdp_cuda_moments;
 	t.mse = ffdp_cuda_mse;

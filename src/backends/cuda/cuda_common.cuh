@@ -168,9 +168,19 @@ __device__ __forceinline__ int cu_nwarps(void)
 	return (blockDim.x * blockDim.y * blockDim.z + 31) >> 5;
 }
 
-/* dst[k] += sum over the block of v[k]: warp shuffles, one shared slot per
- * warp, then one atomicAdd per entry. */
-template <int K> __device__ void cu_block_sum_add(double (&v)[K], double *dst)
+/* Deterministic sums.  A launch's grid is fixed by its shape, so each
+ * block reduces its share in a fixed order (shuffle tree, then the warps in
+ * order) and stores one partial per entry; cu_sums_fetch adds the partials
+ * in block order.  No floating-point atomics: the same bits on every run,
+ * which keeps whole registrations reproducible (Adam turns last-bit
+ * differences into visible ones over hundreds of iterations). */
+__device__ __forceinline__ int64_t cu_block_id(void)
+{
+	return ((int64_t)blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+}
+
+/* slots[k * blocks + block] = sum over the block of v[k]. */
+template <int K> __device__ void cu_block_sum_store(double (&v)[K], double *slots)
 {
 	__shared__ double part[K][32];
 	const int tid = cu_tid(), lane = tid & 31, warp = tid >> 5;
@@ -187,8 +197,70 @@ template <int K> __device__ void cu_block_sum_add(double (&v)[K], double *dst)
 		double s = 0.0;
 		for (int w = 0; w < cu_nwarps(); w++)
 			s += part[tid][w];
-		atomicAdd(dst + tid, s);
+		slots[(int64_t)tid * gridDim.x * gridDim.y * gridDim.z + cu_block_id()] = s;
 	}
+}
+
+enum { CU_RED_T = 256 }; /* threads of cu_sum_rows (a power of two) */
+
+/* Sum of v over a 1-D block, returned to every thread; red: blockDim.x
+ * doubles of shared memory, blockDim.x a power of two.  Fixed tree. */
+static __device__ double cu_tree_sum(double v, double *red)
+{
+	const int t = threadIdx.x;
+	red[t] = v;
+	__syncthreads();
+	for (int s = blockDim.x >> 1; s > 0; s >>= 1) {
+		if (t < s)
+			red[t] += red[t + s];
+		__syncthreads();
+	}
+	v = red[0];
+	__syncthreads(); /* red may be reused at once */
+	return v;
+}
+
+/* out[b] = sum of row b of x (rows of n), one block per row, fixed order. */
+static __global__ void __launch_bounds__(CU_RED_T) cu_sum_rows(const double *x, int64_t n, double *out)
+{
+	__shared__ double red[CU_RED_T];
+	const double *row = x + (int64_t)blockIdx.x * n;
+	double s = 0.0;
+	for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+		s += row[i];
+	s = cu_tree_sum(s, red);
+	if (threadIdx.x == 0)
+		out[blockIdx.x] = s;
+}
+
+/* Host side: slots for K entries of a launch with `grid`, then the sums. */
+typedef struct cu_sums {
+	double *slots; /* K rows of one partial per block, then the K sums */
+	int64_t nb;
+	int k;
+} cu_sums;
+
+static inline double *cu_sums_alloc(cu_sums *s, int k, dim3 grid, ffdp_error *err, const char *what)
+{
+	s->nb = (int64_t)grid.x * grid.y * grid.z;
+	s->k = k;
+	s->slots = (double *)cu_scratch((size_t)(s->nb * k + k) * sizeof(double), 0, err, what);
+	return s->slots;
+}
+
+/* The K sums to the host (waits for the kernel that stored them). */
+static inline ffdp_status cu_sums_fetch(const cu_sums *s, double *host, ffdp_error *err, const char *what)
+{
+	double *out = s->slots + s->nb * s->k;
+	cu_sum_rows<<<(unsigned)s->k, CU_RED_T>>>(s->slots, s->nb, out);
+	ffdp_status st = cu_launched(err, what);
+	return st ? st : cu_fetch(host, out, (size_t)s->k * sizeof(double), err, what);
+}
+
+static inline void cu_sums_free(cu_sums *s)
+{
+	cu_scratch_free(s->slots);
+	s->slots = NULL;
 }
 
 /* *dst = max(*dst, block max of v) for v >= 0 (+inf allowed, no NaN):

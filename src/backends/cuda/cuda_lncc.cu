@@ -325,7 +325,7 @@ template <int NQ, bool EXACT> static __global__ void __launch_bounds__(LN_T, 1) 
 		ln_grad<NQ>(k, ynew, yold, acc, x0, y0, pc - r, pc - r >= z0 && pc - r < z1, cf, cm);
 		/* the next write to yold's slot follows at least one barrier */
 	}
-	lsum = lm_block_sum(lsum, red);
+	lsum = cu_tree_sum(lsum, red);
 	if (threadIdx.x == 0)
 		k.part[blockIdx.x] = lsum;
 }
@@ -446,7 +446,7 @@ ffdp_status ffdp_cuda_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp
 	kern<<<(unsigned)nb, nthr, smem>>>(k);
 	s = cu_launched(err, "lncc kernel");
 	if (!s) {
-		lm_sum_partials<<<1, LM_RED_T, 0>>>(k.part, nb, k.part + nb);
+		cu_sum_rows<<<1, CU_RED_T>>>(k.part, nb, k.part + nb);
 		s = cu_launched(err, "lncc sum");
 	}
 	if (!s)

@@ -1,14 +1,7 @@
-/* Private helpers of cuda_lncc.cu and cuda_mi.cu.
- *
- * Kept apart from cuda_common.cuh (written in parallel) so the two can be
- * unified later: every name here starts with lm_ and every kernel is static,
- * so nothing clashes at link time.  What is here: status codes from CUDA
- * errors, stream-ordered scratch, and deterministic reductions.
- *
- * Deterministic: a sum is split into per-block partials by a fixed grid
- * (same split on every run of a given device), each block sums its share in
- * a fixed order and a shared-memory tree, and one block adds the partials
- * in a fixed order.  No floating-point atomics anywhere.
+/* Private helpers of cuda_lncc.cu and cuda_mi.cu: device attributes and a
+ * whole-volume sum or max |x| (the mask's sum and maximum).  Sums use the
+ * deterministic reductions of cuda_common.cuh (per-block partials of a
+ * fixed grid, added in block order): no floating-point atomics.
  *
  * Every op runs on the legacy default stream (0), ordered with the
  * synchronous copies of ffdp_buf_upload/download.
@@ -23,7 +16,6 @@
 
 #include "cuda_common.cuh"
 
-enum { LM_RED_T = 256 }; /* threads of the reduction kernels (a power of two) */
 
 static inline int lm_device_attr(cudaDeviceAttr attr, int fallback)
 {
@@ -44,25 +36,7 @@ static inline int lm_smem_optin(void)
 	return lm_device_attr(cudaDevAttrMaxSharedMemoryPerBlockOptin, 48 << 10);
 }
 
-/* Sum of v over the block, returned to every thread.  red: blockDim.x
- * doubles of shared memory; blockDim.x a power of two.  Fixed tree: the
- * same bits on every run. */
-static __device__ double lm_block_sum(double v, double *red)
-{
-	const int t = threadIdx.x;
-	red[t] = v;
-	__syncthreads();
-	for (int s = blockDim.x >> 1; s > 0; s >>= 1) {
-		if (t < s)
-			red[t] += red[t + s];
-		__syncthreads();
-	}
-	v = red[0];
-	__syncthreads(); /* red may be reused at once */
-	return v;
-}
-
-/* Max of v over the block (order-free), as lm_block_sum. */
+/* Max of v over the block (order-free), as cu_tree_sum. */
 static __device__ double lm_block_max(double v, double *red)
 {
 	const int t = threadIdx.x;
@@ -80,29 +54,17 @@ static __device__ double lm_block_max(double v, double *red)
 
 /* out[blockIdx.x] = sum (or max |x| when amax; NaN counts as +inf) over a
  * grid-stride share. */
-static __global__ void __launch_bounds__(LM_RED_T) lm_reduce_f32(const float *x, int64_t n, int amax, double *out)
+static __global__ void __launch_bounds__(CU_RED_T) lm_reduce_f32(const float *x, int64_t n, int amax, double *out)
 {
-	__shared__ double red[LM_RED_T];
+	__shared__ double red[CU_RED_T];
 	double s = 0.0;
 	for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
 		const double a = fabs((double)x[i]);
 		s = amax ? fmax(s, a <= 1e308 ? a : INFINITY) : s + (double)x[i];
 	}
-	s = amax ? lm_block_max(s, red) : lm_block_sum(s, red);
+	s = amax ? lm_block_max(s, red) : cu_tree_sum(s, red);
 	if (threadIdx.x == 0)
 		out[blockIdx.x] = s;
-}
-
-/* *out = sum of n partials, one block, fixed order. */
-static __global__ void __launch_bounds__(LM_RED_T) lm_sum_partials(const double *x, int64_t n, double *out)
-{
-	__shared__ double red[LM_RED_T];
-	double s = 0.0;
-	for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
-		s += x[i];
-	s = lm_block_sum(s, red);
-	if (threadIdx.x == 0)
-		*out = s;
 }
 
 /* Sum (amax = 0) or max |x| (amax = 1, NaN -> +inf) of a float volume,
@@ -110,16 +72,16 @@ static __global__ void __launch_bounds__(LM_RED_T) lm_sum_partials(const double 
 static inline ffdp_status lm_reduce_volume(const float *x, int64_t n, int amax, double *res, ffdp_error *err,
 					   const char *what)
 {
-	int64_t nb = (n + LM_RED_T - 1) / LM_RED_T, cap = (int64_t)lm_sm_count() * 8;
+	int64_t nb = (n + CU_RED_T - 1) / CU_RED_T, cap = (int64_t)lm_sm_count() * 8;
 	nb = nb < cap ? nb : cap;
 	nb = nb > 0 ? nb : 1;
 	double *part = (double *)cu_scratch((size_t)(nb + 1) * sizeof(double), 1, err, what);
 	if (!part)
 		return FFDP_ERR_NOMEM;
-	lm_reduce_f32<<<(unsigned)nb, LM_RED_T, 0>>>(x, n, amax, part);
+	lm_reduce_f32<<<(unsigned)nb, CU_RED_T, 0>>>(x, n, amax, part);
 	ffdp_status s = cu_launched(err, what);
 	if (!s && !amax) {
-		lm_sum_partials<<<1, LM_RED_T, 0>>>(part, nb, part + nb);
+		cu_sum_rows<<<1, CU_RED_T>>>(part, nb, part + nb);
 		s = cu_launched(err, what);
 	}
 	double *h = (double *)malloc((size_t)nb * sizeof(double));

@@ -3,7 +3,7 @@
  *
  * A capped grid of 32 x 8 blocks walks the volume (64-bit coordinates, no
  * divisions); each thread keeps its 10 sums in registers, each block
- * reduces them and adds one double per sum into an 80-byte scratch.
+ * reduces them and stores one partial per sum (cu_sums: fixed order).
  * IO floor: one read of x, 4 B/voxel.
  */
 #include "cuda_common.cuh"
@@ -25,20 +25,20 @@ __global__ void moments_kernel(const float *p, int64_t nx, int64_t ny, int64_t n
 		s[4] += wx * fx, s[5] += wx * fy, s[6] += wx * fz;
 		s[7] += wy * fy, s[8] += wy * fz, s[9] += wz * fz;
 	}
-	cu_block_sum_add<10>(s, out);
+	cu_block_sum_store<10>(s, out);
 }
 
 ffdp_status ffdp_cuda_moments(ffdp_backend *be, ffdp_img x, double out[10], ffdp_error *err)
 {
 	(void)be;
-	double *d = (double *)cu_scratch(10 * sizeof(double), 1, err, "moments");
-	if (!d)
-		return FFDP_ERR_NOMEM;
 	const cu_shape sh = cu_voxel_shape(x.n[0], x.n[1], x.n[2], cu_reduce_blocks());
-	moments_kernel<<<sh.grid, sh.block>>>(x.p, x.n[0], x.n[1], x.n[2], d);
+	cu_sums d;
+	if (!cu_sums_alloc(&d, 10, sh.grid, err, "moments"))
+		return FFDP_ERR_NOMEM;
+	moments_kernel<<<sh.grid, sh.block>>>(x.p, x.n[0], x.n[1], x.n[2], d.slots);
 	ffdp_status s = cu_launched(err, "moments");
 	if (!s)
-		s = cu_fetch(out, d, 10 * sizeof(double), err, "moments");
-	cu_scratch_free(d);
+		s = cu_sums_fetch(&d, out, err, "moments");
+	cu_sums_free(&d);
 	return s;
 }

@@ -15,8 +15,10 @@
  *   backward to M      gout 4 + 8 float atomics into gM
  *
  * gW: each thread accumulates its 12 products in double registers over a
- * grid-stride loop, the block reduces them (cu_block_sum_add) and adds one
- * double per entry into a 96-byte scratch, added to the caller's gW.
+ * grid-stride loop, the block reduces them and stores one partial per entry
+ * (cu_sums: added in block order, the same bits on every run); the sums are
+ * added to the caller's gW.  gM alone uses float atomics (its order varies
+ * between runs); registration never asks for it.
  */
 #include "cuda_common.cuh"
 
@@ -253,7 +255,7 @@ template <bool GW> __global__ void __launch_bounds__(CU_THREADS, GW ? 2 : 3) sam
 			samp_scatter(k, t, go, g.gM);
 	}
 	if (GW)
-		cu_block_sum_add<12>(aw, g.gW);
+		cu_block_sum_store<12>(aw, g.gW);
 }
 
 ffdp_status ffdp_cuda_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *a, ffdp_error *err)
@@ -273,10 +275,11 @@ ffdp_status ffdp_cuda_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args 
 	if (a->gu)
 		for (int c = 0; c < a->gu->ncomp; c++)
 			g.gu[c] = a->gu->c[c];
-	if (a->gW && !(g.gW = (double *)cu_scratch(12 * sizeof(double), 1, err, "sample_grad")))
-		return FFDP_ERR_NOMEM;
-	/* a capped grid when reducing gW: one atomic per block and entry */
+	/* a capped grid when reducing gW: one stored partial per block and entry */
 	const cu_shape sh = cu_voxel_shape(k.n[0], k.n[1], k.n[2], a->gW ? cu_reduce_blocks() : 0);
+	cu_sums gw = {NULL, 0, 0};
+	if (a->gW && !(g.gW = cu_sums_alloc(&gw, 12, sh.grid, err, "sample_grad")))
+		return FFDP_ERR_NOMEM;
 	if (a->gW)
 		sample_grad_kernel<true><<<sh.grid, sh.block>>>(k, g);
 	else
@@ -284,10 +287,10 @@ ffdp_status ffdp_cuda_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args 
 	s = cu_launched(err, "sample_grad");
 	if (!s && a->gW) {
 		double h[12];
-		s = cu_fetch(h, g.gW, sizeof(h), err, "sample_grad gW");
+		s = cu_sums_fetch(&gw, h, err, "sample_grad gW");
 		for (int e = 0; e < 12 && !s; e++)
 			a->gW[e] += h[e];
 	}
-	cu_scratch_free(g.gW);
+	cu_sums_free(&gw);
 	return s;
 }
