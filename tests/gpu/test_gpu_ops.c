@@ -12,6 +12,7 @@
 
 #include "check.h"
 #include "ffdp/ffdp.h"
+#include "gpu_pair.h"
 #include "testutil.h"
 
 #define TOL_VAL 1e-5
@@ -21,114 +22,7 @@
  * precision: allowed on at most this many voxels of a volume. */
 #define MAX_TIES 2
 
-typedef struct env {
-	ffdp_backend *cpu, *gpu;
-	tu_rng rng;
-	ffdp_error err;
-} env;
-
-/* ---- host / device arrays ------------------------------------------------------ */
-
-static float *h_new(int64_t n)
-{
-	float *p = calloc((size_t)n, sizeof(float));
-	if (!p) {
-		fprintf(stderr, "out of host memory (%lld floats)\n", (long long)n);
-		exit(2);
-	}
-	return p;
-}
-
-static float *d_dup(env *e, const float *x, int64_t n)
-{
-	float *p = ffdp_buf_alloc(e->gpu, (size_t)n * sizeof(float), &e->err);
-	if (!p || ffdp_buf_upload(e->gpu, p, x, (size_t)n * sizeof(float), &e->err)) {
-		fprintf(stderr, "GPU buffer: %s\n", e->err.msg);
-		exit(2);
-	}
-	return p;
-}
-
-/* A host copy of a device array (caller frees). */
-static float *d_get(env *e, const float *d, int64_t n)
-{
-	float *p = h_new(n);
-	if (ffdp_buf_download(e->gpu, p, d, (size_t)n * sizeof(float), &e->err)) {
-		fprintf(stderr, "GPU download: %s\n", e->err.msg);
-		exit(2);
-	}
-	return p;
-}
-
-/* max |a - b| / max |b|; a reference that is all zeros (or NaN) fails:
- * the comparison would prove nothing. */
-static double rel(const float *a, const float *b, int64_t n)
-{
-	double d = 0, m = 0;
-	for (int64_t i = 0; i < n; i++) {
-		d = fmax(d, fabs((double)a[i] - (double)b[i]));
-		m = fmax(m, fabs((double)b[i]));
-	}
-	return isnan(d) || !(m > 0) ? INFINITY : d / m;
-}
-
-/* rel() of a device array against a host one. */
-static double rel_dev(env *e, const float *d, const float *h, int64_t n)
-{
-	float *g = d_get(e, d, n);
-	double r = rel(g, h, n);
-	free(g);
-	return r;
-}
-
-static int64_t mismatches(env *e, const float *d, const float *h, int64_t n)
-{
-	float *g = d_get(e, d, n);
-	int64_t k = 0;
-	for (int64_t i = 0; i < n; i++)
-		k += g[i] != h[i];
-	free(g);
-	return k;
-}
-
-/* A field as host and device copies of the same values. */
-typedef struct pvec {
-	ffdp_vec h, d;
-	int64_t nv;
-} pvec;
-
-static pvec pv_new(env *e, const int64_t n[3], double lo, double hi)
-{
-	pvec p;
-	p.nv = n[0] * n[1] * n[2];
-	p.h.ncomp = p.d.ncomp = n[2] == 1 ? 2 : 3;
-	for (int a = 0; a < 3; a++) {
-		p.h.n[a] = p.d.n[a] = n[a];
-		p.h.c[a] = p.d.c[a] = NULL;
-	}
-	for (int c = 0; c < p.h.ncomp; c++) {
-		p.h.c[c] = h_new(p.nv);
-		tu_fill_uniform(&e->rng, p.h.c[c], p.nv, lo, hi);
-		p.d.c[c] = d_dup(e, p.h.c[c], p.nv);
-	}
-	return p;
-}
-
-static void pv_free(env *e, pvec *p)
-{
-	for (int c = 0; c < p->h.ncomp; c++) {
-		free(p->h.c[c]);
-		ffdp_buf_free(e->gpu, p->d.c[c]);
-	}
-}
-
-static double pv_rel(env *e, const pvec *p)
-{
-	double r = 0;
-	for (int c = 0; c < p->h.ncomp; c++)
-		r = fmax(r, rel_dev(e, p->d.c[c], p->h.c[c], p->nv));
-	return r;
-}
+typedef gp_env env;
 
 /* An image as host and device copies. */
 typedef struct pimg {
@@ -141,7 +35,7 @@ static pimg pi_wrap(env *e, float *host, const int64_t n[3])
 	pimg p;
 	p.nv = n[0] * n[1] * n[2];
 	p.h.p = host;
-	p.d.p = d_dup(e, host, p.nv);
+	p.d.p = gp_d_dup(e, host, p.nv);
 	for (int a = 0; a < 3; a++)
 		p.h.n[a] = p.d.n[a] = n[a];
 	return p;
@@ -149,14 +43,14 @@ static pimg pi_wrap(env *e, float *host, const int64_t n[3])
 
 static pimg pi_uniform(env *e, const int64_t n[3], double lo, double hi)
 {
-	float *x = h_new(n[0] * n[1] * n[2]);
+	float *x = gp_h_new(n[0] * n[1] * n[2]);
 	tu_fill_uniform(&e->rng, x, n[0] * n[1] * n[2], lo, hi);
 	return pi_wrap(e, x, n);
 }
 
 static pimg pi_smooth(env *e, const int64_t n[3])
 {
-	float *x = h_new(n[0] * n[1] * n[2]);
+	float *x = gp_h_new(n[0] * n[1] * n[2]);
 	tu_fill_smooth(&e->rng, x, n, 0.02);
 	return pi_wrap(e, x, n);
 }
@@ -169,7 +63,7 @@ static void pi_free(env *e, pimg *p)
 
 static double pi_rel(env *e, const pimg *p)
 {
-	return rel_dev(e, p->d.p, p->h.p, p->nv);
+	return gp_rel_dev(e, p->d.p, p->h.p, p->nv);
 }
 
 /* ---- random geometry ----------------------------------------------------------- */
@@ -244,7 +138,7 @@ static void test_sample(env *e, const samp_case *sc, ffdp_interp interp, ffdp_pa
 		ffdp_buf_upload(e->gpu, M.d.p, M.h.p, (size_t)M.nv * sizeof(float), &e->err);
 	}
 	pimg out = pi_uniform(e, sc->on, -1, 1);
-	pvec u = pv_new(e, sc->on, -2.5, 2.5);
+	gp_vec u = gp_vec_new(e, sc->on, -2.5, 2.5);
 	ffdp_sample_args a = {0};
 	rand_W(e, sc->on, sc->lo, sc->mn, a.W);
 	rand_B(e, a.B);
@@ -269,21 +163,21 @@ static void test_sample(env *e, const samp_case *sc, ffdp_interp interp, ffdp_pa
 			double r = pi_rel(e, &out);
 			CHECK(r < TOL_VAL, "  values agree (rel %.2e)", r);
 		} else {
-			int64_t k = mismatches(e, out.d.p, out.h.p, out.nv), nz = 0;
+			int64_t k = gp_mismatches(e, out.d.p, out.h.p, out.nv), nz = 0;
 			for (int64_t i = 0; i < out.nv; i++)
 				nz += out.h.p[i] != 0.0f;
 			CHECK(k <= MAX_TIES && nz > 0, "  %lld of %lld voxels differ (ties allowed: %d; %lld non-zero)",
 			      (long long)k, (long long)out.nv, MAX_TIES, (long long)nz);
 		}
 	}
-	pi_free(e, &M), pi_free(e, &out), pv_free(e, &u);
+	pi_free(e, &M), pi_free(e, &out), gp_vec_free(e, &u);
 }
 
 static void test_sample_grad(env *e, const samp_case *sc, ffdp_pad pad, int accumulate_gu)
 {
 	pimg M = pi_smooth(e, sc->mn), gout = pi_uniform(e, sc->on, -1, 1);
 	pimg gM = pi_uniform(e, sc->mn, -0.1, 0.1);
-	pvec u = pv_new(e, sc->on, -2.5, 2.5), gu = pv_new(e, sc->on, -1, 1);
+	gp_vec u = gp_vec_new(e, sc->on, -2.5, 2.5), gu = gp_vec_new(e, sc->on, -1, 1);
 	ffdp_sample_args a = {0};
 	rand_W(e, sc->on, sc->lo, sc->mn, a.W);
 	rand_B(e, a.B);
@@ -308,7 +202,7 @@ static void test_sample_grad(env *e, const samp_case *sc, ffdp_pad pad, int accu
 	CHECK_OK(sg, &e->err, "%s: CUDA", what);
 	if (!sc_ && !sg) {
 		if (sc->with_u) {
-			double r = pv_rel(e, &gu);
+			double r = gp_vec_rel(e, &gu);
 			CHECK(r < TOL_GRAD, "  gu agrees (rel %.2e)", r);
 		}
 		double d = 0, m = 1e-30;
@@ -318,7 +212,7 @@ static void test_sample_grad(env *e, const samp_case *sc, ffdp_pad pad, int accu
 		double r = pi_rel(e, &gM);
 		CHECK(r < TOL_GRAD, "  gM agrees (rel %.2e)", r);
 	}
-	pi_free(e, &M), pi_free(e, &gout), pi_free(e, &gM), pv_free(e, &u), pv_free(e, &gu);
+	pi_free(e, &M), pi_free(e, &gout), pi_free(e, &gM), gp_vec_free(e, &u), gp_vec_free(e, &gu);
 }
 
 static void test_sampler(env *e)
@@ -345,7 +239,7 @@ static void test_sampler(env *e)
 static void test_compose_case(env *e, const int64_t dn[3], const int64_t lo[3], const int64_t un[3],
 			      const int64_t ulo[3], ffdp_pad pad, int alias)
 {
-	pvec u = pv_new(e, un, -2, 2), d = pv_new(e, dn, -3, 3), out = pv_new(e, dn, 0, 0);
+	gp_vec u = gp_vec_new(e, un, -2, 2), d = gp_vec_new(e, dn, -3, 3), out = gp_vec_new(e, dn, 0, 0);
 	ffdp_compose_args a = {0};
 	rand_B(e, a.C);
 	for (int k = 0; k < 3; k++)
@@ -364,10 +258,10 @@ static void test_compose_case(env *e, const int64_t dn[3], const int64_t lo[3], 
 	ffdp_status sg = ffdp_op_compose(e->gpu, &g, &e->err);
 	CHECK_OK(sg, &e->err, "%s: CUDA", what);
 	if (!sc && !sg) {
-		double r = pv_rel(e, alias ? &d : &out);
+		double r = gp_vec_rel(e, alias ? &d : &out);
 		CHECK(r < TOL_VAL, "  out agrees (rel %.2e)", r);
 	}
-	pv_free(e, &u), pv_free(e, &d), pv_free(e, &out);
+	gp_vec_free(e, &u), gp_vec_free(e, &d), gp_vec_free(e, &out);
 }
 
 static void test_compose(env *e)
@@ -387,7 +281,7 @@ static void test_invert(env *e)
 	const int64_t vn[][3] = {{37, 29, 23}, {61, 47, 1}}, wn[][3] = {{37, 29, 27}, {61, 47, 1}};
 	const int64_t wlo[][3] = {{0, 0, -2}, {0, 0, 0}};
 	for (int i = 0; i < 2; i++) {
-		pvec w = pv_new(e, wn[i], -2, 2), v = pv_new(e, vn[i], -2, 2), out = pv_new(e, vn[i], 0, 0);
+		gp_vec w = gp_vec_new(e, wn[i], -2, 2), v = gp_vec_new(e, vn[i], -2, 2), out = gp_vec_new(e, vn[i], 0, 0);
 		ffdp_invert_args a;
 		memset(&a, 0, sizeof(a));
 		rand_B(e, a.C);
@@ -400,10 +294,10 @@ static void test_invert(env *e)
 		CHECK_OK(ffdp_op_invert_step(e->cpu, &c, &rc, &e->err), &e->err, "invert %lldx%lldx%lld: CPU",
 			 (long long)vn[i][0], (long long)vn[i][1], (long long)vn[i][2]);
 		CHECK_OK(ffdp_op_invert_step(e->gpu, &g, &rg, &e->err), &e->err, "invert: CUDA");
-		double r = pv_rel(e, &out);
+		double r = gp_vec_rel(e, &out);
 		CHECK(r < TOL_VAL, "  out agrees (rel %.2e)", r);
 		CHECK(fabs(rc - rg) <= TOL_VAL * rc, "  residual agrees (%.6f, %.6f)", rc, rg);
-		pv_free(e, &w), pv_free(e, &v), pv_free(e, &out);
+		gp_vec_free(e, &w), gp_vec_free(e, &v), gp_vec_free(e, &out);
 	}
 }
 
@@ -411,7 +305,7 @@ static void test_jacobian(env *e)
 {
 	const int64_t ns[][3] = {{37, 29, 23}, {53, 41, 1}, {2, 31, 5}};
 	for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
-		pvec u = pv_new(e, ns[i], -1.5, 1.5);
+		gp_vec u = gp_vec_new(e, ns[i], -1.5, 1.5);
 		pimg out = pi_uniform(e, ns[i], 0, 0);
 		double A[9], G[9];
 		rand_B(e, A), rand_B(e, G);
@@ -424,7 +318,7 @@ static void test_jacobian(env *e)
 			double r = pi_rel(e, &out);
 			CHECK(r < TOL_VAL, "  det agrees (rel %.2e)", r);
 		}
-		pv_free(e, &u), pi_free(e, &out);
+		gp_vec_free(e, &u), pi_free(e, &out);
 	}
 }
 
@@ -577,24 +471,24 @@ static void test_smooth(env *e)
 		test_smooth_case(e, d, 0.5, 0, 500, 2, renorm);   /* radius 1000: fewer lines per block */
 	}
 	/* smooth_vec: every component */
-	pvec v = pv_new(e, a, -1, 1);
+	gp_vec v = gp_vec_new(e, a, -1, 1);
 	ffdp_smooth_opts o = {{1.1, 1.7, 0.9}, 0, 0};
 	ffdp_status sc = ffdp_op_smooth_vec(e->cpu, v.h, &o, &e->err);
 	CHECK_OK(sc, &e->err, "smooth_vec 37x29x23: CPU");
 	ffdp_status sg = ffdp_op_smooth_vec(e->gpu, v.d, &o, &e->err);
 	CHECK_OK(sg, &e->err, "smooth_vec: CUDA");
 	if (!sc && !sg) {
-		double r = pv_rel(e, &v);
+		double r = gp_vec_rel(e, &v);
 		CHECK(r < TOL_VAL, "  all components agree (rel %.2e)", r);
 	}
-	pv_free(e, &v);
+	gp_vec_free(e, &v);
 }
 
 /* ---- optimiser ------------------------------------------------------------------- */
 
 static void test_adam_moments(env *e, const int64_t n[3], int t, int with_nan)
 {
-	pvec g = pv_new(e, n, -2, 2), m = pv_new(e, n, -0.5, 0.5), v = pv_new(e, n, 0, 0.8);
+	gp_vec g = gp_vec_new(e, n, -2, 2), m = gp_vec_new(e, n, -0.5, 0.5), v = gp_vec_new(e, n, 0, 0.8);
 	if (with_nan) {
 		g.h.c[1][17] = NAN;
 		ffdp_buf_upload(e->gpu, g.d.c[1], g.h.c[1], (size_t)g.nv * sizeof(float), &e->err);
@@ -611,23 +505,23 @@ static void test_adam_moments(env *e, const int64_t n[3], int t, int with_nan)
 	if (with_nan) {
 		CHECK(isnan(nc) && isnan(ng), "  max_norm is NaN on both (%g, %g)", nc, ng);
 	} else {
-		double rm = pv_rel(e, &m), rv = pv_rel(e, &v);
+		double rm = gp_vec_rel(e, &m), rv = gp_vec_rel(e, &v);
 		CHECK(rm < TOL_VAL && rv < TOL_VAL, "  m and v agree (rel %.2e, %.2e)", rm, rv);
 		/* the CPU computes d in float, the GPU in double */
 		CHECK(fabs(ng - nc) <= TOL_VAL * nc, "  max_norm %.9g vs %.9g", ng, nc);
-		CHECK(pv_rel(e, &g) == 0, "  g is not modified");
+		CHECK(gp_vec_rel(e, &g) == 0, "  g is not modified");
 	}
 	/* without max_norm */
 	CHECK_OK(ffdp_op_adam_moments(e->gpu, g.d, m.d, v.d, &o, NULL, &e->err), &e->err, "  max_norm NULL: CUDA");
 out:
-	pv_free(e, &g), pv_free(e, &m), pv_free(e, &v);
+	gp_vec_free(e, &g), gp_vec_free(e, &m), gp_vec_free(e, &v);
 }
 
 /* m, v such that the step's delta reaches a few voxels (so the in-place
  * composition needs a ring several slices deep). */
 static void test_warp_step(env *e, const int64_t n[3], int compose, ffdp_pad pad, double step)
 {
-	pvec u = pv_new(e, n, -1.5, 1.5), m = pv_new(e, n, -1, 1), v = pv_new(e, n, 0.5, 1);
+	gp_vec u = gp_vec_new(e, n, -1.5, 1.5), m = gp_vec_new(e, n, -1, 1), v = gp_vec_new(e, n, 0.5, 1);
 	ffdp_warp_step_opts o;
 	memset(&o, 0, sizeof(o)); /* any further field (a max_norm hint) is 0: measure */
 	o.adam.t = 3, o.adam.beta1 = 0.9, o.adam.beta2 = 0.99, o.adam.eps = 1e-8;
@@ -639,10 +533,10 @@ static void test_warp_step(env *e, const int64_t n[3], int compose, ffdp_pad pad
 	ffdp_status sg = ffdp_op_warp_step(e->gpu, u.d, m.d, v.d, &o, &e->err);
 	CHECK_OK(sg, &e->err, "warp_step: CUDA");
 	if (!sc && !sg) {
-		double r = pv_rel(e, &u);
+		double r = gp_vec_rel(e, &u);
 		CHECK(r < TOL_VAL, "  u agrees (rel %.2e)", r);
 	}
-	pv_free(e, &u), pv_free(e, &m), pv_free(e, &v);
+	gp_vec_free(e, &u), gp_vec_free(e, &m), gp_vec_free(e, &v);
 }
 
 static void test_optimiser(env *e)

@@ -10,94 +10,18 @@
 
 #include "check.h"
 #include "ffdp/ffdp.h"
+#include "gpu_pair.h"
 #include "testutil.h"
 
-typedef struct env {
-	ffdp_backend *cpu, *gpu;
-	tu_rng rng;
-	ffdp_error err;
-} env;
-
-static float *h_new(int64_t n)
-{
-	float *p = calloc((size_t)n, sizeof(float));
-	if (!p) {
-		fprintf(stderr, "out of host memory\n");
-		exit(2);
-	}
-	return p;
-}
-
-static float *d_dup(env *e, const float *x, int64_t n)
-{
-	float *p = ffdp_buf_alloc(e->gpu, (size_t)n * sizeof(float), &e->err);
-	if (!p || ffdp_buf_upload(e->gpu, p, x, (size_t)n * sizeof(float), &e->err)) {
-		fprintf(stderr, "GPU buffer: %s\n", e->err.msg);
-		exit(2);
-	}
-	return p;
-}
-
-/* Voxels whose bits differ between device array d and host array h. */
-static int64_t bit_diffs(env *e, const float *d, const float *h, int64_t n)
-{
-	float *g = h_new(n);
-	if (ffdp_buf_download(e->gpu, g, d, (size_t)n * sizeof(float), &e->err)) {
-		fprintf(stderr, "GPU download: %s\n", e->err.msg);
-		exit(2);
-	}
-	int64_t k = 0;
-	for (int64_t i = 0; i < n; i++)
-		k += memcmp(&g[i], &h[i], sizeof(float)) != 0;
-	free(g);
-	return k;
-}
-
-/* A field as host and device copies of the same values. */
-typedef struct pvec {
-	ffdp_vec h, d;
-	int64_t nv;
-} pvec;
-
-static pvec pv_new(env *e, const int64_t n[3])
-{
-	pvec p;
-	memset(&p, 0, sizeof(p));
-	p.nv = n[0] * n[1] * n[2];
-	p.h.ncomp = p.d.ncomp = n[2] == 1 ? 2 : 3;
-	for (int a = 0; a < 3; a++)
-		p.h.n[a] = p.d.n[a] = n[a];
-	for (int c = 0; c < p.h.ncomp; c++) {
-		p.h.c[c] = h_new(p.nv);
-		tu_fill_uniform(&e->rng, p.h.c[c], p.nv, -6.0, 6.0);
-		p.d.c[c] = d_dup(e, p.h.c[c], p.nv);
-	}
-	return p;
-}
-
-static void pv_free(env *e, pvec *p)
-{
-	for (int c = 0; c < p->h.ncomp; c++) {
-		free(p->h.c[c]);
-		ffdp_buf_free(e->gpu, p->d.c[c]);
-	}
-}
-
-static int64_t pv_diffs(env *e, const pvec *p)
-{
-	int64_t k = 0;
-	for (int c = 0; c < p->h.ncomp; c++)
-		k += bit_diffs(e, p->d.c[c], p->h.c[c], p->nv);
-	return k;
-}
+typedef gp_env env;
 
 static void test_scalar_ops(env *e, const int64_t n[3])
 {
 	int64_t nv = n[0] * n[1] * n[2];
-	float *h = h_new(nv);
+	float *h = gp_h_new(nv);
 	tu_fill_uniform(&e->rng, h, nv, -250.0, 3100.0);
 	h[nv / 5] = NAN, h[nv - 1] = -400.5f; /* NaN skipped; an extreme at the very end */
-	float *d = d_dup(e, h, nv);
+	float *d = gp_d_dup(e, h, nv);
 	ffdp_img hi = {h, {n[0], n[1], n[2]}}, di = {d, {n[0], n[1], n[2]}};
 	double clo, chi, glo, ghi;
 	CHECK_OK(ffdp_op_minmax(e->cpu, hi, &clo, &chi, &e->err), &e->err, "cpu minmax");
@@ -107,7 +31,7 @@ static void test_scalar_ops(env *e, const int64_t n[3])
 	const double a = 1.0 / (chi - clo), b = -clo / (chi - clo);
 	CHECK_OK(ffdp_op_affine_scalar(e->cpu, hi, a, b, &e->err), &e->err, "cpu affine_scalar");
 	CHECK_OK(ffdp_op_affine_scalar(e->gpu, di, a, b, &e->err), &e->err, "cuda affine_scalar");
-	CHECK(bit_diffs(e, d, h, nv) == 0, "affine_scalar %lldx%lldx%lld: cuda = cpu bit for bit", (long long)n[0],
+	CHECK(gp_bit_diffs(e, d, h, nv) == 0, "affine_scalar %lldx%lldx%lld: cuda = cpu bit for bit", (long long)n[0],
 	      (long long)n[1], (long long)n[2]);
 	free(h);
 	ffdp_buf_free(e->gpu, d);
@@ -118,7 +42,7 @@ static void test_all_nan(env *e)
 	float h[7];
 	for (int i = 0; i < 7; i++)
 		h[i] = NAN;
-	float *d = d_dup(e, h, 7);
+	float *d = gp_d_dup(e, h, 7);
 	double lo = 0, hi = 0;
 	ffdp_img di = {d, {7, 1, 1}};
 	CHECK(!ffdp_op_minmax(e->gpu, di, &lo, &hi, &e->err) && isnan(lo) && isnan(hi),
@@ -129,10 +53,10 @@ static void test_all_nan(env *e)
 static void test_vec_ops(env *e, const int64_t n[3])
 {
 	const double A[9] = {0.97, -0.23, 0.06, 0.19, 1.11, -0.13, -0.05, 0.08, 0.94};
-	pvec in = pv_new(e, n), out = pv_new(e, n);
+	gp_vec in = gp_vec_new(e, n, -6.0, 6.0), out = gp_vec_new(e, n, -6.0, 6.0);
 	CHECK_OK(ffdp_op_vec_linear(e->cpu, in.h, A, out.h, &e->err), &e->err, "cpu vec_linear");
 	CHECK_OK(ffdp_op_vec_linear(e->gpu, in.d, A, out.d, &e->err), &e->err, "cuda vec_linear");
-	CHECK(pv_diffs(e, &out) == 0, "vec_linear %lldx%lldx%lld: cuda = cpu bit for bit", (long long)n[0],
+	CHECK(gp_vec_bit_diffs(e, &out) == 0, "vec_linear %lldx%lldx%lld: cuda = cpu bit for bit", (long long)n[0],
 	      (long long)n[1], (long long)n[2]);
 	double cm, gm;
 	CHECK_OK(ffdp_op_vec_max_abs_diff(e->cpu, in.h, out.h, &cm, &e->err), &e->err, "cpu max_abs_diff");
@@ -142,25 +66,25 @@ static void test_vec_ops(env *e, const int64_t n[3])
 	/* in place */
 	CHECK_OK(ffdp_op_vec_linear(e->cpu, in.h, A, in.h, &e->err), &e->err, "cpu vec_linear in place");
 	CHECK_OK(ffdp_op_vec_linear(e->gpu, in.d, A, in.d, &e->err), &e->err, "cuda vec_linear in place");
-	CHECK(pv_diffs(e, &in) == 0, "vec_linear in place %lldx%lldx%lld: cuda = cpu bit for bit", (long long)n[0],
+	CHECK(gp_vec_bit_diffs(e, &in) == 0, "vec_linear in place %lldx%lldx%lld: cuda = cpu bit for bit", (long long)n[0],
 	      (long long)n[1], (long long)n[2]);
 	/* a NaN difference is +inf */
 	float nan = NAN;
 	ffdp_buf_upload(e->gpu, out.d.c[out.d.ncomp - 1] + out.nv / 2, &nan, sizeof(nan), &e->err);
 	CHECK(!ffdp_op_vec_max_abs_diff(e->gpu, in.d, out.d, &gm, &e->err) && isinf(gm) && gm > 0,
 	      "cuda max_abs_diff with a NaN is +inf");
-	pv_free(e, &in), pv_free(e, &out);
+	gp_vec_free(e, &in), gp_vec_free(e, &out);
 }
 
 static void test_copy(env *e)
 {
 	CHECK(ffdp_backend_host_memory(e->gpu) == 0, "CUDA buffers are not host memory");
 	int64_t n = 100003;
-	float *h = h_new(n), *back = h_new(n);
+	float *h = gp_h_new(n), *back = gp_h_new(n);
 	tu_fill_uniform(&e->rng, h, n, -1, 1);
-	float *a = d_dup(e, h, n), *b = ffdp_buf_alloc(e->gpu, (size_t)n * sizeof(float), &e->err);
+	float *a = gp_d_dup(e, h, n), *b = ffdp_buf_alloc(e->gpu, (size_t)n * sizeof(float), &e->err);
 	CHECK_OK(ffdp_buf_copy(e->gpu, b, a, (size_t)n * sizeof(float), &e->err), &e->err, "cuda buffer copy runs");
-	CHECK(bit_diffs(e, b, h, n) == 0, "cuda buffer copy copies");
+	CHECK(gp_bit_diffs(e, b, h, n) == 0, "cuda buffer copy copies");
 	free(h), free(back);
 	ffdp_buf_free(e->gpu, a), ffdp_buf_free(e->gpu, b);
 }
