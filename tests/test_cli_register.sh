@@ -61,5 +61,19 @@ desc="unwritable output prefix: exit $rc != 0 before registering, one line" chec
 	test "$rc" -ne 0 -a "$(wc -l <"$dir/err2")" -eq 1
 desc="no outputs for the failed runs" check test -z "$(ls "$dir" | grep '^x_')"
 
+# --backend survives a later preset: cuda either runs on a GPU (the report
+# says so) or fails naming CUDA; it never falls back to the CPU silently
+"$ffdp" register -q -f "$d/fixed.nii.gz" -m "$d/moving.nii.gz" -o "$dir/b" --backend cuda --greedy \
+	--no-inverse 2>"$dir/err3"
+rc=$?
+if [ "$rc" -eq 0 ]; then
+	desc="--backend cuda then --greedy ran on CUDA" check grep -q '"backend": "cuda"' "$dir/b_report.json"
+else
+	desc="--backend cuda then --greedy, no GPU: exit $rc, the error names CUDA" check grep -q CUDA "$dir/err3"
+fi
+"$ffdp" register -f "$d/fixed.nii.gz" -m "$d/moving.nii.gz" -o "$dir/b" --backend gpu 2>"$dir/err4"
+rc=$?
+desc="unknown --backend: exit $rc == 2 and a usage line" check test "$rc" -eq 2 -a -n "$(grep -- --backend "$dir/err4")"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

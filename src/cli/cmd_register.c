@@ -10,9 +10,28 @@
 
 typedef struct reg_cli {
 	const char *fixed, *moving, *prefix, *fmask, *mmask, *init;
+	const char *backend; /* cpu, cuda or auto (NULL): applied after parsing, so a
+				later preset cannot reset it */
+	long long device;
 	ffdp_reg_opts opts;
 	int explicit_stages;
 } reg_cli;
+
+/* auto: the GPU when one is present (built with CUDA), else the CPU. */
+static int pick_backend(reg_cli *c)
+{
+	const char *b = c->backend ? c->backend : "auto";
+	if (!strcmp(b, "cpu"))
+		c->opts.backend = FFDP_BACKEND_CPU;
+	else if (!strcmp(b, "cuda"))
+		c->opts.backend = FFDP_BACKEND_CUDA;
+	else if (!strcmp(b, "auto"))
+		c->opts.backend = ffdp_cuda_device_count() > c->device ? FFDP_BACKEND_CUDA : FFDP_BACKEND_CPU;
+	else
+		return ffdp_cli_usage("register", "--backend is cpu, cuda or auto");
+	c->opts.device = (int)c->device;
+	return 0;
+}
 
 /* "Name[a,b,c]" -> name and up to 8 numeric/word arguments. */
 static int split_spec(const char *spec, char *name, size_t nlen, char args[8][32], int *nargs)
@@ -253,17 +272,10 @@ static int parse_args(int argc, char **argv, reg_cli *c)
 			if (ffdp_reg_preset(val, &c->opts, NULL))
 				return ffdp_cli_usage("register", "unknown preset '%s'", val);
 		} else if (!strcmp(a, "--backend")) {
-			if (!strcmp(val, "cpu"))
-				c->opts.backend = FFDP_BACKEND_CPU;
-			else if (!strcmp(val, "cuda"))
-				c->opts.backend = FFDP_BACKEND_CUDA;
-			else
-				return ffdp_cli_usage("register", "--backend is cpu or cuda");
+			c->backend = val;
 		} else if (!strcmp(a, "--device")) {
-			long long d;
-			if (ffdp_cli_parse_i64(val, 0, 1024, &d))
+			if (ffdp_cli_parse_i64(val, 0, 1024, &c->device))
 				return ffdp_cli_usage("register", "--device wants a GPU number");
-			c->opts.device = (int)d;
 		} else if (!strcmp(a, "--transform") || !strcmp(a, "-t")) {
 			if (!c->explicit_stages)
 				c->opts.nstages = 0;
@@ -287,7 +299,7 @@ static int parse_args(int argc, char **argv, reg_cli *c)
 	}
 	if (!c->fixed || !c->moving || !c->prefix)
 		return ffdp_cli_usage("register", "-f FIXED, -m MOVING and -o PREFIX are required");
-	return 0;
+	return pick_backend(c);
 }
 
 static long peak_rss_mb(void)
@@ -383,8 +395,13 @@ int ffdp_cmd_register(int argc, char **argv)
 	if (!s && c.init)
 		s = ffdp_affine_read(c.init, &c.opts.init, &err);
 	if (!s) {
-		ffdp_log_info("register: %s -> %s, %d stage%s, %d thread%s", c.moving, c.fixed, c.opts.nstages,
-			      c.opts.nstages == 1 ? "" : "s", ffdp_num_threads(), ffdp_num_threads() == 1 ? "" : "s");
+		if (c.opts.backend == FFDP_BACKEND_CUDA)
+			ffdp_log_info("register: %s -> %s, %d stage%s, CUDA device %d", c.moving, c.fixed, c.opts.nstages,
+				      c.opts.nstages == 1 ? "" : "s", c.opts.device);
+		else
+			ffdp_log_info("register: %s -> %s, %d stage%s, CPU, %d thread%s", c.moving, c.fixed,
+				      c.opts.nstages, c.opts.nstages == 1 ? "" : "s", ffdp_num_threads(),
+				      ffdp_num_threads() == 1 ? "" : "s");
 		s = ffdp_register(&fixed, &moving, &c.opts, &res, &err);
 	}
 	if (!s)

@@ -27,8 +27,8 @@ static const command commands[] = {
 	 "    --convergence 200x100x50 or [200x100x50,tol,window]\n"
 	 "    --shrink-factors 4x2x1\n"
 	 "  (each --metric/--convergence/--shrink-factors applies to the last --transform)\n"
-	 "  Other: --fixed-mask FILE, --initial-transform ITK.txt, --backend cpu|cuda, --device N,\n"
-	 "         --no-inverse, -q.\n"
+	 "  Other: --fixed-mask FILE, --initial-transform ITK.txt, --device N, --no-inverse, -q,\n"
+	 "         --backend auto|cpu|cuda (auto, the default: the GPU when one is present).\n"
 	 "  Writes PREFIX_warped.nii.gz, PREFIX_affine.txt (ITK), PREFIX_warp.nii.gz and\n"
 	 "  PREFIX_inverse_warp.nii.gz (ANTs fields), PREFIX_report.json, PREFIX_qc.png.\n"
 	 "  Apply with: ffdp apply -r FIXED -i MOVING -o OUT -t PREFIX_warp.nii.gz -t PREFIX_affine.txt\n"},
