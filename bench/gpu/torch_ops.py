@@ -92,14 +92,10 @@ def norm_linear(A, shape):
 	return (S @ A).float()
 
 
-def identity_grid(shape, dev, cache):
-	"""The normalised identity grid [1, nz, ny, nx, 3], built once per shape
-	and kept (a researcher caches it; its memory counts in the peak)."""
-	key = ("id", tuple(shape), str(dev))
-	if key not in cache:
-		th = torch.eye(3, 4, device=dev).unsqueeze(0)
-		cache[key] = F.affine_grid(th, [1, 1, *shape], align_corners=True)
-	return cache[key]
+def identity_grid(shape, dev):
+	"""The normalised identity grid [1, nz, ny, nx, 3] (compose caches it: a
+	researcher keeps it; its memory counts in the peak)."""
+	return F.affine_grid(torch.eye(3, 4, device=dev).unsqueeze(0), [1, 1, *shape], align_corners=True)
 
 
 def sample_field(u, grid):
@@ -115,12 +111,24 @@ def sample_field(u, grid):
 # prepare(state) run once after the input memory is measured (graphs that a
 # backward-only op needs); run(state) -> result (the values torch_ref checks).
 
+def cached(st, key, make):
+	"""Small per-call constants (theta, the normalised B and C) are made once:
+	a researcher holds them, and rebuilding 4x4 matrices on the GPU every call
+	would add launch latency that is no part of the op.  Not when W needs a
+	gradient: then theta is part of the graph."""
+	if key not in st["cache"]:
+		st["cache"][key] = make()
+	return st["cache"][key]
+
+
 def sampler_grid(st, with_u):
 	"""grid = affine_grid(theta(W)) (+ B u in normalised units)."""
 	shape = st["shape"]
-	grid = F.affine_grid(theta_from_W(st["W"], shape, shape), [1, 1, *shape], align_corners=True)
+	theta = (theta_from_W(st["W"], shape, shape) if st["W"].requires_grad else
+		 cached(st, "theta", lambda: theta_from_W(st["W"], shape, shape)))
+	grid = F.affine_grid(theta, [1, 1, *shape], align_corners=True)
 	if with_u:
-		grid = grid + st["u"] @ norm_linear(st["B"], shape).T
+		grid = grid + st["u"] @ cached(st, "Bn", lambda: norm_linear(st["B"], shape).T)
 	return grid
 
 
@@ -133,7 +141,7 @@ def setup_sample(shape, dev, gen):
 	return {"shape": shape, "M": rand(gen, (1, 1, *shape), dev, 0, 1), "u": rand(gen, (*shape, 3), dev, -2, 2),
 		"g": rand(gen, (1, 1, *shape), dev, -2, 2),
 		"W": torch.tensor(W_OBLIQUE, dtype=torch.float64, device=dev),
-		"B": torch.tensor(B_OBLIQUE, dtype=torch.float64, device=dev)}
+		"B": torch.tensor(B_OBLIQUE, dtype=torch.float64, device=dev), "cache": {}}
 
 
 def run_sample_affine(st):
@@ -173,7 +181,7 @@ def setup_compose(shape, dev, gen):
 def compose(st, u, d):
 	"""d + u(i + C d): grid_sample of u at Id + d (d in mm, via C)."""
 	shape = st["shape"]
-	grid = identity_grid(shape, u.device, st["cache"]) + d @ norm_linear(st["C"], shape).T
+	grid = cached(st, "id", lambda: identity_grid(shape, u.device)) + d @ cached(st, "Cn", lambda: norm_linear(st["C"], shape).T)
 	return d + sample_field(u, grid)
 
 
@@ -188,11 +196,16 @@ def setup_jacobian(shape, dev, gen):
 
 def run_jacobian(st):
 	"""det(A + (du/di) G); torch.gradient: central differences, one-sided at
-	the faces (edge_order=1), as ffdp."""
+	the faces (edge_order=1), as ffdp.  The determinant by cofactors, as
+	voxelmorph writes it (torch.linalg.det on N 3x3 matrices is an LU per
+	voxel, far slower)."""
 	u = st["u"]
 	dx, dy, dz = torch.gradient(u, dim=(2, 1, 0))
-	J = torch.stack([dx, dy, dz], dim=-1)  # [..., component, axis]
-	return torch.linalg.det(st["A"] + J @ st["G"])
+	J = st["A"] + torch.stack([dx, dy, dz], dim=-1) @ st["G"]  # [..., component, axis]
+	a, b, c = J[..., 0, 0], J[..., 0, 1], J[..., 0, 2]
+	d, e, f = J[..., 1, 0], J[..., 1, 1], J[..., 1, 2]
+	g, h, i = J[..., 2, 0], J[..., 2, 1], J[..., 2, 2]
+	return a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
 
 
 def setup_moments(shape, dev, gen):
@@ -203,12 +216,9 @@ def run_moments(st):
 	"""sum w, sum w i, sum w i_a i_b, w = max(x, 0), summed in double
 	(products in float32 before the double sums)."""
 	x = st["x"]
-	key = ("coords", tuple(x.shape))
-	if key not in st["cache"]:
-		nz, ny, nx = x.shape
-		ar = lambda n: torch.arange(n, dtype=torch.float32, device=x.device)
-		st["cache"][key] = (ar(nx).view(1, 1, nx), ar(ny).view(1, ny, 1), ar(nz).view(nz, 1, 1))
-	X, Y, Z = st["cache"][key]
+	nz, ny, nx = x.shape
+	ar = lambda n: torch.arange(n, dtype=torch.float32, device=x.device)
+	X, Y, Z = cached(st, "coords", lambda: (ar(nx).view(1, 1, nx), ar(ny).view(1, ny, 1), ar(nz).view(nz, 1, 1)))
 	w = x.clamp(min=0)
 	wx, wy, wz = w * X, w * Y, w * Z
 	terms = [w, wx, wy, wz, wx * X, wx * Y, wx * Z, wy * Y, wy * Z, wz * Z]
@@ -234,17 +244,14 @@ def mse(st, f, m):
 
 def box_count(st, shape, r, dev):
 	"""Voxels in each window clipped to the volume: a product of 1-D counts
-	(broadcast, never a volume).  FireANTs' and voxelmorph's LNCC divide by
+	(made once, kept).  FireANTs' and voxelmorph's LNCC divide by
 	k^3 everywhere instead; ffdp (and this version) clip the window."""
-	key = ("count", tuple(shape), r)
-	if key not in st["cache"]:
-		cnt = []
-		for n in shape:
-			i = torch.arange(n, device=dev)
-			cnt.append((torch.clamp(i + r, max=n - 1) - torch.clamp(i - r, min=0) + 1).float())
-		st["cache"][key] = cnt[0].view(-1, 1, 1), cnt[1].view(1, -1, 1), cnt[2].view(1, 1, -1)
-	cz, cy, cx = st["cache"][key]
-	return cz * cy * cx
+	def counts():
+		i = [torch.arange(n, device=dev) for n in shape]
+		c = [(torch.clamp(t + r, max=n - 1) - torch.clamp(t - r, min=0) + 1).float() for t, n in zip(i, shape)]
+		return c[0].view(-1, 1, 1) * c[1].view(1, -1, 1) * c[2].view(1, 1, -1)
+
+	return cached(st, "count", counts)
 
 
 def lncc(st, f, m):
@@ -305,13 +312,13 @@ def gauss_taps(sigma, dev):
 	return (k / k.sum()).float().to(dev), r
 
 
-def smooth(x, renormalize):
+def smooth(st, x, renormalize):
 	"""Separable Gaussian: three depthwise conv3d passes with zero padding.
 	renormalize divides each pass by the kernel mass inside the volume (a 1-D
 	vector, broadcast), as ffdp's image smoothing; without it outside counts
 	as zero (fields, FireANTs' separable_filtering)."""
 	c = x.shape[1]
-	k, r = gauss_taps(SMOOTH_SIGMA, x.device)
+	k, r = cached(st, "taps", lambda: gauss_taps(SMOOTH_SIGMA, x.device))
 	for axis in (2, 3, 4):  # z, y, x
 		shp = [1, 1, 1, 1, 1]
 		shp[axis] = k.numel()
@@ -320,28 +327,28 @@ def smooth(x, renormalize):
 		x = F.conv3d(x, k.view(shp).expand(c, *shp[1:]), padding=tuple(pad), groups=c)
 		if renormalize:
 			n = x.shape[axis]
-			ones = torch.ones(1, 1, n, device=x.device)
-			mass = F.conv1d(ones, k.view(1, 1, -1), padding=r).view(-1)
 			view = [1, 1, 1, 1, 1]
 			view[axis] = n
-			x = x / mass.view(view)
+			ones = torch.ones(1, 1, n, device=x.device)
+			mass = cached(st, ("mass", axis), lambda: F.conv1d(ones, k.view(1, 1, -1), padding=r).view(view))
+			x = x / mass
 	return x
 
 
 def setup_smooth(shape, dev, gen):
-	return {"x": rand(gen, (1, 1, *shape), dev, -2, 2)}
+	return {"x": rand(gen, (1, 1, *shape), dev, -2, 2), "cache": {}}
 
 
 def setup_smooth_vec(shape, dev, gen):
-	return {"x": rand(gen, (1, 3, *shape), dev, -2, 2)}
+	return {"x": rand(gen, (1, 3, *shape), dev, -2, 2), "cache": {}}
 
 
 def run_smooth(st):
-	return smooth(st["x"], True)
+	return smooth(st, st["x"], True)
 
 
 def run_smooth_vec(st):
-	return smooth(st["x"], False)
+	return smooth(st, st["x"], False)
 
 
 def setup_adam(shape, dev, gen):
@@ -533,7 +540,9 @@ def main(argv):
 	if not a.no_check:
 		import torch_ref
 		nx, ny, nz = (int(t) for t in a.check_shape.split(","))
+		t0 = time.perf_counter()
 		bad = torch_ref.check_all(ops, (nz, ny, nx), dev, out)
+		print("# checks: %d failed, %.0f s" % (len(bad), time.perf_counter() - t0), flush=True)
 
 	rows = []
 	for op in ops:
