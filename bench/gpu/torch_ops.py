@@ -324,13 +324,14 @@ def smooth(st, x, renormalize):
 		shp[axis] = k.numel()
 		pad = [0, 0, 0]
 		pad[axis - 2] = r
-		x = F.conv3d(x, k.view(shp).expand(c, *shp[1:]), padding=tuple(pad), groups=c)
+		wt = cached(st, ("taps", c, axis), lambda: k.view(shp).expand(c, *shp[1:]).contiguous())
+		x = F.conv3d(x, wt, padding=tuple(pad), groups=c)
 		if renormalize:
 			n = x.shape[axis]
 			view = [1, 1, 1, 1, 1]
 			view[axis] = n
-			ones = torch.ones(1, 1, n, device=x.device)
-			mass = cached(st, ("mass", axis), lambda: F.conv1d(ones, k.view(1, 1, -1), padding=r).view(view))
+			ones = lambda: torch.ones(1, 1, n, device=x.device)
+			mass = cached(st, ("mass", axis), lambda: F.conv1d(ones(), k.view(1, 1, -1), padding=r).view(view))
 			x = x / mass
 	return x
 
