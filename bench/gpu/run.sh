@@ -2,8 +2,11 @@
 # The GPU checks in one go, on the device machine, from any directory:
 #   bash bench/gpu/run.sh [all|test|bench] [bench sizes...]
 # configures and builds with CUDA (build-gpu/), runs `ctest -L gpu`, builds
-# and runs bench_ops_gpu.  Logs go to $OUT when set (the device tool brings
-# that folder back), else to build-gpu/logs.  Exit status: non-zero when the
+# and runs bench_ops_gpu, the plain-PyTorch versions of its ops
+# (torch_ops.py, when python3 has torch) and bench_losses_gpu, and prints
+# the ffdp-against-PyTorch table last (compare_torch.py).  Logs go to $OUT
+# when set (the device tool brings that folder back), else to
+# build-gpu/logs.  Exit status: non-zero when the
 # build, a GPU test or the benchmark fails.
 set -u -o pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -42,7 +45,19 @@ fi
 if [ "$WHAT" = all ] || [ "$WHAT" = bench ]; then
 	step "bench_ops_gpu $*"
 	"$BUILD/bench_ops_gpu" "$@" 2>&1 | tee "$LOG/bench.log" || status=1
+	step "PyTorch baselines (torch_ops.py $*)"
+	: >"$LOG/torch.log"
+	if python3 -c "import torch" 2>/dev/null; then
+		# the same sizes; exit 1 when a correctness check failed or CUDA is missing
+		python3 "$ROOT/bench/gpu/torch_ops.py" --device cuda --table "$LOG/torch_table.txt" ${1+--sizes "$@"} 2>&1 |
+			tee "$LOG/torch.log" || status=1
+	else
+		echo "PyTorch is missing (python3 -c 'import torch' fails): no PyTorch baselines" | tee "$LOG/torch.log"
+	fi
 	step "bench_losses_gpu"
 	"$BUILD/bench_losses_gpu" 2>&1 | tee "$LOG/bench_losses.log" || status=1
+	step "ffdp against PyTorch (compare_torch.py)"
+	python3 "$ROOT/bench/gpu/compare_torch.py" "$LOG/bench.log" "$LOG/torch.log" 2>&1 |
+		tee "$LOG/compare_torch.md" || status=1
 fi
 exit $status
