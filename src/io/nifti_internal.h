@@ -61,26 +61,6 @@ ffdp_status ffdp_nifti_stream_finish(ffdp_nifti_stream *s, ffdp_error *err);
 void ffdp_nifti_stream_close(ffdp_nifti_stream *s);
 void ffdp_value_stats_init(ffdp_value_stats *st);
 
-/* What goes after the header: nplanes planes of plane_values floats each,
- * stored as datatype (DT_FLOAT32 as is; DT_INT16/DT_UINT8 as
- * round((x - inter) / slope); with labels set, DT_INT16/DT_INT32 as
- * round(x)), converted chunk by chunk while writing. */
-typedef struct ffdp_nifti_payload {
-	const float *planes[3];
-	int nplanes;
-	int64_t plane_values;
-	int datatype;
-	int labels;
-	float slope, inter;
-} ffdp_nifti_payload;
-
-/* Write header nim (dims, geometry, scaling, intent; no data) and the
- * payload to path through a temporary beside it: NIfTI-2 when a dimension
- * exceeds 32767, else NIfTI-1; gzip by the .gz extension.  Every write is
- * checked, and the temporary's header and length are read back before it
- * is renamed into place. */
-ffdp_status ffdp_nifti_write_verified(nifti_image *nim, const ffdp_nifti_payload *pl, const char *path,
-				      ffdp_error *err);
 /* path ends in ".nii" or ".nii.gz". */
 int ffdp_nifti_write_name_ok(const char *path);
 
