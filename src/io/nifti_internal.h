@@ -21,6 +21,17 @@
  * size (nifti_clib reports NIfTI-2 single files as nifti_type 1). */
 ffdp_status ffdp_nifti_open(const char *path, nifti_image **nim, int *version, ffdp_error *err);
 
+/* ffdp_nifti_open, then the LPS grid and (info not NULL) the header facts. */
+ffdp_status ffdp_nifti_open_grid(const char *path, nifti_image **nim, ffdp_grid *g, ffdp_image_info *info,
+				 ffdp_error *err);
+/* A scalar image: every dimension past the third must be 1. */
+ffdp_status ffdp_nifti_check_scalar(const nifti_image *nim, const char *path, ffdp_error *err);
+
+/* Planes [z0, z1) of a scalar image (z1 < 0: every plane), as
+ * ffdp_image_read_slab describes; ffdp_image_read is the whole range. */
+ffdp_status ffdp_nifti_read_planes(const char *path, unsigned flags, int64_t z0, int64_t z1, ffdp_volume *out,
+				   ffdp_image_info *info, ffdp_error *err);
+
 /* Header facts for ffdp_image_info (intensity range left 0). */
 void ffdp_nifti_fill_info(const nifti_image *nim, int version, ffdp_xform_source src, const ffdp_grid *g,
 			  ffdp_image_info *info);
@@ -54,6 +65,9 @@ ffdp_status ffdp_nifti_stream_open(ffdp_nifti_stream *s, const char *path, const
  * ffdp_value_stats_init). */
 ffdp_status ffdp_nifti_stream_read(ffdp_nifti_stream *s, float *out, int64_t n, ffdp_value_stats *st,
 				   ffdp_error *err);
+/* Pass over the next n values without converting them: a seek for a plain
+ * file; for gzip zlib inflates and discards them. */
+ffdp_status ffdp_nifti_stream_skip(ffdp_nifti_stream *s, int64_t n, ffdp_error *err);
 /* After the last value: for gzip, read on to the end of the stream so that
  * zlib checks the CRC and length in the trailer (corruption that inflates
  * cleanly is caught only there). */
