@@ -17,43 +17,11 @@
 
 static char g_dir[1024];
 
-/* The file's bytes, decompressed when gzip (zlib reads every member). */
-static unsigned char *slurp(const char *path, size_t *n)
-{
-	gzFile gz = gzopen(path, "rb");
-	size_t cap = 1 << 20, len = 0;
-	unsigned char *buf = malloc(cap);
-	int got;
-	while (gz && (got = gzread(gz, buf + len, (unsigned)(cap - len))) > 0)
-		if ((len += (size_t)got) == cap)
-			buf = realloc(buf, cap *= 2);
-	if (gz)
-		gzclose(gz);
-	*n = len;
-	return buf;
-}
-
-static unsigned char *raw_file(const char *path, size_t *n)
-{
-	FILE *f = fopen(path, "rb");
-	unsigned char *buf = NULL;
-	*n = 0;
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	long len = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc((size_t)len + 1);
-	*n = fread(buf, 1, (size_t)len, f);
-	fclose(f);
-	return buf;
-}
-
 /* Members of a gzip file: inflate each to its end, count, go on. -1 if corrupt. */
 static int count_members(const char *path)
 {
 	size_t n, pos = 0;
-	unsigned char *in = raw_file(path, &n), *out = malloc(1 << 16);
+	unsigned char *in = tu_read_file(path, 0, &n), *out = malloc(1 << 16);
 	int members = 0;
 	while (pos < n) {
 		z_stream z;
@@ -78,17 +46,6 @@ static int count_members(const char *path)
 	return members;
 }
 
-static int same_bytes(const char *a, const char *b, int decompress)
-{
-	size_t na, nb;
-	unsigned char *x = decompress ? slurp(a, &na) : raw_file(a, &na);
-	unsigned char *y = decompress ? slurp(b, &nb) : raw_file(b, &nb);
-	int same = x && y && na == nb && na > 0 && memcmp(x, y, na) == 0;
-	free(x);
-	free(y);
-	return same;
-}
-
 static const char *P(char *buf, const char *name)
 {
 	return tu_path(buf, 1200, g_dir, name);
@@ -109,8 +66,8 @@ static void test_members(tu_rng *r)
 	CHECK_OK(ffdp_image_write(P(b, "t3.nii.gz"), &v, FFDP_WRITE_FLOAT32, &err), &err, "3 threads: t3.nii.gz");
 	CHECK_OK(ffdp_image_write(P(c, "t3.nii"), &v, FFDP_WRITE_FLOAT32, &err), &err, "3 threads: t3.nii");
 	omp_set_num_threads(threads);
-	CHECK(same_bytes(a, b, 0), "1 and 3 threads write identical .nii.gz files");
-	CHECK(same_bytes(b, c, 1), ".nii.gz decompresses to the bytes of the .nii");
+	CHECK(tu_same_file_bytes(a, b, 0), "1 and 3 threads write identical .nii.gz files");
+	CHECK(tu_same_file_bytes(b, c, 1), ".nii.gz decompresses to the bytes of the .nii");
 	int m = count_members(b);
 	CHECK(m == 3, "header member + 2 data members: %d members", m);
 	ffdp_volume back = {0};
@@ -165,7 +122,7 @@ static void test_stream_images(tu_rng *r)
 			float *c[3] = {v.data, NULL, NULL};
 			CHECK_OK(stream(P(b, name), &g, 1, types[t], &range, c, g.n[2], r, &err), &err,
 				 "streamed %s", name);
-			CHECK(same_bytes(a, b, 1), "%s: the bytes of ffdp_image_write", name);
+			CHECK(tu_same_file_bytes(a, b, 1), "%s: the bytes of ffdp_image_write", name);
 			ffdp_volume_free(&v);
 		}
 }
@@ -187,7 +144,7 @@ static void test_stream_fields(tu_rng *r)
 			snprintf(name, sizeof(name), "streamu%d%s", nz, ext[e]);
 			CHECK_OK(stream(P(b, name), &g, u.ncomp, FFDP_WRITE_FLOAT32, NULL, u.c, nz, r, &err), &err,
 				 "streamed %s (%d components)", name, u.ncomp);
-			CHECK(same_bytes(a, b, 1), "%s: the bytes of ffdp_field_write", name);
+			CHECK(tu_same_file_bytes(a, b, 1), "%s: the bytes of ffdp_field_write", name);
 			ffdp_field_free(&u);
 		}
 }
