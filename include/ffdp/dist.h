@@ -82,6 +82,9 @@ ffdp_status ffdp_dist_writer_append(ffdp_dist_writer *w, const float *const plan
 				    ffdp_error *err);
 /* Collective, called by every rank whatever happened before; frees w. */
 ffdp_status ffdp_dist_writer_commit(ffdp_dist_writer *w, ffdp_error *err);
+/* Give up without a file, on every rank (not collective: each rank removes
+ * its own part files, rank 0 the temporary); frees w. */
+void ffdp_dist_writer_abort(ffdp_dist_writer *w);
 
 /* The whole of it for a rank holding its slab: planes = (z1 - z0) planes of
  * the whole grid (may be NULL for an empty slab).  Integer types take their

@@ -82,8 +82,10 @@ static ffdp_status begin(ffdp_dist_writer *w, ffdp_error *err)
 	return s;
 }
 
-static void release(ffdp_dist_writer *w)
+void ffdp_dist_writer_abort(ffdp_dist_writer *w)
 {
+	if (!w)
+		return;
 	ffdp_nifti_pieces_close(&w->P);
 	ffdp_atomic_abort(&w->a);
 	free(w);
@@ -123,7 +125,7 @@ ffdp_status ffdp_dist_writer_open(ffdp_dist *d, const char *path, const ffdp_gri
 	}
 	if (st) {
 		if (w)
-			release(w);
+			ffdp_dist_writer_abort(w);
 		return st;
 	}
 	*out = w;
@@ -183,7 +185,7 @@ ffdp_status ffdp_dist_writer_commit(ffdp_dist_writer *w, ffdp_error *err)
 	}
 	if (st == FFDP_OK)
 		st = agree(d, last, &e, err);
-	release(w);
+	ffdp_dist_writer_abort(w);
 	return st;
 }
 
