@@ -28,7 +28,7 @@ static const char *script =
     "    a = np.fromfile(d + '/' + name, dtype='<f4')\n"
     "    return a.reshape(shape[::-1]).transpose()  # file is x fastest\n"
     "for key, fname, kind in [('img', 'oblique.nii.gz', 'f32'), ('i16', 'scaled.nii', 'i16'),\n"
-    "                         ('warp', 'warp.nii.gz', 'field')]:\n"
+    "                         ('warp', 'warp.nii.gz', 'field'), ('big', 'members.nii.gz', 'f32')]:\n"
     "    n, A = exp[key]\n"
     "    im = nib.load(d + '/' + fname)\n"
     "    h = im.header\n"
@@ -42,7 +42,7 @@ static const char *script =
     "    check(h.get_xyzt_units()[0] == 'mm', '%s spatial units %s' % (fname, h.get_xyzt_units()[0]))\n"
     "    if kind == 'f32':\n"
     "        data = np.asarray(im.dataobj)\n"
-    "        want = raw('oblique.raw', n, tuple(n))\n"
+    "        want = raw(fname.split('.')[0] + '.raw', n, tuple(n))\n"
     "        check(data.dtype == np.float32 and np.array_equal(data, want), '%s float32 voxels bit-equal' % "
     "fname)\n"
     "    elif kind == 'i16':\n"
@@ -122,6 +122,22 @@ int main(void)
 	CHECK_OK(ffdp_field_write(path, &u, &err), &err, "write displacement field");
 	expect_line(ex, "warp", &g);
 	ffdp_field_free(&u);
+
+	/* Several gzip members (4 MiB of data each), appended plane by plane. */
+	g = tu_random_grid(&r, 129, 131, 67);
+	ffdp_volume_alloc(&v, &g, &err);
+	tu_fill_smooth(&r, v.data, g.n, 0.05);
+	snprintf(path, sizeof(path), "%s/members.nii.gz", dir);
+	ffdp_image_writer *w = NULL;
+	CHECK_OK(ffdp_image_writer_open(path, &g, 1, FFDP_WRITE_FLOAT32, NULL, &w, &err), &err, "open members.nii.gz");
+	for (int64_t z = 0; w && z < g.n[2]; z++) {
+		const float *p[1] = {v.data + z * g.n[0] * g.n[1]};
+		ffdp_image_writer_append(w, p, 1, &err);
+	}
+	CHECK_OK(w ? ffdp_image_writer_commit(w, &err) : FFDP_ERR_IO, &err, "streamed members.nii.gz (4.5 MB)");
+	dump_raw(dir, "members.raw", v.data, ffdp_grid_voxels(&g));
+	expect_line(ex, "big", &g);
+	ffdp_volume_free(&v);
 	fclose(ex);
 
 	snprintf(path, sizeof(path), "%s/check_nibabel.py", dir);

@@ -1,6 +1,7 @@
 /* Phantom: labels present, determinism, the truth field really inverts the
  * deformation (labels, intensities), its size and invertibility, resolution
- * independence, 2-D, and refused options. */
+ * independence, 2-D, refused options, and generation by slabs of any
+ * thickness equal to the whole (what ffdp synth writes). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,6 +306,45 @@ static void check_deform(void)
 	}
 }
 
+/* Planes [z0, z0 + k) at a time, for slabs of k = 1, 3 and nz planes, equal
+ * the whole phantom bit for bit: every output, 3-D and 2-D. */
+static void check_slabs(const ffdp_phantom_opts *o, ffdp_error *err)
+{
+	set w;
+	ffdp_phantom *p = NULL;
+	CHECK_OK(make(&w, o, err), err, "whole phantom %lldx%lldx%lld", (long long)o->n[0], (long long)o->n[1],
+		 (long long)o->n[2]);
+	CHECK_OK(ffdp_phantom_create(o, &p, err), err, "phantom generator");
+	if (!p || !w.f.data)
+		return;
+	const ffdp_grid *g = ffdp_phantom_grid(p);
+	int64_t plane = g->n[0] * g->n[1], nz = g->n[2], dim = ffdp_grid_dim(g);
+	CHECK(ffdp_grid_same(g, &w.f.grid, 0), "generator grid = whole phantom's");
+	float *buf = malloc((size_t)(7 * nz * plane) * sizeof(float));
+	const int64_t ks[3] = {1, 3, nz};
+	for (int t = 0; t < 3; t++) {
+		int64_t dif = 0;
+		ffdp_status st = FFDP_OK;
+		for (int64_t z = 0; z < nz && st == FFDP_OK; z += ks[t]) {
+			int64_t n = z + ks[t] > nz ? nz - z : ks[t], m = n * plane;
+			ffdp_phantom_planes pl = {buf, buf + m, buf + 2 * m, buf + 3 * m,
+						  {buf + 4 * m, buf + 5 * m, dim == 3 ? buf + 6 * m : NULL}};
+			st = ffdp_phantom_generate(p, z, z + n, &pl, err);
+			const float *want[7] = {w.f.data, w.m.data, w.fl.data, w.ml.data, w.u.c[0], w.u.c[1], w.u.c[2]};
+			for (int k = 0; k < 6 + (dim == 3); k++)
+				dif += count_differing(buf + k * m, want[k] + z * plane, m);
+		}
+		CHECK(st == FFDP_OK && dif == 0, "%lld-D, slabs of %lld planes: every output equals the whole (%lld differ)",
+		      (long long)dim, (long long)ks[t], (long long)dif);
+	}
+	ffdp_phantom_planes none = {NULL, NULL, NULL, NULL, {NULL, NULL, NULL}};
+	CHECK(ffdp_phantom_generate(p, 2, nz + 1, &none, err) == FFDP_ERR_ARG && strstr(err->msg, "planes [2,"),
+	      "planes past nz refused: %s", err->msg);
+	free(buf);
+	ffdp_phantom_free(p);
+	drop(&w);
+}
+
 int main(void)
 {
 	ffdp_error err = {0};
@@ -408,6 +448,11 @@ int main(void)
 	}
 
 	check_deform();
+	ffdp_phantom_opts os = o;
+	os.n[0] = 37, os.n[1] = 41, os.n[2] = 23, os.spacing[2] = 2.5, os.amplitude_mm = 6.0;
+	check_slabs(&os, &err);
+	os.n[2] = 1;
+	check_slabs(&os, &err);
 	check_2d(&o, &err);
 	check_refused(&err);
 	return check_done();

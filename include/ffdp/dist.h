@@ -56,6 +56,45 @@ ffdp_status ffdp_dist_halo_exchange(ffdp_dist *d, float *buf, int64_t plane, con
 ffdp_status ffdp_dist_smooth(ffdp_dist *d, ffdp_backend *be, ffdp_img slab, const ffdp_slab *s,
 			     const ffdp_smooth_opts *o, ffdp_error *err);
 
+/* ---- One output file from every rank's planes (src/dist/dist_io.c) ----
+ *
+ * Rank 0 creates the temporary and writes the header; for .nii every rank
+ * writes its planes at their offset; for .nii.gz every rank deflates its
+ * planes into gzip members (in a part file beside the target, except rank
+ * 0's first component, which follows the header), the compressed sizes are
+ * exchanged and each rank copies its members to their place, in rank order.
+ * Rank 0 then checks the file and renames it.  A failure on any rank is a
+ * failure on every rank, with the first failing rank's message, and leaves
+ * no temporary.  The slabs must be ffdp_slab_of's (rank order, tiling
+ * [0, nz)), and the file system one that every rank sees. */
+#include "ffdp/io.h"
+
+typedef struct ffdp_dist_writer ffdp_dist_writer;
+
+/* Collective: every rank passes the same path, whole grid, ncomp, type and
+ * range (of the whole image: see ffdp_image_writer_open), and its slab. */
+ffdp_status ffdp_dist_writer_open(ffdp_dist *d, const char *path, const ffdp_grid *whole, int ncomp,
+				  ffdp_write_type type, const ffdp_value_range *range, const ffdp_slab *s,
+				  ffdp_dist_writer **out, ffdp_error *err);
+/* Local: the rank's next nplanes planes of each component (in order, any
+ * number at a time).  A failure here is reported again by commit. */
+ffdp_status ffdp_dist_writer_append(ffdp_dist_writer *w, const float *const planes[], int64_t nplanes,
+				    ffdp_error *err);
+/* Collective, called by every rank whatever happened before; frees w. */
+ffdp_status ffdp_dist_writer_commit(ffdp_dist_writer *w, ffdp_error *err);
+/* Give up without a file, on every rank (not collective: each rank removes
+ * its own part files, rank 0 the temporary); frees w. */
+void ffdp_dist_writer_abort(ffdp_dist_writer *w);
+
+/* The whole of it for a rank holding its slab: planes = (z1 - z0) planes of
+ * the whole grid (may be NULL for an empty slab).  Integer types take their
+ * range over every rank.  Collective. */
+ffdp_status ffdp_dist_image_write(ffdp_dist *d, const char *path, const ffdp_grid *whole, const float *planes,
+				  const ffdp_slab *s, ffdp_write_type type, ffdp_error *err);
+/* An ANTs displacement field, c[k] the rank's planes of component k. */
+ffdp_status ffdp_dist_field_write(ffdp_dist *d, const char *path, const ffdp_grid *whole, float *const c[3],
+				  const ffdp_slab *s, ffdp_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -61,9 +61,50 @@ typedef enum ffdp_write_type {
 } ffdp_write_type;
 
 /* Write a NIfTI-1 image (.nii or .nii.gz by extension) with qform and sform
- * both set from the grid (code 1, scanner anatomical), as ITK does. */
+ * both set from the grid (code 1, scanner anatomical), as ITK does.
+ * .nii.gz is written as gzip members deflated in parallel (OpenMP threads;
+ * the bytes do not depend on the thread count). */
 ffdp_status ffdp_image_write(const char *path, const ffdp_volume *v, ffdp_write_type type,
 			     ffdp_error *err);
+
+/* The values an image holds, as the integer writers need them to choose a
+ * storage type and scaling; partial ranges combine by min, max, sum, sum. */
+typedef struct ffdp_value_range {
+	double min, max;    /* over finite values; min > max when there are none */
+	int64_t nonfinite;  /* NaN or infinite values */
+	int64_t fractional; /* finite values that are not whole numbers */
+} ffdp_value_range;
+
+void ffdp_value_range_scan(const float *x, int64_t n, ffdp_value_range *r);
+
+/* Read planes [z0, z1) of a 3-D (or 2-D) image without reading the rest
+ * into memory: the datatypes, scaling, flags and messages of
+ * ffdp_image_read.  out's grid is the slab's: the whole grid with nz =
+ * z1 - z0 and the origin moved by z0 planes along the third direction, so
+ * that its index -> physical map is the whole image's, shifted.  A .nii is
+ * read by seeking; a .nii.gz must inflate (and discard) every byte before
+ * the slab, so reading all slabs one by one costs O(nz^2 / slab) inflation.
+ * Only a slab that ends at nz checks the gzip trailer.  info (may be NULL)
+ * describes the whole file; its intensity range is the slab's. */
+ffdp_status ffdp_image_read_slab(const char *path, int64_t z0, int64_t z1, unsigned flags, ffdp_volume *out,
+				 ffdp_image_info *info, ffdp_error *err);
+
+/* Stream an image or displacement field to a file plane by plane, never
+ * holding it whole: open, append the planes in order (any number at a
+ * time), commit.  ncomp 1: a scalar image stored as type; range (values of
+ * the whole image) is needed for every type but FFDP_WRITE_FLOAT32 and may
+ * be NULL then.  ncomp 2 or 3 (= the grid's dimension): an ANTs
+ * displacement field, float32.  The file appears only at a successful
+ * commit; commit and abort free the writer. */
+typedef struct ffdp_image_writer ffdp_image_writer;
+
+ffdp_status ffdp_image_writer_open(const char *path, const ffdp_grid *g, int ncomp, ffdp_write_type type,
+				   const ffdp_value_range *range, ffdp_image_writer **out, ffdp_error *err);
+/* planes[c]: nplanes * nx * ny values of component c. */
+ffdp_status ffdp_image_writer_append(ffdp_image_writer *w, const float *const planes[], int64_t nplanes,
+				     ffdp_error *err);
+ffdp_status ffdp_image_writer_commit(ffdp_image_writer *w, ffdp_error *err);
+void ffdp_image_writer_abort(ffdp_image_writer *w);
 
 /* ANTs/ITK displacement field: NIfTI with dim = [5, nx, ny, nz, 1, ncomp],
  * intent NIFTI_INTENT_VECTOR, float32, components in LPS mm (not flipped to

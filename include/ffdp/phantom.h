@@ -13,6 +13,7 @@
 
 #include <stdint.h>
 
+#include "ffdp/grid.h"
 #include "ffdp/status.h"
 #include "ffdp/volume.h"
 
@@ -49,6 +50,24 @@ ffdp_phantom_opts ffdp_phantom_defaults(void);
 ffdp_status ffdp_phantom_make(const ffdp_phantom_opts *o, ffdp_volume *fixed, ffdp_volume *moving,
 			      ffdp_volume *fixed_labels, ffdp_volume *moving_labels, ffdp_field *truth,
 			      ffdp_error *err);
+
+/* The phantom as a generator of planes, for volumes too large to hold
+ * whole (ffdp synth): ffdp_phantom_make is planes [0, nz) of it, and any
+ * split into slabs gives the same values. */
+typedef struct ffdp_phantom ffdp_phantom;
+
+/* Outputs of ffdp_phantom_generate: each NULL to skip it, else (z1 - z0)
+ * planes of nx * ny floats; u[2] stays NULL for a 2-D phantom. */
+typedef struct ffdp_phantom_planes {
+	float *fixed, *moving, *fixed_labels, *moving_labels, *u[3];
+} ffdp_phantom_planes;
+
+ffdp_status ffdp_phantom_create(const ffdp_phantom_opts *o, ffdp_phantom **out, ffdp_error *err);
+/* Identity direction, centred at physical 0. */
+const ffdp_grid *ffdp_phantom_grid(const ffdp_phantom *p);
+ffdp_status ffdp_phantom_generate(const ffdp_phantom *p, int64_t z0, int64_t z1, const ffdp_phantom_planes *out,
+				  ffdp_error *err);
+void ffdp_phantom_free(ffdp_phantom *p);
 
 #ifdef __cplusplus
 }

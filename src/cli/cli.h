@@ -10,6 +10,7 @@ int ffdp_cmd_demo(int argc, char **argv);
 int ffdp_cmd_register(int argc, char **argv);
 int ffdp_cmd_apply(int argc, char **argv);
 int ffdp_cmd_eval(int argc, char **argv);
+int ffdp_cmd_synth(int argc, char **argv);
 
 /* Print err's message as one "ffdp: error: ..." line and return 1. */
 int ffdp_cli_fail(const ffdp_error *err);
@@ -22,5 +23,7 @@ int ffdp_cli_usage(const char *cmd, const char *fmt, ...)
 /* Strict integer / real parsing of option values; 0 on success. */
 int ffdp_cli_parse_i64(const char *s, long long lo, long long hi, long long *out);
 int ffdp_cli_parse_f64(const char *s, double lo, double hi, double *out);
+/* Peak resident memory of this process so far (VmHWM), MiB. */
+long ffdp_cli_peak_rss_mb(void);
 
 #endif

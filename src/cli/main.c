@@ -41,6 +41,17 @@ static const command commands[] = {
 	 "  the pair (moments, affine, greedy), writes DIR/reg_*, and prints label Dice\n"
 	 "  and the endpoint error against the truth, before and after.\n"
 	 "  Default DIR: ffdp-demo; default size 96,112,96 at 1.5 mm.\n"},
+	{"synth", ffdp_cmd_synth, "write a synthetic phantom pair of any size, slab by slab (MPI: rank by rank)",
+	 "usage: ffdp synth -o PREFIX --size NXxNYxNZ [--spacing MM] [--amplitude MM] [--seed N]\n"
+	 "                  [--labels] [--truth] [--slab PLANES] [-q]\n"
+	 "  Writes the phantom of 'ffdp demo' (textured brain-like object, fixed and a\n"
+	 "  copy deformed by a known smooth invertible warp of peak --amplitude mm,\n"
+	 "  default 8) as PREFIX_fixed.nii.gz and PREFIX_moving.nii.gz; --labels adds\n"
+	 "  PREFIX_{fixed,moving}_labels.nii.gz, --truth the true displacement\n"
+	 "  PREFIX_true_warp.nii.gz (ANTs convention).  Default spacing 1 mm.\n"
+	 "  Never holds a whole volume: it generates and writes --slab planes at a\n"
+	 "  time (default: about 4 M voxels).  Under mpirun each rank generates and\n"
+	 "  writes its own z-slab of the same files.\n"},
 	{"apply", ffdp_cmd_apply, "resample an image through transforms given in ANTs order",
 	 "usage: ffdp apply -r REFERENCE -i INPUT -o OUTPUT -t T1 [-t T2 ...]\n"
 	 "                  [--interp linear|nearest|label] [-q]\n"

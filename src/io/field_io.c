@@ -7,42 +7,27 @@
 
 #include "ffdp/io.h"
 #include "io/nifti_internal.h"
+#include "io/nifti_pieces.h"
 
 ffdp_status ffdp_field_write(const char *path, const ffdp_field *u, ffdp_error *err)
 {
-	if (!path || !*path)
-		return ffdp_fail(err, FFDP_ERR_ARG, "output field path is empty");
-	if (!ffdp_nifti_write_name_ok(path))
-		return ffdp_fail(err, FFDP_ERR_ARG,
-				 "cannot write %s: unknown extension (want .nii or .nii.gz)", path);
-	ffdp_error ge = {0};
-	if (!u || ffdp_grid_check(&u->grid, &ge))
-		return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: %s", path, u ? ge.msg : "no field");
-	const ffdp_grid *g = &u->grid;
-	if (u->ncomp != ffdp_grid_dim(g))
+	if (!u)
+		return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: no field", path ? path : "");
+	ffdp_nifti_layout L;
+	/* ncomp 1 would make an image layout: ask for the grid's count and compare. */
+	int ncomp = ffdp_grid_dim(&u->grid);
+	ffdp_status s = ffdp_nifti_layout_make(path, &u->grid, ncomp, FFDP_WRITE_FLOAT32, NULL, &L, err);
+	if (s)
+		return s;
+	if (u->ncomp != ncomp)
 		return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: %d components on a %d-D grid", path,
-				 u->ncomp, ffdp_grid_dim(g));
-	for (int c = 0; c < u->ncomp; c++)
+				 u->ncomp, ncomp);
+	for (int c = 0; c < ncomp; c++)
 		if (!u->c[c])
-			return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: component %d has no data", path,
-					 c);
-	int64_t dims[8] = {5, g->n[0], g->n[1], g->n[2], 1, u->ncomp, 1, 1};
-	nifti_image *nim = nifti_make_new_nim(dims, DT_FLOAT32, 0);
-	if (!nim)
-		return ffdp_fail(err, FFDP_ERR_NOMEM, "cannot write %s: out of memory", path);
-	ffdp_nifti_set_geometry(nim, g);
-	nim->intent_code = NIFTI_INTENT_VECTOR;
-	nim->scl_slope = 1.0, nim->scl_inter = 0.0;
-	snprintf(nim->descrip, sizeof(nim->descrip), "ffdp displacement (LPS mm)");
+			return ffdp_fail(err, FFDP_ERR_ARG, "cannot write %s: component %d has no data", path, c);
 	/* The component planes are written one after another, straight from the field. */
-	ffdp_nifti_payload pl = {.planes = {u->c[0], u->c[1], u->c[2]},
-				 .nplanes = u->ncomp,
-				 .plane_values = ffdp_grid_voxels(g),
-				 .datatype = DT_FLOAT32,
-				 .slope = 1.0f};
-	ffdp_status s = ffdp_nifti_write_verified(nim, &pl, path, err);
-	nifti_image_free(nim);
-	return s;
+	const float *planes[3] = {u->c[0], u->c[1], u->c[2]};
+	return ffdp_nifti_write_whole(&L, planes, path, err);
 }
 
 static ffdp_status check_field_dims(const nifti_image *nim, const ffdp_grid *g, const char *path,

@@ -21,6 +21,17 @@
  * size (nifti_clib reports NIfTI-2 single files as nifti_type 1). */
 ffdp_status ffdp_nifti_open(const char *path, nifti_image **nim, int *version, ffdp_error *err);
 
+/* ffdp_nifti_open, then the LPS grid and (info not NULL) the header facts. */
+ffdp_status ffdp_nifti_open_grid(const char *path, nifti_image **nim, ffdp_grid *g, ffdp_image_info *info,
+				 ffdp_error *err);
+/* A scalar image: every dimension past the third must be 1. */
+ffdp_status ffdp_nifti_check_scalar(const nifti_image *nim, const char *path, ffdp_error *err);
+
+/* Planes [z0, z1) of a scalar image (z1 < 0: every plane), as
+ * ffdp_image_read_slab describes; ffdp_image_read is the whole range. */
+ffdp_status ffdp_nifti_read_planes(const char *path, unsigned flags, int64_t z0, int64_t z1, ffdp_volume *out,
+				   ffdp_image_info *info, ffdp_error *err);
+
 /* Header facts for ffdp_image_info (intensity range left 0). */
 void ffdp_nifti_fill_info(const nifti_image *nim, int version, ffdp_xform_source src, const ffdp_grid *g,
 			  ffdp_image_info *info);
@@ -54,6 +65,9 @@ ffdp_status ffdp_nifti_stream_open(ffdp_nifti_stream *s, const char *path, const
  * ffdp_value_stats_init). */
 ffdp_status ffdp_nifti_stream_read(ffdp_nifti_stream *s, float *out, int64_t n, ffdp_value_stats *st,
 				   ffdp_error *err);
+/* Pass over the next n values without converting them: a seek for a plain
+ * file; for gzip zlib inflates and discards them. */
+ffdp_status ffdp_nifti_stream_skip(ffdp_nifti_stream *s, int64_t n, ffdp_error *err);
 /* After the last value: for gzip, read on to the end of the stream so that
  * zlib checks the CRC and length in the trailer (corruption that inflates
  * cleanly is caught only there). */
@@ -61,26 +75,6 @@ ffdp_status ffdp_nifti_stream_finish(ffdp_nifti_stream *s, ffdp_error *err);
 void ffdp_nifti_stream_close(ffdp_nifti_stream *s);
 void ffdp_value_stats_init(ffdp_value_stats *st);
 
-/* What goes after the header: nplanes planes of plane_values floats each,
- * stored as datatype (DT_FLOAT32 as is; DT_INT16/DT_UINT8 as
- * round((x - inter) / slope); with labels set, DT_INT16/DT_INT32 as
- * round(x)), converted chunk by chunk while writing. */
-typedef struct ffdp_nifti_payload {
-	const float *planes[3];
-	int nplanes;
-	int64_t plane_values;
-	int datatype;
-	int labels;
-	float slope, inter;
-} ffdp_nifti_payload;
-
-/* Write header nim (dims, geometry, scaling, intent; no data) and the
- * payload to path through a temporary beside it: NIfTI-2 when a dimension
- * exceeds 32767, else NIfTI-1; gzip by the .gz extension.  Every write is
- * checked, and the temporary's header and length are read back before it
- * is renamed into place. */
-ffdp_status ffdp_nifti_write_verified(nifti_image *nim, const ffdp_nifti_payload *pl, const char *path,
-				      ffdp_error *err);
 /* path ends in ".nii" or ".nii.gz". */
 int ffdp_nifti_write_name_ok(const char *path);
 

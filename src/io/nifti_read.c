@@ -361,6 +361,19 @@ ffdp_status ffdp_nifti_stream_read(ffdp_nifti_stream *s, float *out, int64_t n, 
 	return FFDP_OK;
 }
 
+ffdp_status ffdp_nifti_stream_skip(ffdp_nifti_stream *s, int64_t n, ffdp_error *err)
+{
+	if (n <= 0)
+		return FFDP_OK;
+	/* A plain file seeks; for gzip, zlib inflates and discards up to the target
+	 * at the next read, which then comes up short if the file ends before it. */
+	z_off_t to = (z_off_t)(s->nim->iname_offset + (s->pos + n) * (int64_t)s->nim->nbyper);
+	if (gzseek(s->gz, to, SEEK_SET) != to)
+		return short_read(s, s->pos, err);
+	s->pos += n;
+	return FFDP_OK;
+}
+
 ffdp_status ffdp_nifti_stream_finish(ffdp_nifti_stream *s, ffdp_error *err)
 {
 	if (gzdirect(s->gz))
@@ -381,8 +394,8 @@ ffdp_status ffdp_nifti_stream_finish(ffdp_nifti_stream *s, ffdp_error *err)
 
 /* ---- images ---- */
 
-static ffdp_status open_with_grid(const char *path, nifti_image **nim, ffdp_grid *g, ffdp_image_info *info,
-				  ffdp_error *err)
+ffdp_status ffdp_nifti_open_grid(const char *path, nifti_image **nim, ffdp_grid *g, ffdp_image_info *info,
+				 ffdp_error *err)
 {
 	ffdp_xform_source src;
 	int version = 1;
@@ -403,7 +416,7 @@ ffdp_status ffdp_image_read_header(const char *path, ffdp_grid *grid, ffdp_image
 {
 	nifti_image *nim = NULL;
 	ffdp_grid g;
-	ffdp_status s = open_with_grid(path, &nim, &g, info, err);
+	ffdp_status s = ffdp_nifti_open_grid(path, &nim, &g, info, err);
 	if (s)
 		return s;
 	nifti_image_free(nim);
@@ -412,8 +425,7 @@ ffdp_status ffdp_image_read_header(const char *path, ffdp_grid *grid, ffdp_image
 	return FFDP_OK;
 }
 
-/* A scalar image: every dimension past the third must be 1. */
-static ffdp_status check_scalar_dims(const nifti_image *nim, const char *path, ffdp_error *err)
+ffdp_status ffdp_nifti_check_scalar(const nifti_image *nim, const char *path, ffdp_error *err)
 {
 	char extra[160] = "";
 	static const char *names[4] = {"t", "u", "v", "w"};
@@ -434,40 +446,5 @@ static ffdp_status check_scalar_dims(const nifti_image *nim, const char *path, f
 ffdp_status ffdp_image_read(const char *path, unsigned flags, ffdp_volume *out, ffdp_image_info *info,
 			    ffdp_error *err)
 {
-	nifti_image *nim = NULL;
-	ffdp_image_info local;
-	ffdp_nifti_stream st = {0};
-	ffdp_value_stats stats;
-	memset(out, 0, sizeof(*out));
-	ffdp_status s = open_with_grid(path, &nim, &out->grid, &local, err);
-	if (s)
-		return s;
-	s = check_scalar_dims(nim, path, err);
-	if (s == FFDP_OK && (flags & FFDP_READ_REQUIRE_3D) && out->grid.n[2] == 1)
-		s = ffdp_fail(err, FFDP_ERR_DATA, "%s: 2-D image (%lld x %lld) where a 3-D image is required",
-			      path, (long long)out->grid.n[0], (long long)out->grid.n[1]);
-	if (s == FFDP_OK)
-		s = ffdp_nifti_stream_open(&st, path, nim, err);
-	if (s == FFDP_OK)
-		s = ffdp_volume_alloc(out, &out->grid, err);
-	ffdp_value_stats_init(&stats);
-	if (s == FFDP_OK)
-		s = ffdp_nifti_stream_read(&st, out->data, ffdp_grid_voxels(&out->grid), &stats, err);
-	if (s == FFDP_OK)
-		s = ffdp_nifti_stream_finish(&st, err);
-	ffdp_nifti_stream_close(&st);
-	nifti_image_free(nim);
-	if (s == FFDP_OK && stats.nonfinite && !(flags & FFDP_READ_ALLOW_NONFINITE))
-		s = ffdp_fail(err, FFDP_ERR_DATA, "%s: %lld voxels are NaN or infinite", path,
-			      (long long)stats.nonfinite);
-	if (s) {
-		ffdp_volume_free(out);
-		memset(out, 0, sizeof(*out));
-		return s;
-	}
-	local.intensity_min = stats.min <= stats.max ? stats.min : 0.0;
-	local.intensity_max = stats.min <= stats.max ? stats.max : 0.0;
-	if (info)
-		*info = local;
-	return FFDP_OK;
+	return ffdp_nifti_read_planes(path, flags, 0, -1, out, info, err);
 }

@@ -18,6 +18,7 @@
  * object, plus Gaussian noise keyed by (seed, image, voxel).
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ffdp/phantom.h"
@@ -187,64 +188,62 @@ static ffdp_status ph_check(const ffdp_phantom_opts *o, ffdp_error *err)
 	return FFDP_OK;
 }
 
-/* Outputs requested by the caller, filled voxel by voxel. */
-typedef struct ph_out {
-	float *fixed, *moving, *fl, *ml, *u[3];
-} ph_out;
+struct ffdp_phantom {
+	ffdp_phantom_opts o;
+	ffdp_grid g;
+	double s;          /* object scale: fits the field of view */
+	ph_deform d;
+	uint64_t key_f, key_m; /* noise of the fixed and moving images */
+};
 
-/* One voxel at physical x, flat index i. Returns nonzero if the inverse failed. */
-static int ph_voxel(const ffdp_phantom_opts *o, double s, const ph_deform *d, uint64_t key_f, uint64_t key_m,
-		    const double x[3], int64_t i, const ph_out *out)
+/* One voxel at physical x: noise keyed by its flat index i in the whole
+ * volume, outputs stored at j.  Returns nonzero if the inverse failed. */
+static int ph_voxel(const ffdp_phantom *p, const double x[3], int64_t i, int64_t j, const ffdp_phantom_planes *out)
 {
+	const ffdp_phantom_opts *o = &p->o;
 	double v;
 	int lab;
-	if (out->fixed || out->fl) {
-		lab = ph_eval(s, x, &v);
+	if (out->fixed || out->fixed_labels) {
+		lab = ph_eval(p->s, x, &v);
 		if (out->fixed)
-			out->fixed[i] = (float)(v + o->noise * PH_I_WM * ph_normal(key_f, i));
-		if (out->fl)
-			out->fl[i] = (float)lab;
+			out->fixed[j] = (float)(v + o->noise * PH_I_WM * ph_normal(p->key_f, i));
+		if (out->fixed_labels)
+			out->fixed_labels[j] = (float)lab;
 	}
 	double dv[3], jx[9];
-	if (out->moving || out->ml || out->u[0])
-		ph_deform_eval(d, x, dv, out->u[0] ? jx : NULL);
-	if (out->moving || out->ml) {
+	if (out->moving || out->moving_labels || out->u[0])
+		ph_deform_eval(&p->d, x, dv, out->u[0] ? jx : NULL);
+	if (out->moving || out->moving_labels) {
 		double y[3];
 		for (int a = 0; a < 3; a++)
 			y[a] = x[a] + dv[a];
-		lab = ph_eval(s, y, &v);
+		lab = ph_eval(p->s, y, &v);
 		if (out->moving)
-			out->moving[i] = (float)(v + o->noise * PH_I_WM * ph_normal(key_m, i));
-		if (out->ml)
-			out->ml[i] = (float)lab;
+			out->moving[j] = (float)(v + o->noise * PH_I_WM * ph_normal(p->key_m, i));
+		if (out->moving_labels)
+			out->moving_labels[j] = (float)lab;
 	}
 	if (out->u[0]) {
 		double y[3];
-		int bad = ph_deform_invert(d, x, dv, jx, y);
+		int bad = ph_deform_invert(&p->d, x, dv, jx, y);
 		for (int a = 0; a < 3; a++)
 			if (out->u[a])
-				out->u[a][i] = (float)(y[a] - x[a]);
+				out->u[a][j] = (float)(y[a] - x[a]);
 		return bad;
 	}
 	return 0;
 }
 
-static void ph_free_all(ffdp_volume *vols[4], ffdp_field *truth)
+ffdp_status ffdp_phantom_create(const ffdp_phantom_opts *o, ffdp_phantom **out, ffdp_error *err)
 {
-	for (int k = 0; k < 4; k++)
-		if (vols[k])
-			ffdp_volume_free(vols[k]);
-	if (truth)
-		ffdp_field_free(truth);
-}
-
-ffdp_status ffdp_phantom_make(const ffdp_phantom_opts *o, ffdp_volume *fixed, ffdp_volume *moving,
-			      ffdp_volume *fixed_labels, ffdp_volume *moving_labels, ffdp_field *truth,
-			      ffdp_error *err)
-{
+	*out = NULL;
 	ffdp_status st = ph_check(o, err);
 	if (st)
 		return st;
+	ffdp_phantom *p = calloc(1, sizeof(*p));
+	if (!p)
+		return ffdp_fail(err, FFDP_ERR_NOMEM, "phantom: out of memory");
+	p->o = *o;
 	/* Identity direction, grid centre at physical 0 (a 2-D slice lies at z = 0). */
 	ffdp_grid g = ffdp_grid_make(o->n[0], o->n[1], o->n[2], o->spacing[0], o->spacing[1], o->spacing[2]);
 	int dim = ffdp_grid_dim(&g);
@@ -262,56 +261,96 @@ ffdp_status ffdp_phantom_make(const ffdp_phantom_opts *o, ffdp_volume *fixed, ff
 		if (a < dim)
 			smallest = fmin(smallest, brain[a]);
 	}
+	p->g = g, p->s = s;
+	p->key_f = ph_hash(o->seed * 4u + 1u), p->key_m = ph_hash(o->seed * 4u + 2u);
 	/* Larger shifts would carry the head out of the field of view. */
 	if (o->amplitude_mm > 0.5 * smallest)
-		return ffdp_fail(err, FFDP_ERR_ARG,
-				 "phantom amplitude_mm %g exceeds half the smallest brain semi-axis (%.3g mm) "
-				 "that fits this field of view", o->amplitude_mm, smallest);
-
-	ph_deform d;
-	st = ph_deform_make(&d, half, brain, dim, o->amplitude_mm, o->seed, err);
-	if (st)
+		st = ffdp_fail(err, FFDP_ERR_ARG,
+			       "phantom amplitude_mm %g exceeds half the smallest brain semi-axis (%.3g mm) "
+			       "that fits this field of view", o->amplitude_mm, smallest);
+	if (st == FFDP_OK)
+		st = ph_deform_make(&p->d, half, brain, dim, o->amplitude_mm, o->seed, err);
+	if (st) {
+		free(p);
 		return st;
+	}
+	*out = p;
+	return FFDP_OK;
+}
 
+const ffdp_grid *ffdp_phantom_grid(const ffdp_phantom *p)
+{
+	return &p->g;
+}
+
+void ffdp_phantom_free(ffdp_phantom *p)
+{
+	free(p);
+}
+
+ffdp_status ffdp_phantom_generate(const ffdp_phantom *p, int64_t z0, int64_t z1, const ffdp_phantom_planes *out,
+				  ffdp_error *err)
+{
+	const ffdp_grid *g = &p->g;
+	if (z0 < 0 || z1 < z0 || z1 > g->n[2])
+		return ffdp_fail(err, FFDP_ERR_ARG, "phantom: planes [%lld, %lld) of %lld", (long long)z0,
+				 (long long)z1, (long long)g->n[2]);
+	ffdp_mat4 i2p = ffdp_grid_index_to_phys(g);
+	int64_t nx = g->n[0], ny = g->n[1], row0 = z0 * ny, rows = (z1 - z0) * ny;
+	int64_t bad = 0;
+	/* Rows rather than planes, so a 2-D slice is threaded too; background rows are cheap, hence dynamic. */
+#pragma omp parallel for schedule(dynamic, 4) reduction(+ : bad)
+	for (int64_t r = 0; r < rows; r++) {
+		int64_t row = row0 + r;
+		for (int64_t xi = 0; xi < nx; xi++) {
+			double idx[3] = {(double)xi, (double)(row % ny), (double)(row / ny)}, x[3];
+			ffdp_mat4_apply_point(&i2p, idx, x);
+			bad += ph_voxel(p, x, row * nx + xi, r * nx + xi, out) != 0;
+		}
+	}
+	if (bad)
+		return ffdp_fail(err, FFDP_ERR_DATA, "phantom: inverting the deformation failed at %lld voxels",
+				 (long long)bad);
+	return FFDP_OK;
+}
+
+static void ph_free_all(ffdp_volume *vols[4], ffdp_field *truth)
+{
+	for (int k = 0; k < 4; k++)
+		if (vols[k])
+			ffdp_volume_free(vols[k]);
+	if (truth)
+		ffdp_field_free(truth);
+}
+
+ffdp_status ffdp_phantom_make(const ffdp_phantom_opts *o, ffdp_volume *fixed, ffdp_volume *moving,
+			      ffdp_volume *fixed_labels, ffdp_volume *moving_labels, ffdp_field *truth,
+			      ffdp_error *err)
+{
+	ffdp_phantom *p = NULL;
 	ffdp_volume *vols[4] = {fixed, moving, fixed_labels, moving_labels};
 	for (int k = 0; k < 4; k++)
 		if (vols[k])
 			memset(vols[k], 0, sizeof(*vols[k]));
 	if (truth)
 		memset(truth, 0, sizeof(*truth));
+	ffdp_status st = ffdp_phantom_create(o, &p, err);
+	if (st)
+		return st;
+	const ffdp_grid *g = ffdp_phantom_grid(p);
 	for (int k = 0; k < 4 && !st; k++)
 		if (vols[k])
-			st = ffdp_volume_alloc(vols[k], &g, err);
+			st = ffdp_volume_alloc(vols[k], g, err);
 	if (!st && truth)
-		st = ffdp_field_alloc(truth, &g, err);
-	if (st) {
+		st = ffdp_field_alloc(truth, g, err);
+	ffdp_phantom_planes out = {fixed ? fixed->data : NULL, moving ? moving->data : NULL,
+				   fixed_labels ? fixed_labels->data : NULL,
+				   moving_labels ? moving_labels->data : NULL,
+				   {truth ? truth->c[0] : NULL, truth ? truth->c[1] : NULL, truth ? truth->c[2] : NULL}};
+	if (!st)
+		st = ffdp_phantom_generate(p, 0, g->n[2], &out, err);
+	ffdp_phantom_free(p);
+	if (st)
 		ph_free_all(vols, truth);
-		return st;
-	}
-
-	ph_out out = {fixed ? fixed->data : NULL, moving ? moving->data : NULL,
-		      fixed_labels ? fixed_labels->data : NULL, moving_labels ? moving_labels->data : NULL,
-		      {NULL, NULL, NULL}};
-	if (truth)
-		for (int c = 0; c < truth->ncomp; c++)
-			out.u[c] = truth->c[c];
-	uint64_t key_f = ph_hash(o->seed * 4u + 1u), key_m = ph_hash(o->seed * 4u + 2u);
-	ffdp_mat4 i2p = ffdp_grid_index_to_phys(&g);
-	int64_t nx = g.n[0], ny = g.n[1], rows = g.n[1] * g.n[2];
-	int64_t bad = 0;
-	/* Rows rather than planes, so a 2-D slice is threaded too; background rows are cheap, hence dynamic. */
-#pragma omp parallel for schedule(dynamic, 4) reduction(+ : bad)
-	for (int64_t row = 0; row < rows; row++) {
-		for (int64_t xi = 0; xi < nx; xi++) {
-			double idx[3] = {(double)xi, (double)(row % ny), (double)(row / ny)}, x[3];
-			ffdp_mat4_apply_point(&i2p, idx, x);
-			bad += ph_voxel(o, s, &d, key_f, key_m, x, row * nx + xi, &out) != 0;
-		}
-	}
-	if (bad) {
-		ph_free_all(vols, truth);
-		return ffdp_fail(err, FFDP_ERR_DATA, "phantom: inverting the deformation failed at %lld voxels",
-				 (long long)bad);
-	}
-	return FFDP_OK;
+	return st;
 }

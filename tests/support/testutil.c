@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <zlib.h>
 
 tu_rng tu_rng_make(uint64_t seed)
 {
@@ -176,4 +177,43 @@ ffdp_vec tu_field_vec(const tfield *f)
 {
 	ffdp_vec v = {{f->c[0], f->c[1], f->c[2]}, {f->n[0], f->n[1], f->n[2]}, f->nc};
 	return v;
+}
+
+unsigned char *tu_read_file(const char *path, int decompress, size_t *n)
+{
+	size_t cap = 1 << 20, len = 0;
+	unsigned char *buf = NULL;
+	*n = 0;
+	if (!decompress) {
+		FILE *f = fopen(path, "rb");
+		if (!f)
+			return NULL;
+		buf = malloc(cap);
+		while (buf && (len += fread(buf + len, 1, cap - len, f)) == cap)
+			buf = realloc(buf, cap *= 2);
+		fclose(f);
+		*n = len;
+		return buf;
+	}
+	gzFile gz = gzopen(path, "rb");
+	int got;
+	if (!gz)
+		return NULL;
+	buf = malloc(cap);
+	while (buf && (got = gzread(gz, buf + len, (unsigned)(cap - len))) > 0)
+		if ((len += (size_t)got) == cap)
+			buf = realloc(buf, cap *= 2);
+	gzclose(gz);
+	*n = len;
+	return buf;
+}
+
+int tu_same_file_bytes(const char *a, const char *b, int decompress)
+{
+	size_t na, nb;
+	unsigned char *x = tu_read_file(a, decompress, &na), *y = tu_read_file(b, decompress, &nb);
+	int same = x && y && na == nb && na > 0 && memcmp(x, y, na) == 0;
+	free(x);
+	free(y);
+	return same;
 }

@@ -55,5 +55,10 @@ void tu_mkdirs(const char *path);
 const char *tu_path(char *buf, size_t len, const char *dir, const char *name);
 void tu_write_text(const char *path, const char *text);
 int tu_count_temporaries(const char *dir);
+/* A file's bytes (decompressed when decompress is set and it is gzip:
+ * every member); NULL if unreadable.  Free with free(). */
+unsigned char *tu_read_file(const char *path, int decompress, size_t *n);
+/* 1 when both files hold the same, non-empty bytes (decompressed likewise). */
+int tu_same_file_bytes(const char *a, const char *b, int decompress);
 
 #endif
