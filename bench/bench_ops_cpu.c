@@ -2,7 +2,8 @@
  * effective GB/s, time / floor (floor = bytes / measured copy bandwidth of
  * this machine), and the 1 -> 2 thread speed-up.
  *
- * usage: bench_ops_cpu [N ...]   (cube edges, default 128 192)
+ * usage: bench_ops_cpu [N ...] [OP ...]   (cube edges, default 128 192; OP: only
+ * the ops whose names contain one of these words, e.g. "compose" "warp")
  */
 #include <math.h>
 #include <stdio.h>
@@ -210,6 +211,17 @@ static double time_op(bench_state *s, const bench_op *op, int reps, ffdp_error *
 	return best;
 }
 
+static char **only;
+static int n_only;
+
+static int selected(const char *name)
+{
+	for (int i = 0; i < n_only; i++)
+		if (strstr(name, only[i]))
+			return 1;
+	return n_only == 0;
+}
+
 static int run_size(int64_t edge, double bw)
 {
 	bench_state s;
@@ -249,6 +261,8 @@ static int run_size(int64_t edge, double bw)
 	for (size_t k = 0; k < sizeof(ops) / sizeof(ops[0]); k++) {
 		const bench_op *op = &ops[k];
 		ffdp_status st;
+		if (!selected(op->name))
+			continue;
 		set_threads(1);
 		double t1 = time_op(&s, op, 2, &err, &st);
 		set_threads(tmax);
@@ -280,13 +294,18 @@ int main(int argc, char **argv)
 	       bw / 1e9);
 	printf("%-20s %7s %12s %11s %12s %8s %7s\n", "op", "size", "time", "floor B", "eff. BW", "/floor",
 	       "1->N");
-	int rc = 0;
-	if (argc > 1) {
-		for (int i = 1; i < argc; i++)
-			rc |= run_size(atoll(argv[i]), bw);
-	} else {
+	int rc = 0, sizes = 0;
+	only = malloc((size_t)argc * sizeof(*only));
+	for (int i = 1; i < argc; i++)
+		if (atoll(argv[i]) <= 0)
+			only[n_only++] = argv[i];
+	for (int i = 1; i < argc; i++)
+		if (atoll(argv[i]) > 0)
+			rc |= run_size(atoll(argv[i]), bw), sizes++;
+	if (!sizes) {
 		rc |= run_size(128, bw);
 		rc |= run_size(192, bw);
 	}
+	free(only);
 	return rc;
 }

@@ -22,13 +22,14 @@
  *
  * The trilinear sampling here duplicates the sampler's rules (cpu_sample.c)
  * because it must read two sources (ring and u); voxels whose corners are
- * all inside take a short path.
+ * all inside take a short path, eight at a time as a stencil with AVX2.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cpu_ops.h"
+#include "cpu_tristencil.h"
 #include "ffdp/volume.h"
 
 typedef struct adam_k {
@@ -377,72 +378,56 @@ static inline __attribute__((always_inline)) int ws_voxel(const ws_geom *g, ffdp
 }
 
 /* ---- AVX2: eight voxels of a 3-D run at a time ---------------------------------
- * When all eight take the short path: their slice pointers from ws_where
- * (ring or u, per voxel) as 64-bit addresses, each gather fetching the x
- * pair of one corner row, then the scalar path's float arithmetic in its
- * order, without contraction (-ffp-contract=off), so the bits agree. */
-#if defined(__GNUC__) && defined(__x86_64__)
+ * Steps move a voxel less than one voxel (lr times half a voxel), so the
+ * corners are among the 27 neighbours: the stencil of cpu_tristencil.h,
+ * with rows from the ring or u per slice, and the scalar path's arithmetic
+ * in its order (-ffp-contract=off), so the bits agree.  Groups with a lane
+ * off the short path or further than a voxel go per voxel. */
+#ifdef TS_AVX2
 #define WS_AVX2 1
-#include <immintrin.h>
 
-#define WS_AVX2_FN static inline __attribute__((always_inline, target("avx2,fma")))
-
-/* Corner pairs at addresses (bytes) a, for voxels 0 1 4 5 (lo) and 2 3 6 7
- * (hi), plus d bytes: lower-x and upper-x values in voxel order. */
-WS_AVX2_FN void ws8_pair(__m256i lo, __m256i hi, int64_t d, __m256 *a, __m256 *b)
+/* Lanes (bits) with offset io of -1 or 0 and base + io in [lo, hi]. */
+TS_FN int ws8_ok(__m256i io, __m256i base, int64_t lo, int64_t hi)
 {
-	__m256i dd = _mm256_set1_epi64x(d);
-	__m256 pl = _mm256_castsi256_ps(_mm256_i64gather_epi64(NULL, _mm256_add_epi64(lo, dd), 1));
-	__m256 ph = _mm256_castsi256_ps(_mm256_i64gather_epi64(NULL, _mm256_add_epi64(hi, dd), 1));
-	*a = _mm256_shuffle_ps(pl, ph, _MM_SHUFFLE(2, 0, 2, 0));
-	*b = _mm256_shuffle_ps(pl, ph, _MM_SHUFFLE(3, 1, 3, 1));
+	const __m256i a = _mm256_add_epi32(io, base);
+	__m256i ok = _mm256_and_si256(_mm256_cmpgt_epi32(io, _mm256_set1_epi32(-2)),
+				      _mm256_cmpgt_epi32(_mm256_set1_epi32(1), io));
+	ok = _mm256_and_si256(ok, _mm256_cmpgt_epi32(a, _mm256_set1_epi32((int32_t)lo - 1)));
+	ok = _mm256_and_si256(ok, _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)(hi + 1)), a));
+	return _mm256_movemask_ps(_mm256_castsi256_ps(ok));
 }
 
-/* Voxels k .. k + 7; 0 (nothing written) when one is not on the short path. */
-WS_AVX2_FN int ws8(const ws_geom *g, ffdp_vec *u, const ws_slices *w, const ws_run *r, int64_t s, int64_t y,
-		   int64_t x0, int64_t k)
+TS_FN void ws8_axis(const ws_run *r, int a, int64_t k, __m256i io, ts_axis *ax)
 {
-	const int64_t nx = g->n[0], slo = w->oldest > 0 ? w->oldest : 0;
-	/* slice offsets and sources in gather order: voxels 0 1 4 5 2 3 6 7 */
-	static const int pos[8] = {0, 1, 4, 5, 2, 3, 6, 7};
-	int64_t o[2][8], ring[2][8];
-	for (int l = 0; l < 8; l++) {
-		const int64_t ax = x0 + k + l + r->io[0][k + l], as = s + r->io[2][k + l], ay = y + r->io[1][k + l];
-		if (!(ax >= 0 && ax < nx - 1 && as >= slo && as < g->ns - 1 && ay >= 0 && ay < g->n[1] - 1))
-			return 0;
-		const int64_t off = ay * nx + ax;
-		ring[0][pos[l]] = -(int64_t)(ws_where(w, as, off, &o[0][pos[l]]) == w->ring);
-		ring[1][pos[l]] = -(int64_t)(ws_where(w, as + 1, off, &o[1][pos[l]]) == w->ring);
-	}
-	const __m256 one = _mm256_set1_ps(1.0f);
-	const __m256 fx = _mm256_loadu_ps(r->f[0] + k), fy = _mm256_loadu_ps(r->f[1] + k);
-	const __m256 fs = _mm256_loadu_ps(r->f[2] + k);
-	const __m256 gx = _mm256_sub_ps(one, fx), gy = _mm256_sub_ps(one, fy), gs = _mm256_sub_ps(one, fs);
-	const int64_t rowb = nx * (int64_t)sizeof(float);
-	__m256i ob[2][2], rm[2][2]; /* byte offsets and ring masks, [slice][half] */
-	for (int e = 0; e < 2; e++)
-		for (int h = 0; h < 2; h++) {
-			ob[e][h] = _mm256_slli_epi64(_mm256_loadu_si256((const __m256i *)(o[e] + 4 * h)), 2);
-			rm[e][h] = _mm256_loadu_si256((const __m256i *)(ring[e] + 4 * h));
-		}
+	const __m256 f = _mm256_loadu_ps(r->f[a] + k);
+	const __m256 m = _mm256_castsi256_ps(_mm256_cmpeq_epi32(io, _mm256_set1_epi32(-1)));
+	ts_axis_set(ax, m, _mm256_sub_ps(_mm256_set1_ps(1.0f), f), f);
+}
+
+/* Voxels k .. k + 7 (x = x0 + k, with x - 1 .. x + 8 in the row); plane[c][e]
+ * is slice s - 1 + e of component c (clamped), rowoff[e] row y - 1 + e.
+ * 0 (nothing written) unless all 8 qualify. */
+TS_FN int ws8(const ws_geom *g, ffdp_vec *u, const ws_run *r, int64_t s, int64_t y, int64_t slo, int64_t x,
+	      int64_t k, const float *const plane[3][3], const int64_t rowoff[3])
+{
+	const __m256i iox = _mm256_loadu_si256((const __m256i *)(r->io[0] + k));
+	const __m256i ioy = _mm256_loadu_si256((const __m256i *)(r->io[1] + k));
+	const __m256i ios = _mm256_loadu_si256((const __m256i *)(r->io[2] + k));
+	const __m256i zero = _mm256_setzero_si256();
+	if ((ws8_ok(iox, zero, -1, 0) & ws8_ok(ioy, _mm256_set1_epi32((int32_t)y), 0, g->n[1] - 2) &
+	     ws8_ok(ios, _mm256_set1_epi32((int32_t)s), slo, g->ns - 2)) != 0xff)
+		return 0;
+	ts_axis ax[3];
+	ws8_axis(r, 0, k, iox, &ax[0]);
+	ws8_axis(r, 1, k, ioy, &ax[1]);
+	ws8_axis(r, 2, k, ios, &ax[2]);
+	const __m256d st = _mm256_set1_pd(g->step);
 	for (int c = 0; c < 3; c++) {
-		const __m256i bu = _mm256_set1_epi64x((int64_t)(uintptr_t)w->u[c]);
-		const __m256i br = _mm256_set1_epi64x((int64_t)(uintptr_t)w->ring[c]);
-		__m256 p[4][2]; /* rows: (slice 0, y0), (0, y1), (1, y0), (1, y1); x pair */
-		for (int e = 0; e < 2; e++) {
-			__m256i lo = _mm256_add_epi64(_mm256_blendv_epi8(bu, br, rm[e][0]), ob[e][0]);
-			__m256i hi = _mm256_add_epi64(_mm256_blendv_epi8(bu, br, rm[e][1]), ob[e][1]);
-			ws8_pair(lo, hi, 0, &p[2 * e][0], &p[2 * e][1]);
-			ws8_pair(lo, hi, rowb, &p[2 * e + 1][0], &p[2 * e + 1][1]);
-		}
-		__m256 a0 = _mm256_add_ps(_mm256_mul_ps(gx, p[0][0]), _mm256_mul_ps(fx, p[0][1]));
-		__m256 a1 = _mm256_add_ps(_mm256_mul_ps(gx, p[1][0]), _mm256_mul_ps(fx, p[1][1]));
-		__m256 c0 = _mm256_add_ps(_mm256_mul_ps(gx, p[2][0]), _mm256_mul_ps(fx, p[2][1]));
-		__m256 c1 = _mm256_add_ps(_mm256_mul_ps(gx, p[3][0]), _mm256_mul_ps(fx, p[3][1]));
-		__m256 v0 = _mm256_add_ps(_mm256_mul_ps(gy, a0), _mm256_mul_ps(fy, a1));
-		__m256 v1 = _mm256_add_ps(_mm256_mul_ps(gy, c0), _mm256_mul_ps(fy, c1));
-		__m256 val = _mm256_add_ps(_mm256_mul_ps(gs, v0), _mm256_mul_ps(fs, v1));
-		const __m256d st = _mm256_set1_pd(g->step);
+		const float *row[3][3];
+		for (int e = 0; e < 3; e++)
+			for (int dy = 0; dy < 3; dy++)
+				row[e][dy] = plane[c][e] + rowoff[dy] + x;
+		const __m256 val = ts_value(row, &ax[0], &ax[1], &ax[2]);
 		__m128 d0 = _mm256_cvtpd_ps(_mm256_mul_pd(st, _mm256_cvtps_pd(_mm_loadu_ps(r->d[c] + k))));
 		__m128 d1 = _mm256_cvtpd_ps(_mm256_mul_pd(st, _mm256_cvtps_pd(_mm_loadu_ps(r->d[c] + k + 4))));
 		_mm256_storeu_ps(u->c[c] + r->i0 + k, _mm256_add_ps(_mm256_set_m128(d1, d0), val));
@@ -450,20 +435,35 @@ WS_AVX2_FN int ws8(const ws_geom *g, ffdp_vec *u, const ws_slices *w, const ws_r
 	return 1;
 }
 
-__attribute__((noinline, target("avx2,fma"))) static int ws_voxels_avx2(const ws_geom *g, ffdp_vec *u,
-								       const ws_slices *w, const ws_run *r,
-								       int64_t s, int64_t y, int64_t x0)
+/* A 3-D chunk: the run is loaded here too, so its loops get AVX2 code. */
+__attribute__((noinline, flatten, target("avx2,fma"))) static int
+ws_chunk_avx2(const ws_geom *g, ffdp_vec *u, const ffdp_vec *m, const ffdp_vec *v, const ws_slices *w, int64_t s,
+	      int64_t t)
 {
+	ws_run r;
+	int64_t y;
+	const int64_t x0 = ws_run_load(g, m, v, s, t, &y, &r), nx = g->n[0];
 	const ws_slices wl = *w;
 	const int64_t slo = wl.oldest > 0 ? wl.oldest : 0;
+	const float *plane[3][3];
+	for (int e = 0; e < 3; e++) {
+		int64_t st = s - 1 + e, o;
+		st = st < slo ? s : (st >= g->ns ? s : st); /* lanes that need it fail ws8_ok */
+		const float *const *b = ws_where(&wl, st, 0, &o);
+		for (int c = 0; c < 3; c++)
+			plane[c][e] = b[c] + o;
+	}
+	const int64_t rowoff[3] = {(y > 0 ? y - 1 : y) * nx, y * nx, (y + 1 < g->n[1] ? y + 1 : y) * nx};
 	int bad = 0;
 	int64_t k = 0;
-	for (; k + 8 <= r->n; k += 8)
-		if (!ws8(g, u, &wl, r, s, y, x0, k))
-			for (int l = 0; l < 8; l++)
-				bad |= ws_voxel(g, u, &wl, r, s, y, y, slo, x0, k + l);
-	for (; k < r->n; k++)
-		bad |= ws_voxel(g, u, &wl, r, s, y, y, slo, x0, k);
+	for (; k < r.n; k++) {
+		const int64_t x = x0 + k;
+		if (x >= 1 && x + 9 <= nx && k + 8 <= r.n && ws8(g, u, &r, s, y, slo, x, k, plane, rowoff)) {
+			k += 7;
+			continue;
+		}
+		bad |= ws_voxel(g, u, &wl, &r, s, y, y, slo, x0, k);
+	}
 	return bad;
 }
 #endif
@@ -473,15 +473,15 @@ __attribute__((noinline, target("avx2,fma"))) static int ws_voxels_avx2(const ws
 static int ws_chunk(const ws_geom *g, ffdp_vec *u, const ffdp_vec *m, const ffdp_vec *v, const ws_slices *wp,
 		    int64_t s, int64_t t, int simd)
 {
+#ifdef WS_AVX2
+	if (simd && g->nc == 3)
+		return ws_chunk_avx2(g, u, m, v, wp, s, t);
+#endif
+	(void)simd;
 	ws_run r;
 	int64_t y;
 	const int64_t x0 = ws_run_load(g, m, v, s, t, &y, &r);
 	int bad = 0;
-#ifdef WS_AVX2
-	if (simd && g->nc == 3)
-		return ws_voxels_avx2(g, u, wp, &r, s, y, x0);
-#endif
-	(void)simd;
 	const ws_slices w = *wp;
 	const int64_t slo = w.oldest > 0 ? w.oldest : 0, ys = g->sa == 2 ? y : s;
 	for (int64_t k = 0; k < r.n; k++)
