@@ -162,7 +162,7 @@ typedef struct ws_run {
  * outside every box and take the slow path, which reads o itself. */
 #define WS_OFF_MAX 1048576.0f
 
-static inline void ws_offsets(const ws_geom *g, ws_run *r)
+static inline void ws_offsets(const ws_geom *g, ws_run *r, const int round_insn)
 {
 	const int64_t n = r->n;
 	const float *d0 = r->d[0], *d1 = r->d[1], *d2 = r->d[2];
@@ -180,8 +180,9 @@ static inline void ws_offsets(const ws_geom *g, ws_run *r)
 		for (int64_t k = 0; k < n; k++) {
 			float q = o[k] > -WS_OFF_MAX ? o[k] : -WS_OFF_MAX;
 			q = q < WS_OFF_MAX ? q : WS_OFF_MAX;
-			float fl = (float)(int32_t)q;
-			fl = q < fl ? fl - 1.0f : fl; /* floor */
+			/* floor: the same value either way; each vectorises on its ISA */
+			const float t = (float)(int32_t)q;
+			const float fl = round_insn ? __builtin_floorf(q) : t - (float)(q < t);
 			io[k] = (int32_t)fl;
 			f[k] = q - fl;
 		}
@@ -189,9 +190,9 @@ static inline void ws_offsets(const ws_geom *g, ws_run *r)
 }
 
 /* Chunk t of slice s (t < nrow * nch); returns the x of its first voxel
- * and its row (3-D) in *y. */
+ * and its row (3-D) in *y.  round_insn: the ISA has a floor instruction. */
 static inline int64_t ws_run_load(const ws_geom *g, const ffdp_vec *m, const ffdp_vec *v, int64_t s, int64_t t,
-				  int64_t *y, ws_run *r)
+				  int64_t *y, ws_run *r, const int round_insn)
 {
 	int64_t row = t / g->nch, x0 = (t % g->nch) * WS_CHUNK;
 	*y = row;
@@ -199,7 +200,7 @@ static inline int64_t ws_run_load(const ws_geom *g, const ffdp_vec *m, const ffd
 	r->n = g->n[0] - x0 < WS_CHUNK ? g->n[0] - x0 : WS_CHUNK;
 	for (int c = 0; c < g->nc; c++)
 		adam_d_run(&g->k, m->c[c] + r->i0, v->c[c] + r->i0, r->d[c], r->n);
-	ws_offsets(g, r);
+	ws_offsets(g, r, round_insn);
 	return x0;
 }
 
@@ -239,7 +240,7 @@ static double ws_reach(const ws_geom *g, const ffdp_vec *m, const ffdp_vec *v)
 	for (int64_t t = 0; t < g->ns * g->nrow * g->nch; t++) {
 		ws_run r;
 		int64_t y, per = g->nrow * g->nch;
-		ws_run_load(g, m, v, t / per, t % per, &y, &r);
+		ws_run_load(g, m, v, t / per, t % per, &y, &r, 0);
 		const float *os = r.o[g->sa];
 		for (int64_t k = 0; k < r.n; k++)
 			mx = -os[k] > mx ? -(double)os[k] : mx;
@@ -442,7 +443,7 @@ ws_chunk_avx2(const ws_geom *g, ffdp_vec *u, const ffdp_vec *m, const ffdp_vec *
 {
 	ws_run r;
 	int64_t y;
-	const int64_t x0 = ws_run_load(g, m, v, s, t, &y, &r), nx = g->n[0];
+	const int64_t x0 = ws_run_load(g, m, v, s, t, &y, &r, 1), nx = g->n[0];
 	const ws_slices wl = *w;
 	const int64_t slo = wl.oldest > 0 ? wl.oldest : 0;
 	const float *plane[3][3];
@@ -480,7 +481,7 @@ static int ws_chunk(const ws_geom *g, ffdp_vec *u, const ffdp_vec *m, const ffdp
 	(void)simd;
 	ws_run r;
 	int64_t y;
-	const int64_t x0 = ws_run_load(g, m, v, s, t, &y, &r);
+	const int64_t x0 = ws_run_load(g, m, v, s, t, &y, &r, 0);
 	int bad = 0;
 	const ws_slices w = *wp;
 	const int64_t slo = w.oldest > 0 ? w.oldest : 0, ys = g->sa == 2 ? y : s;
