@@ -424,11 +424,7 @@ TS_FN int ws8(const ws_geom *g, ffdp_vec *u, const ws_run *r, int64_t s, int64_t
 	ws8_axis(r, 2, k, ios, &ax[2]);
 	const __m256d st = _mm256_set1_pd(g->step);
 	for (int c = 0; c < 3; c++) {
-		const float *row[3][3];
-		for (int e = 0; e < 3; e++)
-			for (int dy = 0; dy < 3; dy++)
-				row[e][dy] = plane[c][e] + rowoff[dy] + x;
-		const __m256 val = ts_value(row, &ax[0], &ax[1], &ax[2]);
+		const __m256 val = ts_value(plane[c], rowoff, x, &ax[0], &ax[1], &ax[2]);
 		__m128 d0 = _mm256_cvtpd_ps(_mm256_mul_pd(st, _mm256_cvtps_pd(_mm_loadu_ps(r->d[c] + k))));
 		__m128 d1 = _mm256_cvtpd_ps(_mm256_mul_pd(st, _mm256_cvtps_pd(_mm_loadu_ps(r->d[c] + k + 4))));
 		_mm256_storeu_ps(u->c[c] + r->i0 + k, _mm256_add_ps(_mm256_set_m128(d1, d0), val));
@@ -455,15 +451,22 @@ ws_chunk_avx2(const ws_geom *g, ffdp_vec *u, const ffdp_vec *m, const ffdp_vec *
 			plane[c][e] = b[c] + o;
 	}
 	const int64_t rowoff[3] = {(y > 0 ? y - 1 : y) * nx, y * nx, (y + 1 < g->n[1] ? y + 1 : y) * nx};
+	/* groups need x - 1 .. x + 8 in the row; the last one starts at kmax and
+	 * may overlap the one before (u's old values come from the ring, so a
+	 * voxel computed twice gets the same bits) */
+	const int64_t kmax = nx - 9 - x0 < r.n - 8 ? nx - 9 - x0 : r.n - 8;
 	int bad = 0;
 	int64_t k = 0;
-	for (; k < r.n; k++) {
-		const int64_t x = x0 + k;
-		if (x >= 1 && x + 9 <= nx && k + 8 <= r.n && ws8(g, u, &r, s, y, slo, x, k, plane, rowoff)) {
-			k += 7;
+	while (k < r.n) {
+		const int64_t kg = k < kmax ? k : kmax;
+		if (kg >= 0 && kg + 8 > k && x0 + kg >= 1 && ws8(g, u, &r, s, y, slo, x0 + kg, kg, plane, rowoff)) {
+			k = kg + 8;
 			continue;
 		}
-		bad |= ws_voxel(g, u, &wl, &r, s, y, y, slo, x0, k);
+		/* one voxel at the row's start, else the failed group's (or the rest) */
+		const int64_t e = x0 + kg < 1 ? k + 1 : (kg == k ? k + 8 : r.n);
+		for (; k < e && k < r.n; k++)
+			bad |= ws_voxel(g, u, &wl, &r, s, y, y, slo, x0, k);
 	}
 	return bad;
 }

@@ -95,10 +95,11 @@ TS_FN int cmp8_axis(const cmp *s, int a, __m256d ilo, __m256d ihi, const __m256d
 	return ok;
 }
 
-/* Voxels x .. x + 7 of row r at global (gx, gy, gz); row offsets of u
- * around (gy, gz) in rowoff.  0 (nothing written) unless all 8 qualify. */
-TS_FN int cmp8(const cmp *s, int64_t r, int64_t x, int64_t gx, double gy, double gz,
-	       const int64_t rowoff[3][3])
+/* Voxels x .. x + 7 of row r at global (gx, gy, gz); offsets of u's planes
+ * and rows around (gy, gz) in planeoff, rowoff.  0 (nothing written) unless
+ * all 8 qualify. */
+TS_FN int cmp8(const cmp *s, int64_t r, int64_t x, int64_t gx, double gy, double gz, const int64_t planeoff[3],
+	       const int64_t rowoff[3])
 {
 	const int64_t j = r * s->n[0] + x;
 	__m256d dl[3], dh[3];
@@ -118,11 +119,9 @@ TS_FN int cmp8(const cmp *s, int64_t r, int64_t x, int64_t gx, double gy, double
 		return 0;
 	const int64_t ux = gx - s->ulo[0];
 	for (int c = 0; c < 3; c++) {
-		const float *row[3][3];
-		for (int dz = 0; dz < 3; dz++)
-			for (int dy = 0; dy < 3; dy++)
-				row[dz][dy] = s->u[c] + (rowoff[dz][dy] + ux);
-		_mm256_storeu_ps(s->out[c] + j, _mm256_add_ps(d[c], ts_value(row, &ax[0], &ax[1], &ax[2])));
+		const float *plane[3] = {s->u[c] + planeoff[0], s->u[c] + planeoff[1], s->u[c] + planeoff[2]};
+		const __m256 val = ts_value(plane, rowoff, ux, &ax[0], &ax[1], &ax[2]);
+		_mm256_storeu_ps(s->out[c] + j, _mm256_add_ps(d[c], val));
 	}
 	return 1;
 }
@@ -132,11 +131,11 @@ TS_FN int cmp8(const cmp *s, int64_t r, int64_t x, int64_t gx, double gy, double
 __attribute__((noinline, target("avx2,fma"))) static void cmp_row_avx2(const cmp *s, int64_t r)
 {
 	const int64_t nx = s->n[0], gy = s->lo[1] + r % s->n[1], gz = s->lo[2] + r / s->n[1];
-	int64_t rowoff[3][3]; /* rows clamped into the box: a lane that needs one outside is not inside */
-	for (int dz = 0; dz < 3; dz++)
-		for (int dy = 0; dy < 3; dy++)
-			rowoff[dz][dy] = tl_clampi(gz + dz - 1 - s->ulo[2], s->un[2]) * s->us[2] +
-					 tl_clampi(gy + dy - 1 - s->ulo[1], s->un[1]) * s->us[1];
+	int64_t planeoff[3], rowoff[3]; /* clamped into the box: a lane that needs one outside is not inside */
+	for (int e = 0; e < 3; e++) {
+		planeoff[e] = tl_clampi(gz + e - 1 - s->ulo[2], s->un[2]) * s->us[2];
+		rowoff[e] = tl_clampi(gy + e - 1 - s->ulo[1], s->un[1]) * s->us[1];
+	}
 	/* x range whose groups read inside the box: 1 <= ux and ux + 8 <= un0 - 1 */
 	int64_t xa = 1 + s->ulo[0] - s->lo[0], xb = s->un[0] - 9 + s->ulo[0] - s->lo[0];
 	xa = xa > 0 ? xa : 0;
@@ -145,7 +144,7 @@ __attribute__((noinline, target("avx2,fma"))) static void cmp_row_avx2(const cmp
 	if (xa <= xb) {
 		cmp_voxels(s, r, 0, xa);
 		for (x = xa; x <= xb; x += 8)
-			if (!cmp8(s, r, x, s->lo[0] + x, (double)gy, (double)gz, rowoff))
+			if (!cmp8(s, r, x, s->lo[0] + x, (double)gy, (double)gz, planeoff, rowoff))
 				cmp_voxels(s, r, x, x + 8);
 	}
 	cmp_voxels(s, r, x, nx);

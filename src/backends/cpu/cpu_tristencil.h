@@ -58,20 +58,36 @@ TS_FN __m256 ts_lerp(const __m256 v[3], const ts_axis *a)
 	return _mm256_add_ps(_mm256_mul_ps(a->w0, lo), _mm256_mul_ps(a->w1, hi));
 }
 
-/* The value at 8 points; row[dz + 1][dy + 1] points at lane 0's x in the
- * row (y + dy, z + dz), and x - 1 .. x + 8 are readable in every row used. */
-TS_FN __m256 ts_value(const float *const row[3][3], const ts_axis *x, const ts_axis *y, const ts_axis *z)
+/* One plane (p at lane 0's x), interpolated in x and y. */
+TS_FN __m256 ts_plane(const float *p, const int64_t rowoff[3], const ts_axis *ax, const ts_axis *ay)
 {
-	__m256 zv[3] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-	const int z0 = z->mixed ? -1 : z->lo, z1 = z->mixed ? 1 : z->lo + 1;
-	const int y0 = y->mixed ? -1 : y->lo, y1 = y->mixed ? 1 : y->lo + 1;
-	for (int dz = z0; dz <= z1; dz++) {
-		__m256 yv[3] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-		for (int dy = y0; dy <= y1; dy++)
-			yv[dy + 1] = ts_xrow(row[dz + 1][dy + 1], x);
-		zv[dz + 1] = ts_lerp(yv, y);
+	__m256 v[3];
+	if (ay->mixed) {
+		for (int e = 0; e < 3; e++)
+			v[e] = ts_xrow(p + rowoff[e], ax);
+	} else {
+		v[ay->lo + 1] = ts_xrow(p + rowoff[ay->lo + 1], ax);
+		v[ay->lo + 2] = ts_xrow(p + rowoff[ay->lo + 2], ax);
 	}
-	return ts_lerp(zv, z);
+	return ts_lerp(v, ay);
+}
+
+/* The value at 8 points.  plane[e] is slice z - 1 + e, rowoff[e] the offset
+ * of row y - 1 + e in it, x lane 0's x; x - 1 .. x + 8 are readable in
+ * every row used.  An axis whose lanes agree (the usual case) needs 2
+ * planes or rows and no blend, else 3. */
+TS_FN __m256 ts_value(const float *const plane[3], const int64_t rowoff[3], int64_t x, const ts_axis *ax,
+		      const ts_axis *ay, const ts_axis *az)
+{
+	__m256 v[3];
+	if (az->mixed) {
+		for (int e = 0; e < 3; e++)
+			v[e] = ts_plane(plane[e] + x, rowoff, ax, ay);
+	} else {
+		v[az->lo + 1] = ts_plane(plane[az->lo + 1] + x, rowoff, ax, ay);
+		v[az->lo + 2] = ts_plane(plane[az->lo + 2] + x, rowoff, ax, ay);
+	}
+	return ts_lerp(v, az);
 }
 
 #endif
