@@ -209,6 +209,7 @@ static void test_bits(ffdp_backend *be, tu_rng *rng)
 	} cases[] = {
 		{{37, 29, 23}, {1.5, 1.0, 1.2}, 0}, {{37, 29, 23}, {0.0, 2.0, 0.6}, 1},
 		{{41, 33, 1}, {1.3, 1.7, 0.0}, 1},  {{19, 45, 6}, {0.8, 1.4, 0.0}, 0},
+		{{23, 21, 25}, {2.6, 0.9, 3.1}, 1}, /* radii 6 and 7: the wide kernels */
 	};
 	ffdp_error err = {0};
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {

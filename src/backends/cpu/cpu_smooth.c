@@ -30,7 +30,8 @@
 #include "cpu_ops.h"
 #include "ffdp/volume.h"
 
-enum { SM_CHUNK = 1024 }; /* floats combined at a time; the zero buffer's size */
+enum { SM_CHUNK = 1024, /* floats combined at a time; the zero buffer's size */
+       SM_KMAX = 4 };    /* largest radius of the register kernels */
 
 /* Radii beyond this are a caller error (sigma in voxels, not mm?). */
 #define SM_MAX_RADIUS ((int64_t)1 << 20)
@@ -135,43 +136,84 @@ static inline __attribute__((always_inline)) void sm_comb_k(float *restrict out,
 							     int64_t n, const float *restrict w, int64_t r,
 							     float sc, int scaled)
 {
+	const float *lo[SM_KMAX + 1], *hi[SM_KMAX + 1];
 	for (int64_t j0 = 0; j0 < n; j0 += SM_CHUNK) {
 		const int64_t m = n - j0 < SM_CHUNK ? n - j0 : SM_CHUNK;
 		float *restrict o = out + j0;
 		const float *restrict c = src[r] + j0;
+		for (int64_t k = 1; k <= r; k++) {
+			lo[k] = src[r - k] ? src[r - k] + j0 : sm_zeros;
+			hi[k] = src[r + k] ? src[r + k] + j0 : sm_zeros;
+		}
 		int64_t i = 0;
 		for (; i + 8 <= m; i += 8) {
 			sm_v8 acc = w[0] * SM_LD(c + i);
-			for (int64_t k = 1; k <= r; k++) {
-				const float *lo = src[r - k] ? src[r - k] + j0 : sm_zeros;
-				const float *hi = src[r + k] ? src[r + k] + j0 : sm_zeros;
-				acc = acc + w[k] * (SM_LD(lo + i) + SM_LD(hi + i));
-			}
+			for (int64_t k = 1; k <= r; k++)
+				acc = acc + w[k] * (SM_LD(lo[k] + i) + SM_LD(hi[k] + i));
 			if (scaled)
 				acc = acc * sc;
 			SM_ST(o + i, acc);
 		}
 		for (; i < m; i++) {
 			float acc = w[0] * c[i];
-			for (int64_t k = 1; k <= r; k++) {
-				const float *lo = src[r - k] ? src[r - k] + j0 : sm_zeros;
-				const float *hi = src[r + k] ? src[r + k] + j0 : sm_zeros;
-				acc = acc + w[k] * (lo[i] + hi[i]);
-			}
+			for (int64_t k = 1; k <= r; k++)
+				acc = acc + w[k] * (lo[k][i] + hi[k][i]);
 			o[i] = scaled ? acc * sc : acc;
 		}
 	}
 }
 
+/* Wider kernels: the same operations, a tap at a time over a chunk, with
+ * the sum kept in out (in place of a register). */
+static inline __attribute__((always_inline)) void sm_comb_wide(float *restrict out, const float *const *src,
+								int64_t n, const float *restrict w, int64_t r,
+								float sc, int scaled)
+{
+	for (int64_t i = 0; i < n; i++)
+		out[i] = w[0] * src[r][i];
+	for (int64_t k = 1; k <= r; k++) {
+		const float *restrict lo = src[r - k], *restrict hi = src[r + k];
+		const float wk = w[k];
+		if (lo && hi)
+			for (int64_t i = 0; i < n; i++)
+				out[i] = out[i] + wk * (lo[i] + hi[i]);
+		else
+			for (int64_t i = 0; i < n; i++)
+				out[i] = out[i] + wk * ((lo ? lo[i] : 0.0f) + (hi ? hi[i] : 0.0f));
+	}
+	if (scaled)
+		for (int64_t i = 0; i < n; i++)
+			out[i] = out[i] * sc;
+}
+
+/* Radii 1..4 (sigma up to 2 at truncate 2) get their own unrolled code. */
+#define SM_COMB_SWITCH(out, src, n, w, r, sc, scaled)                                                       \
+	switch (r) {                                                                                        \
+	case 1: sm_comb_k(out, src, n, w, 1, sc, scaled); break;                                            \
+	case 2: sm_comb_k(out, src, n, w, 2, sc, scaled); break;                                            \
+	case 3: sm_comb_k(out, src, n, w, 3, sc, scaled); break;                                            \
+	case 4: sm_comb_k(out, src, n, w, 4, sc, scaled); break;                                            \
+	default: sm_comb_wide(out, src, n, w, r, sc, scaled);                                               \
+	}
+
+#define SM_XROW_SWITCH(out, c, n, w, r, sc)                                                                 \
+	switch (r) {                                                                                        \
+	case 1: sm_xrow_k(out, c, n, w, 1, sc); break;                                                      \
+	case 2: sm_xrow_k(out, c, n, w, 2, sc); break;                                                      \
+	case 3: sm_xrow_k(out, c, n, w, 3, sc); break;                                                      \
+	case 4: sm_xrow_k(out, c, n, w, 4, sc); break;                                                      \
+	default: sm_xrow_k(out, c, n, w, r, sc);                                                            \
+	}
+
 static void sm_xrow_base(float *out, const float *c, int64_t n, const float *w, int64_t r, const float *sc)
 {
-	sm_xrow_k(out, c, n, w, r, sc);
+	SM_XROW_SWITCH(out, c, n, w, r, sc)
 }
 
 static void sm_comb_base(float *out, const float *const *src, int64_t n, const float *w, int64_t r, float sc,
 			 int scaled)
 {
-	sm_comb_k(out, src, n, w, r, sc, scaled);
+	SM_COMB_SWITCH(out, src, n, w, r, sc, scaled)
 }
 
 #if defined(__GNUC__) && defined(__x86_64__)
@@ -179,13 +221,13 @@ static void sm_comb_base(float *out, const float *const *src, int64_t n, const f
 __attribute__((target("avx2"))) static void sm_xrow_avx2(float *out, const float *c, int64_t n, const float *w,
 							  int64_t r, const float *sc)
 {
-	sm_xrow_k(out, c, n, w, r, sc);
+	SM_XROW_SWITCH(out, c, n, w, r, sc)
 }
 
 __attribute__((target("avx2"))) static void sm_comb_avx2(float *out, const float *const *src, int64_t n,
 							  const float *w, int64_t r, float sc, int scaled)
 {
-	sm_comb_k(out, src, n, w, r, sc, scaled);
+	SM_COMB_SWITCH(out, src, n, w, r, sc, scaled)
 }
 #endif
 
