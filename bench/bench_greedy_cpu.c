@@ -3,9 +3,12 @@
  * bwd to u, smooth gradient sigma 1, Adam moments, warp step composed in
  * place, smooth warp sigma 0.5), best-of-reps time per op.
  *
- * usage: bench_greedy_cpu [N [reps [scalar]]]   (cube edge, default 128 and 3;
- * "scalar" forces the scalar kernels).  Threads from OMP_NUM_THREADS.
+ * usage: bench_greedy_cpu [N|NXxNYxNZ [reps [scalar] [sgrad=S]]]   (size,
+ * default 128^3, and 3 reps; "scalar" forces the scalar kernels; S the
+ * gradient sigma, default 1, the pipeline's is 1.5).  Threads from
+ * OMP_NUM_THREADS.
  */
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +19,7 @@
 
 enum { NOPS = 7 };
 
-static const char *names[NOPS] = {"sample fwd (u)", "lncc k=5 exact gm", "sample bwd gu", "smooth grad s=1",
+static const char *names[NOPS] = {"sample fwd (u)", "lncc k=5 exact gm", "sample bwd gu", "smooth grad",
 				  "adam moments", "warp step", "smooth warp s=.5"};
 
 static void fill(float *x, int64_t n, unsigned seed, float lo, float hi)
@@ -28,27 +31,40 @@ static void fill(float *x, int64_t n, unsigned seed, float lo, float hi)
 }
 
 /* A smooth image with some texture, so LNCC windows are not flat. */
-static void fill_image(float *x, int64_t n, double ph)
+static void fill_image(float *x, const int64_t n[3], double ph)
 {
-	for (int64_t z = 0; z < n; z++)
-		for (int64_t y = 0; y < n; y++)
-			for (int64_t i = 0; i < n; i++)
-				x[(z * n + y) * n + i] = (float)(100.0 + 50.0 * sin(0.21 * i + ph) *
-									 cos(0.17 * y - ph) +
-								 30.0 * sin(0.13 * z + 0.07 * i));
+	for (int64_t z = 0; z < n[2]; z++)
+		for (int64_t y = 0; y < n[1]; y++)
+			for (int64_t i = 0; i < n[0]; i++)
+				x[(z * n[1] + y) * n[0] + i] = (float)(100.0 + 50.0 * sin(0.21 * i + ph) *
+										cos(0.17 * y - ph) +
+								       30.0 * sin(0.13 * z + 0.07 * i));
 }
 
 int main(int argc, char **argv)
 {
-	int64_t n = argc > 1 ? atoll(argv[1]) : 128;
+	int64_t n[3] = {128, 128, 128};
+	if (argc > 1 && sscanf(argv[1], "%" SCNd64 "x%" SCNd64 "x%" SCNd64, &n[0], &n[1], &n[2]) != 3)
+		n[0] = n[1] = n[2] = atoll(argv[1]);
 	int reps = argc > 2 ? atoi(argv[2]) : 3;
-	int64_t nv = n * n * n;
+	double sgrad = 1.0;
+	int scalar = 0;
+	for (int i = 3; i < argc; i++) {
+		scalar |= !strcmp(argv[i], "scalar");
+		if (!strncmp(argv[i], "sgrad=", 6))
+			sgrad = atof(argv[i] + 6);
+	}
+	if (n[0] < 1 || n[1] < 1 || n[2] < 1 || reps < 1) {
+		fprintf(stderr, "usage: bench_greedy_cpu [N|NXxNYxNZ [reps [scalar] [sgrad=S]]]\n");
+		return 1;
+	}
+	int64_t nv = n[0] * n[1] * n[2];
 	size_t bytes = (size_t)nv * sizeof(float);
 	ffdp_error err = {0};
 	ffdp_backend *be;
 
 	ffdp_log_set_level(FFDP_LOG_WARN);
-	ffdp_cpu_force_scalar = argc > 3 && !strcmp(argv[3], "scalar");
+	ffdp_cpu_force_scalar = scalar;
 	if (ffdp_backend_open(FFDP_BACKEND_CPU, 0, &be, &err)) {
 		fprintf(stderr, "bench: %s\n", err.msg);
 		return 1;
@@ -71,9 +87,10 @@ int main(int argc, char **argv)
 	}
 	fill_image(f, n, 0.0);
 	fill_image(mv, n, 0.3);
-	ffdp_img F = {f, {n, n, n}}, M = {mv, {n, n, n}}, WP = {wp, {n, n, n}}, GI = {gi, {n, n, n}};
-	ffdp_vec U = {{u[0], u[1], u[2]}, {n, n, n}, 3}, G = {{g[0], g[1], g[2]}, {n, n, n}, 3};
-	ffdp_vec Mo = {{m[0], m[1], m[2]}, {n, n, n}, 3}, V = {{v[0], v[1], v[2]}, {n, n, n}, 3};
+	ffdp_img F = {f, {n[0], n[1], n[2]}}, M = {mv, {n[0], n[1], n[2]}};
+	ffdp_img WP = {wp, {n[0], n[1], n[2]}}, GI = {gi, {n[0], n[1], n[2]}};
+	ffdp_vec U = {{u[0], u[1], u[2]}, {n[0], n[1], n[2]}, 3}, G = {{g[0], g[1], g[2]}, {n[0], n[1], n[2]}, 3};
+	ffdp_vec Mo = {{m[0], m[1], m[2]}, {n[0], n[1], n[2]}, 3}, V = {{v[0], v[1], v[2]}, {n[0], n[1], n[2]}, 3};
 
 	ffdp_sample_args sa;
 	memset(&sa, 0, sizeof(sa));
@@ -89,7 +106,7 @@ int main(int argc, char **argv)
 	memset(&la, 0, sizeof(la));
 	la.f = F, la.m = WP, la.scale = (double)nv, la.gm = gi, la.loss = &loss;
 	ffdp_lncc_opts lo = {5, 1, 0.0};
-	ffdp_smooth_opts gs = {{1, 1, 1}, 2.0, 0}, ws = {{0.5, 0.5, 0.5}, 2.0, 0};
+	ffdp_smooth_opts gs = {{sgrad, sgrad, sgrad}, 2.0, 0}, ws = {{0.5, 0.5, 0.5}, 2.0, 0};
 
 	double best[NOPS], tot = 0;
 	for (int k = 0; k < NOPS; k++)
@@ -126,8 +143,9 @@ int main(int argc, char **argv)
 		for (int k = 0; k < NOPS; k++)
 			best[k] = fmin(best[k], t[k + 1] - t[k]);
 	}
-	printf("greedy iteration at %lld^3, %d threads, best of %d, %s kernels (loss %.9f)\n", (long long)n,
-	       ffdp_num_threads(), reps, ffdp_cpu_use_avx2() ? "AVX2" : "scalar", loss);
+	printf("greedy iteration at %lldx%lldx%lld, sigma_grad %g, %d threads, best of %d, %s kernels (loss %.9f)\n",
+	       (long long)n[0], (long long)n[1], (long long)n[2], sgrad, ffdp_num_threads(), reps,
+	       ffdp_cpu_use_avx2() ? "AVX2" : "scalar", loss);
 	for (int k = 0; k < NOPS; k++)
 		tot += best[k];
 	for (int k = 0; k < NOPS; k++)

@@ -2,7 +2,8 @@
  * effective GB/s, time / floor (floor = bytes / measured copy bandwidth of
  * this machine), and the 1 -> 2 thread speed-up.
  *
- * usage: bench_ops_cpu [N ...]   (cube edges, default 128 192)
+ * usage: bench_ops_cpu [N ...] [OP ...]   (cube edges, default 128 192; OP: only
+ * the ops whose names contain one of these words, e.g. "compose" "warp")
  */
 #include <math.h>
 #include <stdio.h>
@@ -60,6 +61,7 @@ typedef struct bench_state {
 	int64_t nvox;
 	float *f, *m, *g;        /* scalar volumes */
 	float *u[3], *d[3], *gu[3], *mm[3], *vv[3], *out[3];
+	double max_norm; /* of the Adam step in mm, vv (set up once) */
 	ffdp_img F, M, G;
 } bench_state;
 
@@ -163,16 +165,18 @@ static ffdp_status b_smooth(bench_state *s, ffdp_error *err)
 static ffdp_status b_adam(bench_state *s, ffdp_error *err)
 {
 	ffdp_adam_opts o = {3, 0.9, 0.99, 1e-8};
-	double mx = 0;
-	return ffdp_op_adam_moments(s->be, vec_of(s, s->gu), vec_of(s, s->mm), vec_of(s, s->vv), &o, &mx, err);
+	return ffdp_op_adam_moments(s->be, vec_of(s, s->gu), vec_of(s, s->mm), vec_of(s, s->vv), &o, &s->max_norm, err);
 }
 
+/* As the greedy stage calls it: the largest step a quarter voxel, max_norm
+ * given (no reach pass). */
 static ffdp_status b_warp_step(bench_state *s, ffdp_error *err)
 {
 	ffdp_warp_step_opts o;
 	memset(&o, 0, sizeof(o));
 	o.adam = (ffdp_adam_opts){3, 0.9, 0.99, 1e-8};
-	o.step = -0.25, o.compose = 1, o.pad = FFDP_PAD_BORDER;
+	o.step = -0.25 / fmax(1.0, s->max_norm), o.max_norm = s->max_norm;
+	o.compose = 1, o.pad = FFDP_PAD_BORDER;
 	o.C[0] = o.C[4] = o.C[8] = 1.0;
 	return ffdp_op_warp_step(s->be, vec_of(s, s->out), vec_of(s, s->mm), vec_of(s, s->vv), &o, err);
 }
@@ -210,6 +214,17 @@ static double time_op(bench_state *s, const bench_op *op, int reps, ffdp_error *
 	return best;
 }
 
+static char **only;
+static int n_only;
+
+static int selected(const char *name)
+{
+	for (int i = 0; i < n_only; i++)
+		if (strstr(name, only[i]))
+			return 1;
+	return n_only == 0;
+}
+
 static int run_size(int64_t edge, double bw)
 {
 	bench_state s;
@@ -244,11 +259,18 @@ static int run_size(int64_t edge, double bw)
 	fill(s.g, s.nvox, 3, -1.0f, 1.0f);
 	ffdp_img F = {s.f, {edge, edge, edge}}, M = {s.m, {edge, edge, edge}}, G = {s.g, {edge, edge, edge}};
 	s.F = F, s.M = M, s.G = G;
+	ffdp_adam_opts ao = {3, 0.9, 0.99, 1e-8};
+	if (ffdp_op_adam_moments(s.be, vec_of(&s, s.gu), vec_of(&s, s.mm), vec_of(&s, s.vv), &ao, &s.max_norm, &err)) {
+		fprintf(stderr, "bench: %s\n", err.msg);
+		return 1;
+	}
 
 	int tmax = max_threads();
 	for (size_t k = 0; k < sizeof(ops) / sizeof(ops[0]); k++) {
 		const bench_op *op = &ops[k];
 		ffdp_status st;
+		if (!selected(op->name))
+			continue;
 		set_threads(1);
 		double t1 = time_op(&s, op, 2, &err, &st);
 		set_threads(tmax);
@@ -280,13 +302,18 @@ int main(int argc, char **argv)
 	       bw / 1e9);
 	printf("%-20s %7s %12s %11s %12s %8s %7s\n", "op", "size", "time", "floor B", "eff. BW", "/floor",
 	       "1->N");
-	int rc = 0;
-	if (argc > 1) {
-		for (int i = 1; i < argc; i++)
-			rc |= run_size(atoll(argv[i]), bw);
-	} else {
+	int rc = 0, sizes = 0;
+	only = malloc((size_t)argc * sizeof(*only));
+	for (int i = 1; i < argc; i++)
+		if (atoll(argv[i]) <= 0)
+			only[n_only++] = argv[i];
+	for (int i = 1; i < argc; i++)
+		if (atoll(argv[i]) > 0)
+			rc |= run_size(atoll(argv[i]), bw), sizes++;
+	if (!sizes) {
 		rc |= run_size(128, bw);
 		rc |= run_size(192, bw);
 	}
+	free(only);
 	return rc;
 }

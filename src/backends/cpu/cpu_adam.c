@@ -12,23 +12,27 @@
  *                           stays in cache), plus 24 B/voxel to measure the
  *                           reach when no max_norm is given.
  *
- * In-place composition u <- delta + u o (Id + C delta): slices (z planes, or
- * y rows in 2-D) are updated in increasing order.  Reads of old u at slice
- * s' <= s come from a ring holding old slices s - K .. s + 1 (K + 2 slots, K
- * the largest backward reach ceil(max -(C delta)_z)), at s' > s from u
- * itself (not yet written).  Slices are sequential, each split over the
- * threads; the copy of old slice s + 1 overlaps the writing of slice s, so
- * there is one barrier per slice.
+ * In-place composition u <- delta + u o (Id + C delta): each thread updates
+ * a slab of slices (z planes, or y rows in 2-D) in increasing order.  While
+ * it writes slice s it reads old u at slices s - K .. s + F + 1 (K, F the
+ * largest backward and forward reach of C delta along the slice axis): its
+ * own slices <= s from a ring of the K + 1 old slices it overwrote last,
+ * its own slices > s from u (not yet written), and its neighbours' from
+ * halo copies taken before the one barrier, so threads never wait on each
+ * other per slice.  Every voxel reads the same old values whatever the
+ * slabs, so the thread count does not change the bits.
  *
  * The trilinear sampling here duplicates the sampler's rules (cpu_sample.c)
  * because it must read two sources (ring and u); voxels whose corners are
- * all inside take a short path.
+ * all inside take a short path, eight at a time as a stencil with AVX2.
  */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cpu_ops.h"
+#include "cpu_tristencil.h"
 #include "ffdp/volume.h"
 
 typedef struct adam_k {
@@ -113,8 +117,7 @@ ffdp_status ffdp_cpu_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp
 
 /* ---- warp step ---------------------------------------------------------------- */
 
-enum { WS_CHUNK = 256 }; /* voxels of a row handled together; WS_COPY floats per ring copy task */
-enum { WS_COPY = 8192, WS_BLOCK_VOXELS = 16384 };
+enum { WS_CHUNK = 256 }; /* voxels of a row handled together */
 
 typedef struct ws_geom {
 	int64_t n[3];
@@ -161,7 +164,7 @@ typedef struct ws_run {
  * outside every box and take the slow path, which reads o itself. */
 #define WS_OFF_MAX 1048576.0f
 
-static inline void ws_offsets(const ws_geom *g, ws_run *r)
+static inline void ws_offsets(const ws_geom *g, ws_run *r, const int round_insn)
 {
 	const int64_t n = r->n;
 	const float *d0 = r->d[0], *d1 = r->d[1], *d2 = r->d[2];
@@ -179,8 +182,9 @@ static inline void ws_offsets(const ws_geom *g, ws_run *r)
 		for (int64_t k = 0; k < n; k++) {
 			float q = o[k] > -WS_OFF_MAX ? o[k] : -WS_OFF_MAX;
 			q = q < WS_OFF_MAX ? q : WS_OFF_MAX;
-			float fl = (float)(int32_t)q;
-			fl = q < fl ? fl - 1.0f : fl; /* floor */
+			/* floor: the same value either way; each vectorises on its ISA */
+			const float t = (float)(int32_t)q;
+			const float fl = round_insn ? __builtin_floorf(q) : t - (float)(q < t);
 			io[k] = (int32_t)fl;
 			f[k] = q - fl;
 		}
@@ -188,9 +192,9 @@ static inline void ws_offsets(const ws_geom *g, ws_run *r)
 }
 
 /* Chunk t of slice s (t < nrow * nch); returns the x of its first voxel
- * and its row (3-D) in *y. */
+ * and its row (3-D) in *y.  round_insn: the ISA has a floor instruction. */
 static inline int64_t ws_run_load(const ws_geom *g, const ffdp_vec *m, const ffdp_vec *v, int64_t s, int64_t t,
-				  int64_t *y, ws_run *r)
+				  int64_t *y, ws_run *r, const int round_insn)
 {
 	int64_t row = t / g->nch, x0 = (t % g->nch) * WS_CHUNK;
 	*y = row;
@@ -198,7 +202,7 @@ static inline int64_t ws_run_load(const ws_geom *g, const ffdp_vec *m, const ffd
 	r->n = g->n[0] - x0 < WS_CHUNK ? g->n[0] - x0 : WS_CHUNK;
 	for (int c = 0; c < g->nc; c++)
 		adam_d_run(&g->k, m->c[c] + r->i0, v->c[c] + r->i0, r->d[c], r->n);
-	ws_offsets(g, r);
+	ws_offsets(g, r, round_insn);
 	return x0;
 }
 
@@ -230,67 +234,84 @@ static inline void ws_taps(double q, int64_t n, ffdp_pad pad, int64_t i[2], doub
 	i[1] = a + 1 < 0 ? 0 : (a + 1 >= n ? n - 1 : a + 1);
 }
 
-/* Largest backward reach max(0, -(C delta)_sa) over the field. */
-static double ws_reach(const ws_geom *g, const ffdp_vec *m, const ffdp_vec *v)
+/* Largest backward and forward reach, max(0, -(C delta)_sa) and
+ * max(0, (C delta)_sa), over the field. */
+static void ws_reach(const ws_geom *g, const ffdp_vec *m, const ffdp_vec *v, double *back, double *fwd)
 {
-	double mx = 0.0;
-#pragma omp parallel for schedule(static) reduction(max : mx)
+	double mb = 0.0, mf = 0.0;
+#pragma omp parallel for schedule(static) reduction(max : mb, mf)
 	for (int64_t t = 0; t < g->ns * g->nrow * g->nch; t++) {
 		ws_run r;
 		int64_t y, per = g->nrow * g->nch;
-		ws_run_load(g, m, v, t / per, t % per, &y, &r);
+		ws_run_load(g, m, v, t / per, t % per, &y, &r, 0);
 		const float *os = r.o[g->sa];
-		for (int64_t k = 0; k < r.n; k++)
-			mx = -os[k] > mx ? -(double)os[k] : mx;
+		for (int64_t k = 0; k < r.n; k++) {
+			mb = -os[k] > mb ? -(double)os[k] : mb;
+			mf = os[k] > mf ? (double)os[k] : mf;
+		}
 	}
-	return mx;
+	*back = mb, *fwd = mf;
 }
 
-/* The old values of slices s - depth .. s + 2 blk - 1 while the block of
- * blk slices from s is written: depth + 2 blk slots, slice st in slot
- * st % cap. */
-typedef struct ws_ring {
-	float *p; /* component c, slot t at p + (c * cap + t) * slice */
-	int64_t cap, depth, blk;
-} ws_ring;
+/* A thread's copies of old slices: K + 1 ring slots (its own last
+ * overwritten slices, slice st in slot (st - a) % (K + 1)), then K below
+ * its slab and F + 1 above it.  Component c, slot t at
+ * p + (c * nslot + t) * slice. */
+typedef struct ws_slab {
+	int64_t K, F, nslot;
+} ws_slab;
 
-/* Where old slice st lives while the block starting at slice s0 is written. */
+/* Where old slice st lives while slice cur of slab [a, b) is written. */
 typedef struct ws_slices {
-	const float *u[3], *ring[3];
-	int64_t s0, top, oldest, slot0, cap, slice;
+	const float *u[3], *buf[3];
+	int64_t a, b, cur, K, cap, slot, lo0, hi0, slice;
+	int64_t oldest, newest; /* the slices that may be read */
 } ws_slices;
 
-static void ws_slices_make(ws_slices *w, const ws_geom *g, const ffdp_vec *u, const ws_ring *ring, int64_t s0)
+static void ws_slices_make(ws_slices *w, const ws_geom *g, const ffdp_vec *u, const ws_slab *sl, float *p,
+			   int64_t a, int64_t b)
 {
+	memset(w, 0, sizeof(*w));
 	for (int c = 0; c < g->nc; c++) {
 		w->u[c] = u->c[c];
-		w->ring[c] = ring->p + (int64_t)c * ring->cap * g->slice;
+		w->buf[c] = p + (int64_t)c * sl->nslot * g->slice;
 	}
-	w->s0 = s0;
-	w->top = s0 + ring->blk - 1;
-	w->oldest = s0 - ring->depth;
-	w->slot0 = s0 % ring->cap;
-	w->cap = ring->cap;
+	w->a = a, w->b = b, w->K = sl->K, w->cap = sl->K + 1;
+	w->lo0 = sl->K + 1, w->hi0 = 2 * sl->K + 1;
 	w->slice = g->slice;
 }
 
-/* Slice st (in [oldest, ns)) as a component table, and the offset of
+static void ws_slices_at(ws_slices *w, const ws_geom *g, const ws_slab *sl, int64_t cur)
+{
+	w->cur = cur;
+	w->slot = (cur - w->a) % w->cap;
+	w->oldest = cur - sl->K > 0 ? cur - sl->K : 0;
+	w->newest = cur + sl->F + 1 < g->ns - 1 ? cur + sl->F + 1 : g->ns - 1;
+}
+
+/* Slice st (in [oldest, newest]) as a component table, and the offset of
  * in-slice position off within it. */
 static inline const float *const *ws_where(const ws_slices *w, int64_t st, int64_t off, int64_t *o)
 {
-	if (st > w->top) { /* not yet overwritten */
+	if (st > w->cur && st < w->b) { /* own, not yet overwritten */
 		*o = st * w->slice + off;
 		return w->u;
 	}
-	int64_t slot = w->slot0 + (st - w->s0); /* st % cap, without a division */
-	slot += slot < 0 ? w->cap : 0;
-	slot -= slot >= w->cap ? w->cap : 0;
+	int64_t slot;
+	if (st >= w->b) {
+		slot = w->hi0 + (st - w->b);
+	} else if (st >= w->a) {
+		slot = w->slot - (w->cur - st); /* (st - a) % cap, without a division */
+		slot += slot < 0 ? w->cap : 0;
+	} else {
+		slot = w->lo0 + (st - (w->a - w->K));
+	}
 	*o = slot * w->slice + off;
-	return w->ring;
+	return w->buf;
 }
 
-/* Any voxel: pads, clamping, and a slice the ring no longer holds (then the
- * oldest one is read and 1 returned).  out[c] = sampled old u. */
+/* Any voxel: pads, clamping, and a slice beyond the reach (then the nearest
+ * one held is read and 1 returned).  out[c] = sampled old u. */
 static int ws_sample_slow(const ws_geom *g, const ws_slices *w, const double q[3], double out[3])
 {
 	/* axes: x, the other in-slice axis (y in 3-D, the empty z in 2-D), the slice axis */
@@ -303,9 +324,9 @@ static int ws_sample_slow(const ws_geom *g, const ws_slices *w, const double q[3
 	ws_taps(q[g->sa], g->n[g->sa], g->pad, is, wsl);
 	int bad = 0;
 	for (int e = 0; e < 2; e++)
-		if (is[e] < w->oldest) {
+		if (is[e] < w->oldest || is[e] > w->newest) {
 			bad |= wsl[e] != 0.0;
-			is[e] = w->oldest;
+			is[e] = is[e] < w->oldest ? w->oldest : w->newest;
 		}
 	int64_t o[2];
 	const float *const *b[2] = {ws_where(w, is[0], 0, &o[0]), ws_where(w, is[1], 0, &o[1])};
@@ -322,13 +343,12 @@ static int ws_sample_slow(const ws_geom *g, const ws_slices *w, const double q[3
 }
 
 /* Voxel k of run r (chunk of slice s, row y, first x x0; ys the y index
- * of the run, slo the oldest slice held): its new u.  Returns 1 if it
- * needed a slice that the ring no longer holds.  Voxels whose 8 corners are
- * all inside the box and the ring (where both pads agree) take a short
- * path. */
+ * of the run): its new u.  Returns 1 if it needed a slice beyond the reach.
+ * Voxels whose 8 corners are all inside the box and the reach (where both
+ * pads agree) take a short path. */
 static inline __attribute__((always_inline)) int ws_voxel(const ws_geom *g, ffdp_vec *u, const ws_slices *wp,
 							   const ws_run *r, int64_t s, int64_t y, int64_t ys,
-							   int64_t slo, int64_t x0, int64_t k)
+							   int64_t x0, int64_t k)
 {
 	const int64_t nx = g->n[0];
 	const ws_slices *w = wp;
@@ -337,7 +357,7 @@ static inline __attribute__((always_inline)) int ws_voxel(const ws_geom *g, ffdp
 	const int64_t ax = x + r->io[0][k], as = s + r->io[sa][k], ay = y + r->io[1][k];
 	float val[3];
 	int bad = 0;
-	int fast = ax >= 0 && ax < nx - 1 && as >= slo && as < g->ns - 1;
+	int fast = ax >= 0 && ax < nx - 1 && as >= w->oldest && as < w->newest;
 	if (g->nc == 3)
 		fast &= ay >= 0 && ay < g->n[1] - 1;
 	if (!fast) {
@@ -377,72 +397,52 @@ static inline __attribute__((always_inline)) int ws_voxel(const ws_geom *g, ffdp
 }
 
 /* ---- AVX2: eight voxels of a 3-D run at a time ---------------------------------
- * When all eight take the short path: their slice pointers from ws_where
- * (ring or u, per voxel) as 64-bit addresses, each gather fetching the x
- * pair of one corner row, then the scalar path's float arithmetic in its
- * order, without contraction (-ffp-contract=off), so the bits agree. */
-#if defined(__GNUC__) && defined(__x86_64__)
+ * Steps move a voxel less than one voxel (lr times half a voxel), so the
+ * corners are among the 27 neighbours: the stencil of cpu_tristencil.h,
+ * with rows from the ring or u per slice, and the scalar path's arithmetic
+ * in its order (-ffp-contract=off), so the bits agree.  Groups with a lane
+ * off the short path or further than a voxel go per voxel. */
+#ifdef TS_AVX2
 #define WS_AVX2 1
-#include <immintrin.h>
 
-#define WS_AVX2_FN static inline __attribute__((always_inline, target("avx2,fma")))
-
-/* Corner pairs at addresses (bytes) a, for voxels 0 1 4 5 (lo) and 2 3 6 7
- * (hi), plus d bytes: lower-x and upper-x values in voxel order. */
-WS_AVX2_FN void ws8_pair(__m256i lo, __m256i hi, int64_t d, __m256 *a, __m256 *b)
+/* Lanes (bits) with offset io of -1 or 0 and base + io in [lo, hi]. */
+TS_FN int ws8_ok(__m256i io, __m256i base, int64_t lo, int64_t hi)
 {
-	__m256i dd = _mm256_set1_epi64x(d);
-	__m256 pl = _mm256_castsi256_ps(_mm256_i64gather_epi64(NULL, _mm256_add_epi64(lo, dd), 1));
-	__m256 ph = _mm256_castsi256_ps(_mm256_i64gather_epi64(NULL, _mm256_add_epi64(hi, dd), 1));
-	*a = _mm256_shuffle_ps(pl, ph, _MM_SHUFFLE(2, 0, 2, 0));
-	*b = _mm256_shuffle_ps(pl, ph, _MM_SHUFFLE(3, 1, 3, 1));
+	const __m256i a = _mm256_add_epi32(io, base);
+	__m256i ok = _mm256_and_si256(_mm256_cmpgt_epi32(io, _mm256_set1_epi32(-2)),
+				      _mm256_cmpgt_epi32(_mm256_set1_epi32(1), io));
+	ok = _mm256_and_si256(ok, _mm256_cmpgt_epi32(a, _mm256_set1_epi32((int32_t)lo - 1)));
+	ok = _mm256_and_si256(ok, _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)(hi + 1)), a));
+	return _mm256_movemask_ps(_mm256_castsi256_ps(ok));
 }
 
-/* Voxels k .. k + 7; 0 (nothing written) when one is not on the short path. */
-WS_AVX2_FN int ws8(const ws_geom *g, ffdp_vec *u, const ws_slices *w, const ws_run *r, int64_t s, int64_t y,
-		   int64_t x0, int64_t k)
+TS_FN void ws8_axis(const ws_run *r, int a, int64_t k, __m256i io, ts_axis *ax)
 {
-	const int64_t nx = g->n[0], slo = w->oldest > 0 ? w->oldest : 0;
-	/* slice offsets and sources in gather order: voxels 0 1 4 5 2 3 6 7 */
-	static const int pos[8] = {0, 1, 4, 5, 2, 3, 6, 7};
-	int64_t o[2][8], ring[2][8];
-	for (int l = 0; l < 8; l++) {
-		const int64_t ax = x0 + k + l + r->io[0][k + l], as = s + r->io[2][k + l], ay = y + r->io[1][k + l];
-		if (!(ax >= 0 && ax < nx - 1 && as >= slo && as < g->ns - 1 && ay >= 0 && ay < g->n[1] - 1))
-			return 0;
-		const int64_t off = ay * nx + ax;
-		ring[0][pos[l]] = -(int64_t)(ws_where(w, as, off, &o[0][pos[l]]) == w->ring);
-		ring[1][pos[l]] = -(int64_t)(ws_where(w, as + 1, off, &o[1][pos[l]]) == w->ring);
-	}
-	const __m256 one = _mm256_set1_ps(1.0f);
-	const __m256 fx = _mm256_loadu_ps(r->f[0] + k), fy = _mm256_loadu_ps(r->f[1] + k);
-	const __m256 fs = _mm256_loadu_ps(r->f[2] + k);
-	const __m256 gx = _mm256_sub_ps(one, fx), gy = _mm256_sub_ps(one, fy), gs = _mm256_sub_ps(one, fs);
-	const int64_t rowb = nx * (int64_t)sizeof(float);
-	__m256i ob[2][2], rm[2][2]; /* byte offsets and ring masks, [slice][half] */
-	for (int e = 0; e < 2; e++)
-		for (int h = 0; h < 2; h++) {
-			ob[e][h] = _mm256_slli_epi64(_mm256_loadu_si256((const __m256i *)(o[e] + 4 * h)), 2);
-			rm[e][h] = _mm256_loadu_si256((const __m256i *)(ring[e] + 4 * h));
-		}
+	const __m256 f = _mm256_loadu_ps(r->f[a] + k);
+	const __m256 m = _mm256_castsi256_ps(_mm256_cmpeq_epi32(io, _mm256_set1_epi32(-1)));
+	ts_axis_set(ax, m, _mm256_sub_ps(_mm256_set1_ps(1.0f), f), f);
+}
+
+/* Voxels k .. k + 7 (x = x0 + k, with x - 1 .. x + 8 in the row); plane[c][e]
+ * is slice s - 1 + e of component c (clamped), rowoff[e] row y - 1 + e.
+ * 0 (nothing written) unless all 8 qualify. */
+TS_FN int ws8(const ws_geom *g, ffdp_vec *u, const ws_run *r, int64_t s, int64_t y, const ws_slices *w, int64_t x,
+	      int64_t k, const float *const plane[3][3], const int64_t rowoff[3])
+{
+	const __m256i iox = _mm256_loadu_si256((const __m256i *)(r->io[0] + k));
+	const __m256i ioy = _mm256_loadu_si256((const __m256i *)(r->io[1] + k));
+	const __m256i ios = _mm256_loadu_si256((const __m256i *)(r->io[2] + k));
+	const __m256i zero = _mm256_setzero_si256();
+	if ((ws8_ok(iox, zero, -1, 0) & ws8_ok(ioy, _mm256_set1_epi32((int32_t)y), 0, g->n[1] - 2) &
+	     ws8_ok(ios, _mm256_set1_epi32((int32_t)s), w->oldest, w->newest - 1)) != 0xff)
+		return 0;
+	ts_axis ax[3];
+	ws8_axis(r, 0, k, iox, &ax[0]);
+	ws8_axis(r, 1, k, ioy, &ax[1]);
+	ws8_axis(r, 2, k, ios, &ax[2]);
+	const __m256d st = _mm256_set1_pd(g->step);
 	for (int c = 0; c < 3; c++) {
-		const __m256i bu = _mm256_set1_epi64x((int64_t)(uintptr_t)w->u[c]);
-		const __m256i br = _mm256_set1_epi64x((int64_t)(uintptr_t)w->ring[c]);
-		__m256 p[4][2]; /* rows: (slice 0, y0), (0, y1), (1, y0), (1, y1); x pair */
-		for (int e = 0; e < 2; e++) {
-			__m256i lo = _mm256_add_epi64(_mm256_blendv_epi8(bu, br, rm[e][0]), ob[e][0]);
-			__m256i hi = _mm256_add_epi64(_mm256_blendv_epi8(bu, br, rm[e][1]), ob[e][1]);
-			ws8_pair(lo, hi, 0, &p[2 * e][0], &p[2 * e][1]);
-			ws8_pair(lo, hi, rowb, &p[2 * e + 1][0], &p[2 * e + 1][1]);
-		}
-		__m256 a0 = _mm256_add_ps(_mm256_mul_ps(gx, p[0][0]), _mm256_mul_ps(fx, p[0][1]));
-		__m256 a1 = _mm256_add_ps(_mm256_mul_ps(gx, p[1][0]), _mm256_mul_ps(fx, p[1][1]));
-		__m256 c0 = _mm256_add_ps(_mm256_mul_ps(gx, p[2][0]), _mm256_mul_ps(fx, p[2][1]));
-		__m256 c1 = _mm256_add_ps(_mm256_mul_ps(gx, p[3][0]), _mm256_mul_ps(fx, p[3][1]));
-		__m256 v0 = _mm256_add_ps(_mm256_mul_ps(gy, a0), _mm256_mul_ps(fy, a1));
-		__m256 v1 = _mm256_add_ps(_mm256_mul_ps(gy, c0), _mm256_mul_ps(fy, c1));
-		__m256 val = _mm256_add_ps(_mm256_mul_ps(gs, v0), _mm256_mul_ps(fs, v1));
-		const __m256d st = _mm256_set1_pd(g->step);
+		const __m256 val = ts_value(plane[c], rowoff, x, &ax[0], &ax[1], &ax[2]);
 		__m128 d0 = _mm256_cvtpd_ps(_mm256_mul_pd(st, _mm256_cvtps_pd(_mm_loadu_ps(r->d[c] + k))));
 		__m128 d1 = _mm256_cvtpd_ps(_mm256_mul_pd(st, _mm256_cvtps_pd(_mm_loadu_ps(r->d[c] + k + 4))));
 		_mm256_storeu_ps(u->c[c] + r->i0 + k, _mm256_add_ps(_mm256_set_m128(d1, d0), val));
@@ -450,20 +450,41 @@ WS_AVX2_FN int ws8(const ws_geom *g, ffdp_vec *u, const ws_slices *w, const ws_r
 	return 1;
 }
 
-__attribute__((noinline, target("avx2,fma"))) static int ws_voxels_avx2(const ws_geom *g, ffdp_vec *u,
-								       const ws_slices *w, const ws_run *r,
-								       int64_t s, int64_t y, int64_t x0)
+/* A 3-D chunk: the run is loaded here too, so its loops get AVX2 code. */
+__attribute__((noinline, flatten, target("avx2,fma"))) static int
+ws_chunk_avx2(const ws_geom *g, ffdp_vec *u, const ffdp_vec *m, const ffdp_vec *v, const ws_slices *w, int64_t s,
+	      int64_t t)
 {
+	ws_run r;
+	int64_t y;
+	const int64_t x0 = ws_run_load(g, m, v, s, t, &y, &r, 1), nx = g->n[0];
 	const ws_slices wl = *w;
-	const int64_t slo = wl.oldest > 0 ? wl.oldest : 0;
+	const float *plane[3][3];
+	for (int e = 0; e < 3; e++) {
+		int64_t st = s - 1 + e, o;
+		st = st < wl.oldest || st > wl.newest ? s : st; /* lanes that need it fail ws8_ok */
+		const float *const *b = ws_where(&wl, st, 0, &o);
+		for (int c = 0; c < 3; c++)
+			plane[c][e] = b[c] + o;
+	}
+	const int64_t rowoff[3] = {(y > 0 ? y - 1 : y) * nx, y * nx, (y + 1 < g->n[1] ? y + 1 : y) * nx};
+	/* groups need x - 1 .. x + 8 in the row; the last one starts at kmax and
+	 * may overlap the one before (u's old values come from the ring, so a
+	 * voxel computed twice gets the same bits) */
+	const int64_t kmax = nx - 9 - x0 < r.n - 8 ? nx - 9 - x0 : r.n - 8;
 	int bad = 0;
 	int64_t k = 0;
-	for (; k + 8 <= r->n; k += 8)
-		if (!ws8(g, u, &wl, r, s, y, x0, k))
-			for (int l = 0; l < 8; l++)
-				bad |= ws_voxel(g, u, &wl, r, s, y, y, slo, x0, k + l);
-	for (; k < r->n; k++)
-		bad |= ws_voxel(g, u, &wl, r, s, y, y, slo, x0, k);
+	while (k < r.n) {
+		const int64_t kg = k < kmax ? k : kmax;
+		if (kg >= 0 && kg + 8 > k && x0 + kg >= 1 && ws8(g, u, &r, s, y, &wl, x0 + kg, kg, plane, rowoff)) {
+			k = kg + 8;
+			continue;
+		}
+		/* one voxel at the row's start, else the failed group's (or the rest) */
+		const int64_t e = x0 + kg < 1 ? k + 1 : (kg == k ? k + 8 : r.n);
+		for (; k < e && k < r.n; k++)
+			bad |= ws_voxel(g, u, &wl, &r, s, y, y, x0, k);
+	}
 	return bad;
 }
 #endif
@@ -473,67 +494,56 @@ __attribute__((noinline, target("avx2,fma"))) static int ws_voxels_avx2(const ws
 static int ws_chunk(const ws_geom *g, ffdp_vec *u, const ffdp_vec *m, const ffdp_vec *v, const ws_slices *wp,
 		    int64_t s, int64_t t, int simd)
 {
-	ws_run r;
-	int64_t y;
-	const int64_t x0 = ws_run_load(g, m, v, s, t, &y, &r);
-	int bad = 0;
 #ifdef WS_AVX2
 	if (simd && g->nc == 3)
-		return ws_voxels_avx2(g, u, wp, &r, s, y, x0);
+		return ws_chunk_avx2(g, u, m, v, wp, s, t);
 #endif
 	(void)simd;
+	ws_run r;
+	int64_t y;
+	const int64_t x0 = ws_run_load(g, m, v, s, t, &y, &r, 0);
+	int bad = 0;
 	const ws_slices w = *wp;
-	const int64_t slo = w.oldest > 0 ? w.oldest : 0, ys = g->sa == 2 ? y : s;
+	const int64_t ys = g->sa == 2 ? y : s;
 	for (int64_t k = 0; k < r.n; k++)
-		bad |= ws_voxel(g, u, &w, &r, s, y, ys, slo, x0, k);
+		bad |= ws_voxel(g, u, &w, &r, s, y, ys, x0, k);
 	return bad;
 }
 
-/* Copy task t of old slice s into its ring slot. */
-static inline void ws_copy(const ws_geom *g, const ffdp_vec *u, const ws_ring *ring, int64_t s, int64_t t,
-			   int64_t ncopy)
+/* Old slice st of every component into slot t of a thread's copies. */
+static void ws_keep(const ws_geom *g, const ffdp_vec *u, const ws_slab *sl, float *p, int64_t st, int64_t t)
 {
-	const int64_t slice = g->slice, c = t / ncopy, j0 = (t % ncopy) * WS_COPY;
-	const int64_t n = slice - j0 < WS_COPY ? slice - j0 : WS_COPY;
-	memcpy(ring->p + (c * ring->cap + s % ring->cap) * slice + j0, u->c[c] + s * slice + j0,
-	       (size_t)n * sizeof(float));
+	for (int c = 0; c < g->nc; c++)
+		memcpy(p + (c * sl->nslot + t) * g->slice, u->c[c] + st * g->slice, (size_t)g->slice * sizeof(float));
 }
 
-/* Copy tasks for old slices [s, s + nb), clipped to the volume. */
-static inline int64_t ws_ncopy(const ws_geom *g, int64_t s, int64_t nb, int64_t ncopy)
+/* Each thread its slab; halos copied before the one barrier.  buf holds
+ * nslot * nc slices per thread. */
+static int ws_compose(const ws_geom *g, ffdp_vec u, const ffdp_vec *m, const ffdp_vec *v, const ws_slab *sl,
+		      float *buf)
 {
-	int64_t e = s + nb < g->ns ? s + nb : g->ns;
-	return e > s ? (e - s) * g->nc * ncopy : 0;
-}
-
-/* One barrier per block of blk slices: while block [s0, s0 + blk) is
- * written, the old values of the next block are copied into the slots of
- * slices s0 - depth - blk .. s0 - depth - 1, which nobody reads any more. */
-static int ws_compose(const ws_geom *g, ffdp_vec u, const ffdp_vec *m, const ffdp_vec *v, const ws_ring *ring)
-{
-	const int64_t ncopy = (g->slice + WS_COPY - 1) / WS_COPY, per = g->nrow * g->nch, blk = ring->blk;
+	const int64_t per = g->nrow * g->nch;
 	const int simd = ffdp_cpu_use_avx2();
 	int bad = 0;
 #pragma omp parallel reduction(| : bad)
 	{
-		const int64_t n0 = ws_ncopy(g, 0, blk, ncopy);
-#pragma omp for schedule(static)
-		for (int64_t t = 0; t < n0; t++)
-			ws_copy(g, &u, ring, t / (g->nc * ncopy), t % (g->nc * ncopy), ncopy);
-		for (int64_t s0 = 0; s0 < g->ns; s0 += blk) {
-			ws_slices w;
-			ws_slices_make(&w, g, &u, ring, s0);
-			const int64_t nb = s0 + blk < g->ns ? blk : g->ns - s0;
-			const int64_t nwork = nb * per, ncp = ws_ncopy(g, s0 + blk, blk, ncopy);
-#pragma omp for schedule(static)
-			for (int64_t t = 0; t < nwork + ncp; t++) {
-				if (t < nwork) {
-					bad |= ws_chunk(g, &u, m, v, &w, s0 + t / per, t % per, simd);
-				} else {
-					int64_t c = t - nwork, per_slice = g->nc * ncopy;
-					ws_copy(g, &u, ring, s0 + blk + c / per_slice, c % per_slice, ncopy);
-				}
-			}
+		const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+		const int64_t a = g->ns * tid / nt, b = g->ns * (tid + 1) / nt;
+		float *p = buf + (int64_t)tid * sl->nslot * g->nc * g->slice;
+		ws_slices w;
+		ws_slices_make(&w, g, &u, sl, p, a, b);
+		if (a < b) {
+			for (int64_t st = a - sl->K > 0 ? a - sl->K : 0; st < a; st++)
+				ws_keep(g, &u, sl, p, st, w.lo0 + (st - (a - sl->K)));
+			for (int64_t st = b; st <= b + sl->F && st < g->ns; st++)
+				ws_keep(g, &u, sl, p, st, w.hi0 + (st - b));
+		}
+#pragma omp barrier
+		for (int64_t s = a; s < b; s++) {
+			ws_slices_at(&w, g, sl, s);
+			ws_keep(g, &u, sl, p, s, w.slot);
+			for (int64_t t = 0; t < per; t++)
+				bad |= ws_chunk(g, &u, m, v, &w, s, t, simd);
 		}
 	}
 	return bad;
@@ -558,23 +568,25 @@ static void ws_add(const ws_geom *g, ffdp_vec u, const ffdp_vec *m, const ffdp_v
 	}
 }
 
-/* Slices the ring must hold besides the current one. */
-static ffdp_status ws_ring_depth(const ws_geom *g, const ffdp_vec *m, const ffdp_vec *v, double max_norm,
-				 int64_t *depth, ffdp_error *err)
+/* Slices read below and above the one written: K and F. */
+static ffdp_status ws_slab_make(const ws_geom *g, const ffdp_vec *m, const ffdp_vec *v, double max_norm,
+				ws_slab *sl, ffdp_error *err)
 {
-	double reach;
+	double back, fwd;
 	if (max_norm > 0.0) {
 		if (!isfinite(max_norm))
 			return ffdp_fail(err, FFDP_ERR_ARG, "warp_step: max_norm %g is not finite", max_norm);
 		const double *cs = g->C[g->sa];
 		double cn = sqrt(cs[0] * cs[0] + cs[1] * cs[1] + cs[2] * cs[2]);
 		/* margin: max_norm comes from a float sum of squares */
-		reach = fabs(g->step) * max_norm * cn * (1.0 + 1e-5);
+		back = fwd = fabs(g->step) * max_norm * cn * (1.0 + 1e-5);
 	} else {
-		reach = ws_reach(g, m, v);
+		ws_reach(g, m, v, &back, &fwd);
 	}
-	double k = ceil(reach);
-	*depth = k < (double)(g->ns - 1) ? (int64_t)k : g->ns - 1;
+	back = ceil(back), fwd = ceil(fwd);
+	sl->K = back < (double)(g->ns - 1) ? (int64_t)back : g->ns - 1;
+	sl->F = fwd < (double)(g->ns - 1) ? (int64_t)fwd : g->ns - 1;
+	sl->nslot = 2 * sl->K + sl->F + 2;
 	return FFDP_OK;
 }
 
@@ -594,20 +606,16 @@ ffdp_status ffdp_cpu_warp_step(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_ve
 		ws_add(&g, u, &m, &v);
 		return FFDP_OK;
 	}
-	int64_t depth = 0;
-	if ((s = ws_ring_depth(&g, &m, &v, o->max_norm, &depth, err)))
+	ws_slab sl;
+	if ((s = ws_slab_make(&g, &m, &v, o->max_norm, &sl, err)))
 		return s;
-	/* blocks of >= WS_BLOCK_VOXELS so small slices (2-D rows, coarse levels)
-	 * do not pay a barrier each; the ring stays O(slice + WS_BLOCK_VOXELS) */
-	int64_t blk = (WS_BLOCK_VOXELS + g.slice - 1) / g.slice;
-	blk = blk < g.ns ? blk : g.ns;
-	ws_ring ring = {NULL, depth + 2 * blk, depth, blk};
-	ring.p = malloc((size_t)(ring.cap * g.slice * g.nc) * sizeof(float));
-	if (!ring.p)
-		return ffdp_fail(err, FFDP_ERR_NOMEM, "warp_step: cannot allocate a ring of %lld slices",
-				 (long long)ring.cap);
-	int bad = ws_compose(&g, u, &m, &v, &ring);
-	free(ring.p);
+	const int nt = omp_get_max_threads();
+	float *buf = malloc((size_t)(nt * sl.nslot * g.slice * g.nc) * sizeof(float));
+	if (!buf)
+		return ffdp_fail(err, FFDP_ERR_NOMEM, "warp_step: cannot allocate %d x %lld slices of old values", nt,
+				 (long long)sl.nslot);
+	int bad = ws_compose(&g, u, &m, &v, &sl, buf);
+	free(buf);
 	if (bad)
 		return ffdp_fail(err, FFDP_ERR_ARG,
 				 "warp_step: max_norm %g is below the field's own; u was only partly updated",

@@ -1,17 +1,23 @@
 /* In-place separable Gaussian (ops.h, "smoothing").
  *
- * A line (x) or a block of SM_BLOCK columns (y, z) is
- * gathered into a zero-padded per-thread buffer, convolved from there and
- * written back, so a pass reads and writes each voxel once and strided
- * axes are read SM_BLOCK floats (two cache lines) at a time.
+ * Each axis is a stream of units (rows along y, planes along z): unit i is
+ * first filtered along the faster axes ("pre": x for a row, x then y for a
+ * plane) into a ring of 2r + 1 units, and output unit i - r is combined from
+ * the ring as soon as units i - 2r .. i are there, so a pass reads and
+ * writes each voxel once (8 B/voxel, the floor) and the ring of planes is
+ * the only working set beyond a few rows.  Output unit o is written after
+ * input unit o + r was read, so the volume is smoothed in place.
  *
- * IO floor: one read and one write of the volume, 8 B/voxel.  With a z pass
- * on planes of >= SM_STREAM_MIN_SHARE voxels per thread, all three axes run
- * in one sweep through a ring of 2 rz + 2 x/y-smoothed planes
- * (sm_run_stream), at the floor, with two barriers per plane.  Otherwise
- * each axis is a pass (8 B/voxel each), except that with enough z planes
- * for all threads the x and y passes run plane by plane on one thread, so a
- * plane in cache is fetched once for both (16 B/voxel in 3-D).
+ * Threads take slabs of units (planes in 3-D, rows when there are fewer
+ * planes than threads); a slab's neighbours overwrite the units it needs
+ * beyond its ends, so each thread pre-filters those (r each side) before a
+ * barrier, then streams its slab alone.
+ *
+ * Every output is (w0 c + sum_k wk (c[-k] + c[+k])) * face scale, k
+ * ascending, outside the box reading +0 (from a zero buffer): the same
+ * float operations whatever the slab, thread count or ISA (the combine is
+ * written for 8 lanes, a second copy compiled for AVX2), and those of the
+ * distributed z pass (src/dist/dist_smooth.c).
  *
  * An axis of size 1 is skipped (a 2-D image has no z neighbours; zero
  * padding along it would only scale the image by the centre tap).
@@ -24,16 +30,20 @@
 #include "cpu_ops.h"
 #include "ffdp/volume.h"
 
-enum { SM_BLOCK = 32, SM_ZCHUNK = 1024, SM_STREAM_MIN_SHARE = 65536 };
+enum { SM_CHUNK = 1024, /* floats combined at a time; the zero buffer's size */
+       SM_KMAX = 4 };    /* largest radius of the register kernels */
 
 /* Radii beyond this are a caller error (sigma in voxels, not mm?). */
 #define SM_MAX_RADIUS ((int64_t)1 << 20)
+
+static const float sm_zeros[SM_CHUNK]; /* what a unit outside the box reads */
 
 typedef struct sm_axis {
 	int on;
 	int64_t r;    /* taps used: min(radius, n - 1); farther ones never touch the box */
 	float *w;     /* w[k] for k = 0..r (symmetric) */
 	float *scale; /* n entries: 1 / kernel mass inside the box, or 1 */
+	int scaled;   /* some scale differs from 1 */
 } sm_axis;
 
 static void sm_axis_free(sm_axis *ax)
@@ -84,190 +94,330 @@ static ffdp_status sm_axis_init(sm_axis *ax, double sigma, double truncate, int 
 					mass += wd[k < 0 ? -k : k];
 		}
 		ax->scale[i] = mass > 0.0 ? (float)(1.0 / mass) : 1.0f;
+		ax->scaled |= ax->scale[i] != 1.0f;
 	}
 	free(wd);
 	return FFDP_OK;
 }
 
-/* Smooth one contiguous row of n floats; buf holds n + 2r floats. */
-static void sm_row(float *restrict row, int64_t n, const sm_axis *ax, float *restrict buf)
+/* ---- the two kernels: 8 lanes at a time, the same operations per lane ---------- */
+
+typedef float sm_v8 __attribute__((vector_size(32), aligned(4))); /* unaligned access */
+
+#define SM_LD(p) (*(const sm_v8 *)(p))
+#define SM_ST(p, v) (*(sm_v8 *)(p) = (v))
+
+/* out[i] = (w0 c[i] + sum_k wk (c[i - k] + c[i + k])) * sc[i], i < n, from
+ * c = buf + r (the row with r zeros each side); sc NULL: no scale. */
+static inline __attribute__((always_inline)) void sm_xrow_k(float *restrict out, const float *restrict c,
+							     int64_t n, const float *restrict w, int64_t r,
+							     const float *restrict sc)
 {
-	const int64_t r = ax->r;
-	const float *w = ax->w, *sc = ax->scale;
-	memset(buf, 0, (size_t)r * sizeof(float));
-	memcpy(buf + r, row, (size_t)n * sizeof(float));
-	memset(buf + r + n, 0, (size_t)r * sizeof(float));
-	const float *c = buf + r;
-	for (int64_t i = 0; i < n; i++)
-		row[i] = w[0] * c[i];
-	for (int64_t k = 1; k <= r; k++) {
-		const float wk = w[k];
-		for (int64_t i = 0; i < n; i++)
-			row[i] += wk * (c[i - k] + c[i + k]);
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		sm_v8 acc = w[0] * SM_LD(c + i);
+		for (int64_t k = 1; k <= r; k++)
+			acc = acc + w[k] * (SM_LD(c + i - k) + SM_LD(c + i + k));
+		if (sc)
+			acc = acc * SM_LD(sc + i);
+		SM_ST(out + i, acc);
 	}
-	for (int64_t i = 0; i < n; i++)
-		row[i] *= sc[i];
+	for (; i < n; i++) {
+		float acc = w[0] * c[i];
+		for (int64_t k = 1; k <= r; k++)
+			acc = acc + w[k] * (c[i - k] + c[i + k]);
+		out[i] = sc ? acc * sc[i] : acc;
+	}
 }
 
-/* Smooth nb <= SM_BLOCK adjacent columns along a strided axis: element l of
- * column j is base[l * stride + j], l < n.  buf holds (n + 2r) * SM_BLOCK. */
-static void sm_cols(float *restrict base, int64_t stride, int64_t n, int nb, const sm_axis *ax,
-		    float *restrict buf)
+/* out[j] = (w0 u0[j] + sum_k wk (u-k[j] + u+k[j])) * sc for j < n, where
+ * src[r + k] is unit k relative to the output (NULL: outside, reads 0). */
+static inline __attribute__((always_inline)) void sm_comb_k(float *restrict out, const float *const *src,
+							     int64_t n, const float *restrict w, int64_t r,
+							     float sc, int scaled)
 {
-	const int64_t r = ax->r;
-	const float *w = ax->w, *sc = ax->scale;
-	memset(buf, 0, (size_t)(r * SM_BLOCK) * sizeof(float));
-	memset(buf + (r + n) * SM_BLOCK, 0, (size_t)(r * SM_BLOCK) * sizeof(float));
-	for (int64_t l = 0; l < n; l++) {
-		float *d = buf + (l + r) * SM_BLOCK;
-		const float *s = base + l * stride;
-		for (int j = 0; j < nb; j++)
-			d[j] = s[j];
-		for (int j = nb; j < SM_BLOCK; j++)
-			d[j] = 0.0f;
-	}
-	for (int64_t l = 0; l < n; l++) {
-		const float *c = buf + (l + r) * SM_BLOCK;
-		float acc[SM_BLOCK];
-		for (int j = 0; j < SM_BLOCK; j++)
-			acc[j] = w[0] * c[j];
+	const float *lo[SM_KMAX + 1], *hi[SM_KMAX + 1];
+	for (int64_t j0 = 0; j0 < n; j0 += SM_CHUNK) {
+		const int64_t m = n - j0 < SM_CHUNK ? n - j0 : SM_CHUNK;
+		float *restrict o = out + j0;
+		const float *restrict c = src[r] + j0;
 		for (int64_t k = 1; k <= r; k++) {
-			const float wk = w[k];
-			const float *lo = c - k * SM_BLOCK, *hi = c + k * SM_BLOCK;
-			for (int j = 0; j < SM_BLOCK; j++)
-				acc[j] += wk * (lo[j] + hi[j]);
+			lo[k] = src[r - k] ? src[r - k] + j0 : sm_zeros;
+			hi[k] = src[r + k] ? src[r + k] + j0 : sm_zeros;
 		}
-		float *d = base + l * stride;
-		const float s = sc[l];
-		for (int j = 0; j < nb; j++)
-			d[j] = acc[j] * s;
+		int64_t i = 0;
+		for (; i + 8 <= m; i += 8) {
+			sm_v8 acc = w[0] * SM_LD(c + i);
+			for (int64_t k = 1; k <= r; k++)
+				acc = acc + w[k] * (SM_LD(lo[k] + i) + SM_LD(hi[k] + i));
+			if (scaled)
+				acc = acc * sc;
+			SM_ST(o + i, acc);
+		}
+		for (; i < m; i++) {
+			float acc = w[0] * c[i];
+			for (int64_t k = 1; k <= r; k++)
+				acc = acc + w[k] * (lo[k][i] + hi[k][i]);
+			o[i] = scaled ? acc * sc : acc;
+		}
 	}
 }
+
+/* Wider kernels: the same operations, a tap at a time over a chunk, with
+ * the sum kept in out (in place of a register). */
+static inline __attribute__((always_inline)) void sm_comb_wide(float *restrict out, const float *const *src,
+								int64_t n, const float *restrict w, int64_t r,
+								float sc, int scaled)
+{
+	for (int64_t i = 0; i < n; i++)
+		out[i] = w[0] * src[r][i];
+	for (int64_t k = 1; k <= r; k++) {
+		const float *restrict lo = src[r - k], *restrict hi = src[r + k];
+		const float wk = w[k];
+		if (lo && hi)
+			for (int64_t i = 0; i < n; i++)
+				out[i] = out[i] + wk * (lo[i] + hi[i]);
+		else
+			for (int64_t i = 0; i < n; i++)
+				out[i] = out[i] + wk * ((lo ? lo[i] : 0.0f) + (hi ? hi[i] : 0.0f));
+	}
+	if (scaled)
+		for (int64_t i = 0; i < n; i++)
+			out[i] = out[i] * sc;
+}
+
+/* Radii 1..4 (sigma up to 2 at truncate 2) get their own unrolled code. */
+#define SM_COMB_SWITCH(out, src, n, w, r, sc, scaled)                                                       \
+	switch (r) {                                                                                        \
+	case 1: sm_comb_k(out, src, n, w, 1, sc, scaled); break;                                            \
+	case 2: sm_comb_k(out, src, n, w, 2, sc, scaled); break;                                            \
+	case 3: sm_comb_k(out, src, n, w, 3, sc, scaled); break;                                            \
+	case 4: sm_comb_k(out, src, n, w, 4, sc, scaled); break;                                            \
+	default: sm_comb_wide(out, src, n, w, r, sc, scaled);                                               \
+	}
+
+#define SM_XROW_SWITCH(out, c, n, w, r, sc)                                                                 \
+	switch (r) {                                                                                        \
+	case 1: sm_xrow_k(out, c, n, w, 1, sc); break;                                                      \
+	case 2: sm_xrow_k(out, c, n, w, 2, sc); break;                                                      \
+	case 3: sm_xrow_k(out, c, n, w, 3, sc); break;                                                      \
+	case 4: sm_xrow_k(out, c, n, w, 4, sc); break;                                                      \
+	default: sm_xrow_k(out, c, n, w, r, sc);                                                            \
+	}
+
+static void sm_xrow_base(float *out, const float *c, int64_t n, const float *w, int64_t r, const float *sc)
+{
+	SM_XROW_SWITCH(out, c, n, w, r, sc)
+}
+
+static void sm_comb_base(float *out, const float *const *src, int64_t n, const float *w, int64_t r, float sc,
+			 int scaled)
+{
+	SM_COMB_SWITCH(out, src, n, w, r, sc, scaled)
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#define SM_AVX2 1
+__attribute__((target("avx2"))) static void sm_xrow_avx2(float *out, const float *c, int64_t n, const float *w,
+							  int64_t r, const float *sc)
+{
+	SM_XROW_SWITCH(out, c, n, w, r, sc)
+}
+
+__attribute__((target("avx2"))) static void sm_comb_avx2(float *out, const float *const *src, int64_t n,
+							  const float *w, int64_t r, float sc, int scaled)
+{
+	SM_COMB_SWITCH(out, src, n, w, r, sc, scaled)
+}
+#endif
+
+/* ---- streams ------------------------------------------------------------------- */
 
 typedef struct sm_job {
 	float *p;
 	int64_t n[3];
 	sm_axis ax[3];
-	float *scratch; /* per thread: per_thread floats */
-	int64_t per_thread;
+	int avx2;
 } sm_job;
 
-static int sm_bw(int64_t nx, int64_t b)
+/* Per-thread buffers: a zero-padded row, rings and halos of rows (y) and of
+ * planes (z), and the window of 2r + 1 unit pointers per axis. */
+typedef struct sm_bufs {
+	float *xrow, *rows, *row_halo, *planes, *plane_halo;
+	const float **win[3];
+} sm_bufs;
+
+static void sm_comb(const sm_job *j, float *out, const float *const *src, int64_t n, const sm_axis *ax, int64_t o)
 {
-	int64_t left = nx - b * SM_BLOCK;
-	return (int)(left < SM_BLOCK ? left : SM_BLOCK);
+#ifdef SM_AVX2
+	if (j->avx2) {
+		sm_comb_avx2(out, src, n, ax->w, ax->r, ax->scale[o], ax->scaled);
+		return;
+	}
+#endif
+	sm_comb_base(out, src, n, ax->w, ax->r, ax->scale[o], ax->scaled);
 }
 
-/* x then y on plane z by one thread, so the plane stays in its cache. */
-static void sm_plane_xy(const sm_job *j, int64_t z, float *buf)
+/* Row in -> out along x (out may be in). */
+static void sm_xrow(const sm_job *j, const float *in, float *out, const sm_bufs *b)
+{
+	const sm_axis *ax = &j->ax[0];
+	const int64_t n = j->n[0], r = ax->r;
+	if (!ax->on) {
+		if (out != in)
+			memcpy(out, in, (size_t)n * sizeof(float));
+		return;
+	}
+	memset(b->xrow, 0, (size_t)r * sizeof(float));
+	memcpy(b->xrow + r, in, (size_t)n * sizeof(float));
+	memset(b->xrow + r + n, 0, (size_t)r * sizeof(float));
+	const float *sc = ax->scaled ? ax->scale : NULL;
+#ifdef SM_AVX2
+	if (j->avx2) {
+		sm_xrow_avx2(out, b->xrow + r, n, ax->w, r, sc);
+		return;
+	}
+#endif
+	sm_xrow_base(out, b->xrow + r, n, ax->w, r, sc);
+}
+
+/* Units of len floats along axis a (1: rows of a plane, 2: planes), unit i
+ * of the input at in + i * len, of the output at out + i * len. */
+typedef struct sm_stream {
+	int a;
+	int64_t n, len;
+	const float *in;
+	float *out;
+} sm_stream;
+
+static void sm_plane(const sm_job *j, const float *in, float *out, const sm_bufs *b);
+
+/* Unit i filtered along the axes faster than the stream's into out. */
+static void sm_pre(const sm_job *j, const sm_stream *st, int64_t i, float *out, const sm_bufs *b)
+{
+	if (st->a == 2)
+		sm_plane(j, st->in + i * st->len, out, b);
+	else
+		sm_xrow(j, st->in + i * st->len, out, b);
+}
+
+/* Units [b0, b1) smoothed along the stream's axis.  ring holds 2r + 1
+ * units; halo the pre-filtered units b0 - r .. b0 - 1 then b1 .. b1 + r - 1
+ * (those inside the box; unused when [b0, b1) is the whole axis). */
+static void sm_stream_run(const sm_job *j, const sm_stream *st, int64_t b0, int64_t b1, float *ring,
+			  const float *halo, const sm_bufs *b)
+{
+	const sm_axis *ax = &j->ax[st->a];
+	const int64_t r = ax->r, cap = 2 * r + 1, len = st->len;
+	const float **win = b->win[st->a];
+	for (int64_t i = b0; i < b1 + r; i++) {
+		if (i < b1)
+			sm_pre(j, st, i, ring + (i % cap) * len, b);
+		const int64_t o = i - r;
+		if (o < b0)
+			continue;
+		for (int64_t k = -r; k <= r; k++) {
+			const int64_t u = o + k;
+			const float *p = NULL; /* outside the box */
+			if (u >= 0 && u < b0)
+				p = halo + (u - (b0 - r)) * len;
+			else if (u >= b1 && u < st->n)
+				p = halo + (r + u - b1) * len;
+			else if (u >= b0 && u < b1)
+				p = ring + (u % cap) * len;
+			win[r + k] = p;
+		}
+		sm_comb(j, st->out + o * len, win, len, ax, o);
+	}
+}
+
+/* Plane in -> out along x and y, one thread (out may be in). */
+static void sm_plane(const sm_job *j, const float *in, float *out, const sm_bufs *b)
 {
 	const int64_t nx = j->n[0], ny = j->n[1];
-	float *plane = j->p + z * nx * ny;
-	if (j->ax[0].on)
+	if (!j->ax[1].on) {
 		for (int64_t y = 0; y < ny; y++)
-			sm_row(plane + y * nx, nx, &j->ax[0], buf);
-	if (j->ax[1].on)
-		for (int64_t b = 0; b * SM_BLOCK < nx; b++)
-			sm_cols(plane + b * SM_BLOCK, nx, ny, sm_bw(nx, b), &j->ax[1], buf);
+			sm_xrow(j, in + y * nx, out + y * nx, b);
+		return;
+	}
+	sm_stream rows = {1, ny, nx, in, out};
+	sm_stream_run(j, &rows, 0, ny, b->rows, NULL, b);
 }
 
-static void sm_run(const sm_job *j)
+/* This thread's slab of the stream, in place: the units its neighbours
+ * will overwrite are pre-filtered into halo before the barrier.  Called by
+ * every thread of the team. */
+static void sm_slab(const sm_job *j, const sm_stream *st, float *ring, float *halo, const sm_bufs *b)
 {
-	const int64_t nx = j->n[0], ny = j->n[1], nz = j->n[2];
-	const int64_t nbx = (nx + SM_BLOCK - 1) / SM_BLOCK;
-	const int fuse_xy = nz >= 2 * (int64_t)omp_get_max_threads();
+	const int64_t r = j->ax[st->a].r, n = st->n, len = st->len;
+	const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+	const int64_t b0 = n * tid / nt, b1 = n * (tid + 1) / nt;
+	if (nt > 1 && b0 < b1) {
+		for (int64_t u = b0 - r > 0 ? b0 - r : 0; u < b0; u++)
+			sm_pre(j, st, u, halo + (u - (b0 - r)) * len, b);
+		for (int64_t u = b1; u < b1 + r && u < n; u++)
+			sm_pre(j, st, u, halo + (r + u - b1) * len, b);
+	}
+#pragma omp barrier
+	if (b0 < b1)
+		sm_stream_run(j, st, b0, b1, ring, halo, b);
+}
+
+/* Floats and pointers of one thread's buffers. */
+static void sm_bufs_size(const sm_job *j, int nt, int64_t *nf, int64_t *np)
+{
+	const int64_t nx = j->n[0], plane = nx * j->n[1];
+	const int64_t rx = j->ax[0].r, ry = j->ax[1].r, rz = j->ax[2].r;
+	*nf = nx + 2 * rx;
+	if (j->ax[1].on)
+		*nf += (2 * ry + 1 + (nt > 1 ? 2 * ry : 0)) * nx;
+	if (j->ax[2].on)
+		*nf += (2 * rz + 1 + (nt > 1 ? 2 * rz : 0)) * plane;
+	*nf = (*nf + 15) & ~(int64_t)15; /* keep each thread's block 64-byte aligned */
+	*np = 2 * ry + 1 + 2 * rz + 1;
+}
+
+static void sm_bufs_carve(const sm_job *j, int nt, float *f, const float **p, sm_bufs *b)
+{
+	const int64_t nx = j->n[0], plane = nx * j->n[1];
+	const int64_t rx = j->ax[0].r, ry = j->ax[1].r, rz = j->ax[2].r;
+	memset(b, 0, sizeof(*b));
+	b->xrow = f, f += nx + 2 * rx;
+	if (j->ax[1].on) {
+		b->rows = f, f += (2 * ry + 1) * nx;
+		b->row_halo = f, f += (nt > 1 ? 2 * ry : 0) * nx;
+	}
+	if (j->ax[2].on) {
+		b->planes = f, f += (2 * rz + 1) * plane;
+		b->plane_halo = f;
+	}
+	b->win[1] = p, b->win[2] = p + 2 * ry + 1;
+}
+
+static void sm_run(const sm_job *j, float *fbuf, const float **pbuf, int64_t nf, int64_t np)
+{
+	const int64_t nx = j->n[0], ny = j->n[1], nz = j->n[2], plane = nx * ny;
+	const int nt = omp_get_max_threads();
 #pragma omp parallel
 	{
-		float *buf = j->scratch + (int64_t)omp_get_thread_num() * j->per_thread;
-		if (fuse_xy) {
+		const int tid = omp_get_thread_num();
+		sm_bufs b;
+		sm_bufs_carve(j, nt, fbuf + tid * nf, pbuf + tid * np, &b);
+		if (j->ax[2].on) {
+			sm_stream planes = {2, nz, plane, j->p, j->p};
+			sm_slab(j, &planes, b.planes, b.plane_halo, &b);
+		} else if (!j->ax[1].on) {
+#pragma omp for schedule(static)
+			for (int64_t row = 0; row < ny * nz; row++)
+				sm_xrow(j, j->p + row * nx, j->p + row * nx, &b);
+		} else if (nz >= nt) {
 #pragma omp for schedule(dynamic, 1)
 			for (int64_t z = 0; z < nz; z++)
-				sm_plane_xy(j, z, buf);
+				sm_plane(j, j->p + z * plane, j->p + z * plane, &b);
 		} else {
-			if (j->ax[0].on) {
-#pragma omp for schedule(static)
-				for (int64_t row = 0; row < ny * nz; row++)
-					sm_row(j->p + row * nx, nx, &j->ax[0], buf);
-			}
-			if (j->ax[1].on) {
-#pragma omp for schedule(static)
-				for (int64_t t = 0; t < nz * nbx; t++) {
-					int64_t z = t / nbx, b = t % nbx;
-					float *base = j->p + z * nx * ny + b * SM_BLOCK;
-					sm_cols(base, nx, ny, sm_bw(nx, b), &j->ax[1], buf);
-				}
-			}
-		}
-		if (j->ax[2].on) {
-#pragma omp for schedule(static)
-			for (int64_t t = 0; t < ny * nbx; t++) {
-				int64_t y = t / nbx, b = t % nbx;
-				float *base = j->p + y * nx + b * SM_BLOCK;
-				sm_cols(base, nx * ny, nz, sm_bw(nx, b), &j->ax[2], buf);
-			}
-		}
-	}
-}
-
-/* Output plane zo along z from the ring: voxels [j0, j0 + n) of the plane. */
-static void sm_zcomb(const sm_job *j, const float *ring, int64_t cap, int64_t zo, int64_t j0, int64_t n)
-{
-	const int64_t plane = j->n[0] * j->n[1], nz = j->n[2], r = j->ax[2].r;
-	const float *w = j->ax[2].w;
-	float *restrict out = j->p + zo * plane + j0;
-	const float *restrict c = ring + (zo % cap) * plane + j0;
-	for (int64_t i = 0; i < n; i++)
-		out[i] = w[0] * c[i];
-	for (int64_t k = 1; k <= r; k++) {
-		const float wk = w[k];
-		if (zo - k >= 0) {
-			const float *restrict lo = ring + ((zo - k) % cap) * plane + j0;
-			for (int64_t i = 0; i < n; i++)
-				out[i] += wk * lo[i];
-		}
-		if (zo + k < nz) {
-			const float *restrict hi = ring + ((zo + k) % cap) * plane + j0;
-			for (int64_t i = 0; i < n; i++)
-				out[i] += wk * hi[i];
-		}
-	}
-	const float sc = j->ax[2].scale[zo];
-	if (sc != 1.0f)
-		for (int64_t i = 0; i < n; i++)
-			out[i] *= sc;
-}
-
-/* All three axes in one sweep over memory (8 B/voxel): step zi smooths
- * plane zi along x and y into ring slot zi % cap, and writes output plane
- * zo = zi - rz - 1 from slots zo - rz .. zo + rz, finished in earlier
- * steps.  cap = 2 rz + 2, so slot zi last held zi - 2 rz - 2, which zo no
- * longer reads; u plane zo was read (copied) at step zo, so it may be
- * overwritten.  Two barriers per plane. */
-static void sm_run_stream(const sm_job *j, float *ring, int64_t cap)
-{
-	const int64_t nx = j->n[0], ny = j->n[1], nz = j->n[2], plane = nx * ny, rz = j->ax[2].r;
-	const int64_t nbx = (nx + SM_BLOCK - 1) / SM_BLOCK, nzb = (plane + SM_ZCHUNK - 1) / SM_ZCHUNK;
-#pragma omp parallel
-	{
-		float *buf = j->scratch + (int64_t)omp_get_thread_num() * j->per_thread;
-		for (int64_t zi = 0; zi < nz + rz + 1; zi++) {
-			const int64_t zo = zi - rz - 1, nrow = zi < nz ? ny : 0, nout = zo >= 0 ? nzb : 0;
-			float *slot = ring + (zi % cap) * plane;
-#pragma omp for schedule(static)
-			for (int64_t t = 0; t < nrow + nout; t++) {
-				if (t < nrow) {
-					memcpy(slot + t * nx, j->p + zi * plane + t * nx, (size_t)nx * sizeof(float));
-					if (j->ax[0].on)
-						sm_row(slot + t * nx, nx, &j->ax[0], buf);
-				} else {
-					int64_t j0 = (t - nrow) * SM_ZCHUNK;
-					sm_zcomb(j, ring, cap, zo, j0, plane - j0 < SM_ZCHUNK ? plane - j0 : SM_ZCHUNK);
-				}
-			}
-			if (zi < nz && j->ax[1].on) {
-#pragma omp for schedule(static)
-				for (int64_t b = 0; b < nbx; b++)
-					sm_cols(slot + b * SM_BLOCK, nx, ny, sm_bw(nx, b), &j->ax[1], buf);
+			for (int64_t z = 0; z < nz; z++) { /* fewer planes than threads (2-D): slabs of rows */
+				sm_stream rows = {1, ny, nx, j->p + z * plane, j->p + z * plane};
+				sm_slab(j, &rows, b.rows, b.row_halo, &b);
 			}
 		}
 	}
@@ -281,36 +431,21 @@ ffdp_status ffdp_cpu_smooth(ffdp_backend *be, ffdp_img x, const ffdp_smooth_opts
 	ffdp_status s = FFDP_OK;
 	for (int a = 0; a < 3 && !s; a++)
 		s = sm_axis_init(&j.ax[a], o->sigma[a], trunc, o->renormalize, x.n[a], err);
-	if (s)
+	if (s || !(j.ax[0].on || j.ax[1].on || j.ax[2].on))
 		goto out;
-	int64_t need = 0;
-	if (j.ax[0].on)
-		need = x.n[0] + 2 * j.ax[0].r;
-	for (int a = 1; a < 3; a++)
-		if (j.ax[a].on && (x.n[a] + 2 * j.ax[a].r) * SM_BLOCK > need)
-			need = (x.n[a] + 2 * j.ax[a].r) * SM_BLOCK;
-	if (need == 0)
-		goto out;
-	j.per_thread = (need + 15) & ~(int64_t)15; /* keep each thread's buffer 64-byte aligned */
-	j.scratch = ffdp_alloc((size_t)(j.per_thread * omp_get_max_threads()) * sizeof(float), err);
-	if (!j.scratch) {
-		s = FFDP_ERR_NOMEM;
-		goto out;
-	}
-	/* one sweep when each thread's share of a plane amortises two barriers */
-	if (j.ax[2].on && x.n[0] * x.n[1] >= SM_STREAM_MIN_SHARE * (int64_t)omp_get_max_threads()) {
-		int64_t cap = 2 * j.ax[2].r + 2;
-		float *ring = ffdp_alloc((size_t)(cap * x.n[0] * x.n[1]) * sizeof(float), err);
-		if (!ring) {
-			s = FFDP_ERR_NOMEM;
-		} else {
-			sm_run_stream(&j, ring, cap);
-			ffdp_free(ring);
-		}
+	j.avx2 = ffdp_cpu_use_avx2();
+	const int nt = omp_get_max_threads();
+	int64_t nf, np;
+	sm_bufs_size(&j, nt, &nf, &np);
+	float *fbuf = ffdp_alloc((size_t)(nf * nt) * sizeof(float), err);
+	const float **pbuf = malloc((size_t)(np * nt) * sizeof(*pbuf));
+	if (!fbuf || !pbuf) {
+		s = fbuf ? ffdp_fail(err, FFDP_ERR_NOMEM, "smooth: cannot allocate the window") : FFDP_ERR_NOMEM;
 	} else {
-		sm_run(&j);
+		sm_run(&j, fbuf, pbuf, nf, np);
 	}
-	ffdp_free(j.scratch);
+	ffdp_free(fbuf);
+	free(pbuf);
 out:
 	for (int a = 0; a < 3; a++)
 		sm_axis_free(&j.ax[a]);
