@@ -93,6 +93,15 @@ typedef enum ffdp_interp {
  */
 typedef struct ffdp_sample_args {
 	ffdp_img moving;
+	/* A moving sub-box (shards): moving holds the voxels of the whole moving
+	 * volume of size m_full from index m_lo on.  p is computed and clamped,
+	 * and padding decided, in the whole volume; only the integer corner
+	 * indices move into the box, so the bits are the whole volume's.  The
+	 * box must hold every corner read: along each axis the clamped
+	 * [floor(min p), floor(max p) + 1].  m_full all 0: moving is the whole
+	 * volume (m_lo must then be 0). */
+	int64_t m_lo[3];
+	int64_t m_full[3];
 	double W[12];      /* 3x4 row-major */
 	double B[9];       /* 3x3 row-major; used only when u is given */
 	const ffdp_vec *u; /* on the output box, or NULL (pure linear) */

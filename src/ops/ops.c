@@ -85,9 +85,9 @@ static ffdp_status check_vec(const ffdp_vec *x, const char *what, ffdp_error *er
 {
 	if (!dims_ok(x->n) || x->ncomp < 2 || x->ncomp > 3)
 		return ffdp_fail(err, FFDP_ERR_ARG, "%s: bad field view", what);
-	if (x->ncomp != (x->n[2] == 1 ? 2 : 3))
-		return ffdp_fail(err, FFDP_ERR_ARG, "%s: %d components on a %s grid", what, x->ncomp,
-				 x->n[2] == 1 ? "2-D" : "3-D");
+	/* one plane with 3 components: a one-plane box (shard) of a 3-D field */
+	if (x->ncomp == 2 && x->n[2] != 1)
+		return ffdp_fail(err, FFDP_ERR_ARG, "%s: 2 components on a 3-D grid", what);
 	for (int c = 0; c < x->ncomp; c++)
 		if (!x->c[c])
 			return ffdp_fail(err, FFDP_ERR_ARG, "%s: component %d is NULL", what, c);
@@ -106,6 +106,21 @@ static ffdp_status check_loss(const ffdp_loss_args *a, const char *what, ffdp_er
 	return FFDP_OK;
 }
 
+/* The moving sub-box of a sampler call lies inside the whole volume. */
+static ffdp_status check_mbox(const ffdp_sample_args *a, const char *what, ffdp_error *err)
+{
+	int whole = !a->m_full[0] && !a->m_full[1] && !a->m_full[2];
+	for (int k = 0; k < 3; k++) {
+		if (whole ? a->m_lo[k] != 0
+			  : a->m_lo[k] < 0 || a->m_full[k] < 1 || a->m_lo[k] + a->moving.n[k] > a->m_full[k])
+			return ffdp_fail(err, FFDP_ERR_ARG,
+					 "%s: moving box at %lld of %lld voxels does not fit a volume of %lld (axis %d)",
+					 what, (long long)a->m_lo[k], (long long)a->moving.n[k],
+					 (long long)a->m_full[k], k);
+	}
+	return FFDP_OK;
+}
+
 /* ---- dispatch ----------------------------------------------------------------- */
 
 ffdp_status ffdp_op_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_error *err)
@@ -115,6 +130,8 @@ ffdp_status ffdp_op_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_err
 		return s;
 	if (a->u && ((s = check_vec(a->u, "sample u", err)) || !same_dims(a->u->n, a->out.n)))
 		return s ? s : ffdp_fail(err, FFDP_ERR_ARG, "sample: u and output differ in size");
+	if ((s = check_mbox(a, "sample", err)))
+		return s;
 	return be->ops->sample(be, a, err);
 }
 
@@ -129,6 +146,8 @@ ffdp_status ffdp_op_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *a
 		return ffdp_fail(err, FFDP_ERR_ARG, "sample_grad: gu needs u and the output box size");
 	if (a->gM && !same_dims(a->gM->n, a->fwd->moving.n))
 		return ffdp_fail(err, FFDP_ERR_ARG, "sample_grad: gM differs from the moving image in size");
+	if ((s = check_mbox(a->fwd, "sample_grad", err)))
+		return s;
 	return be->ops->sample_grad(be, a, err);
 }
 
