@@ -56,6 +56,43 @@ ffdp_status ffdp_dist_halo_exchange(ffdp_dist *d, float *buf, int64_t plane, con
 ffdp_status ffdp_dist_smooth(ffdp_dist *d, ffdp_backend *be, ffdp_img slab, const ffdp_slab *s,
 			     const ffdp_smooth_opts *o, ffdp_error *err);
 
+/* ---- moving-image access ---------------------------------------------------
+ * An image distributed like any slab: rank k holds the planes
+ * ffdp_slab_of(n[2], k, size) of the whole volume of size n in own (host
+ * memory; NULL when it holds none).  The sampler's points on a rank reach
+ * an arbitrary z range of it (T, u); that range is fetched from its
+ * owners: exactly the planes holding the corners the sampler reads, plus
+ * one plane of margin each side against rounding of the range itself. */
+typedef struct ffdp_dist_image {
+	const float *own;
+	int64_t n[3];
+} ffdp_dist_image;
+
+/* This rank's fetch traffic, added to by each fetch. */
+typedef struct ffdp_dist_traffic {
+	uint64_t sent, recv; /* bytes */
+	int64_t fetches;
+} ffdp_dist_traffic;
+
+/* Planes [z0, z1) of the whole image, fetched (p NULL when empty). */
+typedef struct ffdp_dist_mbox {
+	float *p;
+	int64_t z0, z1;
+} ffdp_dist_mbox;
+
+/* The planes a's points need (a->W, a->B, a->u on a->out's box at a->lo;
+ * a->moving is not read).  Collective; t may be NULL. */
+ffdp_status ffdp_dist_fetch(ffdp_dist *d, const ffdp_sample_args *a, const ffdp_dist_image *m,
+			    ffdp_dist_mbox *box, ffdp_dist_traffic *t, ffdp_error *err);
+void ffdp_dist_mbox_free(ffdp_dist_mbox *box);
+/* Point a's moving image at the box (moving, m_lo, m_full). */
+void ffdp_dist_mbox_bind(const ffdp_dist_mbox *box, const ffdp_dist_image *m, ffdp_sample_args *a);
+
+/* ffdp_op_sample over a distributed moving image: fetch, sample, free.
+ * The bits are those of the single-process op on the whole image. */
+ffdp_status ffdp_dist_sample(ffdp_dist *d, ffdp_backend *be, const ffdp_sample_args *a,
+			     const ffdp_dist_image *m, ffdp_dist_traffic *t, ffdp_error *err);
+
 #ifdef __cplusplus
 }
 #endif
