@@ -204,7 +204,8 @@ static ffdp_status op(ffdp_backend *be, const tdata *d, int k, int exact, double
 			    gf,
 			    gm,
 			    loss,
-			    sum};
+			    sum,
+			    NULL};
 	ffdp_lncc_opts o = {k, exact, 0.0};
 	return ffdp_op_lncc(be, &a, &o, err);
 }
@@ -359,7 +360,7 @@ static void check_errors(ffdp_backend *be, tu_rng *rng)
 	tcase tc = {"err", {8, 8, 8}, 3, 1, 0, 1, 0, 1};
 	tdata d = make_data(rng, &tc);
 	double loss;
-	ffdp_loss_args a = {{d.f, {8, 8, 8}}, {d.m, {8, 8, 8}}, d.w, 0, 1, NULL, NULL, &loss, NULL};
+	ffdp_loss_args a = {{d.f, {8, 8, 8}}, {d.m, {8, 8, 8}}, d.w, 0, 1, NULL, NULL, &loss, NULL, NULL};
 	ffdp_lncc_opts o = {4, 1, 0};
 	CHECK(ffdp_op_lncc(be, &a, &o, &err) == FFDP_ERR_ARG, "even window refused: %s", err.msg);
 	o.k = 3, o.eps = -1;

@@ -93,6 +93,28 @@ void ffdp_dist_mbox_bind(const ffdp_dist_mbox *box, const ffdp_dist_image *m, ff
 ffdp_status ffdp_dist_sample(ffdp_dist *d, ffdp_backend *be, const ffdp_sample_args *a,
 			     const ffdp_dist_image *m, ffdp_dist_traffic *t, ffdp_error *err);
 
+/* ---- reductions -------------------------------------------------------------
+ * A sum over a z-slabbed volume is formed from per-plane partial sums
+ * (each formed in a fixed order by the op), gathered and added in global
+ * plane order: the same bits for any number of ranks, equal to the
+ * single-process op's total (ops.h, "reproducible sums").  zsum holds the
+ * rank's planes [s->z0, s->z1) with k doubles per plane; total gets k
+ * sums.  Collective. */
+ffdp_status ffdp_dist_plane_total(ffdp_dist *d, const ffdp_slab *s, const double *zsum, int k, double *total,
+				  ffdp_error *err);
+
+/* Largest value over the ranks (exact).  Collective. */
+double ffdp_dist_max(ffdp_dist *d, double x);
+
+/* ---- losses -----------------------------------------------------------------
+ * a on the rank's own planes (f, m, mask, gradients: n[2] = s->z1 - s->z0;
+ * pointers may be NULL when it owns none).  a->denom must be the global one
+ * (> 0: the voxel count of the whole volume, or its mask sum); loss and
+ * sum are global, gradients the rank's planes of the single-process op's,
+ * bit for bit.  Collective. */
+ffdp_status ffdp_dist_mse(ffdp_dist *d, ffdp_backend *be, const ffdp_loss_args *a, const ffdp_slab *s,
+			  ffdp_error *err);
+
 #ifdef __cplusplus
 }
 #endif

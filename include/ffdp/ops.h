@@ -167,6 +167,12 @@ ffdp_status ffdp_op_moments(ffdp_backend *be, ffdp_img x, double out[10], ffdp_e
  * skip) are written, already multiplied by `scale` (the upstream dL/dloss;
  * 1 for a plain gradient), and equal the exact gradient of the reported
  * value.
+ *
+ * Reproducible sums (CPU): each z plane's sum is formed in a fixed order
+ * (its rows' sums in row order) and the total is the planes' sums added in
+ * plane order, so it has the same bits for any thread count, and ranks
+ * holding z-slabs get the same total by adding the gathered zsum in
+ * global plane order.
  */
 typedef struct ffdp_loss_args {
 	ffdp_img f;          /* fixed (or "first") image */
@@ -178,6 +184,8 @@ typedef struct ffdp_loss_args {
 	float *gm;
 	double *loss;        /* out: sum / denom */
 	double *sum;         /* out, optional: unnormalised sum */
+	double *zsum;        /* out, optional (host-memory backends): the
+			      * unnormalised sum of each z plane, n[2] doubles */
 } ffdp_loss_args;
 
 ffdp_status ffdp_op_mse(ffdp_backend *be, const ffdp_loss_args *a, ffdp_error *err);

@@ -75,16 +75,6 @@ static int64_t overlap(int64_t a0, int64_t a1, int64_t b0, int64_t b1, int64_t *
 	return *hi > *lo ? *hi - *lo : 0;
 }
 
-/* Any rank's failure fails every rank, so none is left in an exchange. */
-static ffdp_status fetch_agree(ffdp_dist *d, ffdp_status s, ffdp_error *err)
-{
-	int bad = s != FFDP_OK, any = 0;
-	MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, d->comm);
-	if (any && !bad)
-		return ffdp_fail(err, FFDP_ERR_BACKEND, "dist fetch: another rank failed");
-	return s;
-}
-
 /* Post the transfers of the planes between this rank and every other:
  * my planes in their ranges out, their planes in my range in; my own
  * planes in my range are copied. */
@@ -148,7 +138,7 @@ ffdp_status ffdp_dist_fetch(ffdp_dist *d, const ffdp_sample_args *a, const ffdp_
 	if (!s && box->z1 > box->z0 && !(box->p = malloc((size_t)((box->z1 - box->z0) * plane) * sizeof(float))))
 		s = ffdp_fail(err, FFDP_ERR_NOMEM, "dist fetch: cannot allocate %lld planes",
 			      (long long)(box->z1 - box->z0));
-	if ((s = fetch_agree(d, s, err)))
+	if ((s = ffdp_dist_agree(d, s, "dist fetch", err)))
 		goto out;
 	MPI_Allgather(mine, 2, MPI_INT64_T, rng, 2, MPI_INT64_T, d->comm);
 	MPI_Type_contiguous((int)plane, MPI_FLOAT, &plane_t);

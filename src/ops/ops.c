@@ -94,7 +94,7 @@ static ffdp_status check_vec(const ffdp_vec *x, const char *what, ffdp_error *er
 	return FFDP_OK;
 }
 
-static ffdp_status check_loss(const ffdp_loss_args *a, const char *what, ffdp_error *err)
+static ffdp_status check_loss(ffdp_backend *be, const ffdp_loss_args *a, const char *what, ffdp_error *err)
 {
 	ffdp_status s;
 	if ((s = check_img(&a->f, what, err)) || (s = check_img(&a->m, what, err)))
@@ -103,6 +103,8 @@ static ffdp_status check_loss(const ffdp_loss_args *a, const char *what, ffdp_er
 		return ffdp_fail(err, FFDP_ERR_ARG, "%s: images differ in size", what);
 	if (!a->loss)
 		return ffdp_fail(err, FFDP_ERR_ARG, "%s: no loss output", what);
+	if (a->zsum && !ffdp_backend_host_memory(be))
+		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "%s: per-plane sums only on host-memory backends", what);
 	return FFDP_OK;
 }
 
@@ -184,13 +186,13 @@ ffdp_status ffdp_op_moments(ffdp_backend *be, ffdp_img x, double out[10], ffdp_e
 
 ffdp_status ffdp_op_mse(ffdp_backend *be, const ffdp_loss_args *a, ffdp_error *err)
 {
-	ffdp_status s = check_loss(a, "mse", err);
+	ffdp_status s = check_loss(be, a, "mse", err);
 	return s ? s : be->ops->mse(be, a, err);
 }
 
 ffdp_status ffdp_op_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_lncc_opts *o, ffdp_error *err)
 {
-	ffdp_status s = check_loss(a, "lncc", err);
+	ffdp_status s = check_loss(be, a, "lncc", err);
 	if (s)
 		return s;
 	if (o->k < 1 || o->k % 2 == 0)
@@ -200,7 +202,7 @@ ffdp_status ffdp_op_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_l
 
 ffdp_status ffdp_op_mi(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_mi_opts *o, ffdp_error *err)
 {
-	ffdp_status s = check_loss(a, "mi", err);
+	ffdp_status s = check_loss(be, a, "mi", err);
 	if (s)
 		return s;
 	if (o->bins < 4 || o->bins > 1024)

@@ -1,0 +1,93 @@
+/* Distributed losses under mpirun -np N: every rank builds the same pair,
+ * computes the single-process op on the whole of it, and the distributed
+ * loss on its z-slab; the loss (a sum of per-plane sums in plane order) and
+ * the rank's gradient planes must have the same bits. */
+#include <math.h>
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "ffdp/dist.h"
+#include "ffdp/ffdp.h"
+#include "testutil.h"
+
+static int rank, size;
+
+enum { NX = 23, NY = 19, NZ = 17 };
+#define NV ((int64_t)NX * NY * NZ)
+#define PLANE ((int64_t)NX * NY)
+
+typedef struct pair {
+	float *f, *m, *w;
+} pair;
+
+static pair pair_make(void)
+{
+	pair p;
+	tu_rng r = tu_rng_make(424242);
+	int64_t n[3] = {NX, NY, NZ};
+	p.f = malloc(sizeof(float) * NV), p.m = malloc(sizeof(float) * NV), p.w = malloc(sizeof(float) * NV);
+	tu_fill_smooth(&r, p.f, n, 0.05);
+	tu_fill_smooth(&r, p.m, n, 0.05);
+	tu_fill_uniform(&r, p.w, NV, 0.0, 1.0);
+	return p;
+}
+
+/* Which loss: 0 MSE (the only one so far). */
+typedef ffdp_status (*whole_fn)(ffdp_backend *, const ffdp_loss_args *, ffdp_error *);
+typedef ffdp_status (*dist_fn)(ffdp_dist *, ffdp_backend *, const ffdp_loss_args *, const ffdp_slab *,
+			       ffdp_error *);
+
+static void compare(ffdp_dist *d, ffdp_backend *be, const pair *p, const char *name, whole_fn whole,
+		    dist_fn dist, int masked)
+{
+	ffdp_slab s = ffdp_slab_of(NZ, rank, size);
+	int64_t own = s.z1 - s.z0, j0 = s.z0 * PLANE;
+	float *gf = calloc((size_t)NV, sizeof(float)), *gm = calloc((size_t)NV, sizeof(float));
+	float *hf = calloc((size_t)(own * PLANE + 1), sizeof(float)), *hm = calloc((size_t)(own * PLANE + 1), sizeof(float));
+	double lw = 0, sw = 0, ld = 0, sd = 0, denom = masked ? 777.25 : (double)NV;
+	ffdp_error err;
+	ffdp_loss_args a = {{p->f, {NX, NY, NZ}}, {p->m, {NX, NY, NZ}}, masked ? p->w : NULL, denom, 1.7, gf, gm,
+			    &lw, &sw, NULL};
+	ffdp_status st = whole(be, &a, &err);
+	ffdp_loss_args b = {{p->f + j0, {NX, NY, own}}, {p->m + j0, {NX, NY, own}}, masked ? p->w + j0 : NULL, denom,
+			    1.7, hf, hm, &ld, &sd, NULL};
+	if (!st)
+		st = dist(d, be, &b, &s, &err);
+	int gd = own > 0 && (memcmp(hf, gf + j0, sizeof(float) * (size_t)(own * PLANE)) ||
+			     memcmp(hm, gm + j0, sizeof(float) * (size_t)(own * PLANE)));
+	CHECK(st == FFDP_OK && ld == lw && sd == sw && !gd,
+	      "rank %d: %s%s: loss %.17g vs whole %.17g, gradients on [%lld, %lld) %s (%s)", rank, name,
+	      masked ? " masked" : "", ld, lw, (long long)s.z0, (long long)s.z1, gd ? "differ" : "equal",
+	      st ? err.msg : "ok");
+	free(gf), free(gm), free(hf), free(hm);
+}
+
+int main(int argc, char **argv)
+{
+	ffdp_backend *be = NULL;
+	ffdp_dist *d = NULL;
+	ffdp_error err;
+	int nfail = 0;
+
+	MPI_Init(&argc, &argv);
+	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+	MPI_Comm_size(MPI_COMM_WORLD, &size);
+	CHECK_OK(ffdp_dist_create(&d, &err), &err, "rank %d: dist context", rank);
+	CHECK_OK(ffdp_backend_open(FFDP_BACKEND_CPU, 0, &be, &err), &err, "rank %d: cpu backend", rank);
+	if (d && be) {
+		pair p = pair_make();
+		for (int masked = 0; masked < 2; masked++)
+			compare(d, be, &p, "mse", ffdp_op_mse, ffdp_dist_mse, masked);
+		free(p.f), free(p.m), free(p.w);
+	}
+	ffdp_backend_close(be);
+	ffdp_dist_destroy(d);
+	MPI_Allreduce(&check_nfail, &nfail, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+	if (rank == 0)
+		printf("%d ranks: %d failed checks over all ranks\n", size, nfail);
+	int rc = check_done();
+	MPI_Finalize();
+	return nfail ? 1 : rc;
+}
