@@ -199,10 +199,41 @@ typedef struct ffdp_lncc_opts {
 	int k;
 	int exact_grad;
 	double eps; /* 0 -> 1e-5 */
+	/* Shards (host-memory backends; 3-D only).  The box holds planes
+	 * [z_lo, z_lo + n[2]) of a volume of z_full planes (0: the box is the
+	 * volume); only the box planes [o_z0, o_z1) get loss (sum, zsum) and
+	 * gradients (other planes of gf, gm, zsum are not written); the box
+	 * must hold the planes ffdp_lncc_planes names for them. */
+	int64_t z_lo, z_full, o_z0, o_z1;
+	/* Intensity shifts (precision only: cc does not depend on them): with
+	 * shifts_given, cf and cm are used as they are (for shards: the whole
+	 * volume's ffdp_lncc_shift); otherwise the op takes ffdp_lncc_shift of
+	 * the box. */
+	int shifts_given;
+	float cf, cm;
 } ffdp_lncc_opts;
 
 ffdp_status ffdp_op_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_lncc_opts *o,
 			 ffdp_error *err);
+
+/* Reproducible LNCC on the CPU: window sums run along z (the streamed
+ * axis) from anchor planes at fixed global positions, where they restart
+ * from zero, so every plane's sums, hence its cc and gradient, are the same
+ * bits wherever a box, shard or thread's range starts.  Anchor spacing: */
+int64_t ffdp_lncc_anchor_block(int k);
+
+/* Global planes [*lo, *hi) of a z_full-plane volume that a box must hold
+ * to produce planes [o0, o1) (global) with window k (exact gradient or not). */
+void ffdp_lncc_planes(int k, int exact_grad, int64_t z_full, int64_t o0, int64_t o1, int64_t *lo, int64_t *hi);
+
+/* The shift rule: the mean of a fixed sample of the whole volume (size n):
+ * row n[1] / 2 of every ceil(n[2] / 64)-th plane, every ceil(n[0] / 64)-th
+ * voxel.  ffdp_lncc_shift_part is global plane z's part of the sum (0 when
+ * it is not sampled; x: the plane, host memory), ffdp_lncc_shift_count the
+ * number of samples; the shift is (float)(sum of parts in plane order /
+ * count). */
+double ffdp_lncc_shift_part(const float *x, const int64_t n[3], int64_t z);
+int64_t ffdp_lncc_shift_count(const int64_t n[3]);
 
 /* Mattes mutual information with Parzen windows, never a B x N array.
  * Intensities map to bins with the given (global) ranges; per-voxel kernel

@@ -197,6 +197,8 @@ ffdp_status ffdp_op_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_l
 		return s;
 	if (o->k < 1 || o->k % 2 == 0)
 		return ffdp_fail(err, FFDP_ERR_ARG, "lncc: window %d is not a positive odd number", o->k);
+	if ((o->z_full || o->shifts_given) && !ffdp_backend_host_memory(be))
+		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "lncc: shards and given shifts only on host-memory backends");
 	return be->ops->lncc(be, a, o, err);
 }
 
