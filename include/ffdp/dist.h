@@ -115,6 +115,13 @@ double ffdp_dist_max(ffdp_dist *d, double x);
 ffdp_status ffdp_dist_mse(ffdp_dist *d, ffdp_backend *be, const ffdp_loss_args *a, const ffdp_slab *s,
 			  ffdp_error *err);
 
+/* LNCC: each rank runs the op on a box of its planes plus the halo the
+ * windows and anchors need (ffdp_lncc_planes; f, m and the mask are
+ * exchanged), with the whole volume's shifts (ffdp_lncc_shift over the
+ * gathered plane parts); o's shard fields are filled here. */
+ffdp_status ffdp_dist_lncc(ffdp_dist *d, ffdp_backend *be, const ffdp_loss_args *a, const ffdp_slab *s,
+			   const ffdp_lncc_opts *o, ffdp_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -3,6 +3,7 @@
  * loss on its z-slab; the loss (a sum of per-plane sums in plane order) and
  * the rank's gradient planes must have the same bits. */
 #include <math.h>
+#include <stdio.h>
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,7 @@
 
 static int rank, size;
 
-enum { NX = 23, NY = 19, NZ = 17 };
+enum { NX = 23, NY = 19, NZ = 71 }; /* anchors at 32 and 64 */
 #define NV ((int64_t)NX * NY * NZ)
 #define PLANE ((int64_t)NX * NY)
 
@@ -34,7 +35,6 @@ static pair pair_make(void)
 	return p;
 }
 
-/* Which loss: 0 MSE (the only one so far). */
 typedef ffdp_status (*whole_fn)(ffdp_backend *, const ffdp_loss_args *, ffdp_error *);
 typedef ffdp_status (*dist_fn)(ffdp_dist *, ffdp_backend *, const ffdp_loss_args *, const ffdp_slab *,
 			       ffdp_error *);
@@ -64,6 +64,20 @@ static void compare(ffdp_dist *d, ffdp_backend *be, const pair *p, const char *n
 	free(gf), free(gm), free(hf), free(hm);
 }
 
+/* LNCC through the same signature: the window and gradient kind here. */
+static ffdp_lncc_opts lncc_o;
+
+static ffdp_status whole_lncc(ffdp_backend *be, const ffdp_loss_args *a, ffdp_error *err)
+{
+	return ffdp_op_lncc(be, a, &lncc_o, err);
+}
+
+static ffdp_status dist_lncc(ffdp_dist *d, ffdp_backend *be, const ffdp_loss_args *a, const ffdp_slab *s,
+			     ffdp_error *err)
+{
+	return ffdp_dist_lncc(d, be, a, s, &lncc_o, err);
+}
+
 int main(int argc, char **argv)
 {
 	ffdp_backend *be = NULL;
@@ -78,8 +92,17 @@ int main(int argc, char **argv)
 	CHECK_OK(ffdp_backend_open(FFDP_BACKEND_CPU, 0, &be, &err), &err, "rank %d: cpu backend", rank);
 	if (d && be) {
 		pair p = pair_make();
-		for (int masked = 0; masked < 2; masked++)
+		static const int lk[][2] = {{5, 1}, {9, 1}, {9, 0}, {3, 1}};
+		char name[64];
+		for (int masked = 0; masked < 2; masked++) {
 			compare(d, be, &p, "mse", ffdp_op_mse, ffdp_dist_mse, masked);
+			for (size_t i = 0; i < sizeof(lk) / sizeof(lk[0]); i++) {
+				memset(&lncc_o, 0, sizeof(lncc_o));
+				lncc_o.k = lk[i][0], lncc_o.exact_grad = lk[i][1];
+				snprintf(name, sizeof(name), "lncc k=%d %s", lk[i][0], lk[i][1] ? "exact" : "ANTs");
+				compare(d, be, &p, name, whole_lncc, dist_lncc, masked);
+			}
+		}
 		free(p.f), free(p.m), free(p.w);
 	}
 	ffdp_backend_close(be);
