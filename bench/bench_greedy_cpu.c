@@ -88,7 +88,7 @@ int main(int argc, char **argv)
 	ffdp_loss_args la;
 	memset(&la, 0, sizeof(la));
 	la.f = F, la.m = WP, la.scale = (double)nv, la.gm = gi, la.loss = &loss;
-	ffdp_lncc_opts lo = {5, 1, 0.0};
+	ffdp_lncc_opts lo = {.k = 5, .exact_grad = 1, .eps = 0.0};
 	ffdp_smooth_opts gs = {{1, 1, 1}, 2.0, 0}, ws = {{0.5, 0.5, 0.5}, 2.0, 0};
 
 	double best[NOPS], tot = 0;

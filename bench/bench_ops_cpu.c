@@ -138,7 +138,7 @@ static ffdp_status loss_run(bench_state *s, int which, ffdp_error *err)
 	if (which == 0)
 		return ffdp_op_mse(s->be, &a, err);
 	if (which == 3 || which == 9) {
-		ffdp_lncc_opts o = {which, 1, 0.0};
+		ffdp_lncc_opts o = {.k = which, .exact_grad = 1, .eps = 0.0};
 		return ffdp_op_lncc(s->be, &a, &o, err);
 	}
 	ffdp_mi_opts o;

@@ -206,7 +206,7 @@ static ffdp_status op(ffdp_backend *be, const tdata *d, int k, int exact, double
 			    loss,
 			    sum,
 			    NULL};
-	ffdp_lncc_opts o = {k, exact, 0.0};
+	ffdp_lncc_opts o = {.k = k, .exact_grad = exact, .eps = 0.0};
 	return ffdp_op_lncc(be, &a, &o, err);
 }
 
@@ -361,7 +361,7 @@ static void check_errors(ffdp_backend *be, tu_rng *rng)
 	tdata d = make_data(rng, &tc);
 	double loss;
 	ffdp_loss_args a = {{d.f, {8, 8, 8}}, {d.m, {8, 8, 8}}, d.w, 0, 1, NULL, NULL, &loss, NULL, NULL};
-	ffdp_lncc_opts o = {4, 1, 0};
+	ffdp_lncc_opts o = {.k = 4, .exact_grad = 1, .eps = 0};
 	CHECK(ffdp_op_lncc(be, &a, &o, &err) == FFDP_ERR_ARG, "even window refused: %s", err.msg);
 	o.k = 3, o.eps = -1;
 	CHECK(ffdp_op_lncc(be, &a, &o, &err) == FFDP_ERR_ARG, "negative eps refused: %s", err.msg);
@@ -448,7 +448,7 @@ static void check_shards(ffdp_backend *be, tu_rng *rng, int k, int exact)
 	}
 	ffdp_loss_args a = {{d.f, {d.n[0], d.n[1], nz}}, {d.m, {d.n[0], d.n[1], nz}}, d.w, denom, 1.3, gf, gm, &loss,
 			    &sum, zs};
-	ffdp_lncc_opts o = {k, exact, 0.0};
+	ffdp_lncc_opts o = {.k = k, .exact_grad = exact, .eps = 0.0};
 	ffdp_status s = ffdp_op_lncc(be, &a, &o, &err);
 	for (int nt = 1; nt <= 2; nt++) {
 		int64_t bad = 0, zbad = 0, outside = 0;

@@ -122,6 +122,12 @@ ffdp_status ffdp_dist_mse(ffdp_dist *d, ffdp_backend *be, const ffdp_loss_args *
 ffdp_status ffdp_dist_lncc(ffdp_dist *d, ffdp_backend *be, const ffdp_loss_args *a, const ffdp_slab *s,
 			   const ffdp_lncc_opts *o, ffdp_error *err);
 
+/* MI: the joint histogram is formed per plane by the op (hist_z), gathered
+ * and added in global plane order, then given back (hist_in) for the loss
+ * and gradients.  a->denom may be 0 (the histogram's total, now global). */
+ffdp_status ffdp_dist_mi(ffdp_dist *d, ffdp_backend *be, const ffdp_loss_args *a, const ffdp_slab *s,
+			 const ffdp_mi_opts *o, ffdp_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -254,6 +254,11 @@ typedef struct ffdp_mi_opts {
 	double m_lo, m_hi;     /* moving intensity range */
 	double *hist;          /* out, optional */
 	const double *hist_in; /* in, optional */
+	/* out, optional (host-memory backends): each z plane's joint
+	 * histogram, n[2] * bins^2 doubles.  The joint is their sum in plane
+	 * order (each plane's voxels added in order), the same bits for any
+	 * thread count, and for ranks that add the gathered planes in order. */
+	double *hist_z;
 } ffdp_mi_opts;
 
 ffdp_status ffdp_op_mi(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_mi_opts *o,

@@ -11,7 +11,7 @@ ffdp_status reg_similarity(ffdp_backend *be, const ffdp_metric *mt, ffdp_img f, 
 	a.f = f, a.m = m, a.mask = mask, a.scale = scale, a.gf = gf, a.gm = gm, a.loss = loss;
 	switch (mt->kind) {
 	case FFDP_METRIC_LNCC: {
-		ffdp_lncc_opts o = {mt->lncc_k, mt->lncc_exact, 0.0};
+		ffdp_lncc_opts o = {.k = mt->lncc_k, .exact_grad = mt->lncc_exact, .eps = 0.0};
 		return ffdp_op_lncc(be, &a, &o, err);
 	}
 	case FFDP_METRIC_MI: {

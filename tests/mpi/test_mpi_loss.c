@@ -78,6 +78,19 @@ static ffdp_status dist_lncc(ffdp_dist *d, ffdp_backend *be, const ffdp_loss_arg
 	return ffdp_dist_lncc(d, be, a, s, &lncc_o, err);
 }
 
+static ffdp_mi_opts mi_o;
+
+static ffdp_status whole_mi(ffdp_backend *be, const ffdp_loss_args *a, ffdp_error *err)
+{
+	return ffdp_op_mi(be, a, &mi_o, err);
+}
+
+static ffdp_status dist_mi(ffdp_dist *d, ffdp_backend *be, const ffdp_loss_args *a, const ffdp_slab *s,
+			   ffdp_error *err)
+{
+	return ffdp_dist_mi(d, be, a, s, &mi_o, err);
+}
+
 int main(int argc, char **argv)
 {
 	ffdp_backend *be = NULL;
@@ -101,6 +114,12 @@ int main(int argc, char **argv)
 				lncc_o.k = lk[i][0], lncc_o.exact_grad = lk[i][1];
 				snprintf(name, sizeof(name), "lncc k=%d %s", lk[i][0], lk[i][1] ? "exact" : "ANTs");
 				compare(d, be, &p, name, whole_lncc, dist_lncc, masked);
+			}
+			for (int k = 0; k < 2; k++) {
+				memset(&mi_o, 0, sizeof(mi_o));
+				mi_o.bins = 24, mi_o.kernel = (ffdp_mi_kernel)k;
+				mi_o.f_lo = -0.1, mi_o.f_hi = 1.2, mi_o.m_lo = -0.2, mi_o.m_hi = 1.1;
+				compare(d, be, &p, k ? "mi bspline" : "mi gauss", whole_mi, dist_mi, masked);
 			}
 		}
 		free(p.f), free(p.m), free(p.w);
