@@ -128,6 +128,25 @@ ffdp_status ffdp_dist_lncc(ffdp_dist *d, ffdp_backend *be, const ffdp_loss_args 
 ffdp_status ffdp_dist_mi(ffdp_dist *d, ffdp_backend *be, const ffdp_loss_args *a, const ffdp_slab *s,
 			 const ffdp_mi_opts *o, ffdp_error *err);
 
+/* ---- the greedy step ---------------------------------------------------------
+ * Fields on the rank's own planes (components NULL when it owns none). */
+
+/* ffdp_op_smooth_vec, component by component (ffdp_dist_smooth). */
+ffdp_status ffdp_dist_smooth_vec(ffdp_dist *d, ffdp_backend *be, ffdp_vec slab, const ffdp_slab *s,
+				 const ffdp_smooth_opts *o, ffdp_error *err);
+
+/* ffdp_op_adam_moments on the own planes; *max_norm is the global maximum
+ * (NaN on every rank when any has one). */
+ffdp_status ffdp_dist_adam_moments(ffdp_dist *d, ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp_vec v,
+				   const ffdp_slab *s, const ffdp_adam_opts *o, double *max_norm, ffdp_error *err);
+
+/* ffdp_op_warp_step: with compose, u gets a halo as deep as the
+ * composition reaches (bounded by o->max_norm, which must be the global
+ * one and > 0) plus one plane, and the op runs on the rank's box of the
+ * volume; its own planes are kept.  Collective. */
+ffdp_status ffdp_dist_warp_step(ffdp_dist *d, ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec v,
+				const ffdp_slab *s, const ffdp_warp_step_opts *o, ffdp_error *err);
+
 #ifdef __cplusplus
 }
 #endif
