@@ -16,6 +16,7 @@
 
 #include <stdint.h>
 
+#include "ffdp/grid.h"
 #include "ffdp/ops.h"
 #include "ffdp/status.h"
 
@@ -146,6 +147,26 @@ ffdp_status ffdp_dist_adam_moments(ffdp_dist *d, ffdp_backend *be, ffdp_vec g, f
  * volume; its own planes are kept.  Collective. */
 ffdp_status ffdp_dist_warp_step(ffdp_dist *d, ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec v,
 				const ffdp_slab *s, const ffdp_warp_step_opts *o, ffdp_error *err);
+
+/* ---- pyramid levels -------------------------------------------------------- */
+
+/* *lo, *hi = min and max over the whole volume (ffdp_op_minmax rules: NaN
+ * ignored, both NaN when every voxel is); own may have no plane.  Exact. */
+ffdp_status ffdp_dist_minmax(ffdp_dist *d, ffdp_backend *be, ffdp_img own, double *lo, double *hi,
+			     ffdp_error *err);
+
+/* src (distributed, on src_grid) sampled linearly with border padding at
+ * the voxel centres of the rank's planes of dst_grid, into dst_own: the
+ * rank's part of ffdp_field_resample's sampling (fields: per component). */
+ffdp_status ffdp_dist_resample(ffdp_dist *d, ffdp_backend *be, const ffdp_dist_image *src,
+			       const ffdp_grid *src_grid, const ffdp_grid *dst_grid, float *dst_own,
+			       ffdp_dist_traffic *t, ffdp_error *err);
+
+/* The rank's planes of ffdp_pyramid_downsample: blur (ffdp_dist_smooth on
+ * a copy), then ffdp_dist_resample. */
+ffdp_status ffdp_dist_downsample(ffdp_dist *d, ffdp_backend *be, const ffdp_dist_image *src,
+				 const ffdp_grid *src_grid, const ffdp_grid *dst_grid, float *dst_own,
+				 ffdp_dist_traffic *t, ffdp_error *err);
 
 #ifdef __cplusplus
 }
