@@ -33,6 +33,11 @@ void ffdp_dist_destroy(ffdp_dist *d);
 int ffdp_dist_rank(const ffdp_dist *d);
 int ffdp_dist_size(const ffdp_dist *d);
 
+/* Any rank's failure fails every rank, so that none is left waiting in an
+ * exchange: returns s, or an error naming `what` when another rank failed.
+ * Collective. */
+ffdp_status ffdp_dist_agree(ffdp_dist *d, ffdp_status s, const char *what, ffdp_error *err);
+
 /* Rank's slab of a grid with nz planes: global z range [z0, z1). */
 typedef struct ffdp_slab {
 	int64_t nz; /* planes in the whole volume */
@@ -93,6 +98,14 @@ void ffdp_dist_mbox_bind(const ffdp_dist_mbox *box, const ffdp_dist_image *m, ff
  * The bits are those of the single-process op on the whole image. */
 ffdp_status ffdp_dist_sample(ffdp_dist *d, ffdp_backend *be, const ffdp_sample_args *a,
 			     const ffdp_dist_image *m, ffdp_dist_traffic *t, ffdp_error *err);
+
+/* Gather a slabbed volume (planes of `plane` floats, the rank's planes in
+ * own) into whole on rank root (nz planes; whole is ignored elsewhere), or
+ * scatter whole from root into each rank's own.  Collective. */
+ffdp_status ffdp_dist_gather(ffdp_dist *d, const float *own, int64_t plane, int64_t nz, float *whole, int root,
+			     ffdp_error *err);
+ffdp_status ffdp_dist_scatter(ffdp_dist *d, const float *whole, int64_t plane, int64_t nz, float *own, int root,
+			      ffdp_error *err);
 
 /* ---- reductions -------------------------------------------------------------
  * A sum over a z-slabbed volume is formed from per-plane partial sums

@@ -11,8 +11,4 @@ struct ffdp_dist {
 	int rank, size;
 };
 
-/* Any rank's failure fails every rank, so that none is left waiting in an
- * exchange: returns s, or an error naming `what` when another rank failed. */
-ffdp_status ffdp_dist_agree(ffdp_dist *d, ffdp_status s, const char *what, ffdp_error *err);
-
 #endif
