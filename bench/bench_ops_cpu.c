@@ -106,7 +106,7 @@ static ffdp_status b_sample_grad(bench_state *s, ffdp_error *err)
 	ffdp_vec u = vec_of(s, s->u), gu = vec_of(s, s->gu);
 	ffdp_sample_args a = sample_args(s, &u);
 	double gW[12] = {0};
-	ffdp_sample_grad_args g = {&a, s->G, &gu, 0, gW, NULL};
+	ffdp_sample_grad_args g = {&a, s->G, &gu, 0, gW, NULL, NULL};
 	return ffdp_op_sample_grad(s->be, &g, err);
 }
 

@@ -6,6 +6,7 @@
  * L = sum_j gout(j) out(j); the AVX2 paths against the scalar ones, bit for
  * bit.  Ends with a timing at 192^3 (printed only). */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -453,7 +454,7 @@ static void test_moving_box(tu_rng *r)
 		for (int pad = 0; pad < 2; pad++) {
 			ffdp_sample_args a = prob_args(&P, &u, full, (ffdp_interp)in, (ffdp_pad)pad);
 			ffdp_status s = ffdp_op_sample(be, &a, &err);
-			ffdp_sample_grad_args ga = {&a, {gout, {P.on[0], P.on[1], P.on[2]}}, &gfv, 0, NULL, NULL};
+			ffdp_sample_grad_args ga = {&a, {gout, {P.on[0], P.on[1], P.on[2]}}, &gfv, 0, NULL, NULL, NULL};
 			if (!s && in == FFDP_INTERP_LINEAR)
 				s = ffdp_op_sample_grad(be, &ga, &err);
 			int64_t diff = 0, gdiff = 0, smaller = 0;
@@ -494,7 +495,7 @@ static void test_moving_box(tu_rng *r)
 				diff += memcmp(ob, full + j0, (size_t)nb * sizeof(float)) != 0;
 				if (!s && in == FFDP_INTERP_LINEAR) {
 					ffdp_sample_grad_args gb_a = {&sa, {gout + j0, {P.on[0], P.on[1], z1 - z0}}, &gv, 0,
-								      NULL, NULL};
+								      NULL, NULL, NULL};
 					s = ffdp_op_sample_grad(be, &gb_a, &err);
 					for (int c = 0; c < 3; c++)
 						gdiff += memcmp(gb[c], gfull[c] + j0, (size_t)nb * sizeof(float)) != 0;
@@ -513,6 +514,47 @@ static void test_moving_box(tu_rng *r)
 	CHECK(ffdp_op_sample(be, &bad, &err) == FFDP_ERR_ARG, "a moving box past the volume's end is refused: %s",
 	      err.msg);
 	free(full), free(gout), free(gfull[0]), free(gfull[1]), free(gfull[2]);
+	prob_free(&P);
+}
+
+/* gW is reproducible: each plane's 12 sums (gW_z) are the op's on that
+ * plane alone, gW is their total in plane order, and 1 and 2 threads give
+ * the same bits. */
+static void test_gw_planes(tu_rng *r)
+{
+	prob P = prob_make(r, 1, 1, 0);
+	int64_t no = nvox(P.on), plane = P.on[0] * P.on[1], bad = 0;
+	float *gout = falloc(no);
+	double gW[2][12], *gz = calloc((size_t)(12 * P.on[2]), sizeof(double)), tot[12] = {0};
+	ffdp_vec u = prob_u(&P);
+	for (int64_t j = 0; j < no; j++)
+		gout[j] = (float)(tu_uniform(r) - 0.5);
+	ffdp_sample_args a = prob_args(&P, &u, NULL, FFDP_INTERP_LINEAR, FFDP_PAD_BORDER);
+	int keep = omp_get_max_threads();
+	for (int t = 0; t < 2; t++) {
+		memset(gW[t], 0, sizeof(gW[t]));
+		omp_set_num_threads(t + 1);
+		ffdp_sample_grad_args ga = {&a, {gout, {P.on[0], P.on[1], P.on[2]}}, NULL, 0, gW[t], NULL, gz};
+		ffdp_op_sample_grad(be, &ga, &err);
+	}
+	omp_set_num_threads(keep);
+	for (int64_t z = 0; z < P.on[2]; z++) {
+		double g1[12] = {0};
+		ffdp_vec uz = {{P.u[0] + z * plane, P.u[1] + z * plane, P.u[2] + z * plane}, {P.on[0], P.on[1], 1}, 3};
+		ffdp_sample_args b = a;
+		b.u = &uz;
+		b.lo[2] = z;
+		ffdp_sample_grad_args gb = {&b, {gout + z * plane, {P.on[0], P.on[1], 1}}, NULL, 0, g1, NULL, NULL};
+		ffdp_op_sample_grad(be, &gb, &err);
+		bad += memcmp(g1, gz + 12 * z, sizeof(g1)) != 0;
+		for (int k = 0; k < 12; k++)
+			tot[k] += gz[12 * z + k];
+	}
+	CHECK(bad == 0 && !memcmp(tot, gW[0], sizeof(tot)) && !memcmp(gW[0], gW[1], sizeof(tot)),
+	      "gW: %lld of %lld planes differ from the op on the plane alone; total in plane order %s; 1 vs 2 threads %s",
+	      (long long)bad, (long long)P.on[2], memcmp(tot, gW[0], sizeof(tot)) ? "differs" : "equal",
+	      memcmp(gW[0], gW[1], sizeof(tot)) ? "differ" : "equal");
+	free(gout), free(gz);
 	prob_free(&P);
 }
 
@@ -691,7 +733,7 @@ static void test_grad(tu_rng *r, int d3, int with_u, ffdp_pad pad, int accumulat
 	ffdp_sample_args a = prob_args(&P, &u, NULL, FFDP_INTERP_LINEAR, pad);
 	ffdp_img gMv = {gM, {P.mn[0], P.mn[1], P.mn[2]}};
 	ffdp_sample_grad_args ga = {&a, {gout, {P.on[0], P.on[1], P.on[2]}}, P.nc ? &guv : NULL, accumulate, gW,
-				    &gMv};
+				    &gMv, NULL};
 	CHECK_OK(ffdp_op_sample_grad(be, &ga, &err), &err, "sample_grad %dD %s %s u%s (%d points %s)",
 		 d3 ? 3 : 2, pad_name[pad], with_u ? "with" : "without", accumulate ? ", accumulating" : "",
 		 moved, with_u ? "nudged off knots" : "tries to place W off knots");
@@ -810,7 +852,7 @@ static void test_simd_bits(tu_rng *r)
 					tu_fill_uniform(r, g1[c], no, -1.0, 1.0);
 					memcpy(g2[c], g1[c], (size_t)no * sizeof(float));
 				}
-				ffdp_sample_grad_args ga = {&a, {gout, {on[0], on[1], on[2]}}, &gv1, acc, NULL, NULL};
+				ffdp_sample_grad_args ga = {&a, {gout, {on[0], on[1], on[2]}}, &gv1, acc, NULL, NULL, NULL};
 				s1 = ffdp_op_sample_grad(be, &ga, &err);
 				ffdp_cpu_force_scalar = 1;
 				ga.gu = &gv2;
@@ -909,7 +951,7 @@ static void bench_192(void)
 	ffdp_vec guv = {{gu[0], gu[1], gu[2]}, {192, 192, 192}, 3};
 	double gW[12] = {0};
 	a.u = &uv;
-	ffdp_sample_grad_args ga = {&a, {out, {192, 192, 192}}, &guv, 0, gW, NULL};
+	ffdp_sample_grad_args ga = {&a, {out, {192, 192, 192}}, &guv, 0, gW, NULL, NULL};
 	if (gu[0] && gu[1] && gu[2]) {
 		time_calls(call_sample_grad, &ga, 3, &wall, &cpu);
 		printf("bench: sample_grad (gu, gW) 192^3: %.1f ms (cpu %.1f ms), floor 32 B/voxel -> %.2f GB/s\n",
@@ -932,6 +974,7 @@ int main(void)
 	test_accumulate(&r, 0, FFDP_INTERP_NEAREST);
 	test_shards(&r);
 	test_moving_box(&r);
+	test_gw_planes(&r);
 	test_2d_ignores_z(&r);
 	test_shift(&r, 1);
 	test_shift(&r, 0);

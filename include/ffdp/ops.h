@@ -116,7 +116,9 @@ ffdp_status ffdp_op_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_err
 
 /* Backward of the LINEAR sampler with upstream gradient gout = dL/dout.
  * Outputs may be NULL.  gu is written (or added to when accumulate_gu),
- * gW is added to (12 doubles), gM is added to (scatter). */
+ * gW is added to (12 doubles), gM is added to (scatter).  On the CPU, gW's
+ * sum is reproducible (see "similarity losses"): rows, then z planes in
+ * order; gW_z (optional, host-memory backends) receives each plane's 12. */
 typedef struct ffdp_sample_grad_args {
 	const ffdp_sample_args *fwd; /* fwd->out is not read */
 	ffdp_img gout;
@@ -124,6 +126,7 @@ typedef struct ffdp_sample_grad_args {
 	int accumulate_gu;
 	double *gW;
 	ffdp_img *gM;
+	double *gW_z;
 } ffdp_sample_grad_args;
 
 ffdp_status ffdp_op_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *a,

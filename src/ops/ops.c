@@ -150,6 +150,8 @@ ffdp_status ffdp_op_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *a
 		return ffdp_fail(err, FFDP_ERR_ARG, "sample_grad: gM differs from the moving image in size");
 	if ((s = check_mbox(a->fwd, "sample_grad", err)))
 		return s;
+	if (a->gW_z && !ffdp_backend_host_memory(be))
+		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "sample_grad: per-plane gW only on host-memory backends");
 	return be->ops->sample_grad(be, a, err);
 }
 

@@ -2,6 +2,7 @@
  * rank's z-slab under MPI.  Each function is the plain op, or its sharded
  * version in src/dist with the same bits; nothing else in the loop knows
  * which. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "reg_internal.h"
@@ -153,9 +154,23 @@ ffdp_status reg_dom_sample_grad(reg_domain *dm, ffdp_sample_grad_args *ga, const
 		return s;
 	add_traffic(dm, &t);
 	ffdp_dist_mbox_bind(&box, &m, &a);
-	if (dm->n[2] > 0)
+	/* gW: the planes' sums, added in global plane order */
+	double *gz = ga->gW ? malloc(((size_t)dm->n[2] * 12 + 1) * sizeof(double)) : NULL, tot[12];
+	if (ga->gW && !gz)
+		s = ffdp_fail(err, FFDP_ERR_NOMEM, "sample_grad: no memory for plane sums");
+	g.gW = NULL, g.gW_z = gz;
+	if (!s && dm->n[2] > 0)
 		s = ffdp_op_sample_grad(dm->be, &g, err);
 	ffdp_dist_mbox_free(&box);
+	if (ga->gW) {
+		ffdp_slab sl = dom_slab(dm);
+		s = ffdp_dist_agree(dm->dist, s, "sample_grad", err);
+		if (!s)
+			s = ffdp_dist_plane_total(dm->dist, &sl, gz, 12, tot, err);
+		for (int k = 0; k < 12 && !s; k++)
+			ga->gW[k] += tot[k];
+	}
+	free(gz);
 	return s;
 #else
 	(void)src;

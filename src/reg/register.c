@@ -138,8 +138,8 @@ ffdp_status ffdp_register(const ffdp_volume *fixed, const ffdp_volume *moving, c
 		ffdp_backend_close(be);
 		return s;
 	}
-	/* under MPI, linear stages run whole on every rank (the same bits
-	 * everywhere): only the deformable stage is distributed */
+	/* under MPI, the moments stage runs whole on every rank (the same bits
+	 * everywhere); the others are distributed */
 	reg_pair whole = p;
 	whole.dist = NULL;
 	for (int k = 0; k < o->nstages && !s; k++) {
@@ -152,7 +152,7 @@ ffdp_status ffdp_register(const ffdp_volume *fixed, const ffdp_volume *moving, c
 			break;
 		case FFDP_STAGE_RIGID:
 		case FFDP_STAGE_AFFINE:
-			s = reg_linear(&whole, st, &res->T, rep, err);
+			s = reg_linear(&p, st, &res->T, rep, err);
 			break;
 		case FFDP_STAGE_GREEDY:
 		case FFDP_STAGE_SYN:

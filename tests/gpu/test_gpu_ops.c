@@ -296,8 +296,8 @@ static void test_sample_grad(env *e, const samp_case *sc, ffdp_pad pad, int accu
 	double gWc[12], gWg[12];
 	for (int k = 0; k < 12; k++)
 		gWc[k] = gWg[k] = unif(e, -1, 1);
-	ffdp_sample_grad_args c = {&fc, gout.h, sc->with_u ? &gu.h : NULL, accumulate_gu, gWc, &gM.h};
-	ffdp_sample_grad_args g = {&fg, gout.d, sc->with_u ? &gu.d : NULL, accumulate_gu, gWg, &gM.d};
+	ffdp_sample_grad_args c = {&fc, gout.h, sc->with_u ? &gu.h : NULL, accumulate_gu, gWc, &gM.h, NULL};
+	ffdp_sample_grad_args g = {&fg, gout.d, sc->with_u ? &gu.d : NULL, accumulate_gu, gWg, &gM.d, NULL};
 	char what[160];
 	snprintf(what, sizeof(what), "sample_grad %s%s%s out %lldx%lldx%lld moving %lldx%lldx%lld", pad_name(pad),
 		 sc->with_u ? " gu" : "", accumulate_gu ? "+=" : "", (long long)sc->on[0], (long long)sc->on[1],

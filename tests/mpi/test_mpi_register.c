@@ -1,7 +1,7 @@
 /* A whole registration under mpirun -np N: a real OASIS pair (subjects 2
  * -> 1, T1 and labels, downsampled by 4 to 64x64x40 so that a run takes a
  * few seconds), moments + affine + a deformable stage (greedy with its
- * inverse, then SyN) with the deformable stage spread over the ranks.  Rank
+ * inverse, then SyN), affine and deformable stages spread over the ranks.  Rank
  * 0 also runs it in one process; the warps (and inverses) must agree to a
  * relative 1e-4 (the design gives equal bits) and the mean Dice of the
  * warped labels to 3 decimals. */
@@ -103,6 +103,9 @@ static void run(ffdp_dist *d, ffdp_backend *be, const subject *f, const subject 
 		double e = field_rel(&many.u, &one.u, &nd);
 		double ei = many.has_inverse && one.has_inverse ? field_rel(&many.u_inv, &one.u_inv, &ni) : 1.0;
 		double d1 = dice_of(be, f, m, &one), dn = dice_of(be, f, m, &many);
+		CHECK(!memcmp(&many.T, &one.T, sizeof(one.T)) && (size == 1 || many.stages[1].fetches > 0),
+		      "%s, %d ranks: the affine stage (distributed, %lld fetches) gives the same T bit for bit", name,
+		      size, (long long)many.stages[1].fetches);
 		CHECK(e < 1e-4 && ei < 1e-4, "%s, %d ranks: warp rel diff %.2g (%lld values differ), inverse %.2g (%lld differ)",
 		      name, size, e, (long long)nd, ei, (long long)ni);
 		CHECK(dn > 0 && round(d1 * 1000) == round(dn * 1000),

@@ -399,8 +399,9 @@ ffdp_status ffdp_cpu_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_er
  * gM: a scatter to arbitrary (oblique) places, so no slab of the output owns
  * a slab of M; float atomics (a compare-and-swap loop) keep it race-free
  * without a per-thread copy of M.  Summation order, hence the last bits of
- * gM, depends on thread timing.  gW: per-thread double sums reduced in thread
- * order, so it is deterministic for a given thread count. */
+ * gM, depends on thread timing.  gW: double sums per row, added per plane
+ * in row order and over planes in plane order, the same bits for any
+ * thread count and for z-slabs adding their planes in order (ops.h). */
 
 TL_INLINE void smp_scatter(float *gm, const tl_axis ax[3], int d3, float g)
 {
@@ -452,6 +453,8 @@ TL_INLINE void smp_grad_row(const smp *s, const smp_grad_out *g, int64_t r, int6
 			smp_scatter(g->gm, ax, d3, g->gout[j]);
 	}
 	double gy = (double)(s->lo[1] + r % s->on[1]), gz = (double)(s->lo[2] + r / s->on[1]);
+	if (!acc)
+		return;
 	for (int k = 0; k < (d3 ? 3 : 2); k++) {
 		acc[4 * k] += sx[k];
 		acc[4 * k + 1] += s1[k] * gy;
@@ -527,7 +530,7 @@ __attribute__((noinline, target("avx2,fma"))) static void smp_grad_row_avx2(cons
 static int smp_grad_avx2_ok(const smp *s, const smp_grad_out *g, const ffdp_sample_grad_args *a)
 {
 #ifdef SMP_AVX2
-	return s->d3 && s->u[2] && g->gu[0] && g->ncomp == 3 && !g->gm && !a->gW && smp_fits_int32(s) &&
+	return s->d3 && s->u[2] && g->gu[0] && g->ncomp == 3 && !g->gm && !a->gW && !a->gW_z && smp_fits_int32(s) &&
 	       ffdp_cpu_use_avx2();
 #else
 	(void)s, (void)g, (void)a;
@@ -548,32 +551,37 @@ ffdp_status ffdp_cpu_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *
 	if (a->gu)
 		for (int c = 0; c < g.ncomp; c++)
 			g.gu[c] = a->gu->c[c];
-	int nt = omp_get_max_threads();
-	double *part = calloc((size_t)nt * 12, sizeof(double));
-	if (!part)
-		return ffdp_fail(err, FFDP_ERR_NOMEM, "sample_grad: no memory for %d partial sums", nt);
 	int64_t rows = box[1] * box[2];
+	/* gW: 12 sums per row (zeroed), reduced per plane below */
+	double *part = a->gW || a->gW_z ? calloc((size_t)rows * 12 + 1, sizeof(double)) : NULL;
+	if ((a->gW || a->gW_z) && !part)
+		return ffdp_fail(err, FFDP_ERR_NOMEM, "sample_grad: no memory for %lld row sums", (long long)rows);
 	int simd = smp_grad_avx2_ok(&s, &g, a);
 	(void)simd;
-#pragma omp parallel num_threads(nt)
-	{
-		double acc[12] = {0};
-#pragma omp for schedule(static)
-		for (int64_t r = 0; r < rows; r++) {
+#pragma omp parallel for schedule(static)
+	for (int64_t r = 0; r < rows; r++) {
+		double *acc = part ? part + 12 * r : NULL;
 #ifdef SMP_AVX2
-			if (simd) {
-				smp_grad_row_avx2(&s, &g, r, acc);
-				continue;
-			}
-#endif
-			smp_grad_span_any(&s, &g, r, 0, s.on[0], acc);
+		if (simd) {
+			smp_grad_row_avx2(&s, &g, r, acc);
+			continue;
 		}
-		memcpy(part + 12 * omp_get_thread_num(), acc, sizeof(acc));
+#endif
+		smp_grad_span_any(&s, &g, r, 0, s.on[0], acc);
 	}
-	if (a->gW)
-		for (int t = 0; t < nt; t++)
+	double tot[12] = {0};
+	for (int64_t z = 0; z < box[2] && part; z++) {
+		double pz[12] = {0};
+		for (int64_t y = 0; y < box[1]; y++)
 			for (int k = 0; k < 12; k++)
-				a->gW[k] += part[12 * t + k];
+				pz[k] += part[12 * (z * box[1] + y) + k];
+		for (int k = 0; k < 12; k++)
+			tot[k] += pz[k];
+		if (a->gW_z)
+			memcpy(a->gW_z + 12 * z, pz, sizeof(pz));
+	}
+	for (int k = 0; k < 12 && a->gW; k++)
+		a->gW[k] += tot[k];
 	free(part);
 	return FFDP_OK;
 }
