@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "mpi/mpi_harness.h"
 #include "ffdp/dist.h"
 #include "ffdp/ffdp.h"
 #include "ffdp/io.h"
@@ -121,17 +122,13 @@ static void run(ffdp_dist *d, ffdp_backend *be, const subject *f, const subject 
 
 int main(int argc, char **argv)
 {
-	ffdp_backend *be = NULL;
-	ffdp_dist *d = NULL;
 	ffdp_error err;
-	int nfail = 0;
+	mpi_harness h;
 
-	MPI_Init(&argc, &argv);
-	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-	MPI_Comm_size(MPI_COMM_WORLD, &size);
-	CHECK_OK(ffdp_dist_create(&d, &err), &err, "rank %d: dist context", rank);
-	CHECK_OK(ffdp_backend_open(FFDP_BACKEND_CPU, 0, &be, &err), &err, "rank %d: cpu backend", rank);
-	if (d && be) {
+	if (mh_start(&h, &argc, &argv)) {
+		ffdp_dist *d = h.d;
+		ffdp_backend *be = h.be;
+		rank = h.rank, size = h.size;
 		subject f, m;
 		ffdp_status s = load(be, 1, &f, &err);
 		if (!s)
@@ -144,12 +141,5 @@ int main(int argc, char **argv)
 		ffdp_volume_free(&f.t1), ffdp_volume_free(&f.lab);
 		ffdp_volume_free(&m.t1), ffdp_volume_free(&m.lab);
 	}
-	ffdp_backend_close(be);
-	ffdp_dist_destroy(d);
-	MPI_Allreduce(&check_nfail, &nfail, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-	if (rank == 0)
-		printf("%d ranks: %d failed checks over all ranks\n", size, nfail);
-	int rc = check_done();
-	MPI_Finalize();
-	return nfail ? 1 : rc;
+	return mh_finish(&h);
 }

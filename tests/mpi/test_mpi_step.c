@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "mpi/mpi_harness.h"
 #include "ffdp/dist.h"
 #include "ffdp/ffdp.h"
 #include "testutil.h"
@@ -56,18 +57,14 @@ static void gradient(fld *g, int it, ffdp_backend *be)
 
 int main(int argc, char **argv)
 {
-	ffdp_backend *be = NULL;
-	ffdp_dist *d = NULL;
 	ffdp_error err;
-	int nfail = 0;
 	static const double C[9] = {1.1, 0.1, 0.0, 0.05, 0.9, 0.1, 0.02, -0.1, 1.3};
+	mpi_harness h;
 
-	MPI_Init(&argc, &argv);
-	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-	MPI_Comm_size(MPI_COMM_WORLD, &size);
-	CHECK_OK(ffdp_dist_create(&d, &err), &err, "rank %d: dist context", rank);
-	CHECK_OK(ffdp_backend_open(FFDP_BACKEND_CPU, 0, &be, &err), &err, "rank %d: cpu backend", rank);
-	if (d && be) {
+	if (mh_start(&h, &argc, &argv)) {
+		ffdp_dist *d = h.d;
+		ffdp_backend *be = h.be;
+		rank = h.rank, size = h.size;
 		ffdp_slab s = ffdp_slab_of(NZ, rank, size);
 		fld u = fld_new(), m = fld_new(), v = fld_new(), g = fld_new();
 		fld ud = fld_new(), md = fld_new(), vd = fld_new(), gd = fld_new();
@@ -117,12 +114,5 @@ int main(int argc, char **argv)
 			for (int c = 0; c < 3; c++)
 				free(all[k]->c[c]);
 	}
-	ffdp_backend_close(be);
-	ffdp_dist_destroy(d);
-	MPI_Allreduce(&check_nfail, &nfail, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-	if (rank == 0)
-		printf("%d ranks: %d failed checks over all ranks\n", size, nfail);
-	int rc = check_done();
-	MPI_Finalize();
-	return nfail ? 1 : rc;
+	return mh_finish(&h);
 }
