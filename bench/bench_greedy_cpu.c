@@ -100,12 +100,12 @@ int main(int argc, char **argv)
 	memcpy(sa.W, W, sizeof(W));
 	memcpy(sa.B, B, sizeof(B));
 	sa.u = &U, sa.out = WP, sa.pad = FFDP_PAD_ZERO;
-	ffdp_sample_grad_args ga = {&sa, GI, &G, 0, NULL, NULL};
+	ffdp_sample_grad_args ga = {&sa, GI, &G, 0, NULL, NULL, NULL};
 	double loss;
 	ffdp_loss_args la;
 	memset(&la, 0, sizeof(la));
 	la.f = F, la.m = WP, la.scale = (double)nv, la.gm = gi, la.loss = &loss;
-	ffdp_lncc_opts lo = {5, 1, 0.0};
+	ffdp_lncc_opts lo = {.k = 5, .exact_grad = 1, .eps = 0.0};
 	ffdp_smooth_opts gs = {{sgrad, sgrad, sgrad}, 2.0, 0}, ws = {{0.5, 0.5, 0.5}, 2.0, 0};
 
 	double best[NOPS], tot = 0;

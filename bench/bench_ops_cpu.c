@@ -108,7 +108,7 @@ static ffdp_status b_sample_grad(bench_state *s, ffdp_error *err)
 	ffdp_vec u = vec_of(s, s->u), gu = vec_of(s, s->gu);
 	ffdp_sample_args a = sample_args(s, &u);
 	double gW[12] = {0};
-	ffdp_sample_grad_args g = {&a, s->G, &gu, 0, gW, NULL};
+	ffdp_sample_grad_args g = {&a, s->G, &gu, 0, gW, NULL, NULL};
 	return ffdp_op_sample_grad(s->be, &g, err);
 }
 
@@ -140,7 +140,7 @@ static ffdp_status loss_run(bench_state *s, int which, ffdp_error *err)
 	if (which == 0)
 		return ffdp_op_mse(s->be, &a, err);
 	if (which == 3 || which == 9) {
-		ffdp_lncc_opts o = {which, 1, 0.0};
+		ffdp_lncc_opts o = {.k = which, .exact_grad = 1, .eps = 0.0};
 		return ffdp_op_lncc(s->be, &a, &o, err);
 	}
 	ffdp_mi_opts o;

@@ -6,6 +6,7 @@
  * L = sum_j gout(j) out(j); the AVX2 paths against the scalar ones, bit for
  * bit.  Ends with a timing at 192^3 (printed only). */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -437,6 +438,126 @@ static void test_shards(tu_rng *r)
 	prob_free(&P);
 }
 
+/* A moving sub-box holding the corners of a slab's points gives the whole
+ * moving volume's bits, forward (every interpolation and pad) and the
+ * backward to u.  The box is the points' clamped [floor(min p),
+ * floor(max p) + 1] per axis, taken from the double reference. */
+static void test_moving_box(tu_rng *r)
+{
+	prob P = prob_make(r, 1, 1, 0);
+	int64_t no = nvox(P.on), slabs[7] = {0, 2, 4, 6, 8, 10, 11};
+	float *full = falloc(no), *gfull[3] = {falloc(no), falloc(no), falloc(no)}, *gout = falloc(no);
+	ffdp_vec u = prob_u(&P), gfv = {{gfull[0], gfull[1], gfull[2]}, {P.on[0], P.on[1], P.on[2]}, 3};
+	for (int64_t j = 0; j < no; j++)
+		gout[j] = (float)(tu_uniform(r) - 0.5);
+	for (int in = 0; in < 3; in++)
+		for (int pad = 0; pad < 2; pad++) {
+			ffdp_sample_args a = prob_args(&P, &u, full, (ffdp_interp)in, (ffdp_pad)pad);
+			ffdp_status s = ffdp_op_sample(be, &a, &err);
+			ffdp_sample_grad_args ga = {&a, {gout, {P.on[0], P.on[1], P.on[2]}}, &gfv, 0, NULL, NULL, NULL};
+			if (!s && in == FFDP_INTERP_LINEAR)
+				s = ffdp_op_sample_grad(be, &ga, &err);
+			int64_t diff = 0, gdiff = 0, smaller = 0;
+			for (int b = 0; b < 6 && !s; b++) {
+				int64_t z0 = slabs[b], z1 = slabs[b + 1], plane = P.on[0] * P.on[1];
+				int64_t nb = (z1 - z0) * plane, j0 = z0 * plane, mlo[3], mhi[3], bn[3];
+				double pmin[3] = {1e300, 1e300, 1e300}, pmax[3] = {-1e300, -1e300, -1e300}, zero[3] = {0};
+				for (int64_t j = j0; j < j0 + nb; j++) {
+					double p[3];
+					ref_p(&P, P.W, j, zero, p);
+					for (int k = 0; k < 3; k++)
+						pmin[k] = fmin(pmin[k], p[k]), pmax[k] = fmax(pmax[k], p[k]);
+				}
+				for (int k = 0; k < 3; k++) {
+					int64_t hi = P.mn[k] - 1;
+					mlo[k] = (int64_t)floor(pmin[k]), mhi[k] = (int64_t)floor(pmax[k]) + 1;
+					mlo[k] = mlo[k] < 0 ? 0 : mlo[k] > hi ? hi : mlo[k];
+					mhi[k] = mhi[k] < 0 ? 0 : mhi[k] > hi ? hi : mhi[k];
+					bn[k] = mhi[k] - mlo[k] + 1;
+				}
+				smaller += nvox(bn) < nvox(P.mn);
+				float *mb = falloc(nvox(bn)), *ob = falloc(nb), *gb[3] = {falloc(nb), falloc(nb), falloc(nb)};
+				for (int64_t z = 0; z < bn[2]; z++)
+					for (int64_t y = 0; y < bn[1]; y++)
+						memcpy(mb + (z * bn[1] + y) * bn[0],
+						       P.M + ((mlo[2] + z) * P.mn[1] + mlo[1] + y) * P.mn[0] + mlo[0],
+						       (size_t)bn[0] * sizeof(float));
+				ffdp_vec uv = {{P.u[0] + j0, P.u[1] + j0, P.u[2] + j0}, {P.on[0], P.on[1], z1 - z0}, 3};
+				ffdp_vec gv = {{gb[0], gb[1], gb[2]}, {P.on[0], P.on[1], z1 - z0}, 3};
+				ffdp_sample_args sa = a;
+				sa.moving = (ffdp_img){mb, {bn[0], bn[1], bn[2]}};
+				memcpy(sa.m_lo, mlo, sizeof(mlo));
+				memcpy(sa.m_full, P.mn, sizeof(P.mn));
+				sa.u = &uv;
+				sa.lo[2] = z0;
+				sa.out = (ffdp_img){ob, {P.on[0], P.on[1], z1 - z0}};
+				s = ffdp_op_sample(be, &sa, &err);
+				diff += memcmp(ob, full + j0, (size_t)nb * sizeof(float)) != 0;
+				if (!s && in == FFDP_INTERP_LINEAR) {
+					ffdp_sample_grad_args gb_a = {&sa, {gout + j0, {P.on[0], P.on[1], z1 - z0}}, &gv, 0,
+								      NULL, NULL, NULL};
+					s = ffdp_op_sample_grad(be, &gb_a, &err);
+					for (int c = 0; c < 3; c++)
+						gdiff += memcmp(gb[c], gfull[c] + j0, (size_t)nb * sizeof(float)) != 0;
+				}
+				free(mb), free(ob), free(gb[0]), free(gb[1]), free(gb[2]);
+			}
+			CHECK(s == FFDP_OK && diff == 0 && gdiff == 0 && smaller > 0,
+			      "moving box %s %s: 6 output slabs sampling only their moving box give the whole "
+			      "volume's bits (%lld slabs differ, %lld gu components differ; %lld boxes smaller than M)",
+			      interp_name[in], pad_name[pad], (long long)diff, (long long)gdiff, (long long)smaller);
+		}
+	/* a box that does not fit the volume is refused */
+	ffdp_sample_args bad = prob_args(&P, &u, full, FFDP_INTERP_LINEAR, FFDP_PAD_ZERO);
+	bad.m_full[0] = P.mn[0], bad.m_full[1] = P.mn[1], bad.m_full[2] = P.mn[2];
+	bad.m_lo[2] = 1;
+	CHECK(ffdp_op_sample(be, &bad, &err) == FFDP_ERR_ARG, "a moving box past the volume's end is refused: %s",
+	      err.msg);
+	free(full), free(gout), free(gfull[0]), free(gfull[1]), free(gfull[2]);
+	prob_free(&P);
+}
+
+/* gW is reproducible: each plane's 12 sums (gW_z) are the op's on that
+ * plane alone, gW is their total in plane order, and 1 and 2 threads give
+ * the same bits. */
+static void test_gw_planes(tu_rng *r)
+{
+	prob P = prob_make(r, 1, 1, 0);
+	int64_t no = nvox(P.on), plane = P.on[0] * P.on[1], bad = 0;
+	float *gout = falloc(no);
+	double gW[2][12], *gz = calloc((size_t)(12 * P.on[2]), sizeof(double)), tot[12] = {0};
+	ffdp_vec u = prob_u(&P);
+	for (int64_t j = 0; j < no; j++)
+		gout[j] = (float)(tu_uniform(r) - 0.5);
+	ffdp_sample_args a = prob_args(&P, &u, NULL, FFDP_INTERP_LINEAR, FFDP_PAD_BORDER);
+	int keep = omp_get_max_threads();
+	for (int t = 0; t < 2; t++) {
+		memset(gW[t], 0, sizeof(gW[t]));
+		omp_set_num_threads(t + 1);
+		ffdp_sample_grad_args ga = {&a, {gout, {P.on[0], P.on[1], P.on[2]}}, NULL, 0, gW[t], NULL, gz};
+		ffdp_op_sample_grad(be, &ga, &err);
+	}
+	omp_set_num_threads(keep);
+	for (int64_t z = 0; z < P.on[2]; z++) {
+		double g1[12] = {0};
+		ffdp_vec uz = {{P.u[0] + z * plane, P.u[1] + z * plane, P.u[2] + z * plane}, {P.on[0], P.on[1], 1}, 3};
+		ffdp_sample_args b = a;
+		b.u = &uz;
+		b.lo[2] = z;
+		ffdp_sample_grad_args gb = {&b, {gout + z * plane, {P.on[0], P.on[1], 1}}, NULL, 0, g1, NULL, NULL};
+		ffdp_op_sample_grad(be, &gb, &err);
+		bad += memcmp(g1, gz + 12 * z, sizeof(g1)) != 0;
+		for (int k = 0; k < 12; k++)
+			tot[k] += gz[12 * z + k];
+	}
+	CHECK(bad == 0 && !memcmp(tot, gW[0], sizeof(tot)) && !memcmp(gW[0], gW[1], sizeof(tot)),
+	      "gW: %lld of %lld planes differ from the op on the plane alone; total in plane order %s; 1 vs 2 threads %s",
+	      (long long)bad, (long long)P.on[2], memcmp(tot, gW[0], sizeof(tot)) ? "differs" : "equal",
+	      memcmp(gW[0], gW[1], sizeof(tot)) ? "differ" : "equal");
+	free(gout), free(gz);
+	prob_free(&P);
+}
+
 /* 2-D ignores W's z column: the box's z index (lo[2]) does not matter. */
 static void test_2d_ignores_z(tu_rng *r)
 {
@@ -612,7 +733,7 @@ static void test_grad(tu_rng *r, int d3, int with_u, ffdp_pad pad, int accumulat
 	ffdp_sample_args a = prob_args(&P, &u, NULL, FFDP_INTERP_LINEAR, pad);
 	ffdp_img gMv = {gM, {P.mn[0], P.mn[1], P.mn[2]}};
 	ffdp_sample_grad_args ga = {&a, {gout, {P.on[0], P.on[1], P.on[2]}}, P.nc ? &guv : NULL, accumulate, gW,
-				    &gMv};
+				    &gMv, NULL};
 	CHECK_OK(ffdp_op_sample_grad(be, &ga, &err), &err, "sample_grad %dD %s %s u%s (%d points %s)",
 		 d3 ? 3 : 2, pad_name[pad], with_u ? "with" : "without", accumulate ? ", accumulating" : "",
 		 moved, with_u ? "nudged off knots" : "tries to place W off knots");
@@ -731,7 +852,7 @@ static void test_simd_bits(tu_rng *r)
 					tu_fill_uniform(r, g1[c], no, -1.0, 1.0);
 					memcpy(g2[c], g1[c], (size_t)no * sizeof(float));
 				}
-				ffdp_sample_grad_args ga = {&a, {gout, {on[0], on[1], on[2]}}, &gv1, acc, NULL, NULL};
+				ffdp_sample_grad_args ga = {&a, {gout, {on[0], on[1], on[2]}}, &gv1, acc, NULL, NULL, NULL};
 				s1 = ffdp_op_sample_grad(be, &ga, &err);
 				ffdp_cpu_force_scalar = 1;
 				ga.gu = &gv2;
@@ -830,7 +951,7 @@ static void bench_192(void)
 	ffdp_vec guv = {{gu[0], gu[1], gu[2]}, {192, 192, 192}, 3};
 	double gW[12] = {0};
 	a.u = &uv;
-	ffdp_sample_grad_args ga = {&a, {out, {192, 192, 192}}, &guv, 0, gW, NULL};
+	ffdp_sample_grad_args ga = {&a, {out, {192, 192, 192}}, &guv, 0, gW, NULL, NULL};
 	if (gu[0] && gu[1] && gu[2]) {
 		time_calls(call_sample_grad, &ga, 3, &wall, &cpu);
 		printf("bench: sample_grad (gu, gW) 192^3: %.1f ms (cpu %.1f ms), floor 32 B/voxel -> %.2f GB/s\n",
@@ -852,6 +973,8 @@ int main(void)
 	test_accumulate(&r, 1, FFDP_INTERP_LINEAR);
 	test_accumulate(&r, 0, FFDP_INTERP_NEAREST);
 	test_shards(&r);
+	test_moving_box(&r);
+	test_gw_planes(&r);
 	test_2d_ignores_z(&r);
 	test_shift(&r, 1);
 	test_shift(&r, 0);

@@ -117,12 +117,12 @@ static ffdp_status run_op(bench *b, const op_cfg *c, ffdp_error *err)
 {
 	double loss;
 	ffdp_loss_args a = {{b->f, {b->n[0], b->n[1], b->n[2]}}, {b->m, {b->n[0], b->n[1], b->n[2]}}, NULL, 0.0, 1.0,
-			    NULL, b->g, &loss, NULL};
+			    NULL, b->g, &loss, NULL, NULL};
 	if (c->mi) {
-		ffdp_mi_opts o = {32, c->k == 1 ? FFDP_MI_GAUSSIAN : FFDP_MI_BSPLINE3, -20.0, 1820.0, -5.0, 205.0, NULL, NULL};
+		ffdp_mi_opts o = {32, c->k == 1 ? FFDP_MI_GAUSSIAN : FFDP_MI_BSPLINE3, -20.0, 1820.0, -5.0, 205.0, NULL, NULL, NULL};
 		return ffdp_op_mi(b->be, &a, &o, err);
 	}
-	ffdp_lncc_opts o = {c->k, c->exact, 0.0};
+	ffdp_lncc_opts o = {.k = c->k, .exact_grad = c->exact, .eps = 0.0};
 	return ffdp_op_lncc(b->be, &a, &o, err);
 }
 

@@ -209,7 +209,7 @@ static ffdp_status op_lncc(bench *b)
 {
 	double loss;
 	ffdp_loss_args a = loss_args(b, &loss);
-	ffdp_lncc_opts o = {7, 1, 0};
+	ffdp_lncc_opts o = {.k = 7, .exact_grad = 1, .eps = 0};
 	return ffdp_op_lncc(b->be, &a, &o, &b->err);
 }
 
@@ -217,7 +217,7 @@ static ffdp_status op_mi(bench *b)
 {
 	double loss;
 	ffdp_loss_args a = loss_args(b, &loss);
-	ffdp_mi_opts o = {32, FFDP_MI_GAUSSIAN, 0, 1, 0, 1, NULL, NULL};
+	ffdp_mi_opts o = {32, FFDP_MI_GAUSSIAN, 0, 1, 0, 1, NULL, NULL, NULL};
 	return ffdp_op_mi(b->be, &a, &o, &b->err);
 }
 

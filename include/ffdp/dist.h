@@ -16,6 +16,8 @@
 
 #include <stdint.h>
 
+#include "ffdp/grid.h"
+#include "ffdp/io.h"
 #include "ffdp/ops.h"
 #include "ffdp/status.h"
 
@@ -31,6 +33,11 @@ ffdp_status ffdp_dist_create(ffdp_dist **out, ffdp_error *err);
 void ffdp_dist_destroy(ffdp_dist *d);
 int ffdp_dist_rank(const ffdp_dist *d);
 int ffdp_dist_size(const ffdp_dist *d);
+
+/* Any rank's failure fails every rank, so that none is left waiting in an
+ * exchange: returns s, or an error naming `what` when another rank failed.
+ * Collective. */
+ffdp_status ffdp_dist_agree(ffdp_dist *d, ffdp_status s, const char *what, ffdp_error *err);
 
 /* Rank's slab of a grid with nz planes: global z range [z0, z1). */
 typedef struct ffdp_slab {
@@ -56,6 +63,125 @@ ffdp_status ffdp_dist_halo_exchange(ffdp_dist *d, float *buf, int64_t plane, con
 ffdp_status ffdp_dist_smooth(ffdp_dist *d, ffdp_backend *be, ffdp_img slab, const ffdp_slab *s,
 			     const ffdp_smooth_opts *o, ffdp_error *err);
 
+/* ---- moving-image access ---------------------------------------------------
+ * An image distributed like any slab: rank k holds the planes
+ * ffdp_slab_of(n[2], k, size) of the whole volume of size n in own (host
+ * memory; NULL when it holds none).  The sampler's points on a rank reach
+ * an arbitrary z range of it (T, u); that range is fetched from its
+ * owners: exactly the planes holding the corners the sampler reads, plus
+ * one plane of margin each side against rounding of the range itself. */
+typedef struct ffdp_dist_image {
+	const float *own;
+	int64_t n[3];
+} ffdp_dist_image;
+
+/* This rank's fetch traffic, added to by each fetch. */
+typedef struct ffdp_dist_traffic {
+	uint64_t sent, recv; /* bytes */
+	int64_t fetches;
+} ffdp_dist_traffic;
+
+/* Planes [z0, z1) of the whole image, fetched (p NULL when empty). */
+typedef struct ffdp_dist_mbox {
+	float *p;
+	int64_t z0, z1;
+} ffdp_dist_mbox;
+
+/* The planes a's points need (a->W, a->B, a->u on a->out's box at a->lo;
+ * a->moving is not read).  Collective; t may be NULL. */
+ffdp_status ffdp_dist_fetch(ffdp_dist *d, const ffdp_sample_args *a, const ffdp_dist_image *m,
+			    ffdp_dist_mbox *box, ffdp_dist_traffic *t, ffdp_error *err);
+void ffdp_dist_mbox_free(ffdp_dist_mbox *box);
+/* Point a's moving image at the box (moving, m_lo, m_full). */
+void ffdp_dist_mbox_bind(const ffdp_dist_mbox *box, const ffdp_dist_image *m, ffdp_sample_args *a);
+
+/* ffdp_op_sample over a distributed moving image: fetch, sample, free.
+ * The bits are those of the single-process op on the whole image. */
+ffdp_status ffdp_dist_sample(ffdp_dist *d, ffdp_backend *be, const ffdp_sample_args *a,
+			     const ffdp_dist_image *m, ffdp_dist_traffic *t, ffdp_error *err);
+
+/* Gather a slabbed volume (planes of `plane` floats, the rank's planes in
+ * own) into whole on rank root (nz planes; whole is ignored elsewhere), or
+ * scatter whole from root into each rank's own.  Collective. */
+ffdp_status ffdp_dist_gather(ffdp_dist *d, const float *own, int64_t plane, int64_t nz, float *whole, int root,
+			     ffdp_error *err);
+ffdp_status ffdp_dist_scatter(ffdp_dist *d, const float *whole, int64_t plane, int64_t nz, float *own, int root,
+			      ffdp_error *err);
+
+/* ---- reductions -------------------------------------------------------------
+ * A sum over a z-slabbed volume is formed from per-plane partial sums
+ * (each formed in a fixed order by the op), gathered and added in global
+ * plane order: the same bits for any number of ranks, equal to the
+ * single-process op's total (ops.h, "reproducible sums").  zsum holds the
+ * rank's planes [s->z0, s->z1) with k doubles per plane; total gets k
+ * sums.  Collective. */
+ffdp_status ffdp_dist_plane_total(ffdp_dist *d, const ffdp_slab *s, const double *zsum, int k, double *total,
+				  ffdp_error *err);
+
+/* Largest value over the ranks (exact).  Collective. */
+double ffdp_dist_max(ffdp_dist *d, double x);
+
+/* ---- losses -----------------------------------------------------------------
+ * a on the rank's own planes (f, m, mask, gradients: n[2] = s->z1 - s->z0;
+ * pointers may be NULL when it owns none).  a->denom must be the global one
+ * (> 0: the voxel count of the whole volume, or its mask sum); loss and
+ * sum are global, gradients the rank's planes of the single-process op's,
+ * bit for bit.  Collective. */
+ffdp_status ffdp_dist_mse(ffdp_dist *d, ffdp_backend *be, const ffdp_loss_args *a, const ffdp_slab *s,
+			  ffdp_error *err);
+
+/* LNCC: each rank runs the op on a box of its planes plus the halo the
+ * windows and anchors need (ffdp_lncc_planes; f, m and the mask are
+ * exchanged), with the whole volume's shifts (ffdp_lncc_shift over the
+ * gathered plane parts); o's shard fields are filled here. */
+ffdp_status ffdp_dist_lncc(ffdp_dist *d, ffdp_backend *be, const ffdp_loss_args *a, const ffdp_slab *s,
+			   const ffdp_lncc_opts *o, ffdp_error *err);
+
+/* MI: the joint histogram is formed per plane by the op (hist_z), gathered
+ * and added in global plane order, then given back (hist_in) for the loss
+ * and gradients.  a->denom may be 0 (the histogram's total, now global). */
+ffdp_status ffdp_dist_mi(ffdp_dist *d, ffdp_backend *be, const ffdp_loss_args *a, const ffdp_slab *s,
+			 const ffdp_mi_opts *o, ffdp_error *err);
+
+/* ---- the greedy step ---------------------------------------------------------
+ * Fields on the rank's own planes (components NULL when it owns none). */
+
+/* ffdp_op_smooth_vec, component by component (ffdp_dist_smooth). */
+ffdp_status ffdp_dist_smooth_vec(ffdp_dist *d, ffdp_backend *be, ffdp_vec slab, const ffdp_slab *s,
+				 const ffdp_smooth_opts *o, ffdp_error *err);
+
+/* ffdp_op_adam_moments on the own planes; *max_norm is the global maximum
+ * (NaN on every rank when any has one). */
+ffdp_status ffdp_dist_adam_moments(ffdp_dist *d, ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp_vec v,
+				   const ffdp_slab *s, const ffdp_adam_opts *o, double *max_norm, ffdp_error *err);
+
+/* ffdp_op_warp_step: with compose, u gets a halo as deep as the
+ * composition reaches (bounded by o->max_norm, which must be the global
+ * one and > 0) plus one plane, and the op runs on the rank's box of the
+ * volume; its own planes are kept.  Collective. */
+ffdp_status ffdp_dist_warp_step(ffdp_dist *d, ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec v,
+				const ffdp_slab *s, const ffdp_warp_step_opts *o, ffdp_error *err);
+
+/* ---- pyramid levels -------------------------------------------------------- */
+
+/* *lo, *hi = min and max over the whole volume (ffdp_op_minmax rules: NaN
+ * ignored, both NaN when every voxel is); own may have no plane.  Exact. */
+ffdp_status ffdp_dist_minmax(ffdp_dist *d, ffdp_backend *be, ffdp_img own, double *lo, double *hi,
+			     ffdp_error *err);
+
+/* src (distributed, on src_grid) sampled linearly with border padding at
+ * the voxel centres of the rank's planes of dst_grid, into dst_own: the
+ * rank's part of ffdp_field_resample's sampling (fields: per component). */
+ffdp_status ffdp_dist_resample(ffdp_dist *d, ffdp_backend *be, const ffdp_dist_image *src,
+			       const ffdp_grid *src_grid, const ffdp_grid *dst_grid, float *dst_own,
+			       ffdp_dist_traffic *t, ffdp_error *err);
+
+/* The rank's planes of ffdp_pyramid_downsample: blur (ffdp_dist_smooth on
+ * a copy), then ffdp_dist_resample. */
+ffdp_status ffdp_dist_downsample(ffdp_dist *d, ffdp_backend *be, const ffdp_dist_image *src,
+				 const ffdp_grid *src_grid, const ffdp_grid *dst_grid, float *dst_own,
+				 ffdp_dist_traffic *t, ffdp_error *err);
+
 /* ---- One output file from every rank's planes (src/dist/dist_io.c) ----
  *
  * Rank 0 creates the temporary and writes the header; for .nii every rank
@@ -67,8 +193,6 @@ ffdp_status ffdp_dist_smooth(ffdp_dist *d, ffdp_backend *be, ffdp_img slab, cons
  * failure on every rank, with the first failing rank's message, and leaves
  * no temporary.  The slabs must be ffdp_slab_of's (rank order, tiling
  * [0, nz)), and the file system one that every rank sees. */
-#include "ffdp/io.h"
-
 typedef struct ffdp_dist_writer ffdp_dist_writer;
 
 /* Collective: every rank passes the same path, whole grid, ncomp, type and

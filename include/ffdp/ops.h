@@ -93,6 +93,15 @@ typedef enum ffdp_interp {
  */
 typedef struct ffdp_sample_args {
 	ffdp_img moving;
+	/* A moving sub-box (shards): moving holds the voxels of the whole moving
+	 * volume of size m_full from index m_lo on.  p is computed and clamped,
+	 * and padding decided, in the whole volume; only the integer corner
+	 * indices move into the box, so the bits are the whole volume's.  The
+	 * box must hold every corner read: along each axis the clamped
+	 * [floor(min p), floor(max p) + 1].  m_full all 0: moving is the whole
+	 * volume (m_lo must then be 0). */
+	int64_t m_lo[3];
+	int64_t m_full[3];
 	double W[12];      /* 3x4 row-major */
 	double B[9];       /* 3x3 row-major; used only when u is given */
 	const ffdp_vec *u; /* on the output box, or NULL (pure linear) */
@@ -107,7 +116,9 @@ ffdp_status ffdp_op_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_err
 
 /* Backward of the LINEAR sampler with upstream gradient gout = dL/dout.
  * Outputs may be NULL.  gu is written (or added to when accumulate_gu),
- * gW is added to (12 doubles), gM is added to (scatter). */
+ * gW is added to (12 doubles), gM is added to (scatter).  On the CPU, gW's
+ * sum is reproducible (see "similarity losses"): rows, then z planes in
+ * order; gW_z (optional, host-memory backends) receives each plane's 12. */
 typedef struct ffdp_sample_grad_args {
 	const ffdp_sample_args *fwd; /* fwd->out is not read */
 	ffdp_img gout;
@@ -115,6 +126,7 @@ typedef struct ffdp_sample_grad_args {
 	int accumulate_gu;
 	double *gW;
 	ffdp_img *gM;
+	double *gW_z;
 } ffdp_sample_grad_args;
 
 ffdp_status ffdp_op_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *a,
@@ -182,6 +194,12 @@ ffdp_status ffdp_op_moments(ffdp_backend *be, ffdp_img x, double out[10], ffdp_e
  * skip) are written, already multiplied by `scale` (the upstream dL/dloss;
  * 1 for a plain gradient), and equal the exact gradient of the reported
  * value.
+ *
+ * Reproducible sums (CPU): each z plane's sum is formed in a fixed order
+ * (its rows' sums in row order) and the total is the planes' sums added in
+ * plane order, so it has the same bits for any thread count, and ranks
+ * holding z-slabs get the same total by adding the gathered zsum in
+ * global plane order.
  */
 typedef struct ffdp_loss_args {
 	ffdp_img f;          /* fixed (or "first") image */
@@ -193,6 +211,8 @@ typedef struct ffdp_loss_args {
 	float *gm;
 	double *loss;        /* out: sum / denom */
 	double *sum;         /* out, optional: unnormalised sum */
+	double *zsum;        /* out, optional (host-memory backends): the
+			      * unnormalised sum of each z plane, n[2] doubles */
 } ffdp_loss_args;
 
 ffdp_status ffdp_op_mse(ffdp_backend *be, const ffdp_loss_args *a, ffdp_error *err);
@@ -206,10 +226,41 @@ typedef struct ffdp_lncc_opts {
 	int k;
 	int exact_grad;
 	double eps; /* 0 -> 1e-5 */
+	/* Shards (host-memory backends; 3-D only).  The box holds planes
+	 * [z_lo, z_lo + n[2]) of a volume of z_full planes (0: the box is the
+	 * volume); only the box planes [o_z0, o_z1) get loss (sum, zsum) and
+	 * gradients (other planes of gf, gm, zsum are not written); the box
+	 * must hold the planes ffdp_lncc_planes names for them. */
+	int64_t z_lo, z_full, o_z0, o_z1;
+	/* Intensity shifts (precision only: cc does not depend on them): with
+	 * shifts_given, cf and cm are used as they are (for shards: the whole
+	 * volume's ffdp_lncc_shift); otherwise the op takes ffdp_lncc_shift of
+	 * the box. */
+	int shifts_given;
+	float cf, cm;
 } ffdp_lncc_opts;
 
 ffdp_status ffdp_op_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_lncc_opts *o,
 			 ffdp_error *err);
+
+/* Reproducible LNCC on the CPU: window sums run along z (the streamed
+ * axis) from anchor planes at fixed global positions, where they restart
+ * from zero, so every plane's sums, hence its cc and gradient, are the same
+ * bits wherever a box, shard or thread's range starts.  Anchor spacing: */
+int64_t ffdp_lncc_anchor_block(int k);
+
+/* Global planes [*lo, *hi) of a z_full-plane volume that a box must hold
+ * to produce planes [o0, o1) (global) with window k (exact gradient or not). */
+void ffdp_lncc_planes(int k, int exact_grad, int64_t z_full, int64_t o0, int64_t o1, int64_t *lo, int64_t *hi);
+
+/* The shift rule: the mean of a fixed sample of the whole volume (size n):
+ * row n[1] / 2 of every ceil(n[2] / 64)-th plane, every ceil(n[0] / 64)-th
+ * voxel.  ffdp_lncc_shift_part is global plane z's part of the sum (0 when
+ * it is not sampled; x: the plane, host memory), ffdp_lncc_shift_count the
+ * number of samples; the shift is (float)(sum of parts in plane order /
+ * count). */
+double ffdp_lncc_shift_part(const float *x, const int64_t n[3], int64_t z);
+int64_t ffdp_lncc_shift_count(const int64_t n[3]);
 
 /* Mattes mutual information with Parzen windows, never a B x N array.
  * Intensities map to bins with the given (global) ranges; per-voxel kernel
@@ -230,6 +281,11 @@ typedef struct ffdp_mi_opts {
 	double m_lo, m_hi;     /* moving intensity range */
 	double *hist;          /* out, optional */
 	const double *hist_in; /* in, optional */
+	/* out, optional (host-memory backends): each z plane's joint
+	 * histogram, n[2] * bins^2 doubles.  The joint is their sum in plane
+	 * order (each plane's voxels added in order), the same bits for any
+	 * thread count, and for ranks that add the gathered planes in order. */
+	double *hist_z;
 } ffdp_mi_opts;
 
 ffdp_status ffdp_op_mi(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_mi_opts *o,

@@ -32,6 +32,14 @@ extern "C" {
 ffdp_status ffdp_pyramid_level_grid(const ffdp_grid *g, double shrink, int64_t min_size, ffdp_grid *out,
 				    ffdp_error *err);
 
+/* W = (src phys->index)(dst index->phys), 3x4 row-major: a dst voxel's
+ * continuous index in src (the sampler's W for resampling). */
+void ffdp_pyramid_map(const ffdp_grid *src, const ffdp_grid *dst, double W[12]);
+
+/* The anti-aliasing blur of downsampling src to dst (below); 0 when no
+ * axis shrinks (then so has no sigma). */
+int ffdp_pyramid_blur(const ffdp_grid *src, const ffdp_grid *dst, ffdp_smooth_opts *so);
+
 /* Resample src onto dst_grid (a level of src's grid): a Gaussian blur of
  * sigma = 0.5 n / n' source voxels on each axis that shrinks (truncated at
  * 2 sigma, renormalised at the faces), then linear sampling with border

@@ -19,6 +19,8 @@
 extern "C" {
 #endif
 
+struct ffdp_dist; /* dist.h */
+
 #define FFDP_MAX_LEVELS 8
 #define FFDP_MAX_STAGES 8
 
@@ -68,6 +70,11 @@ typedef struct ffdp_reg_opts {
 	ffdp_mat4 init;                 /* initial T (identity unless set) */
 	int min_level_size;             /* coarsest level size per axis, default 32 */
 	int want_inverse;               /* compute the inverse warp (SyN always can) */
+	/* Optional (built with MPI): spread the deformable stage over the
+	 * ranks of this context (dist.h) in z-slabs, with the single-process
+	 * result's bits.  Every rank calls ffdp_register with the same inputs;
+	 * linear stages run on each; rank 0 gets the fields.  No masks yet. */
+	struct ffdp_dist *dist;
 } ffdp_reg_opts;
 
 /* Presets: "rigid", "affine", "greedy", "syn", "default" (= moments, rigid,
@@ -83,6 +90,9 @@ typedef struct ffdp_stage_report {
 	int iters[FFDP_MAX_LEVELS]; /* iterations run per level */
 	int nlevels;
 	double final_loss;          /* at the finest level */
+	/* distributed deformable stages: this rank's moving-plane fetches */
+	uint64_t fetch_sent, fetch_recv; /* bytes */
+	int64_t fetches;
 } ffdp_stage_report;
 
 typedef struct ffdp_reg_result {

@@ -20,6 +20,25 @@ int ffdp_cli_usage(const char *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)))
 #endif
 	;
+/* ---- running under mpirun (cli_mpi.c) ----------------------------------------
+ * When mpirun started more than one rank, MPI is initialised and a dist
+ * context made; other ranks log errors only. */
+typedef struct cli_mpi {
+	struct ffdp_dist *dist; /* NULL: one process */
+	int rank, size;
+	int own_init;           /* we called MPI_Init */
+} cli_mpi;
+
+ffdp_status ffdp_cli_mpi_start(cli_mpi *m, int *argc, char ***argv, ffdp_error *err);
+void ffdp_cli_mpi_end(cli_mpi *m);
+/* Rank 0's status s, then (when it is OK) its volumes (grids and voxels;
+ * other ranks' are allocated here) and T, on every rank. */
+ffdp_status ffdp_cli_mpi_share(const cli_mpi *m, ffdp_status s, ffdp_error *err, ffdp_volume *const *vols,
+			       int nvol, ffdp_mat4 *T);
+/* Every rank's per-stage fetch traffic (received, sent bytes) into all on
+ * rank 0: all[(rank * nstages + stage) * 2 + 0/1]. */
+void ffdp_cli_mpi_traffic(const cli_mpi *m, const ffdp_reg_result *r, uint64_t *all);
+
 /* Strict integer / real parsing of option values; 0 on success. */
 int ffdp_cli_parse_i64(const char *s, long long lo, long long hi, long long *out);
 int ffdp_cli_parse_f64(const char *s, double lo, double hi, double *out);

@@ -309,15 +309,42 @@ static long peak_rss_mb(void)
 	return ru.ru_maxrss / 1024;
 }
 
-static int write_report(const char *path, const reg_cli *c, const ffdp_reg_result *r, ffdp_error *err)
+/* "fetch": moving planes each rank fetched in a distributed stage. */
+static size_t report_fetch(char *buf, size_t cap, const ffdp_reg_result *r, int k, const uint64_t *traffic,
+			   int nranks)
 {
-	char buf[8192];
+	size_t n = 0;
+	int64_t iters = 0;
+	uint64_t recv = 0;
+	for (int l = 0; l < r->stages[k].nlevels; l++)
+		iters += r->stages[k].iters[l];
+	for (int q = 0; q < nranks; q++)
+		recv += traffic[(q * r->nstages + k) * 2];
+#define APPF(...) (n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, __VA_ARGS__))
+	APPF(", \"fetch\": {\"bytes_per_iteration\": %.0f, \"recv_bytes_per_rank\": [",
+	     iters ? (double)recv / (double)iters : 0.0);
+	for (int q = 0; q < nranks; q++)
+		APPF("%s%llu", q ? ", " : "", (unsigned long long)traffic[(q * r->nstages + k) * 2]);
+	APPF("], \"sent_bytes_per_rank\": [");
+	for (int q = 0; q < nranks; q++)
+		APPF("%s%llu", q ? ", " : "", (unsigned long long)traffic[(q * r->nstages + k) * 2 + 1]);
+	APPF("]}");
+#undef APPF
+	return n;
+}
+
+static int write_report(const char *path, const reg_cli *c, const ffdp_reg_result *r, const uint64_t *traffic,
+			int nranks, ffdp_error *err)
+{
+	char buf[16384];
 	size_t n = 0;
 #define APP(...) (n += (size_t)snprintf(buf + n, n < sizeof(buf) ? sizeof(buf) - n : 0, __VA_ARGS__))
 	APP("{\n  \"ffdp_version\": \"%s\",\n  \"fixed\": \"%s\",\n  \"moving\": \"%s\",\n", ffdp_version(), c->fixed,
 	    c->moving);
-	APP("  \"backend\": \"%s\",\n  \"threads\": %d,\n  \"seconds\": %.3f,\n  \"peak_memory_mb\": %ld,\n",
-	    c->opts.backend == FFDP_BACKEND_CUDA ? "cuda" : "cpu", ffdp_num_threads(), r->seconds, peak_rss_mb());
+	APP("  \"backend\": \"%s\",\n  \"threads\": %d,\n  \"mpi_ranks\": %d,\n  \"seconds\": %.3f,\n"
+	    "  \"peak_memory_mb\": %ld,\n",
+	    c->opts.backend == FFDP_BACKEND_CUDA ? "cuda" : "cpu", ffdp_num_threads(), nranks, r->seconds,
+	    peak_rss_mb());
 	APP("  \"affine\": [");
 	for (int i = 0; i < 12; i++)
 		APP("%s%.10g", i ? ", " : "", r->T.m[i]);
@@ -328,7 +355,10 @@ static int write_report(const char *path, const reg_cli *c, const ffdp_reg_resul
 		    ffdp_stage_name(s->kind), s->seconds, s->final_loss);
 		for (int l = 0; l < s->nlevels; l++)
 			APP("%s%d", l ? ", " : "", s->iters[l]);
-		APP("]}%s\n", k + 1 < r->nstages ? "," : "");
+		APP("]");
+		if (nranks > 1 && s->kind != FFDP_STAGE_MOMENTS)
+			n += report_fetch(buf + n, n < sizeof(buf) ? sizeof(buf) - n : 0, r, k, traffic, nranks);
+		APP("}%s\n", k + 1 < r->nstages ? "," : "");
 	}
 	APP("  ]\n}\n");
 #undef APP
@@ -338,7 +368,7 @@ static int write_report(const char *path, const reg_cli *c, const ffdp_reg_resul
 }
 
 static int write_outputs(const reg_cli *c, const ffdp_volume *fixed, const ffdp_volume *moving,
-			 const ffdp_reg_result *r, ffdp_error *err)
+			 const ffdp_reg_result *r, const uint64_t *traffic, int nranks, ffdp_error *err)
 {
 	char path[4096];
 	ffdp_backend *be = NULL;
@@ -363,7 +393,7 @@ static int write_outputs(const reg_cli *c, const ffdp_volume *fixed, const ffdp_
 	if (!s)
 		s = ffdp_qc_write_png(OUT("_qc.png"), fixed, &warped, FFDP_QC_OVERLAY, err);
 	if (!s)
-		s = write_report(OUT("_report.json"), c, r, err);
+		s = write_report(OUT("_report.json"), c, r, traffic, nranks, err);
 #undef OUT
 	ffdp_field_free(&w);
 	ffdp_volume_free(&warped);
@@ -378,34 +408,67 @@ int ffdp_cmd_register(int argc, char **argv)
 	if (rc)
 		return rc;
 	ffdp_error err = {0};
-	char probe[4096];
-	snprintf(probe, sizeof(probe), "%s_warped.nii.gz", c.prefix);
-	if (ffdp_check_writable(probe, &err))
+	cli_mpi mpi;
+	ffdp_status s = ffdp_cli_mpi_start(&mpi, &argc, &argv, &err);
+	if (s)
 		return ffdp_cli_fail(&err);
+	if (mpi.dist && c.fmask) {
+		int rank = mpi.rank;
+		ffdp_cli_mpi_end(&mpi);
+		return rank ? 2 : ffdp_cli_usage("register", "--fixed-mask is not supported under mpirun yet");
+	}
+	c.opts.dist = mpi.dist;
+	if (mpi.dist && c.opts.backend == FFDP_BACKEND_CUDA) {
+		/* the sharded ops exchange host memory; GPUs under mpirun need the
+		 * device path (NCCL), not written yet */
+		if (c.backend && !strcmp(c.backend, "cuda")) {
+			int rank = mpi.rank;
+			ffdp_cli_mpi_end(&mpi);
+			return rank ? 2 : ffdp_cli_usage("register", "--backend cuda is not supported under mpirun yet");
+		}
+		c.opts.backend = FFDP_BACKEND_CPU;
+	}
 	ffdp_volume fixed = {0}, moving = {0}, fmask = {0};
 	ffdp_reg_result res;
 	memset(&res, 0, sizeof(res));
-	ffdp_status s = ffdp_image_read(c.fixed, 0, &fixed, NULL, &err);
-	if (!s)
-		s = ffdp_image_read(c.moving, 0, &moving, NULL, &err);
-	if (!s && c.fmask) {
-		s = ffdp_image_read(c.fmask, 0, &fmask, NULL, &err);
-		c.opts.fixed_mask = &fmask;
+	/* rank 0 reads and shares the inputs */
+	if (mpi.rank == 0) {
+		char probe[4096];
+		snprintf(probe, sizeof(probe), "%s_warped.nii.gz", c.prefix);
+		s = ffdp_check_writable(probe, &err);
+		if (!s)
+			s = ffdp_image_read(c.fixed, 0, &fixed, NULL, &err);
+		if (!s)
+			s = ffdp_image_read(c.moving, 0, &moving, NULL, &err);
+		if (!s && c.fmask) {
+			s = ffdp_image_read(c.fmask, 0, &fmask, NULL, &err);
+			c.opts.fixed_mask = &fmask;
+		}
+		if (!s && c.init)
+			s = ffdp_affine_read(c.init, &c.opts.init, &err);
 	}
-	if (!s && c.init)
-		s = ffdp_affine_read(c.init, &c.opts.init, &err);
+	ffdp_volume *vols[2] = {&fixed, &moving};
+	s = ffdp_cli_mpi_share(&mpi, s, &err, vols, 2, &c.opts.init);
 	if (!s) {
 		if (c.opts.backend == FFDP_BACKEND_CUDA)
 			ffdp_log_info("register: %s -> %s, %d stage%s, CUDA device %d", c.moving, c.fixed, c.opts.nstages,
 				      c.opts.nstages == 1 ? "" : "s", c.opts.device);
 		else
-			ffdp_log_info("register: %s -> %s, %d stage%s, CPU, %d thread%s", c.moving, c.fixed,
+			ffdp_log_info("register: %s -> %s, %d stage%s, CPU, %d thread%s%s", c.moving, c.fixed,
 				      c.opts.nstages, c.opts.nstages == 1 ? "" : "s", ffdp_num_threads(),
-				      ffdp_num_threads() == 1 ? "" : "s");
+				      ffdp_num_threads() == 1 ? "" : "s", mpi.size > 1 ? " per rank" : "");
+		if (mpi.size > 1)
+			ffdp_log_info("register: %d MPI ranks, z-slabs of the fixed grid", mpi.size);
 		s = ffdp_register(&fixed, &moving, &c.opts, &res, &err);
 	}
+	uint64_t *traffic = calloc((size_t)mpi.size * 2 * FFDP_MAX_STAGES, sizeof(uint64_t));
+	if (!s && !traffic)
+		s = ffdp_fail(&err, FFDP_ERR_NOMEM, "no memory for the traffic report");
 	if (!s)
-		s = write_outputs(&c, &fixed, &moving, &res, &err);
+		ffdp_cli_mpi_traffic(&mpi, &res, traffic);
+	if (!s && mpi.rank == 0)
+		s = write_outputs(&c, &fixed, &moving, &res, traffic, mpi.size, &err);
+	free(traffic);
 	if (!s) {
 		for (int k = 0; k < res.nstages; k++)
 			ffdp_log_info("  %-8s %7.2f s  loss %.5f", ffdp_stage_name(res.stages[k].kind),
@@ -417,5 +480,6 @@ int ffdp_cmd_register(int argc, char **argv)
 	ffdp_volume_free(&fixed);
 	ffdp_volume_free(&moving);
 	ffdp_volume_free(&fmask);
+	ffdp_cli_mpi_end(&mpi);
 	return s ? ffdp_cli_fail(&err) : 0;
 }

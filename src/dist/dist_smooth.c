@@ -96,17 +96,6 @@ static void ds_zpass(float *out, const float *buf, int64_t own, int64_t plane, c
 	}
 }
 
-/* Any rank's failure fails every rank, so none is left in an exchange. */
-static ffdp_status ds_agree(ffdp_dist *d, ffdp_status s, ffdp_error *err)
-{
-	int bad = s != FFDP_OK, any = 0;
-
-	MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, d->comm);
-	if (any && !bad)
-		return ffdp_fail(err, FFDP_ERR_BACKEND, "dist smooth: another rank failed");
-	return s;
-}
-
 ffdp_status ffdp_dist_smooth(ffdp_dist *d, ffdp_backend *be, ffdp_img slab, const ffdp_slab *s,
 			     const ffdp_smooth_opts *o, ffdp_error *err)
 {
@@ -146,7 +135,7 @@ ffdp_status ffdp_dist_smooth(ffdp_dist *d, ffdp_backend *be, ffdp_img slab, cons
 		memcpy(mid.p, slab.p, (size_t)(own * plane) * sizeof(float));
 		st = ffdp_op_smooth(be, mid, &xy, err);
 	}
-	st = ds_agree(d, st, err);
+	st = ffdp_dist_agree(d, st, "dist smooth", err);
 	if (!st)
 		st = ffdp_dist_halo_exchange(d, buf, plane, s, h, 0.0f, err);
 	if (!st && own > 0)

@@ -53,3 +53,13 @@ ffdp_slab ffdp_slab_of(int64_t nz, int rank, int size)
 	s.z1 = s.z0 + q + (rank < rem ? 1 : 0);
 	return s;
 }
+
+ffdp_status ffdp_dist_agree(ffdp_dist *d, ffdp_status s, const char *what, ffdp_error *err)
+{
+	int bad = s != FFDP_OK, any = 0;
+
+	MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, d->comm);
+	if (any && !bad)
+		return ffdp_fail(err, FFDP_ERR_BACKEND, "%s: another rank failed", what);
+	return s;
+}

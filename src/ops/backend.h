@@ -48,4 +48,9 @@ struct ffdp_backend {
 ffdp_status ffdp_cpu_backend_open(ffdp_backend **out, ffdp_error *err);
 ffdp_status ffdp_cuda_backend_open(int device, ffdp_backend **out, ffdp_error *err);
 
+/* The reproducible LNCC's plane ranges (lncc_rules.c), global planes of a
+ * z_full-plane volume, radius r (clipped), anchor spacing b: to produce
+ * planes [o0, o1), rng = scored [s0, s1) and read [v0, v1). */
+void ffdp_lncc_ranges(int64_t r, int64_t b, int exact, int64_t z_full, int64_t o0, int64_t o1, int64_t rng[4]);
+
 #endif

@@ -85,16 +85,16 @@ static ffdp_status check_vec(const ffdp_vec *x, const char *what, ffdp_error *er
 {
 	if (!dims_ok(x->n) || x->ncomp < 2 || x->ncomp > 3)
 		return ffdp_fail(err, FFDP_ERR_ARG, "%s: bad field view", what);
-	if (x->ncomp != (x->n[2] == 1 ? 2 : 3))
-		return ffdp_fail(err, FFDP_ERR_ARG, "%s: %d components on a %s grid", what, x->ncomp,
-				 x->n[2] == 1 ? "2-D" : "3-D");
+	/* one plane with 3 components: a one-plane box (shard) of a 3-D field */
+	if (x->ncomp == 2 && x->n[2] != 1)
+		return ffdp_fail(err, FFDP_ERR_ARG, "%s: 2 components on a 3-D grid", what);
 	for (int c = 0; c < x->ncomp; c++)
 		if (!x->c[c])
 			return ffdp_fail(err, FFDP_ERR_ARG, "%s: component %d is NULL", what, c);
 	return FFDP_OK;
 }
 
-static ffdp_status check_loss(const ffdp_loss_args *a, const char *what, ffdp_error *err)
+static ffdp_status check_loss(ffdp_backend *be, const ffdp_loss_args *a, const char *what, ffdp_error *err)
 {
 	ffdp_status s;
 	if ((s = check_img(&a->f, what, err)) || (s = check_img(&a->m, what, err)))
@@ -103,6 +103,23 @@ static ffdp_status check_loss(const ffdp_loss_args *a, const char *what, ffdp_er
 		return ffdp_fail(err, FFDP_ERR_ARG, "%s: images differ in size", what);
 	if (!a->loss)
 		return ffdp_fail(err, FFDP_ERR_ARG, "%s: no loss output", what);
+	if (a->zsum && !ffdp_backend_host_memory(be))
+		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "%s: per-plane sums only on host-memory backends", what);
+	return FFDP_OK;
+}
+
+/* The moving sub-box of a sampler call lies inside the whole volume. */
+static ffdp_status check_mbox(const ffdp_sample_args *a, const char *what, ffdp_error *err)
+{
+	int whole = !a->m_full[0] && !a->m_full[1] && !a->m_full[2];
+	for (int k = 0; k < 3; k++) {
+		if (whole ? a->m_lo[k] != 0
+			  : a->m_lo[k] < 0 || a->m_full[k] < 1 || a->m_lo[k] + a->moving.n[k] > a->m_full[k])
+			return ffdp_fail(err, FFDP_ERR_ARG,
+					 "%s: moving box at %lld of %lld voxels does not fit a volume of %lld (axis %d)",
+					 what, (long long)a->m_lo[k], (long long)a->moving.n[k],
+					 (long long)a->m_full[k], k);
+	}
 	return FFDP_OK;
 }
 
@@ -115,6 +132,8 @@ ffdp_status ffdp_op_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_err
 		return s;
 	if (a->u && ((s = check_vec(a->u, "sample u", err)) || !same_dims(a->u->n, a->out.n)))
 		return s ? s : ffdp_fail(err, FFDP_ERR_ARG, "sample: u and output differ in size");
+	if ((s = check_mbox(a, "sample", err)))
+		return s;
 	return be->ops->sample(be, a, err);
 }
 
@@ -129,6 +148,10 @@ ffdp_status ffdp_op_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *a
 		return ffdp_fail(err, FFDP_ERR_ARG, "sample_grad: gu needs u and the output box size");
 	if (a->gM && !same_dims(a->gM->n, a->fwd->moving.n))
 		return ffdp_fail(err, FFDP_ERR_ARG, "sample_grad: gM differs from the moving image in size");
+	if ((s = check_mbox(a->fwd, "sample_grad", err)))
+		return s;
+	if (a->gW_z && !ffdp_backend_host_memory(be))
+		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "sample_grad: per-plane gW only on host-memory backends");
 	return be->ops->sample_grad(be, a, err);
 }
 
@@ -179,29 +202,33 @@ ffdp_status ffdp_op_moments(ffdp_backend *be, ffdp_img x, double out[10], ffdp_e
 
 ffdp_status ffdp_op_mse(ffdp_backend *be, const ffdp_loss_args *a, ffdp_error *err)
 {
-	ffdp_status s = check_loss(a, "mse", err);
+	ffdp_status s = check_loss(be, a, "mse", err);
 	return s ? s : be->ops->mse(be, a, err);
 }
 
 ffdp_status ffdp_op_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_lncc_opts *o, ffdp_error *err)
 {
-	ffdp_status s = check_loss(a, "lncc", err);
+	ffdp_status s = check_loss(be, a, "lncc", err);
 	if (s)
 		return s;
 	if (o->k < 1 || o->k % 2 == 0)
 		return ffdp_fail(err, FFDP_ERR_ARG, "lncc: window %d is not a positive odd number", o->k);
+	if ((o->z_full || o->shifts_given) && !ffdp_backend_host_memory(be))
+		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "lncc: shards and given shifts only on host-memory backends");
 	return be->ops->lncc(be, a, o, err);
 }
 
 ffdp_status ffdp_op_mi(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_mi_opts *o, ffdp_error *err)
 {
-	ffdp_status s = check_loss(a, "mi", err);
+	ffdp_status s = check_loss(be, a, "mi", err);
 	if (s)
 		return s;
 	if (o->bins < 4 || o->bins > 1024)
 		return ffdp_fail(err, FFDP_ERR_ARG, "mi: %d bins is outside 4..1024", o->bins);
 	if (!(o->f_hi > o->f_lo) || !(o->m_hi > o->m_lo))
 		return ffdp_fail(err, FFDP_ERR_ARG, "mi: empty intensity range");
+	if (o->hist_z && !ffdp_backend_host_memory(be))
+		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "mi: per-plane histograms only on host-memory backends");
 	return be->ops->mi(be, a, o, err);
 }
 

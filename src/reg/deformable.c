@@ -26,12 +26,6 @@ typedef struct side {
 	int on_fixed;          /* 1: samples the fixed level image (SyN) */
 } side;
 
-static ffdp_img img_of(float *p, const ffdp_grid *g)
-{
-	ffdp_img x = {p, {g->n[0], g->n[1], g->n[2]}};
-	return x;
-}
-
 /* Everything but u: the optimiser's state and the per-level images. */
 static void side_free_scratch(ffdp_backend *be, side *sd)
 {
@@ -49,17 +43,19 @@ static void side_free(ffdp_backend *be, side *sd)
 	reg_field_free(be, &sd->u);
 }
 
-/* Fields on grid g: fresh zeros, or the previous level's resampled. */
-static ffdp_status side_level(ffdp_backend *be, side *sd, const ffdp_grid *g, ffdp_error *err)
+/* Fields on grid g (the domain's level): fresh zeros, or the previous
+ * level's resampled. */
+static ffdp_status side_level(reg_domain *dm, side *sd, const ffdp_grid *g, ffdp_error *err)
 {
+	ffdp_backend *be = dm->be;
 	ffdp_field *keep[3] = {&sd->u, &sd->m, &sd->v};
 	ffdp_status s = FFDP_OK;
 	for (int k = 0; k < 3 && !s; k++) {
 		ffdp_field nf = {0};
 		if (keep[k]->c[0])
-			s = ffdp_field_resample(be, keep[k], g, &nf, err);
+			s = reg_dom_field_resample(dm, keep[k], g, &nf, err);
 		else
-			s = reg_field_alloc(be, g, &nf, err);
+			s = reg_dom_field_alloc(dm, g, &nf, err);
 		if (!s) {
 			reg_field_free(be, keep[k]);
 			*keep[k] = nf;
@@ -69,10 +65,9 @@ static ffdp_status side_level(ffdp_backend *be, side *sd, const ffdp_grid *g, ff
 	ffdp_buf_free(be, sd->warped);
 	ffdp_buf_free(be, sd->gimg);
 	sd->warped = sd->gimg = NULL;
-	size_t bytes = (size_t)ffdp_grid_voxels(g) * sizeof(float);
 	if (!s)
-		s = reg_field_alloc(be, g, &sd->g, err);
-	if (!s && (!(sd->warped = ffdp_buf_alloc(be, bytes, err)) || !(sd->gimg = ffdp_buf_alloc(be, bytes, err))))
+		s = reg_dom_field_alloc(dm, g, &sd->g, err);
+	if (!s && (!(sd->warped = reg_dom_buf(dm, err)) || !(sd->gimg = reg_dom_buf(dm, err))))
 		s = FFDP_ERR_NOMEM;
 	return s;
 }
@@ -85,34 +80,41 @@ static ffdp_status linear_maps(const ffdp_mat4 *T, ffdp_mat4 *L, ffdp_mat4 *Linv
 	return ffdp_mat4_inverse(*L, Linv, err);
 }
 
-/* Sampler arguments for this side on level lv. */
-static void side_sampler(const side *sd, const reg_level *lv, const ffdp_vec *u, ffdp_sample_args *a)
+/* The image this side samples (the rank's planes of it under MPI). */
+static const ffdp_volume *side_source(const side *sd, const reg_level *lv)
 {
-	if (sd->on_fixed)
-		reg_sampler_init(a, &lv->F, &lv->f_p2i, &sd->T, lv, sd->warped);
-	else
-		reg_sampler_init(a, &lv->M, &lv->m_p2i, &sd->T, lv, sd->warped);
+	return sd->on_fixed ? &lv->F : &lv->M;
+}
+
+/* Sampler arguments for this side on level lv, on the domain's box. */
+static void side_sampler(const reg_domain *dm, const side *sd, const reg_level *lv, const ffdp_vec *u,
+			 ffdp_sample_args *a)
+{
+	reg_sampler_init(a, side_source(sd, lv), sd->on_fixed ? &lv->f_p2i : &lv->m_p2i, &sd->T, lv, sd->warped);
+	a->out = reg_dom_img(dm, sd->warped);
+	a->lo[2] = dm->z0;
 	a->u = u;
 }
 
-static ffdp_status side_step(ffdp_backend *be, side *sd, const reg_level *lv, const ffdp_stage *st, int t,
+static ffdp_status side_step(reg_domain *dm, side *sd, const reg_level *lv, const ffdp_stage *st, int t,
 			     ffdp_error *err)
 {
-	ffdp_vec u = reg_vec(&sd->u), g = reg_vec(&sd->g), m = reg_vec(&sd->m), v = reg_vec(&sd->v);
+	ffdp_vec u = reg_dom_vec(dm, &sd->u), g = reg_dom_vec(dm, &sd->g), m = reg_dom_vec(dm, &sd->m),
+		 v = reg_dom_vec(dm, &sd->v);
 	ffdp_sample_args sa;
-	side_sampler(sd, lv, &u, &sa);
-	ffdp_sample_grad_args ga = {&sa, img_of(sd->gimg, &lv->F.grid), &g, 0, NULL, NULL};
-	ffdp_status s = ffdp_op_sample_grad(be, &ga, err);
+	side_sampler(dm, sd, lv, &u, &sa);
+	ffdp_sample_grad_args ga = {&sa, reg_dom_img(dm, sd->gimg), &g, 0, NULL, NULL, NULL};
+	ffdp_status s = reg_dom_sample_grad(dm, &ga, side_source(sd, lv), err);
 	if (s)
 		return s;
 	ffdp_smooth_opts gs = {{st->sigma_grad, st->sigma_grad, st->sigma_grad}, 2.0, 0};
 	if (lv->F.grid.n[2] == 1)
 		gs.sigma[2] = 0;
-	if (st->sigma_grad > 0 && (s = ffdp_op_smooth_vec(be, g, &gs, err)))
+	if (st->sigma_grad > 0 && (s = reg_dom_smooth_vec(dm, g, &gs, err)))
 		return s;
 	ffdp_adam_opts ao = {t, 0.9, 0.99, 1e-8};
 	double maxn = 0;
-	if ((s = ffdp_op_adam_moments(be, g, m, v, &ao, &maxn, err)))
+	if ((s = reg_dom_adam_moments(dm, g, m, v, &ao, &maxn, err)))
 		return s;
 	const double *sp = lv->F.grid.spacing;
 	double h = 0.5 * fmin(sp[0], fmin(sp[1], lv->F.grid.n[2] > 1 ? sp[2] : sp[1]));
@@ -129,17 +131,17 @@ static ffdp_status side_step(ffdp_backend *be, side *sd, const reg_level *lv, co
 		return s;
 	ffdp_mat4 C = ffdp_mat4_mul(lv->f_p2i, Linv);
 	reg_linear3(&C, wo.C);
-	if ((s = ffdp_op_warp_step(be, u, m, v, &wo, err)))
+	if ((s = reg_dom_warp_step(dm, u, m, v, &wo, err)))
 		return s;
 	ffdp_smooth_opts ws = {{st->sigma_warp, st->sigma_warp, st->sigma_warp}, 2.0, 0};
 	if (lv->F.grid.n[2] == 1)
 		ws.sigma[2] = 0;
 	if (st->sigma_warp > 0)
-		s = ffdp_op_smooth_vec(be, u, &ws, err);
+		s = reg_dom_smooth_vec(dm, u, &ws, err);
 	return s;
 }
 
-static ffdp_status run_level(const reg_pair *p, const ffdp_stage *st, const reg_level *lv, side *sides, int nsides,
+static ffdp_status run_level(reg_domain *dm, const ffdp_stage *st, const reg_level *lv, side *sides, int nsides,
 			     int iters, ffdp_progress *pb, int64_t *done, int *ran, double *last, ffdp_error *err)
 {
 	double hist[64];
@@ -152,21 +154,20 @@ static ffdp_status run_level(const reg_pair *p, const ffdp_stage *st, const reg_
 	int it;
 	for (it = 0; it < iters && !s; it++) {
 		for (int k = 0; k < nsides && !s; k++) {
-			ffdp_vec u = reg_vec(&sides[k].u);
+			ffdp_vec u = reg_dom_vec(dm, &sides[k].u);
 			ffdp_sample_args sa;
-			side_sampler(&sides[k], lv, &u, &sa);
-			s = ffdp_op_sample(p->be, &sa, err);
+			side_sampler(dm, &sides[k], lv, &u, &sa);
+			s = reg_dom_sample(dm, &sa, side_source(&sides[k], lv), err);
 		}
 		if (s)
 			break;
 		/* moving side is sides[0]; SyN's fixed side sides[1] replaces F */
-		ffdp_img f = nsides > 1 ? img_of(sides[1].warped, &lv->F.grid) : img_of(lv->F.data, &lv->F.grid);
-		ffdp_img m = img_of(sides[0].warped, &lv->F.grid);
+		float *f = nsides > 1 ? sides[1].warped : lv->F.data;
 		double loss;
-		s = reg_similarity(p->be, &st->metric, f, m, lv->fmask, nsides > 1 ? sides[1].gimg : NULL,
-				   sides[0].gimg, scale, &loss, err);
+		s = reg_dom_similarity(dm, &st->metric, f, sides[0].warped, lv->fmask, nsides > 1 ? sides[1].gimg : NULL,
+				       sides[0].gimg, scale, lv->nvox, &loss, err);
 		for (int k = 0; k < nsides && !s; k++)
-			s = side_step(p->be, &sides[k], lv, st, it + 1, err);
+			s = side_step(dm, &sides[k], lv, st, it + 1, err);
 		if (s)
 			break;
 		*last = loss;
@@ -266,6 +267,8 @@ ffdp_status reg_deformable(const reg_pair *p, const ffdp_stage *st, const ffdp_m
 {
 	double t0 = ffdp_now();
 	side sides[2];
+	reg_domain dm;
+	reg_domain_init(&dm, p->be, p->dist);
 	memset(sides, 0, sizeof(sides));
 	int nsides = st->kind == FFDP_STAGE_SYN ? 2 : 1;
 	sides[0].T = *T;
@@ -279,10 +282,11 @@ ffdp_status reg_deformable(const reg_pair *p, const ffdp_stage *st, const ffdp_m
 		reg_level lv;
 		if ((s = reg_level_make(p, st->shrink[l], &lv, err)))
 			break;
+		reg_domain_level(&dm, &lv.F.grid);
 		for (int k = 0; k < nsides && !s; k++)
-			s = side_level(p->be, &sides[k], &lv.F.grid, err);
+			s = side_level(&dm, &sides[k], &lv.F.grid, err);
 		if (!s)
-			s = run_level(p, st, &lv, sides, nsides, st->iters[l], &pb, &done, &rep->iters[l],
+			s = run_level(&dm, st, &lv, sides, nsides, st->iters[l], &pb, &done, &rep->iters[l],
 				      &rep->final_loss, err);
 		reg_level_free(p, &lv);
 		done = reg_levels_done(st, l);
@@ -294,7 +298,11 @@ ffdp_status reg_deformable(const reg_pair *p, const ffdp_stage *st, const ffdp_m
 			      ffdp_stage_name(st->kind));
 	for (int k = 0; k < nsides; k++)
 		side_free_scratch(p->be, &sides[k]); /* only u is needed from here */
-	if (!s)
+	rep->fetch_sent = dm.sent, rep->fetch_recv = dm.recv, rep->fetches = dm.fetches;
+	/* the finish works on whole fields: on rank 0 under MPI */
+	for (int k = 0; k < nsides && !s; k++)
+		s = reg_dom_gather_field(&dm, &sides[k].u, err);
+	if (!s && reg_domain_rank(&dm) == 0)
 		s = nsides == 2 ? syn_finish(p->be, sides, T, res, want_inverse, err)
 				: greedy_finish(p->be, &sides[0], T, res, want_inverse, err);
 	for (int k = 0; k < nsides; k++)

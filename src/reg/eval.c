@@ -530,7 +530,7 @@ ffdp_status ffdp_eval_lncc2(ffdp_backend *be, const ffdp_volume *a, const ffdp_v
 	la.m = (ffdp_img){b->data, {b->grid.n[0], b->grid.n[1], b->grid.n[2]}};
 	la.scale = 1.0;
 	la.loss = &loss;
-	ffdp_lncc_opts o = {k, 0, 0.0};
+	ffdp_lncc_opts o = {.k = k, .exact_grad = 0, .eps = 0.0};
 	s = ffdp_op_lncc(be, &la, &o, err);
 	if (!s)
 		*lncc2 = -loss;

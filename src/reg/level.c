@@ -4,6 +4,9 @@
 #include <string.h>
 
 #include "reg_internal.h"
+#ifdef FFDP_HAVE_MPI
+#include "ffdp/dist.h"
+#endif
 
 /* Upload src and map its range to [0, 1] on the backend (a constant image
  * becomes 0). */
@@ -36,6 +39,14 @@ ffdp_status reg_pair_init(reg_pair *p, ffdp_backend *be, const ffdp_volume *fixe
 	p->fixed = fixed, p->moving = moving;
 	p->min_level_size = o->min_level_size > 0 ? o->min_level_size : 32;
 	p->dim = ffdp_grid_dim(&fixed->grid);
+	p->dist = o->dist;
+#ifndef FFDP_HAVE_MPI
+	if (p->dist)
+		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "distributed registration needs a build with MPI");
+#endif
+	if (p->dist && (p->dim != 3 || o->fixed_mask || !ffdp_backend_host_memory(be)))
+		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED,
+				 "distributed registration: 3-D images, no masks and the CPU backend only (for now)");
 	if (ffdp_grid_dim(&moving->grid) != p->dim)
 		return ffdp_fail(err, FFDP_ERR_DATA, "fixed image is %d-D but moving image is %d-D", p->dim,
 				 ffdp_grid_dim(&moving->grid));
@@ -58,18 +69,43 @@ void reg_pair_free(reg_pair *p)
 	reg_volume_free(p->be, &p->fmask);
 }
 
+/* The rank's planes of a whole volume v of the pair (all of v in one
+ * process): the level images of distributed stages hold only these. */
+static float *own_planes(const reg_pair *p, const ffdp_volume *v)
+{
+#ifdef FFDP_HAVE_MPI
+	if (p->dist) {
+		ffdp_slab s = ffdp_slab_of(v->grid.n[2], ffdp_dist_rank(p->dist), ffdp_dist_size(p->dist));
+		return v->data + s.z0 * v->grid.n[0] * v->grid.n[1];
+	}
+#endif
+	return v->data;
+}
+
 static ffdp_status level_image(const reg_pair *p, const ffdp_volume *src, double shrink, ffdp_volume *dst,
 			       ffdp_error *err)
 {
 	if (shrink <= 1.0) {
-		*dst = *src; /* shares the data: freed with the pair */
+		/* shares the data: freed with the pair */
+		dst->grid = src->grid, dst->data = own_planes(p, src);
 		return FFDP_OK;
 	}
 	ffdp_grid g;
 	ffdp_status s = ffdp_pyramid_level_grid(&src->grid, shrink, p->min_level_size, &g, err);
-	if (s)
-		return s;
-	return ffdp_pyramid_downsample(p->be, src, &g, dst, err);
+	if (s || !p->dist)
+		return s ? s : ffdp_pyramid_downsample(p->be, src, &g, dst, err);
+#ifdef FFDP_HAVE_MPI
+	reg_domain dm;
+	reg_domain_init(&dm, p->be, p->dist);
+	reg_domain_level(&dm, &g);
+	ffdp_dist_image im = {own_planes(p, src), {src->grid.n[0], src->grid.n[1], src->grid.n[2]}};
+	dst->grid = g;
+	if (!(dst->data = reg_dom_buf(&dm, err)))
+		return FFDP_ERR_NOMEM;
+	return ffdp_dist_downsample(p->dist, p->be, &im, &src->grid, &g, dst->data, NULL, err);
+#else
+	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "built without MPI");
+#endif
 }
 
 ffdp_status reg_level_make(const reg_pair *p, double shrink, reg_level *lv, ffdp_error *err)
@@ -96,9 +132,9 @@ ffdp_status reg_level_make(const reg_pair *p, double shrink, reg_level *lv, ffdp
 
 void reg_level_free(const reg_pair *p, reg_level *lv)
 {
-	if (lv->F.data != p->fn.data)
+	if (lv->F.data != own_planes(p, &p->fn))
 		reg_volume_free(p->be, &lv->F);
-	if (lv->M.data != p->mn.data)
+	if (lv->M.data != own_planes(p, &p->mn))
 		reg_volume_free(p->be, &lv->M);
 	if (lv->fmask != p->fmask.data)
 		ffdp_buf_free(p->be, lv->fmask);

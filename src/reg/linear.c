@@ -165,10 +165,12 @@ static void adam_update(adam_state *a, double *p, const double *g, int n, double
 	}
 }
 
-/* One level: iterate sample -> loss -> backward -> Adam. */
-static ffdp_status run_level(const reg_pair *p, const ffdp_stage *st, const reg_level *lv, linear_params *lp,
-			     int iters, float *warped, float *gm, ffdp_progress *pb, int64_t *done, int *ran,
-			     double *last_loss, ffdp_error *err)
+/* One level: iterate sample -> loss -> backward -> Adam.  The images are
+ * the domain's (the rank's planes under MPI); the parameters, their
+ * gradient (reduced in plane order) and Adam are the same on every rank. */
+static ffdp_status run_level(reg_domain *dm, const reg_pair *p, const ffdp_stage *st, const reg_level *lv,
+			     linear_params *lp, int iters, float *warped, float *gm, ffdp_progress *pb, int64_t *done,
+			     int *ran, double *last_loss, ffdp_error *err)
 {
 	adam_state ad;
 	memset(&ad, 0, sizeof(ad));
@@ -176,20 +178,21 @@ static ffdp_status run_level(const reg_pair *p, const ffdp_stage *st, const reg_
 	reg_convergence conv;
 	reg_convergence_init(&conv, hist, st->window < 64 ? st->window : 64, st->tol);
 	const int64_t *fn = lv->F.grid.n;
-	ffdp_img F = {lv->F.data, {fn[0], fn[1], fn[2]}}, out = {warped, {fn[0], fn[1], fn[2]}};
-	ffdp_img G = {gm, {fn[0], fn[1], fn[2]}};
 	ffdp_sample_args sa;
 	ffdp_status s = FFDP_OK;
 	int it;
 	for (it = 0; it < iters; it++) {
 		ffdp_mat4 T = params_to_T(lp, lp->p);
 		reg_sampler_init(&sa, &lv->M, &lv->m_p2i, &T, lv, warped);
+		sa.out = reg_dom_img(dm, warped);
+		sa.lo[2] = dm->z0;
 		double loss, gW[12] = {0}, g[12];
-		if ((s = ffdp_op_sample(p->be, &sa, err)) ||
-		    (s = reg_similarity(p->be, &st->metric, F, out, lv->fmask, NULL, gm, 1.0, &loss, err)))
+		if ((s = reg_dom_sample(dm, &sa, &lv->M, err)) ||
+		    (s = reg_dom_similarity(dm, &st->metric, lv->F.data, warped, lv->fmask, NULL, gm, 1.0, lv->nvox, &loss,
+					    err)))
 			break;
-		ffdp_sample_grad_args ga = {&sa, G, NULL, 0, gW, NULL};
-		if ((s = ffdp_op_sample_grad(p->be, &ga, err)))
+		ffdp_sample_grad_args ga = {&sa, reg_dom_img(dm, gm), NULL, 0, gW, NULL, NULL};
+		if ((s = reg_dom_sample_grad(dm, &ga, &lv->M, err)))
 			break;
 		params_grad(lp, lv, gW, p->dim, g);
 		adam_update(&ad, lp->p, g, lp->np, st->lr);
@@ -211,18 +214,20 @@ ffdp_status reg_linear(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, ff
 	params_init(&lp, p, T, st->kind == FFDP_STAGE_RIGID);
 	int64_t done = 0;
 	ffdp_progress pb;
+	reg_domain dm;
+	reg_domain_init(&dm, p->be, p->dist);
 	reg_stage_begin(st, rep, &pb);
 	ffdp_status s = FFDP_OK;
 	for (int l = 0; l < st->nlevels && !s; l++) {
 		reg_level lv;
 		if ((s = reg_level_make(p, st->shrink[l], &lv, err)))
 			break;
-		size_t bytes = (size_t)lv.nvox * sizeof(float);
-		float *warped = ffdp_buf_alloc(p->be, bytes, err), *gm = ffdp_buf_alloc(p->be, bytes, err);
+		reg_domain_level(&dm, &lv.F.grid);
+		float *warped = reg_dom_buf(&dm, err), *gm = reg_dom_buf(&dm, err);
 		if (!warped || !gm)
 			s = FFDP_ERR_NOMEM;
 		else
-			s = run_level(p, st, &lv, &lp, st->iters[l], warped, gm, &pb, &done, &rep->iters[l],
+			s = run_level(&dm, p, st, &lv, &lp, st->iters[l], warped, gm, &pb, &done, &rep->iters[l],
 				      &rep->final_loss, err);
 		ffdp_buf_free(p->be, warped);
 		ffdp_buf_free(p->be, gm);
@@ -230,6 +235,7 @@ ffdp_status reg_linear(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, ff
 		done = reg_levels_done(st, l);
 	}
 	ffdp_progress_end(&pb);
+	rep->fetch_sent = dm.sent, rep->fetch_recv = dm.recv, rep->fetches = dm.fetches;
 	if (!s)
 		*T = params_to_T(&lp, lp.p);
 	rep->seconds = ffdp_now() - t0;

@@ -35,8 +35,7 @@ ffdp_status ffdp_pyramid_level_grid(const ffdp_grid *g, double shrink, int64_t m
 	return FFDP_OK;
 }
 
-/* W = (src phys->index)(dst index->phys), 3x4: dst voxel -> src continuous index. */
-static void level_map(const ffdp_grid *src, const ffdp_grid *dst, double W[12])
+void ffdp_pyramid_map(const ffdp_grid *src, const ffdp_grid *dst, double W[12])
 {
 	ffdp_mat4 m = ffdp_mat4_mul(ffdp_grid_phys_to_index(src), ffdp_grid_index_to_phys(dst));
 	memcpy(W, m.m, 12 * sizeof(double));
@@ -63,10 +62,24 @@ static ffdp_status sample_plane(ffdp_backend *be, float *plane, const ffdp_grid 
 	a.out.p = out;
 	for (int k = 0; k < 3; k++)
 		a.moving.n[k] = src_grid->n[k], a.out.n[k] = dst_grid->n[k];
-	level_map(src_grid, dst_grid, a.W);
+	ffdp_pyramid_map(src_grid, dst_grid, a.W);
 	a.interp = FFDP_INTERP_LINEAR;
 	a.pad = FFDP_PAD_BORDER;
 	return ffdp_op_sample(be, &a, err);
+}
+
+int ffdp_pyramid_blur(const ffdp_grid *src, const ffdp_grid *dst, ffdp_smooth_opts *so)
+{
+	/* anti-aliasing: sigma = 0.5 n/n' source voxels on each shrinking axis */
+	int blur = 0;
+	memset(so, 0, sizeof(*so));
+	so->truncate = 2.0, so->renormalize = 1;
+	for (int a = 0; a < 3; a++)
+		if (dst->n[a] < src->n[a]) {
+			so->sigma[a] = 0.5 * (double)src->n[a] / (double)dst->n[a];
+			blur = 1;
+		}
+	return blur;
 }
 
 ffdp_status ffdp_pyramid_downsample(ffdp_backend *be, const ffdp_volume *src, const ffdp_grid *dst_grid,
@@ -76,14 +89,8 @@ ffdp_status ffdp_pyramid_downsample(ffdp_backend *be, const ffdp_volume *src, co
 	ffdp_status s;
 	if ((s = check_pair(&src->grid, dst_grid, "downsample", err)))
 		return s;
-	/* anti-aliasing: sigma = 0.5 n/n' source voxels on each shrinking axis */
-	ffdp_smooth_opts so = {{0, 0, 0}, 2.0, 1};
-	int blur = 0;
-	for (int a = 0; a < 3; a++)
-		if (dst_grid->n[a] < src->grid.n[a]) {
-			so.sigma[a] = 0.5 * (double)src->grid.n[a] / (double)dst_grid->n[a];
-			blur = 1;
-		}
+	ffdp_smooth_opts so;
+	int blur = ffdp_pyramid_blur(&src->grid, dst_grid, &so);
 	ffdp_volume tmp = {0};
 	const ffdp_volume *from = src;
 	if (blur) {

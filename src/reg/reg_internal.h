@@ -25,6 +25,7 @@ typedef struct reg_pair {
 	ffdp_volume fmask;                 /* fixed mask, backend memory; data NULL when none */
 	int min_level_size;
 	int dim;                           /* 2 or 3 */
+	struct ffdp_dist *dist;            /* deformable stages over MPI ranks, or NULL */
 } reg_pair;
 
 ffdp_status reg_pair_init(reg_pair *p, ffdp_backend *be, const ffdp_volume *fixed, const ffdp_volume *moving,
@@ -61,7 +62,53 @@ void reg_linear3(const ffdp_mat4 *T, double A[9]);
 void reg_sampler_init(ffdp_sample_args *a, const ffdp_volume *src, const ffdp_mat4 *src_p2i, const ffdp_mat4 *T,
 		      const reg_level *lv, float *out);
 
+/* ---- the domain (domain.c) -------------------------------------------------
+ * Where a deformable stage's level fields live: the whole level grid in one
+ * process, or, with a dist context, the rank's z-slab of it (src/dist).
+ * The loop calls these functions; each calls the plain op without a dist
+ * context and the sharded one with it, which has the same bits.  Level
+ * images (reg_level F, M) then hold the rank's planes of their grid. */
+typedef struct reg_domain {
+	ffdp_backend *be;
+	struct ffdp_dist *dist;   /* NULL: one process */
+	int64_t nz, z0, z1;       /* the level's planes, and the rank's [z0, z1) */
+	int64_t n[3];             /* the rank's box: nx, ny, z1 - z0 */
+	uint64_t sent, recv;      /* moving fetch traffic, bytes */
+	int64_t fetches;
+} reg_domain;
+
+void reg_domain_init(reg_domain *dm, ffdp_backend *be, struct ffdp_dist *dist);
+/* The rank's planes of grid g (all of them in one process). */
+void reg_domain_level(reg_domain *dm, const ffdp_grid *g);
+int reg_domain_rank(const reg_domain *dm);
+/* Views on the rank's box. */
+ffdp_img reg_dom_img(const reg_domain *dm, float *p);
+ffdp_vec reg_dom_vec(const reg_domain *dm, const ffdp_field *f);
+/* A field on grid g with the rank's planes only (backend memory). */
+ffdp_status reg_dom_field_alloc(reg_domain *dm, const ffdp_grid *g, ffdp_field *f, ffdp_error *err);
+float *reg_dom_buf(reg_domain *dm, ffdp_error *err);
+/* f (the rank's planes of a field on the previous level) onto grid g. */
+ffdp_status reg_dom_field_resample(reg_domain *dm, const ffdp_field *f, const ffdp_grid *g, ffdp_field *out,
+				   ffdp_error *err);
+/* The sampler on the rank's box (a->out, a->lo, a->u are set for it);
+ * src holds the rank's planes of its grid. */
+ffdp_status reg_dom_sample(reg_domain *dm, ffdp_sample_args *a, const ffdp_volume *src, ffdp_error *err);
+ffdp_status reg_dom_sample_grad(reg_domain *dm, ffdp_sample_grad_args *ga, const ffdp_volume *src,
+				ffdp_error *err);
+/* reg_similarity over the level (nvox: its voxels). */
+ffdp_status reg_dom_similarity(reg_domain *dm, const ffdp_metric *mt, float *f, float *m, const float *mask,
+			       float *gf, float *gm, double scale, int64_t nvox, double *loss, ffdp_error *err);
+ffdp_status reg_dom_smooth_vec(reg_domain *dm, ffdp_vec x, const ffdp_smooth_opts *o, ffdp_error *err);
+ffdp_status reg_dom_adam_moments(reg_domain *dm, ffdp_vec g, ffdp_vec m, ffdp_vec v, const ffdp_adam_opts *o,
+				 double *max_norm, ffdp_error *err);
+ffdp_status reg_dom_warp_step(reg_domain *dm, ffdp_vec u, ffdp_vec m, ffdp_vec v, const ffdp_warp_step_opts *o,
+			      ffdp_error *err);
+/* The whole field f (the rank's planes of it) on rank 0, in place (one
+ * process: nothing to do); other ranks' f is freed. */
+ffdp_status reg_dom_gather_field(reg_domain *dm, ffdp_field *f, ffdp_error *err);
+
 /* Loss and gradients of metric mt between f and m; gf/gm may be NULL. */
+void reg_mi_opts(const ffdp_metric *mt, ffdp_mi_opts *o);
 ffdp_status reg_similarity(ffdp_backend *be, const ffdp_metric *mt, ffdp_img f, ffdp_img m, const float *mask,
 			   float *gf, float *gm, double scale, double *loss, ffdp_error *err);
 

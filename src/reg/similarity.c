@@ -3,6 +3,15 @@
 
 #include "reg_internal.h"
 
+void reg_mi_opts(const ffdp_metric *mt, ffdp_mi_opts *o)
+{
+	/* Level images are normalised to [0, 1]; a warped image with zero
+	 * padding stays inside that range. */
+	memset(o, 0, sizeof(*o));
+	o->bins = mt->mi_bins, o->kernel = mt->mi_kernel;
+	o->f_lo = 0.0, o->f_hi = 1.0, o->m_lo = 0.0, o->m_hi = 1.0;
+}
+
 ffdp_status reg_similarity(ffdp_backend *be, const ffdp_metric *mt, ffdp_img f, ffdp_img m, const float *mask,
 			   float *gf, float *gm, double scale, double *loss, ffdp_error *err)
 {
@@ -11,16 +20,12 @@ ffdp_status reg_similarity(ffdp_backend *be, const ffdp_metric *mt, ffdp_img f, 
 	a.f = f, a.m = m, a.mask = mask, a.scale = scale, a.gf = gf, a.gm = gm, a.loss = loss;
 	switch (mt->kind) {
 	case FFDP_METRIC_LNCC: {
-		ffdp_lncc_opts o = {mt->lncc_k, mt->lncc_exact, 0.0};
+		ffdp_lncc_opts o = {.k = mt->lncc_k, .exact_grad = mt->lncc_exact, .eps = 0.0};
 		return ffdp_op_lncc(be, &a, &o, err);
 	}
 	case FFDP_METRIC_MI: {
-		/* Level images are normalised to [0, 1]; a warped image with zero
-		 * padding stays inside that range. */
 		ffdp_mi_opts o;
-		memset(&o, 0, sizeof(o));
-		o.bins = mt->mi_bins, o.kernel = mt->mi_kernel;
-		o.f_lo = 0.0, o.f_hi = 1.0, o.m_lo = 0.0, o.m_hi = 1.0;
+		reg_mi_opts(mt, &o);
 		return ffdp_op_mi(be, &a, &o, err);
 	}
 	case FFDP_METRIC_MSE:

@@ -175,7 +175,7 @@ static void lncc_case(const inputs *in, int k, int exact, int masked, double den
 	const int64_t n = in->nvox;
 	const size_t bytes = (size_t)n * sizeof(float);
 	ffdp_error err;
-	ffdp_lncc_opts o = {k, exact, 0.0};
+	ffdp_lncc_opts o = {.k = k, .exact_grad = exact, .eps = 0.0};
 	float *dgm = ffdp_buf_alloc(gpu, bytes, &err), *dgf = ffdp_buf_alloc(gpu, bytes, &err);
 	float *gm = malloc(bytes), *gf = malloc(bytes), *gm2 = malloc(bytes), *gf2 = malloc(bytes);
 	float *cgm = malloc(bytes), *cgf = malloc(bytes);
@@ -188,7 +188,7 @@ static void lncc_case(const inputs *in, int k, int exact, int masked, double den
 
 	ffdp_loss_args a = {{in->df, {in->n[0], in->n[1], in->n[2]}}, {in->dm, {in->n[0], in->n[1], in->n[2]}},
 			    masked ? in->dw : NULL, denom, 1.3, (which & 2) ? dgf : NULL, (which & 1) ? dgm : NULL,
-			    &loss, &sum};
+			    &loss, &sum, NULL};
 	size_t free0;
 	double leak;
 	mem_reset(&free0);
@@ -221,7 +221,7 @@ static void lncc_case(const inputs *in, int k, int exact, int masked, double den
 	/* CPU backend (same inputs on the host) */
 	ffdp_loss_args c = {{in->f, {in->n[0], in->n[1], in->n[2]}}, {in->m, {in->n[0], in->n[1], in->n[2]}},
 			    masked ? in->w : NULL, denom, 1.3, (which & 2) ? cgf : NULL, (which & 1) ? cgm : NULL,
-			    &closs, NULL};
+			    &closs, NULL, NULL};
 	ffdp_status s = ffdp_op_lncc(cpu, &c, &o, &err);
 	if (s == FFDP_ERR_UNSUPPORTED) {
 		printf("     (cpu lncc not built: %s)\n", err.msg);
@@ -323,9 +323,9 @@ static void mi_case(const inputs *in, int B, ffdp_mi_kernel ker, int masked, dou
 		mlo = fmin(mlo, in->m[i]), mhi = fmax(mhi, in->m[i]);
 	}
 	/* f's range a little narrow, so that some voxels clamp */
-	ffdp_mi_opts o = {B, ker, lo + 0.05 * (hi - lo), hi - 0.05 * (hi - lo), mlo, mhi, hist, NULL};
+	ffdp_mi_opts o = {B, ker, lo + 0.05 * (hi - lo), hi - 0.05 * (hi - lo), mlo, mhi, hist, NULL, NULL};
 	ffdp_loss_args a = {{in->df, {in->n[0], in->n[1], in->n[2]}}, {in->dm, {in->n[0], in->n[1], in->n[2]}},
-			    masked ? in->dw : NULL, denom, 0.7, dgf, dgm, &loss, &sum};
+			    masked ? in->dw : NULL, denom, 0.7, dgf, dgm, &loss, &sum, NULL};
 	size_t free0;
 	double leak;
 	mem_reset(&free0);
@@ -358,7 +358,7 @@ static void mi_case(const inputs *in, int B, ffdp_mi_kernel ker, int masked, dou
 	      "%s: vs reference loss %.1e, gm %.1e, gf %.1e, joint %.1e (MI %.3f)", what, el, egm, egf, eh, mi);
 
 	ffdp_loss_args c = {{in->f, {in->n[0], in->n[1], in->n[2]}}, {in->m, {in->n[0], in->n[1], in->n[2]}},
-			    masked ? in->w : NULL, denom, 0.7, cgf, cgm, &closs, NULL};
+			    masked ? in->w : NULL, denom, 0.7, cgf, cgm, &closs, NULL, NULL};
 	o2.hist = NULL;
 	ffdp_status s = ffdp_op_mi(cpu, &c, &o2, &err);
 	if (s == FFDP_ERR_UNSUPPORTED) {

@@ -190,8 +190,8 @@ static void test_sample_grad(env *e, const samp_case *sc, ffdp_pad pad, int accu
 	double gWc[12], gWg[12];
 	for (int k = 0; k < 12; k++)
 		gWc[k] = gWg[k] = unif(e, -1, 1);
-	ffdp_sample_grad_args c = {&fc, gout.h, sc->with_u ? &gu.h : NULL, accumulate_gu, gWc, &gM.h};
-	ffdp_sample_grad_args g = {&fg, gout.d, sc->with_u ? &gu.d : NULL, accumulate_gu, gWg, &gM.d};
+	ffdp_sample_grad_args c = {&fc, gout.h, sc->with_u ? &gu.h : NULL, accumulate_gu, gWc, &gM.h, NULL};
+	ffdp_sample_grad_args g = {&fg, gout.d, sc->with_u ? &gu.d : NULL, accumulate_gu, gWg, &gM.d, NULL};
 	char what[160];
 	snprintf(what, sizeof(what), "sample_grad %s%s%s out %lldx%lldx%lld moving %lldx%lldx%lld", pad_name(pad),
 		 sc->with_u ? " gu" : "", accumulate_gu ? "+=" : "", (long long)sc->on[0], (long long)sc->on[1],
@@ -392,9 +392,9 @@ static void test_loss(env *e, loss_kind k, const loss_case *lc, const void *opts
 	pimg f = pi_smooth(e, lc->n), m = pi_smooth(e, lc->n);
 	pimg w = pi_uniform(e, lc->n, 0, 1), gf = pi_uniform(e, lc->n, 0, 0), gm = pi_uniform(e, lc->n, 0, 0);
 	ffdp_loss_args c = {f.h, m.h, lc->mask ? w.h.p : NULL, lc->denom, lc->scale, lc->want_gf ? gf.h.p : NULL,
-			    lc->want_gm ? gm.h.p : NULL, NULL, NULL};
+			    lc->want_gm ? gm.h.p : NULL, NULL, NULL, NULL};
 	ffdp_loss_args g = {f.d, m.d, lc->mask ? w.d.p : NULL, lc->denom, lc->scale, lc->want_gf ? gf.d.p : NULL,
-			    lc->want_gm ? gm.d.p : NULL, NULL, NULL};
+			    lc->want_gm ? gm.d.p : NULL, NULL, NULL, NULL};
 	double lcpu = 0, lgpu = 0, scpu = 0, sgpu = 0;
 	c.loss = &lcpu, c.sum = &scpu, g.loss = &lgpu, g.sum = &sgpu;
 	char what[200];

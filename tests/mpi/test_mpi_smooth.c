@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "mpi/mpi_harness.h"
 #include "ffdp/dist.h"
 #include "ffdp/ffdp.h"
 #include "testutil.h"
@@ -78,18 +79,12 @@ static void test_smooth(ffdp_dist *d, ffdp_backend *be, const double sigma[3], i
 int main(int argc, char **argv)
 {
 	static const double sigmas[][3] = {{1.3, 0.7, 2.1}, {2.1, 1.3, 0.7}, {0.0, 0.0, 1.0}, {1.0, 1.0, 0.0}};
-	ffdp_backend *be = NULL;
-	ffdp_dist *d = NULL;
-	ffdp_error err;
-	int size, nfail = 0;
+	mpi_harness h;
 
-	MPI_Init(&argc, &argv);
-	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-	MPI_Comm_size(MPI_COMM_WORLD, &size);
-	CHECK_OK(ffdp_dist_create(&d, &err), &err, "rank %d: dist context", rank);
-	CHECK_OK(ffdp_backend_open(FFDP_BACKEND_CPU, 0, &be, &err), &err, "rank %d: cpu backend", rank);
-	if (d && be) {
-		CHECK(ffdp_dist_rank(d) == rank && ffdp_dist_size(d) == size, "rank %d of %d", rank, size);
+	if (mh_start(&h, &argc, &argv)) {
+		ffdp_dist *d = h.d;
+		ffdp_backend *be = h.be;
+		rank = h.rank;
 		test_halo(d, 17, 1);
 		test_halo(d, 17, 7);
 		test_halo(d, 3, 2);
@@ -97,12 +92,5 @@ int main(int argc, char **argv)
 			for (int renorm = 0; renorm <= 1; renorm++)
 				test_smooth(d, be, sigmas[i], renorm);
 	}
-	ffdp_backend_close(be);
-	ffdp_dist_destroy(d);
-	MPI_Allreduce(&check_nfail, &nfail, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-	if (rank == 0)
-		printf("%d ranks: %d failed checks over all ranks\n", size, nfail);
-	int rc = check_done();
-	MPI_Finalize();
-	return nfail ? 1 : rc;
+	return mh_finish(&h);
 }

@@ -81,6 +81,13 @@ typedef struct lncc_ctx {
 	int exact;          /* exact gradient wanted (ncoef > 0) */
 	double *icx, *icy, *icz;  /* 1 / window count per axis */
 	int avx2;           /* take the AVX2 clone of the stream */
+	int64_t zoff;       /* global plane of box plane 0 (the streamed axis) */
+	int64_t zfull;      /* planes of the whole volume */
+	int64_t o0, o1;     /* box planes with loss and gradients */
+	int64_t blk;        /* anchor spacing (ffdp_lncc_anchor_block) */
+	double *zs;         /* loss sum of each output plane */
+	double *zsum_out;   /* the caller's zsum, or NULL */
+	int d3;             /* 0: a 2-D image streamed as rows */
 } lncc_ctx;
 
 /* A z-range streamed by one team of nth threads.  Planes [v0, v1) exist for
@@ -90,21 +97,13 @@ typedef struct lncc_part {
 	int64_t v0, v1, s0, s1, o0, o1;
 	int nth;           /* threads it has rows for */
 	double *tl, *tg;   /* T (lead) and T_lag, NQ planes each */
+	double *tl2, *tg2; /* their restarts, collected towards the next anchor:
+			    * one buffer, as lead and lag never collect at once */
 	double *xc, *gsum; /* x-boxed coefficients and G, ncoef planes each */
+	double *xc2, *g2;  /* G's restart: x-boxed coefficients (no lag) and their sum */
 	double *rows;      /* 2 NQ rows per thread */
-	double *lrow;      /* loss per row, summed over planes */
+	double *lrow;      /* loss per row of the plane being scored */
 } lncc_part;
-
-/* Mean of at most 4096 evenly strided voxels: a cheap, deterministic shift. */
-static float sample_mean(const float *x, int64_t n)
-{
-	int64_t step = n > 4096 ? n / 4096 : 1;
-	double s = 0.0;
-	int64_t cnt = 0;
-	for (int64_t i = 0; i < n; i += step, cnt++)
-		s += x[i];
-	return (float)(s / (double)cnt);
-}
 
 /* run[q][j] += (or -=, sub) the products of row y of plane p, columns
  * x0 .. x0 + w: f - cf, m - cm, their squares and their product. */
@@ -127,6 +126,72 @@ LNCC_INLINE void add_products(const lncc_ctx *c, int64_t p, int64_t y, int64_t x
 	for (int64_t j = 0; j < w; j++) {
 		double a = (double)f[j] - cf, b = (double)m[j] - cm;
 		r0[j] += a, r1[j] += b, r2[j] += a * a, r3[j] += b * b, r4[j] += a * b;
+	}
+}
+
+/* ---- anchors ------------------------------------------------------------------
+ * The running z sums T (and T_lag, which replays it) restart at global
+ * planes a with a + rz = 0 (mod blk): T(a) is then the window's planes
+ * Y(a - rz) .. Y(a + rz) added from zero in order, collected in tl2 during
+ * the 2 rz + 1 steps before a.  G restarts likewise at output planes
+ * a = 0 (mod blk) from g2, the x- and y-boxed coefficients of planes
+ * a - rz .. a + rz.  blk >= 4 rz + 2, so the lead's collection (steps
+ * a - 2 rz .. a) and the lag's (steps a' + 1 .. a' + 2 rz + 1 of the
+ * anchor a' below) never overlap and share one buffer.  So each plane's sums depend only on the planes around
+ * it, never on where the stream started (ops.h). */
+
+/* Smallest a >= g with a + off = 0 (mod b). */
+static int64_t anchor_from(int64_t g, int64_t off, int64_t b)
+{
+	int64_t m = (g + off) % b;
+	if (m < 0)
+		m += b;
+	return m ? g + (b - m) : g;
+}
+
+/* Step t (box plane) adds its Y(t + rz) to the collection of the next T anchor. */
+static int t_collects(const lncc_ctx *c, int64_t t)
+{
+	int64_t g = t + c->zoff;
+	return anchor_from(g, c->rz, c->blk) - g <= 2 * c->rz;
+}
+
+static int t_anchor(const lncc_ctx *c, int64_t t)
+{
+	return anchor_from(t + c->zoff, c->rz, c->blk) == t + c->zoff;
+}
+
+/* The coefficients of plane p belong to the collection of the next G anchor. */
+static int g_collects(const lncc_ctx *c, int64_t p)
+{
+	int64_t a = anchor_from(p + c->zoff - c->rz, 0, c->blk);
+	return a <= p + c->zoff + c->rz;
+}
+
+static int g_anchor(const lncc_ctx *c, int64_t z)
+{
+	return anchor_from(z + c->zoff, 0, c->blk) == z + c->zoff;
+}
+
+/* The restart: run = col, col = 0, on nq planes of the strip's columns. */
+static void restart(const lncc_ctx *c, double *run, double *col, int nq, int64_t x0, int64_t w)
+{
+	for (int q = 0; q < nq; q++)
+		for (int64_t y = 0; y < c->ny; y++) {
+			double *r = run + q * c->np + y * c->nx + x0, *k = col + q * c->np + y * c->nx + x0;
+			for (int64_t j = 0; j < w; j++)
+				r[j] = k[j], k[j] = 0.0;
+		}
+}
+
+/* T2 = T2 + ya on rows y of the strip. */
+LNCC_INLINE void collect_t(const lncc_ctx *c, double *T2, int64_t y, int64_t x0, int64_t w, double ya[NQ][STRIP])
+{
+	for (int q = 0; q < NQ; q++) {
+		double *t = T2 + q * c->np + y * c->nx + x0;
+#pragma omp simd
+		for (int64_t j = 0; j < w; j++)
+			t[j] += ya[q][j];
 	}
 }
 
@@ -156,6 +221,8 @@ static void stats_strip(const lncc_ctx *c, const lncc_part *pt, int64_t t, int l
 	int64_t pl[3] = {t + rz, t - rz - 1, t - 3 * rz - 2};
 	int use[3] = {lead, lead || lag, lag};
 
+	int clead = lead && t_collects(c, t), clag = lag && t_collects(c, t - 2 * rz - 1);
+
 	for (int i = 0; i < 3; i++)
 		use[i] = use[i] && pl[i] >= pt->v0 && pl[i] < pt->v1;
 	for (int i = 0; i < 3; i++)
@@ -174,7 +241,15 @@ static void stats_strip(const lncc_ctx *c, const lncc_part *pt, int64_t t, int l
 			update_t(c, pt->tl, y, x0, w, run[0], run[1]);
 		if (lag)
 			update_t(c, pt->tg, y, x0, w, run[1], run[2]);
+		if (clead)
+			collect_t(c, pt->tl2, y, x0, w, run[0]);
+		if (clag)
+			collect_t(c, pt->tg2, y, x0, w, run[1]);
 	}
+	if (lead && t_anchor(c, t))
+		restart(c, pt->tl, pt->tl2, NQ, x0, w);
+	if (lag && t_anchor(c, t - 2 * rz - 1))
+		restart(c, pt->tg, pt->tg2, NQ, x0, w);
 }
 
 /* cc from the window sums at one voxel (s[q * ss]), inv = 1/n; when nc > 0
@@ -289,7 +364,7 @@ static void coef_row(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, dou
 	if (t >= pt->s0 && t < pt->s1) {
 		double loss = score_row(c, pt->tl, t, y, S, k, 0);
 		if (t >= pt->o0 && t < pt->o1)
-			pt->lrow[y] += loss;
+			pt->lrow[y] = loss;
 		if (nc && !c->exact)
 			grad_span(c, t, y, 0, nx, k, nx);
 	} else {
@@ -298,6 +373,8 @@ static void coef_row(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, dou
 	}
 	if (!c->exact)
 		return;
+	if (g_collects(c, t))
+		ffdp_cpu_box_rows(k, nx, pt->xc2 + y * nx, c->np, nc, nx, c->rx);
 	if (p >= pt->s0 && p < pt->s1)
 		score_row(c, pt->tg, p, y, S, k, 1);
 	ffdp_cpu_box_rows(k, nx, pt->xc + y * nx, c->np, nc, nx, c->rx);
@@ -309,6 +386,12 @@ static void grad_strip(const lncc_ctx *c, const lncc_part *pt, int64_t z, int64_
 {
 	for (int q = 0; q < c->ncoef; q++)
 		ffdp_cpu_box_cols_add(pt->xc + q * c->np, pt->gsum + q * c->np, c->nx, c->ny, c->ry, x0, x0 + w);
+	if (g_collects(c, z + c->rz))
+		for (int q = 0; q < c->ncoef; q++)
+			ffdp_cpu_box_cols_add(pt->xc2 + q * c->np, pt->g2 + q * c->np, c->nx, c->ny, c->ry, x0,
+					      x0 + w);
+	if (g_anchor(c, z))
+		restart(c, pt->gsum, pt->g2, c->ncoef, x0, w);
 	if (z < pt->o0 || z >= pt->o1)
 		return;
 	for (int64_t y = 0; y < c->ny; y++)
@@ -357,6 +440,14 @@ static void lncc_stream_body(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
 		for (int64_t y = y0; y < y1; y++)
 			coef_row(c, pt, t, y, rows);
 		team_sync(nth);
+		/* the plane's loss, its rows in order; lrow is next written after
+		 * the next step's first barrier */
+		if (tid == 0 && t >= pt->o0 && t < pt->o1) {
+			double sum = 0.0;
+			for (int64_t y = 0; y < c->ny; y++)
+				sum += pt->lrow[y];
+			c->zs[t] = sum;
+		}
 	}
 }
 
@@ -393,7 +484,7 @@ static void lncc_stream(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
 static size_t part_doubles(const lncc_ctx *c, int nth)
 {
 	size_t np = (size_t)c->np, nc = (size_t)c->ncoef;
-	return NQ * np + (c->exact ? (NQ + 2 * nc) * np : 0) + (size_t)nth * 2 * NQ * (size_t)c->nx +
+	return 2 * NQ * np + (c->exact ? (NQ + 4 * nc) * np : 0) + (size_t)nth * 2 * NQ * (size_t)c->nx +
 	       (size_t)c->ny;
 }
 
@@ -402,25 +493,29 @@ static double *part_carve(const lncc_ctx *c, lncc_part *pt, double *d)
 {
 	size_t np = (size_t)c->np, nc = (size_t)c->ncoef;
 	pt->tl = d, d += NQ * np;
+	pt->tl2 = d, d += NQ * np;
 	if (c->exact) {
 		pt->tg = d, d += NQ * np;
+		pt->tg2 = pt->tl2;
 		pt->xc = d, d += nc * np;
 		pt->gsum = d, d += nc * np;
+		pt->xc2 = d, d += nc * np;
+		pt->g2 = d, d += nc * np;
 	}
 	pt->rows = d, d += (size_t)pt->nth * 2 * NQ * (size_t)c->nx;
 	pt->lrow = d, d += c->ny;
 	return d;
 }
 
-/* Output planes [o0, o1) and the planes they need (see lncc_part). */
+/* Output planes [o0, o1) and the planes they need (see lncc_part), by the
+ * global rule (ffdp_lncc_ranges); the caller checked the box holds them. */
 static void part_range(const lncc_ctx *c, lncc_part *pt, int64_t o0, int64_t o1)
 {
-	int64_t rz = c->rz, sr = c->exact ? rz : 0;
+	int64_t rng[4];
+	ffdp_lncc_ranges(c->rz, c->blk, c->exact, c->zfull, o0 + c->zoff, o1 + c->zoff, rng);
 	pt->o0 = o0, pt->o1 = o1;
-	pt->s0 = o0 - sr > 0 ? o0 - sr : 0;
-	pt->s1 = o1 + sr < c->nz ? o1 + sr : c->nz;
-	pt->v0 = pt->s0 - rz > 0 ? pt->s0 - rz : 0;
-	pt->v1 = pt->s1 + rz < c->nz ? pt->s1 + rz : c->nz;
+	pt->s0 = rng[0] - c->zoff, pt->s1 = rng[1] - c->zoff;
+	pt->v0 = rng[2] - c->zoff, pt->v1 = rng[3] - c->zoff;
 }
 
 /* One part per thread when their scratch together fits in one volume and
@@ -430,7 +525,7 @@ static void part_range(const lncc_ctx *c, lncc_part *pt, int64_t o0, int64_t o1)
  * oversubscribed.  Otherwise one team over whole planes. */
 static int choose_parts(const lncc_ctx *c, int nt)
 {
-	int64_t len = c->nz / (nt > 0 ? nt : 1), need = c->np < 1024 * (int64_t)nt ? 2 * c->rz : 8 * c->rz;
+	int64_t len = (c->o1 - c->o0) / (nt > 0 ? nt : 1), need = c->np < 1024 * (int64_t)nt ? 2 * c->rz : 8 * c->rz;
 	double bytes = (double)nt * (double)part_doubles(c, 1) * sizeof(double);
 	if (nt <= 1 || len < 4 || len < need || bytes > 4.0 * (double)(c->np * c->nz))
 		return 1;
@@ -456,8 +551,9 @@ static int64_t strip_width(int64_t nx, int nt)
 static ffdp_status lncc_run(const lncc_ctx *c, int nt, double *sum, ffdp_error *err)
 {
 	int nparts = choose_parts(c, nt), nth = nparts > 1 ? 1 : nt;
+	int64_t no = c->o1 - c->o0;
 	lncc_part parts[MAX_PARTS];
-	size_t n = (size_t)(c->nx + c->ny + c->nz) + (size_t)nparts * part_doubles(c, nth);
+	size_t n = (size_t)(c->nx + c->ny + c->zfull + c->nz) + (size_t)nparts * part_doubles(c, nth);
 	double *block = ffdp_alloc(n * sizeof(double), err), *d = block;
 
 	if (!block)
@@ -465,13 +561,15 @@ static ffdp_status lncc_run(const lncc_ctx *c, int nt, double *sum, ffdp_error *
 	lncc_ctx cc = *c;
 	cc.icx = d, d += c->nx;
 	cc.icy = d, d += c->ny;
-	cc.icz = d, d += c->nz;
 	ffdp_cpu_box_inv_counts(cc.icx, c->nx, c->rx);
 	ffdp_cpu_box_inv_counts(cc.icy, c->ny, c->ry);
-	ffdp_cpu_box_inv_counts(cc.icz, c->nz, c->rz);
+	/* window counts along z from the global position */
+	ffdp_cpu_box_inv_counts(d, c->zfull, c->rz);
+	cc.icz = d + c->zoff, d += c->zfull;
+	cc.zs = d, d += c->nz;
 	for (int i = 0; i < nparts; i++) {
 		parts[i].nth = nth;
-		part_range(&cc, &parts[i], c->nz * i / nparts, c->nz * (i + 1) / nparts);
+		part_range(&cc, &parts[i], c->o0 + no * i / nparts, c->o0 + no * (i + 1) / nparts);
 		d = part_carve(&cc, &parts[i], d);
 	}
 	/* The team may be smaller than asked (nested regions): use its size. */
@@ -484,41 +582,83 @@ static ffdp_status lncc_run(const lncc_ctx *c, int nt, double *sum, ffdp_error *
 			for (int i = tid; i < nparts; i += got)
 				lncc_stream(&cc, &parts[i], 0, 1);
 	}
+	/* planes in order (ops.h: reproducible sums) */
 	*sum = 0.0;
-	for (int i = 0; i < nparts; i++)
-		for (int64_t y = 0; y < c->ny; y++)
-			*sum += parts[i].lrow[y];
+	for (int64_t t = c->o0; t < c->o1; t++)
+		*sum += cc.zs[t];
+	if (c->zsum_out && c->d3)
+		for (int64_t t = c->o0; t < c->o1; t++)
+			c->zsum_out[t] = -cc.zs[t];
+	else if (c->zsum_out)
+		c->zsum_out[0] = -*sum;
 	ffdp_free(block);
 	return FFDP_OK;
+}
+
+/* The shift rule (ops.h) over a whole volume x of size n. */
+static float shift_of(const float *x, const int64_t n[3])
+{
+	double s = 0.0;
+	for (int64_t z = 0; z < n[2]; z++)
+		s += ffdp_lncc_shift_part(x + z * n[0] * n[1], n, z);
+	return (float)(s / (double)ffdp_lncc_shift_count(n));
 }
 
 /* The context of one call: geometry (2-D as rows), radii, inputs, shifts. */
 static void lncc_setup(lncc_ctx *c, const ffdp_loss_args *a, const ffdp_lncc_opts *o, double denom)
 {
-	int64_t r = (o->k - 1) / 2, nvox;
+	int64_t r = (o->k - 1) / 2;
 
 	c->nx = a->f.n[0], c->ny = a->f.n[1], c->nz = a->f.n[2];
-	if (c->nz == 1) {
+	c->d3 = c->nz > 1 || o->z_full > 0;
+	if (!c->d3) {
 		/* A 2-D image is the same memory as nx x 1 x ny: stream its rows, so
 		 * scratch is a few rows, not a few images. */
 		c->nz = c->ny, c->ny = 1;
 	}
 	c->np = c->nx * c->ny;
-	nvox = c->np * c->nz;
-	c->rx = clip_radius(r, c->nx), c->ry = clip_radius(r, c->ny), c->rz = clip_radius(r, c->nz);
+	c->zfull = o->z_full > 0 ? o->z_full : c->nz;
+	c->zoff = o->z_full > 0 ? o->z_lo : 0;
+	c->o0 = o->z_full > 0 ? o->o_z0 : 0;
+	c->o1 = o->z_full > 0 ? o->o_z1 : c->nz;
+	c->rx = clip_radius(r, c->nx), c->ry = clip_radius(r, c->ny), c->rz = clip_radius(r, c->zfull);
+	c->blk = ffdp_lncc_anchor_block(o->k);
 	c->f = a->f.p, c->m = a->m.p, c->w = a->mask;
 	c->gm = a->gm, c->gf = a->gf;
+	c->cf = o->shifts_given ? o->cf : shift_of(a->f.p, a->f.n);
+	c->cm = o->shifts_given ? o->cm : shift_of(a->m.p, a->m.n);
 	if (!c->gm && c->gf) {
 		/* cc is symmetric in f and m: gf alone is gm with the roles swapped. */
+		float t = c->cf;
 		c->f = a->m.p, c->m = a->f.p;
+		c->cf = c->cm, c->cm = t;
 		c->gm = a->gf, c->gf = NULL;
 	}
 	c->ncoef = c->gm ? (c->gf ? 5 : 3) : 0;
 	c->exact = c->ncoef && o->exact_grad;
 	c->eps = o->eps > 0.0 ? o->eps : 1e-5;
 	c->gscale = -a->scale / denom;
-	c->cf = sample_mean(c->f, nvox), c->cm = sample_mean(c->m, nvox);
+	c->zsum_out = a->zsum;
 	c->avx2 = ffdp_cpu_use_avx2();
+}
+
+/* A shard's box must hold the planes its outputs need. */
+static ffdp_status lncc_check_box(const lncc_ctx *c, const ffdp_lncc_opts *o, ffdp_error *err)
+{
+	int64_t rng[4];
+	if (!o->z_full)
+		return FFDP_OK;
+	if (c->nz < 1 || o->z_lo < 0 || o->z_lo + c->nz > o->z_full || o->o_z0 < 0 || o->o_z0 > o->o_z1 ||
+	    o->o_z1 > c->nz)
+		return ffdp_fail(err, FFDP_ERR_ARG, "lncc: box [%lld, +%lld) or outputs [%lld, %lld) do not fit %lld planes",
+				 (long long)o->z_lo, (long long)c->nz, (long long)o->o_z0, (long long)o->o_z1,
+				 (long long)o->z_full);
+	ffdp_lncc_ranges(c->rz, c->blk, c->exact, c->zfull, c->o0 + c->zoff, c->o1 + c->zoff, rng);
+	if (c->o1 > c->o0 && (rng[2] < c->zoff || rng[3] > c->zoff + c->nz))
+		return ffdp_fail(err, FFDP_ERR_ARG, "lncc: outputs [%lld, %lld) need planes [%lld, %lld), the box has [%lld, %lld)",
+				 (long long)(c->o0 + c->zoff), (long long)(c->o1 + c->zoff), (long long)rng[2],
+				 (long long)rng[3], (long long)c->zoff, (long long)(c->zoff + c->nz));
+	return FFDP_OK;
 }
 
 ffdp_status ffdp_cpu_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_lncc_opts *o, ffdp_error *err)
@@ -533,6 +673,14 @@ ffdp_status ffdp_cpu_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_
 	if ((s = ffdp_cpu_loss_denom(a, "lncc", &denom, err)))
 		return s;
 	lncc_setup(&c, a, o, denom);
+	if ((s = lncc_check_box(&c, o, err)))
+		return s;
+	if (c.o1 == c.o0) {
+		*a->loss = 0.0;
+		if (a->sum)
+			*a->sum = 0.0;
+		return FFDP_OK;
+	}
 
 	/* At least 16384 voxels a thread: fewer cost more than they save. */
 	int64_t most = c.np * c.nz / 16384;

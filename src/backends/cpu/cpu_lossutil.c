@@ -38,3 +38,17 @@ ffdp_status ffdp_cpu_loss_denom(const ffdp_loss_args *a, const char *what, doubl
 				 *denom);
 	return FFDP_OK;
 }
+
+double ffdp_cpu_plane_sums(const double *part, int64_t ny, int64_t nz, double *zsum)
+{
+	double sum = 0.0;
+	for (int64_t z = 0; z < nz; z++) {
+		double pz = 0.0;
+		for (int64_t y = 0; y < ny; y++)
+			pz += part[z * ny + y];
+		if (zsum)
+			zsum[z] = pz;
+		sum += pz;
+	}
+	return sum;
+}

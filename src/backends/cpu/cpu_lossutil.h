@@ -18,6 +18,10 @@ int64_t ffdp_cpu_block_len(int64_t n);
 /* Sum of x over n voxels, reproducible (see above). */
 double ffdp_cpu_sum_f32(const float *x, int64_t n);
 
+/* Reproducible total of row sums part[z * ny + y]: each plane's rows in
+ * order, then the planes in order; zsum (optional) gets the planes'. */
+double ffdp_cpu_plane_sums(const double *part, int64_t ny, int64_t nz, double *zsum);
+
 /* a->denom when > 0; otherwise the mask sum, or the voxel count without a
  * mask.  A mask that sums to <= 0 with no denom is an error: the mean is
  * undefined. */

@@ -18,16 +18,19 @@
  * window), so G = 0 there is exact.  No epsilon is needed: pf, pm >= p > 0
  * wherever a log is taken.  V never depends on the images.
  *
- * Passes.  1: per-thread private padded histograms (doubles), each voxel
- * adding its W x W outer product (W = 7 Gaussian, 4 B-spline) with the
- * moving window widened to whole 16-byte pairs so that consecutive voxels
- * hitting the same bins load exactly what the previous one stored; reduced
- * once in thread order (deterministic for a given thread count).  Host:
+ * Passes.  1: a padded histogram (doubles) per z plane (per row in 2-D),
+ * its voxels added in order, each its W x W outer product (W = 7 Gaussian,
+ * 4 B-spline) with the moving window widened to whole 16-byte pairs so
+ * that consecutive voxels hitting the same bins load exactly what the
+ * previous one stored; planes are done in chunks of 2 per thread, in
+ * parallel, and added to the joint in plane order: the same bits for any
+ * thread count and for z-slabs adding their planes in order (ops.h).  Host:
  * marginals, MI and G, O(B^2).  2: recompute each voxel's windows and
  * derivatives, write gf and gm.  hist_in replaces pass 1 (only its joint
  * part is read; the marginals are recomputed from it).
  * Scratch: (tables + 1) (B+6)(B+8) + B^2 + 2B doubles, independent of N;
- * tables = threads, fewer when B is so large that they would pass 64 MiB.
+ * tables = 2 per thread, fewer when B is so large that they would pass
+ * 64 MiB.
  *
  * IO floor: the gradient needs the global histogram, so two passes over
  * f and m are unavoidable: 8 B/voxel (+4 mask) in pass 1, 8 (+4) read and
@@ -68,19 +71,18 @@ static inline int64_t mi_nbatch(const mi_plan *p)
 	return (p->n + PARZEN_BATCH - 1) / PARZEN_BATCH;
 }
 
-/* Pass 1 over this thread's share of batches into its padded table H. */
-static inline void mi_hist_loop(const mi_plan *p, double *H, const int kernel, const int W)
+/* Pass 1 over voxels [i0, i1) into the padded table H, in order. */
+static inline void mi_hist_loop(const mi_plan *p, double *H, int64_t i0, int64_t i1, const int kernel,
+				const int W)
 {
 	const int st = p->stride;
 	parzen_batch bf, bm;
-#pragma omp for schedule(static)
-	for (int64_t ib = 0; ib < mi_nbatch(p); ib++) {
-		int64_t i0 = ib * PARZEN_BATCH;
-		int n = p->n - i0 < PARZEN_BATCH ? (int)(p->n - i0) : PARZEN_BATCH;
-		mi_window(kernel, &p->fmap, p->f + i0, n, 0, &bf);
-		mi_window(kernel, &p->mmap, p->m + i0, n, 0, &bm);
+	for (int64_t b0 = i0; b0 < i1; b0 += PARZEN_BATCH) {
+		int n = i1 - b0 < PARZEN_BATCH ? (int)(i1 - b0) : PARZEN_BATCH;
+		mi_window(kernel, &p->fmap, p->f + b0, n, 0, &bf);
+		mi_window(kernel, &p->mmap, p->m + b0, n, 0, &bm);
 		for (int v = 0; v < n; v++) {
-			double val = p->mask ? (double)p->mask[i0 + v] : 1.0;
+			double val = p->mask ? (double)p->mask[b0 + v] : 1.0;
 			if (val == 0)
 				continue;
 			int col = bm.j0[v] + MI_CPAD, sh = col & 1;
@@ -99,36 +101,48 @@ static inline void mi_hist_loop(const mi_plan *p, double *H, const int kernel, c
 	}
 }
 
-static void mi_hist_gauss(const mi_plan *p, double *H)
+static void mi_hist_gauss(const mi_plan *p, double *H, int64_t i0, int64_t i1)
 {
-	mi_hist_loop(p, H, FFDP_MI_GAUSSIAN, PARZEN_GW);
+	mi_hist_loop(p, H, i0, i1, FFDP_MI_GAUSSIAN, PARZEN_GW);
 }
 
-static void mi_hist_bspline(const mi_plan *p, double *H)
+static void mi_hist_bspline(const mi_plan *p, double *H, int64_t i0, int64_t i1)
 {
-	mi_hist_loop(p, H, FFDP_MI_BSPLINE3, PARZEN_BW);
+	mi_hist_loop(p, H, i0, i1, FFDP_MI_BSPLINE3, PARZEN_BW);
 }
 
-/* Pass 1: private tables (priv, nt of them, tab doubles apart, zeroed),
- * reduced into the unpadded joint h (B x B). */
-static void mi_hist(const mi_plan *p, ffdp_mi_kernel kernel, double *priv, int nt, int64_t tab, double *h)
+/* Pass 1: the histogram of each unit (plane; row in 2-D) of `unit` voxels
+ * in a table of its own (nt tables, tab doubles apart), chunk by chunk,
+ * added into the unpadded joint h (B x B, zeroed) in unit order; hz
+ * (optional) gets each unit's joint. */
+static void mi_hist(const mi_plan *p, ffdp_mi_kernel kernel, double *priv, int nt, int64_t tab, int64_t unit,
+		    double *h, double *hz)
 {
 	const int B = p->bins, st = p->stride;
-#pragma omp parallel num_threads(nt)
-	{
-		double *H = priv + omp_get_thread_num() * tab;
-		if (kernel == FFDP_MI_GAUSSIAN)
-			mi_hist_gauss(p, H);
-		else
-			mi_hist_bspline(p, H);
-	}
-	for (int j = 0; j < B; j++)
-		for (int l = 0; l < B; l++) {
-			double s = 0;
-			for (int t = 0; t < nt; t++)
-				s += priv[t * tab + (int64_t)(j + PARZEN_PAD) * st + l + MI_CPAD];
-			h[j * B + l] = s;
+	const int64_t nu = p->n / unit;
+	for (int64_t u0 = 0; u0 < nu; u0 += nt) {
+		const int64_t cnt = nu - u0 < nt ? nu - u0 : nt;
+#pragma omp parallel for schedule(static) if (cnt > 1)
+		for (int64_t k = 0; k < cnt; k++) {
+			double *H = priv + k * tab;
+			memset(H, 0, (size_t)tab * sizeof(double));
+			if (kernel == FFDP_MI_GAUSSIAN)
+				mi_hist_gauss(p, H, (u0 + k) * unit, (u0 + k + 1) * unit);
+			else
+				mi_hist_bspline(p, H, (u0 + k) * unit, (u0 + k + 1) * unit);
 		}
+		for (int64_t k = 0; k < cnt; k++) {
+			const double *H = priv + k * tab;
+			double *z = hz ? hz + (u0 + k) * B * B : NULL;
+			for (int j = 0; j < B; j++)
+				for (int l = 0; l < B; l++) {
+					double x = H[(int64_t)(j + PARZEN_PAD) * st + l + MI_CPAD];
+					h[j * B + l] += x;
+					if (z)
+						z[j * B + l] = x;
+				}
+		}
+	}
 }
 
 /* Marginals (into h + B^2), V, MI and the padded G table (zero margins);
@@ -219,11 +233,11 @@ static void mi_grad(const mi_plan *p, ffdp_mi_kernel kernel, const double *G, do
 	}
 }
 
-/* Private tables: one per thread, fewer when they would pass 64 MiB. */
+/* Unit tables: two per thread, fewer when they would pass 64 MiB. */
 static int mi_tables(int64_t tab)
 {
 	int64_t cap = ((int64_t)64 << 20) / (tab * (int64_t)sizeof(double));
-	int nt = omp_get_max_threads();
+	int nt = 2 * omp_get_max_threads();
 	return nt < cap ? nt : cap > 1 ? (int)cap : 1;
 }
 
@@ -241,10 +255,14 @@ ffdp_status ffdp_cpu_mi(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_mi
 		return FFDP_ERR_NOMEM;
 	double *priv = scratch, *G = priv + nt * tab, *h = G + tab, *lg = h + B * B + 2 * B, V = 0, mi = 0;
 
+	/* units: z planes, or rows of a 2-D image (reproducible sums) */
+	const int64_t unit = a->f.n[2] > 1 ? a->f.n[0] * a->f.n[1] : a->f.n[0];
 	if (o->hist_in)
 		memcpy(h, o->hist_in, (size_t)B * B * sizeof(double));
 	else
-		mi_hist(&p, o->kernel, priv, nt, tab, h);
+		mi_hist(&p, o->kernel, priv, nt, tab, unit, h, a->f.n[2] > 1 ? o->hist_z : NULL);
+	if (o->hist_z && a->f.n[2] == 1)
+		memcpy(o->hist_z, h, (size_t)B * B * sizeof(double));
 	ffdp_status s = mi_from_hist(h, B, a->denom, G, st, lg, &V, &mi, err);
 	if (s == FFDP_OK) {
 		if (o->hist)

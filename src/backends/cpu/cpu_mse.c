@@ -5,9 +5,10 @@
  *
  * Floor: read f and m once (8 B/voxel), the mask once (4 B; twice when its
  * sum is the denominator), write each requested gradient once (4 B).  One
- * pass over fixed blocks, so the sum is the same for any thread count.
+ * pass; row sums, then plane sums in order (ops.h: reproducible sums).
  */
 #include "cpu_lossutil.h"
+#include "ffdp/volume.h"
 
 typedef struct mse_ctx {
 	const float *f, *m, *w;
@@ -57,21 +58,22 @@ static double mse_block(const mse_ctx *c, int64_t lo, int64_t hi)
 
 ffdp_status ffdp_cpu_mse(ffdp_backend *be, const ffdp_loss_args *a, ffdp_error *err)
 {
-	double part[FFDP_CPU_MAX_BLOCKS], denom;
-	int64_t n = a->f.n[0] * a->f.n[1] * a->f.n[2];
-	int64_t len = ffdp_cpu_block_len(n), nb = (n + len - 1) / len;
+	const int64_t nx = a->f.n[0], ny = a->f.n[1], nz = a->f.n[2], rows = ny * nz;
+	double denom;
 	ffdp_status s = ffdp_cpu_loss_denom(a, "mse", &denom, err);
 	(void)be;
 	if (s)
 		return s;
+	double *part = ffdp_alloc((size_t)rows * sizeof(double), err);
+	if (!part)
+		return FFDP_ERR_NOMEM;
 
 	mse_ctx c = {a->f.p, a->m.p, a->mask, a->gf, a->gm, 2.0 * a->scale / denom};
-#pragma omp parallel for schedule(static) if (nb > 1)
-	for (int64_t b = 0; b < nb; b++)
-		part[b] = mse_block(&c, b * len, (b + 1) * len < n ? (b + 1) * len : n);
-	double sum = 0.0;
-	for (int64_t b = 0; b < nb; b++)
-		sum += part[b];
+#pragma omp parallel for schedule(static) if (rows * nx > 65536)
+	for (int64_t r = 0; r < rows; r++)
+		part[r] = mse_block(&c, r * nx, (r + 1) * nx);
+	double sum = ffdp_cpu_plane_sums(part, ny, nz, a->zsum);
+	ffdp_free(part);
 	*a->loss = sum / denom;
 	if (a->sum)
 		*a->sum = sum;

@@ -23,7 +23,9 @@
 
 typedef struct smp {
 	const float *m;
-	int64_t mn[3], ms[3]; /* moving size and strides */
+	int64_t mn[3], ms[3]; /* whole moving volume's size, the box's strides */
+	int64_t mlo[3];       /* the box's origin in the whole volume */
+	int64_t mshift;       /* sum of mlo[k] ms[k]: box offset = whole-volume offset - mshift */
 	const double *W, *B;
 	const float *u[3];    /* on the output box; u[0] NULL: no field, u[2] NULL: 2 components */
 	int64_t lo[3], on[3]; /* output box */
@@ -35,13 +37,16 @@ static smp smp_make(const ffdp_sample_args *a, const int64_t box[3])
 {
 	smp s;
 	memset(&s, 0, sizeof(s));
+	int sub = a->m_full[0] || a->m_full[1] || a->m_full[2];
 	s.m = a->moving.p;
 	for (int k = 0; k < 3; k++) {
-		s.mn[k] = a->moving.n[k];
+		s.mn[k] = sub ? a->m_full[k] : a->moving.n[k];
+		s.mlo[k] = sub ? a->m_lo[k] : 0;
 		s.lo[k] = a->lo[k];
 		s.on[k] = box[k];
 	}
-	s.ms[0] = 1, s.ms[1] = s.mn[0], s.ms[2] = s.mn[0] * s.mn[1];
+	s.ms[0] = 1, s.ms[1] = a->moving.n[0], s.ms[2] = a->moving.n[0] * a->moving.n[1];
+	s.mshift = s.mlo[0] + s.mlo[1] * s.ms[1] + s.mlo[2] * s.ms[2];
 	s.W = a->W, s.B = a->B;
 	if (a->u)
 		for (int c = 0; c < a->u->ncomp; c++)
@@ -77,6 +82,11 @@ TL_INLINE void smp_axes(const smp *s, const double p[3], const ffdp_pad pad, con
 {
 	static const int64_t zero[3] = {0, 0, 0};
 	tl_axes(p, zero, s->mn, s->ms, pad, d3, ax);
+	/* whole-volume corners into the box: only the integer offsets move */
+	for (int k = 0; k < (d3 ? 3 : 2); k++) {
+		ax[k].o0 -= s->mlo[k] * s->ms[k];
+		ax[k].o1 -= s->mlo[k] * s->ms[k];
+	}
 }
 
 /* Nearest neighbour: index floor(p + 0.5), i.e. halves round up. */
@@ -94,7 +104,7 @@ TL_INLINE float smp_nearest(const smp *s, const double p[3], const ffdp_pad pad,
 		ok &= (uint64_t)i < (uint64_t)s->mn[k];
 		off += tl_clampi(i, s->mn[k]) * s->ms[k];
 	}
-	return ok ? s->m[off] : 0.0f;
+	return ok ? s->m[off - s->mshift] : 0.0f;
 }
 
 /* Label with the largest summed corner weight; ties go to the smallest label.
@@ -260,10 +270,13 @@ SMP_AVX2_FN int smp8_load(const smp *s, const double base[3], int64_t x, int64_t
 		return 0;
 	for (int k = 0; k < 3; k++)
 		v->w1[k] = _mm256_set_m128(fr[1][k], fr[0][k]);
-	/* first corner of each voxel, then split 0 1 4 5 / 2 3 6 7 */
-	int nx = (int)s->mn[0], nxy = (int)(s->mn[0] * s->mn[1]);
+	/* first corner of each voxel in the box, then split 0 1 4 5 / 2 3 6 7 */
+	int nx = (int)s->ms[1], nxy = (int)s->ms[2];
 	__m256i ix = _mm256_set_m128i(ii[1][0], ii[0][0]), iy = _mm256_set_m128i(ii[1][1], ii[0][1]);
 	__m256i iz = _mm256_set_m128i(ii[1][2], ii[0][2]);
+	ix = _mm256_sub_epi32(ix, _mm256_set1_epi32((int)s->mlo[0]));
+	iy = _mm256_sub_epi32(iy, _mm256_set1_epi32((int)s->mlo[1]));
+	iz = _mm256_sub_epi32(iz, _mm256_set1_epi32((int)s->mlo[2]));
 	__m256i o = _mm256_add_epi32(ix, _mm256_add_epi32(_mm256_mullo_epi32(iy, _mm256_set1_epi32(nx)),
 							 _mm256_mullo_epi32(iz, _mm256_set1_epi32(nxy))));
 	o = _mm256_permute4x64_epi64(o, _MM_SHUFFLE(3, 1, 2, 0));
@@ -344,12 +357,18 @@ __attribute__((noinline, target("avx2,fma"))) static void smp_row_avx2(const smp
 }
 #endif
 
+/* 32-bit gather offsets: the whole volume's indices and the box's offsets. */
+static inline int smp_fits_int32(const smp *s)
+{
+	return s->mn[0] * s->mn[1] * s->mn[2] < INT32_MAX;
+}
+
 /* Whether row r may take the AVX2 forward path. */
 static int smp_fwd_avx2_ok(const smp *s, const ffdp_sample_args *a)
 {
 #ifdef SMP_AVX2
-	return a->interp == FFDP_INTERP_LINEAR && s->d3 && (s->u[2] || !s->u[0]) &&
-	       s->mn[0] * s->mn[1] * s->mn[2] < INT32_MAX && ffdp_cpu_use_avx2();
+	return a->interp == FFDP_INTERP_LINEAR && s->d3 && (s->u[2] || !s->u[0]) && smp_fits_int32(s) &&
+	       ffdp_cpu_use_avx2();
 #else
 	(void)s, (void)a;
 	return 0;
@@ -380,8 +399,9 @@ ffdp_status ffdp_cpu_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_er
  * gM: a scatter to arbitrary (oblique) places, so no slab of the output owns
  * a slab of M; float atomics (a compare-and-swap loop) keep it race-free
  * without a per-thread copy of M.  Summation order, hence the last bits of
- * gM, depends on thread timing.  gW: per-thread double sums reduced in thread
- * order, so it is deterministic for a given thread count. */
+ * gM, depends on thread timing.  gW: double sums per row, added per plane
+ * in row order and over planes in plane order, the same bits for any
+ * thread count and for z-slabs adding their planes in order (ops.h). */
 
 TL_INLINE void smp_scatter(float *gm, const tl_axis ax[3], int d3, float g)
 {
@@ -433,6 +453,8 @@ TL_INLINE void smp_grad_row(const smp *s, const smp_grad_out *g, int64_t r, int6
 			smp_scatter(g->gm, ax, d3, g->gout[j]);
 	}
 	double gy = (double)(s->lo[1] + r % s->on[1]), gz = (double)(s->lo[2] + r / s->on[1]);
+	if (!acc)
+		return;
 	for (int k = 0; k < (d3 ? 3 : 2); k++) {
 		acc[4 * k] += sx[k];
 		acc[4 * k + 1] += s1[k] * gy;
@@ -508,8 +530,8 @@ __attribute__((noinline, target("avx2,fma"))) static void smp_grad_row_avx2(cons
 static int smp_grad_avx2_ok(const smp *s, const smp_grad_out *g, const ffdp_sample_grad_args *a)
 {
 #ifdef SMP_AVX2
-	return s->d3 && s->u[2] && g->gu[0] && g->ncomp == 3 && !g->gm && !a->gW &&
-	       s->mn[0] * s->mn[1] * s->mn[2] < INT32_MAX && ffdp_cpu_use_avx2();
+	return s->d3 && s->u[2] && g->gu[0] && g->ncomp == 3 && !g->gm && !a->gW && !a->gW_z && smp_fits_int32(s) &&
+	       ffdp_cpu_use_avx2();
 #else
 	(void)s, (void)g, (void)a;
 	return 0;
@@ -529,32 +551,37 @@ ffdp_status ffdp_cpu_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *
 	if (a->gu)
 		for (int c = 0; c < g.ncomp; c++)
 			g.gu[c] = a->gu->c[c];
-	int nt = omp_get_max_threads();
-	double *part = calloc((size_t)nt * 12, sizeof(double));
-	if (!part)
-		return ffdp_fail(err, FFDP_ERR_NOMEM, "sample_grad: no memory for %d partial sums", nt);
 	int64_t rows = box[1] * box[2];
+	/* gW: 12 sums per row (zeroed), reduced per plane below */
+	double *part = a->gW || a->gW_z ? calloc((size_t)rows * 12 + 1, sizeof(double)) : NULL;
+	if ((a->gW || a->gW_z) && !part)
+		return ffdp_fail(err, FFDP_ERR_NOMEM, "sample_grad: no memory for %lld row sums", (long long)rows);
 	int simd = smp_grad_avx2_ok(&s, &g, a);
 	(void)simd;
-#pragma omp parallel num_threads(nt)
-	{
-		double acc[12] = {0};
-#pragma omp for schedule(static)
-		for (int64_t r = 0; r < rows; r++) {
+#pragma omp parallel for schedule(static)
+	for (int64_t r = 0; r < rows; r++) {
+		double *acc = part ? part + 12 * r : NULL;
 #ifdef SMP_AVX2
-			if (simd) {
-				smp_grad_row_avx2(&s, &g, r, acc);
-				continue;
-			}
-#endif
-			smp_grad_span_any(&s, &g, r, 0, s.on[0], acc);
+		if (simd) {
+			smp_grad_row_avx2(&s, &g, r, acc);
+			continue;
 		}
-		memcpy(part + 12 * omp_get_thread_num(), acc, sizeof(acc));
+#endif
+		smp_grad_span_any(&s, &g, r, 0, s.on[0], acc);
 	}
-	if (a->gW)
-		for (int t = 0; t < nt; t++)
+	double tot[12] = {0};
+	for (int64_t z = 0; z < box[2] && part; z++) {
+		double pz[12] = {0};
+		for (int64_t y = 0; y < box[1]; y++)
 			for (int k = 0; k < 12; k++)
-				a->gW[k] += part[12 * t + k];
+				pz[k] += part[12 * (z * box[1] + y) + k];
+		for (int k = 0; k < 12; k++)
+			tot[k] += pz[k];
+		if (a->gW_z)
+			memcpy(a->gW_z + 12 * z, pz, sizeof(pz));
+	}
+	for (int k = 0; k < 12 && a->gW; k++)
+		a->gW[k] += tot[k];
 	free(part);
 	return FFDP_OK;
 }

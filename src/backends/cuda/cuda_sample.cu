@@ -24,7 +24,9 @@
 
 typedef struct samp_k {
 	const float *M;
-	int64_t mn[3];
+	int64_t mn[3];  /* the whole moving volume (clamping, padding) */
+	int64_t mlo[3]; /* the box's origin in it */
+	int64_t bx, bxy; /* the box's strides */
 	double W[12], B[9];
 	const float *u[3];
 	int uc; /* components of u; 0 without u */
@@ -36,9 +38,12 @@ typedef struct samp_k {
 
 static void samp_k_make(const ffdp_sample_args *a, const int64_t box[3], samp_k *k)
 {
+	const bool sub = a->m_full[0] || a->m_full[1] || a->m_full[2];
 	k->M = a->moving.p;
+	k->bx = a->moving.n[0], k->bxy = a->moving.n[0] * a->moving.n[1];
 	for (int r = 0; r < 3; r++) {
-		k->mn[r] = a->moving.n[r];
+		k->mn[r] = sub ? a->m_full[r] : a->moving.n[r];
+		k->mlo[r] = sub ? a->m_lo[r] : 0;
 		k->lo[r] = a->lo[r];
 		k->n[r] = box[r];
 		k->u[r] = NULL;
@@ -51,7 +56,7 @@ static void samp_k_make(const ffdp_sample_args *a, const int64_t box[3], samp_k 
 	for (int c = 0; c < k->uc; c++)
 		k->u[c] = a->u->c[c];
 	k->pad = a->pad;
-	k->flat_z = a->moving.n[2] == 1 && box[2] == 1;
+	k->flat_z = k->mn[2] == 1 && box[2] == 1;
 }
 
 /* gi: the global fixed index of voxel (x, y, z); p: the moving index. */
@@ -80,6 +85,14 @@ __device__ __forceinline__ void samp_taps(const samp_k &k, const double p[3], cu
 	t[0] = cu_taps_make(p[0], 0, k.mn[0], k.pad);
 	t[1] = cu_taps_make(p[1], 0, k.mn[1], k.pad);
 	t[2] = k.flat_z ? cu_taps_flat() : cu_taps_make(p[2], 0, k.mn[2], k.pad);
+	/* whole-volume corners into the box: only the integer indices move */
+#pragma unroll
+	for (int r = 0; r < 3; r++) {
+		if (r == 2 && k.flat_z)
+			break;
+		t[r].i0 -= k.mlo[r];
+		t[r].i1 -= k.mlo[r];
+	}
 }
 
 /* Nearest index along one axis (the CPU's clamps, NaN to the low end);
@@ -101,7 +114,7 @@ __device__ __forceinline__ float samp_nearest(const samp_k &k, const double p[3]
 	const int64_t iz = k.flat_z ? 0 : samp_nearest_axis(p[2], k.mn[2], k.pad);
 	if (ix < 0 || iy < 0 || iz < 0)
 		return 0.0f;
-	return k.M[(iz * k.mn[1] + iy) * k.mn[0] + ix];
+	return k.M[(iz - k.mlo[2]) * k.bxy + (iy - k.mlo[1]) * k.bx + ix - k.mlo[0]];
 }
 
 /* LABEL: the corner label with the largest summed trilinear weight; ties
@@ -117,7 +130,7 @@ __device__ __forceinline__ float samp_label(const samp_k &k, const cu_taps t[3])
 		const int64_t ix = c & 1 ? t[0].i1 : t[0].i0, iy = c & 2 ? t[1].i1 : t[1].i0,
 			      iz = c & 4 ? t[2].i1 : t[2].i0;
 		w[c] = (c & 4 ? t[2].w1 : t[2].w0) * ((c & 2 ? t[1].w1 : t[1].w0) * (c & 1 ? t[0].w1 : t[0].w0));
-		lab[c] = w[c] > 0.0f ? k.M[(iz * k.mn[1] + iy) * k.mn[0] + ix] : 0.0f;
+		lab[c] = w[c] > 0.0f ? k.M[iz * k.bxy + iy * k.bx + ix] : 0.0f;
 	}
 	float best = 0.0f, bw = 0.0f;
 #pragma unroll
@@ -137,7 +150,6 @@ __device__ __forceinline__ float samp_label(const samp_k &k, const cu_taps t[3])
 template <int INTERP>
 __global__ void __launch_bounds__(CU_THREADS, INTERP == FFDP_INTERP_LABEL ? 2 : 4) sample_fwd_kernel(samp_k k, float *out, int accumulate)
 {
-	const int64_t nxy = k.mn[0] * k.mn[1];
 	CU_FOR_VOXELS(k.n[0], k.n[1], k.n[2], x, y, z)
 	{
 		const int64_t i = (z * k.n[1] + y) * k.n[0] + x;
@@ -149,7 +161,7 @@ __global__ void __launch_bounds__(CU_THREADS, INTERP == FFDP_INTERP_LABEL ? 2 : 
 		} else {
 			cu_taps t[3];
 			samp_taps(k, p, t);
-			v = INTERP == FFDP_INTERP_LABEL ? samp_label(k, t) : cu_trilinear(k.M, k.mn[0], nxy, t[0], t[1], t[2]);
+			v = INTERP == FFDP_INTERP_LABEL ? samp_label(k, t) : cu_trilinear(k.M, k.bx, k.bxy, t[0], t[1], t[2]);
 		}
 		out[i] = accumulate ? out[i] + v : v;
 	}
@@ -209,7 +221,7 @@ __device__ __forceinline__ void samp_scatter(const samp_k &k, const cu_taps t[3]
 			continue;
 		const int64_t ix = c & 1 ? t[0].i1 : t[0].i0, iy = c & 2 ? t[1].i1 : t[1].i0,
 			      iz = c & 4 ? t[2].i1 : t[2].i0;
-		atomicAdd(gM + (iz * k.mn[1] + iy) * k.mn[0] + ix, w * go);
+		atomicAdd(gM + iz * k.bxy + iy * k.bx + ix, w * go);
 	}
 }
 
@@ -217,7 +229,6 @@ __device__ __forceinline__ void samp_scatter(const samp_k &k, const cu_taps t[3]
  * separate instance keeps the plain gu / gM pass lean). */
 template <bool GW> __global__ void __launch_bounds__(CU_THREADS, GW ? 2 : 3) sample_grad_kernel(samp_k k, sgrad_k g)
 {
-	const int64_t nxy = k.mn[0] * k.mn[1];
 	double aw[12];
 #pragma unroll
 	for (int e = 0; e < 12; e++)
@@ -231,7 +242,7 @@ template <bool GW> __global__ void __launch_bounds__(CU_THREADS, GW ? 2 : 3) sam
 		samp_taps(k, p, t);
 		const float go = g.gout[i];
 		float dv[3];
-		cu_trilinear_grad(k.M, k.mn[0], nxy, t[0], t[1], t[2], dv);
+		cu_trilinear_grad(k.M, k.bx, k.bxy, t[0], t[1], t[2], dv);
 		const double gq[3] = {(double)go * dv[0], (double)go * dv[1], (double)go * dv[2]};
 		if (g.gu[0]) {
 #pragma unroll

@@ -1,0 +1,110 @@
+/* ffdp under mpirun (cli.h): detection, MPI set-up, rank 0's inputs shared
+ * with every rank, and the ranks' fetch traffic gathered for the report. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#ifdef FFDP_HAVE_MPI
+#include <mpi.h>
+
+#include "ffdp/dist.h"
+#endif
+
+/* Launched by mpirun with more than one rank (Open MPI, MPICH/PMI)? */
+static int launched_by_mpirun(void)
+{
+	static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"};
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+		const char *v = getenv(vars[i]);
+		if (v && atoi(v) > 1)
+			return 1;
+	}
+	return 0;
+}
+
+ffdp_status ffdp_cli_mpi_start(cli_mpi *m, int *argc, char ***argv, ffdp_error *err)
+{
+	memset(m, 0, sizeof(*m));
+	m->size = 1;
+	if (!launched_by_mpirun())
+		return FFDP_OK;
+#ifdef FFDP_HAVE_MPI
+	int inited = 0, provided = 0;
+	MPI_Initialized(&inited);
+	if (!inited && MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+		return ffdp_fail(err, FFDP_ERR_BACKEND, "MPI_Init failed");
+	m->own_init = !inited;
+	MPI_Comm_rank(MPI_COMM_WORLD, &m->rank);
+	MPI_Comm_size(MPI_COMM_WORLD, &m->size);
+	if (m->size < 2)
+		return FFDP_OK;
+	ffdp_status s = ffdp_dist_create(&m->dist, err);
+	if (!s && m->rank > 0)
+		ffdp_log_set_level(FFDP_LOG_QUIET); /* rank 0 reports */
+	return s;
+#else
+	(void)argc, (void)argv;
+	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "launched by mpirun, but this ffdp was built without MPI");
+#endif
+}
+
+void ffdp_cli_mpi_end(cli_mpi *m)
+{
+#ifdef FFDP_HAVE_MPI
+	ffdp_dist_destroy(m->dist);
+	m->dist = NULL;
+	if (m->own_init)
+		MPI_Finalize();
+#endif
+	(void)m;
+}
+
+#ifdef FFDP_HAVE_MPI
+/* bytes from rank 0, in messages under 1 GiB. */
+static void bcast_bytes(void *p, size_t bytes)
+{
+	char *c = p;
+	const size_t chunk = (size_t)1 << 30;
+	for (size_t o = 0; o < bytes; o += chunk)
+		MPI_Bcast(c + o, (int)(bytes - o < chunk ? bytes - o : chunk), MPI_BYTE, 0, MPI_COMM_WORLD);
+}
+#endif
+
+ffdp_status ffdp_cli_mpi_share(const cli_mpi *m, ffdp_status s, ffdp_error *err, ffdp_volume *const *vols,
+			       int nvol, ffdp_mat4 *T)
+{
+	if (!m->dist)
+		return s;
+#ifdef FFDP_HAVE_MPI
+	int st = (int)s;
+	MPI_Bcast(&st, 1, MPI_INT, 0, MPI_COMM_WORLD);
+	if (st) /* rank 0 prints the reason */
+		return m->rank ? ffdp_fail(err, (ffdp_status)st, "rank 0 could not read the inputs") : s;
+	for (int k = 0; k < nvol; k++) {
+		ffdp_volume *v = vols[k];
+		bcast_bytes(&v->grid, sizeof(v->grid));
+		if (m->rank && ffdp_volume_alloc(v, &v->grid, err))
+			MPI_Abort(MPI_COMM_WORLD, 1); /* no way to tell rank 0 mid-broadcast */
+		bcast_bytes(v->data, (size_t)ffdp_grid_voxels(&v->grid) * sizeof(float));
+	}
+	bcast_bytes(T, sizeof(*T));
+	return FFDP_OK;
+#else
+	(void)err, (void)vols, (void)nvol, (void)T;
+	return s;
+#endif
+}
+
+void ffdp_cli_mpi_traffic(const cli_mpi *m, const ffdp_reg_result *r, uint64_t *all)
+{
+	uint64_t mine[2 * FFDP_MAX_STAGES];
+	for (int k = 0; k < r->nstages; k++)
+		mine[2 * k] = r->stages[k].fetch_recv, mine[2 * k + 1] = r->stages[k].fetch_sent;
+	if (!m->dist) {
+		memcpy(all, mine, sizeof(uint64_t) * 2 * (size_t)r->nstages);
+		return;
+	}
+#ifdef FFDP_HAVE_MPI
+	MPI_Gather(mine, 2 * r->nstages, MPI_UINT64_T, all, 2 * r->nstages, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+#endif
+}

@@ -1,0 +1,278 @@
+/* The domain of a deformable stage (reg_internal.h): one process, or the
+ * rank's z-slab under MPI.  Each function is the plain op, or its sharded
+ * version in src/dist with the same bits; nothing else in the loop knows
+ * which. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "reg_internal.h"
+#ifdef FFDP_HAVE_MPI
+#include "ffdp/dist.h"
+#endif
+
+void reg_domain_init(reg_domain *dm, ffdp_backend *be, struct ffdp_dist *dist)
+{
+	memset(dm, 0, sizeof(*dm));
+	dm->be = be;
+	dm->dist = dist;
+}
+
+int reg_domain_rank(const reg_domain *dm)
+{
+#ifdef FFDP_HAVE_MPI
+	if (dm->dist)
+		return ffdp_dist_rank(dm->dist);
+#endif
+	(void)dm;
+	return 0;
+}
+
+void reg_domain_level(reg_domain *dm, const ffdp_grid *g)
+{
+	dm->nz = g->n[2], dm->z0 = 0, dm->z1 = g->n[2];
+#ifdef FFDP_HAVE_MPI
+	if (dm->dist) {
+		ffdp_slab s = ffdp_slab_of(g->n[2], ffdp_dist_rank(dm->dist), ffdp_dist_size(dm->dist));
+		dm->z0 = s.z0, dm->z1 = s.z1;
+	}
+#endif
+	dm->n[0] = g->n[0], dm->n[1] = g->n[1], dm->n[2] = dm->z1 - dm->z0;
+}
+
+ffdp_img reg_dom_img(const reg_domain *dm, float *p)
+{
+	ffdp_img x = {p, {dm->n[0], dm->n[1], dm->n[2]}};
+	return x;
+}
+
+ffdp_vec reg_dom_vec(const reg_domain *dm, const ffdp_field *f)
+{
+	ffdp_vec x = {{f->c[0], f->c[1], f->c[2]}, {dm->n[0], dm->n[1], dm->n[2]}, f->ncomp};
+	return x;
+}
+
+static size_t box_bytes(const reg_domain *dm)
+{
+	/* one float more: a rank without planes still gets a buffer */
+	return (size_t)(dm->n[0] * dm->n[1] * dm->n[2] + 1) * sizeof(float);
+}
+
+float *reg_dom_buf(reg_domain *dm, ffdp_error *err)
+{
+	return ffdp_buf_alloc(dm->be, box_bytes(dm), err);
+}
+
+ffdp_status reg_dom_field_alloc(reg_domain *dm, const ffdp_grid *g, ffdp_field *f, ffdp_error *err)
+{
+	if (!dm->dist)
+		return reg_field_alloc(dm->be, g, f, err);
+	memset(f, 0, sizeof(*f));
+	f->grid = *g;
+	f->ncomp = ffdp_grid_dim(g);
+	for (int c = 0; c < f->ncomp; c++)
+		if (!(f->c[c] = reg_dom_buf(dm, err))) {
+			reg_field_free(dm->be, f);
+			return FFDP_ERR_NOMEM;
+		}
+	return FFDP_OK;
+}
+
+#ifdef FFDP_HAVE_MPI
+static ffdp_slab dom_slab(const reg_domain *dm)
+{
+	ffdp_slab s = {dm->nz, dm->z0, dm->z1};
+	return s;
+}
+
+static void add_traffic(reg_domain *dm, const ffdp_dist_traffic *t)
+{
+	dm->sent += t->sent, dm->recv += t->recv, dm->fetches += t->fetches;
+}
+#endif
+
+ffdp_status reg_dom_field_resample(reg_domain *dm, const ffdp_field *f, const ffdp_grid *g, ffdp_field *out,
+				   ffdp_error *err)
+{
+	if (!dm->dist)
+		return ffdp_field_resample(dm->be, f, g, out, err);
+#ifdef FFDP_HAVE_MPI
+	/* f's planes are those of f's grid; out's those of g (the new level) */
+	ffdp_status s = reg_dom_field_alloc(dm, g, out, err);
+	for (int c = 0; c < f->ncomp && !s; c++) {
+		ffdp_dist_image src = {f->c[c], {f->grid.n[0], f->grid.n[1], f->grid.n[2]}};
+		ffdp_dist_traffic t = {0, 0, 0};
+		s = ffdp_dist_resample(dm->dist, dm->be, &src, &f->grid, g, out->c[c], &t, err);
+	}
+	if (s)
+		reg_field_free(dm->be, out);
+	return s;
+#else
+	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "built without MPI");
+#endif
+}
+
+/* a's output, u and lo on the rank's box. */
+static void bind_box(const reg_domain *dm, ffdp_sample_args *a)
+{
+	a->out.n[0] = dm->n[0], a->out.n[1] = dm->n[1], a->out.n[2] = dm->n[2];
+	a->lo[2] = dm->z0;
+}
+
+ffdp_status reg_dom_sample(reg_domain *dm, ffdp_sample_args *a, const ffdp_volume *src, ffdp_error *err)
+{
+	if (!dm->dist)
+		return ffdp_op_sample(dm->be, a, err);
+#ifdef FFDP_HAVE_MPI
+	ffdp_dist_image m = {src->data, {src->grid.n[0], src->grid.n[1], src->grid.n[2]}};
+	ffdp_dist_traffic t = {0, 0, 0};
+	bind_box(dm, a);
+	ffdp_status s = ffdp_dist_sample(dm->dist, dm->be, a, &m, &t, err);
+	add_traffic(dm, &t);
+	return s;
+#else
+	(void)src;
+	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "built without MPI");
+#endif
+}
+
+ffdp_status reg_dom_sample_grad(reg_domain *dm, ffdp_sample_grad_args *ga, const ffdp_volume *src,
+				ffdp_error *err)
+{
+	if (!dm->dist)
+		return ffdp_op_sample_grad(dm->be, ga, err);
+#ifdef FFDP_HAVE_MPI
+	ffdp_dist_image m = {src->data, {src->grid.n[0], src->grid.n[1], src->grid.n[2]}};
+	ffdp_dist_traffic t = {0, 0, 0};
+	ffdp_dist_mbox box;
+	ffdp_sample_args a = *ga->fwd;
+	ffdp_sample_grad_args g = *ga;
+	bind_box(dm, &a);
+	g.fwd = &a;
+	g.gout.n[0] = dm->n[0], g.gout.n[1] = dm->n[1], g.gout.n[2] = dm->n[2];
+	ffdp_status s = ffdp_dist_fetch(dm->dist, &a, &m, &box, &t, err);
+	if (s)
+		return s;
+	add_traffic(dm, &t);
+	ffdp_dist_mbox_bind(&box, &m, &a);
+	/* gW: the planes' sums, added in global plane order */
+	double *gz = ga->gW ? malloc(((size_t)dm->n[2] * 12 + 1) * sizeof(double)) : NULL, tot[12];
+	if (ga->gW && !gz)
+		s = ffdp_fail(err, FFDP_ERR_NOMEM, "sample_grad: no memory for plane sums");
+	g.gW = NULL, g.gW_z = gz;
+	if (!s && dm->n[2] > 0)
+		s = ffdp_op_sample_grad(dm->be, &g, err);
+	ffdp_dist_mbox_free(&box);
+	if (ga->gW) {
+		ffdp_slab sl = dom_slab(dm);
+		s = ffdp_dist_agree(dm->dist, s, "sample_grad", err);
+		if (!s)
+			s = ffdp_dist_plane_total(dm->dist, &sl, gz, 12, tot, err);
+		for (int k = 0; k < 12 && !s; k++)
+			ga->gW[k] += tot[k];
+	}
+	free(gz);
+	return s;
+#else
+	(void)src;
+	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "built without MPI");
+#endif
+}
+
+ffdp_status reg_dom_similarity(reg_domain *dm, const ffdp_metric *mt, float *f, float *m, const float *mask,
+			       float *gf, float *gm, double scale, int64_t nvox, double *loss, ffdp_error *err)
+{
+	if (!dm->dist)
+		return reg_similarity(dm->be, mt, reg_dom_img(dm, f), reg_dom_img(dm, m), mask, gf, gm, scale, loss,
+				      err);
+#ifdef FFDP_HAVE_MPI
+	ffdp_slab s = dom_slab(dm);
+	ffdp_loss_args a;
+	memset(&a, 0, sizeof(a));
+	if (mask)
+		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "distributed registration: masks are not supported yet");
+	/* the single-process op's denominator: the voxel count */
+	a.f = reg_dom_img(dm, f), a.m = reg_dom_img(dm, m), a.scale = scale, a.gf = gf, a.gm = gm, a.loss = loss;
+	a.denom = (double)nvox;
+	switch (mt->kind) {
+	case FFDP_METRIC_LNCC: {
+		ffdp_lncc_opts o = {.k = mt->lncc_k, .exact_grad = mt->lncc_exact};
+		return ffdp_dist_lncc(dm->dist, dm->be, &a, &s, &o, err);
+	}
+	case FFDP_METRIC_MI: {
+		ffdp_mi_opts o;
+		reg_mi_opts(mt, &o);
+		a.denom = 0.0; /* MI's V: the histogram's total, as in one process */
+		return ffdp_dist_mi(dm->dist, dm->be, &a, &s, &o, err);
+	}
+	case FFDP_METRIC_MSE:
+		return ffdp_dist_mse(dm->dist, dm->be, &a, &s, err);
+	}
+	return ffdp_fail(err, FFDP_ERR_ARG, "unknown metric %d", (int)mt->kind);
+#else
+	(void)mt, (void)f, (void)m, (void)mask, (void)gf, (void)gm, (void)scale, (void)nvox, (void)loss;
+	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "built without MPI");
+#endif
+}
+
+ffdp_status reg_dom_smooth_vec(reg_domain *dm, ffdp_vec x, const ffdp_smooth_opts *o, ffdp_error *err)
+{
+	if (!dm->dist)
+		return ffdp_op_smooth_vec(dm->be, x, o, err);
+#ifdef FFDP_HAVE_MPI
+	ffdp_slab s = dom_slab(dm);
+	return ffdp_dist_smooth_vec(dm->dist, dm->be, x, &s, o, err);
+#else
+	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "built without MPI");
+#endif
+}
+
+ffdp_status reg_dom_adam_moments(reg_domain *dm, ffdp_vec g, ffdp_vec m, ffdp_vec v, const ffdp_adam_opts *o,
+				 double *max_norm, ffdp_error *err)
+{
+	if (!dm->dist)
+		return ffdp_op_adam_moments(dm->be, g, m, v, o, max_norm, err);
+#ifdef FFDP_HAVE_MPI
+	ffdp_slab s = dom_slab(dm);
+	return ffdp_dist_adam_moments(dm->dist, dm->be, g, m, v, &s, o, max_norm, err);
+#else
+	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "built without MPI");
+#endif
+}
+
+ffdp_status reg_dom_warp_step(reg_domain *dm, ffdp_vec u, ffdp_vec m, ffdp_vec v, const ffdp_warp_step_opts *o,
+			      ffdp_error *err)
+{
+	if (!dm->dist)
+		return ffdp_op_warp_step(dm->be, u, m, v, o, err);
+#ifdef FFDP_HAVE_MPI
+	ffdp_slab s = dom_slab(dm);
+	return ffdp_dist_warp_step(dm->dist, dm->be, u, m, v, &s, o, err);
+#else
+	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "built without MPI");
+#endif
+}
+
+ffdp_status reg_dom_gather_field(reg_domain *dm, ffdp_field *f, ffdp_error *err)
+{
+	if (!dm->dist)
+		return FFDP_OK;
+#ifdef FFDP_HAVE_MPI
+	ffdp_field whole = {0};
+	ffdp_status s = FFDP_OK;
+	int root = reg_domain_rank(dm) == 0;
+	if (root)
+		s = reg_field_alloc(dm->be, &f->grid, &whole, err);
+	s = ffdp_dist_agree(dm->dist, s, "gather", err);
+	for (int c = 0; c < f->ncomp && !s; c++)
+		s = ffdp_dist_gather(dm->dist, f->c[c], f->grid.n[0] * f->grid.n[1], f->grid.n[2], whole.c[c], 0, err);
+	reg_field_free(dm->be, f);
+	if (root && !s)
+		*f = whole;
+	else
+		reg_field_free(dm->be, &whole);
+	return s;
+#else
+	(void)f;
+	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "built without MPI");
+#endif
+}

@@ -1,0 +1,43 @@
+#!/bin/bash
+# mpirun -np 3 ffdp register on a small real pair (the FireANTs tutorial's
+# 2 mm OASIS heads, 96x116x128) against the single-process run: the warp,
+# its inverse, the warped image and the affine must be the same (the
+# distributed stages have the single-process bits); the report names the
+# ranks and their moving-fetch traffic.
+# usage: cli_register.sh FFDP_BINARY DATA_DIR SCRATCH_DIR MPIEXEC
+ffdp=$1
+data=$2/fireants_tutorial_mal35_2mm
+dir=$3
+mpiexec=$4
+pass=0
+fail=0
+ok() { echo "ok   $*"; pass=$((pass + 1)); }
+bad() { echo "FAIL $*"; fail=$((fail + 1)); }
+check() { if "$@"; then ok "${desc}"; else bad "${desc}"; fi; }
+
+rm -rf "$dir" && mkdir -p "$dir"
+args=(-q -f "$data/atlas_2mm_1000_3.nii.gz" -m "$data/atlas_2mm_1001_3.nii.gz"
+	--transform 'Moments[2]' --transform 'Affine[3e-3]' --convergence 10x5 --shrink-factors 4x2
+	--transform 'Greedy[0.5,1.5,0.5]' --convergence 10x3 --shrink-factors 2x1)
+export OMP_NUM_THREADS=1
+desc="one process runs" check "$ffdp" register "${args[@]}" -o "$dir/one"
+desc="mpirun -np 3 runs" check "$mpiexec" --allow-run-as-root --oversubscribe --mca btl self,vader \
+	--mca btl_vader_single_copy_mechanism none -np 3 "$ffdp" register "${args[@]}" -o "$dir/three"
+for f in warp inverse_warp warped; do
+	desc="PREFIX_$f.nii.gz: the same voxels and header over 3 ranks" check \
+		cmp -s <(zcat "$dir/one_$f.nii.gz") <(zcat "$dir/three_$f.nii.gz")
+done
+desc="PREFIX_affine.txt: the same" check cmp -s "$dir/one_affine.txt" "$dir/three_affine.txt"
+desc="the report names 3 ranks" check grep -q '"mpi_ranks": 3' "$dir/three_report.json"
+bpi=$(grep '"stage": "greedy"' "$dir/three_report.json" | sed 's/.*"bytes_per_iteration": \([0-9]*\).*/\1/')
+desc="the report gives the greedy stage's fetch traffic ($bpi B per iteration, 3 ranks)" check \
+	grep -q '"recv_bytes_per_rank": \[[0-9]*, [0-9]*, [0-9]*\]' "$dir/three_report.json"
+desc="some moving planes were fetched" check test "${bpi:-0}" -gt 0
+out=$("$mpiexec" --allow-run-as-root --oversubscribe --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
+	-np 2 "$ffdp" register -q -f "$data/atlas_2mm_1000_3.nii.gz" -m "$data/atlas_2mm_1001_3.nii.gz" \
+	--fixed-mask "$data/atlas_2mm_1000_3.nii.gz" -o "$dir/mask" 2>&1)
+rc=$?
+n=$(grep -c 'not supported under mpirun' <<<"$out")
+desc="mpirun with a mask fails (status $rc) with one line from rank 0 ($n)" check test "$rc" -ne 0 -a "$n" -eq 1
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

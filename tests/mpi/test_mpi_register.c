@@ -1,0 +1,145 @@
+/* A whole registration under mpirun -np N: a real OASIS pair (subjects 2
+ * -> 1, T1 and labels, downsampled by 4 to 64x64x40 so that a run takes a
+ * few seconds), moments + affine + a deformable stage (greedy with its
+ * inverse, then SyN), affine and deformable stages spread over the ranks.  Rank
+ * 0 also runs it in one process; the warps (and inverses) must agree to a
+ * relative 1e-4 (the design gives equal bits) and the mean Dice of the
+ * warped labels to 3 decimals. */
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "mpi/mpi_harness.h"
+#include "ffdp/dist.h"
+#include "ffdp/ffdp.h"
+#include "ffdp/io.h"
+#include "ffdp/pyramid.h"
+#include "testutil.h"
+
+static int rank, size;
+
+typedef struct subject {
+	ffdp_volume t1, lab;
+} subject;
+
+/* Subject n's T1 and labels on its grid shrunk by 4 (labels by LABEL sampling). */
+static ffdp_status load(ffdp_backend *be, int n, subject *s, ffdp_error *err)
+{
+	char path[1024];
+	ffdp_volume t1 = {0}, lab = {0};
+	ffdp_grid g;
+	ffdp_mat4 id = ffdp_mat4_identity();
+	memset(s, 0, sizeof(*s));
+	snprintf(path, sizeof(path), "%s/oasis_trt20/subject_%d/t1weighted_brain.nii.gz", FFDP_DATA_DIR, n);
+	ffdp_status st = ffdp_image_read(path, FFDP_READ_REQUIRE_3D, &t1, NULL, err);
+	snprintf(path, sizeof(path), "%s/oasis_trt20/subject_%d/labels_dkt31_aseg.nii.gz", FFDP_DATA_DIR, n);
+	if (!st)
+		st = ffdp_image_read(path, FFDP_READ_REQUIRE_3D, &lab, NULL, err);
+	if (!st)
+		st = ffdp_pyramid_level_grid(&t1.grid, 4.0, 1, &g, err);
+	if (!st)
+		st = ffdp_pyramid_downsample(be, &t1, &g, &s->t1, err);
+	if (!st)
+		st = ffdp_warp_volume(be, &lab, &g, &id, NULL, FFDP_INTERP_LABEL, &s->lab, err);
+	ffdp_volume_free(&t1);
+	ffdp_volume_free(&lab);
+	return st;
+}
+
+static double field_rel(const ffdp_field *a, const ffdp_field *b, int64_t *differ)
+{
+	int64_t n = ffdp_grid_voxels(&a->grid);
+	double d = 0, m = 0;
+	*differ = 0;
+	for (int c = 0; c < 3; c++)
+		for (int64_t i = 0; i < n; i++) {
+			d = fmax(d, fabs((double)a->c[c][i] - b->c[c][i]));
+			m = fmax(m, fabs((double)b->c[c][i]));
+			*differ += a->c[c][i] != b->c[c][i];
+		}
+	return d / fmax(m, 1e-30);
+}
+
+static double dice_of(ffdp_backend *be, const subject *f, const subject *m, const ffdp_reg_result *r)
+{
+	ffdp_volume w = {0};
+	ffdp_error err;
+	if (ffdp_warp_volume(be, &m->lab, &f->lab.grid, &r->T, &r->u, FFDP_INTERP_LABEL, &w, &err))
+		return -1;
+	double d = tu_mean_dice(&w, &f->lab);
+	ffdp_volume_free(&w);
+	return d;
+}
+
+static void run(ffdp_dist *d, ffdp_backend *be, const subject *f, const subject *m, ffdp_stage_kind kind)
+{
+	ffdp_reg_opts o;
+	ffdp_reg_result one, many;
+	ffdp_error err;
+	const char *name = kind == FFDP_STAGE_SYN ? "syn" : "greedy";
+
+	ffdp_reg_preset(name, &o, &err);
+	o.min_level_size = 16;
+	o.stages[1].nlevels = 2, o.stages[1].shrink[0] = 2, o.stages[1].shrink[1] = 1;
+	o.stages[1].iters[0] = 40, o.stages[1].iters[1] = 15;
+	o.stages[2].nlevels = 2, o.stages[2].shrink[0] = 2, o.stages[2].shrink[1] = 1;
+	o.stages[2].iters[0] = kind == FFDP_STAGE_SYN ? 30 : 40, o.stages[2].iters[1] = 15;
+	memset(&one, 0, sizeof(one));
+	ffdp_status s1 = FFDP_OK;
+	if (rank == 0)
+		s1 = ffdp_register(&f->t1, &m->t1, &o, &one, &err);
+	CHECK(s1 == FFDP_OK, "rank %d: %s in one process (%s)", rank, name, s1 ? err.msg : "ok");
+	o.dist = d;
+	ffdp_status s2 = ffdp_register(&f->t1, &m->t1, &o, &many, &err);
+	const ffdp_stage_report *rep = &many.stages[2];
+	CHECK(s2 == FFDP_OK && (size == 1 || rep->fetch_recv > 0),
+	      "rank %d: %s over %d ranks: %lld fetches, %llu B received, %llu B sent, %.2f s (%s)", rank, name, size,
+	      (long long)rep->fetches, (unsigned long long)rep->fetch_recv, (unsigned long long)rep->fetch_sent,
+	      rep->seconds, s2 ? err.msg : "ok");
+	if (rank == 0 && !s1 && !s2) {
+		int64_t nd = 0, ni = 0;
+		double e = field_rel(&many.u, &one.u, &nd);
+		double ei = many.has_inverse && one.has_inverse ? field_rel(&many.u_inv, &one.u_inv, &ni) : 1.0;
+		double d1 = dice_of(be, f, m, &one), dn = dice_of(be, f, m, &many);
+		CHECK(!memcmp(&many.T, &one.T, sizeof(one.T)) && (size == 1 || many.stages[1].fetches > 0),
+		      "%s, %d ranks: the affine stage (distributed, %lld fetches) gives the same T bit for bit", name,
+		      size, (long long)many.stages[1].fetches);
+		CHECK(e < 1e-4 && ei < 1e-4, "%s, %d ranks: warp rel diff %.2g (%lld values differ), inverse %.2g (%lld differ)",
+		      name, size, e, (long long)nd, ei, (long long)ni);
+		CHECK(dn > 0 && round(d1 * 1000) == round(dn * 1000),
+		      "%s, %d ranks: mean Dice %.4f, one process %.4f (identical to 3 decimals)", name, size, dn, d1);
+		CHECK(many.stages[2].final_loss == one.stages[2].final_loss &&
+			      many.stages[2].iters[0] == one.stages[2].iters[0],
+		      "%s, %d ranks: final loss %.17g (one process %.17g), iterations %d/%d", name, size,
+		      many.stages[2].final_loss, one.stages[2].final_loss, many.stages[2].iters[0], one.stages[2].iters[0]);
+	}
+	ffdp_reg_result_free(&one);
+	ffdp_reg_result_free(&many);
+}
+
+int main(int argc, char **argv)
+{
+	ffdp_error err;
+	mpi_harness h;
+
+	if (mh_start(&h, &argc, &argv)) {
+		ffdp_dist *d = h.d;
+		ffdp_backend *be = h.be;
+		rank = h.rank, size = h.size;
+		subject f, m;
+		ffdp_status s = load(be, 1, &f, &err);
+		if (!s)
+			s = load(be, 2, &m, &err);
+		CHECK(s == FFDP_OK, "rank %d: OASIS subjects 1 and 2 at shrink 4 (%s)", rank, s ? err.msg : "read");
+		if (!s) {
+			run(d, be, &f, &m, FFDP_STAGE_GREEDY);
+			run(d, be, &f, &m, FFDP_STAGE_SYN);
+		}
+		ffdp_volume_free(&f.t1), ffdp_volume_free(&f.lab);
+		ffdp_volume_free(&m.t1), ffdp_volume_free(&m.lab);
+	}
+	return mh_finish(&h);
+}
