@@ -269,8 +269,7 @@ static void test_warp_step(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny
 
 /* delta = a uniform shift of -1.7 voxels along the slice axis: every voxel
  * reads two old slices back, the ring's worst case.  A max_norm hint that
- * is too small
- * must then be reported. */
+ * is too small must then be reported. */
 static void test_backward_shift(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny, int64_t nz, int bad_hint)
 {
 	ffdp_error err = {0};
