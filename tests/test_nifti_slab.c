@@ -42,12 +42,8 @@ static void write_clib(const char *path, const ffdp_grid *g, int dt, double slop
 		case DT_FLOAT64: ((double *)nim->data)[i] = v * 1.0001; break;
 		}
 	}
-	free(nim->fname);
-	free(nim->iname);
-	nim->fname = nifti_strdup(path);
-	nim->iname = nifti_strdup(path);
-	nim->nifti_type = NIFTI_FTYPE_NIFTI1_1;
-	nifti_image_write(nim);
+	if (nifti_set_filenames(nim, path, 0, 1) == 0)
+		nifti_image_write(nim);
 	nifti_image_free(nim);
 }
 
