@@ -47,5 +47,5 @@ print("%.2e" % np.abs(load(sys.argv[1]) - load(sys.argv[2])).max())' "$p"_warp.n
 import json, sys
 r = json.load(open(sys.argv[1])); b = [s["fetch"]["bytes_per_iteration"] for s in r["stages"] if "fetch" in s]
 print("%.1f" % (max(b) / 1e6) if b else "-")' "$p"_report.json 2>/dev/null || echo "?")
-	printf '| %s | %s | %.1f | %s | %s | %s |\n' "$n" "$t" "$(echo "$end - $start" | bc)" "$diff" "$dice" "$fetch"
+	printf "| %s | %s | %.1f | %s | %s | %s |\n" "$n" "$t" "$(awk -v a="$start" -v b="$end" "BEGIN { print b - a }")" "$diff" "$dice" "$fetch"
 done

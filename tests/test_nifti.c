@@ -216,19 +216,7 @@ static void fill_raw(nifti_image *nim)
 {
 	for (int64_t i = 0; i < nim->nvox; i++) {
 		double v = raw_value(nim->datatype, i);
-		switch (nim->datatype) {
-		case DT_UINT8: ((uint8_t *)nim->data)[i] = (uint8_t)v; break;
-		case DT_INT8: ((int8_t *)nim->data)[i] = (int8_t)v; break;
-		case DT_UINT16: ((uint16_t *)nim->data)[i] = (uint16_t)v; break;
-		case DT_INT16: ((int16_t *)nim->data)[i] = (int16_t)v; break;
-		case DT_UINT32: ((uint32_t *)nim->data)[i] = (uint32_t)v; break;
-		case DT_INT32: ((int32_t *)nim->data)[i] = (int32_t)v; break;
-		case DT_UINT64: ((uint64_t *)nim->data)[i] = (uint64_t)v; break;
-		case DT_INT64: ((int64_t *)nim->data)[i] = (int64_t)v; break;
-		case DT_FLOAT32: ((float *)nim->data)[i] = (float)v; break;
-		case DT_FLOAT64: ((double *)nim->data)[i] = v; break;
-		default: break; /* complex, rgb: left zero */
-		}
+		tu_nifti_store(nim->datatype, nim->data, i, v);
 	}
 }
 

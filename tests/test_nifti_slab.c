@@ -29,25 +29,11 @@ static void write_clib(const char *path, const ffdp_grid *g, int dt, double slop
 	int sgn = dt == DT_INT8 || dt == DT_INT16 || dt == DT_INT32 || dt == DT_INT64;
 	for (int64_t i = 0; i < nim->nvox; i++) {
 		double v = floor(tu_uniform(r) * 200.0) - (sgn ? 100.0 : 0.0);
-		switch (dt) {
-		case DT_UINT8: ((uint8_t *)nim->data)[i] = (uint8_t)v; break;
-		case DT_INT8: ((int8_t *)nim->data)[i] = (int8_t)v; break;
-		case DT_UINT16: ((uint16_t *)nim->data)[i] = (uint16_t)v; break;
-		case DT_INT16: ((int16_t *)nim->data)[i] = (int16_t)v; break;
-		case DT_UINT32: ((uint32_t *)nim->data)[i] = (uint32_t)v; break;
-		case DT_INT32: ((int32_t *)nim->data)[i] = (int32_t)v; break;
-		case DT_UINT64: ((uint64_t *)nim->data)[i] = (uint64_t)v; break;
-		case DT_INT64: ((int64_t *)nim->data)[i] = (int64_t)v; break;
-		case DT_FLOAT32: ((float *)nim->data)[i] = (float)(v * 0.37); break;
-		case DT_FLOAT64: ((double *)nim->data)[i] = v * 1.0001; break;
-		}
+		/* floats get fractions */
+		tu_nifti_store(dt, nim->data, i, dt == DT_FLOAT32 ? v * 0.37 : dt == DT_FLOAT64 ? v * 1.0001 : v);
 	}
-	free(nim->fname);
-	free(nim->iname);
-	nim->fname = nifti_strdup(path);
-	nim->iname = nifti_strdup(path);
-	nim->nifti_type = NIFTI_FTYPE_NIFTI1_1;
-	nifti_image_write(nim);
+	if (nifti_set_filenames(nim, path, 0, 1) == 0)
+		nifti_image_write(nim);
 	nifti_image_free(nim);
 }
 

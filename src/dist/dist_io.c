@@ -2,12 +2,9 @@
  * src/io/nifti_pieces.c).  Every step that can fail on some rank ends in an
  * agreement, so that all ranks take the same branch and no rank waits on a
  * collective that another has skipped. */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "dist_internal.h"
 #include "io/nifti_pieces.h"
@@ -67,21 +64,6 @@ static ffdp_status check_slabs(ffdp_dist *d, const ffdp_slab *s, int64_t nz, ffd
 	return FFDP_OK;
 }
 
-/* Rank 0: the temporary, with the header in it. */
-static ffdp_status begin(ffdp_dist_writer *w, ffdp_error *err)
-{
-	ffdp_status s = ffdp_atomic_begin(&w->a, w->path, err);
-	if (s)
-		return s;
-	snprintf(w->tmp, sizeof(w->tmp), "%s", w->a.tmp);
-	int fd = open(w->a.tmp, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: %s", w->path, strerror(errno));
-	s = ffdp_nifti_header_write(&w->L, fd, w->path, &w->head_end, err);
-	close(fd);
-	return s;
-}
-
 void ffdp_dist_writer_abort(ffdp_dist_writer *w)
 {
 	if (!w)
@@ -113,8 +95,10 @@ ffdp_status ffdp_dist_writer_open(ffdp_dist *d, const char *path, const ffdp_gri
 	ffdp_status sst = check_slabs(d, s, whole ? whole->n[2] : 0, &se); /* collective: on every rank */
 	if (st == FFDP_OK && sst)
 		st = sst, e = se;
-	if (st == FFDP_OK && d->rank == 0)
-		st = begin(w, &e);
+	if (st == FFDP_OK && d->rank == 0) {
+		st = ffdp_nifti_begin(&w->L, w->path, &w->a, &w->head_end, &e);
+		snprintf(w->tmp, sizeof(w->tmp), "%s", w->a.tmp);
+	}
 	st = agree(d, st, &e, err);
 	if (st == FFDP_OK) {
 		MPI_Bcast(w->tmp, (int)sizeof(w->tmp), MPI_CHAR, 0, d->comm);

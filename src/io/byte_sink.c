@@ -31,7 +31,8 @@ int ffdp_pwrite_all(int fd, const void *p, size_t n, int64_t off)
 ffdp_status ffdp_sink_open(ffdp_sink *s, int fd, int64_t pos, int gz, const char *name, ffdp_error *err)
 {
 	memset(s, 0, sizeof(*s));
-	s->fd = fd, s->pos = pos, s->gz = gz, s->name = name;
+	s->fd = fd, s->pos = pos, s->gz = gz, s->name = name, s->level = FFDP_GZ_LEVEL;
+	s->strategy = Z_DEFAULT_STRATEGY;
 	s->npieces = gz ? omp_get_max_threads() : 1;
 	if (s->npieces < 1)
 		s->npieces = 1;
@@ -65,11 +66,11 @@ void ffdp_sink_free(ffdp_sink *s)
 
 /* One gzip member of n bytes; 0 on success.  Header fields are zlib's
  * defaults (no name, mtime 0), so the bytes depend on the data only. */
-static int deflate_member(const unsigned char *in, size_t n, unsigned char *out, size_t cap, size_t *len)
+static int deflate_member(int level, int strategy, const unsigned char *in, size_t n, unsigned char *out, size_t cap, size_t *len)
 {
 	z_stream z;
 	memset(&z, 0, sizeof(z));
-	if (deflateInit2(&z, FFDP_GZ_LEVEL, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+	if (deflateInit2(&z, level, Z_DEFLATED, 15 + 16, 8, strategy) != Z_OK)
 		return -1;
 	z.next_in = (Bytef *)in;
 	z.avail_in = (uInt)n;
@@ -97,7 +98,7 @@ static ffdp_status write_members(ffdp_sink *s, ffdp_error *err)
 	for (int i = 0; i < n; i++) {
 		size_t off = (size_t)i * FFDP_GZ_MEMBER_BYTES, k = s->fill - off;
 		k = k < FFDP_GZ_MEMBER_BYTES ? k : FFDP_GZ_MEMBER_BYTES;
-		bad += deflate_member(s->in + off, k, s->out[i], s->outcap, &s->outlen[i]) != 0;
+		bad += deflate_member(s->level, s->strategy, s->in + off, k, s->out[i], s->outcap, &s->outlen[i]) != 0;
 	}
 	if (bad)
 		return ffdp_fail(err, FFDP_ERR_NOMEM, "cannot write %s: compression failed (out of memory?)",

@@ -25,6 +25,8 @@ enum { FFDP_GZ_MEMBER_BYTES = 4 << 20, FFDP_GZ_LEVEL = 1 };
 typedef struct ffdp_sink {
 	int fd;
 	int gz;
+	int level;    /* zlib level, FFDP_GZ_LEVEL (benchmarks try others) */
+	int strategy; /* zlib strategy, Z_DEFAULT_STRATEGY; may be set after open */
 	int64_t pos;  /* where the next byte goes in the file */
 	int64_t raw;  /* bytes appended so far, uncompressed */
 	const char *name; /* for messages: the target the user named */

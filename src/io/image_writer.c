@@ -1,11 +1,8 @@
 /* Streaming an image or field to a file plane by plane, in one process
  * (io.h; src/dist/dist_io.c does the same over MPI ranks). */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "ffdp/io.h"
 #include "io/nifti_pieces.h"
@@ -17,20 +14,6 @@ struct ffdp_image_writer {
 	int64_t head_end;
 	ffdp_nifti_pieces P;
 };
-
-/* Create the temporary and write the header into it. */
-static ffdp_status begin(ffdp_image_writer *w, ffdp_error *err)
-{
-	ffdp_status s = ffdp_atomic_begin(&w->a, w->path, err);
-	if (s)
-		return s;
-	int fd = open(w->a.tmp, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: %s", w->path, strerror(errno));
-	s = ffdp_nifti_header_write(&w->L, fd, w->path, &w->head_end, err);
-	close(fd);
-	return s;
-}
 
 ffdp_status ffdp_image_writer_open(const char *path, const ffdp_grid *g, int ncomp, ffdp_write_type type,
 				   const ffdp_value_range *range, ffdp_image_writer **out, ffdp_error *err)
@@ -47,7 +30,7 @@ ffdp_status ffdp_image_writer_open(const char *path, const ffdp_grid *g, int nco
 		s = ffdp_fail(err, FFDP_ERR_ARG, "output path %.200s... is too long", path);
 	if (s == FFDP_OK) {
 		snprintf(w->path, sizeof(w->path), "%s", path);
-		s = begin(w, err);
+		s = ffdp_nifti_begin(&w->L, w->path, &w->a, &w->head_end, err);
 	}
 	if (s == FFDP_OK)
 		s = ffdp_nifti_pieces_open(&w->P, &w->L, w->path, w->a.tmp, 0, w->L.nz, w->head_end, err);

@@ -27,7 +27,7 @@ static ffdp_status open_piece(ffdp_nifti_pieces *P, int c, int64_t head_end, ffd
 			return ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: part file %s: %s", P->path,
 					 q->part.tmp, strerror(errno));
 	}
-	return ffdp_sink_open(&q->sink, fd, q->start, L->gz, P->path, err);
+	return ffdp_nifti_data_sink_open(L, &q->sink, fd, q->start, P->path, err);
 }
 
 ffdp_status ffdp_nifti_pieces_open(ffdp_nifti_pieces *P, const ffdp_nifti_layout *L, const char *path,

@@ -46,6 +46,17 @@ ffdp_status ffdp_nifti_layout_make(const char *path, const ffdp_grid *g, int nco
 ffdp_status ffdp_nifti_header_write(const ffdp_nifti_layout *L, int fd, const char *path, int64_t *end,
 				    ffdp_error *err);
 
+/* Create the temporary beside path (a) and write the header into it;
+ * *head_end: where the data begin.  On failure a is left inactive. */
+ffdp_status ffdp_nifti_begin(const ffdp_nifti_layout *L, const char *path, ffdp_atomic_file *a, int64_t *head_end,
+			     ffdp_error *err);
+
+/* A sink for the data of L at pos: float32 is deflated with zlib's RLE
+ * strategy (docs/perf.md: as small as the default for float data at a
+ * third of the time), integers with the default. */
+ffdp_status ffdp_nifti_data_sink_open(const ffdp_nifti_layout *L, ffdp_sink *s, int fd, int64_t pos, const char *path,
+				      ffdp_error *err);
+
 /* Store n values as the layout says and append them to s. */
 ffdp_status ffdp_nifti_encode_write(const ffdp_nifti_layout *L, ffdp_sink *s, const float *x, int64_t n,
 				    ffdp_error *err);

@@ -201,6 +201,16 @@ ffdp_status ffdp_nifti_header_write(const ffdp_nifti_layout *L, int fd, const ch
 
 /* ---- data ---- */
 
+ffdp_status ffdp_nifti_data_sink_open(const ffdp_nifti_layout *L, ffdp_sink *s, int fd, int64_t pos, const char *path,
+				      ffdp_error *err)
+{
+	ffdp_status st = ffdp_sink_open(s, fd, pos, L->gz, path, err);
+	/* LZ77 matches are rare in float bits; runs (zeros) are what there is. */
+	if (st == FFDP_OK && L->datatype == DT_FLOAT32)
+		s->strategy = Z_RLE;
+	return st;
+}
+
 static void encode_chunk(const ffdp_nifti_layout *L, const float *x, int64_t n, void *out)
 {
 	const double slope = L->slope, inter = L->inter;
@@ -273,15 +283,32 @@ ffdp_status ffdp_nifti_verify_written(const ffdp_nifti_layout *L, const char *tm
 	return FFDP_OK;
 }
 
-/* Header and data through one sink into fd; *size: the file's length. */
-static ffdp_status write_all(const ffdp_nifti_layout *L, const float *const planes[3], int fd, const char *path,
-			     int64_t *size, ffdp_error *err)
+ffdp_status ffdp_nifti_begin(const ffdp_nifti_layout *L, const char *path, ffdp_atomic_file *a, int64_t *head_end,
+			     ffdp_error *err)
 {
-	int64_t head_end = 0, n = L->nz * L->plane;
+	ffdp_status s = ffdp_atomic_begin(a, path, err);
+	if (s)
+		return s;
+	int fd = open(a->tmp, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		s = ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+	else
+		s = ffdp_nifti_header_write(L, fd, path, head_end, err);
+	if (fd >= 0 && close(fd) != 0 && s == FFDP_OK)
+		s = ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+	if (s)
+		ffdp_atomic_abort(a);
+	return s;
+}
+
+/* The data of every component through one sink into fd from head_end;
+ * *size: the file's length. */
+static ffdp_status write_data(const ffdp_nifti_layout *L, const float *const planes[3], int fd, int64_t head_end,
+			      const char *path, int64_t *size, ffdp_error *err)
+{
+	int64_t n = L->nz * L->plane;
 	ffdp_sink s = {0};
-	ffdp_status st = ffdp_nifti_header_write(L, fd, path, &head_end, err);
-	if (st == FFDP_OK)
-		st = ffdp_sink_open(&s, fd, head_end, L->gz, path, err);
+	ffdp_status st = ffdp_nifti_data_sink_open(L, &s, fd, head_end, path, err);
 	for (int c = 0; c < L->ncomp && st == FFDP_OK; c++)
 		st = ffdp_nifti_encode_write(L, &s, planes[c], n, err);
 	if (st == FFDP_OK)
@@ -295,15 +322,15 @@ ffdp_status ffdp_nifti_write_whole(const ffdp_nifti_layout *L, const float *cons
 				   ffdp_error *err)
 {
 	ffdp_atomic_file a;
-	int64_t size = 0;
-	ffdp_status s = ffdp_atomic_begin(&a, path, err);
+	int64_t head_end = 0, size = 0;
+	ffdp_status s = ffdp_nifti_begin(L, path, &a, &head_end, err);
 	if (s)
 		return s;
 	int fd = open(a.tmp, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		s = ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: %s", path, strerror(errno));
 	else
-		s = write_all(L, planes, fd, path, &size, err);
+		s = write_data(L, planes, fd, head_end, path, &size, err);
 	if (fd >= 0 && close(fd) != 0 && s == FFDP_OK)
 		s = ffdp_fail(err, FFDP_ERR_IO, "cannot write %s: %s", path, strerror(errno));
 	if (s == FFDP_OK)

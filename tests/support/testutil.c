@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
+#include <nifti1.h>
+
 tu_rng tu_rng_make(uint64_t seed)
 {
 	tu_rng r = {seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull};
@@ -216,4 +218,21 @@ int tu_same_file_bytes(const char *a, const char *b, int decompress)
 	free(x);
 	free(y);
 	return same;
+}
+
+void tu_nifti_store(int datatype, void *data, int64_t i, double v)
+{
+	switch (datatype) {
+	case DT_UINT8: ((uint8_t *)data)[i] = (uint8_t)v; break;
+	case DT_INT8: ((int8_t *)data)[i] = (int8_t)v; break;
+	case DT_UINT16: ((uint16_t *)data)[i] = (uint16_t)v; break;
+	case DT_INT16: ((int16_t *)data)[i] = (int16_t)v; break;
+	case DT_UINT32: ((uint32_t *)data)[i] = (uint32_t)v; break;
+	case DT_INT32: ((int32_t *)data)[i] = (int32_t)v; break;
+	case DT_UINT64: ((uint64_t *)data)[i] = (uint64_t)v; break;
+	case DT_INT64: ((int64_t *)data)[i] = (int64_t)v; break;
+	case DT_FLOAT32: ((float *)data)[i] = (float)v; break;
+	case DT_FLOAT64: ((double *)data)[i] = v; break;
+	default: break; /* complex, rgb: left zero */
+	}
 }

@@ -58,6 +58,8 @@ int tu_count_temporaries(const char *dir);
 /* A file's bytes (decompressed when decompress is set and it is gzip:
  * every member); NULL if unreadable.  Free with free(). */
 unsigned char *tu_read_file(const char *path, int decompress, size_t *n);
+/* data[i] = v stored as NIfTI datatype (real types; others left alone). */
+void tu_nifti_store(int datatype, void *data, int64_t i, double v);
 /* 1 when both files hold the same, non-empty bytes (decompressed likewise). */
 int tu_same_file_bytes(const char *a, const char *b, int decompress);
 
