@@ -27,18 +27,24 @@ ffdp_status reg_invert_field(ffdp_backend *be, const ffdp_field *w, ffdp_field *
 	reg_linear3(&p2i, a.C);
 	a.w = reg_vec(w);
 	const double tol = 1e-4 * g->spacing[0]; /* well below a voxel */
-	double resid = INFINITY;
-	int it;
+	double resid = INFINITY, best = INFINITY;
+	int it, stalled = 0;
 	for (it = 0; it < iters && !s; it++) {
 		a.v = reg_vec(w_inv), a.out = reg_vec(&tmp);
 		if ((s = ffdp_op_invert_step(be, &a, &resid, err)) || resid < tol)
 			break; /* w_inv already met the tolerance: keep it */
+		/* Newton converges in a few steps where an inverse exists; a
+		 * maximum that stops falling sits where the warp folds */
+		stalled = resid < 0.9 * best ? 0 : stalled + 1;
+		best = resid < best ? resid : best;
+		if (stalled >= 8)
+			break;
 		ffdp_field t = *w_inv; /* the new iterate becomes w_inv: swap planes */
 		*w_inv = tmp, tmp = t;
 	}
 	if (!s && !(resid < tol))
 		ffdp_log_warn("field inverse: residual %.3g mm after %d iterations (the warp folds or is nearly "
-			      "singular somewhere)", resid, iters);
+			      "singular somewhere)", resid, it);
 	else if (!s)
 		ffdp_log_debug("field inverse: residual %.3g mm after %d iterations", resid, it);
 	reg_field_free(be, &tmp);
