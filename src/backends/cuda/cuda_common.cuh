@@ -203,21 +203,27 @@ template <int K> __device__ void cu_block_sum_store(double (&v)[K], double *slot
 
 enum { CU_RED_T = 256 }; /* threads of cu_sum_rows (a power of two) */
 
-/* Sum of v over a 1-D block, returned to every thread; red: blockDim.x
- * doubles of shared memory, blockDim.x a power of two.  Fixed tree. */
-static __device__ double cu_tree_sum(double v, double *red)
+/* Sum (or, with MAX, maximum) of v over a 1-D block, returned to every
+ * thread; red: blockDim.x doubles of shared memory, blockDim.x a power of
+ * two.  Fixed tree: the same bits on every run. */
+template <bool MAX = false> static __device__ double cu_tree_reduce(double v, double *red)
 {
 	const int t = threadIdx.x;
 	red[t] = v;
 	__syncthreads();
 	for (int s = blockDim.x >> 1; s > 0; s >>= 1) {
 		if (t < s)
-			red[t] += red[t + s];
+			red[t] = MAX ? fmax(red[t], red[t + s]) : red[t] + red[t + s];
 		__syncthreads();
 	}
 	v = red[0];
 	__syncthreads(); /* red may be reused at once */
 	return v;
+}
+
+static __device__ double cu_tree_sum(double v, double *red)
+{
+	return cu_tree_reduce<false>(v, red);
 }
 
 /* out[b] = sum of row b of x (rows of n), one block per row, fixed order. */

@@ -36,22 +36,6 @@ static inline int lm_smem_optin(void)
 	return lm_device_attr(cudaDevAttrMaxSharedMemoryPerBlockOptin, 48 << 10);
 }
 
-/* Max of v over the block (order-free), as cu_tree_sum. */
-static __device__ double lm_block_max(double v, double *red)
-{
-	const int t = threadIdx.x;
-	red[t] = v;
-	__syncthreads();
-	for (int s = blockDim.x >> 1; s > 0; s >>= 1) {
-		if (t < s)
-			red[t] = fmax(red[t], red[t + s]);
-		__syncthreads();
-	}
-	v = red[0];
-	__syncthreads();
-	return v;
-}
-
 /* out[blockIdx.x] = sum (or max |x| when amax; NaN counts as +inf) over a
  * grid-stride share. */
 static __global__ void __launch_bounds__(CU_RED_T) lm_reduce_f32(const float *x, int64_t n, int amax, double *out)
@@ -62,7 +46,7 @@ static __global__ void __launch_bounds__(CU_RED_T) lm_reduce_f32(const float *x,
 		const double a = fabs((double)x[i]);
 		s = amax ? fmax(s, a <= 1e308 ? a : INFINITY) : s + (double)x[i];
 	}
-	s = amax ? lm_block_max(s, red) : cu_tree_sum(s, red);
+	s = amax ? cu_tree_reduce<true>(s, red) : cu_tree_sum(s, red);
 	if (threadIdx.x == 0)
 		out[blockIdx.x] = s;
 }
