@@ -145,7 +145,7 @@ static ffdp_status op_sample_fwd_bwd_u(bench *b)
 	ffdp_vec u = vec(b, b->u), gu = vec(b, b->gu);
 	ffdp_sample_args a = sample_args(b, &u);
 	ffdp_status s = ffdp_op_sample(b->be, &a, &b->err);
-	ffdp_sample_grad_args g = {&a, img(b, b->g), &gu, 0, NULL, NULL};
+	ffdp_sample_grad_args g = {&a, img(b, b->g), &gu, 0, NULL, NULL, NULL};
 	return s ? s : ffdp_op_sample_grad(b->be, &g, &b->err);
 }
 
@@ -153,7 +153,7 @@ static ffdp_status op_sample_bwd_W_M(bench *b)
 {
 	ffdp_sample_args a = sample_args(b, NULL);
 	ffdp_img gM = img(b, b->gM);
-	ffdp_sample_grad_args g = {&a, img(b, b->g), NULL, 0, b->gW, &gM};
+	ffdp_sample_grad_args g = {&a, img(b, b->g), NULL, 0, b->gW, &gM, NULL};
 	return ffdp_op_sample_grad(b->be, &g, &b->err);
 }
 

@@ -102,6 +102,13 @@ typedef struct ffdp_sample_args {
 	 * volume (m_lo must then be 0). */
 	int64_t m_lo[3];
 	int64_t m_full[3];
+	/* A z gate (CPU, 3-D; gate[1] > gate[0] turns it on): only the voxels
+	 * whose point's first z corner, clamped into the whole volume (the
+	 * nearest plane for NEAREST), lies in [gate[0], gate[1]) are sampled;
+	 * the others' out (and gu) are left as they are.  The box must hold
+	 * planes [gate[0], gate[1] + 1).  Moving slabs passed around a ring of
+	 * ranks thus sample each point once, with the whole volume's bits. */
+	int64_t gate[2];
 	double W[12];      /* 3x4 row-major */
 	double B[9];       /* 3x3 row-major; used only when u is given */
 	const ffdp_vec *u; /* on the output box, or NULL (pure linear) */

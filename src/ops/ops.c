@@ -123,6 +123,19 @@ static ffdp_status check_mbox(const ffdp_sample_args *a, const char *what, ffdp_
 	return FFDP_OK;
 }
 
+/* A z gate: 3-D, on host-memory backends, and no gW (a partial sum). */
+static ffdp_status check_gate(ffdp_backend *be, const ffdp_sample_args *a, const double *gW, const char *what,
+			      ffdp_error *err)
+{
+	if (a->gate[1] <= a->gate[0])
+		return FFDP_OK;
+	if (!ffdp_backend_host_memory(be) || (a->out.n[2] == 1 && a->moving.n[2] == 1 && !a->m_full[2]))
+		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "%s: a z gate needs a 3-D problem on the CPU", what);
+	if (gW)
+		return ffdp_fail(err, FFDP_ERR_ARG, "%s: no gW through a z gate", what);
+	return FFDP_OK;
+}
+
 /* ---- dispatch ----------------------------------------------------------------- */
 
 ffdp_status ffdp_op_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_error *err)
@@ -132,7 +145,7 @@ ffdp_status ffdp_op_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_err
 		return s;
 	if (a->u && ((s = check_vec(a->u, "sample u", err)) || !same_dims(a->u->n, a->out.n)))
 		return s ? s : ffdp_fail(err, FFDP_ERR_ARG, "sample: u and output differ in size");
-	if ((s = check_mbox(a, "sample", err)))
+	if ((s = check_mbox(a, "sample", err)) || (s = check_gate(be, a, NULL, "sample", err)))
 		return s;
 	return be->ops->sample(be, a, err);
 }
@@ -148,7 +161,7 @@ ffdp_status ffdp_op_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *a
 		return ffdp_fail(err, FFDP_ERR_ARG, "sample_grad: gu needs u and the output box size");
 	if (a->gM && !same_dims(a->gM->n, a->fwd->moving.n))
 		return ffdp_fail(err, FFDP_ERR_ARG, "sample_grad: gM differs from the moving image in size");
-	if ((s = check_mbox(a->fwd, "sample_grad", err)))
+	if ((s = check_mbox(a->fwd, "sample_grad", err)) || (s = check_gate(be, a->fwd, a->gW ? a->gW : a->gW_z, "sample_grad", err)))
 		return s;
 	if (a->gW_z && !ffdp_backend_host_memory(be))
 		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "sample_grad: per-plane gW only on host-memory backends");

@@ -149,6 +149,13 @@ ffdp_status reg_dom_sample_grad(reg_domain *dm, ffdp_sample_grad_args *ga, const
 	bind_box(dm, &a);
 	g.fwd = &a;
 	g.gout.n[0] = dm->n[0], g.gout.n[1] = dm->n[1], g.gout.n[2] = dm->n[2];
+	if (!ga->gW) {
+		/* gu: fetched planes or the ring, as the forward */
+		ffdp_status s = ffdp_dist_sample_grad(dm->dist, dm->be, &g, &m, &t, err);
+		add_traffic(dm, &t);
+		return s;
+	}
+	/* gW: through a fetched box, the planes' sums reduced in order */
 	ffdp_status s = ffdp_dist_fetch(dm->dist, &a, &m, &box, &t, err);
 	if (s)
 		return s;

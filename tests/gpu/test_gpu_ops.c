@@ -499,15 +499,15 @@ static void test_losses(env *e)
 	const size_t nc = sizeof(cs) / sizeof(cs[0]);
 	for (size_t i = 0; i < nc; i++)
 		test_loss(e, L_MSE, &cs[i], NULL, "mse");
-	const ffdp_lncc_opts lo[] = {{5, 1, 0}, {3, 0, 0}, {9, 1, 1e-3}};
+	const ffdp_lncc_opts lo[] = {{.k = 5, .exact_grad = 1}, {.k = 3}, {.k = 9, .exact_grad = 1, .eps = 1e-3}};
 	for (size_t j = 0; j < sizeof(lo) / sizeof(lo[0]); j++)
 		for (size_t i = 0; i < nc; i++) {
 			char name[64];
 			snprintf(name, sizeof(name), "lncc k %d %s", lo[j].k, lo[j].exact_grad ? "exact" : "ants");
 			test_loss(e, L_LNCC, &cs[i], &lo[j], name);
 		}
-	ffdp_mi_opts mo[] = {{32, FFDP_MI_GAUSSIAN, -0.1, 1.2, -0.1, 1.2, NULL, NULL},
-			     {16, FFDP_MI_BSPLINE3, 0.0, 1.0, -0.2, 1.1, NULL, NULL}};
+	ffdp_mi_opts mo[] = {{32, FFDP_MI_GAUSSIAN, -0.1, 1.2, -0.1, 1.2, NULL, NULL, NULL},
+			     {16, FFDP_MI_BSPLINE3, 0.0, 1.0, -0.2, 1.1, NULL, NULL, NULL}};
 	for (size_t j = 0; j < sizeof(mo) / sizeof(mo[0]); j++)
 		for (size_t i = 0; i < nc; i++) {
 			char name[64];
