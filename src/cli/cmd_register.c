@@ -401,9 +401,11 @@ int ffdp_cmd_register(int argc, char **argv)
 	if (s)
 		return ffdp_cli_fail(&err);
 	if (mpi.dist && c.fmask) {
-		int rank = mpi.rank;
+		/* rank 0 says it before MPI_Finalize: the launcher may stop the
+		 * job as soon as another rank has left with an error */
+		rc = mpi.rank ? 2 : ffdp_cli_usage("register", "--fixed-mask is not supported under mpirun yet");
 		ffdp_cli_mpi_end(&mpi);
-		return rank ? 2 : ffdp_cli_usage("register", "--fixed-mask is not supported under mpirun yet");
+		return rc;
 	}
 	c.opts.dist = mpi.dist;
 	ffdp_volume fixed = {0}, moving = {0}, fmask = {0};
@@ -427,6 +429,7 @@ int ffdp_cmd_register(int argc, char **argv)
 	}
 	ffdp_volume *vols[2] = {&fixed, &moving};
 	s = ffdp_cli_mpi_share(&mpi, s, &err, vols, 2, &c.opts.init);
+	int told = s && mpi.rank > 0; /* rank 0 prints why it could not read */
 	if (!s) {
 		ffdp_log_info("register: %s -> %s, %d stage%s, %d thread%s%s", c.moving, c.fixed, c.opts.nstages,
 			      c.opts.nstages == 1 ? "" : "s", ffdp_num_threads(), ffdp_num_threads() == 1 ? "" : "s",
@@ -454,6 +457,7 @@ int ffdp_cmd_register(int argc, char **argv)
 	ffdp_volume_free(&fixed);
 	ffdp_volume_free(&moving);
 	ffdp_volume_free(&fmask);
+	rc = told ? 1 : s ? ffdp_cli_fail(&err) : 0; /* before MPI_Finalize, as above */
 	ffdp_cli_mpi_end(&mpi);
-	return s ? ffdp_cli_fail(&err) : 0;
+	return rc;
 }
