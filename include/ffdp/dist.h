@@ -130,6 +130,12 @@ ffdp_status ffdp_dist_plane_total(ffdp_dist *d, const ffdp_slab *s, const double
 /* Largest value over the ranks (exact).  Collective. */
 double ffdp_dist_max(ffdp_dist *d, double x);
 
+/* ffdp_op_moments of the whole volume from the rank's planes (own: n[2] =
+ * s->z1 - s->z0): plane moments gathered and added in global plane order,
+ * the single-process op's bits. */
+ffdp_status ffdp_dist_moments(ffdp_dist *d, ffdp_backend *be, ffdp_img own, const ffdp_slab *s, double out[10],
+			      ffdp_error *err);
+
 /* ---- losses -----------------------------------------------------------------
  * a on the rank's own planes (f, m, mask, gradients: n[2] = s->z1 - s->z0;
  * pointers may be NULL when it owns none).  a->denom must be the global one

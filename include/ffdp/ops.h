@@ -168,6 +168,12 @@ ffdp_status ffdp_op_jacobian_det(ffdp_backend *be, const ffdp_vec *u, const doub
  * out[0] = sum w, out[1..3] = sum w i, out[4..9] = sum w i_a i_b for
  * (a,b) = xx, xy, xz, yy, yz, zz, with w = max(x, 0), accumulated in double. */
 ffdp_status ffdp_op_moments(ffdp_backend *be, ffdp_img x, double out[10], ffdp_error *err);
+/* The same per z plane of a box whose plane 0 is global plane z_lo (the
+ * index coordinates are the whole volume's): 10 doubles a plane in out_z.
+ * On the CPU ffdp_op_moments is their sum in plane order (z_lo = 0), so
+ * z-slabs adding the gathered planes in order get its bits.  Host-memory
+ * backends only. */
+ffdp_status ffdp_op_moments_planes(ffdp_backend *be, ffdp_img x, int64_t z_lo, double *out_z, ffdp_error *err);
 
 /* ---- similarity losses ------------------------------------------------------
  * All losses are to be minimised and are means over the voxels of the box

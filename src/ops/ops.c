@@ -199,6 +199,15 @@ ffdp_status ffdp_op_moments(ffdp_backend *be, ffdp_img x, double out[10], ffdp_e
 	return s ? s : be->ops->moments(be, x, out, err);
 }
 
+ffdp_status ffdp_op_moments_planes(ffdp_backend *be, ffdp_img x, int64_t z_lo, double *out_z, ffdp_error *err)
+{
+	ffdp_status s = check_img(&x, "moments_planes", err);
+	if (!s && (!be->ops->moments_planes || z_lo < 0))
+		s = ffdp_fail(err, be->ops->moments_planes ? FFDP_ERR_ARG : FFDP_ERR_UNSUPPORTED,
+			      "moments_planes: %s", be->ops->moments_planes ? "negative z_lo" : "not on this backend");
+	return s ? s : be->ops->moments_planes(be, x, z_lo, out_z, err);
+}
+
 ffdp_status ffdp_op_mse(ffdp_backend *be, const ffdp_loss_args *a, ffdp_error *err)
 {
 	ffdp_status s = check_loss(be, a, "mse", err);

@@ -221,6 +221,19 @@ ffdp_status reg_dom_similarity(reg_domain *dm, const ffdp_metric *mt, float *f, 
 #endif
 }
 
+ffdp_status reg_dom_moments(reg_domain *dm, const ffdp_volume *src, double out[10], ffdp_error *err)
+{
+	reg_domain_level(dm, &src->grid);
+	if (!dm->dist)
+		return ffdp_op_moments(dm->be, reg_dom_img(dm, src->data), out, err);
+#ifdef FFDP_HAVE_MPI
+	ffdp_slab s = dom_slab(dm);
+	return ffdp_dist_moments(dm->dist, dm->be, reg_dom_img(dm, src->data), &s, out, err);
+#else
+	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "built without MPI");
+#endif
+}
+
 ffdp_status reg_dom_smooth_vec(reg_domain *dm, ffdp_vec x, const ffdp_smooth_opts *o, ffdp_error *err)
 {
 	if (!dm->dist)

@@ -56,6 +56,7 @@ static const ffdp_ops_table cpu_table = {
 	.compose = ffdp_cpu_compose,
 	.jacobian_det = ffdp_cpu_jacobian_det,
 	.moments = ffdp_cpu_moments,
+	.moments_planes = ffdp_cpu_moments_planes,
 	.mse = ffdp_cpu_mse,
 	.lncc = ffdp_cpu_lncc,
 	.mi = ffdp_cpu_mi,
