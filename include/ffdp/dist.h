@@ -111,7 +111,8 @@ void ffdp_dist_set_ring(ffdp_dist *d, double frac);
 
 /* Gather a slabbed volume (planes of `plane` floats, the rank's planes in
  * own) into whole on rank root (nz planes; whole is ignored elsewhere), or
- * scatter whole from root into each rank's own.  Collective. */
+ * scatter whole from root into each rank's own (root's own is not written:
+ * its planes stay in whole).  Collective. */
 ffdp_status ffdp_dist_gather(ffdp_dist *d, const float *own, int64_t plane, int64_t nz, float *whole, int root,
 			     ffdp_error *err);
 ffdp_status ffdp_dist_scatter(ffdp_dist *d, const float *whole, int64_t plane, int64_t nz, float *own, int root,

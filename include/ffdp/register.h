@@ -77,6 +77,7 @@ typedef struct ffdp_reg_opts {
 	 * stage is distributed; rank 0 gets the fields.  3-D, CPU, no masks
 	 * yet. */
 	struct ffdp_dist *dist;
+	int slab_inputs; /* with dist: fixed and moving hold the rank's planes only (ffdp_slab_of) */
 } ffdp_reg_opts;
 
 /* Presets: "rigid", "affine", "greedy", "syn", "default" (= moments, rigid,

@@ -408,6 +408,7 @@ int ffdp_cmd_register(int argc, char **argv)
 		return rc;
 	}
 	c.opts.dist = mpi.dist;
+	c.opts.slab_inputs = mpi.dist != NULL; /* rank 0's planes come first in its whole volumes */
 	ffdp_volume fixed = {0}, moving = {0}, fmask = {0};
 	ffdp_reg_result res;
 	memset(&res, 0, sizeof(res));
