@@ -517,6 +517,63 @@ static void test_moving_box(tu_rng *r)
 	prob_free(&P);
 }
 
+/* The z gate: three gates covering the moving planes, each sampling
+ * through a box of its planes plus the one above, write every voxel once
+ * with the whole volume's bits (forward, every interpolation and pad, and
+ * gu). */
+static void test_gate(tu_rng *r)
+{
+	prob P = prob_make(r, 1, 1, 0);
+	int64_t no = nvox(P.on), plane = P.mn[0] * P.mn[1], cuts[4] = {0, 5, 9, P.mn[2]};
+	float *full = falloc(no), *ob = falloc(no), *gf[3], *gg[3], *gout = falloc(no);
+	ffdp_vec u = prob_u(&P);
+	for (int c = 0; c < 3; c++)
+		gf[c] = falloc(no), gg[c] = falloc(no);
+	for (int64_t j = 0; j < no; j++)
+		gout[j] = (float)(tu_uniform(r) - 0.5);
+	ffdp_vec gfv = {{gf[0], gf[1], gf[2]}, {P.on[0], P.on[1], P.on[2]}, 3};
+	ffdp_vec ggv = {{gg[0], gg[1], gg[2]}, {P.on[0], P.on[1], P.on[2]}, 3};
+	for (int in = 0; in < 3; in++)
+		for (int pad = 0; pad < 2; pad++) {
+			ffdp_sample_args a = prob_args(&P, &u, full, (ffdp_interp)in, (ffdp_pad)pad);
+			ffdp_status s = ffdp_op_sample(be, &a, &err);
+			ffdp_sample_grad_args ga = {&a, {gout, {P.on[0], P.on[1], P.on[2]}}, &gfv, 0, NULL, NULL, NULL};
+			if (!s && in == FFDP_INTERP_LINEAR)
+				s = ffdp_op_sample_grad(be, &ga, &err);
+			for (int64_t j = 0; j < no; j++)
+				ob[j] = NAN, gg[0][j] = gg[1][j] = gg[2][j] = NAN;
+			for (int g = 0; g < 3 && !s; g++) {
+				int64_t z0 = cuts[g], z1 = cuts[g + 1] < P.mn[2] ? cuts[g + 1] + 1 : cuts[g + 1];
+				ffdp_sample_args b = a;
+				b.moving = (ffdp_img){P.M + z0 * plane, {P.mn[0], P.mn[1], z1 - z0}};
+				b.m_lo[2] = z0;
+				memcpy(b.m_full, P.mn, sizeof(P.mn));
+				b.gate[0] = cuts[g], b.gate[1] = cuts[g + 1];
+				b.out.p = ob;
+				s = ffdp_op_sample(be, &b, &err);
+				ffdp_sample_grad_args gb = {&b, {gout, {P.on[0], P.on[1], P.on[2]}}, &ggv, 0, NULL, NULL, NULL};
+				if (!s && in == FFDP_INTERP_LINEAR)
+					s = ffdp_op_sample_grad(be, &gb, &err);
+			}
+			int diff = memcmp(ob, full, (size_t)no * sizeof(float)) != 0, gdiff = 0;
+			for (int c = 0; c < 3 && in == FFDP_INTERP_LINEAR; c++)
+				gdiff |= memcmp(gg[c], gf[c], (size_t)no * sizeof(float)) != 0;
+			CHECK(s == FFDP_OK && !diff && !gdiff,
+			      "gate %s %s: 3 gated boxes write every voxel once with the whole volume's bits%s (%s)",
+			      interp_name[in], pad_name[pad], in == FFDP_INTERP_LINEAR ? ", gu too" : "",
+			      s ? err.msg : "ok");
+		}
+	ffdp_sample_args a = prob_args(&P, &u, full, FFDP_INTERP_LINEAR, FFDP_PAD_ZERO);
+	double gW[12] = {0};
+	a.gate[0] = 0, a.gate[1] = 3;
+	ffdp_sample_grad_args gw = {&a, {gout, {P.on[0], P.on[1], P.on[2]}}, NULL, 0, gW, NULL, NULL};
+	CHECK(ffdp_op_sample_grad(be, &gw, &err) == FFDP_ERR_ARG, "gW through a gate is refused: %s", err.msg);
+	free(full), free(ob), free(gout);
+	for (int c = 0; c < 3; c++)
+		free(gf[c]), free(gg[c]);
+	prob_free(&P);
+}
+
 /* gW is reproducible: each plane's 12 sums (gW_z) are the op's on that
  * plane alone, gW is their total in plane order, and 1 and 2 threads give
  * the same bits. */
@@ -975,6 +1032,7 @@ int main(void)
 	test_shards(&r);
 	test_moving_box(&r);
 	test_gw_planes(&r);
+	test_gate(&r);
 	test_2d_ignores_z(&r);
 	test_shift(&r, 1);
 	test_shift(&r, 0);

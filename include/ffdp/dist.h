@@ -95,14 +95,25 @@ void ffdp_dist_mbox_free(ffdp_dist_mbox *box);
 /* Point a's moving image at the box (moving, m_lo, m_full). */
 void ffdp_dist_mbox_bind(const ffdp_dist_mbox *box, const ffdp_dist_image *m, ffdp_sample_args *a);
 
-/* ffdp_op_sample over a distributed moving image: fetch, sample, free.
- * The bits are those of the single-process op on the whole image. */
+/* ffdp_op_sample over a distributed moving image: the planes fetched, or,
+ * when some rank's points span more than the ring share of the planes,
+ * the moving slabs passed around the ranks (each rank then holds one slab
+ * at a time and samples the points whose cell starts in it through the
+ * sampler's z gate).  Either way the bits are those of the single-process
+ * op on the whole image.  Collective; t may be NULL. */
 ffdp_status ffdp_dist_sample(ffdp_dist *d, ffdp_backend *be, const ffdp_sample_args *a,
 			     const ffdp_dist_image *m, ffdp_dist_traffic *t, ffdp_error *err);
+/* The same for ffdp_op_sample_grad, gu only. */
+ffdp_status ffdp_dist_sample_grad(ffdp_dist *d, ffdp_backend *be, const ffdp_sample_grad_args *ga,
+				  const ffdp_dist_image *m, ffdp_dist_traffic *t, ffdp_error *err);
+/* The ring share: frac of the planes (default 0.5; <= 0: always the ring,
+ * >= 1: never).  Every rank must set the same. */
+void ffdp_dist_set_ring(ffdp_dist *d, double frac);
 
 /* Gather a slabbed volume (planes of `plane` floats, the rank's planes in
  * own) into whole on rank root (nz planes; whole is ignored elsewhere), or
- * scatter whole from root into each rank's own.  Collective. */
+ * scatter whole from root into each rank's own (root's own is not written:
+ * its planes stay in whole).  Collective. */
 ffdp_status ffdp_dist_gather(ffdp_dist *d, const float *own, int64_t plane, int64_t nz, float *whole, int root,
 			     ffdp_error *err);
 ffdp_status ffdp_dist_scatter(ffdp_dist *d, const float *whole, int64_t plane, int64_t nz, float *own, int root,
@@ -120,6 +131,12 @@ ffdp_status ffdp_dist_plane_total(ffdp_dist *d, const ffdp_slab *s, const double
 
 /* Largest value over the ranks (exact).  Collective. */
 double ffdp_dist_max(ffdp_dist *d, double x);
+
+/* ffdp_op_moments of the whole volume from the rank's planes (own: n[2] =
+ * s->z1 - s->z0): plane moments gathered and added in global plane order,
+ * the single-process op's bits. */
+ffdp_status ffdp_dist_moments(ffdp_dist *d, ffdp_backend *be, ffdp_img own, const ffdp_slab *s, double out[10],
+			      ffdp_error *err);
 
 /* ---- losses -----------------------------------------------------------------
  * a on the rank's own planes (f, m, mask, gradients: n[2] = s->z1 - s->z0;

@@ -102,6 +102,13 @@ typedef struct ffdp_sample_args {
 	 * volume (m_lo must then be 0). */
 	int64_t m_lo[3];
 	int64_t m_full[3];
+	/* A z gate (CPU, 3-D; gate[1] > gate[0] turns it on): only the voxels
+	 * whose point's first z corner, clamped into the whole volume (the
+	 * nearest plane for NEAREST), lies in [gate[0], gate[1]) are sampled;
+	 * the others' out (and gu) are left as they are.  The box must hold
+	 * planes [gate[0], gate[1] + 1).  Moving slabs passed around a ring of
+	 * ranks thus sample each point once, with the whole volume's bits. */
+	int64_t gate[2];
 	double W[12];      /* 3x4 row-major */
 	double B[9];       /* 3x3 row-major; used only when u is given */
 	const ffdp_vec *u; /* on the output box, or NULL (pure linear) */
@@ -185,6 +192,12 @@ ffdp_status ffdp_op_jacobian_det(ffdp_backend *be, const ffdp_vec *u, const doub
  * out[0] = sum w, out[1..3] = sum w i, out[4..9] = sum w i_a i_b for
  * (a,b) = xx, xy, xz, yy, yz, zz, with w = max(x, 0), accumulated in double. */
 ffdp_status ffdp_op_moments(ffdp_backend *be, ffdp_img x, double out[10], ffdp_error *err);
+/* The same per z plane of a box whose plane 0 is global plane z_lo (the
+ * index coordinates are the whole volume's): 10 doubles a plane in out_z.
+ * On the CPU ffdp_op_moments is their sum in plane order (z_lo = 0), so
+ * z-slabs adding the gathered planes in order get its bits.  Host-memory
+ * backends only. */
+ffdp_status ffdp_op_moments_planes(ffdp_backend *be, ffdp_img x, int64_t z_lo, double *out_z, ffdp_error *err);
 
 /* ---- similarity losses ------------------------------------------------------
  * All losses are to be minimised and are means over the voxels of the box

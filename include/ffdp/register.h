@@ -70,11 +70,14 @@ typedef struct ffdp_reg_opts {
 	ffdp_mat4 init;                 /* initial T (identity unless set) */
 	int min_level_size;             /* coarsest level size per axis, default 32 */
 	int want_inverse;               /* compute the inverse warp (SyN always can) */
-	/* Optional (built with MPI): spread the deformable stage over the
+	/* Optional (built with MPI): spread the registration over the
 	 * ranks of this context (dist.h) in z-slabs, with the single-process
-	 * result's bits.  Every rank calls ffdp_register with the same inputs;
-	 * linear stages run on each; rank 0 gets the fields.  No masks yet. */
+	 * result's bits.  Every rank calls ffdp_register with the same inputs
+	 * (each rank's level images and fields hold its planes only); every
+	 * stage is distributed; rank 0 gets the fields.  3-D, CPU, no masks
+	 * yet. */
 	struct ffdp_dist *dist;
+	int slab_inputs; /* with dist: fixed and moving hold the rank's planes only (ffdp_slab_of) */
 } ffdp_reg_opts;
 
 /* Presets: "rigid", "affine", "greedy", "syn", "default" (= moments, rigid,

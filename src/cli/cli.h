@@ -31,8 +31,9 @@ typedef struct cli_mpi {
 
 ffdp_status ffdp_cli_mpi_start(cli_mpi *m, int *argc, char ***argv, ffdp_error *err);
 void ffdp_cli_mpi_end(cli_mpi *m);
-/* Rank 0's status s, then (when it is OK) its volumes (grids and voxels;
- * other ranks' are allocated here) and T, on every rank. */
+/* Rank 0's status s, then (when it is OK) its volumes' grids and each
+ * rank's planes of them (other ranks' data are allocated here and hold
+ * their planes only; rank 0 keeps the whole volumes), and T. */
 ffdp_status ffdp_cli_mpi_share(const cli_mpi *m, ffdp_status s, ffdp_error *err, ffdp_volume *const *vols,
 			       int nvol, ffdp_mat4 *T);
 /* Every rank's per-stage fetch traffic (received, sent bytes) into all on

@@ -60,7 +60,7 @@ void ffdp_cli_mpi_end(cli_mpi *m)
 }
 
 #ifdef FFDP_HAVE_MPI
-/* bytes from rank 0, in messages under 1 GiB. */
+/* bytes from rank 0, in messages under 1 GiB (grids, T). */
 static void bcast_bytes(void *p, size_t bytes)
 {
 	char *c = p;
@@ -80,15 +80,21 @@ ffdp_status ffdp_cli_mpi_share(const cli_mpi *m, ffdp_status s, ffdp_error *err,
 	MPI_Bcast(&st, 1, MPI_INT, 0, MPI_COMM_WORLD);
 	if (st) /* rank 0 prints the reason */
 		return m->rank ? ffdp_fail(err, (ffdp_status)st, "rank 0 could not read the inputs") : s;
-	for (int k = 0; k < nvol; k++) {
+	/* grids to all, then each rank's planes only (rank 0 keeps the whole
+	 * volumes, for the outputs; its planes come first) */
+	for (int k = 0; k < nvol && !s; k++) {
 		ffdp_volume *v = vols[k];
 		bcast_bytes(&v->grid, sizeof(v->grid));
-		if (m->rank && ffdp_volume_alloc(v, &v->grid, err))
-			MPI_Abort(MPI_COMM_WORLD, 1); /* no way to tell rank 0 mid-broadcast */
-		bcast_bytes(v->data, (size_t)ffdp_grid_voxels(&v->grid) * sizeof(float));
+		ffdp_slab sl = ffdp_slab_of(v->grid.n[2], m->rank, m->size);
+		int64_t plane = v->grid.n[0] * v->grid.n[1];
+		if (m->rank && !(v->data = ffdp_alloc((size_t)((sl.z1 - sl.z0) * plane + 1) * sizeof(float), err)))
+			s = FFDP_ERR_NOMEM;
+		s = ffdp_dist_agree(m->dist, s, "scatter", err);
+		if (!s)
+			s = ffdp_dist_scatter(m->dist, v->data, plane, v->grid.n[2], v->data, 0, err);
 	}
 	bcast_bytes(T, sizeof(*T));
-	return FFDP_OK;
+	return s;
 #else
 	(void)err, (void)vols, (void)nvol, (void)T;
 	return s;

@@ -413,9 +413,11 @@ int ffdp_cmd_register(int argc, char **argv)
 	if (s)
 		return ffdp_cli_fail(&err);
 	if (mpi.dist && c.fmask) {
-		int rank = mpi.rank;
+		/* rank 0 says it before MPI_Finalize: the launcher may stop the
+		 * job as soon as another rank has left with an error */
+		rc = mpi.rank ? 2 : ffdp_cli_usage("register", "--fixed-mask is not supported under mpirun yet");
 		ffdp_cli_mpi_end(&mpi);
-		return rank ? 2 : ffdp_cli_usage("register", "--fixed-mask is not supported under mpirun yet");
+		return rc;
 	}
 	c.opts.dist = mpi.dist;
 	if (mpi.dist && c.opts.backend == FFDP_BACKEND_CUDA) {
@@ -428,6 +430,7 @@ int ffdp_cmd_register(int argc, char **argv)
 		}
 		c.opts.backend = FFDP_BACKEND_CPU;
 	}
+	c.opts.slab_inputs = mpi.dist != NULL; /* rank 0's planes come first in its whole volumes */
 	ffdp_volume fixed = {0}, moving = {0}, fmask = {0};
 	ffdp_reg_result res;
 	memset(&res, 0, sizeof(res));
@@ -449,6 +452,7 @@ int ffdp_cmd_register(int argc, char **argv)
 	}
 	ffdp_volume *vols[2] = {&fixed, &moving};
 	s = ffdp_cli_mpi_share(&mpi, s, &err, vols, 2, &c.opts.init);
+	int told = s && mpi.rank > 0; /* rank 0 prints why it could not read */
 	if (!s) {
 		if (c.opts.backend == FFDP_BACKEND_CUDA)
 			ffdp_log_info("register: %s -> %s, %d stage%s, CUDA device %d", c.moving, c.fixed, c.opts.nstages,
@@ -480,6 +484,7 @@ int ffdp_cmd_register(int argc, char **argv)
 	ffdp_volume_free(&fixed);
 	ffdp_volume_free(&moving);
 	ffdp_volume_free(&fmask);
+	rc = told ? 1 : s ? ffdp_cli_fail(&err) : 0; /* before MPI_Finalize, as above */
 	ffdp_cli_mpi_end(&mpi);
-	return s ? ffdp_cli_fail(&err) : 0;
+	return rc;
 }

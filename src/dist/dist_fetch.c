@@ -6,10 +6,17 @@
  * integers).  Then, as for halos, each side works out on its own which of
  * its planes another rank wants and which it receives, and all transfers
  * are posted non-blocking and waited on together.  Only the z range is cut:
- * planes are contiguous and the slabs are along z.
+ * planes are contiguous and the slabs are along z.  The sampler then reads
+ * a box of the whole image (m_lo, m_full): its bits are the whole image's
+ * (ops.h).
  *
- * The sampler then reads a box of the whole image (m_lo, m_full): its bits
- * are the whole image's (ops.h).
+ * Ring.  When some rank's range spans more than a fraction of the volume
+ * (ffdp_dist_set_ring; every rank sees every range, so all decide alike),
+ * the moving slabs travel around the ranks instead: each holds one slab
+ * (plus the plane above it) at a time and samples, through the sampler's z
+ * gate, the points whose cell starts in that slab.  Each point is sampled
+ * once with its whole cell, so the bits are again the whole image's, and no
+ * rank holds more than one slab of the moving image.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -152,6 +159,128 @@ out:
 	return s;
 }
 
+void ffdp_dist_set_ring(ffdp_dist *d, double frac)
+{
+	d->ring_frac = frac;
+}
+
+/* Some rank's range spans more than ring_frac of the nz planes? */
+static int use_ring(const ffdp_dist *d, const int64_t *rng, int64_t nz)
+{
+	if (d->ring_frac <= 0.0)
+		return 1;
+	if (d->size < 3 || d->ring_frac >= 1.0)
+		return 0; /* two slabs: the ring holds as much as a fetch */
+	for (int q = 0; q < d->size; q++)
+		if ((double)(rng[2 * q + 1] - rng[2 * q]) > d->ring_frac * (double)nz)
+			return 1;
+	return 0;
+}
+
+/* The planes every rank's points need (allgathered, 2 per rank). */
+static ffdp_status all_ranges(ffdp_dist *d, const ffdp_sample_args *a, const ffdp_dist_image *m, int64_t *rng,
+			      ffdp_error *err)
+{
+	int64_t mine[2];
+	if (m->n[0] * m->n[1] < 1 || m->n[0] * m->n[1] > INT32_MAX || m->n[2] < 1)
+		return ffdp_fail(err, FFDP_ERR_ARG, "dist fetch: bad image size %lld x %lld x %lld",
+				 (long long)m->n[0], (long long)m->n[1], (long long)m->n[2]);
+	needed_planes(a, m->n[2], &mine[0], &mine[1]);
+	MPI_Allgather(mine, 2, MPI_INT64_T, rng, 2, MPI_INT64_T, d->comm);
+	return FFDP_OK;
+}
+
+/* One pass of the op over a box (sample or sample_grad on a's points). */
+typedef ffdp_status (*box_fn)(void *ctx, const ffdp_sample_args *boxed, ffdp_error *err);
+
+/* Slab q's planes with the one above it: [z0, z1). */
+static ffdp_slab ring_slab(const ffdp_dist *d, int64_t nz, int q)
+{
+	ffdp_slab s = ffdp_slab_of(nz, q, d->size);
+	if (s.z1 > s.z0 && s.z1 < nz)
+		s.z1++;
+	return s;
+}
+
+static ffdp_status ring_run(ffdp_dist *d, const ffdp_sample_args *a, const ffdp_dist_image *m, box_fn fn,
+			    void *ctx, ffdp_dist_traffic *t, ffdp_error *err)
+{
+	const int64_t plane = m->n[0] * m->n[1], nz = m->n[2];
+	const int64_t most = nz / d->size + 2;
+	ffdp_slab me = ffdp_slab_of(nz, d->rank, d->size);
+	const int64_t own = me.z1 - me.z0;
+	float *cur = malloc((size_t)((own + 2 > most ? own + 2 : most) * plane) * sizeof(float));
+	float *nxt = malloc((size_t)(most * plane) * sizeof(float));
+	ffdp_status s = cur && nxt ? FFDP_OK : ffdp_fail(err, FFDP_ERR_NOMEM, "dist ring: no memory for 2 slabs");
+	MPI_Datatype plane_t;
+	uint64_t sent = 0, recv = 0;
+
+	/* my planes with one plane of halo each side; the one above is kept */
+	if (!s && own > 0)
+		memcpy(cur + plane, m->own, (size_t)(own * plane) * sizeof(float));
+	if ((s = ffdp_dist_agree(d, s, "dist ring", err)) ||
+	    (s = ffdp_dist_halo_exchange(d, cur, plane, &me, 1, 0.0f, err)))
+		goto out;
+	memmove(cur, cur + plane, (size_t)((own + 1) * plane) * sizeof(float));
+	MPI_Type_contiguous((int)plane, MPI_FLOAT, &plane_t);
+	MPI_Type_commit(&plane_t);
+	for (int k = 0; k < d->size && !s; k++) {
+		int q = (d->rank + k) % d->size;
+		ffdp_slab sl = ring_slab(d, nz, q), so = ffdp_slab_of(nz, q, d->size);
+		if (sl.z1 > sl.z0 && a->out.n[0] * a->out.n[1] * a->out.n[2] > 0) {
+			ffdp_sample_args b = *a;
+			b.moving = (ffdp_img){cur, {m->n[0], m->n[1], sl.z1 - sl.z0}};
+			b.m_lo[0] = b.m_lo[1] = 0, b.m_lo[2] = sl.z0;
+			memcpy(b.m_full, m->n, sizeof(b.m_full));
+			b.gate[0] = so.z0, b.gate[1] = so.z1;
+			s = fn(ctx, &b, err);
+		}
+		s = ffdp_dist_agree(d, s, "dist ring", err);
+		if (s || k + 1 == d->size)
+			break;
+		/* pass: mine to the rank below, the next slab from the rank above */
+		int up = (d->rank + 1) % d->size, down = (d->rank + d->size - 1) % d->size;
+		ffdp_slab nx = ring_slab(d, nz, (q + 1) % d->size);
+		MPI_Sendrecv(cur, (int)(sl.z1 - sl.z0), plane_t, down, FETCH_TAG + 1, nxt, (int)(nx.z1 - nx.z0), plane_t, up,
+			     FETCH_TAG + 1, d->comm, MPI_STATUS_IGNORE);
+		sent += (uint64_t)((sl.z1 - sl.z0) * plane) * sizeof(float);
+		recv += (uint64_t)((nx.z1 - nx.z0) * plane) * sizeof(float);
+		float *tmp = cur;
+		cur = nxt, nxt = tmp;
+	}
+	MPI_Type_free(&plane_t);
+	if (t)
+		t->sent += sent, t->recv += recv, t->fetches++;
+out:
+	free(cur), free(nxt);
+	return s;
+}
+
+/* fn over a's points: through a fetched box, or around the ring. */
+static ffdp_status moving_access(ffdp_dist *d, const ffdp_sample_args *a, const ffdp_dist_image *m, box_fn fn,
+				 void *ctx, ffdp_dist_traffic *t, ffdp_error *err)
+{
+	int64_t *rng = malloc((size_t)d->size * 2 * sizeof(int64_t));
+	ffdp_status s = rng ? FFDP_OK : ffdp_fail(err, FFDP_ERR_NOMEM, "dist fetch: no memory for ranges");
+	if ((s = ffdp_dist_agree(d, s, "dist fetch", err)) || (s = all_ranges(d, a, m, rng, err))) {
+		free(rng);
+		return s;
+	}
+	int ring = use_ring(d, rng, m->n[2]);
+	free(rng);
+	if (ring)
+		return ring_run(d, a, m, fn, ctx, t, err);
+	ffdp_dist_mbox box;
+	ffdp_sample_args b = *a;
+	if ((s = ffdp_dist_fetch(d, a, m, &box, t, err)))
+		return s;
+	ffdp_dist_mbox_bind(&box, m, &b);
+	if (a->out.n[0] * a->out.n[1] * a->out.n[2] > 0)
+		s = fn(ctx, &b, err);
+	ffdp_dist_mbox_free(&box);
+	return s;
+}
+
 void ffdp_dist_mbox_free(ffdp_dist_mbox *box)
 {
 	free(box->p);
@@ -166,17 +295,35 @@ void ffdp_dist_mbox_bind(const ffdp_dist_mbox *box, const ffdp_dist_image *m, ff
 	memcpy(a->m_full, m->n, sizeof(a->m_full));
 }
 
+static ffdp_status sample_fn(void *ctx, const ffdp_sample_args *b, ffdp_error *err)
+{
+	return ffdp_op_sample((ffdp_backend *)ctx, b, err);
+}
+
 ffdp_status ffdp_dist_sample(ffdp_dist *d, ffdp_backend *be, const ffdp_sample_args *a,
 			     const ffdp_dist_image *m, ffdp_dist_traffic *t, ffdp_error *err)
 {
-	ffdp_dist_mbox box;
-	ffdp_sample_args b = *a;
-	ffdp_status s = ffdp_dist_fetch(d, a, m, &box, t, err);
-	if (s)
-		return s;
-	ffdp_dist_mbox_bind(&box, m, &b);
-	if (a->out.n[0] * a->out.n[1] * a->out.n[2] > 0)
-		s = ffdp_op_sample(be, &b, err);
-	ffdp_dist_mbox_free(&box);
-	return s;
+	return moving_access(d, a, m, sample_fn, be, t, err);
+}
+
+typedef struct grad_ctx {
+	ffdp_backend *be;
+	const ffdp_sample_grad_args *ga;
+} grad_ctx;
+
+static ffdp_status grad_fn(void *ctx, const ffdp_sample_args *b, ffdp_error *err)
+{
+	const grad_ctx *g = ctx;
+	ffdp_sample_grad_args ga = *g->ga;
+	ga.fwd = b;
+	return ffdp_op_sample_grad(g->be, &ga, err);
+}
+
+ffdp_status ffdp_dist_sample_grad(ffdp_dist *d, ffdp_backend *be, const ffdp_sample_grad_args *ga,
+				  const ffdp_dist_image *m, ffdp_dist_traffic *t, ffdp_error *err)
+{
+	grad_ctx g = {be, ga};
+	if (ga->gW || ga->gW_z || ga->gM)
+		return ffdp_fail(err, FFDP_ERR_ARG, "dist sample_grad: gu only (gW: ffdp_dist_fetch and gW_z)");
+	return moving_access(d, ga->fwd, m, grad_fn, &g, t, err);
 }

@@ -13,7 +13,9 @@ static int do_gather(ffdp_dist *d, float *whole, float *own, int *cnt, int *dsp,
 
 static int do_scatter(ffdp_dist *d, float *whole, float *own, int *cnt, int *dsp, MPI_Datatype t, int root)
 {
-	return MPI_Scatterv(whole, cnt, dsp, t, own, cnt[d->rank], t, root, d->comm);
+	/* root keeps its planes in whole (own may alias them) */
+	void *in = d->rank == root ? MPI_IN_PLACE : (void *)own;
+	return MPI_Scatterv(whole, cnt, dsp, t, in, cnt[d->rank], t, root, d->comm);
 }
 
 static ffdp_status move(ffdp_dist *d, float *whole, float *own, int64_t plane, int64_t nz, int root, move_fn fn,

@@ -9,6 +9,7 @@
 struct ffdp_dist {
 	MPI_Comm comm;
 	int rank, size;
+	double ring_frac; /* moving access: ring above this share of the planes */
 };
 
 #endif

@@ -21,6 +21,7 @@ ffdp_status ffdp_dist_create(ffdp_dist **out, ffdp_error *err)
 	}
 	MPI_Comm_rank(d->comm, &d->rank);
 	MPI_Comm_size(d->comm, &d->size);
+	d->ring_frac = 0.5;
 	*out = d;
 	return FFDP_OK;
 }

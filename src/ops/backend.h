@@ -22,6 +22,8 @@ typedef struct ffdp_ops_table {
 	ffdp_status (*jacobian_det)(ffdp_backend *be, const ffdp_vec *u, const double A[9],
 				    const double G[9], ffdp_img out, ffdp_error *err);
 	ffdp_status (*moments)(ffdp_backend *be, ffdp_img x, double out[10], ffdp_error *err);
+	ffdp_status (*moments_planes)(ffdp_backend *be, ffdp_img x, int64_t z_lo, double *out_z,
+				      ffdp_error *err); /* NULL: unsupported */
 	ffdp_status (*mse)(ffdp_backend *be, const ffdp_loss_args *a, ffdp_error *err);
 	ffdp_status (*lncc)(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_lncc_opts *o,
 			    ffdp_error *err);

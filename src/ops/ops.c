@@ -123,6 +123,19 @@ static ffdp_status check_mbox(const ffdp_sample_args *a, const char *what, ffdp_
 	return FFDP_OK;
 }
 
+/* A z gate: 3-D, on host-memory backends, and no gW (a partial sum). */
+static ffdp_status check_gate(ffdp_backend *be, const ffdp_sample_args *a, const double *gW, const char *what,
+			      ffdp_error *err)
+{
+	if (a->gate[1] <= a->gate[0])
+		return FFDP_OK;
+	if (!ffdp_backend_host_memory(be) || (a->out.n[2] == 1 && a->moving.n[2] == 1 && !a->m_full[2]))
+		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "%s: a z gate needs a 3-D problem on the CPU", what);
+	if (gW)
+		return ffdp_fail(err, FFDP_ERR_ARG, "%s: no gW through a z gate", what);
+	return FFDP_OK;
+}
+
 /* ---- dispatch ----------------------------------------------------------------- */
 
 ffdp_status ffdp_op_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_error *err)
@@ -132,7 +145,7 @@ ffdp_status ffdp_op_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_err
 		return s;
 	if (a->u && ((s = check_vec(a->u, "sample u", err)) || !same_dims(a->u->n, a->out.n)))
 		return s ? s : ffdp_fail(err, FFDP_ERR_ARG, "sample: u and output differ in size");
-	if ((s = check_mbox(a, "sample", err)))
+	if ((s = check_mbox(a, "sample", err)) || (s = check_gate(be, a, NULL, "sample", err)))
 		return s;
 	return be->ops->sample(be, a, err);
 }
@@ -148,7 +161,7 @@ ffdp_status ffdp_op_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *a
 		return ffdp_fail(err, FFDP_ERR_ARG, "sample_grad: gu needs u and the output box size");
 	if (a->gM && !same_dims(a->gM->n, a->fwd->moving.n))
 		return ffdp_fail(err, FFDP_ERR_ARG, "sample_grad: gM differs from the moving image in size");
-	if ((s = check_mbox(a->fwd, "sample_grad", err)))
+	if ((s = check_mbox(a->fwd, "sample_grad", err)) || (s = check_gate(be, a->fwd, a->gW ? a->gW : a->gW_z, "sample_grad", err)))
 		return s;
 	if (a->gW_z && !ffdp_backend_host_memory(be))
 		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "sample_grad: per-plane gW only on host-memory backends");
@@ -198,6 +211,15 @@ ffdp_status ffdp_op_moments(ffdp_backend *be, ffdp_img x, double out[10], ffdp_e
 {
 	ffdp_status s = check_img(&x, "moments", err);
 	return s ? s : be->ops->moments(be, x, out, err);
+}
+
+ffdp_status ffdp_op_moments_planes(ffdp_backend *be, ffdp_img x, int64_t z_lo, double *out_z, ffdp_error *err)
+{
+	ffdp_status s = check_img(&x, "moments_planes", err);
+	if (!s && (!be->ops->moments_planes || z_lo < 0))
+		s = ffdp_fail(err, be->ops->moments_planes ? FFDP_ERR_ARG : FFDP_ERR_UNSUPPORTED,
+			      "moments_planes: %s", be->ops->moments_planes ? "negative z_lo" : "not on this backend");
+	return s ? s : be->ops->moments_planes(be, x, z_lo, out_z, err);
 }
 
 ffdp_status ffdp_op_mse(ffdp_backend *be, const ffdp_loss_args *a, ffdp_error *err)

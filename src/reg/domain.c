@@ -149,6 +149,13 @@ ffdp_status reg_dom_sample_grad(reg_domain *dm, ffdp_sample_grad_args *ga, const
 	bind_box(dm, &a);
 	g.fwd = &a;
 	g.gout.n[0] = dm->n[0], g.gout.n[1] = dm->n[1], g.gout.n[2] = dm->n[2];
+	if (!ga->gW) {
+		/* gu: fetched planes or the ring, as the forward */
+		ffdp_status s = ffdp_dist_sample_grad(dm->dist, dm->be, &g, &m, &t, err);
+		add_traffic(dm, &t);
+		return s;
+	}
+	/* gW: through a fetched box, the planes' sums reduced in order */
 	ffdp_status s = ffdp_dist_fetch(dm->dist, &a, &m, &box, &t, err);
 	if (s)
 		return s;
@@ -210,6 +217,19 @@ ffdp_status reg_dom_similarity(reg_domain *dm, const ffdp_metric *mt, float *f, 
 	return ffdp_fail(err, FFDP_ERR_ARG, "unknown metric %d", (int)mt->kind);
 #else
 	(void)mt, (void)f, (void)m, (void)mask, (void)gf, (void)gm, (void)scale, (void)nvox, (void)loss;
+	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "built without MPI");
+#endif
+}
+
+ffdp_status reg_dom_moments(reg_domain *dm, const ffdp_volume *src, double out[10], ffdp_error *err)
+{
+	reg_domain_level(dm, &src->grid);
+	if (!dm->dist)
+		return ffdp_op_moments(dm->be, reg_dom_img(dm, src->data), out, err);
+#ifdef FFDP_HAVE_MPI
+	ffdp_slab s = dom_slab(dm);
+	return ffdp_dist_moments(dm->dist, dm->be, reg_dom_img(dm, src->data), &s, out, err);
+#else
 	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "built without MPI");
 #endif
 }

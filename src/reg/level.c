@@ -10,22 +10,57 @@
 
 /* Upload src and map its range to [0, 1] on the backend (a constant image
  * becomes 0). */
-static ffdp_status normalised_copy(ffdp_backend *be, const ffdp_volume *src, ffdp_volume *dst, ffdp_error *err)
+/* dst = the pair's copy of src: the whole image, or under MPI the rank's
+ * planes only (src holds all planes, or its planes only with slabs);
+ * x of dst views it as an op image. */
+static ffdp_status pair_copy(const reg_pair *p, const ffdp_volume *src, int slabs, ffdp_volume *dst, ffdp_img *x,
+			     ffdp_error *err)
 {
-	ffdp_status s = reg_volume_upload(be, src, dst, err);
+	if (!p->dist) {
+		ffdp_status s = reg_volume_upload(p->be, src, dst, err);
+		*x = reg_img(dst);
+		return s;
+	}
+	reg_domain dm;
+	reg_domain_init(&dm, p->be, p->dist);
+	reg_domain_level(&dm, &src->grid);
+	dst->grid = src->grid;
+	if (!(dst->data = reg_dom_buf(&dm, err)))
+		return FFDP_ERR_NOMEM;
+	*x = reg_dom_img(&dm, dst->data);
+	const float *from = src->data + (slabs ? 0 : dm.z0 * dm.n[0] * dm.n[1]);
+	return ffdp_buf_upload(p->be, dst->data, from, (size_t)(dm.n[0] * dm.n[1] * dm.n[2]) * sizeof(float), err);
+}
+
+/* The whole image's range (NaN ignored), from the rank's planes under MPI. */
+static ffdp_status pair_range(const reg_pair *p, ffdp_img x, double *lo, double *hi, ffdp_error *err)
+{
+#ifdef FFDP_HAVE_MPI
+	if (p->dist)
+		return ffdp_dist_minmax(p->dist, p->be, x, lo, hi, err);
+#endif
+	return ffdp_op_minmax(p->be, x, lo, hi, err);
+}
+
+static ffdp_status normalised_copy(const reg_pair *p, const ffdp_volume *src, int slabs, ffdp_volume *dst,
+				   ffdp_error *err)
+{
+	ffdp_backend *be = p->be;
+	ffdp_img x;
+	ffdp_status s = pair_copy(p, src, slabs, dst, &x, err);
 	double lo = 0, hi = 0;
 	if (!s)
-		s = ffdp_op_minmax(be, reg_img(dst), &lo, &hi, err);
+		s = pair_range(p, x, &lo, &hi, err);
 	if (!s && !(lo <= hi))
 		s = ffdp_fail(err, FFDP_ERR_DATA, "the image is all NaN");
 	/* x - lo, then times the float 1 / (hi - lo): each pass rounds to float
 	 * once, which is the float arithmetic (x - lo) * scale bit for bit, so
 	 * results match those of the former host loop.  Setup only. */
 	float scale = hi > lo ? 1.0f / (float)(hi - lo) : 0.0f;
-	if (!s)
-		s = ffdp_op_affine_scalar(be, reg_img(dst), 1.0, -lo, err);
-	if (!s)
-		s = ffdp_op_affine_scalar(be, reg_img(dst), scale, 0.0, err);
+	if (!s && x.n[2] > 0)
+		s = ffdp_op_affine_scalar(be, x, 1.0, -lo, err);
+	if (!s && x.n[2] > 0)
+		s = ffdp_op_affine_scalar(be, x, scale, 0.0, err);
 	if (s)
 		reg_volume_free(be, dst);
 	return s;
@@ -52,9 +87,9 @@ ffdp_status reg_pair_init(reg_pair *p, ffdp_backend *be, const ffdp_volume *fixe
 				 ffdp_grid_dim(&moving->grid));
 	if (o->fixed_mask && !ffdp_grid_same(&o->fixed_mask->grid, &fixed->grid, 1e-4))
 		return ffdp_fail(err, FFDP_ERR_DATA, "fixed mask is not on the fixed image's grid");
-	ffdp_status s = normalised_copy(be, fixed, &p->fn, err);
+	ffdp_status s = normalised_copy(p, fixed, o->slab_inputs, &p->fn, err);
 	if (!s)
-		s = normalised_copy(be, moving, &p->mn, err);
+		s = normalised_copy(p, moving, o->slab_inputs, &p->mn, err);
 	if (!s && o->fixed_mask)
 		s = reg_volume_upload(be, o->fixed_mask, &p->fmask, err);
 	if (s)
@@ -69,25 +104,12 @@ void reg_pair_free(reg_pair *p)
 	reg_volume_free(p->be, &p->fmask);
 }
 
-/* The rank's planes of a whole volume v of the pair (all of v in one
- * process): the level images of distributed stages hold only these. */
-static float *own_planes(const reg_pair *p, const ffdp_volume *v)
-{
-#ifdef FFDP_HAVE_MPI
-	if (p->dist) {
-		ffdp_slab s = ffdp_slab_of(v->grid.n[2], ffdp_dist_rank(p->dist), ffdp_dist_size(p->dist));
-		return v->data + s.z0 * v->grid.n[0] * v->grid.n[1];
-	}
-#endif
-	return v->data;
-}
-
 static ffdp_status level_image(const reg_pair *p, const ffdp_volume *src, double shrink, ffdp_volume *dst,
 			       ffdp_error *err)
 {
 	if (shrink <= 1.0) {
 		/* shares the data: freed with the pair */
-		dst->grid = src->grid, dst->data = own_planes(p, src);
+		dst->grid = src->grid, dst->data = src->data;
 		return FFDP_OK;
 	}
 	ffdp_grid g;
@@ -98,7 +120,7 @@ static ffdp_status level_image(const reg_pair *p, const ffdp_volume *src, double
 	reg_domain dm;
 	reg_domain_init(&dm, p->be, p->dist);
 	reg_domain_level(&dm, &g);
-	ffdp_dist_image im = {own_planes(p, src), {src->grid.n[0], src->grid.n[1], src->grid.n[2]}};
+	ffdp_dist_image im = {src->data, {src->grid.n[0], src->grid.n[1], src->grid.n[2]}};
 	dst->grid = g;
 	if (!(dst->data = reg_dom_buf(&dm, err)))
 		return FFDP_ERR_NOMEM;
@@ -132,9 +154,9 @@ ffdp_status reg_level_make(const reg_pair *p, double shrink, reg_level *lv, ffdp
 
 void reg_level_free(const reg_pair *p, reg_level *lv)
 {
-	if (lv->F.data != own_planes(p, &p->fn))
+	if (lv->F.data != p->fn.data)
 		reg_volume_free(p->be, &lv->F);
-	if (lv->M.data != own_planes(p, &p->mn))
+	if (lv->M.data != p->mn.data)
 		reg_volume_free(p->be, &lv->M);
 	if (lv->fmask != p->fmask.data)
 		ffdp_buf_free(p->be, lv->fmask);

@@ -8,12 +8,12 @@
 
 #include "reg_internal.h"
 
-/* Centre (mm) and covariance (mm^2) of an image's intensity mass. */
-static ffdp_status mass_moments(ffdp_backend *be, const ffdp_volume *v, double c[3], double C[9], ffdp_error *err)
+/* Centre (mm) and covariance (mm^2) of an image's intensity mass (v: the
+ * domain's planes of it). */
+static ffdp_status mass_moments(reg_domain *dm, const ffdp_volume *v, double c[3], double C[9], ffdp_error *err)
 {
 	double mo[10];
-	ffdp_img x = {v->data, {v->grid.n[0], v->grid.n[1], v->grid.n[2]}};
-	ffdp_status s = ffdp_op_moments(be, x, mo, err);
+	ffdp_status s = reg_dom_moments(dm, v, mo, err);
 	if (s)
 		return s;
 	if (!(mo[0] > 0))
@@ -49,16 +49,17 @@ static ffdp_mat4 rigid_about(const double R[9], const double cf[3], const double
 	return ffdp_mat4_from_linear(R, t);
 }
 
-static ffdp_status score(const reg_pair *p, const reg_level *lv, const ffdp_metric *mt, const ffdp_mat4 *T,
+static ffdp_status score(reg_domain *dm, const reg_level *lv, const ffdp_metric *mt, const ffdp_mat4 *T,
 			 float *warped, double *loss, ffdp_error *err)
 {
 	ffdp_sample_args a;
 	reg_sampler_init(&a, &lv->M, &lv->m_p2i, T, lv, warped);
-	ffdp_status s = ffdp_op_sample(p->be, &a, err);
+	a.out = reg_dom_img(dm, warped);
+	a.lo[2] = dm->z0;
+	ffdp_status s = reg_dom_sample(dm, &a, &lv->M, err);
 	if (s)
 		return s;
-	ffdp_img f = {lv->F.data, {lv->F.grid.n[0], lv->F.grid.n[1], lv->F.grid.n[2]}};
-	return reg_similarity(p->be, mt, f, a.out, lv->fmask, NULL, NULL, 1.0, loss, err);
+	return reg_dom_similarity(dm, mt, lv->F.data, warped, lv->fmask, NULL, NULL, 1.0, lv->nvox, loss, err);
 }
 
 ffdp_status reg_moments(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, ffdp_stage_report *rep,
@@ -66,9 +67,16 @@ ffdp_status reg_moments(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, f
 {
 	double t0 = ffdp_now();
 	double cf[3], cm[3], Cf[9], Cm[9];
-	ffdp_status s = mass_moments(p->be, &p->fn, cf, Cf, err);
+	reg_domain dm;
+	reg_level full;
+	reg_domain_init(&dm, p->be, p->dist);
+	/* the full-resolution level: the pair's images (their own planes) */
+	ffdp_status s = reg_level_make(p, 1.0, &full, err);
 	if (!s)
-		s = mass_moments(p->be, &p->mn, cm, Cm, err);
+		s = mass_moments(&dm, &full.F, cf, Cf, err);
+	if (!s)
+		s = mass_moments(&dm, &full.M, cm, Cm, err);
+	reg_level_free(p, &full);
 	if (s)
 		return s;
 	double I[9] = {1, 0, 0, 0, 1, 0, 0, 0, 1};
@@ -100,13 +108,14 @@ ffdp_status reg_moments(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, f
 	s = reg_level_make(p, shrink, &lv, err);
 	if (s)
 		return s;
-	float *warped = ffdp_buf_alloc(p->be, (size_t)lv.nvox * sizeof(float), err);
+	reg_domain_level(&dm, &lv.F.grid);
+	float *warped = reg_dom_buf(&dm, err);
 	if (!warped) {
 		reg_level_free(p, &lv);
 		return FFDP_ERR_NOMEM;
 	}
 	double best_loss = 0;
-	s = score(p, &lv, &st->metric, T, warped, &best_loss, err);
+	s = score(&dm, &lv, &st->metric, T, warped, &best_loss, err);
 	for (int k = 0; k < 8 && !s; k++) {
 		double D[3] = {k & 1 ? -1.0 : 1.0, k & 2 ? -1.0 : 1.0, k & 4 ? -1.0 : 1.0};
 		double R[9];
@@ -125,7 +134,7 @@ ffdp_status reg_moments(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, f
 				continue; /* would flip the plane over */
 		}
 		double loss;
-		s = score(p, &lv, &st->metric, &cand, warped, &loss, err);
+		s = score(&dm, &lv, &st->metric, &cand, warped, &loss, err);
 		ffdp_log_debug("moments: candidate %d loss %.6f (best %.6f) R row0 %.3f %.3f %.3f", k, loss, best_loss,
 			       R[0], R[1], R[2]);
 		if (!s && loss < best_loss) {
@@ -136,6 +145,7 @@ ffdp_status reg_moments(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, f
 	ffdp_buf_free(p->be, warped);
 	reg_level_free(p, &lv);
 	rep->final_loss = best_loss;
+	rep->fetch_sent = dm.sent, rep->fetch_recv = dm.recv, rep->fetches = dm.fetches;
 	rep->seconds = ffdp_now() - t0;
 	return s;
 }

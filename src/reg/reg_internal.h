@@ -98,6 +98,8 @@ ffdp_status reg_dom_sample_grad(reg_domain *dm, ffdp_sample_grad_args *ga, const
 /* reg_similarity over the level (nvox: its voxels). */
 ffdp_status reg_dom_similarity(reg_domain *dm, const ffdp_metric *mt, float *f, float *m, const float *mask,
 			       float *gf, float *gm, double scale, int64_t nvox, double *loss, ffdp_error *err);
+/* ffdp_op_moments of src (the rank's planes of its grid). */
+ffdp_status reg_dom_moments(reg_domain *dm, const ffdp_volume *src, double out[10], ffdp_error *err);
 ffdp_status reg_dom_smooth_vec(reg_domain *dm, ffdp_vec x, const ffdp_smooth_opts *o, ffdp_error *err);
 ffdp_status reg_dom_adam_moments(reg_domain *dm, ffdp_vec g, ffdp_vec m, ffdp_vec v, const ffdp_adam_opts *o,
 				 double *max_norm, ffdp_error *err);

@@ -140,17 +140,13 @@ ffdp_status ffdp_register(const ffdp_volume *fixed, const ffdp_volume *moving, c
 		ffdp_backend_close(be);
 		return s;
 	}
-	/* under MPI, the moments stage runs whole on every rank (the same bits
-	 * everywhere); the others are distributed */
-	reg_pair whole = p;
-	whole.dist = NULL;
 	for (int k = 0; k < o->nstages && !s; k++) {
 		const ffdp_stage *st = &o->stages[k];
 		ffdp_stage_report *rep = &res->stages[res->nstages++];
 		ffdp_log_debug("stage %d: %s", k + 1, ffdp_stage_name(st->kind));
 		switch (st->kind) {
 		case FFDP_STAGE_MOMENTS:
-			s = reg_moments(&whole, st, &res->T, rep, err);
+			s = reg_moments(&p, st, &res->T, rep, err);
 			break;
 		case FFDP_STAGE_RIGID:
 		case FFDP_STAGE_AFFINE:

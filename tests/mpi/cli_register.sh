@@ -20,9 +20,17 @@ args=(-q -f "$data/atlas_2mm_1000_3.nii.gz" -m "$data/atlas_2mm_1001_3.nii.gz"
 	--transform 'Moments[2]' --transform 'Affine[3e-3]' --convergence 10x5 --shrink-factors 4x2
 	--transform 'Greedy[0.5,1.5,0.5]' --convergence 10x3 --shrink-factors 2x1)
 export OMP_NUM_THREADS=1
-desc="one process runs" check "$ffdp" register "${args[@]}" -o "$dir/one"
-desc="mpirun -np 3 runs" check "$mpiexec" --allow-run-as-root --oversubscribe --mca btl self,vader \
-	--mca btl_vader_single_copy_mechanism none -np 3 "$ffdp" register "${args[@]}" -o "$dir/three"
+if "$ffdp" register "${args[@]}" -o "$dir/one" 2>"$dir/one.err"; then
+	ok "one process runs"
+else
+	bad "one process: $(tail -3 "$dir/one.err")"
+fi
+if "$mpiexec" --allow-run-as-root --oversubscribe --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
+	-np 3 "$ffdp" register "${args[@]}" -o "$dir/three" >"$dir/three.err" 2>&1; then
+	ok "mpirun -np 3 runs"
+else
+	bad "mpirun -np 3: $(tail -5 "$dir/three.err")"
+fi
 for f in warp inverse_warp warped; do
 	desc="PREFIX_$f.nii.gz: the same voxels and header over 3 ranks" check \
 		cmp -s <(zcat "$dir/one_$f.nii.gz") <(zcat "$dir/three_$f.nii.gz")
@@ -38,6 +46,12 @@ out=$("$mpiexec" --allow-run-as-root --oversubscribe --mca btl self,vader --mca 
 	--fixed-mask "$data/atlas_2mm_1000_3.nii.gz" -o "$dir/mask" 2>&1)
 rc=$?
 n=$(grep -c 'not supported under mpirun' <<<"$out")
-desc="mpirun with a mask fails (status $rc) with one line from rank 0 ($n)" check test "$rc" -ne 0 -a "$n" -eq 1
+desc="mpirun with a mask fails (status $rc) with one line from rank 0 ($n lines: $out)" check test "$rc" -ne 0 -a "$n" -eq 1
+out=$("$mpiexec" --allow-run-as-root --oversubscribe --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
+	-np 3 "$ffdp" register -q -f "$data/atlas_2mm_1000_3.nii.gz" -m "$dir/missing.nii.gz" -o "$dir/miss" 2>&1)
+rc=$?
+n=$(grep -c '^ffdp: error' <<<"$out")
+desc="mpirun with a missing input fails (status $rc) with one error line ($n: $(grep '^ffdp' <<<"$out"))" check \
+	test "$rc" -ne 0 -a "$n" -eq 1
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

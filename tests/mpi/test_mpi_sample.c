@@ -141,6 +141,58 @@ static void test_sample(ffdp_dist *d, ffdp_backend *be, const problem *P, int in
 		free(gfull[c]), free(gmine[c]);
 }
 
+/* The ring (forced): moving slabs passed around the ranks, each point
+ * sampled through the z gate of the slab its cell starts in; forward and
+ * gu must have the whole op's bits, and each rank receives at most one
+ * slab (plus a plane) per step. */
+static void test_ring(ffdp_dist *d, ffdp_backend *be, const problem *P, int in, int pad)
+{
+	const int64_t plane = NX * NY, no = plane * NZ, mplane = MX * MY;
+	ffdp_slab s = ffdp_slab_of(NZ, rank, size), ms = ffdp_slab_of(MZ, rank, size);
+	int64_t own = s.z1 - s.z0, j0 = s.z0 * plane;
+	float *full = malloc(sizeof(float) * (size_t)no), *mine = malloc(sizeof(float) * (size_t)(own * plane + 1));
+	float *gf[3], *gm[3];
+	ffdp_vec u = {{P->u[0], P->u[1], P->u[2]}, {NX, NY, NZ}, 3};
+	ffdp_vec uo = {{P->u[0] + j0, P->u[1] + j0, P->u[2] + j0}, {NX, NY, own}, 3};
+	ffdp_dist_image m = {P->M + ms.z0 * mplane, {MX, MY, MZ}};
+	ffdp_dist_traffic t = {0, 0, 0};
+	ffdp_error err;
+
+	for (int c = 0; c < 3; c++) {
+		gf[c] = malloc(sizeof(float) * (size_t)no);
+		gm[c] = malloc(sizeof(float) * (size_t)(own * plane + 1));
+	}
+	ffdp_sample_args a = whole_args(P, &u, full, in, pad);
+	ffdp_status st = ffdp_op_sample(be, &a, &err);
+	ffdp_sample_args b = a;
+	b.u = &uo, b.lo[2] = s.z0;
+	b.out = (ffdp_img){mine, {NX, NY, own}};
+	b.moving = (ffdp_img){NULL, {0, 0, 0}};
+	ffdp_dist_set_ring(d, 0.0);
+	if (!st)
+		st = ffdp_dist_sample(d, be, &b, &m, &t, &err);
+	int diff = !st && own > 0 && memcmp(mine, full + j0, sizeof(float) * (size_t)(own * plane)) != 0, gd = 0;
+	if (!st && in == FFDP_INTERP_LINEAR) {
+		ffdp_vec gfv = {{gf[0], gf[1], gf[2]}, {NX, NY, NZ}, 3}, gmv = {{gm[0], gm[1], gm[2]}, {NX, NY, own}, 3};
+		ffdp_sample_grad_args ga = {&a, {P->gout, {NX, NY, NZ}}, &gfv, 0, NULL, NULL, NULL};
+		ffdp_sample_grad_args gb = {&b, {P->gout + j0, {NX, NY, own}}, &gmv, 0, NULL, NULL, NULL};
+		st = ffdp_op_sample_grad(be, &ga, &err);
+		if (!st)
+			st = ffdp_dist_sample_grad(d, be, &gb, &m, &t, &err);
+		for (int c = 0; c < 3 && own > 0 && !st; c++)
+			gd |= memcmp(gm[c], gf[c] + j0, sizeof(float) * (size_t)(own * plane)) != 0;
+	}
+	ffdp_dist_set_ring(d, 0.5);
+	uint64_t most = (uint64_t)((MZ / size + 2) * mplane) * sizeof(float) * (uint64_t)(size - 1) * (uint64_t)t.fetches;
+	CHECK(st == FFDP_OK && !diff && !gd && t.recv <= most,
+	      "rank %d: ring, interp %d pad %d: slab [%lld, %lld) has the whole op's bits%s; %llu B received in %lld "
+	      "passes (%s)", rank, in, pad, (long long)s.z0, (long long)s.z1, in == FFDP_INTERP_LINEAR ? " (gu too)" : "",
+	      (unsigned long long)t.recv, (long long)t.fetches, st ? err.msg : "ok");
+	free(full), free(mine);
+	for (int c = 0; c < 3; c++)
+		free(gf[c]), free(gm[c]);
+}
+
 int main(int argc, char **argv)
 {
 	mpi_harness h;
@@ -152,7 +204,7 @@ int main(int argc, char **argv)
 		problem P = problem_make();
 		for (int in = 0; in < 3; in++)
 			for (int pad = 0; pad < 2; pad++)
-				test_sample(d, be, &P, in, pad);
+				test_sample(d, be, &P, in, pad), test_ring(d, be, &P, in, pad);
 		problem_free(&P);
 	}
 	return mh_finish(&h);

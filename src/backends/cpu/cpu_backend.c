@@ -57,6 +57,7 @@ static const ffdp_ops_table cpu_table = {
 	.invert_step = ffdp_cpu_invert_step,
 	.jacobian_det = ffdp_cpu_jacobian_det,
 	.moments = ffdp_cpu_moments,
+	.moments_planes = ffdp_cpu_moments_planes,
 	.mse = ffdp_cpu_mse,
 	.lncc = ffdp_cpu_lncc,
 	.mi = ffdp_cpu_mi,

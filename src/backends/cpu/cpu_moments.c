@@ -6,11 +6,11 @@
 
 #include "cpu_ops.h"
 
-/* Plane z's ten sums, rows in order. */
-static void plane_moments(ffdp_img x, int64_t z, double loc[10])
+/* Box plane z's ten sums, rows in order; z_lo: the box's global plane. */
+static void plane_moments(ffdp_img x, int64_t z, int64_t z_lo, double loc[10])
 {
 	const int64_t nx = x.n[0], ny = x.n[1];
-	double fz = (double)z;
+	double fz = (double)(z_lo + z);
 	for (int k = 0; k < 10; k++)
 		loc[k] = 0.0;
 	for (int64_t y = 0; y < ny; y++) {
@@ -29,16 +29,22 @@ static void plane_moments(ffdp_img x, int64_t z, double loc[10])
 	}
 }
 
+ffdp_status ffdp_cpu_moments_planes(ffdp_backend *be, ffdp_img x, int64_t z_lo, double *out_z, ffdp_error *err)
+{
+	(void)be, (void)err;
+#pragma omp parallel for schedule(static)
+	for (int64_t z = 0; z < x.n[2]; z++)
+		plane_moments(x, z, z_lo, out_z + 10 * z);
+	return FFDP_OK;
+}
+
 ffdp_status ffdp_cpu_moments(ffdp_backend *be, ffdp_img x, double out[10], ffdp_error *err)
 {
-	(void)be;
 	const int64_t nz = x.n[2];
 	double *part = malloc((size_t)(10 * nz) * sizeof(double));
 	if (!part)
 		return ffdp_fail(err, FFDP_ERR_NOMEM, "moments: no memory for %lld plane sums", (long long)nz);
-#pragma omp parallel for schedule(static)
-	for (int64_t z = 0; z < nz; z++)
-		plane_moments(x, z, part + 10 * z);
+	ffdp_cpu_moments_planes(be, x, 0, part, err);
 	for (int k = 0; k < 10; k++)
 		out[k] = 0.0;
 	for (int64_t z = 0; z < nz; z++)

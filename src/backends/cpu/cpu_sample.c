@@ -26,6 +26,7 @@ typedef struct smp {
 	int64_t mn[3], ms[3]; /* whole moving volume's size, the box's strides */
 	int64_t mlo[3];       /* the box's origin in the whole volume */
 	int64_t mshift;       /* sum of mlo[k] ms[k]: box offset = whole-volume offset - mshift */
+	int64_t gate[2];      /* z gate (ops.h), or gate[1] <= gate[0] */
 	const double *W, *B;
 	const float *u[3];    /* on the output box; u[0] NULL: no field, u[2] NULL: 2 components */
 	int64_t lo[3], on[3]; /* output box */
@@ -47,6 +48,7 @@ static smp smp_make(const ffdp_sample_args *a, const int64_t box[3])
 	}
 	s.ms[0] = 1, s.ms[1] = a->moving.n[0], s.ms[2] = a->moving.n[0] * a->moving.n[1];
 	s.mshift = s.mlo[0] + s.mlo[1] * s.ms[1] + s.mlo[2] * s.ms[2];
+	s.gate[0] = a->gate[0], s.gate[1] = a->gate[1];
 	s.W = a->W, s.B = a->B;
 	if (a->u)
 		for (int c = 0; c < a->u->ncomp; c++)
@@ -200,6 +202,40 @@ static void smp_span_any(const smp *s, int64_t r, int64_t x0, int64_t x1, float 
 		smp_row_u(s, r, x0, x1, out, acc, in, s->pad, 0, 2);
 	else
 		smp_row_u(s, r, x0, x1, out, acc, in, s->pad, 0, 0);
+}
+
+/* ---- the z gate -------------------------------------------------------------
+ * A rarely used path (moving slabs passed around a ring of ranks): each
+ * voxel's point is computed to find its z plane, and the voxels inside the
+ * gate run through the ordinary path one at a time, so their bits are the
+ * ungated ones. */
+
+/* The plane a point's value starts from: its first z corner (the nearest
+ * plane for NEAREST), clamped into the volume as the padded paths clamp. */
+static int64_t smp_gate_plane(const smp *s, const double p[3], ffdp_interp in)
+{
+	double n = (double)s->mn[2], q = p[2];
+	double lo = s->pad == FFDP_PAD_BORDER ? 0.0 : -2.0, hi = s->pad == FFDP_PAD_BORDER ? n - 1.0 : n + 1.0;
+	q = q > lo ? q : lo; /* NaN -> lo */
+	q = q < hi ? q : hi;
+	return tl_clampi(tl_floor(in == FFDP_INTERP_NEAREST ? q + 0.5 : q), s->mn[2]);
+}
+
+static int smp_gated(const smp *s, int64_t r, int64_t x, ffdp_interp in)
+{
+	double base[3], p[3];
+	int64_t j = r * s->on[0] + x;
+	smp_row_base(s, r, base);
+	smp_point(s, base, x, j, s->u[2] ? 3 : s->u[0] ? 2 : 0, p);
+	int64_t z = smp_gate_plane(s, p, in);
+	return z >= s->gate[0] && z < s->gate[1];
+}
+
+static void smp_row_gated(const smp *s, int64_t r, float *out, int acc, ffdp_interp in)
+{
+	for (int64_t x = 0; x < s->on[0]; x++)
+		if (smp_gated(s, r, x, in))
+			smp_span_any(s, r, x, x + 1, out, acc, in);
 }
 
 /* ---- AVX2 -------------------------------------------------------------------
@@ -380,10 +416,15 @@ ffdp_status ffdp_cpu_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_er
 	(void)be, (void)err;
 	smp s = smp_make(a, a->out.n);
 	int64_t rows = s.on[1] * s.on[2];
-	int simd = smp_fwd_avx2_ok(&s, a);
+	int gate = s.gate[1] > s.gate[0];
+	int simd = !gate && smp_fwd_avx2_ok(&s, a);
 	(void)simd;
 #pragma omp parallel for schedule(static)
 	for (int64_t r = 0; r < rows; r++) {
+		if (gate) {
+			smp_row_gated(&s, r, a->out.p, a->accumulate, a->interp);
+			continue;
+		}
 #ifdef SMP_AVX2
 		if (simd) {
 			smp_row_avx2(&s, r, a->out.p, a->accumulate);
@@ -556,11 +597,18 @@ ffdp_status ffdp_cpu_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *
 	double *part = a->gW || a->gW_z ? calloc((size_t)rows * 12 + 1, sizeof(double)) : NULL;
 	if ((a->gW || a->gW_z) && !part)
 		return ffdp_fail(err, FFDP_ERR_NOMEM, "sample_grad: no memory for %lld row sums", (long long)rows);
-	int simd = smp_grad_avx2_ok(&s, &g, a);
+	int gate = s.gate[1] > s.gate[0];
+	int simd = !gate && smp_grad_avx2_ok(&s, &g, a);
 	(void)simd;
 #pragma omp parallel for schedule(static)
 	for (int64_t r = 0; r < rows; r++) {
 		double *acc = part ? part + 12 * r : NULL;
+		if (gate) {
+			for (int64_t x = 0; x < s.on[0]; x++)
+				if (smp_gated(&s, r, x, FFDP_INTERP_LINEAR))
+					smp_grad_span_any(&s, &g, r, x, x + 1, acc);
+			continue;
+		}
 #ifdef SMP_AVX2
 		if (simd) {
 			smp_grad_row_avx2(&s, &g, r, acc);
