@@ -70,9 +70,16 @@ ffdp_status ffdp_dist_smooth(ffdp_dist *d, ffdp_backend *be, ffdp_img slab, cons
  * an arbitrary z range of it (T, u); that range is fetched from its
  * owners: exactly the planes holding the corners the sampler reads, plus
  * one plane of margin each side against rounding of the range itself. */
+typedef struct ffdp_dist_mbox ffdp_dist_mbox;
 typedef struct ffdp_dist_image {
 	const float *own;
 	int64_t n[3];
+	/* Optional, caller-owned (zeroed before the first call, freed with
+	 * ffdp_dist_mbox_free): planes kept between calls on this same image.
+	 * A rank refetches only when its points leave them, and then takes a
+	 * quarter more on each side: a level's moving image never changes and
+	 * the transform drifts slowly, so most iterations move no plane. */
+	ffdp_dist_mbox *cache;
 } ffdp_dist_image;
 
 /* This rank's fetch traffic, added to by each fetch. */
@@ -82,16 +89,20 @@ typedef struct ffdp_dist_traffic {
 } ffdp_dist_traffic;
 
 /* Planes [z0, z1) of the whole image, fetched (p NULL when empty). */
-typedef struct ffdp_dist_mbox {
+struct ffdp_dist_mbox {
 	float *p;
 	int64_t z0, z1;
-} ffdp_dist_mbox;
+};
 
 /* The planes a's points need (a->W, a->B, a->u on a->out's box at a->lo;
  * a->moving is not read).  Collective; t may be NULL. */
 ffdp_status ffdp_dist_fetch(ffdp_dist *d, const ffdp_sample_args *a, const ffdp_dist_image *m,
 			    ffdp_dist_mbox *box, ffdp_dist_traffic *t, ffdp_error *err);
 void ffdp_dist_mbox_free(ffdp_dist_mbox *box);
+/* As ffdp_dist_fetch into m->cache (which must be set), keeping what it
+ * holds when that covers a's points on this rank.  Collective. */
+ffdp_status ffdp_dist_fetch_cached(ffdp_dist *d, const ffdp_sample_args *a, const ffdp_dist_image *m,
+				   ffdp_dist_traffic *t, ffdp_error *err);
 /* Point a's moving image at the box (moving, m_lo, m_full). */
 void ffdp_dist_mbox_bind(const ffdp_dist_mbox *box, const ffdp_dist_image *m, ffdp_sample_args *a);
 

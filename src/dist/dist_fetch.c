@@ -10,6 +10,13 @@
  * a box of the whole image (m_lo, m_full): its bits are the whole image's
  * (ops.h).
  *
+ * Cache.  A level's moving image does not change while the stage runs,
+ * and the planes a rank needs move only as fast as the transform; with a
+ * cache (ffdp_dist_image.cache) a rank keeps its planes until its points
+ * leave them and then fetches the range widened by a quarter each side.
+ * Every rank learns who refreshes (allgather of three integers) and only
+ * those planes move.
+ *
  * Ring.  When some rank's range spans more than a fraction of the volume
  * (ffdp_dist_set_ring; every rank sees every range, so all decide alike),
  * the moving slabs travel around the ranks instead: each holds one slab
@@ -159,6 +166,56 @@ out:
 	return s;
 }
 
+ffdp_status ffdp_dist_fetch_cached(ffdp_dist *d, const ffdp_sample_args *a, const ffdp_dist_image *m,
+				   ffdp_dist_traffic *t, ffdp_error *err)
+{
+	ffdp_dist_mbox *c = m->cache, nb = {NULL, 0, 0};
+	const int64_t plane = m->n[0] * m->n[1], nz = m->n[2];
+	int64_t n0, n1, mine[3] = {0, 0, 0};
+	int64_t *all = malloc((size_t)d->size * 5 * sizeof(int64_t)), *rng = all ? all + 3 * d->size : NULL;
+	ffdp_status s = all ? FFDP_OK : ffdp_fail(err, FFDP_ERR_NOMEM, "dist fetch: no memory for ranges");
+
+	if (!s && (plane < 1 || plane > INT32_MAX || nz < 1))
+		s = ffdp_fail(err, FFDP_ERR_ARG, "dist fetch: bad image size %lld x %lld x %lld", (long long)m->n[0],
+			      (long long)m->n[1], (long long)nz);
+	if (!s) {
+		needed_planes(a, nz, &n0, &n1);
+		if (n1 > n0 && !(c->p && c->z0 <= n0 && n1 <= c->z1)) {
+			int64_t w = (n1 - n0) / 4 > 2 ? (n1 - n0) / 4 : 2;
+			mine[0] = n0 - w > 0 ? n0 - w : 0, mine[1] = n1 + w < nz ? n1 + w : nz, mine[2] = 1;
+			nb.z0 = mine[0], nb.z1 = mine[1];
+			if (!(nb.p = malloc((size_t)((nb.z1 - nb.z0) * plane) * sizeof(float))))
+				s = ffdp_fail(err, FFDP_ERR_NOMEM, "dist fetch: cannot allocate %lld planes",
+					      (long long)(nb.z1 - nb.z0));
+		}
+	}
+	if ((s = ffdp_dist_agree(d, s, "dist fetch", err)))
+		goto out;
+	MPI_Allgather(mine, 3, MPI_INT64_T, all, 3, MPI_INT64_T, d->comm);
+	int any = 0;
+	for (int q = 0; q < d->size; q++) {
+		/* ranks that keep their planes want none */
+		any |= all[3 * q + 2] != 0;
+		rng[2 * q] = all[3 * q + 2] ? all[3 * q] : 0;
+		rng[2 * q + 1] = all[3 * q + 2] ? all[3 * q + 1] : 0;
+	}
+	if (any) {
+		MPI_Datatype plane_t;
+		MPI_Type_contiguous((int)plane, MPI_FLOAT, &plane_t);
+		MPI_Type_commit(&plane_t);
+		s = fetch_exchange(d, m, rng, &nb, plane_t, t, err);
+		MPI_Type_free(&plane_t);
+	}
+	if (!s && mine[2]) {
+		ffdp_dist_mbox_free(c);
+		*c = nb, nb.p = NULL;
+	}
+out:
+	free(nb.p);
+	free(all);
+	return s;
+}
+
 void ffdp_dist_set_ring(ffdp_dist *d, double frac)
 {
 	d->ring_frac = frac;
@@ -272,6 +329,12 @@ static ffdp_status moving_access(ffdp_dist *d, const ffdp_sample_args *a, const 
 		return ring_run(d, a, m, fn, ctx, t, err);
 	ffdp_dist_mbox box;
 	ffdp_sample_args b = *a;
+	if (m->cache) {
+		if ((s = ffdp_dist_fetch_cached(d, a, m, t, err)))
+			return s;
+		ffdp_dist_mbox_bind(m->cache, m, &b);
+		return a->out.n[0] * a->out.n[1] * a->out.n[2] > 0 ? fn(ctx, &b, err) : FFDP_OK;
+	}
 	if ((s = ffdp_dist_fetch(d, a, m, &box, t, err)))
 		return s;
 	ffdp_dist_mbox_bind(&box, m, &b);

@@ -66,7 +66,7 @@ ffdp_status ffdp_dist_downsample(ffdp_dist *d, ffdp_backend *be, const ffdp_dist
 		st = ffdp_dist_smooth(d, be, (ffdp_img){own > 0 ? copy : NULL, {src_grid->n[0], src_grid->n[1], own}},
 				      &s, &so, err);
 	if (!st) {
-		ffdp_dist_image b = {copy, {src->n[0], src->n[1], src->n[2]}};
+		ffdp_dist_image b = {.own = copy, .n = {src->n[0], src->n[1], src->n[2]}};
 		st = ffdp_dist_resample(d, be, &b, src_grid, dst_grid, dst_own, t, err);
 	}
 	free(copy);

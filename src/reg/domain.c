@@ -27,8 +27,39 @@ int reg_domain_rank(const reg_domain *dm)
 	return 0;
 }
 
+#ifdef FFDP_HAVE_MPI
+/* The cache of image key (its planes), or NULL: no slot left, or no memory
+ * (both only cost traffic). */
+static ffdp_dist_mbox *dom_cache(reg_domain *dm, const float *key)
+{
+	for (int k = 0; k < 2; k++)
+		if (dm->mcache[k].box && dm->mcache[k].key == key)
+			return dm->mcache[k].box;
+	for (int k = 0; k < 2; k++)
+		if (!dm->mcache[k].box) {
+			dm->mcache[k].box = calloc(1, sizeof(ffdp_dist_mbox));
+			dm->mcache[k].key = key;
+			return dm->mcache[k].box;
+		}
+	return NULL;
+}
+#endif
+
+void reg_domain_release(reg_domain *dm)
+{
+	for (int k = 0; k < 2; k++) {
+#ifdef FFDP_HAVE_MPI
+		if (dm->mcache[k].box)
+			ffdp_dist_mbox_free(dm->mcache[k].box);
+#endif
+		free(dm->mcache[k].box);
+		dm->mcache[k].box = NULL, dm->mcache[k].key = NULL;
+	}
+}
+
 void reg_domain_level(reg_domain *dm, const ffdp_grid *g)
 {
+	reg_domain_release(dm); /* the level's images are new */
 	dm->nz = g->n[2], dm->z0 = 0, dm->z1 = g->n[2];
 #ifdef FFDP_HAVE_MPI
 	if (dm->dist) {
@@ -99,7 +130,7 @@ ffdp_status reg_dom_field_resample(reg_domain *dm, const ffdp_field *f, const ff
 	/* f's planes are those of f's grid; out's those of g (the new level) */
 	ffdp_status s = reg_dom_field_alloc(dm, g, out, err);
 	for (int c = 0; c < f->ncomp && !s; c++) {
-		ffdp_dist_image src = {f->c[c], {f->grid.n[0], f->grid.n[1], f->grid.n[2]}};
+		ffdp_dist_image src = {.own = f->c[c], .n = {f->grid.n[0], f->grid.n[1], f->grid.n[2]}};
 		ffdp_dist_traffic t = {0, 0, 0};
 		s = ffdp_dist_resample(dm->dist, dm->be, &src, &f->grid, g, out->c[c], &t, err);
 	}
@@ -123,7 +154,8 @@ ffdp_status reg_dom_sample(reg_domain *dm, ffdp_sample_args *a, const ffdp_volum
 	if (!dm->dist)
 		return ffdp_op_sample(dm->be, a, err);
 #ifdef FFDP_HAVE_MPI
-	ffdp_dist_image m = {src->data, {src->grid.n[0], src->grid.n[1], src->grid.n[2]}};
+	ffdp_dist_image m = {.own = src->data, .n = {src->grid.n[0], src->grid.n[1], src->grid.n[2]},
+			     .cache = dom_cache(dm, src->data)};
 	ffdp_dist_traffic t = {0, 0, 0};
 	bind_box(dm, a);
 	ffdp_status s = ffdp_dist_sample(dm->dist, dm->be, a, &m, &t, err);
@@ -141,9 +173,10 @@ ffdp_status reg_dom_sample_grad(reg_domain *dm, ffdp_sample_grad_args *ga, const
 	if (!dm->dist)
 		return ffdp_op_sample_grad(dm->be, ga, err);
 #ifdef FFDP_HAVE_MPI
-	ffdp_dist_image m = {src->data, {src->grid.n[0], src->grid.n[1], src->grid.n[2]}};
+	ffdp_dist_image m = {.own = src->data, .n = {src->grid.n[0], src->grid.n[1], src->grid.n[2]},
+			     .cache = dom_cache(dm, src->data)};
 	ffdp_dist_traffic t = {0, 0, 0};
-	ffdp_dist_mbox box;
+	ffdp_dist_mbox box = {NULL, 0, 0};
 	ffdp_sample_args a = *ga->fwd;
 	ffdp_sample_grad_args g = *ga;
 	bind_box(dm, &a);
@@ -156,11 +189,12 @@ ffdp_status reg_dom_sample_grad(reg_domain *dm, ffdp_sample_grad_args *ga, const
 		return s;
 	}
 	/* gW: through a fetched box, the planes' sums reduced in order */
-	ffdp_status s = ffdp_dist_fetch(dm->dist, &a, &m, &box, &t, err);
+	ffdp_status s = m.cache ? ffdp_dist_fetch_cached(dm->dist, &a, &m, &t, err)
+				: ffdp_dist_fetch(dm->dist, &a, &m, &box, &t, err);
 	if (s)
 		return s;
 	add_traffic(dm, &t);
-	ffdp_dist_mbox_bind(&box, &m, &a);
+	ffdp_dist_mbox_bind(m.cache ? m.cache : &box, &m, &a);
 	/* gW: the planes' sums, added in global plane order */
 	double *gz = ga->gW ? malloc(((size_t)dm->n[2] * 12 + 1) * sizeof(double)) : NULL, tot[12];
 	if (ga->gW && !gz)

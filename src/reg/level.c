@@ -120,7 +120,7 @@ static ffdp_status level_image(const reg_pair *p, const ffdp_volume *src, double
 	reg_domain dm;
 	reg_domain_init(&dm, p->be, p->dist);
 	reg_domain_level(&dm, &g);
-	ffdp_dist_image im = {src->data, {src->grid.n[0], src->grid.n[1], src->grid.n[2]}};
+	ffdp_dist_image im = {.own = src->data, .n = {src->grid.n[0], src->grid.n[1], src->grid.n[2]}};
 	dst->grid = g;
 	if (!(dst->data = reg_dom_buf(&dm, err)))
 		return FFDP_ERR_NOMEM;

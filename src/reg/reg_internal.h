@@ -68,6 +68,13 @@ void reg_sampler_init(ffdp_sample_args *a, const ffdp_volume *src, const ffdp_ma
  * The loop calls these functions; each calls the plain op without a dist
  * context and the sharded one with it, which has the same bits.  Level
  * images (reg_level F, M) then hold the rank's planes of their grid. */
+/* Moving planes a rank keeps between the iterations of a level (src/dist's
+ * fetch cache), one per image sampled: the two sides of SyN at most. */
+typedef struct reg_mcache {
+	const float *key; /* the image's planes */
+	void *box;        /* its ffdp_dist_mbox (domain.c) */
+} reg_mcache;
+
 typedef struct reg_domain {
 	ffdp_backend *be;
 	struct ffdp_dist *dist;   /* NULL: one process */
@@ -75,9 +82,12 @@ typedef struct reg_domain {
 	int64_t n[3];             /* the rank's box: nx, ny, z1 - z0 */
 	uint64_t sent, recv;      /* moving fetch traffic, bytes */
 	int64_t fetches;
+	reg_mcache mcache[2];     /* dropped with each level */
 } reg_domain;
 
 void reg_domain_init(reg_domain *dm, ffdp_backend *be, struct ffdp_dist *dist);
+/* Frees what the domain keeps (the fetch caches). */
+void reg_domain_release(reg_domain *dm);
 /* The rank's planes of grid g (all of them in one process). */
 void reg_domain_level(reg_domain *dm, const ffdp_grid *g);
 int reg_domain_rank(const reg_domain *dm);

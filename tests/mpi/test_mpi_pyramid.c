@@ -27,7 +27,7 @@ static int same_planes(const float *mine, const float *whole, const ffdp_grid *g
 static ffdp_dist_image dist_of(const float *whole, const ffdp_grid *g)
 {
 	ffdp_slab s = ffdp_slab_of(g->n[2], rank, size);
-	ffdp_dist_image im = {whole + s.z0 * g->n[0] * g->n[1], {g->n[0], g->n[1], g->n[2]}};
+	ffdp_dist_image im = {.own = whole + s.z0 * g->n[0] * g->n[1], .n = {g->n[0], g->n[1], g->n[2]}};
 	return im;
 }
 
