@@ -86,6 +86,7 @@ typedef struct ffdp_dist_image {
 typedef struct ffdp_dist_traffic {
 	uint64_t sent, recv; /* bytes */
 	int64_t fetches;
+	uint64_t ring;       /* bytes a ring would have brought this rank for the same calls */
 } ffdp_dist_traffic;
 
 /* Planes [z0, z1) of the whole image, fetched (p NULL when empty). */

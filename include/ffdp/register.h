@@ -95,6 +95,7 @@ typedef struct ffdp_stage_report {
 	double final_loss;          /* at the finest level */
 	/* distributed deformable stages: this rank's moving-plane fetches */
 	uint64_t fetch_sent, fetch_recv; /* bytes */
+	uint64_t fetch_ring;             /* bytes a ring would have brought this rank */
 	int64_t fetches;
 } ffdp_stage_report;
 

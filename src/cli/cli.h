@@ -36,8 +36,10 @@ void ffdp_cli_mpi_end(cli_mpi *m);
  * their planes only; rank 0 keeps the whole volumes), and T. */
 ffdp_status ffdp_cli_mpi_share(const cli_mpi *m, ffdp_status s, ffdp_error *err, ffdp_volume *const *vols,
 			       int nvol, ffdp_mat4 *T);
-/* Every rank's per-stage fetch traffic (received, sent bytes) into all on
- * rank 0: all[(rank * nstages + stage) * 2 + 0/1]. */
+/* Every rank's per-stage fetch traffic (received, sent, and what a ring
+ * would have brought, in bytes) into all on rank 0:
+ * all[(rank * nstages + stage) * FFDP_CLI_TRAFFIC + 0/1/2]. */
+enum { FFDP_CLI_TRAFFIC = 3 };
 void ffdp_cli_mpi_traffic(const cli_mpi *m, const ffdp_reg_result *r, uint64_t *all);
 
 /* Strict integer / real parsing of option values; 0 on success. */

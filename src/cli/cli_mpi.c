@@ -103,14 +103,17 @@ ffdp_status ffdp_cli_mpi_share(const cli_mpi *m, ffdp_status s, ffdp_error *err,
 
 void ffdp_cli_mpi_traffic(const cli_mpi *m, const ffdp_reg_result *r, uint64_t *all)
 {
-	uint64_t mine[2 * FFDP_MAX_STAGES];
-	for (int k = 0; k < r->nstages; k++)
-		mine[2 * k] = r->stages[k].fetch_recv, mine[2 * k + 1] = r->stages[k].fetch_sent;
+	uint64_t mine[FFDP_CLI_TRAFFIC * FFDP_MAX_STAGES];
+	const int n = FFDP_CLI_TRAFFIC * r->nstages;
+	for (int k = 0; k < r->nstages; k++) {
+		uint64_t *e = mine + FFDP_CLI_TRAFFIC * k;
+		e[0] = r->stages[k].fetch_recv, e[1] = r->stages[k].fetch_sent, e[2] = r->stages[k].fetch_ring;
+	}
 	if (!m->dist) {
-		memcpy(all, mine, sizeof(uint64_t) * 2 * (size_t)r->nstages);
+		memcpy(all, mine, sizeof(uint64_t) * (size_t)n);
 		return;
 	}
 #ifdef FFDP_HAVE_MPI
-	MPI_Gather(mine, 2 * r->nstages, MPI_UINT64_T, all, 2 * r->nstages, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+	MPI_Gather(mine, n, MPI_UINT64_T, all, n, MPI_UINT64_T, 0, MPI_COMM_WORLD);
 #endif
 }

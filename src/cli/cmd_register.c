@@ -309,25 +309,32 @@ static long peak_rss_mb(void)
 	return ru.ru_maxrss / 1024;
 }
 
-/* "fetch": moving planes each rank fetched in a distributed stage. */
+/* "fetch": moving planes each rank fetched in a distributed stage, and
+ * what a ring (every rank receiving every other rank's planes at each
+ * sampler call) would have moved for the same calls. */
 static size_t report_fetch(char *buf, size_t cap, const ffdp_reg_result *r, int k, const uint64_t *traffic,
 			   int nranks)
 {
 	size_t n = 0;
 	int64_t iters = 0;
-	uint64_t recv = 0;
+	uint64_t recv = 0, ring = 0;
 	for (int l = 0; l < r->stages[k].nlevels; l++)
 		iters += r->stages[k].iters[l];
-	for (int q = 0; q < nranks; q++)
-		recv += traffic[(q * r->nstages + k) * 2];
+	for (int q = 0; q < nranks; q++) {
+		const uint64_t *e = traffic + (q * r->nstages + k) * FFDP_CLI_TRAFFIC;
+		recv += e[0], ring += e[2];
+	}
 #define APPF(...) (n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, __VA_ARGS__))
-	APPF(", \"fetch\": {\"bytes_per_iteration\": %.0f, \"recv_bytes_per_rank\": [",
-	     iters ? (double)recv / (double)iters : 0.0);
+	APPF(", \"fetch\": {\"bytes_per_iteration\": %.0f, \"ring_bytes_per_iteration\": %.0f, "
+	     "\"fraction_of_ring\": %.4f, \"recv_bytes_per_rank\": [",
+	     iters ? (double)recv / (double)iters : 0.0, iters ? (double)ring / (double)iters : 0.0,
+	     ring ? (double)recv / (double)ring : 0.0);
 	for (int q = 0; q < nranks; q++)
-		APPF("%s%llu", q ? ", " : "", (unsigned long long)traffic[(q * r->nstages + k) * 2]);
+		APPF("%s%llu", q ? ", " : "", (unsigned long long)traffic[(q * r->nstages + k) * FFDP_CLI_TRAFFIC]);
 	APPF("], \"sent_bytes_per_rank\": [");
 	for (int q = 0; q < nranks; q++)
-		APPF("%s%llu", q ? ", " : "", (unsigned long long)traffic[(q * r->nstages + k) * 2 + 1]);
+		APPF("%s%llu", q ? ", " : "",
+		     (unsigned long long)traffic[(q * r->nstages + k) * FFDP_CLI_TRAFFIC + 1]);
 	APPF("]}");
 #undef APPF
 	return n;
@@ -465,7 +472,7 @@ int ffdp_cmd_register(int argc, char **argv)
 			ffdp_log_info("register: %d MPI ranks, z-slabs of the fixed grid", mpi.size);
 		s = ffdp_register(&fixed, &moving, &c.opts, &res, &err);
 	}
-	uint64_t *traffic = calloc((size_t)mpi.size * 2 * FFDP_MAX_STAGES, sizeof(uint64_t));
+	uint64_t *traffic = calloc((size_t)mpi.size * FFDP_CLI_TRAFFIC * FFDP_MAX_STAGES, sizeof(uint64_t));
 	if (!s && !traffic)
 		s = ffdp_fail(&err, FFDP_ERR_NOMEM, "no memory for the traffic report");
 	if (!s)

@@ -82,6 +82,14 @@ static void needed_planes(const ffdp_sample_args *a, int64_t nz, int64_t *z0, in
 	*z0 = a0, *z1 = a1;
 }
 
+/* What a ring would bring this rank for one call: every plane but its own. */
+static void count_ring(const ffdp_dist *d, const ffdp_dist_image *m, ffdp_dist_traffic *t)
+{
+	ffdp_slab me = ffdp_slab_of(m->n[2], d->rank, d->size);
+	if (t)
+		t->ring += (uint64_t)((m->n[2] - (me.z1 - me.z0)) * m->n[0] * m->n[1]) * sizeof(float);
+}
+
 static int64_t overlap(int64_t a0, int64_t a1, int64_t b0, int64_t b1, int64_t *lo, int64_t *hi)
 {
 	*lo = a0 > b0 ? a0 : b0;
@@ -159,6 +167,7 @@ ffdp_status ffdp_dist_fetch(ffdp_dist *d, const ffdp_sample_args *a, const ffdp_
 	MPI_Type_commit(&plane_t);
 	s = fetch_exchange(d, m, rng, box, plane_t, t, err);
 	MPI_Type_free(&plane_t);
+	count_ring(d, m, t);
 out:
 	free(rng);
 	if (s)
@@ -210,6 +219,7 @@ ffdp_status ffdp_dist_fetch_cached(ffdp_dist *d, const ffdp_sample_args *a, cons
 		ffdp_dist_mbox_free(c);
 		*c = nb, nb.p = NULL;
 	}
+	count_ring(d, m, t);
 out:
 	free(nb.p);
 	free(all);
@@ -308,6 +318,7 @@ static ffdp_status ring_run(ffdp_dist *d, const ffdp_sample_args *a, const ffdp_
 	MPI_Type_free(&plane_t);
 	if (t)
 		t->sent += sent, t->recv += recv, t->fetches++;
+	count_ring(d, m, t);
 out:
 	free(cur), free(nxt);
 	return s;

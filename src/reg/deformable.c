@@ -299,6 +299,7 @@ ffdp_status reg_deformable(const reg_pair *p, const ffdp_stage *st, const ffdp_m
 	for (int k = 0; k < nsides; k++)
 		side_free_scratch(p->be, &sides[k]); /* only u is needed from here */
 	rep->fetch_sent = dm.sent, rep->fetch_recv = dm.recv, rep->fetches = dm.fetches;
+	rep->fetch_ring = dm.ring;
 	reg_domain_release(&dm);
 	/* the finish works on whole fields: on rank 0 under MPI */
 	for (int k = 0; k < nsides && !s; k++)

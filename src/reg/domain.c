@@ -117,7 +117,7 @@ static ffdp_slab dom_slab(const reg_domain *dm)
 
 static void add_traffic(reg_domain *dm, const ffdp_dist_traffic *t)
 {
-	dm->sent += t->sent, dm->recv += t->recv, dm->fetches += t->fetches;
+	dm->sent += t->sent, dm->recv += t->recv, dm->fetches += t->fetches, dm->ring += t->ring;
 }
 #endif
 
@@ -131,7 +131,7 @@ ffdp_status reg_dom_field_resample(reg_domain *dm, const ffdp_field *f, const ff
 	ffdp_status s = reg_dom_field_alloc(dm, g, out, err);
 	for (int c = 0; c < f->ncomp && !s; c++) {
 		ffdp_dist_image src = {.own = f->c[c], .n = {f->grid.n[0], f->grid.n[1], f->grid.n[2]}};
-		ffdp_dist_traffic t = {0, 0, 0};
+		ffdp_dist_traffic t = {0, 0, 0, 0};
 		s = ffdp_dist_resample(dm->dist, dm->be, &src, &f->grid, g, out->c[c], &t, err);
 	}
 	if (s)
@@ -156,7 +156,7 @@ ffdp_status reg_dom_sample(reg_domain *dm, ffdp_sample_args *a, const ffdp_volum
 #ifdef FFDP_HAVE_MPI
 	ffdp_dist_image m = {.own = src->data, .n = {src->grid.n[0], src->grid.n[1], src->grid.n[2]},
 			     .cache = dom_cache(dm, src->data)};
-	ffdp_dist_traffic t = {0, 0, 0};
+	ffdp_dist_traffic t = {0, 0, 0, 0};
 	bind_box(dm, a);
 	ffdp_status s = ffdp_dist_sample(dm->dist, dm->be, a, &m, &t, err);
 	add_traffic(dm, &t);
@@ -175,7 +175,7 @@ ffdp_status reg_dom_sample_grad(reg_domain *dm, ffdp_sample_grad_args *ga, const
 #ifdef FFDP_HAVE_MPI
 	ffdp_dist_image m = {.own = src->data, .n = {src->grid.n[0], src->grid.n[1], src->grid.n[2]},
 			     .cache = dom_cache(dm, src->data)};
-	ffdp_dist_traffic t = {0, 0, 0};
+	ffdp_dist_traffic t = {0, 0, 0, 0};
 	ffdp_dist_mbox box = {NULL, 0, 0};
 	ffdp_sample_args a = *ga->fwd;
 	ffdp_sample_grad_args g = *ga;

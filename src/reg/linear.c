@@ -236,6 +236,7 @@ ffdp_status reg_linear(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, ff
 	}
 	ffdp_progress_end(&pb);
 	rep->fetch_sent = dm.sent, rep->fetch_recv = dm.recv, rep->fetches = dm.fetches;
+	rep->fetch_ring = dm.ring;
 	reg_domain_release(&dm);
 	if (!s)
 		*T = params_to_T(&lp, lp.p);

@@ -146,6 +146,7 @@ ffdp_status reg_moments(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, f
 	reg_level_free(p, &lv);
 	rep->final_loss = best_loss;
 	rep->fetch_sent = dm.sent, rep->fetch_recv = dm.recv, rep->fetches = dm.fetches;
+	rep->fetch_ring = dm.ring;
 	rep->seconds = ffdp_now() - t0;
 	return s;
 }

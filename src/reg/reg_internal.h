@@ -81,6 +81,7 @@ typedef struct reg_domain {
 	int64_t nz, z0, z1;       /* the level's planes, and the rank's [z0, z1) */
 	int64_t n[3];             /* the rank's box: nx, ny, z1 - z0 */
 	uint64_t sent, recv;      /* moving fetch traffic, bytes */
+	uint64_t ring;            /* what a ring would have moved instead */
 	int64_t fetches;
 	reg_mcache mcache[2];     /* dropped with each level */
 } reg_domain;

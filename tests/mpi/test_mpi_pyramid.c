@@ -43,7 +43,7 @@ static void test_level(ffdp_dist *d, ffdp_backend *be, const ffdp_volume *v, dou
 	ffdp_volume ref = {0};
 	ffdp_field f = {0}, back = {0};
 	ffdp_error err;
-	ffdp_dist_traffic t = {0, 0, 0};
+	ffdp_dist_traffic t = {0, 0, 0, 0};
 	tu_rng r = tu_rng_make(99);
 
 	CHECK_OK(ffdp_pyramid_level_grid(&v->grid, shrink, 8, &lg, &err), &err, "level grid");

@@ -102,7 +102,7 @@ static void test_sample(ffdp_dist *d, ffdp_backend *be, const problem *P, int in
 	b.out = (ffdp_img){mine, {NX, NY, own}};
 	b.moving = (ffdp_img){NULL, {0, 0, 0}};
 	ffdp_dist_image m = {.own = P->M + ms.z0 * mplane, .n = {MX, MY, MZ}};
-	ffdp_dist_traffic t = {0, 0, 0};
+	ffdp_dist_traffic t = {0, 0, 0, 0};
 	if (!st)
 		st = ffdp_dist_sample(d, be, &b, &m, &t, &err);
 	int diff = !st && own > 0 && memcmp(mine, full + j0, sizeof(float) * (size_t)(own * plane)) != 0;
@@ -155,7 +155,7 @@ static void test_ring(ffdp_dist *d, ffdp_backend *be, const problem *P, int in, 
 	ffdp_vec u = {{P->u[0], P->u[1], P->u[2]}, {NX, NY, NZ}, 3};
 	ffdp_vec uo = {{P->u[0] + j0, P->u[1] + j0, P->u[2] + j0}, {NX, NY, own}, 3};
 	ffdp_dist_image m = {.own = P->M + ms.z0 * mplane, .n = {MX, MY, MZ}};
-	ffdp_dist_traffic t = {0, 0, 0};
+	ffdp_dist_traffic t = {0, 0, 0, 0};
 	ffdp_error err;
 
 	for (int c = 0; c < 3; c++) {
