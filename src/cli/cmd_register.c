@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "cli.h"
 
@@ -302,13 +301,6 @@ static int parse_args(int argc, char **argv, reg_cli *c)
 	return pick_backend(c);
 }
 
-static long peak_rss_mb(void)
-{
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	return ru.ru_maxrss / 1024;
-}
-
 /* "fetch": moving planes each rank fetched in a distributed stage, and
  * what a ring (every rank receiving every other rank's planes at each
  * sampler call) would have moved for the same calls. */
@@ -351,7 +343,7 @@ static int write_report(const char *path, const reg_cli *c, const ffdp_reg_resul
 	APP("  \"backend\": \"%s\",\n  \"threads\": %d,\n  \"mpi_ranks\": %d,\n  \"seconds\": %.3f,\n"
 	    "  \"peak_memory_mb\": %ld,\n",
 	    c->opts.backend == FFDP_BACKEND_CUDA ? "cuda" : "cpu", ffdp_num_threads(), nranks, r->seconds,
-	    peak_rss_mb());
+	    ffdp_cli_peak_rss_mb());
 	APP("  \"affine\": [");
 	for (int i = 0; i < 12; i++)
 		APP("%s%.10g", i ? ", " : "", r->T.m[i]);
@@ -484,7 +476,7 @@ int ffdp_cmd_register(int argc, char **argv)
 		for (int k = 0; k < res.nstages; k++)
 			ffdp_log_info("  %-8s %7.2f s  loss %.5f", ffdp_stage_name(res.stages[k].kind),
 				      res.stages[k].seconds, res.stages[k].final_loss);
-		ffdp_log_info("register: done in %.2f s, peak memory %ld MB; wrote %s_*", res.seconds, peak_rss_mb(),
+		ffdp_log_info("register: done in %.2f s, peak memory %ld MB; wrote %s_*", res.seconds, ffdp_cli_peak_rss_mb(),
 			      c.prefix);
 	}
 	ffdp_reg_result_free(&res);
