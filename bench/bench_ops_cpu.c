@@ -124,6 +124,19 @@ static ffdp_status b_compose(bench_state *s, ffdp_error *err)
 	return ffdp_op_compose(s->be, &a, err);
 }
 
+/* One Newton step of the inverse of u (v = d, the first guess). */
+static ffdp_status b_invert(bench_state *s, ffdp_error *err)
+{
+	ffdp_invert_args a;
+	double resid;
+	memset(&a, 0, sizeof(a));
+	a.w = vec_of(s, s->u);
+	a.v = vec_of(s, s->d);
+	a.out = vec_of(s, s->out);
+	a.C[0] = a.C[4] = a.C[8] = 1.0;
+	return ffdp_op_invert_step(s->be, &a, &resid, err);
+}
+
 static ffdp_status b_jacobian(bench_state *s, ffdp_error *err)
 {
 	double I[9] = {1, 0, 0, 0, 1, 0, 0, 0, 1};
@@ -191,6 +204,7 @@ static const bench_op ops[] = {
 	{"sample fwd (u)", b_sample, 20},       /* u 12 + M 4 + out 4 */
 	{"sample bwd gu+gW", b_sample_grad, 32}, /* u 12 + M 4 + gout 4 + gu 12 */
 	{"compose", b_compose, 36},             /* u 12 + d 12 + out 12 */
+	{"invert step", b_invert, 36},          /* w 12 + v 12 + out 12 */
 	{"jacobian det", b_jacobian, 16},       /* u 12 + out 4 */
 	{"mse fwd+bwd", b_mse, 12},             /* f 4 + m 4 + gm 4 */
 	{"lncc k=3 fwd+bwd", b_lncc3, 12},

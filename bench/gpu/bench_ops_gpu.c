@@ -167,6 +167,16 @@ static ffdp_status op_label(bench *b)
 
 static const double C_OBLIQUE[9] = {0.9, 0.1, -0.05, -0.1, 1.1, 0.02, 0.05, -0.02, 0.95};
 
+static ffdp_status op_invert(bench *b)
+{
+	ffdp_invert_args a;
+	double resid;
+	memset(&a, 0, sizeof(a));
+	a.w = vec(b, b->u), a.v = vec(b, b->d), a.out = vec(b, b->o);
+	memcpy(a.C, C_OBLIQUE, sizeof(a.C));
+	return ffdp_op_invert_step(b->be, &a, &resid, &b->err);
+}
+
 static ffdp_status op_compose(bench *b)
 {
 	ffdp_compose_args a;
@@ -347,6 +357,7 @@ static const op_def OPS[] = {
 	{"sample bwd to W, M", {256, 0, 0}, 16, 0, 0, op_sample_bwd_W_M},
 	{"sample label, +u", {256, 0, 0}, 20, 0, 0, op_label},
 	{"compose", {256, 512, 0}, 36, 512, 23.3, op_compose},
+	{"invert step", {256, 0, 0}, 36, 0, 0, op_invert},
 	{"jacobian det", {256, 0, 0}, 16, 0, 0, op_jacobian},
 	{"moments", {256, 0, 0}, 4, 0, 0, op_moments},
 	{"mse fwd+bwd", {256, 0, 0}, 12, 0, 0, op_mse},
