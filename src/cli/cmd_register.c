@@ -411,21 +411,16 @@ int ffdp_cmd_register(int argc, char **argv)
 	ffdp_status s = ffdp_cli_mpi_start(&mpi, &argc, &argv, &err);
 	if (s)
 		return ffdp_cli_fail(&err);
-	if (mpi.dist && c.fmask) {
-		/* rank 0 says it before MPI_Finalize: the launcher may stop the
-		 * job as soon as another rank has left with an error */
-		rc = mpi.rank ? 2 : ffdp_cli_usage("register", "--fixed-mask is not supported under mpirun yet");
-		ffdp_cli_mpi_end(&mpi);
-		return rc;
-	}
 	c.opts.dist = mpi.dist;
 	if (mpi.dist && c.opts.backend == FFDP_BACKEND_CUDA) {
 		/* the sharded ops exchange host memory; GPUs under mpirun need the
 		 * device path (NCCL), not written yet */
 		if (c.backend && !strcmp(c.backend, "cuda")) {
-			int rank = mpi.rank;
+			/* rank 0 says it before MPI_Finalize: the launcher may stop
+			 * the job as soon as another rank has left with an error */
+			rc = mpi.rank ? 2 : ffdp_cli_usage("register", "--backend cuda is not supported under mpirun yet");
 			ffdp_cli_mpi_end(&mpi);
-			return rank ? 2 : ffdp_cli_usage("register", "--backend cuda is not supported under mpirun yet");
+			return rc;
 		}
 		c.opts.backend = FFDP_BACKEND_CPU;
 	}
@@ -442,15 +437,15 @@ int ffdp_cmd_register(int argc, char **argv)
 			s = ffdp_image_read(c.fixed, 0, &fixed, NULL, &err);
 		if (!s)
 			s = ffdp_image_read(c.moving, 0, &moving, NULL, &err);
-		if (!s && c.fmask) {
+		if (!s && c.fmask)
 			s = ffdp_image_read(c.fmask, 0, &fmask, NULL, &err);
-			c.opts.fixed_mask = &fmask;
-		}
 		if (!s && c.init)
 			s = ffdp_affine_read(c.init, &c.opts.init, &err);
 	}
-	ffdp_volume *vols[2] = {&fixed, &moving};
-	s = ffdp_cli_mpi_share(&mpi, s, &err, vols, 2, &c.opts.init);
+	/* every rank gets its planes of each (the mask: a weight per fixed voxel) */
+	ffdp_volume *vols[3] = {&fixed, &moving, &fmask};
+	s = ffdp_cli_mpi_share(&mpi, s, &err, vols, c.fmask ? 3 : 2, &c.opts.init);
+	c.opts.fixed_mask = c.fmask ? &fmask : NULL;
 	int told = s && mpi.rank > 0; /* rank 0 prints why it could not read */
 	if (!s) {
 		if (c.opts.backend == FFDP_BACKEND_CUDA)

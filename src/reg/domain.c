@@ -219,21 +219,43 @@ ffdp_status reg_dom_sample_grad(reg_domain *dm, ffdp_sample_grad_args *ga, const
 #endif
 }
 
+/* The mask's sum over the level: the moments op's sum of weights, formed
+ * plane by plane in global order (the same bits on any number of ranks,
+ * which the ops' own mask sums, blocked over the flat array, are not). */
+static ffdp_status mask_sum(reg_domain *dm, const float *mask, double *sum, ffdp_error *err)
+{
+	double mo[10];
+	ffdp_img w = reg_dom_img(dm, (float *)mask);
+	ffdp_status s;
+#ifdef FFDP_HAVE_MPI
+	ffdp_slab sl = dom_slab(dm);
+	s = dm->dist ? ffdp_dist_moments(dm->dist, dm->be, w, &sl, mo, err) : ffdp_op_moments(dm->be, w, mo, err);
+#else
+	s = ffdp_op_moments(dm->be, w, mo, err);
+#endif
+	if (!s && !(mo[0] > 0.0))
+		s = ffdp_fail(err, FFDP_ERR_DATA, "the fixed mask has no positive weight at this level");
+	*sum = mo[0];
+	return s;
+}
+
 ffdp_status reg_dom_similarity(reg_domain *dm, const ffdp_metric *mt, float *f, float *m, const float *mask,
 			       float *gf, float *gm, double scale, int64_t nvox, double *loss, ffdp_error *err)
 {
+	/* the mean's denominator: the voxel count, or the mask's weights */
+	double denom = (double)nvox;
+	ffdp_status st = mask && mt->kind != FFDP_METRIC_MI ? mask_sum(dm, mask, &denom, err) : FFDP_OK;
+	if (st)
+		return st;
 	if (!dm->dist)
-		return reg_similarity(dm->be, mt, reg_dom_img(dm, f), reg_dom_img(dm, m), mask, gf, gm, scale, loss,
-				      err);
+		return reg_similarity(dm->be, mt, reg_dom_img(dm, f), reg_dom_img(dm, m), mask, denom, gf, gm, scale,
+				      loss, err);
 #ifdef FFDP_HAVE_MPI
 	ffdp_slab s = dom_slab(dm);
 	ffdp_loss_args a;
 	memset(&a, 0, sizeof(a));
-	if (mask)
-		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "distributed registration: masks are not supported yet");
-	/* the single-process op's denominator: the voxel count */
-	a.f = reg_dom_img(dm, f), a.m = reg_dom_img(dm, m), a.scale = scale, a.gf = gf, a.gm = gm, a.loss = loss;
-	a.denom = (double)nvox;
+	a.f = reg_dom_img(dm, f), a.m = reg_dom_img(dm, m), a.mask = mask, a.scale = scale, a.gf = gf, a.gm = gm;
+	a.loss = loss, a.denom = denom;
 	switch (mt->kind) {
 	case FFDP_METRIC_LNCC: {
 		ffdp_lncc_opts o = {.k = mt->lncc_k, .exact_grad = mt->lncc_exact};

@@ -79,9 +79,9 @@ ffdp_status reg_pair_init(reg_pair *p, ffdp_backend *be, const ffdp_volume *fixe
 	if (p->dist)
 		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "distributed registration needs a build with MPI");
 #endif
-	if (p->dist && (p->dim != 3 || o->fixed_mask || !ffdp_backend_host_memory(be)))
+	if (p->dist && (p->dim != 3 || !ffdp_backend_host_memory(be)))
 		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED,
-				 "distributed registration: 3-D images, no masks and the CPU backend only (for now)");
+				 "distributed registration: 3-D images and the CPU backend only (for now)");
 	if (ffdp_grid_dim(&moving->grid) != p->dim)
 		return ffdp_fail(err, FFDP_ERR_DATA, "fixed image is %d-D but moving image is %d-D", p->dim,
 				 ffdp_grid_dim(&moving->grid));
@@ -90,8 +90,10 @@ ffdp_status reg_pair_init(reg_pair *p, ffdp_backend *be, const ffdp_volume *fixe
 	ffdp_status s = normalised_copy(p, fixed, o->slab_inputs, &p->fn, err);
 	if (!s)
 		s = normalised_copy(p, moving, o->slab_inputs, &p->mn, err);
-	if (!s && o->fixed_mask)
-		s = reg_volume_upload(be, o->fixed_mask, &p->fmask, err);
+	if (!s && o->fixed_mask) {
+		ffdp_img x; /* the rank's planes under MPI, like the images */
+		s = pair_copy(p, o->fixed_mask, o->slab_inputs, &p->fmask, &x, err);
+	}
 	if (s)
 		reg_pair_free(p);
 	return s;

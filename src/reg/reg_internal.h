@@ -120,10 +120,12 @@ ffdp_status reg_dom_warp_step(reg_domain *dm, ffdp_vec u, ffdp_vec m, ffdp_vec v
  * process: nothing to do); other ranks' f is freed. */
 ffdp_status reg_dom_gather_field(reg_domain *dm, ffdp_field *f, ffdp_error *err);
 
-/* Loss and gradients of metric mt between f and m; gf/gm may be NULL. */
+/* Loss and gradients of metric mt between f and m; gf/gm may be NULL.
+ * denom: the mean's denominator (0: the op's own, the voxel count or the
+ * mask's sum); MI ignores it (its histogram's total). */
 void reg_mi_opts(const ffdp_metric *mt, ffdp_mi_opts *o);
 ffdp_status reg_similarity(ffdp_backend *be, const ffdp_metric *mt, ffdp_img f, ffdp_img m, const float *mask,
-			   float *gf, float *gm, double scale, double *loss, ffdp_error *err);
+			   double denom, float *gf, float *gm, double scale, double *loss, ffdp_error *err);
 
 /* ANTs-style convergence: plateau or rise of the loss over a window. */
 typedef struct reg_convergence {

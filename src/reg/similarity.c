@@ -13,11 +13,12 @@ void reg_mi_opts(const ffdp_metric *mt, ffdp_mi_opts *o)
 }
 
 ffdp_status reg_similarity(ffdp_backend *be, const ffdp_metric *mt, ffdp_img f, ffdp_img m, const float *mask,
-			   float *gf, float *gm, double scale, double *loss, ffdp_error *err)
+			   double denom, float *gf, float *gm, double scale, double *loss, ffdp_error *err)
 {
 	ffdp_loss_args a;
 	memset(&a, 0, sizeof(a));
 	a.f = f, a.m = m, a.mask = mask, a.scale = scale, a.gf = gf, a.gm = gm, a.loss = loss;
+	a.denom = mt->kind == FFDP_METRIC_MI ? 0.0 : denom; /* MI's is its histogram's total */
 	switch (mt->kind) {
 	case FFDP_METRIC_LNCC: {
 		ffdp_lncc_opts o = {.k = mt->lncc_k, .exact_grad = mt->lncc_exact, .eps = 0.0};
