@@ -42,6 +42,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "../../ops/mi_table.h"
 #include "cpu_ops.h"
 #include "cpu_parzen.h"
 #include "ffdp/volume.h"
@@ -145,44 +146,6 @@ static void mi_hist(const mi_plan *p, ffdp_mi_kernel kernel, double *priv, int n
 	}
 }
 
-/* Marginals (into h + B^2), V, MI and the padded G table (zero margins);
- * lg: 2B doubles of scratch for the logs of the marginals. */
-static ffdp_status mi_from_hist(double *h, int B, double denom, double *G, int st, double *lg, double *V_out,
-				double *mi_out, ffdp_error *err)
-{
-	double *hf = h + B * B, *hm = hf + B, V = 0, mi = 0;
-	memset(hf, 0, 2 * (size_t)B * sizeof(double));
-	for (int j = 0; j < B; j++)
-		for (int l = 0; l < B; l++) {
-			double x = h[j * B + l];
-			if (x < 0)
-				return ffdp_fail(err, FFDP_ERR_DATA, "mi: joint histogram bin (%d,%d) is negative "
-						 "(negative mask weights?)", j, l);
-			hf[j] += x, hm[l] += x, V += x;
-		}
-	if (denom > 0)
-		V = denom;
-	if (!(V > 0))
-		return ffdp_fail(err, FFDP_ERR_DATA, "mi: no voxel has positive weight");
-	/* G = log h + log V - log hf - log hm: logs apart, so nothing can underflow */
-	for (int j = 0; j < 2 * B; j++)
-		lg[j] = hf[j] > 0 ? log(hf[j]) : 0;
-	double lv = log(V);
-	memset(G, 0, (size_t)(B + 2 * PARZEN_PAD) * st * sizeof(double));
-	for (int j = 0; j < B; j++)
-		for (int l = 0; l < B; l++) {
-			double x = h[j * B + l];
-			if (x > 0) {
-				double g = log(x) + lv - lg[j] - lg[B + l];
-				G[(j + PARZEN_PAD) * st + l + MI_CPAD] = g;
-				mi += x * g;
-			}
-		}
-	*V_out = V;
-	*mi_out = mi / V;
-	return FFDP_OK;
-}
-
 /* Pass 2: gf = c v (ds/df) sum_b wm_b sum_a dwf_a G_ab and
  * gm = c v (ds/dm) sum_b dwm_b sum_a wf_a G_ab, c = -scale / V.  The sums
  * over a are axpys along G's rows (vectorisable without reassociating);
@@ -263,7 +226,7 @@ ffdp_status ffdp_cpu_mi(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_mi
 		mi_hist(&p, o->kernel, priv, nt, tab, unit, h, a->f.n[2] > 1 ? o->hist_z : NULL);
 	if (o->hist_z && a->f.n[2] == 1)
 		memcpy(o->hist_z, h, (size_t)B * B * sizeof(double));
-	ffdp_status s = mi_from_hist(h, B, a->denom, G, st, lg, &V, &mi, err);
+	ffdp_status s = ffdp_mi_table(h, B, a->denom, G, B + 2 * PARZEN_PAD, st, PARZEN_PAD, MI_CPAD, lg, &V, &mi, err);
 	if (s == FFDP_OK) {
 		if (o->hist)
 			memcpy(o->hist, h, ((size_t)B * B + 2 * (size_t)B) * sizeof(double));

@@ -43,6 +43,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../../ops/mi_table.h"
 #include "cuda_lncc_mi.cuh"
 
 enum {
@@ -281,40 +282,6 @@ template <int KER> static __global__ void __launch_bounds__(MI_T, 3) mi_grad_ker
 	}
 }
 
-/* Marginals (into h + B^2), V, MI and the padded G table (zero margins),
- * exactly as the CPU does it. */
-static ffdp_status mi_from_hist(double *h, int B, double denom, double *G, int sp, double *V_out, double *mi_out,
-				ffdp_error *err)
-{
-	double *hf = h + B * B, *hm = hf + B, V = 0.0, mi = 0.0;
-	memset(hf, 0, 2 * (size_t)B * sizeof(double));
-	for (int j = 0; j < B; j++)
-		for (int l = 0; l < B; l++) {
-			const double x = h[j * B + l];
-			if (x < 0)
-				return ffdp_fail(err, FFDP_ERR_DATA, "mi: joint histogram bin (%d,%d) is negative "
-						 "(negative mask weights?)", j, l);
-			hf[j] += x, hm[l] += x, V += x;
-		}
-	if (denom > 0)
-		V = denom;
-	if (!(V > 0))
-		return ffdp_fail(err, FFDP_ERR_DATA, "mi: no voxel has positive weight");
-	memset(G, 0, (size_t)sp * sp * sizeof(double));
-	for (int j = 0; j < B; j++)
-		for (int l = 0; l < B; l++) {
-			const double x = h[j * B + l];
-			if (x > 0) {
-				const double g = log(x * V / (hf[j] * hm[l]));
-				G[(j + MI_P) * sp + l + MI_P] = g;
-				mi += x * g;
-			}
-		}
-	*V_out = V;
-	*mi_out = mi / V;
-	return FFDP_OK;
-}
-
 /* Blocks for a grid-stride pass: enough for every SM at the occupancy the
  * table allows. */
 template <typename K> static int64_t mi_blocks(K kern, size_t smem, int64_t n)
@@ -432,10 +399,10 @@ ffdp_status ffdp_cuda_mi(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_m
 	k.fm = mi_map_make(o->f_lo, o->f_hi, B);
 	k.mm = mi_map_make(o->m_lo, o->m_hi, B);
 
-	double *h = (double *)malloc(((size_t)B * B + 2 * (size_t)B + tab) * sizeof(double));
+	double *h = (double *)malloc(((size_t)B * B + 4 * (size_t)B + tab) * sizeof(double));
 	if (!h)
 		return ffdp_fail(err, FFDP_ERR_NOMEM, "mi: host scratch");
-	double *G = h + (size_t)B * B + 2 * B;
+	double *G = h + (size_t)B * B + 2 * B, *lg = G + tab; /* lg: 2B of scratch */
 	if (o->hist_in) {
 		memcpy(h, o->hist_in, (size_t)B * B * sizeof(double));
 		s = FFDP_OK;
@@ -443,7 +410,7 @@ ffdp_status ffdp_cuda_mi(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_m
 		s = mi_histogram(&k, o->kernel, h, err);
 	}
 	if (!s)
-		s = mi_from_hist(h, B, a->denom, G, sp, &V, &mi, err);
+		s = ffdp_mi_table(h, B, a->denom, G, sp, sp, MI_P, MI_P, lg, &V, &mi, err);
 	if (!s) {
 		if (o->hist)
 			memcpy(o->hist, h, ((size_t)B * B + 2 * (size_t)B) * sizeof(double));
