@@ -60,6 +60,7 @@ void reg_domain_release(reg_domain *dm)
 void reg_domain_level(reg_domain *dm, const ffdp_grid *g)
 {
 	reg_domain_release(dm); /* the level's images are new */
+	dm->mask_key = NULL;
 	dm->nz = g->n[2], dm->z0 = 0, dm->z1 = g->n[2];
 #ifdef FFDP_HAVE_MPI
 	if (dm->dist) {
@@ -224,6 +225,10 @@ ffdp_status reg_dom_sample_grad(reg_domain *dm, ffdp_sample_grad_args *ga, const
  * which the ops' own mask sums, blocked over the flat array, are not). */
 static ffdp_status mask_sum(reg_domain *dm, const float *mask, double *sum, ffdp_error *err)
 {
+	if (dm->mask_key == mask) { /* the same level mask: its sum does not change */
+		*sum = dm->mask_sum;
+		return FFDP_OK;
+	}
 	double mo[10];
 	ffdp_img w = reg_dom_img(dm, (float *)mask);
 	ffdp_status s;
@@ -235,6 +240,8 @@ static ffdp_status mask_sum(reg_domain *dm, const float *mask, double *sum, ffdp
 #endif
 	if (!s && !(mo[0] > 0.0))
 		s = ffdp_fail(err, FFDP_ERR_DATA, "the fixed mask has no positive weight at this level");
+	if (!s)
+		dm->mask_key = mask, dm->mask_sum = mo[0];
 	*sum = mo[0];
 	return s;
 }

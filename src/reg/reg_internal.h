@@ -84,6 +84,8 @@ typedef struct reg_domain {
 	uint64_t ring;            /* what a ring would have moved instead */
 	int64_t fetches;
 	reg_mcache mcache[2];     /* dropped with each level */
+	const float *mask_key;    /* the level mask whose weight sum is mask_sum */
+	double mask_sum;
 } reg_domain;
 
 void reg_domain_init(reg_domain *dm, ffdp_backend *be, struct ffdp_dist *dist);
