@@ -34,6 +34,24 @@ void ffdp_dist_destroy(ffdp_dist *d);
 int ffdp_dist_rank(const ffdp_dist *d);
 int ffdp_dist_size(const ffdp_dist *d);
 
+/* The backend whose buffers the sharded ops below receive.  Collective,
+ * before the first op with that backend.  A CPU backend changes nothing:
+ * planes move with MPI and every sum is formed plane by plane in global
+ * order, so N ranks give the single-process bits.  A device backend
+ * (CUDA): planes move between GPUs with NCCL when every rank has its own,
+ * else through host memory with MPI (ranks sharing a GPU: NCCL refuses
+ * them); sums are each rank's partial sums (the backend's own order) added
+ * in rank order, so N ranks equal one process to rounding and one rank
+ * gives its bits.  Flags force the device rules for tests on the CPU:
+ * FFDP_DIST_STAGED stages every transfer, FFDP_DIST_PORTABLE uses rank-
+ * order sums and the ops' shard options instead of plane-ordered sums. */
+enum { FFDP_DIST_STAGED = 1u, FFDP_DIST_PORTABLE = 2u };
+ffdp_status ffdp_dist_use_backend(ffdp_dist *d, ffdp_backend *be, unsigned flags, ffdp_error *err);
+/* "mpi", "staged" or "nccl": how planes move now. */
+const char *ffdp_dist_transport(const ffdp_dist *d);
+/* This rank's index among the ranks of its host (to pick its GPU). */
+int ffdp_dist_local_rank(const ffdp_dist *d);
+
 /* Any rank's failure fails every rank, so that none is left waiting in an
  * exchange: returns s, or an error naming `what` when another rank failed.
  * Collective. */
@@ -89,21 +107,24 @@ typedef struct ffdp_dist_traffic {
 	uint64_t ring;       /* bytes a ring would have brought this rank for the same calls */
 } ffdp_dist_traffic;
 
-/* Planes [z0, z1) of the whole image, fetched (p NULL when empty). */
+/* Planes [z0, z1) of the whole image, fetched (p NULL when empty), in
+ * be's memory. */
 struct ffdp_dist_mbox {
 	float *p;
 	int64_t z0, z1;
+	ffdp_backend *be;
 };
 
 /* The planes a's points need (a->W, a->B, a->u on a->out's box at a->lo;
- * a->moving is not read).  Collective; t may be NULL. */
-ffdp_status ffdp_dist_fetch(ffdp_dist *d, const ffdp_sample_args *a, const ffdp_dist_image *m,
+ * a->moving is not read), in be's memory like m->own and a->u.
+ * Collective; t may be NULL. */
+ffdp_status ffdp_dist_fetch(ffdp_dist *d, ffdp_backend *be, const ffdp_sample_args *a, const ffdp_dist_image *m,
 			    ffdp_dist_mbox *box, ffdp_dist_traffic *t, ffdp_error *err);
 void ffdp_dist_mbox_free(ffdp_dist_mbox *box);
 /* As ffdp_dist_fetch into m->cache (which must be set), keeping what it
  * holds when that covers a's points on this rank.  Collective. */
-ffdp_status ffdp_dist_fetch_cached(ffdp_dist *d, const ffdp_sample_args *a, const ffdp_dist_image *m,
-				   ffdp_dist_traffic *t, ffdp_error *err);
+ffdp_status ffdp_dist_fetch_cached(ffdp_dist *d, ffdp_backend *be, const ffdp_sample_args *a,
+				   const ffdp_dist_image *m, ffdp_dist_traffic *t, ffdp_error *err);
 /* Point a's moving image at the box (moving, m_lo, m_full). */
 void ffdp_dist_mbox_bind(const ffdp_dist_mbox *box, const ffdp_dist_image *m, ffdp_sample_args *a);
 
@@ -130,6 +151,9 @@ ffdp_status ffdp_dist_gather(ffdp_dist *d, const float *own, int64_t plane, int6
 			     ffdp_error *err);
 ffdp_status ffdp_dist_scatter(ffdp_dist *d, const float *whole, int64_t plane, int64_t nz, float *own, int root,
 			      ffdp_error *err);
+/* The same on be's memory (both whole and own). */
+ffdp_status ffdp_dist_gather_be(ffdp_dist *d, ffdp_backend *be, const float *own, int64_t plane, int64_t nz,
+				float *whole, int root, ffdp_error *err);
 
 /* ---- reductions -------------------------------------------------------------
  * A sum over a z-slabbed volume is formed from per-plane partial sums
@@ -140,6 +164,13 @@ ffdp_status ffdp_dist_scatter(ffdp_dist *d, const float *whole, int64_t plane, i
  * sums.  Collective. */
 ffdp_status ffdp_dist_plane_total(ffdp_dist *d, const ffdp_slab *s, const double *zsum, int k, double *total,
 				  ffdp_error *err);
+
+/* k sums, one set per rank, added in rank order (rank 0's first, so one
+ * rank keeps its bits): the reduction for ops without per-plane sums.
+ * Collective. */
+ffdp_status ffdp_dist_rank_total(ffdp_dist *d, const double *mine, int k, double *total, ffdp_error *err);
+/* 1 when sums are formed plane by plane (ffdp_dist_use_backend). */
+int ffdp_dist_exact_sums(const ffdp_dist *d);
 
 /* Largest value over the ranks (exact).  Collective. */
 double ffdp_dist_max(ffdp_dist *d, double x);

@@ -52,6 +52,8 @@ ffdp_status ffdp_buf_download(ffdp_backend *be, void *host_dst, const void *src,
 			      ffdp_error *err);
 /* Within the backend's memory; dst and src do not overlap. */
 ffdp_status ffdp_buf_copy(ffdp_backend *be, void *dst, const void *src, size_t bytes, ffdp_error *err);
+/* bytes of zeros at dst (backend memory). */
+ffdp_status ffdp_buf_zero(ffdp_backend *be, void *dst, size_t bytes, ffdp_error *err);
 /* 1 when the backend's buffers are host memory (CPU): host arrays may then
  * be given to its ops directly, without an upload. */
 int ffdp_backend_host_memory(const ffdp_backend *be);
@@ -120,6 +122,15 @@ typedef struct ffdp_sample_args {
 } ffdp_sample_args;
 
 ffdp_status ffdp_op_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_error *err);
+
+/* The z extent of a's points (a->W, a->B, a->u, a->lo on a->out's box;
+ * the moving image is not read): *lo, *hi = min and max over the voxels
+ * of the continuous moving z index p_z, in double as the sampler forms
+ * it; *nan = 1 when some p_z is NaN (left out of lo and hi).  An empty box
+ * gives lo = +inf, hi = -inf.  What a shard fetches of a distributed
+ * moving image (src/dist). */
+ffdp_status ffdp_op_sample_zrange(ffdp_backend *be, const ffdp_sample_args *a, double *lo, double *hi, int *nan,
+				  ffdp_error *err);
 
 /* Backward of the LINEAR sampler with upstream gradient gout = dL/dout.
  * Outputs may be NULL.  gu is written (or added to when accumulate_gu),
@@ -239,16 +250,21 @@ typedef struct ffdp_lncc_opts {
 	int k;
 	int exact_grad;
 	double eps; /* 0 -> 1e-5 */
-	/* Shards (host-memory backends; 3-D only).  The box holds planes
-	 * [z_lo, z_lo + n[2]) of a volume of z_full planes (0: the box is the
-	 * volume); only the box planes [o_z0, o_z1) get loss (sum, zsum) and
-	 * gradients (other planes of gf, gm, zsum are not written); the box
-	 * must hold the planes ffdp_lncc_planes names for them. */
+	/* Shards (3-D only).  The box holds planes [z_lo, z_lo + n[2]) of a
+	 * volume of z_full planes (0: the box is the volume); only the box
+	 * planes [o_z0, o_z1) get loss (sum, zsum) and gradients (other planes
+	 * of gf, gm, zsum are not written); the box must hold the planes
+	 * ffdp_lncc_planes names for them.  CUDA clips windows at the box's
+	 * faces, which is the volume's answer for those planes when the box
+	 * holds that range and ends at the volume's faces where it reaches
+	 * them; it forms the sums from each tile's own shift (below), so a
+	 * shard's planes equal the whole volume's to rounding, not in bits. */
 	int64_t z_lo, z_full, o_z0, o_z1;
 	/* Intensity shifts (precision only: cc does not depend on them): with
 	 * shifts_given, cf and cm are used as they are (for shards: the whole
 	 * volume's ffdp_lncc_shift); otherwise the op takes ffdp_lncc_shift of
-	 * the box. */
+	 * the box.  The CPU's rule; CUDA shifts each tile by one of its
+	 * voxels and ignores these. */
 	int shifts_given;
 	float cf, cm;
 } ffdp_lncc_opts;

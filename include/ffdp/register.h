@@ -74,9 +74,12 @@ typedef struct ffdp_reg_opts {
 	 * ranks of this context (dist.h) in z-slabs, with the single-process
 	 * result's bits.  Every rank calls ffdp_register with the same inputs
 	 * (each rank's level images and fields hold its planes only); every
-	 * stage is distributed; rank 0 gets the fields.  3-D, CPU, no masks
-	 * yet. */
+	 * stage is distributed; rank 0 gets the fields.  3-D.  With a GPU
+	 * backend each rank uses its device (o->device) and planes move with
+	 * NCCL or through host memory (ffdp_dist_use_backend): the result then
+	 * equals one process's to rounding. */
 	struct ffdp_dist *dist;
+	unsigned dist_flags; /* ffdp_dist_use_backend's flags (tests) */
 	int slab_inputs; /* with dist: fixed and moving hold the rank's planes only (ffdp_slab_of) */
 } ffdp_reg_opts;
 

@@ -36,6 +36,8 @@ void ffdp_cli_mpi_end(cli_mpi *m);
  * their planes only; rank 0 keeps the whole volumes), and T. */
 ffdp_status ffdp_cli_mpi_share(const cli_mpi *m, ffdp_status s, ffdp_error *err, ffdp_volume *const *vols,
 			       int nvol, ffdp_mat4 *T);
+/* This rank's index among the ranks on its host (0 without MPI). */
+int ffdp_cli_mpi_local_rank(const cli_mpi *m);
 /* Every rank's per-stage fetch traffic (received, sent, and what a ring
  * would have brought, in bytes) into all on rank 0:
  * all[(rank * nstages + stage) * FFDP_CLI_TRAFFIC + 0/1/2]. */

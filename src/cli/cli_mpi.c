@@ -101,6 +101,16 @@ ffdp_status ffdp_cli_mpi_share(const cli_mpi *m, ffdp_status s, ffdp_error *err,
 #endif
 }
 
+int ffdp_cli_mpi_local_rank(const cli_mpi *m)
+{
+#ifdef FFDP_HAVE_MPI
+	if (m->dist)
+		return ffdp_dist_local_rank(m->dist);
+#endif
+	(void)m;
+	return 0;
+}
+
 void ffdp_cli_mpi_traffic(const cli_mpi *m, const ffdp_reg_result *r, uint64_t *all)
 {
 	uint64_t mine[FFDP_CLI_TRAFFIC * FFDP_MAX_STAGES];

@@ -12,6 +12,7 @@ typedef struct reg_cli {
 	const char *backend; /* cpu, cuda or auto (NULL): applied after parsing, so a
 				later preset cannot reset it */
 	long long device;
+	int device_given; /* --device: else under mpirun each rank takes one by its local rank */
 	ffdp_reg_opts opts;
 	int explicit_stages;
 } reg_cli;
@@ -275,6 +276,7 @@ static int parse_args(int argc, char **argv, reg_cli *c)
 		} else if (!strcmp(a, "--device")) {
 			if (ffdp_cli_parse_i64(val, 0, 1024, &c->device))
 				return ffdp_cli_usage("register", "--device wants a GPU number");
+			c->device_given = 1;
 		} else if (!strcmp(a, "--transform") || !strcmp(a, "-t")) {
 			if (!c->explicit_stages)
 				c->opts.nstages = 0;
@@ -412,17 +414,11 @@ int ffdp_cmd_register(int argc, char **argv)
 	if (s)
 		return ffdp_cli_fail(&err);
 	c.opts.dist = mpi.dist;
-	if (mpi.dist && c.opts.backend == FFDP_BACKEND_CUDA) {
-		/* the sharded ops exchange host memory; GPUs under mpirun need the
-		 * device path (NCCL), not written yet */
-		if (c.backend && !strcmp(c.backend, "cuda")) {
-			/* rank 0 says it before MPI_Finalize: the launcher may stop
-			 * the job as soon as another rank has left with an error */
-			rc = mpi.rank ? 2 : ffdp_cli_usage("register", "--backend cuda is not supported under mpirun yet");
-			ffdp_cli_mpi_end(&mpi);
-			return rc;
-		}
-		c.opts.backend = FFDP_BACKEND_CPU;
+	if (mpi.dist && c.opts.backend == FFDP_BACKEND_CUDA && !c.device_given) {
+		/* one GPU per rank of a host, round robin: ranks sharing one stage
+		 * their planes through host memory (ffdp_dist_use_backend) */
+		int ndev = ffdp_cuda_device_count();
+		c.opts.device = ndev > 0 ? ffdp_cli_mpi_local_rank(&mpi) % ndev : 0;
 	}
 	c.opts.slab_inputs = mpi.dist != NULL; /* rank 0's planes come first in its whole volumes */
 	ffdp_volume fixed = {0}, moving = {0}, fmask = {0};

@@ -33,42 +33,20 @@
 
 enum { FETCH_TAG = 11 };
 
-/* z of voxel j's sample point, the sampler's expression (cpu_sample.c). */
-static double point_z(const ffdp_sample_args *a, int64_t x, int64_t y, int64_t z, int64_t j)
-{
-	const double *W = a->W, *B = a->B;
-	double base = W[9] * (double)(a->lo[1] + y) + W[10] * (double)(a->lo[2] + z) + W[11];
-	double p = base + W[8] * (double)(a->lo[0] + x);
-	if (a->u) {
-		const ffdp_vec *u = a->u;
-		double u2 = u->ncomp == 3 ? u->c[2][j] : 0.0;
-		p += B[6] * u->c[0][j] + B[7] * u->c[1][j] + B[8] * u2;
-	}
-	return p;
-}
-
 /* [*z0, *z1): the planes of an nz-plane image that a's points read, with
  * a plane of margin; empty when the box has no voxel.  NaN points read
  * plane 0 (the sampler clamps them to the low end). */
-static void needed_planes(const ffdp_sample_args *a, int64_t nz, int64_t *z0, int64_t *z1)
+static ffdp_status needed_planes(ffdp_backend *be, const ffdp_sample_args *a, int64_t nz, int64_t *z0, int64_t *z1,
+				 ffdp_error *err)
 {
-	const int64_t *n = a->out.n;
-	double lo = INFINITY, hi = -INFINITY;
-	int nan = 0;
-
-	if (n[0] * n[1] * n[2] == 0) {
-		*z0 = *z1 = 0;
-		return;
-	}
-#pragma omp parallel for collapse(2) reduction(min : lo) reduction(max : hi) reduction(| : nan)
-	for (int64_t z = 0; z < n[2]; z++)
-		for (int64_t y = 0; y < n[1]; y++)
-			for (int64_t x = 0; x < n[0]; x++) {
-				double p = point_z(a, x, y, z, (z * n[1] + y) * n[0] + x);
-				nan |= p != p;
-				lo = p < lo ? p : lo;
-				hi = p > hi ? p : hi;
-			}
+	double lo, hi;
+	int nan;
+	*z0 = *z1 = 0;
+	ffdp_status s = ffdp_op_sample_zrange(be, a, &lo, &hi, &nan, err);
+	if (s || a->out.n[0] * a->out.n[1] * a->out.n[2] == 0)
+		return s;
+	if (lo > hi) /* every point NaN */
+		lo = hi = 0.0;
 	/* clamp first: floor of a huge double is no integer */
 	lo = fmin(fmax(lo, -4.0), (double)nz + 4.0);
 	hi = fmin(fmax(hi, -4.0), (double)nz + 4.0);
@@ -80,6 +58,7 @@ static void needed_planes(const ffdp_sample_args *a, int64_t nz, int64_t *z0, in
 	if (a1 <= a0) /* every point beyond the last plane: it is read clamped */
 		a0 = nz - 1 < a0 ? nz - 1 : a0, a1 = a0 + 1;
 	*z0 = a0, *z1 = a1;
+	return FFDP_OK;
 }
 
 /* What a ring would bring this rank for one call: every plane but its own. */
@@ -97,76 +76,76 @@ static int64_t overlap(int64_t a0, int64_t a1, int64_t b0, int64_t b1, int64_t *
 	return *hi > *lo ? *hi - *lo : 0;
 }
 
-/* Post the transfers of the planes between this rank and every other:
- * my planes in their ranges out, their planes in my range in; my own
- * planes in my range are copied. */
-static ffdp_status fetch_exchange(ffdp_dist *d, const ffdp_dist_image *m, const int64_t *rng,
-				  ffdp_dist_mbox *box, MPI_Datatype plane_t, ffdp_dist_traffic *t, ffdp_error *err)
+/* The transfers of the planes between this rank and every other: my
+ * planes in their ranges out, their planes in my range in; my own planes
+ * in my range are copied. */
+static ffdp_status fetch_exchange(ffdp_dist *d, ffdp_backend *be, const ffdp_dist_image *m, const int64_t *rng,
+				  ffdp_dist_mbox *box, ffdp_dist_traffic *t, ffdp_error *err)
 {
 	const int64_t plane = m->n[0] * m->n[1];
 	ffdp_slab me = ffdp_slab_of(m->n[2], d->rank, d->size);
-	MPI_Request *req = malloc((size_t)d->size * 2 * sizeof(*req));
-	int nreq = 0;
 	int64_t lo, hi;
 	uint64_t sent = 0, recv = 0;
+	ffdp_status s = FFDP_OK;
+	dist_xfer x;
 
-	if (!req)
-		return ffdp_fail(err, FFDP_ERR_NOMEM, "dist fetch: cannot allocate %d requests", 2 * d->size);
+	dist_xfer_init(&x, d, be);
 	for (int q = 0; q < d->size; q++) {
 		ffdp_slab o = ffdp_slab_of(m->n[2], q, d->size);
 		if (q == d->rank) {
 			if (overlap(me.z0, me.z1, box->z0, box->z1, &lo, &hi))
-				memcpy(box->p + (lo - box->z0) * plane, m->own + (lo - me.z0) * plane,
-				       (size_t)((hi - lo) * plane) * sizeof(float));
+				s = dist_copy(be, box->p + (lo - box->z0) * plane, m->own + (lo - me.z0) * plane,
+					      (hi - lo) * plane, err);
 			continue;
 		}
 		if (overlap(o.z0, o.z1, box->z0, box->z1, &lo, &hi)) {
-			MPI_Irecv(box->p + (lo - box->z0) * plane, (int)(hi - lo), plane_t, q, FETCH_TAG, d->comm,
-				  &req[nreq++]);
+			dist_xfer_recv(&x, box->p + (lo - box->z0) * plane, (hi - lo) * plane, q, FETCH_TAG);
 			recv += (uint64_t)((hi - lo) * plane) * sizeof(float);
 		}
 		if (overlap(me.z0, me.z1, rng[2 * q], rng[2 * q + 1], &lo, &hi)) {
-			MPI_Isend(m->own + (lo - me.z0) * plane, (int)(hi - lo), plane_t, q, FETCH_TAG, d->comm,
-				  &req[nreq++]);
+			dist_xfer_send(&x, m->own + (lo - me.z0) * plane, (hi - lo) * plane, q, FETCH_TAG);
 			sent += (uint64_t)((hi - lo) * plane) * sizeof(float);
 		}
 	}
-	int rc = MPI_Waitall(nreq, req, MPI_STATUSES_IGNORE);
-	free(req);
-	if (rc != MPI_SUCCESS)
-		return ffdp_fail(err, FFDP_ERR_BACKEND, "dist fetch: MPI_Waitall failed (%d)", rc);
+	ffdp_status sx = dist_xfer_run(&x, err);
+	if (s || sx)
+		return s ? s : sx;
 	if (t)
 		t->sent += sent, t->recv += recv, t->fetches++;
 	return FFDP_OK;
 }
 
-ffdp_status ffdp_dist_fetch(ffdp_dist *d, const ffdp_sample_args *a, const ffdp_dist_image *m,
-			    ffdp_dist_mbox *box, ffdp_dist_traffic *t, ffdp_error *err)
+static ffdp_status check_image(const ffdp_dist_image *m, ffdp_error *err)
 {
 	const int64_t plane = m->n[0] * m->n[1];
-	ffdp_status s = FFDP_OK;
-	int64_t mine[2], *rng = NULL;
-	MPI_Datatype plane_t;
-
-	memset(box, 0, sizeof(*box));
 	if (plane < 1 || plane > INT32_MAX || m->n[2] < 1)
 		return ffdp_fail(err, FFDP_ERR_ARG, "dist fetch: bad image size %lld x %lld x %lld",
 				 (long long)m->n[0], (long long)m->n[1], (long long)m->n[2]);
-	needed_planes(a, m->n[2], &mine[0], &mine[1]);
+	return FFDP_OK;
+}
+
+ffdp_status ffdp_dist_fetch(ffdp_dist *d, ffdp_backend *be, const ffdp_sample_args *a, const ffdp_dist_image *m,
+			    ffdp_dist_mbox *box, ffdp_dist_traffic *t, ffdp_error *err)
+{
+	const int64_t plane = m->n[0] * m->n[1];
+	int64_t mine[2] = {0, 0}, *rng = NULL;
+	ffdp_status s;
+
+	memset(box, 0, sizeof(*box));
+	box->be = be;
+	if ((s = check_image(m, err)) || (s = dist_check_backend(d, be, "dist fetch", err)))
+		return s;
+	s = needed_planes(be, a, m->n[2], &mine[0], &mine[1], err);
 	box->z0 = mine[0], box->z1 = mine[1];
 	rng = malloc((size_t)d->size * 2 * sizeof(int64_t));
-	if (!rng)
+	if (!s && !rng)
 		s = ffdp_fail(err, FFDP_ERR_NOMEM, "dist fetch: cannot allocate %d ranges", d->size);
-	if (!s && box->z1 > box->z0 && !(box->p = malloc((size_t)((box->z1 - box->z0) * plane) * sizeof(float))))
-		s = ffdp_fail(err, FFDP_ERR_NOMEM, "dist fetch: cannot allocate %lld planes",
-			      (long long)(box->z1 - box->z0));
+	if (!s && box->z1 > box->z0 && !(box->p = dist_alloc(be, (box->z1 - box->z0) * plane, err, "dist fetch")))
+		s = FFDP_ERR_NOMEM;
 	if ((s = ffdp_dist_agree(d, s, "dist fetch", err)))
 		goto out;
 	MPI_Allgather(mine, 2, MPI_INT64_T, rng, 2, MPI_INT64_T, d->comm);
-	MPI_Type_contiguous((int)plane, MPI_FLOAT, &plane_t);
-	MPI_Type_commit(&plane_t);
-	s = fetch_exchange(d, m, rng, box, plane_t, t, err);
-	MPI_Type_free(&plane_t);
+	s = fetch_exchange(d, be, m, rng, box, t, err);
 	count_ring(d, m, t);
 out:
 	free(rng);
@@ -175,28 +154,27 @@ out:
 	return s;
 }
 
-ffdp_status ffdp_dist_fetch_cached(ffdp_dist *d, const ffdp_sample_args *a, const ffdp_dist_image *m,
-				   ffdp_dist_traffic *t, ffdp_error *err)
+ffdp_status ffdp_dist_fetch_cached(ffdp_dist *d, ffdp_backend *be, const ffdp_sample_args *a,
+				   const ffdp_dist_image *m, ffdp_dist_traffic *t, ffdp_error *err)
 {
-	ffdp_dist_mbox *c = m->cache, nb = {NULL, 0, 0};
+	ffdp_dist_mbox *c = m->cache, nb = {NULL, 0, 0, be};
 	const int64_t plane = m->n[0] * m->n[1], nz = m->n[2];
 	int64_t n0, n1, mine[3] = {0, 0, 0};
 	int64_t *all = malloc((size_t)d->size * 5 * sizeof(int64_t)), *rng = all ? all + 3 * d->size : NULL;
 	ffdp_status s = all ? FFDP_OK : ffdp_fail(err, FFDP_ERR_NOMEM, "dist fetch: no memory for ranges");
 
-	if (!s && (plane < 1 || plane > INT32_MAX || nz < 1))
-		s = ffdp_fail(err, FFDP_ERR_ARG, "dist fetch: bad image size %lld x %lld x %lld", (long long)m->n[0],
-			      (long long)m->n[1], (long long)nz);
-	if (!s) {
-		needed_planes(a, nz, &n0, &n1);
-		if (n1 > n0 && !(c->p && c->z0 <= n0 && n1 <= c->z1)) {
-			int64_t w = (n1 - n0) / 4 > 2 ? (n1 - n0) / 4 : 2;
-			mine[0] = n0 - w > 0 ? n0 - w : 0, mine[1] = n1 + w < nz ? n1 + w : nz, mine[2] = 1;
-			nb.z0 = mine[0], nb.z1 = mine[1];
-			if (!(nb.p = malloc((size_t)((nb.z1 - nb.z0) * plane) * sizeof(float))))
-				s = ffdp_fail(err, FFDP_ERR_NOMEM, "dist fetch: cannot allocate %lld planes",
-					      (long long)(nb.z1 - nb.z0));
-		}
+	if (!s)
+		s = check_image(m, err);
+	if (!s)
+		s = dist_check_backend(d, be, "dist fetch", err);
+	if (!s)
+		s = needed_planes(be, a, nz, &n0, &n1, err);
+	if (!s && n1 > n0 && !(c->p && c->z0 <= n0 && n1 <= c->z1)) {
+		int64_t w = (n1 - n0) / 4 > 2 ? (n1 - n0) / 4 : 2;
+		mine[0] = n0 - w > 0 ? n0 - w : 0, mine[1] = n1 + w < nz ? n1 + w : nz, mine[2] = 1;
+		nb.z0 = mine[0], nb.z1 = mine[1];
+		if (!(nb.p = dist_alloc(be, (nb.z1 - nb.z0) * plane, err, "dist fetch")))
+			s = FFDP_ERR_NOMEM;
 	}
 	if ((s = ffdp_dist_agree(d, s, "dist fetch", err)))
 		goto out;
@@ -208,20 +186,15 @@ ffdp_status ffdp_dist_fetch_cached(ffdp_dist *d, const ffdp_sample_args *a, cons
 		rng[2 * q] = all[3 * q + 2] ? all[3 * q] : 0;
 		rng[2 * q + 1] = all[3 * q + 2] ? all[3 * q + 1] : 0;
 	}
-	if (any) {
-		MPI_Datatype plane_t;
-		MPI_Type_contiguous((int)plane, MPI_FLOAT, &plane_t);
-		MPI_Type_commit(&plane_t);
-		s = fetch_exchange(d, m, rng, &nb, plane_t, t, err);
-		MPI_Type_free(&plane_t);
-	}
+	if (any)
+		s = fetch_exchange(d, be, m, rng, &nb, t, err);
 	if (!s && mine[2]) {
 		ffdp_dist_mbox_free(c);
 		*c = nb, nb.p = NULL;
 	}
 	count_ring(d, m, t);
 out:
-	free(nb.p);
+	ffdp_dist_mbox_free(&nb);
 	free(all);
 	return s;
 }
@@ -231,9 +204,12 @@ void ffdp_dist_set_ring(ffdp_dist *d, double frac)
 	d->ring_frac = frac;
 }
 
-/* Some rank's range spans more than ring_frac of the nz planes? */
-static int use_ring(const ffdp_dist *d, const int64_t *rng, int64_t nz)
+/* Some rank's range spans more than ring_frac of the nz planes?  Never on
+ * device memory: the sampler's z gate is the CPU's only. */
+static int use_ring(const ffdp_dist *d, ffdp_backend *be, const int64_t *rng, int64_t nz)
 {
+	if (be && !ffdp_backend_host_memory(be))
+		return 0;
 	if (d->ring_frac <= 0.0)
 		return 1;
 	if (d->size < 3 || d->ring_frac >= 1.0)
@@ -245,14 +221,15 @@ static int use_ring(const ffdp_dist *d, const int64_t *rng, int64_t nz)
 }
 
 /* The planes every rank's points need (allgathered, 2 per rank). */
-static ffdp_status all_ranges(ffdp_dist *d, const ffdp_sample_args *a, const ffdp_dist_image *m, int64_t *rng,
-			      ffdp_error *err)
+static ffdp_status all_ranges(ffdp_dist *d, ffdp_backend *be, const ffdp_sample_args *a, const ffdp_dist_image *m,
+			      int64_t *rng, ffdp_error *err)
 {
-	int64_t mine[2];
-	if (m->n[0] * m->n[1] < 1 || m->n[0] * m->n[1] > INT32_MAX || m->n[2] < 1)
-		return ffdp_fail(err, FFDP_ERR_ARG, "dist fetch: bad image size %lld x %lld x %lld",
-				 (long long)m->n[0], (long long)m->n[1], (long long)m->n[2]);
-	needed_planes(a, m->n[2], &mine[0], &mine[1]);
+	int64_t mine[2] = {0, 0};
+	ffdp_status s = check_image(m, err);
+	if (!s)
+		s = needed_planes(be, a, m->n[2], &mine[0], &mine[1], err);
+	if ((s = ffdp_dist_agree(d, s, "dist fetch", err)))
+		return s;
 	MPI_Allgather(mine, 2, MPI_INT64_T, rng, 2, MPI_INT64_T, d->comm);
 	return FFDP_OK;
 }
@@ -325,28 +302,28 @@ out:
 }
 
 /* fn over a's points: through a fetched box, or around the ring. */
-static ffdp_status moving_access(ffdp_dist *d, const ffdp_sample_args *a, const ffdp_dist_image *m, box_fn fn,
-				 void *ctx, ffdp_dist_traffic *t, ffdp_error *err)
+static ffdp_status moving_access(ffdp_dist *d, ffdp_backend *be, const ffdp_sample_args *a,
+				 const ffdp_dist_image *m, box_fn fn, void *ctx, ffdp_dist_traffic *t, ffdp_error *err)
 {
 	int64_t *rng = malloc((size_t)d->size * 2 * sizeof(int64_t));
 	ffdp_status s = rng ? FFDP_OK : ffdp_fail(err, FFDP_ERR_NOMEM, "dist fetch: no memory for ranges");
-	if ((s = ffdp_dist_agree(d, s, "dist fetch", err)) || (s = all_ranges(d, a, m, rng, err))) {
+	if ((s = ffdp_dist_agree(d, s, "dist fetch", err)) || (s = all_ranges(d, be, a, m, rng, err))) {
 		free(rng);
 		return s;
 	}
-	int ring = use_ring(d, rng, m->n[2]);
+	int ring = use_ring(d, be, rng, m->n[2]);
 	free(rng);
 	if (ring)
 		return ring_run(d, a, m, fn, ctx, t, err);
 	ffdp_dist_mbox box;
 	ffdp_sample_args b = *a;
 	if (m->cache) {
-		if ((s = ffdp_dist_fetch_cached(d, a, m, t, err)))
+		if ((s = ffdp_dist_fetch_cached(d, be, a, m, t, err)))
 			return s;
 		ffdp_dist_mbox_bind(m->cache, m, &b);
 		return a->out.n[0] * a->out.n[1] * a->out.n[2] > 0 ? fn(ctx, &b, err) : FFDP_OK;
 	}
-	if ((s = ffdp_dist_fetch(d, a, m, &box, t, err)))
+	if ((s = ffdp_dist_fetch(d, be, a, m, &box, t, err)))
 		return s;
 	ffdp_dist_mbox_bind(&box, m, &b);
 	if (a->out.n[0] * a->out.n[1] * a->out.n[2] > 0)
@@ -357,8 +334,10 @@ static ffdp_status moving_access(ffdp_dist *d, const ffdp_sample_args *a, const 
 
 void ffdp_dist_mbox_free(ffdp_dist_mbox *box)
 {
-	free(box->p);
+	ffdp_backend *be = box->be;
+	dist_free(be, box->p);
 	memset(box, 0, sizeof(*box));
+	box->be = be;
 }
 
 void ffdp_dist_mbox_bind(const ffdp_dist_mbox *box, const ffdp_dist_image *m, ffdp_sample_args *a)
@@ -377,7 +356,7 @@ static ffdp_status sample_fn(void *ctx, const ffdp_sample_args *b, ffdp_error *e
 ffdp_status ffdp_dist_sample(ffdp_dist *d, ffdp_backend *be, const ffdp_sample_args *a,
 			     const ffdp_dist_image *m, ffdp_dist_traffic *t, ffdp_error *err)
 {
-	return moving_access(d, a, m, sample_fn, be, t, err);
+	return moving_access(d, be, a, m, sample_fn, be, t, err);
 }
 
 typedef struct grad_ctx {
@@ -399,5 +378,5 @@ ffdp_status ffdp_dist_sample_grad(ffdp_dist *d, ffdp_backend *be, const ffdp_sam
 	grad_ctx g = {be, ga};
 	if (ga->gW || ga->gW_z || ga->gM)
 		return ffdp_fail(err, FFDP_ERR_ARG, "dist sample_grad: gu only (gW: ffdp_dist_fetch and gW_z)");
-	return moving_access(d, ga->fwd, m, grad_fn, &g, t, err);
+	return moving_access(d, be, ga->fwd, m, grad_fn, &g, t, err);
 }

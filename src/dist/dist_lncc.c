@@ -38,21 +38,19 @@ static ffdp_status lncc_shifts(ffdp_dist *d, const ffdp_loss_args *a, const ffdp
 }
 
 /* buf = src's own planes with a halo of h (dist.h layout), exchanged. */
-static ffdp_status haloed(ffdp_dist *d, const float *src, int64_t plane, const ffdp_slab *s, int64_t h,
-			  float **buf, ffdp_error *err)
+static ffdp_status haloed(ffdp_dist *d, ffdp_backend *be, const float *src, int64_t plane, const ffdp_slab *s,
+			  int64_t h, float **buf, ffdp_error *err)
 {
 	const int64_t own = s->z1 - s->z0;
 	ffdp_status st = FFDP_OK;
-
-	*buf = malloc((size_t)((own + 2 * h) * plane + 1) * sizeof(float));
+	*buf = dist_alloc(be, (own + 2 * h) * plane + 1, err, "dist lncc");
 	if (!*buf)
-		st = ffdp_fail(err, FFDP_ERR_NOMEM, "dist lncc: cannot allocate %lld haloed planes",
-			       (long long)(own + 2 * h));
+		st = FFDP_ERR_NOMEM;
 	else if (own > 0)
-		memcpy(*buf + h * plane, src, (size_t)(own * plane) * sizeof(float));
+		st = dist_copy(be, *buf + h * plane, src, own * plane, err);
 	st = ffdp_dist_agree(d, st, "dist lncc", err);
 	if (!st)
-		st = ffdp_dist_halo_exchange(d, *buf, plane, s, h, 0.0f, err);
+		st = dist_halo_exchange_be(d, be, *buf, plane, s, h, 0.0f, err);
 	return st;
 }
 
@@ -60,32 +58,36 @@ ffdp_status ffdp_dist_lncc(ffdp_dist *d, ffdp_backend *be, const ffdp_loss_args 
 			   const ffdp_lncc_opts *o, ffdp_error *err)
 {
 	const int64_t own = s->z1 - s->z0, plane = a->f.n[0] * a->f.n[1];
+	const int exact = dist_exact(d, be);
 	int64_t lo = s->z0, hi = s->z1, h;
 	float *bf = NULL, *bm = NULL, *bw = NULL, *gf = NULL, *gm = NULL;
-	double *zs = NULL, local = 0.0, total = 0.0;
+	double *zs = NULL, local = 0.0, lsum = 0.0, total = 0.0;
 	ffdp_lncc_opts ob = *o;
 	ffdp_status st;
 
 	if (!(a->denom > 0.0))
 		return ffdp_fail(err, FFDP_ERR_ARG, "dist lncc: the global denominator must be given");
-	if ((st = lncc_shifts(d, a, s, &ob.cf, &ob.cm, err)))
+	if ((st = dist_check_backend(d, be, "dist lncc", err)))
 		return st;
-	ob.shifts_given = 1;
+	if (exact) {
+		if ((st = lncc_shifts(d, a, s, &ob.cf, &ob.cm, err)))
+			return st;
+		ob.shifts_given = 1;
+	}
 	if (own > 0)
 		ffdp_lncc_planes(o->k, o->exact_grad && (a->gf || a->gm), s->nz, s->z0, s->z1, &lo, &hi);
 	h = (int64_t)ffdp_dist_max(d, (double)(s->z0 - lo > hi - s->z1 ? s->z0 - lo : hi - s->z1));
-	st = haloed(d, a->f.p, plane, s, h, &bf, err);
+	st = haloed(d, be, a->f.p, plane, s, h, &bf, err);
 	if (!st)
-		st = haloed(d, a->m.p, plane, s, h, &bm, err);
+		st = haloed(d, be, a->m.p, plane, s, h, &bm, err);
 	if (!st && a->mask)
-		st = haloed(d, a->mask, plane, s, h, &bw, err);
+		st = haloed(d, be, a->mask, plane, s, h, &bw, err);
 	if (st)
 		goto out;
-
 	/* the box: buffer planes from global lo to hi */
 	const int64_t off = (lo - (s->z0 - h)) * plane, nb = hi - lo, oz = s->z0 - lo;
-	if ((a->gf && !(gf = malloc((size_t)(nb * plane + 1) * sizeof(float)))) ||
-	    (a->gm && !(gm = malloc((size_t)(nb * plane + 1) * sizeof(float)))) ||
+	if ((a->gf && !(gf = dist_alloc(be, nb * plane + 1, err, "dist lncc"))) ||
+	    (a->gm && !(gm = dist_alloc(be, nb * plane + 1, err, "dist lncc"))) ||
 	    !(zs = malloc((size_t)(nb + 1) * sizeof(double))))
 		st = ffdp_fail(err, FFDP_ERR_NOMEM, "dist lncc: cannot allocate the box's gradients");
 	if (!st && own > 0) {
@@ -93,23 +95,25 @@ ffdp_status ffdp_dist_lncc(ffdp_dist *d, ffdp_backend *be, const ffdp_loss_args 
 		b.f = (ffdp_img){bf + off, {a->f.n[0], a->f.n[1], nb}};
 		b.m = (ffdp_img){bm + off, {a->f.n[0], a->f.n[1], nb}};
 		b.mask = bw ? bw + off : NULL;
-		b.gf = gf, b.gm = gm, b.loss = &local, b.sum = NULL, b.zsum = zs;
+		b.gf = gf, b.gm = gm, b.loss = &local, b.sum = &lsum, b.zsum = exact ? zs : NULL;
 		ob.z_lo = lo, ob.z_full = s->nz, ob.o_z0 = oz, ob.o_z1 = oz + own;
 		st = ffdp_op_lncc(be, &b, &ob, err);
 		if (!st && gf)
-			memcpy(a->gf, gf + oz * plane, (size_t)(own * plane) * sizeof(float));
+			st = dist_copy(be, a->gf, gf + oz * plane, own * plane, err);
 		if (!st && gm)
-			memcpy(a->gm, gm + oz * plane, (size_t)(own * plane) * sizeof(float));
+			st = dist_copy(be, a->gm, gm + oz * plane, own * plane, err);
 	}
 	st = ffdp_dist_agree(d, st, "dist lncc", err);
 	if (!st)
-		st = ffdp_dist_plane_total(d, s, zs ? zs + oz : NULL, 1, &total, err);
+		st = exact ? ffdp_dist_plane_total(d, s, zs ? zs + oz : NULL, 1, &total, err)
+			   : ffdp_dist_rank_total(d, &lsum, 1, &total, err);
 	if (!st) {
 		*a->loss = total / a->denom;
 		if (a->sum)
 			*a->sum = total;
 	}
 out:
-	free(bf), free(bm), free(bw), free(gf), free(gm), free(zs);
+	dist_free(be, bf), dist_free(be, bm), dist_free(be, bw), dist_free(be, gf), dist_free(be, gm);
+	free(zs);
 	return st;
 }

@@ -56,11 +56,11 @@ ffdp_status ffdp_dist_downsample(ffdp_dist *d, ffdp_backend *be, const ffdp_dist
 	if (!ffdp_pyramid_blur(src_grid, dst_grid, &so))
 		return ffdp_dist_resample(d, be, src, src_grid, dst_grid, dst_own, t, err);
 	/* setup only: one blurred copy of the rank's source planes */
-	float *copy = malloc((size_t)(own * plane + 1) * sizeof(float));
+	float *copy = dist_alloc(be, own * plane + 1, err, "dist downsample");
 	if (!copy)
-		st = ffdp_fail(err, FFDP_ERR_NOMEM, "dist downsample: cannot copy %lld planes", (long long)own);
+		st = FFDP_ERR_NOMEM;
 	else if (own > 0)
-		memcpy(copy, src->own, (size_t)(own * plane) * sizeof(float));
+		st = dist_copy(be, copy, src->own, own * plane, err);
 	st = ffdp_dist_agree(d, st, "dist downsample", err);
 	if (!st)
 		st = ffdp_dist_smooth(d, be, (ffdp_img){own > 0 ? copy : NULL, {src_grid->n[0], src_grid->n[1], own}},
@@ -69,6 +69,6 @@ ffdp_status ffdp_dist_downsample(ffdp_dist *d, ffdp_backend *be, const ffdp_dist
 		ffdp_dist_image b = {.own = copy, .n = {src->n[0], src->n[1], src->n[2]}};
 		st = ffdp_dist_resample(d, be, &b, src_grid, dst_grid, dst_own, t, err);
 	}
-	free(copy);
+	dist_free(be, copy);
 	return st;
 }

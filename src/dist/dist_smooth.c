@@ -96,6 +96,33 @@ static void ds_zpass(float *out, const float *buf, int64_t own, int64_t plane, c
 	}
 }
 
+/* Any backend: the op on the rank's planes with a halo of the kernel's
+ * radius, clipped to the volume.  The box's faces are the volume's where it
+ * reaches them and at least a radius from every own plane elsewhere, so
+ * the op's face rules (renormalisation, zero padding) apply only at true
+ * faces: own planes equal the whole volume's to the backend's rounding. */
+static ffdp_status smooth_box(ffdp_dist *d, ffdp_backend *be, ffdp_img slab, const ffdp_slab *s,
+			      const ffdp_smooth_opts *o, int64_t h, ffdp_error *err)
+{
+	const int64_t own = s->z1 - s->z0, plane = slab.n[0] * slab.n[1];
+	const int64_t lo = s->z0 - h > 0 ? s->z0 - h : 0, hi = s->z1 + h < s->nz ? s->z1 + h : s->nz;
+	float *buf = dist_alloc(be, (own + 2 * h) * plane, err, "dist smooth");
+	ffdp_status st = buf ? FFDP_OK : FFDP_ERR_NOMEM;
+	if (!st && own > 0)
+		st = dist_copy(be, buf + h * plane, slab.p, own * plane, err);
+	st = ffdp_dist_agree(d, st, "dist smooth", err);
+	if (!st)
+		st = dist_halo_exchange_be(d, be, buf, plane, s, h, 0.0f, err);
+	if (!st && own > 0) {
+		ffdp_img box = {buf + (lo - (s->z0 - h)) * plane, {slab.n[0], slab.n[1], hi - lo}};
+		st = ffdp_op_smooth(be, box, o, err);
+		if (!st)
+			st = dist_copy(be, slab.p, buf + h * plane, own * plane, err);
+	}
+	dist_free(be, buf);
+	return ffdp_dist_agree(d, st, "dist smooth", err);
+}
+
 ffdp_status ffdp_dist_smooth(ffdp_dist *d, ffdp_backend *be, ffdp_img slab, const ffdp_slab *s,
 			     const ffdp_smooth_opts *o, ffdp_error *err)
 {
@@ -106,8 +133,6 @@ ffdp_status ffdp_dist_smooth(ffdp_dist *d, ffdp_backend *be, ffdp_img slab, cons
 	ds_kernel k;
 	float *buf = NULL;
 
-	if (!ffdp_backend_host_memory(be))
-		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "dist smooth: only host-memory backends for now");
 	if (slab.n[2] != own || own < 0 || s->z0 < 0 || s->z1 > s->nz)
 		return ffdp_fail(err, FFDP_ERR_ARG, "dist smooth: slab has %lld planes, its range [%lld, %lld)",
 				 (long long)slab.n[2], (long long)s->z0, (long long)s->z1);
@@ -126,6 +151,11 @@ ffdp_status ffdp_dist_smooth(ffdp_dist *d, ffdp_backend *be, ffdp_img slab, cons
 	if (st)
 		return st;
 	const int64_t h = k.r;
+	if (!dist_exact(d, be)) {
+		free(k.w);
+		free(k.wd);
+		return smooth_box(d, be, slab, s, o, h, err);
+	}
 	buf = malloc((size_t)((own + 2 * h) * plane) * sizeof(float));
 	if (!buf)
 		st = ffdp_fail(err, FFDP_ERR_NOMEM, "dist smooth: cannot allocate %lld haloed planes",

@@ -70,35 +70,36 @@ ffdp_status ffdp_dist_warp_step(ffdp_dist *d, ffdp_backend *be, ffdp_vec u, ffdp
 		return ffdp_fail(err, FFDP_ERR_ARG, "dist warp step: needs the global max_norm (> 0) and a 3-D field");
 	int64_t k = step_reach(&u, o), h = k + 1 < s->nz ? k + 1 : s->nz;
 	const int64_t lo = s->z0 - h > 0 ? s->z0 - h : 0, hi = s->z1 + h < s->nz ? s->z1 + h : s->nz;
-	float *buf = malloc((size_t)(9 * (own + 2 * h) * plane + 1) * sizeof(float));
-	if (!buf)
-		st = ffdp_fail(err, FFDP_ERR_NOMEM, "dist warp step: cannot allocate 9 haloed components of %lld planes",
-			       (long long)(own + 2 * h));
+	const int64_t len = (own + 2 * h) * plane;
+	float *buf = NULL;
+	if (!(st = dist_check_backend(d, be, "dist warp step", err)) && !(buf = dist_alloc(be, 9 * len + 1, err, "dist warp step")))
+		st = FFDP_ERR_NOMEM;
 	st = ffdp_dist_agree(d, st, "dist warp step", err);
 	if (st)
 		return st;
-	/* u, m, v components with halos, one after another */
+	/* u, m, v components with halos, one after another (zeroed: m and v
+	 * keep zero halos) */
 	const ffdp_vec *src[3] = {&u, &m, &v};
 	ffdp_vec box[3];
 	for (int f = 0; f < 3 && !st; f++) {
 		box[f] = (ffdp_vec){{NULL, NULL, NULL}, {u.n[0], u.n[1], hi - lo}, 3};
 		for (int c = 0; c < 3 && !st; c++) {
-			float *b = buf + (size_t)(3 * f + c) * (size_t)((own + 2 * h) * plane);
-			memset(b, 0, (size_t)((own + 2 * h) * plane) * sizeof(float));
+			float *b = buf + (size_t)(3 * f + c) * (size_t)len;
 			if (own > 0)
-				memcpy(b + h * plane, src[f]->c[c], (size_t)(own * plane) * sizeof(float));
+				st = dist_copy(be, b + h * plane, src[f]->c[c], own * plane, err);
 			/* only old u is read across planes; m, v there only feed
 			 * halo voxels, whose new values are dropped */
-			if (f == 0)
-				st = ffdp_dist_halo_exchange(d, b, plane, s, h, 0.0f, err);
+			st = ffdp_dist_agree(d, st, "dist warp step", err);
+			if (!st && f == 0)
+				st = dist_halo_exchange_be(d, be, b, plane, s, h, 0.0f, err);
 			box[f].c[c] = b + (lo - (s->z0 - h)) * plane;
 		}
 	}
 	if (!st && own > 0) {
 		st = ffdp_op_warp_step(be, box[0], box[1], box[2], o, err);
 		for (int c = 0; c < 3 && !st; c++)
-			memcpy(u.c[c], box[0].c[c] + (s->z0 - lo) * plane, (size_t)(own * plane) * sizeof(float));
+			st = dist_copy(be, u.c[c], box[0].c[c] + (s->z0 - lo) * plane, own * plane, err);
 	}
-	free(buf);
+	dist_free(be, buf);
 	return ffdp_dist_agree(d, st, "dist warp step", err);
 }

@@ -22,6 +22,7 @@ ffdp_status ffdp_dist_create(ffdp_dist **out, ffdp_error *err)
 	MPI_Comm_rank(d->comm, &d->rank);
 	MPI_Comm_size(d->comm, &d->size);
 	d->ring_frac = 0.5;
+	d->exact = 1; /* host memory and MPI until ffdp_dist_use_backend */
 	*out = d;
 	return FFDP_OK;
 }
@@ -30,6 +31,9 @@ void ffdp_dist_destroy(ffdp_dist *d)
 {
 	if (!d)
 		return;
+#ifdef FFDP_HAVE_NCCL
+	dist_nccl_free(d);
+#endif
 	MPI_Comm_free(&d->comm);
 	free(d);
 }

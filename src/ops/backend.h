@@ -12,10 +12,13 @@ typedef struct ffdp_ops_table {
 	ffdp_status (*upload)(ffdp_backend *be, void *dst, const void *src, size_t bytes, ffdp_error *err);
 	ffdp_status (*download)(ffdp_backend *be, void *dst, const void *src, size_t bytes, ffdp_error *err);
 	ffdp_status (*copy)(ffdp_backend *be, void *dst, const void *src, size_t bytes, ffdp_error *err);
+	ffdp_status (*zero)(ffdp_backend *be, void *dst, size_t bytes, ffdp_error *err);
 	int host_memory; /* buffers are host memory */
 	void (*close)(ffdp_backend *be);
 
 	ffdp_status (*sample)(ffdp_backend *be, const ffdp_sample_args *a, ffdp_error *err);
+	ffdp_status (*sample_zrange)(ffdp_backend *be, const ffdp_sample_args *a, double *lo, double *hi, int *nan,
+				     ffdp_error *err);
 	ffdp_status (*sample_grad)(ffdp_backend *be, const ffdp_sample_grad_args *a, ffdp_error *err);
 	ffdp_status (*compose)(ffdp_backend *be, const ffdp_compose_args *a, ffdp_error *err);
 	ffdp_status (*invert_step)(ffdp_backend *be, const ffdp_invert_args *a, double *resid, ffdp_error *err);

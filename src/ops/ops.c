@@ -1,5 +1,6 @@
 /* One dispatch point: argument checks common to every backend, then the
  * backend's table entry. */
+#include <math.h>
 #include <stdlib.h>
 
 #include "backend.h"
@@ -55,6 +56,15 @@ ffdp_status ffdp_buf_copy(ffdp_backend *be, void *dst, const void *src, size_t b
 	if (!dst || !src)
 		return ffdp_fail(err, FFDP_ERR_ARG, "buffer copy: NULL buffer");
 	return be->ops->copy(be, dst, src, bytes, err);
+}
+
+ffdp_status ffdp_buf_zero(ffdp_backend *be, void *dst, size_t bytes, ffdp_error *err)
+{
+	if (!bytes)
+		return FFDP_OK;
+	if (!dst)
+		return ffdp_fail(err, FFDP_ERR_ARG, "buffer zero: NULL buffer");
+	return be->ops->zero(be, dst, bytes, err);
 }
 
 int ffdp_backend_host_memory(const ffdp_backend *be)
@@ -150,6 +160,21 @@ ffdp_status ffdp_op_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_err
 	return be->ops->sample(be, a, err);
 }
 
+ffdp_status ffdp_op_sample_zrange(ffdp_backend *be, const ffdp_sample_args *a, double *lo, double *hi, int *nan,
+				  ffdp_error *err)
+{
+	const int64_t *n = a->out.n;
+	ffdp_status s;
+	*lo = INFINITY, *hi = -INFINITY, *nan = 0;
+	if (n[0] < 0 || n[1] < 0 || n[2] < 0)
+		return ffdp_fail(err, FFDP_ERR_ARG, "sample_zrange: negative box size");
+	if (n[0] * n[1] * n[2] == 0)
+		return FFDP_OK;
+	if (a->u && ((s = check_vec(a->u, "sample_zrange u", err)) || !same_dims(a->u->n, n)))
+		return s ? s : ffdp_fail(err, FFDP_ERR_ARG, "sample_zrange: u and the box differ in size");
+	return be->ops->sample_zrange(be, a, lo, hi, nan, err);
+}
+
 ffdp_status ffdp_op_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *a, ffdp_error *err)
 {
 	ffdp_status s;
@@ -235,8 +260,9 @@ ffdp_status ffdp_op_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_l
 		return s;
 	if (o->k < 1 || o->k % 2 == 0)
 		return ffdp_fail(err, FFDP_ERR_ARG, "lncc: window %d is not a positive odd number", o->k);
-	if ((o->z_full || o->shifts_given) && !ffdp_backend_host_memory(be))
-		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "lncc: shards and given shifts only on host-memory backends");
+	if (o->z_full && !(o->o_z0 >= 0 && o->o_z0 <= o->o_z1 && o->o_z1 <= a->f.n[2]))
+		return ffdp_fail(err, FFDP_ERR_ARG, "lncc: output planes [%lld, %lld) outside the box's %lld",
+				 (long long)o->o_z0, (long long)o->o_z1, (long long)a->f.n[2]);
 	return be->ops->lncc(be, a, o, err);
 }
 

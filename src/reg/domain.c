@@ -177,7 +177,7 @@ ffdp_status reg_dom_sample_grad(reg_domain *dm, ffdp_sample_grad_args *ga, const
 	ffdp_dist_image m = {.own = src->data, .n = {src->grid.n[0], src->grid.n[1], src->grid.n[2]},
 			     .cache = dom_cache(dm, src->data)};
 	ffdp_dist_traffic t = {0, 0, 0, 0};
-	ffdp_dist_mbox box = {NULL, 0, 0};
+	ffdp_dist_mbox box = {NULL, 0, 0, dm->be};
 	ffdp_sample_args a = *ga->fwd;
 	ffdp_sample_grad_args g = *ga;
 	bind_box(dm, &a);
@@ -190,28 +190,29 @@ ffdp_status reg_dom_sample_grad(reg_domain *dm, ffdp_sample_grad_args *ga, const
 		return s;
 	}
 	/* gW: through a fetched box, the planes' sums reduced in order */
-	ffdp_status s = m.cache ? ffdp_dist_fetch_cached(dm->dist, &a, &m, &t, err)
-				: ffdp_dist_fetch(dm->dist, &a, &m, &box, &t, err);
+	ffdp_status s = m.cache ? ffdp_dist_fetch_cached(dm->dist, dm->be, &a, &m, &t, err)
+				: ffdp_dist_fetch(dm->dist, dm->be, &a, &m, &box, &t, err);
 	if (s)
 		return s;
 	add_traffic(dm, &t);
 	ffdp_dist_mbox_bind(m.cache ? m.cache : &box, &m, &a);
-	/* gW: the planes' sums, added in global plane order */
-	double *gz = ga->gW ? malloc(((size_t)dm->n[2] * 12 + 1) * sizeof(double)) : NULL, tot[12];
-	if (ga->gW && !gz)
+	/* gW: the planes' sums added in global plane order where the op gives
+	 * them (host memory), else the ranks' sums in rank order */
+	const int planes = ffdp_backend_host_memory(dm->be) && ffdp_dist_exact_sums(dm->dist);
+	double *gz = planes ? malloc(((size_t)dm->n[2] * 12 + 1) * sizeof(double)) : NULL, tot[12], mine[12] = {0};
+	if (planes && !gz)
 		s = ffdp_fail(err, FFDP_ERR_NOMEM, "sample_grad: no memory for plane sums");
-	g.gW = NULL, g.gW_z = gz;
+	g.gW = planes ? NULL : mine, g.gW_z = gz;
 	if (!s && dm->n[2] > 0)
 		s = ffdp_op_sample_grad(dm->be, &g, err);
 	ffdp_dist_mbox_free(&box);
-	if (ga->gW) {
-		ffdp_slab sl = dom_slab(dm);
-		s = ffdp_dist_agree(dm->dist, s, "sample_grad", err);
-		if (!s)
-			s = ffdp_dist_plane_total(dm->dist, &sl, gz, 12, tot, err);
-		for (int k = 0; k < 12 && !s; k++)
-			ga->gW[k] += tot[k];
-	}
+	ffdp_slab sl = dom_slab(dm);
+	s = ffdp_dist_agree(dm->dist, s, "sample_grad", err);
+	if (!s)
+		s = planes ? ffdp_dist_plane_total(dm->dist, &sl, gz, 12, tot, err)
+			   : ffdp_dist_rank_total(dm->dist, mine, 12, tot, err);
+	for (int k = 0; k < 12 && !s; k++)
+		ga->gW[k] += tot[k];
 	free(gz);
 	return s;
 #else
@@ -347,7 +348,8 @@ ffdp_status reg_dom_gather_field(reg_domain *dm, ffdp_field *f, ffdp_error *err)
 		s = reg_field_alloc(dm->be, &f->grid, &whole, err);
 	s = ffdp_dist_agree(dm->dist, s, "gather", err);
 	for (int c = 0; c < f->ncomp && !s; c++)
-		s = ffdp_dist_gather(dm->dist, f->c[c], f->grid.n[0] * f->grid.n[1], f->grid.n[2], whole.c[c], 0, err);
+		s = ffdp_dist_gather_be(dm->dist, dm->be, f->c[c], f->grid.n[0] * f->grid.n[1], f->grid.n[2], whole.c[c], 0,
+					err);
 	reg_field_free(dm->be, f);
 	if (root && !s)
 		*f = whole;

@@ -79,9 +79,8 @@ ffdp_status reg_pair_init(reg_pair *p, ffdp_backend *be, const ffdp_volume *fixe
 	if (p->dist)
 		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "distributed registration needs a build with MPI");
 #endif
-	if (p->dist && (p->dim != 3 || !ffdp_backend_host_memory(be)))
-		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED,
-				 "distributed registration: 3-D images and the CPU backend only (for now)");
+	if (p->dist && p->dim != 3)
+		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "distributed registration: 3-D images only (for now)");
 	if (ffdp_grid_dim(&moving->grid) != p->dim)
 		return ffdp_fail(err, FFDP_ERR_DATA, "fixed image is %d-D but moving image is %d-D", p->dim,
 				 ffdp_grid_dim(&moving->grid));

@@ -2,6 +2,9 @@
 #include <string.h>
 
 #include "reg_internal.h"
+#ifdef FFDP_HAVE_MPI
+#include "ffdp/dist.h"
+#endif
 
 const char *ffdp_stage_name(ffdp_stage_kind kind)
 {
@@ -133,8 +136,20 @@ ffdp_status ffdp_register(const ffdp_volume *fixed, const ffdp_volume *moving, c
 		return ffdp_fail(err, FFDP_ERR_ARG, "only one deformable stage (greedy or syn) per run");
 	ffdp_backend *be = NULL;
 	ffdp_status s = ffdp_backend_open(o->backend, o->device, &be, err);
-	if (s)
+#ifdef FFDP_HAVE_MPI
+	if (o->dist) /* every rank opens one, or none goes on */
+		s = ffdp_dist_agree(o->dist, s, "backend", err);
+#endif
+	if (s) {
+		ffdp_backend_close(be);
 		return s;
+	}
+#ifdef FFDP_HAVE_MPI
+	if (o->dist && (s = ffdp_dist_use_backend(o->dist, be, o->dist_flags, err))) {
+		ffdp_backend_close(be);
+		return s;
+	}
+#endif
 	reg_pair p;
 	if ((s = reg_pair_init(&p, be, fixed, moving, o, err))) {
 		ffdp_backend_close(be);

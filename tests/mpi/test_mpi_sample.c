@@ -115,7 +115,7 @@ static void test_sample(ffdp_dist *d, ffdp_backend *be, const problem *P, int in
 	CHECK(tot[0] == tot[1] && t.fetches == 1, "rank %d: fetch traffic: %llu B sent, %llu B received over all ranks",
 	      rank, (unsigned long long)tot[0], (unsigned long long)tot[1]);
 	ffdp_dist_mbox box;
-	st = ffdp_dist_fetch(d, &b, &m, &box, NULL, &err);
+	st = ffdp_dist_fetch(d, be, &b, &m, &box, NULL, &err);
 	CHECK(st == FFDP_OK && (size == 1 || own == 0 || box.z1 - box.z0 < MZ),
 	      "rank %d: box planes [%lld, %lld) of %d", rank, (long long)box.z0, (long long)box.z1, MZ);
 

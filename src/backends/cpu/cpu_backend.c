@@ -37,6 +37,13 @@ static ffdp_status cpu_copy(ffdp_backend *be, void *dst, const void *src, size_t
 	return FFDP_OK;
 }
 
+static ffdp_status cpu_zero(ffdp_backend *be, void *dst, size_t bytes, ffdp_error *err)
+{
+	(void)be, (void)err;
+	memset(dst, 0, bytes);
+	return FFDP_OK;
+}
+
 static void cpu_close(ffdp_backend *be)
 {
 	free(be);
@@ -49,9 +56,11 @@ static const ffdp_ops_table cpu_table = {
 	.upload = cpu_copy,
 	.download = cpu_copy,
 	.copy = cpu_copy,
+	.zero = cpu_zero,
 	.host_memory = 1,
 	.close = cpu_close,
 	.sample = ffdp_cpu_sample,
+	.sample_zrange = ffdp_cpu_sample_zrange,
 	.sample_grad = ffdp_cpu_sample_grad,
 	.compose = ffdp_cpu_compose,
 	.invert_step = ffdp_cpu_invert_step,

@@ -19,6 +19,8 @@ ffdp_status ffdp_cpu_invert_step(ffdp_backend *be, const ffdp_invert_args *a, do
 ffdp_status ffdp_cpu_jacobian_det(ffdp_backend *be, const ffdp_vec *u, const double A[9], const double G[9],
 				  ffdp_img out, ffdp_error *err);
 ffdp_status ffdp_cpu_moments(ffdp_backend *be, ffdp_img x, double out[10], ffdp_error *err);
+ffdp_status ffdp_cpu_sample_zrange(ffdp_backend *be, const ffdp_sample_args *a, double *lo, double *hi, int *nan,
+				   ffdp_error *err);
 ffdp_status ffdp_cpu_moments_planes(ffdp_backend *be, ffdp_img x, int64_t z_lo, double *out_z, ffdp_error *err);
 ffdp_status ffdp_cpu_mse(ffdp_backend *be, const ffdp_loss_args *a, ffdp_error *err);
 ffdp_status ffdp_cpu_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_lncc_opts *o, ffdp_error *err);

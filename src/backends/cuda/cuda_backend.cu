@@ -60,6 +60,13 @@ static ffdp_status cuda_copy(ffdp_backend *be, void *dst, const void *src, size_
 	return e == cudaSuccess ? FFDP_OK : cuda_fail(err, e, "device copy");
 }
 
+static ffdp_status cuda_zero(ffdp_backend *be, void *dst, size_t bytes, ffdp_error *err)
+{
+	(void)be;
+	cudaError_t e = cudaMemset(dst, 0, bytes);
+	return e == cudaSuccess ? FFDP_OK : cuda_fail(err, e, "memset");
+}
+
 static void cuda_close(ffdp_backend *be)
 {
 	free(be);
@@ -74,9 +81,11 @@ static ffdp_ops_table make_table(void)
 	t.upload = cuda_upload;
 	t.download = cuda_download;
 	t.copy = cuda_copy;
+	t.zero = cuda_zero;
 	t.host_memory = 0;
 	t.close = cuda_close;
 	t.sample = ffdp_cuda_sample;
+	t.sample_zrange = ffdp_cuda_sample_zrange;
 	t.sample_grad = ffdp_cuda_sample_grad;
 	t.compose = ffdp_cuda_compose;
 	t.invert_step = ffdp_cuda_invert_step;

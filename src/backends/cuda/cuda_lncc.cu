@@ -64,6 +64,7 @@ typedef struct lncc_k {
 	int64_t nx, ny, nz;
 	int64_t ntx, ntiles;  /* tiles along x; tiles per z chunk */
 	int64_t zc;           /* planes per chunk */
+	int64_t oz0, oz1;     /* planes that get loss and gradients (shards) */
 	double eps, gscale;   /* gscale = -scale / denom */
 	int r, hc, nq, exact; /* nq: coefficients (0: loss only, 3: gm, 5: gm and gf) */
 	int oy;               /* tile height */
@@ -230,7 +231,7 @@ static __device__ double ln_coefs(const lncc_k &k, const double *xb, float *coef
 				const double cc = ln_cc<NQ>(s, inv, k.eps, w, c);
 				if (in_chunk && xtile && j >= hc && j < hc + k.oy)
 					lsum += w * cc;
-				if (NQ && !EXACT) {
+				if (NQ && !EXACT && pc >= k.oz0 && pc < k.oz1) {
 					const double df = (double)k.f[v] - cf, dm = (double)k.m[v] - cm;
 					k.gm[v] = (float)(k.gscale * (df * c[0] - dm * c[1] + c[2]));
 					if (NQ == 5)
@@ -308,7 +309,8 @@ template <int NQ, bool EXACT> static __global__ void __launch_bounds__(LN_T, 1) 
 		if (inside) {
 			ln_box_rows<double>(z, r2, k.cx, LN_NQ * k.iy, r);
 			__syncthreads();
-			lsum += ln_coefs<NQ, EXACT>(k, r2, coef, x0, y0, pc, pc >= z0 && pc < z1, cf, cm);
+			lsum += ln_coefs<NQ, EXACT>(k, r2, coef, x0, y0, pc,
+						    pc >= z0 && pc < z1 && pc >= k.oz0 && pc < k.oz1, cf, cm);
 			__syncthreads();
 		}
 		if (!EXACT)
@@ -322,7 +324,8 @@ template <int NQ, bool EXACT> static __global__ void __launch_bounds__(LN_T, 1) 
 				ynew[i] = 0.0f; /* planes past the image add nothing */
 		}
 		__syncthreads();
-		ln_grad<NQ>(k, ynew, yold, acc, x0, y0, pc - r, pc - r >= z0 && pc - r < z1, cf, cm);
+		ln_grad<NQ>(k, ynew, yold, acc, x0, y0, pc - r,
+			    pc - r >= z0 && pc - r < z1 && pc - r >= k.oz0 && pc - r < k.oz1, cf, cm);
 		/* the next write to yold's slot follows at least one barrier */
 	}
 	lsum = cu_tree_sum(lsum, red);
@@ -401,6 +404,7 @@ ffdp_status ffdp_cuda_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp
 		k.gm = a->gf, k.gf = NULL;
 	}
 	k.nx = nx, k.ny = ny, k.nz = nz;
+	k.oz0 = o->z_full ? o->o_z0 : 0, k.oz1 = o->z_full ? o->o_z1 : nz;
 	k.r = (o->k - 1) / 2;
 	k.nq = k.gm ? (k.gf ? 5 : 3) : 0;
 	k.exact = k.nq && o->exact_grad;
