@@ -14,6 +14,8 @@ done
 data=${FFDP_DATA_DIR:-../shared/data}
 rm -rf .devicedata && mkdir -p .devicedata/cfireants_validate .devicedata/oasis_trt20
 cp -r "$data/cfireants_validate/medium" .devicedata/cfireants_validate/
+mkdir -p .devicedata/fireants_tutorial_mal35_2mm
+cp "$data/fireants_tutorial_mal35_2mm/"atlas_2mm_100[01]_3.nii.gz .devicedata/fireants_tutorial_mal35_2mm/
 for s in 1 2 3 4 5 6 7 8 9 10; do
 	mkdir -p ".devicedata/oasis_trt20/subject_$s"
 	cp "$data/oasis_trt20/subject_$s/"*.nii.gz ".devicedata/oasis_trt20/subject_$s/"

@@ -31,6 +31,8 @@ if [ -d "$ROOT/.devicedeps" ]; then
 		-DNIFTI2_LIBRARY="$ROOT/.devicedeps/lib/libnifti2.so" -DZNZ_LIBRARY="$ROOT/.devicedeps/lib/libznz.so")
 	export LD_LIBRARY_PATH="$ROOT/.devicedeps/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
+# ... and the test pairs in .devicedata/ (it has no ../shared)
+[ -d "$ROOT/../shared/data" ] || [ ! -d "$ROOT/.devicedata" ] || extra+=(-DFFDP_DATA_DIR="$ROOT/.devicedata")
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DFFDP_WITH_CUDA=ON "${extra[@]}" >"$LOG/configure.log" 2>&1 ||
 	fail "configure failed"
 grep -q "ffdp: CUDA ON" "$LOG/configure.log" || fail "CMake did not find nvcc: no CUDA backend"

@@ -38,6 +38,9 @@ ffdp_status ffdp_cli_mpi_share(const cli_mpi *m, ffdp_status s, ffdp_error *err,
 			       int nvol, ffdp_mat4 *T);
 /* This rank's index among the ranks on its host (0 without MPI). */
 int ffdp_cli_mpi_local_rank(const cli_mpi *m);
+/* How the ranks moved planes in the last registration: "mpi", "staged",
+ * "nccl" (dist.h), or "none" without ranks. */
+const char *ffdp_cli_mpi_transport(const cli_mpi *m);
 /* Every rank's per-stage fetch traffic (received, sent, and what a ring
  * would have brought, in bytes) into all on rank 0:
  * all[(rank * nstages + stage) * FFDP_CLI_TRAFFIC + 0/1/2]. */

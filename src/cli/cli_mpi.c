@@ -111,6 +111,16 @@ int ffdp_cli_mpi_local_rank(const cli_mpi *m)
 	return 0;
 }
 
+const char *ffdp_cli_mpi_transport(const cli_mpi *m)
+{
+#ifdef FFDP_HAVE_MPI
+	if (m->dist)
+		return ffdp_dist_transport(m->dist);
+#endif
+	(void)m;
+	return "none";
+}
+
 void ffdp_cli_mpi_traffic(const cli_mpi *m, const ffdp_reg_result *r, uint64_t *all)
 {
 	uint64_t mine[FFDP_CLI_TRAFFIC * FFDP_MAX_STAGES];

@@ -13,6 +13,7 @@ typedef struct reg_cli {
 				later preset cannot reset it */
 	long long device;
 	int device_given; /* --device: else under mpirun each rank takes one by its local rank */
+	const char *transport; /* how ranks moved planes (report) */
 	ffdp_reg_opts opts;
 	int explicit_stages;
 } reg_cli;
@@ -342,10 +343,10 @@ static int write_report(const char *path, const reg_cli *c, const ffdp_reg_resul
 #define APP(...) (n += (size_t)snprintf(buf + n, n < sizeof(buf) ? sizeof(buf) - n : 0, __VA_ARGS__))
 	APP("{\n  \"ffdp_version\": \"%s\",\n  \"fixed\": \"%s\",\n  \"moving\": \"%s\",\n", ffdp_version(), c->fixed,
 	    c->moving);
-	APP("  \"backend\": \"%s\",\n  \"threads\": %d,\n  \"mpi_ranks\": %d,\n  \"seconds\": %.3f,\n"
-	    "  \"peak_memory_mb\": %ld,\n",
-	    c->opts.backend == FFDP_BACKEND_CUDA ? "cuda" : "cpu", ffdp_num_threads(), nranks, r->seconds,
-	    ffdp_cli_peak_rss_mb());
+	APP("  \"backend\": \"%s\",\n  \"threads\": %d,\n  \"mpi_ranks\": %d,\n  \"mpi_transport\": \"%s\",\n"
+	    "  \"seconds\": %.3f,\n  \"peak_memory_mb\": %ld,\n",
+	    c->opts.backend == FFDP_BACKEND_CUDA ? "cuda" : "cpu", ffdp_num_threads(), nranks,
+	    c->transport ? c->transport : "none", r->seconds, ffdp_cli_peak_rss_mb());
 	APP("  \"affine\": [");
 	for (int i = 0; i < 12; i++)
 		APP("%s%.10g", i ? ", " : "", r->T.m[i]);
@@ -460,6 +461,7 @@ int ffdp_cmd_register(int argc, char **argv)
 		s = ffdp_fail(&err, FFDP_ERR_NOMEM, "no memory for the traffic report");
 	if (!s)
 		ffdp_cli_mpi_traffic(&mpi, &res, traffic);
+	c.transport = ffdp_cli_mpi_transport(&mpi);
 	if (!s && mpi.rank == 0)
 		s = write_outputs(&c, &fixed, &moving, &res, traffic, mpi.size, &err);
 	free(traffic);
