@@ -36,8 +36,7 @@ ffdp_status ffdp_cli_mpi_start(cli_mpi *m, int *argc, char ***argv, ffdp_error *
 	m->own_init = !inited;
 	MPI_Comm_rank(MPI_COMM_WORLD, &m->rank);
 	MPI_Comm_size(MPI_COMM_WORLD, &m->size);
-	if (m->size < 2)
-		return FFDP_OK;
+	/* one rank too: the distributed code on one slab (the same result) */
 	ffdp_status s = ffdp_dist_create(&m->dist, err);
 	if (!s && m->rank > 0)
 		ffdp_log_set_level(FFDP_LOG_QUIET); /* rank 0 reports */
