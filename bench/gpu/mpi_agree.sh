@@ -21,9 +21,14 @@ import numpy as np
 def load(p):
     b = gzip.open(p).read()
     off = int(struct.unpack('<f', b[108:112])[0])
-    return np.frombuffer(b[off:], dtype='<f4')
+    dim = struct.unpack('<8h', b[40:56])
+    return np.frombuffer(b[off:], dtype='<f4').reshape(dim[5], dim[3], dim[2], dim[1])
 a, b = load(sys.argv[1]), load(sys.argv[2])
-print("%.3g (of %.3g)" % (np.abs(a - b).max(), np.abs(a).max()))
+d = np.abs(a - b)
+zs = np.argsort(d.max(axis=(0, 2, 3)))[::-1][:4]
+big = (d > 1e-3 * np.abs(a).max()).sum()
+print("%.3g (of %.3g); %d values > 1e-3 of it; worst z planes %s of %d" %
+      (d.max(), np.abs(a).max(), big, list(zs), a.shape[1]))
 PY
 }
 affdiff() { # two ITK affine text files: largest parameter difference
@@ -31,7 +36,7 @@ affdiff() { # two ITK affine text files: largest parameter difference
 		awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d } END { printf "%.3g\n", m }'
 }
 printf "%-8s %-6s %s\n" stage iters "largest difference, $np ranks vs one process"
-for it in 1 3 10 30; do
+for it in ${ITERS:-1 3 10 30}; do
 	for st in affine greedy; do
 		if [ $st = affine ]; then t=(--transform 'Affine[3e-3]'); else t=(--transform 'Greedy[0.5,1.5,0.5]'); fi
 		args=(-q --backend cuda "${pair[@]}" "${t[@]}" --convergence $it --shrink-factors 1)
