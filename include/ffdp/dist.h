@@ -151,9 +151,6 @@ ffdp_status ffdp_dist_gather(ffdp_dist *d, const float *own, int64_t plane, int6
 			     ffdp_error *err);
 ffdp_status ffdp_dist_scatter(ffdp_dist *d, const float *whole, int64_t plane, int64_t nz, float *own, int root,
 			      ffdp_error *err);
-/* The same on be's memory (both whole and own). */
-ffdp_status ffdp_dist_gather_be(ffdp_dist *d, ffdp_backend *be, const float *own, int64_t plane, int64_t nz,
-				float *whole, int root, ffdp_error *err);
 
 /* ---- reductions -------------------------------------------------------------
  * A sum over a z-slabbed volume is formed from per-plane partial sums

@@ -40,6 +40,10 @@ int ffdp_grid_same(const ffdp_grid *a, const ffdp_grid *b, double tol);
 ffdp_mat4 ffdp_grid_index_to_phys(const ffdp_grid *g);
 ffdp_mat4 ffdp_grid_phys_to_index(const ffdp_grid *g);
 void ffdp_grid_point(const ffdp_grid *g, const double idx[3], double p[3]);
+/* Planes [z0, z1) of g as a grid of their own: nz = z1 - z0 and the
+ * origin at g's plane z0, so slab index (i, j, k) lies where g's index
+ * (i, j, k + z0) does (slab reading, distributed results). */
+ffdp_grid ffdp_grid_slab(const ffdp_grid *g, int64_t z0, int64_t z1);
 /* Physical centre of the voxel box (the centre of the image). */
 void ffdp_grid_center(const ffdp_grid *g, double c[3]);
 

@@ -74,7 +74,9 @@ typedef struct ffdp_reg_opts {
 	 * ranks of this context (dist.h) in z-slabs, with the single-process
 	 * result's bits.  Every rank calls ffdp_register with the same inputs
 	 * (each rank's level images and fields hold its planes only); every
-	 * stage is distributed; rank 0 gets the fields.  3-D.  With a GPU
+	 * stage is distributed, the finish too (inverse, SyN's composition):
+	 * each rank gets its planes of the fields (ffdp_slab_of), u and u_inv
+	 * on their slab grid (ffdp_grid_slab).  3-D.  With a GPU
 	 * backend each rank uses its device (o->device) and planes move with
 	 * NCCL or through host memory (ffdp_dist_use_backend): the result then
 	 * equals one process's to rounding. */
@@ -128,6 +130,15 @@ void ffdp_reg_result_free(ffdp_reg_result *res);
  * memory gets them uploaded and the result downloaded. */
 ffdp_status ffdp_warp_volume(ffdp_backend *be, const ffdp_volume *moving, const ffdp_grid *ref, const ffdp_mat4 *T,
 			     const ffdp_field *u, ffdp_interp interp, ffdp_volume *out, ffdp_error *err);
+
+/* The same over MPI ranks (built with MPI): moving's grid is the whole
+ * image's and its data the rank's planes (ffdp_slab_of along its z); out
+ * gets the rank's planes of ref; u (or NULL) is on the rank's slab of ref
+ * (ffdp_grid_slab), as ffdp_register returns it.  Host memory and a CPU
+ * backend.  Collective. */
+ffdp_status ffdp_warp_volume_dist(struct ffdp_dist *d, ffdp_backend *be, const ffdp_volume *moving,
+				  const ffdp_grid *ref, const ffdp_mat4 *T, const ffdp_field *u, ffdp_interp interp,
+				  float *out, ffdp_error *err);
 
 /* The ANTs displacement w = L^-1 u for phi(x) = T(x + w(x)); host fields,
  * computed on the CPU (w is new: ffdp_field_free). */

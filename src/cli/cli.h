@@ -21,7 +21,7 @@ int ffdp_cli_usage(const char *cmd, const char *fmt, ...)
 #endif
 	;
 /* ---- running under mpirun (cli_mpi.c) ----------------------------------------
- * When mpirun started more than one rank, MPI is initialised and a dist
+ * Under mpirun (one rank or more), MPI is initialised and a dist
  * context made; other ranks log errors only. */
 typedef struct cli_mpi {
 	struct ffdp_dist *dist; /* NULL: one process */
@@ -31,11 +31,19 @@ typedef struct cli_mpi {
 
 ffdp_status ffdp_cli_mpi_start(cli_mpi *m, int *argc, char ***argv, ffdp_error *err);
 void ffdp_cli_mpi_end(cli_mpi *m);
-/* Rank 0's status s, then (when it is OK) its volumes' grids and each
- * rank's planes of them (other ranks' data are allocated here and hold
- * their planes only; rank 0 keeps the whole volumes), and T. */
-ffdp_status ffdp_cli_mpi_share(const cli_mpi *m, ffdp_status s, ffdp_error *err, ffdp_volume *const *vols,
-			       int nvol, ffdp_mat4 *T);
+/* Every rank reads its planes of each image (ffdp_slab_of along the
+ * image's own z; v->grid is the whole image's), after rank 0 has checked
+ * that probe is writable, that every header reads, and read T from init
+ * (NULL: T kept), which all ranks then get.  *quiet: the failure was
+ * printed by a lower rank. */
+ffdp_status ffdp_cli_mpi_read(const cli_mpi *m, const char *const *paths, ffdp_volume *const *vols, int n,
+			      const char *probe, const char *init, ffdp_mat4 *T, int *quiet, ffdp_error *err);
+/* The registration's images from every rank's planes (fixed, moving as
+ * ffdp_cli_mpi_read gave them, r as ffdp_register under MPI): PREFIX_warped,
+ * _warp, _inverse_warp (.nii.gz, each rank its planes) and _qc.png (rank 0,
+ * from previews).  Collective. */
+ffdp_status ffdp_cli_mpi_write_images(const cli_mpi *m, const char *prefix, const ffdp_volume *fixed,
+				      const ffdp_volume *moving, const ffdp_reg_result *r, ffdp_error *err);
 /* This rank's index among the ranks on its host (0 without MPI). */
 int ffdp_cli_mpi_local_rank(const cli_mpi *m);
 /* How the ranks moved planes in the last registration: "mpi", "staged",

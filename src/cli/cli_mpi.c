@@ -1,5 +1,8 @@
-/* ffdp under mpirun (cli.h): detection, MPI set-up, rank 0's inputs shared
- * with every rank, and the ranks' fetch traffic gathered for the report. */
+/* ffdp under mpirun (cli.h): detection, MPI set-up, every rank reading and
+ * writing its own planes of the images, and the ranks' fetch traffic
+ * gathered for the report.  No rank holds a whole volume: rank 0 holds the
+ * QC picture's previews (at most 256 voxels an axis). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,15 +11,17 @@
 #include <mpi.h>
 
 #include "ffdp/dist.h"
+#include "ffdp/pyramid.h"
 #endif
 
-/* Launched by mpirun with more than one rank (Open MPI, MPICH/PMI)? */
+/* Launched by mpirun (Open MPI, MPICH/PMI)?  One rank too: it runs the
+ * distributed code on one slab. */
 static int launched_by_mpirun(void)
 {
 	static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"};
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
 		const char *v = getenv(vars[i]);
-		if (v && atoi(v) > 1)
+		if (v && atoi(v) >= 1)
 			return 1;
 	}
 	return 0;
@@ -59,44 +64,134 @@ void ffdp_cli_mpi_end(cli_mpi *m)
 }
 
 #ifdef FFDP_HAVE_MPI
-/* bytes from rank 0, in messages under 1 GiB (grids, T). */
-static void bcast_bytes(void *p, size_t bytes)
+/* The lowest rank whose s failed prints it; the others stay quiet. */
+static ffdp_status agree_told(const cli_mpi *m, ffdp_status s, int *quiet, ffdp_error *err)
 {
-	char *c = p;
-	const size_t chunk = (size_t)1 << 30;
-	for (size_t o = 0; o < bytes; o += chunk)
-		MPI_Bcast(c + o, (int)(bytes - o < chunk ? bytes - o : chunk), MPI_BYTE, 0, MPI_COMM_WORLD);
+	int first = s ? m->rank : m->size;
+	MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+	if (first == m->size)
+		return FFDP_OK;
+	*quiet = first != m->rank;
+	return s ? s : ffdp_fail(err, FFDP_ERR_ARG, "rank %d could not go on", first);
 }
 #endif
 
-ffdp_status ffdp_cli_mpi_share(const cli_mpi *m, ffdp_status s, ffdp_error *err, ffdp_volume *const *vols,
-			       int nvol, ffdp_mat4 *T)
+ffdp_status ffdp_cli_mpi_read(const cli_mpi *m, const char *const *paths, ffdp_volume *const *vols, int n,
+			      const char *probe, const char *init, ffdp_mat4 *T, int *quiet, ffdp_error *err)
 {
-	if (!m->dist)
-		return s;
+	*quiet = 0;
 #ifdef FFDP_HAVE_MPI
-	int st = (int)s;
-	MPI_Bcast(&st, 1, MPI_INT, 0, MPI_COMM_WORLD);
-	if (st) /* rank 0 prints the reason */
-		return m->rank ? ffdp_fail(err, (ffdp_status)st, "rank 0 could not read the inputs") : s;
-	/* grids to all, then each rank's planes only (rank 0 keeps the whole
-	 * volumes, for the outputs; its planes come first) */
-	for (int k = 0; k < nvol && !s; k++) {
-		ffdp_volume *v = vols[k];
-		bcast_bytes(&v->grid, sizeof(v->grid));
-		ffdp_slab sl = ffdp_slab_of(v->grid.n[2], m->rank, m->size);
-		int64_t plane = v->grid.n[0] * v->grid.n[1];
-		if (m->rank && !(v->data = ffdp_alloc((size_t)((sl.z1 - sl.z0) * plane + 1) * sizeof(float), err)))
-			s = FFDP_ERR_NOMEM;
-		s = ffdp_dist_agree(m->dist, s, "scatter", err);
-		if (!s)
-			s = ffdp_dist_scatter(m->dist, v->data, plane, v->grid.n[2], v->data, 0, err);
+	ffdp_status s = FFDP_OK;
+	/* rank 0 first: a missing file or unwritable output is said once */
+	if (m->rank == 0) {
+		s = ffdp_check_writable(probe, err);
+		for (int k = 0; k < n && !s; k++) {
+			ffdp_grid g;
+			s = ffdp_image_read_header(paths[k], &g, NULL, err);
+		}
+		if (!s && init)
+			s = ffdp_affine_read(init, T, err);
 	}
-	bcast_bytes(T, sizeof(*T));
+	if ((s = agree_told(m, s, quiet, err)))
+		return s;
+	MPI_Bcast(T, (int)sizeof(*T), MPI_BYTE, 0, MPI_COMM_WORLD);
+	/* every rank its planes, along each image's own z */
+	for (int k = 0; k < n && !s; k++) {
+		ffdp_grid g;
+		ffdp_volume *v = vols[k];
+		s = ffdp_image_read_header(paths[k], &g, NULL, err);
+		ffdp_slab sl = ffdp_slab_of(s ? 1 : g.n[2], m->rank, m->size);
+		if (!s && sl.z1 > sl.z0)
+			s = ffdp_image_read_slab(paths[k], sl.z0, sl.z1, 0, v, NULL, err);
+		else if (!s && !(v->data = ffdp_alloc(sizeof(float), err)))
+			s = FFDP_ERR_NOMEM;
+		if (!s)
+			v->grid = g; /* the whole image's; the data are the rank's planes */
+		s = agree_told(m, s, quiet, err);
+	}
 	return s;
 #else
-	(void)err, (void)vols, (void)nvol, (void)T;
+	(void)m, (void)paths, (void)vols, (void)n, (void)probe, (void)init, (void)T;
+	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "built without MPI");
+#endif
+}
+
+#ifdef FFDP_HAVE_MPI
+/* The QC preview of an image held in slabs: at most 256 voxels an axis,
+ * gathered on rank 0 (out: rank 0 only). */
+static ffdp_status preview(const cli_mpi *m, ffdp_backend *be, const ffdp_grid *g, const float *own,
+			   ffdp_volume *out, ffdp_error *err)
+{
+	int64_t big = g->n[0] > g->n[1] ? g->n[0] : g->n[1];
+	big = big > g->n[2] ? big : g->n[2];
+	ffdp_grid pg = *g;
+	float *part = NULL;
+	ffdp_status s = big > 256 ? ffdp_pyramid_level_grid(g, (double)(big + 255) / 256.0, 1, &pg, err) : FFDP_OK;
+	ffdp_slab ps = ffdp_slab_of(pg.n[2], m->rank, m->size);
+	const int64_t plane = pg.n[0] * pg.n[1];
+	if (!s && big > 256) {
+		ffdp_dist_image src = {.own = own, .n = {g->n[0], g->n[1], g->n[2]}};
+		if (!(part = ffdp_alloc((size_t)((ps.z1 - ps.z0) * plane + 1) * sizeof(float), err)))
+			s = FFDP_ERR_NOMEM;
+		s = ffdp_dist_agree(m->dist, s, "qc preview", err);
+		if (!s)
+			s = ffdp_dist_downsample(m->dist, be, &src, g, &pg, part, NULL, err);
+	}
+	if (!s && m->rank == 0)
+		s = ffdp_volume_alloc(out, &pg, err);
+	s = ffdp_dist_agree(m->dist, s, "qc preview", err);
+	if (!s)
+		s = ffdp_dist_gather(m->dist, part ? part : own, plane, pg.n[2], m->rank == 0 ? out->data : NULL, 0, err);
+	ffdp_free(part);
 	return s;
+}
+#endif
+
+ffdp_status ffdp_cli_mpi_write_images(const cli_mpi *m, const char *prefix, const ffdp_volume *fixed,
+				      const ffdp_volume *moving, const ffdp_reg_result *r, ffdp_error *err)
+{
+#ifdef FFDP_HAVE_MPI
+	char path[4096];
+	ffdp_backend *be = NULL;
+	ffdp_field w = {0};
+	ffdp_volume pf = {0}, pw = {0};
+	const ffdp_grid *g = &fixed->grid;
+	ffdp_slab sl = ffdp_slab_of(g->n[2], m->rank, m->size);
+	const int64_t own = sl.z1 - sl.z0;
+	float *warped = ffdp_alloc((size_t)(own * g->n[0] * g->n[1] + 1) * sizeof(float), err);
+	ffdp_status s = warped ? ffdp_backend_open(FFDP_BACKEND_CPU, 0, &be, err) : FFDP_ERR_NOMEM;
+#define OUT(suffix) (snprintf(path, sizeof(path), "%s%s", prefix, suffix), path)
+	s = ffdp_dist_agree(m->dist, s, "outputs", err);
+	if (!s)
+		s = ffdp_warp_volume_dist(m->dist, be, moving, g, &r->T, r->has_warp ? &r->u : NULL, FFDP_INTERP_LINEAR,
+					  warped, err);
+	if (!s)
+		s = ffdp_dist_image_write(m->dist, OUT("_warped.nii.gz"), g, warped, &sl, FFDP_WRITE_FLOAT32, err);
+	if (!s && r->has_warp) {
+		if (own > 0)
+			s = ffdp_warp_to_ants(&r->u, &r->T, &w, err);
+		s = ffdp_dist_agree(m->dist, s, "outputs", err);
+		if (!s)
+			s = ffdp_dist_field_write(m->dist, OUT("_warp.nii.gz"), g, w.c, &sl, err);
+	}
+	if (!s && r->has_inverse)
+		s = ffdp_dist_field_write(m->dist, OUT("_inverse_warp.nii.gz"), g, r->u_inv.c, &sl, err);
+	if (!s)
+		s = preview(m, be, g, fixed->data, &pf, err);
+	if (!s)
+		s = preview(m, be, g, warped, &pw, err);
+	if (!s && m->rank == 0)
+		s = ffdp_qc_write_png(OUT("_qc.png"), &pf, &pw, FFDP_QC_OVERLAY, err);
+	s = ffdp_dist_agree(m->dist, s, "outputs", err);
+#undef OUT
+	ffdp_field_free(&w);
+	ffdp_volume_free(&pf), ffdp_volume_free(&pw);
+	ffdp_free(warped);
+	ffdp_backend_close(be);
+	return s;
+#else
+	(void)m, (void)prefix, (void)fixed, (void)moving, (void)r;
+	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "built without MPI");
 #endif
 }
 

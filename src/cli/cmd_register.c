@@ -369,33 +369,40 @@ static int write_report(const char *path, const reg_cli *c, const ffdp_reg_resul
 	return ffdp_write_text(path, buf, err);
 }
 
-static int write_outputs(const reg_cli *c, const ffdp_volume *fixed, const ffdp_volume *moving,
-			 const ffdp_reg_result *r, const uint64_t *traffic, int nranks, ffdp_error *err)
+/* The images (every rank's planes under mpirun), then on rank 0 the affine
+ * and the report. */
+static int write_outputs(const reg_cli *c, const cli_mpi *mpi, const ffdp_volume *fixed, const ffdp_volume *moving,
+			 const ffdp_reg_result *r, const uint64_t *traffic, ffdp_error *err)
 {
 	char path[4096];
 	ffdp_backend *be = NULL;
 	ffdp_volume warped = {0};
 	ffdp_field w = {0};
-	ffdp_status s = ffdp_backend_open(FFDP_BACKEND_CPU, 0, &be, err);
+	ffdp_status s = FFDP_OK;
 #define OUT(suffix) (snprintf(path, sizeof(path), "%s%s", c->prefix, suffix), path)
-	if (!s)
-		s = ffdp_warp_volume(be, moving, &fixed->grid, &r->T, r->has_warp ? &r->u : NULL, FFDP_INTERP_LINEAR,
-				     &warped, err);
-	if (!s)
-		s = ffdp_image_write(OUT("_warped.nii.gz"), &warped, FFDP_WRITE_FLOAT32, err);
-	if (!s)
-		s = ffdp_affine_write(OUT("_affine.txt"), &r->T, err);
-	if (!s && r->has_warp) {
-		s = ffdp_warp_to_ants(&r->u, &r->T, &w, err);
+	if (mpi->dist) {
+		s = ffdp_cli_mpi_write_images(mpi, c->prefix, fixed, moving, r, err);
+	} else {
+		s = ffdp_backend_open(FFDP_BACKEND_CPU, 0, &be, err);
 		if (!s)
-			s = ffdp_field_write(OUT("_warp.nii.gz"), &w, err);
+			s = ffdp_warp_volume(be, moving, &fixed->grid, &r->T, r->has_warp ? &r->u : NULL,
+					     FFDP_INTERP_LINEAR, &warped, err);
+		if (!s)
+			s = ffdp_image_write(OUT("_warped.nii.gz"), &warped, FFDP_WRITE_FLOAT32, err);
+		if (!s && r->has_warp) {
+			s = ffdp_warp_to_ants(&r->u, &r->T, &w, err);
+			if (!s)
+				s = ffdp_field_write(OUT("_warp.nii.gz"), &w, err);
+		}
+		if (!s && r->has_inverse)
+			s = ffdp_field_write(OUT("_inverse_warp.nii.gz"), &r->u_inv, err);
+		if (!s)
+			s = ffdp_qc_write_png(OUT("_qc.png"), fixed, &warped, FFDP_QC_OVERLAY, err);
 	}
-	if (!s && r->has_inverse)
-		s = ffdp_field_write(OUT("_inverse_warp.nii.gz"), &r->u_inv, err);
-	if (!s)
-		s = ffdp_qc_write_png(OUT("_qc.png"), fixed, &warped, FFDP_QC_OVERLAY, err);
-	if (!s)
-		s = write_report(OUT("_report.json"), c, r, traffic, nranks, err);
+	if (!s && mpi->rank == 0)
+		s = ffdp_affine_write(OUT("_affine.txt"), &r->T, err);
+	if (!s && mpi->rank == 0)
+		s = write_report(OUT("_report.json"), c, r, traffic, mpi->size, err);
 #undef OUT
 	ffdp_field_free(&w);
 	ffdp_volume_free(&warped);
@@ -421,14 +428,18 @@ int ffdp_cmd_register(int argc, char **argv)
 		int ndev = ffdp_cuda_device_count();
 		c.opts.device = ndev > 0 ? ffdp_cli_mpi_local_rank(&mpi) % ndev : 0;
 	}
-	c.opts.slab_inputs = mpi.dist != NULL; /* rank 0's planes come first in its whole volumes */
+	c.opts.slab_inputs = mpi.dist != NULL; /* each rank reads its planes */
 	ffdp_volume fixed = {0}, moving = {0}, fmask = {0};
 	ffdp_reg_result res;
 	memset(&res, 0, sizeof(res));
-	/* rank 0 reads and shares the inputs */
-	if (mpi.rank == 0) {
-		char probe[4096];
-		snprintf(probe, sizeof(probe), "%s_warped.nii.gz", c.prefix);
+	char probe[4096];
+	snprintf(probe, sizeof(probe), "%s_warped.nii.gz", c.prefix);
+	int told = 0; /* another rank printed why this one stops */
+	if (mpi.dist) {
+		const char *paths[3] = {c.fixed, c.moving, c.fmask};
+		ffdp_volume *vols[3] = {&fixed, &moving, &fmask};
+		s = ffdp_cli_mpi_read(&mpi, paths, vols, c.fmask ? 3 : 2, probe, c.init, &c.opts.init, &told, &err);
+	} else {
 		s = ffdp_check_writable(probe, &err);
 		if (!s)
 			s = ffdp_image_read(c.fixed, 0, &fixed, NULL, &err);
@@ -439,11 +450,7 @@ int ffdp_cmd_register(int argc, char **argv)
 		if (!s && c.init)
 			s = ffdp_affine_read(c.init, &c.opts.init, &err);
 	}
-	/* every rank gets its planes of each (the mask: a weight per fixed voxel) */
-	ffdp_volume *vols[3] = {&fixed, &moving, &fmask};
-	s = ffdp_cli_mpi_share(&mpi, s, &err, vols, c.fmask ? 3 : 2, &c.opts.init);
 	c.opts.fixed_mask = c.fmask ? &fmask : NULL;
-	int told = s && mpi.rank > 0; /* rank 0 prints why it could not read */
 	if (!s) {
 		if (c.opts.backend == FFDP_BACKEND_CUDA)
 			ffdp_log_info("register: %s -> %s, %d stage%s, CUDA device %d", c.moving, c.fixed, c.opts.nstages,
@@ -462,8 +469,8 @@ int ffdp_cmd_register(int argc, char **argv)
 	if (!s)
 		ffdp_cli_mpi_traffic(&mpi, &res, traffic);
 	c.transport = ffdp_cli_mpi_transport(&mpi);
-	if (!s && mpi.rank == 0)
-		s = write_outputs(&c, &fixed, &moving, &res, traffic, mpi.size, &err);
+	if (!s)
+		s = write_outputs(&c, &mpi, &fixed, &moving, &res, traffic, &err);
 	free(traffic);
 	if (!s) {
 		for (int k = 0; k < res.nstages; k++)

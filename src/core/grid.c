@@ -90,6 +90,15 @@ void ffdp_grid_point(const ffdp_grid *g, const double idx[3], double p[3])
 	ffdp_mat4_apply_point(&m, idx, p);
 }
 
+ffdp_grid ffdp_grid_slab(const ffdp_grid *g, int64_t z0, int64_t z1)
+{
+	ffdp_grid s = *g;
+	const double idx[3] = {0.0, 0.0, (double)z0};
+	ffdp_grid_point(g, idx, s.origin);
+	s.n[2] = z1 - z0;
+	return s;
+}
+
 void ffdp_grid_center(const ffdp_grid *g, double c[3])
 {
 	double idx[3];

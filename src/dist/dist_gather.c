@@ -54,28 +54,3 @@ ffdp_status ffdp_dist_scatter(ffdp_dist *d, const float *whole, int64_t plane, i
 {
 	return move(d, (float *)whole, own, plane, nz, root, do_scatter, "dist scatter", err);
 }
-
-ffdp_status ffdp_dist_gather_be(ffdp_dist *d, ffdp_backend *be, const float *own, int64_t plane, int64_t nz,
-				float *whole, int root, ffdp_error *err)
-{
-	ffdp_status st = dist_check_backend(d, be, "dist gather", err);
-	if (st)
-		return st;
-	if (dist_host(d, be))
-		return ffdp_dist_gather(d, own, plane, nz, whole, root, err);
-	ffdp_slab me = ffdp_slab_of(nz, d->rank, d->size);
-	dist_xfer x;
-	dist_xfer_init(&x, d, be);
-	if (d->rank == root) {
-		st = dist_copy(be, whole + me.z0 * plane, own, (me.z1 - me.z0) * plane, err);
-		for (int q = 0; q < d->size; q++) {
-			ffdp_slab o = ffdp_slab_of(nz, q, d->size);
-			if (q != root)
-				dist_xfer_recv(&x, whole + o.z0 * plane, (o.z1 - o.z0) * plane, q, 21);
-		}
-	} else {
-		dist_xfer_send(&x, own, (me.z1 - me.z0) * plane, root, 21);
-	}
-	ffdp_status sx = dist_xfer_run(&x, err);
-	return st ? st : sx;
-}

@@ -53,7 +53,7 @@ static inline int dist_exact(const ffdp_dist *d, ffdp_backend *be)
 	return d->exact && (!be || ffdp_backend_host_memory(be));
 }
 
-/* be's buffers are host memory that MPI may touch directly. */
+/* MPI moves be's buffers directly: host memory, not forced to stage. */
 int dist_host(const ffdp_dist *d, ffdp_backend *be);
 /* The backend may be used with d (ffdp_dist_use_backend was called for a
  * device backend); an error naming what otherwise. */

@@ -40,7 +40,8 @@ ffdp_status dist_copy(ffdp_backend *be, float *dst, const float *src, int64_t fl
 
 int dist_host(const ffdp_dist *d, ffdp_backend *be)
 {
-	return !be || (ffdp_backend_host_memory(be) && d->xport == DIST_XPORT_MPI);
+	/* host memory goes by MPI even where GPUs use NCCL (outputs, previews) */
+	return !be || (ffdp_backend_host_memory(be) && d->xport != DIST_XPORT_STAGED);
 }
 
 ffdp_status dist_check_backend(const ffdp_dist *d, ffdp_backend *be, const char *what, ffdp_error *err)

@@ -6,17 +6,6 @@
 #include "ffdp/io.h"
 #include "io/nifti_internal.h"
 
-/* The slab's grid: nz = z1 - z0, origin at the whole grid's plane z0, so
- * slab index (i, j, k) maps where whole index (i, j, k + z0) does. */
-static ffdp_grid slab_grid(const ffdp_grid *g, int64_t z0, int64_t z1)
-{
-	ffdp_grid s = *g;
-	const double idx[3] = {0.0, 0.0, (double)z0};
-	ffdp_grid_point(g, idx, s.origin);
-	s.n[2] = z1 - z0;
-	return s;
-}
-
 static ffdp_status check_range(const char *path, const ffdp_grid *g, int64_t z0, int64_t z1, ffdp_error *err)
 {
 	if (z0 >= 0 && z0 < z1 && z1 <= g->n[2])
@@ -66,7 +55,7 @@ ffdp_status ffdp_nifti_read_planes(const char *path, unsigned flags, int64_t z0,
 	if (s == FFDP_OK)
 		s = check_range(path, &g, z0, z1, err);
 	if (s == FFDP_OK) {
-		out->grid = slab_grid(&g, z0, z1);
+		out->grid = ffdp_grid_slab(&g, z0, z1);
 		s = read_values(path, nim, &g, z0, out, &stats, err);
 	}
 	nifti_image_free(nim);

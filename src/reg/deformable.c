@@ -180,33 +180,29 @@ static ffdp_status run_level(reg_domain *dm, const ffdp_stage *st, const reg_lev
 	return s;
 }
 
-/* d <- d + u o (Id + C d), C = (fixed phys -> index) M, in place (the op
- * allows out == d). */
-static ffdp_status compose_into(ffdp_backend *be, const ffdp_field *u, ffdp_field *d, const ffdp_mat4 *M,
+/* d <- d + u o (Id + C d), C = (fixed phys -> index) M, in place. */
+static ffdp_status compose_into(reg_domain *dm, const ffdp_field *u, ffdp_field *d, const ffdp_mat4 *M,
 				ffdp_error *err)
 {
-	ffdp_compose_args ca;
-	memset(&ca, 0, sizeof(ca));
-	ca.u = reg_vec(u), ca.d = reg_vec(d), ca.out = reg_vec(d);
-	ca.pad = FFDP_PAD_BORDER;
+	double c[9];
 	ffdp_mat4 C = ffdp_mat4_mul(ffdp_grid_phys_to_index(&d->grid), *M);
-	reg_linear3(&C, ca.C);
-	return ffdp_op_compose(be, &ca, err);
+	reg_linear3(&C, c);
+	return reg_dom_compose(dm, u, d, c, err);
 }
 
 /* f <- M f per voxel (M's 3x3 part), in place. */
-static ffdp_status field_linear(ffdp_backend *be, ffdp_field *f, const ffdp_mat4 *M, ffdp_error *err)
+static ffdp_status field_linear(reg_domain *dm, ffdp_field *f, const ffdp_mat4 *M, ffdp_error *err)
 {
 	double A[9];
 	reg_linear3(M, A);
-	return ffdp_op_vec_linear(be, reg_vec(f), A, reg_vec(f), err);
+	return reg_dom_vec_linear(dm, f, A, err);
 }
 
 /* phi = (T + u_f) o (Id + u_r)^-1 = T + [L w + u_f o (Id + w)],  w = inv(u_r);
  * its inverse displacement (ANTs convention, on the fixed grid):
  * (Id + L^-1 u)^-1 = (Id + u_r) o (Id + L^-1 u_f)^-1.
  * Works in place on the sides' u (the stage is over) and w. */
-static ffdp_status syn_finish(ffdp_backend *be, side *sides, const ffdp_mat4 *T, ffdp_reg_result *res,
+static ffdp_status syn_finish(reg_domain *dm, side *sides, const ffdp_mat4 *T, ffdp_reg_result *res,
 			      int want_inverse, ffdp_error *err)
 {
 	ffdp_field *uf = &sides[0].u, *ur = &sides[1].u;
@@ -214,37 +210,37 @@ static ffdp_status syn_finish(ffdp_backend *be, side *sides, const ffdp_mat4 *T,
 	ffdp_mat4 L, Linv;
 	ffdp_status s = linear_maps(T, &L, &Linv, err);
 	if (!s)
-		s = reg_invert_field(be, ur, &w, REG_INVERT_ITERS, err);
+		s = reg_invert_field(dm, ur, &w, REG_INVERT_ITERS, err);
 	if (!s)
-		s = field_linear(be, &w, &L, err);
+		s = field_linear(dm, &w, &L, err);
 	if (!s)
-		s = compose_into(be, uf, &w, &Linv, err);
+		s = compose_into(dm, uf, &w, &Linv, err);
 	if (!s)
-		s = reg_field_download(be, &w, &res->u, err);
+		s = reg_dom_field_download(dm, &w, &res->u, err);
 	res->has_warp = !s;
-	reg_field_free(be, &w);
+	reg_field_free(dm->be, &w);
 	if (!s && want_inverse) {
 		/* wf = inverse of L^-1 u_f (fixed frame), then u_inv = wf + u_r o (Id + wf) */
 		ffdp_mat4 id = ffdp_mat4_identity();
-		s = field_linear(be, uf, &Linv, err);
+		s = field_linear(dm, uf, &Linv, err);
 		if (!s)
-			s = reg_invert_field(be, uf, &w, REG_INVERT_ITERS, err);
+			s = reg_invert_field(dm, uf, &w, REG_INVERT_ITERS, err);
 		if (!s)
-			s = compose_into(be, ur, &w, &id, err);
+			s = compose_into(dm, ur, &w, &id, err);
 		if (!s)
-			s = reg_field_download(be, &w, &res->u_inv, err);
+			s = reg_dom_field_download(dm, &w, &res->u_inv, err);
 		res->has_inverse = !s;
-		reg_field_free(be, &w);
+		reg_field_free(dm->be, &w);
 	}
 	return s;
 }
 
 /* u to the caller; its inverse from the ANTs form w = L^-1 u (in place:
  * the stage is over). */
-static ffdp_status greedy_finish(ffdp_backend *be, side *sd, const ffdp_mat4 *T, ffdp_reg_result *res,
+static ffdp_status greedy_finish(reg_domain *dm, side *sd, const ffdp_mat4 *T, ffdp_reg_result *res,
 				 int want_inverse, ffdp_error *err)
 {
-	ffdp_status s = reg_field_download(be, &sd->u, &res->u, err);
+	ffdp_status s = reg_dom_field_download(dm, &sd->u, &res->u, err);
 	res->has_warp = !s;
 	if (s || !want_inverse)
 		return s;
@@ -252,13 +248,13 @@ static ffdp_status greedy_finish(ffdp_backend *be, side *sd, const ffdp_mat4 *T,
 	ffdp_field winv = {0};
 	s = linear_maps(T, &L, &Linv, err);
 	if (!s)
-		s = field_linear(be, &sd->u, &Linv, err);
+		s = field_linear(dm, &sd->u, &Linv, err);
 	if (!s)
-		s = reg_invert_field(be, &sd->u, &winv, REG_INVERT_ITERS, err);
+		s = reg_invert_field(dm, &sd->u, &winv, REG_INVERT_ITERS, err);
 	if (!s)
-		s = reg_field_download(be, &winv, &res->u_inv, err);
+		s = reg_dom_field_download(dm, &winv, &res->u_inv, err);
 	res->has_inverse = !s;
-	reg_field_free(be, &winv);
+	reg_field_free(dm->be, &winv);
 	return s;
 }
 
@@ -301,12 +297,10 @@ ffdp_status reg_deformable(const reg_pair *p, const ffdp_stage *st, const ffdp_m
 	rep->fetch_sent = dm.sent, rep->fetch_recv = dm.recv, rep->fetches = dm.fetches;
 	rep->fetch_ring = dm.ring;
 	reg_domain_release(&dm);
-	/* the finish works on whole fields: on rank 0 under MPI */
-	for (int k = 0; k < nsides && !s; k++)
-		s = reg_dom_gather_field(&dm, &sides[k].u, err);
-	if (!s && reg_domain_rank(&dm) == 0)
-		s = nsides == 2 ? syn_finish(p->be, sides, T, res, want_inverse, err)
-				: greedy_finish(p->be, &sides[0], T, res, want_inverse, err);
+	/* the finish: on every rank's planes under MPI (each gets its slab) */
+	if (!s)
+		s = nsides == 2 ? syn_finish(&dm, sides, T, res, want_inverse, err)
+				: greedy_finish(&dm, &sides[0], T, res, want_inverse, err);
 	for (int k = 0; k < nsides; k++)
 		side_free(p->be, &sides[k]);
 	rep->seconds = ffdp_now() - t0;

@@ -2,6 +2,7 @@
  * rank's z-slab under MPI.  Each function is the plain op, or its sharded
  * version in src/dist with the same bits; nothing else in the loop knows
  * which. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -336,28 +337,118 @@ ffdp_status reg_dom_warp_step(reg_domain *dm, ffdp_vec u, ffdp_vec m, ffdp_vec v
 #endif
 }
 
-ffdp_status reg_dom_gather_field(reg_domain *dm, ffdp_field *f, ffdp_error *err)
-{
-	if (!dm->dist)
-		return FFDP_OK;
+/* ---- the finish: field composition and inversion on the rank's planes ---- */
+
 #ifdef FFDP_HAVE_MPI
-	ffdp_field whole = {0};
+/* The planes of f's components that the points i + C d(i) of the rank's
+ * box reach (trilinear corners, border padding), fetched over one range for
+ * every component: fb views them, starting at global plane *z_lo. */
+static ffdp_status fetch_field(reg_domain *dm, const ffdp_field *f, ffdp_vec d, const double C[9],
+			       ffdp_dist_mbox box[3], ffdp_vec *fb, int64_t *z_lo, ffdp_error *err)
+{
+	ffdp_sample_args a;
 	ffdp_status s = FFDP_OK;
-	int root = reg_domain_rank(dm) == 0;
-	if (root)
-		s = reg_field_alloc(dm->be, &f->grid, &whole, err);
-	s = ffdp_dist_agree(dm->dist, s, "gather", err);
-	for (int c = 0; c < f->ncomp && !s; c++)
-		s = ffdp_dist_gather_be(dm->dist, dm->be, f->c[c], f->grid.n[0] * f->grid.n[1], f->grid.n[2], whole.c[c], 0,
-					err);
-	reg_field_free(dm->be, f);
-	if (root && !s)
-		*f = whole;
-	else
-		reg_field_free(dm->be, &whole);
+	memset(&a, 0, sizeof(a));
+	a.W[0] = a.W[5] = a.W[10] = 1.0; /* fixed index -> its own grid's index */
+	memcpy(a.B, C, sizeof(a.B));
+	a.u = &d;
+	a.lo[2] = dm->z0;
+	a.out = (ffdp_img){d.c[0], {d.n[0], d.n[1], d.n[2]}};
+	for (int c = 0; c < 3; c++)
+		box[c] = (ffdp_dist_mbox){NULL, 0, 0, dm->be};
+	for (int c = 0; c < f->ncomp && !s; c++) {
+		ffdp_dist_image m = {.own = f->c[c], .n = {f->grid.n[0], f->grid.n[1], f->grid.n[2]}};
+		ffdp_dist_traffic t = {0, 0, 0, 0};
+		s = ffdp_dist_fetch(dm->dist, dm->be, &a, &m, &box[c], &t, err);
+	}
+	*fb = (ffdp_vec){{box[0].p, box[1].p, box[2].p}, {f->grid.n[0], f->grid.n[1], box[0].z1 - box[0].z0},
+			 f->ncomp};
+	*z_lo = box[0].z0;
 	return s;
+}
+
+static void free_boxes(ffdp_dist_mbox box[3])
+{
+	for (int c = 0; c < 3; c++)
+		ffdp_dist_mbox_free(&box[c]);
+}
+#endif
+
+ffdp_status reg_dom_compose(reg_domain *dm, const ffdp_field *u, ffdp_field *d, const double C[9], ffdp_error *err)
+{
+	ffdp_compose_args ca;
+	memset(&ca, 0, sizeof(ca));
+	ca.d = ca.out = reg_dom_vec(dm, d);
+	ca.pad = FFDP_PAD_BORDER;
+	memcpy(ca.C, C, sizeof(ca.C));
+	if (!dm->dist) {
+		ca.u = reg_dom_vec(dm, u);
+		return ffdp_op_compose(dm->be, &ca, err);
+	}
+#ifdef FFDP_HAVE_MPI
+	ffdp_dist_mbox box[3];
+	ffdp_status s = fetch_field(dm, u, ca.d, C, box, &ca.u, &ca.u_lo[2], err);
+	ca.lo[2] = dm->z0;
+	if (!s && dm->n[2] > 0)
+		s = ffdp_op_compose(dm->be, &ca, err);
+	free_boxes(box);
+	return ffdp_dist_agree(dm->dist, s, "compose", err);
 #else
-	(void)f;
 	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "built without MPI");
 #endif
+}
+
+ffdp_status reg_dom_invert_step(reg_domain *dm, const ffdp_field *w, ffdp_field *v, ffdp_field *out, const double C[9],
+				double *resid, ffdp_error *err)
+{
+	ffdp_invert_args a;
+	memset(&a, 0, sizeof(a));
+	a.v = reg_dom_vec(dm, v), a.out = reg_dom_vec(dm, out);
+	memcpy(a.C, C, sizeof(a.C));
+	if (!dm->dist) {
+		a.w = reg_dom_vec(dm, w);
+		return ffdp_op_invert_step(dm->be, &a, resid, err);
+	}
+#ifdef FFDP_HAVE_MPI
+	ffdp_dist_mbox box[3];
+	double r = 0.0;
+	ffdp_status s = fetch_field(dm, w, a.v, C, box, &a.w, &a.w_lo[2], err);
+	a.lo[2] = dm->z0;
+	if (!s && dm->n[2] > 0)
+		s = ffdp_op_invert_step(dm->be, &a, &r, err);
+	free_boxes(box);
+	s = ffdp_dist_agree(dm->dist, s, "invert step", err);
+	if (!s) /* a NaN residual must win the maximum */
+		*resid = ffdp_dist_max(dm->dist, r == r ? r : INFINITY);
+	return s;
+#else
+	(void)resid;
+	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "built without MPI");
+#endif
+}
+
+ffdp_status reg_dom_vec_linear(reg_domain *dm, ffdp_field *f, const double A[9], ffdp_error *err)
+{
+	if (dm->n[2] == 0)
+		return FFDP_OK;
+	return ffdp_op_vec_linear(dm->be, reg_dom_vec(dm, f), A, reg_dom_vec(dm, f), err);
+}
+
+ffdp_status reg_dom_field_download(reg_domain *dm, const ffdp_field *f, ffdp_field *host, ffdp_error *err)
+{
+	if (!dm->dist)
+		return reg_field_download(dm->be, f, host, err);
+	ffdp_grid g = ffdp_grid_slab(&f->grid, dm->z0, dm->z1);
+	if (dm->n[2] == 0) { /* a rank without planes: an empty field */
+		memset(host, 0, sizeof(*host));
+		host->grid = g, host->ncomp = f->ncomp;
+		return FFDP_OK;
+	}
+	ffdp_status s = ffdp_field_alloc(host, &g, err);
+	const size_t bytes = (size_t)(dm->n[0] * dm->n[1] * dm->n[2]) * sizeof(float);
+	for (int c = 0; c < f->ncomp && !s; c++)
+		s = ffdp_buf_download(dm->be, host->c[c], f->c[c], bytes, err);
+	if (s)
+		ffdp_field_free(host);
+	return s;
 }

@@ -12,26 +12,23 @@
 
 static const double neg_id[9] = {-1, 0, 0, 0, -1, 0, 0, 0, -1};
 
-ffdp_status reg_invert_field(ffdp_backend *be, const ffdp_field *w, ffdp_field *w_inv, int iters, ffdp_error *err)
+ffdp_status reg_invert_field(reg_domain *dm, const ffdp_field *w, ffdp_field *w_inv, int iters, ffdp_error *err)
 {
 	const ffdp_grid *g = &w->grid;
 	ffdp_field tmp = {0};
-	ffdp_status s = reg_field_alloc(be, g, w_inv, err);
+	double C[9];
+	ffdp_status s = reg_dom_field_alloc(dm, g, w_inv, err);
 	if (!s)
-		s = reg_field_alloc(be, g, &tmp, err);
-	if (!s)
-		s = ffdp_op_vec_linear(be, reg_vec(w), neg_id, reg_vec(w_inv), err);
-	ffdp_invert_args a;
-	memset(&a, 0, sizeof(a));
+		s = reg_dom_field_alloc(dm, g, &tmp, err);
+	if (!s && dm->n[2] > 0)
+		s = ffdp_op_vec_linear(dm->be, reg_dom_vec(dm, w), neg_id, reg_dom_vec(dm, w_inv), err);
 	ffdp_mat4 p2i = ffdp_grid_phys_to_index(g);
-	reg_linear3(&p2i, a.C);
-	a.w = reg_vec(w);
+	reg_linear3(&p2i, C);
 	const double tol = 1e-4 * g->spacing[0]; /* well below a voxel */
 	double resid = INFINITY, best = INFINITY;
 	int it, stalled = 0;
 	for (it = 0; it < iters && !s; it++) {
-		a.v = reg_vec(w_inv), a.out = reg_vec(&tmp);
-		if ((s = ffdp_op_invert_step(be, &a, &resid, err)) || resid < tol)
+		if ((s = reg_dom_invert_step(dm, w, w_inv, &tmp, C, &resid, err)) || resid < tol)
 			break; /* w_inv already met the tolerance: keep it */
 		/* Newton converges in a few steps where an inverse exists; a
 		 * maximum that stops falling sits where the warp folds */
@@ -47,8 +44,8 @@ ffdp_status reg_invert_field(ffdp_backend *be, const ffdp_field *w, ffdp_field *
 			      "singular somewhere)", resid, it);
 	else if (!s) /* a tenth of a voxel at a few folded voxels is no news */
 		ffdp_log_debug("field inverse: residual %.3g mm after %d iterations", resid, it);
-	reg_field_free(be, &tmp);
+	reg_field_free(dm->be, &tmp);
 	if (s)
-		reg_field_free(be, w_inv);
+		reg_field_free(dm->be, w_inv);
 	return s;
 }

@@ -120,7 +120,16 @@ ffdp_status reg_dom_warp_step(reg_domain *dm, ffdp_vec u, ffdp_vec m, ffdp_vec v
 			      ffdp_error *err);
 /* The whole field f (the rank's planes of it) on rank 0, in place (one
  * process: nothing to do); other ranks' f is freed. */
-ffdp_status reg_dom_gather_field(reg_domain *dm, ffdp_field *f, ffdp_error *err);
+/* The finish on the rank's planes (fields on the level's full grid, the
+ * rank's planes only under MPI; other fields' planes are fetched as the
+ * points reach them): d <- d + u o (Id + C d); one Newton step of v
+ * towards the inverse of w (ffdp_op_invert_step, *resid global); f <- A f;
+ * the rank's planes to the host, on their slab grid (ffdp_grid_slab). */
+ffdp_status reg_dom_compose(reg_domain *dm, const ffdp_field *u, ffdp_field *d, const double C[9], ffdp_error *err);
+ffdp_status reg_dom_invert_step(reg_domain *dm, const ffdp_field *w, ffdp_field *v, ffdp_field *out, const double C[9],
+				double *resid, ffdp_error *err);
+ffdp_status reg_dom_vec_linear(reg_domain *dm, ffdp_field *f, const double A[9], ffdp_error *err);
+ffdp_status reg_dom_field_download(reg_domain *dm, const ffdp_field *f, ffdp_field *host, ffdp_error *err);
 
 /* Loss and gradients of metric mt between f and m; gf/gm may be NULL.
  * denom: the mean's denominator (0: the op's own, the voxel count or the
@@ -162,9 +171,10 @@ ffdp_status reg_deformable(const reg_pair *p, const ffdp_stage *st, const ffdp_m
  * no voxel moves by 1e-4 of a voxel. */
 #define REG_INVERT_ITERS 100
 
-/* Inverse displacement: (Id + w_inv) = (Id + w)^-1 on w's grid, fixed-point
- * iteration.  w and the new w_inv are in backend memory (reg_field_free). */
-ffdp_status reg_invert_field(ffdp_backend *be, const ffdp_field *w, ffdp_field *w_inv, int iters, ffdp_error *err);
+/* Inverse displacement: (Id + w_inv) = (Id + w)^-1 on w's grid, safeguarded
+ * Newton steps (reg_dom_invert_step) on the domain's planes.  w and the new
+ * w_inv are in backend memory (reg_field_free). */
+ffdp_status reg_invert_field(reg_domain *dm, const ffdp_field *w, ffdp_field *w_inv, int iters, ffdp_error *err);
 
 /* Symmetric 3x3 eigen-decomposition (Jacobi): A = V diag(e) V^T, e descending. */
 void reg_sym3_eigen(const double A[9], double e[3], double V[9]);

@@ -5,6 +5,9 @@
 #include <string.h>
 
 #include "reg_internal.h"
+#ifdef FFDP_HAVE_MPI
+#include "ffdp/dist.h"
+#endif
 
 /* The sample, with moving, u and out already in be's memory. */
 static ffdp_status warp_on_backend(ffdp_backend *be, const ffdp_volume *moving, const ffdp_grid *ref,
@@ -70,6 +73,34 @@ ffdp_status ffdp_warp_volume(ffdp_backend *be, const ffdp_volume *moving, const 
 		ffdp_volume_free(out);
 	return s;
 }
+
+#ifdef FFDP_HAVE_MPI
+ffdp_status ffdp_warp_volume_dist(struct ffdp_dist *d, ffdp_backend *be, const ffdp_volume *moving,
+				  const ffdp_grid *ref, const ffdp_mat4 *T, const ffdp_field *u, ffdp_interp interp,
+				  float *out, ffdp_error *err)
+{
+	ffdp_slab sl = ffdp_slab_of(ref->n[2], ffdp_dist_rank(d), ffdp_dist_size(d));
+	ffdp_mat4 p2i = ffdp_grid_phys_to_index(&moving->grid);
+	ffdp_mat4 W = ffdp_mat4_mul(p2i, ffdp_mat4_mul(*T, ffdp_grid_index_to_phys(ref)));
+	ffdp_vec uv;
+	ffdp_sample_args a;
+	if (!ffdp_backend_host_memory(be))
+		return ffdp_fail(err, FFDP_ERR_ARG, "warp: host-memory backends only");
+	memset(&a, 0, sizeof(a));
+	memcpy(a.W, W.m, 12 * sizeof(double));
+	reg_linear3(&p2i, a.B);
+	if (u) {
+		uv = reg_vec(u);
+		a.u = &uv;
+	}
+	a.out = (ffdp_img){out, {ref->n[0], ref->n[1], sl.z1 - sl.z0}};
+	a.lo[2] = sl.z0;
+	a.interp = interp;
+	a.pad = FFDP_PAD_ZERO;
+	ffdp_dist_image m = {.own = moving->data, .n = {moving->grid.n[0], moving->grid.n[1], moving->grid.n[2]}};
+	return ffdp_dist_sample(d, be, &a, &m, NULL, err);
+}
+#endif
 
 /* Host data in and out: runs the op on a CPU backend of its own. */
 ffdp_status ffdp_warp_to_ants(const ffdp_field *u, const ffdp_mat4 *T, ffdp_field *w, ffdp_error *err)

@@ -50,6 +50,20 @@ static ffdp_status load(ffdp_backend *be, int n, subject *s, ffdp_error *err)
 	return st;
 }
 
+/* Mean over voxels of |a - b|_2, in voxels of the first spacing. */
+static double field_mean(const ffdp_field *a, const ffdp_field *b)
+{
+	int64_t n = ffdp_grid_voxels(&a->grid);
+	double t = 0;
+	for (int64_t i = 0; i < n; i++) {
+		double q = 0;
+		for (int c = 0; c < 3; c++)
+			q += ((double)a->c[c][i] - b->c[c][i]) * ((double)a->c[c][i] - b->c[c][i]);
+		t += sqrt(q);
+	}
+	return t / (double)n / a->grid.spacing[0];
+}
+
 static double field_rel(const ffdp_field *a, const ffdp_field *b, int64_t *differ)
 {
 	int64_t n = ffdp_grid_voxels(&a->grid);
@@ -62,6 +76,20 @@ static double field_rel(const ffdp_field *a, const ffdp_field *b, int64_t *diffe
 			*differ += a->c[c][i] != b->c[c][i];
 		}
 	return d / fmax(m, 1e-30);
+}
+
+/* f: the rank's planes of a field on grid g (ffdp_register under MPI);
+ * the whole field on rank 0 afterwards, nothing elsewhere. */
+static ffdp_status gather_field(ffdp_dist *d, ffdp_field *f, const ffdp_grid *g, ffdp_error *err)
+{
+	ffdp_field w = {0};
+	ffdp_status s = rank == 0 ? ffdp_field_alloc(&w, g, err) : FFDP_OK;
+	s = ffdp_dist_agree(d, s, "gather", err);
+	for (int c = 0; c < 3 && !s; c++)
+		s = ffdp_dist_gather(d, f->c[c], g->n[0] * g->n[1], g->n[2], w.c[c], 0, err);
+	ffdp_field_free(f);
+	*f = w;
+	return s;
 }
 
 static double dice_of(ffdp_backend *be, const subject *f, const subject *m, const ffdp_reg_result *r)
@@ -109,6 +137,10 @@ static void run(ffdp_dist *d, ffdp_backend *be, const subject *f, const subject 
 	ffdp_dist_set_ring(d, kind == FFDP_STAGE_SYN ? 0.0 : 0.5);
 	ffdp_status s2 = ffdp_register(&f->t1, &m->t1, &o, &many, &err);
 	ffdp_dist_set_ring(d, 0.5);
+	if (!s2 && many.has_warp)
+		s2 = gather_field(d, &many.u, &f->t1.grid, &err);
+	if (!s2 && many.has_inverse)
+		s2 = gather_field(d, &many.u_inv, &f->t1.grid, &err);
 	const ffdp_stage_report *rep = &many.stages[2];
 	CHECK(s2 == FFDP_OK && (size == 1 || rep->fetch_recv > 0),
 	      "rank %d: %s over %d ranks: %lld fetches, %llu B received, %llu B sent, %.2f s (%s)", rank, what, size,
@@ -122,19 +154,40 @@ static void run(ffdp_dist *d, ffdp_backend *be, const subject *f, const subject 
 		for (int i = 0; i < 3; i++)
 			for (int j = 0; j < 4; j++)
 				dT = fmax(dT, fabs(many.T.m[4 * i + j] - one.T.m[4 * i + j]));
-		CHECK((bits ? !memcmp(&many.T, &one.T, sizeof(one.T)) : dT < 1e-4) &&
-			      (size == 1 || many.stages[1].fetches > 0),
-		      "%s, %d ranks: the affine stage (distributed, %lld fetches) gives the same T (%s; largest "
-		      "difference %.2g)", what, size, (long long)many.stages[1].fetches, bits ? "bit for bit" : "< 1e-4", dT);
-		CHECK(e < 1e-4 && ei < 1e-4, "%s, %d ranks: warp rel diff %.2g (%lld values differ), inverse %.2g (%lld differ)",
-		      what, size, e, (long long)nd, ei, (long long)ni);
-		CHECK(dn > 0 && round(d1 * 1000) == round(dn * 1000),
-		      "%s, %d ranks: mean Dice %.4f, one process %.4f (identical to 3 decimals)", what, size, dn, d1);
-		CHECK((bits ? many.stages[2].final_loss == one.stages[2].final_loss
-			    : fabs(many.stages[2].final_loss - one.stages[2].final_loss) < 1e-5) &&
-			      many.stages[2].iters[0] == one.stages[2].iters[0],
-		      "%s, %d ranks: final loss %.17g (one process %.17g), iterations %d/%d", what, size,
-		      many.stages[2].final_loss, one.stages[2].final_loss, many.stages[2].iters[0], one.stages[2].iters[0]);
+		if (bits || bk == FFDP_BACKEND_CPU) {
+			/* the CPU's rules: the same bits; rank-order sums: rounding */
+			CHECK((bits ? !memcmp(&many.T, &one.T, sizeof(one.T)) : dT < 1e-4) &&
+				      (size == 1 || many.stages[1].fetches > 0),
+			      "%s, %d ranks: the affine stage (distributed, %lld fetches) gives the same T (%s; largest "
+			      "difference %.2g)", what, size, (long long)many.stages[1].fetches,
+			      bits ? "bit for bit" : "< 1e-4", dT);
+			CHECK(e < 1e-4 && ei < 1e-4,
+			      "%s, %d ranks: warp rel diff %.2g (%lld values differ), inverse %.2g (%lld differ)", what, size,
+			      e, (long long)nd, ei, (long long)ni);
+			CHECK(dn > 0 && round(d1 * 1000) == round(dn * 1000),
+			      "%s, %d ranks: mean Dice %.4f, one process %.4f (identical to 3 decimals)", what, size, dn, d1);
+			CHECK((bits ? many.stages[2].final_loss == one.stages[2].final_loss
+				    : fabs(many.stages[2].final_loss - one.stages[2].final_loss) < 1e-5) &&
+				      many.stages[2].iters[0] == one.stages[2].iters[0],
+			      "%s, %d ranks: final loss %.17g (one process %.17g), iterations %d/%d", what, size,
+			      many.stages[2].final_loss, one.stages[2].final_loss, many.stages[2].iters[0],
+			      one.stages[2].iters[0]);
+		} else {
+			/* GPU ranks: the ops agree to rounding (bench/gpu/mpi_agree.sh:
+			 * 1e-14 in T after an iteration), which Adam's per-voxel
+			 * normalisation turns into full steps where the gradient is
+			 * near 0; the registrations then agree as two GPU runs of
+			 * different arithmetic do (test_gpu_register's bar) */
+			double mu = field_mean(&many.u, &one.u), mi = many.has_inverse ? field_mean(&many.u_inv, &one.u_inv) : 0;
+			CHECK(dT < 2e-3, "%s, %d ranks: T within 2e-3 of one process (largest difference %.2g)", what, size, dT);
+			CHECK(mu < 0.1 && mi < 0.1, "%s, %d ranks: mean |u - u_one| %.4f voxel, inverse %.4f (< 0.1)", what,
+			      size, mu, mi);
+			CHECK(dn > 0 && fabs(dn - d1) < 2e-3, "%s, %d ranks: mean Dice %.4f, one process %.4f (within 0.002)",
+			      what, size, dn, d1);
+			CHECK(fabs(many.stages[2].final_loss - one.stages[2].final_loss) < 1e-3 * fabs(one.stages[2].final_loss),
+			      "%s, %d ranks: final loss %.8f, one process %.8f (within 0.1%%)", what, size,
+			      many.stages[2].final_loss, one.stages[2].final_loss);
+		}
 	}
 	ffdp_reg_result_free(&one);
 	ffdp_reg_result_free(&many);
