@@ -32,8 +32,9 @@ static const command commands[] = {
 	 "  Writes PREFIX_warped.nii.gz, PREFIX_affine.txt (ITK), PREFIX_warp.nii.gz and\n"
 	 "  PREFIX_inverse_warp.nii.gz (ANTs fields), PREFIX_report.json, PREFIX_qc.png.\n"
 	 "  Apply with: ffdp apply -r FIXED -i MOVING -o OUT -t PREFIX_warp.nii.gz -t PREFIX_affine.txt\n"
-	 "  Under mpirun -np N (built with MPI): one registration over N ranks, the same result;\n"
-	 "  rank 0 reads and writes (CPU backend for now).\n"},
+	 "  Under mpirun -np N (built with MPI): one registration over N ranks, the same result\n"
+	 "  (GPUs: one per rank, NCCL between them; the same to rounding); each rank reads and\n"
+	 "  writes its own planes of the files.\n"},
 	{"demo", ffdp_cmd_demo, "register a synthetic phantom pair with a known warp (no input needed)",
 	 "usage: ffdp demo [-o DIR] [--size NX,NY,NZ] [--spacing MM] [--amplitude MM] [--seed N] [-q]\n"
 	 "  Generates a brain-like phantom and a copy deformed by a known smooth\n"
