@@ -104,7 +104,7 @@ typedef struct ffdp_sample_args {
 	 * volume (m_lo must then be 0). */
 	int64_t m_lo[3];
 	int64_t m_full[3];
-	/* A z gate (CPU, 3-D; gate[1] > gate[0] turns it on): only the voxels
+	/* A z gate (3-D; gate[1] > gate[0] turns it on): only the voxels
 	 * whose point's first z corner, clamped into the whole volume (the
 	 * nearest plane for NEAREST), lies in [gate[0], gate[1]) are sampled;
 	 * the others' out (and gu) are left as they are.  The box must hold

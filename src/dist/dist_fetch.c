@@ -204,12 +204,9 @@ void ffdp_dist_set_ring(ffdp_dist *d, double frac)
 	d->ring_frac = frac;
 }
 
-/* Some rank's range spans more than ring_frac of the nz planes?  Never on
- * device memory: the sampler's z gate is the CPU's only. */
-static int use_ring(const ffdp_dist *d, ffdp_backend *be, const int64_t *rng, int64_t nz)
+/* Some rank's range spans more than ring_frac of the nz planes? */
+static int use_ring(const ffdp_dist *d, const int64_t *rng, int64_t nz)
 {
-	if (be && !ffdp_backend_host_memory(be))
-		return 0;
 	if (d->ring_frac <= 0.0)
 		return 1;
 	if (d->size < 3 || d->ring_frac >= 1.0)
@@ -246,28 +243,25 @@ static ffdp_slab ring_slab(const ffdp_dist *d, int64_t nz, int q)
 	return s;
 }
 
-static ffdp_status ring_run(ffdp_dist *d, const ffdp_sample_args *a, const ffdp_dist_image *m, box_fn fn,
-			    void *ctx, ffdp_dist_traffic *t, ffdp_error *err)
+static ffdp_status ring_run(ffdp_dist *d, ffdp_backend *be, const ffdp_sample_args *a, const ffdp_dist_image *m,
+			    box_fn fn, void *ctx, ffdp_dist_traffic *t, ffdp_error *err)
 {
 	const int64_t plane = m->n[0] * m->n[1], nz = m->n[2];
 	const int64_t most = nz / d->size + 2;
 	ffdp_slab me = ffdp_slab_of(nz, d->rank, d->size);
-	const int64_t own = me.z1 - me.z0;
-	float *cur = malloc((size_t)((own + 2 > most ? own + 2 : most) * plane) * sizeof(float));
-	float *nxt = malloc((size_t)(most * plane) * sizeof(float));
-	ffdp_status s = cur && nxt ? FFDP_OK : ffdp_fail(err, FFDP_ERR_NOMEM, "dist ring: no memory for 2 slabs");
-	MPI_Datatype plane_t;
+	const int64_t own = me.z1 - me.z0, cap = own + 2 > most ? own + 2 : most;
+	float *buf[2] = {dist_alloc(be, cap * plane, err, "dist ring"), dist_alloc(be, cap * plane, err, "dist ring")};
+	ffdp_status s = buf[0] && buf[1] ? FFDP_OK : FFDP_ERR_NOMEM;
 	uint64_t sent = 0, recv = 0;
 
 	/* my planes with one plane of halo each side; the one above is kept */
 	if (!s && own > 0)
-		memcpy(cur + plane, m->own, (size_t)(own * plane) * sizeof(float));
+		s = dist_copy(be, buf[0] + plane, m->own, own * plane, err);
 	if ((s = ffdp_dist_agree(d, s, "dist ring", err)) ||
-	    (s = ffdp_dist_halo_exchange(d, cur, plane, &me, 1, 0.0f, err)))
+	    (s = dist_halo_exchange_be(d, be, buf[0], plane, &me, 1, 0.0f, err)))
 		goto out;
-	memmove(cur, cur + plane, (size_t)((own + 1) * plane) * sizeof(float));
-	MPI_Type_contiguous((int)plane, MPI_FLOAT, &plane_t);
-	MPI_Type_commit(&plane_t);
+	int cb = 0;
+	float *cur = buf[0] + plane;
 	for (int k = 0; k < d->size && !s; k++) {
 		int q = (d->rank + k) % d->size;
 		ffdp_slab sl = ring_slab(d, nz, q), so = ffdp_slab_of(nz, q, d->size);
@@ -285,19 +279,20 @@ static ffdp_status ring_run(ffdp_dist *d, const ffdp_sample_args *a, const ffdp_
 		/* pass: mine to the rank below, the next slab from the rank above */
 		int up = (d->rank + 1) % d->size, down = (d->rank + d->size - 1) % d->size;
 		ffdp_slab nx = ring_slab(d, nz, (q + 1) % d->size);
-		MPI_Sendrecv(cur, (int)(sl.z1 - sl.z0), plane_t, down, FETCH_TAG + 1, nxt, (int)(nx.z1 - nx.z0), plane_t, up,
-			     FETCH_TAG + 1, d->comm, MPI_STATUS_IGNORE);
+		dist_xfer x;
+		dist_xfer_init(&x, d, be);
+		dist_xfer_send(&x, cur, (sl.z1 - sl.z0) * plane, down, FETCH_TAG + 1);
+		dist_xfer_recv(&x, buf[1 - cb], (nx.z1 - nx.z0) * plane, up, FETCH_TAG + 1);
+		s = dist_xfer_run(&x, err);
 		sent += (uint64_t)((sl.z1 - sl.z0) * plane) * sizeof(float);
 		recv += (uint64_t)((nx.z1 - nx.z0) * plane) * sizeof(float);
-		float *tmp = cur;
-		cur = nxt, nxt = tmp;
+		cb = 1 - cb, cur = buf[cb];
 	}
-	MPI_Type_free(&plane_t);
 	if (t)
 		t->sent += sent, t->recv += recv, t->fetches++;
 	count_ring(d, m, t);
 out:
-	free(cur), free(nxt);
+	dist_free(be, buf[0]), dist_free(be, buf[1]);
 	return s;
 }
 
@@ -311,10 +306,10 @@ static ffdp_status moving_access(ffdp_dist *d, ffdp_backend *be, const ffdp_samp
 		free(rng);
 		return s;
 	}
-	int ring = use_ring(d, be, rng, m->n[2]);
+	int ring = use_ring(d, rng, m->n[2]);
 	free(rng);
 	if (ring)
-		return ring_run(d, a, m, fn, ctx, t, err);
+		return ring_run(d, be, a, m, fn, ctx, t, err);
 	ffdp_dist_mbox box;
 	ffdp_sample_args b = *a;
 	if (m->cache) {

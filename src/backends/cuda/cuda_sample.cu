@@ -34,6 +34,7 @@ typedef struct samp_k {
 	int64_t n[3]; /* output box */
 	int pad;
 	int flat_z; /* a 2-D problem (moving and output): z row and column of W, B ignored */
+	int64_t gate[2]; /* z gate (ops.h), or gate[1] <= gate[0] */
 } samp_k;
 
 static void samp_k_make(const ffdp_sample_args *a, const int64_t box[3], samp_k *k)
@@ -48,6 +49,7 @@ static void samp_k_make(const ffdp_sample_args *a, const int64_t box[3], samp_k 
 		k->n[r] = box[r];
 		k->u[r] = NULL;
 	}
+	k->gate[0] = a->gate[0], k->gate[1] = a->gate[1];
 	for (int r = 0; r < 12; r++)
 		k->W[r] = a->W[r];
 	for (int r = 0; r < 9; r++)
@@ -78,6 +80,23 @@ __device__ __forceinline__ void samp_point(const samp_k &k, int64_t x, int64_t y
 		for (int r = 0; r < 3; r++)
 			p[r] += k.B[3 * r + c] * uv;
 	}
+}
+
+/* Inside the z gate (or no gate): the point's first z corner (nearest
+ * plane for NEAREST), clamped into the volume as padding clamps: the CPU's
+ * rule (cpu_sample.c), so a ring of moving slabs samples each point once. */
+__device__ __forceinline__ bool samp_gated_in(const samp_k &k, const double p[3], int interp)
+{
+	if (k.gate[1] <= k.gate[0])
+		return true;
+	const bool border = k.pad == FFDP_PAD_BORDER;
+	const double n = (double)k.mn[2], lo = border ? 0.0 : -2.0, hi = border ? n - 1.0 : n + 1.0;
+	double q = p[2] > lo ? p[2] : lo; /* NaN -> lo */
+	q = q < hi ? q : hi;
+	int64_t z = (int64_t)floor(interp == FFDP_INTERP_NEAREST ? q + 0.5 : q);
+	z = z > 0 ? z : 0;
+	z = z < k.mn[2] - 1 ? z : k.mn[2] - 1;
+	return z >= k.gate[0] && z < k.gate[1];
 }
 
 __device__ __forceinline__ void samp_taps(const samp_k &k, const double p[3], cu_taps t[3])
@@ -155,6 +174,8 @@ __global__ void __launch_bounds__(CU_THREADS, INTERP == FFDP_INTERP_LABEL ? 2 : 
 		const int64_t i = (z * k.n[1] + y) * k.n[0] + x;
 		double gi[3], p[3];
 		samp_point(k, x, y, z, i, gi, p);
+		if (!samp_gated_in(k, p, INTERP))
+			continue; /* another slab of the ring samples it */
 		float v;
 		if (INTERP == FFDP_INTERP_NEAREST) {
 			v = samp_nearest(k, p);
@@ -238,6 +259,8 @@ template <bool GW> __global__ void __launch_bounds__(CU_THREADS, GW ? 2 : 3) sam
 		const int64_t i = (z * k.n[1] + y) * k.n[0] + x;
 		double gi[3], p[3];
 		samp_point(k, x, y, z, i, gi, p);
+		if (!samp_gated_in(k, p, FFDP_INTERP_LINEAR))
+			continue;
 		cu_taps t[3];
 		samp_taps(k, p, t);
 		const float go = g.gout[i];
