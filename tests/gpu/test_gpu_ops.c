@@ -215,6 +215,47 @@ static void test_sample_grad(env *e, const samp_case *sc, ffdp_pad pad, int accu
 	pi_free(e, &M), pi_free(e, &gout), pi_free(e, &gM), gp_vec_free(e, &u), gp_vec_free(e, &gu);
 }
 
+/* The z gate (a ring of moving slabs): gated voxels sampled, the others
+ * left as they were, on both backends; and the points' z range. */
+static void test_sample_gated(env *e, const samp_case *sc, ffdp_interp interp, ffdp_pad pad)
+{
+	pimg M = pi_smooth(e, sc->mn), out = pi_uniform(e, sc->on, -1, 1), gout = pi_uniform(e, sc->on, -1, 1);
+	gp_vec u = gp_vec_new(e, sc->on, -2.5, 2.5), gu = gp_vec_new(e, sc->on, -1, 1);
+	ffdp_sample_args a = {0};
+	rand_W(e, sc->on, sc->lo, sc->mn, a.W);
+	rand_B(e, a.B);
+	for (int k = 0; k < 3; k++)
+		a.lo[k] = sc->lo[k];
+	a.interp = interp, a.pad = pad;
+	a.gate[0] = sc->mn[2] / 3, a.gate[1] = 2 * sc->mn[2] / 3;
+	ffdp_sample_args c = a, g = a;
+	c.moving = M.h, c.out = out.h, c.u = &u.h;
+	g.moving = M.d, g.out = out.d, g.u = &u.d;
+	ffdp_status s1 = ffdp_op_sample(e->cpu, &c, &e->err), s2 = ffdp_op_sample(e->gpu, &g, &e->err);
+	CHECK(!s1 && !s2, "sample %s %s through the z gate [%lld, %lld): CPU and CUDA run (%s)", interp_name(interp),
+	      pad_name(pad), (long long)a.gate[0], (long long)a.gate[1], s1 || s2 ? e->err.msg : "ok");
+	if (!s1 && !s2) {
+		int64_t k = gp_mismatches(e, out.d.p, out.h.p, out.nv);
+		double r = pi_rel(e, &out);
+		CHECK(interp == FFDP_INTERP_LINEAR ? r < TOL_VAL : k <= MAX_TIES, "  values agree (rel %.2e, %lld differ)",
+		      r, (long long)k);
+	}
+	if (interp == FFDP_INTERP_LINEAR) {
+		ffdp_sample_grad_args gc = {&c, gout.h, &gu.h, 0, NULL, NULL, NULL};
+		ffdp_sample_grad_args gg = {&g, gout.d, &gu.d, 0, NULL, NULL, NULL};
+		s1 = ffdp_op_sample_grad(e->cpu, &gc, &e->err), s2 = ffdp_op_sample_grad(e->gpu, &gg, &e->err);
+		double r = !s1 && !s2 ? gp_vec_rel(e, &gu) : 1.0;
+		CHECK(r < TOL_GRAD, "  gu through the gate agrees (rel %.2e)", r);
+		double l1, h1, l2, h2;
+		int n1, n2;
+		s1 = ffdp_op_sample_zrange(e->cpu, &c, &l1, &h1, &n1, &e->err);
+		s2 = ffdp_op_sample_zrange(e->gpu, &g, &l2, &h2, &n2, &e->err);
+		CHECK(!s1 && !s2 && l1 == l2 && h1 == h2 && n1 == n2 && l1 <= h1,
+		      "  the points' z range: CPU [%.17g, %.17g], CUDA [%.17g, %.17g] (the same bits)", l1, h1, l2, h2);
+	}
+	pi_free(e, &M), pi_free(e, &out), pi_free(e, &gout), gp_vec_free(e, &u), gp_vec_free(e, &gu);
+}
+
 static void test_sampler(env *e)
 {
 	const samp_case cs[] = {
@@ -231,6 +272,10 @@ static void test_sampler(env *e)
 			test_sample(e, &cs[i], FFDP_INTERP_LINEAR, (ffdp_pad)p, 1);
 			test_sample_grad(e, &cs[i], (ffdp_pad)p, 0);
 			test_sample_grad(e, &cs[i], (ffdp_pad)p, 1);
+			if (cs[i].mn[2] > 3) {
+				test_sample_gated(e, &cs[i], FFDP_INTERP_LINEAR, (ffdp_pad)p);
+				test_sample_gated(e, &cs[i], FFDP_INTERP_NEAREST, (ffdp_pad)p);
+			}
 		}
 }
 
