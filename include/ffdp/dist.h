@@ -47,6 +47,9 @@ int ffdp_dist_size(const ffdp_dist *d);
  * order sums and the ops' shard options instead of plane-ordered sums. */
 enum { FFDP_DIST_STAGED = 1u, FFDP_DIST_PORTABLE = 2u };
 ffdp_status ffdp_dist_use_backend(ffdp_dist *d, ffdp_backend *be, unsigned flags, ffdp_error *err);
+/* Frees the scratch the sharded ops keep in the backend's memory between
+ * calls: before that backend is closed (ffdp_register does it). */
+void ffdp_dist_release(ffdp_dist *d);
 /* "mpi", "staged" or "nccl": how planes move now. */
 const char *ffdp_dist_transport(const ffdp_dist *d);
 /* This rank's index among the ranks of its host (to pick its GPU). */

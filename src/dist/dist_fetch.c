@@ -250,7 +250,7 @@ static ffdp_status ring_run(ffdp_dist *d, ffdp_backend *be, const ffdp_sample_ar
 	const int64_t most = nz / d->size + 2;
 	ffdp_slab me = ffdp_slab_of(nz, d->rank, d->size);
 	const int64_t own = me.z1 - me.z0, cap = own + 2 > most ? own + 2 : most;
-	float *buf[2] = {dist_alloc(be, cap * plane, err, "dist ring"), dist_alloc(be, cap * plane, err, "dist ring")};
+	float *buf[2] = {dist_scratch(d, be, cap * plane, err, "dist ring"), dist_scratch(d, be, cap * plane, err, "dist ring")};
 	ffdp_status s = buf[0] && buf[1] ? FFDP_OK : FFDP_ERR_NOMEM;
 	uint64_t sent = 0, recv = 0;
 
@@ -292,7 +292,7 @@ static ffdp_status ring_run(ffdp_dist *d, ffdp_backend *be, const ffdp_sample_ar
 		t->sent += sent, t->recv += recv, t->fetches++;
 	count_ring(d, m, t);
 out:
-	dist_free(be, buf[0]), dist_free(be, buf[1]);
+	dist_scratch_put(d, be, buf[0], cap * plane), dist_scratch_put(d, be, buf[1], cap * plane);
 	return s;
 }
 

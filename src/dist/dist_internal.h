@@ -13,6 +13,14 @@ typedef enum dist_xport {
 	DIST_XPORT_NCCL = 2,   /* device memory, NCCL */
 } dist_xport;
 
+/* Scratch kept between calls (device memory: an allocation there costs more
+ * than a whole op at 1 mm). */
+enum { DIST_SCRATCH = 12 };
+typedef struct dist_buf {
+	float *p;
+	int64_t n; /* floats */
+} dist_buf;
+
 struct ffdp_dist {
 	MPI_Comm comm;
 	int rank, size;
@@ -22,6 +30,7 @@ struct ffdp_dist {
 	int exact;        /* sums plane by plane in global order (host-memory ops) */
 	dist_xport xport;
 	void *nccl;       /* ncclComm_t */
+	dist_buf scratch[DIST_SCRATCH]; /* free buffers of be (device backends) */
 };
 
 /* A batch of transfers between this rank and others, run together (no
@@ -63,6 +72,12 @@ ffdp_status dist_check_backend(const ffdp_dist *d, ffdp_backend *be, const char 
  * be NULL: host).  Device memory takes fill 0 only. */
 ffdp_status dist_halo_exchange_be(ffdp_dist *d, ffdp_backend *be, float *buf, int64_t plane, const ffdp_slab *s,
 				  int64_t h, float fill, ffdp_error *err);
+
+/* Scratch of at least floats floats in be's memory, not zeroed: a kept
+ * buffer when one fits (device backends), else a new one; give it back
+ * with dist_scratch_put (kept for the next call, or freed). */
+float *dist_scratch(ffdp_dist *d, ffdp_backend *be, int64_t floats, ffdp_error *err, const char *what);
+void dist_scratch_put(ffdp_dist *d, ffdp_backend *be, float *p, int64_t floats);
 
 /* Backend memory helpers: NULL be is host memory (malloc / memcpy). */
 float *dist_alloc(ffdp_backend *be, int64_t floats, ffdp_error *err, const char *what);

@@ -43,7 +43,7 @@ static ffdp_status haloed(ffdp_dist *d, ffdp_backend *be, const float *src, int6
 {
 	const int64_t own = s->z1 - s->z0;
 	ffdp_status st = FFDP_OK;
-	*buf = dist_alloc(be, (own + 2 * h) * plane + 1, err, "dist lncc");
+	*buf = dist_scratch(d, be, (own + 2 * h) * plane + 1, err, "dist lncc");
 	if (!*buf)
 		st = FFDP_ERR_NOMEM;
 	else if (own > 0)
@@ -86,8 +86,8 @@ ffdp_status ffdp_dist_lncc(ffdp_dist *d, ffdp_backend *be, const ffdp_loss_args 
 		goto out;
 	/* the box: buffer planes from global lo to hi */
 	const int64_t off = (lo - (s->z0 - h)) * plane, nb = hi - lo, oz = s->z0 - lo;
-	if ((a->gf && !(gf = dist_alloc(be, nb * plane + 1, err, "dist lncc"))) ||
-	    (a->gm && !(gm = dist_alloc(be, nb * plane + 1, err, "dist lncc"))) ||
+	if ((a->gf && !(gf = dist_scratch(d, be, nb * plane + 1, err, "dist lncc"))) ||
+	    (a->gm && !(gm = dist_scratch(d, be, nb * plane + 1, err, "dist lncc"))) ||
 	    !(zs = malloc((size_t)(nb + 1) * sizeof(double))))
 		st = ffdp_fail(err, FFDP_ERR_NOMEM, "dist lncc: cannot allocate the box's gradients");
 	if (!st && own > 0) {
@@ -113,7 +113,9 @@ ffdp_status ffdp_dist_lncc(ffdp_dist *d, ffdp_backend *be, const ffdp_loss_args 
 			*a->sum = total;
 	}
 out:
-	dist_free(be, bf), dist_free(be, bm), dist_free(be, bw), dist_free(be, gf), dist_free(be, gm);
+	const int64_t nh = (own + 2 * h) * plane + 1, ng = (hi - lo) * plane + 1;
+	dist_scratch_put(d, be, bf, nh), dist_scratch_put(d, be, bm, nh), dist_scratch_put(d, be, bw, nh);
+	dist_scratch_put(d, be, gf, ng), dist_scratch_put(d, be, gm, ng);
 	free(zs);
 	return st;
 }

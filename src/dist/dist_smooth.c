@@ -106,7 +106,7 @@ static ffdp_status smooth_box(ffdp_dist *d, ffdp_backend *be, ffdp_img slab, con
 {
 	const int64_t own = s->z1 - s->z0, plane = slab.n[0] * slab.n[1];
 	const int64_t lo = s->z0 - h > 0 ? s->z0 - h : 0, hi = s->z1 + h < s->nz ? s->z1 + h : s->nz;
-	float *buf = dist_alloc(be, (own + 2 * h) * plane, err, "dist smooth");
+	float *buf = dist_scratch(d, be, (own + 2 * h) * plane, err, "dist smooth");
 	ffdp_status st = buf ? FFDP_OK : FFDP_ERR_NOMEM;
 	if (!st && own > 0)
 		st = dist_copy(be, buf + h * plane, slab.p, own * plane, err);
@@ -119,7 +119,7 @@ static ffdp_status smooth_box(ffdp_dist *d, ffdp_backend *be, ffdp_img slab, con
 		if (!st)
 			st = dist_copy(be, slab.p, buf + h * plane, own * plane, err);
 	}
-	dist_free(be, buf);
+	dist_scratch_put(d, be, buf, (own + 2 * h) * plane);
 	return ffdp_dist_agree(d, st, "dist smooth", err);
 }
 

@@ -72,13 +72,14 @@ ffdp_status ffdp_dist_warp_step(ffdp_dist *d, ffdp_backend *be, ffdp_vec u, ffdp
 	const int64_t lo = s->z0 - h > 0 ? s->z0 - h : 0, hi = s->z1 + h < s->nz ? s->z1 + h : s->nz;
 	const int64_t len = (own + 2 * h) * plane;
 	float *buf = NULL;
-	if (!(st = dist_check_backend(d, be, "dist warp step", err)) && !(buf = dist_alloc(be, 9 * len + 1, err, "dist warp step")))
+	if (!(st = dist_check_backend(d, be, "dist warp step", err)) &&
+	    !(buf = dist_scratch(d, be, 9 * len + 1, err, "dist warp step")))
 		st = FFDP_ERR_NOMEM;
 	st = ffdp_dist_agree(d, st, "dist warp step", err);
 	if (st)
 		return st;
-	/* u, m, v components with halos, one after another (zeroed: m and v
-	 * keep zero halos) */
+	/* u, m, v components with halos, one after another; m and v keep zero
+	 * halos */
 	const ffdp_vec *src[3] = {&u, &m, &v};
 	ffdp_vec box[3];
 	for (int f = 0; f < 3 && !st; f++) {
@@ -87,6 +88,10 @@ ffdp_status ffdp_dist_warp_step(ffdp_dist *d, ffdp_backend *be, ffdp_vec u, ffdp
 			float *b = buf + (size_t)(3 * f + c) * (size_t)len;
 			if (own > 0)
 				st = dist_copy(be, b + h * plane, src[f]->c[c], own * plane, err);
+			if (!st && f > 0)
+				st = ffdp_buf_zero(be, b, (size_t)(h * plane) * sizeof(float), err);
+			if (!st && f > 0)
+				st = ffdp_buf_zero(be, b + (h + own) * plane, (size_t)(h * plane) * sizeof(float), err);
 			/* only old u is read across planes; m, v there only feed
 			 * halo voxels, whose new values are dropped */
 			st = ffdp_dist_agree(d, st, "dist warp step", err);
@@ -100,6 +105,6 @@ ffdp_status ffdp_dist_warp_step(ffdp_dist *d, ffdp_backend *be, ffdp_vec u, ffdp
 		for (int c = 0; c < 3 && !st; c++)
 			st = dist_copy(be, u.c[c], box[0].c[c] + (s->z0 - lo) * plane, own * plane, err);
 	}
-	dist_free(be, buf);
+	dist_scratch_put(d, be, buf, 9 * len + 1);
 	return ffdp_dist_agree(d, st, "dist warp step", err);
 }

@@ -31,6 +31,7 @@ void ffdp_dist_destroy(ffdp_dist *d)
 {
 	if (!d)
 		return;
+	ffdp_dist_release(d); /* the backend must still be open */
 #ifdef FFDP_HAVE_NCCL
 	dist_nccl_free(d);
 #endif

@@ -38,6 +38,63 @@ ffdp_status dist_copy(ffdp_backend *be, float *dst, const float *src, int64_t fl
 	return FFDP_OK;
 }
 
+/* Kept only for the backend given to ffdp_dist_use_backend, whose device
+ * memory it is (ffdp_dist_release frees them before it closes). */
+static int keeps(const ffdp_dist *d, ffdp_backend *be)
+{
+	return be && be == d->be && !ffdp_backend_host_memory(be);
+}
+
+float *dist_scratch(ffdp_dist *d, ffdp_backend *be, int64_t floats, ffdp_error *err, const char *what)
+{
+	floats = floats > 0 ? floats : 1;
+	if (keeps(d, be)) {
+		int best = -1;
+		for (int k = 0; k < DIST_SCRATCH; k++)
+			if (d->scratch[k].p && d->scratch[k].n >= floats && d->scratch[k].n <= 2 * floats &&
+			    (best < 0 || d->scratch[k].n < d->scratch[best].n))
+				best = k;
+		if (best >= 0) {
+			float *p = d->scratch[best].p;
+			d->scratch[best].p = NULL;
+			return p;
+		}
+	}
+	return dist_alloc(be, floats, err, what);
+}
+
+void dist_scratch_put(ffdp_dist *d, ffdp_backend *be, float *p, int64_t floats)
+{
+	if (!p)
+		return;
+	floats = floats > 0 ? floats : 1;
+	if (keeps(d, be)) {
+		int slot = -1;
+		for (int k = 0; k < DIST_SCRATCH && slot < 0; k++)
+			if (!d->scratch[k].p)
+				slot = k;
+		if (slot < 0) { /* full: the smallest goes */
+			slot = 0;
+			for (int k = 1; k < DIST_SCRATCH; k++)
+				if (d->scratch[k].n < d->scratch[slot].n)
+					slot = k;
+			dist_free(be, d->scratch[slot].p);
+		}
+		d->scratch[slot] = (dist_buf){p, floats};
+		return;
+	}
+	dist_free(be, p);
+}
+
+void ffdp_dist_release(ffdp_dist *d)
+{
+	for (int k = 0; k < DIST_SCRATCH; k++) {
+		if (d->scratch[k].p)
+			dist_free(d->be, d->scratch[k].p);
+		d->scratch[k] = (dist_buf){NULL, 0};
+	}
+}
+
 int dist_host(const ffdp_dist *d, ffdp_backend *be)
 {
 	/* host memory goes by MPI even where GPUs use NCCL (outputs, previews) */
@@ -178,6 +235,7 @@ ffdp_status ffdp_dist_use_backend(ffdp_dist *d, ffdp_backend *be, unsigned flags
 {
 	const int host = ffdp_backend_host_memory(be);
 	ffdp_status s = FFDP_OK;
+	ffdp_dist_release(d); /* the former backend's scratch */
 #ifdef FFDP_HAVE_NCCL
 	if (d->nccl)
 		dist_nccl_free(d);

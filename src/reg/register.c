@@ -174,6 +174,10 @@ ffdp_status ffdp_register(const ffdp_volume *fixed, const ffdp_volume *moving, c
 		}
 	}
 	reg_pair_free(&p);
+#ifdef FFDP_HAVE_MPI
+	if (o->dist)
+		ffdp_dist_release(o->dist); /* its scratch is be's memory */
+#endif
 	ffdp_backend_close(be);
 	res->seconds = ffdp_now() - t0;
 	if (s)
