@@ -42,6 +42,9 @@ ffdp_status ffdp_volume_copy(ffdp_volume *dst, const ffdp_volume *src, ffdp_erro
 void ffdp_volume_range(const ffdp_volume *v, float *lo, float *hi);
 
 ffdp_status ffdp_field_alloc(ffdp_field *u, const ffdp_grid *g, ffdp_error *err);
+/* The same with ncomp components whatever the grid's shape (a one-plane
+ * slab of a 3-D field keeps its three). */
+ffdp_status ffdp_field_alloc_comps(ffdp_field *u, const ffdp_grid *g, int ncomp, ffdp_error *err);
 void ffdp_field_free(ffdp_field *u);
 
 #ifdef __cplusplus

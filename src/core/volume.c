@@ -74,12 +74,19 @@ void ffdp_volume_range(const ffdp_volume *v, float *lo, float *hi)
 
 ffdp_status ffdp_field_alloc(ffdp_field *u, const ffdp_grid *g, ffdp_error *err)
 {
+	return ffdp_field_alloc_comps(u, g, ffdp_grid_dim(g), err);
+}
+
+ffdp_status ffdp_field_alloc_comps(ffdp_field *u, const ffdp_grid *g, int ncomp, ffdp_error *err)
+{
 	ffdp_status s = ffdp_grid_check(g, err);
 	if (s)
 		return s;
+	if (ncomp < 2 || ncomp > 3)
+		return ffdp_fail(err, FFDP_ERR_ARG, "field: %d components", ncomp);
 	memset(u, 0, sizeof(*u));
 	u->grid = *g;
-	u->ncomp = ffdp_grid_dim(g);
+	u->ncomp = ncomp;
 	size_t bytes = (size_t)ffdp_grid_voxels(g) * sizeof(float);
 	for (int c = 0; c < u->ncomp; c++) {
 		u->c[c] = ffdp_alloc(bytes, err);

@@ -444,7 +444,7 @@ ffdp_status reg_dom_field_download(reg_domain *dm, const ffdp_field *f, ffdp_fie
 		host->grid = g, host->ncomp = f->ncomp;
 		return FFDP_OK;
 	}
-	ffdp_status s = ffdp_field_alloc(host, &g, err);
+	ffdp_status s = ffdp_field_alloc_comps(host, &g, f->ncomp, err);
 	const size_t bytes = (size_t)(dm->n[0] * dm->n[1] * dm->n[2]) * sizeof(float);
 	for (int c = 0; c < f->ncomp && !s; c++)
 		s = ffdp_buf_download(dm->be, host->c[c], f->c[c], bytes, err);

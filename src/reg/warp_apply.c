@@ -111,8 +111,8 @@ ffdp_status ffdp_warp_to_ants(const ffdp_field *u, const ffdp_mat4 *T, ffdp_fiel
 	ffdp_backend *cpu = NULL;
 	if (!s)
 		s = ffdp_backend_open(FFDP_BACKEND_CPU, 0, &cpu, err);
-	if (!s)
-		s = ffdp_field_alloc(w, &u->grid, err);
+	if (!s) /* u's components: a one-plane slab of a 3-D field keeps three */
+		s = ffdp_field_alloc_comps(w, &u->grid, u->ncomp, err);
 	if (!s) {
 		double A[9];
 		reg_linear3(&Linv, A);

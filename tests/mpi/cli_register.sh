@@ -1,6 +1,7 @@
 #!/bin/bash
 # mpirun -np 3 ffdp register on a small real pair (the FireANTs tutorial's
-# 2 mm OASIS heads, 96x116x128) against the single-process run: the warp,
+# 2 mm OASIS heads, 96x116x128) against the single-process run (every rank
+# reading and writing its own planes of the files): the warp,
 # its inverse, the warped image and the affine must be the same (the
 # distributed stages have the single-process bits); the report names the
 # ranks and their moving-fetch traffic.
@@ -62,5 +63,18 @@ rc=$?
 n=$(grep -c '^ffdp: error' <<<"$out")
 desc="mpirun with a missing input fails (status $rc) with one error line ($n: $(grep '^ffdp' <<<"$out"))" check \
 	test "$rc" -ne 0 -a "$n" -eq 1
+# thin slabs: 8 ranks on 12 planes (one or two planes a rank; none at the
+# coarse levels for most), SyN with its distributed finish, against one
+# process: the same files
+"$ffdp" synth -q -o "$dir/thin" --size 40x36x12 --spacing 2 --amplitude 3 || bad "synth a 12-plane pair"
+targs=(-q -f "$dir/thin_fixed.nii.gz" -m "$dir/thin_moving.nii.gz" --syn)
+"$ffdp" register "${targs[@]}" -o "$dir/thin1" 2>"$dir/thin1.err" || bad "thin pair, one process: $(tail -3 "$dir/thin1.err")"
+"$mpiexec" --allow-run-as-root --oversubscribe --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
+	-np 8 "$ffdp" register "${targs[@]}" -o "$dir/thin8" >"$dir/thin8.err" 2>&1 ||
+	bad "thin pair, mpirun -np 8: $(tail -5 "$dir/thin8.err")"
+for f in warp inverse_warp warped; do
+	desc="8 ranks on 12 planes (SyN): PREFIX_$f.nii.gz the same as one process's" check \
+		cmp -s <(zcat "$dir/thin1_$f.nii.gz") <(zcat "$dir/thin8_$f.nii.gz")
+done
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
