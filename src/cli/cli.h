@@ -38,6 +38,12 @@ void ffdp_cli_mpi_end(cli_mpi *m);
  * printed by a lower rank. */
 ffdp_status ffdp_cli_mpi_read(const cli_mpi *m, const char *const *paths, ffdp_volume *const *vols, int n,
 			      const char *probe, const char *init, ffdp_mat4 *T, int *quiet, ffdp_error *err);
+/* A 2-D pair under mpirun: z-slabs cannot split one plane, so rank 0 (which
+ * holds it) registers alone; then every rank gets its status s and r but
+ * the fields (empty slabs elsewhere, as ffdp_cli_mpi_write_images wants
+ * them; g the fixed grid).  *quiet: rank 0 printed the failure. */
+ffdp_status ffdp_cli_mpi_solo_result(const cli_mpi *m, ffdp_status s, ffdp_reg_result *r, const ffdp_grid *g,
+				      int *quiet, ffdp_error *err);
 /* The registration's images from every rank's planes (fixed, moving as
  * ffdp_cli_mpi_read gave them, r as ffdp_register under MPI): PREFIX_warped,
  * _warp, _inverse_warp (.nii.gz, each rank its planes) and _qc.png (rank 0,

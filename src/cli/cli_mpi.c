@@ -116,6 +116,32 @@ ffdp_status ffdp_cli_mpi_read(const cli_mpi *m, const char *const *paths, ffdp_v
 #endif
 }
 
+ffdp_status ffdp_cli_mpi_solo_result(const cli_mpi *m, ffdp_status s, ffdp_reg_result *r, const ffdp_grid *g,
+				      int *quiet, ffdp_error *err)
+{
+#ifdef FFDP_HAVE_MPI
+	int st = (int)s;
+	MPI_Bcast(&st, 1, MPI_INT, 0, MPI_COMM_WORLD);
+	if (st) {
+		*quiet = m->rank != 0; /* rank 0 says why */
+		return m->rank ? ffdp_fail(err, (ffdp_status)st, "rank 0 could not register") : s;
+	}
+	ffdp_reg_result copy = *r;
+	MPI_Bcast(&copy, (int)sizeof(copy), MPI_BYTE, 0, MPI_COMM_WORLD);
+	if (m->rank) { /* everything but the fields, which are rank 0's planes */
+		*r = copy;
+		memset(&r->u, 0, sizeof(r->u));
+		memset(&r->u_inv, 0, sizeof(r->u_inv));
+		r->u.grid = r->u_inv.grid = ffdp_grid_slab(g, 0, 0);
+		r->u.ncomp = r->u_inv.ncomp = ffdp_grid_dim(g);
+	}
+	return FFDP_OK;
+#else
+	(void)m, (void)r, (void)g, (void)quiet, (void)err;
+	return s;
+#endif
+}
+
 #ifdef FFDP_HAVE_MPI
 /* The QC preview of an image held in slabs: at most 256 voxels an axis,
  * gathered on rank 0 (out: rank 0 only). */

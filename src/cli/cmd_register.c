@@ -459,9 +459,20 @@ int ffdp_cmd_register(int argc, char **argv)
 			ffdp_log_info("register: %s -> %s, %d stage%s, CPU, %d thread%s%s", c.moving, c.fixed,
 				      c.opts.nstages, c.opts.nstages == 1 ? "" : "s", ffdp_num_threads(),
 				      ffdp_num_threads() == 1 ? "" : "s", mpi.size > 1 ? " per rank" : "");
-		if (mpi.size > 1)
-			ffdp_log_info("register: %d MPI ranks, z-slabs of the fixed grid", mpi.size);
-		s = ffdp_register(&fixed, &moving, &c.opts, &res, &err);
+		if (mpi.dist && fixed.grid.n[2] == 1) {
+			/* 2-D: one plane, which rank 0 holds whole; it registers alone */
+			ffdp_log_info("register: a 2-D pair under %d MPI rank%s: rank 0 registers it", mpi.size,
+				      mpi.size == 1 ? "" : "s");
+			ffdp_reg_opts one = c.opts;
+			one.dist = NULL, one.slab_inputs = 0;
+			if (mpi.rank == 0)
+				s = ffdp_register(&fixed, &moving, &one, &res, &err);
+			s = ffdp_cli_mpi_solo_result(&mpi, s, &res, &fixed.grid, &told, &err);
+		} else {
+			if (mpi.size > 1)
+				ffdp_log_info("register: %d MPI ranks, z-slabs of the fixed grid", mpi.size);
+			s = ffdp_register(&fixed, &moving, &c.opts, &res, &err);
+		}
 	}
 	uint64_t *traffic = calloc((size_t)mpi.size * FFDP_CLI_TRAFFIC * FFDP_MAX_STAGES, sizeof(uint64_t));
 	if (!s && !traffic)

@@ -76,5 +76,17 @@ for f in warp inverse_warp warped; do
 	desc="8 ranks on 12 planes (SyN): PREFIX_$f.nii.gz the same as one process's" check \
 		cmp -s <(zcat "$dir/thin1_$f.nii.gz") <(zcat "$dir/thin8_$f.nii.gz")
 done
+# a 2-D pair: one plane cannot be split in z; rank 0 registers it and every
+# rank takes part in writing the files, which match one process's
+"$ffdp" synth -q -o "$dir/flat" --size 64x64x1 --amplitude 3 || bad "synth a 2-D pair"
+fargs=(-q -f "$dir/flat_fixed.nii.gz" -m "$dir/flat_moving.nii.gz" --greedy)
+"$ffdp" register "${fargs[@]}" -o "$dir/flat1" 2>"$dir/flat1.err" || bad "2-D, one process: $(tail -3 "$dir/flat1.err")"
+"$mpiexec" --allow-run-as-root --oversubscribe --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
+	-np 3 "$ffdp" register "${fargs[@]}" -o "$dir/flat3" >"$dir/flat3.err" 2>&1 ||
+	bad "2-D, mpirun -np 3: $(tail -5 "$dir/flat3.err")"
+for f in warp inverse_warp warped; do
+	desc="2-D under 3 ranks: PREFIX_$f.nii.gz the same as one process's" check \
+		cmp -s <(zcat "$dir/flat1_$f.nii.gz") <(zcat "$dir/flat3_$f.nii.gz")
+done
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
