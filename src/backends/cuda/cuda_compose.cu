@@ -2,7 +2,8 @@
  *     out(j) = d(j) + u(q),  q = (lo + j) + C d(j) - u_lo
  * u sampled trilinearly (bilinearly in 2-D) with the sampler's taps.
  *
- * One thread per voxel of the d box, x fastest.  A thread reads d(j)
+ * One thread per voxel of the d box, x fastest; 3-D fields share the
+ * corners' offsets between components (compose3_kernel).  A thread reads d(j)
  * completely before it writes out(j), so out may alias d; u is never
  * written.
  *
@@ -51,6 +52,54 @@ __global__ void compose_kernel(comp_k k)
 	}
 }
 
+/* Trilinear from four row offsets of u's box (planes tz.i0, tz.i1 by rows
+ * ty.i0, ty.i1), shared by the three components: cu_trilinear's
+ * arithmetic in its order, without recomputing the offsets per component.
+ * Scalars, not arrays: an indexed array went to local memory. */
+template <typename IDX>
+__device__ __forceinline__ float comp_lerp8(const float *__restrict__ p, IDX o0, IDX o1, IDX o2, IDX o3,
+					    const cu_taps &tx, const cu_taps &ty, const cu_taps &tz)
+{
+	const IDX x0 = (IDX)tx.i0, x1 = (IDX)tx.i1;
+	const float r0 = tx.w0 * p[o0 + x0] + tx.w1 * p[o0 + x1];
+	const float r1 = tx.w0 * p[o1 + x0] + tx.w1 * p[o1 + x1];
+	const float r2 = tx.w0 * p[o2 + x0] + tx.w1 * p[o2 + x1];
+	const float r3 = tx.w0 * p[o3 + x0] + tx.w1 * p[o3 + x1];
+	return tz.w0 * (ty.w0 * r0 + ty.w1 * r1) + tz.w1 * (ty.w0 * r2 + ty.w1 * r3);
+}
+
+enum { CMP_BZ = 2 }; /* planes a block spans (4 measured no better) */
+
+/* 3-D: padding fixed at compile time, offsets in IDX (32 bits when u's box
+ * has fewer than 2^31 voxels: 64-bit products cost several instructions). */
+template <int PAD, typename IDX> __global__ void __launch_bounds__(CU_THREADS) compose3_kernel(comp_k k)
+{
+	const IDX unx = (IDX)k.un[0], unxy = (IDX)(k.un[0] * k.un[1]);
+	const float *__restrict__ u0 = k.u[0], *__restrict__ u1 = k.u[1], *__restrict__ u2 = k.u[2];
+	const float *d0 = k.d[0], *d1 = k.d[1], *d2 = k.d[2]; /* out may alias d */
+	/* blocks of 32 x 4 x 2 voxels: a block's planes share the planes of u
+	 * they read in L1 */
+	const int64_t x = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+	const int64_t y = (int64_t)blockIdx.y * blockDim.y + threadIdx.y;
+	for (int64_t z = (int64_t)blockIdx.z * blockDim.z + threadIdx.z; z < k.n[2] && x < k.n[0] && y < k.n[1];
+	     z += (int64_t)gridDim.z * blockDim.z) {
+		const int64_t i = (z * k.n[1] + y) * k.n[0] + x;
+		const double a = (double)d0[i], b = (double)d1[i], c = (double)d2[i];
+		/* q in the global frame, C d added in the generic kernel's order */
+		const double qx = (double)(k.lo[0] + x) + k.C[0] * a + k.C[1] * b + k.C[2] * c;
+		const double qy = (double)(k.lo[1] + y) + k.C[3] * a + k.C[4] * b + k.C[5] * c;
+		const double qz = (double)(k.lo[2] + z) + k.C[6] * a + k.C[7] * b + k.C[8] * c;
+		const cu_taps tx = cu_taps_make(qx, k.ulo[0], k.un[0], PAD);
+		const cu_taps ty = cu_taps_make(qy, k.ulo[1], k.un[1], PAD);
+		const cu_taps tz = cu_taps_make(qz, k.ulo[2], k.un[2], PAD);
+		const IDX z0 = (IDX)tz.i0 * unxy, z1 = (IDX)tz.i1 * unxy, y0 = (IDX)ty.i0 * unx, y1 = (IDX)ty.i1 * unx;
+		const IDX o0 = z0 + y0, o1 = z0 + y1, o2 = z1 + y0, o3 = z1 + y1;
+		k.out[0][i] = (float)(a + (double)comp_lerp8<IDX>(u0, o0, o1, o2, o3, tx, ty, tz));
+		k.out[1][i] = (float)(b + (double)comp_lerp8<IDX>(u1, o0, o1, o2, o3, tx, ty, tz));
+		k.out[2][i] = (float)(c + (double)comp_lerp8<IDX>(u2, o0, o1, o2, o3, tx, ty, tz));
+	}
+}
+
 ffdp_status ffdp_cuda_compose(ffdp_backend *be, const ffdp_compose_args *a, ffdp_error *err)
 {
 	(void)be;
@@ -71,6 +120,17 @@ ffdp_status ffdp_cuda_compose(ffdp_backend *be, const ffdp_compose_args *a, ffdp
 	for (int e = 0; e < 9; e++)
 		k.C[e] = a->C[e];
 	const cu_shape sh = cu_voxel_shape(k.n[0], k.n[1], k.n[2], 0);
-	compose_kernel<<<sh.grid, sh.block>>>(k);
+	const bool small = k.un[0] * k.un[1] * k.un[2] < ((int64_t)1 << 31);
+	const dim3 b3(CU_BX, CU_THREADS / CU_BX / CMP_BZ, CMP_BZ);
+	const dim3 g3((unsigned)((k.n[0] + b3.x - 1) / b3.x), (unsigned)((k.n[1] + b3.y - 1) / b3.y),
+		      (unsigned)cu_min64((k.n[2] + CMP_BZ - 1) / CMP_BZ, 65535));
+	if (k.nc != 3 || k.n[0] > (int64_t)INT32_MAX * CU_BX || k.n[1] > 65535 * (int64_t)b3.y)
+		compose_kernel<<<sh.grid, sh.block>>>(k);
+	else if (k.pad == FFDP_PAD_ZERO)
+		small ? compose3_kernel<FFDP_PAD_ZERO, int32_t><<<g3, b3>>>(k)
+		      : compose3_kernel<FFDP_PAD_ZERO, int64_t><<<g3, b3>>>(k);
+	else
+		small ? compose3_kernel<FFDP_PAD_BORDER, int32_t><<<g3, b3>>>(k)
+		      : compose3_kernel<FFDP_PAD_BORDER, int64_t><<<g3, b3>>>(k);
 	return cu_launched(err, "compose");
 }
