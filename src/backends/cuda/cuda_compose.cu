@@ -52,22 +52,6 @@ __global__ void compose_kernel(comp_k k)
 	}
 }
 
-/* Trilinear from four row offsets of u's box (planes tz.i0, tz.i1 by rows
- * ty.i0, ty.i1), shared by the three components: cu_trilinear's
- * arithmetic in its order, without recomputing the offsets per component.
- * Scalars, not arrays: an indexed array went to local memory. */
-template <typename IDX>
-__device__ __forceinline__ float comp_lerp8(const float *__restrict__ p, IDX o0, IDX o1, IDX o2, IDX o3,
-					    const cu_taps &tx, const cu_taps &ty, const cu_taps &tz)
-{
-	const IDX x0 = (IDX)tx.i0, x1 = (IDX)tx.i1;
-	const float r0 = tx.w0 * p[o0 + x0] + tx.w1 * p[o0 + x1];
-	const float r1 = tx.w0 * p[o1 + x0] + tx.w1 * p[o1 + x1];
-	const float r2 = tx.w0 * p[o2 + x0] + tx.w1 * p[o2 + x1];
-	const float r3 = tx.w0 * p[o3 + x0] + tx.w1 * p[o3 + x1];
-	return tz.w0 * (ty.w0 * r0 + ty.w1 * r1) + tz.w1 * (ty.w0 * r2 + ty.w1 * r3);
-}
-
 enum { CMP_BZ = 2 }; /* planes a block spans (4 measured no better) */
 
 /* 3-D: padding fixed at compile time, offsets in IDX (32 bits when u's box
@@ -89,14 +73,14 @@ template <int PAD, typename IDX> __global__ void __launch_bounds__(CU_THREADS) c
 		const double qx = (double)(k.lo[0] + x) + k.C[0] * a + k.C[1] * b + k.C[2] * c;
 		const double qy = (double)(k.lo[1] + y) + k.C[3] * a + k.C[4] * b + k.C[5] * c;
 		const double qz = (double)(k.lo[2] + z) + k.C[6] * a + k.C[7] * b + k.C[8] * c;
-		const cu_taps tx = cu_taps_make(qx, k.ulo[0], k.un[0], PAD);
-		const cu_taps ty = cu_taps_make(qy, k.ulo[1], k.un[1], PAD);
-		const cu_taps tz = cu_taps_make(qz, k.ulo[2], k.un[2], PAD);
-		const IDX z0 = (IDX)tz.i0 * unxy, z1 = (IDX)tz.i1 * unxy, y0 = (IDX)ty.i0 * unx, y1 = (IDX)ty.i1 * unx;
+		const cu_taps_t<IDX> tx = cu_taps_fast<IDX, PAD>(qx, k.ulo[0], k.un[0]);
+		const cu_taps_t<IDX> ty = cu_taps_fast<IDX, PAD>(qy, k.ulo[1], k.un[1]);
+		const cu_taps_t<IDX> tz = cu_taps_fast<IDX, PAD>(qz, k.ulo[2], k.un[2]);
+		const IDX z0 = tz.i0 * unxy, z1 = tz.i1 * unxy, y0 = ty.i0 * unx, y1 = ty.i1 * unx;
 		const IDX o0 = z0 + y0, o1 = z0 + y1, o2 = z1 + y0, o3 = z1 + y1;
-		k.out[0][i] = (float)(a + (double)comp_lerp8<IDX>(u0, o0, o1, o2, o3, tx, ty, tz));
-		k.out[1][i] = (float)(b + (double)comp_lerp8<IDX>(u1, o0, o1, o2, o3, tx, ty, tz));
-		k.out[2][i] = (float)(c + (double)comp_lerp8<IDX>(u2, o0, o1, o2, o3, tx, ty, tz));
+		k.out[0][i] = (float)(a + (double)cu_trilinear_rows(u0, o0, o1, o2, o3, tx, ty, tz));
+		k.out[1][i] = (float)(b + (double)cu_trilinear_rows(u1, o0, o1, o2, o3, tx, ty, tz));
+		k.out[2][i] = (float)(c + (double)cu_trilinear_rows(u2, o0, o1, o2, o3, tx, ty, tz));
 	}
 }
 
