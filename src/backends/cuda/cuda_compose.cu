@@ -52,15 +52,49 @@ __global__ void compose_kernel(comp_k k)
 	}
 }
 
-enum { CMP_BZ = 2 }; /* planes a block spans (4 measured no better) */
+enum { CMP_BZ = 2, CMP_MINB = 6 }; /* planes a block spans (4 measured no better); blocks a SM */
 
-/* 3-D: padding fixed at compile time, offsets in IDX (32 bits when u's box
- * has fewer than 2^31 voxels: 64-bit products cost several instructions). */
-template <int PAD, typename IDX> __global__ void __launch_bounds__(CU_THREADS) compose3_kernel(comp_k k)
+/* Taps at box index base + off (base an integer, off = (C d) a float of a
+ * few voxels): the clamps are exact in this frame (integers below 2^24) and
+ * the fraction needs no double, since floor(base + off) = base + floor(off).
+ * cu_taps_fast's rules; positions to float rounding of C d (1e-7 of it). */
+template <typename IDX, int PAD> __device__ __forceinline__ cu_taps_t<IDX> comp_taps(IDX base, float off, IDX n)
 {
+	cu_taps_t<IDX> t;
+	const bool border = PAD == FFDP_PAD_BORDER;
+	const float lo = (float)((border ? 0 : -2) - base), hi = (float)((border ? n - 1 : n + 1) - base);
+	float q = off > lo ? off : lo; /* NaN -> lo */
+	q = q < hi ? q : hi;
+	const float fl = floorf(q), f = q - fl;
+	const IDX i0 = base + (IDX)fl;
+	if (border) {
+		t.i0 = i0, t.i1 = i0 + (i0 < n - 1);
+		t.w0 = 1.0f - f, t.w1 = f;
+		return t;
+	}
+	const IDX i1 = i0 + 1;
+	const float v0 = i0 >= 0 && i0 < n ? 1.0f : 0.0f, v1 = i1 >= 0 && i1 < n ? 1.0f : 0.0f;
+	t.w0 = (1.0f - f) * v0, t.w1 = f * v1;
+	t.i0 = i0 < 0 ? 0 : (i0 >= n ? n - 1 : i0);
+	t.i1 = i1 < 0 ? 0 : (i1 >= n ? n - 1 : i1);
+	return t;
+}
+
+/* 3-D, u's box under 2^24 voxels an axis and 2^31 in all: the offset C d
+ * and the taps in float around the voxel's integer position, the padding
+ * fixed at compile time, the corners' row offsets shared by the three
+ * components (32-bit). */
+template <int PAD> __global__ void __launch_bounds__(CU_THREADS, CMP_MINB) compose3_kernel(comp_k k)
+{
+	typedef int32_t IDX;
 	const IDX unx = (IDX)k.un[0], unxy = (IDX)(k.un[0] * k.un[1]);
+	const IDX nx = (IDX)k.un[0], ny = (IDX)k.un[1], nz = (IDX)k.un[2];
 	const float *__restrict__ u0 = k.u[0], *__restrict__ u1 = k.u[1], *__restrict__ u2 = k.u[2];
 	const float *d0 = k.d[0], *d1 = k.d[1], *d2 = k.d[2]; /* out may alias d */
+	float C[9];
+#pragma unroll
+	for (int e = 0; e < 9; e++)
+		C[e] = (float)k.C[e];
 	/* blocks of 32 x 4 x 2 voxels: a block's planes share the planes of u
 	 * they read in L1 */
 	const int64_t x = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -68,19 +102,15 @@ template <int PAD, typename IDX> __global__ void __launch_bounds__(CU_THREADS) c
 	for (int64_t z = (int64_t)blockIdx.z * blockDim.z + threadIdx.z; z < k.n[2] && x < k.n[0] && y < k.n[1];
 	     z += (int64_t)gridDim.z * blockDim.z) {
 		const int64_t i = (z * k.n[1] + y) * k.n[0] + x;
-		const double a = (double)d0[i], b = (double)d1[i], c = (double)d2[i];
-		/* q in the global frame, C d added in the generic kernel's order */
-		const double qx = (double)(k.lo[0] + x) + k.C[0] * a + k.C[1] * b + k.C[2] * c;
-		const double qy = (double)(k.lo[1] + y) + k.C[3] * a + k.C[4] * b + k.C[5] * c;
-		const double qz = (double)(k.lo[2] + z) + k.C[6] * a + k.C[7] * b + k.C[8] * c;
-		const cu_taps_t<IDX> tx = cu_taps_fast<IDX, PAD>(qx, k.ulo[0], k.un[0]);
-		const cu_taps_t<IDX> ty = cu_taps_fast<IDX, PAD>(qy, k.ulo[1], k.un[1]);
-		const cu_taps_t<IDX> tz = cu_taps_fast<IDX, PAD>(qz, k.ulo[2], k.un[2]);
+		const float a = d0[i], b = d1[i], c = d2[i];
+		const cu_taps_t<IDX> tx = comp_taps<IDX, PAD>((IDX)(k.lo[0] + x - k.ulo[0]), C[0] * a + C[1] * b + C[2] * c, nx);
+		const cu_taps_t<IDX> ty = comp_taps<IDX, PAD>((IDX)(k.lo[1] + y - k.ulo[1]), C[3] * a + C[4] * b + C[5] * c, ny);
+		const cu_taps_t<IDX> tz = comp_taps<IDX, PAD>((IDX)(k.lo[2] + z - k.ulo[2]), C[6] * a + C[7] * b + C[8] * c, nz);
 		const IDX z0 = tz.i0 * unxy, z1 = tz.i1 * unxy, y0 = ty.i0 * unx, y1 = ty.i1 * unx;
 		const IDX o0 = z0 + y0, o1 = z0 + y1, o2 = z1 + y0, o3 = z1 + y1;
-		k.out[0][i] = (float)(a + (double)cu_trilinear_rows(u0, o0, o1, o2, o3, tx, ty, tz));
-		k.out[1][i] = (float)(b + (double)cu_trilinear_rows(u1, o0, o1, o2, o3, tx, ty, tz));
-		k.out[2][i] = (float)(c + (double)cu_trilinear_rows(u2, o0, o1, o2, o3, tx, ty, tz));
+		k.out[0][i] = a + cu_trilinear_rows(u0, o0, o1, o2, o3, tx, ty, tz);
+		k.out[1][i] = b + cu_trilinear_rows(u1, o0, o1, o2, o3, tx, ty, tz);
+		k.out[2][i] = c + cu_trilinear_rows(u2, o0, o1, o2, o3, tx, ty, tz);
 	}
 }
 
@@ -104,17 +134,20 @@ ffdp_status ffdp_cuda_compose(ffdp_backend *be, const ffdp_compose_args *a, ffdp
 	for (int e = 0; e < 9; e++)
 		k.C[e] = a->C[e];
 	const cu_shape sh = cu_voxel_shape(k.n[0], k.n[1], k.n[2], 0);
-	const bool small = k.un[0] * k.un[1] * k.un[2] < ((int64_t)1 << 31);
+	/* the float frame: box indices (and the voxel's, relative to u_lo)
+	 * exact in float and 32-bit */
+	const int64_t lim = (int64_t)1 << 24;
+	bool fast = k.nc == 3 && k.un[0] * k.un[1] * k.un[2] < ((int64_t)1 << 31);
+	for (int r = 0; r < 3; r++)
+		fast = fast && k.un[r] < lim && k.lo[r] - k.ulo[r] > -lim && k.lo[r] + k.n[r] - k.ulo[r] < lim;
 	const dim3 b3(CU_BX, CU_THREADS / CU_BX / CMP_BZ, CMP_BZ);
 	const dim3 g3((unsigned)((k.n[0] + b3.x - 1) / b3.x), (unsigned)((k.n[1] + b3.y - 1) / b3.y),
 		      (unsigned)cu_min64((k.n[2] + CMP_BZ - 1) / CMP_BZ, 65535));
-	if (k.nc != 3 || k.n[0] > (int64_t)INT32_MAX * CU_BX || k.n[1] > 65535 * (int64_t)b3.y)
+	if (!fast || k.n[1] > 65535 * (int64_t)b3.y)
 		compose_kernel<<<sh.grid, sh.block>>>(k);
 	else if (k.pad == FFDP_PAD_ZERO)
-		small ? compose3_kernel<FFDP_PAD_ZERO, int32_t><<<g3, b3>>>(k)
-		      : compose3_kernel<FFDP_PAD_ZERO, int64_t><<<g3, b3>>>(k);
+		compose3_kernel<FFDP_PAD_ZERO><<<g3, b3>>>(k);
 	else
-		small ? compose3_kernel<FFDP_PAD_BORDER, int32_t><<<g3, b3>>>(k)
-		      : compose3_kernel<FFDP_PAD_BORDER, int64_t><<<g3, b3>>>(k);
+		compose3_kernel<FFDP_PAD_BORDER><<<g3, b3>>>(k);
 	return cu_launched(err, "compose");
 }
