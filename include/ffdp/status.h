@@ -21,6 +21,7 @@ typedef enum ffdp_status {
 	FFDP_ERR_DATA,        /* valid file, unusable content (NaN, 4-D, ...) */
 	FFDP_ERR_UNSUPPORTED, /* feature not built in or not implemented */
 	FFDP_ERR_BACKEND,     /* device or runtime failure */
+	FFDP_ERR_PEER,        /* another MPI rank failed (its message is its own) */
 } ffdp_status;
 
 #define FFDP_ERROR_MSG_LEN 1024

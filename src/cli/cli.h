@@ -50,6 +50,11 @@ ffdp_status ffdp_cli_mpi_solo_result(const cli_mpi *m, ffdp_status s, ffdp_reg_r
  * from previews).  Collective. */
 ffdp_status ffdp_cli_mpi_write_images(const cli_mpi *m, const char *prefix, const ffdp_volume *fixed,
 				      const ffdp_volume *moving, const ffdp_reg_result *r, ffdp_error *err);
+/* Under mpirun, every rank's status s after a collective step: the lowest
+ * rank with a failure of its own prints (*quiet = 0 there only), the
+ * others stay quiet; the status on a rank that did not fail is
+ * FFDP_ERR_PEER.  Without ranks, s. */
+ffdp_status ffdp_cli_mpi_agree(const cli_mpi *m, ffdp_status s, int *quiet, ffdp_error *err);
 /* This rank's index among the ranks on its host (0 without MPI). */
 int ffdp_cli_mpi_local_rank(const cli_mpi *m);
 /* How the ranks moved planes in the last registration: "mpi", "staged",

@@ -63,18 +63,26 @@ void ffdp_cli_mpi_end(cli_mpi *m)
 	(void)m;
 }
 
-#ifdef FFDP_HAVE_MPI
-/* The lowest rank whose s failed prints it; the others stay quiet. */
-static ffdp_status agree_told(const cli_mpi *m, ffdp_status s, int *quiet, ffdp_error *err)
+ffdp_status ffdp_cli_mpi_agree(const cli_mpi *m, ffdp_status s, int *quiet, ffdp_error *err)
 {
-	int first = s ? m->rank : m->size;
+#ifdef FFDP_HAVE_MPI
+	if (!m->dist)
+		return s;
+	/* ranks that only saw another fail (FFDP_ERR_PEER) do not count */
+	int first = s && s != FFDP_ERR_PEER ? m->rank : m->size, any = s != FFDP_OK;
 	MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-	if (first == m->size)
+	MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+	if (!any)
 		return FFDP_OK;
+	if (first == m->size) /* every failure a peer's: rank 0 speaks */
+		first = 0;
 	*quiet = first != m->rank;
-	return s ? s : ffdp_fail(err, FFDP_ERR_ARG, "rank %d could not go on", first);
-}
+	return s ? s : ffdp_fail(err, FFDP_ERR_PEER, "rank %d could not go on", first);
+#else
+	(void)m, (void)quiet, (void)err;
+	return s;
 #endif
+}
 
 ffdp_status ffdp_cli_mpi_read(const cli_mpi *m, const char *const *paths, ffdp_volume *const *vols, int n,
 			      const char *probe, const char *init, ffdp_mat4 *T, int *quiet, ffdp_error *err)
@@ -92,7 +100,7 @@ ffdp_status ffdp_cli_mpi_read(const cli_mpi *m, const char *const *paths, ffdp_v
 		if (!s && init)
 			s = ffdp_affine_read(init, T, err);
 	}
-	if ((s = agree_told(m, s, quiet, err)))
+	if ((s = ffdp_cli_mpi_agree(m, s, quiet, err)))
 		return s;
 	MPI_Bcast(T, (int)sizeof(*T), MPI_BYTE, 0, MPI_COMM_WORLD);
 	/* every rank its planes, along each image's own z */
@@ -107,7 +115,7 @@ ffdp_status ffdp_cli_mpi_read(const cli_mpi *m, const char *const *paths, ffdp_v
 			s = FFDP_ERR_NOMEM;
 		if (!s)
 			v->grid = g; /* the whole image's; the data are the rank's planes */
-		s = agree_told(m, s, quiet, err);
+		s = ffdp_cli_mpi_agree(m, s, quiet, err);
 	}
 	return s;
 #else

@@ -494,6 +494,9 @@ int ffdp_cmd_register(int argc, char **argv)
 	ffdp_volume_free(&fixed);
 	ffdp_volume_free(&moving);
 	ffdp_volume_free(&fmask);
+	int quiet = 0; /* every rank: one line, from the rank where it went wrong */
+	s = ffdp_cli_mpi_agree(&mpi, s, &quiet, &err);
+	told = told || quiet;
 	rc = told ? 1 : s ? ffdp_cli_fail(&err) : 0; /* before MPI_Finalize, as above */
 	ffdp_cli_mpi_end(&mpi);
 	return rc;

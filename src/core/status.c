@@ -34,6 +34,7 @@ const char *ffdp_status_name(ffdp_status s)
 	case FFDP_ERR_DATA: return "bad data";
 	case FFDP_ERR_UNSUPPORTED: return "unsupported";
 	case FFDP_ERR_BACKEND: return "backend error";
+	case FFDP_ERR_PEER: return "another rank failed";
 	}
 	return "unknown status";
 }

@@ -66,6 +66,6 @@ ffdp_status ffdp_dist_agree(ffdp_dist *d, ffdp_status s, const char *what, ffdp_
 
 	MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, d->comm);
 	if (any && !bad)
-		return ffdp_fail(err, FFDP_ERR_BACKEND, "%s: another rank failed", what);
+		return ffdp_fail(err, FFDP_ERR_PEER, "%s: another rank failed", what);
 	return s;
 }
