@@ -54,32 +54,6 @@ __global__ void compose_kernel(comp_k k)
 
 enum { CMP_BZ = 2, CMP_MINB = 6 }; /* planes a block spans (4 measured no better); blocks a SM */
 
-/* Taps at box index base + off (base an integer, off = (C d) a float of a
- * few voxels): the clamps are exact in this frame (integers below 2^24) and
- * the fraction needs no double, since floor(base + off) = base + floor(off).
- * cu_taps_fast's rules; positions to float rounding of C d (1e-7 of it). */
-template <typename IDX, int PAD> __device__ __forceinline__ cu_taps_t<IDX> comp_taps(IDX base, float off, IDX n)
-{
-	cu_taps_t<IDX> t;
-	const bool border = PAD == FFDP_PAD_BORDER;
-	const float lo = (float)((border ? 0 : -2) - base), hi = (float)((border ? n - 1 : n + 1) - base);
-	float q = off > lo ? off : lo; /* NaN -> lo */
-	q = q < hi ? q : hi;
-	const float fl = floorf(q), f = q - fl;
-	const IDX i0 = base + (IDX)fl;
-	if (border) {
-		t.i0 = i0, t.i1 = i0 + (i0 < n - 1);
-		t.w0 = 1.0f - f, t.w1 = f;
-		return t;
-	}
-	const IDX i1 = i0 + 1;
-	const float v0 = i0 >= 0 && i0 < n ? 1.0f : 0.0f, v1 = i1 >= 0 && i1 < n ? 1.0f : 0.0f;
-	t.w0 = (1.0f - f) * v0, t.w1 = f * v1;
-	t.i0 = i0 < 0 ? 0 : (i0 >= n ? n - 1 : i0);
-	t.i1 = i1 < 0 ? 0 : (i1 >= n ? n - 1 : i1);
-	return t;
-}
-
 /* 3-D, u's box under 2^24 voxels an axis and 2^31 in all: the offset C d
  * and the taps in float around the voxel's integer position, the padding
  * fixed at compile time, the corners' row offsets shared by the three
@@ -103,9 +77,9 @@ template <int PAD> __global__ void __launch_bounds__(CU_THREADS, CMP_MINB) compo
 	     z += (int64_t)gridDim.z * blockDim.z) {
 		const int64_t i = (z * k.n[1] + y) * k.n[0] + x;
 		const float a = d0[i], b = d1[i], c = d2[i];
-		const cu_taps_t<IDX> tx = comp_taps<IDX, PAD>((IDX)(k.lo[0] + x - k.ulo[0]), C[0] * a + C[1] * b + C[2] * c, nx);
-		const cu_taps_t<IDX> ty = comp_taps<IDX, PAD>((IDX)(k.lo[1] + y - k.ulo[1]), C[3] * a + C[4] * b + C[5] * c, ny);
-		const cu_taps_t<IDX> tz = comp_taps<IDX, PAD>((IDX)(k.lo[2] + z - k.ulo[2]), C[6] * a + C[7] * b + C[8] * c, nz);
+		const cu_taps_t<IDX> tx = cu_taps_frame<IDX, PAD>((IDX)(k.lo[0] + x - k.ulo[0]), C[0] * a + C[1] * b + C[2] * c, nx);
+		const cu_taps_t<IDX> ty = cu_taps_frame<IDX, PAD>((IDX)(k.lo[1] + y - k.ulo[1]), C[3] * a + C[4] * b + C[5] * c, ny);
+		const cu_taps_t<IDX> tz = cu_taps_frame<IDX, PAD>((IDX)(k.lo[2] + z - k.ulo[2]), C[6] * a + C[7] * b + C[8] * c, nz);
 		const IDX z0 = tz.i0 * unxy, z1 = tz.i1 * unxy, y0 = ty.i0 * unx, y1 = ty.i1 * unx;
 		const IDX o0 = z0 + y0, o1 = z0 + y1, o2 = z1 + y0, o3 = z1 + y1;
 		k.out[0][i] = a + cu_trilinear_rows(u0, o0, o1, o2, o3, tx, ty, tz);

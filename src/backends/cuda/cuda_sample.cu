@@ -188,30 +188,62 @@ __global__ void __launch_bounds__(CU_THREADS, INTERP == FFDP_INTERP_LABEL ? 2 : 
 	}
 }
 
-/* LINEAR in 3-D with the padding fixed at compile time and the box's
- * offsets in IDX (32 bits for boxes under 2^31 voxels): the same values as
- * sample_fwd_kernel, with far fewer integer instructions (the generic
- * kernel is instruction-bound: Nsight, docs/perf.md). */
-template <int PAD, typename IDX>
+/* LINEAR in 3-D, with the padding fixed at compile time and the
+ * box's offsets in 32 bits (boxes under 2^31 voxels).  The affine part of
+ * the point is formed in double as samp_point forms it and split into an
+ * integer and a fraction; the fraction plus B u (a few voxels) and the taps
+ * are float (cu_taps_frame): positions to float rounding of that sum, the
+ * same values as sample_fwd_kernel to ~1e-7 of a voxel, and far fewer
+ * double and 64-bit instructions (the generic kernel is instruction-bound:
+ * Nsight, docs/perf.md).  Points further than 2^22 voxels out (or NaN)
+ * take the double taps. */
+template <int PAD>
 __global__ void __launch_bounds__(CU_THREADS) sample_lin3_kernel(samp_k k, float *out, int accumulate)
 {
+	typedef int32_t IDX;
 	const float *__restrict__ M = k.M;
 	const IDX bx = (IDX)k.bx, bxy = (IDX)k.bxy;
 	const IDX mx = (IDX)k.mlo[0], my = (IDX)k.mlo[1], mz = (IDX)k.mlo[2];
+	const IDX nx = (IDX)k.mn[0], ny = (IDX)k.mn[1], nz = (IDX)k.mn[2];
+	float B[9];
+#pragma unroll
+	for (int e = 0; e < 9; e++)
+		B[e] = (float)k.B[e];
 	CU_FOR_VOXELS(k.n[0], k.n[1], k.n[2], x, y, z)
 	{
 		const int64_t i = (z * k.n[1] + y) * k.n[0] + x;
-		double gi[3], p[3];
-		samp_point(k, x, y, z, i, gi, p);
-		if (!samp_gated_in(k, p, FFDP_INTERP_LINEAR))
+		const double g0 = (double)(k.lo[0] + x), g1 = (double)(k.lo[1] + y), g2 = (double)(k.lo[2] + z);
+		const double p0 = k.W[0] * g0 + k.W[1] * g1 + k.W[2] * g2 + k.W[3];
+		const double p1 = k.W[4] * g0 + k.W[5] * g1 + k.W[6] * g2 + k.W[7];
+		const double p2 = k.W[8] * g0 + k.W[9] * g1 + k.W[10] * g2 + k.W[11];
+		cu_taps_t<IDX> tx, ty, tz;
+		if (fabs(p0) < 4.2e6 && fabs(p1) < 4.2e6 && fabs(p2) < 4.2e6) {
+			const double f0 = floor(p0), f1 = floor(p1), f2 = floor(p2);
+			float l0 = (float)(p0 - f0), l1 = (float)(p1 - f1), l2 = (float)(p2 - f2);
+			if (k.uc) {
+				const float a = k.u[0][i], b = k.u[1][i], c = k.u[2][i];
+				l0 += B[0] * a + B[1] * b + B[2] * c;
+				l1 += B[3] * a + B[4] * b + B[5] * c;
+				l2 += B[6] * a + B[7] * b + B[8] * c;
+			}
+			tx = cu_taps_frame<IDX, PAD>((IDX)f0, l0, nx);
+			ty = cu_taps_frame<IDX, PAD>((IDX)f1, l1, ny);
+			tz = cu_taps_frame<IDX, PAD>((IDX)f2, l2, nz);
+		} else {
+			double gi[3], p[3];
+			samp_point(k, x, y, z, i, gi, p);
+			tx = cu_taps_fast<IDX, PAD>(p[0], 0, k.mn[0]);
+			ty = cu_taps_fast<IDX, PAD>(p[1], 0, k.mn[1]);
+			tz = cu_taps_fast<IDX, PAD>(p[2], 0, k.mn[2]);
+		}
+		/* the z gate on these taps' first z corner (clamped into the
+		 * volume: the gate's rule), so a ring slab holds what it reads */
+		if (k.gate[1] > k.gate[0] && !(tz.i0 >= k.gate[0] && tz.i0 < k.gate[1]))
 			continue; /* another slab of the ring samples it */
-		const cu_taps_t<IDX> tx = cu_taps_fast<IDX, PAD>(p[0], 0, k.mn[0]);
-		const cu_taps_t<IDX> ty = cu_taps_fast<IDX, PAD>(p[1], 0, k.mn[1]);
-		const cu_taps_t<IDX> tz = cu_taps_fast<IDX, PAD>(p[2], 0, k.mn[2]);
 		/* whole-volume corners into the box: only the integer indices move */
-		const cu_taps_t<IDX> bxt = {tx.i0 - mx, tx.i1 - mx, tx.w0, tx.w1};
+		tx.i0 -= mx, tx.i1 -= mx;
 		const IDX z0 = (tz.i0 - mz) * bxy, z1 = (tz.i1 - mz) * bxy, y0 = (ty.i0 - my) * bx, y1 = (ty.i1 - my) * bx;
-		const float v = cu_trilinear_rows(M, z0 + y0, z0 + y1, z1 + y0, z1 + y1, bxt, ty, tz);
+		const float v = cu_trilinear_rows(M, z0 + y0, z0 + y1, z1 + y0, z1 + y1, tx, ty, tz);
 		out[i] = accumulate ? out[i] + v : v;
 	}
 }
@@ -234,13 +266,16 @@ ffdp_status ffdp_cuda_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_e
 	samp_k k;
 	samp_k_make(a, a->out.n, &k);
 	const cu_shape sh = cu_voxel_shape(k.n[0], k.n[1], k.n[2], 0);
-	const bool fast = !k.flat_z && k.bxy * a->moving.n[2] < ((int64_t)1 << 31);
+	/* the float frame: 32-bit box offsets, whole-volume sizes below 2^22
+	 * (exact clamps) */
+	const bool fast = !k.flat_z && k.bxy * a->moving.n[2] < ((int64_t)1 << 31) && k.mn[0] < (1 << 22) &&
+			  k.mn[1] < (1 << 22) && k.mn[2] < (1 << 22) && (!k.uc || k.uc == 3);
 	switch (a->interp) {
 	case FFDP_INTERP_LINEAR:
 		if (fast && k.pad == FFDP_PAD_ZERO)
-			sample_lin3_kernel<FFDP_PAD_ZERO, int32_t><<<sh.grid, sh.block>>>(k, a->out.p, a->accumulate);
+			sample_lin3_kernel<FFDP_PAD_ZERO><<<sh.grid, sh.block>>>(k, a->out.p, a->accumulate);
 		else if (fast)
-			sample_lin3_kernel<FFDP_PAD_BORDER, int32_t><<<sh.grid, sh.block>>>(k, a->out.p, a->accumulate);
+			sample_lin3_kernel<FFDP_PAD_BORDER><<<sh.grid, sh.block>>>(k, a->out.p, a->accumulate);
 		else
 			sample_fwd_kernel<FFDP_INTERP_LINEAR><<<sh.grid, sh.block>>>(k, a->out.p, a->accumulate);
 		break;
