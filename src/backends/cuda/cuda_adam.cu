@@ -297,21 +297,10 @@ static void ws_k_make(ws_k *k, ffdp_vec u, ffdp_vec m, ffdp_vec v, const ffdp_wa
 	k->pad = o->pad;
 }
 
-/* ops.h on another branch adds warp_step_opts.max_norm (a bound on |d|,
- * 0 = measure); read it where the field exists, else always measure. */
-template <typename O> static auto ws_hint(const O *o, int) -> decltype((double)o->max_norm)
-{
-	return o->max_norm;
-}
-template <typename O> static double ws_hint(const O *, long)
-{
-	return 0.0;
-}
-
 /* Slices the ring must keep behind the current slab. */
 static ffdp_status ws_reach(const ws_k *k, const ffdp_warp_step_opts *o, int64_t *R, ffdp_error *err)
 {
-	const double hint = ws_hint(o, 0);
+	const double hint = o->max_norm; /* a bound on |d|, or 0: measure it */
 	double reach = 0.0;
 	if (hint > 0.0) {
 		if (!isfinite(hint))
