@@ -364,7 +364,7 @@ static ffdp_status ws_compose(const ws_k *k, const ffdp_warp_step_opts *o, ffdp_
 	if (!s && hbad)
 		s = ffdp_fail(err, FFDP_ERR_ARG,
 			      "warp_step: max_norm %g is below the field's own; u was only partly updated",
-			      ws_hint(o, 0));
+			      o->max_norm);
 	return s;
 }
 
