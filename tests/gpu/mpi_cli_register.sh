@@ -50,5 +50,14 @@ PY
 read -r dmean dmax <<<"$diff"
 desc="two ranks: mean warp difference ${dmean:-?} voxel (< 0.1; largest ${dmax:-?} mm)" check \
 	awk -v d="$dmean" 'BEGIN { exit !(d != "" && d + 0 < 0.1) }'
+# a fixed mask on GPU ranks: one rank's files equal the plain run's
+"$ffdp" register "${args[@]}" --fixed-mask "$data/atlas_2mm_1000_3.nii.gz" -o "$dir/m0" 2>"$dir/m0.err" ||
+	bad "one process with a mask: $(tail -3 "$dir/m0.err")"
+mpi 1 "$ffdp" register "${args[@]}" --fixed-mask "$data/atlas_2mm_1000_3.nii.gz" -o "$dir/m1" >"$dir/m1.err" 2>&1 ||
+	bad "mpirun -np 1 with a mask: $(tail -5 "$dir/m1.err")"
+desc="with a fixed mask, one GPU rank: the warp equals the plain GPU run's" check \
+	cmp -s <(zcat "$dir/m0_warp.nii.gz") <(zcat "$dir/m1_warp.nii.gz")
+desc="with a fixed mask: not the unmasked warp (the mask was used)" check \
+	test -n "$(cmp <(zcat "$dir/one_warp.nii.gz") <(zcat "$dir/m0_warp.nii.gz") 2>&1)"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
