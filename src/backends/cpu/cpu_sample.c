@@ -467,12 +467,19 @@ typedef struct smp_grad_out {
 	float *gm;
 } smp_grad_out;
 
-/* One output row: gu written, gM scattered, this row's gW terms added to
- * acc.  pad and d3 are constants at each call. */
+/* A row's gW terms, sum_x gp_k gx and sum_x gp_k, in 8 lanes by global
+ * x mod 8 (each lane in x order), so that the AVX2 path, 8 voxels a step,
+ * adds in the scalar path's order. */
+typedef struct smp_lanes {
+	double sx[3][8], s1[3][8];
+} smp_lanes;
+
+/* Voxels [x0, x1) of one output row: gu written, gM scattered, the gW
+ * terms added to L (NULL: none).  pad and d3 are constants at each call. */
 TL_INLINE void smp_grad_row(const smp *s, const smp_grad_out *g, int64_t r, int64_t x0, int64_t x1,
-			    double acc[12], const ffdp_pad pad, const int d3)
+			    smp_lanes *L, const ffdp_pad pad, const int d3)
 {
-	double base[3], p[3], sx[3] = {0, 0, 0}, s1[3] = {0, 0, 0};
+	double base[3], p[3];
 	tl_axis ax[3];
 	int64_t nx = s->on[0], j0 = r * nx;
 	smp_row_base(s, r, base);
@@ -484,8 +491,9 @@ TL_INLINE void smp_grad_row(const smp *s, const smp_grad_out *g, int64_t r, int6
 		tl_value_grad(s->m, &ax[0], &ax[1], &ax[2], d3, dm);
 		double go = g->gout[j], gp[3] = {dm[0] * go, dm[1] * go, dm[2] * go};
 		double gx = (double)(s->lo[0] + x);
-		for (int k = 0; k < 3; k++)
-			sx[k] += gp[k] * gx, s1[k] += gp[k];
+		int l = (int)((s->lo[0] + x) & 7);
+		for (int k = 0; k < 3 && L; k++)
+			L->sx[k][l] += gp[k] * gx, L->s1[k][l] += gp[k];
 		for (int c = 0; c < (g->gu[0] ? g->ncomp : 0); c++) {
 			float v = (float)(s->B[c] * gp[0] + s->B[3 + c] * gp[1] + s->B[6 + c] * gp[2]);
 			g->gu[c][j] = g->accumulate_gu ? g->gu[c][j] + v : v;
@@ -493,50 +501,68 @@ TL_INLINE void smp_grad_row(const smp *s, const smp_grad_out *g, int64_t r, int6
 		if (g->gm)
 			smp_scatter(g->gm, ax, d3, g->gout[j]);
 	}
+}
+
+/* Lanes l and l + 4 first, then ((0 + 1) + (2 + 3)): a fixed order. */
+static double smp_lane_sum(const double v[8])
+{
+	double t0 = v[0] + v[4], t1 = v[1] + v[5], t2 = v[2] + v[6], t3 = v[3] + v[7];
+	return (t0 + t1) + (t2 + t3);
+}
+
+/* Row r's 12 gW terms into acc (the row's W[:,0..3] partials). */
+static void smp_lanes_flush(const smp *s, const smp_lanes *L, int64_t r, double acc[12])
+{
 	double gy = (double)(s->lo[1] + r % s->on[1]), gz = (double)(s->lo[2] + r / s->on[1]);
-	if (!acc)
-		return;
-	for (int k = 0; k < (d3 ? 3 : 2); k++) {
-		acc[4 * k] += sx[k];
-		acc[4 * k + 1] += s1[k] * gy;
-		acc[4 * k + 2] += d3 ? s1[k] * gz : 0.0;
-		acc[4 * k + 3] += s1[k];
+	for (int k = 0; k < (s->d3 ? 3 : 2); k++) {
+		double sx = smp_lane_sum(L->sx[k]), s1 = smp_lane_sum(L->s1[k]);
+		acc[4 * k] += sx;
+		acc[4 * k + 1] += s1 * gy;
+		acc[4 * k + 2] += s->d3 ? s1 * gz : 0.0;
+		acc[4 * k + 3] += s1;
 	}
 }
 
 /* The scalar path: voxels [x0, x1) of row r. */
 static void smp_grad_span_any(const smp *s, const smp_grad_out *g, int64_t r, int64_t x0, int64_t x1,
-			      double acc[12])
+			      smp_lanes *L)
 {
 	if (s->d3 && s->pad == FFDP_PAD_BORDER)
-		smp_grad_row(s, g, r, x0, x1, acc, FFDP_PAD_BORDER, 1);
+		smp_grad_row(s, g, r, x0, x1, L, FFDP_PAD_BORDER, 1);
 	else if (s->d3)
-		smp_grad_row(s, g, r, x0, x1, acc, FFDP_PAD_ZERO, 1);
+		smp_grad_row(s, g, r, x0, x1, L, FFDP_PAD_ZERO, 1);
 	else if (s->pad == FFDP_PAD_BORDER)
-		smp_grad_row(s, g, r, x0, x1, acc, FFDP_PAD_BORDER, 0);
+		smp_grad_row(s, g, r, x0, x1, L, FFDP_PAD_BORDER, 0);
 	else
-		smp_grad_row(s, g, r, x0, x1, acc, FFDP_PAD_ZERO, 0);
+		smp_grad_row(s, g, r, x0, x1, L, FFDP_PAD_ZERO, 0);
 }
 
 #ifdef SMP_AVX2
-/* gu of 8 voxels from dM/dp, exactly as the scalar row: gp = dm gout in
- * double, gu_c = (float)(B_0c gp_0 + B_1c gp_1 + B_2c gp_2). */
-SMP_AVX2_FN void smp8_gu(const smp *s, const smp_grad_out *g, int64_t j, const __m256 dm[3])
+/* gp = dM/dp gout in double for 8 voxels (two halves of 4), as the scalar
+ * row forms it. */
+SMP_AVX2_FN void smp8_gp(const smp_grad_out *g, int64_t j, const __m256 dm[3], __m256d gp[2][3])
 {
-	__m128 gu[3][2];
 	for (int h = 0; h < 2; h++) {
-		__m256d go = _mm256_cvtps_pd(_mm_loadu_ps(g->gout + j + 4 * h)), gp[3];
+		__m256d go = _mm256_cvtps_pd(_mm_loadu_ps(g->gout + j + 4 * h));
 		for (int k = 0; k < 3; k++) {
 			__m128 d = h ? _mm256_extractf128_ps(dm[k], 1) : _mm256_castps256_ps128(dm[k]);
-			gp[k] = _mm256_mul_pd(_mm256_cvtps_pd(d), go);
-		}
-		for (int c = 0; c < 3; c++) {
-			__m256d t = _mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(s->B[c]), gp[0]),
-						  _mm256_mul_pd(_mm256_set1_pd(s->B[3 + c]), gp[1]));
-			t = _mm256_add_pd(t, _mm256_mul_pd(_mm256_set1_pd(s->B[6 + c]), gp[2]));
-			gu[c][h] = _mm256_cvtpd_ps(t);
+			gp[h][k] = _mm256_mul_pd(_mm256_cvtps_pd(d), go);
 		}
 	}
+}
+
+/* gu of 8 voxels, exactly as the scalar row: gu_c = (float)(B_0c gp_0 +
+ * B_1c gp_1 + B_2c gp_2). */
+SMP_AVX2_FN void smp8_gu(const smp *s, const smp_grad_out *g, int64_t j, __m256d gp[2][3])
+{
+	__m128 gu[3][2];
+	for (int h = 0; h < 2; h++)
+		for (int c = 0; c < 3; c++) {
+			__m256d t = _mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(s->B[c]), gp[h][0]),
+						  _mm256_mul_pd(_mm256_set1_pd(s->B[3 + c]), gp[h][1]));
+			t = _mm256_add_pd(t, _mm256_mul_pd(_mm256_set1_pd(s->B[6 + c]), gp[h][2]));
+			gu[c][h] = _mm256_cvtpd_ps(t);
+		}
 	for (int c = 0; c < 3; c++) {
 		__m256 v = _mm256_set_m128(gu[c][1], gu[c][0]);
 		float *o = g->gu[c] + j;
@@ -546,35 +572,66 @@ SMP_AVX2_FN void smp8_gu(const smp *s, const smp_grad_out *g, int64_t j, const _
 	}
 }
 
-__attribute__((noinline, target("avx2,fma"))) static void smp_grad_row_avx2(const smp *s, const smp_grad_out *g,
-									   int64_t r, double acc[12])
+/* The gW lanes of 8 voxels whose first has global x gx0 = 0 mod 8. */
+SMP_AVX2_FN void smp8_lanes(smp_lanes *L, double gx0, __m256d gp[2][3])
+{
+	for (int h = 0; h < 2; h++) {
+		__m256d gx = _mm256_add_pd(_mm256_set1_pd(gx0), _mm256_setr_pd(4 * h, 4 * h + 1, 4 * h + 2, 4 * h + 3));
+		for (int k = 0; k < 3; k++) {
+			double *sx = L->sx[k] + 4 * h, *s1 = L->s1[k] + 4 * h;
+			_mm256_storeu_pd(sx, _mm256_add_pd(_mm256_loadu_pd(sx), _mm256_mul_pd(gp[h][k], gx)));
+			_mm256_storeu_pd(s1, _mm256_add_pd(_mm256_loadu_pd(s1), gp[h][k]));
+		}
+	}
+}
+
+/* Groups of 8 start at a global x divisible by 8, so that lane = x mod 8. */
+SMP_AVX2_FN void smp_grad_row_avx2_u(const smp *s, const smp_grad_out *g, int64_t r, smp_lanes *L,
+				     const int has_u)
 {
 	double base[3];
-	int64_t nx = s->on[0], j0 = r * nx, x = 0;
+	int64_t nx = s->on[0], j0 = r * nx, x = (-s->lo[0]) & 7;
+	x = x < nx ? x : nx;
 	smp_row_base(s, r, base);
+	if (x > 0)
+		smp_grad_span_any(s, g, r, 0, x, L);
 	for (; x + 8 <= nx; x += 8) {
 		smp8 v;
 		__m256 dm[3];
-		if (!smp8_load(s, base, x, j0 + x, 1, &v)) {
-			smp_grad_span_any(s, g, r, x, x + 8, acc);
+		__m256d gp[2][3];
+		if (!smp8_load(s, base, x, j0 + x, has_u, &v)) {
+			smp_grad_span_any(s, g, r, x, x + 8, L);
 			continue;
 		}
 		smp8_grad(&v, dm);
-		smp8_gu(s, g, j0 + x, dm);
+		smp8_gp(g, j0 + x, dm, gp);
+		if (g->gu[0])
+			smp8_gu(s, g, j0 + x, gp);
+		if (L)
+			smp8_lanes(L, (double)(s->lo[0] + x), gp);
 	}
 	if (x < nx)
-		smp_grad_span_any(s, g, r, x, nx, acc);
+		smp_grad_span_any(s, g, r, x, nx, L);
+}
+
+__attribute__((noinline, target("avx2,fma"))) static void smp_grad_row_avx2(const smp *s, const smp_grad_out *g,
+									   int64_t r, smp_lanes *L)
+{
+	if (s->u[0])
+		smp_grad_row_avx2_u(s, g, r, L, 1);
+	else
+		smp_grad_row_avx2_u(s, g, r, L, 0);
 }
 #endif
 
-/* The AVX2 backward writes gu only: no gW sums, no gM scatter. */
-static int smp_grad_avx2_ok(const smp *s, const smp_grad_out *g, const ffdp_sample_grad_args *a)
+/* The AVX2 backward: 3-D, u of 3 components or none, gu and gW; no gM
+ * scatter. */
+static int smp_grad_avx2_ok(const smp *s, const smp_grad_out *g)
 {
 #ifdef SMP_AVX2
-	return s->d3 && s->u[2] && g->gu[0] && g->ncomp == 3 && !g->gm && !a->gW && !a->gW_z && smp_fits_int32(s) &&
-	       ffdp_cpu_use_avx2();
+	return s->d3 && (s->u[2] || !s->u[0]) && !g->gm && smp_fits_int32(s) && ffdp_cpu_use_avx2();
 #else
-	(void)s, (void)g, (void)a;
+	(void)s, (void)g;
 	return 0;
 #endif
 }
@@ -598,24 +655,27 @@ ffdp_status ffdp_cpu_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *
 	if ((a->gW || a->gW_z) && !part)
 		return ffdp_fail(err, FFDP_ERR_NOMEM, "sample_grad: no memory for %lld row sums", (long long)rows);
 	int gate = s.gate[1] > s.gate[0];
-	int simd = !gate && smp_grad_avx2_ok(&s, &g, a);
+	int simd = !gate && smp_grad_avx2_ok(&s, &g);
 	(void)simd;
 #pragma omp parallel for schedule(static)
 	for (int64_t r = 0; r < rows; r++) {
-		double *acc = part ? part + 12 * r : NULL;
+		smp_lanes lanes, *L = part ? &lanes : NULL;
+		if (L)
+			memset(L, 0, sizeof(*L));
 		if (gate) {
 			for (int64_t x = 0; x < s.on[0]; x++)
 				if (smp_gated(&s, r, x, FFDP_INTERP_LINEAR))
-					smp_grad_span_any(&s, &g, r, x, x + 1, acc);
-			continue;
-		}
+					smp_grad_span_any(&s, &g, r, x, x + 1, L);
+		} else {
 #ifdef SMP_AVX2
-		if (simd) {
-			smp_grad_row_avx2(&s, &g, r, acc);
-			continue;
-		}
+			if (simd)
+				smp_grad_row_avx2(&s, &g, r, L);
+			else
 #endif
-		smp_grad_span_any(&s, &g, r, 0, s.on[0], acc);
+				smp_grad_span_any(&s, &g, r, 0, s.on[0], L);
+		}
+		if (L)
+			smp_lanes_flush(&s, L, r, part + 12 * r);
 	}
 	double tot[12] = {0};
 	for (int64_t z = 0; z < box[2] && part; z++) {
