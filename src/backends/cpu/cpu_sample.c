@@ -20,6 +20,7 @@
 
 #include "cpu_ops.h"
 #include "cpu_trilinear.h"
+#include "cpu_trilinear8.h"
 
 typedef struct smp {
 	const float *m;
@@ -240,46 +241,23 @@ static void smp_row_gated(const smp *s, int64_t r, float *out, int acc, ffdp_int
 
 /* ---- AVX2 -------------------------------------------------------------------
  * Eight voxels of a row at a time, when all their cells lie inside M: the
- * sample point in double (4 lanes, two halves), the corners by 64-bit
- * gathers (each fetches the x pair of one corner row), and the weights and
- * values in float.  Every operation is the scalar path's, in its order and
- * without contraction (-ffp-contract=off), so the bits agree;
- * groups with a cell outside take the scalar path.  Only the linear 3-D
- * sampler with u of three components or none, M under 2^31 voxels (32-bit
- * gather offsets), and for the backward only gu (no gW, no gM). */
-#if defined(__GNUC__) && defined(__x86_64__)
+ * sample point in double (4 lanes, two halves), the corners gathered and
+ * interpolated by cpu_trilinear8.h, with the scalar path's bits; groups
+ * with a cell outside take the scalar path.  Only the linear 3-D sampler
+ * with u of three components or none, M under 2^31 voxels (32-bit gather
+ * offsets); the backward writes gu and gW, never gM. */
+#ifdef TL8_AVX2
 #define SMP_AVX2 1
-#include <immintrin.h>
+#define SMP_AVX2_FN TL8_FN
+#define V_ADD _mm256_add_ps
 
-#define SMP_AVX2_FN static inline __attribute__((always_inline, target("avx2,fma")))
-
-/* Corner values of 8 voxels: x pair (a: lower x, b: upper x) of the corner
- * row at offset off from each voxel's first corner.  lo holds the offsets
- * of voxels 0 1 4 5, hi of 2 3 6 7, so one in-lane shuffle per pair gives
- * voxel order. */
-SMP_AVX2_FN void smp8_pair(const float *m, __m128i lo, __m128i hi, int off, __m256 *a, __m256 *b)
+/* Sample points of voxels x .. x + 7 of the row with base `base`, their
+ * weights and corners; 0 when a cell is not inside M (nothing is read). */
+SMP_AVX2_FN int smp8_load(const smp *s, const tl8_box *b, const double base[3], int64_t x, int64_t j,
+			  const int has_u, tl8 *v)
 {
-	__m128i o = _mm_set1_epi32(off);
-	__m256 pl = _mm256_castsi256_ps(_mm256_i32gather_epi64((const long long *)m, _mm_add_epi32(lo, o), 4));
-	__m256 ph = _mm256_castsi256_ps(_mm256_i32gather_epi64((const long long *)m, _mm_add_epi32(hi, o), 4));
-	*a = _mm256_shuffle_ps(pl, ph, _MM_SHUFFLE(2, 0, 2, 0));
-	*b = _mm256_shuffle_ps(pl, ph, _MM_SHUFFLE(3, 1, 3, 1));
-}
-
-typedef struct smp8 {
-	__m256 w1[3];          /* fractions: weight of the upper corner per axis */
-	__m256 c[4][2];        /* corners: rows (y0 z0, y1 z0, y0 z1, y1 z1), x pair */
-} smp8;
-
-/* Sample points of voxels x .. x + 7 of the row with base `base`; 0 when a
- * cell is not inside M (nothing is read then). */
-SMP_AVX2_FN int smp8_load(const smp *s, const double base[3], int64_t x, int64_t j, const int has_u, smp8 *v)
-{
-	__m256d gx[2], u[2][3];
-	__m128 fr[2][3];
-	__m128i ii[2][3];
+	__m256d gx[2], u[2][3], p[2][3];
 	double g0 = (double)(s->lo[0] + x);
-	int ok = 1;
 
 	gx[0] = _mm256_add_pd(_mm256_set1_pd(g0), _mm256_setr_pd(0, 1, 2, 3));
 	gx[1] = _mm256_add_pd(_mm256_set1_pd(g0), _mm256_setr_pd(4, 5, 6, 7));
@@ -288,92 +266,41 @@ SMP_AVX2_FN int smp8_load(const smp *s, const double base[3], int64_t x, int64_t
 			u[h][c] = _mm256_cvtps_pd(_mm_loadu_ps(s->u[c] + j + 4 * h));
 	for (int h = 0; h < 2; h++)
 		for (int k = 0; k < 3; k++) {
-			__m256d p = _mm256_add_pd(_mm256_set1_pd(base[k]), _mm256_mul_pd(_mm256_set1_pd(s->W[4 * k]), gx[h]));
+			p[h][k] = _mm256_add_pd(_mm256_set1_pd(base[k]), _mm256_mul_pd(_mm256_set1_pd(s->W[4 * k]), gx[h]));
 			if (has_u) {
 				__m256d t = _mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(s->B[3 * k]), u[h][0]),
 							  _mm256_mul_pd(_mm256_set1_pd(s->B[3 * k + 1]), u[h][1]));
 				t = _mm256_add_pd(t, _mm256_mul_pd(_mm256_set1_pd(s->B[3 * k + 2]), u[h][2]));
-				p = _mm256_add_pd(p, t);
+				p[h][k] = _mm256_add_pd(p[h][k], t);
 			}
-			__m256d in = _mm256_and_pd(_mm256_cmp_pd(p, _mm256_setzero_pd(), _CMP_GE_OQ),
-						   _mm256_cmp_pd(p, _mm256_set1_pd((double)(s->mn[k] - 1)), _CMP_LT_OQ));
-			ok &= _mm256_movemask_pd(in) == 15;
-			__m256d fl = _mm256_floor_pd(p);
-			fr[h][k] = _mm256_cvtpd_ps(_mm256_sub_pd(p, fl));
-			ii[h][k] = _mm256_cvttpd_epi32(fl);
 		}
-	if (!ok)
+	if (!tl8_locate(b, p, v))
 		return 0;
-	for (int k = 0; k < 3; k++)
-		v->w1[k] = _mm256_set_m128(fr[1][k], fr[0][k]);
-	/* first corner of each voxel in the box, then split 0 1 4 5 / 2 3 6 7 */
-	int nx = (int)s->ms[1], nxy = (int)s->ms[2];
-	__m256i ix = _mm256_set_m128i(ii[1][0], ii[0][0]), iy = _mm256_set_m128i(ii[1][1], ii[0][1]);
-	__m256i iz = _mm256_set_m128i(ii[1][2], ii[0][2]);
-	ix = _mm256_sub_epi32(ix, _mm256_set1_epi32((int)s->mlo[0]));
-	iy = _mm256_sub_epi32(iy, _mm256_set1_epi32((int)s->mlo[1]));
-	iz = _mm256_sub_epi32(iz, _mm256_set1_epi32((int)s->mlo[2]));
-	__m256i o = _mm256_add_epi32(ix, _mm256_add_epi32(_mm256_mullo_epi32(iy, _mm256_set1_epi32(nx)),
-							 _mm256_mullo_epi32(iz, _mm256_set1_epi32(nxy))));
-	o = _mm256_permute4x64_epi64(o, _MM_SHUFFLE(3, 1, 2, 0));
-	__m128i lo = _mm256_castsi256_si128(o), hi = _mm256_extracti128_si256(o, 1);
-	smp8_pair(s->m, lo, hi, 0, &v->c[0][0], &v->c[0][1]);
-	smp8_pair(s->m, lo, hi, nx, &v->c[1][0], &v->c[1][1]);
-	smp8_pair(s->m, lo, hi, nxy, &v->c[2][0], &v->c[2][1]);
-	smp8_pair(s->m, lo, hi, nx + nxy, &v->c[3][0], &v->c[3][1]);
+	tl8_gather(b, s->m, v);
 	return 1;
 }
 
-#define V_ADD _mm256_add_ps
-#define V_SUB _mm256_sub_ps
-#define V_MUL _mm256_mul_ps
-
-/* tl_value on 8 voxels. */
-SMP_AVX2_FN __m256 smp8_value(const smp8 *v)
+/* The whole moving volume decides, the box's memory is read. */
+static inline tl8_box smp_box(const smp *s)
 {
-	const __m256 one = _mm256_set1_ps(1.0f);
-	__m256 x1 = v->w1[0], y1 = v->w1[1], z1 = v->w1[2];
-	__m256 x0 = V_SUB(one, x1), y0 = V_SUB(one, y1), z0 = V_SUB(one, z1);
-	__m256 e[4];
-	for (int r = 0; r < 4; r++)
-		e[r] = V_ADD(V_MUL(x0, v->c[r][0]), V_MUL(x1, v->c[r][1]));
-	__m256 v0 = V_ADD(V_MUL(y0, e[0]), V_MUL(y1, e[1]));
-	__m256 v1 = V_ADD(V_MUL(y0, e[2]), V_MUL(y1, e[3]));
-	return V_ADD(V_MUL(z0, v0), V_MUL(z1, v1));
-}
-
-/* tl_value_grad's gradient on 8 voxels, interior weights' derivatives
- * (-1, 1): d0 a + d1 b is b - a, the same bits. */
-SMP_AVX2_FN void smp8_grad(const smp8 *v, __m256 g[3])
-{
-	const __m256 one = _mm256_set1_ps(1.0f);
-	__m256 x1 = v->w1[0], y1 = v->w1[1], z1 = v->w1[2];
-	__m256 x0 = V_SUB(one, x1), y0 = V_SUB(one, y1), z0 = V_SUB(one, z1);
-	__m256 e[4], d[4];
-	for (int r = 0; r < 4; r++) {
-		e[r] = V_ADD(V_MUL(x0, v->c[r][0]), V_MUL(x1, v->c[r][1]));
-		d[r] = V_SUB(v->c[r][1], v->c[r][0]);
-	}
-	__m256 v0 = V_ADD(V_MUL(y0, e[0]), V_MUL(y1, e[1]));
-	__m256 v1 = V_ADD(V_MUL(y0, e[2]), V_MUL(y1, e[3]));
-	__m256 gx = V_ADD(V_MUL(y0, d[0]), V_MUL(y1, d[1])), gy = V_SUB(e[1], e[0]);
-	g[0] = V_ADD(V_MUL(z0, gx), V_MUL(z1, V_ADD(V_MUL(y0, d[2]), V_MUL(y1, d[3]))));
-	g[1] = V_ADD(V_MUL(z0, gy), V_MUL(z1, V_SUB(e[3], e[2])));
-	g[2] = V_SUB(v1, v0);
+	static const int64_t zero[3] = {0, 0, 0};
+	const int64_t bn[3] = {s->ms[1], s->ms[2] / s->ms[1], 0};
+	return tl8_box_make(zero, s->mn, s->mlo, bn);
 }
 
 SMP_AVX2_FN void smp_row_avx2_u(const smp *s, int64_t r, float *out, int acc, const int has_u)
 {
 	double base[3];
 	int64_t nx = s->on[0], j0 = r * nx, x = 0;
+	tl8_box b = smp_box(s);
 	smp_row_base(s, r, base);
 	for (; x + 8 <= nx; x += 8) {
-		smp8 v;
-		if (!smp8_load(s, base, x, j0 + x, has_u, &v)) {
+		tl8 v;
+		if (!smp8_load(s, &b, base, x, j0 + x, has_u, &v)) {
 			smp_span_any(s, r, x, x + 8, out, acc, FFDP_INTERP_LINEAR);
 			continue;
 		}
-		__m256 val = smp8_value(&v);
+		__m256 val = tl8_value(&v);
 		float *o = out + j0 + x;
 		if (acc)
 			val = V_ADD(_mm256_loadu_ps(o), val);
@@ -544,10 +471,8 @@ SMP_AVX2_FN void smp8_gp(const smp_grad_out *g, int64_t j, const __m256 dm[3], _
 {
 	for (int h = 0; h < 2; h++) {
 		__m256d go = _mm256_cvtps_pd(_mm_loadu_ps(g->gout + j + 4 * h));
-		for (int k = 0; k < 3; k++) {
-			__m128 d = h ? _mm256_extractf128_ps(dm[k], 1) : _mm256_castps256_ps128(dm[k]);
-			gp[h][k] = _mm256_mul_pd(_mm256_cvtps_pd(d), go);
-		}
+		for (int k = 0; k < 3; k++)
+			gp[h][k] = _mm256_mul_pd(tl8_half_pd(dm[k], h), go);
 	}
 }
 
@@ -592,18 +517,19 @@ SMP_AVX2_FN void smp_grad_row_avx2_u(const smp *s, const smp_grad_out *g, int64_
 	double base[3];
 	int64_t nx = s->on[0], j0 = r * nx, x = (-s->lo[0]) & 7;
 	x = x < nx ? x : nx;
+	tl8_box b = smp_box(s);
 	smp_row_base(s, r, base);
 	if (x > 0)
 		smp_grad_span_any(s, g, r, 0, x, L);
 	for (; x + 8 <= nx; x += 8) {
-		smp8 v;
+		tl8 v;
 		__m256 dm[3];
 		__m256d gp[2][3];
-		if (!smp8_load(s, base, x, j0 + x, has_u, &v)) {
+		if (!smp8_load(s, &b, base, x, j0 + x, has_u, &v)) {
 			smp_grad_span_any(s, g, r, x, x + 8, L);
 			continue;
 		}
-		smp8_grad(&v, dm);
+		tl8_value_grad(&v, dm);
 		smp8_gp(g, j0 + x, dm, gp);
 		if (g->gu[0])
 			smp8_gu(s, g, j0 + x, gp);
