@@ -862,7 +862,8 @@ static int same_bits(const float *a, const float *b, int64_t n)
 
 /* The AVX2 forward (linear, 3-D, u of 3 components or none) and backward
  * (gu and gW) against the forced scalar path: the same bits, with points
- * inside, near and outside M, and a row length that leaves a tail. */
+ * inside, near and outside M (far outside, NaN), and a row length that
+ * leaves a tail. */
 static void test_simd_bits(tu_rng *r)
 {
 	if (!ffdp_cpu_use_avx2()) {
@@ -879,6 +880,8 @@ static void test_simd_bits(tu_rng *r)
 		u[c] = falloc(no), g1[c] = falloc(no), g2[c] = falloc(no);
 		tu_fill_uniform(r, u[c], no, -2.0, 2.0);
 	}
+	/* points far outside and NaN take the padded path's clamps */
+	u[0][5] = NAN, u[1][77] = 1e30f, u[2][200] = -1e30f, u[0][301] = 40.0f;
 	ffdp_vec uv = {{u[0], u[1], u[2]}, {on[0], on[1], on[2]}, 3};
 	ffdp_vec gv1 = {{g1[0], g1[1], g1[2]}, {on[0], on[1], on[2]}, 3};
 	ffdp_vec gv2 = {{g2[0], g2[1], g2[2]}, {on[0], on[1], on[2]}, 3};

@@ -60,12 +60,11 @@ static double inv_span_any(const inv *s, int64_t r, int64_t x0, int64_t x1)
 }
 
 /* ---- AVX2 --------------------------------------------------------------------
- * 3-D, 8 voxels of a row at a time whose cells lie inside w's box (border
- * padding is then inactive): p in double, the corners of the three
- * components gathered at the same offsets (cpu_trilinear8.h), the residual,
- * the derivatives and the Newton step in double, 4 lanes twice.  Every
- * operation is the scalar path's in its order, so the bits agree; other
- * groups take the scalar path. */
+ * 3-D, 8 voxels of a row at a time: p in double, the corners of the three
+ * components gathered at the same offsets (cpu_trilinear8.h, border
+ * padded), the residual, the derivatives and the Newton step in double,
+ * 4 lanes twice.  Every operation is the scalar path's in its order, so
+ * the bits agree. */
 #ifdef TL8_AVX2
 #define PD_ADD _mm256_add_pd
 #define PD_SUB _mm256_sub_pd
@@ -110,9 +109,8 @@ TL8_FN void inv4_delta(const __m256d r[3], const __m256d G[9], const double C[9]
 		d[a] = _mm256_blendv_pd(d[a], _mm256_div_pd(d[a], sc), shrink);
 }
 
-/* Voxels x .. x + 7 of row r; 0 (nothing written) when a cell lies outside
- * w's box.  worst: the lanes' max |r|. */
-TL8_FN int inv8(const inv *s, const tl8_box *b, int64_t r, int64_t x, __m256d *worst)
+/* Voxels x .. x + 7 of row r.  worst: the lanes' max |r|. */
+TL8_FN void inv8(const inv *s, const tl8_box *b, int64_t r, int64_t x, __m256d *worst)
 {
 	const int64_t j = r * s->n[0] + x;
 	const double gy = (double)(s->lo[1] + r % s->n[1]), gz = (double)(s->lo[2] + r / s->n[1]);
@@ -132,7 +130,7 @@ TL8_FN int inv8(const inv *s, const tl8_box *b, int64_t r, int64_t x, __m256d *w
 	}
 	tl8 t;
 	if (!tl8_locate(b, p, &t))
-		return 0;
+		tl8_locate_pad(b, p, FFDP_PAD_BORDER, &t);
 	__m256 val[3], g[3][3];
 	for (int c = 0; c < 3; c++) {
 		tl8_gather(b, s->w[c], &t);
@@ -155,7 +153,6 @@ TL8_FN int inv8(const inv *s, const tl8_box *b, int64_t r, int64_t x, __m256d *w
 		for (int c = 0; c < 3; c++)
 			_mm_storeu_ps(s->out[c] + j + 4 * h, _mm256_cvtpd_ps(PD_SUB(v[h][c], d[c])));
 	}
-	return 1;
 }
 
 __attribute__((noinline, target("avx2,fma"))) static double inv_row_avx2(const inv *s, int64_t r)
@@ -166,8 +163,7 @@ __attribute__((noinline, target("avx2,fma"))) static double inv_row_avx2(const i
 	double worst = 0.0, l[4];
 	int64_t x = 0;
 	for (; x + 8 <= nx; x += 8)
-		if (!inv8(s, &b, r, x, &wv))
-			worst = fmax(worst, inv_span_any(s, r, x, x + 8));
+		inv8(s, &b, r, x, &wv);
 	if (x < nx)
 		worst = fmax(worst, inv_span_any(s, r, x, nx));
 	_mm256_storeu_pd(l, wv);

@@ -240,10 +240,10 @@ static void smp_row_gated(const smp *s, int64_t r, float *out, int acc, ffdp_int
 }
 
 /* ---- AVX2 -------------------------------------------------------------------
- * Eight voxels of a row at a time, when all their cells lie inside M: the
+ * Eight voxels of a row at a time: the
  * sample point in double (4 lanes, two halves), the corners gathered and
- * interpolated by cpu_trilinear8.h, with the scalar path's bits; groups
- * with a cell outside take the scalar path.  Only the linear 3-D sampler
+ * interpolated by cpu_trilinear8.h (padded where a cell is not inside M),
+ * with the scalar path's bits.  Only the linear 3-D sampler
  * with u of three components or none, M under 2^31 voxels (32-bit gather
  * offsets); the backward writes gu and gW, never gM. */
 #ifdef TL8_AVX2
@@ -252,8 +252,8 @@ static void smp_row_gated(const smp *s, int64_t r, float *out, int acc, ffdp_int
 #define V_ADD _mm256_add_ps
 
 /* Sample points of voxels x .. x + 7 of the row with base `base`, their
- * weights and corners; 0 when a cell is not inside M (nothing is read). */
-SMP_AVX2_FN int smp8_load(const smp *s, const tl8_box *b, const double base[3], int64_t x, int64_t j,
+ * weights and corners (padded where a cell is not inside M). */
+SMP_AVX2_FN void smp8_load(const smp *s, const tl8_box *b, const double base[3], int64_t x, int64_t j,
 			  const int has_u, tl8 *v)
 {
 	__m256d gx[2], u[2][3], p[2][3];
@@ -275,9 +275,8 @@ SMP_AVX2_FN int smp8_load(const smp *s, const tl8_box *b, const double base[3], 
 			}
 		}
 	if (!tl8_locate(b, p, v))
-		return 0;
+		tl8_locate_pad(b, p, s->pad, v);
 	tl8_gather(b, s->m, v);
-	return 1;
 }
 
 /* The whole moving volume decides, the box's memory is read. */
@@ -296,10 +295,7 @@ SMP_AVX2_FN void smp_row_avx2_u(const smp *s, int64_t r, float *out, int acc, co
 	smp_row_base(s, r, base);
 	for (; x + 8 <= nx; x += 8) {
 		tl8 v;
-		if (!smp8_load(s, &b, base, x, j0 + x, has_u, &v)) {
-			smp_span_any(s, r, x, x + 8, out, acc, FFDP_INTERP_LINEAR);
-			continue;
-		}
+		smp8_load(s, &b, base, x, j0 + x, has_u, &v);
 		__m256 val = tl8_value(&v);
 		float *o = out + j0 + x;
 		if (acc)
@@ -525,10 +521,7 @@ SMP_AVX2_FN void smp_grad_row_avx2_u(const smp *s, const smp_grad_out *g, int64_
 		tl8 v;
 		__m256 dm[3];
 		__m256d gp[2][3];
-		if (!smp8_load(s, &b, base, x, j0 + x, has_u, &v)) {
-			smp_grad_span_any(s, g, r, x, x + 8, L);
-			continue;
-		}
+		smp8_load(s, &b, base, x, j0 + x, has_u, &v);
 		tl8_value_grad(&v, dm);
 		smp8_gp(g, j0 + x, dm, gp);
 		if (g->gu[0])
