@@ -59,29 +59,28 @@ TL8_FN __m256 tl8_float(__m256d lo, __m256d hi)
 }
 
 /* Weights and first-corner offsets of 8 points p[h][k] (voxel 4h + lane,
- * axis k) when every cell lies inside the domain: tl_inside and
- * tl_axis_inner (q = p - lo decides, floor(p) and (float)(p - floor(p))
- * give the corner and the weight).  0 otherwise (t is then unusable). */
+ * axis k) when every cell lies inside the domain, lo <= floor(p) <= lo + n
+ * - 2 (NaN and points beyond int32 convert to INT32_MIN and fail): the
+ * scalar path judges by p - lo, whose rounding only moves the switch
+ * between paths that agree.  tl_axis_inner: floor(p) and (float)(p -
+ * floor(p)) give the corner and the weight.  0 otherwise (t unusable). */
 TL8_FN int tl8_locate(const tl8_box *b, const __m256d p[2][3], tl8 *t)
 {
 	__m256d fl[2][3];
-	int ok = 1;
-	for (int h = 0; h < 2; h++)
-		for (int k = 0; k < 3; k++) {
-			__m256d q = _mm256_sub_pd(p[h][k], _mm256_set1_pd(b->lo[k]));
-			__m256d in = _mm256_and_pd(_mm256_cmp_pd(q, _mm256_setzero_pd(), _CMP_GE_OQ),
-						   _mm256_cmp_pd(q, _mm256_set1_pd(b->last[k]), _CMP_LT_OQ));
-			ok &= _mm256_movemask_pd(in) == 15;
-			fl[h][k] = _mm256_floor_pd(p[h][k]);
-		}
-	if (!ok)
+	__m256i ii[3], in = _mm256_set1_epi32(-1);
+	for (int k = 0; k < 3; k++) {
+		fl[0][k] = _mm256_floor_pd(p[0][k]), fl[1][k] = _mm256_floor_pd(p[1][k]);
+		ii[k] = tl8_int(fl[0][k], fl[1][k]);
+		in = _mm256_and_si256(in, _mm256_cmpgt_epi32(ii[k], _mm256_set1_epi32(b->dlo[k] - 1)));
+		in = _mm256_and_si256(in, _mm256_cmpgt_epi32(_mm256_set1_epi32(b->dlo[k] + b->dn[k] - 1), ii[k]));
+	}
+	if (_mm256_movemask_epi8(in) != -1)
 		return 0;
-	__m256i ii[3];
 	for (int k = 0; k < 3; k++) {
 		t->w1[k] = tl8_float(_mm256_sub_pd(p[0][k], fl[0][k]), _mm256_sub_pd(p[1][k], fl[1][k]));
 		t->w0[k] = _mm256_sub_ps(_mm256_set1_ps(1.0f), t->w1[k]);
 		t->d0[k] = _mm256_set1_ps(-1.0f), t->d1[k] = _mm256_set1_ps(1.0f);
-		ii[k] = _mm256_sub_epi32(tl8_int(fl[0][k], fl[1][k]), _mm256_set1_epi32(b->blo[k]));
+		ii[k] = _mm256_sub_epi32(ii[k], _mm256_set1_epi32(b->blo[k]));
 	}
 	__m256i o = _mm256_add_epi32(ii[0], _mm256_add_epi32(_mm256_mullo_epi32(ii[1], _mm256_set1_epi32(b->nx)),
 							    _mm256_mullo_epi32(ii[2], _mm256_set1_epi32(b->nxy))));
