@@ -240,12 +240,11 @@ static void smp_row_gated(const smp *s, int64_t r, float *out, int acc, ffdp_int
 }
 
 /* ---- AVX2 -------------------------------------------------------------------
- * Eight voxels of a row at a time: the
- * sample point in double (4 lanes, two halves), the corners gathered and
- * interpolated by cpu_trilinear8.h (padded where a cell is not inside M),
- * with the scalar path's bits.  Only the linear 3-D sampler
- * with u of three components or none, M under 2^31 voxels (32-bit gather
- * offsets); the backward writes gu and gW, never gM. */
+ * Eight voxels of a row at a time: the sample point in double (4 lanes,
+ * two halves), the corners gathered and interpolated by cpu_trilinear8.h
+ * (padded where a cell is not inside M), with the scalar path's bits.  Only
+ * the linear 3-D sampler with u of three components or none, M under 2^31
+ * voxels (32-bit gather offsets); the backward writes gu and gW, never gM. */
 #ifdef TL8_AVX2
 #define SMP_AVX2 1
 #define SMP_AVX2_FN TL8_FN
