@@ -1,10 +1,10 @@
 /* Trilinear interpolation of 8 points at once with AVX2, cpu_trilinear.h's
  * interior and padded paths, for the kernels that gather their corners
- * (sampler, field inverse).  Points come in double (two
- * halves of 4 lanes), weights and values are float; every operation is the
- * scalar path's, in its order and without contraction (-ffp-contract=off),
- * so the bits agree.  Offsets are 32-bit: the box must hold fewer than 2^31
- * voxels.  Callers compile with target("avx2,fma").
+ * (sampler, field inverse).  Points come in double (two halves of 4 lanes),
+ * weights and values are float; every operation is the scalar path's, in
+ * its order and without contraction (-ffp-contract=off), so the bits agree.
+ * Offsets are 32-bit: the box must hold fewer than 2^31 voxels.  Callers
+ * compile with target("avx2,fma").
  */
 #ifndef FFDP_CPU_TRILINEAR8_H
 #define FFDP_CPU_TRILINEAR8_H
@@ -31,7 +31,7 @@ typedef struct tl8 {
  * at index lo per axis (the whole volume, or w's box), and read from memory
  * holding a box at index blo of size bn (bn[2] unused). */
 typedef struct tl8_box {
-	double lo[3], last[3]; /* domain: lo and lo + n - 1 as double */
+	double lo[3], last[3]; /* domain: lo and n - 1 as double */
 	int dlo[3], dn[3], blo[3], nx, nxy;
 } tl8_box;
 
