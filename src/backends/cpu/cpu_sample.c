@@ -26,6 +26,7 @@ typedef struct smp {
 	const float *m;
 	int64_t mn[3], ms[3]; /* whole moving volume's size, the box's strides */
 	int64_t mlo[3];       /* the box's origin in the whole volume */
+	int64_t mb[3];        /* the box's size */
 	int64_t mshift;       /* sum of mlo[k] ms[k]: box offset = whole-volume offset - mshift */
 	int64_t gate[2];      /* z gate (ops.h), or gate[1] <= gate[0] */
 	const double *W, *B;
@@ -48,6 +49,7 @@ static smp smp_make(const ffdp_sample_args *a, const int64_t box[3])
 		s.on[k] = box[k];
 	}
 	s.ms[0] = 1, s.ms[1] = a->moving.n[0], s.ms[2] = a->moving.n[0] * a->moving.n[1];
+	memcpy(s.mb, a->moving.n, sizeof(s.mb));
 	s.mshift = s.mlo[0] + s.mlo[1] * s.ms[1] + s.mlo[2] * s.ms[2];
 	s.gate[0] = a->gate[0], s.gate[1] = a->gate[1];
 	s.W = a->W, s.B = a->B;
@@ -282,8 +284,7 @@ SMP_AVX2_FN void smp8_load(const smp *s, const tl8_box *b, const double base[3],
 static inline tl8_box smp_box(const smp *s)
 {
 	static const int64_t zero[3] = {0, 0, 0};
-	const int64_t bn[3] = {s->ms[1], s->ms[2] / s->ms[1], 0};
-	return tl8_box_make(zero, s->mn, s->mlo, bn);
+	return tl8_box_make(zero, s->mn, s->mlo, s->mb);
 }
 
 SMP_AVX2_FN void smp_row_avx2_u(const smp *s, int64_t r, float *out, int acc, const int has_u)

@@ -22,6 +22,8 @@ typedef struct tl8 {
 	__m256 w0[3], w1[3];  /* weights of the lower and upper corner per axis */
 	__m256 d0[3], d1[3];  /* their derivatives */
 	int padded;           /* 0: interior, corners as x pairs; 1: any corner offsets */
+	int run;              /* interior, all in one row, x within 8: first corner's offset, else -1 */
+	__m256i dx;           /* with run: each point's x cell minus the first point's */
 	__m128i lo, hi;       /* interior: first corners of voxels 0 1 4 5 and 2 3 6 7 */
 	__m256i ox[2], oy[2], oz[2]; /* padded: each corner's offset per axis */
 	__m256 c[4][2];       /* corners: rows (y0 z0, y1 z0, y0 z1, y1 z1), x pair */
@@ -29,10 +31,11 @@ typedef struct tl8 {
 
 /* Where corners may be read: points are judged against a domain of size n
  * at index lo per axis (the whole volume, or w's box), and read from memory
- * holding a box at index blo of size bn (bn[2] unused). */
+ * holding a box at index blo of size bn. */
 typedef struct tl8_box {
 	double lo[3], last[3]; /* domain: lo and n - 1 as double */
 	int dlo[3], dn[3], blo[3], nx, nxy;
+	int64_t nb;            /* floats in the box */
 } tl8_box;
 
 static inline tl8_box tl8_box_make(const int64_t lo[3], const int64_t n[3], const int64_t blo[3],
@@ -44,6 +47,7 @@ static inline tl8_box tl8_box_make(const int64_t lo[3], const int64_t n[3], cons
 		b.dlo[k] = (int)lo[k], b.dn[k] = (int)n[k], b.blo[k] = (int)blo[k];
 	}
 	b.nx = (int)bn[0], b.nxy = (int)(bn[0] * bn[1]);
+	b.nb = bn[0] * bn[1] * bn[2];
 	return b;
 }
 
@@ -82,11 +86,21 @@ TL8_FN int tl8_locate(const tl8_box *b, const __m256d p[2][3], tl8 *t)
 		t->d0[k] = _mm256_set1_ps(-1.0f), t->d1[k] = _mm256_set1_ps(1.0f);
 		ii[k] = _mm256_sub_epi32(ii[k], _mm256_set1_epi32(b->blo[k]));
 	}
-	__m256i o = _mm256_add_epi32(ii[0], _mm256_add_epi32(_mm256_mullo_epi32(ii[1], _mm256_set1_epi32(b->nx)),
-							    _mm256_mullo_epi32(ii[2], _mm256_set1_epi32(b->nxy))));
+	__m256i row = _mm256_add_epi32(_mm256_mullo_epi32(ii[1], _mm256_set1_epi32(b->nx)),
+				       _mm256_mullo_epi32(ii[2], _mm256_set1_epi32(b->nxy)));
+	__m256i o = _mm256_add_epi32(ii[0], row);
+	t->padded = 0;
+	/* a run: every corner row is one 9-float window (smooth fields, affine maps) */
+	__m256i first = _mm256_broadcastd_epi32(_mm256_castsi256_si128(o));
+	__m256i row0 = _mm256_broadcastd_epi32(_mm256_castsi256_si128(row));
+	t->dx = _mm256_sub_epi32(o, first);
+	__m256i bad = _mm256_or_si256(_mm256_cmpgt_epi32(t->dx, _mm256_set1_epi32(7)),
+				      _mm256_cmpgt_epi32(_mm256_setzero_si256(), t->dx));
+	bad = _mm256_or_si256(bad, _mm256_xor_si256(_mm256_cmpeq_epi32(row, row0), _mm256_set1_epi32(-1)));
+	int o0 = _mm_cvtsi128_si32(_mm256_castsi256_si128(o));
+	t->run = _mm256_testz_si256(bad, bad) && (int64_t)o0 + b->nx + b->nxy + 8 < b->nb ? o0 : -1;
 	o = _mm256_permute4x64_epi64(o, _MM_SHUFFLE(3, 1, 2, 0));
 	t->lo = _mm256_castsi256_si128(o), t->hi = _mm256_extracti128_si256(o, 1);
-	t->padded = 0;
 	return 1;
 }
 
@@ -153,9 +167,20 @@ TL8_FN void tl8_pair(const float *m, __m128i lo, __m128i hi, int off, __m256 *a,
 	*b = _mm256_shuffle_ps(pl, ph, _MM_SHUFFLE(3, 1, 3, 1));
 }
 
-/* The 8 corners of each point in volume m (the box's layout). */
+/* The 8 corners of each point in volume m (the box's layout).  A run reads
+ * each corner row's window twice (from x and x + 1) and permutes; other
+ * interior groups gather x pairs. */
 TL8_FN void tl8_gather(const tl8_box *b, const float *m, tl8 *t)
 {
+	if (!t->padded && t->run >= 0) {
+		const int off[4] = {0, b->nx, b->nxy, b->nx + b->nxy};
+		for (int r = 0; r < 4; r++) {
+			const float *w = m + t->run + off[r];
+			t->c[r][0] = _mm256_permutevar8x32_ps(_mm256_loadu_ps(w), t->dx);
+			t->c[r][1] = _mm256_permutevar8x32_ps(_mm256_loadu_ps(w + 1), t->dx);
+		}
+		return;
+	}
 	if (!t->padded) {
 		tl8_pair(m, t->lo, t->hi, 0, &t->c[0][0], &t->c[0][1]);
 		tl8_pair(m, t->lo, t->hi, b->nx, &t->c[1][0], &t->c[1][1]);
