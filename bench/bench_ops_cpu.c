@@ -112,6 +112,21 @@ static ffdp_status b_sample_grad(bench_state *s, ffdp_error *err)
 	return ffdp_op_sample_grad(s->be, &g, err);
 }
 
+/* The affine stage's calls: no u, gW only. */
+static ffdp_status b_sample_affine(bench_state *s, ffdp_error *err)
+{
+	ffdp_sample_args a = sample_args(s, NULL);
+	return ffdp_op_sample(s->be, &a, err);
+}
+
+static ffdp_status b_sample_grad_affine(bench_state *s, ffdp_error *err)
+{
+	ffdp_sample_args a = sample_args(s, NULL);
+	double gW[12] = {0};
+	ffdp_sample_grad_args g = {&a, s->G, NULL, 0, gW, NULL, NULL};
+	return ffdp_op_sample_grad(s->be, &g, err);
+}
+
 static ffdp_status b_compose(bench_state *s, ffdp_error *err)
 {
 	ffdp_compose_args a;
@@ -203,6 +218,8 @@ typedef struct bench_op {
 static const bench_op ops[] = {
 	{"sample fwd (u)", b_sample, 20},       /* u 12 + M 4 + out 4 */
 	{"sample bwd gu+gW", b_sample_grad, 32}, /* u 12 + M 4 + gout 4 + gu 12 */
+	{"sample fwd affine", b_sample_affine, 8},    /* M 4 + out 4 */
+	{"sample bwd gW affine", b_sample_grad_affine, 8}, /* M 4 + gout 4 */
 	{"compose", b_compose, 36},             /* u 12 + d 12 + out 12 */
 	{"invert step", b_invert, 36},          /* w 12 + v 12 + out 12 */
 	{"jacobian det", b_jacobian, 16},       /* u 12 + out 4 */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/cpu/cpu_ops.h"
 #include "check.h"
 #include "ffdp/ffdp.h"
 #include "testutil.h"
@@ -283,6 +284,55 @@ static void test_converge(const int64_t n[3], double amp)
 	tu_field_free(&w), tu_field_free(&v), tu_field_free(&t);
 }
 
+/* The AVX2 path (3-D, groups of 8 voxels whose cells lie inside w's box)
+ * against the forced scalar path: the same bits and residual, on rough
+ * random fields (folded voxels where det J <= 1e-6, capped steps), then a
+ * NaN in w, a row length that leaves a tail, and a shard of w at an offset. */
+static void test_simd_bits(tu_rng *r)
+{
+	if (!ffdp_cpu_use_avx2()) {
+		CHECK(1, "simd: no AVX2+FMA on this CPU, scalar path only");
+		return;
+	}
+	const int64_t n[3] = {45, 21, 19};
+	double C[9];
+	make_C(r, n, C);
+	tfield w = tu_field_new(n[0], n[1], n[2]), v = tu_field_new(n[0], n[1], n[2]);
+	tfield o1 = tu_field_new(n[0], n[1], n[2]), o2 = tu_field_new(n[0], n[1], n[2]);
+	for (int c = 0; c < 3; c++) {
+		tu_fill_uniform(r, w.c[c], w.nv, -1.5, 1.5);
+		tu_fill_uniform(r, v.c[c], v.nv, -2.0, 2.0);
+	}
+	for (int shard = 0; shard < 2; shard++) {
+		if (shard)
+			w.c[1][(9 * n[1] + 10) * n[0] + 20] = NAN;
+		ffdp_invert_args a;
+		memset(&a, 0, sizeof(a));
+		a.w = tu_field_vec(&w), a.v = tu_field_vec(&v), a.out = tu_field_vec(&o1);
+		memcpy(a.C, C, sizeof(C));
+		if (shard) { /* w's box at global z 3, v's at 5 (w planes 0..1 unused) */
+			int64_t plane = n[0] * n[1];
+			a.w_lo[2] = 3, a.lo[2] = 5;
+			a.v.n[2] = a.out.n[2] = n[2] - 2;
+			for (int c = 0; c < 3; c++)
+				a.v.c[c] += 2 * plane, a.out.c[c] += 2 * plane;
+		}
+		double r1 = -1, r2 = -2;
+		ffdp_status s1 = ffdp_op_invert_step(be, &a, &r1, &err);
+		ffdp_cpu_force_scalar = 1;
+		for (int c = 0; c < 3; c++)
+			a.out.c[c] = o2.c[c] + (a.out.c[c] - o1.c[c]);
+		ffdp_status s2 = ffdp_op_invert_step(be, &a, &r2, &err);
+		ffdp_cpu_force_scalar = 0;
+		int same = !s1 && !s2 && (r1 == r2 || (isnan(r1) && isnan(r2)));
+		for (int c = 0; c < 3; c++)
+			same &= !memcmp(o1.c[c], o2.c[c], (size_t)w.nv * sizeof(float));
+		CHECK(same, "simd: invert step%s: AVX2 = scalar bits (residual %g, %g)", shard ? ", shard of w" : "", r1,
+		      r2);
+	}
+	tu_field_free(&w), tu_field_free(&v), tu_field_free(&o1), tu_field_free(&o2);
+}
+
 int main(void)
 {
 	CHECK_OK(ffdp_backend_open(FFDP_BACKEND_CPU, 0, &be, &err), &err, "CPU backend");
@@ -295,6 +345,7 @@ int main(void)
 	const int64_t big[3] = {31, 29, 27}, flat[3] = {41, 37, 1};
 	test_converge(big, 2.0);
 	test_converge(flat, 2.0);
+	test_simd_bits(&r);
 	ffdp_backend_close(be);
 	return check_done();
 }

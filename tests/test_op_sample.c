@@ -861,8 +861,9 @@ static int same_bits(const float *a, const float *b, int64_t n)
 }
 
 /* The AVX2 forward (linear, 3-D, u of 3 components or none) and backward
- * (gu only) against the forced scalar path: the same bits, with points
- * inside, near and outside M, and a row length that leaves a tail. */
+ * (gu and gW) against the forced scalar path: the same bits, with points
+ * inside, near and outside M (far outside, NaN), and a row length that
+ * leaves a tail. */
 static void test_simd_bits(tu_rng *r)
 {
 	if (!ffdp_cpu_use_avx2()) {
@@ -879,6 +880,8 @@ static void test_simd_bits(tu_rng *r)
 		u[c] = falloc(no), g1[c] = falloc(no), g2[c] = falloc(no);
 		tu_fill_uniform(r, u[c], no, -2.0, 2.0);
 	}
+	/* points far outside and NaN take the padded path's clamps */
+	u[0][5] = NAN, u[1][77] = 1e30f, u[2][200] = -1e30f, u[0][301] = 40.0f;
 	ffdp_vec uv = {{u[0], u[1], u[2]}, {on[0], on[1], on[2]}, 3};
 	ffdp_vec gv1 = {{g1[0], g1[1], g1[2]}, {on[0], on[1], on[2]}, 3};
 	ffdp_vec gv2 = {{g2[0], g2[1], g2[2]}, {on[0], on[1], on[2]}, 3};
@@ -903,23 +906,27 @@ static void test_simd_bits(tu_rng *r)
 				ffdp_cpu_force_scalar = 0;
 				CHECK(!s1 && !s2 && same_bits(o1, o2, no), "simd: sample %s pad, %s u%s: AVX2 = scalar bits",
 				      pad_name[pad], hu ? "with" : "without", acc ? ", accumulating" : "");
-				if (!hu)
-					continue;
+				/* backward: gu (with u), gW and its planes gW_z, whose
+				 * row sums run in 8 lanes of global x mod 8 */
 				for (int c = 0; c < 3; c++) {
 					tu_fill_uniform(r, g1[c], no, -1.0, 1.0);
 					memcpy(g2[c], g1[c], (size_t)no * sizeof(float));
 				}
-				ffdp_sample_grad_args ga = {&a, {gout, {on[0], on[1], on[2]}}, &gv1, acc, NULL, NULL, NULL};
+				double gW1[12], gW2[12], gz1[12 * 19], gz2[12 * 19];
+				for (int k = 0; k < 12; k++)
+					gW1[k] = gW2[k] = tu_normal(r);
+				ffdp_sample_grad_args ga = {&a, {gout, {on[0], on[1], on[2]}}, hu ? &gv1 : NULL, acc, gW1, NULL,
+							    gz1};
 				s1 = ffdp_op_sample_grad(be, &ga, &err);
 				ffdp_cpu_force_scalar = 1;
-				ga.gu = &gv2;
+				ga.gu = hu ? &gv2 : NULL, ga.gW = gW2, ga.gW_z = gz2;
 				s2 = ffdp_op_sample_grad(be, &ga, &err);
 				ffdp_cpu_force_scalar = 0;
-				int same = !s1 && !s2;
+				int same = !s1 && !s2 && !memcmp(gW1, gW2, sizeof(gW1)) && !memcmp(gz1, gz2, sizeof(gz1));
 				for (int c = 0; c < 3; c++)
 					same &= same_bits(g1[c], g2[c], no);
-				CHECK(same, "simd: sample_grad gu %s pad%s: AVX2 = scalar bits", pad_name[pad],
-				      acc ? ", accumulating" : "");
+				CHECK(same, "simd: sample_grad %s gW, gW_z %s pad%s: AVX2 = scalar bits", hu ? "gu," : "",
+				      pad_name[pad], acc ? ", accumulating" : "");
 			}
 	for (int c = 0; c < 3; c++)
 		free(u[c]), free(g1[c]), free(g2[c]);

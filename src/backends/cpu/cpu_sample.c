@@ -20,11 +20,13 @@
 
 #include "cpu_ops.h"
 #include "cpu_trilinear.h"
+#include "cpu_trilinear8.h"
 
 typedef struct smp {
 	const float *m;
 	int64_t mn[3], ms[3]; /* whole moving volume's size, the box's strides */
 	int64_t mlo[3];       /* the box's origin in the whole volume */
+	int64_t mb[3];        /* the box's size */
 	int64_t mshift;       /* sum of mlo[k] ms[k]: box offset = whole-volume offset - mshift */
 	int64_t gate[2];      /* z gate (ops.h), or gate[1] <= gate[0] */
 	const double *W, *B;
@@ -47,6 +49,7 @@ static smp smp_make(const ffdp_sample_args *a, const int64_t box[3])
 		s.on[k] = box[k];
 	}
 	s.ms[0] = 1, s.ms[1] = a->moving.n[0], s.ms[2] = a->moving.n[0] * a->moving.n[1];
+	memcpy(s.mb, a->moving.n, sizeof(s.mb));
 	s.mshift = s.mlo[0] + s.mlo[1] * s.ms[1] + s.mlo[2] * s.ms[2];
 	s.gate[0] = a->gate[0], s.gate[1] = a->gate[1];
 	s.W = a->W, s.B = a->B;
@@ -239,47 +242,23 @@ static void smp_row_gated(const smp *s, int64_t r, float *out, int acc, ffdp_int
 }
 
 /* ---- AVX2 -------------------------------------------------------------------
- * Eight voxels of a row at a time, when all their cells lie inside M: the
- * sample point in double (4 lanes, two halves), the corners by 64-bit
- * gathers (each fetches the x pair of one corner row), and the weights and
- * values in float.  Every operation is the scalar path's, in its order and
- * without contraction (-ffp-contract=off), so the bits agree;
- * groups with a cell outside take the scalar path.  Only the linear 3-D
- * sampler with u of three components or none, M under 2^31 voxels (32-bit
- * gather offsets), and for the backward only gu (no gW, no gM). */
-#if defined(__GNUC__) && defined(__x86_64__)
+ * Eight voxels of a row at a time: the sample point in double (4 lanes,
+ * two halves), the corners gathered and interpolated by cpu_trilinear8.h
+ * (padded where a cell is not inside M), with the scalar path's bits.  Only
+ * the linear 3-D sampler with u of three components or none, M under 2^31
+ * voxels (32-bit gather offsets); the backward writes gu and gW, never gM. */
+#ifdef TL8_AVX2
 #define SMP_AVX2 1
-#include <immintrin.h>
+#define SMP_AVX2_FN TL8_FN
+#define V_ADD _mm256_add_ps
 
-#define SMP_AVX2_FN static inline __attribute__((always_inline, target("avx2,fma")))
-
-/* Corner values of 8 voxels: x pair (a: lower x, b: upper x) of the corner
- * row at offset off from each voxel's first corner.  lo holds the offsets
- * of voxels 0 1 4 5, hi of 2 3 6 7, so one in-lane shuffle per pair gives
- * voxel order. */
-SMP_AVX2_FN void smp8_pair(const float *m, __m128i lo, __m128i hi, int off, __m256 *a, __m256 *b)
+/* Sample points of voxels x .. x + 7 of the row with base `base`, their
+ * weights and corners (padded where a cell is not inside M). */
+SMP_AVX2_FN void smp8_load(const smp *s, const tl8_box *b, const double base[3], int64_t x, int64_t j,
+			  const int has_u, tl8 *v)
 {
-	__m128i o = _mm_set1_epi32(off);
-	__m256 pl = _mm256_castsi256_ps(_mm256_i32gather_epi64((const long long *)m, _mm_add_epi32(lo, o), 4));
-	__m256 ph = _mm256_castsi256_ps(_mm256_i32gather_epi64((const long long *)m, _mm_add_epi32(hi, o), 4));
-	*a = _mm256_shuffle_ps(pl, ph, _MM_SHUFFLE(2, 0, 2, 0));
-	*b = _mm256_shuffle_ps(pl, ph, _MM_SHUFFLE(3, 1, 3, 1));
-}
-
-typedef struct smp8 {
-	__m256 w1[3];          /* fractions: weight of the upper corner per axis */
-	__m256 c[4][2];        /* corners: rows (y0 z0, y1 z0, y0 z1, y1 z1), x pair */
-} smp8;
-
-/* Sample points of voxels x .. x + 7 of the row with base `base`; 0 when a
- * cell is not inside M (nothing is read then). */
-SMP_AVX2_FN int smp8_load(const smp *s, const double base[3], int64_t x, int64_t j, const int has_u, smp8 *v)
-{
-	__m256d gx[2], u[2][3];
-	__m128 fr[2][3];
-	__m128i ii[2][3];
+	__m256d gx[2], u[2][3], p[2][3];
 	double g0 = (double)(s->lo[0] + x);
-	int ok = 1;
 
 	gx[0] = _mm256_add_pd(_mm256_set1_pd(g0), _mm256_setr_pd(0, 1, 2, 3));
 	gx[1] = _mm256_add_pd(_mm256_set1_pd(g0), _mm256_setr_pd(4, 5, 6, 7));
@@ -288,92 +267,36 @@ SMP_AVX2_FN int smp8_load(const smp *s, const double base[3], int64_t x, int64_t
 			u[h][c] = _mm256_cvtps_pd(_mm_loadu_ps(s->u[c] + j + 4 * h));
 	for (int h = 0; h < 2; h++)
 		for (int k = 0; k < 3; k++) {
-			__m256d p = _mm256_add_pd(_mm256_set1_pd(base[k]), _mm256_mul_pd(_mm256_set1_pd(s->W[4 * k]), gx[h]));
+			p[h][k] = _mm256_add_pd(_mm256_set1_pd(base[k]), _mm256_mul_pd(_mm256_set1_pd(s->W[4 * k]), gx[h]));
 			if (has_u) {
 				__m256d t = _mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(s->B[3 * k]), u[h][0]),
 							  _mm256_mul_pd(_mm256_set1_pd(s->B[3 * k + 1]), u[h][1]));
 				t = _mm256_add_pd(t, _mm256_mul_pd(_mm256_set1_pd(s->B[3 * k + 2]), u[h][2]));
-				p = _mm256_add_pd(p, t);
+				p[h][k] = _mm256_add_pd(p[h][k], t);
 			}
-			__m256d in = _mm256_and_pd(_mm256_cmp_pd(p, _mm256_setzero_pd(), _CMP_GE_OQ),
-						   _mm256_cmp_pd(p, _mm256_set1_pd((double)(s->mn[k] - 1)), _CMP_LT_OQ));
-			ok &= _mm256_movemask_pd(in) == 15;
-			__m256d fl = _mm256_floor_pd(p);
-			fr[h][k] = _mm256_cvtpd_ps(_mm256_sub_pd(p, fl));
-			ii[h][k] = _mm256_cvttpd_epi32(fl);
 		}
-	if (!ok)
-		return 0;
-	for (int k = 0; k < 3; k++)
-		v->w1[k] = _mm256_set_m128(fr[1][k], fr[0][k]);
-	/* first corner of each voxel in the box, then split 0 1 4 5 / 2 3 6 7 */
-	int nx = (int)s->ms[1], nxy = (int)s->ms[2];
-	__m256i ix = _mm256_set_m128i(ii[1][0], ii[0][0]), iy = _mm256_set_m128i(ii[1][1], ii[0][1]);
-	__m256i iz = _mm256_set_m128i(ii[1][2], ii[0][2]);
-	ix = _mm256_sub_epi32(ix, _mm256_set1_epi32((int)s->mlo[0]));
-	iy = _mm256_sub_epi32(iy, _mm256_set1_epi32((int)s->mlo[1]));
-	iz = _mm256_sub_epi32(iz, _mm256_set1_epi32((int)s->mlo[2]));
-	__m256i o = _mm256_add_epi32(ix, _mm256_add_epi32(_mm256_mullo_epi32(iy, _mm256_set1_epi32(nx)),
-							 _mm256_mullo_epi32(iz, _mm256_set1_epi32(nxy))));
-	o = _mm256_permute4x64_epi64(o, _MM_SHUFFLE(3, 1, 2, 0));
-	__m128i lo = _mm256_castsi256_si128(o), hi = _mm256_extracti128_si256(o, 1);
-	smp8_pair(s->m, lo, hi, 0, &v->c[0][0], &v->c[0][1]);
-	smp8_pair(s->m, lo, hi, nx, &v->c[1][0], &v->c[1][1]);
-	smp8_pair(s->m, lo, hi, nxy, &v->c[2][0], &v->c[2][1]);
-	smp8_pair(s->m, lo, hi, nx + nxy, &v->c[3][0], &v->c[3][1]);
-	return 1;
+	if (!tl8_locate(b, p, v))
+		tl8_locate_pad(b, p, s->pad, v);
+	tl8_gather(b, s->m, v);
 }
 
-#define V_ADD _mm256_add_ps
-#define V_SUB _mm256_sub_ps
-#define V_MUL _mm256_mul_ps
-
-/* tl_value on 8 voxels. */
-SMP_AVX2_FN __m256 smp8_value(const smp8 *v)
+/* The whole moving volume decides, the box's memory is read. */
+static inline tl8_box smp_box(const smp *s)
 {
-	const __m256 one = _mm256_set1_ps(1.0f);
-	__m256 x1 = v->w1[0], y1 = v->w1[1], z1 = v->w1[2];
-	__m256 x0 = V_SUB(one, x1), y0 = V_SUB(one, y1), z0 = V_SUB(one, z1);
-	__m256 e[4];
-	for (int r = 0; r < 4; r++)
-		e[r] = V_ADD(V_MUL(x0, v->c[r][0]), V_MUL(x1, v->c[r][1]));
-	__m256 v0 = V_ADD(V_MUL(y0, e[0]), V_MUL(y1, e[1]));
-	__m256 v1 = V_ADD(V_MUL(y0, e[2]), V_MUL(y1, e[3]));
-	return V_ADD(V_MUL(z0, v0), V_MUL(z1, v1));
-}
-
-/* tl_value_grad's gradient on 8 voxels, interior weights' derivatives
- * (-1, 1): d0 a + d1 b is b - a, the same bits. */
-SMP_AVX2_FN void smp8_grad(const smp8 *v, __m256 g[3])
-{
-	const __m256 one = _mm256_set1_ps(1.0f);
-	__m256 x1 = v->w1[0], y1 = v->w1[1], z1 = v->w1[2];
-	__m256 x0 = V_SUB(one, x1), y0 = V_SUB(one, y1), z0 = V_SUB(one, z1);
-	__m256 e[4], d[4];
-	for (int r = 0; r < 4; r++) {
-		e[r] = V_ADD(V_MUL(x0, v->c[r][0]), V_MUL(x1, v->c[r][1]));
-		d[r] = V_SUB(v->c[r][1], v->c[r][0]);
-	}
-	__m256 v0 = V_ADD(V_MUL(y0, e[0]), V_MUL(y1, e[1]));
-	__m256 v1 = V_ADD(V_MUL(y0, e[2]), V_MUL(y1, e[3]));
-	__m256 gx = V_ADD(V_MUL(y0, d[0]), V_MUL(y1, d[1])), gy = V_SUB(e[1], e[0]);
-	g[0] = V_ADD(V_MUL(z0, gx), V_MUL(z1, V_ADD(V_MUL(y0, d[2]), V_MUL(y1, d[3]))));
-	g[1] = V_ADD(V_MUL(z0, gy), V_MUL(z1, V_SUB(e[3], e[2])));
-	g[2] = V_SUB(v1, v0);
+	static const int64_t zero[3] = {0, 0, 0};
+	return tl8_box_make(zero, s->mn, s->mlo, s->mb);
 }
 
 SMP_AVX2_FN void smp_row_avx2_u(const smp *s, int64_t r, float *out, int acc, const int has_u)
 {
 	double base[3];
 	int64_t nx = s->on[0], j0 = r * nx, x = 0;
+	tl8_box b = smp_box(s);
 	smp_row_base(s, r, base);
 	for (; x + 8 <= nx; x += 8) {
-		smp8 v;
-		if (!smp8_load(s, base, x, j0 + x, has_u, &v)) {
-			smp_span_any(s, r, x, x + 8, out, acc, FFDP_INTERP_LINEAR);
-			continue;
-		}
-		__m256 val = smp8_value(&v);
+		tl8 v;
+		smp8_load(s, &b, base, x, j0 + x, has_u, &v);
+		__m256 val = tl8_value(&v);
 		float *o = out + j0 + x;
 		if (acc)
 			val = V_ADD(_mm256_loadu_ps(o), val);
@@ -467,12 +390,19 @@ typedef struct smp_grad_out {
 	float *gm;
 } smp_grad_out;
 
-/* One output row: gu written, gM scattered, this row's gW terms added to
- * acc.  pad and d3 are constants at each call. */
+/* A row's gW terms, sum_x gp_k gx and sum_x gp_k, in 8 lanes by global
+ * x mod 8 (each lane in x order), so that the AVX2 path, 8 voxels a step,
+ * adds in the scalar path's order. */
+typedef struct smp_lanes {
+	double sx[3][8], s1[3][8];
+} smp_lanes;
+
+/* Voxels [x0, x1) of one output row: gu written, gM scattered, the gW
+ * terms added to L (NULL: none).  pad and d3 are constants at each call. */
 TL_INLINE void smp_grad_row(const smp *s, const smp_grad_out *g, int64_t r, int64_t x0, int64_t x1,
-			    double acc[12], const ffdp_pad pad, const int d3)
+			    smp_lanes *L, const ffdp_pad pad, const int d3)
 {
-	double base[3], p[3], sx[3] = {0, 0, 0}, s1[3] = {0, 0, 0};
+	double base[3], p[3];
 	tl_axis ax[3];
 	int64_t nx = s->on[0], j0 = r * nx;
 	smp_row_base(s, r, base);
@@ -484,8 +414,9 @@ TL_INLINE void smp_grad_row(const smp *s, const smp_grad_out *g, int64_t r, int6
 		tl_value_grad(s->m, &ax[0], &ax[1], &ax[2], d3, dm);
 		double go = g->gout[j], gp[3] = {dm[0] * go, dm[1] * go, dm[2] * go};
 		double gx = (double)(s->lo[0] + x);
-		for (int k = 0; k < 3; k++)
-			sx[k] += gp[k] * gx, s1[k] += gp[k];
+		int l = (int)((s->lo[0] + x) & 7);
+		for (int k = 0; k < 3 && L; k++)
+			L->sx[k][l] += gp[k] * gx, L->s1[k][l] += gp[k];
 		for (int c = 0; c < (g->gu[0] ? g->ncomp : 0); c++) {
 			float v = (float)(s->B[c] * gp[0] + s->B[3 + c] * gp[1] + s->B[6 + c] * gp[2]);
 			g->gu[c][j] = g->accumulate_gu ? g->gu[c][j] + v : v;
@@ -493,50 +424,66 @@ TL_INLINE void smp_grad_row(const smp *s, const smp_grad_out *g, int64_t r, int6
 		if (g->gm)
 			smp_scatter(g->gm, ax, d3, g->gout[j]);
 	}
+}
+
+/* Lanes l and l + 4 first, then ((0 + 1) + (2 + 3)): a fixed order. */
+static double smp_lane_sum(const double v[8])
+{
+	double t0 = v[0] + v[4], t1 = v[1] + v[5], t2 = v[2] + v[6], t3 = v[3] + v[7];
+	return (t0 + t1) + (t2 + t3);
+}
+
+/* Row r's 12 gW terms into acc (the row's W[:,0..3] partials). */
+static void smp_lanes_flush(const smp *s, const smp_lanes *L, int64_t r, double acc[12])
+{
 	double gy = (double)(s->lo[1] + r % s->on[1]), gz = (double)(s->lo[2] + r / s->on[1]);
-	if (!acc)
-		return;
-	for (int k = 0; k < (d3 ? 3 : 2); k++) {
-		acc[4 * k] += sx[k];
-		acc[4 * k + 1] += s1[k] * gy;
-		acc[4 * k + 2] += d3 ? s1[k] * gz : 0.0;
-		acc[4 * k + 3] += s1[k];
+	for (int k = 0; k < (s->d3 ? 3 : 2); k++) {
+		double sx = smp_lane_sum(L->sx[k]), s1 = smp_lane_sum(L->s1[k]);
+		acc[4 * k] += sx;
+		acc[4 * k + 1] += s1 * gy;
+		acc[4 * k + 2] += s->d3 ? s1 * gz : 0.0;
+		acc[4 * k + 3] += s1;
 	}
 }
 
 /* The scalar path: voxels [x0, x1) of row r. */
 static void smp_grad_span_any(const smp *s, const smp_grad_out *g, int64_t r, int64_t x0, int64_t x1,
-			      double acc[12])
+			      smp_lanes *L)
 {
 	if (s->d3 && s->pad == FFDP_PAD_BORDER)
-		smp_grad_row(s, g, r, x0, x1, acc, FFDP_PAD_BORDER, 1);
+		smp_grad_row(s, g, r, x0, x1, L, FFDP_PAD_BORDER, 1);
 	else if (s->d3)
-		smp_grad_row(s, g, r, x0, x1, acc, FFDP_PAD_ZERO, 1);
+		smp_grad_row(s, g, r, x0, x1, L, FFDP_PAD_ZERO, 1);
 	else if (s->pad == FFDP_PAD_BORDER)
-		smp_grad_row(s, g, r, x0, x1, acc, FFDP_PAD_BORDER, 0);
+		smp_grad_row(s, g, r, x0, x1, L, FFDP_PAD_BORDER, 0);
 	else
-		smp_grad_row(s, g, r, x0, x1, acc, FFDP_PAD_ZERO, 0);
+		smp_grad_row(s, g, r, x0, x1, L, FFDP_PAD_ZERO, 0);
 }
 
 #ifdef SMP_AVX2
-/* gu of 8 voxels from dM/dp, exactly as the scalar row: gp = dm gout in
- * double, gu_c = (float)(B_0c gp_0 + B_1c gp_1 + B_2c gp_2). */
-SMP_AVX2_FN void smp8_gu(const smp *s, const smp_grad_out *g, int64_t j, const __m256 dm[3])
+/* gp = dM/dp gout in double for 8 voxels (two halves of 4), as the scalar
+ * row forms it. */
+SMP_AVX2_FN void smp8_gp(const smp_grad_out *g, int64_t j, const __m256 dm[3], __m256d gp[2][3])
+{
+	for (int h = 0; h < 2; h++) {
+		__m256d go = _mm256_cvtps_pd(_mm_loadu_ps(g->gout + j + 4 * h));
+		for (int k = 0; k < 3; k++)
+			gp[h][k] = _mm256_mul_pd(tl8_half_pd(dm[k], h), go);
+	}
+}
+
+/* gu of 8 voxels, exactly as the scalar row: gu_c = (float)(B_0c gp_0 +
+ * B_1c gp_1 + B_2c gp_2). */
+SMP_AVX2_FN void smp8_gu(const smp *s, const smp_grad_out *g, int64_t j, __m256d gp[2][3])
 {
 	__m128 gu[3][2];
-	for (int h = 0; h < 2; h++) {
-		__m256d go = _mm256_cvtps_pd(_mm_loadu_ps(g->gout + j + 4 * h)), gp[3];
-		for (int k = 0; k < 3; k++) {
-			__m128 d = h ? _mm256_extractf128_ps(dm[k], 1) : _mm256_castps256_ps128(dm[k]);
-			gp[k] = _mm256_mul_pd(_mm256_cvtps_pd(d), go);
-		}
+	for (int h = 0; h < 2; h++)
 		for (int c = 0; c < 3; c++) {
-			__m256d t = _mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(s->B[c]), gp[0]),
-						  _mm256_mul_pd(_mm256_set1_pd(s->B[3 + c]), gp[1]));
-			t = _mm256_add_pd(t, _mm256_mul_pd(_mm256_set1_pd(s->B[6 + c]), gp[2]));
+			__m256d t = _mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(s->B[c]), gp[h][0]),
+						  _mm256_mul_pd(_mm256_set1_pd(s->B[3 + c]), gp[h][1]));
+			t = _mm256_add_pd(t, _mm256_mul_pd(_mm256_set1_pd(s->B[6 + c]), gp[h][2]));
 			gu[c][h] = _mm256_cvtpd_ps(t);
 		}
-	}
 	for (int c = 0; c < 3; c++) {
 		__m256 v = _mm256_set_m128(gu[c][1], gu[c][0]);
 		float *o = g->gu[c] + j;
@@ -546,35 +493,64 @@ SMP_AVX2_FN void smp8_gu(const smp *s, const smp_grad_out *g, int64_t j, const _
 	}
 }
 
-__attribute__((noinline, target("avx2,fma"))) static void smp_grad_row_avx2(const smp *s, const smp_grad_out *g,
-									   int64_t r, double acc[12])
+/* The gW lanes of 8 voxels whose first has global x gx0 = 0 mod 8. */
+SMP_AVX2_FN void smp8_lanes(smp_lanes *L, double gx0, __m256d gp[2][3])
+{
+	for (int h = 0; h < 2; h++) {
+		__m256d gx = _mm256_add_pd(_mm256_set1_pd(gx0), _mm256_setr_pd(4 * h, 4 * h + 1, 4 * h + 2, 4 * h + 3));
+		for (int k = 0; k < 3; k++) {
+			double *sx = L->sx[k] + 4 * h, *s1 = L->s1[k] + 4 * h;
+			_mm256_storeu_pd(sx, _mm256_add_pd(_mm256_loadu_pd(sx), _mm256_mul_pd(gp[h][k], gx)));
+			_mm256_storeu_pd(s1, _mm256_add_pd(_mm256_loadu_pd(s1), gp[h][k]));
+		}
+	}
+}
+
+/* Groups of 8 start at a global x divisible by 8, so that lane = x mod 8. */
+SMP_AVX2_FN void smp_grad_row_avx2_u(const smp *s, const smp_grad_out *g, int64_t r, smp_lanes *L,
+				     const int has_u)
 {
 	double base[3];
-	int64_t nx = s->on[0], j0 = r * nx, x = 0;
+	int64_t nx = s->on[0], j0 = r * nx, x = (-s->lo[0]) & 7;
+	x = x < nx ? x : nx;
+	tl8_box b = smp_box(s);
 	smp_row_base(s, r, base);
+	if (x > 0)
+		smp_grad_span_any(s, g, r, 0, x, L);
 	for (; x + 8 <= nx; x += 8) {
-		smp8 v;
+		tl8 v;
 		__m256 dm[3];
-		if (!smp8_load(s, base, x, j0 + x, 1, &v)) {
-			smp_grad_span_any(s, g, r, x, x + 8, acc);
-			continue;
-		}
-		smp8_grad(&v, dm);
-		smp8_gu(s, g, j0 + x, dm);
+		__m256d gp[2][3];
+		smp8_load(s, &b, base, x, j0 + x, has_u, &v);
+		tl8_value_grad(&v, dm);
+		smp8_gp(g, j0 + x, dm, gp);
+		if (g->gu[0])
+			smp8_gu(s, g, j0 + x, gp);
+		if (L)
+			smp8_lanes(L, (double)(s->lo[0] + x), gp);
 	}
 	if (x < nx)
-		smp_grad_span_any(s, g, r, x, nx, acc);
+		smp_grad_span_any(s, g, r, x, nx, L);
+}
+
+__attribute__((noinline, target("avx2,fma"))) static void smp_grad_row_avx2(const smp *s, const smp_grad_out *g,
+									   int64_t r, smp_lanes *L)
+{
+	if (s->u[0])
+		smp_grad_row_avx2_u(s, g, r, L, 1);
+	else
+		smp_grad_row_avx2_u(s, g, r, L, 0);
 }
 #endif
 
-/* The AVX2 backward writes gu only: no gW sums, no gM scatter. */
-static int smp_grad_avx2_ok(const smp *s, const smp_grad_out *g, const ffdp_sample_grad_args *a)
+/* The AVX2 backward: 3-D, u of 3 components or none, gu and gW; no gM
+ * scatter. */
+static int smp_grad_avx2_ok(const smp *s, const smp_grad_out *g)
 {
 #ifdef SMP_AVX2
-	return s->d3 && s->u[2] && g->gu[0] && g->ncomp == 3 && !g->gm && !a->gW && !a->gW_z && smp_fits_int32(s) &&
-	       ffdp_cpu_use_avx2();
+	return s->d3 && (s->u[2] || !s->u[0]) && !g->gm && smp_fits_int32(s) && ffdp_cpu_use_avx2();
 #else
-	(void)s, (void)g, (void)a;
+	(void)s, (void)g;
 	return 0;
 #endif
 }
@@ -598,24 +574,27 @@ ffdp_status ffdp_cpu_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *
 	if ((a->gW || a->gW_z) && !part)
 		return ffdp_fail(err, FFDP_ERR_NOMEM, "sample_grad: no memory for %lld row sums", (long long)rows);
 	int gate = s.gate[1] > s.gate[0];
-	int simd = !gate && smp_grad_avx2_ok(&s, &g, a);
+	int simd = !gate && smp_grad_avx2_ok(&s, &g);
 	(void)simd;
 #pragma omp parallel for schedule(static)
 	for (int64_t r = 0; r < rows; r++) {
-		double *acc = part ? part + 12 * r : NULL;
+		smp_lanes lanes, *L = part ? &lanes : NULL;
+		if (L)
+			memset(L, 0, sizeof(*L));
 		if (gate) {
 			for (int64_t x = 0; x < s.on[0]; x++)
 				if (smp_gated(&s, r, x, FFDP_INTERP_LINEAR))
-					smp_grad_span_any(&s, &g, r, x, x + 1, acc);
-			continue;
-		}
+					smp_grad_span_any(&s, &g, r, x, x + 1, L);
+		} else {
 #ifdef SMP_AVX2
-		if (simd) {
-			smp_grad_row_avx2(&s, &g, r, acc);
-			continue;
-		}
+			if (simd)
+				smp_grad_row_avx2(&s, &g, r, L);
+			else
 #endif
-		smp_grad_span_any(&s, &g, r, 0, s.on[0], acc);
+				smp_grad_span_any(&s, &g, r, 0, s.on[0], L);
+		}
+		if (L)
+			smp_lanes_flush(&s, L, r, part + 12 * r);
 	}
 	double tot[12] = {0};
 	for (int64_t z = 0; z < box[2] && part; z++) {
