@@ -33,7 +33,8 @@
  * (the same bits, so the coefficients it recomputes cancel exactly what was
  * added).  Scratch does not depend on k or nz:
  * T, T_lag (5 planes each), the x-boxed coefficients and G (ncoef = 3 for one
- * gradient, 5 for both), in double; 2 x 5 rows per thread.  Loss only or
+ * gradient, 5 for both), in double; 2 x 5 rows per row of a
+ * scoring group (4 rows) per thread.  Loss only or
  * ANTs' gradient: T alone.
  *
  * Threads: by default a team splits each plane (column strips for the y
@@ -300,18 +301,37 @@ LNCC_INLINE double score_span(const double *S, int64_t nx, const double *icx, do
 	return loss;
 }
 
-/* Row y of plane p scored from T: the sums (boxed along x into S), then cc
- * and the coefficients into k (stride nx; sub: subtracted).  Returns
- * sum_x w cc over the row. */
-static double score_row(const lncc_ctx *c, const double *T, int64_t p, int64_t y, double *S, double *k,
-			     int sub)
+/* Rows per group of the scoring pass: 4 share one AVX2 pass of x-boxing. */
+static int group_rows(const lncc_ctx *c)
+{
+	return c->ny >= 4 ? 4 : 1;
+}
+
+/* x-box nq quantities of nr rows: row j of quantity q at in + j irs + q iqs,
+ * out likewise.  Four rows at once on AVX2 (the same bits as one by one). */
+static void box_x(const lncc_ctx *c, const double *in, int64_t irs, int64_t iqs, double *out, int64_t ors,
+		  int64_t oqs, int nq, int nr, double *tmp)
+{
+#ifdef __x86_64__
+	if (nr == 4 && c->avx2) {
+		ffdp_cpu_box_rows4_avx2(in, irs, iqs, out, ors, oqs, nq, c->nx, c->rx, tmp);
+		return;
+	}
+#endif
+	for (int j = 0; j < nr; j++)
+		ffdp_cpu_box_rows(in + j * irs, iqs, out + j * ors, oqs, nq, c->nx, c->rx);
+}
+
+/* Row y of plane p scored from its x-boxed sums S (stride nx): cc and the
+ * coefficients into k (stride nx; sub: subtracted).  Returns sum_x w cc
+ * over the row. */
+static double score_row(const lncc_ctx *c, int64_t p, int64_t y, const double *S, double *k, int sub)
 {
 	int64_t nx = c->nx;
 	const float *w = c->w ? c->w + p * c->np + y * nx : NULL;
 	double icyz = c->icy[y] * c->icz[p];
 	int v = c->ncoef * 4 + sub * 2 + (w != NULL);
 
-	ffdp_cpu_box_rows(T + y * nx, c->np, S, nx, NQ, nx, c->rx);
 	switch (v) {
 	case 0: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 0, 0, 0);
 	case 1: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 0, 0, 1);
@@ -353,31 +373,40 @@ static void grad_span(const lncc_ctx *c, int64_t z, int64_t y, int64_t x0, int64
 	}
 }
 
-/* Row y at step t: loss of plane t (when an output), and ANTs' gradient, or
- * the x-boxed coefficient difference k(t) - k(t - 2r - 1) into xc. */
-static void coef_row(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, double *rows)
+/* Rows y .. y + nr - 1 at step t: loss of plane t (when an output), and
+ * ANTs' gradient, or the x-boxed coefficient difference k(t) - k(t - 2r - 1)
+ * into xc.  rows: per row j the sums S and coefficients k (NQ rows each, at
+ * rows + j gs), then the x-boxing's scratch. */
+static void coef_rows(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, int nr, double *rows)
 {
-	int64_t nx = c->nx, p = t - 2 * c->rz - 1;
-	double *S = rows, *k = rows + NQ * nx;
+	int64_t nx = c->nx, np = c->np, p = t - 2 * c->rz - 1, gs = 2 * NQ * nx;
+	double *kk = rows + NQ * nx, *tmp = rows + group_rows(c) * gs;
 	int nc = c->ncoef;
 
 	if (t >= pt->s0 && t < pt->s1) {
-		double loss = score_row(c, pt->tl, t, y, S, k, 0);
-		if (t >= pt->o0 && t < pt->o1)
-			pt->lrow[y] = loss;
-		if (nc && !c->exact)
-			grad_span(c, t, y, 0, nx, k, nx);
+		box_x(c, pt->tl + y * nx, nx, np, rows, gs, nx, NQ, nr, tmp);
+		for (int j = 0; j < nr; j++) {
+			double loss = score_row(c, t, y + j, rows + j * gs, kk + j * gs, 0);
+			if (t >= pt->o0 && t < pt->o1)
+				pt->lrow[y + j] = loss;
+			if (nc && !c->exact)
+				grad_span(c, t, y + j, 0, nx, kk + j * gs, nx);
+		}
 	} else {
-		for (int64_t x = 0; x < nc * nx; x++)
-			k[x] = 0.0;
+		for (int j = 0; j < nr; j++)
+			for (int64_t x = 0; x < nc * nx; x++)
+				kk[j * gs + x] = 0.0;
 	}
 	if (!c->exact)
 		return;
 	if (g_collects(c, t))
-		ffdp_cpu_box_rows(k, nx, pt->xc2 + y * nx, c->np, nc, nx, c->rx);
-	if (p >= pt->s0 && p < pt->s1)
-		score_row(c, pt->tg, p, y, S, k, 1);
-	ffdp_cpu_box_rows(k, nx, pt->xc + y * nx, c->np, nc, nx, c->rx);
+		box_x(c, kk, gs, nx, pt->xc2 + y * nx, nx, np, nc, nr, tmp);
+	if (p >= pt->s0 && p < pt->s1) {
+		box_x(c, pt->tg + y * nx, nx, np, rows, gs, nx, NQ, nr, tmp);
+		for (int j = 0; j < nr; j++)
+			score_row(c, p, y + j, rows + j * gs, kk + j * gs, 1);
+	}
+	box_x(c, kk, gs, nx, pt->xc + y * nx, nx, np, nc, nr, tmp);
 }
 
 /* G += ybox(xc) on a strip, then the gradient of plane z there when it is
@@ -396,6 +425,14 @@ static void grad_strip(const lncc_ctx *c, const lncc_part *pt, int64_t z, int64_
 		return;
 	for (int64_t y = 0; y < c->ny; y++)
 		grad_span(c, z, y, x0, w, pt->gsum + y * c->nx + x0, c->np);
+}
+
+/* Scoring scratch of one thread: S and k of each row of a group, and the
+ * x-boxing's 8 rows for groups of 4. */
+static size_t rows_doubles(const lncc_ctx *c)
+{
+	int g = group_rows(c);
+	return ((size_t)g * 2 * NQ + (g > 1 ? 8 : 0)) * (size_t)c->nx;
 }
 
 LNCC_INLINE void team_sync(int nth)
@@ -419,7 +456,8 @@ static void lncc_stream_body(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
 {
 	int64_t rz = c->rz, tend = c->exact ? pt->o1 + rz : pt->o1;
 	int64_t nstrip = (c->nx + c->strip - 1) / c->strip, s0, s1, y0, y1;
-	double *rows = pt->rows + (size_t)tid * 2 * NQ * (size_t)c->nx;
+	double *rows = pt->rows + (size_t)tid * rows_doubles(c);
+	int g = group_rows(c);
 
 	share(nstrip, tid, nth, &s0, &s1);
 	share(c->ny, tid, nth, &y0, &y1);
@@ -437,8 +475,11 @@ static void lncc_stream_body(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
 		team_sync(nth);
 		if (t < pt->s0 || t >= tend)
 			continue;
-		for (int64_t y = y0; y < y1; y++)
-			coef_row(c, pt, t, y, rows);
+		for (int64_t y = y0; y < y1;) {
+			int nr = y + g <= y1 ? g : 1;
+			coef_rows(c, pt, t, y, nr, rows);
+			y += nr;
+		}
 		team_sync(nth);
 		/* the plane's loss, its rows in order; lrow is next written after
 		 * the next step's first barrier */
@@ -484,8 +525,7 @@ static void lncc_stream(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
 static size_t part_doubles(const lncc_ctx *c, int nth)
 {
 	size_t np = (size_t)c->np, nc = (size_t)c->ncoef;
-	return 2 * NQ * np + (c->exact ? (NQ + 4 * nc) * np : 0) + (size_t)nth * 2 * NQ * (size_t)c->nx +
-	       (size_t)c->ny;
+	return 2 * NQ * np + (c->exact ? (NQ + 4 * nc) * np : 0) + (size_t)nth * rows_doubles(c) + (size_t)c->ny;
 }
 
 /* Carve a part's buffers from d (zeroed); returns the end. */
@@ -502,7 +542,7 @@ static double *part_carve(const lncc_ctx *c, lncc_part *pt, double *d)
 		pt->xc2 = d, d += nc * np;
 		pt->g2 = d, d += nc * np;
 	}
-	pt->rows = d, d += (size_t)pt->nth * 2 * NQ * (size_t)c->nx;
+	pt->rows = d, d += (size_t)pt->nth * rows_doubles(c);
 	pt->lrow = d, d += c->ny;
 	return d;
 }
