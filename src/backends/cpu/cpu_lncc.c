@@ -102,18 +102,22 @@ typedef struct lncc_part {
 			    * one buffer, as lead and lag never collect at once */
 	double *xc, *gsum; /* x-boxed coefficients and G, ncoef planes each */
 	double *xc2, *g2;  /* G's restart: x-boxed coefficients (no lag) and their sum */
-	double *rows;      /* 2 NQ rows per thread */
+	int fused;         /* carved for the fused stream (one thread, 3-D) */
+	int64_t ring;      /* fused stream: xc and xc2 are rings of this many rows */
+	double *run;       /* fused stream: the y sums of 3 planes, NQ rows each */
+	double *rg;        /* fused stream: the y sums of xc and xc2, ncoef rows each */
+	double *rows;      /* scoring scratch per thread (rows_doubles) */
 	double *lrow;      /* loss per row of the plane being scored */
 } lncc_part;
 
-/* run[q][j] += (or -=, sub) the products of row y of plane p, columns
+/* run[q rs + j] += (or -=, sub) the products of row y of plane p, columns
  * x0 .. x0 + w: f - cf, m - cm, their squares and their product. */
-LNCC_INLINE void add_products(const lncc_ctx *c, int64_t p, int64_t y, int64_t x0, int64_t w,
-			      double run[NQ][STRIP], const int sub)
+LNCC_INLINE void add_products(const lncc_ctx *c, int64_t p, int64_t y, int64_t x0, int64_t w, double *run,
+			      int64_t rs, const int sub)
 {
 	const float *f = c->f + p * c->np + y * c->nx + x0, *m = c->m + p * c->np + y * c->nx + x0;
 	double cf = c->cf, cm = c->cm;
-	double *r0 = run[0], *r1 = run[1], *r2 = run[2], *r3 = run[3], *r4 = run[4];
+	double *r0 = run, *r1 = run + rs, *r2 = run + 2 * rs, *r3 = run + 3 * rs, *r4 = run + 4 * rs;
 
 	if (sub) {
 #pragma omp simd
@@ -174,37 +178,43 @@ static int g_anchor(const lncc_ctx *c, int64_t z)
 	return anchor_from(z + c->zoff, 0, c->blk) == z + c->zoff;
 }
 
-/* The restart: run = col, col = 0, on nq planes of the strip's columns. */
-static void restart(const lncc_ctx *c, double *run, double *col, int nq, int64_t x0, int64_t w)
+/* The restart: run = col, col = 0, on rows [y0, y1) of nq planes, the
+ * strip's columns. */
+static void restart(const lncc_ctx *c, double *run, double *col, int nq, int64_t y0, int64_t y1, int64_t x0,
+		    int64_t w)
 {
 	for (int q = 0; q < nq; q++)
-		for (int64_t y = 0; y < c->ny; y++) {
+		for (int64_t y = y0; y < y1; y++) {
 			double *r = run + q * c->np + y * c->nx + x0, *k = col + q * c->np + y * c->nx + x0;
 			for (int64_t j = 0; j < w; j++)
 				r[j] = k[j], k[j] = 0.0;
 		}
 }
 
-/* T2 = T2 + ya on rows y of the strip. */
-LNCC_INLINE void collect_t(const lncc_ctx *c, double *T2, int64_t y, int64_t x0, int64_t w, double ya[NQ][STRIP])
+/* T2 = T2 + ya on rows y of the strip (ya: NQ rows, stride rs). */
+LNCC_INLINE void collect_t(const lncc_ctx *c, double *T2, int64_t y, int64_t x0, int64_t w, const double *ya,
+			   int64_t rs)
 {
 	for (int q = 0; q < NQ; q++) {
 		double *t = T2 + q * c->np + y * c->nx + x0;
+		const double *a = ya + q * rs;
 #pragma omp simd
 		for (int64_t j = 0; j < w; j++)
-			t[j] += ya[q][j];
+			t[j] += a[j];
 	}
 }
 
-/* T = T + ya - yb on rows y of the strip (ya, yb: running sums). */
-LNCC_INLINE void update_t(const lncc_ctx *c, double *T, int64_t y, int64_t x0, int64_t w,
-			  double ya[NQ][STRIP], double yb[NQ][STRIP])
+/* T = T + ya - yb on rows y of the strip (ya, yb: running sums, NQ rows of
+ * stride rs). */
+LNCC_INLINE void update_t(const lncc_ctx *c, double *T, int64_t y, int64_t x0, int64_t w, const double *ya,
+			  const double *yb, int64_t rs)
 {
 	for (int q = 0; q < NQ; q++) {
 		double *t = T + q * c->np + y * c->nx + x0;
+		const double *a = ya + q * rs, *b = yb + q * rs;
 #pragma omp simd
 		for (int64_t j = 0; j < w; j++)
-			t[j] = (t[j] + ya[q][j]) - yb[q][j];
+			t[j] = (t[j] + a[j]) - b[j];
 	}
 }
 
@@ -214,43 +224,83 @@ LNCC_INLINE void update_t(const lncc_ctx *c, double *T, int64_t y, int64_t x0, i
  *     lag:   T_lag = T_lag + Y(t - r - 1) - Y(t - 3r - 2)
  * The lag update is the lead update of step t - 2r - 1, operation for
  * operation, so T_lag there equals that step's T bit for bit. */
+typedef struct lncc_step {
+	int64_t pl[3];          /* planes whose Y enter the lead, leave it (and enter the lag), leave the lag */
+	int use[3];             /* which of them exist and are needed */
+	int lead, lag;          /* update T, T_lag */
+	int clead, clag;        /* collect their restarts */
+	int rlead, rlag;        /* restart them */
+} lncc_step;
+
+static lncc_step step_plan(const lncc_ctx *c, const lncc_part *pt, int64_t t, int lead, int lag)
+{
+	int64_t rz = c->rz;
+	lncc_step s = {{t + rz, t - rz - 1, t - 3 * rz - 2}, {lead, lead || lag, lag}, lead, lag, 0, 0, 0, 0};
+
+	for (int i = 0; i < 3; i++)
+		s.use[i] = s.use[i] && s.pl[i] >= pt->v0 && s.pl[i] < pt->v1;
+	s.clead = lead && t_collects(c, t), s.clag = lag && t_collects(c, t - 2 * rz - 1);
+	s.rlead = lead && t_anchor(c, t), s.rlag = lag && t_anchor(c, t - 2 * rz - 1);
+	return s;
+}
+
+/* The running y sums run (3 sets of NQ rows, q stride rs) start from zero
+ * with rows [0, ry) of each plane. */
+LNCC_INLINE void stats_begin(const lncc_ctx *c, const lncc_step *s, int64_t x0, int64_t w, double *run, int64_t rs)
+{
+	for (int i = 0; i < 3 * NQ; i++)
+		for (int64_t j = 0; j < w; j++)
+			run[i * rs + j] = 0.0;
+	for (int i = 0; i < 3; i++)
+		for (int64_t y = 0; y < c->ry && y < c->ny && s->use[i]; y++)
+			add_products(c, s->pl[i], y, x0, w, run + i * NQ * rs, rs, 0);
+}
+
+/* Row y: the running sums move to y, then T, T_lag and their restart
+ * collections take their increments. */
+LNCC_INLINE void stats_row(const lncc_ctx *c, const lncc_part *pt, const lncc_step *s, int64_t y, int64_t x0,
+			   int64_t w, double *run, int64_t rs)
+{
+	double *r[3] = {run, run + NQ * rs, run + 2 * NQ * rs};
+
+	for (int i = 0; i < 3; i++) {
+		if (!s->use[i])
+			continue;
+		if (y + c->ry < c->ny)
+			add_products(c, s->pl[i], y + c->ry, x0, w, r[i], rs, 0);
+		if (y - c->ry - 1 >= 0)
+			add_products(c, s->pl[i], y - c->ry - 1, x0, w, r[i], rs, 1);
+	}
+	if (s->lead)
+		update_t(c, pt->tl, y, x0, w, r[0], r[1], rs);
+	if (s->lag)
+		update_t(c, pt->tg, y, x0, w, r[1], r[2], rs);
+	if (s->clead)
+		collect_t(c, pt->tl2, y, x0, w, r[0], rs);
+	if (s->clag)
+		collect_t(c, pt->tg2, y, x0, w, r[1], rs);
+}
+
+/* Rows [y0, y1) of T or T_lag restart at their anchor. */
+static void stats_restart(const lncc_ctx *c, const lncc_part *pt, const lncc_step *s, int64_t y0, int64_t y1,
+			  int64_t x0, int64_t w)
+{
+	if (s->rlead)
+		restart(c, pt->tl, pt->tl2, NQ, y0, y1, x0, w);
+	if (s->rlag)
+		restart(c, pt->tg, pt->tg2, NQ, y0, y1, x0, w);
+}
+
 static void stats_strip(const lncc_ctx *c, const lncc_part *pt, int64_t t, int lead, int lag, int64_t x0,
 			     int64_t w)
 {
-	double run[3][NQ][STRIP] = {{{0}}};
-	int64_t rz = c->rz, ny = c->ny, ry = c->ry;
-	int64_t pl[3] = {t + rz, t - rz - 1, t - 3 * rz - 2};
-	int use[3] = {lead, lead || lag, lag};
+	double run[3 * NQ * STRIP];
+	lncc_step s = step_plan(c, pt, t, lead, lag);
 
-	int clead = lead && t_collects(c, t), clag = lag && t_collects(c, t - 2 * rz - 1);
-
-	for (int i = 0; i < 3; i++)
-		use[i] = use[i] && pl[i] >= pt->v0 && pl[i] < pt->v1;
-	for (int i = 0; i < 3; i++)
-		for (int64_t y = 0; y < ry && y < ny && use[i]; y++)
-			add_products(c, pl[i], y, x0, w, run[i], 0);
-	for (int64_t y = 0; y < ny; y++) {
-		for (int i = 0; i < 3; i++) {
-			if (!use[i])
-				continue;
-			if (y + ry < ny)
-				add_products(c, pl[i], y + ry, x0, w, run[i], 0);
-			if (y - ry - 1 >= 0)
-				add_products(c, pl[i], y - ry - 1, x0, w, run[i], 1);
-		}
-		if (lead)
-			update_t(c, pt->tl, y, x0, w, run[0], run[1]);
-		if (lag)
-			update_t(c, pt->tg, y, x0, w, run[1], run[2]);
-		if (clead)
-			collect_t(c, pt->tl2, y, x0, w, run[0]);
-		if (clag)
-			collect_t(c, pt->tg2, y, x0, w, run[1]);
-	}
-	if (lead && t_anchor(c, t))
-		restart(c, pt->tl, pt->tl2, NQ, x0, w);
-	if (lag && t_anchor(c, t - 2 * rz - 1))
-		restart(c, pt->tg, pt->tg2, NQ, x0, w);
+	stats_begin(c, &s, x0, w, run, STRIP);
+	for (int64_t y = 0; y < c->ny; y++)
+		stats_row(c, pt, &s, y, x0, w, run, STRIP);
+	stats_restart(c, pt, &s, 0, c->ny, x0, w);
 }
 
 /* cc from the window sums at one voxel (s[q * ss]), inv = 1/n; when nc > 0
@@ -375,9 +425,12 @@ static void grad_span(const lncc_ctx *c, int64_t z, int64_t y, int64_t x0, int64
 
 /* Rows y .. y + nr - 1 at step t: loss of plane t (when an output), and
  * ANTs' gradient, or the x-boxed coefficient difference k(t) - k(t - 2r - 1)
- * into xc.  rows: per row j the sums S and coefficients k (NQ rows each, at
- * rows + j gs), then the x-boxing's scratch. */
-static void coef_rows(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, int nr, double *rows)
+ * into xc (and k(t) into xc2 when G collects), their row y there, rows of
+ * stride nx, coefficients of stride xqs.  rows: per row j the sums S and
+ * coefficients k (NQ rows each, at rows + j gs), then the x-boxing's
+ * scratch. */
+static void coef_rows(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, int nr, double *rows, double *xc,
+		      double *xc2, int64_t xqs)
 {
 	int64_t nx = c->nx, np = c->np, p = t - 2 * c->rz - 1, gs = 2 * NQ * nx;
 	double *kk = rows + NQ * nx, *tmp = rows + group_rows(c) * gs;
@@ -400,13 +453,61 @@ static void coef_rows(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, in
 	if (!c->exact)
 		return;
 	if (g_collects(c, t))
-		box_x(c, kk, gs, nx, pt->xc2 + y * nx, nx, np, nc, nr, tmp);
+		box_x(c, kk, gs, nx, xc2, nx, xqs, nc, nr, tmp);
 	if (p >= pt->s0 && p < pt->s1) {
 		box_x(c, pt->tg + y * nx, nx, np, rows, gs, nx, NQ, nr, tmp);
 		for (int j = 0; j < nr; j++)
 			score_row(c, p, y + j, rows + j * gs, kk + j * gs, 1);
 	}
-	box_x(c, kk, gs, nx, pt->xc + y * nx, nx, np, nc, nr, tmp);
+	box_x(c, kk, gs, nx, xc, nx, xqs, nc, nr, tmp);
+}
+
+/* Fused stream, step t: on output rows [y0, y1) of plane z = t - rz,
+ * G += the y-boxed coefficient rows of the ring (and G's restart
+ * collection likewise), the restart, then the gradients.  The running y
+ * sums (rg) do ffdp_cpu_box_cols_add's operations in its order, so G has
+ * the team stream's bits. */
+static void g_rows(const lncc_ctx *c, const lncc_part *pt, int64_t t, int64_t y0, int64_t y1)
+{
+	int64_t nx = c->nx, ny = c->ny, np = c->np, ry = c->ry, z = t - c->rz, R = pt->ring;
+	int nc = c->ncoef, coll = g_collects(c, t), anchor = g_anchor(c, z);
+
+	for (int64_t yo = y0; yo < y1; yo++) {
+		for (int q = 0; q < nc; q++) {
+			double *run = pt->rg + q * nx, *run2 = pt->rg + (nc + q) * nx;
+			const double *xc = pt->xc + q * R * nx, *xc2 = pt->xc2 + q * R * nx;
+			double *G = pt->gsum + q * np + yo * nx, *G2 = pt->g2 + q * np + yo * nx;
+			if (yo == 0) {
+				for (int64_t j = 0; j < nx; j++)
+					run[j] = 0.0, run2[j] = 0.0;
+				for (int64_t y = 0; y < ry && y < ny; y++)
+					for (int64_t j = 0; j < nx; j++)
+						run[j] += xc[(y % R) * nx + j], run2[j] += coll ? xc2[(y % R) * nx + j] : 0.0;
+			}
+			if (yo + ry < ny) {
+				const double *a = xc + ((yo + ry) % R) * nx, *a2 = xc2 + ((yo + ry) % R) * nx;
+				for (int64_t j = 0; j < nx; j++)
+					run[j] += a[j];
+				for (int64_t j = 0; j < nx && coll; j++)
+					run2[j] += a2[j];
+			}
+			if (yo - ry - 1 >= 0) {
+				const double *b = xc + ((yo - ry - 1) % R) * nx, *b2 = xc2 + ((yo - ry - 1) % R) * nx;
+				for (int64_t j = 0; j < nx; j++)
+					run[j] -= b[j];
+				for (int64_t j = 0; j < nx && coll; j++)
+					run2[j] -= b2[j];
+			}
+			for (int64_t j = 0; j < nx; j++)
+				G[j] += run[j];
+			for (int64_t j = 0; j < nx && coll; j++)
+				G2[j] += run2[j];
+			for (int64_t j = 0; j < nx && anchor; j++)
+				G[j] = G2[j], G2[j] = 0.0;
+		}
+		if (z >= pt->o0 && z < pt->o1)
+			grad_span(c, z, yo, 0, nx, pt->gsum + yo * nx, np);
+	}
 }
 
 /* G += ybox(xc) on a strip, then the gradient of plane z there when it is
@@ -420,7 +521,7 @@ static void grad_strip(const lncc_ctx *c, const lncc_part *pt, int64_t z, int64_
 			ffdp_cpu_box_cols_add(pt->xc2 + q * c->np, pt->g2 + q * c->np, c->nx, c->ny, c->ry, x0,
 					      x0 + w);
 	if (g_anchor(c, z))
-		restart(c, pt->gsum, pt->g2, c->ncoef, x0, w);
+		restart(c, pt->gsum, pt->g2, c->ncoef, 0, c->ny, x0, w);
 	if (z < pt->o0 || z >= pt->o1)
 		return;
 	for (int64_t y = 0; y < c->ny; y++)
@@ -449,10 +550,19 @@ static void share(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi)
 	*hi = n * (tid + 1) / nth;
 }
 
+/* The plane's loss, its rows in order. */
+static void plane_loss(const lncc_ctx *c, const lncc_part *pt, int64_t t)
+{
+	double sum = 0.0;
+	for (int64_t y = 0; y < c->ny; y++)
+		sum += pt->lrow[y];
+	c->zs[t] = sum;
+}
+
 /* A part, run by each thread of its team in lockstep.  A strip pass does
  * step t's window sums and step t-1's gradient (disjoint data), a row pass
- * scores step t: two barriers per plane in a team, none alone. */
-static void lncc_stream_body(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
+ * scores step t: two barriers per plane. */
+static void lncc_stream_team(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
 {
 	int64_t rz = c->rz, tend = c->exact ? pt->o1 + rz : pt->o1;
 	int64_t nstrip = (c->nx + c->strip - 1) / c->strip, s0, s1, y0, y1;
@@ -477,19 +587,68 @@ static void lncc_stream_body(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
 			continue;
 		for (int64_t y = y0; y < y1;) {
 			int nr = y + g <= y1 ? g : 1;
-			coef_rows(c, pt, t, y, nr, rows);
+			coef_rows(c, pt, t, y, nr, rows, c->exact ? pt->xc + y * c->nx : NULL,
+				  c->exact ? pt->xc2 + y * c->nx : NULL, c->np);
 			y += nr;
 		}
 		team_sync(nth);
-		/* the plane's loss, its rows in order; lrow is next written after
-		 * the next step's first barrier */
-		if (tid == 0 && t >= pt->o0 && t < pt->o1) {
-			double sum = 0.0;
-			for (int64_t y = 0; y < c->ny; y++)
-				sum += pt->lrow[y];
-			c->zs[t] = sum;
-		}
+		/* lrow is next written after the next step's first barrier */
+		if (tid == 0 && t >= pt->o0 && t < pt->o1)
+			plane_loss(c, pt, t);
 	}
+}
+
+/* A part streamed by one thread, each step one sweep down the plane: row y
+ * gets its window sums, each group of rows is scored as soon as its sums
+ * are complete, and G and the gradient follow ry rows behind.  T, T_lag
+ * and G are read and written once a step, while they are in cache, and
+ * the x-boxed coefficients live in rings of rows.  Every value gets the
+ * team stream's operations in its order: the same bits. */
+static void lncc_stream_fused(const lncc_ctx *c, lncc_part *pt)
+{
+	int64_t rz = c->rz, ny = c->ny, nx = c->nx, R = pt->ring, tend = c->exact ? pt->o1 + rz : pt->o1;
+	int g = group_rows(c);
+
+	for (int64_t t = pt->v0 - rz; t < tend; t++) {
+		int64_t p = t - 2 * rz - 1, yg = 0, yo = 0;
+		int lead = t < pt->s1, lag = c->exact && p >= pt->v0 - rz && p < pt->s1, score = t >= pt->s0;
+		lncc_step s = step_plan(c, pt, t, lead, lag);
+
+		if (lead || lag)
+			stats_begin(c, &s, 0, nx, pt->run, nx);
+		for (int64_t y = 0; y < ny; y++) {
+			if (lead || lag) {
+				stats_row(c, pt, &s, y, 0, nx, pt->run, nx);
+				stats_restart(c, pt, &s, y, y + 1, 0, nx);
+			}
+			if (!score || ((y + 1) % g && y + 1 < ny))
+				continue;
+			while (yg <= y) {
+				int nr = yg + g <= y + 1 ? g : 1;
+				coef_rows(c, pt, t, yg, nr, pt->rows, c->exact ? pt->xc + (yg % R) * nx : NULL,
+					  c->exact ? pt->xc2 + (yg % R) * nx : NULL, R * nx);
+				yg += nr;
+			}
+			/* output rows whose window's last coefficient row is in */
+			int64_t y1 = yg == ny ? ny : yg - c->ry;
+			if (c->exact && y1 > yo) {
+				g_rows(c, pt, t, yo, y1);
+				yo = y1;
+			}
+		}
+		if (score && t >= pt->o0 && t < pt->o1)
+			plane_loss(c, pt, t);
+	}
+}
+
+/* A part for one thread streams fused; 2-D images (one row a plane) and
+ * teams (even when given fewer threads than asked) take the strip passes. */
+static void lncc_stream_body(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
+{
+	if (pt->fused)
+		lncc_stream_fused(c, pt);
+	else
+		lncc_stream_team(c, pt, tid, nth);
 }
 
 /* The stream compiled twice: for the baseline ISA and, everything above
@@ -521,26 +680,47 @@ static void lncc_stream(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
 	lncc_stream_base(c, pt, tid, nth);
 }
 
-/* Bytes of scratch for one part with nth threads. */
+/* Rows of the fused stream's coefficient rings: the 2 ry + 1 rows of a
+ * window, the row leaving it and a group of 4 being written (rounded up to
+ * whole groups), or the whole plane. */
+static int64_t ring_rows(const lncc_ctx *c)
+{
+	int64_t R = (2 * c->ry + 5 + 3) / 4 * 4;
+	return R < c->ny ? R : c->ny;
+}
+
+/* Doubles of scratch for one part with nth threads. */
 static size_t part_doubles(const lncc_ctx *c, int nth)
 {
-	size_t np = (size_t)c->np, nc = (size_t)c->ncoef;
-	return 2 * NQ * np + (c->exact ? (NQ + 4 * nc) * np : 0) + (size_t)nth * rows_doubles(c) + (size_t)c->ny;
+	size_t np = (size_t)c->np, nx = (size_t)c->nx, nc = (size_t)c->ncoef;
+	int fused = nth == 1 && c->d3;
+	size_t xcd = fused ? (size_t)ring_rows(c) * nx : np;
+	return 2 * NQ * np + (c->exact ? (NQ + 2 * nc) * np + 2 * nc * xcd : 0) + (size_t)nth * rows_doubles(c) +
+	       (fused ? (3 * NQ + (c->exact ? 2 * nc : 0)) * nx : 0) + (size_t)c->ny;
 }
 
 /* Carve a part's buffers from d (zeroed); returns the end. */
 static double *part_carve(const lncc_ctx *c, lncc_part *pt, double *d)
 {
-	size_t np = (size_t)c->np, nc = (size_t)c->ncoef;
+	size_t np = (size_t)c->np, nx = (size_t)c->nx, nc = (size_t)c->ncoef;
+	int fused = pt->nth == 1 && c->d3;
+	pt->fused = fused;
+	pt->ring = fused ? ring_rows(c) : c->ny;
+	size_t xcd = (size_t)pt->ring * nx;
 	pt->tl = d, d += NQ * np;
 	pt->tl2 = d, d += NQ * np;
 	if (c->exact) {
 		pt->tg = d, d += NQ * np;
 		pt->tg2 = pt->tl2;
-		pt->xc = d, d += nc * np;
+		pt->xc = d, d += nc * xcd;
 		pt->gsum = d, d += nc * np;
-		pt->xc2 = d, d += nc * np;
+		pt->xc2 = d, d += nc * xcd;
 		pt->g2 = d, d += nc * np;
+	}
+	if (fused) {
+		pt->run = d, d += 3 * NQ * nx;
+		if (c->exact)
+			pt->rg = d, d += 2 * nc * nx;
 	}
 	pt->rows = d, d += (size_t)pt->nth * rows_doubles(c);
 	pt->lrow = d, d += c->ny;
