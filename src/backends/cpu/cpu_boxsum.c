@@ -112,4 +112,22 @@ __attribute__((target("avx2"))) void ffdp_cpu_box_rows4_avx2(const double *in, i
 		box4_out(tmp + 4 * n, out + q * oqs, ors, n);
 	}
 }
+
+__attribute__((target("avx2"))) void ffdp_cpu_box_rows4_to_t(const double *in, int64_t irs, int64_t iqs, double *out,
+							     int64_t oqs, int nq, int64_t n, int64_t r, double *tmp)
+{
+	for (int q = 0; q < nq; q++) {
+		box4_in(in + q * iqs, irs, tmp, n);
+		box4_run(tmp, out + q * oqs, n, r);
+	}
+}
+
+__attribute__((target("avx2"))) void ffdp_cpu_box_t_to_rows4(const double *in, int64_t iqs, double *out, int64_t ors,
+							     int64_t oqs, int nq, int64_t n, int64_t r, double *tmp)
+{
+	for (int q = 0; q < nq; q++) {
+		box4_run(in + q * iqs, tmp, n, r);
+		box4_out(tmp, out + q * oqs, ors, n);
+	}
+}
 #endif

@@ -338,17 +338,27 @@ LNCC_INLINE double voxel_cc(const double *s, int64_t ss, double inv, double eps,
 }
 
 /* The scoring loop with nc, sub and masked constant after inlining: each
- * variant is branch-free and vectorises. */
-LNCC_INLINE double score_span(const double *S, int64_t nx, const double *icx, double icyz, double eps,
-			      const float *w, double *k, const int nc, const int sub, const int masked)
+ * variant is branch-free and vectorises.  n voxels, sums and coefficients
+ * of stride ss, inverse counts icx[x] icyz; lc[x] = w cc. */
+LNCC_INLINE void score_span(const double *S, int64_t ss, int64_t n, const double *icx, double icyz, double eps,
+			    const float *w, double *k, double *lc, const int nc, const int sub, const int masked)
 {
-	double loss = 0.0;
-#pragma omp simd reduction(+ : loss)
-	for (int64_t x = 0; x < nx; x++) {
+#pragma omp simd
+	for (int64_t x = 0; x < n; x++) {
 		double wx = masked ? (double)w[x] : 1.0;
-		loss += wx * voxel_cc(S + x, nx, icx[x] * icyz, eps, wx, nc, k + x, nx, sub);
+		lc[x] = wx * voxel_cc(S + x, ss, icx[x] * icyz, eps, wx, nc, k + x, ss, sub);
 	}
-	return loss;
+}
+
+/* A row's loss: sum of v[x st] over its n voxels, as four sums by x mod 4
+ * added pairwise: one order for the row-by-row and the transposed scoring,
+ * and whatever the ISA. */
+static double row_sum(const double *v, int64_t st, int64_t n)
+{
+	double p[4] = {0.0, 0.0, 0.0, 0.0};
+	for (int64_t x = 0; x < n; x++)
+		p[x & 3] += v[x * st];
+	return (p[0] + p[1]) + (p[2] + p[3]);
 }
 
 /* Rows per group of the scoring pass: 4 share one AVX2 pass of x-boxing. */
@@ -372,28 +382,32 @@ static void box_x(const lncc_ctx *c, const double *in, int64_t irs, int64_t iqs,
 		ffdp_cpu_box_rows(in + j * irs, iqs, out + j * ors, oqs, nq, c->nx, c->rx);
 }
 
-/* Row y of plane p scored from its x-boxed sums S (stride nx): cc and the
- * coefficients into k (stride nx; sub: subtracted).  Returns sum_x w cc
- * over the row. */
-static double score_row(const lncc_ctx *c, int64_t p, int64_t y, const double *S, double *k, int sub)
+/* Scoring of n voxels (score_span) in the variant of this call. */
+static void score(const lncc_ctx *c, const double *S, int64_t ss, int64_t n, const double *icx, double icyz,
+		  const float *w, double *k, double *lc, int sub)
 {
-	int64_t nx = c->nx;
-	const float *w = c->w ? c->w + p * c->np + y * nx : NULL;
-	double icyz = c->icy[y] * c->icz[p];
 	int v = c->ncoef * 4 + sub * 2 + (w != NULL);
 
 	switch (v) {
-	case 0: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 0, 0, 0);
-	case 1: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 0, 0, 1);
-	case 12: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 3, 0, 0);
-	case 13: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 3, 0, 1);
-	case 14: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 3, 1, 0);
-	case 15: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 3, 1, 1);
-	case 20: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 5, 0, 0);
-	case 21: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 5, 0, 1);
-	case 22: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 5, 1, 0);
-	default: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 5, 1, 1);
+	case 0: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 0, 0, 0); break;
+	case 1: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 0, 0, 1); break;
+	case 12: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 3, 0, 0); break;
+	case 13: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 3, 0, 1); break;
+	case 14: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 3, 1, 0); break;
+	case 15: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 3, 1, 1); break;
+	case 20: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 5, 0, 0); break;
+	case 21: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 5, 0, 1); break;
+	case 22: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 5, 1, 0); break;
+	default: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 5, 1, 1); break;
 	}
+}
+
+/* Row y of plane p scored from its x-boxed sums S (stride nx): cc and the
+ * coefficients into k (stride nx; sub: subtracted), w cc into lc. */
+static void score_row(const lncc_ctx *c, int64_t p, int64_t y, const double *S, double *k, double *lc, int sub)
+{
+	const float *w = c->w ? c->w + p * c->np + y * c->nx : NULL;
+	score(c, S, c->nx, c->nx, c->icx, c->icy[y] * c->icz[p], w, k, lc, sub);
 }
 
 /* Gradients at row y of plane z, columns [x0, x0 + w), from coefficient sums
@@ -423,43 +437,159 @@ static void grad_span(const lncc_ctx *c, int64_t z, int64_t y, int64_t x0, int64
 	}
 }
 
-/* Rows y .. y + nr - 1 at step t: loss of plane t (when an output), and
- * ANTs' gradient, or the x-boxed coefficient difference k(t) - k(t - 2r - 1)
- * into xc (and k(t) into xc2 when G collects), their row y there, rows of
- * stride nx, coefficients of stride xqs.  rows: per row j the sums S and
- * coefficients k (NQ rows each, at rows + j gs), then the x-boxing's
- * scratch. */
-static void coef_rows(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, int nr, double *rows, double *xc,
-		      double *xc2, int64_t xqs)
+/* The scoring scratch of a thread (rows_doubles), for groups of g rows:
+ * sums S and coefficients k of each row (NQ rows each; transposed: NQ
+ * blocks of 4 nx), w cc (lc), and for g = 4 the transposed inverse counts
+ * and weights and the x-boxing's scratch. */
+typedef struct lncc_rows {
+	double *S, *k, *lc, *inv4, *tmp;
+	float *w4;
+} lncc_rows;
+
+static lncc_rows rows_at(const lncc_ctx *c, double *rows)
 {
-	int64_t nx = c->nx, np = c->np, p = t - 2 * c->rz - 1, gs = 2 * NQ * nx;
-	double *kk = rows + NQ * nx, *tmp = rows + group_rows(c) * gs;
+	int64_t nx = c->nx, g = group_rows(c);
+	lncc_rows r;
+	r.S = rows, r.k = rows + g * NQ * nx, r.lc = r.k + g * NQ * nx;
+	r.inv4 = r.lc + 4 * nx, r.w4 = (float *)(r.inv4 + 4 * nx), r.tmp = r.inv4 + 6 * nx;
+	return r;
+}
+
+/* Rows y .. y + nr - 1 at step t, row by row (x-boxed four at once on
+ * AVX2): loss of plane t (when an output), and ANTs' gradient, or the
+ * x-boxed coefficient difference k(t) - k(t - 2r - 1) into xc (and k(t)
+ * into xc2 when G collects), their row y there, rows of stride nx,
+ * coefficients of stride xqs. */
+static void coef_rows_n(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, int nr, lncc_rows *b, double *xc,
+			double *xc2, int64_t xqs)
+{
+	int64_t nx = c->nx, np = c->np, p = t - 2 * c->rz - 1, rs = NQ * nx;
 	int nc = c->ncoef;
 
 	if (t >= pt->s0 && t < pt->s1) {
-		box_x(c, pt->tl + y * nx, nx, np, rows, gs, nx, NQ, nr, tmp);
+		box_x(c, pt->tl + y * nx, nx, np, b->S, rs, nx, NQ, nr, b->tmp);
 		for (int j = 0; j < nr; j++) {
-			double loss = score_row(c, t, y + j, rows + j * gs, kk + j * gs, 0);
+			score_row(c, t, y + j, b->S + j * rs, b->k + j * rs, b->lc, 0);
 			if (t >= pt->o0 && t < pt->o1)
-				pt->lrow[y + j] = loss;
+				pt->lrow[y + j] = row_sum(b->lc, 1, nx);
 			if (nc && !c->exact)
-				grad_span(c, t, y + j, 0, nx, kk + j * gs, nx);
+				grad_span(c, t, y + j, 0, nx, b->k + j * rs, nx);
 		}
 	} else {
-		for (int j = 0; j < nr; j++)
-			for (int64_t x = 0; x < nc * nx; x++)
-				kk[j * gs + x] = 0.0;
+		for (int64_t x = 0; x < nr * rs; x++)
+			b->k[x] = 0.0;
 	}
 	if (!c->exact)
 		return;
 	if (g_collects(c, t))
-		box_x(c, kk, gs, nx, xc2, nx, xqs, nc, nr, tmp);
+		box_x(c, b->k, rs, nx, xc2, nx, xqs, nc, nr, b->tmp);
 	if (p >= pt->s0 && p < pt->s1) {
-		box_x(c, pt->tg + y * nx, nx, np, rows, gs, nx, NQ, nr, tmp);
+		box_x(c, pt->tg + y * nx, nx, np, b->S, rs, nx, NQ, nr, b->tmp);
 		for (int j = 0; j < nr; j++)
-			score_row(c, p, y + j, rows + j * gs, kk + j * gs, 1);
+			score_row(c, p, y + j, b->S + j * rs, b->k + j * rs, b->lc, 1);
 	}
-	box_x(c, kk, gs, nx, xc, nx, xqs, nc, nr, tmp);
+	box_x(c, b->k, rs, nx, xc, nx, xqs, nc, nr, b->tmp);
+}
+
+#ifdef __x86_64__
+/* Rows y .. y + 3 of plane p scored in transposed form (element 4 x + j:
+ * row y + j, column x), from transposed sums St into transposed kt and lc:
+ * each voxel's operations are score_row's. */
+static void score_t4(const lncc_ctx *c, int64_t p, int64_t y, lncc_rows *b, int sub)
+{
+	int64_t nx = c->nx;
+	double icyz[4];
+	const float *w = NULL;
+
+	for (int j = 0; j < 4; j++)
+		icyz[j] = c->icy[y + j] * c->icz[p];
+	for (int64_t x = 0; x < nx; x++)
+		for (int j = 0; j < 4; j++)
+			b->inv4[4 * x + j] = c->icx[x] * icyz[j];
+	if (c->w) {
+		const float *w0 = c->w + p * c->np + y * nx;
+		for (int64_t x = 0; x < nx; x++)
+			for (int j = 0; j < 4; j++)
+				b->w4[4 * x + j] = w0[j * nx + x];
+		w = b->w4;
+	}
+	score(c, b->S, 4 * nx, 4 * nx, b->inv4, 1.0, w, b->k, b->lc, sub);
+}
+
+/* coef_rows_n for 4 rows on AVX2 with the exact gradient or none: sums,
+ * coefficients and their x-boxing stay transposed between the passes, so
+ * only T, T_lag going in and xc coming out are transposed. */
+static void coef_rows_t4(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, lncc_rows *b, double *xc,
+			 double *xc2, int64_t xqs)
+{
+	int64_t nx = c->nx, np = c->np, p = t - 2 * c->rz - 1, n4 = 4 * nx;
+	int nc = c->ncoef;
+
+	if (t >= pt->s0 && t < pt->s1) {
+		ffdp_cpu_box_rows4_to_t(pt->tl + y * nx, nx, np, b->S, n4, NQ, nx, c->rx, b->tmp);
+		score_t4(c, t, y, b, 0);
+		for (int j = 0; j < 4 && t >= pt->o0 && t < pt->o1; j++)
+			pt->lrow[y + j] = row_sum(b->lc + j, 4, nx);
+	} else {
+		for (int64_t x = 0; x < nc * n4; x++)
+			b->k[x] = 0.0;
+	}
+	if (!c->exact)
+		return;
+	if (g_collects(c, t))
+		ffdp_cpu_box_t_to_rows4(b->k, n4, xc2, nx, xqs, nc, nx, c->rx, b->tmp);
+	if (p >= pt->s0 && p < pt->s1) {
+		ffdp_cpu_box_rows4_to_t(pt->tg + y * nx, nx, np, b->S, n4, NQ, nx, c->rx, b->tmp);
+		score_t4(c, p, y, b, 1);
+	}
+	ffdp_cpu_box_t_to_rows4(b->k, n4, xc, nx, xqs, nc, nx, c->rx, b->tmp);
+}
+#endif
+
+static void coef_rows(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, int nr, double *rows, double *xc,
+		      double *xc2, int64_t xqs)
+{
+	lncc_rows b = rows_at(c, rows);
+#ifdef __x86_64__
+	if (nr == 4 && c->avx2 && (c->exact || !c->ncoef)) {
+		coef_rows_t4(c, pt, t, y, &b, xc, xc2, xqs);
+		return;
+	}
+#endif
+	coef_rows_n(c, pt, t, y, nr, &b, xc, xc2, xqs);
+}
+
+/* One running y sum of ring rows (xc: one coefficient's ring) moved to
+ * output row yo, added to G's row: ffdp_cpu_box_cols_add's operations in
+ * its order. */
+LNCC_INLINE void g_run(const lncc_ctx *c, const lncc_part *pt, const double *xc, double *run, double *G, int64_t yo)
+{
+	int64_t nx = c->nx, ny = c->ny, ry = c->ry, R = pt->ring;
+
+	if (yo == 0) {
+		for (int64_t j = 0; j < nx; j++)
+			run[j] = 0.0;
+		for (int64_t y = 0; y < ry && y < ny; y++) {
+			const double *a = xc + (y % R) * nx;
+			for (int64_t j = 0; j < nx; j++)
+				run[j] += a[j];
+		}
+	}
+	if (yo + ry < ny) {
+		const double *a = xc + ((yo + ry) % R) * nx;
+#pragma omp simd
+		for (int64_t j = 0; j < nx; j++)
+			run[j] += a[j];
+	}
+	if (yo - ry - 1 >= 0) {
+		const double *b = xc + ((yo - ry - 1) % R) * nx;
+#pragma omp simd
+		for (int64_t j = 0; j < nx; j++)
+			run[j] -= b[j];
+	}
+#pragma omp simd
+	for (int64_t j = 0; j < nx; j++)
+		G[j] += run[j];
 }
 
 /* Fused stream, step t: on output rows [y0, y1) of plane z = t - rz,
@@ -469,39 +599,15 @@ static void coef_rows(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, in
  * the team stream's bits. */
 static void g_rows(const lncc_ctx *c, const lncc_part *pt, int64_t t, int64_t y0, int64_t y1)
 {
-	int64_t nx = c->nx, ny = c->ny, np = c->np, ry = c->ry, z = t - c->rz, R = pt->ring;
+	int64_t nx = c->nx, np = c->np, z = t - c->rz;
 	int nc = c->ncoef, coll = g_collects(c, t), anchor = g_anchor(c, z);
 
 	for (int64_t yo = y0; yo < y1; yo++) {
 		for (int q = 0; q < nc; q++) {
-			double *run = pt->rg + q * nx, *run2 = pt->rg + (nc + q) * nx;
-			const double *xc = pt->xc + q * R * nx, *xc2 = pt->xc2 + q * R * nx;
 			double *G = pt->gsum + q * np + yo * nx, *G2 = pt->g2 + q * np + yo * nx;
-			if (yo == 0) {
-				for (int64_t j = 0; j < nx; j++)
-					run[j] = 0.0, run2[j] = 0.0;
-				for (int64_t y = 0; y < ry && y < ny; y++)
-					for (int64_t j = 0; j < nx; j++)
-						run[j] += xc[(y % R) * nx + j], run2[j] += coll ? xc2[(y % R) * nx + j] : 0.0;
-			}
-			if (yo + ry < ny) {
-				const double *a = xc + ((yo + ry) % R) * nx, *a2 = xc2 + ((yo + ry) % R) * nx;
-				for (int64_t j = 0; j < nx; j++)
-					run[j] += a[j];
-				for (int64_t j = 0; j < nx && coll; j++)
-					run2[j] += a2[j];
-			}
-			if (yo - ry - 1 >= 0) {
-				const double *b = xc + ((yo - ry - 1) % R) * nx, *b2 = xc2 + ((yo - ry - 1) % R) * nx;
-				for (int64_t j = 0; j < nx; j++)
-					run[j] -= b[j];
-				for (int64_t j = 0; j < nx && coll; j++)
-					run2[j] -= b2[j];
-			}
-			for (int64_t j = 0; j < nx; j++)
-				G[j] += run[j];
-			for (int64_t j = 0; j < nx && coll; j++)
-				G2[j] += run2[j];
+			g_run(c, pt, pt->xc + q * pt->ring * nx, pt->rg + q * nx, G, yo);
+			if (coll)
+				g_run(c, pt, pt->xc2 + q * pt->ring * nx, pt->rg + (nc + q) * nx, G2, yo);
 			for (int64_t j = 0; j < nx && anchor; j++)
 				G[j] = G2[j], G2[j] = 0.0;
 		}
@@ -528,12 +634,13 @@ static void grad_strip(const lncc_ctx *c, const lncc_part *pt, int64_t z, int64_
 		grad_span(c, z, y, x0, w, pt->gsum + y * c->nx + x0, c->np);
 }
 
-/* Scoring scratch of one thread: S and k of each row of a group, and the
- * x-boxing's 8 rows for groups of 4. */
+/* Scoring scratch of one thread (lncc_rows): S and k of each row of a
+ * group, lc, and for groups of 4 the transposed inverse counts (4 rows),
+ * weights (2) and the x-boxing's scratch (8). */
 static size_t rows_doubles(const lncc_ctx *c)
 {
 	int g = group_rows(c);
-	return ((size_t)g * 2 * NQ + (g > 1 ? 8 : 0)) * (size_t)c->nx;
+	return ((size_t)g * 2 * NQ + (g > 1 ? 18 : 1)) * (size_t)c->nx;
 }
 
 LNCC_INLINE void team_sync(int nth)
