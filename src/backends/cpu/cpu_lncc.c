@@ -103,6 +103,8 @@ typedef struct lncc_part {
 	double *xc, *gsum; /* x-boxed coefficients and G, ncoef planes each */
 	double *xc2, *g2;  /* G's restart: x-boxed coefficients (no lag) and their sum */
 	int fused;         /* carved for the fused stream (one thread, 3-D) */
+	int64_t kring;     /* fused, exact: planes of the coefficient ring (2 rz + 1), or 0: T_lag */
+	double *kr;        /* the ring: each scored plane's coefficients, kept to be subtracted */
 	int64_t ring;      /* fused stream: xc and xc2 are rings of this many rows */
 	double *run;       /* fused stream: the y sums of 3 planes, NQ rows each */
 	double *rg;        /* fused stream: the y sums of xc and xc2, ncoef rows each */
@@ -455,13 +457,32 @@ static lncc_rows rows_at(const lncc_ctx *c, double *rows)
 	return r;
 }
 
+/* The coefficient ring instead of the lag: kr holds plane p's coefficients
+ * (the values the lag would recompute, bit for bit), k plane t's, and p
+ * and t share the ring's slot: k = k - kr where p is scored (the lag's
+ * subtraction), and kr = plane t's. */
+static void ring_swap(double *k, double *kr, int64_t n, int sub)
+{
+	if (sub) {
+#pragma omp simd
+		for (int64_t e = 0; e < n; e++) {
+			double v = k[e];
+			k[e] = v - kr[e];
+			kr[e] = v;
+		}
+		return;
+	}
+	for (int64_t e = 0; e < n; e++)
+		kr[e] = k[e];
+}
+
 /* Rows y .. y + nr - 1 at step t, row by row (x-boxed four at once on
  * AVX2): loss of plane t (when an output), and ANTs' gradient, or the
  * x-boxed coefficient difference k(t) - k(t - 2r - 1) into xc (and k(t)
  * into xc2 when G collects), their row y there, rows of stride nx,
- * coefficients of stride xqs. */
+ * coefficients of stride xqs; kr: the ring's rows, or NULL for the lag. */
 static void coef_rows_n(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, int nr, lncc_rows *b, double *xc,
-			double *xc2, int64_t xqs)
+			double *xc2, int64_t xqs, double *kr)
 {
 	int64_t nx = c->nx, np = c->np, p = t - 2 * c->rz - 1, rs = NQ * nx;
 	int nc = c->ncoef;
@@ -483,7 +504,10 @@ static void coef_rows_n(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, 
 		return;
 	if (g_collects(c, t))
 		box_x(c, b->k, rs, nx, xc2, nx, xqs, nc, nr, b->tmp);
-	if (p >= pt->s0 && p < pt->s1) {
+	if (kr) {
+		for (int j = 0; j < nr; j++)
+			ring_swap(b->k + j * rs, kr + j * nc * nx, nc * nx, p >= pt->s0 && p < pt->s1);
+	} else if (p >= pt->s0 && p < pt->s1) {
 		box_x(c, pt->tg + y * nx, nx, np, b->S, rs, nx, NQ, nr, b->tmp);
 		for (int j = 0; j < nr; j++)
 			score_row(c, p, y + j, b->S + j * rs, b->k + j * rs, b->lc, 1);
@@ -520,7 +544,7 @@ static void score_t4(const lncc_ctx *c, int64_t p, int64_t y, lncc_rows *b, int 
  * coefficients and their x-boxing stay transposed between the passes, so
  * only T, T_lag going in and xc coming out are transposed. */
 static void coef_rows_t4(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, lncc_rows *b, double *xc,
-			 double *xc2, int64_t xqs)
+			 double *xc2, int64_t xqs, double *kr)
 {
 	int64_t nx = c->nx, np = c->np, p = t - 2 * c->rz - 1, n4 = 4 * nx;
 	int nc = c->ncoef;
@@ -538,7 +562,9 @@ static void coef_rows_t4(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y,
 		return;
 	if (g_collects(c, t))
 		ffdp_cpu_box_t_to_rows4(b->k, n4, xc2, nx, xqs, nc, nx, c->rx, b->tmp);
-	if (p >= pt->s0 && p < pt->s1) {
+	if (kr)
+		ring_swap(b->k, kr, nc * n4, p >= pt->s0 && p < pt->s1);
+	else if (p >= pt->s0 && p < pt->s1) {
 		ffdp_cpu_box_rows4_to_t(pt->tg + y * nx, nx, np, b->S, n4, NQ, nx, c->rx, b->tmp);
 		score_t4(c, p, y, b, 1);
 	}
@@ -547,16 +573,16 @@ static void coef_rows_t4(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y,
 #endif
 
 static void coef_rows(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, int nr, double *rows, double *xc,
-		      double *xc2, int64_t xqs)
+		      double *xc2, int64_t xqs, double *kr)
 {
 	lncc_rows b = rows_at(c, rows);
 #ifdef __x86_64__
 	if (nr == 4 && c->avx2 && (c->exact || !c->ncoef)) {
-		coef_rows_t4(c, pt, t, y, &b, xc, xc2, xqs);
+		coef_rows_t4(c, pt, t, y, &b, xc, xc2, xqs, kr);
 		return;
 	}
 #endif
-	coef_rows_n(c, pt, t, y, nr, &b, xc, xc2, xqs);
+	coef_rows_n(c, pt, t, y, nr, &b, xc, xc2, xqs, kr);
 }
 
 /* One running y sum of ring rows (xc: one coefficient's ring) moved to
@@ -695,7 +721,7 @@ static void lncc_stream_team(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
 		for (int64_t y = y0; y < y1;) {
 			int nr = y + g <= y1 ? g : 1;
 			coef_rows(c, pt, t, y, nr, rows, c->exact ? pt->xc + y * c->nx : NULL,
-				  c->exact ? pt->xc2 + y * c->nx : NULL, c->np);
+				  c->exact ? pt->xc2 + y * c->nx : NULL, c->np, NULL);
 			y += nr;
 		}
 		team_sync(nth);
@@ -717,9 +743,11 @@ static void lncc_stream_fused(const lncc_ctx *c, lncc_part *pt)
 	int g = group_rows(c);
 
 	for (int64_t t = pt->v0 - rz; t < tend; t++) {
-		int64_t p = t - 2 * rz - 1, yg = 0, yo = 0;
-		int lead = t < pt->s1, lag = c->exact && p >= pt->v0 - rz && p < pt->s1, score = t >= pt->s0;
+		int64_t p = t - 2 * rz - 1, yg = 0, yo = 0, K = pt->kring;
+		int lead = t < pt->s1, lag = !K && c->exact && p >= pt->v0 - rz && p < pt->s1, score = t >= pt->s0;
 		lncc_step s = step_plan(c, pt, t, lead, lag);
+		/* planes t and p share a slot of the ring */
+		double *kr = K ? pt->kr + ((t % K + K) % K) * c->ncoef * c->np : NULL;
 
 		if (lead || lag)
 			stats_begin(c, &s, 0, nx, pt->run, nx);
@@ -733,7 +761,8 @@ static void lncc_stream_fused(const lncc_ctx *c, lncc_part *pt)
 			while (yg <= y) {
 				int nr = yg + g <= y + 1 ? g : 1;
 				coef_rows(c, pt, t, yg, nr, pt->rows, c->exact ? pt->xc + (yg % R) * nx : NULL,
-					  c->exact ? pt->xc2 + (yg % R) * nx : NULL, R * nx);
+					  c->exact ? pt->xc2 + (yg % R) * nx : NULL, R * nx,
+					  kr ? kr + yg * c->ncoef * nx : NULL);
 				yg += nr;
 			}
 			/* output rows whose window's last coefficient row is in */
@@ -796,13 +825,15 @@ static int64_t ring_rows(const lncc_ctx *c)
 	return R < c->ny ? R : c->ny;
 }
 
-/* Doubles of scratch for one part with nth threads. */
-static size_t part_doubles(const lncc_ctx *c, int nth)
+/* Doubles of scratch for one part with nth threads, with the coefficient
+ * ring of kring planes (fused, exact) or T_lag (kring = 0). */
+static size_t part_doubles(const lncc_ctx *c, int nth, int64_t kring)
 {
 	size_t np = (size_t)c->np, nx = (size_t)c->nx, nc = (size_t)c->ncoef;
 	int fused = nth == 1 && c->d3;
 	size_t xcd = fused ? (size_t)ring_rows(c) * nx : np;
-	return 2 * NQ * np + (c->exact ? (NQ + 2 * nc) * np + 2 * nc * xcd : 0) + (size_t)nth * rows_doubles(c) +
+	size_t lag = kring ? (size_t)kring * nc * np : NQ * np;
+	return 2 * NQ * np + (c->exact ? lag + 2 * nc * np + 2 * nc * xcd : 0) + (size_t)nth * rows_doubles(c) +
 	       (fused ? (3 * NQ + (c->exact ? 2 * nc : 0)) * nx : 0) + (size_t)c->ny;
 }
 
@@ -816,9 +847,13 @@ static double *part_carve(const lncc_ctx *c, lncc_part *pt, double *d)
 	size_t xcd = (size_t)pt->ring * nx;
 	pt->tl = d, d += NQ * np;
 	pt->tl2 = d, d += NQ * np;
-	if (c->exact) {
+	if (c->exact && pt->kring) {
+		pt->kr = d, d += (size_t)pt->kring * nc * np;
+	} else if (c->exact) {
 		pt->tg = d, d += NQ * np;
 		pt->tg2 = pt->tl2;
+	}
+	if (c->exact) {
 		pt->xc = d, d += nc * xcd;
 		pt->gsum = d, d += nc * np;
 		pt->xc2 = d, d += nc * xcd;
@@ -853,10 +888,23 @@ static void part_range(const lncc_ctx *c, lncc_part *pt, int64_t o0, int64_t o1)
 static int choose_parts(const lncc_ctx *c, int nt)
 {
 	int64_t len = (c->o1 - c->o0) / (nt > 0 ? nt : 1), need = c->np < 1024 * (int64_t)nt ? 2 * c->rz : 8 * c->rz;
-	double bytes = (double)nt * (double)part_doubles(c, 1) * sizeof(double);
+	double bytes = (double)nt * (double)part_doubles(c, 1, 0) * sizeof(double);
 	if (nt <= 1 || len < 4 || len < need || bytes > 4.0 * (double)(c->np * c->nz))
 		return 1;
 	return nt < MAX_PARTS ? nt : MAX_PARTS;
+}
+
+/* The coefficient ring (2 rz + 1 planes of coefficients) replaces T_lag,
+ * its update and its rescoring in fused parts when all parts' scratch
+ * still fits in one float volume, as choose_parts asks; the same bits
+ * either way. */
+static int64_t ring_planes(const lncc_ctx *c, int nparts, int nth)
+{
+	int64_t K = 2 * c->rz + 1;
+	double bytes = (double)nparts * (double)part_doubles(c, nth, K) * sizeof(double);
+	if (nth != 1 || !c->d3 || !c->exact || bytes > 4.0 * (double)(c->np * c->nz))
+		return 0;
+	return K;
 }
 
 static int64_t clip_radius(int64_t r, int64_t n)
@@ -878,9 +926,9 @@ static int64_t strip_width(int64_t nx, int nt)
 static ffdp_status lncc_run(const lncc_ctx *c, int nt, double *sum, ffdp_error *err)
 {
 	int nparts = choose_parts(c, nt), nth = nparts > 1 ? 1 : nt;
-	int64_t no = c->o1 - c->o0;
-	lncc_part parts[MAX_PARTS];
-	size_t n = (size_t)(c->nx + c->ny + c->zfull + c->nz) + (size_t)nparts * part_doubles(c, nth);
+	int64_t no = c->o1 - c->o0, K = ring_planes(c, nparts, nth);
+	lncc_part parts[MAX_PARTS] = {{0}};
+	size_t n = (size_t)(c->nx + c->ny + c->zfull + c->nz) + (size_t)nparts * part_doubles(c, nth, K);
 	double *block = ffdp_alloc(n * sizeof(double), err), *d = block;
 
 	if (!block)
@@ -895,7 +943,7 @@ static ffdp_status lncc_run(const lncc_ctx *c, int nt, double *sum, ffdp_error *
 	cc.icz = d + c->zoff, d += c->zfull;
 	cc.zs = d, d += c->nz;
 	for (int i = 0; i < nparts; i++) {
-		parts[i].nth = nth;
+		parts[i].nth = nth, parts[i].kring = K;
 		part_range(&cc, &parts[i], c->o0 + no * i / nparts, c->o0 + no * (i + 1) / nparts);
 		d = part_carve(&cc, &parts[i], d);
 	}
