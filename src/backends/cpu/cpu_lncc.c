@@ -258,12 +258,60 @@ LNCC_INLINE void stats_begin(const lncc_ctx *c, const lncc_step *s, int64_t x0, 
 			add_products(c, s->pl[i], y, x0, w, run + i * NQ * rs, rs, 0);
 }
 
+/* One plane's running y sums of the 5 products at column j (stride rs)
+ * moved one row: add_products' operations, entering row (fe, me) then
+ * leaving row (fl, ml). */
+LNCC_INLINE void run_move(double *r, int64_t rs, int64_t j, float fe, float me, float fl, float ml, double cf,
+			  double cm)
+{
+	double a = (double)fe - cf, b = (double)me - cm, a2 = (double)fl - cf, b2 = (double)ml - cm;
+	r[j] = (r[j] + a) - a2;
+	r[rs + j] = (r[rs + j] + b) - b2;
+	r[2 * rs + j] = (r[2 * rs + j] + a * a) - a2 * a2;
+	r[3 * rs + j] = (r[3 * rs + j] + b * b) - b2 * b2;
+	r[4 * rs + j] = (r[4 * rs + j] + a * b) - a2 * b2;
+}
+
+/* stats_row in one loop when both rows exist in every plane used and
+ * nothing collects (most rows): lead (and lag) over planes pl. */
+LNCC_INLINE void stats_row_inner(const lncc_ctx *c, const lncc_part *pt, const int64_t pl[3], int64_t y, int64_t x0,
+				 int64_t w, double *run, int64_t rs, const int lag)
+{
+	int64_t np = c->np, nx = c->nx, ye = (y + c->ry) * nx + x0, yl = (y - c->ry - 1) * nx + x0;
+	const float *f0 = c->f + pl[0] * np, *m0 = c->m + pl[0] * np, *f1 = c->f + pl[1] * np, *m1 = c->m + pl[1] * np;
+	const float *f2 = lag ? c->f + pl[2] * np : f1, *m2 = lag ? c->m + pl[2] * np : m1;
+	double *r0 = run, *r1 = run + NQ * rs, *r2 = run + 2 * NQ * rs, cf = c->cf, cm = c->cm;
+	double *T = pt->tl + y * nx + x0, *Tg = lag ? pt->tg + y * nx + x0 : NULL;
+
+#pragma omp simd
+	for (int64_t j = 0; j < w; j++) {
+		run_move(r0, rs, j, f0[ye + j], m0[ye + j], f0[yl + j], m0[yl + j], cf, cm);
+		run_move(r1, rs, j, f1[ye + j], m1[ye + j], f1[yl + j], m1[yl + j], cf, cm);
+		if (lag)
+			run_move(r2, rs, j, f2[ye + j], m2[ye + j], f2[yl + j], m2[yl + j], cf, cm);
+		for (int q = 0; q < NQ; q++) {
+			T[q * np + j] = (T[q * np + j] + r0[q * rs + j]) - r1[q * rs + j];
+			if (lag)
+				Tg[q * np + j] = (Tg[q * np + j] + r1[q * rs + j]) - r2[q * rs + j];
+		}
+	}
+}
+
 /* Row y: the running sums move to y, then T, T_lag and their restart
  * collections take their increments. */
 LNCC_INLINE void stats_row(const lncc_ctx *c, const lncc_part *pt, const lncc_step *s, int64_t y, int64_t x0,
 			   int64_t w, double *run, int64_t rs)
 {
 	double *r[3] = {run, run + NQ * rs, run + 2 * NQ * rs};
+
+	if (y + c->ry < c->ny && y - c->ry - 1 >= 0 && s->lead && s->use[0] && s->use[1] && !s->clead && !s->clag &&
+	    s->use[2] == s->lag) {
+		if (s->lag)
+			stats_row_inner(c, pt, s->pl, y, x0, w, run, rs, 1);
+		else
+			stats_row_inner(c, pt, s->pl, y, x0, w, run, rs, 0);
+		return;
+	}
 
 	for (int i = 0; i < 3; i++) {
 		if (!s->use[i])
@@ -357,10 +405,16 @@ LNCC_INLINE void score_span(const double *S, int64_t ss, int64_t n, const double
  * and whatever the ISA. */
 static double row_sum(const double *v, int64_t st, int64_t n)
 {
-	double p[4] = {0.0, 0.0, 0.0, 0.0};
-	for (int64_t x = 0; x < n; x++)
-		p[x & 3] += v[x * st];
-	return (p[0] + p[1]) + (p[2] + p[3]);
+	double p0 = 0.0, p1 = 0.0, p2 = 0.0, p3 = 0.0;
+	int64_t x = 0;
+	for (; x + 4 <= n; x += 4) {
+		p0 += v[x * st], p1 += v[(x + 1) * st];
+		p2 += v[(x + 2) * st], p3 += v[(x + 3) * st];
+	}
+	p0 += x < n ? v[x * st] : 0.0;
+	p1 += x + 1 < n ? v[(x + 1) * st] : 0.0;
+	p2 += x + 2 < n ? v[(x + 2) * st] : 0.0;
+	return (p0 + p1) + (p2 + p3);
 }
 
 /* Rows per group of the scoring pass: 4 share one AVX2 pass of x-boxing. */
@@ -601,15 +655,22 @@ LNCC_INLINE void g_run(const lncc_ctx *c, const lncc_part *pt, const double *xc,
 				run[j] += a[j];
 		}
 	}
+	if (yo + ry < ny && yo - ry - 1 >= 0) {
+		const double *a = xc + ((yo + ry) % R) * nx, *b = xc + ((yo - ry - 1) % R) * nx;
+#pragma omp simd
+		for (int64_t j = 0; j < nx; j++) {
+			run[j] = (run[j] + a[j]) - b[j];
+			G[j] += run[j];
+		}
+		return;
+	}
 	if (yo + ry < ny) {
 		const double *a = xc + ((yo + ry) % R) * nx;
-#pragma omp simd
 		for (int64_t j = 0; j < nx; j++)
 			run[j] += a[j];
 	}
 	if (yo - ry - 1 >= 0) {
 		const double *b = xc + ((yo - ry - 1) % R) * nx;
-#pragma omp simd
 		for (int64_t j = 0; j < nx; j++)
 			run[j] -= b[j];
 	}
