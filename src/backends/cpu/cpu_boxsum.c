@@ -89,6 +89,14 @@ BOX4_FN void box4_run(const double *t, double *o, int64_t n, int64_t r)
 		s = _mm256_add_pd(s, _mm256_loadu_pd(t + 4 * (x + r)));
 		_mm256_storeu_pd(o + 4 * x, s);
 	}
+	for (; x + 1 < n - r; x += 2) {
+		__m256d d0 = _mm256_sub_pd(_mm256_loadu_pd(t + 4 * (x + r)), _mm256_loadu_pd(t + 4 * (x - r - 1)));
+		__m256d d1 = _mm256_sub_pd(_mm256_loadu_pd(t + 4 * (x + 1 + r)), _mm256_loadu_pd(t + 4 * (x - r)));
+		s = _mm256_add_pd(s, d0);
+		_mm256_storeu_pd(o + 4 * x, s);
+		s = _mm256_add_pd(s, d1);
+		_mm256_storeu_pd(o + 4 * x + 4, s);
+	}
 	for (; x < n - r; x++) {
 		__m256d d = _mm256_sub_pd(_mm256_loadu_pd(t + 4 * (x + r)), _mm256_loadu_pd(t + 4 * (x - r - 1)));
 		s = _mm256_add_pd(s, d);

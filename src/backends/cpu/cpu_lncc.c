@@ -526,6 +526,7 @@ static void ring_swap(double *k, double *kr, int64_t n, int sub)
 		}
 		return;
 	}
+#pragma omp simd
 	for (int64_t e = 0; e < n; e++)
 		kr[e] = k[e];
 }
