@@ -28,30 +28,36 @@
  * x when it is used.  From the sums of plane t come its loss and its
  * coefficient planes, which are boxed along x, then along y into a running
  * z sum G that yields the gradient of plane t - r.  G must drop the
- * coefficients of plane t - 2r - 1: rather than keep a ring of k coefficient
- * planes, a lag copy of T replays the same increments 2r + 1 planes behind
- * (the same bits, so the coefficients it recomputes cancel exactly what was
- * added).  Scratch does not depend on k or nz:
- * T, T_lag (5 planes each), the x-boxed coefficients and G (ncoef = 3 for one
- * gradient, 5 for both), in double; 2 x 5 rows per row of a
- * scoring group (4 rows) per thread.  Loss only or
- * ANTs' gradient: T alone.
+ * coefficients of plane t - 2r - 1, kept in a ring of 2r + 1 coefficient
+ * planes when memory allows (ring_planes), or else recomputed by a lag
+ * copy of T that replays the same increments 2r + 1 planes behind (the
+ * same bits, so the ring and the lag give the same results).  Scratch:
+ * T and its restart (5 planes each), the ring (ncoef (2r + 1) planes:
+ * ncoef = 3 for one gradient, 5 for both) or T_lag (5), G and its restart
+ * (ncoef each), in double, and a few rows per thread; the team stream also
+ * keeps the x-boxed coefficients as planes.  Loss only or ANTs' gradient:
+ * T alone.
  *
- * Threads: by default a team splits each plane (column strips for the y
- * passes, rows for the x passes, two barriers per plane): no halo is
- * recomputed, scratch does not grow with the thread count, and each sum is
- * formed in a fixed order, the same bits for any number of threads.  When z
- * is long enough and memory allows (2-D images are streamed row by row, as
- * nx x 1 x ny), each thread instead streams its own z-range, starting 2r
- * planes early, with no barrier (choose_parts); results then agree to
- * rounding.
+ * Threads: a thread streams its own z-range (a part, starting up to one
+ * anchor block and 2r planes early) with no barrier, when z is long enough
+ * and all parts' scratch fits in one float volume (choose_parts); it
+ * sweeps each plane once, row by row (lncc_stream_fused).  Otherwise a
+ * team splits each plane (column strips for the y passes, rows for the x
+ * passes, two barriers per plane).  Every value has the same bits either
+ * way and for any thread count: the running sums restart at global
+ * anchors, the x and y sums start at the faces, and each plane's loss is
+ * its rows' sums in order.
+ *
+ * SIMD: groups of 4 rows are x-boxed and scored with the rows transposed
+ * into the lanes of AVX2 vectors (cpu_boxsum.c), everything else is
+ * vectorised along x; the AVX2 clone of the stream does every operation of
+ * the scalar one in its order (no contraction), so the bits agree.
  *
  * Floor: read f and m once (8 B/voxel), the mask once (4 B), write the
- * gradients (4 B each): 16-20 B/voxel.  The exact gradient reads each input
- * row 6 times (Y of 3 planes a step, each row entering and leaving the y
- * window), all within the last ~3r planes, which stay in cache for moderate
- * planes; the double plane buffers are the rest of the traffic.  Per voxel
- * the work does not depend on k.
+ * gradients (4 B each): 12-20 B/voxel.  A fused step reads and writes T
+ * (80 B/voxel), G (24-40 B each way) and the ring (24-40 B each way) once,
+ * and f and m rows 4 times (6 with the lag) within the last ~3r planes.
+ * Per voxel the work does not depend on k; the ring's traffic does.
  */
 #include <math.h>
 #include <omp.h>
@@ -942,29 +948,35 @@ static void part_range(const lncc_ctx *c, lncc_part *pt, int64_t o0, int64_t o1)
 	pt->v0 = rng[2] - c->zoff, pt->v1 = rng[3] - c->zoff;
 }
 
-/* One part per thread when their scratch together fits in one volume and
- * each gets at least 8r planes (2r if planes are under 1024 voxels a
- * thread): about 3r planes a part are recomputed, but there is no barrier,
- * and a barrier per plane costs a time slice whenever the machine is
- * oversubscribed.  Otherwise one team over whole planes. */
+/* Bytes all parts' scratch may take: one float volume, or 1 MiB. */
+static double scratch_room(const lncc_ctx *c)
+{
+	return fmax(4.0 * (double)(c->np * c->nz), 1048576.0);
+}
+
+/* One part per thread when their scratch together fits in one float
+ * volume (or in 1 MiB: small volumes) and each gets at least 8r planes (2r
+ * if planes are under 1024 voxels a thread): up to an anchor block and 3r
+ * planes a part are recomputed, but there is no barrier, and a barrier per
+ * plane costs a time slice whenever the machine is oversubscribed.
+ * Otherwise one team over whole planes. */
 static int choose_parts(const lncc_ctx *c, int nt)
 {
 	int64_t len = (c->o1 - c->o0) / (nt > 0 ? nt : 1), need = c->np < 1024 * (int64_t)nt ? 2 * c->rz : 8 * c->rz;
 	double bytes = (double)nt * (double)part_doubles(c, 1, 0) * sizeof(double);
-	if (nt <= 1 || len < 4 || len < need || bytes > 4.0 * (double)(c->np * c->nz))
+	if (nt <= 1 || len < 4 || len < need || bytes > scratch_room(c))
 		return 1;
 	return nt < MAX_PARTS ? nt : MAX_PARTS;
 }
 
 /* The coefficient ring (2 rz + 1 planes of coefficients) replaces T_lag,
  * its update and its rescoring in fused parts when all parts' scratch
- * still fits in one float volume, as choose_parts asks; the same bits
- * either way. */
+ * still fits in the room choose_parts allows; the same bits either way. */
 static int64_t ring_planes(const lncc_ctx *c, int nparts, int nth)
 {
 	int64_t K = 2 * c->rz + 1;
 	double bytes = (double)nparts * (double)part_doubles(c, nth, K) * sizeof(double);
-	if (nth != 1 || !c->d3 || !c->exact || bytes > 4.0 * (double)(c->np * c->nz))
+	if (nth != 1 || !c->d3 || !c->exact || bytes > scratch_room(c))
 		return 0;
 	return K;
 }
