@@ -509,13 +509,13 @@ static void check_shards(ffdp_backend *be, tu_rng *rng, int k, int exact)
  * within one volume) keeps 2r + 1 planes of coefficients instead of
  * T_lag; most boxes of its shards are too short for it (their room is one
  * float box or 1 MiB) and replay T_lag.  Both give the same bits.  The
- * ring is seen in the scratch: T and its restart (10 planes) and the ring
- * (k ncoef planes) at least. */
+ * ring is seen in the scratch: T and its restart (10 double planes) and
+ * the ring (k ncoef float planes) at least. */
 static void check_ring(ffdp_backend *be, tu_rng *rng, int k, int both)
 {
-	static const tcase tc = {"ring 64x64x200", {64, 64, 200}, 0, 1, 0, 1, 0, 1};
+	static const tcase tc = {"ring 80x64x200", {80, 64, 200}, 0, 1, 0, 1, 0, 1};
 	static const int64_t cut[][2] = {{0, 40}, {40, 64}, {64, 150}, {150, 200}, {100, 101}, {95, 97}, {128, 129}};
-	size_t peak, ring = (size_t)(10 + k * (both ? 5 : 3)) * 64 * 64 * 8;
+	size_t peak, ring = (size_t)(10 * 8 + k * (both ? 5 : 3) * 4) * 80 * 64;
 	shards_on(be, rng, &tc, cut, 7, k, 1, both, &peak);
 	CHECK(peak >= ring, "ring k=%d %s: the whole op kept the ring (scratch %zu B >= %zu B)", k,
 	      both ? "gf gm" : "gm", peak, ring);

@@ -110,7 +110,7 @@ typedef struct lncc_part {
 	double *xc2, *g2;  /* G's restart: x-boxed coefficients (no lag) and their sum */
 	int fused;         /* carved for the fused stream (one thread, 3-D) */
 	int64_t kring;     /* fused, exact: planes of the coefficient ring (2 rz + 1), or 0: T_lag */
-	double *kr;        /* the ring: each scored plane's coefficients, kept to be subtracted */
+	float *kr;         /* the ring: each scored plane's coefficients (float-valued), kept to be subtracted */
 	int64_t ring;      /* fused stream: xc and xc2 are rings of this many rows */
 	double *run;       /* fused stream: the y sums of 3 planes, NQ rows each */
 	double *rg;        /* fused stream: the y sums of xc and xc2, ncoef rows each */
@@ -374,11 +374,14 @@ LNCC_INLINE double voxel_cc(const double *s, int64_t ss, double inv, double eps,
 	double rd = 1.0 / (vf * vm + eps);
 	double cc = (cov * cov + eps) * rd;
 	if (nc) {
+		/* rounded to float: the ring keeps them in float, and the lag
+		 * must subtract what was added */
 		double a = 2.0 * cov * rd, b = 2.0 * cc * vf * rd;
-		double v0 = w * a, v1 = w * b, v2 = w * (b * sm - a * sf) * inv, v3 = 0.0, v4 = 0.0;
+		double v0 = (float)(w * a), v1 = (float)(w * b), v2 = (float)(w * (b * sm - a * sf) * inv);
+		double v3 = 0.0, v4 = 0.0;
 		if (nc == 5) {
 			double b2 = 2.0 * cc * vm * rd;
-			v3 = w * b2, v4 = w * (b2 * sf - a * sm) * inv;
+			v3 = (float)(w * b2), v4 = (float)(w * (b2 * sf - a * sm) * inv);
 		}
 		if (sub) {
 			k[0] -= v0, k[ks] -= v1, k[2 * ks] -= v2;
@@ -521,20 +524,20 @@ static lncc_rows rows_at(const lncc_ctx *c, double *rows)
  * (the values the lag would recompute, bit for bit), k plane t's, and p
  * and t share the ring's slot: k = k - kr where p is scored (the lag's
  * subtraction), and kr = plane t's. */
-static void ring_swap(double *k, double *kr, int64_t n, int sub)
+static void ring_swap(double *k, float *kr, int64_t n, int sub)
 {
 	if (sub) {
 #pragma omp simd
 		for (int64_t e = 0; e < n; e++) {
 			double v = k[e];
-			k[e] = v - kr[e];
-			kr[e] = v;
+			k[e] = v - (double)kr[e];
+			kr[e] = (float)v;
 		}
 		return;
 	}
 #pragma omp simd
 	for (int64_t e = 0; e < n; e++)
-		kr[e] = k[e];
+		kr[e] = (float)k[e];
 }
 
 /* Rows y .. y + nr - 1 at step t, row by row (x-boxed four at once on
@@ -543,7 +546,7 @@ static void ring_swap(double *k, double *kr, int64_t n, int sub)
  * into xc2 when G collects), their row y there, rows of stride nx,
  * coefficients of stride xqs; kr: the ring's rows, or NULL for the lag. */
 static void coef_rows_n(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, int nr, lncc_rows *b, double *xc,
-			double *xc2, int64_t xqs, double *kr)
+			double *xc2, int64_t xqs, float *kr)
 {
 	int64_t nx = c->nx, np = c->np, p = t - 2 * c->rz - 1, rs = NQ * nx;
 	int nc = c->ncoef;
@@ -605,7 +608,7 @@ static void score_t4(const lncc_ctx *c, int64_t p, int64_t y, lncc_rows *b, int 
  * coefficients and their x-boxing stay transposed between the passes, so
  * only T, T_lag going in and xc coming out are transposed. */
 static void coef_rows_t4(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, lncc_rows *b, double *xc,
-			 double *xc2, int64_t xqs, double *kr)
+			 double *xc2, int64_t xqs, float *kr)
 {
 	int64_t nx = c->nx, np = c->np, p = t - 2 * c->rz - 1, n4 = 4 * nx;
 	int nc = c->ncoef;
@@ -634,7 +637,7 @@ static void coef_rows_t4(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y,
 #endif
 
 static void coef_rows(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, int nr, double *rows, double *xc,
-		      double *xc2, int64_t xqs, double *kr)
+		      double *xc2, int64_t xqs, float *kr)
 {
 	lncc_rows b = rows_at(c, rows);
 #ifdef __x86_64__
@@ -815,7 +818,7 @@ static void lncc_stream_fused(const lncc_ctx *c, lncc_part *pt)
 		int lead = t < pt->s1, lag = !K && c->exact && p >= pt->v0 - rz && p < pt->s1, score = t >= pt->s0;
 		lncc_step s = step_plan(c, pt, t, lead, lag);
 		/* planes t and p share a slot of the ring */
-		double *kr = K ? pt->kr + ((t % K + K) % K) * c->ncoef * c->np : NULL;
+		float *kr = K ? pt->kr + ((t % K + K) % K) * c->ncoef * c->np : NULL;
 
 		if (lead || lag)
 			stats_begin(c, &s, 0, nx, pt->run, nx);
@@ -900,7 +903,7 @@ static size_t part_doubles(const lncc_ctx *c, int nth, int64_t kring)
 	size_t np = (size_t)c->np, nx = (size_t)c->nx, nc = (size_t)c->ncoef;
 	int fused = nth == 1 && c->d3;
 	size_t xcd = fused ? (size_t)ring_rows(c) * nx : np;
-	size_t lag = kring ? (size_t)kring * nc * np : NQ * np;
+	size_t lag = kring ? ((size_t)kring * nc * np + 1) / 2 : NQ * np;
 	return 2 * NQ * np + (c->exact ? lag + 2 * nc * np + 2 * nc * xcd : 0) + (size_t)nth * rows_doubles(c) +
 	       (fused ? (3 * NQ + (c->exact ? 2 * nc : 0)) * nx : 0) + (size_t)c->ny;
 }
@@ -916,7 +919,7 @@ static double *part_carve(const lncc_ctx *c, lncc_part *pt, double *d)
 	pt->tl = d, d += NQ * np;
 	pt->tl2 = d, d += NQ * np;
 	if (c->exact && pt->kring) {
-		pt->kr = d, d += (size_t)pt->kring * nc * np;
+		pt->kr = (float *)d, d += ((size_t)pt->kring * nc * np + 1) / 2;
 	} else if (c->exact) {
 		pt->tg = d, d += NQ * np;
 		pt->tg2 = pt->tl2;
