@@ -104,8 +104,6 @@ typedef struct lncc_part {
 	int64_t v0, v1, s0, s1, o0, o1;
 	int nth;           /* threads it has rows for */
 	double *tl, *tg;   /* T (lead) and T_lag, NQ planes each */
-	double *tl2, *tg2; /* their restarts, collected towards the next anchor:
-			    * one buffer, as lead and lag never collect at once */
 	double *xc, *gsum; /* x-boxed coefficients and G, ncoef planes each */
 	double *xc2, *g2;  /* G's restart: x-boxed coefficients (no lag) and their sum */
 	int fused;         /* carved for the fused stream (one thread, 3-D) */
@@ -145,13 +143,12 @@ LNCC_INLINE void add_products(const lncc_ctx *c, int64_t p, int64_t y, int64_t x
 /* ---- anchors ------------------------------------------------------------------
  * The running z sums T (and T_lag, which replays it) restart at global
  * planes a with a + rz = 0 (mod blk): T(a) is then the window's planes
- * Y(a - rz) .. Y(a + rz) added from zero in order, collected in tl2 during
- * the 2 rz + 1 steps before a.  G restarts likewise at output planes
- * a = 0 (mod blk) from g2, the x- and y-boxed coefficients of planes
- * a - rz .. a + rz.  blk >= 4 rz + 2, so the lead's collection (steps
- * a - 2 rz .. a) and the lag's (steps a' + 1 .. a' + 2 rz + 1 of the
- * anchor a' below) never overlap and share one buffer.  So each plane's sums depend only on the planes around
- * it, never on where the stream started (ops.h). */
+ * Y(a - rz) .. Y(a + rz) added from zero in order, computed at step a
+ * (t_at_anchor).  G restarts likewise at output planes a = 0 (mod blk)
+ * from g2, the x- and y-boxed coefficients of planes a - rz .. a + rz,
+ * collected during the 2 rz + 1 steps before.  So each plane's sums
+ * depend only on the planes around it, never on where the stream started
+ * (ops.h). */
 
 /* Smallest a >= g with a + off = 0 (mod b). */
 static int64_t anchor_from(int64_t g, int64_t off, int64_t b)
@@ -162,12 +159,6 @@ static int64_t anchor_from(int64_t g, int64_t off, int64_t b)
 	return m ? g + (b - m) : g;
 }
 
-/* Step t (box plane) adds its Y(t + rz) to the collection of the next T anchor. */
-static int t_collects(const lncc_ctx *c, int64_t t)
-{
-	int64_t g = t + c->zoff;
-	return anchor_from(g, c->rz, c->blk) - g <= 2 * c->rz;
-}
 
 static int t_anchor(const lncc_ctx *c, int64_t t)
 {
@@ -236,19 +227,19 @@ typedef struct lncc_step {
 	int64_t pl[3];          /* planes whose Y enter the lead, leave it (and enter the lag), leave the lag */
 	int use[3];             /* which of them exist and are needed */
 	int lead, lag;          /* update T, T_lag */
-	int clead, clag;        /* collect their restarts */
-	int rlead, rlag;        /* restart them */
+	int rlead, rlag;        /* recompute them instead: an anchor */
 } lncc_step;
 
 static lncc_step step_plan(const lncc_ctx *c, const lncc_part *pt, int64_t t, int lead, int lag)
 {
 	int64_t rz = c->rz;
-	lncc_step s = {{t + rz, t - rz - 1, t - 3 * rz - 2}, {lead, lead || lag, lag}, lead, lag, 0, 0, 0, 0};
+	lncc_step s = {{t + rz, t - rz - 1, t - 3 * rz - 2}, {0, 0, 0}, lead, lag, 0, 0};
 
+	s.rlead = lead && t_anchor(c, t), s.rlag = lag && t_anchor(c, t - 2 * rz - 1);
+	s.lead = lead && !s.rlead, s.lag = lag && !s.rlag;
+	s.use[0] = s.lead, s.use[1] = s.lead || s.lag, s.use[2] = s.lag;
 	for (int i = 0; i < 3; i++)
 		s.use[i] = s.use[i] && s.pl[i] >= pt->v0 && s.pl[i] < pt->v1;
-	s.clead = lead && t_collects(c, t), s.clag = lag && t_collects(c, t - 2 * rz - 1);
-	s.rlead = lead && t_anchor(c, t), s.rlag = lag && t_anchor(c, t - 2 * rz - 1);
 	return s;
 }
 
@@ -310,8 +301,7 @@ LNCC_INLINE void stats_row(const lncc_ctx *c, const lncc_part *pt, const lncc_st
 {
 	double *r[3] = {run, run + NQ * rs, run + 2 * NQ * rs};
 
-	if (y + c->ry < c->ny && y - c->ry - 1 >= 0 && s->lead && s->use[0] && s->use[1] && !s->clead && !s->clag &&
-	    s->use[2] == s->lag) {
+	if (y + c->ry < c->ny && y - c->ry - 1 >= 0 && s->lead && s->use[0] && s->use[1] && s->use[2] == s->lag) {
 		if (s->lag)
 			stats_row_inner(c, pt, s->pl, y, x0, w, run, rs, 1);
 		else
@@ -331,20 +321,46 @@ LNCC_INLINE void stats_row(const lncc_ctx *c, const lncc_part *pt, const lncc_st
 		update_t(c, pt->tl, y, x0, w, r[0], r[1], rs);
 	if (s->lag)
 		update_t(c, pt->tg, y, x0, w, r[1], r[2], rs);
-	if (s->clead)
-		collect_t(c, pt->tl2, y, x0, w, r[0], rs);
-	if (s->clag)
-		collect_t(c, pt->tg2, y, x0, w, r[1], rs);
 }
 
-/* Rows [y0, y1) of T or T_lag restart at their anchor. */
-static void stats_restart(const lncc_ctx *c, const lncc_part *pt, const lncc_step *s, int64_t y0, int64_t y1,
-			  int64_t x0, int64_t w)
+/* T (or T_lag) at its anchor a, on the strip's rows: Y(a - rz) ..
+ * Y(a + rz) (those of the part) added in order from zero, each Y from
+ * add_products' running y sums, so it has the bits of a running z sum
+ * started there.  run: NQ rows of scratch (stride rs). */
+static void t_at_anchor(const lncc_ctx *c, const lncc_part *pt, double *T, int64_t a, int64_t x0, int64_t w,
+			double *run, int64_t rs)
+{
+	int64_t ny = c->ny, ry = c->ry;
+
+	for (int q = 0; q < NQ; q++)
+		for (int64_t y = 0; y < ny; y++)
+			for (int64_t j = 0; j < w; j++)
+				T[q * c->np + y * c->nx + x0 + j] = 0.0;
+	for (int64_t p = a - c->rz; p <= a + c->rz; p++) {
+		if (p < pt->v0 || p >= pt->v1)
+			continue;
+		for (int64_t j = 0; j < NQ * rs; j++)
+			run[j] = 0.0;
+		for (int64_t y = 0; y < ry && y < ny; y++)
+			add_products(c, p, y, x0, w, run, rs, 0);
+		for (int64_t y = 0; y < ny; y++) {
+			if (y + ry < ny)
+				add_products(c, p, y + ry, x0, w, run, rs, 0);
+			if (y - ry - 1 >= 0)
+				add_products(c, p, y - ry - 1, x0, w, run, rs, 1);
+			collect_t(c, T, y, x0, w, run, rs);
+		}
+	}
+}
+
+/* Step t's anchors (before its rows; run: scratch as in stats_begin). */
+static void stats_anchor(const lncc_ctx *c, const lncc_part *pt, const lncc_step *s, int64_t t, int64_t x0,
+			 int64_t w, double *run, int64_t rs)
 {
 	if (s->rlead)
-		restart(c, pt->tl, pt->tl2, NQ, y0, y1, x0, w);
+		t_at_anchor(c, pt, pt->tl, t, x0, w, run, rs);
 	if (s->rlag)
-		restart(c, pt->tg, pt->tg2, NQ, y0, y1, x0, w);
+		t_at_anchor(c, pt, pt->tg, t - 2 * c->rz - 1, x0, w, run, rs);
 }
 
 static void stats_strip(const lncc_ctx *c, const lncc_part *pt, int64_t t, int lead, int lag, int64_t x0,
@@ -353,10 +369,10 @@ static void stats_strip(const lncc_ctx *c, const lncc_part *pt, int64_t t, int l
 	double run[3 * NQ * STRIP];
 	lncc_step s = step_plan(c, pt, t, lead, lag);
 
+	stats_anchor(c, pt, &s, t, x0, w, run, STRIP);
 	stats_begin(c, &s, x0, w, run, STRIP);
 	for (int64_t y = 0; y < c->ny; y++)
 		stats_row(c, pt, &s, y, x0, w, run, STRIP);
-	stats_restart(c, pt, &s, 0, c->ny, x0, w);
 }
 
 /* cc from the window sums at one voxel (s[q * ss]), inv = 1/n; when nc > 0
@@ -820,13 +836,13 @@ static void lncc_stream_fused(const lncc_ctx *c, lncc_part *pt)
 		/* planes t and p share a slot of the ring */
 		float *kr = K ? pt->kr + ((t % K + K) % K) * c->ncoef * c->np : NULL;
 
-		if (lead || lag)
+		if (lead || lag) {
+			stats_anchor(c, pt, &s, t, 0, nx, pt->run, nx);
 			stats_begin(c, &s, 0, nx, pt->run, nx);
+		}
 		for (int64_t y = 0; y < ny; y++) {
-			if (lead || lag) {
+			if (lead || lag)
 				stats_row(c, pt, &s, y, 0, nx, pt->run, nx);
-				stats_restart(c, pt, &s, y, y + 1, 0, nx);
-			}
 			if (!score || ((y + 1) % g && y + 1 < ny))
 				continue;
 			while (yg <= y) {
@@ -904,7 +920,7 @@ static size_t part_doubles(const lncc_ctx *c, int nth, int64_t kring)
 	int fused = nth == 1 && c->d3;
 	size_t xcd = fused ? (size_t)ring_rows(c) * nx : np;
 	size_t lag = kring ? ((size_t)kring * nc * np + 1) / 2 : NQ * np;
-	return 2 * NQ * np + (c->exact ? lag + 2 * nc * np + 2 * nc * xcd : 0) + (size_t)nth * rows_doubles(c) +
+	return NQ * np + (c->exact ? lag + 2 * nc * np + 2 * nc * xcd : 0) + (size_t)nth * rows_doubles(c) +
 	       (fused ? (3 * NQ + (c->exact ? 2 * nc : 0)) * nx : 0) + (size_t)c->ny;
 }
 
@@ -917,12 +933,10 @@ static double *part_carve(const lncc_ctx *c, lncc_part *pt, double *d)
 	pt->ring = fused ? ring_rows(c) : c->ny;
 	size_t xcd = (size_t)pt->ring * nx;
 	pt->tl = d, d += NQ * np;
-	pt->tl2 = d, d += NQ * np;
 	if (c->exact && pt->kring) {
 		pt->kr = (float *)d, d += ((size_t)pt->kring * nc * np + 1) / 2;
 	} else if (c->exact) {
 		pt->tg = d, d += NQ * np;
-		pt->tg2 = pt->tl2;
 	}
 	if (c->exact) {
 		pt->xc = d, d += nc * xcd;
