@@ -32,15 +32,15 @@
  * planes when memory allows (ring_planes), or else recomputed by a lag
  * copy of T that replays the same increments 2r + 1 planes behind (the
  * same bits, so the ring and the lag give the same results).  Scratch:
- * T and its restart (5 planes each), the ring (ncoef (2r + 1) planes:
- * ncoef = 3 for one gradient, 5 for both) or T_lag (5), G and its restart
- * (ncoef each), in double, and a few rows per thread; the team stream also
- * keeps the x-boxed coefficients as planes.  Loss only or ANTs' gradient:
- * T alone.
+ * T (5 planes; at an anchor recomputed from its 2r + 1 planes), the ring
+ * (ncoef (2r + 1) float planes: ncoef = 3 for one gradient, 5 for both)
+ * or T_lag (5), G and its restart (ncoef each), in double, and a few rows
+ * per thread; the team stream also keeps the x-boxed coefficients as
+ * planes.  Loss only or ANTs' gradient: T alone.
  *
  * Threads: a thread streams its own z-range (a part, starting up to one
  * anchor block and 2r planes early) with no barrier, when z is long enough
- * and all parts' scratch fits in one float volume (choose_parts); it
+ * and all parts' scratch fits in one float volume or 1 MiB (choose_parts); it
  * sweeps each plane once, row by row (lncc_stream_fused).  Otherwise a
  * team splits each plane (column strips for the y passes, rows for the x
  * passes, two barriers per plane).  Every value has the same bits either
@@ -294,8 +294,8 @@ LNCC_INLINE void stats_row_inner(const lncc_ctx *c, const lncc_part *pt, const i
 	}
 }
 
-/* Row y: the running sums move to y, then T, T_lag and their restart
- * collections take their increments. */
+/* Row y: the running sums move to y, then T and T_lag take their
+ * increments. */
 LNCC_INLINE void stats_row(const lncc_ctx *c, const lncc_part *pt, const lncc_step *s, int64_t y, int64_t x0,
 			   int64_t w, double *run, int64_t rs)
 {
