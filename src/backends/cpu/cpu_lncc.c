@@ -1014,11 +1014,59 @@ static int64_t strip_width(int64_t nx, int nt)
 
 /* Window sums, scoring and gradients of all parts; the loss sum (parts in
  * order, rows in order: the same bits for a given number of parts). */
+/* Steps (box planes) a part with outputs [o0, o1) streams. */
+static int64_t part_steps(const lncc_ctx *c, int64_t o0, int64_t o1)
+{
+	int64_t rng[4];
+	ffdp_lncc_ranges(c->rz, c->blk, c->exact, c->zfull, o0 + c->zoff, o1 + c->zoff, rng);
+	return (c->exact ? o1 + c->rz : o1) - (rng[2] - c->zoff - c->rz);
+}
+
+/* Parts of at most m steps each, each as long as it can be, from o0 on:
+ * how many it takes (more than most: stops), boundaries into b (b[0] = o0). */
+static int pack_parts(const lncc_ctx *c, int64_t m, int most, int64_t *b)
+{
+	int64_t o = c->o0;
+	int n = 0;
+
+	b[0] = o;
+	while (o < c->o1) {
+		int64_t e = o + 1;
+		if (n == most || part_steps(c, o, e) > m)
+			return most + 1;
+		while (e < c->o1 && part_steps(c, o, e + 1) <= m)
+			e++;
+		b[++n] = e;
+		o = e;
+	}
+	return n;
+}
+
+/* Boundaries of at most nparts parts with the fewest steps in the longest:
+ * a part starts from the anchor below its first output, so equal output
+ * ranges can differ by an anchor block in their work (182 planes, k=5: 95
+ * and 126 steps; split at 96: 100 and 94).  Returns the number of parts. */
+static int split_parts(const lncc_ctx *c, int nparts, int64_t *b)
+{
+	int64_t lo = 1, hi = part_steps(c, c->o0, c->o1);
+	while (lo < hi) {
+		int64_t m = lo + (hi - lo) / 2;
+		if (pack_parts(c, m, nparts, b) <= nparts)
+			hi = m;
+		else
+			lo = m + 1;
+	}
+	return pack_parts(c, lo, nparts, b);
+}
+
 static ffdp_status lncc_run(const lncc_ctx *c, int nt, double *sum, ffdp_error *err)
 {
+	int64_t b[MAX_PARTS + 1] = {c->o0, c->o1};
 	int nparts = choose_parts(c, nt), nth = nparts > 1 ? 1 : nt;
-	int64_t no = c->o1 - c->o0, K = ring_planes(c, nparts, nth);
+	nparts = nparts > 1 ? split_parts(c, nparts, b) : 1;
+	int64_t K = ring_planes(c, nparts, nth);
 	lncc_part parts[MAX_PARTS] = {{0}};
+
 	size_t n = (size_t)(c->nx + c->ny + c->zfull + c->nz) + (size_t)nparts * part_doubles(c, nth, K);
 	double *block = ffdp_alloc(n * sizeof(double), err), *d = block;
 
@@ -1035,14 +1083,14 @@ static ffdp_status lncc_run(const lncc_ctx *c, int nt, double *sum, ffdp_error *
 	cc.zs = d, d += c->nz;
 	for (int i = 0; i < nparts; i++) {
 		parts[i].nth = nth, parts[i].kring = K;
-		part_range(&cc, &parts[i], c->o0 + no * i / nparts, c->o0 + no * (i + 1) / nparts);
+		part_range(&cc, &parts[i], b[i], b[i + 1]);
 		d = part_carve(&cc, &parts[i], d);
 	}
 	/* The team may be smaller than asked (nested regions): use its size. */
 #pragma omp parallel num_threads(nt)
 	{
 		int tid = omp_get_thread_num(), got = omp_get_num_threads();
-		if (nparts == 1)
+		if (nth > 1)
 			lncc_stream(&cc, &parts[0], tid, got);
 		else
 			for (int i = tid; i < nparts; i += got)
