@@ -167,8 +167,10 @@ static ffdp_status loss_run(bench_state *s, int which, ffdp_error *err)
 	a.f = s->F, a.m = s->M, a.scale = 1.0, a.gm = s->g, a.loss = &loss;
 	if (which == 0)
 		return ffdp_op_mse(s->be, &a, err);
-	if (which == 3 || which == 9) {
-		ffdp_lncc_opts o = {.k = which, .exact_grad = 1, .eps = 0.0};
+	if (which >= 3) {
+		/* odd k: gm; even: k + 1 with both gradients (SyN) */
+		ffdp_lncc_opts o = {.k = which | 1, .exact_grad = 1, .eps = 0.0};
+		a.gf = which & 1 ? NULL : s->out[0];
 		return ffdp_op_lncc(s->be, &a, &o, err);
 	}
 	ffdp_mi_opts o;
@@ -180,7 +182,9 @@ static ffdp_status loss_run(bench_state *s, int which, ffdp_error *err)
 
 static ffdp_status b_mse(bench_state *s, ffdp_error *err) { return loss_run(s, 0, err); }
 static ffdp_status b_lncc3(bench_state *s, ffdp_error *err) { return loss_run(s, 3, err); }
+static ffdp_status b_lncc5(bench_state *s, ffdp_error *err) { return loss_run(s, 5, err); }
 static ffdp_status b_lncc9(bench_state *s, ffdp_error *err) { return loss_run(s, 9, err); }
+static ffdp_status b_lncc5_both(bench_state *s, ffdp_error *err) { return loss_run(s, 4, err); }
 static ffdp_status b_mi_gauss(bench_state *s, ffdp_error *err) { return loss_run(s, 1, err); }
 static ffdp_status b_mi_bspline(bench_state *s, ffdp_error *err) { return loss_run(s, 2, err); }
 
@@ -224,8 +228,10 @@ static const bench_op ops[] = {
 	{"invert step", b_invert, 36},          /* w 12 + v 12 + out 12 */
 	{"jacobian det", b_jacobian, 16},       /* u 12 + out 4 */
 	{"mse fwd+bwd", b_mse, 12},             /* f 4 + m 4 + gm 4 */
-	{"lncc k=3 fwd+bwd", b_lncc3, 12},
+	{"lncc k=3 fwd+bwd", b_lncc3, 12},      /* f 4 + m 4 + gm 4 */
+	{"lncc k=5 fwd+bwd", b_lncc5, 12},      /* the registration default */
 	{"lncc k=9 fwd+bwd", b_lncc9, 12},
+	{"lncc k=5 gf+gm", b_lncc5_both, 16},   /* SyN: f 4 + m 4 + gf 4 + gm 4 */
 	{"mi32 gauss fwd+bwd", b_mi_gauss, 12},
 	{"mi32 bspl fwd+bwd", b_mi_bspline, 12},
 	{"smooth vec s=1", b_smooth, 24},       /* 3 planes read + written */

@@ -374,9 +374,9 @@ static void check_errors(ffdp_backend *be, tu_rng *rng)
 }
 
 /* 1 vs 2 threads, and 2 threads against the reference.  Sizes pick both
- * schedules: 40x36x30 k=5 is one team over each plane (bit-identical to one
- * thread); 30x20x100 and the 2-D 300x200 (streamed by rows) give each
- * thread its own z-range. */
+ * schedules: 64x48x20 k=5 is one team over each plane (bit-identical to one
+ * thread); 40x36x30, 30x20x100 and the 2-D 300x200 (streamed by rows) give
+ * each thread its own z-range. */
 static void check_threads(ffdp_backend *be, tu_rng *rng, const tcase *tc)
 {
 	ffdp_error err = {0};
@@ -428,13 +428,14 @@ static void check_threads(ffdp_backend *be, tu_rng *rng, const tcase *tc)
 /* Shards: a box holding the planes ffdp_lncc_planes names for its
  * outputs, with the whole volume's shifts and denominator, gives the whole
  * op's gradients and per-plane loss sums bit for bit, wherever it starts
- * (the running sums restart at global anchors).  One thread and two. */
-static void check_shards(ffdp_backend *be, tu_rng *rng, int k, int exact)
+ * (the running sums restart at global anchors).  One thread and two; both
+ * gradients or gm alone.  *peak: the whole op's scratch (one thread);
+ * *below: boxes whose scratch (one thread) is under `mark` bytes. */
+static void shards_on(ffdp_backend *be, tu_rng *rng, const tcase *tc, const int64_t (*cut)[2], int ncut, int k,
+		      int exact, int both, size_t *peak, size_t mark, int *below)
 {
-	tcase tc = {"shards", {21, 17, 75}, k, 1, 0, 1, 0, 1};
-	tdata d = make_data(rng, &tc);
+	tdata d = make_data(rng, tc);
 	int64_t plane = d.n[0] * d.n[1], nz = d.n[2], N = d.N;
-	static const int64_t cut[][2] = {{0, 20}, {20, 33}, {33, 70}, {70, 75}, {40, 41}, {31, 33}, {64, 65}};
 	float *gf = calloc((size_t)N, 4), *gm = calloc((size_t)N, 4), *hf = calloc((size_t)N, 4), *hm = calloc((size_t)N, 4);
 	double *zs = calloc((size_t)nz, 8), *zb = calloc((size_t)nz, 8), loss, sum, denom = 0, sf = 0, sm = 0;
 	ffdp_error err = {0};
@@ -446,19 +447,23 @@ static void check_shards(ffdp_backend *be, tu_rng *rng, int k, int exact)
 		sf += ffdp_lncc_shift_part(d.f + z * plane, d.n, z);
 		sm += ffdp_lncc_shift_part(d.m + z * plane, d.n, z);
 	}
-	ffdp_loss_args a = {{d.f, {d.n[0], d.n[1], nz}}, {d.m, {d.n[0], d.n[1], nz}}, d.w, denom, 1.3, gf, gm, &loss,
-			    &sum, zs};
+	ffdp_loss_args a = {{d.f, {d.n[0], d.n[1], nz}}, {d.m, {d.n[0], d.n[1], nz}}, d.w, denom, 1.3, both ? gf : NULL,
+			    gm, &loss, &sum, zs};
 	ffdp_lncc_opts o = {.k = k, .exact_grad = exact, .eps = 0.0};
+	omp_set_num_threads(1);
+	alloc_count_reset();
 	ffdp_status s = ffdp_op_lncc(be, &a, &o, &err);
+	*peak = alloc_count_peak_extra();
+	omp_set_num_threads(keep);
 	for (int nt = 1; nt <= 2; nt++) {
 		int64_t bad = 0, zbad = 0, outside = 0;
 		omp_set_num_threads(nt);
-		for (size_t c = 0; c < sizeof(cut) / sizeof(cut[0]) && !s; c++) {
+		for (int c = 0; c < ncut && !s; c++) {
 			int64_t lo, hi, o0 = cut[c][0], o1 = cut[c][1];
 			ffdp_lncc_planes(k, exact, nz, o0, o1, &lo, &hi);
 			int64_t nb = hi - lo, j0 = lo * plane;
 			ffdp_loss_args b = {{d.f + j0, {d.n[0], d.n[1], nb}}, {d.m + j0, {d.n[0], d.n[1], nb}}, d.w + j0,
-					    denom, 1.3, hf + j0, hm + j0, &loss, &sum, zb + lo};
+					    denom, 1.3, both ? hf + j0 : NULL, hm + j0, &loss, &sum, zb + lo};
 			ffdp_lncc_opts ob = o;
 			ob.z_lo = lo, ob.z_full = nz, ob.o_z0 = o0 - lo, ob.o_z1 = o1 - lo;
 			ob.shifts_given = 1;
@@ -466,8 +471,10 @@ static void check_shards(ffdp_backend *be, tu_rng *rng, int k, int exact)
 			ob.cm = (float)(sm / (double)ffdp_lncc_shift_count(d.n));
 			for (int64_t i = 0; i < N; i++)
 				hf[i] = hm[i] = -7.0f;
+			alloc_count_reset();
 			s = ffdp_op_lncc(be, &b, &ob, &err);
-			bad += memcmp(hf + o0 * plane, gf + o0 * plane, (size_t)((o1 - o0) * plane) * 4) != 0;
+			*below += nt == 1 && alloc_count_peak_extra() < mark;
+			bad += both && memcmp(hf + o0 * plane, gf + o0 * plane, (size_t)((o1 - o0) * plane) * 4) != 0;
 			bad += memcmp(hm + o0 * plane, gm + o0 * plane, (size_t)((o1 - o0) * plane) * 4) != 0;
 			zbad += memcmp(zb + o0, zs + o0, (size_t)(o1 - o0) * 8) != 0;
 			/* planes of the box that are not outputs are not written */
@@ -475,11 +482,11 @@ static void check_shards(ffdp_backend *be, tu_rng *rng, int k, int exact)
 				outside += (i < o0 * plane || i >= o1 * plane) && (hf[i] != -7.0f || hm[i] != -7.0f);
 		}
 		CHECK(s == FFDP_OK && bad == 0 && zbad == 0 && outside == 0,
-		      "k=%d %s, %d thread(s): 7 boxes (one plane, across anchors 32 and 64) give the whole op's "
+		      "%s k=%d %s %s, %d thread(s): %d boxes (one plane, across anchors) give the whole op's "
 		      "gradients and plane sums bit for bit (%lld gradients, %lld plane sums differ; %lld voxels "
 		      "written outside) %s",
-		      k, exact ? "exact" : "ANTs", nt, (long long)bad, (long long)zbad, (long long)outside,
-		      s ? err.msg : "");
+		      tc->name, k, exact ? "exact" : "ANTs", both ? "gf gm" : "gm", nt, ncut, (long long)bad,
+		      (long long)zbad, (long long)outside, s ? err.msg : "");
 	}
 	omp_set_num_threads(keep);
 	/* a box too short for its outputs is refused */
@@ -491,6 +498,34 @@ static void check_shards(ffdp_backend *be, tu_rng *rng, int k, int exact)
 	      err.msg);
 	free(gf), free(gm), free(hf), free(hm), free(zs), free(zb);
 	free_data(&d);
+}
+
+static void check_shards(ffdp_backend *be, tu_rng *rng, int k, int exact)
+{
+	static const tcase tc = {"21x17x75", {21, 17, 75}, 0, 1, 0, 1, 0, 1};
+	static const int64_t cut[][2] = {{0, 20}, {20, 33}, {33, 70}, {70, 75}, {40, 41}, {31, 33}, {64, 65}};
+	size_t peak;
+	int below = 0;
+	shards_on(be, rng, &tc, cut, 7, k, exact, 1, &peak, 0, &below);
+}
+
+/* The coefficient ring: a long volume's whole op (one thread, scratch
+ * within one volume) keeps 2r + 1 planes of coefficients instead of
+ * T_lag; short boxes of its shards have no room for it (one float box or
+ * 1 MiB) and replay T_lag.  Both give the same bits.  The ring is seen in
+ * the scratch: T and G with its restart (5 + 2 ncoef double planes) and
+ * the ring (k ncoef float planes) at least, where T_lag's part has
+ * 10 + 2 ncoef double planes and a few rows. */
+static void check_ring(ffdp_backend *be, tu_rng *rng, int k, int both)
+{
+	static const tcase tc = {"ring 96x64x200", {96, 64, 200}, 0, 1, 0, 1, 0, 1};
+	static const int64_t cut[][2] = {{0, 40}, {40, 64}, {64, 150}, {150, 200}, {100, 101}, {95, 97}, {128, 129}};
+	int nc = both ? 5 : 3, below = 0;
+	size_t peak, ring = (size_t)((5 + 2 * nc) * 8 + k * nc * 4) * 96 * 64;
+	shards_on(be, rng, &tc, cut, 7, k, 1, both, &peak, ring, &below);
+	CHECK(peak >= ring && below >= 2,
+	      "ring k=%d %s: the whole op kept the ring (scratch %zu B >= %zu B), %d of 7 boxes replayed T_lag", k,
+	      both ? "gf gm" : "gm", peak, ring, below);
 }
 
 static void check_alloc(ffdp_backend *be, tu_rng *rng)
@@ -640,6 +675,7 @@ int main(void)
 	check_flat(be, &rng);
 	check_errors(be, &rng);
 	static const tcase threads[] = {
+		{"64x48x20 k=5 mask", {64, 48, 20}, 5, 1, 0, 1, 0, 1},
 		{"40x36x30 k=5 mask", {40, 36, 30}, 5, 1, 0, 1, 0, 1},
 		{"30x20x100 k=5", {30, 20, 100}, 5, 0, 0, 1, 0, 1},
 		{"2-D 300x200 k=7 mask", {300, 200, 1}, 7, 1, 0, 1, 0, 1},
@@ -655,6 +691,8 @@ int main(void)
 	check_shards(be, &rng, 5, 1);
 	check_shards(be, &rng, 9, 1);
 	check_shards(be, &rng, 9, 0);
+	check_ring(be, &rng, 7, 0);
+	check_ring(be, &rng, 9, 1);
 	check_alloc(be, &rng);
 	check_speed(be, &rng);
 	ffdp_backend_close(be);

@@ -25,3 +25,117 @@ void ffdp_cpu_box_inv_counts(double *c, int64_t n, int64_t r)
 		c[i] = 1.0 / (double)(hi - lo + 1);
 	}
 }
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+
+#define BOX4_FN static inline __attribute__((always_inline, target("avx2")))
+
+/* a b c d (rows) <-> columns: the 4 x 4 transpose. */
+BOX4_FN void box4_transpose(__m256d v[4])
+{
+	__m256d t0 = _mm256_unpacklo_pd(v[0], v[1]), t1 = _mm256_unpackhi_pd(v[0], v[1]);
+	__m256d t2 = _mm256_unpacklo_pd(v[2], v[3]), t3 = _mm256_unpackhi_pd(v[2], v[3]);
+	v[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+	v[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+	v[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+	v[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+}
+
+/* t[4 x + j] = row j [x] */
+BOX4_FN void box4_in(const double *in, int64_t rs, double *t, int64_t n)
+{
+	int64_t x = 0;
+	for (; x + 4 <= n; x += 4) {
+		__m256d v[4];
+		for (int j = 0; j < 4; j++)
+			v[j] = _mm256_loadu_pd(in + j * rs + x);
+		box4_transpose(v);
+		for (int j = 0; j < 4; j++)
+			_mm256_storeu_pd(t + 4 * (x + j), v[j]);
+	}
+	for (; x < n; x++)
+		for (int j = 0; j < 4; j++)
+			t[4 * x + j] = in[j * rs + x];
+}
+
+BOX4_FN void box4_out(const double *t, double *out, int64_t rs, int64_t n)
+{
+	int64_t x = 0;
+	for (; x + 4 <= n; x += 4) {
+		__m256d v[4];
+		for (int j = 0; j < 4; j++)
+			v[j] = _mm256_loadu_pd(t + 4 * (x + j));
+		box4_transpose(v);
+		for (int j = 0; j < 4; j++)
+			_mm256_storeu_pd(out + j * rs + x, v[j]);
+	}
+	for (; x < n; x++)
+		for (int j = 0; j < 4; j++)
+			out[j * rs + x] = t[4 * x + j];
+}
+
+/* box_rows_n's three ranges on transposed rows (one vector per x). */
+BOX4_FN void box4_run(const double *t, double *o, int64_t n, int64_t r)
+{
+	__m256d s = _mm256_setzero_pd();
+	int64_t x = 0, a = r + 1 < n - r ? r + 1 : n - r;
+
+	if (a < 0)
+		a = 0;
+	for (int64_t j = 0; j < r && j < n; j++)
+		s = _mm256_add_pd(s, _mm256_loadu_pd(t + 4 * j));
+	for (; x < a; x++) {
+		s = _mm256_add_pd(s, _mm256_loadu_pd(t + 4 * (x + r)));
+		_mm256_storeu_pd(o + 4 * x, s);
+	}
+	for (; x + 1 < n - r; x += 2) {
+		__m256d d0 = _mm256_sub_pd(_mm256_loadu_pd(t + 4 * (x + r)), _mm256_loadu_pd(t + 4 * (x - r - 1)));
+		__m256d d1 = _mm256_sub_pd(_mm256_loadu_pd(t + 4 * (x + 1 + r)), _mm256_loadu_pd(t + 4 * (x - r)));
+		s = _mm256_add_pd(s, d0);
+		_mm256_storeu_pd(o + 4 * x, s);
+		s = _mm256_add_pd(s, d1);
+		_mm256_storeu_pd(o + 4 * x + 4, s);
+	}
+	for (; x < n - r; x++) {
+		__m256d d = _mm256_sub_pd(_mm256_loadu_pd(t + 4 * (x + r)), _mm256_loadu_pd(t + 4 * (x - r - 1)));
+		s = _mm256_add_pd(s, d);
+		_mm256_storeu_pd(o + 4 * x, s);
+	}
+	for (; x < n; x++) {
+		/* s + (-v) is s - v, and s + 0.0 where nothing leaves */
+		s = x - r - 1 >= 0 ? _mm256_sub_pd(s, _mm256_loadu_pd(t + 4 * (x - r - 1)))
+				   : _mm256_add_pd(s, _mm256_setzero_pd());
+		_mm256_storeu_pd(o + 4 * x, s);
+	}
+}
+
+__attribute__((target("avx2"))) void ffdp_cpu_box_rows4_avx2(const double *in, int64_t irs, int64_t iqs, double *out,
+							     int64_t ors, int64_t oqs, int nq, int64_t n, int64_t r,
+							     double *tmp)
+{
+	for (int q = 0; q < nq; q++) {
+		box4_in(in + q * iqs, irs, tmp, n);
+		box4_run(tmp, tmp + 4 * n, n, r);
+		box4_out(tmp + 4 * n, out + q * oqs, ors, n);
+	}
+}
+
+__attribute__((target("avx2"))) void ffdp_cpu_box_rows4_to_t(const double *in, int64_t irs, int64_t iqs, double *out,
+							     int64_t oqs, int nq, int64_t n, int64_t r, double *tmp)
+{
+	for (int q = 0; q < nq; q++) {
+		box4_in(in + q * iqs, irs, tmp, n);
+		box4_run(tmp, out + q * oqs, n, r);
+	}
+}
+
+__attribute__((target("avx2"))) void ffdp_cpu_box_t_to_rows4(const double *in, int64_t iqs, double *out, int64_t ors,
+							     int64_t oqs, int nq, int64_t n, int64_t r, double *tmp)
+{
+	for (int q = 0; q < nq; q++) {
+		box4_run(in + q * iqs, tmp, n, r);
+		box4_out(tmp, out + q * oqs, ors, n);
+	}
+}
+#endif

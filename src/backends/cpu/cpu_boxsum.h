@@ -66,6 +66,23 @@ BOX_INLINE void ffdp_cpu_box_rows(const double *in, int64_t istride, double *out
 	}
 }
 
+/* ffdp_cpu_box_rows on 4 rows at once, for each of nq quantities: row j of
+ * quantity q at in + j * irs + q * iqs (out likewise); tmp holds 8 n
+ * doubles.  The 4 rows are transposed into the lanes of a vector, so the
+ * running sum is one vector chain doing box_rows_n's operations in its
+ * order: the same bits.  AVX2 only (callers check ffdp_cpu_use_avx2). */
+void ffdp_cpu_box_rows4_avx2(const double *in, int64_t irs, int64_t iqs, double *out, int64_t ors, int64_t oqs,
+			     int nq, int64_t n, int64_t r, double *tmp);
+
+/* The same in two halves, for callers that work on the transposed rows
+ * (element 4 x + j is row j's x; quantity q at + q * oqs or q * iqs):
+ * rows in, transposed sums out (tmp: 4 n doubles), and transposed values
+ * in, rows of sums out (tmp: 4 n). */
+void ffdp_cpu_box_rows4_to_t(const double *in, int64_t irs, int64_t iqs, double *out, int64_t oqs, int nq, int64_t n,
+			     int64_t r, double *tmp);
+void ffdp_cpu_box_t_to_rows4(const double *in, int64_t iqs, double *out, int64_t ors, int64_t oqs, int nq, int64_t n,
+			     int64_t r, double *tmp);
+
 /* For x in [x0, x1) (x1 - x0 <= FFDP_CPU_BOX_CHUNK), every row y of an
  * nx-by-ny plane: dst[y*nx + x] += sum of src[y'*nx + x] over the window of y. */
 BOX_INLINE void ffdp_cpu_box_cols_add(const double *src, double *dst, int64_t nx, int64_t ny, int64_t r,

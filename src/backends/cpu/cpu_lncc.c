@@ -28,29 +28,36 @@
  * x when it is used.  From the sums of plane t come its loss and its
  * coefficient planes, which are boxed along x, then along y into a running
  * z sum G that yields the gradient of plane t - r.  G must drop the
- * coefficients of plane t - 2r - 1: rather than keep a ring of k coefficient
- * planes, a lag copy of T replays the same increments 2r + 1 planes behind
- * (the same bits, so the coefficients it recomputes cancel exactly what was
- * added).  Scratch does not depend on k or nz:
- * T, T_lag (5 planes each), the x-boxed coefficients and G (ncoef = 3 for one
- * gradient, 5 for both), in double; 2 x 5 rows per thread.  Loss only or
- * ANTs' gradient: T alone.
+ * coefficients of plane t - 2r - 1, kept in a ring of 2r + 1 coefficient
+ * planes when memory allows (ring_planes), or else recomputed by a lag
+ * copy of T that replays the same increments 2r + 1 planes behind (the
+ * same bits, so the ring and the lag give the same results).  Scratch:
+ * T (5 planes; at an anchor recomputed from its 2r + 1 planes), the ring
+ * (ncoef (2r + 1) float planes: ncoef = 3 for one gradient, 5 for both)
+ * or T_lag (5), G and its restart (ncoef each), in double, and a few rows
+ * per thread; the team stream also keeps the x-boxed coefficients as
+ * planes.  Loss only or ANTs' gradient: T alone.
  *
- * Threads: by default a team splits each plane (column strips for the y
- * passes, rows for the x passes, two barriers per plane): no halo is
- * recomputed, scratch does not grow with the thread count, and each sum is
- * formed in a fixed order, the same bits for any number of threads.  When z
- * is long enough and memory allows (2-D images are streamed row by row, as
- * nx x 1 x ny), each thread instead streams its own z-range, starting 2r
- * planes early, with no barrier (choose_parts); results then agree to
- * rounding.
+ * Threads: a thread streams its own z-range (a part, starting up to one
+ * anchor block and 2r planes early) with no barrier, when z is long enough
+ * and all parts' scratch fits in one float volume or 1 MiB (choose_parts); it
+ * sweeps each plane once, row by row (lncc_stream_fused).  Otherwise a
+ * team splits each plane (column strips for the y passes, rows for the x
+ * passes, two barriers per plane).  Every value has the same bits either
+ * way and for any thread count: the running sums restart at global
+ * anchors, the x and y sums start at the faces, and each plane's loss is
+ * its rows' sums in order.
+ *
+ * SIMD: groups of 4 rows are x-boxed and scored with the rows transposed
+ * into the lanes of AVX2 vectors (cpu_boxsum.c), everything else is
+ * vectorised along x; the AVX2 clone of the stream does every operation of
+ * the scalar one in its order (no contraction), so the bits agree.
  *
  * Floor: read f and m once (8 B/voxel), the mask once (4 B), write the
- * gradients (4 B each): 16-20 B/voxel.  The exact gradient reads each input
- * row 6 times (Y of 3 planes a step, each row entering and leaving the y
- * window), all within the last ~3r planes, which stay in cache for moderate
- * planes; the double plane buffers are the rest of the traffic.  Per voxel
- * the work does not depend on k.
+ * gradients (4 B each): 12-20 B/voxel.  A fused step reads and writes T
+ * (80 B/voxel), G (24-40 B each way) and the ring (24-40 B each way) once,
+ * and f and m rows 4 times (6 with the lag) within the last ~3r planes.
+ * Per voxel the work does not depend on k; the ring's traffic does.
  */
 #include <math.h>
 #include <omp.h>
@@ -97,22 +104,26 @@ typedef struct lncc_part {
 	int64_t v0, v1, s0, s1, o0, o1;
 	int nth;           /* threads it has rows for */
 	double *tl, *tg;   /* T (lead) and T_lag, NQ planes each */
-	double *tl2, *tg2; /* their restarts, collected towards the next anchor:
-			    * one buffer, as lead and lag never collect at once */
 	double *xc, *gsum; /* x-boxed coefficients and G, ncoef planes each */
 	double *xc2, *g2;  /* G's restart: x-boxed coefficients (no lag) and their sum */
-	double *rows;      /* 2 NQ rows per thread */
+	int fused;         /* carved for the fused stream (one thread, 3-D) */
+	int64_t kring;     /* fused, exact: planes of the coefficient ring (2 rz + 1), or 0: T_lag */
+	float *kr;         /* the ring: each scored plane's coefficients (float-valued), kept to be subtracted */
+	int64_t ring;      /* fused stream: xc and xc2 are rings of this many rows */
+	double *run;       /* fused stream: the y sums of 3 planes, NQ rows each */
+	double *rg;        /* fused stream: the y sums of xc and xc2, ncoef rows each */
+	double *rows;      /* scoring scratch per thread (rows_doubles) */
 	double *lrow;      /* loss per row of the plane being scored */
 } lncc_part;
 
-/* run[q][j] += (or -=, sub) the products of row y of plane p, columns
+/* run[q rs + j] += (or -=, sub) the products of row y of plane p, columns
  * x0 .. x0 + w: f - cf, m - cm, their squares and their product. */
-LNCC_INLINE void add_products(const lncc_ctx *c, int64_t p, int64_t y, int64_t x0, int64_t w,
-			      double run[NQ][STRIP], const int sub)
+LNCC_INLINE void add_products(const lncc_ctx *c, int64_t p, int64_t y, int64_t x0, int64_t w, double *run,
+			      int64_t rs, const int sub)
 {
 	const float *f = c->f + p * c->np + y * c->nx + x0, *m = c->m + p * c->np + y * c->nx + x0;
 	double cf = c->cf, cm = c->cm;
-	double *r0 = run[0], *r1 = run[1], *r2 = run[2], *r3 = run[3], *r4 = run[4];
+	double *r0 = run, *r1 = run + rs, *r2 = run + 2 * rs, *r3 = run + 3 * rs, *r4 = run + 4 * rs;
 
 	if (sub) {
 #pragma omp simd
@@ -132,13 +143,12 @@ LNCC_INLINE void add_products(const lncc_ctx *c, int64_t p, int64_t y, int64_t x
 /* ---- anchors ------------------------------------------------------------------
  * The running z sums T (and T_lag, which replays it) restart at global
  * planes a with a + rz = 0 (mod blk): T(a) is then the window's planes
- * Y(a - rz) .. Y(a + rz) added from zero in order, collected in tl2 during
- * the 2 rz + 1 steps before a.  G restarts likewise at output planes
- * a = 0 (mod blk) from g2, the x- and y-boxed coefficients of planes
- * a - rz .. a + rz.  blk >= 4 rz + 2, so the lead's collection (steps
- * a - 2 rz .. a) and the lag's (steps a' + 1 .. a' + 2 rz + 1 of the
- * anchor a' below) never overlap and share one buffer.  So each plane's sums depend only on the planes around
- * it, never on where the stream started (ops.h). */
+ * Y(a - rz) .. Y(a + rz) added from zero in order, computed at step a
+ * (t_at_anchor).  G restarts likewise at output planes a = 0 (mod blk)
+ * from g2, the x- and y-boxed coefficients of planes a - rz .. a + rz,
+ * collected during the 2 rz + 1 steps before.  So each plane's sums
+ * depend only on the planes around it, never on where the stream started
+ * (ops.h). */
 
 /* Smallest a >= g with a + off = 0 (mod b). */
 static int64_t anchor_from(int64_t g, int64_t off, int64_t b)
@@ -149,12 +159,6 @@ static int64_t anchor_from(int64_t g, int64_t off, int64_t b)
 	return m ? g + (b - m) : g;
 }
 
-/* Step t (box plane) adds its Y(t + rz) to the collection of the next T anchor. */
-static int t_collects(const lncc_ctx *c, int64_t t)
-{
-	int64_t g = t + c->zoff;
-	return anchor_from(g, c->rz, c->blk) - g <= 2 * c->rz;
-}
 
 static int t_anchor(const lncc_ctx *c, int64_t t)
 {
@@ -173,37 +177,43 @@ static int g_anchor(const lncc_ctx *c, int64_t z)
 	return anchor_from(z + c->zoff, 0, c->blk) == z + c->zoff;
 }
 
-/* The restart: run = col, col = 0, on nq planes of the strip's columns. */
-static void restart(const lncc_ctx *c, double *run, double *col, int nq, int64_t x0, int64_t w)
+/* The restart: run = col, col = 0, on rows [y0, y1) of nq planes, the
+ * strip's columns. */
+static void restart(const lncc_ctx *c, double *run, double *col, int nq, int64_t y0, int64_t y1, int64_t x0,
+		    int64_t w)
 {
 	for (int q = 0; q < nq; q++)
-		for (int64_t y = 0; y < c->ny; y++) {
+		for (int64_t y = y0; y < y1; y++) {
 			double *r = run + q * c->np + y * c->nx + x0, *k = col + q * c->np + y * c->nx + x0;
 			for (int64_t j = 0; j < w; j++)
 				r[j] = k[j], k[j] = 0.0;
 		}
 }
 
-/* T2 = T2 + ya on rows y of the strip. */
-LNCC_INLINE void collect_t(const lncc_ctx *c, double *T2, int64_t y, int64_t x0, int64_t w, double ya[NQ][STRIP])
+/* T2 = T2 + ya on rows y of the strip (ya: NQ rows, stride rs). */
+LNCC_INLINE void collect_t(const lncc_ctx *c, double *T2, int64_t y, int64_t x0, int64_t w, const double *ya,
+			   int64_t rs)
 {
 	for (int q = 0; q < NQ; q++) {
 		double *t = T2 + q * c->np + y * c->nx + x0;
+		const double *a = ya + q * rs;
 #pragma omp simd
 		for (int64_t j = 0; j < w; j++)
-			t[j] += ya[q][j];
+			t[j] += a[j];
 	}
 }
 
-/* T = T + ya - yb on rows y of the strip (ya, yb: running sums). */
-LNCC_INLINE void update_t(const lncc_ctx *c, double *T, int64_t y, int64_t x0, int64_t w,
-			  double ya[NQ][STRIP], double yb[NQ][STRIP])
+/* T = T + ya - yb on rows y of the strip (ya, yb: running sums, NQ rows of
+ * stride rs). */
+LNCC_INLINE void update_t(const lncc_ctx *c, double *T, int64_t y, int64_t x0, int64_t w, const double *ya,
+			  const double *yb, int64_t rs)
 {
 	for (int q = 0; q < NQ; q++) {
 		double *t = T + q * c->np + y * c->nx + x0;
+		const double *a = ya + q * rs, *b = yb + q * rs;
 #pragma omp simd
 		for (int64_t j = 0; j < w; j++)
-			t[j] = (t[j] + ya[q][j]) - yb[q][j];
+			t[j] = (t[j] + a[j]) - b[j];
 	}
 }
 
@@ -213,43 +223,156 @@ LNCC_INLINE void update_t(const lncc_ctx *c, double *T, int64_t y, int64_t x0, i
  *     lag:   T_lag = T_lag + Y(t - r - 1) - Y(t - 3r - 2)
  * The lag update is the lead update of step t - 2r - 1, operation for
  * operation, so T_lag there equals that step's T bit for bit. */
+typedef struct lncc_step {
+	int64_t pl[3];          /* planes whose Y enter the lead, leave it (and enter the lag), leave the lag */
+	int use[3];             /* which of them exist and are needed */
+	int lead, lag;          /* update T, T_lag */
+	int rlead, rlag;        /* recompute them instead: an anchor */
+} lncc_step;
+
+static lncc_step step_plan(const lncc_ctx *c, const lncc_part *pt, int64_t t, int lead, int lag)
+{
+	int64_t rz = c->rz;
+	lncc_step s = {{t + rz, t - rz - 1, t - 3 * rz - 2}, {0, 0, 0}, lead, lag, 0, 0};
+
+	s.rlead = lead && t_anchor(c, t), s.rlag = lag && t_anchor(c, t - 2 * rz - 1);
+	s.lead = lead && !s.rlead, s.lag = lag && !s.rlag;
+	s.use[0] = s.lead, s.use[1] = s.lead || s.lag, s.use[2] = s.lag;
+	for (int i = 0; i < 3; i++)
+		s.use[i] = s.use[i] && s.pl[i] >= pt->v0 && s.pl[i] < pt->v1;
+	return s;
+}
+
+/* The running y sums run (3 sets of NQ rows, q stride rs) start from zero
+ * with rows [0, ry) of each plane. */
+LNCC_INLINE void stats_begin(const lncc_ctx *c, const lncc_step *s, int64_t x0, int64_t w, double *run, int64_t rs)
+{
+	for (int i = 0; i < 3 * NQ; i++)
+		for (int64_t j = 0; j < w; j++)
+			run[i * rs + j] = 0.0;
+	for (int i = 0; i < 3; i++)
+		for (int64_t y = 0; y < c->ry && y < c->ny && s->use[i]; y++)
+			add_products(c, s->pl[i], y, x0, w, run + i * NQ * rs, rs, 0);
+}
+
+/* One plane's running y sums of the 5 products at column j (stride rs)
+ * moved one row: add_products' operations, entering row (fe, me) then
+ * leaving row (fl, ml). */
+LNCC_INLINE void run_move(double *r, int64_t rs, int64_t j, float fe, float me, float fl, float ml, double cf,
+			  double cm)
+{
+	double a = (double)fe - cf, b = (double)me - cm, a2 = (double)fl - cf, b2 = (double)ml - cm;
+	r[j] = (r[j] + a) - a2;
+	r[rs + j] = (r[rs + j] + b) - b2;
+	r[2 * rs + j] = (r[2 * rs + j] + a * a) - a2 * a2;
+	r[3 * rs + j] = (r[3 * rs + j] + b * b) - b2 * b2;
+	r[4 * rs + j] = (r[4 * rs + j] + a * b) - a2 * b2;
+}
+
+/* stats_row in one loop when both rows exist in every plane used and
+ * nothing collects (most rows): lead (and lag) over planes pl. */
+LNCC_INLINE void stats_row_inner(const lncc_ctx *c, const lncc_part *pt, const int64_t pl[3], int64_t y, int64_t x0,
+				 int64_t w, double *run, int64_t rs, const int lag)
+{
+	int64_t np = c->np, nx = c->nx, ye = (y + c->ry) * nx + x0, yl = (y - c->ry - 1) * nx + x0;
+	const float *f0 = c->f + pl[0] * np, *m0 = c->m + pl[0] * np, *f1 = c->f + pl[1] * np, *m1 = c->m + pl[1] * np;
+	const float *f2 = lag ? c->f + pl[2] * np : f1, *m2 = lag ? c->m + pl[2] * np : m1;
+	double *r0 = run, *r1 = run + NQ * rs, *r2 = run + 2 * NQ * rs, cf = c->cf, cm = c->cm;
+	double *T = pt->tl + y * nx + x0, *Tg = lag ? pt->tg + y * nx + x0 : NULL;
+
+#pragma omp simd
+	for (int64_t j = 0; j < w; j++) {
+		run_move(r0, rs, j, f0[ye + j], m0[ye + j], f0[yl + j], m0[yl + j], cf, cm);
+		run_move(r1, rs, j, f1[ye + j], m1[ye + j], f1[yl + j], m1[yl + j], cf, cm);
+		if (lag)
+			run_move(r2, rs, j, f2[ye + j], m2[ye + j], f2[yl + j], m2[yl + j], cf, cm);
+		for (int q = 0; q < NQ; q++) {
+			T[q * np + j] = (T[q * np + j] + r0[q * rs + j]) - r1[q * rs + j];
+			if (lag)
+				Tg[q * np + j] = (Tg[q * np + j] + r1[q * rs + j]) - r2[q * rs + j];
+		}
+	}
+}
+
+/* Row y: the running sums move to y, then T and T_lag take their
+ * increments. */
+LNCC_INLINE void stats_row(const lncc_ctx *c, const lncc_part *pt, const lncc_step *s, int64_t y, int64_t x0,
+			   int64_t w, double *run, int64_t rs)
+{
+	double *r[3] = {run, run + NQ * rs, run + 2 * NQ * rs};
+
+	if (y + c->ry < c->ny && y - c->ry - 1 >= 0 && s->lead && s->use[0] && s->use[1] && s->use[2] == s->lag) {
+		if (s->lag)
+			stats_row_inner(c, pt, s->pl, y, x0, w, run, rs, 1);
+		else
+			stats_row_inner(c, pt, s->pl, y, x0, w, run, rs, 0);
+		return;
+	}
+
+	for (int i = 0; i < 3; i++) {
+		if (!s->use[i])
+			continue;
+		if (y + c->ry < c->ny)
+			add_products(c, s->pl[i], y + c->ry, x0, w, r[i], rs, 0);
+		if (y - c->ry - 1 >= 0)
+			add_products(c, s->pl[i], y - c->ry - 1, x0, w, r[i], rs, 1);
+	}
+	if (s->lead)
+		update_t(c, pt->tl, y, x0, w, r[0], r[1], rs);
+	if (s->lag)
+		update_t(c, pt->tg, y, x0, w, r[1], r[2], rs);
+}
+
+/* T (or T_lag) at its anchor a, on the strip's rows: Y(a - rz) ..
+ * Y(a + rz) (those of the part) added in order from zero, each Y from
+ * add_products' running y sums, so it has the bits of a running z sum
+ * started there.  run: NQ rows of scratch (stride rs). */
+static void t_at_anchor(const lncc_ctx *c, const lncc_part *pt, double *T, int64_t a, int64_t x0, int64_t w,
+			double *run, int64_t rs)
+{
+	int64_t ny = c->ny, ry = c->ry;
+
+	for (int q = 0; q < NQ; q++)
+		for (int64_t y = 0; y < ny; y++)
+			for (int64_t j = 0; j < w; j++)
+				T[q * c->np + y * c->nx + x0 + j] = 0.0;
+	for (int64_t p = a - c->rz; p <= a + c->rz; p++) {
+		if (p < pt->v0 || p >= pt->v1)
+			continue;
+		for (int64_t j = 0; j < NQ * rs; j++)
+			run[j] = 0.0;
+		for (int64_t y = 0; y < ry && y < ny; y++)
+			add_products(c, p, y, x0, w, run, rs, 0);
+		for (int64_t y = 0; y < ny; y++) {
+			if (y + ry < ny)
+				add_products(c, p, y + ry, x0, w, run, rs, 0);
+			if (y - ry - 1 >= 0)
+				add_products(c, p, y - ry - 1, x0, w, run, rs, 1);
+			collect_t(c, T, y, x0, w, run, rs);
+		}
+	}
+}
+
+/* Step t's anchors (before its rows; run: scratch as in stats_begin). */
+static void stats_anchor(const lncc_ctx *c, const lncc_part *pt, const lncc_step *s, int64_t t, int64_t x0,
+			 int64_t w, double *run, int64_t rs)
+{
+	if (s->rlead)
+		t_at_anchor(c, pt, pt->tl, t, x0, w, run, rs);
+	if (s->rlag)
+		t_at_anchor(c, pt, pt->tg, t - 2 * c->rz - 1, x0, w, run, rs);
+}
+
 static void stats_strip(const lncc_ctx *c, const lncc_part *pt, int64_t t, int lead, int lag, int64_t x0,
 			     int64_t w)
 {
-	double run[3][NQ][STRIP] = {{{0}}};
-	int64_t rz = c->rz, ny = c->ny, ry = c->ry;
-	int64_t pl[3] = {t + rz, t - rz - 1, t - 3 * rz - 2};
-	int use[3] = {lead, lead || lag, lag};
+	double run[3 * NQ * STRIP];
+	lncc_step s = step_plan(c, pt, t, lead, lag);
 
-	int clead = lead && t_collects(c, t), clag = lag && t_collects(c, t - 2 * rz - 1);
-
-	for (int i = 0; i < 3; i++)
-		use[i] = use[i] && pl[i] >= pt->v0 && pl[i] < pt->v1;
-	for (int i = 0; i < 3; i++)
-		for (int64_t y = 0; y < ry && y < ny && use[i]; y++)
-			add_products(c, pl[i], y, x0, w, run[i], 0);
-	for (int64_t y = 0; y < ny; y++) {
-		for (int i = 0; i < 3; i++) {
-			if (!use[i])
-				continue;
-			if (y + ry < ny)
-				add_products(c, pl[i], y + ry, x0, w, run[i], 0);
-			if (y - ry - 1 >= 0)
-				add_products(c, pl[i], y - ry - 1, x0, w, run[i], 1);
-		}
-		if (lead)
-			update_t(c, pt->tl, y, x0, w, run[0], run[1]);
-		if (lag)
-			update_t(c, pt->tg, y, x0, w, run[1], run[2]);
-		if (clead)
-			collect_t(c, pt->tl2, y, x0, w, run[0]);
-		if (clag)
-			collect_t(c, pt->tg2, y, x0, w, run[1]);
-	}
-	if (lead && t_anchor(c, t))
-		restart(c, pt->tl, pt->tl2, NQ, x0, w);
-	if (lag && t_anchor(c, t - 2 * rz - 1))
-		restart(c, pt->tg, pt->tg2, NQ, x0, w);
+	stats_anchor(c, pt, &s, t, x0, w, run, STRIP);
+	stats_begin(c, &s, x0, w, run, STRIP);
+	for (int64_t y = 0; y < c->ny; y++)
+		stats_row(c, pt, &s, y, x0, w, run, STRIP);
 }
 
 /* cc from the window sums at one voxel (s[q * ss]), inv = 1/n; when nc > 0
@@ -267,11 +390,14 @@ LNCC_INLINE double voxel_cc(const double *s, int64_t ss, double inv, double eps,
 	double rd = 1.0 / (vf * vm + eps);
 	double cc = (cov * cov + eps) * rd;
 	if (nc) {
+		/* rounded to float: the ring keeps them in float, and the lag
+		 * must subtract what was added */
 		double a = 2.0 * cov * rd, b = 2.0 * cc * vf * rd;
-		double v0 = w * a, v1 = w * b, v2 = w * (b * sm - a * sf) * inv, v3 = 0.0, v4 = 0.0;
+		double v0 = (float)(w * a), v1 = (float)(w * b), v2 = (float)(w * (b * sm - a * sf) * inv);
+		double v3 = 0.0, v4 = 0.0;
 		if (nc == 5) {
 			double b2 = 2.0 * cc * vm * rd;
-			v3 = w * b2, v4 = w * (b2 * sf - a * sm) * inv;
+			v3 = (float)(w * b2), v4 = (float)(w * (b2 * sf - a * sm) * inv);
 		}
 		if (sub) {
 			k[0] -= v0, k[ks] -= v1, k[2 * ks] -= v2;
@@ -287,43 +413,82 @@ LNCC_INLINE double voxel_cc(const double *s, int64_t ss, double inv, double eps,
 }
 
 /* The scoring loop with nc, sub and masked constant after inlining: each
- * variant is branch-free and vectorises. */
-LNCC_INLINE double score_span(const double *S, int64_t nx, const double *icx, double icyz, double eps,
-			      const float *w, double *k, const int nc, const int sub, const int masked)
+ * variant is branch-free and vectorises.  n voxels, sums and coefficients
+ * of stride ss, inverse counts icx[x] icyz; lc[x] = w cc. */
+LNCC_INLINE void score_span(const double *S, int64_t ss, int64_t n, const double *icx, double icyz, double eps,
+			    const float *w, double *k, double *lc, const int nc, const int sub, const int masked)
 {
-	double loss = 0.0;
-#pragma omp simd reduction(+ : loss)
-	for (int64_t x = 0; x < nx; x++) {
+#pragma omp simd
+	for (int64_t x = 0; x < n; x++) {
 		double wx = masked ? (double)w[x] : 1.0;
-		loss += wx * voxel_cc(S + x, nx, icx[x] * icyz, eps, wx, nc, k + x, nx, sub);
+		lc[x] = wx * voxel_cc(S + x, ss, icx[x] * icyz, eps, wx, nc, k + x, ss, sub);
 	}
-	return loss;
 }
 
-/* Row y of plane p scored from T: the sums (boxed along x into S), then cc
- * and the coefficients into k (stride nx; sub: subtracted).  Returns
- * sum_x w cc over the row. */
-static double score_row(const lncc_ctx *c, const double *T, int64_t p, int64_t y, double *S, double *k,
-			     int sub)
+/* A row's loss: sum of v[x st] over its n voxels, as four sums by x mod 4
+ * added pairwise: one order for the row-by-row and the transposed scoring,
+ * and whatever the ISA. */
+static double row_sum(const double *v, int64_t st, int64_t n)
 {
-	int64_t nx = c->nx;
-	const float *w = c->w ? c->w + p * c->np + y * nx : NULL;
-	double icyz = c->icy[y] * c->icz[p];
+	double p0 = 0.0, p1 = 0.0, p2 = 0.0, p3 = 0.0;
+	int64_t x = 0;
+	for (; x + 4 <= n; x += 4) {
+		p0 += v[x * st], p1 += v[(x + 1) * st];
+		p2 += v[(x + 2) * st], p3 += v[(x + 3) * st];
+	}
+	p0 += x < n ? v[x * st] : 0.0;
+	p1 += x + 1 < n ? v[(x + 1) * st] : 0.0;
+	p2 += x + 2 < n ? v[(x + 2) * st] : 0.0;
+	return (p0 + p1) + (p2 + p3);
+}
+
+/* Rows per group of the scoring pass: 4 share one AVX2 pass of x-boxing. */
+static int group_rows(const lncc_ctx *c)
+{
+	return c->ny >= 4 ? 4 : 1;
+}
+
+/* x-box nq quantities of nr rows: row j of quantity q at in + j irs + q iqs,
+ * out likewise.  Four rows at once on AVX2 (the same bits as one by one). */
+static void box_x(const lncc_ctx *c, const double *in, int64_t irs, int64_t iqs, double *out, int64_t ors,
+		  int64_t oqs, int nq, int nr, double *tmp)
+{
+#ifdef __x86_64__
+	if (nr == 4 && c->avx2) {
+		ffdp_cpu_box_rows4_avx2(in, irs, iqs, out, ors, oqs, nq, c->nx, c->rx, tmp);
+		return;
+	}
+#endif
+	for (int j = 0; j < nr; j++)
+		ffdp_cpu_box_rows(in + j * irs, iqs, out + j * ors, oqs, nq, c->nx, c->rx);
+}
+
+/* Scoring of n voxels (score_span) in the variant of this call. */
+static void score(const lncc_ctx *c, const double *S, int64_t ss, int64_t n, const double *icx, double icyz,
+		  const float *w, double *k, double *lc, int sub)
+{
 	int v = c->ncoef * 4 + sub * 2 + (w != NULL);
 
-	ffdp_cpu_box_rows(T + y * nx, c->np, S, nx, NQ, nx, c->rx);
 	switch (v) {
-	case 0: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 0, 0, 0);
-	case 1: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 0, 0, 1);
-	case 12: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 3, 0, 0);
-	case 13: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 3, 0, 1);
-	case 14: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 3, 1, 0);
-	case 15: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 3, 1, 1);
-	case 20: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 5, 0, 0);
-	case 21: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 5, 0, 1);
-	case 22: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 5, 1, 0);
-	default: return score_span(S, nx, c->icx, icyz, c->eps, w, k, 5, 1, 1);
+	case 0: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 0, 0, 0); break;
+	case 1: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 0, 0, 1); break;
+	case 12: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 3, 0, 0); break;
+	case 13: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 3, 0, 1); break;
+	case 14: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 3, 1, 0); break;
+	case 15: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 3, 1, 1); break;
+	case 20: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 5, 0, 0); break;
+	case 21: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 5, 0, 1); break;
+	case 22: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 5, 1, 0); break;
+	default: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 5, 1, 1); break;
 	}
+}
+
+/* Row y of plane p scored from its x-boxed sums S (stride nx): cc and the
+ * coefficients into k (stride nx; sub: subtracted), w cc into lc. */
+static void score_row(const lncc_ctx *c, int64_t p, int64_t y, const double *S, double *k, double *lc, int sub)
+{
+	const float *w = c->w ? c->w + p * c->np + y * c->nx : NULL;
+	score(c, S, c->nx, c->nx, c->icx, c->icy[y] * c->icz[p], w, k, lc, sub);
 }
 
 /* Gradients at row y of plane z, columns [x0, x0 + w), from coefficient sums
@@ -353,31 +518,215 @@ static void grad_span(const lncc_ctx *c, int64_t z, int64_t y, int64_t x0, int64
 	}
 }
 
-/* Row y at step t: loss of plane t (when an output), and ANTs' gradient, or
- * the x-boxed coefficient difference k(t) - k(t - 2r - 1) into xc. */
-static void coef_row(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, double *rows)
+/* The scoring scratch of a thread (rows_doubles), for groups of g rows:
+ * sums S and coefficients k of each row (NQ rows each; transposed: NQ
+ * blocks of 4 nx), w cc (lc), and for g = 4 the transposed inverse counts
+ * and weights and the x-boxing's scratch. */
+typedef struct lncc_rows {
+	double *S, *k, *lc, *inv4, *tmp;
+	float *w4;
+} lncc_rows;
+
+static lncc_rows rows_at(const lncc_ctx *c, double *rows)
 {
-	int64_t nx = c->nx, p = t - 2 * c->rz - 1;
-	double *S = rows, *k = rows + NQ * nx;
+	int64_t nx = c->nx, g = group_rows(c);
+	lncc_rows r;
+	r.S = rows, r.k = rows + g * NQ * nx, r.lc = r.k + g * NQ * nx;
+	r.inv4 = r.lc + 4 * nx, r.w4 = (float *)(r.inv4 + 4 * nx), r.tmp = r.inv4 + 6 * nx;
+	return r;
+}
+
+/* The coefficient ring instead of the lag: kr holds plane p's coefficients
+ * (the values the lag would recompute, bit for bit), k plane t's, and p
+ * and t share the ring's slot: k = k - kr where p is scored (the lag's
+ * subtraction), and kr = plane t's. */
+static void ring_swap(double *k, float *kr, int64_t n, int sub)
+{
+	if (sub) {
+#pragma omp simd
+		for (int64_t e = 0; e < n; e++) {
+			double v = k[e];
+			k[e] = v - (double)kr[e];
+			kr[e] = (float)v;
+		}
+		return;
+	}
+#pragma omp simd
+	for (int64_t e = 0; e < n; e++)
+		kr[e] = (float)k[e];
+}
+
+/* Rows y .. y + nr - 1 at step t, row by row (x-boxed four at once on
+ * AVX2): loss of plane t (when an output), and ANTs' gradient, or the
+ * x-boxed coefficient difference k(t) - k(t - 2r - 1) into xc (and k(t)
+ * into xc2 when G collects), their row y there, rows of stride nx,
+ * coefficients of stride xqs; kr: the ring's rows, or NULL for the lag. */
+static void coef_rows_n(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, int nr, lncc_rows *b, double *xc,
+			double *xc2, int64_t xqs, float *kr)
+{
+	int64_t nx = c->nx, np = c->np, p = t - 2 * c->rz - 1, rs = NQ * nx;
 	int nc = c->ncoef;
 
 	if (t >= pt->s0 && t < pt->s1) {
-		double loss = score_row(c, pt->tl, t, y, S, k, 0);
-		if (t >= pt->o0 && t < pt->o1)
-			pt->lrow[y] = loss;
-		if (nc && !c->exact)
-			grad_span(c, t, y, 0, nx, k, nx);
+		box_x(c, pt->tl + y * nx, nx, np, b->S, rs, nx, NQ, nr, b->tmp);
+		for (int j = 0; j < nr; j++) {
+			score_row(c, t, y + j, b->S + j * rs, b->k + j * rs, b->lc, 0);
+			if (t >= pt->o0 && t < pt->o1)
+				pt->lrow[y + j] = row_sum(b->lc, 1, nx);
+			if (nc && !c->exact)
+				grad_span(c, t, y + j, 0, nx, b->k + j * rs, nx);
+		}
 	} else {
-		for (int64_t x = 0; x < nc * nx; x++)
-			k[x] = 0.0;
+		for (int64_t x = 0; x < nr * rs; x++)
+			b->k[x] = 0.0;
 	}
 	if (!c->exact)
 		return;
 	if (g_collects(c, t))
-		ffdp_cpu_box_rows(k, nx, pt->xc2 + y * nx, c->np, nc, nx, c->rx);
-	if (p >= pt->s0 && p < pt->s1)
-		score_row(c, pt->tg, p, y, S, k, 1);
-	ffdp_cpu_box_rows(k, nx, pt->xc + y * nx, c->np, nc, nx, c->rx);
+		box_x(c, b->k, rs, nx, xc2, nx, xqs, nc, nr, b->tmp);
+	if (kr) {
+		for (int j = 0; j < nr; j++)
+			ring_swap(b->k + j * rs, kr + j * nc * nx, nc * nx, p >= pt->s0 && p < pt->s1);
+	} else if (p >= pt->s0 && p < pt->s1) {
+		box_x(c, pt->tg + y * nx, nx, np, b->S, rs, nx, NQ, nr, b->tmp);
+		for (int j = 0; j < nr; j++)
+			score_row(c, p, y + j, b->S + j * rs, b->k + j * rs, b->lc, 1);
+	}
+	box_x(c, b->k, rs, nx, xc, nx, xqs, nc, nr, b->tmp);
+}
+
+#ifdef __x86_64__
+/* Rows y .. y + 3 of plane p scored in transposed form (element 4 x + j:
+ * row y + j, column x), from transposed sums St into transposed kt and lc:
+ * each voxel's operations are score_row's. */
+static void score_t4(const lncc_ctx *c, int64_t p, int64_t y, lncc_rows *b, int sub)
+{
+	int64_t nx = c->nx;
+	double icyz[4];
+	const float *w = NULL;
+
+	for (int j = 0; j < 4; j++)
+		icyz[j] = c->icy[y + j] * c->icz[p];
+	for (int64_t x = 0; x < nx; x++)
+		for (int j = 0; j < 4; j++)
+			b->inv4[4 * x + j] = c->icx[x] * icyz[j];
+	if (c->w) {
+		const float *w0 = c->w + p * c->np + y * nx;
+		for (int64_t x = 0; x < nx; x++)
+			for (int j = 0; j < 4; j++)
+				b->w4[4 * x + j] = w0[j * nx + x];
+		w = b->w4;
+	}
+	score(c, b->S, 4 * nx, 4 * nx, b->inv4, 1.0, w, b->k, b->lc, sub);
+}
+
+/* coef_rows_n for 4 rows on AVX2 with the exact gradient or none: sums,
+ * coefficients and their x-boxing stay transposed between the passes, so
+ * only T, T_lag going in and xc coming out are transposed. */
+static void coef_rows_t4(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, lncc_rows *b, double *xc,
+			 double *xc2, int64_t xqs, float *kr)
+{
+	int64_t nx = c->nx, np = c->np, p = t - 2 * c->rz - 1, n4 = 4 * nx;
+	int nc = c->ncoef;
+
+	if (t >= pt->s0 && t < pt->s1) {
+		ffdp_cpu_box_rows4_to_t(pt->tl + y * nx, nx, np, b->S, n4, NQ, nx, c->rx, b->tmp);
+		score_t4(c, t, y, b, 0);
+		for (int j = 0; j < 4 && t >= pt->o0 && t < pt->o1; j++)
+			pt->lrow[y + j] = row_sum(b->lc + j, 4, nx);
+	} else {
+		for (int64_t x = 0; x < nc * n4; x++)
+			b->k[x] = 0.0;
+	}
+	if (!c->exact)
+		return;
+	if (g_collects(c, t))
+		ffdp_cpu_box_t_to_rows4(b->k, n4, xc2, nx, xqs, nc, nx, c->rx, b->tmp);
+	if (kr)
+		ring_swap(b->k, kr, nc * n4, p >= pt->s0 && p < pt->s1);
+	else if (p >= pt->s0 && p < pt->s1) {
+		ffdp_cpu_box_rows4_to_t(pt->tg + y * nx, nx, np, b->S, n4, NQ, nx, c->rx, b->tmp);
+		score_t4(c, p, y, b, 1);
+	}
+	ffdp_cpu_box_t_to_rows4(b->k, n4, xc, nx, xqs, nc, nx, c->rx, b->tmp);
+}
+#endif
+
+static void coef_rows(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, int nr, double *rows, double *xc,
+		      double *xc2, int64_t xqs, float *kr)
+{
+	lncc_rows b = rows_at(c, rows);
+#ifdef __x86_64__
+	if (nr == 4 && c->avx2 && (c->exact || !c->ncoef)) {
+		coef_rows_t4(c, pt, t, y, &b, xc, xc2, xqs, kr);
+		return;
+	}
+#endif
+	coef_rows_n(c, pt, t, y, nr, &b, xc, xc2, xqs, kr);
+}
+
+/* One running y sum of ring rows (xc: one coefficient's ring) moved to
+ * output row yo, added to G's row: ffdp_cpu_box_cols_add's operations in
+ * its order. */
+LNCC_INLINE void g_run(const lncc_ctx *c, const lncc_part *pt, const double *xc, double *run, double *G, int64_t yo)
+{
+	int64_t nx = c->nx, ny = c->ny, ry = c->ry, R = pt->ring;
+
+	if (yo == 0) {
+		for (int64_t j = 0; j < nx; j++)
+			run[j] = 0.0;
+		for (int64_t y = 0; y < ry && y < ny; y++) {
+			const double *a = xc + (y % R) * nx;
+			for (int64_t j = 0; j < nx; j++)
+				run[j] += a[j];
+		}
+	}
+	if (yo + ry < ny && yo - ry - 1 >= 0) {
+		const double *a = xc + ((yo + ry) % R) * nx, *b = xc + ((yo - ry - 1) % R) * nx;
+#pragma omp simd
+		for (int64_t j = 0; j < nx; j++) {
+			run[j] = (run[j] + a[j]) - b[j];
+			G[j] += run[j];
+		}
+		return;
+	}
+	if (yo + ry < ny) {
+		const double *a = xc + ((yo + ry) % R) * nx;
+		for (int64_t j = 0; j < nx; j++)
+			run[j] += a[j];
+	}
+	if (yo - ry - 1 >= 0) {
+		const double *b = xc + ((yo - ry - 1) % R) * nx;
+		for (int64_t j = 0; j < nx; j++)
+			run[j] -= b[j];
+	}
+#pragma omp simd
+	for (int64_t j = 0; j < nx; j++)
+		G[j] += run[j];
+}
+
+/* Fused stream, step t: on output rows [y0, y1) of plane z = t - rz,
+ * G += the y-boxed coefficient rows of the ring (and G's restart
+ * collection likewise), the restart, then the gradients.  The running y
+ * sums (rg) do ffdp_cpu_box_cols_add's operations in its order, so G has
+ * the team stream's bits. */
+static void g_rows(const lncc_ctx *c, const lncc_part *pt, int64_t t, int64_t y0, int64_t y1)
+{
+	int64_t nx = c->nx, np = c->np, z = t - c->rz;
+	int nc = c->ncoef, coll = g_collects(c, t), anchor = g_anchor(c, z);
+
+	for (int64_t yo = y0; yo < y1; yo++) {
+		for (int q = 0; q < nc; q++) {
+			double *G = pt->gsum + q * np + yo * nx, *G2 = pt->g2 + q * np + yo * nx;
+			g_run(c, pt, pt->xc + q * pt->ring * nx, pt->rg + q * nx, G, yo);
+			if (coll)
+				g_run(c, pt, pt->xc2 + q * pt->ring * nx, pt->rg + (nc + q) * nx, G2, yo);
+			for (int64_t j = 0; j < nx && anchor; j++)
+				G[j] = G2[j], G2[j] = 0.0;
+		}
+		if (z >= pt->o0 && z < pt->o1)
+			grad_span(c, z, yo, 0, nx, pt->gsum + yo * nx, np);
+	}
 }
 
 /* G += ybox(xc) on a strip, then the gradient of plane z there when it is
@@ -391,11 +740,20 @@ static void grad_strip(const lncc_ctx *c, const lncc_part *pt, int64_t z, int64_
 			ffdp_cpu_box_cols_add(pt->xc2 + q * c->np, pt->g2 + q * c->np, c->nx, c->ny, c->ry, x0,
 					      x0 + w);
 	if (g_anchor(c, z))
-		restart(c, pt->gsum, pt->g2, c->ncoef, x0, w);
+		restart(c, pt->gsum, pt->g2, c->ncoef, 0, c->ny, x0, w);
 	if (z < pt->o0 || z >= pt->o1)
 		return;
 	for (int64_t y = 0; y < c->ny; y++)
 		grad_span(c, z, y, x0, w, pt->gsum + y * c->nx + x0, c->np);
+}
+
+/* Scoring scratch of one thread (lncc_rows): S and k of each row of a
+ * group, lc, and for groups of 4 the transposed inverse counts (4 rows),
+ * weights (2) and the x-boxing's scratch (8). */
+static size_t rows_doubles(const lncc_ctx *c)
+{
+	int g = group_rows(c);
+	return ((size_t)g * 2 * NQ + (g > 1 ? 18 : 1)) * (size_t)c->nx;
 }
 
 LNCC_INLINE void team_sync(int nth)
@@ -412,14 +770,24 @@ static void share(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi)
 	*hi = n * (tid + 1) / nth;
 }
 
+/* The plane's loss, its rows in order. */
+static void plane_loss(const lncc_ctx *c, const lncc_part *pt, int64_t t)
+{
+	double sum = 0.0;
+	for (int64_t y = 0; y < c->ny; y++)
+		sum += pt->lrow[y];
+	c->zs[t] = sum;
+}
+
 /* A part, run by each thread of its team in lockstep.  A strip pass does
  * step t's window sums and step t-1's gradient (disjoint data), a row pass
- * scores step t: two barriers per plane in a team, none alone. */
-static void lncc_stream_body(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
+ * scores step t: two barriers per plane. */
+static void lncc_stream_team(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
 {
 	int64_t rz = c->rz, tend = c->exact ? pt->o1 + rz : pt->o1;
 	int64_t nstrip = (c->nx + c->strip - 1) / c->strip, s0, s1, y0, y1;
-	double *rows = pt->rows + (size_t)tid * 2 * NQ * (size_t)c->nx;
+	double *rows = pt->rows + (size_t)tid * rows_doubles(c);
+	int g = group_rows(c);
 
 	share(nstrip, tid, nth, &s0, &s1);
 	share(c->ny, tid, nth, &y0, &y1);
@@ -437,18 +805,73 @@ static void lncc_stream_body(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
 		team_sync(nth);
 		if (t < pt->s0 || t >= tend)
 			continue;
-		for (int64_t y = y0; y < y1; y++)
-			coef_row(c, pt, t, y, rows);
-		team_sync(nth);
-		/* the plane's loss, its rows in order; lrow is next written after
-		 * the next step's first barrier */
-		if (tid == 0 && t >= pt->o0 && t < pt->o1) {
-			double sum = 0.0;
-			for (int64_t y = 0; y < c->ny; y++)
-				sum += pt->lrow[y];
-			c->zs[t] = sum;
+		for (int64_t y = y0; y < y1;) {
+			int nr = y + g <= y1 ? g : 1;
+			coef_rows(c, pt, t, y, nr, rows, c->exact ? pt->xc + y * c->nx : NULL,
+				  c->exact ? pt->xc2 + y * c->nx : NULL, c->np, NULL);
+			y += nr;
 		}
+		team_sync(nth);
+		/* lrow is next written after the next step's first barrier */
+		if (tid == 0 && t >= pt->o0 && t < pt->o1)
+			plane_loss(c, pt, t);
 	}
+}
+
+/* A part streamed by one thread, each step one sweep down the plane: row y
+ * gets its window sums, each group of rows is scored as soon as its sums
+ * are complete, and G and the gradient follow ry rows behind.  T, T_lag
+ * and G are read and written once a step, while they are in cache, and
+ * the x-boxed coefficients live in rings of rows.  Every value gets the
+ * team stream's operations in its order: the same bits. */
+static void lncc_stream_fused(const lncc_ctx *c, lncc_part *pt)
+{
+	int64_t rz = c->rz, ny = c->ny, nx = c->nx, R = pt->ring, tend = c->exact ? pt->o1 + rz : pt->o1;
+	int g = group_rows(c);
+
+	for (int64_t t = pt->v0 - rz; t < tend; t++) {
+		int64_t p = t - 2 * rz - 1, yg = 0, yo = 0, K = pt->kring;
+		int lead = t < pt->s1, lag = !K && c->exact && p >= pt->v0 - rz && p < pt->s1, score = t >= pt->s0;
+		lncc_step s = step_plan(c, pt, t, lead, lag);
+		/* planes t and p share a slot of the ring */
+		float *kr = K ? pt->kr + ((t % K + K) % K) * c->ncoef * c->np : NULL;
+
+		if (lead || lag) {
+			stats_anchor(c, pt, &s, t, 0, nx, pt->run, nx);
+			stats_begin(c, &s, 0, nx, pt->run, nx);
+		}
+		for (int64_t y = 0; y < ny; y++) {
+			if (lead || lag)
+				stats_row(c, pt, &s, y, 0, nx, pt->run, nx);
+			if (!score || ((y + 1) % g && y + 1 < ny))
+				continue;
+			while (yg <= y) {
+				int nr = yg + g <= y + 1 ? g : 1;
+				coef_rows(c, pt, t, yg, nr, pt->rows, c->exact ? pt->xc + (yg % R) * nx : NULL,
+					  c->exact ? pt->xc2 + (yg % R) * nx : NULL, R * nx,
+					  kr ? kr + yg * c->ncoef * nx : NULL);
+				yg += nr;
+			}
+			/* output rows whose window's last coefficient row is in */
+			int64_t y1 = yg == ny ? ny : yg - c->ry;
+			if (c->exact && y1 > yo) {
+				g_rows(c, pt, t, yo, y1);
+				yo = y1;
+			}
+		}
+		if (score && t >= pt->o0 && t < pt->o1)
+			plane_loss(c, pt, t);
+	}
+}
+
+/* A part for one thread streams fused; 2-D images (one row a plane) and
+ * teams (even when given fewer threads than asked) take the strip passes. */
+static void lncc_stream_body(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
+{
+	if (pt->fused)
+		lncc_stream_fused(c, pt);
+	else
+		lncc_stream_team(c, pt, tid, nth);
 }
 
 /* The stream compiled twice: for the baseline ISA and, everything above
@@ -480,29 +903,53 @@ static void lncc_stream(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
 	lncc_stream_base(c, pt, tid, nth);
 }
 
-/* Bytes of scratch for one part with nth threads. */
-static size_t part_doubles(const lncc_ctx *c, int nth)
+/* Rows of the fused stream's coefficient rings: the 2 ry + 1 rows of a
+ * window, the row leaving it and a group of 4 being written (rounded up to
+ * whole groups), or the whole plane. */
+static int64_t ring_rows(const lncc_ctx *c)
 {
-	size_t np = (size_t)c->np, nc = (size_t)c->ncoef;
-	return 2 * NQ * np + (c->exact ? (NQ + 4 * nc) * np : 0) + (size_t)nth * 2 * NQ * (size_t)c->nx +
-	       (size_t)c->ny;
+	int64_t R = (2 * c->ry + 5 + 3) / 4 * 4;
+	return R < c->ny ? R : c->ny;
+}
+
+/* Doubles of scratch for one part with nth threads, with the coefficient
+ * ring of kring planes (fused, exact) or T_lag (kring = 0). */
+static size_t part_doubles(const lncc_ctx *c, int nth, int64_t kring)
+{
+	size_t np = (size_t)c->np, nx = (size_t)c->nx, nc = (size_t)c->ncoef;
+	int fused = nth == 1 && c->d3;
+	size_t xcd = fused ? (size_t)ring_rows(c) * nx : np;
+	size_t lag = kring ? ((size_t)kring * nc * np + 1) / 2 : NQ * np;
+	return NQ * np + (c->exact ? lag + 2 * nc * np + 2 * nc * xcd : 0) + (size_t)nth * rows_doubles(c) +
+	       (fused ? (3 * NQ + (c->exact ? 2 * nc : 0)) * nx : 0) + (size_t)c->ny;
 }
 
 /* Carve a part's buffers from d (zeroed); returns the end. */
 static double *part_carve(const lncc_ctx *c, lncc_part *pt, double *d)
 {
-	size_t np = (size_t)c->np, nc = (size_t)c->ncoef;
+	size_t np = (size_t)c->np, nx = (size_t)c->nx, nc = (size_t)c->ncoef;
+	int fused = pt->nth == 1 && c->d3;
+	pt->fused = fused;
+	pt->ring = fused ? ring_rows(c) : c->ny;
+	size_t xcd = (size_t)pt->ring * nx;
 	pt->tl = d, d += NQ * np;
-	pt->tl2 = d, d += NQ * np;
-	if (c->exact) {
+	if (c->exact && pt->kring) {
+		pt->kr = (float *)d, d += ((size_t)pt->kring * nc * np + 1) / 2;
+	} else if (c->exact) {
 		pt->tg = d, d += NQ * np;
-		pt->tg2 = pt->tl2;
-		pt->xc = d, d += nc * np;
+	}
+	if (c->exact) {
+		pt->xc = d, d += nc * xcd;
 		pt->gsum = d, d += nc * np;
-		pt->xc2 = d, d += nc * np;
+		pt->xc2 = d, d += nc * xcd;
 		pt->g2 = d, d += nc * np;
 	}
-	pt->rows = d, d += (size_t)pt->nth * 2 * NQ * (size_t)c->nx;
+	if (fused) {
+		pt->run = d, d += 3 * NQ * nx;
+		if (c->exact)
+			pt->rg = d, d += 2 * nc * nx;
+	}
+	pt->rows = d, d += (size_t)pt->nth * rows_doubles(c);
 	pt->lrow = d, d += c->ny;
 	return d;
 }
@@ -518,18 +965,37 @@ static void part_range(const lncc_ctx *c, lncc_part *pt, int64_t o0, int64_t o1)
 	pt->v0 = rng[2] - c->zoff, pt->v1 = rng[3] - c->zoff;
 }
 
-/* One part per thread when their scratch together fits in one volume and
- * each gets at least 8r planes (2r if planes are under 1024 voxels a
- * thread): about 3r planes a part are recomputed, but there is no barrier,
- * and a barrier per plane costs a time slice whenever the machine is
- * oversubscribed.  Otherwise one team over whole planes. */
+/* Bytes all parts' scratch may take: one float volume, or 1 MiB. */
+static double scratch_room(const lncc_ctx *c)
+{
+	return fmax(4.0 * (double)(c->np * c->nz), 1048576.0);
+}
+
+/* One part per thread when their scratch together fits in one float
+ * volume (or in 1 MiB: small volumes) and each gets at least 8r planes (2r
+ * if planes are under 1024 voxels a thread): up to an anchor block and 3r
+ * planes a part are recomputed, but there is no barrier, and a barrier per
+ * plane costs a time slice whenever the machine is oversubscribed.
+ * Otherwise one team over whole planes. */
 static int choose_parts(const lncc_ctx *c, int nt)
 {
 	int64_t len = (c->o1 - c->o0) / (nt > 0 ? nt : 1), need = c->np < 1024 * (int64_t)nt ? 2 * c->rz : 8 * c->rz;
-	double bytes = (double)nt * (double)part_doubles(c, 1) * sizeof(double);
-	if (nt <= 1 || len < 4 || len < need || bytes > 4.0 * (double)(c->np * c->nz))
+	double bytes = (double)nt * (double)part_doubles(c, 1, 0) * sizeof(double);
+	if (nt <= 1 || len < 4 || len < need || bytes > scratch_room(c))
 		return 1;
 	return nt < MAX_PARTS ? nt : MAX_PARTS;
+}
+
+/* The coefficient ring (2 rz + 1 planes of coefficients) replaces T_lag,
+ * its update and its rescoring in fused parts when all parts' scratch
+ * still fits in the room choose_parts allows; the same bits either way. */
+static int64_t ring_planes(const lncc_ctx *c, int nparts, int nth)
+{
+	int64_t K = 2 * c->rz + 1;
+	double bytes = (double)nparts * (double)part_doubles(c, nth, K) * sizeof(double);
+	if (nth != 1 || !c->d3 || !c->exact || bytes > scratch_room(c))
+		return 0;
+	return K;
 }
 
 static int64_t clip_radius(int64_t r, int64_t n)
@@ -548,12 +1014,60 @@ static int64_t strip_width(int64_t nx, int nt)
 
 /* Window sums, scoring and gradients of all parts; the loss sum (parts in
  * order, rows in order: the same bits for a given number of parts). */
+/* Steps (box planes) a part with outputs [o0, o1) streams. */
+static int64_t part_steps(const lncc_ctx *c, int64_t o0, int64_t o1)
+{
+	int64_t rng[4];
+	ffdp_lncc_ranges(c->rz, c->blk, c->exact, c->zfull, o0 + c->zoff, o1 + c->zoff, rng);
+	return (c->exact ? o1 + c->rz : o1) - (rng[2] - c->zoff - c->rz);
+}
+
+/* Parts of at most m steps each, each as long as it can be, from o0 on:
+ * how many it takes (more than most: stops), boundaries into b (b[0] = o0). */
+static int pack_parts(const lncc_ctx *c, int64_t m, int most, int64_t *b)
+{
+	int64_t o = c->o0;
+	int n = 0;
+
+	b[0] = o;
+	while (o < c->o1) {
+		int64_t e = o + 1;
+		if (n == most || part_steps(c, o, e) > m)
+			return most + 1;
+		while (e < c->o1 && part_steps(c, o, e + 1) <= m)
+			e++;
+		b[++n] = e;
+		o = e;
+	}
+	return n;
+}
+
+/* Boundaries of at most nparts parts with the fewest steps in the longest:
+ * a part starts from the anchor below its first output, so equal output
+ * ranges can differ by an anchor block in their work (182 planes, k=5: 95
+ * and 126 steps; split at 96: 100 and 94).  Returns the number of parts. */
+static int split_parts(const lncc_ctx *c, int nparts, int64_t *b)
+{
+	int64_t lo = 1, hi = part_steps(c, c->o0, c->o1);
+	while (lo < hi) {
+		int64_t m = lo + (hi - lo) / 2;
+		if (pack_parts(c, m, nparts, b) <= nparts)
+			hi = m;
+		else
+			lo = m + 1;
+	}
+	return pack_parts(c, lo, nparts, b);
+}
+
 static ffdp_status lncc_run(const lncc_ctx *c, int nt, double *sum, ffdp_error *err)
 {
+	int64_t b[MAX_PARTS + 1] = {c->o0, c->o1};
 	int nparts = choose_parts(c, nt), nth = nparts > 1 ? 1 : nt;
-	int64_t no = c->o1 - c->o0;
-	lncc_part parts[MAX_PARTS];
-	size_t n = (size_t)(c->nx + c->ny + c->zfull + c->nz) + (size_t)nparts * part_doubles(c, nth);
+	nparts = nparts > 1 ? split_parts(c, nparts, b) : 1;
+	int64_t K = ring_planes(c, nparts, nth);
+	lncc_part parts[MAX_PARTS] = {{0}};
+
+	size_t n = (size_t)(c->nx + c->ny + c->zfull + c->nz) + (size_t)nparts * part_doubles(c, nth, K);
 	double *block = ffdp_alloc(n * sizeof(double), err), *d = block;
 
 	if (!block)
@@ -568,15 +1082,15 @@ static ffdp_status lncc_run(const lncc_ctx *c, int nt, double *sum, ffdp_error *
 	cc.icz = d + c->zoff, d += c->zfull;
 	cc.zs = d, d += c->nz;
 	for (int i = 0; i < nparts; i++) {
-		parts[i].nth = nth;
-		part_range(&cc, &parts[i], c->o0 + no * i / nparts, c->o0 + no * (i + 1) / nparts);
+		parts[i].nth = nth, parts[i].kring = K;
+		part_range(&cc, &parts[i], b[i], b[i + 1]);
 		d = part_carve(&cc, &parts[i], d);
 	}
 	/* The team may be smaller than asked (nested regions): use its size. */
 #pragma omp parallel num_threads(nt)
 	{
 		int tid = omp_get_thread_num(), got = omp_get_num_threads();
-		if (nparts == 1)
+		if (nth > 1)
 			lncc_stream(&cc, &parts[0], tid, got);
 		else
 			for (int i = tid; i < nparts; i += got)
