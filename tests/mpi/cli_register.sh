@@ -63,30 +63,27 @@ rc=$?
 n=$(grep -c '^ffdp: error' <<<"$out")
 desc="mpirun with a missing input fails (status $rc) with one error line ($n: $(grep '^ffdp' <<<"$out"))" check \
 	test "$rc" -ne 0 -a "$n" -eq 1
+# NAME NP ARGS...: a run in one process and one under mpirun -np NP write
+# the same warp, inverse and warped image
+same_as_one() {
+	local name=$1 np=$2
+	shift 2
+	"$ffdp" register "$@" -o "$dir/${name}1" 2>"$dir/${name}1.err" || bad "$name, one process: $(tail -3 "$dir/${name}1.err")"
+	"$mpiexec" --allow-run-as-root --oversubscribe --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
+		-np "$np" "$ffdp" register "$@" -o "$dir/${name}$np" >"$dir/${name}$np.err" 2>&1 ||
+		bad "$name, mpirun -np $np: $(tail -5 "$dir/${name}$np.err")"
+	for f in warp inverse_warp warped; do
+		desc="$name on $np ranks: PREFIX_$f.nii.gz the same as one process's" check \
+			cmp -s <(zcat "$dir/${name}1_$f.nii.gz") <(zcat "$dir/${name}${np}_$f.nii.gz")
+	done
+}
 # thin slabs: 8 ranks on 12 planes (one or two planes a rank; none at the
-# coarse levels for most), SyN with its distributed finish, against one
-# process: the same files
+# coarse levels for most), SyN with its distributed finish
 "$ffdp" synth -q -o "$dir/thin" --size 40x36x12 --spacing 2 --amplitude 3 || bad "synth a 12-plane pair"
-targs=(-q -f "$dir/thin_fixed.nii.gz" -m "$dir/thin_moving.nii.gz" --syn)
-"$ffdp" register "${targs[@]}" -o "$dir/thin1" 2>"$dir/thin1.err" || bad "thin pair, one process: $(tail -3 "$dir/thin1.err")"
-"$mpiexec" --allow-run-as-root --oversubscribe --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
-	-np 8 "$ffdp" register "${targs[@]}" -o "$dir/thin8" >"$dir/thin8.err" 2>&1 ||
-	bad "thin pair, mpirun -np 8: $(tail -5 "$dir/thin8.err")"
-for f in warp inverse_warp warped; do
-	desc="8 ranks on 12 planes (SyN): PREFIX_$f.nii.gz the same as one process's" check \
-		cmp -s <(zcat "$dir/thin1_$f.nii.gz") <(zcat "$dir/thin8_$f.nii.gz")
-done
+same_as_one thin 8 -q -f "$dir/thin_fixed.nii.gz" -m "$dir/thin_moving.nii.gz" --syn
 # a 2-D pair: one plane cannot be split in z; rank 0 registers it and every
-# rank takes part in writing the files, which match one process's
+# rank takes part in writing the files
 "$ffdp" synth -q -o "$dir/flat" --size 64x64x1 --amplitude 3 || bad "synth a 2-D pair"
-fargs=(-q -f "$dir/flat_fixed.nii.gz" -m "$dir/flat_moving.nii.gz" --greedy)
-"$ffdp" register "${fargs[@]}" -o "$dir/flat1" 2>"$dir/flat1.err" || bad "2-D, one process: $(tail -3 "$dir/flat1.err")"
-"$mpiexec" --allow-run-as-root --oversubscribe --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
-	-np 3 "$ffdp" register "${fargs[@]}" -o "$dir/flat3" >"$dir/flat3.err" 2>&1 ||
-	bad "2-D, mpirun -np 3: $(tail -5 "$dir/flat3.err")"
-for f in warp inverse_warp warped; do
-	desc="2-D under 3 ranks: PREFIX_$f.nii.gz the same as one process's" check \
-		cmp -s <(zcat "$dir/flat1_$f.nii.gz") <(zcat "$dir/flat3_$f.nii.gz")
-done
+same_as_one flat 3 -q -f "$dir/flat_fixed.nii.gz" -m "$dir/flat_moving.nii.gz" --greedy
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -345,45 +345,12 @@ template <typename IDX> struct cu_taps_t {
 	float w0, w1;
 };
 
-template <typename IDX, int PAD> __device__ __forceinline__ cu_taps_t<IDX> cu_taps_fast(double p, int64_t off, int64_t n)
+/* The taps of first corner i0 (n voxels along the axis) and fraction f,
+ * padding PAD: the tail both constructors below share. */
+template <typename IDX, int PAD> __device__ __forceinline__ cu_taps_t<IDX> cu_taps_finish(IDX i0, float f, IDX n)
 {
 	cu_taps_t<IDX> t;
-	const bool border = PAD == FFDP_PAD_BORDER;
-	const double lo = border ? (double)off : (double)off - 2.0;
-	const double hi = border ? (double)(off + n - 1) : (double)(off + n) + 1.0;
-	double q = p > lo ? p : lo; /* NaN -> lo */
-	q = q < hi ? q : hi;
-	const double fl = floor(q); /* a global index: < 2^31 on every axis */
-	const IDX i0 = (IDX)fl - (IDX)off, nn = (IDX)n;
-	const float f = (float)(q - fl);
-	if (border) {
-		t.i0 = i0, t.i1 = i0 + (i0 < nn - 1);
-		t.w0 = 1.0f - f, t.w1 = f;
-		return t;
-	}
-	const IDX i1 = i0 + 1;
-	const float v0 = i0 >= 0 && i0 < nn ? 1.0f : 0.0f, v1 = i1 >= 0 && i1 < nn ? 1.0f : 0.0f;
-	t.w0 = (1.0f - f) * v0, t.w1 = f * v1;
-	t.i0 = i0 < 0 ? 0 : (i0 >= nn ? nn - 1 : i0);
-	t.i1 = i1 < 0 ? 0 : (i1 >= nn ? nn - 1 : i1);
-	return t;
-}
-
-/* Taps at index base + off, base an integer and off a float of a few
- * voxels (the composition's C d, the sampler's fraction plus B u): the
- * clamps are exact in this frame (integers below 2^24) and the fraction
- * needs no double, as floor(base + off) = base + floor(off).  cu_taps_fast's
- * rules; positions to float rounding of off. */
-template <typename IDX, int PAD> __device__ __forceinline__ cu_taps_t<IDX> cu_taps_frame(IDX base, float off, IDX n)
-{
-	cu_taps_t<IDX> t;
-	const bool border = PAD == FFDP_PAD_BORDER;
-	const float lo = (float)((border ? 0 : -2) - base), hi = (float)((border ? n - 1 : n + 1) - base);
-	float q = off > lo ? off : lo; /* NaN -> lo */
-	q = q < hi ? q : hi;
-	const float fl = floorf(q), f = q - fl;
-	const IDX i0 = base + (IDX)fl;
-	if (border) {
+	if (PAD == FFDP_PAD_BORDER) {
 		t.i0 = i0, t.i1 = i0 + (i0 < n - 1);
 		t.w0 = 1.0f - f, t.w1 = f;
 		return t;
@@ -394,6 +361,32 @@ template <typename IDX, int PAD> __device__ __forceinline__ cu_taps_t<IDX> cu_ta
 	t.i0 = i0 < 0 ? 0 : (i0 >= n ? n - 1 : i0);
 	t.i1 = i1 < 0 ? 0 : (i1 >= n ? n - 1 : i1);
 	return t;
+}
+
+template <typename IDX, int PAD> __device__ __forceinline__ cu_taps_t<IDX> cu_taps_fast(double p, int64_t off, int64_t n)
+{
+	const bool border = PAD == FFDP_PAD_BORDER;
+	const double lo = border ? (double)off : (double)off - 2.0;
+	const double hi = border ? (double)(off + n - 1) : (double)(off + n) + 1.0;
+	double q = p > lo ? p : lo; /* NaN -> lo */
+	q = q < hi ? q : hi;
+	const double fl = floor(q); /* a global index: < 2^31 on every axis */
+	return cu_taps_finish<IDX, PAD>((IDX)fl - (IDX)off, (float)(q - fl), (IDX)n);
+}
+
+/* Taps at index base + off, base an integer and off a float of a few
+ * voxels (the composition's C d, the sampler's fraction plus B u): the
+ * clamps are exact in this frame (integers below 2^24) and the fraction
+ * needs no double, as floor(base + off) = base + floor(off).  cu_taps_fast's
+ * rules; positions to float rounding of off. */
+template <typename IDX, int PAD> __device__ __forceinline__ cu_taps_t<IDX> cu_taps_frame(IDX base, float off, IDX n)
+{
+	const bool border = PAD == FFDP_PAD_BORDER;
+	const float lo = (float)((border ? 0 : -2) - base), hi = (float)((border ? n - 1 : n + 1) - base);
+	float q = off > lo ? off : lo; /* NaN -> lo */
+	q = q < hi ? q : hi;
+	const float fl = floorf(q);
+	return cu_taps_finish<IDX, PAD>(base + (IDX)fl, q - fl, n);
 }
 
 /* Trilinear from the four row offsets of a box (planes z0, z1 by rows y0,
