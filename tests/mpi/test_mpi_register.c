@@ -123,6 +123,8 @@ static void run(ffdp_dist *d, ffdp_backend *be, const subject *f, const subject 
 		 flags ? " (rank-order sums, staged)" : "");
 	ffdp_reg_preset(name, &o, &err);
 	o.backend = bk;
+	if (bk == FFDP_BACKEND_CUDA && ffdp_cuda_device_count() > 0) /* a GPU per rank where there are */
+		o.device = ffdp_dist_local_rank(d) % ffdp_cuda_device_count();
 	o.min_level_size = 16;
 	o.stages[1].nlevels = 2, o.stages[1].shrink[0] = 2, o.stages[1].shrink[1] = 1;
 	o.stages[1].iters[0] = 40, o.stages[1].iters[1] = 15;
