@@ -169,8 +169,9 @@ ffdp_status ffdp_dist_plane_total(ffdp_dist *d, const ffdp_slab *s, const double
  * rank keeps its bits): the reduction for ops without per-plane sums.
  * Collective. */
 ffdp_status ffdp_dist_rank_total(ffdp_dist *d, const double *mine, int k, double *total, ffdp_error *err);
-/* 1 when sums are formed plane by plane (ffdp_dist_use_backend). */
-int ffdp_dist_exact_sums(const ffdp_dist *d);
+/* 1 when sums over be's data are formed plane by plane (host memory and
+ * the CPU's rules: ffdp_dist_use_backend). */
+int ffdp_dist_exact_sums(const ffdp_dist *d, ffdp_backend *be);
 
 /* Largest value over the ranks (exact).  Collective. */
 double ffdp_dist_max(ffdp_dist *d, double x);

@@ -253,9 +253,9 @@ ffdp_status ffdp_dist_use_backend(ffdp_dist *d, ffdp_backend *be, unsigned flags
 	return ffdp_dist_agree(d, s, "dist backend", err);
 }
 
-int ffdp_dist_exact_sums(const ffdp_dist *d)
+int ffdp_dist_exact_sums(const ffdp_dist *d, ffdp_backend *be)
 {
-	return d->exact;
+	return dist_exact(d, be);
 }
 
 const char *ffdp_dist_transport(const ffdp_dist *d)

@@ -199,7 +199,7 @@ ffdp_status reg_dom_sample_grad(reg_domain *dm, ffdp_sample_grad_args *ga, const
 	ffdp_dist_mbox_bind(m.cache ? m.cache : &box, &m, &a);
 	/* gW: the planes' sums added in global plane order where the op gives
 	 * them (host memory), else the ranks' sums in rank order */
-	const int planes = ffdp_backend_host_memory(dm->be) && ffdp_dist_exact_sums(dm->dist);
+	const int planes = ffdp_dist_exact_sums(dm->dist, dm->be);
 	double *gz = planes ? malloc(((size_t)dm->n[2] * 12 + 1) * sizeof(double)) : NULL, tot[12], mine[12] = {0};
 	if (planes && !gz)
 		s = ffdp_fail(err, FFDP_ERR_NOMEM, "sample_grad: no memory for plane sums");

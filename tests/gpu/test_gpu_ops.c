@@ -127,6 +127,18 @@ typedef struct samp_case {
 	int with_u;
 } samp_case;
 
+/* Random W and B for case sc, its lo, interpolation and padding. */
+static ffdp_sample_args rand_args(env *e, const samp_case *sc, ffdp_interp interp, ffdp_pad pad)
+{
+	ffdp_sample_args a = {0};
+	rand_W(e, sc->on, sc->lo, sc->mn, a.W);
+	rand_B(e, a.B);
+	for (int k = 0; k < 3; k++)
+		a.lo[k] = sc->lo[k];
+	a.interp = interp, a.pad = pad;
+	return a;
+}
+
 static void test_sample(env *e, const samp_case *sc, ffdp_interp interp, ffdp_pad pad, int accumulate)
 {
 	pimg M = interp == FFDP_INTERP_LABEL ? pi_uniform(e, sc->mn, 0, 1) : pi_smooth(e, sc->mn);
@@ -139,12 +151,8 @@ static void test_sample(env *e, const samp_case *sc, ffdp_interp interp, ffdp_pa
 	}
 	pimg out = pi_uniform(e, sc->on, -1, 1);
 	gp_vec u = gp_vec_new(e, sc->on, -2.5, 2.5);
-	ffdp_sample_args a = {0};
-	rand_W(e, sc->on, sc->lo, sc->mn, a.W);
-	rand_B(e, a.B);
-	for (int k = 0; k < 3; k++)
-		a.lo[k] = sc->lo[k];
-	a.interp = interp, a.pad = pad, a.accumulate = accumulate;
+	ffdp_sample_args a = rand_args(e, sc, interp, pad);
+	a.accumulate = accumulate;
 	ffdp_sample_args c = a, g = a;
 	c.moving = M.h, c.out = out.h, c.u = sc->with_u ? &u.h : NULL;
 	g.moving = M.d, g.out = out.d, g.u = sc->with_u ? &u.d : NULL;
@@ -178,12 +186,7 @@ static void test_sample_grad(env *e, const samp_case *sc, ffdp_pad pad, int accu
 	pimg M = pi_smooth(e, sc->mn), gout = pi_uniform(e, sc->on, -1, 1);
 	pimg gM = pi_uniform(e, sc->mn, -0.1, 0.1);
 	gp_vec u = gp_vec_new(e, sc->on, -2.5, 2.5), gu = gp_vec_new(e, sc->on, -1, 1);
-	ffdp_sample_args a = {0};
-	rand_W(e, sc->on, sc->lo, sc->mn, a.W);
-	rand_B(e, a.B);
-	for (int k = 0; k < 3; k++)
-		a.lo[k] = sc->lo[k];
-	a.interp = FFDP_INTERP_LINEAR, a.pad = pad;
+	ffdp_sample_args a = rand_args(e, sc, FFDP_INTERP_LINEAR, pad);
 	ffdp_sample_args fc = a, fg = a;
 	fc.moving = M.h, fc.out = gout.h, fc.u = sc->with_u ? &u.h : NULL;
 	fg.moving = M.d, fg.out = gout.d, fg.u = sc->with_u ? &u.d : NULL;
@@ -221,12 +224,7 @@ static void test_sample_gated(env *e, const samp_case *sc, ffdp_interp interp, f
 {
 	pimg M = pi_smooth(e, sc->mn), out = pi_uniform(e, sc->on, -1, 1), gout = pi_uniform(e, sc->on, -1, 1);
 	gp_vec u = gp_vec_new(e, sc->on, -2.5, 2.5), gu = gp_vec_new(e, sc->on, -1, 1);
-	ffdp_sample_args a = {0};
-	rand_W(e, sc->on, sc->lo, sc->mn, a.W);
-	rand_B(e, a.B);
-	for (int k = 0; k < 3; k++)
-		a.lo[k] = sc->lo[k];
-	a.interp = interp, a.pad = pad;
+	ffdp_sample_args a = rand_args(e, sc, interp, pad);
 	a.gate[0] = sc->mn[2] / 3, a.gate[1] = 2 * sc->mn[2] / 3;
 	ffdp_sample_args c = a, g = a;
 	c.moving = M.h, c.out = out.h, c.u = &u.h;

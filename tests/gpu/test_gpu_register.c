@@ -19,22 +19,6 @@ typedef struct phantom {
 	ffdp_field truth;
 } phantom;
 
-/* Mean over voxels of |a - b|_2, in voxels of the grid's first spacing. */
-static double mean_field_diff(const ffdp_field *a, const ffdp_field *b)
-{
-	int64_t n = ffdp_grid_voxels(&a->grid);
-	double s = 0;
-	for (int64_t i = 0; i < n; i++) {
-		double e2 = 0;
-		for (int c = 0; c < a->ncomp; c++) {
-			double d = (double)a->c[c][i] - (double)b->c[c][i];
-			e2 += d * d;
-		}
-		s += sqrt(e2);
-	}
-	return s / (double)n / a->grid.spacing[0];
-}
-
 static double half_diagonal(const ffdp_grid *g)
 {
 	double e = 0;
@@ -111,7 +95,7 @@ static void compare(const char *preset, const phantom *ph)
 	CHECK(ec < 0.5 && eg < 0.5 && fabs(ec - eg) < 0.1,
 	      "%s: endpoint error against the truth CPU %.3f, CUDA %.3f voxel (both < 0.5, within 0.1); "
 	      "mean |u_cpu - u_cuda| %.3f voxel",
-	      preset, ec, eg, mean_field_diff(&rc.u, &rg.u));
+	      preset, ec, eg, tu_field_mean_diff(&rc.u, &rg.u));
 	CHECK(rc.has_inverse && rg.has_inverse, "%s: both have an inverse", preset);
 	double dc = warped_dice(ph, &rc), dg = warped_dice(ph, &rg);
 	CHECK(dc > 0.9 && fabs(dc - dg) < 0.01, "%s: warped label Dice CPU %.4f, CUDA %.4f (within 0.01)", preset, dc,

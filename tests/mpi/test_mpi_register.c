@@ -52,20 +52,6 @@ static ffdp_status load(ffdp_backend *be, int n, subject *s, ffdp_error *err)
 	return st;
 }
 
-/* Mean over voxels of |a - b|_2, in voxels of the first spacing. */
-static double field_mean(const ffdp_field *a, const ffdp_field *b)
-{
-	int64_t n = ffdp_grid_voxels(&a->grid);
-	double t = 0;
-	for (int64_t i = 0; i < n; i++) {
-		double q = 0;
-		for (int c = 0; c < 3; c++)
-			q += ((double)a->c[c][i] - b->c[c][i]) * ((double)a->c[c][i] - b->c[c][i]);
-		t += sqrt(q);
-	}
-	return t / (double)n / a->grid.spacing[0];
-}
-
 static double field_rel(const ffdp_field *a, const ffdp_field *b, int64_t *differ)
 {
 	int64_t n = ffdp_grid_voxels(&a->grid);
@@ -179,7 +165,7 @@ static void run(ffdp_dist *d, ffdp_backend *be, const subject *f, const subject 
 			 * turns into full steps where the gradient is near 0; the
 			 * registrations then agree as two runs of different
 			 * arithmetic do (test_gpu_register's bar) */
-			double mu = field_mean(&many.u, &one.u), mi = many.has_inverse ? field_mean(&many.u_inv, &one.u_inv) : 0;
+			double mu = tu_field_mean_diff(&many.u, &one.u), mi = many.has_inverse ? tu_field_mean_diff(&many.u_inv, &one.u_inv) : 0;
 			CHECK(dT < 2e-3, "%s, %d ranks: T within 2e-3 of one process (largest difference %.2g)", what, size, dT);
 			CHECK(mu < 0.1 && mi < 0.1, "%s, %d ranks: mean |u - u_one| %.4f voxel, inverse %.4f (< 0.1)", what,
 			      size, mu, mi);

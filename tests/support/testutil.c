@@ -236,3 +236,18 @@ void tu_nifti_store(int datatype, void *data, int64_t i, double v)
 	default: break; /* complex, rgb: left zero */
 	}
 }
+
+double tu_field_mean_diff(const ffdp_field *a, const ffdp_field *b)
+{
+	int64_t n = ffdp_grid_voxels(&a->grid);
+	double s = 0;
+	for (int64_t i = 0; i < n; i++) {
+		double e2 = 0;
+		for (int c = 0; c < a->ncomp; c++) {
+			double d = (double)a->c[c][i] - (double)b->c[c][i];
+			e2 += d * d;
+		}
+		s += sqrt(e2);
+	}
+	return s / (double)n / a->grid.spacing[0];
+}

@@ -49,6 +49,10 @@ ffdp_vec tu_field_vec(const tfield *f);
 /* Mean Dice over the labels present in both maps (-1 on error). */
 double tu_mean_dice(const ffdp_volume *a, const ffdp_volume *b);
 
+/* Mean over voxels of |a - b|_2 (a's components), in voxels of a's first
+ * spacing; a and b on the same grid. */
+double tu_field_mean_diff(const ffdp_field *a, const ffdp_field *b);
+
 /* Scratch files: a test's directory (created with its parents), names in
  * it, text files, and how many writer temporaries (".tmp-") are left. */
 void tu_mkdirs(const char *path);
