@@ -125,22 +125,18 @@ static double ref_solve(double J[3][3], const double r[3], int na, double x[3])
 	return det;
 }
 
-/* The step at voxel j of v's box (global index lo + j); returns |r|_inf. */
-static double ref_step(const tfield *w, const int64_t wlo[3], const tfield *v, const int64_t lo[3],
-		       const double C[9], int64_t j, double out[3])
+/* One step from x at the voxel of global index q0; returns |r|_inf. */
+static double ref_step_at(const tfield *w, const int64_t wlo[3], int na, const double q0[3], const double C[9],
+			  double x[3])
 {
-	const int na = v->nc;
-	const int64_t x = j % v->n[0], y = j / v->n[0] % v->n[1], z = j / (v->n[0] * v->n[1]);
-	double vv[3] = {0, 0, 0}, q[3] = {(double)(lo[0] + x), (double)(lo[1] + y), (double)(lo[2] + z)};
-	for (int a = 0; a < na; a++)
-		vv[a] = v->c[a][j];
+	double q[3] = {q0[0], q0[1], q0[2]};
 	for (int a = 0; a < na; a++)
 		for (int b = 0; b < na; b++)
-			q[a] += C[3 * a + b] * vv[b];
+			q[a] += C[3 * a + b] * x[b];
 	double r[3] = {0, 0, 0}, J[3][3], d[3] = {0, 0, 0}, worst = 0;
 	for (int c = 0; c < na; c++) {
 		double g[3];
-		r[c] = vv[c] + ref_interp(w->c[c], w->n, wlo, na, q, g);
+		r[c] = x[c] + ref_interp(w->c[c], w->n, wlo, na, q, g);
 		worst = fmax(worst, fabs(r[c]));
 		for (int b = 0; b < na; b++) {
 			J[c][b] = c == b;
@@ -159,13 +155,31 @@ static double ref_step(const tfield *w, const int64_t wlo[3], const tfield *v, c
 		s = fmax(s, fabs(t));
 	}
 	for (int a = 0; a < na; a++)
-		out[a] = vv[a] - (s > 1 ? d[a] / s : d[a]);
+		x[a] -= s > 1 ? d[a] / s : d[a];
+	return worst;
+}
+
+/* iters steps at voxel j of v's box (global index lo + j), the iterate
+ * kept in double; returns the last step's |r|_inf. */
+static double ref_step(const tfield *w, const int64_t wlo[3], const tfield *v, const int64_t lo[3],
+		       const double C[9], int64_t j, int iters, double out[3])
+{
+	const int64_t x = j % v->n[0], y = j / v->n[0] % v->n[1], z = j / (v->n[0] * v->n[1]);
+	const double q0[3] = {(double)(lo[0] + x), (double)(lo[1] + y), (double)(lo[2] + z)};
+	double worst = 0;
+	out[0] = out[1] = out[2] = 0;
+	for (int a = 0; a < v->nc; a++)
+		out[a] = v->c[a][j];
+	for (int k = 0; k < iters; k++)
+		worst = ref_step_at(w, wlo, v->nc, q0, C, out);
 	return worst;
 }
 
 /* ---- tests ------------------------------------------------------------------- */
 
-static void test_step(tu_rng *r, const int64_t n[3], double amp)
+/* iters steps (no tolerance) against the reference; then a shard of w
+ * with a halo of iters + 1 planes against the whole grid. */
+static void test_step(tu_rng *r, const int64_t n[3], double amp, int iters)
 {
 	double C[9];
 	make_C(r, n, C);
@@ -176,35 +190,43 @@ static void test_step(tu_rng *r, const int64_t n[3], double amp)
 	ffdp_invert_args a;
 	memset(&a, 0, sizeof(a));
 	a.w = tu_field_vec(&w), a.v = tu_field_vec(&v), a.out = tu_field_vec(&o);
+	a.iters = iters;
 	memcpy(a.C, C, sizeof(C));
 	double resid = -1;
-	CHECK_OK(ffdp_op_invert_step(be, &a, &resid, &err), &err, "%lldx%lldx%lld: invert step runs", (long long)n[0],
-		 (long long)n[1], (long long)n[2]);
+	CHECK_OK(ffdp_op_invert_step(be, &a, &resid, &err), &err, "%lldx%lldx%lld, %d step(s): invert runs",
+		 (long long)n[0], (long long)n[1], (long long)n[2], iters);
 	double worst = 0, bad = 0, scale = 0;
 	for (int64_t j = 0; j < v.nv; j++) {
 		double ref[3];
-		worst = fmax(worst, ref_step(&w, a.w_lo, &v, a.lo, C, j, ref));
+		worst = fmax(worst, ref_step(&w, a.w_lo, &v, a.lo, C, j, iters, ref));
 		for (int c = 0; c < v.nc; c++)
 			bad = fmax(bad, fabs(o.c[c][j] - ref[c])), scale = fmax(scale, fabs(ref[c]));
 	}
-	CHECK(bad <= 1e-5 * scale, "%lldx%lldx%lld, |w| <= %.1f mm: step matches the double reference (max err %.2e, "
-	      "scale %.2f)", (long long)n[0], (long long)n[1], (long long)n[2], amp, bad, scale);
-	CHECK(fabs(resid - worst) <= 1e-5 * worst, "residual %.6f matches the reference's %.6f", resid, worst);
+	CHECK(bad <= 1e-5 * scale, "%lldx%lldx%lld, |w| <= %.1f mm, %d step(s): matches the double reference (max err "
+	      "%.2e, scale %.2f)", (long long)n[0], (long long)n[1], (long long)n[2], amp, iters, bad, scale);
+	/* once converged the residual is w's float rounding: absolute */
+	CHECK(fabs(resid - worst) <= 1e-5 * worst + 1e-6 * amp, "residual %.3g matches the reference's %.3g", resid,
+	      worst);
 
 	/* a shard: planes [z0, z1) of v, w on [z0 - h, z1 + h), must give the same bits */
 	if (n[2] > 6) {
-		int64_t z0 = 2, z1 = n[2] - 3, h = 2, plane = n[0] * n[1];
+		int64_t z0 = 2, z1 = n[2] - 3, h = iters + 1, plane = n[0] * n[1];
 		ffdp_invert_args s = a;
 		tfield o2 = tu_field_new(n[0], n[1], n[2]);
 		s.lo[2] = z0, s.w_lo[2] = z0 - h;
 		s.v.n[2] = s.out.n[2] = z1 - z0, s.w.n[2] = z1 - z0 + 2 * h;
+		if (s.w_lo[2] < 0) /* the volume's own face: the shard's too */
+			s.w.n[2] += s.w_lo[2], s.w_lo[2] = 0;
+		if (s.w_lo[2] + s.w.n[2] > n[2])
+			s.w.n[2] = n[2] - s.w_lo[2];
 		for (int c = 0; c < v.nc; c++) {
 			s.v.c[c] = v.c[c] + z0 * plane, s.out.c[c] = o2.c[c] + z0 * plane;
-			s.w.c[c] = w.c[c] + (z0 - h) * plane;
+			s.w.c[c] = w.c[c] + s.w_lo[2] * plane;
 		}
 		double r2;
 		CHECK_OK(ffdp_op_invert_step(be, &s, &r2, &err), &err, "shard step runs");
-		/* only voxels whose point stays inside the halo are defined alike */
+		/* only voxels whose points stay inside the halo are defined
+		 * alike: each step moves a point by at most one voxel */
 		int64_t same = 1, tested = 0;
 		for (int64_t z = z0; z < z1; z++)
 			for (int64_t i = 0; i < plane; i++) {
@@ -212,7 +234,8 @@ static void test_step(tu_rng *r, const int64_t n[3], double amp)
 				double q = (double)z;
 				for (int b = 0; b < v.nc; b++)
 					q += C[6 + b] * v.c[b][j];
-				if (q < (double)(z0 - h) + 1 || q > (double)(z1 + h) - 2)
+				if ((s.w_lo[2] > 0 && q < (double)(s.w_lo[2] + iters)) ||
+				    (s.w_lo[2] + s.w.n[2] < n[2] && q > (double)(s.w_lo[2] + s.w.n[2] - 1 - iters)))
 					continue;
 				tested++;
 				for (int c = 0; c < v.nc; c++)
@@ -223,6 +246,38 @@ static void test_step(tu_rng *r, const int64_t n[3], double amp)
 		tu_field_free(&o2);
 	}
 	tu_field_free(&w), tu_field_free(&v), tu_field_free(&o);
+}
+
+/* A tolerance stops each voxel where it is met: one call of many steps
+ * leaves every voxel's residual within it (checked by a plain one-step
+ * call on the result). */
+static void test_tolerance(tu_rng *r, const int64_t n[3])
+{
+	double C[9];
+	make_C(r, n, C);
+	tfield w = tu_field_new(n[0], n[1], n[2]), v = tu_field_new(n[0], n[1], n[2]);
+	tfield o = tu_field_new(n[0], n[1], n[2]), o2 = tu_field_new(n[0], n[1], n[2]);
+	fill(r, &w, 1.5);
+	for (int c = 0; c < w.nc; c++)
+		for (int64_t j = 0; j < w.nv; j++)
+			v.c[c][j] = -w.c[c][j];
+	const double tol = 1e-3;
+	ffdp_invert_args a;
+	memset(&a, 0, sizeof(a));
+	a.w = tu_field_vec(&w), a.v = tu_field_vec(&v), a.out = tu_field_vec(&o);
+	a.iters = 30, a.tol = tol;
+	memcpy(a.C, C, sizeof(C));
+	double r0 = -1, r1 = -1, r2 = -1;
+	CHECK_OK(ffdp_op_invert_step(be, &a, &r1, &err), &err, "tolerance: 30 steps run");
+	ffdp_invert_args b = a;
+	b.iters = 1, b.tol = 0, b.v = a.out, b.out = tu_field_vec(&o2);
+	CHECK_OK(ffdp_op_invert_step(be, &b, &r2, &err), &err, "tolerance: the check runs");
+	b.v = a.v;
+	CHECK_OK(ffdp_op_invert_step(be, &b, &r0, &err), &err, "tolerance: the start's residual");
+	/* the result's residual is the stopped iterate's, rounded to float */
+	CHECK(r1 <= tol && r2 <= tol + 1e-5 && r0 > 10 * tol, "%s: every voxel within %.0e mm (%.2e, then %.2e; "
+	      "start %.3f)", n[2] == 1 ? "2-D" : "3-D", tol, r1, r2, r0);
+	tu_field_free(&w), tu_field_free(&v), tu_field_free(&o), tu_field_free(&o2);
 }
 
 /* w(x) = a (x - c) exp(-|x - c|^2 / (2 s^2)) in index units, per axis
@@ -303,12 +358,17 @@ static void test_simd_bits(tu_rng *r)
 		tu_fill_uniform(r, w.c[c], w.nv, -1.5, 1.5);
 		tu_fill_uniform(r, v.c[c], v.nv, -2.0, 2.0);
 	}
-	for (int shard = 0; shard < 2; shard++) {
+	/* one step; then several with a tolerance that stops lanes of a
+	 * group at different steps */
+	for (int run = 0; run < 4; run++) {
+		const int shard = run & 1, many = run >> 1;
+		float *nan_at = &w.c[1][(9 * n[1] + 10) * n[0] + 20], keep = *nan_at;
 		if (shard)
-			w.c[1][(9 * n[1] + 10) * n[0] + 20] = NAN;
+			*nan_at = NAN;
 		ffdp_invert_args a;
 		memset(&a, 0, sizeof(a));
 		a.w = tu_field_vec(&w), a.v = tu_field_vec(&v), a.out = tu_field_vec(&o1);
+		a.iters = many ? 6 : 1, a.tol = many ? 0.3 : 0.0;
 		memcpy(a.C, C, sizeof(C));
 		if (shard) { /* w's box at global z 3, v's at 5 (w planes 0..1 unused) */
 			int64_t plane = n[0] * n[1];
@@ -327,8 +387,9 @@ static void test_simd_bits(tu_rng *r)
 		int same = !s1 && !s2 && (r1 == r2 || (isnan(r1) && isnan(r2)));
 		for (int c = 0; c < 3; c++)
 			same &= !memcmp(o1.c[c], o2.c[c], (size_t)w.nv * sizeof(float));
-		CHECK(same, "simd: invert step%s: AVX2 = scalar bits (residual %g, %g)", shard ? ", shard of w" : "", r1,
-		      r2);
+		CHECK(same, "simd: invert, %d step(s)%s: AVX2 = scalar bits (residual %g, %g)", a.iters,
+		      shard ? ", shard of w with a NaN" : "", r1, r2);
+		*nan_at = keep;
 	}
 	tu_field_free(&w), tu_field_free(&v), tu_field_free(&o1), tu_field_free(&o2);
 }
@@ -339,8 +400,11 @@ int main(void)
 	tu_rng r = tu_rng_make(20261124);
 	const int64_t sizes[][3] = {{17, 23, 11}, {9, 13, 19}, {21, 18, 1}};
 	for (int k = 0; k < 3; k++) {
-		test_step(&r, sizes[k], 0.8);
-		test_step(&r, sizes[k], 4.0); /* large: many points clamp at the border and steps get capped */
+		test_step(&r, sizes[k], 0.8, 1);
+		test_step(&r, sizes[k], 4.0, 1); /* large: many points clamp at the border and steps get capped */
+		test_step(&r, sizes[k], 0.8, 4);
+		test_step(&r, sizes[k], 4.0, 3);
+		test_tolerance(&r, sizes[k]);
 	}
 	const int64_t big[3] = {31, 29, 27}, flat[3] = {41, 37, 1};
 	test_converge(big, 2.0);

@@ -101,6 +101,9 @@ typedef struct ffdp_dist_image {
 	 * quarter more on each side: a level's moving image never changes and
 	 * the transform drifts slowly, so most iterations move no plane. */
 	ffdp_dist_mbox *cache;
+	/* Extra planes each side of the points' range, for ops whose points
+	 * move after the range is taken (the field inverse's Newton steps). */
+	int64_t margin;
 } ffdp_dist_image;
 
 /* This rank's fetch traffic, added to by each fetch. */

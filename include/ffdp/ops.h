@@ -170,18 +170,25 @@ typedef struct ffdp_compose_args {
 ffdp_status ffdp_op_compose(ffdp_backend *be, const ffdp_compose_args *a, ffdp_error *err);
 
 /* ---- field inverse ---------------------------------------------------------
- * One safeguarded Newton step towards v with (Id + v) = (Id + w)^-1, both
- * displacements in mm.  Per voxel j of v's box, i = lo + j:
- *     p = i + C v(j),  r = v(j) + w(p),  J = I + (dw/dp)(p) C,
+ * Safeguarded Newton steps towards v with (Id + v) = (Id + w)^-1, both
+ * displacements in mm.  Per voxel j of v's box, i = lo + j, from
+ * x = v(j) (then kept in double between steps):
+ *     p = i + C x,  r = x + w(p),  J = I + (dw/dp)(p) C,
  *     delta = J^-1 r, shortened to at most one voxel (|C delta|_inf <= 1),
- *     out(j) = v(j) - delta,
+ *     x = x - delta,
  * w trilinear with border padding on its box at w_lo, dw/dp the exact
  * derivative of that interpolant; where det J <= 1e-6 (w folded or nearly
- * singular there) delta = r, the plain fixed-point step.  *resid = max over
- * voxels and components of |r| (mm): the residual of v itself.  The plain
- * fixed point v <- -w(i + C v) converges only where |dw/dz| < 1; strong
- * local expansion (common in SyN's halves) makes it oscillate, Newton does
- * not.  out may not alias v or w.  C = the grid's phys->index linear part. */
+ * singular there) delta = r, the plain fixed-point step.  Each voxel takes
+ * up to iters steps (0 counts as 1) and stops, without stepping, as soon as
+ * its |r|_inf <= tol (mm); out(j) = x.  *resid = max over voxels of the last
+ * |r|_inf each one evaluated (for iters = 1: the residual of v itself).
+ * Voxels are independent, so many steps in one pass cost only the voxels
+ * that need them: most converge in two or three, a few far-moved ones take
+ * one capped voxel a step.  A point moves at most iters - 1 voxels from
+ * i + C v(j): a shard of w needs that many more planes.  The plain fixed
+ * point v <- -w(i + C v) converges only where |dw/dz| < 1; strong local
+ * expansion (common in SyN's halves) makes it oscillate, Newton does not.
+ * out may not alias v or w.  C = the grid's phys->index linear part. */
 typedef struct ffdp_invert_args {
 	ffdp_vec w;
 	int64_t w_lo[3];
@@ -189,6 +196,8 @@ typedef struct ffdp_invert_args {
 	int64_t lo[3];
 	double C[9];
 	ffdp_vec out;
+	int iters;
+	double tol;
 } ffdp_invert_args;
 
 ffdp_status ffdp_op_invert_step(ffdp_backend *be, const ffdp_invert_args *a, double *resid, ffdp_error *err);

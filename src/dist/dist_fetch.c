@@ -36,9 +36,10 @@ enum { FETCH_TAG = 11 };
 /* [*z0, *z1): the planes of an nz-plane image that a's points read, with
  * a plane of margin; empty when the box has no voxel.  NaN points read
  * plane 0 (the sampler clamps them to the low end). */
-static ffdp_status needed_planes(ffdp_backend *be, const ffdp_sample_args *a, int64_t nz, int64_t *z0, int64_t *z1,
-				 ffdp_error *err)
+static ffdp_status needed_planes(ffdp_backend *be, const ffdp_sample_args *a, const ffdp_dist_image *m, int64_t *z0,
+				 int64_t *z1, ffdp_error *err)
 {
+	const int64_t nz = m->n[2];
 	double lo, hi;
 	int nan;
 	*z0 = *z1 = 0;
@@ -48,8 +49,8 @@ static ffdp_status needed_planes(ffdp_backend *be, const ffdp_sample_args *a, in
 	if (lo > hi) /* every point NaN */
 		lo = hi = 0.0;
 	/* clamp first: floor of a huge double is no integer */
-	lo = fmin(fmax(lo, -4.0), (double)nz + 4.0);
-	hi = fmin(fmax(hi, -4.0), (double)nz + 4.0);
+	lo = fmin(fmax(lo - (double)m->margin, -4.0), (double)nz + 4.0);
+	hi = fmin(fmax(hi + (double)m->margin, -4.0), (double)nz + 4.0);
 	int64_t a0 = (int64_t)floor(lo) - 1, a1 = (int64_t)floor(hi) + 3;
 	if (nan || a0 < 0)
 		a0 = 0;
@@ -135,7 +136,7 @@ ffdp_status ffdp_dist_fetch(ffdp_dist *d, ffdp_backend *be, const ffdp_sample_ar
 	box->be = be;
 	if ((s = check_image(m, err)) || (s = dist_check_backend(d, be, "dist fetch", err)))
 		return s;
-	s = needed_planes(be, a, m->n[2], &mine[0], &mine[1], err);
+	s = needed_planes(be, a, m, &mine[0], &mine[1], err);
 	box->z0 = mine[0], box->z1 = mine[1];
 	rng = malloc((size_t)d->size * 2 * sizeof(int64_t));
 	if (!s && !rng)
@@ -168,7 +169,7 @@ ffdp_status ffdp_dist_fetch_cached(ffdp_dist *d, ffdp_backend *be, const ffdp_sa
 	if (!s)
 		s = dist_check_backend(d, be, "dist fetch", err);
 	if (!s)
-		s = needed_planes(be, a, nz, &n0, &n1, err);
+		s = needed_planes(be, a, m, &n0, &n1, err);
 	if (!s && n1 > n0 && !(c->p && c->z0 <= n0 && n1 <= c->z1)) {
 		int64_t w = (n1 - n0) / 4 > 2 ? (n1 - n0) / 4 : 2;
 		mine[0] = n0 - w > 0 ? n0 - w : 0, mine[1] = n1 + w < nz ? n1 + w : nz, mine[2] = 1;
@@ -224,7 +225,7 @@ static ffdp_status all_ranges(ffdp_dist *d, ffdp_backend *be, const ffdp_sample_
 	int64_t mine[2] = {0, 0};
 	ffdp_status s = check_image(m, err);
 	if (!s)
-		s = needed_planes(be, a, m->n[2], &mine[0], &mine[1], err);
+		s = needed_planes(be, a, m, &mine[0], &mine[1], err);
 	if ((s = ffdp_dist_agree(d, s, "dist fetch", err)))
 		return s;
 	MPI_Allgather(mine, 2, MPI_INT64_T, rng, 2, MPI_INT64_T, d->comm);

@@ -343,7 +343,7 @@ ffdp_status reg_dom_warp_step(reg_domain *dm, ffdp_vec u, ffdp_vec m, ffdp_vec v
 /* The planes of f's components that the points i + C d(i) of the rank's
  * box reach (trilinear corners, border padding), fetched over one range for
  * every component: fb views them, starting at global plane *z_lo. */
-static ffdp_status fetch_field(reg_domain *dm, const ffdp_field *f, ffdp_vec d, const double C[9],
+static ffdp_status fetch_field(reg_domain *dm, const ffdp_field *f, ffdp_vec d, const double C[9], int64_t margin,
 			       ffdp_dist_mbox box[3], ffdp_vec *fb, int64_t *z_lo, ffdp_error *err)
 {
 	ffdp_sample_args a;
@@ -357,7 +357,7 @@ static ffdp_status fetch_field(reg_domain *dm, const ffdp_field *f, ffdp_vec d, 
 	for (int c = 0; c < 3; c++)
 		box[c] = (ffdp_dist_mbox){NULL, 0, 0, dm->be};
 	for (int c = 0; c < f->ncomp && !s; c++) {
-		ffdp_dist_image m = {.own = f->c[c], .n = {f->grid.n[0], f->grid.n[1], f->grid.n[2]}};
+		ffdp_dist_image m = {.own = f->c[c], .n = {f->grid.n[0], f->grid.n[1], f->grid.n[2]}, .margin = margin};
 		ffdp_dist_traffic t = {0, 0, 0, 0};
 		s = ffdp_dist_fetch(dm->dist, dm->be, &a, &m, &box[c], &t, err);
 	}
@@ -387,7 +387,7 @@ ffdp_status reg_dom_compose(reg_domain *dm, const ffdp_field *u, ffdp_field *d, 
 	}
 #ifdef FFDP_HAVE_MPI
 	ffdp_dist_mbox box[3];
-	ffdp_status s = fetch_field(dm, u, ca.d, C, box, &ca.u, &ca.u_lo[2], err);
+	ffdp_status s = fetch_field(dm, u, ca.d, C, 0, box, &ca.u, &ca.u_lo[2], err);
 	ca.lo[2] = dm->z0;
 	if (!s && dm->n[2] > 0)
 		s = ffdp_op_compose(dm->be, &ca, err);
@@ -399,12 +399,13 @@ ffdp_status reg_dom_compose(reg_domain *dm, const ffdp_field *u, ffdp_field *d, 
 }
 
 ffdp_status reg_dom_invert_step(reg_domain *dm, const ffdp_field *w, ffdp_field *v, ffdp_field *out, const double C[9],
-				double *resid, ffdp_error *err)
+				int iters, double tol, double *resid, ffdp_error *err)
 {
 	ffdp_invert_args a;
 	memset(&a, 0, sizeof(a));
 	a.v = reg_dom_vec(dm, v), a.out = reg_dom_vec(dm, out);
 	memcpy(a.C, C, sizeof(a.C));
+	a.iters = iters, a.tol = tol;
 	if (!dm->dist) {
 		a.w = reg_dom_vec(dm, w);
 		return ffdp_op_invert_step(dm->be, &a, resid, err);
@@ -412,7 +413,7 @@ ffdp_status reg_dom_invert_step(reg_domain *dm, const ffdp_field *w, ffdp_field 
 #ifdef FFDP_HAVE_MPI
 	ffdp_dist_mbox box[3];
 	double r = 0.0;
-	ffdp_status s = fetch_field(dm, w, a.v, C, box, &a.w, &a.w_lo[2], err);
+	ffdp_status s = fetch_field(dm, w, a.v, C, iters > 1 ? iters - 1 : 0, box, &a.w, &a.w_lo[2], err);
 	a.lo[2] = dm->z0;
 	if (!s && dm->n[2] > 0)
 		s = ffdp_op_invert_step(dm->be, &a, &r, err);

@@ -122,12 +122,13 @@ ffdp_status reg_dom_warp_step(reg_domain *dm, ffdp_vec u, ffdp_vec m, ffdp_vec v
  * process: nothing to do); other ranks' f is freed. */
 /* The finish on the rank's planes (fields on the level's full grid, the
  * rank's planes only under MPI; other fields' planes are fetched as the
- * points reach them): d <- d + u o (Id + C d); one Newton step of v
- * towards the inverse of w (ffdp_op_invert_step, *resid global); f <- A f;
+ * points reach them): d <- d + u o (Id + C d); up to iters Newton steps
+ * per voxel of v towards the inverse of w (ffdp_op_invert_step, *resid
+ * global); f <- A f;
  * the rank's planes to the host, on their slab grid (ffdp_grid_slab). */
 ffdp_status reg_dom_compose(reg_domain *dm, const ffdp_field *u, ffdp_field *d, const double C[9], ffdp_error *err);
 ffdp_status reg_dom_invert_step(reg_domain *dm, const ffdp_field *w, ffdp_field *v, ffdp_field *out, const double C[9],
-				double *resid, ffdp_error *err);
+				int iters, double tol, double *resid, ffdp_error *err);
 ffdp_status reg_dom_vec_linear(reg_domain *dm, ffdp_field *f, const double A[9], ffdp_error *err);
 ffdp_status reg_dom_field_download(reg_domain *dm, const ffdp_field *f, ffdp_field *host, ffdp_error *err);
 
@@ -167,8 +168,8 @@ ffdp_status reg_linear(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, ff
 ffdp_status reg_deformable(const reg_pair *p, const ffdp_stage *st, const ffdp_mat4 *T, ffdp_reg_result *res,
 			   int want_inverse, ffdp_stage_report *rep, ffdp_error *err);
 
-/* Fixed-point iterations allowed for a field inverse; it stops earlier once
- * no voxel moves by 1e-4 of a voxel. */
+/* Newton steps allowed per voxel for a field inverse; it stops earlier once
+ * every voxel's residual is below 1e-4 of a voxel. */
 #define REG_INVERT_ITERS 100
 
 /* Inverse displacement: (Id + w_inv) = (Id + w)^-1 on w's grid, safeguarded

@@ -1,10 +1,11 @@
-/* One safeguarded Newton step of a field inverse (ops.h, "field inverse")
- * on the CPU.  Per voxel: p = i + C v, w and its exact trilinear
- * derivative at p (cpu_trilinear.h, border pad), r = v + w(p), then the
- * shared step (src/ops/newton_inverse.h).  p is formed in the global index
- * frame, so a shard of w with halo gives the whole grid's bits.  Rows in
- * parallel; the residual's maximum is order-free.  An AVX2 path (below)
- * does 8 voxels at a time with the same bits.
+/* Safeguarded Newton steps of a field inverse (ops.h, "field inverse") on
+ * the CPU.  Per voxel and step: p = i + C x, w and its exact trilinear
+ * derivative at p (cpu_trilinear.h, border pad), r = x + w(p), then the
+ * shared step (src/ops/newton_inverse.h); a voxel stops once |r| <= tol.
+ * p is formed in the global index frame, so a shard of w with halo gives
+ * the whole grid's bits.  Rows in parallel; the residual's maximum is
+ * order-free.  An AVX2 path (below) does 8 voxels at a time with the same
+ * bits.
  * Floor: v 12 + out 12 + w ~12 (read about once) = 36 B/voxel.
  */
 #include <math.h>
@@ -20,8 +21,32 @@ typedef struct inv {
 	float *out[3];
 	int64_t wn[3], ws[3], wlo[3], lo[3], n[3];
 	const double *C;
-	int nc;
+	double tol;
+	int nc, iters;
 } inv;
+
+/* One evaluation at x for the voxel at global index i: r and, where r is
+ * above tol, the step.  Returns |r|_inf (NaN counts as infinite: never
+ * "converged"). */
+TL_INLINE double inv_eval(const inv *s, const double i[3], const double x[3], double delta[3], const int d3)
+{
+	const int nc = d3 ? 3 : 2;
+	double p[3] = {i[0], i[1], i[2]}, res[3] = {0, 0, 0}, G[9] = {0}, e = 0.0;
+	for (int a = 0; a < nc; a++)
+		for (int b = 0; b < nc; b++)
+			p[a] += s->C[3 * a + b] * x[b];
+	tl_axis ax[3];
+	tl_axes(p, s->wlo, s->wn, s->ws, FFDP_PAD_BORDER, d3, ax);
+	for (int c = 0; c < nc; c++) {
+		float g[3];
+		res[c] = x[c] + (double)tl_value_grad(s->w[c], &ax[0], &ax[1], &ax[2], d3, g);
+		G[3 * c] = g[0], G[3 * c + 1] = g[1], G[3 * c + 2] = g[2];
+		e = fmax(e, fabs(res[c]) <= 1e308 ? fabs(res[c]) : INFINITY);
+	}
+	if (!(e <= s->tol))
+		ffdp_newton_delta(res, G, s->C, nc, delta);
+	return e;
+}
 
 /* Voxels [x0, x1) of one row; d3 is a constant at each call.  Returns
  * their max |r|. */
@@ -33,23 +58,17 @@ TL_INLINE double inv_span(const inv *s, int64_t r, int64_t x0, int64_t x1, const
 	double worst = 0.0;
 	for (int64_t x = x0; x < x1; x++) {
 		const int64_t j = j0 + x;
-		double v[3] = {s->v[0][j], s->v[1][j], d3 ? s->v[2][j] : 0.0};
-		double p[3] = {(double)(s->lo[0] + x), gy, gz}, res[3] = {0, 0, 0}, G[9] = {0}, delta[3];
-		for (int a = 0; a < nc; a++)
-			for (int b = 0; b < nc; b++)
-				p[a] += s->C[3 * a + b] * v[b];
-		tl_axis ax[3];
-		tl_axes(p, s->wlo, s->wn, s->ws, FFDP_PAD_BORDER, d3, ax);
-		for (int c = 0; c < nc; c++) {
-			float g[3];
-			res[c] = v[c] + (double)tl_value_grad(s->w[c], &ax[0], &ax[1], &ax[2], d3, g);
-			G[3 * c] = g[0], G[3 * c + 1] = g[1], G[3 * c + 2] = g[2];
-			/* NaN counts as the worst residual (never "converged") */
-			worst = fmax(worst, fabs(res[c]) <= 1e308 ? fabs(res[c]) : INFINITY);
+		const double i[3] = {(double)(s->lo[0] + x), gy, gz};
+		double v[3] = {s->v[0][j], s->v[1][j], d3 ? s->v[2][j] : 0.0}, delta[3], e = 0.0;
+		for (int k = 0; k < s->iters; k++) {
+			if ((e = inv_eval(s, i, v, delta, d3)) <= s->tol)
+				break;
+			for (int c = 0; c < nc; c++)
+				v[c] -= delta[c];
 		}
-		ffdp_newton_delta(res, G, s->C, nc, delta);
+		worst = fmax(worst, e);
 		for (int c = 0; c < nc; c++)
-			s->out[c][j] = (float)(v[c] - delta[c]);
+			s->out[c][j] = (float)v[c];
 	}
 	return worst;
 }
@@ -109,49 +128,66 @@ TL8_FN void inv4_delta(const __m256d r[3], const __m256d G[9], const double C[9]
 		d[a] = _mm256_blendv_pd(d[a], _mm256_div_pd(d[a], sc), shrink);
 }
 
-/* Voxels x .. x + 7 of row r.  worst: the lanes' max |r|. */
+/* Voxels x .. x + 7 of row r, stepped while any lane is above tol (the
+ * others keep their x and residual, as the scalar loop's break).  worst:
+ * the lanes' max |r|. */
 TL8_FN void inv8(const inv *s, const tl8_box *b, int64_t r, int64_t x, __m256d *worst)
 {
 	const int64_t j = r * s->n[0] + x;
 	const double gy = (double)(s->lo[1] + r % s->n[1]), gz = (double)(s->lo[2] + r / s->n[1]);
 	const double g0 = (double)(s->lo[0] + x);
-	__m256d v[2][3], p[2][3];
+	const __m256d abs = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
+	const __m256d big = _mm256_set1_pd(1e308), inf = _mm256_set1_pd(INFINITY), tol = _mm256_set1_pd(s->tol);
+	__m256d v[2][3], idx[2][3], e[2], act[2];
 	for (int h = 0; h < 2; h++) {
 		for (int c = 0; c < 3; c++)
 			v[h][c] = _mm256_cvtps_pd(_mm_loadu_ps(s->v[c] + j + 4 * h));
-		__m256d idx[3] = {PD_ADD(_mm256_set1_pd(g0), _mm256_setr_pd(4 * h, 4 * h + 1, 4 * h + 2, 4 * h + 3)),
-				  _mm256_set1_pd(gy), _mm256_set1_pd(gz)};
-		for (int a = 0; a < 3; a++) {
-			__m256d t = idx[a];
-			for (int k = 0; k < 3; k++)
-				t = PD_ADD(t, PD_MUL(_mm256_set1_pd(s->C[3 * a + k]), v[h][k]));
-			p[h][a] = t;
-		}
+		idx[h][0] = PD_ADD(_mm256_set1_pd(g0), _mm256_setr_pd(4 * h, 4 * h + 1, 4 * h + 2, 4 * h + 3));
+		idx[h][1] = _mm256_set1_pd(gy), idx[h][2] = _mm256_set1_pd(gz);
+		e[h] = _mm256_setzero_pd();
+		act[h] = _mm256_castsi256_pd(_mm256_set1_epi64x(-1));
 	}
-	tl8 t;
-	if (!tl8_locate(b, p, &t))
-		tl8_locate_pad(b, p, FFDP_PAD_BORDER, &t);
-	__m256 val[3], g[3][3];
-	for (int c = 0; c < 3; c++) {
-		tl8_gather(b, s->w[c], &t);
-		val[c] = tl8_value_grad(&t, g[c]);
-	}
-	const __m256d abs = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
-	const __m256d big = _mm256_set1_pd(1e308), inf = _mm256_set1_pd(INFINITY);
-	for (int h = 0; h < 2; h++) {
-		__m256d res[3], G[9], d[3];
+	for (int k = 0; k < s->iters; k++) {
+		__m256d p[2][3];
+		for (int h = 0; h < 2; h++)
+			for (int a = 0; a < 3; a++) {
+				__m256d t = idx[h][a];
+				for (int q = 0; q < 3; q++)
+					t = PD_ADD(t, PD_MUL(_mm256_set1_pd(s->C[3 * a + q]), v[h][q]));
+				p[h][a] = t;
+			}
+		tl8 t;
+		if (!tl8_locate(b, p, &t))
+			tl8_locate_pad(b, p, FFDP_PAD_BORDER, &t);
+		__m256 val[3], g[3][3];
 		for (int c = 0; c < 3; c++) {
-			res[c] = PD_ADD(v[h][c], tl8_half_pd(val[c], h));
-			for (int k = 0; k < 3; k++)
-				G[3 * c + k] = tl8_half_pd(g[c][k], h);
-			/* NaN counts as the worst residual */
-			__m256d e = _mm256_and_pd(res[c], abs);
-			e = _mm256_blendv_pd(inf, e, _mm256_cmp_pd(e, big, _CMP_LE_OQ));
-			*worst = _mm256_max_pd(e, *worst);
+			tl8_gather(b, s->w[c], &t);
+			val[c] = tl8_value_grad(&t, g[c]);
 		}
-		inv4_delta(res, G, s->C, d);
+		for (int h = 0; h < 2; h++) {
+			__m256d res[3], G[9], d[3], en = _mm256_setzero_pd();
+			for (int c = 0; c < 3; c++) {
+				res[c] = PD_ADD(v[h][c], tl8_half_pd(val[c], h));
+				for (int q = 0; q < 3; q++)
+					G[3 * c + q] = tl8_half_pd(g[c][q], h);
+				/* NaN counts as the worst residual */
+				__m256d ec = _mm256_and_pd(res[c], abs);
+				ec = _mm256_blendv_pd(inf, ec, _mm256_cmp_pd(ec, big, _CMP_LE_OQ));
+				en = _mm256_max_pd(ec, en);
+			}
+			e[h] = _mm256_blendv_pd(e[h], en, act[h]);
+			act[h] = _mm256_andnot_pd(_mm256_cmp_pd(en, tol, _CMP_LE_OQ), act[h]);
+			inv4_delta(res, G, s->C, d);
+			for (int c = 0; c < 3; c++)
+				v[h][c] = _mm256_blendv_pd(v[h][c], PD_SUB(v[h][c], d[c]), act[h]);
+		}
+		if (!_mm256_movemask_pd(_mm256_or_pd(act[0], act[1])))
+			break;
+	}
+	for (int h = 0; h < 2; h++) {
+		*worst = _mm256_max_pd(e[h], *worst);
 		for (int c = 0; c < 3; c++)
-			_mm_storeu_ps(s->out[c] + j + 4 * h, _mm256_cvtpd_ps(PD_SUB(v[h][c], d[c])));
+			_mm_storeu_ps(s->out[c] + j + 4 * h, _mm256_cvtpd_ps(v[h][c]));
 	}
 }
 
@@ -190,7 +226,7 @@ static int inv_avx2_ok(const inv *s)
 ffdp_status ffdp_cpu_invert_step(ffdp_backend *be, const ffdp_invert_args *a, double *resid, ffdp_error *err)
 {
 	(void)be, (void)err;
-	inv s = {.C = a->C, .nc = a->v.ncomp};
+	inv s = {.C = a->C, .tol = a->tol, .nc = a->v.ncomp, .iters = a->iters > 0 ? a->iters : 1};
 	for (int k = 0; k < 3; k++) {
 		s.w[k] = k < s.nc ? a->w.c[k] : NULL;
 		s.v[k] = k < s.nc ? a->v.c[k] : NULL;
