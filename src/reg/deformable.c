@@ -22,9 +22,20 @@ typedef struct side {
 	ffdp_field u, m, v, g; /* on the fixed level grid; backend memory */
 	float *warped;         /* backend memory, like everything below */
 	float *gimg;           /* dL/d(warped) */
+	int img_in_g;          /* warped and gimg are planes of g (see side_level) */
 	ffdp_mat4 T;           /* linear map applied before u: T for the moving side, Id for SyN's fixed side */
 	int on_fixed;          /* 1: samples the fixed level image (SyN) */
 } side;
+
+static void side_free_images(ffdp_backend *be, side *sd)
+{
+	if (!sd->img_in_g) {
+		ffdp_buf_free(be, sd->warped);
+		ffdp_buf_free(be, sd->gimg);
+	}
+	sd->warped = sd->gimg = NULL;
+	sd->img_in_g = 0;
+}
 
 /* Everything but u: the optimiser's state and the per-level images. */
 static void side_free_scratch(ffdp_backend *be, side *sd)
@@ -32,9 +43,7 @@ static void side_free_scratch(ffdp_backend *be, side *sd)
 	reg_field_free(be, &sd->m);
 	reg_field_free(be, &sd->v);
 	reg_field_free(be, &sd->g);
-	ffdp_buf_free(be, sd->warped);
-	ffdp_buf_free(be, sd->gimg);
-	sd->warped = sd->gimg = NULL;
+	side_free_images(be, sd);
 }
 
 static void side_free(ffdp_backend *be, side *sd)
@@ -61,14 +70,23 @@ static ffdp_status side_level(reg_domain *dm, side *sd, const ffdp_grid *g, ffdp
 			*keep[k] = nf;
 		}
 	}
+	side_free_images(be, sd);
 	reg_field_free(be, &sd->g);
-	ffdp_buf_free(be, sd->warped);
-	ffdp_buf_free(be, sd->gimg);
-	sd->warped = sd->gimg = NULL;
 	if (!s)
 		s = reg_dom_field_alloc(dm, g, &sd->g, err);
-	if (!s && (!(sd->warped = reg_dom_buf(dm, err)) || !(sd->gimg = reg_dom_buf(dm, err))))
-		s = FFDP_ERR_NOMEM;
+	if (s || dm->dist) {
+		/* the ring's backward passes read gimg after writing gu */
+		if (!s && (!(sd->warped = reg_dom_buf(dm, err)) || !(sd->gimg = reg_dom_buf(dm, err))))
+			s = FFDP_ERR_NOMEM;
+		return s;
+	}
+	/* The warped image is read by the loss only, and the backward to u
+	 * reads each voxel's dL/d(warped) before it writes that voxel's
+	 * gradient: both live in planes of g, which holds nothing between
+	 * the step's update and the next backward (8 B/voxel less). */
+	sd->gimg = sd->g.c[0];
+	sd->warped = sd->g.c[1];
+	sd->img_in_g = 1;
 	return s;
 }
 
