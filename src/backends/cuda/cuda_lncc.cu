@@ -333,6 +333,8 @@ template <int NQ, bool EXACT> static __global__ void __launch_bounds__(LN_T, 1) 
 		k.part[blockIdx.x] = lsum;
 }
 
+#include "cuda_lncc_fixed.cuh"
+
 /* Shared memory of a tile height, in bytes (offsets into k). */
 static size_t lncc_smem(lncc_k *k, int oy)
 {
@@ -411,13 +413,18 @@ ffdp_status ffdp_cuda_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp
 	k.hc = k.exact ? k.r : 0;
 	k.eps = o->eps > 0.0 ? o->eps : 1e-5;
 	k.gscale = -a->scale / denom;
-	if (!lncc_pick_tile(&k, &smem))
-		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "lncc: window %d needs more shared memory than a block has",
-				 o->k);
-
-	void (*kern)(lncc_k) = !k.nq ? lncc_kernel<0, false>
-			       : k.exact ? (k.nq == 5 ? lncc_kernel<5, true> : lncc_kernel<3, true>)
-			       : (k.nq == 5 ? lncc_kernel<5, false> : lncc_kernel<3, false>);
+	/* the fixed-window kernel where it fits, else the general one */
+	void (*kern)(lncc_k) = nx * ny < INT32_MAX ? lf_pick(k.r, k.nq, k.exact, &smem) : NULL;
+	if (kern && smem <= (size_t)lm_smem_optin()) {
+		k.oy = 16;
+	} else {
+		if (!lncc_pick_tile(&k, &smem))
+			return ffdp_fail(err, FFDP_ERR_UNSUPPORTED,
+					 "lncc: window %d needs more shared memory than a block has", o->k);
+		kern = !k.nq ? lncc_kernel<0, false>
+		       : k.exact ? (k.nq == 5 ? lncc_kernel<5, true> : lncc_kernel<3, true>)
+		       : (k.nq == 5 ? lncc_kernel<5, false> : lncc_kernel<3, false>);
+	}
 	cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
 	if (e != cudaSuccess)
 		return cu_status(e, err, "lncc shared memory");
