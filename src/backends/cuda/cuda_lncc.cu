@@ -437,14 +437,20 @@ ffdp_status ffdp_cuda_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp
 		return ffdp_fail(err, FFDP_ERR_BACKEND, "lncc: a %d-thread block with %zu bytes of shared memory "
 				 "does not fit on this device", nthr, smem);
 
-	/* z chunks: about four waves of blocks, each chunk long against its
-	 * 2 hc + 2r + 1 steps of halo. */
+	/* z chunks: each block streams its chunk plus 2 hc + 2r + 3 steps of
+	 * halo and pipeline; take the count with the least waves x steps
+	 * (more chunks fill the SMs, fewer waste less on halos). */
 	k.ntx = (nx + LN_OX - 1) / LN_OX;
 	k.ntiles = k.ntx * ((ny + k.oy - 1) / k.oy);
-	const int64_t target = 4 * (int64_t)lm_sm_count() * bps, zmin = 8 * (int64_t)k.r > 16 ? 8 * k.r : 16;
-	int64_t nch = (target + k.ntiles - 1) / k.ntiles, chmax = (nz + zmin - 1) / zmin;
-	nch = nch < chmax ? nch : chmax;
-	nch = nch > 1 ? nch : 1;
+	const int64_t slots = (int64_t)lm_sm_count() * bps, halo = 2 * k.hc + 2 * k.r + 3;
+	const int64_t zmin = 8 * (int64_t)k.r > 16 ? 8 * k.r : 16, chmax = (nz + zmin - 1) / zmin;
+	int64_t nch = 1, best = INT64_MAX;
+	for (int64_t c = 1; c <= (chmax > 1 ? chmax : 1); c++) {
+		const int64_t zc = (nz + c - 1) / c, nc = (nz + zc - 1) / zc;
+		const int64_t cost = (k.ntiles * nc + slots - 1) / slots * (zc + halo);
+		if (cost < best)
+			best = cost, nch = nc;
+	}
 	k.zc = (nz + nch - 1) / nch;
 	nch = (nz + k.zc - 1) / k.zc;
 	const int64_t nb = k.ntiles * nch;

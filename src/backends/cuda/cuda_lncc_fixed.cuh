@@ -39,28 +39,48 @@ template <int R, bool EXACT, int NQ> struct lf_geom {
 		HC = EXACT ? R : 0,
 		IX = 32 + 2 * (R + HC), IY = OY + 2 * (R + HC), /* input region */
 		CX = 32 + 2 * HC, CY = OY + 2 * HC,             /* coefficient region */
-		LB = 4, NSB = (CX + LB - 1) / LB, NB = IY * NSB, /* stage B items */
+		/* stage B items (LB columns of a row), on the first NBW threads */
+		LB = 4, NSB = (CX + LB - 1) / LB, NB = IY * NSB, NBW = (NB + 31) / 32 * 32,
 		IXP = (NSB * LB + 2 * R) | 1, /* staged row stride: odd, covers the last segment's reads */
 		CXP = CX | 1,
-		LC = 4, NSC = (CY + LC - 1) / LC, NC = CX * NSC, /* stage C items */
-		LD = 8, NSD = 32 / LD, ND = NQ * NSD * CY,       /* stage D items */
+		/* stage C items (LC rows of a column), on the threads after them */
+		LC = !EXACT ? 2 : NBW + CX * ((CY + 3) / 4) <= NT ? 4 : NBW + CX * ((CY + 4) / 5) <= NT ? 5 : 6,
+		NSC = (CY + LC - 1) / LC, NC = CX * NSC,
+		LD = 8, NSD = 32 / LD, ND = NQ * NSD * CY, /* stage D items */
 		DXP = 33,
 		NS = 2 * R + 1,
 		NA = (IX * IY + NT - 1) / NT, /* staged columns per thread */
 		NTAB = NS * NS * NS + 1,
-		/* shared memory, in 4-byte words: X, 1/n, staging, coefficients, x sums, ring */
-		W_X = 2 * 5 * IY * CXP, W_TAB = 2 * NTAB, W_FS = 2 * 4 * IY * IXP,
+		/* shared memory in 4-byte words: X (two buffers), 1/n, staging
+		 * (two buffers; one for the exact gradient, staged in phase 2),
+		 * coefficients, their x sums, the ring.  The staged values are
+		 * doubles, shifted and converted once, where that fits the 227
+		 * KiB of an H100 or H200 block, else floats. */
+		NFS = EXACT ? 1 : 2,
+		W_X = 2 * 2 * 5 * IY * CXP, W_TAB = 2 * NTAB, W_FS1 = 4 * IY * IXP,
 		W_CS = EXACT ? NQ * CY * CXP : 0, W_DS = EXACT ? NQ * CY * DXP : 0, W_RING = EXACT ? NS * NQ * NT : 0,
-		WORDS = W_X + W_TAB + W_FS + W_CS + W_DS + W_RING,
+		W_REST = W_X + W_TAB + W_CS + W_DS + W_RING,
+		SD = W_REST + 2 * NFS * W_FS1 <= 232448 / 4,
+		W_FS = NFS * W_FS1 * (SD ? 2 : 1),
+		WORDS = W_REST + W_FS,
 	};
 };
 
+template <bool D> struct lf_stage_type {
+	typedef float t; /* f and m as they are */
+};
+template <> struct lf_stage_type<true> {
+	typedef double t; /* f - cf and m - cm */
+};
+
 /* One staged column of stage B: the five products' change P(pa) - P(ps). */
-static __device__ __forceinline__ void lf_diff(const float *fa, const float *ma, const float *fs, const float *ms, int i,
-					       double cf, double cm, double d[5])
+template <typename T>
+static __device__ __forceinline__ void lf_diff(const T *fa, const T *ma, const T *fs, const T *ms, int i, double cf,
+					       double cm, double d[5])
 {
-	const double a1 = (double)fa[i] - cf, b1 = (double)ma[i] - cm;
-	const double a0 = (double)fs[i] - cf, b0 = (double)ms[i] - cm;
+	const double sf = sizeof(T) == 8 ? 0.0 : cf, sm = sizeof(T) == 8 ? 0.0 : cm;
+	const double a1 = (double)fa[i] - sf, b1 = (double)ma[i] - sm;
+	const double a0 = (double)fs[i] - sf, b0 = (double)ms[i] - sm;
 	d[0] = a1 - a0, d[1] = b1 - b0;
 	d[2] = fma(a1, a1, -(a0 * a0)), d[3] = fma(b1, b1, -(b0 * b0)), d[4] = fma(a1, b1, -(a0 * b0));
 }
@@ -70,14 +90,51 @@ static __device__ __forceinline__ int lf_count(int64_t i, int64_t n, int r)
 	return (int)ln_count(i, n, r);
 }
 
+/* Stage B: row bi, columns [bx, bx + LB): x running sums of the change
+ * of staged planes fb, added to the z-windowed sums xz and published to x. */
+template <class G, int R, typename T>
+static __device__ __forceinline__ void lf_stage_b(const T *fb, double *x, double xz[][5], int bi, int bx,
+						  double cf, double cm)
+{
+	const int w = G::IY * G::IXP;
+	const T *fa = fb + bi * G::IXP + bx, *ma = fa + w, *fs = ma + w, *ms = fs + w;
+	double acc[5] = {0.0, 0.0, 0.0, 0.0, 0.0}, d[5], e[5];
+#pragma unroll
+	for (int i = 0; i <= 2 * R; i++) {
+		lf_diff(fa, ma, fs, ms, i, cf, cm, d);
+#pragma unroll
+		for (int q = 0; q < 5; q++)
+			acc[q] += d[q];
+	}
+#pragma unroll
+	for (int j = 0; j < G::LB; j++) {
+		if (j) {
+			lf_diff(fa, ma, fs, ms, j + 2 * R, cf, cm, d);
+			lf_diff(fa, ma, fs, ms, j - 1, cf, cm, e);
+#pragma unroll
+			for (int q = 0; q < 5; q++)
+				acc[q] += d[q] - e[q];
+		}
+		if (bx + j < G::CX)
+#pragma unroll
+			for (int q = 0; q < 5; q++) {
+				xz[j][q] += acc[q];
+				x[(q * G::IY + bi) * G::CXP + bx + j] = xz[j][q];
+			}
+	}
+}
+
 template <int R, int NQ, bool EXACT>
 static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixed_kernel(lncc_k k)
 {
 	typedef lf_geom<R, EXACT, NQ> G;
-	static_assert(G::NB <= G::NT && G::NC <= G::NT, "one stage B and C item per thread");
+	static_assert(G::NBW + G::NC <= G::NT, "stage B and C items side by side");
+	static_assert(G::ND <= G::NT, "one stage D item per thread");
 	extern __shared__ double lf_smem[];
-	double *xsum = lf_smem, *tab = xsum + 5 * G::IY * G::CXP;
-	float *stage = (float *)(tab + G::NTAB), *cs = stage + G::W_FS, *ds = cs + G::W_CS, *ring = ds + G::W_DS;
+	double *xbuf = lf_smem, *tab = xbuf + 2 * 5 * G::IY * G::CXP;
+	typedef typename lf_stage_type<G::SD>::t T;
+	T *stage = (T *)(tab + G::NTAB);
+	float *cs = (float *)(tab + G::NTAB) + G::W_FS, *ds = cs + G::W_CS, *ring = ds + G::W_DS;
 	const int t = threadIdx.x, nx = (int)k.nx, ny = (int)k.ny;
 	const int64_t nz = k.nz, np = k.nx * k.ny;
 	const int64_t chunk = blockIdx.x / k.ntiles;
@@ -108,13 +165,11 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 	}
 	const int64_t pc_lo = z0 - G::HC > 0 ? z0 - G::HC : 0, pc_hi = z1 - 1 + G::HC;
 	const int64_t nsteps = G::NS + pc_hi - pc_lo + 1;
-	/* step s adds plane pa and removes ps (warm-up: the first NS steps add
-	 * the window of plane pc_lo - 1) */
-#define LF_PLANES(s, pa, ps)                                                                                           \
-	const int64_t pa = (s) < G::NS ? pc_lo - 1 - R + (s) : pc_lo + (s) - G::NS + R;                                \
-	const int64_t ps = (s) < G::NS ? -1 : pa - 2 * R - 1;
+	/* step s adds plane pc(s) + R and removes pc(s) - R - 1; the first NS
+	 * (warm-up) steps add the window of plane pc_lo - 1 */
 	auto load = [&](int64_t s) {
-		LF_PLANES(s, pa, ps)
+		const int64_t pa = s < G::NS ? pc_lo - 1 - R + s : pc_lo + s - G::NS + R;
+		const int64_t ps = s < G::NS ? -1 : pa - 2 * R - 1;
 		const bool aok = pa >= 0 && pa < nz, sok = ps >= 0 && ps < nz;
 		const float *fa = k.f + (aok ? pa : 0) * np, *ma = k.m + (aok ? pa : 0) * np;
 		const float *fs = k.f + (sok ? ps : 0) * np, *ms = k.m + (sok ? ps : 0) * np;
@@ -127,8 +182,19 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 			cur[j][3] = sok && o >= 0 ? __ldg(ms + o) : cmf;
 		}
 	};
+	auto store = [&](int64_t s) {
+		T *fb = stage + (s % G::NFS) * 4 * G::IY * G::IXP;
+#pragma unroll
+		for (int j = 0; j < G::NA; j++)
+			if (aidx[j] >= 0)
+#pragma unroll
+				for (int c = 0; c < 4; c++)
+					fb[c * G::IY * G::IXP + aidx[j]] =
+						G::SD ? (T)((double)cur[j][c] - (c & 1 ? cm : cf)) : (T)cur[j][c];
+	};
 
-	/* stage B item: row bi, columns [bx, bx + LB) of the coefficient region */
+	/* stage B item (threads below NBW): row bi, columns [bx, bx + LB) */
+	const bool is_b = t < G::NB;
 	const int bi = t % G::IY, bx = t / G::IY * G::LB;
 	double xz[G::LB][5];
 #pragma unroll
@@ -137,10 +203,12 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 		for (int q = 0; q < 5; q++)
 			xz[j][q] = 0.0;
 
-	/* stage C item: column ci, rows [cy0, cy0 + LC) */
-	const int ci = t % G::CX, cy0 = t / G::CX * G::LC;
+	/* stage C item (threads NBW ...): column ci, rows [cy0, cy0 + LC) */
+	const int tc = t - G::NBW;
+	const bool is_c = tc >= 0 && tc < G::NC;
+	const int ci = is_c ? tc % G::CX : 0, cy0 = is_c ? tc / G::CX * G::LC : 0;
 	const int cgx = x0 - G::HC + ci, cntx = lf_count(cgx, nx, R);
-	const bool cxin = cgx < nx && cgx >= 0 && t < G::NC, cxtile = ci >= G::HC && ci < G::HC + 32;
+	const bool cxin = is_c && cgx < nx && cgx >= 0, cxtile = ci >= G::HC && ci < G::HC + 32;
 
 	/* stage E: output voxel (ex, ey) of the tile; z sums of the coefficients */
 	const int ex = x0 + (t & 31), ey = y0 + (t >> 5);
@@ -148,75 +216,38 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 	double zacc[5] = {0.0, 0.0, 0.0, 0.0, 0.0};
 	int slot = 0;
 
+	/* f and m at the voxels of the next gradient (E's voxel, or C's column) */
+	float gfv[EXACT ? 1 : G::LC], gmv[EXACT ? 1 : G::LC];
+	auto load_g = [&](int64_t u) {
+		const int64_t pg = EXACT ? pc_lo + u - G::NS - R : pc_lo + u - G::NS;
+		const bool pok = NQ && u >= G::NS && u < nsteps && pg >= 0 && pg < nz;
+#pragma unroll
+		for (int j = 0; j < (EXACT ? 1 : G::LC); j++) {
+			const int gx = EXACT ? ex : cgx, gy = EXACT ? ey : y0 + cy0 + j;
+			const bool ok = pok && gx >= 0 && gx < nx && gy >= 0 && gy < ny && (EXACT || is_c);
+			const int64_t v = (pok ? pg : 0) * np + (int64_t)gy * nx + gx;
+			gfv[j] = ok ? __ldg(k.f + v) : 0.0f;
+			gmv[j] = ok ? __ldg(k.m + v) : 0.0f;
+		}
+	};
+
 	load(0);
-	for (int64_t s = 0; s < nsteps; s++) {
-		float *fb = stage + (s & 1) * 4 * G::IY * G::IXP;
-#pragma unroll
-		for (int j = 0; j < G::NA; j++)
-			if (aidx[j] >= 0)
-#pragma unroll
-				for (int c = 0; c < 4; c++)
-					fb[c * G::IY * G::IXP + aidx[j]] = cur[j][c];
-		if (s + 1 < nsteps)
-			load(s + 1);
-		const int64_t pc = pc_lo + s - G::NS;
-		/* this step's own voxels, loaded early: ANTs gradient (plane pc,
-		 * rows of the C item) or exact gradient (plane pc - R, E voxel) */
-		float gfv[EXACT ? 1 : G::LC], gmv[EXACT ? 1 : G::LC];
-		if (NQ && s >= G::NS) {
-			const int64_t pg = EXACT ? pc - R : pc;
-			const bool pok = pg >= 0 && pg < nz;
-#pragma unroll
-			for (int j = 0; j < (EXACT ? 1 : G::LC); j++) {
-				const int gx = EXACT ? ex : cgx, gy = EXACT ? ey : y0 + cy0 + j;
-				const bool ok = pok && gx >= 0 && gx < nx && gy >= 0 && gy < ny && (EXACT || t < G::NC);
-				const int64_t v = (pok ? pg : 0) * np + (int64_t)gy * nx + gx;
-				gfv[j] = ok ? __ldg(k.f + v) : 0.0f;
-				gmv[j] = ok ? __ldg(k.m + v) : 0.0f;
-			}
-		}
-		__syncthreads();
-
-		/* B: x running sums of the change, into the z-windowed sums */
-		if (t < G::NB) {
-			const int w = G::IY * G::IXP;
-			const float *fa = fb + bi * G::IXP + bx, *ma = fa + w, *fs = ma + w, *ms = fs + w;
-			double acc[5] = {0.0, 0.0, 0.0, 0.0, 0.0}, d[5];
-#pragma unroll
-			for (int i = 0; i <= 2 * R; i++) {
-				lf_diff(fa, ma, fs, ms, i, cf, cm, d);
-#pragma unroll
-				for (int q = 0; q < 5; q++)
-					acc[q] += d[q];
-			}
-#pragma unroll
-			for (int j = 0; j < G::LB; j++) {
-				if (j) {
-					double e[5];
-					lf_diff(fa, ma, fs, ms, j + 2 * R, cf, cm, d);
-					lf_diff(fa, ma, fs, ms, j - 1, cf, cm, e);
-#pragma unroll
-					for (int q = 0; q < 5; q++)
-						acc[q] += d[q] - e[q];
-				}
-				if (bx + j < G::CX)
-#pragma unroll
-					for (int q = 0; q < 5; q++) {
-						xz[j][q] += acc[q];
-						xsum[(q * G::IY + bi) * G::CXP + bx + j] = xz[j][q];
-					}
-			}
-		}
-		if (s < G::NS)
-			continue; /* warm-up: the window of plane pc_lo - 1 */
-		__syncthreads();
-
-		/* C: y running sums, cc, coefficients or the ANTs gradient */
-		if (t < G::NC) {
+	store(0);
+	if (nsteps > 1)
+		load(1);
+	__syncthreads();
+	/* Step s, phase 1: B(s), C(s - 1), E(s - 2); phase 2 (exact): D(s - 1),
+	 * staging of step s + 1.  Buffers: staging and X by step parity. */
+	for (int64_t s = 0; s < nsteps + (EXACT ? 2 : 1); s++) {
+		if (is_b && s < nsteps)
+			lf_stage_b<G, R, T>(stage + (s % G::NFS) * 4 * G::IY * G::IXP, xbuf + (s & 1) * 5 * G::IY * G::CXP, xz, bi,
+					 bx, cf, cm);
+		const int64_t uc = s - 1, pc = pc_lo + uc - G::NS; /* C's step and plane */
+		if (is_c && uc >= G::NS && uc < nsteps) {
 			const bool inside = pc < nz;
 			const bool in_loss = pc >= z0 && pc < z1 && pc >= k.oz0 && pc < k.oz1;
 			const int cz = lf_count(pc, nz, R);
-			const double *col = xsum + cy0 * G::CXP + ci;
+			const double *col = xbuf + (uc & 1) * 5 * G::IY * G::CXP + cy0 * G::CXP + ci;
 			const int qs = G::IY * G::CXP;
 			double sm[5];
 #pragma unroll
@@ -258,30 +289,8 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 						cs[(q * G::CY + cy0 + j) * G::CXP + ci] = (float)c[q];
 			}
 		}
-		if (!EXACT)
-			continue;
-		__syncthreads();
-
-		/* D: x running sums of the coefficients (float, LD outputs) */
-		for (int it = t; it < G::ND; it += G::NT) {
-			const int y = it % G::CY, rest = it / G::CY, sd = rest % G::NSD, q = rest / G::NSD;
-			const float *src = cs + (q * G::CY + y) * G::CXP + sd * G::LD;
-			float *dst = ds + (q * G::CY + y) * G::DXP + sd * G::LD;
-			float a = 0.0f;
-#pragma unroll
-			for (int i = 0; i <= 2 * R; i++)
-				a += src[i];
-			dst[0] = a;
-#pragma unroll
-			for (int j = 1; j < G::LD; j++) {
-				a += src[j + 2 * R] - src[j - 1];
-				dst[j] = a;
-			}
-		}
-		__syncthreads();
-
-		/* E: y sums, the z ring, the gradient of plane pc - R */
-		{
+		const int64_t ue = s - 2; /* E's step */
+		if (EXACT && ue >= G::NS && ue < nsteps) {
 			const int lx = t & 31, ly = t >> 5;
 #pragma unroll
 			for (int q = 0; q < NQ; q++) {
@@ -294,7 +303,7 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 				*rp = y;
 			}
 			slot = slot + 1 < G::NS ? slot + 1 : 0;
-			const int64_t pg = pc - R;
+			const int64_t pg = pc_lo + ue - G::NS - R;
 			if (eout && pg >= z0 && pg < z1 && pg >= k.oz0 && pg < k.oz1) {
 				const int64_t v = pg * np + (int64_t)ey * nx + ex;
 				const double df = (double)gfv[0] - cf, dm = (double)gmv[0] - cm;
@@ -303,10 +312,36 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 					k.gf[v] = (float)(k.gscale * (dm * zacc[0] - df * zacc[3] + zacc[4]));
 			}
 		}
+		if (EXACT) {
+			__syncthreads();
+			/* D: x running sums of the coefficients of step s - 1 (float) */
+			if (t < G::ND && uc >= G::NS && uc < nsteps) {
+				const int y = t % G::CY, rest = t / G::CY, sd = rest % G::NSD, q = rest / G::NSD;
+				const float *src = cs + (q * G::CY + y) * G::CXP + sd * G::LD;
+				float *dst = ds + (q * G::CY + y) * G::DXP + sd * G::LD;
+				float a = 0.0f;
+#pragma unroll
+				for (int i = 0; i <= 2 * R; i++)
+					a += src[i];
+				dst[0] = a;
+#pragma unroll
+				for (int j = 1; j < G::LD; j++) {
+					a += src[j + 2 * R] - src[j - 1];
+					dst[j] = a;
+				}
+			}
+		}
+		/* staging of step s + 1 (its buffer was last read by B(s - 1), or
+		 * by B(s) before the barrier above) */
+		if (s + 1 < nsteps) {
+			store(s + 1);
+			if (s + 2 < nsteps)
+				load(s + 2);
+		}
+		load_g(EXACT ? s - 1 : s); /* for the next E (exact) or C (ANTs) */
+		__syncthreads();
 	}
-#undef LF_PLANES
-	__syncthreads(); /* X becomes the reduction's scratch */
-	lsum = cu_tree_sum(lsum, xsum);
+	lsum = cu_tree_sum(lsum, xbuf); /* X is free after the last barrier */
 	if (t == 0)
 		k.part[blockIdx.x] = lsum;
 }
