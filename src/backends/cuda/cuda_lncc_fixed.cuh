@@ -9,8 +9,9 @@
  * A block owns a 32 x 16 output tile (512 threads) and a chunk of planes.
  * Per step (planes pa = pc + R added, ps = pc - R - 1 removed):
  *   A  f and m of both planes on the input region (IX x IY) into shared
- *      memory as floats, double buffered; the next step's loads are issued
- *      at once so that they fly during the other stages.  Voxels outside
+ *      memory (minus the shift, as doubles, where they fit, else floats);
+ *      the next step's loads are issued at once so that they fly during
+ *      the other stages.  Voxels outside
  *      the image or planes outside [0, nz) are staged as the shift (cf, cm):
  *      they add nothing, and no stage branches on them.
  *   B  each thread owns LB coefficient-region columns of one row: the x
@@ -19,16 +20,17 @@
  *      step, and published to shared memory (X, double).
  *   C  y running sums of X down LC rows per thread, cc and the
  *      coefficients (exact: to shared memory as floats; ANTs: the gradient).
- *   D  (exact) x running sums of the coefficients in float (8 outputs a
- *      thread), E y sums (direct, float), and per output column a running z
+ *   D  (exact) x running sums of the coefficients (double, 8 outputs a
+ *      thread), E y sums (direct, double), and per output column a running z
  *      sum in double over a ring of 2R + 1 planes of its own: the gradient
  *      of plane pc - R.
- * Barriers per step: 1 (warm-up), 2 (ANTs), 4 (exact).
+ * Stages B and C run side by side on their own warps, with E (all
+ * threads) of the step before; D and the staging of the next step follow
+ * after a barrier: 2 barriers per step (1 for the ANTs gradient).
  *
- * Precision.  As lncc_kernel for the statistics (shifted products and all
- * their sums in double); the coefficients are floats from their rounding
- * on (x and y box sums in float, 2R + 1 and 8 terms), the z sum double.
- * Window counts come from a table of 1/n.
+ * Precision.  As lncc_kernel: shifted products and all their sums in
+ * double, the coefficients rounded to float once, their box sums in
+ * double, the ring in float.  1/n comes from a table.
  */
 #ifndef FFDP_CUDA_LNCC_FIXED_CUH
 #define FFDP_CUDA_LNCC_FIXED_CUH
@@ -58,8 +60,8 @@ template <int R, bool EXACT, int NQ> struct lf_geom {
 		 * KiB of an H100 or H200 block, else floats. */
 		NFS = EXACT ? 1 : 2,
 		W_X = 2 * 2 * 5 * IY * CXP, W_TAB = 2 * NTAB, W_FS1 = 4 * IY * IXP,
-		W_CS = EXACT ? NQ * CY * CXP : 0, W_DS = EXACT ? NQ * CY * DXP : 0, W_RING = EXACT ? NS * NQ * NT : 0,
-		W_REST = W_X + W_TAB + W_CS + W_DS + W_RING,
+		W_CS = EXACT ? NQ * CY * CXP : 0, W_DS = EXACT ? 2 * NQ * CY * DXP : 0, W_RING = EXACT ? NS * NQ * NT : 0,
+		W_REST = W_X + W_TAB + W_DS + W_CS + W_RING,
 		SD = W_REST + 2 * NFS * W_FS1 <= 232448 / 4,
 		W_FS = NFS * W_FS1 * (SD ? 2 : 1),
 		WORDS = W_REST + W_FS,
@@ -133,8 +135,9 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 	extern __shared__ double lf_smem[];
 	double *xbuf = lf_smem, *tab = xbuf + 2 * 5 * G::IY * G::CXP;
 	typedef typename lf_stage_type<G::SD>::t T;
-	T *stage = (T *)(tab + G::NTAB);
-	float *cs = (float *)(tab + G::NTAB) + G::W_FS, *ds = cs + G::W_CS, *ring = ds + G::W_DS;
+	double *ds = tab + G::NTAB;
+	T *stage = (T *)(ds + G::W_DS / 2);
+	float *cs = (float *)(ds + G::W_DS / 2) + G::W_FS, *ring = cs + G::W_CS;
 	const int t = threadIdx.x, nx = (int)k.nx, ny = (int)k.ny;
 	const int64_t nz = k.nz, np = k.nx * k.ny;
 	const int64_t chunk = blockIdx.x / k.ntiles;
@@ -294,13 +297,14 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 			const int lx = t & 31, ly = t >> 5;
 #pragma unroll
 			for (int q = 0; q < NQ; q++) {
-				float y = 0.0f;
+				double y = 0.0;
 #pragma unroll
 				for (int i = 0; i <= 2 * R; i++)
 					y += ds[(q * G::CY + ly + i) * G::DXP + lx];
 				float *rp = ring + (slot * NQ + q) * G::NT + t;
-				zacc[q] += (double)y - (double)*rp;
-				*rp = y;
+				const float yr = (float)y; /* the ring's one rounding */
+				zacc[q] += (double)yr - (double)*rp;
+				*rp = yr;
 			}
 			slot = slot + 1 < G::NS ? slot + 1 : 0;
 			const int64_t pg = pc_lo + ue - G::NS - R;
@@ -314,19 +318,21 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 		}
 		if (EXACT) {
 			__syncthreads();
-			/* D: x running sums of the coefficients of step s - 1 (float) */
+			/* D: x running sums of the coefficients of step s - 1, in
+			 * double (float sums would add roundings to the one of
+			 * the coefficients, and a float running sum would keep
+			 * that of a large coefficient after it left the window) */
 			if (t < G::ND && uc >= G::NS && uc < nsteps) {
 				const int y = t % G::CY, rest = t / G::CY, sd = rest % G::NSD, q = rest / G::NSD;
 				const float *src = cs + (q * G::CY + y) * G::CXP + sd * G::LD;
-				float *dst = ds + (q * G::CY + y) * G::DXP + sd * G::LD;
-				float a = 0.0f;
+				double *dst = ds + (q * G::CY + y) * G::DXP + sd * G::LD, a = 0.0;
 #pragma unroll
 				for (int i = 0; i <= 2 * R; i++)
-					a += src[i];
+					a += (double)src[i];
 				dst[0] = a;
 #pragma unroll
 				for (int j = 1; j < G::LD; j++) {
-					a += src[j + 2 * R] - src[j - 1];
+					a += (double)src[j + 2 * R] - (double)src[j - 1];
 					dst[j] = a;
 				}
 			}
