@@ -1,11 +1,11 @@
-/* GPU loss benchmark: LNCC (k = 3, 7; exact and ANTs gradients) and MI
- * (32 bins, Gaussian and B-spline), forward + backward (loss and gm), on
- * n^3 volumes.  Per op: CUDA-event median of 10 calls after 3 warm-ups,
- * the bytes of its floor (f and m read once, gm written once: 12 B/voxel),
- * the floor at 2.96 TB/s (the anchors' copy bandwidth) and at this
- * device's measured device-to-device copy bandwidth, time / floor, the FFDP
- * anchor (reference/anchors.md, H100) and the peak extra device memory
- * (stream-ordered pool high-water mark).
+/* GPU loss benchmark: LNCC (k = 3, 5, 7; exact and ANTs gradients; k = 7
+ * with gf too) and MI (32 bins, Gaussian and B-spline), forward + backward
+ * (loss and gm), on n^3 volumes.  Per op: CUDA-event median of 10 calls
+ * after 3 warm-ups, the bytes of its floor (f and m read once, gm written
+ * once: 12 B/voxel; 16 with gf), the floor at 2.96 TB/s (the anchors' copy
+ * bandwidth) and at this device's measured device-to-device copy
+ * bandwidth, time / floor, the FFDP anchor (reference/anchors.md, H100) and
+ * the peak extra device memory (stream-ordered pool high-water mark).
  *
  * Data: a sphere of smooth structure and noise in a noisy background
  * (about 73 % background), so MI sees flat regions as real images do.
@@ -25,7 +25,7 @@
 typedef struct bench {
 	ffdp_backend *be;
 	int64_t n[3], nvox;
-	float *f, *m, *g; /* device */
+	float *f, *m, *g, *g2; /* device */
 	cudaMemPool_t pool;
 	double bw;        /* measured D2D bandwidth, bytes read + written per s */
 } bench;
@@ -111,13 +111,14 @@ typedef struct op_cfg {
 	const char *name;
 	int mi, k, exact; /* LNCC window, exact gradient; or MI kernel */
 	double anchor256, anchor512;
+	int both;         /* gf as well as gm (LNCC) */
 } op_cfg;
 
 static ffdp_status run_op(bench *b, const op_cfg *c, ffdp_error *err)
 {
 	double loss;
 	ffdp_loss_args a = {{b->f, {b->n[0], b->n[1], b->n[2]}}, {b->m, {b->n[0], b->n[1], b->n[2]}}, NULL, 0.0, 1.0,
-			    NULL, b->g, &loss, NULL, NULL};
+			    c->both ? b->g2 : NULL, b->g, &loss, NULL, NULL};
 	if (c->mi) {
 		ffdp_mi_opts o = {32, c->k == 1 ? FFDP_MI_GAUSSIAN : FFDP_MI_BSPLINE3, -20.0, 1820.0, -5.0, 205.0, NULL, NULL, NULL};
 		return ffdp_op_mi(b->be, &a, &o, err);
@@ -151,7 +152,7 @@ static void bench_op(bench *b, const op_cfg *c)
 	cudaMemPoolGetAttribute(b->pool, cudaMemPoolAttrUsedMemHigh, &high);
 	qsort(t, 10, sizeof(double), cmp_double);
 	const double ms = 0.5 * (t[4] + t[5]);
-	const double bytes = 12.0 * (double)b->nvox; /* f, m read + gm written */
+	const double bytes = (c->both ? 16.0 : 12.0) * (double)b->nvox; /* f, m read + gm (gf) written */
 	const double fa = bytes / ANCHOR_BW * 1e3, fm = bytes / b->bw * 1e3;
 	const double anchor = b->n[0] == 256 ? c->anchor256 : b->n[0] == 512 ? c->anchor512 : 0.0;
 	char an[32] = "-", ratio[32] = "-";
@@ -167,12 +168,14 @@ static void bench_op(bench *b, const op_cfg *c)
 int main(int argc, char **argv)
 {
 	static const op_cfg ops[] = {
-		{"lncc k=3 exact", 0, 3, 1, 7.26, 0},
-		{"lncc k=3 approx", 0, 3, 0, 0, 0},
-		{"lncc k=7 exact", 0, 7, 1, 9.53, 72.5},
-		{"lncc k=7 approx", 0, 7, 0, 6.19, 0},
-		{"mi 32 gauss", 1, 1, 0, 51.3, 388},
-		{"mi 32 bspline", 1, 2, 0, 51.3, 388},
+		{"lncc k=3 exact", 0, 3, 1, 7.26, 0, 0},
+		{"lncc k=3 approx", 0, 3, 0, 0, 0, 0},
+		{"lncc k=5 exact", 0, 5, 1, 0, 0, 0},
+		{"lncc k=7 exact", 0, 7, 1, 9.53, 72.5, 0},
+		{"lncc k=7 exact gm+gf", 0, 7, 1, 0, 0, 1},
+		{"lncc k=7 approx", 0, 7, 0, 6.19, 0, 0},
+		{"mi 32 gauss", 1, 1, 0, 51.3, 388, 0},
+		{"mi 32 bspline", 1, 2, 0, 51.3, 388, 0},
 	};
 	int edges[16] = {256, 512}, nedge = 2;
 	bench b;
@@ -198,13 +201,14 @@ int main(int argc, char **argv)
 		b.f = ffdp_buf_alloc(b.be, bytes, &err);
 		b.m = b.f ? ffdp_buf_alloc(b.be, bytes, &err) : NULL;
 		b.g = b.m ? ffdp_buf_alloc(b.be, bytes, &err) : NULL;
-		if (!b.g)
+		b.g2 = b.g ? ffdp_buf_alloc(b.be, bytes, &err) : NULL;
+		if (!b.g2)
 			die("volumes", &err);
 		make_data(&b);
 		for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
 			if (n == 256 || n != 512 || ops[i].k == 7 || ops[i].mi)
 				bench_op(&b, &ops[i]);
-		ffdp_buf_free(b.be, b.f), ffdp_buf_free(b.be, b.m), ffdp_buf_free(b.be, b.g);
+		ffdp_buf_free(b.be, b.f), ffdp_buf_free(b.be, b.m), ffdp_buf_free(b.be, b.g), ffdp_buf_free(b.be, b.g2);
 	}
 	ffdp_backend_close(b.be);
 	return 0;

@@ -1,0 +1,383 @@
+/* LNCC for windows of radius R = 1..4 (k = 3, 5, 7, 9) fixed at compile
+ * time: the same math, tile and z march as lncc_kernel (cuda_lncc.cu's
+ * header), built so that every loop has a constant trip count, each
+ * thread's work items are the same on every plane and their state stays in
+ * registers.  Part of cuda_lncc.cu (included after lncc_k, ln_count and
+ * ln_cc); cuda_lncc.cu falls back to lncc_kernel for other windows and when
+ * the shared memory below does not fit.
+ *
+ * A block owns a 32 x 16 output tile (512 threads) and a chunk of planes.
+ * Per step (planes pa = pc + R added, ps = pc - R - 1 removed):
+ *   A  f and m of both planes on the input region (IX x IY) into shared
+ *      memory (minus the shift, as doubles, where they fit, else floats);
+ *      the next step's loads are issued at once so that they fly during
+ *      the other stages.  Voxels outside
+ *      the image or planes outside [0, nz) are staged as the shift (cf, cm):
+ *      they add nothing, and no stage branches on them.
+ *   B  each thread owns LB coefficient-region columns of one row: the x
+ *      running sum of P(pa) - P(ps) (the five shifted products, double) is
+ *      added to its z-windowed, x-boxed sums, kept in registers from step to
+ *      step, and published to shared memory (X, double).
+ *   C  y running sums of X down LC rows per thread, cc and the
+ *      coefficients (exact: to shared memory as floats; ANTs: the gradient).
+ *   D  (exact) x running sums of the coefficients (double, 8 outputs a
+ *      thread), E y sums (direct, double), and per output column a running z
+ *      sum in double over a ring of 2R + 1 planes of its own: the gradient
+ *      of plane pc - R.
+ * Stages B and C run side by side on their own warps, with E (all
+ * threads) of the step before; D and the staging of the next step follow
+ * after a barrier: 2 barriers per step (1 for the ANTs gradient).
+ *
+ * Precision.  As lncc_kernel: shifted products and all their sums in
+ * double, the coefficients rounded to float once, their box sums in
+ * double, the ring in float.  1/n comes from a table.
+ */
+#ifndef FFDP_CUDA_LNCC_FIXED_CUH
+#define FFDP_CUDA_LNCC_FIXED_CUH
+
+template <int R, bool EXACT, int NQ> struct lf_geom {
+	enum {
+		OY = 16, NT = 32 * OY,
+		HC = EXACT ? R : 0,
+		IX = 32 + 2 * (R + HC), IY = OY + 2 * (R + HC), /* input region */
+		CX = 32 + 2 * HC, CY = OY + 2 * HC,             /* coefficient region */
+		/* stage B items (LB columns of a row), on the first NBW threads */
+		LB = 4, NSB = (CX + LB - 1) / LB, NB = IY * NSB, NBW = (NB + 31) / 32 * 32,
+		IXP = (NSB * LB + 2 * R) | 1, /* staged row stride: odd, covers the last segment's reads */
+		CXP = CX | 1,
+		/* stage C items (LC rows of a column), on the threads after them */
+		LC = !EXACT ? 2 : NBW + CX * ((CY + 3) / 4) <= NT ? 4 : NBW + CX * ((CY + 4) / 5) <= NT ? 5 : 6,
+		NSC = (CY + LC - 1) / LC, NC = CX * NSC,
+		LD = 8, NSD = 32 / LD, ND = NQ * NSD * CY, /* stage D items */
+		DXP = 33,
+		NS = 2 * R + 1,
+		NA = (IX * IY + NT - 1) / NT, /* staged columns per thread */
+		NTAB = NS * NS * NS + 1,
+		/* shared memory in 4-byte words: X (two buffers), 1/n, staging
+		 * (two buffers; one for the exact gradient, staged in phase 2),
+		 * coefficients, their x sums, the ring.  The staged values are
+		 * doubles, shifted and converted once, where that fits the 227
+		 * KiB of an H100 or H200 block, else floats. */
+		NFS = EXACT ? 1 : 2,
+		W_X = 2 * 2 * 5 * IY * CXP, W_TAB = 2 * NTAB, W_FS1 = 4 * IY * IXP,
+		W_CS = EXACT ? NQ * CY * CXP : 0, W_DS = EXACT ? 2 * NQ * CY * DXP : 0, W_RING = EXACT ? NS * NQ * NT : 0,
+		W_REST = W_X + W_TAB + W_DS + W_CS + W_RING,
+		SD = W_REST + 2 * NFS * W_FS1 <= 232448 / 4,
+		W_FS = NFS * W_FS1 * (SD ? 2 : 1),
+		WORDS = W_REST + W_FS,
+	};
+};
+
+template <bool D> struct lf_stage_type {
+	typedef float t; /* f and m as they are */
+};
+template <> struct lf_stage_type<true> {
+	typedef double t; /* f - cf and m - cm */
+};
+
+/* One staged column of stage B: the five products' change P(pa) - P(ps). */
+template <typename T>
+static __device__ __forceinline__ void lf_diff(const T *fa, const T *ma, const T *fs, const T *ms, int i, double cf,
+					       double cm, double d[5])
+{
+	const double sf = sizeof(T) == 8 ? 0.0 : cf, sm = sizeof(T) == 8 ? 0.0 : cm;
+	const double a1 = (double)fa[i] - sf, b1 = (double)ma[i] - sm;
+	const double a0 = (double)fs[i] - sf, b0 = (double)ms[i] - sm;
+	d[0] = a1 - a0, d[1] = b1 - b0;
+	d[2] = fma(a1, a1, -(a0 * a0)), d[3] = fma(b1, b1, -(b0 * b0)), d[4] = fma(a1, b1, -(a0 * b0));
+}
+
+static __device__ __forceinline__ int lf_count(int64_t i, int64_t n, int r)
+{
+	return (int)ln_count(i, n, r);
+}
+
+/* Stage B: row bi, columns [bx, bx + LB): x running sums of the change
+ * of staged planes fb, added to the z-windowed sums xz and published to x. */
+template <class G, int R, typename T>
+static __device__ __forceinline__ void lf_stage_b(const T *fb, double *x, double xz[][5], int bi, int bx,
+						  double cf, double cm)
+{
+	const int w = G::IY * G::IXP;
+	const T *fa = fb + bi * G::IXP + bx, *ma = fa + w, *fs = ma + w, *ms = fs + w;
+	double acc[5] = {0.0, 0.0, 0.0, 0.0, 0.0}, d[5], e[5];
+#pragma unroll
+	for (int i = 0; i <= 2 * R; i++) {
+		lf_diff(fa, ma, fs, ms, i, cf, cm, d);
+#pragma unroll
+		for (int q = 0; q < 5; q++)
+			acc[q] += d[q];
+	}
+#pragma unroll
+	for (int j = 0; j < G::LB; j++) {
+		if (j) {
+			lf_diff(fa, ma, fs, ms, j + 2 * R, cf, cm, d);
+			lf_diff(fa, ma, fs, ms, j - 1, cf, cm, e);
+#pragma unroll
+			for (int q = 0; q < 5; q++)
+				acc[q] += d[q] - e[q];
+		}
+		if (bx + j < G::CX)
+#pragma unroll
+			for (int q = 0; q < 5; q++) {
+				xz[j][q] += acc[q];
+				x[(q * G::IY + bi) * G::CXP + bx + j] = xz[j][q];
+			}
+	}
+}
+
+template <int R, int NQ, bool EXACT>
+static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixed_kernel(lncc_k k)
+{
+	typedef lf_geom<R, EXACT, NQ> G;
+	static_assert(G::NBW + G::NC <= G::NT, "stage B and C items side by side");
+	static_assert(G::ND <= G::NT, "one stage D item per thread");
+	extern __shared__ double lf_smem[];
+	double *xbuf = lf_smem, *tab = xbuf + 2 * 5 * G::IY * G::CXP;
+	typedef typename lf_stage_type<G::SD>::t T;
+	double *ds = tab + G::NTAB;
+	T *stage = (T *)(ds + G::W_DS / 2);
+	float *cs = (float *)(ds + G::W_DS / 2) + G::W_FS, *ring = cs + G::W_CS;
+	const int t = threadIdx.x, nx = (int)k.nx, ny = (int)k.ny;
+	const int64_t nz = k.nz, np = k.nx * k.ny;
+	const int64_t chunk = blockIdx.x / k.ntiles;
+	const int tile = (int)(blockIdx.x - chunk * k.ntiles), ty = tile / (int)k.ntx, tx = tile - ty * (int)k.ntx;
+	const int x0 = tx * 32, y0 = ty * G::OY;
+	const int64_t z0 = chunk * k.zc, z1 = z0 + k.zc < nz ? z0 + k.zc : nz;
+	double lsum = 0.0;
+
+	/* the shift: one voxel of this tile */
+	const int64_t vref = (z0 * ny + (y0 + G::OY / 2 < ny ? y0 + G::OY / 2 : ny - 1)) * nx + (x0 + 16 < nx ? x0 + 16 : nx - 1);
+	const float cff = k.f[vref], cmf = k.m[vref];
+	const double cf = cff, cm = cmf;
+
+	for (int i = t; i < G::NTAB; i += G::NT)
+		tab[i] = i ? 1.0 / i : 0.0;
+	for (int i = t; i < G::W_RING; i += G::NT)
+		ring[i] = 0.0f;
+
+	/* stage A: this thread's staged columns (offset in the plane, -1 outside) */
+	int aoff[G::NA], aidx[G::NA];
+	float cur[G::NA][4];
+#pragma unroll
+	for (int j = 0; j < G::NA; j++) {
+		const int i = t + j * G::NT, iy = i / G::IX, ix = i - iy * G::IX;
+		const int gx = x0 - R - G::HC + ix, gy = y0 - R - G::HC + iy;
+		aidx[j] = i < G::IX * G::IY ? iy * G::IXP + ix : -1;
+		aoff[j] = i < G::IX * G::IY && gx >= 0 && gx < nx && gy >= 0 && gy < ny ? gy * nx + gx : -1;
+	}
+	const int64_t pc_lo = z0 - G::HC > 0 ? z0 - G::HC : 0, pc_hi = z1 - 1 + G::HC;
+	const int64_t nsteps = G::NS + pc_hi - pc_lo + 1;
+	/* step s adds plane pc(s) + R and removes pc(s) - R - 1; the first NS
+	 * (warm-up) steps add the window of plane pc_lo - 1 */
+	auto load = [&](int64_t s) {
+		const int64_t pa = s < G::NS ? pc_lo - 1 - R + s : pc_lo + s - G::NS + R;
+		const int64_t ps = s < G::NS ? -1 : pa - 2 * R - 1;
+		const bool aok = pa >= 0 && pa < nz, sok = ps >= 0 && ps < nz;
+		const float *fa = k.f + (aok ? pa : 0) * np, *ma = k.m + (aok ? pa : 0) * np;
+		const float *fs = k.f + (sok ? ps : 0) * np, *ms = k.m + (sok ? ps : 0) * np;
+#pragma unroll
+		for (int j = 0; j < G::NA; j++) {
+			const int o = aoff[j];
+			cur[j][0] = aok && o >= 0 ? __ldg(fa + o) : cff;
+			cur[j][1] = aok && o >= 0 ? __ldg(ma + o) : cmf;
+			cur[j][2] = sok && o >= 0 ? __ldg(fs + o) : cff;
+			cur[j][3] = sok && o >= 0 ? __ldg(ms + o) : cmf;
+		}
+	};
+	auto store = [&](int64_t s) {
+		T *fb = stage + (s % G::NFS) * 4 * G::IY * G::IXP;
+#pragma unroll
+		for (int j = 0; j < G::NA; j++)
+			if (aidx[j] >= 0)
+#pragma unroll
+				for (int c = 0; c < 4; c++)
+					fb[c * G::IY * G::IXP + aidx[j]] =
+						G::SD ? (T)((double)cur[j][c] - (c & 1 ? cm : cf)) : (T)cur[j][c];
+	};
+
+	/* stage B item (threads below NBW): row bi, columns [bx, bx + LB) */
+	const bool is_b = t < G::NB;
+	const int bi = t % G::IY, bx = t / G::IY * G::LB;
+	double xz[G::LB][5];
+#pragma unroll
+	for (int j = 0; j < G::LB; j++)
+#pragma unroll
+		for (int q = 0; q < 5; q++)
+			xz[j][q] = 0.0;
+
+	/* stage C item (threads NBW ...): column ci, rows [cy0, cy0 + LC) */
+	const int tc = t - G::NBW;
+	const bool is_c = tc >= 0 && tc < G::NC;
+	const int ci = is_c ? tc % G::CX : 0, cy0 = is_c ? tc / G::CX * G::LC : 0;
+	const int cgx = x0 - G::HC + ci, cntx = lf_count(cgx, nx, R);
+	const bool cxin = is_c && cgx < nx && cgx >= 0, cxtile = ci >= G::HC && ci < G::HC + 32;
+
+	/* stage E: output voxel (ex, ey) of the tile; z sums of the coefficients */
+	const int ex = x0 + (t & 31), ey = y0 + (t >> 5);
+	const bool eout = ex < nx && ey < ny;
+	double zacc[5] = {0.0, 0.0, 0.0, 0.0, 0.0};
+	int slot = 0;
+
+	/* f and m at the voxels of the next gradient (E's voxel, or C's column) */
+	float gfv[EXACT ? 1 : G::LC], gmv[EXACT ? 1 : G::LC];
+	auto load_g = [&](int64_t u) {
+		const int64_t pg = EXACT ? pc_lo + u - G::NS - R : pc_lo + u - G::NS;
+		const bool pok = NQ && u >= G::NS && u < nsteps && pg >= 0 && pg < nz;
+#pragma unroll
+		for (int j = 0; j < (EXACT ? 1 : G::LC); j++) {
+			const int gx = EXACT ? ex : cgx, gy = EXACT ? ey : y0 + cy0 + j;
+			const bool ok = pok && gx >= 0 && gx < nx && gy >= 0 && gy < ny && (EXACT || is_c);
+			const int64_t v = (pok ? pg : 0) * np + (int64_t)gy * nx + gx;
+			gfv[j] = ok ? __ldg(k.f + v) : 0.0f;
+			gmv[j] = ok ? __ldg(k.m + v) : 0.0f;
+		}
+	};
+
+	load(0);
+	store(0);
+	if (nsteps > 1)
+		load(1);
+	__syncthreads();
+	/* Step s, phase 1: B(s), C(s - 1), E(s - 2); phase 2 (exact): D(s - 1),
+	 * staging of step s + 1.  Buffers: staging and X by step parity. */
+	for (int64_t s = 0; s < nsteps + (EXACT ? 2 : 1); s++) {
+		if (is_b && s < nsteps)
+			lf_stage_b<G, R, T>(stage + (s % G::NFS) * 4 * G::IY * G::IXP, xbuf + (s & 1) * 5 * G::IY * G::CXP, xz, bi,
+					 bx, cf, cm);
+		const int64_t uc = s - 1, pc = pc_lo + uc - G::NS; /* C's step and plane */
+		if (is_c && uc >= G::NS && uc < nsteps) {
+			const bool inside = pc < nz;
+			const bool in_loss = pc >= z0 && pc < z1 && pc >= k.oz0 && pc < k.oz1;
+			const int cz = lf_count(pc, nz, R);
+			const double *col = xbuf + (uc & 1) * 5 * G::IY * G::CXP + cy0 * G::CXP + ci;
+			const int qs = G::IY * G::CXP;
+			double sm[5];
+#pragma unroll
+			for (int q = 0; q < 5; q++) {
+				double a = 0.0;
+#pragma unroll
+				for (int i = 0; i <= 2 * R; i++)
+					a += col[q * qs + i * G::CXP];
+				sm[q] = a;
+			}
+#pragma unroll
+			for (int j = 0; j < G::LC; j++) {
+				if (cy0 + j >= G::CY)
+					break;
+				if (j)
+#pragma unroll
+					for (int q = 0; q < 5; q++)
+						sm[q] += col[q * qs + (j + 2 * R) * G::CXP] - col[q * qs + (j - 1) * G::CXP];
+				const int gy = y0 - G::HC + cy0 + j;
+				double c[5] = {0.0, 0.0, 0.0, 0.0, 0.0};
+				if (inside && cxin && gy >= 0 && gy < ny) {
+					const int64_t v = pc * np + (int64_t)gy * nx + cgx;
+					const double inv = tab[cntx * lf_count(gy, ny, R) * cz];
+					const double w = k.w ? (double)__ldg(k.w + v) : 1.0;
+					const double cc = ln_cc<NQ>(sm, inv, k.eps, w, c);
+					const bool ytile = cy0 + j >= G::HC && cy0 + j < G::HC + G::OY;
+					if (in_loss && cxtile && ytile)
+						lsum += w * cc;
+					if (NQ && !EXACT && pc >= k.oz0 && pc < k.oz1) {
+						const double df = (double)gfv[EXACT ? 0 : j] - cf, dm = (double)gmv[EXACT ? 0 : j] - cm;
+						k.gm[v] = (float)(k.gscale * (df * c[0] - dm * c[1] + c[2]));
+						if (NQ == 5)
+							k.gf[v] = (float)(k.gscale * (dm * c[0] - df * c[3] + c[4]));
+					}
+				}
+				if (EXACT)
+#pragma unroll
+					for (int q = 0; q < NQ; q++)
+						cs[(q * G::CY + cy0 + j) * G::CXP + ci] = (float)c[q];
+			}
+		}
+		const int64_t ue = s - 2; /* E's step */
+		if (EXACT && ue >= G::NS && ue < nsteps) {
+			const int lx = t & 31, ly = t >> 5;
+#pragma unroll
+			for (int q = 0; q < NQ; q++) {
+				double y = 0.0;
+#pragma unroll
+				for (int i = 0; i <= 2 * R; i++)
+					y += ds[(q * G::CY + ly + i) * G::DXP + lx];
+				float *rp = ring + (slot * NQ + q) * G::NT + t;
+				const float yr = (float)y; /* the ring's one rounding */
+				zacc[q] += (double)yr - (double)*rp;
+				*rp = yr;
+			}
+			slot = slot + 1 < G::NS ? slot + 1 : 0;
+			const int64_t pg = pc_lo + ue - G::NS - R;
+			if (eout && pg >= z0 && pg < z1 && pg >= k.oz0 && pg < k.oz1) {
+				const int64_t v = pg * np + (int64_t)ey * nx + ex;
+				const double df = (double)gfv[0] - cf, dm = (double)gmv[0] - cm;
+				k.gm[v] = (float)(k.gscale * (df * zacc[0] - dm * zacc[1] + zacc[2]));
+				if (NQ == 5)
+					k.gf[v] = (float)(k.gscale * (dm * zacc[0] - df * zacc[3] + zacc[4]));
+			}
+		}
+		if (EXACT) {
+			__syncthreads();
+			/* D: x running sums of the coefficients of step s - 1, in
+			 * double (float sums would add roundings to the one of
+			 * the coefficients, and a float running sum would keep
+			 * that of a large coefficient after it left the window) */
+			if (t < G::ND && uc >= G::NS && uc < nsteps) {
+				const int y = t % G::CY, rest = t / G::CY, sd = rest % G::NSD, q = rest / G::NSD;
+				const float *src = cs + (q * G::CY + y) * G::CXP + sd * G::LD;
+				double *dst = ds + (q * G::CY + y) * G::DXP + sd * G::LD, a = 0.0;
+#pragma unroll
+				for (int i = 0; i <= 2 * R; i++)
+					a += (double)src[i];
+				dst[0] = a;
+#pragma unroll
+				for (int j = 1; j < G::LD; j++) {
+					a += (double)src[j + 2 * R] - (double)src[j - 1];
+					dst[j] = a;
+				}
+			}
+		}
+		/* staging of step s + 1 (its buffer was last read by B(s - 1), or
+		 * by B(s) before the barrier above) */
+		if (s + 1 < nsteps) {
+			store(s + 1);
+			if (s + 2 < nsteps)
+				load(s + 2);
+		}
+		load_g(EXACT ? s - 1 : s); /* for the next E (exact) or C (ANTs) */
+		__syncthreads();
+	}
+	lsum = cu_tree_sum(lsum, xbuf); /* X is free after the last barrier */
+	if (t == 0)
+		k.part[blockIdx.x] = lsum;
+}
+
+/* The kernel for (r, coefficients, exact) and its shared memory in bytes;
+ * NULL when r is not 1..4. */
+template <int R, int NQ, bool EXACT> static void (*lf_one(size_t *smem))(lncc_k)
+{
+	*smem = (size_t)lf_geom<R, EXACT, NQ>::WORDS * 4;
+	return lncc_fixed_kernel<R, NQ, EXACT>;
+}
+
+template <int R> static void (*lf_mode(int nq, int exact, size_t *smem))(lncc_k)
+{
+	if (!nq)
+		return lf_one<R, 0, false>(smem);
+	if (exact)
+		return nq == 5 ? lf_one<R, 5, true>(smem) : lf_one<R, 3, true>(smem);
+	return nq == 5 ? lf_one<R, 5, false>(smem) : lf_one<R, 3, false>(smem);
+}
+
+static void (*lf_pick(int r, int nq, int exact, size_t *smem))(lncc_k)
+{
+	switch (r) {
+	case 1: return lf_mode<1>(nq, exact, smem);
+	case 2: return lf_mode<2>(nq, exact, smem);
+	case 3: return lf_mode<3>(nq, exact, smem);
+	case 4: return lf_mode<4>(nq, exact, smem);
+	default: return NULL;
+	}
+}
+
+#endif
