@@ -517,6 +517,7 @@ static void test_smooth_case(env *e, const int64_t n[3], double sx, double sy, d
 static void test_smooth(env *e)
 {
 	const int64_t a[3] = {37, 29, 23}, b[3] = {300, 40, 90}, c[3] = {53, 47, 1}, d[3] = {8, 4, 2000};
+	const int64_t f[3] = {33, 5, 7}; /* lines shorter than the marching kernel's window and prefetch */
 	for (int renorm = 0; renorm < 2; renorm++) {
 		test_smooth_case(e, a, 1.3, 0.7, 2.1, 0, renorm);
 		test_smooth_case(e, a, 2.5, 0, 1.0, 3, renorm);
@@ -525,6 +526,7 @@ static void test_smooth(env *e)
 		test_smooth_case(e, b, 40, 1, 0, 2, renorm);   /* wide x kernel */
 		test_smooth_case(e, c, 1.5, 1.5, 1.5, 0, renorm); /* 2-D: z skipped */
 		test_smooth_case(e, d, 0.5, 0, 500, 2, renorm);   /* radius 1000: fewer lines per block */
+		test_smooth_case(e, f, 1.0, 2.0, 3.0, 0, renorm);
 	}
 	/* smooth_vec: every component */
 	gp_vec v = gp_vec_new(e, a, -1, 1);
