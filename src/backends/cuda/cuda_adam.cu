@@ -287,6 +287,54 @@ __global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_slab_kernel(ws_k k, ws
 		atomicOr(bad_out, 1);
 }
 
+/* 3-D with every axis under 2^24 voxels and a slice under 2^31: as
+ * ws_slab_kernel, but the point's offset C delta (formed in double, as the
+ * reach) is rounded to float once and the taps are taken in the frame of
+ * the voxel's integer position (cu_taps_frame), with 32-bit in-plane
+ * offsets shared by the components (composition3's treatment).  Rounding
+ * is monotonic, so floor(offset) still never passes -R. */
+template <int PAD>
+__global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_slab3_kernel(ws_k k, ws_ring ring, int64_t z0, int64_t S,
+								       int64_t R, int *bad_out)
+{
+	typedef int32_t IDX;
+	const IDX nx = (IDX)k.n[0], ny = (IDX)k.n[1], nz = (IDX)k.ns;
+	int bad = 0;
+	CU_FOR_VOXELS(k.n[0], k.no, S, x, o, t)
+	{
+		const int64_t j = o * k.n[0] + x, s = z0 + t, sc = s + S;
+		if (sc < k.ns) {
+			const int64_t slot = ws_slot(ring, sc);
+#pragma unroll
+			for (int c = 0; c < 3; c++)
+				ring.p[((int64_t)c * ring.cap + slot) * k.slice + j] = k.u[c][sc * k.slice + j];
+		}
+		if (s >= k.ns)
+			continue;
+		const int64_t i = s * k.slice + j;
+		double dl[3];
+		ws_delta(k, i, dl);
+		const cu_taps_t<IDX> tx = cu_taps_frame<IDX, PAD>((IDX)x, (float)ws_offset(k, 0, dl), nx);
+		const cu_taps_t<IDX> ty = cu_taps_frame<IDX, PAD>((IDX)o, (float)ws_offset(k, 1, dl), ny);
+		const cu_taps_t<IDX> tz = cu_taps_frame<IDX, PAD>((IDX)s, (float)ws_offset(k, 2, dl), nz);
+		const float *b0[3], *b1[3];
+		bad |= ws_slice(k, ring, z0, S, R, tz.i0, tz.w0, b0);
+		bad |= ws_slice(k, ring, z0, S, R, tz.i1, tz.w1, b1);
+		const IDX y0 = ty.i0 * nx, y1 = ty.i1 * nx;
+#pragma unroll
+		for (int c = 0; c < 3; c++) {
+			const float r0 = tx.w0 * b0[c][y0 + tx.i0] + tx.w1 * b0[c][y0 + tx.i1];
+			const float r1 = tx.w0 * b0[c][y1 + tx.i0] + tx.w1 * b0[c][y1 + tx.i1];
+			const float r2 = tx.w0 * b1[c][y0 + tx.i0] + tx.w1 * b1[c][y0 + tx.i1];
+			const float r3 = tx.w0 * b1[c][y1 + tx.i0] + tx.w1 * b1[c][y1 + tx.i1];
+			const float old = tz.w0 * (ty.w0 * r0 + ty.w1 * r1) + tz.w1 * (ty.w0 * r2 + ty.w1 * r3);
+			k.u[c][i] = (float)(dl[c] + (double)old);
+		}
+	}
+	if (bad)
+		atomicOr(bad_out, 1);
+}
+
 static void ws_k_make(ws_k *k, ffdp_vec u, ffdp_vec m, ffdp_vec v, const ffdp_warp_step_opts *o, const adam_c *a)
 {
 	k->nc = u.ncomp;
@@ -363,11 +411,19 @@ static ffdp_status ws_compose(const ws_k *k, const ffdp_warp_step_opts *o, ffdp_
 					      cudaMemcpyDeviceToDevice, 0),
 			      err, "warp_step ring");
 	const cu_shape sh = cu_voxel_shape(k->n[0], k->no, S, 0);
+	const int64_t lim = (int64_t)1 << 24;
+	const bool frame = k->nc == 3 && k->n[0] < lim && k->n[1] < lim && k->n[2] < lim &&
+			   k->slice < ((int64_t)1 << 31);
 	for (int64_t z0 = 0; z0 < k->ns && !s; z0 += S) {
 		/* the slices this launch touches, [z0 - R, z0 + 2S), span at most cap */
 		ring.lo = z0 - R > 0 ? z0 - R : 0;
 		ring.slot_lo = ring.lo % ring.cap;
-		ws_slab_kernel<<<sh.grid, sh.block>>>(*k, ring, z0, S, R, bad);
+		if (!frame)
+			ws_slab_kernel<<<sh.grid, sh.block>>>(*k, ring, z0, S, R, bad);
+		else if (k->pad == FFDP_PAD_ZERO)
+			ws_slab3_kernel<FFDP_PAD_ZERO><<<sh.grid, sh.block>>>(*k, ring, z0, S, R, bad);
+		else
+			ws_slab3_kernel<FFDP_PAD_BORDER><<<sh.grid, sh.block>>>(*k, ring, z0, S, R, bad);
 		s = cu_launched(err, "warp_step");
 	}
 	int hbad = 0;
