@@ -110,45 +110,67 @@ typedef struct lncc_part {
 	int64_t kring;     /* fused, exact: planes of the coefficient ring (2 rz + 1), or 0: T_lag */
 	float *kr;         /* the ring: each scored plane's coefficients (float-valued), kept to be subtracted */
 	int64_t ring;      /* fused stream: xc and xc2 are rings of this many rows */
-	double *run;       /* fused stream: the y sums of 3 planes, NQ rows each */
 	double *rg;        /* fused stream: the y sums of xc and xc2, ncoef rows each */
 	double *rows;      /* scoring scratch per thread (rows_doubles) */
 	double *lrow;      /* loss per row of the plane being scored */
 } lncc_part;
 
-/* run[q rs + j] += (or -=, sub) the products of row y of plane p, columns
- * x0 .. x0 + w: f - cf, m - cm, their squares and their product. */
-LNCC_INLINE void add_products(const lncc_ctx *c, int64_t p, int64_t y, int64_t x0, int64_t w, double *run,
-			      int64_t rs, const int sub)
-{
-	const float *f = c->f + p * c->np + y * c->nx + x0, *m = c->m + p * c->np + y * c->nx + x0;
-	double cf = c->cf, cm = c->cm;
-	double *r0 = run, *r1 = run + rs, *r2 = run + 2 * rs, *r3 = run + 3 * rs, *r4 = run + 4 * rs;
+/* ---- window sums -------------------------------------------------------------
+ * Z(t) is the products boxed along z only: a running sum per voxel,
+ *     Z(t) = (Z(t-1) + P(t + r)) - P(t - r - 1),
+ * P(p) the products of plane p (f - cf, m - cm, their squares and their
+ * product).  A row of T (boxed along z and y, not x) is the running y sum
+ * of Z's rows restarted from zero at every y anchor (rows divisible by
+ * YA), so it needs only Z and is formed where it is scored (t_rows). */
+enum { YA = 4 };
 
-	if (sub) {
-#pragma omp simd
-		for (int64_t j = 0; j < w; j++) {
-			double a = (double)f[j] - cf, b = (double)m[j] - cm;
-			r0[j] -= a, r1[j] -= b, r2[j] -= a * a, r3[j] -= b * b, r4[j] -= a * b;
-		}
-		return;
-	}
+/* Z = Z + P(e) - P(l) on one row (e, l: whether the planes exist; fe ..:
+ * the row in each plane), as (Z + e) - l. */
+LNCC_INLINE void z_row(const lncc_ctx *c, double *Z, int64_t w, const float *fe, const float *me, const float *fl,
+		       const float *ml, const int e, const int l)
+{
+	int64_t np = c->np;
+	double cf = c->cf, cm = c->cm;
+
 #pragma omp simd
 	for (int64_t j = 0; j < w; j++) {
-		double a = (double)f[j] - cf, b = (double)m[j] - cm;
-		r0[j] += a, r1[j] += b, r2[j] += a * a, r3[j] += b * b, r4[j] += a * b;
+		double a = e ? (double)fe[j] - cf : 0.0, b = e ? (double)me[j] - cm : 0.0;
+		double a2 = l ? (double)fl[j] - cf : 0.0, b2 = l ? (double)ml[j] - cm : 0.0;
+		double pe[NQ] = {a, b, a * a, b * b, a * b}, pl[NQ] = {a2, b2, a2 * a2, b2 * b2, a2 * b2};
+		for (int q = 0; q < NQ; q++) {
+			double v = Z[q * np + j];
+			if (e)
+				v = v + pe[q];
+			if (l)
+				v = v - pl[q];
+			Z[q * np + j] = v;
+		}
 	}
 }
 
+/* z_row for planes pe (entering, ue: it exists) and pl (leaving) at the
+ * row offset o. */
+LNCC_INLINE void z_move(const lncc_ctx *c, double *Z, int64_t o, int64_t w, int64_t pe, int64_t pl, int ue, int ul)
+{
+	const float *fe = c->f + pe * c->np + o, *me = c->m + pe * c->np + o;
+	const float *fl = c->f + pl * c->np + o, *ml = c->m + pl * c->np + o;
+
+	if (ue && ul)
+		z_row(c, Z, w, fe, me, fl, ml, 1, 1);
+	else if (ue)
+		z_row(c, Z, w, fe, me, fl, ml, 1, 0);
+	else if (ul)
+		z_row(c, Z, w, fe, me, fl, ml, 0, 1);
+}
+
 /* ---- anchors ------------------------------------------------------------------
- * The running z sums T (and T_lag, which replays it) restart at global
- * planes a with a + rz = 0 (mod blk): T(a) is then the window's planes
- * Y(a - rz) .. Y(a + rz) added from zero in order, computed at step a
- * (t_at_anchor).  G restarts likewise at output planes a = 0 (mod blk)
- * from g2, the x- and y-boxed coefficients of planes a - rz .. a + rz,
- * collected during the 2 rz + 1 steps before.  So each plane's sums
- * depend only on the planes around it, never on where the stream started
- * (ops.h). */
+ * The running z sums Z (and Z_lag, which replays it) restart at global
+ * planes a with a + rz = 0 (mod blk): Z(a) is then P(a - rz) .. P(a + rz)
+ * added from zero in order, computed at step a (z_anchor).  G restarts
+ * likewise at output planes a = 0 (mod blk) from g2, the x- and y-boxed
+ * coefficients of planes a - rz .. a + rz, collected during the 2 rz + 1
+ * steps before.  So each plane's sums depend only on the planes around it,
+ * never on where the stream started (ops.h). */
 
 /* Smallest a >= g with a + off = 0 (mod b). */
 static int64_t anchor_from(int64_t g, int64_t off, int64_t b)
@@ -158,7 +180,6 @@ static int64_t anchor_from(int64_t g, int64_t off, int64_t b)
 		m += b;
 	return m ? g + (b - m) : g;
 }
-
 
 static int t_anchor(const lncc_ctx *c, int64_t t)
 {
@@ -190,50 +211,23 @@ static void restart(const lncc_ctx *c, double *run, double *col, int nq, int64_t
 		}
 }
 
-/* T2 = T2 + ya on rows y of the strip (ya: NQ rows, stride rs). */
-LNCC_INLINE void collect_t(const lncc_ctx *c, double *T2, int64_t y, int64_t x0, int64_t w, const double *ya,
-			   int64_t rs)
-{
-	for (int q = 0; q < NQ; q++) {
-		double *t = T2 + q * c->np + y * c->nx + x0;
-		const double *a = ya + q * rs;
-#pragma omp simd
-		for (int64_t j = 0; j < w; j++)
-			t[j] += a[j];
-	}
-}
-
-/* T = T + ya - yb on rows y of the strip (ya, yb: running sums, NQ rows of
- * stride rs). */
-LNCC_INLINE void update_t(const lncc_ctx *c, double *T, int64_t y, int64_t x0, int64_t w, const double *ya,
-			  const double *yb, int64_t rs)
-{
-	for (int q = 0; q < NQ; q++) {
-		double *t = T + q * c->np + y * c->nx + x0;
-		const double *a = ya + q * rs, *b = yb + q * rs;
-#pragma omp simd
-		for (int64_t j = 0; j < w; j++)
-			t[j] = (t[j] + a[j]) - b[j];
-	}
-}
-
-/* Step t on columns [x0, x0 + w), with Y(p) = plane p's products boxed along
- * y (zero outside the volume):
- *     lead:  T     = T     + Y(t + r) - Y(t - r - 1)
- *     lag:   T_lag = T_lag + Y(t - r - 1) - Y(t - 3r - 2)
+/* Step t on columns [x0, x0 + w):
+ *     lead:  Z     = Z     + P(t + r) - P(t - r - 1)
+ *     lag:   Z_lag = Z_lag + P(t - r - 1) - P(t - 3r - 2)
  * The lag update is the lead update of step t - 2r - 1, operation for
- * operation, so T_lag there equals that step's T bit for bit. */
+ * operation, so Z_lag there equals that step's Z bit for bit. */
 typedef struct lncc_step {
-	int64_t pl[3];          /* planes whose Y enter the lead, leave it (and enter the lag), leave the lag */
+	int64_t pl[3];          /* planes that enter the lead, leave it (and enter the lag), leave the lag */
 	int use[3];             /* which of them exist and are needed */
-	int lead, lag;          /* update T, T_lag */
+	int lead, lag;          /* update Z, Z_lag */
 	int rlead, rlag;        /* recompute them instead: an anchor */
+	int64_t anc[2];         /* the anchor planes of the lead and the lag */
 } lncc_step;
 
 static lncc_step step_plan(const lncc_ctx *c, const lncc_part *pt, int64_t t, int lead, int lag)
 {
 	int64_t rz = c->rz;
-	lncc_step s = {{t + rz, t - rz - 1, t - 3 * rz - 2}, {0, 0, 0}, lead, lag, 0, 0};
+	lncc_step s = {{t + rz, t - rz - 1, t - 3 * rz - 2}, {0, 0, 0}, lead, lag, 0, 0, {t, t - 2 * rz - 1}};
 
 	s.rlead = lead && t_anchor(c, t), s.rlag = lag && t_anchor(c, t - 2 * rz - 1);
 	s.lead = lead && !s.rlead, s.lag = lag && !s.rlag;
@@ -243,136 +237,109 @@ static lncc_step step_plan(const lncc_ctx *c, const lncc_part *pt, int64_t t, in
 	return s;
 }
 
-/* The running y sums run (3 sets of NQ rows, q stride rs) start from zero
- * with rows [0, ry) of each plane. */
-LNCC_INLINE void stats_begin(const lncc_ctx *c, const lncc_step *s, int64_t x0, int64_t w, double *run, int64_t rs)
+/* Z at its anchor a on one row (offset o): P(a - rz) .. P(a + rz) (those
+ * of the part) added in order from zero. */
+LNCC_INLINE void z_anchor(const lncc_ctx *c, const lncc_part *pt, double *Z, int64_t a, int64_t o, int64_t w)
 {
-	for (int i = 0; i < 3 * NQ; i++)
-		for (int64_t j = 0; j < w; j++)
-			run[i * rs + j] = 0.0;
-	for (int i = 0; i < 3; i++)
-		for (int64_t y = 0; y < c->ry && y < c->ny && s->use[i]; y++)
-			add_products(c, s->pl[i], y, x0, w, run + i * NQ * rs, rs, 0);
-}
-
-/* One plane's running y sums of the 5 products at column j (stride rs)
- * moved one row: add_products' operations, entering row (fe, me) then
- * leaving row (fl, ml). */
-LNCC_INLINE void run_move(double *r, int64_t rs, int64_t j, float fe, float me, float fl, float ml, double cf,
-			  double cm)
-{
-	double a = (double)fe - cf, b = (double)me - cm, a2 = (double)fl - cf, b2 = (double)ml - cm;
-	r[j] = (r[j] + a) - a2;
-	r[rs + j] = (r[rs + j] + b) - b2;
-	r[2 * rs + j] = (r[2 * rs + j] + a * a) - a2 * a2;
-	r[3 * rs + j] = (r[3 * rs + j] + b * b) - b2 * b2;
-	r[4 * rs + j] = (r[4 * rs + j] + a * b) - a2 * b2;
-}
-
-/* stats_row in one loop when both rows exist in every plane used and
- * nothing collects (most rows): lead (and lag) over planes pl. */
-LNCC_INLINE void stats_row_inner(const lncc_ctx *c, const lncc_part *pt, const int64_t pl[3], int64_t y, int64_t x0,
-				 int64_t w, double *run, int64_t rs, const int lag)
-{
-	int64_t np = c->np, nx = c->nx, ye = (y + c->ry) * nx + x0, yl = (y - c->ry - 1) * nx + x0;
-	const float *f0 = c->f + pl[0] * np, *m0 = c->m + pl[0] * np, *f1 = c->f + pl[1] * np, *m1 = c->m + pl[1] * np;
-	const float *f2 = lag ? c->f + pl[2] * np : f1, *m2 = lag ? c->m + pl[2] * np : m1;
-	double *r0 = run, *r1 = run + NQ * rs, *r2 = run + 2 * NQ * rs, cf = c->cf, cm = c->cm;
-	double *T = pt->tl + y * nx + x0, *Tg = lag ? pt->tg + y * nx + x0 : NULL;
-
-#pragma omp simd
-	for (int64_t j = 0; j < w; j++) {
-		run_move(r0, rs, j, f0[ye + j], m0[ye + j], f0[yl + j], m0[yl + j], cf, cm);
-		run_move(r1, rs, j, f1[ye + j], m1[ye + j], f1[yl + j], m1[yl + j], cf, cm);
-		if (lag)
-			run_move(r2, rs, j, f2[ye + j], m2[ye + j], f2[yl + j], m2[yl + j], cf, cm);
-		for (int q = 0; q < NQ; q++) {
-			T[q * np + j] = (T[q * np + j] + r0[q * rs + j]) - r1[q * rs + j];
-			if (lag)
-				Tg[q * np + j] = (Tg[q * np + j] + r1[q * rs + j]) - r2[q * rs + j];
-		}
-	}
-}
-
-/* Row y: the running sums move to y, then T and T_lag take their
- * increments. */
-LNCC_INLINE void stats_row(const lncc_ctx *c, const lncc_part *pt, const lncc_step *s, int64_t y, int64_t x0,
-			   int64_t w, double *run, int64_t rs)
-{
-	double *r[3] = {run, run + NQ * rs, run + 2 * NQ * rs};
-
-	if (y + c->ry < c->ny && y - c->ry - 1 >= 0 && s->lead && s->use[0] && s->use[1] && s->use[2] == s->lag) {
-		if (s->lag)
-			stats_row_inner(c, pt, s->pl, y, x0, w, run, rs, 1);
-		else
-			stats_row_inner(c, pt, s->pl, y, x0, w, run, rs, 0);
-		return;
-	}
-
-	for (int i = 0; i < 3; i++) {
-		if (!s->use[i])
-			continue;
-		if (y + c->ry < c->ny)
-			add_products(c, s->pl[i], y + c->ry, x0, w, r[i], rs, 0);
-		if (y - c->ry - 1 >= 0)
-			add_products(c, s->pl[i], y - c->ry - 1, x0, w, r[i], rs, 1);
-	}
-	if (s->lead)
-		update_t(c, pt->tl, y, x0, w, r[0], r[1], rs);
-	if (s->lag)
-		update_t(c, pt->tg, y, x0, w, r[1], r[2], rs);
-}
-
-/* T (or T_lag) at its anchor a, on the strip's rows: Y(a - rz) ..
- * Y(a + rz) (those of the part) added in order from zero, each Y from
- * add_products' running y sums, so it has the bits of a running z sum
- * started there.  run: NQ rows of scratch (stride rs). */
-static void t_at_anchor(const lncc_ctx *c, const lncc_part *pt, double *T, int64_t a, int64_t x0, int64_t w,
-			double *run, int64_t rs)
-{
-	int64_t ny = c->ny, ry = c->ry;
-
 	for (int q = 0; q < NQ; q++)
-		for (int64_t y = 0; y < ny; y++)
-			for (int64_t j = 0; j < w; j++)
-				T[q * c->np + y * c->nx + x0 + j] = 0.0;
-	for (int64_t p = a - c->rz; p <= a + c->rz; p++) {
-		if (p < pt->v0 || p >= pt->v1)
-			continue;
-		for (int64_t j = 0; j < NQ * rs; j++)
-			run[j] = 0.0;
-		for (int64_t y = 0; y < ry && y < ny; y++)
-			add_products(c, p, y, x0, w, run, rs, 0);
-		for (int64_t y = 0; y < ny; y++) {
-			if (y + ry < ny)
-				add_products(c, p, y + ry, x0, w, run, rs, 0);
-			if (y - ry - 1 >= 0)
-				add_products(c, p, y - ry - 1, x0, w, run, rs, 1);
-			collect_t(c, T, y, x0, w, run, rs);
-		}
-	}
+		for (int64_t j = 0; j < w; j++)
+			Z[q * c->np + j] = 0.0;
+	for (int64_t p = a - c->rz; p <= a + c->rz; p++)
+		if (p >= pt->v0 && p < pt->v1)
+			z_move(c, Z, o, w, p, p, 1, 0);
 }
 
-/* Step t's anchors (before its rows; run: scratch as in stats_begin). */
-static void stats_anchor(const lncc_ctx *c, const lncc_part *pt, const lncc_step *s, int64_t t, int64_t x0,
-			 int64_t w, double *run, int64_t rs)
+/* Row y of step t, columns [x0, x0 + w): Z and Z_lag move (or restart). */
+LNCC_INLINE void stats_row(const lncc_ctx *c, const lncc_part *pt, const lncc_step *s, int64_t y, int64_t x0,
+			   int64_t w)
 {
+	int64_t o = y * c->nx + x0;
+
 	if (s->rlead)
-		t_at_anchor(c, pt, pt->tl, t, x0, w, run, rs);
+		z_anchor(c, pt, pt->tl + o, s->anc[0], o, w);
+	else if (s->lead)
+		z_move(c, pt->tl + o, o, w, s->pl[0], s->pl[1], s->use[0], s->use[1]);
 	if (s->rlag)
-		t_at_anchor(c, pt, pt->tg, t - 2 * c->rz - 1, x0, w, run, rs);
+		z_anchor(c, pt, pt->tg + o, s->anc[1], o, w);
+	else if (s->lag)
+		z_move(c, pt->tg + o, o, w, s->pl[1], s->pl[2], s->use[1], s->use[2]);
 }
 
 static void stats_strip(const lncc_ctx *c, const lncc_part *pt, int64_t t, int lead, int lag, int64_t x0,
 			     int64_t w)
 {
-	double run[3 * NQ * STRIP];
 	lncc_step s = step_plan(c, pt, t, lead, lag);
 
-	stats_anchor(c, pt, &s, t, x0, w, run, STRIP);
-	stats_begin(c, &s, x0, w, run, STRIP);
 	for (int64_t y = 0; y < c->ny; y++)
-		stats_row(c, pt, &s, y, x0, w, run, STRIP);
+		stats_row(c, pt, &s, y, x0, w);
+}
+
+/* One row of T: o = (p + Z row e) - Z row l (either may be absent). */
+LNCC_INLINE void t_step(const double *p, const double *ze, const double *zl, double *o, int64_t nx)
+{
+	if (ze && zl) {
+#pragma omp simd
+		for (int64_t j = 0; j < nx; j++)
+			o[j] = (p[j] + ze[j]) - zl[j];
+	} else if (ze) {
+#pragma omp simd
+		for (int64_t j = 0; j < nx; j++)
+			o[j] = p[j] + ze[j];
+	} else if (zl) {
+#pragma omp simd
+		for (int64_t j = 0; j < nx; j++)
+			o[j] = p[j] - zl[j];
+	} else {
+		for (int64_t j = 0; j < nx; j++)
+			o[j] = p[j];
+	}
+}
+
+/* T at the y anchor a from one quantity's Z plane z: its window's rows
+ * added in order. */
+LNCC_INLINE void t_anchor_row(const lncc_ctx *c, const double *z, int64_t a, double *o)
+{
+	int64_t nx = c->nx, lo = a - c->ry > 0 ? a - c->ry : 0, hi = a + c->ry < c->ny ? a + c->ry : c->ny - 1;
+	const double *z0 = z + lo * nx;
+
+	for (int64_t j = 0; j < nx; j++)
+		o[j] = z0[j];
+	for (int64_t y = lo + 1; y <= hi; y++) {
+		const double *zy = z + y * nx;
+#pragma omp simd
+		for (int64_t j = 0; j < nx; j++)
+			o[j] += zy[j];
+	}
+}
+
+/* T row yy from row yy - 1 (p) of the same quantity. */
+LNCC_INLINE void t_next(const lncc_ctx *c, const double *z, int64_t yy, const double *p, double *o)
+{
+	int64_t nx = c->nx, e = yy + c->ry, l = yy - c->ry - 1;
+	t_step(p, e < c->ny ? z + e * nx : NULL, l >= 0 ? z + l * nx : NULL, o, nx);
+}
+
+/* T rows y .. y + nr - 1 from the z sums Z (NQ planes): row j of quantity
+ * q into out + j nx + q oqs.  A row's bits depend only on its position. */
+LNCC_INLINE void t_rows(const lncc_ctx *c, const double *Z, int64_t y, int nr, double *out, int64_t oqs)
+{
+	int64_t nx = c->nx;
+
+	for (int q = 0; q < NQ; q++) {
+		const double *z = Z + q * c->np;
+		double *o = out + q * oqs;
+		for (int j = 0; j < nr; j++) {
+			int64_t yy = y + j;
+			if (j == 0 || yy % YA == 0) {
+				int64_t a = yy - yy % YA;
+				t_anchor_row(c, z, a, o + j * nx);
+				for (int64_t k = a + 1; k <= yy; k++)
+					t_next(c, z, k, o + j * nx, o + j * nx);
+			} else {
+				t_next(c, z, yy, o + (j - 1) * nx, o + j * nx);
+			}
+		}
+	}
 }
 
 /* cc from the window sums at one voxel (s[q * ss]), inv = 1/n; when nc > 0
@@ -523,7 +490,7 @@ static void grad_span(const lncc_ctx *c, int64_t z, int64_t y, int64_t x0, int64
  * blocks of 4 nx), w cc (lc), and for g = 4 the transposed inverse counts
  * and weights and the x-boxing's scratch. */
 typedef struct lncc_rows {
-	double *S, *k, *lc, *inv4, *tmp;
+	double *S, *k, *lc, *inv4, *tmp, *T;
 	float *w4;
 } lncc_rows;
 
@@ -533,6 +500,7 @@ static lncc_rows rows_at(const lncc_ctx *c, double *rows)
 	lncc_rows r;
 	r.S = rows, r.k = rows + g * NQ * nx, r.lc = r.k + g * NQ * nx;
 	r.inv4 = r.lc + 4 * nx, r.w4 = (float *)(r.inv4 + 4 * nx), r.tmp = r.inv4 + 6 * nx;
+	r.T = g > 1 ? r.tmp + 8 * nx : r.lc + nx;
 	return r;
 }
 
@@ -564,11 +532,12 @@ static void ring_swap(double *k, float *kr, int64_t n, int sub)
 static void coef_rows_n(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, int nr, lncc_rows *b, double *xc,
 			double *xc2, int64_t xqs, float *kr)
 {
-	int64_t nx = c->nx, np = c->np, p = t - 2 * c->rz - 1, rs = NQ * nx;
+	int64_t nx = c->nx, p = t - 2 * c->rz - 1, rs = NQ * nx, tqs = group_rows(c) * nx;
 	int nc = c->ncoef;
 
 	if (t >= pt->s0 && t < pt->s1) {
-		box_x(c, pt->tl + y * nx, nx, np, b->S, rs, nx, NQ, nr, b->tmp);
+		t_rows(c, pt->tl, y, nr, b->T, tqs);
+		box_x(c, b->T, nx, tqs, b->S, rs, nx, NQ, nr, b->tmp);
 		for (int j = 0; j < nr; j++) {
 			score_row(c, t, y + j, b->S + j * rs, b->k + j * rs, b->lc, 0);
 			if (t >= pt->o0 && t < pt->o1)
@@ -588,7 +557,8 @@ static void coef_rows_n(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, 
 		for (int j = 0; j < nr; j++)
 			ring_swap(b->k + j * rs, kr + j * nc * nx, nc * nx, p >= pt->s0 && p < pt->s1);
 	} else if (p >= pt->s0 && p < pt->s1) {
-		box_x(c, pt->tg + y * nx, nx, np, b->S, rs, nx, NQ, nr, b->tmp);
+		t_rows(c, pt->tg, y, nr, b->T, tqs);
+		box_x(c, b->T, nx, tqs, b->S, rs, nx, NQ, nr, b->tmp);
 		for (int j = 0; j < nr; j++)
 			score_row(c, p, y + j, b->S + j * rs, b->k + j * rs, b->lc, 1);
 	}
@@ -626,11 +596,12 @@ static void score_t4(const lncc_ctx *c, int64_t p, int64_t y, lncc_rows *b, int 
 static void coef_rows_t4(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, lncc_rows *b, double *xc,
 			 double *xc2, int64_t xqs, float *kr)
 {
-	int64_t nx = c->nx, np = c->np, p = t - 2 * c->rz - 1, n4 = 4 * nx;
+	int64_t nx = c->nx, p = t - 2 * c->rz - 1, n4 = 4 * nx;
 	int nc = c->ncoef;
 
 	if (t >= pt->s0 && t < pt->s1) {
-		ffdp_cpu_box_rows4_to_t(pt->tl + y * nx, nx, np, b->S, n4, NQ, nx, c->rx, b->tmp);
+		t_rows(c, pt->tl, y, 4, b->T, n4);
+		ffdp_cpu_box_rows4_to_t(b->T, nx, n4, b->S, n4, NQ, nx, c->rx, b->tmp);
 		score_t4(c, t, y, b, 0);
 		for (int j = 0; j < 4 && t >= pt->o0 && t < pt->o1; j++)
 			pt->lrow[y + j] = row_sum(b->lc + j, 4, nx);
@@ -645,7 +616,8 @@ static void coef_rows_t4(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y,
 	if (kr)
 		ring_swap(b->k, kr, nc * n4, p >= pt->s0 && p < pt->s1);
 	else if (p >= pt->s0 && p < pt->s1) {
-		ffdp_cpu_box_rows4_to_t(pt->tg + y * nx, nx, np, b->S, n4, NQ, nx, c->rx, b->tmp);
+		t_rows(c, pt->tg, y, 4, b->T, n4);
+		ffdp_cpu_box_rows4_to_t(b->T, nx, n4, b->S, n4, NQ, nx, c->rx, b->tmp);
 		score_t4(c, p, y, b, 1);
 	}
 	ffdp_cpu_box_t_to_rows4(b->k, n4, xc, nx, xqs, nc, nx, c->rx, b->tmp);
@@ -753,7 +725,7 @@ static void grad_strip(const lncc_ctx *c, const lncc_part *pt, int64_t z, int64_
 static size_t rows_doubles(const lncc_ctx *c)
 {
 	int g = group_rows(c);
-	return ((size_t)g * 2 * NQ + (g > 1 ? 18 : 1)) * (size_t)c->nx;
+	return ((size_t)g * 3 * NQ + (g > 1 ? 18 : 1)) * (size_t)c->nx;
 }
 
 LNCC_INLINE void team_sync(int nth)
@@ -790,7 +762,9 @@ static void lncc_stream_team(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
 	int g = group_rows(c);
 
 	share(nstrip, tid, nth, &s0, &s1);
-	share(c->ny, tid, nth, &y0, &y1);
+	/* whole groups, so that groups start at y anchors */
+	share((c->ny + g - 1) / g, tid, nth, &y0, &y1);
+	y0 *= g, y1 = y1 * g < c->ny ? y1 * g : c->ny;
 	for (int64_t t = pt->v0 - rz; t <= tend; t++) {
 		int64_t p = t - 2 * rz - 1;
 		int lead = t < pt->s1, lag = c->exact && p >= pt->v0 - rz && p < pt->s1 && t < tend;
@@ -836,27 +810,28 @@ static void lncc_stream_fused(const lncc_ctx *c, lncc_part *pt)
 		/* planes t and p share a slot of the ring */
 		float *kr = K ? pt->kr + ((t % K + K) % K) * c->ncoef * c->np : NULL;
 
-		if (lead || lag) {
-			stats_anchor(c, pt, &s, t, 0, nx, pt->run, nx);
-			stats_begin(c, &s, 0, nx, pt->run, nx);
-		}
 		for (int64_t y = 0; y < ny; y++) {
 			if (lead || lag)
-				stats_row(c, pt, &s, y, 0, nx, pt->run, nx);
-			if (!score || ((y + 1) % g && y + 1 < ny))
+				stats_row(c, pt, &s, y, 0, nx);
+			if (!score)
 				continue;
-			while (yg <= y) {
-				int nr = yg + g <= y + 1 ? g : 1;
+			/* groups whose T rows have their Z rows in */
+			while (yg < ny) {
+				int nr = yg + g <= ny ? g : 1;
+				int64_t last = yg + nr - 1 + c->ry;
+				if ((last < ny ? last : ny - 1) > y)
+					break;
 				coef_rows(c, pt, t, yg, nr, pt->rows, c->exact ? pt->xc + (yg % R) * nx : NULL,
 					  c->exact ? pt->xc2 + (yg % R) * nx : NULL, R * nx,
 					  kr ? kr + yg * c->ncoef * nx : NULL);
 				yg += nr;
-			}
-			/* output rows whose window's last coefficient row is in */
-			int64_t y1 = yg == ny ? ny : yg - c->ry;
-			if (c->exact && y1 > yo) {
-				g_rows(c, pt, t, yo, y1);
-				yo = y1;
+				/* output rows whose window's last coefficient row is in,
+				 * before the next group reuses the ring's rows */
+				int64_t y1 = yg == ny ? ny : yg - c->ry;
+				if (c->exact && y1 > yo) {
+					g_rows(c, pt, t, yo, y1);
+					yo = y1;
+				}
 			}
 		}
 		if (score && t >= pt->o0 && t < pt->o1)
@@ -921,7 +896,7 @@ static size_t part_doubles(const lncc_ctx *c, int nth, int64_t kring)
 	size_t xcd = fused ? (size_t)ring_rows(c) * nx : np;
 	size_t lag = kring ? ((size_t)kring * nc * np + 1) / 2 : NQ * np;
 	return NQ * np + (c->exact ? lag + 2 * nc * np + 2 * nc * xcd : 0) + (size_t)nth * rows_doubles(c) +
-	       (fused ? (3 * NQ + (c->exact ? 2 * nc : 0)) * nx : 0) + (size_t)c->ny;
+	       (fused && c->exact ? 2 * nc * nx : 0) + (size_t)c->ny;
 }
 
 /* Carve a part's buffers from d (zeroed); returns the end. */
@@ -944,11 +919,8 @@ static double *part_carve(const lncc_ctx *c, lncc_part *pt, double *d)
 		pt->xc2 = d, d += nc * xcd;
 		pt->g2 = d, d += nc * np;
 	}
-	if (fused) {
-		pt->run = d, d += 3 * NQ * nx;
-		if (c->exact)
-			pt->rg = d, d += 2 * nc * nx;
-	}
+	if (fused && c->exact)
+		pt->rg = d, d += 2 * nc * nx;
 	pt->rows = d, d += (size_t)pt->nth * rows_doubles(c);
 	pt->lrow = d, d += c->ny;
 	return d;
