@@ -61,6 +61,7 @@
  */
 #include <math.h>
 #include <omp.h>
+#include <string.h>
 
 #include "cpu_boxsum.h"
 #include "cpu_lossutil.h"
@@ -409,6 +410,23 @@ static double row_sum(const double *v, int64_t st, int64_t n)
 	return (p0 + p1) + (p2 + p3);
 }
 
+/* row_sum of the 4 rows of transposed values v (element 4 x + j: row j)
+ * into out[j]: the same operations per row, the rows in the lanes. */
+static void row_sum4(const double *v, int64_t n, double out[4])
+{
+	double p[4][4] = {{0}};
+	int64_t x = 0;
+	for (; x + 4 <= n; x += 4)
+		for (int k = 0; k < 4; k++)
+			for (int j = 0; j < 4; j++)
+				p[k][j] += v[4 * (x + k) + j];
+	for (int k = 0; k < 3; k++)
+		for (int j = 0; j < 4; j++)
+			p[k][j] += x + k < n ? v[4 * (x + k) + j] : 0.0;
+	for (int j = 0; j < 4; j++)
+		out[j] = (p[0][j] + p[1][j]) + (p[2][j] + p[3][j]);
+}
+
 /* Rows per group of the scoring pass: 4 share one AVX2 pass of x-boxing. */
 static int group_rows(const lncc_ctx *c)
 {
@@ -491,6 +509,7 @@ static void grad_span(const lncc_ctx *c, int64_t z, int64_t y, int64_t x0, int64
  * and weights and the x-boxing's scratch. */
 typedef struct lncc_rows {
 	double *S, *k, *lc, *inv4, *tmp, *T;
+	double *key; /* the 4 rows' y-z inverse counts that inv4 holds */
 	float *w4;
 } lncc_rows;
 
@@ -501,6 +520,7 @@ static lncc_rows rows_at(const lncc_ctx *c, double *rows)
 	r.S = rows, r.k = rows + g * NQ * nx, r.lc = r.k + g * NQ * nx;
 	r.inv4 = r.lc + 4 * nx, r.w4 = (float *)(r.inv4 + 4 * nx), r.tmp = r.inv4 + 6 * nx;
 	r.T = g > 1 ? r.tmp + 8 * nx : r.lc + nx;
+	r.key = r.T + g * NQ * nx;
 	return r;
 }
 
@@ -577,9 +597,13 @@ static void score_t4(const lncc_ctx *c, int64_t p, int64_t y, lncc_rows *b, int 
 
 	for (int j = 0; j < 4; j++)
 		icyz[j] = c->icy[y + j] * c->icz[p];
-	for (int64_t x = 0; x < nx; x++)
-		for (int j = 0; j < 4; j++)
-			b->inv4[4 * x + j] = c->icx[x] * icyz[j];
+	/* interior rows of interior planes all have the same counts */
+	if (memcmp(icyz, b->key, sizeof(icyz))) {
+		for (int64_t x = 0; x < nx; x++)
+			for (int j = 0; j < 4; j++)
+				b->inv4[4 * x + j] = c->icx[x] * icyz[j];
+		memcpy(b->key, icyz, sizeof(icyz));
+	}
 	if (c->w) {
 		const float *w0 = c->w + p * c->np + y * nx;
 		for (int64_t x = 0; x < nx; x++)
@@ -603,8 +627,8 @@ static void coef_rows_t4(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y,
 		t_rows(c, pt->tl, y, 4, b->T, n4);
 		ffdp_cpu_box_rows4_to_t(b->T, nx, n4, b->S, n4, NQ, nx, c->rx, b->tmp);
 		score_t4(c, t, y, b, 0);
-		for (int j = 0; j < 4 && t >= pt->o0 && t < pt->o1; j++)
-			pt->lrow[y + j] = row_sum(b->lc + j, 4, nx);
+		if (t >= pt->o0 && t < pt->o1)
+			row_sum4(b->lc, nx, pt->lrow + y);
 	} else {
 		for (int64_t x = 0; x < nc * n4; x++)
 			b->k[x] = 0.0;
@@ -725,7 +749,7 @@ static void grad_strip(const lncc_ctx *c, const lncc_part *pt, int64_t z, int64_
 static size_t rows_doubles(const lncc_ctx *c)
 {
 	int g = group_rows(c);
-	return ((size_t)g * 3 * NQ + (g > 1 ? 18 : 1)) * (size_t)c->nx;
+	return ((size_t)g * 3 * NQ + (g > 1 ? 18 : 1)) * (size_t)c->nx + 4;
 }
 
 LNCC_INLINE void team_sync(int nth)
@@ -922,6 +946,8 @@ static double *part_carve(const lncc_ctx *c, lncc_part *pt, double *d)
 	if (fused && c->exact)
 		pt->rg = d, d += 2 * nc * nx;
 	pt->rows = d, d += (size_t)pt->nth * rows_doubles(c);
+	for (int i = 0; i < pt->nth; i++)
+		rows_at(c, pt->rows + (size_t)i * rows_doubles(c)).key[0] = -1.0; /* no counts yet */
 	pt->lrow = d, d += c->ny;
 	return d;
 }
