@@ -121,21 +121,71 @@ __attribute__((target("avx2"))) void ffdp_cpu_box_rows4_avx2(const double *in, i
 	}
 }
 
-__attribute__((target("avx2"))) void ffdp_cpu_box_rows4_to_t(const double *in, int64_t irs, int64_t iqs, double *out,
-							     int64_t oqs, int nq, int64_t n, int64_t r, double *tmp)
-{
-	for (int q = 0; q < nq; q++) {
-		box4_in(in + q * iqs, irs, tmp, n);
-		box4_run(tmp, out + q * oqs, n, r);
-	}
-}
-
 __attribute__((target("avx2"))) void ffdp_cpu_box_t_to_rows4(const double *in, int64_t iqs, double *out, int64_t ors,
 							     int64_t oqs, int nq, int64_t n, int64_t r, double *tmp)
 {
 	for (int q = 0; q < nq; q++) {
 		box4_run(in + q * iqs, tmp, n, r);
 		box4_out(tmp, out + q * oqs, ors, n);
+	}
+}
+
+/* The y box sums of anchor row y and the next 3: row y its window's rows
+ * added in order, then each row (previous + entering) - leaving. */
+BOX4_FN __m256d box4_next(__m256d p, const double *e, const double *l, int64_t x)
+{
+	if (e)
+		p = _mm256_add_pd(p, _mm256_loadu_pd(e + x));
+	if (l)
+		p = _mm256_sub_pd(p, _mm256_loadu_pd(l + x));
+	return p;
+}
+
+static inline double box1_next(double p, const double *e, const double *l, int64_t x)
+{
+	if (e)
+		p = p + e[x];
+	if (l)
+		p = p - l[x];
+	return p;
+}
+
+__attribute__((target("avx2"))) void ffdp_cpu_box_yx4_to_t(const double *in, int64_t iqs, int64_t nx, int64_t ny,
+							   int64_t y, int64_t ry, int64_t rx, double *out, int64_t oqs,
+							   int nq, double *tmp)
+{
+	int64_t lo = y - ry > 0 ? y - ry : 0, hi = y + ry < ny ? y + ry : ny - 1;
+	int64_t eo[4] = {0}, lof[4] = {0};
+
+	for (int j = 1; j < 4; j++) {
+		eo[j] = y + j + ry < ny ? (y + j + ry) * nx : -1;
+		lof[j] = y + j - ry - 1 >= 0 ? (y + j - ry - 1) * nx : -1;
+	}
+	for (int q = 0; q < nq; q++) {
+		const double *z = in + q * iqs, *e[4], *l[4];
+		int64_t x = 0;
+		for (int j = 1; j < 4; j++)
+			e[j] = eo[j] >= 0 ? z + eo[j] : NULL, l[j] = lof[j] >= 0 ? z + lof[j] : NULL;
+		for (; x + 4 <= nx; x += 4) {
+			__m256d v[4];
+			v[0] = _mm256_loadu_pd(z + lo * nx + x);
+			for (int64_t i = lo + 1; i <= hi; i++)
+				v[0] = _mm256_add_pd(v[0], _mm256_loadu_pd(z + i * nx + x));
+			for (int j = 1; j < 4; j++)
+				v[j] = box4_next(v[j - 1], e[j], l[j], x);
+			box4_transpose(v);
+			for (int j = 0; j < 4; j++)
+				_mm256_storeu_pd(tmp + 4 * (x + j), v[j]);
+		}
+		for (; x < nx; x++) {
+			double u = z[lo * nx + x];
+			for (int64_t i = lo + 1; i <= hi; i++)
+				u += z[i * nx + x];
+			tmp[4 * x] = u;
+			for (int j = 1; j < 4; j++)
+				tmp[4 * x + j] = u = box1_next(u, e[j], l[j], x);
+		}
+		box4_run(tmp, out + q * oqs, nx, rx);
 	}
 }
 #endif

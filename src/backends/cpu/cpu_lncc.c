@@ -624,8 +624,7 @@ static void coef_rows_t4(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y,
 	int nc = c->ncoef;
 
 	if (t >= pt->s0 && t < pt->s1) {
-		t_rows(c, pt->tl, y, 4, b->T, n4);
-		ffdp_cpu_box_rows4_to_t(b->T, nx, n4, b->S, n4, NQ, nx, c->rx, b->tmp);
+		ffdp_cpu_box_yx4_to_t(pt->tl, c->np, nx, c->ny, y, c->ry, c->rx, b->S, n4, NQ, b->tmp);
 		score_t4(c, t, y, b, 0);
 		if (t >= pt->o0 && t < pt->o1)
 			row_sum4(b->lc, nx, pt->lrow + y);
@@ -640,8 +639,7 @@ static void coef_rows_t4(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y,
 	if (kr)
 		ring_swap(b->k, kr, nc * n4, p >= pt->s0 && p < pt->s1);
 	else if (p >= pt->s0 && p < pt->s1) {
-		t_rows(c, pt->tg, y, 4, b->T, n4);
-		ffdp_cpu_box_rows4_to_t(b->T, nx, n4, b->S, n4, NQ, nx, c->rx, b->tmp);
+		ffdp_cpu_box_yx4_to_t(pt->tg, c->np, nx, c->ny, y, c->ry, c->rx, b->S, n4, NQ, b->tmp);
 		score_t4(c, p, y, b, 1);
 	}
 	ffdp_cpu_box_t_to_rows4(b->k, n4, xc, nx, xqs, nc, nx, c->rx, b->tmp);
@@ -653,7 +651,7 @@ static void coef_rows(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, in
 {
 	lncc_rows b = rows_at(c, rows);
 #ifdef __x86_64__
-	if (nr == 4 && c->avx2 && (c->exact || !c->ncoef)) {
+	if (nr == 4 && y % YA == 0 && c->avx2 && (c->exact || !c->ncoef)) {
 		coef_rows_t4(c, pt, t, y, &b, xc, xc2, xqs, kr);
 		return;
 	}
