@@ -157,9 +157,12 @@ __attribute__((target("avx2"))) void ffdp_cpu_box_yx4_to_t(const double *in, int
 	int64_t lo = y - ry > 0 ? y - ry : 0, hi = y + ry < ny ? y + ry : ny - 1;
 	int64_t eo[4] = {0}, lof[4] = {0};
 
+	int inner = 1;
+
 	for (int j = 1; j < 4; j++) {
 		eo[j] = y + j + ry < ny ? (y + j + ry) * nx : -1;
 		lof[j] = y + j - ry - 1 >= 0 ? (y + j - ry - 1) * nx : -1;
+		inner &= eo[j] >= 0 && lof[j] >= 0;
 	}
 	for (int q = 0; q < nq; q++) {
 		const double *z = in + q * iqs, *e[4], *l[4];
@@ -168,11 +171,23 @@ __attribute__((target("avx2"))) void ffdp_cpu_box_yx4_to_t(const double *in, int
 			e[j] = eo[j] >= 0 ? z + eo[j] : NULL, l[j] = lof[j] >= 0 ? z + lof[j] : NULL;
 		for (; x + 4 <= nx; x += 4) {
 			__m256d v[4];
+			int64_t i = lo + 1;
 			v[0] = _mm256_loadu_pd(z + lo * nx + x);
-			for (int64_t i = lo + 1; i <= hi; i++)
+			for (; i + 1 <= hi; i += 2) {
 				v[0] = _mm256_add_pd(v[0], _mm256_loadu_pd(z + i * nx + x));
-			for (int j = 1; j < 4; j++)
-				v[j] = box4_next(v[j - 1], e[j], l[j], x);
+				v[0] = _mm256_add_pd(v[0], _mm256_loadu_pd(z + (i + 1) * nx + x));
+			}
+			if (i <= hi)
+				v[0] = _mm256_add_pd(v[0], _mm256_loadu_pd(z + i * nx + x));
+			if (inner) {
+				/* every row enters and leaves (most groups) */
+				for (int j = 1; j < 4; j++)
+					v[j] = _mm256_sub_pd(_mm256_add_pd(v[j - 1], _mm256_loadu_pd(e[j] + x)),
+							     _mm256_loadu_pd(l[j] + x));
+			} else {
+				for (int j = 1; j < 4; j++)
+					v[j] = box4_next(v[j - 1], e[j], l[j], x);
+			}
 			box4_transpose(v);
 			for (int j = 0; j < 4; j++)
 				_mm256_storeu_pd(tmp + 4 * (x + j), v[j]);
