@@ -345,10 +345,30 @@ LNCC_INLINE void t_rows(const lncc_ctx *c, const double *Z, int64_t y, int nr, d
 
 /* cc from the window sums at one voxel (s[q * ss]), inv = 1/n; when nc > 0
  * also the gradient coefficients times w into k[q * ks],
- * q = (w a, w b, w c[, w b', w c']), stored or (sub) subtracted.  Lead and
- * lag run this same code on the same bits, so their coefficients agree. */
+ * q = (w a, w b, w c[, w b', w c']): mode KSET stores them, KSUB
+ * subtracts them (the lag), KRING stores them and into the ring kr (stride
+ * ks) too, KSWAP stores them less the ring's and puts them in the ring
+ * (ring_swap's operations).  Lead and lag run this same code on the same
+ * bits, so their coefficients agree. */
+enum { KSET, KSUB, KRING, KSWAP };
+
+LNCC_INLINE void k_put(double *k, float *kr, double v, const int mode)
+{
+	if (mode == KSUB) {
+		*k -= v;
+	} else if (mode == KSWAP) {
+		double old = (double)*kr;
+		*kr = (float)v;
+		*k = v - old;
+	} else {
+		*k = v;
+		if (mode == KRING)
+			*kr = (float)v;
+	}
+}
+
 LNCC_INLINE double voxel_cc(const double *s, int64_t ss, double inv, double eps, double w, int nc, double *k,
-			      int64_t ks, int sub)
+			    float *kr, int64_t ks, const int mode)
 {
 	double sf = s[0], sm = s[ss];
 	double cov = s[4 * ss] - sf * sm * inv;
@@ -367,29 +387,25 @@ LNCC_INLINE double voxel_cc(const double *s, int64_t ss, double inv, double eps,
 			double b2 = 2.0 * cc * vm * rd;
 			v3 = (float)(w * b2), v4 = (float)(w * (b2 * sf - a * sm) * inv);
 		}
-		if (sub) {
-			k[0] -= v0, k[ks] -= v1, k[2 * ks] -= v2;
-			if (nc == 5)
-				k[3 * ks] -= v3, k[4 * ks] -= v4;
-		} else {
-			k[0] = v0, k[ks] = v1, k[2 * ks] = v2;
-			if (nc == 5)
-				k[3 * ks] = v3, k[4 * ks] = v4;
-		}
+		double v[5] = {v0, v1, v2, v3, v4};
+		for (int q = 0; q < nc; q++)
+			k_put(k + q * ks, mode >= KRING ? kr + q * ks : NULL, v[q], mode);
 	}
 	return cc;
 }
 
-/* The scoring loop with nc, sub and masked constant after inlining: each
+/* The scoring loop with nc, mode and masked constant after inlining: each
  * variant is branch-free and vectorises.  n voxels, sums and coefficients
- * of stride ss, inverse counts icx[x] icyz; lc[x] = w cc. */
+ * (and the ring's) of stride ss, inverse counts icx[x] icyz; lc[x] = w cc. */
 LNCC_INLINE void score_span(const double *S, int64_t ss, int64_t n, const double *icx, double icyz, double eps,
-			    const float *w, double *k, double *lc, const int nc, const int sub, const int masked)
+			    const float *w, double *k, float *kr, double *lc, const int nc, const int mode,
+			    const int masked)
 {
 #pragma omp simd
 	for (int64_t x = 0; x < n; x++) {
 		double wx = masked ? (double)w[x] : 1.0;
-		lc[x] = wx * voxel_cc(S + x, ss, icx[x] * icyz, eps, wx, nc, k + x, ss, sub);
+		float *kx = mode >= KRING ? kr + x : NULL;
+		lc[x] = wx * voxel_cc(S + x, ss, icx[x] * icyz, eps, wx, nc, k + x, kx, ss, mode);
 	}
 }
 
@@ -449,31 +465,34 @@ static void box_x(const lncc_ctx *c, const double *in, int64_t irs, int64_t iqs,
 }
 
 /* Scoring of n voxels (score_span) in the variant of this call. */
+#define SCORE_NC(nc, mode, masked)                                                                         \
+	score_span(S, ss, n, icx, icyz, c->eps, w, k, kr, lc, nc, mode, masked)
+#define SCORE_MODE(mode, masked)                                                                           \
+	(c->ncoef == 5 ? SCORE_NC(5, mode, masked) : SCORE_NC(3, mode, masked))
+#define SCORE_MASK(masked)                                                                                 \
+	(!c->ncoef ? SCORE_NC(0, KSET, masked)                                                             \
+	 : mode == KSET ? SCORE_MODE(KSET, masked)                                                        \
+	 : mode == KSUB ? SCORE_MODE(KSUB, masked)                                                        \
+	 : mode == KRING ? SCORE_MODE(KRING, masked) : SCORE_MODE(KSWAP, masked))
 static void score(const lncc_ctx *c, const double *S, int64_t ss, int64_t n, const double *icx, double icyz,
-		  const float *w, double *k, double *lc, int sub)
+		  const float *w, double *k, float *kr, double *lc, int mode)
 {
-	int v = c->ncoef * 4 + sub * 2 + (w != NULL);
-
-	switch (v) {
-	case 0: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 0, 0, 0); break;
-	case 1: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 0, 0, 1); break;
-	case 12: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 3, 0, 0); break;
-	case 13: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 3, 0, 1); break;
-	case 14: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 3, 1, 0); break;
-	case 15: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 3, 1, 1); break;
-	case 20: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 5, 0, 0); break;
-	case 21: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 5, 0, 1); break;
-	case 22: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 5, 1, 0); break;
-	default: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 5, 1, 1); break;
-	}
+	if (w)
+		SCORE_MASK(1);
+	else
+		SCORE_MASK(0);
 }
+#undef SCORE_MASK
+#undef SCORE_MODE
+#undef SCORE_NC
 
 /* Row y of plane p scored from its x-boxed sums S (stride nx): cc and the
  * coefficients into k (stride nx; sub: subtracted), w cc into lc. */
-static void score_row(const lncc_ctx *c, int64_t p, int64_t y, const double *S, double *k, double *lc, int sub)
+static void score_row(const lncc_ctx *c, int64_t p, int64_t y, const double *S, double *k, float *kr, double *lc,
+		      int mode)
 {
 	const float *w = c->w ? c->w + p * c->np + y * c->nx : NULL;
-	score(c, S, c->nx, c->nx, c->icx, c->icy[y] * c->icz[p], w, k, lc, sub);
+	score(c, S, c->nx, c->nx, c->icx, c->icy[y] * c->icz[p], w, k, kr, lc, mode);
 }
 
 /* Gradients at row y of plane z, columns [x0, x0 + w), from coefficient sums
@@ -544,6 +563,17 @@ static void ring_swap(double *k, float *kr, int64_t n, int sub)
 		kr[e] = (float)k[e];
 }
 
+/* How step t's scoring writes its coefficients: with the ring, into it
+ * too (ring_swap's operations, fused), unless plane t is not scored or
+ * G collects k(t) itself first. */
+static int ring_mode(const lncc_ctx *c, const lncc_part *pt, int64_t t, const float *kr)
+{
+	int64_t p = t - 2 * c->rz - 1;
+	if (!kr || !c->exact || t < pt->s0 || t >= pt->s1 || g_collects(c, t))
+		return KSET;
+	return p >= pt->s0 && p < pt->s1 ? KSWAP : KRING;
+}
+
 /* Rows y .. y + nr - 1 at step t, row by row (x-boxed four at once on
  * AVX2): loss of plane t (when an output), and ANTs' gradient, or the
  * x-boxed coefficient difference k(t) - k(t - 2r - 1) into xc (and k(t)
@@ -553,13 +583,14 @@ static void coef_rows_n(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, 
 			double *xc2, int64_t xqs, float *kr)
 {
 	int64_t nx = c->nx, p = t - 2 * c->rz - 1, rs = NQ * nx, tqs = group_rows(c) * nx;
-	int nc = c->ncoef;
+	int nc = c->ncoef, mode = ring_mode(c, pt, t, kr);
 
 	if (t >= pt->s0 && t < pt->s1) {
 		t_rows(c, pt->tl, y, nr, b->T, tqs);
 		box_x(c, b->T, nx, tqs, b->S, rs, nx, NQ, nr, b->tmp);
 		for (int j = 0; j < nr; j++) {
-			score_row(c, t, y + j, b->S + j * rs, b->k + j * rs, b->lc, 0);
+			score_row(c, t, y + j, b->S + j * rs, b->k + j * rs, mode == KSET ? NULL : kr + j * nc * nx,
+				  b->lc, mode);
 			if (t >= pt->o0 && t < pt->o1)
 				pt->lrow[y + j] = row_sum(b->lc, 1, nx);
 			if (nc && !c->exact)
@@ -573,14 +604,14 @@ static void coef_rows_n(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, 
 		return;
 	if (g_collects(c, t))
 		box_x(c, b->k, rs, nx, xc2, nx, xqs, nc, nr, b->tmp);
-	if (kr) {
+	if (kr && mode == KSET) {
 		for (int j = 0; j < nr; j++)
 			ring_swap(b->k + j * rs, kr + j * nc * nx, nc * nx, p >= pt->s0 && p < pt->s1);
-	} else if (p >= pt->s0 && p < pt->s1) {
+	} else if (!kr && p >= pt->s0 && p < pt->s1) {
 		t_rows(c, pt->tg, y, nr, b->T, tqs);
 		box_x(c, b->T, nx, tqs, b->S, rs, nx, NQ, nr, b->tmp);
 		for (int j = 0; j < nr; j++)
-			score_row(c, p, y + j, b->S + j * rs, b->k + j * rs, b->lc, 1);
+			score_row(c, p, y + j, b->S + j * rs, b->k + j * rs, NULL, b->lc, KSUB);
 	}
 	box_x(c, b->k, rs, nx, xc, nx, xqs, nc, nr, b->tmp);
 }
@@ -589,7 +620,7 @@ static void coef_rows_n(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, 
 /* Rows y .. y + 3 of plane p scored in transposed form (element 4 x + j:
  * row y + j, column x), from transposed sums St into transposed kt and lc:
  * each voxel's operations are score_row's. */
-static void score_t4(const lncc_ctx *c, int64_t p, int64_t y, lncc_rows *b, int sub)
+static void score_t4(const lncc_ctx *c, int64_t p, int64_t y, lncc_rows *b, float *kr, int mode)
 {
 	int64_t nx = c->nx;
 	double icyz[4];
@@ -611,7 +642,7 @@ static void score_t4(const lncc_ctx *c, int64_t p, int64_t y, lncc_rows *b, int 
 				b->w4[4 * x + j] = w0[j * nx + x];
 		w = b->w4;
 	}
-	score(c, b->S, 4 * nx, 4 * nx, b->inv4, 1.0, w, b->k, b->lc, sub);
+	score(c, b->S, 4 * nx, 4 * nx, b->inv4, 1.0, w, b->k, kr, b->lc, mode);
 }
 
 /* coef_rows_n for 4 rows on AVX2 with the exact gradient or none: sums,
@@ -621,11 +652,11 @@ static void coef_rows_t4(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y,
 			 double *xc2, int64_t xqs, float *kr)
 {
 	int64_t nx = c->nx, p = t - 2 * c->rz - 1, n4 = 4 * nx;
-	int nc = c->ncoef;
+	int nc = c->ncoef, mode = ring_mode(c, pt, t, kr);
 
 	if (t >= pt->s0 && t < pt->s1) {
 		ffdp_cpu_box_yx4_to_t(pt->tl, c->np, nx, c->ny, y, c->ry, c->rx, b->S, n4, NQ, b->tmp);
-		score_t4(c, t, y, b, 0);
+		score_t4(c, t, y, b, kr, mode);
 		if (t >= pt->o0 && t < pt->o1)
 			row_sum4(b->lc, nx, pt->lrow + y);
 	} else {
@@ -636,11 +667,11 @@ static void coef_rows_t4(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y,
 		return;
 	if (g_collects(c, t))
 		ffdp_cpu_box_t_to_rows4(b->k, n4, xc2, nx, xqs, nc, nx, c->rx, b->tmp);
-	if (kr)
+	if (kr && mode == KSET)
 		ring_swap(b->k, kr, nc * n4, p >= pt->s0 && p < pt->s1);
-	else if (p >= pt->s0 && p < pt->s1) {
+	else if (!kr && p >= pt->s0 && p < pt->s1) {
 		ffdp_cpu_box_yx4_to_t(pt->tg, c->np, nx, c->ny, y, c->ry, c->rx, b->S, n4, NQ, b->tmp);
-		score_t4(c, p, y, b, 1);
+		score_t4(c, p, y, b, NULL, KSUB);
 	}
 	ffdp_cpu_box_t_to_rows4(b->k, n4, xc, nx, xqs, nc, nx, c->rx, b->tmp);
 }
