@@ -735,12 +735,51 @@ LNCC_INLINE void g_run(const lncc_ctx *c, const lncc_part *pt, const double *xc,
  * collection likewise), the restart, then the gradients.  The running y
  * sums (rg) do ffdp_cpu_box_cols_add's operations in its order, so G has
  * the team stream's bits. */
+/* g_rows' inner output row yo of an output plane z when G neither
+ * collects nor restarts: g_run of the nc coefficients and grad_span in one
+ * loop, their operations in their order. */
+LNCC_INLINE void g_grad_inner(const lncc_ctx *c, const lncc_part *pt, int64_t z, int64_t yo, const int nc)
+{
+	int64_t nx = c->nx, np = c->np, R = pt->ring, o = z * np + yo * nx;
+	const double *a[5], *b[5];
+	double *run[5], *G[5], g = c->gscale, cf = c->cf, cm = c->cm;
+	const float *f = c->f + o, *m = c->m + o;
+	float *gm = c->gm + o, *gf = nc == 5 ? c->gf + o : NULL;
+
+	for (int q = 0; q < nc; q++) {
+		a[q] = pt->xc + q * R * nx + ((yo + c->ry) % R) * nx;
+		b[q] = pt->xc + q * R * nx + ((yo - c->ry - 1) % R) * nx;
+		run[q] = pt->rg + q * nx, G[q] = pt->gsum + q * np + yo * nx;
+	}
+#pragma omp simd
+	for (int64_t j = 0; j < nx; j++) {
+		double k[5];
+		for (int q = 0; q < nc; q++) {
+			double r = (run[q][j] + a[q][j]) - b[q][j];
+			run[q][j] = r;
+			G[q][j] = k[q] = G[q][j] + r;
+		}
+		double fv = (double)f[j] - cf, mv = (double)m[j] - cm;
+		gm[j] = (float)(g * (fv * k[0] - mv * k[1] + k[2]));
+		if (nc == 5)
+			gf[j] = (float)(g * (mv * k[0] - fv * k[3] + k[4]));
+	}
+}
+
 static void g_rows(const lncc_ctx *c, const lncc_part *pt, int64_t t, int64_t y0, int64_t y1)
 {
 	int64_t nx = c->nx, np = c->np, z = t - c->rz;
 	int nc = c->ncoef, coll = g_collects(c, t), anchor = g_anchor(c, z);
+	int out = z >= pt->o0 && z < pt->o1;
 
 	for (int64_t yo = y0; yo < y1; yo++) {
+		if (out && !coll && !anchor && yo + c->ry < c->ny && yo - c->ry - 1 >= 0) {
+			if (nc == 5)
+				g_grad_inner(c, pt, z, yo, 5);
+			else
+				g_grad_inner(c, pt, z, yo, 3);
+			continue;
+		}
 		for (int q = 0; q < nc; q++) {
 			double *G = pt->gsum + q * np + yo * nx, *G2 = pt->g2 + q * np + yo * nx;
 			g_run(c, pt, pt->xc + q * pt->ring * nx, pt->rg + q * nx, G, yo);
