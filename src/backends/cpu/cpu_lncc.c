@@ -21,22 +21,24 @@
  * the variance of intensities ~1000.  vf, vm are clamped at 0 against
  * rounding.  cc and its gradient are shift invariant.
  *
- * Streaming.  T(t) holds the window sums of plane t boxed along y and z but
- * not x; it is a running sum along z,
- *     T(t) = T(t-1) + Y(t+r) - Y(t-r-1),
- * Y(p) the products of plane p boxed along y; each row of T is boxed along
- * x when it is used.  From the sums of plane t come its loss and its
+ * Streaming.  Z(t) holds the products boxed along z only, a running sum
+ * per voxel,
+ *     Z(t) = (Z(t-1) + P(t+r)) - P(t-r-1),
+ * P(p) the products of plane p.  A group of rows of plane t is scored when
+ * Z's rows around it are in: its rows of T (boxed along y and z) are a
+ * running y sum of Z's rows restarted at every fourth row (the y anchors),
+ * then boxed along x.  From the sums of plane t come its loss and its
  * coefficient planes, which are boxed along x, then along y into a running
  * z sum G that yields the gradient of plane t - r.  G must drop the
  * coefficients of plane t - 2r - 1, kept in a ring of 2r + 1 coefficient
  * planes when memory allows (ring_planes), or else recomputed by a lag
- * copy of T that replays the same increments 2r + 1 planes behind (the
+ * copy of Z that replays the same increments 2r + 1 planes behind (the
  * same bits, so the ring and the lag give the same results).  Scratch:
- * T (5 planes; at an anchor recomputed from its 2r + 1 planes), the ring
+ * Z (5 planes; at an anchor recomputed from its 2r + 1 planes), the ring
  * (ncoef (2r + 1) float planes: ncoef = 3 for one gradient, 5 for both)
- * or T_lag (5), G and its restart (ncoef each), in double, and a few rows
+ * or Z_lag (5), G and its restart (ncoef each), in double, and a few rows
  * per thread; the team stream also keeps the x-boxed coefficients as
- * planes.  Loss only or ANTs' gradient: T alone.
+ * planes.  Loss only or ANTs' gradient: Z alone.
  *
  * Threads: a thread streams its own z-range (a part, starting up to one
  * anchor block and 2r planes early) with no barrier, when z is long enough
@@ -45,8 +47,8 @@
  * team splits each plane (column strips for the y passes, rows for the x
  * passes, two barriers per plane).  Every value has the same bits either
  * way and for any thread count: the running sums restart at global
- * anchors, the x and y sums start at the faces, and each plane's loss is
- * its rows' sums in order.
+ * anchors (z) and y anchors, the x sums and G's y sums start at the
+ * faces, and each plane's loss is its rows' sums in order.
  *
  * SIMD: groups of 4 rows are x-boxed and scored with the rows transposed
  * into the lanes of AVX2 vectors (cpu_boxsum.c), everything else is
@@ -54,9 +56,9 @@
  * the scalar one in its order (no contraction), so the bits agree.
  *
  * Floor: read f and m once (8 B/voxel), the mask once (4 B), write the
- * gradients (4 B each): 12-20 B/voxel.  A fused step reads and writes T
- * (80 B/voxel), G (24-40 B each way) and the ring (24-40 B each way) once,
- * and f and m rows 4 times (6 with the lag) within the last ~3r planes.
+ * gradients (4 B each): 12-20 B/voxel.  A fused step reads and writes Z
+ * (80 B/voxel), G (24-40 B each way) and the ring (12-20 B each way) once,
+ * and f and m rows 3 times (4 with the lag) within the last ~2r planes.
  * Per voxel the work does not depend on k; the ring's traffic does.
  */
 #include <math.h>
@@ -104,11 +106,11 @@ typedef struct lncc_ctx {
 typedef struct lncc_part {
 	int64_t v0, v1, s0, s1, o0, o1;
 	int nth;           /* threads it has rows for */
-	double *tl, *tg;   /* T (lead) and T_lag, NQ planes each */
+	double *tl, *tg;   /* Z (lead) and Z_lag, NQ planes each */
 	double *xc, *gsum; /* x-boxed coefficients and G, ncoef planes each */
 	double *xc2, *g2;  /* G's restart: x-boxed coefficients (no lag) and their sum */
 	int fused;         /* carved for the fused stream (one thread, 3-D) */
-	int64_t kring;     /* fused, exact: planes of the coefficient ring (2 rz + 1), or 0: T_lag */
+	int64_t kring;     /* fused, exact: planes of the coefficient ring (2 rz + 1), or 0: Z_lag */
 	float *kr;         /* the ring: each scored plane's coefficients (float-valued), kept to be subtracted */
 	int64_t ring;      /* fused stream: xc and xc2 are rings of this many rows */
 	double *rg;        /* fused stream: the y sums of xc and xc2, ncoef rows each */
@@ -647,7 +649,8 @@ static void score_t4(const lncc_ctx *c, int64_t p, int64_t y, lncc_rows *b, floa
 
 /* coef_rows_n for 4 rows on AVX2 with the exact gradient or none: sums,
  * coefficients and their x-boxing stay transposed between the passes, so
- * only T, T_lag going in and xc coming out are transposed. */
+ * only T, T_lag (formed from Z, Z_lag in registers) going in and xc
+ * coming out are transposed. */
 static void coef_rows_t4(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, lncc_rows *b, double *xc,
 			 double *xc2, int64_t xqs, float *kr)
 {
@@ -885,10 +888,10 @@ static void lncc_stream_team(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
 }
 
 /* A part streamed by one thread, each step one sweep down the plane: row y
- * gets its window sums, each group of rows is scored as soon as its sums
- * are complete, and G and the gradient follow ry rows behind.  T, T_lag
- * and G are read and written once a step, while they are in cache, and
- * the x-boxed coefficients live in rings of rows.  Every value gets the
+ * of Z moves, each group of rows is scored as soon as Z's rows around it
+ * are in, and G and the gradient follow ry rows behind.  Z, Z_lag and G
+ * are read and written once a step, while they are in cache, and the
+ * x-boxed coefficients live in rings of rows.  Every value gets the
  * team stream's operations in its order: the same bits. */
 static void lncc_stream_fused(const lncc_ctx *c, lncc_part *pt)
 {
@@ -980,7 +983,7 @@ static int64_t ring_rows(const lncc_ctx *c)
 }
 
 /* Doubles of scratch for one part with nth threads, with the coefficient
- * ring of kring planes (fused, exact) or T_lag (kring = 0). */
+ * ring of kring planes (fused, exact) or Z_lag (kring = 0). */
 static size_t part_doubles(const lncc_ctx *c, int nth, int64_t kring)
 {
 	size_t np = (size_t)c->np, nx = (size_t)c->nx, nc = (size_t)c->ncoef;
@@ -1052,7 +1055,7 @@ static int choose_parts(const lncc_ctx *c, int nt)
 	return nt < MAX_PARTS ? nt : MAX_PARTS;
 }
 
-/* The coefficient ring (2 rz + 1 planes of coefficients) replaces T_lag,
+/* The coefficient ring (2 rz + 1 planes of coefficients) replaces Z_lag,
  * its update and its rescoring in fused parts when all parts' scratch
  * still fits in the room choose_parts allows; the same bits either way. */
 static int64_t ring_planes(const lncc_ctx *c, int nparts, int nth)
