@@ -26,8 +26,8 @@
  *     Z(t) = (Z(t-1) + P(t+r)) - P(t-r-1),
  * P(p) the products of plane p.  A group of rows of plane t is scored when
  * Z's rows around it are in: its rows of T (boxed along y and z) are a
- * running y sum of Z's rows restarted at every fourth row (the y anchors),
- * then boxed along x.  From the sums of plane t come its loss and its
+ * running y sum of Z's rows restarted every 32 rows (the y anchors; the
+ * last row is carried from group to group), then boxed along x.  From the sums of plane t come its loss and its
  * coefficient planes, which are boxed along x, then along y into a running
  * z sum G that yields the gradient of plane t - r.  G must drop the
  * coefficients of plane t - 2r - 1, kept in a ring of 2r + 1 coefficient
@@ -334,9 +334,9 @@ LNCC_INLINE void t_next(const lncc_ctx *c, const double *z, int64_t yy, const do
 
 /* T rows y .. y + nr - 1 from the z sums Z (NQ planes): row j of quantity
  * q into out + j nx + q oqs.  With y anchors further apart than a group,
- * carry (row q at q nx) holds T row y - 1 when y is not a y anchor, and
- * gets row y + nr - 1: callers take a plane's rows in order from an
- * anchor.  A row's bits depend only on its position. */
+ * carry (row q at q nx; NULL otherwise) holds T row y - 1 when y is not a
+ * y anchor, and gets row y + nr - 1: callers take a plane's rows in order
+ * from an anchor.  A row's bits depend only on its position. */
 LNCC_INLINE void t_rows(const lncc_ctx *c, const double *Z, int64_t y, int nr, double *out, int64_t oqs,
 			double *carry)
 {
@@ -344,12 +344,12 @@ LNCC_INLINE void t_rows(const lncc_ctx *c, const double *Z, int64_t y, int nr, d
 
 	for (int q = 0; q < NQ; q++) {
 		const double *z = Z + q * c->np;
-		double *o = out + q * oqs, *cq = carry + q * nx;
+		double *o = out + q * oqs, *cq = carry ? carry + q * nx : NULL;
 		for (int j = 0; j < nr; j++) {
 			int64_t yy = y + j;
 			if (yy % c->ya == 0) {
 				t_anchor_row(c, z, yy, o + j * nx);
-			} else if (j || c->ya > 4) {
+			} else if (j || cq) {
 				t_next(c, z, yy, j ? o + (j - 1) * nx : cq, o + j * nx);
 			} else {
 				/* nothing carried: from the anchor below */
@@ -359,7 +359,7 @@ LNCC_INLINE void t_rows(const lncc_ctx *c, const double *Z, int64_t y, int nr, d
 					t_next(c, z, k, o, o);
 			}
 		}
-		if (c->ya > 4)
+		if (cq)
 			memcpy(cq, o + (nr - 1) * nx, (size_t)nx * sizeof(double));
 	}
 }
@@ -563,7 +563,7 @@ static lncc_rows rows_at(const lncc_ctx *c, double *rows)
 	r.T = g > 1 ? r.tmp + 8 * nx : r.lc + nx;
 	r.key = r.T + g * NQ * nx;
 	/* carried rows: only with y anchors further apart than a group */
-	r.cl = r.key + 4, r.cg = c->ya > 4 ? r.cl + NQ * nx : r.cl;
+	r.cl = c->ya > 4 ? r.key + 4 : NULL, r.cg = c->ya > 4 ? r.cl + NQ * nx : NULL;
 	return r;
 }
 
@@ -681,7 +681,7 @@ static void coef_rows_t4(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y,
 
 	if (t >= pt->s0 && t < pt->s1) {
 		ffdp_cpu_box_yx4_to_t(pt->tl, c->np, nx, c->ny, y, c->ry, c->rx, b->S, n4, NQ, b->tmp,
-				      y % c->ya ? b->cl : NULL, c->ya > 4 ? b->cl : NULL);
+				      y % c->ya ? b->cl : NULL, b->cl);
 		score_t4(c, t, y, b, kr, mode);
 		if (t >= pt->o0 && t < pt->o1)
 			row_sum4(b->lc, nx, pt->lrow + y);
@@ -697,7 +697,7 @@ static void coef_rows_t4(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y,
 		ring_swap(b->k, kr, nc * n4, p >= pt->s0 && p < pt->s1);
 	else if (!kr && p >= pt->s0 && p < pt->s1) {
 		ffdp_cpu_box_yx4_to_t(pt->tg, c->np, nx, c->ny, y, c->ry, c->rx, b->S, n4, NQ, b->tmp,
-				      y % c->ya ? b->cg : NULL, c->ya > 4 ? b->cg : NULL);
+				      y % c->ya ? b->cg : NULL, b->cg);
 		score_t4(c, p, y, b, NULL, KSUB);
 	}
 	ffdp_cpu_box_t_to_rows4(b->k, n4, xc, nx, xqs, nc, nx, c->rx, b->tmp);
