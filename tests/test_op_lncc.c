@@ -669,6 +669,8 @@ int main(void)
 		{"17x23x11 k=5 mask, 1000 +- 100", {17, 23, 11}, 5, 1, 0, 1, 1000, 100},
 		{"2-D 23x13 k=7, 1000 +- 100, denom", {23, 13, 1}, 7, 0, 55.5, 1, 1000, 100},
 		{"19x3x13 k=5 (rows scored one by one)", {19, 3, 13}, 5, 0, 0, 1, 0, 1},
+		{"3x17x9 k=3 mask (rows of 3)", {3, 17, 9}, 3, 1, 0, 1, 0, 1},
+		{"5x18x9 k=3 (rows of 5)", {5, 18, 9}, 3, 0, 0, 1, 0, 1},
 	};
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++)
 		check_case(be, &rng, &cases[c]);
@@ -690,6 +692,7 @@ int main(void)
 		{"45x23x17 k=5 mask", {45, 23, 17}, 5, 1, 0, 1, 0, 1},
 		{"2-D 67x31 k=9, 1000 +- 100", {67, 31, 1}, 9, 0, 0, 1, 1000, 100},
 		{"70x37x14 k=5 mask", {70, 37, 14}, 5, 1, 0, 1, 0, 1},
+		{"3x17x9 k=3", {3, 17, 9}, 3, 0, 0, 1, 0, 1},
 	};
 	for (size_t c = 0; c < sizeof(simd) / sizeof(simd[0]); c++)
 		check_simd(be, &rng, &simd[c]);

@@ -121,13 +121,57 @@ __attribute__((target("avx2"))) void ffdp_cpu_box_rows4_avx2(const double *in, i
 	}
 }
 
+/* One running-sum step of box4_run at column x (its three ranges). */
+BOX4_FN __m256d box4_step(__m256d s, const double *t, int64_t x, int64_t a, int64_t b, int64_t r)
+{
+	if (x < a)
+		return _mm256_add_pd(s, _mm256_loadu_pd(t + 4 * (x + r)));
+	if (x < b)
+		return _mm256_add_pd(s, _mm256_sub_pd(_mm256_loadu_pd(t + 4 * (x + r)), _mm256_loadu_pd(t + 4 * (x - r - 1))));
+	return x - r - 1 >= 0 ? _mm256_sub_pd(s, _mm256_loadu_pd(t + 4 * (x - r - 1))) : _mm256_add_pd(s, _mm256_setzero_pd());
+}
+
+/* box4_run and box4_out in one pass (box4_run's operations): the columns
+ * before the first whole group of 4 inside [a, b) and after the last go
+ * through a small buffer (st), the groups between stay in registers. */
+BOX4_FN void box4_run_out(const double *t, double *out, int64_t rs, int64_t n, int64_t r, double *st)
+{
+	__m256d s = _mm256_setzero_pd();
+	int64_t x = 0, a = r + 1 < n - r ? r + 1 : n - r, b = n - r, x0, x1;
+
+	if (a < 0)
+		a = 0;
+	x0 = (a + 3) & ~(int64_t)3;
+	x0 = x0 < n ? x0 : n;
+	x1 = b > x0 ? x0 + ((b - x0) & ~(int64_t)3) : x0;
+	for (int64_t j = 0; j < r && j < n; j++)
+		s = _mm256_add_pd(s, _mm256_loadu_pd(t + 4 * j));
+	for (; x < x0; x++)
+		_mm256_storeu_pd(st + 4 * x, s = box4_step(s, t, x, a, b, r));
+	if (x0 > 0)
+		box4_out(st, out, rs, x0);
+	for (; x < x1; x += 4) {
+		__m256d v[4];
+		for (int i = 0; i < 4; i++)
+			v[i] = s = _mm256_add_pd(s, _mm256_sub_pd(_mm256_loadu_pd(t + 4 * (x + i + r)),
+								  _mm256_loadu_pd(t + 4 * (x + i - r - 1))));
+		box4_transpose(v);
+		for (int j = 0; j < 4; j++)
+			_mm256_storeu_pd(out + j * rs + x, v[j]);
+	}
+	if (x < n) {
+		int64_t xs = x;
+		for (; x < n; x++)
+			_mm256_storeu_pd(st + 4 * (x - xs), s = box4_step(s, t, x, a, b, r));
+		box4_out(st, out + xs, rs, n - xs);
+	}
+}
+
 __attribute__((target("avx2"))) void ffdp_cpu_box_t_to_rows4(const double *in, int64_t iqs, double *out, int64_t ors,
 							     int64_t oqs, int nq, int64_t n, int64_t r, double *tmp)
 {
-	for (int q = 0; q < nq; q++) {
-		box4_run(in + q * iqs, tmp, n, r);
-		box4_out(tmp, out + q * oqs, ors, n);
-	}
+	for (int q = 0; q < nq; q++)
+		box4_run_out(in + q * iqs, out + q * oqs, ors, n, r, tmp);
 }
 
 /* The y box sums of anchor row y and the next 3: row y its window's rows
