@@ -374,9 +374,9 @@ static void check_errors(ffdp_backend *be, tu_rng *rng)
 }
 
 /* 1 vs 2 threads, and 2 threads against the reference.  Sizes pick both
- * schedules: 64x48x20 k=5 is one team over each plane (bit-identical to one
- * thread); 40x36x30, 30x20x100 and the 2-D 300x200 (streamed by rows) give
- * each thread its own z-range. */
+ * schedules: 64x48x20 k=5 and 70x37x14 are one team over each plane
+ * (bit-identical to one thread); 40x36x30, 30x20x100 and the 2-D 300x200
+ * (streamed by rows) give each thread its own z-range. */
 static void check_threads(ffdp_backend *be, tu_rng *rng, const tcase *tc)
 {
 	ffdp_error err = {0};
@@ -668,6 +668,9 @@ int main(void)
 		{"6x30x4 k=13 (window > image in x, z)", {6, 30, 4}, 13, 1, 0, 1, 0, 1},
 		{"17x23x11 k=5 mask, 1000 +- 100", {17, 23, 11}, 5, 1, 0, 1, 1000, 100},
 		{"2-D 23x13 k=7, 1000 +- 100, denom", {23, 13, 1}, 7, 0, 55.5, 1, 1000, 100},
+		{"19x3x13 k=5 (rows scored one by one)", {19, 3, 13}, 5, 0, 0, 1, 0, 1},
+		{"3x17x9 k=3 mask (rows of 3)", {3, 17, 9}, 3, 1, 0, 1, 0, 1},
+		{"5x18x9 k=3 (rows of 5)", {5, 18, 9}, 3, 0, 0, 1, 0, 1},
 	};
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++)
 		check_case(be, &rng, &cases[c]);
@@ -679,12 +682,17 @@ int main(void)
 		{"40x36x30 k=5 mask", {40, 36, 30}, 5, 1, 0, 1, 0, 1},
 		{"30x20x100 k=5", {30, 20, 100}, 5, 0, 0, 1, 0, 1},
 		{"2-D 300x200 k=7 mask", {300, 200, 1}, 7, 1, 0, 1, 0, 1},
+		/* a team (short z) whose rows end in a partial group of 4 */
+		{"70x37x14 k=5 mask", {70, 37, 14}, 5, 1, 0, 1, 0, 1},
+		{"70x37x14 k=9", {70, 37, 14}, 9, 0, 0, 1, 0, 1},
 	};
 	for (size_t c = 0; c < sizeof(threads) / sizeof(threads[0]); c++)
 		check_threads(be, &rng, &threads[c]);
 	static const tcase simd[] = {
 		{"45x23x17 k=5 mask", {45, 23, 17}, 5, 1, 0, 1, 0, 1},
 		{"2-D 67x31 k=9, 1000 +- 100", {67, 31, 1}, 9, 0, 0, 1, 1000, 100},
+		{"70x37x14 k=5 mask", {70, 37, 14}, 5, 1, 0, 1, 0, 1},
+		{"3x17x9 k=3", {3, 17, 9}, 3, 0, 0, 1, 0, 1},
 	};
 	for (size_t c = 0; c < sizeof(simd) / sizeof(simd[0]); c++)
 		check_simd(be, &rng, &simd[c]);

@@ -74,14 +74,22 @@ BOX_INLINE void ffdp_cpu_box_rows(const double *in, int64_t istride, double *out
 void ffdp_cpu_box_rows4_avx2(const double *in, int64_t irs, int64_t iqs, double *out, int64_t ors, int64_t oqs,
 			     int nq, int64_t n, int64_t r, double *tmp);
 
-/* The same in two halves, for callers that work on the transposed rows
- * (element 4 x + j is row j's x; quantity q at + q * oqs or q * iqs):
- * rows in, transposed sums out (tmp: 4 n doubles), and transposed values
- * in, rows of sums out (tmp: 4 n). */
-void ffdp_cpu_box_rows4_to_t(const double *in, int64_t irs, int64_t iqs, double *out, int64_t oqs, int nq, int64_t n,
-			     int64_t r, double *tmp);
+/* The second half of it, for callers that work on the transposed rows
+ * (element 4 x + j is row j's x; quantity q at + q * iqs): transposed
+ * values in, rows of sums out (tmp: 4 n). */
 void ffdp_cpu_box_t_to_rows4(const double *in, int64_t iqs, double *out, int64_t ors, int64_t oqs, int nq, int64_t n,
 			     int64_t r, double *tmp);
+
+/* Rows y .. y + 3 of the y box sums (radius ry, ny rows of nx) of nq
+ * planes (plane q at in + q * iqs), as a running sum: row y is its
+ * window's rows added in order (from = NULL: a restart) or (from's row +
+ * entering) - leaving (from: row y - 1, quantity q at + q * nx), each next
+ * row (previous + entering) - leaving; then boxed along x (radius rx) into
+ * out + q * oqs, transposed (element 4 x + j: row y + j).  keep (or NULL)
+ * gets row y + 3 as from takes it.  tmp: 4 nx doubles.  AVX2 only;
+ * callers keep a scalar path with the same operations. */
+void ffdp_cpu_box_yx4_to_t(const double *in, int64_t iqs, int64_t nx, int64_t ny, int64_t y, int64_t ry, int64_t rx,
+			   double *out, int64_t oqs, int nq, double *tmp, const double *from, double *keep);
 
 /* For x in [x0, x1) (x1 - x0 <= FFDP_CPU_BOX_CHUNK), every row y of an
  * nx-by-ny plane: dst[y*nx + x] += sum of src[y'*nx + x] over the window of y. */

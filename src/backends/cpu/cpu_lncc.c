@@ -21,22 +21,24 @@
  * the variance of intensities ~1000.  vf, vm are clamped at 0 against
  * rounding.  cc and its gradient are shift invariant.
  *
- * Streaming.  T(t) holds the window sums of plane t boxed along y and z but
- * not x; it is a running sum along z,
- *     T(t) = T(t-1) + Y(t+r) - Y(t-r-1),
- * Y(p) the products of plane p boxed along y; each row of T is boxed along
- * x when it is used.  From the sums of plane t come its loss and its
+ * Streaming.  Z(t) holds the products boxed along z only, a running sum
+ * per voxel,
+ *     Z(t) = (Z(t-1) + P(t+r)) - P(t-r-1),
+ * P(p) the products of plane p.  A group of rows of plane t is scored when
+ * Z's rows around it are in: its rows of T (boxed along y and z) are a
+ * running y sum of Z's rows restarted every 32 rows (the y anchors; the
+ * last row is carried from group to group), then boxed along x.  From the sums of plane t come its loss and its
  * coefficient planes, which are boxed along x, then along y into a running
  * z sum G that yields the gradient of plane t - r.  G must drop the
  * coefficients of plane t - 2r - 1, kept in a ring of 2r + 1 coefficient
  * planes when memory allows (ring_planes), or else recomputed by a lag
- * copy of T that replays the same increments 2r + 1 planes behind (the
+ * copy of Z that replays the same increments 2r + 1 planes behind (the
  * same bits, so the ring and the lag give the same results).  Scratch:
- * T (5 planes; at an anchor recomputed from its 2r + 1 planes), the ring
+ * Z (5 planes; at an anchor recomputed from its 2r + 1 planes), the ring
  * (ncoef (2r + 1) float planes: ncoef = 3 for one gradient, 5 for both)
- * or T_lag (5), G and its restart (ncoef each), in double, and a few rows
+ * or Z_lag (5), G and its restart (ncoef each), in double, and a few rows
  * per thread; the team stream also keeps the x-boxed coefficients as
- * planes.  Loss only or ANTs' gradient: T alone.
+ * planes.  Loss only or ANTs' gradient: Z alone.
  *
  * Threads: a thread streams its own z-range (a part, starting up to one
  * anchor block and 2r planes early) with no barrier, when z is long enough
@@ -45,8 +47,8 @@
  * team splits each plane (column strips for the y passes, rows for the x
  * passes, two barriers per plane).  Every value has the same bits either
  * way and for any thread count: the running sums restart at global
- * anchors, the x and y sums start at the faces, and each plane's loss is
- * its rows' sums in order.
+ * anchors (z) and y anchors, the x sums and G's y sums start at the
+ * faces, and each plane's loss is its rows' sums in order.
  *
  * SIMD: groups of 4 rows are x-boxed and scored with the rows transposed
  * into the lanes of AVX2 vectors (cpu_boxsum.c), everything else is
@@ -54,13 +56,14 @@
  * the scalar one in its order (no contraction), so the bits agree.
  *
  * Floor: read f and m once (8 B/voxel), the mask once (4 B), write the
- * gradients (4 B each): 12-20 B/voxel.  A fused step reads and writes T
- * (80 B/voxel), G (24-40 B each way) and the ring (24-40 B each way) once,
- * and f and m rows 4 times (6 with the lag) within the last ~3r planes.
+ * gradients (4 B each): 12-20 B/voxel.  A fused step reads and writes Z
+ * (80 B/voxel), G (24-40 B each way) and the ring (12-20 B each way) once,
+ * and f and m rows 3 times (4 with the lag) within the last ~2r planes.
  * Per voxel the work does not depend on k; the ring's traffic does.
  */
 #include <math.h>
 #include <omp.h>
+#include <string.h>
 
 #include "cpu_boxsum.h"
 #include "cpu_lossutil.h"
@@ -92,6 +95,7 @@ typedef struct lncc_ctx {
 	int64_t zfull;      /* planes of the whole volume */
 	int64_t o0, o1;     /* box planes with loss and gradients */
 	int64_t blk;        /* anchor spacing (ffdp_lncc_anchor_block) */
+	int64_t ya;         /* y anchor spacing (y_anchor_spacing) */
 	double *zs;         /* loss sum of each output plane */
 	double *zsum_out;   /* the caller's zsum, or NULL */
 	int d3;             /* 0: a 2-D image streamed as rows */
@@ -103,52 +107,83 @@ typedef struct lncc_ctx {
 typedef struct lncc_part {
 	int64_t v0, v1, s0, s1, o0, o1;
 	int nth;           /* threads it has rows for */
-	double *tl, *tg;   /* T (lead) and T_lag, NQ planes each */
+	double *tl, *tg;   /* Z (lead) and Z_lag, NQ planes each */
 	double *xc, *gsum; /* x-boxed coefficients and G, ncoef planes each */
 	double *xc2, *g2;  /* G's restart: x-boxed coefficients (no lag) and their sum */
 	int fused;         /* carved for the fused stream (one thread, 3-D) */
-	int64_t kring;     /* fused, exact: planes of the coefficient ring (2 rz + 1), or 0: T_lag */
+	int64_t kring;     /* fused, exact: planes of the coefficient ring (2 rz + 1), or 0: Z_lag */
 	float *kr;         /* the ring: each scored plane's coefficients (float-valued), kept to be subtracted */
 	int64_t ring;      /* fused stream: xc and xc2 are rings of this many rows */
-	double *run;       /* fused stream: the y sums of 3 planes, NQ rows each */
 	double *rg;        /* fused stream: the y sums of xc and xc2, ncoef rows each */
 	double *rows;      /* scoring scratch per thread (rows_doubles) */
 	double *lrow;      /* loss per row of the plane being scored */
 } lncc_part;
 
-/* run[q rs + j] += (or -=, sub) the products of row y of plane p, columns
- * x0 .. x0 + w: f - cf, m - cm, their squares and their product. */
-LNCC_INLINE void add_products(const lncc_ctx *c, int64_t p, int64_t y, int64_t x0, int64_t w, double *run,
-			      int64_t rs, const int sub)
-{
-	const float *f = c->f + p * c->np + y * c->nx + x0, *m = c->m + p * c->np + y * c->nx + x0;
-	double cf = c->cf, cm = c->cm;
-	double *r0 = run, *r1 = run + rs, *r2 = run + 2 * rs, *r3 = run + 3 * rs, *r4 = run + 4 * rs;
+/* ---- window sums -------------------------------------------------------------
+ * Z(t) is the products boxed along z only: a running sum per voxel,
+ *     Z(t) = (Z(t-1) + P(t + r)) - P(t - r - 1),
+ * P(p) the products of plane p (f - cf, m - cm, their squares and their
+ * product).  A row of T (boxed along z and y, not x) is the running y sum
+ * of Z's rows restarted from zero at every y anchor (rows divisible by
+ * c->ya), so it needs only Z and is formed where it is scored (t_rows);
+ * between anchors the previous row is carried from group to group. */
 
-	if (sub) {
-#pragma omp simd
-		for (int64_t j = 0; j < w; j++) {
-			double a = (double)f[j] - cf, b = (double)m[j] - cm;
-			r0[j] -= a, r1[j] -= b, r2[j] -= a * a, r3[j] -= b * b, r4[j] -= a * b;
-		}
-		return;
-	}
+/* y anchor spacing: 32 rows (a restart adds 2 ry + 1 rows, a carried row
+ * two, even at ry = 1: 79.5 -> 75.6 instructions a voxel at k = 3); every
+ * group where a row is its own window (ry = 0: 2-D images), which needs
+ * no carried rows. */
+static int64_t y_anchor_spacing(int64_t ry)
+{
+	return ry < 1 ? 4 : 32;
+}
+
+/* Z = Z + P(e) - P(l) on one row (e, l: whether the planes exist; fe ..:
+ * the row in each plane), as (Z + e) - l. */
+LNCC_INLINE void z_row(const lncc_ctx *c, double *Z, int64_t w, const float *fe, const float *me, const float *fl,
+		       const float *ml, const int e, const int l)
+{
+	int64_t np = c->np;
+	double cf = c->cf, cm = c->cm;
+
 #pragma omp simd
 	for (int64_t j = 0; j < w; j++) {
-		double a = (double)f[j] - cf, b = (double)m[j] - cm;
-		r0[j] += a, r1[j] += b, r2[j] += a * a, r3[j] += b * b, r4[j] += a * b;
+		double a = e ? (double)fe[j] - cf : 0.0, b = e ? (double)me[j] - cm : 0.0;
+		double a2 = l ? (double)fl[j] - cf : 0.0, b2 = l ? (double)ml[j] - cm : 0.0;
+		double pe[NQ] = {a, b, a * a, b * b, a * b}, pl[NQ] = {a2, b2, a2 * a2, b2 * b2, a2 * b2};
+		for (int q = 0; q < NQ; q++) {
+			double v = Z[q * np + j];
+			if (e)
+				v = v + pe[q];
+			if (l)
+				v = v - pl[q];
+			Z[q * np + j] = v;
+		}
 	}
 }
 
+/* z_row for planes pe (entering, ue: it exists) and pl (leaving) at the
+ * row offset o. */
+LNCC_INLINE void z_move(const lncc_ctx *c, double *Z, int64_t o, int64_t w, int64_t pe, int64_t pl, int ue, int ul)
+{
+	const float *fe = c->f + pe * c->np + o, *me = c->m + pe * c->np + o;
+	const float *fl = c->f + pl * c->np + o, *ml = c->m + pl * c->np + o;
+
+	if (ue && ul)
+		z_row(c, Z, w, fe, me, fl, ml, 1, 1);
+	else if (ue)
+		z_row(c, Z, w, fe, me, fl, ml, 1, 0);
+	else if (ul)
+		z_row(c, Z, w, fe, me, fl, ml, 0, 1);
+}
+
 /* ---- anchors ------------------------------------------------------------------
- * The running z sums T (and T_lag, which replays it) restart at global
- * planes a with a + rz = 0 (mod blk): T(a) is then the window's planes
- * Y(a - rz) .. Y(a + rz) added from zero in order, computed at step a
- * (t_at_anchor).  G restarts likewise at output planes a = 0 (mod blk)
- * from g2, the x- and y-boxed coefficients of planes a - rz .. a + rz,
- * collected during the 2 rz + 1 steps before.  So each plane's sums
- * depend only on the planes around it, never on where the stream started
- * (ops.h). */
+ * The running z sums Z (and Z_lag, which replays it) restart at global
+ * planes a with a + rz = 0 (mod blk): Z(a) is then P(a - rz) .. P(a + rz)
+ * added from zero in order, computed at step a (z_anchor).  G restarts
+ * likewise at output planes a = 0 (mod blk) from g2, the x- and y-boxed
+ * coefficients of planes a - rz .. a + rz, collected during the 2 rz + 1
+ * steps before.  So each plane's sums depend only on the planes around it,
+ * never on where the stream started (ops.h). */
 
 /* Smallest a >= g with a + off = 0 (mod b). */
 static int64_t anchor_from(int64_t g, int64_t off, int64_t b)
@@ -158,7 +193,6 @@ static int64_t anchor_from(int64_t g, int64_t off, int64_t b)
 		m += b;
 	return m ? g + (b - m) : g;
 }
-
 
 static int t_anchor(const lncc_ctx *c, int64_t t)
 {
@@ -190,50 +224,23 @@ static void restart(const lncc_ctx *c, double *run, double *col, int nq, int64_t
 		}
 }
 
-/* T2 = T2 + ya on rows y of the strip (ya: NQ rows, stride rs). */
-LNCC_INLINE void collect_t(const lncc_ctx *c, double *T2, int64_t y, int64_t x0, int64_t w, const double *ya,
-			   int64_t rs)
-{
-	for (int q = 0; q < NQ; q++) {
-		double *t = T2 + q * c->np + y * c->nx + x0;
-		const double *a = ya + q * rs;
-#pragma omp simd
-		for (int64_t j = 0; j < w; j++)
-			t[j] += a[j];
-	}
-}
-
-/* T = T + ya - yb on rows y of the strip (ya, yb: running sums, NQ rows of
- * stride rs). */
-LNCC_INLINE void update_t(const lncc_ctx *c, double *T, int64_t y, int64_t x0, int64_t w, const double *ya,
-			  const double *yb, int64_t rs)
-{
-	for (int q = 0; q < NQ; q++) {
-		double *t = T + q * c->np + y * c->nx + x0;
-		const double *a = ya + q * rs, *b = yb + q * rs;
-#pragma omp simd
-		for (int64_t j = 0; j < w; j++)
-			t[j] = (t[j] + a[j]) - b[j];
-	}
-}
-
-/* Step t on columns [x0, x0 + w), with Y(p) = plane p's products boxed along
- * y (zero outside the volume):
- *     lead:  T     = T     + Y(t + r) - Y(t - r - 1)
- *     lag:   T_lag = T_lag + Y(t - r - 1) - Y(t - 3r - 2)
+/* Step t on columns [x0, x0 + w):
+ *     lead:  Z     = Z     + P(t + r) - P(t - r - 1)
+ *     lag:   Z_lag = Z_lag + P(t - r - 1) - P(t - 3r - 2)
  * The lag update is the lead update of step t - 2r - 1, operation for
- * operation, so T_lag there equals that step's T bit for bit. */
+ * operation, so Z_lag there equals that step's Z bit for bit. */
 typedef struct lncc_step {
-	int64_t pl[3];          /* planes whose Y enter the lead, leave it (and enter the lag), leave the lag */
+	int64_t pl[3];          /* planes that enter the lead, leave it (and enter the lag), leave the lag */
 	int use[3];             /* which of them exist and are needed */
-	int lead, lag;          /* update T, T_lag */
+	int lead, lag;          /* update Z, Z_lag */
 	int rlead, rlag;        /* recompute them instead: an anchor */
+	int64_t anc[2];         /* the anchor planes of the lead and the lag */
 } lncc_step;
 
 static lncc_step step_plan(const lncc_ctx *c, const lncc_part *pt, int64_t t, int lead, int lag)
 {
 	int64_t rz = c->rz;
-	lncc_step s = {{t + rz, t - rz - 1, t - 3 * rz - 2}, {0, 0, 0}, lead, lag, 0, 0};
+	lncc_step s = {{t + rz, t - rz - 1, t - 3 * rz - 2}, {0, 0, 0}, lead, lag, 0, 0, {t, t - 2 * rz - 1}};
 
 	s.rlead = lead && t_anchor(c, t), s.rlag = lag && t_anchor(c, t - 2 * rz - 1);
 	s.lead = lead && !s.rlead, s.lag = lag && !s.rlag;
@@ -243,144 +250,146 @@ static lncc_step step_plan(const lncc_ctx *c, const lncc_part *pt, int64_t t, in
 	return s;
 }
 
-/* The running y sums run (3 sets of NQ rows, q stride rs) start from zero
- * with rows [0, ry) of each plane. */
-LNCC_INLINE void stats_begin(const lncc_ctx *c, const lncc_step *s, int64_t x0, int64_t w, double *run, int64_t rs)
+/* Z at its anchor a on one row (offset o): P(a - rz) .. P(a + rz) (those
+ * of the part) added in order from zero. */
+LNCC_INLINE void z_anchor(const lncc_ctx *c, const lncc_part *pt, double *Z, int64_t a, int64_t o, int64_t w)
 {
-	for (int i = 0; i < 3 * NQ; i++)
-		for (int64_t j = 0; j < w; j++)
-			run[i * rs + j] = 0.0;
-	for (int i = 0; i < 3; i++)
-		for (int64_t y = 0; y < c->ry && y < c->ny && s->use[i]; y++)
-			add_products(c, s->pl[i], y, x0, w, run + i * NQ * rs, rs, 0);
-}
-
-/* One plane's running y sums of the 5 products at column j (stride rs)
- * moved one row: add_products' operations, entering row (fe, me) then
- * leaving row (fl, ml). */
-LNCC_INLINE void run_move(double *r, int64_t rs, int64_t j, float fe, float me, float fl, float ml, double cf,
-			  double cm)
-{
-	double a = (double)fe - cf, b = (double)me - cm, a2 = (double)fl - cf, b2 = (double)ml - cm;
-	r[j] = (r[j] + a) - a2;
-	r[rs + j] = (r[rs + j] + b) - b2;
-	r[2 * rs + j] = (r[2 * rs + j] + a * a) - a2 * a2;
-	r[3 * rs + j] = (r[3 * rs + j] + b * b) - b2 * b2;
-	r[4 * rs + j] = (r[4 * rs + j] + a * b) - a2 * b2;
-}
-
-/* stats_row in one loop when both rows exist in every plane used and
- * nothing collects (most rows): lead (and lag) over planes pl. */
-LNCC_INLINE void stats_row_inner(const lncc_ctx *c, const lncc_part *pt, const int64_t pl[3], int64_t y, int64_t x0,
-				 int64_t w, double *run, int64_t rs, const int lag)
-{
-	int64_t np = c->np, nx = c->nx, ye = (y + c->ry) * nx + x0, yl = (y - c->ry - 1) * nx + x0;
-	const float *f0 = c->f + pl[0] * np, *m0 = c->m + pl[0] * np, *f1 = c->f + pl[1] * np, *m1 = c->m + pl[1] * np;
-	const float *f2 = lag ? c->f + pl[2] * np : f1, *m2 = lag ? c->m + pl[2] * np : m1;
-	double *r0 = run, *r1 = run + NQ * rs, *r2 = run + 2 * NQ * rs, cf = c->cf, cm = c->cm;
-	double *T = pt->tl + y * nx + x0, *Tg = lag ? pt->tg + y * nx + x0 : NULL;
-
-#pragma omp simd
-	for (int64_t j = 0; j < w; j++) {
-		run_move(r0, rs, j, f0[ye + j], m0[ye + j], f0[yl + j], m0[yl + j], cf, cm);
-		run_move(r1, rs, j, f1[ye + j], m1[ye + j], f1[yl + j], m1[yl + j], cf, cm);
-		if (lag)
-			run_move(r2, rs, j, f2[ye + j], m2[ye + j], f2[yl + j], m2[yl + j], cf, cm);
-		for (int q = 0; q < NQ; q++) {
-			T[q * np + j] = (T[q * np + j] + r0[q * rs + j]) - r1[q * rs + j];
-			if (lag)
-				Tg[q * np + j] = (Tg[q * np + j] + r1[q * rs + j]) - r2[q * rs + j];
-		}
-	}
-}
-
-/* Row y: the running sums move to y, then T and T_lag take their
- * increments. */
-LNCC_INLINE void stats_row(const lncc_ctx *c, const lncc_part *pt, const lncc_step *s, int64_t y, int64_t x0,
-			   int64_t w, double *run, int64_t rs)
-{
-	double *r[3] = {run, run + NQ * rs, run + 2 * NQ * rs};
-
-	if (y + c->ry < c->ny && y - c->ry - 1 >= 0 && s->lead && s->use[0] && s->use[1] && s->use[2] == s->lag) {
-		if (s->lag)
-			stats_row_inner(c, pt, s->pl, y, x0, w, run, rs, 1);
-		else
-			stats_row_inner(c, pt, s->pl, y, x0, w, run, rs, 0);
-		return;
-	}
-
-	for (int i = 0; i < 3; i++) {
-		if (!s->use[i])
-			continue;
-		if (y + c->ry < c->ny)
-			add_products(c, s->pl[i], y + c->ry, x0, w, r[i], rs, 0);
-		if (y - c->ry - 1 >= 0)
-			add_products(c, s->pl[i], y - c->ry - 1, x0, w, r[i], rs, 1);
-	}
-	if (s->lead)
-		update_t(c, pt->tl, y, x0, w, r[0], r[1], rs);
-	if (s->lag)
-		update_t(c, pt->tg, y, x0, w, r[1], r[2], rs);
-}
-
-/* T (or T_lag) at its anchor a, on the strip's rows: Y(a - rz) ..
- * Y(a + rz) (those of the part) added in order from zero, each Y from
- * add_products' running y sums, so it has the bits of a running z sum
- * started there.  run: NQ rows of scratch (stride rs). */
-static void t_at_anchor(const lncc_ctx *c, const lncc_part *pt, double *T, int64_t a, int64_t x0, int64_t w,
-			double *run, int64_t rs)
-{
-	int64_t ny = c->ny, ry = c->ry;
-
 	for (int q = 0; q < NQ; q++)
-		for (int64_t y = 0; y < ny; y++)
-			for (int64_t j = 0; j < w; j++)
-				T[q * c->np + y * c->nx + x0 + j] = 0.0;
-	for (int64_t p = a - c->rz; p <= a + c->rz; p++) {
-		if (p < pt->v0 || p >= pt->v1)
-			continue;
-		for (int64_t j = 0; j < NQ * rs; j++)
-			run[j] = 0.0;
-		for (int64_t y = 0; y < ry && y < ny; y++)
-			add_products(c, p, y, x0, w, run, rs, 0);
-		for (int64_t y = 0; y < ny; y++) {
-			if (y + ry < ny)
-				add_products(c, p, y + ry, x0, w, run, rs, 0);
-			if (y - ry - 1 >= 0)
-				add_products(c, p, y - ry - 1, x0, w, run, rs, 1);
-			collect_t(c, T, y, x0, w, run, rs);
-		}
-	}
+		for (int64_t j = 0; j < w; j++)
+			Z[q * c->np + j] = 0.0;
+	for (int64_t p = a - c->rz; p <= a + c->rz; p++)
+		if (p >= pt->v0 && p < pt->v1)
+			z_move(c, Z, o, w, p, p, 1, 0);
 }
 
-/* Step t's anchors (before its rows; run: scratch as in stats_begin). */
-static void stats_anchor(const lncc_ctx *c, const lncc_part *pt, const lncc_step *s, int64_t t, int64_t x0,
-			 int64_t w, double *run, int64_t rs)
+/* Row y of step t, columns [x0, x0 + w): Z and Z_lag move (or restart). */
+LNCC_INLINE void stats_row(const lncc_ctx *c, const lncc_part *pt, const lncc_step *s, int64_t y, int64_t x0,
+			   int64_t w)
 {
+	int64_t o = y * c->nx + x0;
+
 	if (s->rlead)
-		t_at_anchor(c, pt, pt->tl, t, x0, w, run, rs);
+		z_anchor(c, pt, pt->tl + o, s->anc[0], o, w);
+	else if (s->lead)
+		z_move(c, pt->tl + o, o, w, s->pl[0], s->pl[1], s->use[0], s->use[1]);
 	if (s->rlag)
-		t_at_anchor(c, pt, pt->tg, t - 2 * c->rz - 1, x0, w, run, rs);
+		z_anchor(c, pt, pt->tg + o, s->anc[1], o, w);
+	else if (s->lag)
+		z_move(c, pt->tg + o, o, w, s->pl[1], s->pl[2], s->use[1], s->use[2]);
 }
 
 static void stats_strip(const lncc_ctx *c, const lncc_part *pt, int64_t t, int lead, int lag, int64_t x0,
 			     int64_t w)
 {
-	double run[3 * NQ * STRIP];
 	lncc_step s = step_plan(c, pt, t, lead, lag);
 
-	stats_anchor(c, pt, &s, t, x0, w, run, STRIP);
-	stats_begin(c, &s, x0, w, run, STRIP);
 	for (int64_t y = 0; y < c->ny; y++)
-		stats_row(c, pt, &s, y, x0, w, run, STRIP);
+		stats_row(c, pt, &s, y, x0, w);
+}
+
+/* One row of T: o = (p + Z row e) - Z row l (either may be absent). */
+LNCC_INLINE void t_step(const double *p, const double *ze, const double *zl, double *o, int64_t nx)
+{
+	if (ze && zl) {
+#pragma omp simd
+		for (int64_t j = 0; j < nx; j++)
+			o[j] = (p[j] + ze[j]) - zl[j];
+	} else if (ze) {
+#pragma omp simd
+		for (int64_t j = 0; j < nx; j++)
+			o[j] = p[j] + ze[j];
+	} else if (zl) {
+#pragma omp simd
+		for (int64_t j = 0; j < nx; j++)
+			o[j] = p[j] - zl[j];
+	} else {
+		for (int64_t j = 0; j < nx; j++)
+			o[j] = p[j];
+	}
+}
+
+/* T at the y anchor a from one quantity's Z plane z: its window's rows
+ * added in order. */
+LNCC_INLINE void t_anchor_row(const lncc_ctx *c, const double *z, int64_t a, double *o)
+{
+	int64_t nx = c->nx, lo = a - c->ry > 0 ? a - c->ry : 0, hi = a + c->ry < c->ny ? a + c->ry : c->ny - 1;
+	const double *z0 = z + lo * nx;
+
+	for (int64_t j = 0; j < nx; j++)
+		o[j] = z0[j];
+	for (int64_t y = lo + 1; y <= hi; y++) {
+		const double *zy = z + y * nx;
+#pragma omp simd
+		for (int64_t j = 0; j < nx; j++)
+			o[j] += zy[j];
+	}
+}
+
+/* T row yy from row yy - 1 (p) of the same quantity. */
+LNCC_INLINE void t_next(const lncc_ctx *c, const double *z, int64_t yy, const double *p, double *o)
+{
+	int64_t nx = c->nx, e = yy + c->ry, l = yy - c->ry - 1;
+	t_step(p, e < c->ny ? z + e * nx : NULL, l >= 0 ? z + l * nx : NULL, o, nx);
+}
+
+/* T rows y .. y + nr - 1 from the z sums Z (NQ planes): row j of quantity
+ * q into out + j nx + q oqs.  With y anchors further apart than a group,
+ * carry (row q at q nx; NULL otherwise) holds T row y - 1 when y is not a
+ * y anchor, and gets row y + nr - 1: callers take a plane's rows in order
+ * from an anchor.  A row's bits depend only on its position. */
+LNCC_INLINE void t_rows(const lncc_ctx *c, const double *Z, int64_t y, int nr, double *out, int64_t oqs,
+			double *carry)
+{
+	int64_t nx = c->nx;
+
+	for (int q = 0; q < NQ; q++) {
+		const double *z = Z + q * c->np;
+		double *o = out + q * oqs, *cq = carry ? carry + q * nx : NULL;
+		for (int j = 0; j < nr; j++) {
+			int64_t yy = y + j;
+			if (yy % c->ya == 0) {
+				t_anchor_row(c, z, yy, o + j * nx);
+			} else if (j || cq) {
+				t_next(c, z, yy, j ? o + (j - 1) * nx : cq, o + j * nx);
+			} else {
+				/* nothing carried: from the anchor below */
+				int64_t a = yy - yy % c->ya;
+				t_anchor_row(c, z, a, o);
+				for (int64_t k = a + 1; k <= yy; k++)
+					t_next(c, z, k, o, o);
+			}
+		}
+		if (cq)
+			memcpy(cq, o + (nr - 1) * nx, (size_t)nx * sizeof(double));
+	}
 }
 
 /* cc from the window sums at one voxel (s[q * ss]), inv = 1/n; when nc > 0
  * also the gradient coefficients times w into k[q * ks],
- * q = (w a, w b, w c[, w b', w c']), stored or (sub) subtracted.  Lead and
- * lag run this same code on the same bits, so their coefficients agree. */
+ * q = (w a, w b, w c[, w b', w c']): mode KSET stores them, KSUB
+ * subtracts them (the lag), KRING stores them and into the ring kr (stride
+ * ks) too, KSWAP stores them less the ring's and puts them in the ring
+ * (ring_swap's operations).  Lead and lag run this same code on the same
+ * bits, so their coefficients agree. */
+enum { KSET, KSUB, KRING, KSWAP };
+
+LNCC_INLINE void k_put(double *k, float *kr, double v, const int mode)
+{
+	if (mode == KSUB) {
+		*k -= v;
+	} else if (mode == KSWAP) {
+		double old = (double)*kr;
+		*kr = (float)v;
+		*k = v - old;
+	} else {
+		*k = v;
+		if (mode == KRING)
+			*kr = (float)v;
+	}
+}
+
 LNCC_INLINE double voxel_cc(const double *s, int64_t ss, double inv, double eps, double w, int nc, double *k,
-			      int64_t ks, int sub)
+			    float *kr, int64_t ks, const int mode)
 {
 	double sf = s[0], sm = s[ss];
 	double cov = s[4 * ss] - sf * sm * inv;
@@ -399,29 +408,25 @@ LNCC_INLINE double voxel_cc(const double *s, int64_t ss, double inv, double eps,
 			double b2 = 2.0 * cc * vm * rd;
 			v3 = (float)(w * b2), v4 = (float)(w * (b2 * sf - a * sm) * inv);
 		}
-		if (sub) {
-			k[0] -= v0, k[ks] -= v1, k[2 * ks] -= v2;
-			if (nc == 5)
-				k[3 * ks] -= v3, k[4 * ks] -= v4;
-		} else {
-			k[0] = v0, k[ks] = v1, k[2 * ks] = v2;
-			if (nc == 5)
-				k[3 * ks] = v3, k[4 * ks] = v4;
-		}
+		double v[5] = {v0, v1, v2, v3, v4};
+		for (int q = 0; q < nc; q++)
+			k_put(k + q * ks, mode >= KRING ? kr + q * ks : NULL, v[q], mode);
 	}
 	return cc;
 }
 
-/* The scoring loop with nc, sub and masked constant after inlining: each
+/* The scoring loop with nc, mode and masked constant after inlining: each
  * variant is branch-free and vectorises.  n voxels, sums and coefficients
- * of stride ss, inverse counts icx[x] icyz; lc[x] = w cc. */
+ * (and the ring's) of stride ss, inverse counts icx[x] icyz; lc[x] = w cc. */
 LNCC_INLINE void score_span(const double *S, int64_t ss, int64_t n, const double *icx, double icyz, double eps,
-			    const float *w, double *k, double *lc, const int nc, const int sub, const int masked)
+			    const float *w, double *k, float *kr, double *lc, const int nc, const int mode,
+			    const int masked)
 {
 #pragma omp simd
 	for (int64_t x = 0; x < n; x++) {
 		double wx = masked ? (double)w[x] : 1.0;
-		lc[x] = wx * voxel_cc(S + x, ss, icx[x] * icyz, eps, wx, nc, k + x, ss, sub);
+		float *kx = mode >= KRING ? kr + x : NULL;
+		lc[x] = wx * voxel_cc(S + x, ss, icx[x] * icyz, eps, wx, nc, k + x, kx, ss, mode);
 	}
 }
 
@@ -440,6 +445,23 @@ static double row_sum(const double *v, int64_t st, int64_t n)
 	p1 += x + 1 < n ? v[(x + 1) * st] : 0.0;
 	p2 += x + 2 < n ? v[(x + 2) * st] : 0.0;
 	return (p0 + p1) + (p2 + p3);
+}
+
+/* row_sum of the 4 rows of transposed values v (element 4 x + j: row j)
+ * into out[j]: the same operations per row, the rows in the lanes. */
+static void row_sum4(const double *v, int64_t n, double out[4])
+{
+	double p[4][4] = {{0}};
+	int64_t x = 0;
+	for (; x + 4 <= n; x += 4)
+		for (int k = 0; k < 4; k++)
+			for (int j = 0; j < 4; j++)
+				p[k][j] += v[4 * (x + k) + j];
+	for (int k = 0; k < 3; k++)
+		for (int j = 0; j < 4; j++)
+			p[k][j] += x + k < n ? v[4 * (x + k) + j] : 0.0;
+	for (int j = 0; j < 4; j++)
+		out[j] = (p[0][j] + p[1][j]) + (p[2][j] + p[3][j]);
 }
 
 /* Rows per group of the scoring pass: 4 share one AVX2 pass of x-boxing. */
@@ -464,31 +486,34 @@ static void box_x(const lncc_ctx *c, const double *in, int64_t irs, int64_t iqs,
 }
 
 /* Scoring of n voxels (score_span) in the variant of this call. */
+#define SCORE_NC(nc, mode, masked)                                                                         \
+	score_span(S, ss, n, icx, icyz, c->eps, w, k, kr, lc, nc, mode, masked)
+#define SCORE_MODE(mode, masked)                                                                           \
+	(c->ncoef == 5 ? SCORE_NC(5, mode, masked) : SCORE_NC(3, mode, masked))
+#define SCORE_MASK(masked)                                                                                 \
+	(!c->ncoef ? SCORE_NC(0, KSET, masked)                                                             \
+	 : mode == KSET ? SCORE_MODE(KSET, masked)                                                        \
+	 : mode == KSUB ? SCORE_MODE(KSUB, masked)                                                        \
+	 : mode == KRING ? SCORE_MODE(KRING, masked) : SCORE_MODE(KSWAP, masked))
 static void score(const lncc_ctx *c, const double *S, int64_t ss, int64_t n, const double *icx, double icyz,
-		  const float *w, double *k, double *lc, int sub)
+		  const float *w, double *k, float *kr, double *lc, int mode)
 {
-	int v = c->ncoef * 4 + sub * 2 + (w != NULL);
-
-	switch (v) {
-	case 0: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 0, 0, 0); break;
-	case 1: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 0, 0, 1); break;
-	case 12: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 3, 0, 0); break;
-	case 13: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 3, 0, 1); break;
-	case 14: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 3, 1, 0); break;
-	case 15: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 3, 1, 1); break;
-	case 20: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 5, 0, 0); break;
-	case 21: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 5, 0, 1); break;
-	case 22: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 5, 1, 0); break;
-	default: score_span(S, ss, n, icx, icyz, c->eps, w, k, lc, 5, 1, 1); break;
-	}
+	if (w)
+		SCORE_MASK(1);
+	else
+		SCORE_MASK(0);
 }
+#undef SCORE_MASK
+#undef SCORE_MODE
+#undef SCORE_NC
 
 /* Row y of plane p scored from its x-boxed sums S (stride nx): cc and the
  * coefficients into k (stride nx; sub: subtracted), w cc into lc. */
-static void score_row(const lncc_ctx *c, int64_t p, int64_t y, const double *S, double *k, double *lc, int sub)
+static void score_row(const lncc_ctx *c, int64_t p, int64_t y, const double *S, double *k, float *kr, double *lc,
+		      int mode)
 {
 	const float *w = c->w ? c->w + p * c->np + y * c->nx : NULL;
-	score(c, S, c->nx, c->nx, c->icx, c->icy[y] * c->icz[p], w, k, lc, sub);
+	score(c, S, c->nx, c->nx, c->icx, c->icy[y] * c->icz[p], w, k, kr, lc, mode);
 }
 
 /* Gradients at row y of plane z, columns [x0, x0 + w), from coefficient sums
@@ -523,7 +548,9 @@ static void grad_span(const lncc_ctx *c, int64_t z, int64_t y, int64_t x0, int64
  * blocks of 4 nx), w cc (lc), and for g = 4 the transposed inverse counts
  * and weights and the x-boxing's scratch. */
 typedef struct lncc_rows {
-	double *S, *k, *lc, *inv4, *tmp;
+	double *S, *k, *lc, *inv4, *tmp, *T;
+	double *key; /* the 4 rows' y-z inverse counts that inv4 holds */
+	double *cl, *cg; /* T rows carried for the lead and the lag (t_rows) */
 	float *w4;
 } lncc_rows;
 
@@ -533,6 +560,10 @@ static lncc_rows rows_at(const lncc_ctx *c, double *rows)
 	lncc_rows r;
 	r.S = rows, r.k = rows + g * NQ * nx, r.lc = r.k + g * NQ * nx;
 	r.inv4 = r.lc + 4 * nx, r.w4 = (float *)(r.inv4 + 4 * nx), r.tmp = r.inv4 + 6 * nx;
+	r.T = g > 1 ? r.tmp + 8 * nx : r.lc + nx;
+	r.key = r.T + g * NQ * nx;
+	/* carried rows: only with y anchors further apart than a group */
+	r.cl = c->ya > 4 ? r.key + 4 : NULL, r.cg = c->ya > 4 ? r.cl + NQ * nx : NULL;
 	return r;
 }
 
@@ -556,6 +587,17 @@ static void ring_swap(double *k, float *kr, int64_t n, int sub)
 		kr[e] = (float)k[e];
 }
 
+/* How step t's scoring writes its coefficients: with the ring, into it
+ * too (ring_swap's operations, fused), unless plane t is not scored or
+ * G collects k(t) itself first. */
+static int ring_mode(const lncc_ctx *c, const lncc_part *pt, int64_t t, const float *kr)
+{
+	int64_t p = t - 2 * c->rz - 1;
+	if (!kr || !c->exact || t < pt->s0 || t >= pt->s1 || g_collects(c, t))
+		return KSET;
+	return p >= pt->s0 && p < pt->s1 ? KSWAP : KRING;
+}
+
 /* Rows y .. y + nr - 1 at step t, row by row (x-boxed four at once on
  * AVX2): loss of plane t (when an output), and ANTs' gradient, or the
  * x-boxed coefficient difference k(t) - k(t - 2r - 1) into xc (and k(t)
@@ -564,13 +606,15 @@ static void ring_swap(double *k, float *kr, int64_t n, int sub)
 static void coef_rows_n(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, int nr, lncc_rows *b, double *xc,
 			double *xc2, int64_t xqs, float *kr)
 {
-	int64_t nx = c->nx, np = c->np, p = t - 2 * c->rz - 1, rs = NQ * nx;
-	int nc = c->ncoef;
+	int64_t nx = c->nx, p = t - 2 * c->rz - 1, rs = NQ * nx, tqs = group_rows(c) * nx;
+	int nc = c->ncoef, mode = ring_mode(c, pt, t, kr);
 
 	if (t >= pt->s0 && t < pt->s1) {
-		box_x(c, pt->tl + y * nx, nx, np, b->S, rs, nx, NQ, nr, b->tmp);
+		t_rows(c, pt->tl, y, nr, b->T, tqs, b->cl);
+		box_x(c, b->T, nx, tqs, b->S, rs, nx, NQ, nr, b->tmp);
 		for (int j = 0; j < nr; j++) {
-			score_row(c, t, y + j, b->S + j * rs, b->k + j * rs, b->lc, 0);
+			score_row(c, t, y + j, b->S + j * rs, b->k + j * rs, mode == KSET ? NULL : kr + j * nc * nx,
+				  b->lc, mode);
 			if (t >= pt->o0 && t < pt->o1)
 				pt->lrow[y + j] = row_sum(b->lc, 1, nx);
 			if (nc && !c->exact)
@@ -584,13 +628,14 @@ static void coef_rows_n(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, 
 		return;
 	if (g_collects(c, t))
 		box_x(c, b->k, rs, nx, xc2, nx, xqs, nc, nr, b->tmp);
-	if (kr) {
+	if (kr && mode == KSET) {
 		for (int j = 0; j < nr; j++)
 			ring_swap(b->k + j * rs, kr + j * nc * nx, nc * nx, p >= pt->s0 && p < pt->s1);
-	} else if (p >= pt->s0 && p < pt->s1) {
-		box_x(c, pt->tg + y * nx, nx, np, b->S, rs, nx, NQ, nr, b->tmp);
+	} else if (!kr && p >= pt->s0 && p < pt->s1) {
+		t_rows(c, pt->tg, y, nr, b->T, tqs, b->cg);
+		box_x(c, b->T, nx, tqs, b->S, rs, nx, NQ, nr, b->tmp);
 		for (int j = 0; j < nr; j++)
-			score_row(c, p, y + j, b->S + j * rs, b->k + j * rs, b->lc, 1);
+			score_row(c, p, y + j, b->S + j * rs, b->k + j * rs, NULL, b->lc, KSUB);
 	}
 	box_x(c, b->k, rs, nx, xc, nx, xqs, nc, nr, b->tmp);
 }
@@ -599,7 +644,7 @@ static void coef_rows_n(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, 
 /* Rows y .. y + 3 of plane p scored in transposed form (element 4 x + j:
  * row y + j, column x), from transposed sums St into transposed kt and lc:
  * each voxel's operations are score_row's. */
-static void score_t4(const lncc_ctx *c, int64_t p, int64_t y, lncc_rows *b, int sub)
+static void score_t4(const lncc_ctx *c, int64_t p, int64_t y, lncc_rows *b, float *kr, int mode)
 {
 	int64_t nx = c->nx;
 	double icyz[4];
@@ -607,9 +652,13 @@ static void score_t4(const lncc_ctx *c, int64_t p, int64_t y, lncc_rows *b, int 
 
 	for (int j = 0; j < 4; j++)
 		icyz[j] = c->icy[y + j] * c->icz[p];
-	for (int64_t x = 0; x < nx; x++)
-		for (int j = 0; j < 4; j++)
-			b->inv4[4 * x + j] = c->icx[x] * icyz[j];
+	/* interior rows of interior planes all have the same counts */
+	if (memcmp(icyz, b->key, sizeof(icyz))) {
+		for (int64_t x = 0; x < nx; x++)
+			for (int j = 0; j < 4; j++)
+				b->inv4[4 * x + j] = c->icx[x] * icyz[j];
+		memcpy(b->key, icyz, sizeof(icyz));
+	}
 	if (c->w) {
 		const float *w0 = c->w + p * c->np + y * nx;
 		for (int64_t x = 0; x < nx; x++)
@@ -617,23 +666,25 @@ static void score_t4(const lncc_ctx *c, int64_t p, int64_t y, lncc_rows *b, int 
 				b->w4[4 * x + j] = w0[j * nx + x];
 		w = b->w4;
 	}
-	score(c, b->S, 4 * nx, 4 * nx, b->inv4, 1.0, w, b->k, b->lc, sub);
+	score(c, b->S, 4 * nx, 4 * nx, b->inv4, 1.0, w, b->k, kr, b->lc, mode);
 }
 
 /* coef_rows_n for 4 rows on AVX2 with the exact gradient or none: sums,
  * coefficients and their x-boxing stay transposed between the passes, so
- * only T, T_lag going in and xc coming out are transposed. */
+ * only T, T_lag (formed from Z, Z_lag in registers) going in and xc
+ * coming out are transposed. */
 static void coef_rows_t4(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, lncc_rows *b, double *xc,
 			 double *xc2, int64_t xqs, float *kr)
 {
-	int64_t nx = c->nx, np = c->np, p = t - 2 * c->rz - 1, n4 = 4 * nx;
-	int nc = c->ncoef;
+	int64_t nx = c->nx, p = t - 2 * c->rz - 1, n4 = 4 * nx;
+	int nc = c->ncoef, mode = ring_mode(c, pt, t, kr);
 
 	if (t >= pt->s0 && t < pt->s1) {
-		ffdp_cpu_box_rows4_to_t(pt->tl + y * nx, nx, np, b->S, n4, NQ, nx, c->rx, b->tmp);
-		score_t4(c, t, y, b, 0);
-		for (int j = 0; j < 4 && t >= pt->o0 && t < pt->o1; j++)
-			pt->lrow[y + j] = row_sum(b->lc + j, 4, nx);
+		ffdp_cpu_box_yx4_to_t(pt->tl, c->np, nx, c->ny, y, c->ry, c->rx, b->S, n4, NQ, b->tmp,
+				      y % c->ya ? b->cl : NULL, b->cl);
+		score_t4(c, t, y, b, kr, mode);
+		if (t >= pt->o0 && t < pt->o1)
+			row_sum4(b->lc, nx, pt->lrow + y);
 	} else {
 		for (int64_t x = 0; x < nc * n4; x++)
 			b->k[x] = 0.0;
@@ -642,11 +693,12 @@ static void coef_rows_t4(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y,
 		return;
 	if (g_collects(c, t))
 		ffdp_cpu_box_t_to_rows4(b->k, n4, xc2, nx, xqs, nc, nx, c->rx, b->tmp);
-	if (kr)
+	if (kr && mode == KSET)
 		ring_swap(b->k, kr, nc * n4, p >= pt->s0 && p < pt->s1);
-	else if (p >= pt->s0 && p < pt->s1) {
-		ffdp_cpu_box_rows4_to_t(pt->tg + y * nx, nx, np, b->S, n4, NQ, nx, c->rx, b->tmp);
-		score_t4(c, p, y, b, 1);
+	else if (!kr && p >= pt->s0 && p < pt->s1) {
+		ffdp_cpu_box_yx4_to_t(pt->tg, c->np, nx, c->ny, y, c->ry, c->rx, b->S, n4, NQ, b->tmp,
+				      y % c->ya ? b->cg : NULL, b->cg);
+		score_t4(c, p, y, b, NULL, KSUB);
 	}
 	ffdp_cpu_box_t_to_rows4(b->k, n4, xc, nx, xqs, nc, nx, c->rx, b->tmp);
 }
@@ -657,7 +709,7 @@ static void coef_rows(const lncc_ctx *c, lncc_part *pt, int64_t t, int64_t y, in
 {
 	lncc_rows b = rows_at(c, rows);
 #ifdef __x86_64__
-	if (nr == 4 && c->avx2 && (c->exact || !c->ncoef)) {
+	if (nr == 4 && y % 4 == 0 && c->avx2 && (c->exact || !c->ncoef)) {
 		coef_rows_t4(c, pt, t, y, &b, xc, xc2, xqs, kr);
 		return;
 	}
@@ -710,12 +762,51 @@ LNCC_INLINE void g_run(const lncc_ctx *c, const lncc_part *pt, const double *xc,
  * collection likewise), the restart, then the gradients.  The running y
  * sums (rg) do ffdp_cpu_box_cols_add's operations in its order, so G has
  * the team stream's bits. */
+/* g_rows' inner output row yo of an output plane z when G neither
+ * collects nor restarts: g_run of the nc coefficients and grad_span in one
+ * loop, their operations in their order. */
+LNCC_INLINE void g_grad_inner(const lncc_ctx *c, const lncc_part *pt, int64_t z, int64_t yo, const int nc)
+{
+	int64_t nx = c->nx, np = c->np, R = pt->ring, o = z * np + yo * nx;
+	const double *a[5], *b[5];
+	double *run[5], *G[5], g = c->gscale, cf = c->cf, cm = c->cm;
+	const float *f = c->f + o, *m = c->m + o;
+	float *gm = c->gm + o, *gf = nc == 5 ? c->gf + o : NULL;
+
+	for (int q = 0; q < nc; q++) {
+		a[q] = pt->xc + q * R * nx + ((yo + c->ry) % R) * nx;
+		b[q] = pt->xc + q * R * nx + ((yo - c->ry - 1) % R) * nx;
+		run[q] = pt->rg + q * nx, G[q] = pt->gsum + q * np + yo * nx;
+	}
+#pragma omp simd
+	for (int64_t j = 0; j < nx; j++) {
+		double k[5];
+		for (int q = 0; q < nc; q++) {
+			double r = (run[q][j] + a[q][j]) - b[q][j];
+			run[q][j] = r;
+			G[q][j] = k[q] = G[q][j] + r;
+		}
+		double fv = (double)f[j] - cf, mv = (double)m[j] - cm;
+		gm[j] = (float)(g * (fv * k[0] - mv * k[1] + k[2]));
+		if (nc == 5)
+			gf[j] = (float)(g * (mv * k[0] - fv * k[3] + k[4]));
+	}
+}
+
 static void g_rows(const lncc_ctx *c, const lncc_part *pt, int64_t t, int64_t y0, int64_t y1)
 {
 	int64_t nx = c->nx, np = c->np, z = t - c->rz;
 	int nc = c->ncoef, coll = g_collects(c, t), anchor = g_anchor(c, z);
+	int out = z >= pt->o0 && z < pt->o1;
 
 	for (int64_t yo = y0; yo < y1; yo++) {
+		if (out && !coll && !anchor && yo + c->ry < c->ny && yo - c->ry - 1 >= 0) {
+			if (nc == 5)
+				g_grad_inner(c, pt, z, yo, 5);
+			else
+				g_grad_inner(c, pt, z, yo, 3);
+			continue;
+		}
 		for (int q = 0; q < nc; q++) {
 			double *G = pt->gsum + q * np + yo * nx, *G2 = pt->g2 + q * np + yo * nx;
 			g_run(c, pt, pt->xc + q * pt->ring * nx, pt->rg + q * nx, G, yo);
@@ -753,7 +844,7 @@ static void grad_strip(const lncc_ctx *c, const lncc_part *pt, int64_t z, int64_
 static size_t rows_doubles(const lncc_ctx *c)
 {
 	int g = group_rows(c);
-	return ((size_t)g * 2 * NQ + (g > 1 ? 18 : 1)) * (size_t)c->nx;
+	return ((size_t)g * 3 * NQ + (c->ya > 4 ? 2 * NQ : 0) + (g > 1 ? 18 : 1)) * (size_t)c->nx + 4;
 }
 
 LNCC_INLINE void team_sync(int nth)
@@ -790,7 +881,9 @@ static void lncc_stream_team(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
 	int g = group_rows(c);
 
 	share(nstrip, tid, nth, &s0, &s1);
-	share(c->ny, tid, nth, &y0, &y1);
+	/* from y anchors, so that T rows carry (t_rows) */
+	share((c->ny + c->ya - 1) / c->ya, tid, nth, &y0, &y1);
+	y0 *= c->ya, y1 = y1 * c->ya < c->ny ? y1 * c->ya : c->ny;
 	for (int64_t t = pt->v0 - rz; t <= tend; t++) {
 		int64_t p = t - 2 * rz - 1;
 		int lead = t < pt->s1, lag = c->exact && p >= pt->v0 - rz && p < pt->s1 && t < tend;
@@ -819,10 +912,10 @@ static void lncc_stream_team(const lncc_ctx *c, lncc_part *pt, int tid, int nth)
 }
 
 /* A part streamed by one thread, each step one sweep down the plane: row y
- * gets its window sums, each group of rows is scored as soon as its sums
- * are complete, and G and the gradient follow ry rows behind.  T, T_lag
- * and G are read and written once a step, while they are in cache, and
- * the x-boxed coefficients live in rings of rows.  Every value gets the
+ * of Z moves, each group of rows is scored as soon as Z's rows around it
+ * are in, and G and the gradient follow ry rows behind.  Z, Z_lag and G
+ * are read and written once a step, while they are in cache, and the
+ * x-boxed coefficients live in rings of rows.  Every value gets the
  * team stream's operations in its order: the same bits. */
 static void lncc_stream_fused(const lncc_ctx *c, lncc_part *pt)
 {
@@ -836,27 +929,28 @@ static void lncc_stream_fused(const lncc_ctx *c, lncc_part *pt)
 		/* planes t and p share a slot of the ring */
 		float *kr = K ? pt->kr + ((t % K + K) % K) * c->ncoef * c->np : NULL;
 
-		if (lead || lag) {
-			stats_anchor(c, pt, &s, t, 0, nx, pt->run, nx);
-			stats_begin(c, &s, 0, nx, pt->run, nx);
-		}
 		for (int64_t y = 0; y < ny; y++) {
 			if (lead || lag)
-				stats_row(c, pt, &s, y, 0, nx, pt->run, nx);
-			if (!score || ((y + 1) % g && y + 1 < ny))
+				stats_row(c, pt, &s, y, 0, nx);
+			if (!score)
 				continue;
-			while (yg <= y) {
-				int nr = yg + g <= y + 1 ? g : 1;
+			/* groups whose T rows have their Z rows in */
+			while (yg < ny) {
+				int nr = yg + g <= ny ? g : 1;
+				int64_t last = yg + nr - 1 + c->ry;
+				if ((last < ny ? last : ny - 1) > y)
+					break;
 				coef_rows(c, pt, t, yg, nr, pt->rows, c->exact ? pt->xc + (yg % R) * nx : NULL,
 					  c->exact ? pt->xc2 + (yg % R) * nx : NULL, R * nx,
 					  kr ? kr + yg * c->ncoef * nx : NULL);
 				yg += nr;
-			}
-			/* output rows whose window's last coefficient row is in */
-			int64_t y1 = yg == ny ? ny : yg - c->ry;
-			if (c->exact && y1 > yo) {
-				g_rows(c, pt, t, yo, y1);
-				yo = y1;
+				/* output rows whose window's last coefficient row is in,
+				 * before the next group reuses the ring's rows */
+				int64_t y1 = yg == ny ? ny : yg - c->ry;
+				if (c->exact && y1 > yo) {
+					g_rows(c, pt, t, yo, y1);
+					yo = y1;
+				}
 			}
 		}
 		if (score && t >= pt->o0 && t < pt->o1)
@@ -913,7 +1007,7 @@ static int64_t ring_rows(const lncc_ctx *c)
 }
 
 /* Doubles of scratch for one part with nth threads, with the coefficient
- * ring of kring planes (fused, exact) or T_lag (kring = 0). */
+ * ring of kring planes (fused, exact) or Z_lag (kring = 0). */
 static size_t part_doubles(const lncc_ctx *c, int nth, int64_t kring)
 {
 	size_t np = (size_t)c->np, nx = (size_t)c->nx, nc = (size_t)c->ncoef;
@@ -921,7 +1015,7 @@ static size_t part_doubles(const lncc_ctx *c, int nth, int64_t kring)
 	size_t xcd = fused ? (size_t)ring_rows(c) * nx : np;
 	size_t lag = kring ? ((size_t)kring * nc * np + 1) / 2 : NQ * np;
 	return NQ * np + (c->exact ? lag + 2 * nc * np + 2 * nc * xcd : 0) + (size_t)nth * rows_doubles(c) +
-	       (fused ? (3 * NQ + (c->exact ? 2 * nc : 0)) * nx : 0) + (size_t)c->ny;
+	       (fused && c->exact ? 2 * nc * nx : 0) + (size_t)c->ny;
 }
 
 /* Carve a part's buffers from d (zeroed); returns the end. */
@@ -944,12 +1038,11 @@ static double *part_carve(const lncc_ctx *c, lncc_part *pt, double *d)
 		pt->xc2 = d, d += nc * xcd;
 		pt->g2 = d, d += nc * np;
 	}
-	if (fused) {
-		pt->run = d, d += 3 * NQ * nx;
-		if (c->exact)
-			pt->rg = d, d += 2 * nc * nx;
-	}
+	if (fused && c->exact)
+		pt->rg = d, d += 2 * nc * nx;
 	pt->rows = d, d += (size_t)pt->nth * rows_doubles(c);
+	for (int i = 0; i < pt->nth; i++)
+		rows_at(c, pt->rows + (size_t)i * rows_doubles(c)).key[0] = -1.0; /* no counts yet */
 	pt->lrow = d, d += c->ny;
 	return d;
 }
@@ -986,7 +1079,7 @@ static int choose_parts(const lncc_ctx *c, int nt)
 	return nt < MAX_PARTS ? nt : MAX_PARTS;
 }
 
-/* The coefficient ring (2 rz + 1 planes of coefficients) replaces T_lag,
+/* The coefficient ring (2 rz + 1 planes of coefficients) replaces Z_lag,
  * its update and its rescoring in fused parts when all parts' scratch
  * still fits in the room choose_parts allows; the same bits either way. */
 static int64_t ring_planes(const lncc_ctx *c, int nparts, int nth)
@@ -1137,6 +1230,7 @@ static void lncc_setup(lncc_ctx *c, const ffdp_loss_args *a, const ffdp_lncc_opt
 	c->o1 = o->z_full > 0 ? o->o_z1 : c->nz;
 	c->rx = clip_radius(r, c->nx), c->ry = clip_radius(r, c->ny), c->rz = clip_radius(r, c->zfull);
 	c->blk = ffdp_lncc_anchor_block(o->k);
+	c->ya = y_anchor_spacing(c->ry);
 	c->f = a->f.p, c->m = a->m.p, c->w = a->mask;
 	c->gm = a->gm, c->gf = a->gf;
 	c->cf = o->shifts_given ? o->cf : shift_of(a->f.p, a->f.n);
