@@ -266,20 +266,26 @@ __device__ __forceinline__ int ws_voxel(const ws_k &k, const ws_ring &ring, int6
 	return bad;
 }
 
+/* The old value at voxel j of slice sc (of the next slab) into the ring. */
+__device__ __forceinline__ void ws_keep_old(const ws_k &k, const ws_ring &ring, int64_t sc, int64_t j)
+{
+	if (sc >= k.ns)
+		return;
+	const int64_t slot = ws_slot(ring, sc);
+#pragma unroll
+	for (int c = 0; c < 3; c++)
+		if (c < k.nc)
+			ring.p[((int64_t)c * ring.cap + slot) * k.slice + j] = k.u[c][sc * k.slice + j];
+}
+
 /* Slab [z0, z0 + S): new values into u, old slab z0 + S into the ring. */
 __global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_slab_kernel(ws_k k, ws_ring ring, int64_t z0, int64_t S, int64_t R, int *bad_out)
 {
 	int bad = 0;
 	CU_FOR_VOXELS(k.n[0], k.no, S, x, o, t)
 	{
-		const int64_t j = o * k.n[0] + x, s = z0 + t, sc = s + S;
-		if (sc < k.ns) {
-			const int64_t slot = ws_slot(ring, sc);
-#pragma unroll
-			for (int c = 0; c < 3; c++)
-				if (c < k.nc)
-					ring.p[((int64_t)c * ring.cap + slot) * k.slice + j] = k.u[c][sc * k.slice + j];
-		}
+		const int64_t j = o * k.n[0] + x, s = z0 + t;
+		ws_keep_old(k, ring, s + S, j);
 		if (s < k.ns)
 			bad |= ws_voxel(k, ring, z0, S, R, s, x, o);
 	}
@@ -302,13 +308,8 @@ __global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_slab3_kernel(ws_k k, w
 	int bad = 0;
 	CU_FOR_VOXELS(k.n[0], k.no, S, x, o, t)
 	{
-		const int64_t j = o * k.n[0] + x, s = z0 + t, sc = s + S;
-		if (sc < k.ns) {
-			const int64_t slot = ws_slot(ring, sc);
-#pragma unroll
-			for (int c = 0; c < 3; c++)
-				ring.p[((int64_t)c * ring.cap + slot) * k.slice + j] = k.u[c][sc * k.slice + j];
-		}
+		const int64_t j = o * k.n[0] + x, s = z0 + t;
+		ws_keep_old(k, ring, s + S, j);
 		if (s >= k.ns)
 			continue;
 		const int64_t i = s * k.slice + j;

@@ -190,6 +190,16 @@ static __device__ __forceinline__ double ln_cc(const double s[LN_NQ], double inv
 	return cc;
 }
 
+/* ANTs' gradient at voxel v (only the window centred on it): df, dm the
+ * voxel's shifted intensities, c its coefficients times w. */
+template <int NQ>
+static __device__ __forceinline__ void ln_ants_grad(const lncc_k &k, int64_t v, double df, double dm, const double *c)
+{
+	k.gm[v] = (float)(k.gscale * (df * c[0] - dm * c[1] + c[2]));
+	if (NQ == 5)
+		k.gf[v] = (float)(k.gscale * (dm * c[0] - df * c[3] + c[4]));
+}
+
 /* Stage C: box the x-boxed sums X along y, then per voxel of the
  * coefficient region: the loss (tile voxels of planes in [z0, z1)), and
  * the coefficients into coef (exact) or ANTs' gradient (approximate).
@@ -235,12 +245,8 @@ static __device__ double ln_coefs(const lncc_k &k, const double *xb, float *coef
 				const double cc = ln_cc<NQ>(s, inv, k.eps, w, c);
 				if (in_chunk && xtile && j >= hc && j < hc + k.oy)
 					lsum += w * cc;
-				if (NQ && !EXACT && pc >= k.oz0 && pc < k.oz1) {
-					const double df = (double)k.f[v] - cf, dm = (double)k.m[v] - cm;
-					k.gm[v] = (float)(k.gscale * (df * c[0] - dm * c[1] + c[2]));
-					if (NQ == 5)
-						k.gf[v] = (float)(k.gscale * (dm * c[0] - df * c[3] + c[4]));
-				}
+				if (NQ && !EXACT && pc >= k.oz0 && pc < k.oz1)
+					ln_ants_grad<NQ>(k, v, (double)k.f[v] - cf, (double)k.m[v] - cm, c);
 			}
 			if (EXACT)
 #pragma unroll

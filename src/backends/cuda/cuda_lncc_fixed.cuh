@@ -279,12 +279,9 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 					const bool ytile = cy0 + j >= G::HC && cy0 + j < G::HC + G::OY;
 					if (in_loss && cxtile && ytile)
 						lsum += w * cc;
-					if (NQ && !EXACT && pc >= k.oz0 && pc < k.oz1) {
-						const double df = (double)gfv[EXACT ? 0 : j] - cf, dm = (double)gmv[EXACT ? 0 : j] - cm;
-						k.gm[v] = (float)(k.gscale * (df * c[0] - dm * c[1] + c[2]));
-						if (NQ == 5)
-							k.gf[v] = (float)(k.gscale * (dm * c[0] - df * c[3] + c[4]));
-					}
+					if (NQ && !EXACT && pc >= k.oz0 && pc < k.oz1)
+						ln_ants_grad<NQ>(k, v, (double)gfv[EXACT ? 0 : j] - cf,
+								 (double)gmv[EXACT ? 0 : j] - cm, c);
 				}
 				if (EXACT)
 #pragma unroll
