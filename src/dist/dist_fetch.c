@@ -33,9 +33,9 @@
 
 enum { FETCH_TAG = 11 };
 
-/* [*z0, *z1): the planes of an nz-plane image that a's points read, with
- * a plane of margin; empty when the box has no voxel.  NaN points read
- * plane 0 (the sampler clamps them to the low end). */
+/* [*z0, *z1): the planes of m (nz planes) that a's points read, with a
+ * plane of margin and m->margin more each side; empty when the box has no
+ * voxel.  NaN points read plane 0 (the sampler clamps them to the low end). */
 static ffdp_status needed_planes(ffdp_backend *be, const ffdp_sample_args *a, const ffdp_dist_image *m, int64_t *z0,
 				 int64_t *z1, ffdp_error *err)
 {
