@@ -27,9 +27,10 @@
  * P(p) the products of plane p.  A group of rows of plane t is scored when
  * Z's rows around it are in: its rows of T (boxed along y and z) are a
  * running y sum of Z's rows restarted every 32 rows (the y anchors; the
- * last row is carried from group to group), then boxed along x.  From the sums of plane t come its loss and its
- * coefficient planes, which are boxed along x, then along y into a running
- * z sum G that yields the gradient of plane t - r.  G must drop the
+ * last row is carried from group to group), then boxed along x.  From
+ * the sums of plane t come its loss and its coefficient planes, which are
+ * boxed along x, then along y into a running z sum G that yields the
+ * gradient of plane t - r.  G must drop the
  * coefficients of plane t - 2r - 1, kept in a ring of 2r + 1 coefficient
  * planes when memory allows (ring_planes), or else recomputed by a lag
  * copy of Z that replays the same increments 2r + 1 planes behind (the

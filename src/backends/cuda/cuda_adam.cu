@@ -279,7 +279,8 @@ __device__ __forceinline__ void ws_keep_old(const ws_k &k, const ws_ring &ring, 
 }
 
 /* Slab [z0, z0 + S): new values into u, old slab z0 + S into the ring. */
-__global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_slab_kernel(ws_k k, ws_ring ring, int64_t z0, int64_t S, int64_t R, int *bad_out)
+__global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_slab_kernel(ws_k k, ws_ring ring, int64_t z0, int64_t S,
+								      int64_t R, int *bad_out)
 {
 	int bad = 0;
 	CU_FOR_VOXELS(k.n[0], k.no, S, x, o, t)
