@@ -161,7 +161,7 @@ template <bool LFAST> __global__ void smooth_kernel(sm_k k)
  * in place is exact with no shared memory and no barrier; P loads a
  * thread are in flight (the tiled kernel above waits at a barrier per
  * chunk: ~30 % of DRAM bandwidth).  The sum is sm_store's, in its order. */
-enum { SM_MARCH_R = 6, SM_MARCH_P = 12 };
+enum { SM_MARCH_R = 6, SM_MARCH_P = 12 }; /* sm_by_radius lists the radii 1 .. 6 */
 
 template <int R> __global__ void __launch_bounds__(SM_THREADS) smooth_march_kernel(sm_k k)
 {
@@ -242,51 +242,45 @@ template <int R, int NI> __global__ void __launch_bounds__(SM_THREADS) smooth_xw
 			p[32 * i + lane] = out[i];
 }
 
-template <int R, int NI> static ffdp_status sm_xwarp(const sm_k &k, ffdp_error *err)
-{
-	const int64_t threads = k.ncol * 32;
-	smooth_xwarp_kernel<R, NI><<<(unsigned)((threads + SM_THREADS - 1) / SM_THREADS), SM_THREADS>>>(k);
-	return cu_launched(err, "smooth");
-}
-
-template <int R> static ffdp_status sm_xwarp_n(const sm_k &k, ffdp_error *err)
-{
-	if (k.nl <= 128)
-		return sm_xwarp<R, 4>(k, err);
-	if (k.nl <= 256)
-		return sm_xwarp<R, 8>(k, err);
-	if (k.nl <= 512)
-		return sm_xwarp<R, 16>(k, err);
-	return sm_xwarp<R, 32>(k, err);
-}
-
-static ffdp_status sm_xwarp_any(const sm_k &k, ffdp_error *err)
-{
-	switch (k.r) {
-	case 1: return sm_xwarp_n<1>(k, err);
-	case 2: return sm_xwarp_n<2>(k, err);
-	case 3: return sm_xwarp_n<3>(k, err);
-	case 4: return sm_xwarp_n<4>(k, err);
-	case 5: return sm_xwarp_n<5>(k, err);
-	default: return sm_xwarp_n<6>(k, err);
+/* Launchers of the register kernels, one radius each (R <= SM_MARCH_R). */
+struct sm_xwarp_launch {
+	template <int R, int NI> static ffdp_status line(const sm_k &k, ffdp_error *err)
+	{
+		const int64_t threads = k.ncol * 32;
+		smooth_xwarp_kernel<R, NI><<<(unsigned)((threads + SM_THREADS - 1) / SM_THREADS), SM_THREADS>>>(k);
+		return cu_launched(err, "smooth");
 	}
-}
+	template <int R> static ffdp_status run(const sm_k &k, ffdp_error *err)
+	{
+		if (k.nl <= 128)
+			return line<R, 4>(k, err);
+		if (k.nl <= 256)
+			return line<R, 8>(k, err);
+		if (k.nl <= 512)
+			return line<R, 16>(k, err);
+		return line<R, 32>(k, err);
+	}
+};
 
-template <int R> static ffdp_status sm_march(const sm_k &k, ffdp_error *err)
-{
-	smooth_march_kernel<R><<<(unsigned)((k.ncol + SM_THREADS - 1) / SM_THREADS), SM_THREADS>>>(k);
-	return cu_launched(err, "smooth");
-}
+struct sm_march_launch {
+	template <int R> static ffdp_status run(const sm_k &k, ffdp_error *err)
+	{
+		smooth_march_kernel<R><<<(unsigned)((k.ncol + SM_THREADS - 1) / SM_THREADS), SM_THREADS>>>(k);
+		return cu_launched(err, "smooth");
+	}
+};
 
-static ffdp_status sm_march_any(const sm_k &k, ffdp_error *err)
+/* The radius k.r (1 .. SM_MARCH_R) as L's template argument: the one list
+ * of radii the register kernels are built for. */
+template <typename L> static ffdp_status sm_by_radius(const sm_k &k, ffdp_error *err)
 {
 	switch (k.r) {
-	case 1: return sm_march<1>(k, err);
-	case 2: return sm_march<2>(k, err);
-	case 3: return sm_march<3>(k, err);
-	case 4: return sm_march<4>(k, err);
-	case 5: return sm_march<5>(k, err);
-	default: return sm_march<6>(k, err);
+	case 1: return L::template run<1>(k, err);
+	case 2: return L::template run<2>(k, err);
+	case 3: return L::template run<3>(k, err);
+	case 4: return L::template run<4>(k, err);
+	case 5: return L::template run<5>(k, err);
+	default: return L::template run<SM_MARCH_R>(k, err);
 	}
 }
 
@@ -399,7 +393,7 @@ static ffdp_status sm_pass(ffdp_img x, int axis, const sm_axis *ax, const float 
 	if (axis == 0) {
 		k.nl = nx, k.ls = 1, k.ncol = ny * nz, k.cdiv = 1, k.cs_hi = nx, k.cs_lo = 0;
 		if (sm_by_value(ax) && ax->r <= SM_MARCH_R && nx <= 1024 && k.ncol <= ((int64_t)1 << 33))
-			return sm_xwarp_any(k, err);
+			return sm_by_radius<sm_xwarp_launch>(k, err);
 		k.T = (int)cu_min64(nx, 256);
 		k.TX = (int)cu_max64(1, cu_min64(2048 / k.T, SM_MAX_TX)); /* 8 loads a thread in flight */
 		return sm_launch<true>(k, err);
@@ -409,7 +403,7 @@ static ffdp_status sm_pass(ffdp_img x, int axis, const sm_axis *ax, const float 
 	else
 		k.nl = nz, k.ls = nx * ny, k.ncol = nx * ny, k.cdiv = nx * ny, k.cs_hi = 0, k.cs_lo = 1;
 	if (sm_by_value(ax) && ax->r <= SM_MARCH_R && k.ncol <= ((int64_t)1 << 38))
-		return sm_march_any(k, err);
+		return sm_by_radius<sm_march_launch>(k, err);
 	k.T = (int)cu_min64(k.nl, SM_T_ACROSS);
 	k.TX = SM_TX_ACROSS;
 	return sm_launch<false>(k, err);
