@@ -47,38 +47,11 @@ static void check_deformable(const char *preset, int64_t n0, int64_t n1, int64_t
 	CHECK_OK(ffdp_eval_jacobian(be, &r.u, &r.T, &js, &err), &err, "%s: Jacobian", preset);
 	CHECK(js.folded == 0, "%s: no folded voxels (det min %.3f)", preset, js.det_min);
 	if (r.has_inverse) {
-		/* forward o inverse: for the ANTs forms, x -> T(x + w(x)) then back */
-		ffdp_field w = {0};
-		ffdp_warp_to_ants(&r.u, &r.T, &w, &err);
-		const ffdp_grid *g = &w.grid;
-		ffdp_mat4 p2i = ffdp_grid_phys_to_index(g);
-		ffdp_field comp = {0};
-		ffdp_field_alloc(&comp, g, &err);
-		ffdp_compose_args ca;
-		memset(&ca, 0, sizeof(ca));
-		ca.u = (ffdp_vec){{r.u_inv.c[0], r.u_inv.c[1], r.u_inv.c[2]}, {g->n[0], g->n[1], g->n[2]}, w.ncomp};
-		ca.d = (ffdp_vec){{w.c[0], w.c[1], w.c[2]}, {g->n[0], g->n[1], g->n[2]}, w.ncomp};
-		ca.out = (ffdp_vec){{comp.c[0], comp.c[1], comp.c[2]}, {g->n[0], g->n[1], g->n[2]}, w.ncomp};
-		ca.pad = FFDP_PAD_BORDER;
-		for (int a = 0; a < 3; a++)
-			for (int b = 0; b < 3; b++)
-				ca.C[3 * a + b] = p2i.m[4 * a + b];
-		/* (Id + w_inv) o (Id + w) - Id = w + w_inv o (Id + w) */
-		CHECK_OK(ffdp_op_compose(be, &ca, &err), &err, "%s: compose inverse with forward", preset);
-		double s = 0;
-		int64_t cnt = 0;
-		for (int64_t i = 0; i < ffdp_grid_voxels(g); i++) {
-			if (FL.data[i] <= 0)
-				continue;
-			double e2 = 0;
-			for (int c = 0; c < w.ncomp; c++)
-				e2 += (double)comp.c[c][i] * comp.c[c][i];
-			s += sqrt(e2), cnt++;
-		}
-		double ic = s / (double)cnt / g->spacing[0];
+		double fi = NAN, ic = NAN;
+		CHECK_OK(ffdp_eval_inverse_consistency(be, &r.u, &r.T, &r.u_inv, &FL, &fi, &ic, &err), &err,
+			 "%s: compose inverse with forward", preset);
+		CHECK(fi < 0.1, "%s: forward o inverse within %.4f voxel (mean) of the identity, < 0.1", preset, fi);
 		CHECK(ic < 0.1, "%s: inverse o forward within %.4f voxel (mean) of the identity, < 0.1", preset, ic);
-		ffdp_field_free(&comp);
-		ffdp_field_free(&w);
 	}
 	ffdp_backend_close(be);
 	ffdp_reg_result_free(&r);

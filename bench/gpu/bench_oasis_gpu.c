@@ -5,7 +5,9 @@
  *
  * usage: bench_oasis_gpu [--data DIR] [--cpu] [--preset syn|greedy]
  *                        [--lr X] [--sigma-grad X] [--sigma-warp X] [--k K]
- *                        [--iters A,B,C] SUBJECT...
+ *                        [--iters A,B,C] [--inverse] SUBJECT...
+ * --inverse: also compute the inverse warp and print the mean inverse
+ *            consistency both ways over the fixed labels (voxels).
  * The options change the deformable stage of the preset.
  * DIR holds oasis_trt20/ (default ../shared/data, else .devicedata). */
 #include <math.h>
@@ -30,6 +32,7 @@ int main(int argc, char **argv)
 	if (stat(dir, &st) != 0)
 		dir = ".devicedata";
 	double lr = -1, sg = -1, sw = -1;
+	int want_inv = 0;
 	int kwin = 0, iters[8], ni = 0;
 	ffdp_backend_kind kind = FFDP_BACKEND_CUDA;
 	int subjects[16], ns = 0;
@@ -48,6 +51,8 @@ int main(int argc, char **argv)
 			sw = atof(argv[++i]);
 		else if (!strcmp(argv[i], "--k") && i + 1 < argc)
 			kwin = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--inverse"))
+			want_inv = 1;
 		else if (!strcmp(argv[i], "--iters") && i + 1 < argc) {
 			for (char *t = strtok(argv[++i], ","); t && ni < 8; t = strtok(NULL, ","))
 				iters[ni++] = atoi(t);
@@ -84,7 +89,7 @@ int main(int argc, char **argv)
 	for (int l = 0; l < ni && l < d->nlevels; l++)
 		d->iters[l] = iters[l];
 	o.backend = kind;
-	o.want_inverse = 0;
+	o.want_inverse = want_inv;
 	printf("%s lr %.3g sigma_grad %.3g sigma_warp %.3g k %d iters", preset, d->lr, d->sigma_grad, d->sigma_warp,
 	       d->metric.lncc_k);
 	for (int l = 0; l < d->nlevels; l++)
@@ -104,8 +109,13 @@ int main(int argc, char **argv)
 			printf("%d->1 failed: %s\n", subjects[k], err.msg);
 			continue;
 		}
-		printf("%d->1 dice %.4f folded %.4f %% det_min %.3f seconds %.3f\n", subjects[k], e.mean_dice,
+		printf("%d->1 dice %.4f folded %.4f %% det_min %.3f seconds %.3f", subjects[k], e.mean_dice,
 		       100 * js.folded_fraction, js.det_min, r.seconds);
+		double fi, ic;
+		if (want_inv && r.has_inverse &&
+		    !ffdp_eval_inverse_consistency(cpu, &r.u, &r.T, &r.u_inv, &FL, &fi, &ic, &err))
+			printf(" fwd_o_inv %.4f inv_o_fwd %.4f voxel", fi, ic);
+		printf("\n");
 		fflush(stdout);
 		sum_d += e.mean_dice, sum_f += 100 * js.folded_fraction, sum_t += r.seconds, n++;
 		ffdp_label_eval_free(&e);

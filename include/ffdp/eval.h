@@ -102,6 +102,18 @@ ffdp_status ffdp_eval_lncc2(ffdp_backend *be, const ffdp_volume *a, const ffdp_v
 ffdp_status ffdp_eval_endpoint_error(const ffdp_mat4 *T, const ffdp_field *u, const ffdp_field *truth,
 				     const ffdp_volume *mask, double *mean_voxels, ffdp_error *err);
 
+/* Inverse consistency of a registration's result (ffdp_reg_result's T, u
+ * and u_inv, host fields on the fixed grid), w the ANTs form of u
+ * (ffdp_warp_to_ants): the means over the voxels where mask > 0 (all when
+ * mask is NULL), in voxels of the grid's x spacing, of how far
+ * (Id + w) o (Id + w_inv) (*fwd_inv: forward after inverse) and
+ * (Id + w_inv) o (Id + w) (*inv_fwd) are from the identity.  Each
+ * includes the trilinear interpolation of the outer field.  be: a CPU
+ * backend. */
+ffdp_status ffdp_eval_inverse_consistency(ffdp_backend *be, const ffdp_field *u, const ffdp_mat4 *T,
+					  const ffdp_field *u_inv, const ffdp_volume *mask, double *fwd_inv,
+					  double *inv_fwd, ffdp_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,6 +9,7 @@
 
 #include "ffdp/eval.h"
 #include "ffdp/grid.h"
+#include "ffdp/register.h"
 
 #define LABEL_TOL 1e-3
 #define LABEL_MAX_RANGE (1 << 20)       /* distinct label values we can tabulate */
@@ -567,4 +568,58 @@ ffdp_status ffdp_eval_endpoint_error(const ffdp_mat4 *T, const ffdp_field *u, co
 		return ffdp_fail(err, FFDP_ERR_ARG, "endpoint error: the mask is empty");
 	*mean_voxels = sum / (double)cnt / g->spacing[0];
 	return FFDP_OK;
+}
+
+/* Mean over the mask of |d + a o (Id + d)| in voxels: how far
+ * (Id + a) o (Id + d) is from the identity. */
+static ffdp_status compose_residual(ffdp_backend *be, const ffdp_field *a, const ffdp_field *d, ffdp_field *tmp,
+				   const ffdp_volume *mask, double *mean_voxels, ffdp_error *err)
+{
+	const ffdp_grid *g = &d->grid;
+	const int64_t *n = g->n;
+	ffdp_mat4 p2i = ffdp_grid_phys_to_index(g);
+	ffdp_compose_args ca;
+	memset(&ca, 0, sizeof(ca));
+	ca.u = (ffdp_vec){{a->c[0], a->c[1], a->c[2]}, {n[0], n[1], n[2]}, d->ncomp};
+	ca.d = (ffdp_vec){{d->c[0], d->c[1], d->c[2]}, {n[0], n[1], n[2]}, d->ncomp};
+	ca.out = (ffdp_vec){{tmp->c[0], tmp->c[1], tmp->c[2]}, {n[0], n[1], n[2]}, d->ncomp};
+	ca.pad = FFDP_PAD_BORDER;
+	for (int r = 0; r < 3; r++)
+		for (int c = 0; c < 3; c++)
+			ca.C[3 * r + c] = p2i.m[4 * r + c];
+	ffdp_status s = ffdp_op_compose(be, &ca, err);
+	if (s)
+		return s;
+	double sum = 0;
+	int64_t cnt = 0;
+	for (int64_t i = 0; i < ffdp_grid_voxels(g); i++) {
+		if (mask && !(mask->data[i] > 0))
+			continue;
+		double e2 = 0;
+		for (int c = 0; c < d->ncomp; c++)
+			e2 += (double)tmp->c[c][i] * tmp->c[c][i];
+		sum += sqrt(e2), cnt++;
+	}
+	*mean_voxels = cnt ? sum / (double)cnt / g->spacing[0] : NAN;
+	return FFDP_OK;
+}
+
+ffdp_status ffdp_eval_inverse_consistency(ffdp_backend *be, const ffdp_field *u, const ffdp_mat4 *T,
+					  const ffdp_field *u_inv, const ffdp_volume *mask, double *fwd_inv,
+					  double *inv_fwd, ffdp_error *err)
+{
+	const ffdp_grid *g = &u->grid;
+	if (!ffdp_grid_same(&u_inv->grid, g, 1e-6) || (mask && !ffdp_grid_same(&mask->grid, g, 1e-6)))
+		return ffdp_fail(err, FFDP_ERR_ARG, "inverse consistency: the fields and the mask must share a grid");
+	ffdp_field w = {0}, tmp = {0};
+	ffdp_status s = ffdp_warp_to_ants(u, T, &w, err);
+	if (!s)
+		s = ffdp_field_alloc(&tmp, g, err);
+	if (!s)
+		s = compose_residual(be, &w, u_inv, &tmp, mask, fwd_inv, err);
+	if (!s)
+		s = compose_residual(be, u_inv, &w, &tmp, mask, inv_fwd, err);
+	ffdp_field_free(&tmp);
+	ffdp_field_free(&w);
+	return s;
 }
