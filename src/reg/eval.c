@@ -600,7 +600,9 @@ static ffdp_status compose_residual(ffdp_backend *be, const ffdp_field *a, const
 			e2 += (double)tmp->c[c][i] * tmp->c[c][i];
 		sum += sqrt(e2), cnt++;
 	}
-	*mean_voxels = cnt ? sum / (double)cnt / g->spacing[0] : NAN;
+	if (!cnt)
+		return ffdp_fail(err, FFDP_ERR_ARG, "inverse consistency: the mask is empty");
+	*mean_voxels = sum / (double)cnt / g->spacing[0];
 	return FFDP_OK;
 }
 
