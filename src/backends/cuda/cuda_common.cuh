@@ -414,6 +414,18 @@ __device__ __forceinline__ cu_taps cu_taps_flat(void)
 }
 
 /* Nearest neighbour index: rounds half up.  The one place to change it. */
+/* p += C x for the first nc rows and columns of the 3x3 row-major C: a
+ * displacement turned into an index offset (composition, inverse). */
+__device__ __forceinline__ void cu_add_linear(double p[3], const double C[9], const double x[3], int nc)
+{
+#pragma unroll
+	for (int r = 0; r < 3; r++)
+#pragma unroll
+		for (int c = 0; c < 3; c++)
+			if (r < nc && c < nc)
+				p[r] += C[3 * r + c] * x[c];
+}
+
 __device__ __forceinline__ double cu_nearest(double q)
 {
 	return floor(q + 0.5);

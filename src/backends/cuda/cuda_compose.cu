@@ -36,12 +36,7 @@ __global__ void compose_kernel(comp_k k)
 			dl[c] = c < k.nc ? (double)k.d[c][i] : 0.0;
 		/* q in the global frame: a shard of u gives the whole grid's bits */
 		double q[3] = {(double)(k.lo[0] + x), (double)(k.lo[1] + y), (double)(k.lo[2] + z)};
-#pragma unroll
-		for (int r = 0; r < 3; r++)
-#pragma unroll
-			for (int c = 0; c < 3; c++)
-				if (r < k.nc && c < k.nc)
-					q[r] += k.C[3 * r + c] * dl[c];
+		cu_add_linear(q, k.C, dl, k.nc);
 		const cu_taps tx = cu_taps_make(q[0], k.ulo[0], k.un[0], k.pad);
 		const cu_taps ty = cu_taps_make(q[1], k.ulo[1], k.un[1], k.pad);
 		const cu_taps tz = k.nc == 3 ? cu_taps_make(q[2], k.ulo[2], k.un[2], k.pad) : cu_taps_flat();

@@ -22,12 +22,7 @@ static __device__ double inv_eval(const inv_k &k, const double i[3], const doubl
 {
 	const int64_t wnxy = k.wn[0] * k.wn[1];
 	double p[3] = {i[0], i[1], i[2]}, r[3] = {0, 0, 0}, G[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0}, e = 0.0;
-#pragma unroll
-	for (int a = 0; a < 3; a++)
-#pragma unroll
-		for (int b = 0; b < 3; b++)
-			if (a < k.nc && b < k.nc)
-				p[a] += k.C[3 * a + b] * x[b];
+	cu_add_linear(p, k.C, x, k.nc);
 	const cu_taps tx = cu_taps_make(p[0], k.wlo[0], k.wn[0], FFDP_PAD_BORDER);
 	const cu_taps ty = cu_taps_make(p[1], k.wlo[1], k.wn[1], FFDP_PAD_BORDER);
 	const cu_taps tz = k.nc == 3 ? cu_taps_make(p[2], k.wlo[2], k.wn[2], FFDP_PAD_BORDER) : cu_taps_flat();
