@@ -196,7 +196,7 @@ static ffdp_status b_smooth(bench_state *s, ffdp_error *err)
 
 static ffdp_status b_adam(bench_state *s, ffdp_error *err)
 {
-	ffdp_adam_opts o = {3, 0.9, 0.99, 1e-8};
+	ffdp_adam_opts o = {3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0};
 	return ffdp_op_adam_moments(s->be, vec_of(s, s->gu), vec_of(s, s->mm), vec_of(s, s->vv), &o, &s->max_norm, err);
 }
 
@@ -206,7 +206,7 @@ static ffdp_status b_warp_step(bench_state *s, ffdp_error *err)
 {
 	ffdp_warp_step_opts o;
 	memset(&o, 0, sizeof(o));
-	o.adam = (ffdp_adam_opts){3, 0.9, 0.99, 1e-8};
+	o.adam = (ffdp_adam_opts){3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0};
 	o.step = -0.25 / fmax(1.0, s->max_norm), o.max_norm = s->max_norm;
 	o.compose = 1, o.pad = FFDP_PAD_BORDER;
 	o.C[0] = o.C[4] = o.C[8] = 1.0;
@@ -296,7 +296,7 @@ static int run_size(int64_t edge, double bw)
 	fill(s.g, s.nvox, 3, -1.0f, 1.0f);
 	ffdp_img F = {s.f, {edge, edge, edge}}, M = {s.m, {edge, edge, edge}}, G = {s.g, {edge, edge, edge}};
 	s.F = F, s.M = M, s.G = G;
-	ffdp_adam_opts ao = {3, 0.9, 0.99, 1e-8};
+	ffdp_adam_opts ao = {3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0};
 	if (ffdp_op_adam_moments(s.be, vec_of(&s, s.gu), vec_of(&s, s.mm), vec_of(&s, s.vv), &ao, &s.max_norm, &err)) {
 		fprintf(stderr, "bench: %s\n", err.msg);
 		return 1;

@@ -41,7 +41,7 @@ static void test_moments(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny, 
 		tu_fill_uniform(rng, v.c[c], g.nv, 0.0, 0.8);
 	}
 	tfield g0 = tf_copy(&g);
-	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8};
+	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0};
 	double *mr[3], *vr[3], norm = 0;
 	for (int c = 0; c < g.nc; c++) {
 		mr[c] = malloc((size_t)g.nv * sizeof(double));
@@ -85,12 +85,12 @@ static void test_moments_edges(ffdp_backend *be)
 		for (int64_t i = 0; i < g.nv; i++)
 			g.c[c][i] = 0.5f;
 	g.c[1][17] = NAN;
-	ffdp_adam_opts o = {1, 0.9, 0.99, 1e-8};
+	ffdp_adam_opts o = {1, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0};
 	double mn = 0;
 	CHECK_OK(ffdp_op_adam_moments(be, tu_field_vec(&g), tu_field_vec(&m), tu_field_vec(&v), &o, &mn, &err), &err,
 		 "adam_moments with a NaN gradient voxel");
 	CHECK(isnan(mn), "  a NaN gradient makes max_norm NaN (not silently dropped)");
-	ffdp_adam_opts o0 = {0, 0.9, 0.99, 1e-8}, ob = {1, 1.0, 0.99, 1e-8};
+	ffdp_adam_opts o0 = {0, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0}, ob = {1, 1.0, 0.99, 1e-8, FFDP_MOMENTS_F32, 0};
 	CHECK(ffdp_op_adam_moments(be, tu_field_vec(&g), tu_field_vec(&m), tu_field_vec(&v), &o0, &mn, &err) == FFDP_ERR_ARG,
 	      "t = 0 refused: %s", err.msg);
 	CHECK(ffdp_op_adam_moments(be, tu_field_vec(&g), tu_field_vec(&m), tu_field_vec(&v), &ob, &mn, &err) == FFDP_ERR_ARG,
@@ -177,7 +177,7 @@ static double make_state(ffdp_backend *be, tu_rng *rng, tfield *u, tfield *m, tf
 		tu_fill_uniform(rng, m->c[c], g.nv, -0.3, 0.3);
 		tu_fill_uniform(rng, v->c[c], g.nv, 0.01, 0.2);
 	}
-	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8};
+	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0};
 	double mn = 0;
 	ffdp_op_adam_moments(be, tu_field_vec(&g), tu_field_vec(m), tu_field_vec(v), &o, &mn, &err);
 	tu_field_free(&g);
@@ -222,7 +222,7 @@ static void test_warp_step(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny
 	tfield u = tu_field_new(nx, ny, nz), m = tu_field_new(nx, ny, nz), v = tu_field_new(nx, ny, nz);
 	int t = 7;
 	double mn = make_state(be, rng, &u, &m, &v, t);
-	ffdp_warp_step_opts o = {{t, 0.9, 0.99, 1e-8}, 0, compose, {0}, pad, 0};
+	ffdp_warp_step_opts o = {{t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0}, 0, compose, {0}, pad, 0};
 	double hmin = random_C(rng, u.nc, o.C);
 	/* largest |delta| = 1.5 of the smallest spacing: up to 1.5 voxels */
 	o.step = -1.5 * hmin / mn;
@@ -282,7 +282,7 @@ static void test_backward_shift(ffdp_backend *be, tu_rng *rng, int64_t nx, int64
 			v.c[c][i] = 0.01f;
 		}
 	}
-	ffdp_warp_step_opts o = {{1, 0.9, 0.99, 0.0}, 0, 1, {0}, FFDP_PAD_BORDER, 0};
+	ffdp_warp_step_opts o = {{1, 0.9, 0.99, 0.0, FFDP_MOMENTS_F32, 0}, 0, 1, {0}, FFDP_PAD_BORDER, 0};
 	double sp[3] = {0.8, 1.1, 1.3};
 	for (int a = 0; a < 3; a++)
 		o.C[4 * a] = 1.0 / sp[a];
@@ -320,7 +320,7 @@ static void test_ring_memory(ffdp_backend *be, tu_rng *rng)
 	int64_t nx = 136, ny = 121, nz = 136;
 	tfield u = tu_field_new(nx, ny, nz), m = tu_field_new(nx, ny, nz), v = tu_field_new(nx, ny, nz);
 	double mn = make_state(be, rng, &u, &m, &v, 3);
-	ffdp_warp_step_opts o = {{3, 0.9, 0.99, 1e-8}, 0, 1, {0}, FFDP_PAD_ZERO, 0};
+	ffdp_warp_step_opts o = {{3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0}, 0, 1, {0}, FFDP_PAD_ZERO, 0};
 	double hmin = random_C(rng, 3, o.C);
 	o.step = -1.5 * hmin / mn;
 	size_t field = (size_t)u.nv * 3 * sizeof(float), plane = (size_t)(nx * ny) * 3 * sizeof(float);

@@ -3,15 +3,18 @@
  * object), labels overlap, warps do not fold, SyN's inverse is consistent,
  * an affine stage undoes a known affine, and 2-D works. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "check.h"
 #include "ffdp/ffdp.h"
 #include "testutil.h"
 
-static void check_deformable(const char *preset, int64_t n0, int64_t n1, int64_t n2, double sp, double amp,
-			     double sigma_grad, double sigma_warp)
+static void check_deformable(const char *name, int64_t n0, int64_t n1, int64_t n2, double sp, double amp,
+			     double sigma_grad, double sigma_warp, ffdp_moment_store ms)
 {
+	char preset[64];
+	snprintf(preset, sizeof(preset), "%s%s", name, ms == FFDP_MOMENTS_BF16 ? " (bf16 moments)" : "");
 	ffdp_error err = {0};
 	ffdp_phantom_opts po = ffdp_phantom_defaults();
 	po.n[0] = n0, po.n[1] = n1, po.n[2] = n2;
@@ -22,7 +25,8 @@ static void check_deformable(const char *preset, int64_t n0, int64_t n1, int64_t
 	CHECK_OK(ffdp_phantom_make(&po, &F, &M, &FL, &ML, &truth, &err), &err, "%s: phantom %lldx%lldx%lld", preset,
 		 (long long)n0, (long long)n1, (long long)n2);
 	ffdp_reg_opts o;
-	ffdp_reg_preset(preset, &o, &err);
+	ffdp_reg_preset(name, &o, &err);
+	o.moments = ms;
 	o.stages[o.nstages - 1].sigma_grad = sigma_grad;
 	o.stages[o.nstages - 1].sigma_warp = sigma_warp;
 	ffdp_reg_result r;
@@ -114,10 +118,12 @@ int main(void)
 	ffdp_log_set_level(FFDP_LOG_WARN);
 	check_affine();
 	/* 8 mm peak deformation: 3.6 voxels at 2.25 mm; FireANTs' default smoothing */
-	check_deformable("greedy", 64, 72, 64, 2.25, 8.0, 1.0, 0.5);
-	check_deformable("syn", 64, 72, 64, 2.25, 8.0, 1.0, 0.5);
-	/* 2-D: a 5x5 LNCC window sees a fifth of the samples of 3-D, so noise
-	 * needs more smoothing */
-	check_deformable("greedy", 96, 112, 1, 1.5, 4.0, 2.0, 1.0);
+	for (int ms = FFDP_MOMENTS_F32; ms <= FFDP_MOMENTS_BF16; ms++) {
+		check_deformable("greedy", 64, 72, 64, 2.25, 8.0, 1.0, 0.5, (ffdp_moment_store)ms);
+		check_deformable("syn", 64, 72, 64, 2.25, 8.0, 1.0, 0.5, (ffdp_moment_store)ms);
+		/* 2-D: a 5x5 LNCC window sees a fifth of the samples of 3-D, so
+		 * noise needs more smoothing */
+		check_deformable("greedy", 96, 112, 1, 1.5, 4.0, 2.0, 1.0, (ffdp_moment_store)ms);
+	}
 	return check_done();
 }

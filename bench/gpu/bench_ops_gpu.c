@@ -245,7 +245,7 @@ static ffdp_status op_smooth_vec(bench *b)
 
 static ffdp_status op_adam_moments(bench *b)
 {
-	ffdp_adam_opts o = {5, 0.9, 0.999, 1e-8};
+	ffdp_adam_opts o = {5, 0.9, 0.999, 1e-8, FFDP_MOMENTS_F32, 0};
 	double mn;
 	ffdp_vec g = vec(b, b->d); /* any field as the gradient */
 	return ffdp_op_adam_moments(b->be, g, vec(b, b->m), vec(b, b->v), &o, &mn, &b->err);

@@ -387,9 +387,23 @@ ffdp_status ffdp_op_vec_max_abs_diff(ffdp_backend *be, ffdp_vec a, ffdp_vec b, d
  *     read of m and v to measure it.  A max_norm smaller than the truth is
  *     FFDP_ERR_ARG after the fact (u is then invalid).
  */
+typedef enum ffdp_moment_store {
+	FFDP_MOMENTS_F32 = 0,  /* m and v: float planes */
+	FFDP_MOMENTS_BF16 = 1, /* m's planes hold one 32-bit word a voxel: bfloat16 m
+				* in the high half, v in the low half; v is unused
+				* (may be empty).  12 B/voxel less in 3-D; see
+				* ffdp_op_moments_get for the rounding. */
+} ffdp_moment_store;
+
 typedef struct ffdp_adam_opts {
 	int t; /* 1-based step count */
 	double beta1, beta2, eps;
+	ffdp_moment_store store;
+	/* BF16: global linear index of the box's first voxel (z0 nx ny for a
+	 * z-slab).  v is rounded stochastically with bits hashed from
+	 * (global index, component, t), so any split of the volume over
+	 * ranks or threads stores the same words. */
+	int64_t index0;
 } ffdp_adam_opts;
 
 ffdp_status ffdp_op_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp_vec v,
@@ -406,6 +420,12 @@ typedef struct ffdp_warp_step_opts {
 
 ffdp_status ffdp_op_warp_step(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec v,
 			      const ffdp_warp_step_opts *o, ffdp_error *err);
+
+/* One half of FFDP_MOMENTS_BF16 words (half 0: m, 1: v) to float (get),
+ * or float rounded to nearest even into that half, the other half kept
+ * (put): the moments cross pyramid levels through float planes. */
+ffdp_status ffdp_op_moments_get(ffdp_backend *be, ffdp_img words, int half, ffdp_img out, ffdp_error *err);
+ffdp_status ffdp_op_moments_put(ffdp_backend *be, ffdp_img words, int half, ffdp_img in, ffdp_error *err);
 
 #ifdef __cplusplus
 }

@@ -70,6 +70,9 @@ typedef struct ffdp_reg_opts {
 	ffdp_mat4 init;                 /* initial T (identity unless set) */
 	int min_level_size;             /* coarsest level size per axis, default 32 */
 	int want_inverse;               /* compute the inverse warp (SyN always can) */
+	/* Adam's moments in the deformable stages: FFDP_MOMENTS_F32, or
+	 * FFDP_MOMENTS_BF16 (ops.h): 12 B a voxel less per side in 3-D */
+	ffdp_moment_store moments;
 	/* Optional (built with MPI): spread the registration over the
 	 * ranks of this context (dist.h) in z-slabs, with the single-process
 	 * result's bits.  Every rank calls ffdp_register with the same inputs

@@ -14,6 +14,7 @@ typedef struct reg_cli {
 	long long device;
 	int device_given; /* --device: else under mpirun each rank takes one by its local rank */
 	const char *transport; /* how ranks moved planes (report) */
+	const char *moments; /* f32 or bf16 (NULL: the default); applied after parsing */
 	ffdp_reg_opts opts;
 	int explicit_stages;
 } reg_cli;
@@ -274,6 +275,10 @@ static int parse_args(int argc, char **argv, reg_cli *c)
 				return ffdp_cli_usage("register", "unknown preset '%s'", val);
 		} else if (!strcmp(a, "--backend")) {
 			c->backend = val;
+		} else if (!strcmp(a, "--moments")) {
+			if (strcmp(val, "f32") && strcmp(val, "bf16"))
+				return ffdp_cli_usage("register", "--moments is f32 or bf16");
+			c->moments = val;
 		} else if (!strcmp(a, "--device")) {
 			if (ffdp_cli_parse_i64(val, 0, 1024, &c->device))
 				return ffdp_cli_usage("register", "--device wants a GPU number");
@@ -301,6 +306,8 @@ static int parse_args(int argc, char **argv, reg_cli *c)
 	}
 	if (!c->fixed || !c->moving || !c->prefix)
 		return ffdp_cli_usage("register", "-f FIXED, -m MOVING and -o PREFIX are required");
+	if (c->moments)
+		c->opts.moments = strcmp(c->moments, "bf16") ? FFDP_MOMENTS_F32 : FFDP_MOMENTS_BF16;
 	return pick_backend(c);
 }
 

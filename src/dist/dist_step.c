@@ -71,18 +71,20 @@ ffdp_status ffdp_dist_warp_step(ffdp_dist *d, ffdp_backend *be, ffdp_vec u, ffdp
 	int64_t k = step_reach(&u, o), h = k + 1 < s->nz ? k + 1 : s->nz;
 	const int64_t lo = s->z0 - h > 0 ? s->z0 - h : 0, hi = s->z1 + h < s->nz ? s->z1 + h : s->nz;
 	const int64_t len = (own + 2 * h) * plane;
+	/* bf16 moments: one word field in m, none in v */
+	const int nf = o->adam.store == FFDP_MOMENTS_BF16 ? 2 : 3;
 	float *buf = NULL;
 	if (!(st = dist_check_backend(d, be, "dist warp step", err)) &&
-	    !(buf = dist_scratch(d, be, 9 * len + 1, err, "dist warp step")))
+	    !(buf = dist_scratch(d, be, 3 * nf * len + 1, err, "dist warp step")))
 		st = FFDP_ERR_NOMEM;
 	st = ffdp_dist_agree(d, st, "dist warp step", err);
 	if (st)
 		return st;
 	/* u, m, v components with halos, one after another; m and v keep zero
-	 * halos */
+	 * halos (zero words too) */
 	const ffdp_vec *src[3] = {&u, &m, &v};
 	ffdp_vec box[3];
-	for (int f = 0; f < 3 && !st; f++) {
+	for (int f = 0; f < nf && !st; f++) {
 		box[f] = (ffdp_vec){{NULL, NULL, NULL}, {u.n[0], u.n[1], hi - lo}, 3};
 		for (int c = 0; c < 3 && !st; c++) {
 			float *b = buf + (size_t)(3 * f + c) * (size_t)len;
@@ -100,11 +102,13 @@ ffdp_status ffdp_dist_warp_step(ffdp_dist *d, ffdp_backend *be, ffdp_vec u, ffdp
 			box[f].c[c] = b + (lo - (s->z0 - h)) * plane;
 		}
 	}
+	if (nf == 2)
+		box[2] = box[1];
 	if (!st && own > 0) {
 		st = ffdp_op_warp_step(be, box[0], box[1], box[2], o, err);
 		for (int c = 0; c < 3 && !st; c++)
 			st = dist_copy(be, u.c[c], box[0].c[c] + (s->z0 - lo) * plane, own * plane, err);
 	}
-	dist_scratch_put(d, be, buf, 9 * len + 1);
+	dist_scratch_put(d, be, buf, 3 * nf * len + 1);
 	return ffdp_dist_agree(d, st, "dist warp step", err);
 }

@@ -36,6 +36,8 @@ typedef struct ffdp_ops_table {
 				    const ffdp_adam_opts *o, double *max_norm, ffdp_error *err);
 	ffdp_status (*warp_step)(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec v,
 				 const ffdp_warp_step_opts *o, ffdp_error *err);
+	ffdp_status (*moments_half)(ffdp_backend *be, ffdp_img words, int half, ffdp_img x, int put,
+				    ffdp_error *err);
 	ffdp_status (*affine_scalar)(ffdp_backend *be, ffdp_img x, double a, double b, ffdp_error *err);
 	ffdp_status (*minmax)(ffdp_backend *be, ffdp_img x, double *lo, double *hi, ffdp_error *err);
 	ffdp_status (*vec_linear)(ffdp_backend *be, ffdp_vec in, const double A[9], ffdp_vec out, ffdp_error *err);

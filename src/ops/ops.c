@@ -300,17 +300,31 @@ ffdp_status ffdp_op_smooth_vec(ffdp_backend *be, ffdp_vec x, const ffdp_smooth_o
 	return s;
 }
 
+/* m, and v unless the moments are bf16 words in m's planes. */
+static ffdp_status check_moments(const ffdp_vec *m, const ffdp_vec *v, const ffdp_adam_opts *o, const ffdp_vec *ref,
+				 const char *what, ffdp_error *err)
+{
+	ffdp_status s;
+	if (o->store != FFDP_MOMENTS_F32 && o->store != FFDP_MOMENTS_BF16)
+		return ffdp_fail(err, FFDP_ERR_ARG, "%s: unknown moment storage %d", what, (int)o->store);
+	if ((s = check_vec(m, what, err)) || (o->store == FFDP_MOMENTS_F32 && (s = check_vec(v, what, err))))
+		return s;
+	if (!same_dims(ref->n, m->n) || m->ncomp != ref->ncomp ||
+	    (o->store == FFDP_MOMENTS_F32 && (!same_dims(ref->n, v->n) || v->ncomp != ref->ncomp)))
+		return ffdp_fail(err, FFDP_ERR_ARG, "%s: fields differ in size", what);
+	if (o->index0 < 0)
+		return ffdp_fail(err, FFDP_ERR_ARG, "%s: negative index0", what);
+	if (o->t < 1)
+		return ffdp_fail(err, FFDP_ERR_ARG, "adam: step count must start at 1");
+	return FFDP_OK;
+}
+
 ffdp_status ffdp_op_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp_vec v, const ffdp_adam_opts *o,
 				 double *max_norm, ffdp_error *err)
 {
 	ffdp_status s;
-	if ((s = check_vec(&g, "adam g", err)) || (s = check_vec(&m, "adam m", err)) ||
-	    (s = check_vec(&v, "adam v", err)))
+	if ((s = check_vec(&g, "adam g", err)) || (s = check_moments(&m, &v, o, &g, "adam", err)))
 		return s;
-	if (!same_dims(g.n, m.n) || !same_dims(g.n, v.n))
-		return ffdp_fail(err, FFDP_ERR_ARG, "adam: fields differ in size");
-	if (o->t < 1)
-		return ffdp_fail(err, FFDP_ERR_ARG, "adam: step count must start at 1");
 	return be->ops->adam_moments(be, g, m, v, o, max_norm, err);
 }
 
@@ -318,12 +332,34 @@ ffdp_status ffdp_op_warp_step(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec
 			      ffdp_error *err)
 {
 	ffdp_status s;
-	if ((s = check_vec(&u, "warp_step u", err)) || (s = check_vec(&m, "warp_step m", err)) ||
-	    (s = check_vec(&v, "warp_step v", err)))
+	if ((s = check_vec(&u, "warp_step u", err)) || (s = check_moments(&m, &v, &o->adam, &u, "warp_step", err)))
 		return s;
-	if (!same_dims(u.n, m.n) || !same_dims(u.n, v.n))
-		return ffdp_fail(err, FFDP_ERR_ARG, "warp_step: fields differ in size");
 	return be->ops->warp_step(be, u, m, v, o, err);
+}
+
+static ffdp_status moments_half(ffdp_backend *be, ffdp_img words, int half, ffdp_img x, int put, ffdp_error *err)
+{
+	const char *what = put ? "moments_put" : "moments_get";
+	ffdp_status s;
+	if ((s = check_img(&words, what, err)) || (s = check_img(&x, what, err)))
+		return s;
+	if (!same_dims(words.n, x.n))
+		return ffdp_fail(err, FFDP_ERR_ARG, "%s: planes differ in size", what);
+	if (half != 0 && half != 1)
+		return ffdp_fail(err, FFDP_ERR_ARG, "%s: half %d is not 0 (m) or 1 (v)", what, half);
+	if (words.p == x.p)
+		return ffdp_fail(err, FFDP_ERR_ARG, "%s: the words and the float plane are the same memory", what);
+	return be->ops->moments_half(be, words, half, x, put, err);
+}
+
+ffdp_status ffdp_op_moments_get(ffdp_backend *be, ffdp_img words, int half, ffdp_img out, ffdp_error *err)
+{
+	return moments_half(be, words, half, out, 0, err);
+}
+
+ffdp_status ffdp_op_moments_put(ffdp_backend *be, ffdp_img words, int half, ffdp_img in, ffdp_error *err)
+{
+	return moments_half(be, words, half, in, 1, err);
 }
 
 ffdp_status ffdp_op_affine_scalar(ffdp_backend *be, ffdp_img x, double a, double b, ffdp_error *err)

@@ -25,6 +25,7 @@ typedef struct side {
 	int img_in_g;          /* warped and gimg are planes of g (see side_level) */
 	ffdp_mat4 T;           /* linear map applied before u: T for the moving side, Id for SyN's fixed side */
 	int on_fixed;          /* 1: samples the fixed level image (SyN) */
+	int bf16;              /* m holds bf16 words of m and v (FFDP_MOMENTS_BF16); v is empty */
 } side;
 
 static void side_free_images(ffdp_backend *be, side *sd)
@@ -52,6 +53,40 @@ static void side_free(ffdp_backend *be, side *sd)
 	reg_field_free(be, &sd->u);
 }
 
+/* bf16 moment words w on grid g (the domain's level): each half through
+ * float planes, resampled as float moments are.  The float copy on w's
+ * grid is the rank's box of it; the peak adds one float field on g. */
+static ffdp_status moments_resample(reg_domain *dm, const ffdp_field *w, const ffdp_grid *g, ffdp_field *out,
+				    ffdp_error *err)
+{
+	ffdp_backend *be = dm->be;
+	int64_t nw[3], nn[3];
+	reg_dom_box(dm, &w->grid, nw);
+	reg_dom_box(dm, g, nn);
+	const size_t bytes = (size_t)(nw[0] * nw[1] * nw[2] + 1) * sizeof(float);
+	ffdp_status s = reg_dom_field_alloc(dm, g, out, err);
+	for (int half = 0; half < 2 && !s; half++) {
+		ffdp_field f = {.grid = w->grid, .ncomp = w->ncomp}, r = {0};
+		for (int c = 0; c < w->ncomp && !s; c++) {
+			if (!(f.c[c] = ffdp_buf_alloc(be, bytes, err)))
+				s = FFDP_ERR_NOMEM;
+			else if (nw[2] > 0)
+				s = ffdp_op_moments_get(be, (ffdp_img){w->c[c], {nw[0], nw[1], nw[2]}}, half,
+							(ffdp_img){f.c[c], {nw[0], nw[1], nw[2]}}, err);
+		}
+		if (!s)
+			s = reg_dom_field_resample(dm, &f, g, &r, err);
+		reg_field_free(be, &f);
+		for (int c = 0; c < w->ncomp && !s && nn[2] > 0; c++)
+			s = ffdp_op_moments_put(be, (ffdp_img){out->c[c], {nn[0], nn[1], nn[2]}}, half,
+						(ffdp_img){r.c[c], {nn[0], nn[1], nn[2]}}, err);
+		reg_field_free(be, &r);
+	}
+	if (s)
+		reg_field_free(be, out);
+	return s;
+}
+
 /* Fields on grid g (the domain's level): fresh zeros, or the previous
  * level's resampled. */
 static ffdp_status side_level(reg_domain *dm, side *sd, const ffdp_grid *g, ffdp_error *err)
@@ -59,9 +94,11 @@ static ffdp_status side_level(reg_domain *dm, side *sd, const ffdp_grid *g, ffdp
 	ffdp_backend *be = dm->be;
 	ffdp_field *keep[3] = {&sd->u, &sd->m, &sd->v};
 	ffdp_status s = FFDP_OK;
-	for (int k = 0; k < 3 && !s; k++) {
+	for (int k = 0; k < (sd->bf16 ? 2 : 3) && !s; k++) {
 		ffdp_field nf = {0};
-		if (keep[k]->c[0])
+		if (keep[k]->c[0] && k == 1 && sd->bf16)
+			s = moments_resample(dm, keep[k], g, &nf, err);
+		else if (keep[k]->c[0])
 			s = reg_dom_field_resample(dm, keep[k], g, &nf, err);
 		else
 			s = reg_dom_field_alloc(dm, g, &nf, err);
@@ -130,7 +167,8 @@ static ffdp_status side_step(reg_domain *dm, side *sd, const reg_level *lv, cons
 		gs.sigma[2] = 0;
 	if (st->sigma_grad > 0 && (s = reg_dom_smooth_vec(dm, g, &gs, err)))
 		return s;
-	ffdp_adam_opts ao = {t, 0.9, 0.99, 1e-8};
+	ffdp_adam_opts ao = {t, 0.9, 0.99, 1e-8, sd->bf16 ? FFDP_MOMENTS_BF16 : FFDP_MOMENTS_F32,
+			     dm->z0 * u.n[0] * u.n[1]};
 	double maxn = 0;
 	if ((s = reg_dom_adam_moments(dm, g, m, v, &ao, &maxn, err)))
 		return s;
@@ -288,6 +326,7 @@ ffdp_status reg_deformable(const reg_pair *p, const ffdp_stage *st, const ffdp_m
 	sides[0].T = *T;
 	sides[1].T = ffdp_mat4_identity();
 	sides[1].on_fixed = 1;
+	sides[0].bf16 = sides[1].bf16 = p->moments == FFDP_MOMENTS_BF16;
 	int64_t done = 0;
 	ffdp_progress pb;
 	reg_stage_begin(st, rep, &pb);

@@ -58,17 +58,33 @@ void reg_domain_release(reg_domain *dm)
 	}
 }
 
+/* The rank's planes [z0, z1) of grid g. */
+static void dom_planes(const reg_domain *dm, const ffdp_grid *g, int64_t *z0, int64_t *z1)
+{
+	*z0 = 0, *z1 = g->n[2];
+#ifdef FFDP_HAVE_MPI
+	if (dm->dist) {
+		ffdp_slab s = ffdp_slab_of(g->n[2], ffdp_dist_rank(dm->dist), ffdp_dist_size(dm->dist));
+		*z0 = s.z0, *z1 = s.z1;
+	}
+#else
+	(void)dm;
+#endif
+}
+
+void reg_dom_box(const reg_domain *dm, const ffdp_grid *g, int64_t n[3])
+{
+	int64_t z0, z1;
+	dom_planes(dm, g, &z0, &z1);
+	n[0] = g->n[0], n[1] = g->n[1], n[2] = z1 - z0;
+}
+
 void reg_domain_level(reg_domain *dm, const ffdp_grid *g)
 {
 	reg_domain_release(dm); /* the level's images are new */
 	dm->mask_key = NULL;
-	dm->nz = g->n[2], dm->z0 = 0, dm->z1 = g->n[2];
-#ifdef FFDP_HAVE_MPI
-	if (dm->dist) {
-		ffdp_slab s = ffdp_slab_of(g->n[2], ffdp_dist_rank(dm->dist), ffdp_dist_size(dm->dist));
-		dm->z0 = s.z0, dm->z1 = s.z1;
-	}
-#endif
+	dm->nz = g->n[2];
+	dom_planes(dm, g, &dm->z0, &dm->z1);
 	dm->n[0] = g->n[0], dm->n[1] = g->n[1], dm->n[2] = dm->z1 - dm->z0;
 }
 

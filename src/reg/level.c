@@ -75,6 +75,7 @@ ffdp_status reg_pair_init(reg_pair *p, ffdp_backend *be, const ffdp_volume *fixe
 	p->min_level_size = o->min_level_size > 0 ? o->min_level_size : 32;
 	p->dim = ffdp_grid_dim(&fixed->grid);
 	p->dist = o->dist;
+	p->moments = o->moments;
 #ifndef FFDP_HAVE_MPI
 	if (p->dist)
 		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "distributed registration needs a build with MPI");

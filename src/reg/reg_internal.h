@@ -26,6 +26,7 @@ typedef struct reg_pair {
 	int min_level_size;
 	int dim;                           /* 2 or 3 */
 	struct ffdp_dist *dist;            /* deformable stages over MPI ranks, or NULL */
+	ffdp_moment_store moments;         /* Adam's moment storage (deformable stages) */
 } reg_pair;
 
 ffdp_status reg_pair_init(reg_pair *p, ffdp_backend *be, const ffdp_volume *fixed, const ffdp_volume *moving,
@@ -97,6 +98,8 @@ int reg_domain_rank(const reg_domain *dm);
 /* Views on the rank's box. */
 ffdp_img reg_dom_img(const reg_domain *dm, float *p);
 ffdp_vec reg_dom_vec(const reg_domain *dm, const ffdp_field *f);
+/* The rank's box of a field on grid g (all of it without MPI). */
+void reg_dom_box(const reg_domain *dm, const ffdp_grid *g, int64_t n[3]);
 /* A field on grid g with the rank's planes only (backend memory). */
 ffdp_status reg_dom_field_alloc(reg_domain *dm, const ffdp_grid *g, ffdp_field *f, ffdp_error *err);
 float *reg_dom_buf(reg_domain *dm, ffdp_error *err);

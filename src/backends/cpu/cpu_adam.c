@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../ops/bf16_moments.h"
 #include "cpu_ops.h"
 #include "cpu_tristencil.h"
 #include "ffdp/volume.h"
@@ -62,9 +63,32 @@ static inline float adam_d(float m, float v, const adam_k *k)
 	return m * k->ibc1 / (sqrtf(v * k->ibc2) + k->eps);
 }
 
-static inline void adam_d_run(const adam_k *k, const float *restrict m, const float *restrict v,
-			      float *restrict d, int64_t n)
+/* The stored moments: float planes, or bf16 words (w non-NULL). */
+typedef struct mom_in {
+	const float *m[3], *v[3];
+	const uint32_t *w[3];
+} mom_in;
+
+static void mom_in_make(mom_in *mo, const ffdp_vec *m, const ffdp_vec *v, const ffdp_adam_opts *o)
 {
+	memset(mo, 0, sizeof(*mo));
+	for (int c = 0; c < m->ncomp; c++)
+		if (o->store == FFDP_MOMENTS_BF16)
+			mo->w[c] = (const uint32_t *)m->c[c];
+		else
+			mo->m[c] = m->c[c], mo->v[c] = v->c[c];
+}
+
+/* d of component c at voxels i0 .. i0 + n - 1. */
+static inline void adam_d_run(const adam_k *k, const mom_in *mo, int c, int64_t i0, float *restrict d, int64_t n)
+{
+	if (mo->w[c]) {
+		const uint32_t *restrict w = mo->w[c] + i0;
+		for (int64_t i = 0; i < n; i++)
+			d[i] = adam_d(ffdp_bm_m(w[i]), ffdp_bm_v(w[i]), k);
+		return;
+	}
+	const float *restrict m = mo->m[c] + i0, *restrict v = mo->v[c] + i0;
 	for (int64_t i = 0; i < n; i++)
 		d[i] = adam_d(m[i], v[i], k);
 }
@@ -88,6 +112,32 @@ static inline void moments_run(const adam_k *k, const float *restrict g, float *
 	}
 }
 
+/* The same in bf16 words: d from the stored (rounded) m and v, as
+ * warp_step will see them.  i0 is the block's global index. */
+static inline void moments_run16(const adam_k *k, const float *restrict g, uint32_t *restrict w,
+				 float *restrict s, int64_t i0, int c, int t, int64_t n)
+{
+	const float b1 = k->b1, b2 = k->b2, a1 = 1.0f - b1, a2 = 1.0f - b2;
+	for (int64_t i = 0; i < n; i++) {
+		const float gi = g[i];
+		const float mi = b1 * ffdp_bm_m(w[i]) + a1 * gi, vi = b2 * ffdp_bm_v(w[i]) + a2 * gi * gi;
+		const uint32_t wi = ffdp_bm_word(mi, vi, i0 + i, c, t);
+		w[i] = wi;
+		const float d = adam_d(ffdp_bm_m(wi), ffdp_bm_v(wi), k);
+		s[i] += d * d;
+	}
+}
+
+#ifdef TS_AVX2
+/* The hash's 32-bit products vectorise with AVX2 (SSE2 has none). */
+__attribute__((target("avx2,fma"))) static void moments_run16_avx2(const adam_k *k, const float *restrict g,
+								   uint32_t *restrict w, float *restrict s,
+								   int64_t i0, int c, int t, int64_t n)
+{
+	moments_run16(k, g, w, s, i0, c, t, n);
+}
+#endif
+
 ffdp_status ffdp_cpu_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp_vec v, const ffdp_adam_opts *o,
 				  double *max_norm, ffdp_error *err)
 {
@@ -97,14 +147,32 @@ ffdp_status ffdp_cpu_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp
 	if (st)
 		return st;
 	const int64_t nv = g.n[0] * g.n[1] * g.n[2], nb = (nv + AD_BLOCK - 1) / AD_BLOCK;
+	const int bf16 = o->store == FFDP_MOMENTS_BF16;
+	int simd = 0;
+#ifdef TS_AVX2
+	simd = ffdp_cpu_use_avx2();
+#endif
 	float mx = 0.0f;
 	int bad = 0;
 #pragma omp parallel for schedule(static) reduction(max : mx) reduction(| : bad)
 	for (int64_t b = 0; b < nb; b++) {
 		const int64_t i0 = b * AD_BLOCK, n = nv - i0 < AD_BLOCK ? nv - i0 : AD_BLOCK;
 		float s[AD_BLOCK] = {0};
-		for (int c = 0; c < g.ncomp; c++)
-			moments_run(&k, g.c[c] + i0, m.c[c] + i0, v.c[c] + i0, s, n);
+		for (int c = 0; c < g.ncomp; c++) {
+			if (!bf16) {
+				moments_run(&k, g.c[c] + i0, m.c[c] + i0, v.c[c] + i0, s, n);
+				continue;
+			}
+			uint32_t *w = (uint32_t *)m.c[c] + i0;
+#ifdef TS_AVX2
+			if (simd) {
+				moments_run16_avx2(&k, g.c[c] + i0, w, s, o->index0 + i0, c, o->t, n);
+				continue;
+			}
+#endif
+			(void)simd;
+			moments_run16(&k, g.c[c] + i0, w, s, o->index0 + i0, c, o->t, n);
+		}
 		for (int64_t i = 0; i < n; i++) {
 			bad |= !isfinite(s[i]);
 			mx = s[i] > mx ? s[i] : mx;
@@ -112,6 +180,25 @@ ffdp_status ffdp_cpu_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp
 	}
 	if (max_norm)
 		*max_norm = bad ? NAN : sqrt((double)mx);
+	return FFDP_OK;
+}
+
+/* One half of the words of a plane to float, or float into it. */
+ffdp_status ffdp_cpu_moments_half(ffdp_backend *be, ffdp_img words, int half, ffdp_img x, int put, ffdp_error *err)
+{
+	(void)be, (void)err;
+	const int64_t nv = x.n[0] * x.n[1] * x.n[2];
+	uint32_t *restrict w = (uint32_t *)words.p;
+	float *restrict f = x.p;
+	const uint32_t keep = half ? 0xffff0000u : 0x0000ffffu;
+	const int sh = half ? 0 : 16;
+#pragma omp parallel for schedule(static)
+	for (int64_t i = 0; i < nv; i++) {
+		if (put)
+			w[i] = (w[i] & keep) | ffdp_bm_rne(f[i]) << sh;
+		else
+			f[i] = half ? ffdp_bm_v(w[i]) : ffdp_bm_m(w[i]);
+	}
 	return FFDP_OK;
 }
 
@@ -193,7 +280,7 @@ static inline void ws_offsets(const ws_geom *g, ws_run *r, const int round_insn)
 
 /* Chunk t of slice s (t < nrow * nch); returns the x of its first voxel
  * and its row (3-D) in *y.  round_insn: the ISA has a floor instruction. */
-static inline int64_t ws_run_load(const ws_geom *g, const ffdp_vec *m, const ffdp_vec *v, int64_t s, int64_t t,
+static inline int64_t ws_run_load(const ws_geom *g, const mom_in *mo, int64_t s, int64_t t,
 				  int64_t *y, ws_run *r, const int round_insn)
 {
 	int64_t row = t / g->nch, x0 = (t % g->nch) * WS_CHUNK;
@@ -201,7 +288,7 @@ static inline int64_t ws_run_load(const ws_geom *g, const ffdp_vec *m, const ffd
 	r->i0 = s * g->slice + row * g->n[0] + x0;
 	r->n = g->n[0] - x0 < WS_CHUNK ? g->n[0] - x0 : WS_CHUNK;
 	for (int c = 0; c < g->nc; c++)
-		adam_d_run(&g->k, m->c[c] + r->i0, v->c[c] + r->i0, r->d[c], r->n);
+		adam_d_run(&g->k, mo, c, r->i0, r->d[c], r->n);
 	ws_offsets(g, r, round_insn);
 	return x0;
 }
@@ -236,14 +323,14 @@ static inline void ws_taps(double q, int64_t n, ffdp_pad pad, int64_t i[2], doub
 
 /* Largest backward and forward reach, max(0, -(C delta)_sa) and
  * max(0, (C delta)_sa), over the field. */
-static void ws_reach(const ws_geom *g, const ffdp_vec *m, const ffdp_vec *v, double *back, double *fwd)
+static void ws_reach(const ws_geom *g, const mom_in *mo, double *back, double *fwd)
 {
 	double mb = 0.0, mf = 0.0;
 #pragma omp parallel for schedule(static) reduction(max : mb, mf)
 	for (int64_t t = 0; t < g->ns * g->nrow * g->nch; t++) {
 		ws_run r;
 		int64_t y, per = g->nrow * g->nch;
-		ws_run_load(g, m, v, t / per, t % per, &y, &r, 0);
+		ws_run_load(g, mo, t / per, t % per, &y, &r, 0);
 		const float *os = r.o[g->sa];
 		for (int64_t k = 0; k < r.n; k++) {
 			mb = -os[k] > mb ? -(double)os[k] : mb;
@@ -452,12 +539,12 @@ TS_FN int ws8(const ws_geom *g, ffdp_vec *u, const ws_run *r, int64_t s, int64_t
 
 /* A 3-D chunk: the run is loaded here too, so its loops get AVX2 code. */
 __attribute__((noinline, flatten, target("avx2,fma"))) static int
-ws_chunk_avx2(const ws_geom *g, ffdp_vec *u, const ffdp_vec *m, const ffdp_vec *v, const ws_slices *w, int64_t s,
+ws_chunk_avx2(const ws_geom *g, ffdp_vec *u, const mom_in *mo, const ws_slices *w, int64_t s,
 	      int64_t t)
 {
 	ws_run r;
 	int64_t y;
-	const int64_t x0 = ws_run_load(g, m, v, s, t, &y, &r, 1), nx = g->n[0];
+	const int64_t x0 = ws_run_load(g, mo, s, t, &y, &r, 1), nx = g->n[0];
 	const ws_slices wl = *w;
 	const float *plane[3][3];
 	for (int e = 0; e < 3; e++) {
@@ -491,17 +578,17 @@ ws_chunk_avx2(const ws_geom *g, ffdp_vec *u, const ffdp_vec *m, const ffdp_vec *
 
 /* New values of chunk t of slice s, in the block written with w; returns 1
  * if a voxel needed a slice that the ring no longer holds. */
-static int ws_chunk(const ws_geom *g, ffdp_vec *u, const ffdp_vec *m, const ffdp_vec *v, const ws_slices *wp,
+static int ws_chunk(const ws_geom *g, ffdp_vec *u, const mom_in *mo, const ws_slices *wp,
 		    int64_t s, int64_t t, int simd)
 {
 #ifdef WS_AVX2
 	if (simd && g->nc == 3)
-		return ws_chunk_avx2(g, u, m, v, wp, s, t);
+		return ws_chunk_avx2(g, u, mo, wp, s, t);
 #endif
 	(void)simd;
 	ws_run r;
 	int64_t y;
-	const int64_t x0 = ws_run_load(g, m, v, s, t, &y, &r, 0);
+	const int64_t x0 = ws_run_load(g, mo, s, t, &y, &r, 0);
 	int bad = 0;
 	const ws_slices w = *wp;
 	const int64_t ys = g->sa == 2 ? y : s;
@@ -519,7 +606,7 @@ static void ws_keep(const ws_geom *g, const ffdp_vec *u, const ws_slab *sl, floa
 
 /* Each thread its slab; halos copied before the one barrier.  buf holds
  * nslot * nc slices per thread. */
-static int ws_compose(const ws_geom *g, ffdp_vec u, const ffdp_vec *m, const ffdp_vec *v, const ws_slab *sl,
+static int ws_compose(const ws_geom *g, ffdp_vec u, const mom_in *mo, const ws_slab *sl,
 		      float *buf)
 {
 	const int64_t per = g->nrow * g->nch;
@@ -543,20 +630,22 @@ static int ws_compose(const ws_geom *g, ffdp_vec u, const ffdp_vec *m, const ffd
 			ws_slices_at(&w, g, sl, s);
 			ws_keep(g, &u, sl, p, s, w.slot);
 			for (int64_t t = 0; t < per; t++)
-				bad |= ws_chunk(g, &u, m, v, &w, s, t, simd);
+				bad |= ws_chunk(g, &u, mo, &w, s, t, simd);
 		}
 	}
 	return bad;
 }
 
-static inline void add_run(const adam_k *k, float step, float *restrict u, const float *restrict m,
-			   const float *restrict v, int64_t n)
+static inline void add_run(const adam_k *k, float step, float *restrict u, const mom_in *mo, int c, int64_t i0,
+			   int64_t n)
 {
+	float d[AD_BLOCK];
+	adam_d_run(k, mo, c, i0, d, n);
 	for (int64_t i = 0; i < n; i++)
-		u[i] += step * adam_d(m[i], v[i], k);
+		u[i] += step * d[i];
 }
 
-static void ws_add(const ws_geom *g, ffdp_vec u, const ffdp_vec *m, const ffdp_vec *v)
+static void ws_add(const ws_geom *g, ffdp_vec u, const mom_in *mo)
 {
 	const int64_t nv = g->n[0] * g->n[1] * g->n[2], nb = (nv + AD_BLOCK - 1) / AD_BLOCK;
 	const float step = (float)g->step;
@@ -564,12 +653,12 @@ static void ws_add(const ws_geom *g, ffdp_vec u, const ffdp_vec *m, const ffdp_v
 	for (int64_t b = 0; b < nb; b++) {
 		const int64_t i0 = b * AD_BLOCK, n = nv - i0 < AD_BLOCK ? nv - i0 : AD_BLOCK;
 		for (int c = 0; c < g->nc; c++)
-			add_run(&g->k, step, u.c[c] + i0, m->c[c] + i0, v->c[c] + i0, n);
+			add_run(&g->k, step, u.c[c] + i0, mo, c, i0, n);
 	}
 }
 
 /* Slices read below and above the one written: K and F. */
-static ffdp_status ws_slab_make(const ws_geom *g, const ffdp_vec *m, const ffdp_vec *v, double max_norm,
+static ffdp_status ws_slab_make(const ws_geom *g, const mom_in *mo, double max_norm,
 				ws_slab *sl, ffdp_error *err)
 {
 	double back, fwd;
@@ -581,7 +670,7 @@ static ffdp_status ws_slab_make(const ws_geom *g, const ffdp_vec *m, const ffdp_
 		/* margin: max_norm comes from a float sum of squares */
 		back = fwd = fabs(g->step) * max_norm * cn * (1.0 + 1e-5);
 	} else {
-		ws_reach(g, m, v, &back, &fwd);
+		ws_reach(g, mo, &back, &fwd);
 	}
 	back = ceil(back), fwd = ceil(fwd);
 	sl->K = back < (double)(g->ns - 1) ? (int64_t)back : g->ns - 1;
@@ -602,19 +691,21 @@ ffdp_status ffdp_cpu_warp_step(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_ve
 		return ffdp_fail(err, FFDP_ERR_ARG, "warp_step: step %g is not finite", o->step);
 	ws_geom g;
 	ws_geom_make(&g, &u, o, &k);
+	mom_in mo;
+	mom_in_make(&mo, &m, &v, &o->adam);
 	if (!o->compose) {
-		ws_add(&g, u, &m, &v);
+		ws_add(&g, u, &mo);
 		return FFDP_OK;
 	}
 	ws_slab sl;
-	if ((s = ws_slab_make(&g, &m, &v, o->max_norm, &sl, err)))
+	if ((s = ws_slab_make(&g, &mo, o->max_norm, &sl, err)))
 		return s;
 	const int nt = omp_get_max_threads();
 	float *buf = malloc((size_t)(nt * sl.nslot * g.slice * g.nc) * sizeof(float));
 	if (!buf)
 		return ffdp_fail(err, FFDP_ERR_NOMEM, "warp_step: cannot allocate %d x %lld slices of old values", nt,
 				 (long long)sl.nslot);
-	int bad = ws_compose(&g, u, &m, &v, &sl, buf);
+	int bad = ws_compose(&g, u, &mo, &sl, buf);
 	free(buf);
 	if (bad)
 		return ffdp_fail(err, FFDP_ERR_ARG,

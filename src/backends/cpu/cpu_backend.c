@@ -73,6 +73,7 @@ static const ffdp_ops_table cpu_table = {
 	.smooth = ffdp_cpu_smooth,
 	.adam_moments = ffdp_cpu_adam_moments,
 	.warp_step = ffdp_cpu_warp_step,
+	.moments_half = ffdp_cpu_moments_half,
 	.affine_scalar = ffdp_cpu_affine_scalar,
 	.minmax = ffdp_cpu_minmax,
 	.vec_linear = ffdp_cpu_vec_linear,

@@ -35,6 +35,7 @@
  * after the fact, as on the CPU.
  */
 #include "cuda_common.cuh"
+#include "../../ops/bf16_moments.h"
 
 /* WS_MINB: blocks an SM (Nsight at 4: 46 % occupancy, 13 cycles a warp
  * instruction waiting on L1; 6 forces 42 registers and ran 8 % slower) */
@@ -70,8 +71,9 @@ __device__ __forceinline__ double adam_dir(float m, float v, const adam_c &k)
 typedef struct adam_k {
 	const float *g[3];
 	float *m[3], *v[3];
-	int64_t n;
-	int nc;
+	uint32_t *w[3]; /* bf16 words (FFDP_MOMENTS_BF16), else NULL */
+	int64_t n, index0;
+	int nc, t;
 	adam_c a;
 } adam_k;
 
@@ -92,11 +94,21 @@ __global__ void adam_moments_kernel(adam_k k, adam_out *out)
 			if (c >= k.nc)
 				break;
 			const double gi = k.g[c][i];
-			const float mi = (float)(k.a.b1 * k.m[c][i] + (1.0 - k.a.b1) * gi);
-			const float vi = (float)(k.a.b2 * k.v[c][i] + (1.0 - k.a.b2) * gi * gi);
-			k.m[c][i] = mi;
-			k.v[c][i] = vi;
-			const double d = adam_dir(mi, vi, k.a);
+			double d;
+			if (k.w[0]) { /* uniform */
+				const uint32_t w = k.w[c][i];
+				const float mi = (float)(k.a.b1 * ffdp_bm_m(w) + (1.0 - k.a.b1) * gi);
+				const float vi = (float)(k.a.b2 * ffdp_bm_v(w) + (1.0 - k.a.b2) * gi * gi);
+				const uint32_t wi = ffdp_bm_word(mi, vi, k.index0 + i, c, k.t);
+				k.w[c][i] = wi;
+				d = adam_dir(ffdp_bm_m(wi), ffdp_bm_v(wi), k.a);
+			} else {
+				const float mi = (float)(k.a.b1 * k.m[c][i] + (1.0 - k.a.b1) * gi);
+				const float vi = (float)(k.a.b2 * k.v[c][i] + (1.0 - k.a.b2) * gi * gi);
+				k.m[c][i] = mi;
+				k.v[c][i] = vi;
+				d = adam_dir(mi, vi, k.a);
+			}
 			s += d * d;
 		}
 		if (isfinite(s))
@@ -121,10 +133,14 @@ ffdp_status ffdp_cuda_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffd
 		return s;
 	k.n = g.n[0] * g.n[1] * g.n[2];
 	k.nc = g.ncomp;
+	k.index0 = o->index0;
+	k.t = o->t;
+	const bool bf16 = o->store == FFDP_MOMENTS_BF16;
 	for (int c = 0; c < 3; c++) {
 		k.g[c] = c < k.nc ? g.c[c] : NULL;
-		k.m[c] = c < k.nc ? m.c[c] : NULL;
-		k.v[c] = c < k.nc ? v.c[c] : NULL;
+		k.m[c] = c < k.nc && !bf16 ? m.c[c] : NULL;
+		k.v[c] = c < k.nc && !bf16 ? v.c[c] : NULL;
+		k.w[c] = c < k.nc && bf16 ? (uint32_t *)m.c[c] : NULL;
 	}
 	adam_out *d = NULL;
 	if (max_norm && !(d = (adam_out *)cu_scratch(sizeof(adam_out), 1, err, "adam_moments")))
@@ -146,6 +162,7 @@ ffdp_status ffdp_cuda_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffd
 typedef struct ws_k {
 	float *u[3];
 	const float *m[3], *v[3];
+	const uint32_t *w[3]; /* bf16 words (FFDP_MOMENTS_BF16), else NULL */
 	int64_t n[3];
 	int nc;
 	int sa;          /* slice axis: 2 (z) in 3-D, 1 (y) in 2-D */
@@ -175,8 +192,16 @@ __device__ __forceinline__ int64_t ws_slot(const ws_ring &ring, int64_t p)
 __device__ __forceinline__ void ws_delta(const ws_k &k, int64_t i, double dl[3])
 {
 #pragma unroll
-	for (int c = 0; c < 3; c++)
-		dl[c] = c < k.nc ? k.step * adam_dir(k.m[c][i], k.v[c][i], k.a) : 0.0;
+	for (int c = 0; c < 3; c++) {
+		float m = 0.0f, v = 0.0f;
+		if (c < k.nc && k.w[0]) { /* uniform */
+			const uint32_t w = k.w[c][i];
+			m = ffdp_bm_m(w), v = ffdp_bm_v(w);
+		} else if (c < k.nc) {
+			m = k.m[c][i], v = k.v[c][i];
+		}
+		dl[c] = c < k.nc ? k.step * adam_dir(m, v, k.a) : 0.0;
+	}
 }
 
 /* (C dl)_row, never contracted into FMAs: the reach measured here and the
@@ -340,11 +365,13 @@ __global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_slab3_kernel(ws_k k, w
 static void ws_k_make(ws_k *k, ffdp_vec u, ffdp_vec m, ffdp_vec v, const ffdp_warp_step_opts *o, const adam_c *a)
 {
 	k->nc = u.ncomp;
+	const bool bf16 = o->adam.store == FFDP_MOMENTS_BF16;
 	for (int c = 0; c < 3; c++) {
 		k->n[c] = u.n[c];
 		k->u[c] = c < k->nc ? u.c[c] : NULL;
-		k->m[c] = c < k->nc ? m.c[c] : NULL;
-		k->v[c] = c < k->nc ? v.c[c] : NULL;
+		k->m[c] = c < k->nc && !bf16 ? m.c[c] : NULL;
+		k->v[c] = c < k->nc && !bf16 ? v.c[c] : NULL;
+		k->w[c] = c < k->nc && bf16 ? (const uint32_t *)m.c[c] : NULL;
 	}
 	k->sa = k->nc == 3 ? 2 : 1;
 	k->ns = u.n[k->sa];
@@ -461,4 +488,28 @@ ffdp_status ffdp_cuda_warp_step(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_v
 		return cu_launched(err, "warp_step");
 	}
 	return ws_compose(&k, o, err);
+}
+
+/* ---- bf16 words to and from float planes ------------------------------------------- */
+
+__global__ void moments_half_kernel(uint32_t *w, float *x, int64_t n, int half, int put)
+{
+	const uint32_t keep = half ? 0xffff0000u : 0x0000ffffu;
+	const int sh = half ? 0 : 16;
+	CU_FOR_FLAT(i, n)
+	{
+		if (put)
+			w[i] = (w[i] & keep) | ffdp_bm_rne(x[i]) << sh;
+		else
+			x[i] = half ? ffdp_bm_v(w[i]) : ffdp_bm_m(w[i]);
+	}
+}
+
+ffdp_status ffdp_cuda_moments_half(ffdp_backend *be, ffdp_img words, int half, ffdp_img x, int put, ffdp_error *err)
+{
+	(void)be;
+	const int64_t n = x.n[0] * x.n[1] * x.n[2];
+	const cu_shape sh = cu_flat_shape(n, 0);
+	moments_half_kernel<<<sh.grid, sh.block>>>((uint32_t *)words.p, x.p, n, half, put);
+	return cu_launched(err, put ? "moments_put" : "moments_get");
 }

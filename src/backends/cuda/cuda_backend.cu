@@ -97,6 +97,7 @@ static ffdp_ops_table make_table(void)
 	t.smooth = ffdp_cuda_smooth;
 	t.adam_moments = ffdp_cuda_adam_moments;
 	t.warp_step = ffdp_cuda_warp_step;
+	t.moments_half = ffdp_cuda_moments_half;
 	t.affine_scalar = ffdp_cuda_affine_scalar;
 	t.minmax = ffdp_cuda_minmax;
 	t.vec_linear = ffdp_cuda_vec_linear;
