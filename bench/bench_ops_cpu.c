@@ -61,7 +61,9 @@ typedef struct bench_state {
 	int64_t nvox;
 	float *f, *m, *g;        /* scalar volumes */
 	float *u[3], *d[3], *gu[3], *mm[3], *vv[3], *out[3];
-	double max_norm; /* of the Adam step in mm, vv (set up once) */
+	float *ww[3];      /* mm and vv as bf16 words (FFDP_MOMENTS_BF16) */
+	double max_norm;   /* of the Adam step in mm, vv (set up once) */
+	double max_norm16; /* the same in ww */
 	ffdp_img F, M, G;
 } bench_state;
 
@@ -200,17 +202,36 @@ static ffdp_status b_adam(bench_state *s, ffdp_error *err)
 	return ffdp_op_adam_moments(s->be, vec_of(s, s->gu), vec_of(s, s->mm), vec_of(s, s->vv), &o, &s->max_norm, err);
 }
 
+static ffdp_status b_adam16(bench_state *s, ffdp_error *err)
+{
+	ffdp_adam_opts o = {3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_BF16, 0};
+	return ffdp_op_adam_moments(s->be, vec_of(s, s->gu), vec_of(s, s->ww), vec_of(s, s->ww), &o, &s->max_norm16,
+				    err);
+}
+
 /* As the greedy stage calls it: the largest step a quarter voxel, max_norm
  * given (no reach pass). */
-static ffdp_status b_warp_step(bench_state *s, ffdp_error *err)
+static ffdp_status warp_step(bench_state *s, ffdp_moment_store ms, ffdp_error *err)
 {
 	ffdp_warp_step_opts o;
 	memset(&o, 0, sizeof(o));
-	o.adam = (ffdp_adam_opts){3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0};
-	o.step = -0.25 / fmax(1.0, s->max_norm), o.max_norm = s->max_norm;
+	const double mn = ms == FFDP_MOMENTS_BF16 ? s->max_norm16 : s->max_norm;
+	o.adam = (ffdp_adam_opts){3, 0.9, 0.99, 1e-8, ms, 0};
+	o.step = -0.25 / fmax(1.0, mn), o.max_norm = mn;
 	o.compose = 1, o.pad = FFDP_PAD_BORDER;
 	o.C[0] = o.C[4] = o.C[8] = 1.0;
-	return ffdp_op_warp_step(s->be, vec_of(s, s->out), vec_of(s, s->mm), vec_of(s, s->vv), &o, err);
+	float **m = ms == FFDP_MOMENTS_BF16 ? s->ww : s->mm, **v = ms == FFDP_MOMENTS_BF16 ? s->ww : s->vv;
+	return ffdp_op_warp_step(s->be, vec_of(s, s->out), vec_of(s, m), vec_of(s, v), &o, err);
+}
+
+static ffdp_status b_warp_step(bench_state *s, ffdp_error *err)
+{
+	return warp_step(s, FFDP_MOMENTS_F32, err);
+}
+
+static ffdp_status b_warp_step16(bench_state *s, ffdp_error *err)
+{
+	return warp_step(s, FFDP_MOMENTS_BF16, err);
 }
 
 typedef struct bench_op {
@@ -237,6 +258,8 @@ static const bench_op ops[] = {
 	{"smooth vec s=1", b_smooth, 24},       /* 3 planes read + written */
 	{"adam moments", b_adam, 60},           /* g, m, v read; m, v written */
 	{"warp step", b_warp_step, 48},         /* u, m, v read; u written */
+	{"adam moments bf16", b_adam16, 36},    /* g, words read; words written */
+	{"warp step bf16", b_warp_step16, 36},  /* u, words read; u written */
 };
 
 static double time_op(bench_state *s, const bench_op *op, int reps, ffdp_error *err, ffdp_status *st)
@@ -281,7 +304,8 @@ static int run_size(int64_t edge, double bw)
 		s.u[c] = ffdp_alloc(bytes, &err), s.d[c] = ffdp_alloc(bytes, &err);
 		s.gu[c] = ffdp_alloc(bytes, &err), s.mm[c] = ffdp_alloc(bytes, &err);
 		s.vv[c] = ffdp_alloc(bytes, &err), s.out[c] = ffdp_alloc(bytes, &err);
-		if (!s.u[c] || !s.d[c] || !s.gu[c] || !s.mm[c] || !s.vv[c] || !s.out[c]) {
+		s.ww[c] = ffdp_alloc(bytes, &err);
+		if (!s.u[c] || !s.d[c] || !s.gu[c] || !s.mm[c] || !s.vv[c] || !s.out[c] || !s.ww[c]) {
 			fprintf(stderr, "bench: %s\n", err.msg);
 			return 1;
 		}
@@ -297,7 +321,14 @@ static int run_size(int64_t edge, double bw)
 	ffdp_img F = {s.f, {edge, edge, edge}}, M = {s.m, {edge, edge, edge}}, G = {s.g, {edge, edge, edge}};
 	s.F = F, s.M = M, s.G = G;
 	ffdp_adam_opts ao = {3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0};
-	if (ffdp_op_adam_moments(s.be, vec_of(&s, s.gu), vec_of(&s, s.mm), vec_of(&s, s.vv), &ao, &s.max_norm, &err)) {
+	ffdp_status st0 = ffdp_op_adam_moments(s.be, vec_of(&s, s.gu), vec_of(&s, s.mm), vec_of(&s, s.vv), &ao,
+					       &s.max_norm, &err);
+	for (int c = 0; c < 3 && !st0; c++) {
+		ffdp_img w = {s.ww[c], {edge, edge, edge}}, m = {s.mm[c], {edge, edge, edge}}, v = {s.vv[c], {edge, edge, edge}};
+		st0 = ffdp_op_moments_put(s.be, w, 0, m, &err);
+		st0 = st0 ? st0 : ffdp_op_moments_put(s.be, w, 1, v, &err);
+	}
+	if (st0 || b_adam16(&s, &err)) {
 		fprintf(stderr, "bench: %s\n", err.msg);
 		return 1;
 	}
@@ -325,7 +356,7 @@ static int run_size(int64_t edge, double bw)
 		ffdp_free(*all[i]);
 	for (int c = 0; c < 3; c++) {
 		ffdp_free(s.u[c]), ffdp_free(s.d[c]), ffdp_free(s.gu[c]);
-		ffdp_free(s.mm[c]), ffdp_free(s.vv[c]), ffdp_free(s.out[c]);
+		ffdp_free(s.mm[c]), ffdp_free(s.vv[c]), ffdp_free(s.out[c]), ffdp_free(s.ww[c]);
 	}
 	ffdp_backend_close(s.be);
 	return 0;

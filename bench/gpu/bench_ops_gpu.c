@@ -29,6 +29,7 @@ typedef struct bench {
 	int64_t n, nv;
 	float *M, *F, *out, *g, *gM;      /* scalar volumes */
 	float *u[3], *d[3], *o[3], *m[3], *v[3], *gu[3];
+	float *w[3]; /* m and v as bf16 words (FFDP_MOMENTS_BF16) */
 	double gW[12];
 	ffdp_error err;
 } bench;
@@ -82,6 +83,10 @@ static void bench_setup(bench *b, int64_t n)
 	for (int c = 0; c < 3; c++) {
 		b->u[c] = dev(b, fld), b->d[c] = dev(b, fld), b->o[c] = dev(b, NULL);
 		b->m[c] = dev(b, fld), b->v[c] = dev(b, pos), b->gu[c] = dev(b, NULL);
+		b->w[c] = dev(b, NULL);
+		ffdp_img w = {b->w[c], {n, n, n}}, m = {b->m[c], {n, n, n}}, v = {b->v[c], {n, n, n}};
+		if (ffdp_op_moments_put(b->be, w, 0, m, &b->err) || ffdp_op_moments_put(b->be, w, 1, v, &b->err))
+			die("bf16 words", b->err.msg);
 	}
 	free(img), free(fld), free(pos);
 }
@@ -93,6 +98,7 @@ static void bench_free(bench *b)
 	for (int c = 0; c < 3; c++) {
 		ffdp_buf_free(b->be, b->u[c]), ffdp_buf_free(b->be, b->d[c]), ffdp_buf_free(b->be, b->o[c]);
 		ffdp_buf_free(b->be, b->m[c]), ffdp_buf_free(b->be, b->v[c]), ffdp_buf_free(b->be, b->gu[c]);
+		ffdp_buf_free(b->be, b->w[c]);
 	}
 }
 
@@ -251,24 +257,37 @@ static ffdp_status op_adam_moments(bench *b)
 	return ffdp_op_adam_moments(b->be, g, vec(b, b->m), vec(b, b->v), &o, &mn, &b->err);
 }
 
-static ffdp_status warp_step(bench *b, int compose)
+static ffdp_status op_adam_moments16(bench *b)
+{
+	ffdp_adam_opts o = {5, 0.9, 0.999, 1e-8, FFDP_MOMENTS_BF16, 0};
+	double mn;
+	return ffdp_op_adam_moments(b->be, vec(b, b->d), vec(b, b->w), vec(b, b->w), &o, &mn, &b->err);
+}
+
+static ffdp_status warp_step(bench *b, int compose, ffdp_moment_store ms)
 {
 	ffdp_warp_step_opts o;
 	memset(&o, 0, sizeof(o)); /* a max_norm hint, where ops.h has one: 0 = measure */
-	o.adam.t = 5, o.adam.beta1 = 0.9, o.adam.beta2 = 0.999, o.adam.eps = 1e-8;
+	o.adam.t = 5, o.adam.beta1 = 0.9, o.adam.beta2 = 0.999, o.adam.eps = 1e-8, o.adam.store = ms;
 	o.step = -0.25, o.compose = compose, o.pad = FFDP_PAD_ZERO;
 	memcpy(o.C, C_OBLIQUE, sizeof(o.C));
-	return ffdp_op_warp_step(b->be, vec(b, b->u), vec(b, b->m), vec(b, b->v), &o, &b->err);
+	float **m = ms == FFDP_MOMENTS_BF16 ? b->w : b->m, **v = ms == FFDP_MOMENTS_BF16 ? b->w : b->v;
+	return ffdp_op_warp_step(b->be, vec(b, b->u), vec(b, m), vec(b, v), &o, &b->err);
+}
+
+static ffdp_status op_warp_compose16(bench *b)
+{
+	return warp_step(b, 1, FFDP_MOMENTS_BF16);
 }
 
 static ffdp_status op_warp_add(bench *b)
 {
-	return warp_step(b, 0);
+	return warp_step(b, 0, FFDP_MOMENTS_F32);
 }
 
 static ffdp_status op_warp_compose(bench *b)
 {
-	return warp_step(b, 1);
+	return warp_step(b, 1, FFDP_MOMENTS_F32);
 }
 
 /* ---- timing ------------------------------------------------------------------------- */
@@ -368,6 +387,8 @@ static const op_def OPS[] = {
 	{"adam moments", {256, 0, 0}, 60, 0, 0, op_adam_moments},
 	{"warp step add", {256, 0, 0}, 48, 0, 0, op_warp_add},
 	{"warp step compose", {256, 0, 0}, 48, 0, 0, op_warp_compose},
+	{"adam moments bf16", {256, 0, 0}, 36, 0, 0, op_adam_moments16},
+	{"warp compose bf16", {256, 0, 0}, 36, 0, 0, op_warp_compose16},
 };
 
 static int runs_at(const op_def *op, int n)

@@ -96,7 +96,7 @@ static double dice_of(ffdp_backend *be, const subject *f, const subject *m, cons
  * rounding).  kind: the registration's backend (FFDP_TEST_BACKEND=cuda on
  * the GPU machine). */
 static void run(ffdp_dist *d, ffdp_backend *be, const subject *f, const subject *m, ffdp_stage_kind kind,
-		unsigned flags, ffdp_backend_kind bk)
+		unsigned flags, ffdp_backend_kind bk, ffdp_moment_store ms)
 {
 	ffdp_reg_opts o;
 	ffdp_reg_result one, many;
@@ -105,9 +105,10 @@ static void run(ffdp_dist *d, ffdp_backend *be, const subject *f, const subject 
 	const int bits = (!flags && bk == FFDP_BACKEND_CPU) || size == 1;
 	char what[96];
 
-	snprintf(what, sizeof(what), "%s%s%s", name, bk == FFDP_BACKEND_CUDA ? " on the GPU" : "",
-		 flags ? " (rank-order sums, staged)" : "");
+	snprintf(what, sizeof(what), "%s%s%s%s", name, bk == FFDP_BACKEND_CUDA ? " on the GPU" : "",
+		 flags ? " (rank-order sums, staged)" : "", ms == FFDP_MOMENTS_BF16 ? " (bf16 moments)" : "");
 	ffdp_reg_preset(name, &o, &err);
+	o.moments = ms;
 	o.backend = bk;
 	if (bk == FFDP_BACKEND_CUDA && ffdp_cuda_device_count() > 0) /* a GPU per rank where there are */
 		o.device = ffdp_dist_local_rank(d) % ffdp_cuda_device_count();
@@ -197,14 +198,17 @@ int main(int argc, char **argv)
 		const char *bn = getenv("FFDP_TEST_BACKEND");
 		ffdp_backend_kind bk = bn && !strcmp(bn, "cuda") ? FFDP_BACKEND_CUDA : FFDP_BACKEND_CPU;
 		if (!s && bk == FFDP_BACKEND_CPU) {
-			run(d, be, &f, &m, FFDP_STAGE_GREEDY, 0, bk);
-			run(d, be, &f, &m, FFDP_STAGE_SYN, 0, bk);
+			run(d, be, &f, &m, FFDP_STAGE_GREEDY, 0, bk, FFDP_MOMENTS_F32);
+			run(d, be, &f, &m, FFDP_STAGE_SYN, 0, bk, FFDP_MOMENTS_F32);
+			/* stochastic rounding keyed by the global voxel: the same bits */
+			run(d, be, &f, &m, FFDP_STAGE_SYN, 0, bk, FFDP_MOMENTS_BF16);
 			/* the GPU path's rules (transport, sums, boxes), on the CPU */
-			run(d, be, &f, &m, FFDP_STAGE_GREEDY, FFDP_DIST_STAGED | FFDP_DIST_PORTABLE, bk);
+			run(d, be, &f, &m, FFDP_STAGE_GREEDY, FFDP_DIST_STAGED | FFDP_DIST_PORTABLE, bk, FFDP_MOMENTS_F32);
 		}
 		if (!s && bk == FFDP_BACKEND_CUDA) {
-			run(d, be, &f, &m, FFDP_STAGE_GREEDY, 0, bk);
-			run(d, be, &f, &m, FFDP_STAGE_SYN, 0, bk);
+			run(d, be, &f, &m, FFDP_STAGE_GREEDY, 0, bk, FFDP_MOMENTS_F32);
+			run(d, be, &f, &m, FFDP_STAGE_SYN, 0, bk, FFDP_MOMENTS_F32);
+			run(d, be, &f, &m, FFDP_STAGE_GREEDY, 0, bk, FFDP_MOMENTS_BF16);
 		}
 		ffdp_volume_free(&f.t1), ffdp_volume_free(&f.lab);
 		ffdp_volume_free(&m.t1), ffdp_volume_free(&m.lab);

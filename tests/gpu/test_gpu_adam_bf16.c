@@ -1,0 +1,188 @@
+/* bf16 Adam moments (FFDP_MOMENTS_BF16) on the CUDA backend against the
+ * CPU backend.  The GPU updates in double and the CPU in float, so a word
+ * may round to the next bf16 value where the update lies within float
+ * rounding of a boundary: every m and v within one bf16 ulp, and at most
+ * 1 % of the words differ.  Two z-boxes with their index0 store the same
+ * words as one call (the distributed rule); the warp step reads the same
+ * words as the CPU's to 1e-5; moments_get/put agree bit for bit.  Needs a
+ * GPU: built with CUDA, labelled "gpu". */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "ffdp/ffdp.h"
+#include "gpu_pair.h"
+#include "testutil.h"
+
+static float half_of(float w, int half)
+{
+	uint32_t b;
+	memcpy(&b, &w, 4);
+	b = half ? b << 16 : b & 0xffff0000u;
+	float x;
+	memcpy(&x, &b, 4);
+	return x;
+}
+
+static float make_word(float m, float v)
+{
+	uint32_t a, b;
+	memcpy(&a, &m, 4);
+	memcpy(&b, &v, 4);
+	a = (a & 0xffff0000u) | b >> 16;
+	float w;
+	memcpy(&w, &a, 4);
+	return w;
+}
+
+static double ulp16(double x)
+{
+	return x == 0.0 ? 0.0 : ldexp(1.0, ilogb(x) - 7);
+}
+
+/* Random words on host and device (same bits). */
+static gp_vec words_new(gp_env *e, const int64_t n[3])
+{
+	gp_vec w = gp_vec_new(e, n, 0, 1);
+	for (int c = 0; c < w.h.ncomp; c++) {
+		for (int64_t i = 0; i < w.nv; i++)
+			w.h.c[c][i] = make_word((float)(tu_uniform(&e->rng) - 0.5), (float)(0.8 * tu_uniform(&e->rng)));
+		ffdp_buf_upload(e->gpu, w.d.c[c], w.h.c[c], (size_t)w.nv * sizeof(float), &e->err);
+	}
+	return w;
+}
+
+/* Words of device d against host h: largest difference in ulps of the
+ * host value, and how many words differ. */
+static void words_cmp(gp_env *e, const gp_vec *w, double *ulps, int64_t *ndiff)
+{
+	*ulps = 0, *ndiff = 0;
+	for (int c = 0; c < w->h.ncomp; c++) {
+		float *d = gp_d_get(e, w->d.c[c], w->nv);
+		for (int64_t i = 0; i < w->nv; i++) {
+			*ndiff += memcmp(&d[i], &w->h.c[c][i], 4) != 0;
+			for (int half = 0; half < 2; half++) {
+				double a = half_of(d[i], half), b = half_of(w->h.c[c][i], half);
+				if (a != b)
+					*ulps = fmax(*ulps, fabs(a - b) / ulp16(fmax(fabs(a), fabs(b))));
+			}
+		}
+		free(d);
+	}
+}
+
+static void test_moments(gp_env *e, const int64_t n[3], int t)
+{
+	gp_vec g = gp_vec_new(e, n, -2, 2), w = words_new(e, n);
+	ffdp_vec none = {{NULL, NULL, NULL}, {0, 0, 0}, 0};
+	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_BF16, 0};
+	/* the boxes' copy first, from the same words */
+	gp_vec wb = gp_vec_new(e, n, 0, 1);
+	for (int c = 0; c < w.h.ncomp; c++)
+		ffdp_buf_copy(e->gpu, wb.d.c[c], w.d.c[c], (size_t)w.nv * sizeof(float), &e->err);
+	double nc = -1, ng = -1;
+	ffdp_status sc = ffdp_op_adam_moments(e->cpu, g.h, w.h, none, &o, &nc, &e->err);
+	CHECK_OK(sc, &e->err, "bf16 adam_moments %lldx%lldx%lld t = %d: CPU", (long long)n[0], (long long)n[1],
+		 (long long)n[2], t);
+	ffdp_status sg = ffdp_op_adam_moments(e->gpu, g.d, w.d, none, &o, &ng, &e->err);
+	CHECK_OK(sg, &e->err, "  CUDA");
+	if (!sc && !sg) {
+		double ulps;
+		int64_t nd;
+		words_cmp(e, &w, &ulps, &nd);
+		int64_t total = w.nv * w.h.ncomp;
+		CHECK(ulps <= 1.0 && nd <= total / 100, "  words within %.0f bf16 ulp, %lld of %lld differ (<= 1 %%)", ulps,
+		      (long long)nd, (long long)total);
+		CHECK(fabs(ng - nc) <= 1e-2 * nc, "  max_norm %.7g vs %.7g (1 %%: a word of one ulp)", ng, nc);
+	}
+	/* two z-boxes (y-rows in 2-D) with their global index0 */
+	const int axis = n[2] > 1 ? 2 : 1;
+	const int64_t plane = axis == 2 ? n[0] * n[1] : n[0], cut = n[axis] / 2;
+	ffdp_status sb = FFDP_OK;
+	for (int part = 0; part < 2 && !sb; part++) {
+		ffdp_vec gv = g.d, wv = wb.d;
+		const int64_t z0 = part ? cut : 0, z1 = part ? n[axis] : cut;
+		for (int c = 0; c < gv.ncomp; c++)
+			gv.c[c] += z0 * plane, wv.c[c] += z0 * plane;
+		gv.n[axis] = wv.n[axis] = z1 - z0;
+		ffdp_adam_opts ob = o;
+		ob.index0 = z0 * plane;
+		sb = ffdp_op_adam_moments(e->gpu, gv, wv, none, &ob, NULL, &e->err);
+	}
+	CHECK_OK(sb, &e->err, "  CUDA on two boxes");
+	if (!sb && !sg) {
+		int64_t diff = 0;
+		for (int c = 0; c < w.h.ncomp; c++) {
+			float *a = gp_d_get(e, w.d.c[c], w.nv), *b = gp_d_get(e, wb.d.c[c], w.nv);
+			diff += memcmp(a, b, (size_t)w.nv * sizeof(float)) != 0;
+			free(a), free(b);
+		}
+		CHECK(diff == 0, "  two boxes with their index0 store the same words as one call");
+	}
+	gp_vec_free(e, &g), gp_vec_free(e, &w), gp_vec_free(e, &wb);
+}
+
+static void test_warp_step(gp_env *e, const int64_t n[3], int compose, double step)
+{
+	gp_vec u = gp_vec_new(e, n, -1.5, 1.5), w = words_new(e, n);
+	ffdp_vec none = {{NULL, NULL, NULL}, {0, 0, 0}, 0};
+	ffdp_warp_step_opts o;
+	memset(&o, 0, sizeof(o));
+	o.adam = (ffdp_adam_opts){3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_BF16, 0};
+	o.step = step, o.compose = compose, o.pad = FFDP_PAD_BORDER;
+	o.C[0] = 1 / 0.9, o.C[1] = 0.1, o.C[3] = -0.2, o.C[4] = 1 / 1.2, o.C[8] = n[2] > 1 ? 1 / 1.1 : 0;
+	ffdp_status sc = ffdp_op_warp_step(e->cpu, u.h, w.h, none, &o, &e->err);
+	CHECK_OK(sc, &e->err, "bf16 warp_step %lldx%lldx%lld %s: CPU", (long long)n[0], (long long)n[1],
+		 (long long)n[2], compose ? "compose" : "add");
+	ffdp_status sg = ffdp_op_warp_step(e->gpu, u.d, w.d, none, &o, &e->err);
+	CHECK_OK(sg, &e->err, "  CUDA");
+	if (!sc && !sg) {
+		double r = gp_vec_rel(e, &u);
+		CHECK(r < 1e-5, "  u agrees (rel %.2e)", r);
+	}
+	gp_vec_free(e, &u), gp_vec_free(e, &w);
+}
+
+static void test_get_put(gp_env *e)
+{
+	const int64_t n[3] = {37, 29, 23};
+	gp_vec w = words_new(e, n), x = gp_vec_new(e, n, -3, 3);
+	for (int half = 0; half < 2; half++) {
+		ffdp_img wh = {w.h.c[0], {n[0], n[1], n[2]}}, wd = {w.d.c[0], {n[0], n[1], n[2]}};
+		ffdp_img xh = {x.h.c[half], {n[0], n[1], n[2]}}, xd = {x.d.c[half], {n[0], n[1], n[2]}};
+		ffdp_img yh = {w.h.c[1], {n[0], n[1], n[2]}}, yd = {w.d.c[1], {n[0], n[1], n[2]}};
+		ffdp_status s = ffdp_op_moments_put(e->cpu, wh, half, xh, &e->err);
+		s = s ? s : ffdp_op_moments_put(e->gpu, wd, half, xd, &e->err);
+		s = s ? s : ffdp_op_moments_get(e->cpu, wh, half, yh, &e->err);
+		s = s ? s : ffdp_op_moments_get(e->gpu, wd, half, yd, &e->err);
+		CHECK_OK(s, &e->err, "moments_put and moments_get, half %d, CPU and CUDA", half);
+		if (!s)
+			CHECK(gp_bit_diffs(e, wd.p, wh.p, w.nv) == 0 && gp_bit_diffs(e, yd.p, yh.p, w.nv) == 0,
+			      "  the same bits on both");
+	}
+	gp_vec_free(e, &w), gp_vec_free(e, &x);
+}
+
+int main(void)
+{
+	gp_env e = {NULL, NULL, tu_rng_make(1612), {0}};
+	CHECK_OK(ffdp_backend_open(FFDP_BACKEND_CPU, 0, &e.cpu, &e.err), &e.err, "CPU backend");
+	CHECK_OK(ffdp_backend_open(FFDP_BACKEND_CUDA, 0, &e.gpu, &e.err), &e.err, "CUDA backend");
+	if (!e.cpu || !e.gpu)
+		return check_done();
+	const int64_t a[3] = {37, 29, 23}, b[3] = {61, 53, 1}, c[3] = {96, 80, 300};
+	test_moments(&e, a, 1);
+	test_moments(&e, a, 7);
+	test_moments(&e, b, 2);
+	test_moments(&e, c, 4);
+	test_warp_step(&e, a, 0, -0.8);
+	test_warp_step(&e, a, 1, -0.8);
+	test_warp_step(&e, b, 1, 2.0);
+	test_warp_step(&e, c, 1, -2.5);
+	test_get_put(&e);
+	ffdp_backend_close(e.gpu);
+	ffdp_backend_close(e.cpu);
+	return check_done();
+}
