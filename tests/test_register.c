@@ -11,10 +11,12 @@
 #include "testutil.h"
 
 static void check_deformable(const char *name, int64_t n0, int64_t n1, int64_t n2, double sp, double amp,
-			     double sigma_grad, double sigma_warp, ffdp_moment_store ms)
+			     double sigma_grad, double sigma_warp, int compact)
 {
+	/* compact 1: bf16 moments; 2: and unorm16 images */
 	char preset[64];
-	snprintf(preset, sizeof(preset), "%s%s", name, ms == FFDP_MOMENTS_BF16 ? " (bf16 moments)" : "");
+	snprintf(preset, sizeof(preset), "%s%s", name,
+		 compact == 2 ? " (bf16 moments, u16 images)" : compact ? " (bf16 moments)" : "");
 	ffdp_error err = {0};
 	ffdp_phantom_opts po = ffdp_phantom_defaults();
 	po.n[0] = n0, po.n[1] = n1, po.n[2] = n2;
@@ -26,7 +28,8 @@ static void check_deformable(const char *name, int64_t n0, int64_t n1, int64_t n
 		 (long long)n0, (long long)n1, (long long)n2);
 	ffdp_reg_opts o;
 	ffdp_reg_preset(name, &o, &err);
-	o.moments = ms;
+	o.moments = compact ? FFDP_MOMENTS_BF16 : FFDP_MOMENTS_F32;
+	o.images16 = compact == 2;
 	o.stages[o.nstages - 1].sigma_grad = sigma_grad;
 	o.stages[o.nstages - 1].sigma_warp = sigma_warp;
 	ffdp_reg_result r;
@@ -118,12 +121,12 @@ int main(void)
 	ffdp_log_set_level(FFDP_LOG_WARN);
 	check_affine();
 	/* 8 mm peak deformation: 3.6 voxels at 2.25 mm; FireANTs' default smoothing */
-	for (int ms = FFDP_MOMENTS_F32; ms <= FFDP_MOMENTS_BF16; ms++) {
-		check_deformable("greedy", 64, 72, 64, 2.25, 8.0, 1.0, 0.5, (ffdp_moment_store)ms);
-		check_deformable("syn", 64, 72, 64, 2.25, 8.0, 1.0, 0.5, (ffdp_moment_store)ms);
+	for (int compact = 0; compact <= 2; compact++) {
+		check_deformable("greedy", 64, 72, 64, 2.25, 8.0, 1.0, 0.5, compact);
+		check_deformable("syn", 64, 72, 64, 2.25, 8.0, 1.0, 0.5, compact);
 		/* 2-D: a 5x5 LNCC window sees a fifth of the samples of 3-D, so
 		 * noise needs more smoothing */
-		check_deformable("greedy", 96, 112, 1, 1.5, 4.0, 2.0, 1.0, (ffdp_moment_store)ms);
+		check_deformable("greedy", 96, 112, 1, 1.5, 4.0, 2.0, 1.0, compact);
 	}
 	return check_done();
 }

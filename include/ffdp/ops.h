@@ -84,6 +84,20 @@ typedef enum ffdp_interp {
 	FFDP_INTERP_LABEL = 2, /* label with the largest summed trilinear weight */
 } ffdp_interp;
 
+/* ---- 16-bit images ---------------------------------------------------------
+ * An image in [0, 1] (registration maps intensities there) may be stored as
+ * unorm16: q = round(x 65535), read as x = q * FFDP_UNORM16_STEP, 2 bytes a
+ * voxel instead of 4.  The step (1.5e-5 of the range) is below the noise
+ * of 8- and 16-bit scans.  The sampler's moving image and the losses' f
+ * may be given so (moving16, f16); a backend that does not read them
+ * itself gets a float copy for the call, with the same result. */
+#define FFDP_UNORM16_STEP (1.0f / 65535.0f)
+
+/* q = round(clamp(x, 0, 1) 65535) (NaN to 0), and x = q * FFDP_UNORM16_STEP;
+ * q holds x.n's voxels in backend memory. */
+ffdp_status ffdp_op_unorm16_pack(ffdp_backend *be, ffdp_img x, uint16_t *q, ffdp_error *err);
+ffdp_status ffdp_op_unorm16_unpack(ffdp_backend *be, const uint16_t *q, ffdp_img x, ffdp_error *err);
+
 /* ---- fused sampler -------------------------------------------------------
  * For each voxel j of the output box, global index i = lo + j:
  *     p   = W [i; 1] + B u(j)          (moving continuous index)
@@ -119,6 +133,9 @@ typedef struct ffdp_sample_args {
 	ffdp_interp interp;
 	ffdp_pad pad;
 	int accumulate; /* out += sample */
+	/* The moving image as unorm16 (see "16-bit images"), moving.p NULL and
+	 * moving.n its size; or NULL. */
+	const uint16_t *moving16;
 } ffdp_sample_args;
 
 ffdp_status ffdp_op_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_error *err);
@@ -246,6 +263,7 @@ typedef struct ffdp_loss_args {
 	double *sum;         /* out, optional: unnormalised sum */
 	double *zsum;        /* out, optional (host-memory backends): the
 			      * unnormalised sum of each z plane, n[2] doubles */
+	const uint16_t *f16; /* f as unorm16 (see "16-bit images"), f.p NULL; or NULL */
 } ffdp_loss_args;
 
 ffdp_status ffdp_op_mse(ffdp_backend *be, const ffdp_loss_args *a, ffdp_error *err);

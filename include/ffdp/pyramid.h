@@ -48,6 +48,12 @@ int ffdp_pyramid_blur(const ffdp_grid *src, const ffdp_grid *dst, ffdp_smooth_op
 ffdp_status ffdp_pyramid_downsample(ffdp_backend *be, const ffdp_volume *src, const ffdp_grid *dst_grid,
 				    ffdp_volume *dst, ffdp_error *err);
 
+/* One plane on src_grid (a field component, a moment) resampled onto
+ * dst_grid (finer or coarser) into dst (n of dst_grid voxels, a buffer of
+ * be), linear with border padding. */
+ffdp_status ffdp_plane_resample(ffdp_backend *be, const float *src, const ffdp_grid *src_grid, float *dst,
+				const ffdp_grid *dst_grid, ffdp_error *err);
+
 /* Resample a displacement field onto dst_grid (finer or coarser), component
  * by component, linear with border padding.  Values are mm and need no
  * rescaling.  dst receives a new field (planes: buffers of be); zeroed on failure. */

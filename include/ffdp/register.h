@@ -73,6 +73,10 @@ typedef struct ffdp_reg_opts {
 	/* Adam's moments in the deformable stages: FFDP_MOMENTS_F32, or
 	 * FFDP_MOMENTS_BF16 (ops.h): 12 B a voxel less per side in 3-D */
 	ffdp_moment_store moments;
+	/* 1: the normalised images kept as unorm16 (ops.h), 2 B a voxel each
+	 * instead of 4 (the GPU reads them as they are; the CPU gets float
+	 * copies per call).  Ignored under MPI. */
+	int images16;
 	/* Optional (built with MPI): spread the registration over the
 	 * ranks of this context (dist.h) in z-slabs, with the single-process
 	 * result's bits.  Every rank calls ffdp_register with the same inputs

@@ -15,6 +15,7 @@ typedef struct reg_cli {
 	int device_given; /* --device: else under mpirun each rank takes one by its local rank */
 	const char *transport; /* how ranks moved planes (report) */
 	const char *moments; /* f32 or bf16 (NULL: the default); applied after parsing */
+	const char *images;  /* f32 or u16 (NULL: the default); applied after parsing */
 	ffdp_reg_opts opts;
 	int explicit_stages;
 } reg_cli;
@@ -279,6 +280,10 @@ static int parse_args(int argc, char **argv, reg_cli *c)
 			if (strcmp(val, "f32") && strcmp(val, "bf16"))
 				return ffdp_cli_usage("register", "--moments is f32 or bf16");
 			c->moments = val;
+		} else if (!strcmp(a, "--images")) {
+			if (strcmp(val, "f32") && strcmp(val, "u16"))
+				return ffdp_cli_usage("register", "--images is f32 or u16");
+			c->images = val;
 		} else if (!strcmp(a, "--device")) {
 			if (ffdp_cli_parse_i64(val, 0, 1024, &c->device))
 				return ffdp_cli_usage("register", "--device wants a GPU number");
@@ -308,6 +313,8 @@ static int parse_args(int argc, char **argv, reg_cli *c)
 		return ffdp_cli_usage("register", "-f FIXED, -m MOVING and -o PREFIX are required");
 	if (c->moments)
 		c->opts.moments = strcmp(c->moments, "bf16") ? FFDP_MOMENTS_F32 : FFDP_MOMENTS_BF16;
+	if (c->images)
+		c->opts.images16 = !strcmp(c->images, "u16");
 	return pick_backend(c);
 }
 

@@ -38,11 +38,19 @@ typedef struct ffdp_ops_table {
 				 const ffdp_warp_step_opts *o, ffdp_error *err);
 	ffdp_status (*moments_half)(ffdp_backend *be, ffdp_img words, int half, ffdp_img x, int put,
 				    ffdp_error *err);
+	/* unorm16 images: x -> q (pack) or q -> x, n voxels */
+	ffdp_status (*unorm16)(ffdp_backend *be, float *x, uint16_t *q, int64_t n, int pack, ffdp_error *err);
+	unsigned native16; /* FFDP_NATIVE16_* : ops that read unorm16 sources themselves */
 	ffdp_status (*affine_scalar)(ffdp_backend *be, ffdp_img x, double a, double b, ffdp_error *err);
 	ffdp_status (*minmax)(ffdp_backend *be, ffdp_img x, double *lo, double *hi, ffdp_error *err);
 	ffdp_status (*vec_linear)(ffdp_backend *be, ffdp_vec in, const double A[9], ffdp_vec out, ffdp_error *err);
 	ffdp_status (*vec_max_abs_diff)(ffdp_backend *be, ffdp_vec a, ffdp_vec b, double *out, ffdp_error *err);
 } ffdp_ops_table;
+
+enum {
+	FFDP_NATIVE16_SAMPLE = 1, /* sample and sample_grad: moving16 */
+	FFDP_NATIVE16_LNCC = 2,   /* lncc: f16 */
+};
 
 struct ffdp_backend {
 	ffdp_backend_kind kind;

@@ -104,10 +104,37 @@ static ffdp_status check_vec(const ffdp_vec *x, const char *what, ffdp_error *er
 	return FFDP_OK;
 }
 
+/* An image given as floats (x->p) or as unorm16 (q), not both. */
+static ffdp_status check_src(const ffdp_img *x, const uint16_t *q, const char *what, ffdp_error *err)
+{
+	if (!q)
+		return check_img(x, what, err);
+	if (x->p)
+		return ffdp_fail(err, FFDP_ERR_ARG, "%s: an image given both as floats and as unorm16", what);
+	ffdp_img v = {(float *)1, {x->n[0], x->n[1], x->n[2]}}; /* only the size is checked */
+	return check_img(&v, what, err);
+}
+
+/* A float copy of a unorm16 image, in backend memory (ffdp_buf_free). */
+static ffdp_status float_copy16(ffdp_backend *be, const uint16_t *q, const int64_t n[3], float **out,
+				ffdp_error *err)
+{
+	const int64_t nv = n[0] * n[1] * n[2];
+	*out = ffdp_buf_alloc(be, (size_t)(nv + 1) * sizeof(float), err);
+	if (!*out)
+		return FFDP_ERR_NOMEM;
+	ffdp_status s = be->ops->unorm16(be, *out, (uint16_t *)q, nv, 0, err);
+	if (s) {
+		ffdp_buf_free(be, *out);
+		*out = NULL;
+	}
+	return s;
+}
+
 static ffdp_status check_loss(ffdp_backend *be, const ffdp_loss_args *a, const char *what, ffdp_error *err)
 {
 	ffdp_status s;
-	if ((s = check_img(&a->f, what, err)) || (s = check_img(&a->m, what, err)))
+	if ((s = check_src(&a->f, a->f16, what, err)) || (s = check_img(&a->m, what, err)))
 		return s;
 	if (!same_dims(a->f.n, a->m.n))
 		return ffdp_fail(err, FFDP_ERR_ARG, "%s: images differ in size", what);
@@ -149,16 +176,52 @@ static ffdp_status check_gate(ffdp_backend *be, const ffdp_sample_args *a, const
 
 /* ---- dispatch ----------------------------------------------------------------- */
 
+ffdp_status ffdp_op_unorm16_pack(ffdp_backend *be, ffdp_img x, uint16_t *q, ffdp_error *err)
+{
+	ffdp_status s = check_img(&x, "unorm16_pack", err);
+	if (!s && !q)
+		s = ffdp_fail(err, FFDP_ERR_ARG, "unorm16_pack: no output");
+	return s ? s : be->ops->unorm16(be, x.p, q, x.n[0] * x.n[1] * x.n[2], 1, err);
+}
+
+ffdp_status ffdp_op_unorm16_unpack(ffdp_backend *be, const uint16_t *q, ffdp_img x, ffdp_error *err)
+{
+	ffdp_status s = check_img(&x, "unorm16_unpack", err);
+	if (!s && !q)
+		s = ffdp_fail(err, FFDP_ERR_ARG, "unorm16_unpack: no input");
+	return s ? s : be->ops->unorm16(be, x.p, (uint16_t *)q, x.n[0] * x.n[1] * x.n[2], 0, err);
+}
+
+/* a's moving image as floats for a backend that does not read unorm16:
+ * *tmp is the copy to free (NULL when none was needed). */
+static ffdp_status sample_floats(ffdp_backend *be, const ffdp_sample_args *a, ffdp_sample_args *b, float **tmp,
+				 ffdp_error *err)
+{
+	*b = *a;
+	*tmp = NULL;
+	if (!a->moving16 || (be->ops->native16 & FFDP_NATIVE16_SAMPLE))
+		return FFDP_OK;
+	ffdp_status s = float_copy16(be, a->moving16, a->moving.n, tmp, err);
+	b->moving.p = *tmp;
+	b->moving16 = NULL;
+	return s;
+}
+
 ffdp_status ffdp_op_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_error *err)
 {
 	ffdp_status s;
-	if ((s = check_img(&a->moving, "sample", err)) || (s = check_img(&a->out, "sample", err)))
+	if ((s = check_src(&a->moving, a->moving16, "sample", err)) || (s = check_img(&a->out, "sample", err)))
 		return s;
 	if (a->u && ((s = check_vec(a->u, "sample u", err)) || !same_dims(a->u->n, a->out.n)))
 		return s ? s : ffdp_fail(err, FFDP_ERR_ARG, "sample: u and output differ in size");
 	if ((s = check_mbox(a, "sample", err)) || (s = check_gate(be, a, NULL, "sample", err)))
 		return s;
-	return be->ops->sample(be, a, err);
+	ffdp_sample_args b;
+	float *tmp;
+	if (!(s = sample_floats(be, a, &b, &tmp, err)))
+		s = be->ops->sample(be, &b, err);
+	ffdp_buf_free(be, tmp);
+	return s;
 }
 
 ffdp_status ffdp_op_sample_zrange(ffdp_backend *be, const ffdp_sample_args *a, double *lo, double *hi, int *nan,
@@ -181,7 +244,8 @@ ffdp_status ffdp_op_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *a
 	ffdp_status s;
 	if (!a->fwd || a->fwd->interp != FFDP_INTERP_LINEAR)
 		return ffdp_fail(err, FFDP_ERR_ARG, "sample_grad: only the linear sampler has a gradient");
-	if ((s = check_img(&a->fwd->moving, "sample_grad", err)) || (s = check_img(&a->gout, "sample_grad", err)))
+	if ((s = check_src(&a->fwd->moving, a->fwd->moving16, "sample_grad", err)) ||
+	    (s = check_img(&a->gout, "sample_grad", err)))
 		return s;
 	if (a->gu && (!a->fwd->u || !same_dims(a->gu->n, a->gout.n)))
 		return ffdp_fail(err, FFDP_ERR_ARG, "sample_grad: gu needs u and the output box size");
@@ -191,7 +255,15 @@ ffdp_status ffdp_op_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *a
 		return s;
 	if (a->gW_z && !ffdp_backend_host_memory(be))
 		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "sample_grad: per-plane gW only on host-memory backends");
-	return be->ops->sample_grad(be, a, err);
+	ffdp_sample_args f;
+	float *tmp;
+	if (!(s = sample_floats(be, a->fwd, &f, &tmp, err))) {
+		ffdp_sample_grad_args b = *a;
+		b.fwd = &f;
+		s = be->ops->sample_grad(be, &b, err);
+	}
+	ffdp_buf_free(be, tmp);
+	return s;
 }
 
 ffdp_status ffdp_op_compose(ffdp_backend *be, const ffdp_compose_args *a, ffdp_error *err)
@@ -248,10 +320,30 @@ ffdp_status ffdp_op_moments_planes(ffdp_backend *be, ffdp_img x, int64_t z_lo, d
 	return s ? s : be->ops->moments_planes(be, x, z_lo, out_z, err);
 }
 
+/* a's f as floats unless the backend reads unorm16 in this op (native):
+ * *tmp is the copy to free (NULL when none was needed). */
+static ffdp_status loss_floats(ffdp_backend *be, const ffdp_loss_args *a, unsigned native, ffdp_loss_args *b,
+			       float **tmp, ffdp_error *err)
+{
+	*b = *a;
+	*tmp = NULL;
+	if (!a->f16 || (be->ops->native16 & native))
+		return FFDP_OK;
+	ffdp_status s = float_copy16(be, a->f16, a->f.n, tmp, err);
+	b->f.p = *tmp;
+	b->f16 = NULL;
+	return s;
+}
+
 ffdp_status ffdp_op_mse(ffdp_backend *be, const ffdp_loss_args *a, ffdp_error *err)
 {
 	ffdp_status s = check_loss(be, a, "mse", err);
-	return s ? s : be->ops->mse(be, a, err);
+	ffdp_loss_args b;
+	float *tmp = NULL;
+	if (!s && !(s = loss_floats(be, a, 0, &b, &tmp, err)))
+		s = be->ops->mse(be, &b, err);
+	ffdp_buf_free(be, tmp);
+	return s;
 }
 
 ffdp_status ffdp_op_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_lncc_opts *o, ffdp_error *err)
@@ -264,7 +356,12 @@ ffdp_status ffdp_op_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_l
 	if (o->z_full && !(o->o_z0 >= 0 && o->o_z0 <= o->o_z1 && o->o_z1 <= a->f.n[2]))
 		return ffdp_fail(err, FFDP_ERR_ARG, "lncc: output planes [%lld, %lld) outside the box's %lld",
 				 (long long)o->o_z0, (long long)o->o_z1, (long long)a->f.n[2]);
-	return be->ops->lncc(be, a, o, err);
+	ffdp_loss_args b;
+	float *tmp;
+	if (!(s = loss_floats(be, a, FFDP_NATIVE16_LNCC, &b, &tmp, err)))
+		s = be->ops->lncc(be, &b, o, err);
+	ffdp_buf_free(be, tmp);
+	return s;
 }
 
 ffdp_status ffdp_op_mi(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_mi_opts *o, ffdp_error *err)
@@ -278,7 +375,12 @@ ffdp_status ffdp_op_mi(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_mi_
 		return ffdp_fail(err, FFDP_ERR_ARG, "mi: empty intensity range");
 	if (o->hist_z && !ffdp_backend_host_memory(be))
 		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "mi: per-plane histograms only on host-memory backends");
-	return be->ops->mi(be, a, o, err);
+	ffdp_loss_args b;
+	float *tmp;
+	if (!(s = loss_floats(be, a, 0, &b, &tmp, err)))
+		s = be->ops->mi(be, &b, o, err);
+	ffdp_buf_free(be, tmp);
+	return s;
 }
 
 ffdp_status ffdp_op_smooth(ffdp_backend *be, ffdp_img x, const ffdp_smooth_opts *o, ffdp_error *err)

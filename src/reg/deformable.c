@@ -53,9 +53,10 @@ static void side_free(ffdp_backend *be, side *sd)
 	reg_field_free(be, &sd->u);
 }
 
-/* bf16 moment words w on grid g (the domain's level): each half through
- * float planes, resampled as float moments are.  The float copy on w's
- * grid is the rank's box of it; the peak adds one float field on g. */
+/* bf16 moment words w on grid g (the domain's level): each half of each
+ * component through a float plane, resampled as float moments are.  Two
+ * planes of scratch (one of w's grid, one of g's: the rank's boxes), so
+ * the level change stays under an iteration's peak. */
 static ffdp_status moments_resample(reg_domain *dm, const ffdp_field *w, const ffdp_grid *g, ffdp_field *out,
 				    ffdp_error *err)
 {
@@ -63,25 +64,23 @@ static ffdp_status moments_resample(reg_domain *dm, const ffdp_field *w, const f
 	int64_t nw[3], nn[3];
 	reg_dom_box(dm, &w->grid, nw);
 	reg_dom_box(dm, g, nn);
-	const size_t bytes = (size_t)(nw[0] * nw[1] * nw[2] + 1) * sizeof(float);
-	ffdp_status s = reg_dom_field_alloc(dm, g, out, err);
-	for (int half = 0; half < 2 && !s; half++) {
-		ffdp_field f = {.grid = w->grid, .ncomp = w->ncomp}, r = {0};
-		for (int c = 0; c < w->ncomp && !s; c++) {
-			if (!(f.c[c] = ffdp_buf_alloc(be, bytes, err)))
-				s = FFDP_ERR_NOMEM;
-			else if (nw[2] > 0)
-				s = ffdp_op_moments_get(be, (ffdp_img){w->c[c], {nw[0], nw[1], nw[2]}}, half,
-							(ffdp_img){f.c[c], {nw[0], nw[1], nw[2]}}, err);
+	const ffdp_img wi = {NULL, {nw[0], nw[1], nw[2]}}, ni = {NULL, {nn[0], nn[1], nn[2]}};
+	float *a = ffdp_buf_alloc(be, (size_t)(nw[0] * nw[1] * nw[2] + 1) * sizeof(float), err);
+	float *b = a ? reg_dom_buf(dm, err) : NULL;
+	ffdp_status s = b ? reg_dom_field_alloc(dm, g, out, err) : FFDP_ERR_NOMEM;
+	for (int c = 0; c < w->ncomp && !s; c++)
+		for (int half = 0; half < 2 && !s; half++) {
+			ffdp_img src = wi, tmp = wi, dst = ni, res = ni;
+			src.p = w->c[c], tmp.p = a, dst.p = out->c[c], res.p = b;
+			if (nw[2] > 0)
+				s = ffdp_op_moments_get(be, src, half, tmp, err);
+			if (!s)
+				s = reg_dom_plane_resample(dm, a, &w->grid, g, b, err);
+			if (!s && nn[2] > 0)
+				s = ffdp_op_moments_put(be, dst, half, res, err);
 		}
-		if (!s)
-			s = reg_dom_field_resample(dm, &f, g, &r, err);
-		reg_field_free(be, &f);
-		for (int c = 0; c < w->ncomp && !s && nn[2] > 0; c++)
-			s = ffdp_op_moments_put(be, (ffdp_img){out->c[c], {nn[0], nn[1], nn[2]}}, half,
-						(ffdp_img){r.c[c], {nn[0], nn[1], nn[2]}}, err);
-		reg_field_free(be, &r);
-	}
+	ffdp_buf_free(be, a);
+	ffdp_buf_free(be, b);
 	if (s)
 		reg_field_free(be, out);
 	return s;
@@ -94,6 +93,9 @@ static ffdp_status side_level(reg_domain *dm, side *sd, const ffdp_grid *g, ffdp
 	ffdp_backend *be = dm->be;
 	ffdp_field *keep[3] = {&sd->u, &sd->m, &sd->v};
 	ffdp_status s = FFDP_OK;
+	/* the last level's gradient and images go first: a lower transient */
+	side_free_images(be, sd);
+	reg_field_free(be, &sd->g);
 	for (int k = 0; k < (sd->bf16 ? 2 : 3) && !s; k++) {
 		ffdp_field nf = {0};
 		if (keep[k]->c[0] && k == 1 && sd->bf16)
@@ -107,8 +109,6 @@ static ffdp_status side_level(reg_domain *dm, side *sd, const ffdp_grid *g, ffdp
 			*keep[k] = nf;
 		}
 	}
-	side_free_images(be, sd);
-	reg_field_free(be, &sd->g);
 	if (!s)
 		s = reg_dom_field_alloc(dm, g, &sd->g, err);
 	if (s || dm->dist) {
@@ -146,6 +146,7 @@ static void side_sampler(const reg_domain *dm, const side *sd, const reg_level *
 			 ffdp_sample_args *a)
 {
 	reg_sampler_init(a, side_source(sd, lv), sd->on_fixed ? &lv->f_p2i : &lv->m_p2i, &sd->T, lv, sd->warped);
+	a->moving16 = sd->on_fixed ? lv->F16 : lv->M16; /* the image as unorm16 (moving.p NULL) */
 	a->out = reg_dom_img(dm, sd->warped);
 	a->lo[2] = dm->z0;
 	a->u = u;
@@ -220,7 +221,7 @@ static ffdp_status run_level(reg_domain *dm, const ffdp_stage *st, const reg_lev
 		/* moving side is sides[0]; SyN's fixed side sides[1] replaces F */
 		float *f = nsides > 1 ? sides[1].warped : lv->F.data;
 		double loss;
-		s = reg_dom_similarity(dm, &st->metric, f, sides[0].warped, lv->fmask, nsides > 1 ? sides[1].gimg : NULL,
+		s = reg_dom_similarity(dm, &st->metric, f, nsides > 1 ? NULL : lv->F16, sides[0].warped, lv->fmask, nsides > 1 ? sides[1].gimg : NULL,
 				       sides[0].gimg, scale, lv->nvox, &loss, err);
 		for (int k = 0; k < nsides && !s; k++)
 			s = side_step(dm, &sides[k], lv, st, it + 1, err);
@@ -333,7 +334,7 @@ ffdp_status reg_deformable(const reg_pair *p, const ffdp_stage *st, const ffdp_m
 	ffdp_status s = FFDP_OK;
 	for (int l = 0; l < st->nlevels && !s; l++) {
 		reg_level lv;
-		if ((s = reg_level_make(p, st->shrink[l], &lv, err)))
+		if ((s = reg_level_make(p, st->shrink[l], 1, &lv, err)))
 			break;
 		reg_domain_level(&dm, &lv.F.grid);
 		for (int k = 0; k < nsides && !s; k++)

@@ -139,25 +139,32 @@ static void add_traffic(reg_domain *dm, const ffdp_dist_traffic *t)
 }
 #endif
 
+ffdp_status reg_dom_plane_resample(reg_domain *dm, const float *src_own, const ffdp_grid *src_grid,
+				   const ffdp_grid *g, float *dst_own, ffdp_error *err)
+{
+	if (!dm->dist)
+		return ffdp_plane_resample(dm->be, src_own, src_grid, dst_own, g, err);
+#ifdef FFDP_HAVE_MPI
+	ffdp_dist_image src = {.own = (float *)src_own, .n = {src_grid->n[0], src_grid->n[1], src_grid->n[2]}};
+	ffdp_dist_traffic t = {0, 0, 0, 0};
+	return ffdp_dist_resample(dm->dist, dm->be, &src, src_grid, g, dst_own, &t, err);
+#else
+	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "built without MPI");
+#endif
+}
+
 ffdp_status reg_dom_field_resample(reg_domain *dm, const ffdp_field *f, const ffdp_grid *g, ffdp_field *out,
 				   ffdp_error *err)
 {
 	if (!dm->dist)
 		return ffdp_field_resample(dm->be, f, g, out, err);
-#ifdef FFDP_HAVE_MPI
 	/* f's planes are those of f's grid; out's those of g (the new level) */
 	ffdp_status s = reg_dom_field_alloc(dm, g, out, err);
-	for (int c = 0; c < f->ncomp && !s; c++) {
-		ffdp_dist_image src = {.own = f->c[c], .n = {f->grid.n[0], f->grid.n[1], f->grid.n[2]}};
-		ffdp_dist_traffic t = {0, 0, 0, 0};
-		s = ffdp_dist_resample(dm->dist, dm->be, &src, &f->grid, g, out->c[c], &t, err);
-	}
+	for (int c = 0; c < f->ncomp && !s; c++)
+		s = reg_dom_plane_resample(dm, f->c[c], &f->grid, g, out->c[c], err);
 	if (s)
 		reg_field_free(dm->be, out);
 	return s;
-#else
-	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "built without MPI");
-#endif
 }
 
 /* a's output, u and lo on the rank's box. */
@@ -264,8 +271,9 @@ static ffdp_status mask_sum(reg_domain *dm, const float *mask, double *sum, ffdp
 	return s;
 }
 
-ffdp_status reg_dom_similarity(reg_domain *dm, const ffdp_metric *mt, float *f, float *m, const float *mask,
-			       float *gf, float *gm, double scale, int64_t nvox, double *loss, ffdp_error *err)
+ffdp_status reg_dom_similarity(reg_domain *dm, const ffdp_metric *mt, float *f, const uint16_t *f16, float *m,
+			       const float *mask, float *gf, float *gm, double scale, int64_t nvox, double *loss,
+			       ffdp_error *err)
 {
 	/* the mean's denominator: the voxel count, or the mask's weights */
 	double denom = (double)nvox;
@@ -273,9 +281,11 @@ ffdp_status reg_dom_similarity(reg_domain *dm, const ffdp_metric *mt, float *f, 
 	if (st)
 		return st;
 	if (!dm->dist)
-		return reg_similarity(dm->be, mt, reg_dom_img(dm, f), reg_dom_img(dm, m), mask, denom, gf, gm, scale,
-				      loss, err);
+		return reg_similarity(dm->be, mt, reg_dom_img(dm, f), f16, reg_dom_img(dm, m), mask, denom, gf, gm,
+				      scale, loss, err);
 #ifdef FFDP_HAVE_MPI
+	if (f16)
+		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "distributed losses take float images");
 	ffdp_slab s = dom_slab(dm);
 	ffdp_loss_args a;
 	memset(&a, 0, sizeof(a));
@@ -297,7 +307,7 @@ ffdp_status reg_dom_similarity(reg_domain *dm, const ffdp_metric *mt, float *f, 
 	}
 	return ffdp_fail(err, FFDP_ERR_ARG, "unknown metric %d", (int)mt->kind);
 #else
-	(void)mt, (void)f, (void)m, (void)mask, (void)gf, (void)gm, (void)scale, (void)nvox, (void)loss;
+	(void)mt, (void)f, (void)f16, (void)m, (void)mask, (void)gf, (void)gm, (void)scale, (void)nvox, (void)loss;
 	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "built without MPI");
 #endif
 }

@@ -42,6 +42,19 @@ static ffdp_status pair_range(const reg_pair *p, ffdp_img x, double *lo, double 
 	return ffdp_op_minmax(p->be, x, lo, hi, err);
 }
 
+/* v (normalised, backend memory) as unorm16 in *q; v's floats are freed
+ * (its grid stays). */
+static ffdp_status pair_pack16(const reg_pair *p, ffdp_volume *v, uint16_t **q, ffdp_error *err)
+{
+	*q = ffdp_buf_alloc(p->be, (size_t)ffdp_grid_voxels(&v->grid) * sizeof(uint16_t), err);
+	ffdp_status s = *q ? ffdp_op_unorm16_pack(p->be, reg_img(v), *q, err) : FFDP_ERR_NOMEM;
+	if (!s) {
+		ffdp_buf_free(p->be, v->data);
+		v->data = NULL;
+	}
+	return s;
+}
+
 static ffdp_status normalised_copy(const reg_pair *p, const ffdp_volume *src, int slabs, ffdp_volume *dst,
 				   ffdp_error *err)
 {
@@ -88,8 +101,12 @@ ffdp_status reg_pair_init(reg_pair *p, ffdp_backend *be, const ffdp_volume *fixe
 	if (o->fixed_mask && !ffdp_grid_same(&o->fixed_mask->grid, &fixed->grid, 1e-4))
 		return ffdp_fail(err, FFDP_ERR_DATA, "fixed mask is not on the fixed image's grid");
 	ffdp_status s = normalised_copy(p, fixed, o->slab_inputs, &p->fn, err);
+	if (!s && o->images16 && !p->dist)
+		s = pair_pack16(p, &p->fn, &p->fq, err);
 	if (!s)
 		s = normalised_copy(p, moving, o->slab_inputs, &p->mn, err);
+	if (!s && o->images16 && !p->dist)
+		s = pair_pack16(p, &p->mn, &p->mq, err);
 	if (!s && o->fixed_mask) {
 		ffdp_img x; /* the rank's planes under MPI, like the images */
 		s = pair_copy(p, o->fixed_mask, o->slab_inputs, &p->fmask, &x, err);
@@ -103,12 +120,50 @@ void reg_pair_free(reg_pair *p)
 {
 	reg_volume_free(p->be, &p->fn);
 	reg_volume_free(p->be, &p->mn);
+	ffdp_buf_free(p->be, p->fq);
+	ffdp_buf_free(p->be, p->mq);
+	p->fq = p->mq = NULL;
 	reg_volume_free(p->be, &p->fmask);
 }
 
-static ffdp_status level_image(const reg_pair *p, const ffdp_volume *src, double shrink, ffdp_volume *dst,
-			       ffdp_error *err)
+/* src's voxels as a new float volume on the backend, from q (unorm16). */
+static ffdp_status pair_expand16(const reg_pair *p, const ffdp_volume *src, const uint16_t *q, ffdp_volume *dst,
+				 ffdp_error *err)
 {
+	ffdp_status s = reg_volume_alloc(p->be, &src->grid, dst, err);
+	if (!s)
+		s = ffdp_op_unorm16_unpack(p->be, q, reg_img(dst), err);
+	if (s)
+		reg_volume_free(p->be, dst);
+	return s;
+}
+
+/* The level image of src at shrink.  q: src as unorm16 (src->data NULL),
+ * or NULL; at full resolution it is shared as *dst16 when take16, else
+ * expanded to floats (the level owns them), and coarser levels are made
+ * from a transient float copy. */
+static ffdp_status level_image(const reg_pair *p, const ffdp_volume *src, const uint16_t *q, double shrink,
+			       int take16, ffdp_volume *dst, const uint16_t **dst16, ffdp_error *err)
+{
+	*dst16 = NULL;
+	if (q) {
+		if (shrink <= 1.0 && take16) {
+			dst->grid = src->grid, dst->data = NULL;
+			*dst16 = q;
+			return FFDP_OK;
+		}
+		ffdp_volume full = {0};
+		ffdp_status s = pair_expand16(p, src, q, &full, err);
+		if (s || shrink <= 1.0) {
+			*dst = full;
+			return s;
+		}
+		ffdp_grid g;
+		if (!(s = ffdp_pyramid_level_grid(&src->grid, shrink, p->min_level_size, &g, err)))
+			s = ffdp_pyramid_downsample(p->be, &full, &g, dst, err);
+		reg_volume_free(p->be, &full);
+		return s;
+	}
 	if (shrink <= 1.0) {
 		/* shares the data: freed with the pair */
 		dst->grid = src->grid, dst->data = src->data;
@@ -132,15 +187,16 @@ static ffdp_status level_image(const reg_pair *p, const ffdp_volume *src, double
 #endif
 }
 
-ffdp_status reg_level_make(const reg_pair *p, double shrink, reg_level *lv, ffdp_error *err)
+ffdp_status reg_level_make(const reg_pair *p, double shrink, int take16, reg_level *lv, ffdp_error *err)
 {
 	memset(lv, 0, sizeof(*lv));
-	ffdp_status s = level_image(p, &p->fn, shrink, &lv->F, err);
+	ffdp_status s = level_image(p, &p->fn, p->fq, shrink, take16, &lv->F, &lv->F16, err);
 	if (!s)
-		s = level_image(p, &p->mn, shrink, &lv->M, err);
+		s = level_image(p, &p->mn, p->mq, shrink, take16, &lv->M, &lv->M16, err);
 	if (!s && p->fmask.data) {
 		ffdp_volume mk = {0};
-		s = level_image(p, &p->fmask, shrink, &mk, err);
+		const uint16_t *none;
+		s = level_image(p, &p->fmask, NULL, shrink, 0, &mk, &none, err);
 		lv->fmask = mk.data;
 	}
 	if (s) {

@@ -188,7 +188,7 @@ static ffdp_status run_level(reg_domain *dm, const reg_pair *p, const ffdp_stage
 		sa.lo[2] = dm->z0;
 		double loss, gW[12] = {0}, g[12];
 		if ((s = reg_dom_sample(dm, &sa, &lv->M, err)) ||
-		    (s = reg_dom_similarity(dm, &st->metric, lv->F.data, warped, lv->fmask, NULL, gm, 1.0, lv->nvox, &loss,
+		    (s = reg_dom_similarity(dm, &st->metric, lv->F.data, NULL, warped, lv->fmask, NULL, gm, 1.0, lv->nvox, &loss,
 					    err)))
 			break;
 		ffdp_sample_grad_args ga = {&sa, reg_dom_img(dm, gm), NULL, 0, gW, NULL, NULL};
@@ -220,7 +220,7 @@ ffdp_status reg_linear(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, ff
 	ffdp_status s = FFDP_OK;
 	for (int l = 0; l < st->nlevels && !s; l++) {
 		reg_level lv;
-		if ((s = reg_level_make(p, st->shrink[l], &lv, err)))
+		if ((s = reg_level_make(p, st->shrink[l], 0, &lv, err)))
 			break;
 		reg_domain_level(&dm, &lv.F.grid);
 		float *warped = reg_dom_buf(&dm, err), *gm = reg_dom_buf(&dm, err);

@@ -59,7 +59,7 @@ static ffdp_status score(reg_domain *dm, const reg_level *lv, const ffdp_metric 
 	ffdp_status s = reg_dom_sample(dm, &a, &lv->M, err);
 	if (s)
 		return s;
-	return reg_dom_similarity(dm, mt, lv->F.data, warped, lv->fmask, NULL, NULL, 1.0, lv->nvox, loss, err);
+	return reg_dom_similarity(dm, mt, lv->F.data, NULL, warped, lv->fmask, NULL, NULL, 1.0, lv->nvox, loss, err);
 }
 
 ffdp_status reg_moments(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, ffdp_stage_report *rep,
@@ -71,7 +71,7 @@ ffdp_status reg_moments(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, f
 	reg_level full;
 	reg_domain_init(&dm, p->be, p->dist);
 	/* the full-resolution level: the pair's images (their own planes) */
-	ffdp_status s = reg_level_make(p, 1.0, &full, err);
+	ffdp_status s = reg_level_make(p, 1.0, 0, &full, err);
 	if (!s)
 		s = mass_moments(&dm, &full.F, cf, Cf, err);
 	if (!s)
@@ -105,7 +105,7 @@ ffdp_status reg_moments(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, f
 
 	reg_level lv;
 	double shrink = st->nlevels > 0 ? st->shrink[0] : 4.0;
-	s = reg_level_make(p, shrink, &lv, err);
+	s = reg_level_make(p, shrink, 0, &lv, err);
 	if (s)
 		return s;
 	reg_domain_level(&dm, &lv.F.grid);

@@ -114,6 +114,13 @@ out:
 	return s;
 }
 
+ffdp_status ffdp_plane_resample(ffdp_backend *be, const float *src, const ffdp_grid *src_grid, float *dst,
+				const ffdp_grid *dst_grid, ffdp_error *err)
+{
+	ffdp_status s = check_pair(src_grid, dst_grid, "plane_resample", err);
+	return s ? s : sample_plane(be, (float *)src, src_grid, dst, dst_grid, err);
+}
+
 ffdp_status ffdp_field_resample(ffdp_backend *be, const ffdp_field *src, const ffdp_grid *dst_grid,
 				ffdp_field *dst, ffdp_error *err)
 {

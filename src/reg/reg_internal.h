@@ -9,6 +9,9 @@
 /* One pyramid level of a fixed/moving pair, in backend memory. */
 typedef struct reg_level {
 	ffdp_volume F, M;  /* level images, intensities normalised to [0, 1] */
+	/* or, at full resolution for a caller that takes them, unorm16
+	 * (ops.h; F.data or M.data is then NULL) */
+	const uint16_t *F16, *M16;
 	float *fmask;      /* fixed-side loss weights on F's grid, or NULL */
 	ffdp_mat4 f_i2p;   /* fixed level index -> phys */
 	ffdp_mat4 f_p2i;
@@ -22,6 +25,7 @@ typedef struct reg_pair {
 	ffdp_backend *be;
 	const ffdp_volume *fixed, *moving; /* caller's, host: grids only */
 	ffdp_volume fn, mn;                /* normalised copies, backend memory */
+	uint16_t *fq, *mq;                 /* images16: them as unorm16 (fn.data, mn.data NULL) */
 	ffdp_volume fmask;                 /* fixed mask, backend memory; data NULL when none */
 	int min_level_size;
 	int dim;                           /* 2 or 3 */
@@ -33,7 +37,8 @@ ffdp_status reg_pair_init(reg_pair *p, ffdp_backend *be, const ffdp_volume *fixe
 			  const ffdp_reg_opts *o, ffdp_error *err);
 void reg_pair_free(reg_pair *p);
 /* Build the level at `shrink` (1 = full resolution: shares the pair's data). */
-ffdp_status reg_level_make(const reg_pair *p, double shrink, reg_level *lv, ffdp_error *err);
+/* take16: full-resolution images may come as unorm16 (F16, M16) */
+ffdp_status reg_level_make(const reg_pair *p, double shrink, int take16, reg_level *lv, ffdp_error *err);
 void reg_level_free(const reg_pair *p, reg_level *lv);
 
 /* Volumes and fields whose planes live in the backend's memory
@@ -98,6 +103,9 @@ int reg_domain_rank(const reg_domain *dm);
 /* Views on the rank's box. */
 ffdp_img reg_dom_img(const reg_domain *dm, float *p);
 ffdp_vec reg_dom_vec(const reg_domain *dm, const ffdp_field *f);
+/* One plane: src_own the rank's planes of src_grid, dst_own those of g. */
+ffdp_status reg_dom_plane_resample(reg_domain *dm, const float *src_own, const ffdp_grid *src_grid,
+				   const ffdp_grid *g, float *dst_own, ffdp_error *err);
 /* The rank's box of a field on grid g (all of it without MPI). */
 void reg_dom_box(const reg_domain *dm, const ffdp_grid *g, int64_t n[3]);
 /* A field on grid g with the rank's planes only (backend memory). */
@@ -112,8 +120,9 @@ ffdp_status reg_dom_sample(reg_domain *dm, ffdp_sample_args *a, const ffdp_volum
 ffdp_status reg_dom_sample_grad(reg_domain *dm, ffdp_sample_grad_args *ga, const ffdp_volume *src,
 				ffdp_error *err);
 /* reg_similarity over the level (nvox: its voxels). */
-ffdp_status reg_dom_similarity(reg_domain *dm, const ffdp_metric *mt, float *f, float *m, const float *mask,
-			       float *gf, float *gm, double scale, int64_t nvox, double *loss, ffdp_error *err);
+ffdp_status reg_dom_similarity(reg_domain *dm, const ffdp_metric *mt, float *f, const uint16_t *f16, float *m,
+			       const float *mask, float *gf, float *gm, double scale, int64_t nvox, double *loss,
+			       ffdp_error *err);
 /* ffdp_op_moments of src (the rank's planes of its grid). */
 ffdp_status reg_dom_moments(reg_domain *dm, const ffdp_volume *src, double out[10], ffdp_error *err);
 ffdp_status reg_dom_smooth_vec(reg_domain *dm, ffdp_vec x, const ffdp_smooth_opts *o, ffdp_error *err);
@@ -139,8 +148,9 @@ ffdp_status reg_dom_field_download(reg_domain *dm, const ffdp_field *f, ffdp_fie
  * denom: the mean's denominator (0: the op's own, the voxel count or the
  * mask's sum); MI ignores it (its histogram's total). */
 void reg_mi_opts(const ffdp_metric *mt, ffdp_mi_opts *o);
-ffdp_status reg_similarity(ffdp_backend *be, const ffdp_metric *mt, ffdp_img f, ffdp_img m, const float *mask,
-			   double denom, float *gf, float *gm, double scale, double *loss, ffdp_error *err);
+ffdp_status reg_similarity(ffdp_backend *be, const ffdp_metric *mt, ffdp_img f, const uint16_t *f16, ffdp_img m,
+			   const float *mask, double denom, float *gf, float *gm, double scale, double *loss,
+			   ffdp_error *err);
 
 /* ANTs-style convergence: plateau or rise of the loss over a window. */
 typedef struct reg_convergence {

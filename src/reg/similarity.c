@@ -12,12 +12,15 @@ void reg_mi_opts(const ffdp_metric *mt, ffdp_mi_opts *o)
 	o->f_lo = 0.0, o->f_hi = 1.0, o->m_lo = 0.0, o->m_hi = 1.0;
 }
 
-ffdp_status reg_similarity(ffdp_backend *be, const ffdp_metric *mt, ffdp_img f, ffdp_img m, const float *mask,
-			   double denom, float *gf, float *gm, double scale, double *loss, ffdp_error *err)
+ffdp_status reg_similarity(ffdp_backend *be, const ffdp_metric *mt, ffdp_img f, const uint16_t *f16, ffdp_img m,
+			   const float *mask, double denom, float *gf, float *gm, double scale, double *loss,
+			   ffdp_error *err)
 {
 	ffdp_loss_args a;
 	memset(&a, 0, sizeof(a));
 	a.f = f, a.m = m, a.mask = mask, a.scale = scale, a.gf = gf, a.gm = gm, a.loss = loss;
+	if (f16)
+		a.f.p = NULL, a.f16 = f16;
 	a.denom = mt->kind == FFDP_METRIC_MI ? 0.0 : denom; /* MI's is its histogram's total */
 	switch (mt->kind) {
 	case FFDP_METRIC_LNCC: {

@@ -30,6 +30,7 @@ ffdp_status ffdp_cpu_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp
 				  double *max_norm, ffdp_error *err);
 ffdp_status ffdp_cpu_warp_step(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec v,
 			       const ffdp_warp_step_opts *o, ffdp_error *err);
+ffdp_status ffdp_cpu_unorm16(ffdp_backend *be, float *x, uint16_t *q, int64_t n, int pack, ffdp_error *err);
 ffdp_status ffdp_cpu_moments_half(ffdp_backend *be, ffdp_img words, int half, ffdp_img x, int put, ffdp_error *err);
 ffdp_status ffdp_cpu_affine_scalar(ffdp_backend *be, ffdp_img x, double a, double b, ffdp_error *err);
 ffdp_status ffdp_cpu_minmax(ffdp_backend *be, ffdp_img x, double *lo, double *hi, ffdp_error *err);

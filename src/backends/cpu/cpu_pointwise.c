@@ -4,6 +4,7 @@
  * voxel and component. */
 #include <math.h>
 
+#include "../../ops/unorm16.h"
 #include "cpu_ops.h"
 
 static int64_t voxels(const int64_t n[3])
@@ -19,6 +20,19 @@ ffdp_status ffdp_cpu_affine_scalar(ffdp_backend *be, ffdp_img x, double a, doubl
 #pragma omp parallel for schedule(static)
 	for (int64_t i = 0; i < n; i++)
 		p[i] = (float)(a * (double)p[i] + b);
+	return FFDP_OK;
+}
+
+ffdp_status ffdp_cpu_unorm16(ffdp_backend *be, float *x, uint16_t *q, int64_t n, int pack, ffdp_error *err)
+{
+	(void)be, (void)err;
+#pragma omp parallel for schedule(static)
+	for (int64_t i = 0; i < n; i++) {
+		if (pack)
+			q[i] = ffdp_unorm16_of(x[i]);
+		else
+			x[i] = ffdp_unorm16_value(q[i]);
+	}
 	return FFDP_OK;
 }
 

@@ -98,6 +98,8 @@ static ffdp_ops_table make_table(void)
 	t.adam_moments = ffdp_cuda_adam_moments;
 	t.warp_step = ffdp_cuda_warp_step;
 	t.moments_half = ffdp_cuda_moments_half;
+	t.unorm16 = ffdp_cuda_unorm16;
+	t.native16 = FFDP_NATIVE16_SAMPLE | FFDP_NATIVE16_LNCC;
 	t.affine_scalar = ffdp_cuda_affine_scalar;
 	t.minmax = ffdp_cuda_minmax;
 	t.vec_linear = ffdp_cuda_vec_linear;

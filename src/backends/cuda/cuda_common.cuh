@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cuda_ops.h"
+#include "../../ops/unorm16.h"
 
 /* ---- errors and scratch -------------------------------------------------- */
 
@@ -389,17 +390,28 @@ template <typename IDX, int PAD> __device__ __forceinline__ cu_taps_t<IDX> cu_ta
 	return cu_taps_finish<IDX, PAD>(base + (IDX)fl, q - fl, n);
 }
 
+/* A source voxel as float: floats as they are, unorm16 scaled (ops.h). */
+__device__ __forceinline__ float cu_val(float x)
+{
+	return x;
+}
+
+__device__ __forceinline__ float cu_val(uint16_t q)
+{
+	return ffdp_unorm16_value(q);
+}
+
 /* Trilinear from the four row offsets of a box (planes z0, z1 by rows y0,
  * y1): cu_trilinear's arithmetic in its order. */
-template <typename IDX, typename T>
-__device__ __forceinline__ float cu_trilinear_rows(const float *__restrict__ p, IDX o0, IDX o1, IDX o2, IDX o3,
+template <typename IDX, typename T, typename TP>
+__device__ __forceinline__ float cu_trilinear_rows(const TP *__restrict__ p, IDX o0, IDX o1, IDX o2, IDX o3,
 						   const T &tx, const T &ty, const T &tz)
 {
 	const IDX x0 = (IDX)tx.i0, x1 = (IDX)tx.i1;
-	const float r0 = tx.w0 * p[o0 + x0] + tx.w1 * p[o0 + x1];
-	const float r1 = tx.w0 * p[o1 + x0] + tx.w1 * p[o1 + x1];
-	const float r2 = tx.w0 * p[o2 + x0] + tx.w1 * p[o2 + x1];
-	const float r3 = tx.w0 * p[o3 + x0] + tx.w1 * p[o3 + x1];
+	const float r0 = tx.w0 * cu_val(p[o0 + x0]) + tx.w1 * cu_val(p[o0 + x1]);
+	const float r1 = tx.w0 * cu_val(p[o1 + x0]) + tx.w1 * cu_val(p[o1 + x1]);
+	const float r2 = tx.w0 * cu_val(p[o2 + x0]) + tx.w1 * cu_val(p[o2 + x1]);
+	const float r3 = tx.w0 * cu_val(p[o3 + x0]) + tx.w1 * cu_val(p[o3 + x1]);
 	return tz.w0 * (ty.w0 * r0 + ty.w1 * r1) + tz.w1 * (ty.w0 * r2 + ty.w1 * r3);
 }
 
@@ -431,18 +443,20 @@ __device__ __forceinline__ double cu_nearest(double q)
 	return floor(q + 0.5);
 }
 
-__device__ __forceinline__ float cu_lerp_row(const float *row, const cu_taps &tx)
+template <typename TP> __device__ __forceinline__ float cu_lerp_row(const TP *row, const cu_taps &tx)
 {
-	return tx.w0 * row[tx.i0] + tx.w1 * row[tx.i1];
+	return tx.w0 * cu_val(row[tx.i0]) + tx.w1 * cu_val(row[tx.i1]);
 }
 
-/* Bilinear in one plane (rows of nx floats). */
-__device__ __forceinline__ float cu_bilinear(const float *plane, int64_t nx, const cu_taps &tx, const cu_taps &ty)
+/* Bilinear in one plane (rows of nx voxels). */
+template <typename TP>
+__device__ __forceinline__ float cu_bilinear(const TP *plane, int64_t nx, const cu_taps &tx, const cu_taps &ty)
 {
 	return ty.w0 * cu_lerp_row(plane + ty.i0 * nx, tx) + ty.w1 * cu_lerp_row(plane + ty.i1 * nx, tx);
 }
 
-__device__ __forceinline__ float cu_trilinear(const float *p, int64_t nx, int64_t nxy, const cu_taps &tx,
+template <typename TP>
+__device__ __forceinline__ float cu_trilinear(const TP *p, int64_t nx, int64_t nxy, const cu_taps &tx,
 					      const cu_taps &ty, const cu_taps &tz)
 {
 	return tz.w0 * cu_bilinear(p + tz.i0 * nxy, nx, tx, ty) + tz.w1 * cu_bilinear(p + tz.i1 * nxy, nx, tx, ty);
@@ -450,16 +464,17 @@ __device__ __forceinline__ float cu_trilinear(const float *p, int64_t nx, int64_
 
 /* The trilinear interpolant's gradient with respect to the continuous
  * index (value not needed by the callers). */
-__device__ __forceinline__ void cu_trilinear_grad(const float *p, int64_t nx, int64_t nxy, const cu_taps &tx,
+template <typename TP>
+__device__ __forceinline__ void cu_trilinear_grad(const TP *p, int64_t nx, int64_t nxy, const cu_taps &tx,
 						  const cu_taps &ty, const cu_taps &tz, float g[3])
 {
 	const float wx0 = tx.w0, wx1 = tx.w1, wy0 = ty.w0, wy1 = ty.w1;
 	float pv[2], pdx[2], pdy[2];
 #pragma unroll
 	for (int s = 0; s < 2; s++) {
-		const float *pl = p + (s ? tz.i1 : tz.i0) * nxy;
-		const float *r0 = pl + ty.i0 * nx, *r1 = pl + ty.i1 * nx;
-		const float a0 = r0[tx.i0], a1 = r0[tx.i1], b0 = r1[tx.i0], b1 = r1[tx.i1];
+		const TP *pl = p + (s ? tz.i1 : tz.i0) * nxy;
+		const TP *r0 = pl + ty.i0 * nx, *r1 = pl + ty.i1 * nx;
+		const float a0 = cu_val(r0[tx.i0]), a1 = cu_val(r0[tx.i1]), b0 = cu_val(r1[tx.i0]), b1 = cu_val(r1[tx.i1]);
 		const float va = wx0 * a0 + wx1 * a1, vb = wx0 * b0 + wx1 * b1;
 		pv[s] = wy0 * va + wy1 * vb;
 		pdx[s] = wy0 * (tx.d0 * a0 + tx.d1 * a1) + wy1 * (tx.d0 * b0 + tx.d1 * b1);

@@ -63,6 +63,7 @@ enum {
 
 typedef struct lncc_k {
 	const float *f, *m, *w;
+	const uint16_t *f16;  /* f as unorm16 (f NULL), or NULL */
 	float *gm, *gf;
 	double *part;         /* out: one partial sum of w cc per block */
 	int64_t nx, ny, nz;
@@ -75,6 +76,12 @@ typedef struct lncc_k {
 	int ix, iy, cx, cy;   /* input and coefficient region sizes */
 	int o_r2, o_coef, o_ring, o_red; /* shared memory offsets in bytes (Z at 0) */
 } lncc_k;
+
+/* f at voxel v: floats, or unorm16 (a uniform branch). */
+static __device__ __forceinline__ float ln_f(const lncc_k &k, int64_t v)
+{
+	return k.f16 ? cu_val(__ldg(k.f16 + v)) : __ldg(k.f + v);
+}
 
 /* Voxels of the window along one axis (clipped to [0, n)). */
 static __device__ __forceinline__ int64_t ln_count(int64_t i, int64_t n, int r)
@@ -113,11 +120,11 @@ static __device__ void ln_columns(const lncc_k &k, double *z, int64_t xs, int64_
 		const int64_t col = gy * k.nx + gx;
 		double d0 = 0.0, d1 = 0.0, d2 = 0.0, d3 = 0.0, d4 = 0.0;
 		if (add) {
-			const double a = (double)k.f[pa * np + col] - cf, b = (double)k.m[pa * np + col] - cm;
+			const double a = (double)ln_f(k, pa * np + col) - cf, b = (double)k.m[pa * np + col] - cm;
 			d0 += a, d1 += b, d2 += a * a, d3 += b * b, d4 += a * b;
 		}
 		if (sub) {
-			const double a = (double)k.f[ps * np + col] - cf, b = (double)k.m[ps * np + col] - cm;
+			const double a = (double)ln_f(k, ps * np + col) - cf, b = (double)k.m[ps * np + col] - cm;
 			d0 -= a, d1 -= b, d2 -= a * a, d3 -= b * b, d4 -= a * b;
 		}
 		z[i] += d0, z[n + i] += d1, z[2 * n + i] += d2, z[3 * n + i] += d3, z[4 * n + i] += d4;
@@ -246,7 +253,7 @@ static __device__ double ln_coefs(const lncc_k &k, const double *xb, float *coef
 				if (in_chunk && xtile && j >= hc && j < hc + k.oy)
 					lsum += w * cc;
 				if (NQ && !EXACT && pc >= k.oz0 && pc < k.oz1)
-					ln_ants_grad<NQ>(k, v, (double)k.f[v] - cf, (double)k.m[v] - cm, c);
+					ln_ants_grad<NQ>(k, v, (double)ln_f(k, v) - cf, (double)k.m[v] - cm, c);
 			}
 			if (EXACT)
 #pragma unroll
@@ -271,7 +278,7 @@ static __device__ void ln_grad(const lncc_k &k, const float *ynew, const float *
 	if (!write || gx >= k.nx || gy >= k.ny)
 		return;
 	const int64_t v = (pg * k.ny + gy) * k.nx + gx;
-	const double df = (double)k.f[v] - cf, dm = (double)k.m[v] - cm;
+	const double df = (double)ln_f(k, v) - cf, dm = (double)k.m[v] - cm;
 	k.gm[v] = (float)(k.gscale * (df * acc[0] - dm * acc[1] + acc[2]));
 	if (NQ == 5)
 		k.gf[v] = (float)(k.gscale * (dm * acc[0] - df * acc[3] + acc[4]));
@@ -296,7 +303,7 @@ template <int NQ, bool EXACT> static __global__ void __launch_bounds__(LN_T, 1) 
 	/* The shift: one voxel of this tile (every thread reads the same). */
 	const int64_t vref = (z0 * k.ny + (y0 + k.oy / 2 < k.ny ? y0 + k.oy / 2 : k.ny - 1)) * k.nx +
 			     (x0 + LN_OX / 2 < k.nx ? x0 + LN_OX / 2 : k.nx - 1);
-	const double cf = (double)k.f[vref], cm = (double)k.m[vref];
+	const double cf = (double)ln_f(k, vref), cm = (double)k.m[vref];
 
 	for (int i = threadIdx.x; i < LN_NQ * k.ix * k.iy; i += blockDim.x)
 		z[i] = 0.0;
@@ -388,14 +395,15 @@ static int lncc_pick_tile(lncc_k *k, size_t *smem)
 	return 0;
 }
 
+static ffdp_status lncc_launch(lncc_k &k, const ffdp_loss_args *a, const ffdp_lncc_opts *o, double denom,
+			       ffdp_error *err);
+
 ffdp_status ffdp_cuda_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_lncc_opts *o, ffdp_error *err)
 {
 	lncc_k k;
-	const int64_t nx = a->f.n[0], ny = a->f.n[1], nz = a->f.n[2], n = nx * ny * nz;
-	double denom = a->denom, sum = 0.0;
-	size_t smem = 0;
+	const int64_t n = a->f.n[0] * a->f.n[1] * a->f.n[2];
+	double denom = a->denom;
 	ffdp_status s;
-	(void)be;
 
 	if (o->eps < 0.0 || !isfinite(o->eps))
 		return ffdp_fail(err, FFDP_ERR_ARG, "lncc: eps %g is not a finite number >= 0", o->eps);
@@ -408,13 +416,34 @@ ffdp_status ffdp_cuda_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp
 					 "lncc: the mask sums to %g and no denominator was given", denom);
 	}
 	memset(&k, 0, sizeof(k));
-	k.f = a->f.p, k.m = a->m.p, k.w = a->mask;
+	k.f = a->f.p, k.m = a->m.p, k.w = a->mask, k.f16 = a->f16;
 	k.gm = a->gm, k.gf = a->gf;
+	float *ftmp = NULL; /* f as floats where it takes m's place */
 	if (!k.gm && k.gf) {
 		/* cc is symmetric in f and m: gf alone is gm with the roles swapped */
-		k.f = a->m.p, k.m = a->f.p;
+		if (a->f16) {
+			ftmp = (float *)cu_scratch((size_t)(n + 1) * sizeof(float), 0, err, "lncc f");
+			if (!ftmp || (s = ffdp_cuda_unorm16(be, ftmp, (uint16_t *)a->f16, n, 0, err))) {
+				cu_scratch_free(ftmp);
+				return ftmp ? s : FFDP_ERR_NOMEM;
+			}
+		}
+		k.f = a->m.p, k.m = a->f16 ? ftmp : a->f.p, k.f16 = NULL;
 		k.gm = a->gf, k.gf = NULL;
 	}
+	s = lncc_launch(k, a, o, denom, err);
+	cu_scratch_free(ftmp);
+	return s;
+}
+
+/* k's images and gradients set: tiles, chunks, the kernel and the sum. */
+static ffdp_status lncc_launch(lncc_k &k, const ffdp_loss_args *a, const ffdp_lncc_opts *o, double denom,
+			       ffdp_error *err)
+{
+	const int64_t nx = a->f.n[0], ny = a->f.n[1], nz = a->f.n[2];
+	double sum = 0.0;
+	size_t smem = 0;
+	ffdp_status s;
 	k.nx = nx, k.ny = ny, k.nz = nz;
 	k.oz0 = o->z_full ? o->o_z0 : 0, k.oz1 = o->z_full ? o->o_z1 : nz;
 	k.r = (o->k - 1) / 2;

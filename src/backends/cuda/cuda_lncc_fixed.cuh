@@ -148,7 +148,7 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 
 	/* the shift: one voxel of this tile */
 	const int64_t vref = (z0 * ny + (y0 + G::OY / 2 < ny ? y0 + G::OY / 2 : ny - 1)) * nx + (x0 + 16 < nx ? x0 + 16 : nx - 1);
-	const float cff = k.f[vref], cmf = k.m[vref];
+	const float cff = ln_f(k, vref), cmf = k.m[vref];
 	const double cf = cff, cm = cmf;
 
 	for (int i = t; i < G::NTAB; i += G::NT)
@@ -174,14 +174,14 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 		const int64_t pa = s < G::NS ? pc_lo - 1 - R + s : pc_lo + s - G::NS + R;
 		const int64_t ps = s < G::NS ? -1 : pa - 2 * R - 1;
 		const bool aok = pa >= 0 && pa < nz, sok = ps >= 0 && ps < nz;
-		const float *fa = k.f + (aok ? pa : 0) * np, *ma = k.m + (aok ? pa : 0) * np;
-		const float *fs = k.f + (sok ? ps : 0) * np, *ms = k.m + (sok ? ps : 0) * np;
+		const int64_t fa = (aok ? pa : 0) * np, fs = (sok ? ps : 0) * np;
+		const float *ma = k.m + fa, *ms = k.m + fs;
 #pragma unroll
 		for (int j = 0; j < G::NA; j++) {
 			const int o = aoff[j];
-			cur[j][0] = aok && o >= 0 ? __ldg(fa + o) : cff;
+			cur[j][0] = aok && o >= 0 ? ln_f(k, fa + o) : cff;
 			cur[j][1] = aok && o >= 0 ? __ldg(ma + o) : cmf;
-			cur[j][2] = sok && o >= 0 ? __ldg(fs + o) : cff;
+			cur[j][2] = sok && o >= 0 ? ln_f(k, fs + o) : cff;
 			cur[j][3] = sok && o >= 0 ? __ldg(ms + o) : cmf;
 		}
 	};
@@ -229,7 +229,7 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 			const int gx = EXACT ? ex : cgx, gy = EXACT ? ey : y0 + cy0 + j;
 			const bool ok = pok && gx >= 0 && gx < nx && gy >= 0 && gy < ny && (EXACT || is_c);
 			const int64_t v = (pok ? pg : 0) * np + (int64_t)gy * nx + gx;
-			gfv[j] = ok ? __ldg(k.f + v) : 0.0f;
+			gfv[j] = ok ? ln_f(k, v) : 0.0f;
 			gmv[j] = ok ? __ldg(k.m + v) : 0.0f;
 		}
 	};

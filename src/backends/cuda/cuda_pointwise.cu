@@ -6,10 +6,30 @@
 #include <stdlib.h>
 
 #include "cuda_common.cuh"
+#include "../../ops/unorm16.h"
 
 static int64_t voxels(const int64_t n[3])
 {
 	return n[0] * n[1] * n[2];
+}
+
+__global__ void unorm16_kernel(float *x, uint16_t *q, int64_t n, int pack)
+{
+	CU_FOR_FLAT(i, n)
+	{
+		if (pack)
+			q[i] = ffdp_unorm16_of(x[i]);
+		else
+			x[i] = ffdp_unorm16_value(q[i]);
+	}
+}
+
+ffdp_status ffdp_cuda_unorm16(ffdp_backend *be, float *x, uint16_t *q, int64_t n, int pack, ffdp_error *err)
+{
+	(void)be;
+	const cu_shape sh = cu_flat_shape(n, 0);
+	unorm16_kernel<<<sh.grid, sh.block>>>(x, q, n, pack);
+	return cu_launched(err, pack ? "unorm16_pack" : "unorm16_unpack");
 }
 
 __global__ void affine_scalar_kernel(float *x, int64_t n, double a, double b)

@@ -24,6 +24,7 @@
 
 typedef struct samp_k {
 	const float *M;
+	const uint16_t *M16; /* the moving image as unorm16 (M NULL), or NULL */
 	int64_t mn[3];  /* the whole moving volume (clamping, padding) */
 	int64_t mlo[3]; /* the box's origin in it */
 	int64_t bx, bxy; /* the box's strides */
@@ -41,6 +42,7 @@ static void samp_k_make(const ffdp_sample_args *a, const int64_t box[3], samp_k 
 {
 	const bool sub = a->m_full[0] || a->m_full[1] || a->m_full[2];
 	k->M = a->moving.p;
+	k->M16 = a->moving16;
 	k->bx = a->moving.n[0], k->bxy = a->moving.n[0] * a->moving.n[1];
 	for (int r = 0; r < 3; r++) {
 		k->mn[r] = sub ? a->m_full[r] : a->moving.n[r];
@@ -59,6 +61,18 @@ static void samp_k_make(const ffdp_sample_args *a, const int64_t box[3], samp_k 
 		k->u[c] = a->u->c[c];
 	k->pad = a->pad;
 	k->flat_z = k->mn[2] == 1 && box[2] == 1;
+}
+
+/* The moving image's voxels as TM (float, or uint16_t for unorm16): each
+ * kernel is built for both, the launch picks by k.M16. */
+template <typename TM> __device__ __forceinline__ const TM *samp_src(const samp_k &k);
+template <> __device__ __forceinline__ const float *samp_src<float>(const samp_k &k)
+{
+	return k.M;
+}
+template <> __device__ __forceinline__ const uint16_t *samp_src<uint16_t>(const samp_k &k)
+{
+	return k.M16;
 }
 
 /* gi: the global fixed index of voxel (x, y, z); p: the moving index. */
@@ -126,14 +140,14 @@ __device__ __forceinline__ int64_t samp_nearest_axis(double p, int64_t n, int pa
 	return i >= 0 && i < n ? i : -1; /* border: always inside */
 }
 
-__device__ __forceinline__ float samp_nearest(const samp_k &k, const double p[3])
+template <typename TM> __device__ __forceinline__ float samp_nearest(const samp_k &k, const double p[3])
 {
 	const int64_t ix = samp_nearest_axis(p[0], k.mn[0], k.pad);
 	const int64_t iy = samp_nearest_axis(p[1], k.mn[1], k.pad);
 	const int64_t iz = k.flat_z ? 0 : samp_nearest_axis(p[2], k.mn[2], k.pad);
 	if (ix < 0 || iy < 0 || iz < 0)
 		return 0.0f;
-	return k.M[(iz - k.mlo[2]) * k.bxy + (iy - k.mlo[1]) * k.bx + ix - k.mlo[0]];
+	return cu_val(samp_src<TM>(k)[(iz - k.mlo[2]) * k.bxy + (iy - k.mlo[1]) * k.bx + ix - k.mlo[0]]);
 }
 
 /* LABEL: the corner label with the largest summed trilinear weight; ties
@@ -141,7 +155,7 @@ __device__ __forceinline__ float samp_nearest(const samp_k &k, const double p[3]
  * padding, or opposite a knot the point lies on) are not candidates; with
  * none left the result is 0.  Labels are equal when their floats are.
  * Float weights summed in the CPU's order, so ties break alike. */
-__device__ __forceinline__ float samp_label(const samp_k &k, const cu_taps t[3])
+template <typename TM> __device__ __forceinline__ float samp_label(const samp_k &k, const cu_taps t[3])
 {
 	float lab[8], w[8];
 #pragma unroll
@@ -149,7 +163,7 @@ __device__ __forceinline__ float samp_label(const samp_k &k, const cu_taps t[3])
 		const int64_t ix = c & 1 ? t[0].i1 : t[0].i0, iy = c & 2 ? t[1].i1 : t[1].i0,
 			      iz = c & 4 ? t[2].i1 : t[2].i0;
 		w[c] = (c & 4 ? t[2].w1 : t[2].w0) * ((c & 2 ? t[1].w1 : t[1].w0) * (c & 1 ? t[0].w1 : t[0].w0));
-		lab[c] = w[c] > 0.0f ? k.M[iz * k.bxy + iy * k.bx + ix] : 0.0f;
+		lab[c] = w[c] > 0.0f ? cu_val(samp_src<TM>(k)[iz * k.bxy + iy * k.bx + ix]) : 0.0f;
 	}
 	float best = 0.0f, bw = 0.0f;
 #pragma unroll
@@ -166,7 +180,7 @@ __device__ __forceinline__ float samp_label(const samp_k &k, const cu_taps t[3])
 	return best;
 }
 
-template <int INTERP>
+template <int INTERP, typename TM>
 __global__ void __launch_bounds__(CU_THREADS, INTERP == FFDP_INTERP_LABEL ? 2 : 4) sample_fwd_kernel(samp_k k, float *out, int accumulate)
 {
 	CU_FOR_VOXELS(k.n[0], k.n[1], k.n[2], x, y, z)
@@ -178,11 +192,12 @@ __global__ void __launch_bounds__(CU_THREADS, INTERP == FFDP_INTERP_LABEL ? 2 : 
 			continue; /* another slab of the ring samples it */
 		float v;
 		if (INTERP == FFDP_INTERP_NEAREST) {
-			v = samp_nearest(k, p);
+			v = samp_nearest<TM>(k, p);
 		} else {
 			cu_taps t[3];
 			samp_taps(k, p, t);
-			v = INTERP == FFDP_INTERP_LABEL ? samp_label(k, t) : cu_trilinear(k.M, k.bx, k.bxy, t[0], t[1], t[2]);
+			v = INTERP == FFDP_INTERP_LABEL ? samp_label<TM>(k, t)
+							: cu_trilinear(samp_src<TM>(k), k.bx, k.bxy, t[0], t[1], t[2]);
 		}
 		out[i] = accumulate ? out[i] + v : v;
 	}
@@ -197,11 +212,11 @@ __global__ void __launch_bounds__(CU_THREADS, INTERP == FFDP_INTERP_LABEL ? 2 : 
  * double and 64-bit instructions (the generic kernel is instruction-bound:
  * Nsight, docs/perf.md).  Points further than 2^22 voxels out (or NaN)
  * take the double taps. */
-template <int PAD>
+template <int PAD, typename TM>
 __global__ void __launch_bounds__(CU_THREADS) sample_lin3_kernel(samp_k k, float *out, int accumulate)
 {
 	typedef int32_t IDX;
-	const float *__restrict__ M = k.M;
+	const TM *__restrict__ M = samp_src<TM>(k);
 	const IDX bx = (IDX)k.bx, bxy = (IDX)k.bxy;
 	const IDX mx = (IDX)k.mlo[0], my = (IDX)k.mlo[1], mz = (IDX)k.mlo[2];
 	const IDX nx = (IDX)k.mn[0], ny = (IDX)k.mn[1], nz = (IDX)k.mn[2];
@@ -257,6 +272,26 @@ static ffdp_status check_common(const ffdp_sample_args *a, const int64_t box[3],
 	return FFDP_OK;
 }
 
+template <typename TM> static void sample_launch(const samp_k &k, const ffdp_sample_args *a, const cu_shape &sh, bool fast)
+{
+	switch (a->interp) {
+	case FFDP_INTERP_LINEAR:
+		if (fast && k.pad == FFDP_PAD_ZERO)
+			sample_lin3_kernel<FFDP_PAD_ZERO, TM><<<sh.grid, sh.block>>>(k, a->out.p, a->accumulate);
+		else if (fast)
+			sample_lin3_kernel<FFDP_PAD_BORDER, TM><<<sh.grid, sh.block>>>(k, a->out.p, a->accumulate);
+		else
+			sample_fwd_kernel<FFDP_INTERP_LINEAR, TM><<<sh.grid, sh.block>>>(k, a->out.p, a->accumulate);
+		break;
+	case FFDP_INTERP_NEAREST:
+		sample_fwd_kernel<FFDP_INTERP_NEAREST, TM><<<sh.grid, sh.block>>>(k, a->out.p, a->accumulate);
+		break;
+	default:
+		sample_fwd_kernel<FFDP_INTERP_LABEL, TM><<<sh.grid, sh.block>>>(k, a->out.p, a->accumulate);
+		break;
+	}
+}
+
 ffdp_status ffdp_cuda_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_error *err)
 {
 	(void)be;
@@ -270,24 +305,12 @@ ffdp_status ffdp_cuda_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_e
 	 * (exact clamps) */
 	const bool fast = !k.flat_z && k.bxy * a->moving.n[2] < ((int64_t)1 << 31) && k.mn[0] < (1 << 22) &&
 			  k.mn[1] < (1 << 22) && k.mn[2] < (1 << 22) && (!k.uc || k.uc == 3);
-	switch (a->interp) {
-	case FFDP_INTERP_LINEAR:
-		if (fast && k.pad == FFDP_PAD_ZERO)
-			sample_lin3_kernel<FFDP_PAD_ZERO><<<sh.grid, sh.block>>>(k, a->out.p, a->accumulate);
-		else if (fast)
-			sample_lin3_kernel<FFDP_PAD_BORDER><<<sh.grid, sh.block>>>(k, a->out.p, a->accumulate);
-		else
-			sample_fwd_kernel<FFDP_INTERP_LINEAR><<<sh.grid, sh.block>>>(k, a->out.p, a->accumulate);
-		break;
-	case FFDP_INTERP_NEAREST:
-		sample_fwd_kernel<FFDP_INTERP_NEAREST><<<sh.grid, sh.block>>>(k, a->out.p, a->accumulate);
-		break;
-	case FFDP_INTERP_LABEL:
-		sample_fwd_kernel<FFDP_INTERP_LABEL><<<sh.grid, sh.block>>>(k, a->out.p, a->accumulate);
-		break;
-	default:
+	if (a->interp != FFDP_INTERP_LINEAR && a->interp != FFDP_INTERP_NEAREST && a->interp != FFDP_INTERP_LABEL)
 		return ffdp_fail(err, FFDP_ERR_ARG, "sample: unknown interpolation %d", (int)a->interp);
-	}
+	if (k.M16)
+		sample_launch<uint16_t>(k, a, sh, fast);
+	else
+		sample_launch<float>(k, a, sh, fast);
 	return cu_launched(err, "sample");
 }
 
@@ -317,7 +340,8 @@ __device__ __forceinline__ void samp_scatter(const samp_k &k, const cu_taps t[3]
 
 /* GW: reduce the affine gradient (12 double accumulators per thread; a
  * separate instance keeps the plain gu / gM pass lean). */
-template <bool GW> __global__ void __launch_bounds__(CU_THREADS, GW ? 2 : 3) sample_grad_kernel(samp_k k, sgrad_k g)
+template <bool GW, typename TM>
+__global__ void __launch_bounds__(CU_THREADS, GW ? 2 : 3) sample_grad_kernel(samp_k k, sgrad_k g)
 {
 	double aw[12];
 #pragma unroll
@@ -334,7 +358,7 @@ template <bool GW> __global__ void __launch_bounds__(CU_THREADS, GW ? 2 : 3) sam
 		samp_taps(k, p, t);
 		const float go = g.gout[i];
 		float dv[3];
-		cu_trilinear_grad(k.M, k.bx, k.bxy, t[0], t[1], t[2], dv);
+		cu_trilinear_grad(samp_src<TM>(k), k.bx, k.bxy, t[0], t[1], t[2], dv);
 		const double gq[3] = {(double)go * dv[0], (double)go * dv[1], (double)go * dv[2]};
 		if (g.gu[0]) {
 #pragma unroll
@@ -383,10 +407,14 @@ ffdp_status ffdp_cuda_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args 
 	cu_sums gw = {NULL, 0, 0};
 	if (a->gW && !(g.gW = cu_sums_alloc(&gw, 12, sh.grid, err, "sample_grad")))
 		return FFDP_ERR_NOMEM;
-	if (a->gW)
-		sample_grad_kernel<true><<<sh.grid, sh.block>>>(k, g);
+	if (a->gW && k.M16)
+		sample_grad_kernel<true, uint16_t><<<sh.grid, sh.block>>>(k, g);
+	else if (a->gW)
+		sample_grad_kernel<true, float><<<sh.grid, sh.block>>>(k, g);
+	else if (k.M16)
+		sample_grad_kernel<false, uint16_t><<<sh.grid, sh.block>>>(k, g);
 	else
-		sample_grad_kernel<false><<<sh.grid, sh.block>>>(k, g);
+		sample_grad_kernel<false, float><<<sh.grid, sh.block>>>(k, g);
 	s = cu_launched(err, "sample_grad");
 	if (!s && a->gW) {
 		double h[12];
