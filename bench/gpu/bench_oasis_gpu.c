@@ -5,8 +5,8 @@
  *
  * usage: bench_oasis_gpu [--data DIR] [--cpu] [--preset syn|greedy]
  *                        [--lr X] [--sigma-grad X] [--sigma-warp X] [--k K]
- *                        [--iters A,B,C] [--inverse] [--bf16] [--u16] SUBJECT...
- * --bf16: Adam's moments in bfloat16 (FFDP_MOMENTS_BF16).
+ *                        [--iters A,B,C] [--inverse] [--f32] [--u16] SUBJECT...
+ * --f32: Adam's moments in float (the presets' are bfloat16).
  * --u16: the images as unorm16 (ffdp_reg_opts.images16).
  * --inverse: also compute the inverse warp and print the mean inverse
  *            consistency both ways over the fixed labels (voxels).
@@ -34,7 +34,7 @@ int main(int argc, char **argv)
 	if (stat(dir, &st) != 0)
 		dir = ".devicedata";
 	double lr = -1, sg = -1, sw = -1;
-	int want_inv = 0, bf16 = 0, u16 = 0;
+	int want_inv = 0, f32 = 0, u16 = 0;
 	int kwin = 0, iters[8], ni = 0;
 	ffdp_backend_kind kind = FFDP_BACKEND_CUDA;
 	int subjects[16], ns = 0;
@@ -53,8 +53,8 @@ int main(int argc, char **argv)
 			sw = atof(argv[++i]);
 		else if (!strcmp(argv[i], "--k") && i + 1 < argc)
 			kwin = atoi(argv[++i]);
-		else if (!strcmp(argv[i], "--bf16"))
-			bf16 = 1;
+		else if (!strcmp(argv[i], "--f32"))
+			f32 = 1;
 		else if (!strcmp(argv[i], "--u16"))
 			u16 = 1;
 		else if (!strcmp(argv[i], "--inverse"))
@@ -96,13 +96,14 @@ int main(int argc, char **argv)
 		d->iters[l] = iters[l];
 	o.backend = kind;
 	o.want_inverse = want_inv;
-	o.moments = bf16 ? FFDP_MOMENTS_BF16 : FFDP_MOMENTS_F32;
+	if (f32)
+		o.moments = FFDP_MOMENTS_F32;
 	o.images16 = u16;
 	printf("%s lr %.3g sigma_grad %.3g sigma_warp %.3g k %d iters", preset, d->lr, d->sigma_grad, d->sigma_warp,
 	       d->metric.lncc_k);
 	for (int l = 0; l < d->nlevels; l++)
 		printf("%s%d", l ? "," : " ", d->iters[l]);
-	printf(" moments %s images %s on %s\n", bf16 ? "bf16" : "f32", u16 ? "u16" : "f32", kind == FFDP_BACKEND_CUDA ? "cuda" : "cpu");
+	printf(" moments %s images %s on %s\n", o.moments == FFDP_MOMENTS_BF16 ? "bf16" : "f32", u16 ? "u16" : "f32", kind == FFDP_BACKEND_CUDA ? "cuda" : "cpu");
 	double sum_d = 0, sum_f = 0, sum_t = 0;
 	int n = 0;
 	for (int k = 0; k < ns; k++) {

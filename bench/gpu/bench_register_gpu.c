@@ -6,7 +6,7 @@
  * millisecond during the run, and the difference; it includes the stream-
  * ordered pool's cache, so it is an upper bound on the live state).
  *
- * usage: bench_register_gpu [--upsample K] [--k K] [--full] [--bf16] [--u16] [--no-inverse] [fixed moving] [preset ...]
+ * usage: bench_register_gpu [--upsample K] [--k K] [--full] [--f32] [--u16] [--no-inverse] [fixed moving] [preset ...]
  *   default pair: ../shared/data/cfireants_validate/medium/MNI152_T1_1mm_brain.nii.gz
  *                 (fixed) and t1_brain.nii.gz (moving); default presets: greedy syn
  *   --upsample K: resample both images K times finer on each axis (same
@@ -15,7 +15,7 @@
  *   --k K:        LNCC window of every stage (default: the presets' 5).
  *   --full:       no convergence test: every level runs all its iterations
  *                 (timings comparable with FFDP's fixed schedules).
- *   --bf16:       Adam's moments in bfloat16 (FFDP_MOMENTS_BF16).
+ *   --f32:        Adam's moments in float (the presets' are bfloat16).
  *   --u16:        the images as unorm16 (ffdp_reg_opts.images16).
  *   --no-inverse: no inverse warp (FFDP computes none).
  */
@@ -108,7 +108,7 @@ static ffdp_status upsample(ffdp_volume *v, int k, ffdp_error *err)
 	return s;
 }
 
-static int g_k, g_full, g_bf16, g_u16, g_noinv; /* command-line overrides, set once in main */
+static int g_k, g_full, g_f32, g_u16, g_noinv; /* command-line overrides, set once in main */
 
 static int run_preset(const char *preset, const ffdp_volume *F, const ffdp_volume *M)
 {
@@ -120,7 +120,8 @@ static int run_preset(const char *preset, const ffdp_volume *F, const ffdp_volum
 		return 1;
 	}
 	o.backend = FFDP_BACKEND_CUDA;
-	o.moments = g_bf16 ? FFDP_MOMENTS_BF16 : FFDP_MOMENTS_F32;
+	if (g_f32)
+		o.moments = FFDP_MOMENTS_F32;
 	o.want_inverse = !g_noinv;
 	o.images16 = g_u16;
 	for (int k = 0; k < o.nstages; k++) {
@@ -147,7 +148,7 @@ static int run_preset(const char *preset, const ffdp_volume *F, const ffdp_volum
 		fprintf(stderr, "bench_register_gpu: %s: %s\n", preset, err.msg);
 		return 1;
 	}
-	printf("%s%s%s%s:\n", preset, g_bf16 ? " (bf16 moments)" : "", g_u16 ? " (u16 images)" : "",
+	printf("%s%s%s%s:\n", preset, o.moments == FFDP_MOMENTS_BF16 ? " (bf16 moments)" : " (f32 moments)", g_u16 ? " (u16 images)" : "",
 	       g_noinv ? " (no inverse)" : "");
 	for (int k = 0; k < r.nstages; k++)
 		printf("  stage %-8s %8.3f s  final loss %.6f\n", ffdp_stage_name(r.stages[k].kind), r.stages[k].seconds,
@@ -181,8 +182,8 @@ int main(int argc, char **argv)
 			g_k = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--full"))
 			g_full = 1;
-		else if (!strcmp(argv[i], "--bf16"))
-			g_bf16 = 1;
+		else if (!strcmp(argv[i], "--f32"))
+			g_f32 = 1;
 		else if (!strcmp(argv[i], "--u16"))
 			g_u16 = 1;
 		else if (!strcmp(argv[i], "--no-inverse"))

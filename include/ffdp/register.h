@@ -70,8 +70,9 @@ typedef struct ffdp_reg_opts {
 	ffdp_mat4 init;                 /* initial T (identity unless set) */
 	int min_level_size;             /* coarsest level size per axis, default 32 */
 	int want_inverse;               /* compute the inverse warp (SyN always can) */
-	/* Adam's moments in the deformable stages: FFDP_MOMENTS_F32, or
-	 * FFDP_MOMENTS_BF16 (ops.h): 12 B a voxel less per side in 3-D */
+	/* Adam's moments in the deformable stages: FFDP_MOMENTS_BF16 (ops.h;
+	 * the presets' choice: 12 B a voxel less per side in 3-D), or
+	 * FFDP_MOMENTS_F32 */
 	ffdp_moment_store moments;
 	/* 1: the normalised images kept as unorm16 (ops.h), 2 B a voxel each
 	 * instead of 4 (the GPU reads them as they are; the CPU gets float

@@ -87,6 +87,9 @@ ffdp_status ffdp_reg_preset(const char *name, ffdp_reg_opts *o, ffdp_error *err)
 	o->init = ffdp_mat4_identity();
 	o->min_level_size = 32;
 	o->want_inverse = 1;
+	/* OASIS 2..10 -> 1, GPU SyN: mean Dice 0.6944 against 0.6940 in float,
+	 * no more folds, 12 B a voxel less per side (docs/registration.md) */
+	o->moments = FFDP_MOMENTS_BF16;
 	for (size_t i = 0; i < sizeof(presets) / sizeof(presets[0]); i++)
 		if (!strcmp(name, presets[i].name)) {
 			o->nstages = presets[i].n;
