@@ -41,7 +41,7 @@ static void test_moments(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny, 
 		tu_fill_uniform(rng, v.c[c], g.nv, 0.0, 0.8);
 	}
 	tfield g0 = tf_copy(&g);
-	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0};
+	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL};
 	double *mr[3], *vr[3], norm = 0;
 	for (int c = 0; c < g.nc; c++) {
 		mr[c] = malloc((size_t)g.nv * sizeof(double));
@@ -85,12 +85,12 @@ static void test_moments_edges(ffdp_backend *be)
 		for (int64_t i = 0; i < g.nv; i++)
 			g.c[c][i] = 0.5f;
 	g.c[1][17] = NAN;
-	ffdp_adam_opts o = {1, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0};
+	ffdp_adam_opts o = {1, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL};
 	double mn = 0;
 	CHECK_OK(ffdp_op_adam_moments(be, tu_field_vec(&g), tu_field_vec(&m), tu_field_vec(&v), &o, &mn, &err), &err,
 		 "adam_moments with a NaN gradient voxel");
 	CHECK(isnan(mn), "  a NaN gradient makes max_norm NaN (not silently dropped)");
-	ffdp_adam_opts o0 = {0, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0}, ob = {1, 1.0, 0.99, 1e-8, FFDP_MOMENTS_F32, 0};
+	ffdp_adam_opts o0 = {0, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL}, ob = {1, 1.0, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL};
 	CHECK(ffdp_op_adam_moments(be, tu_field_vec(&g), tu_field_vec(&m), tu_field_vec(&v), &o0, &mn, &err) == FFDP_ERR_ARG,
 	      "t = 0 refused: %s", err.msg);
 	CHECK(ffdp_op_adam_moments(be, tu_field_vec(&g), tu_field_vec(&m), tu_field_vec(&v), &ob, &mn, &err) == FFDP_ERR_ARG,
@@ -177,7 +177,7 @@ static double make_state(ffdp_backend *be, tu_rng *rng, tfield *u, tfield *m, tf
 		tu_fill_uniform(rng, m->c[c], g.nv, -0.3, 0.3);
 		tu_fill_uniform(rng, v->c[c], g.nv, 0.01, 0.2);
 	}
-	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0};
+	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL};
 	double mn = 0;
 	ffdp_op_adam_moments(be, tu_field_vec(&g), tu_field_vec(m), tu_field_vec(v), &o, &mn, &err);
 	tu_field_free(&g);
@@ -222,7 +222,7 @@ static void test_warp_step(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny
 	tfield u = tu_field_new(nx, ny, nz), m = tu_field_new(nx, ny, nz), v = tu_field_new(nx, ny, nz);
 	int t = 7;
 	double mn = make_state(be, rng, &u, &m, &v, t);
-	ffdp_warp_step_opts o = {{t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0}, 0, compose, {0}, pad, 0};
+	ffdp_warp_step_opts o = {{t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL}, 0, compose, {0}, pad, 0};
 	double hmin = random_C(rng, u.nc, o.C);
 	/* largest |delta| = 1.5 of the smallest spacing: up to 1.5 voxels */
 	o.step = -1.5 * hmin / mn;
@@ -282,7 +282,7 @@ static void test_backward_shift(ffdp_backend *be, tu_rng *rng, int64_t nx, int64
 			v.c[c][i] = 0.01f;
 		}
 	}
-	ffdp_warp_step_opts o = {{1, 0.9, 0.99, 0.0, FFDP_MOMENTS_F32, 0}, 0, 1, {0}, FFDP_PAD_BORDER, 0};
+	ffdp_warp_step_opts o = {{1, 0.9, 0.99, 0.0, FFDP_MOMENTS_F32, 0, NULL}, 0, 1, {0}, FFDP_PAD_BORDER, 0};
 	double sp[3] = {0.8, 1.1, 1.3};
 	for (int a = 0; a < 3; a++)
 		o.C[4 * a] = 1.0 / sp[a];
@@ -320,7 +320,7 @@ static void test_ring_memory(ffdp_backend *be, tu_rng *rng)
 	int64_t nx = 136, ny = 121, nz = 136;
 	tfield u = tu_field_new(nx, ny, nz), m = tu_field_new(nx, ny, nz), v = tu_field_new(nx, ny, nz);
 	double mn = make_state(be, rng, &u, &m, &v, 3);
-	ffdp_warp_step_opts o = {{3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0}, 0, 1, {0}, FFDP_PAD_ZERO, 0};
+	ffdp_warp_step_opts o = {{3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL}, 0, 1, {0}, FFDP_PAD_ZERO, 0};
 	double hmin = random_C(rng, 3, o.C);
 	o.step = -1.5 * hmin / mn;
 	size_t field = (size_t)u.nv * 3 * sizeof(float), plane = (size_t)(nx * ny) * 3 * sizeof(float);
@@ -337,6 +337,64 @@ static void test_ring_memory(ffdp_backend *be, tu_rng *rng)
 		      extra, (double)extra / (double)plane, field);
 	}
 	tu_field_free(&u), tu_field_free(&m), tu_field_free(&v);
+}
+
+/* The step's scalars in backend memory (ffdp_step_state): adam_moments
+ * records max |d| as the host argument has it, warp_step scales its step
+ * by it exactly as a caller does on the host, a non-finite gradient and a
+ * reach beyond the ring become fault bits instead of errors. */
+static void test_state(ffdp_backend *be, tu_rng *rng)
+{
+	ffdp_error err = {0};
+	const int64_t nx = 17, ny = 23, nz = 11;
+	tfield u = tu_field_new(nx, ny, nz), m = tu_field_new(nx, ny, nz), v = tu_field_new(nx, ny, nz);
+	tfield g = tu_field_new(nx, ny, nz);
+	for (int c = 0; c < 3; c++) {
+		tu_fill_smooth(rng, u.c[c], u.n, 0.01);
+		tu_fill_uniform(rng, g.c[c], g.nv, -1.0, 1.0);
+		tu_fill_uniform(rng, v.c[c], g.nv, 0.01, 0.2);
+	}
+	tfield m2 = tf_copy(&m), v2 = tf_copy(&v), u2 = tf_copy(&u);
+	ffdp_step_state st = {0, 0};
+	ffdp_adam_opts o = {4, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL}, os = o;
+	os.state = &st;
+	double mn = 0;
+	CHECK_OK(ffdp_op_adam_moments(be, tu_field_vec(&g), tu_field_vec(&m), tu_field_vec(&v), &o, &mn, &err) ||
+			 ffdp_op_adam_moments(be, tu_field_vec(&g), tu_field_vec(&m2), tu_field_vec(&v2), &os, NULL, &err),
+		 &err, "adam_moments with and without a state");
+	CHECK(st.max_norm == mn && st.fault == 0, "  the state holds max_norm %.9g (host %.9g), no fault", st.max_norm, mn);
+	ffdp_warp_step_opts w = {o, -2.0, 1, {0}, FFDP_PAD_BORDER, 0};
+	double hmin = random_C(rng, 3, w.C);
+	w.step = -1.2 * hmin;
+	ffdp_warp_step_opts ws = w;
+	ws.adam.state = &st;
+	w.step = w.step / fmax(1.0, mn), w.max_norm = fmax(1.0, mn);
+	CHECK_OK(ffdp_op_warp_step(be, tu_field_vec(&u), tu_field_vec(&m), tu_field_vec(&v), &w, &err) ||
+			 ffdp_op_warp_step(be, tu_field_vec(&u2), tu_field_vec(&m), tu_field_vec(&v), &ws, &err),
+		 &err, "warp_step, step scaled on the host and by the state");
+	int same = 1;
+	for (int c = 0; c < 3; c++)
+		same &= memcmp(u.c[c], u2.c[c], (size_t)u.nv * sizeof(float)) == 0;
+	CHECK(same && st.fault == 0, "  the same bits, no fault");
+	/* m ten times larger (|d| up to several) under a state that says 1:
+	 * the ring, sized for |step|, is too short */
+	for (int c = 0; c < 3; c++)
+		for (int64_t i = 0; i < m.nv; i++)
+			m.c[c][i] *= 10.0f;
+	ffdp_step_state low = {1.0, 0};
+	ws.adam.state = &low;
+	ws.step = -3.0 * hmin;
+	CHECK(ffdp_op_warp_step(be, tu_field_vec(&u2), tu_field_vec(&m), tu_field_vec(&v), &ws, &err) == FFDP_OK &&
+		      low.fault == 2,
+	      "  a max_norm below the truth is recorded as fault 2 (%d), not an error", low.fault);
+	g.c[2][40] = NAN;
+	ffdp_step_state nan = {0, 0};
+	os.state = &nan;
+	CHECK_OK(ffdp_op_adam_moments(be, tu_field_vec(&g), tu_field_vec(&m2), tu_field_vec(&v2), &os, NULL, &err), &err,
+		 "adam_moments, a NaN gradient voxel, with a state");
+	CHECK(isnan(nan.max_norm) && nan.fault == 1, "  max_norm NaN and fault 1 (%d)", nan.fault);
+	tu_field_free(&u), tu_field_free(&m), tu_field_free(&v), tu_field_free(&g);
+	tu_field_free(&m2), tu_field_free(&v2), tu_field_free(&u2);
 }
 
 int main(void)
@@ -368,6 +426,7 @@ int main(void)
 	test_backward_shift(be, &rng, 131, 127, 7, 1);
 	test_backward_shift(be, &rng, 16411, 5, 1, 1);
 	test_ring_memory(be, &rng);
+	test_state(be, &rng);
 	ffdp_backend_close(be);
 	return check_done();
 }

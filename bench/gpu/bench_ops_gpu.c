@@ -251,7 +251,7 @@ static ffdp_status op_smooth_vec(bench *b)
 
 static ffdp_status op_adam_moments(bench *b)
 {
-	ffdp_adam_opts o = {5, 0.9, 0.999, 1e-8, FFDP_MOMENTS_F32, 0};
+	ffdp_adam_opts o = {5, 0.9, 0.999, 1e-8, FFDP_MOMENTS_F32, 0, NULL};
 	double mn;
 	ffdp_vec g = vec(b, b->d); /* any field as the gradient */
 	return ffdp_op_adam_moments(b->be, g, vec(b, b->m), vec(b, b->v), &o, &mn, &b->err);
@@ -259,7 +259,7 @@ static ffdp_status op_adam_moments(bench *b)
 
 static ffdp_status op_adam_moments16(bench *b)
 {
-	ffdp_adam_opts o = {5, 0.9, 0.999, 1e-8, FFDP_MOMENTS_BF16, 0};
+	ffdp_adam_opts o = {5, 0.9, 0.999, 1e-8, FFDP_MOMENTS_BF16, 0, NULL};
 	double mn;
 	return ffdp_op_adam_moments(b->be, vec(b, b->d), vec(b, b->w), vec(b, b->w), &o, &mn, &b->err);
 }

@@ -413,6 +413,16 @@ typedef enum ffdp_moment_store {
 				* ffdp_op_moments_get for the rounding. */
 } ffdp_moment_store;
 
+/* The step's scalars kept in backend memory (ffdp_buf_alloc, zeroed;
+ * read back with ffdp_buf_download when the caller chooses), so that an
+ * iteration needs no host round trip for them.  Not under MPI (dist.h
+ * reduces max_norm across ranks on the host). */
+typedef struct ffdp_step_state {
+	double max_norm; /* set by adam_moments: max |d|_2, NaN if some |d| is not finite */
+	int fault;       /* sticky bits: 1 a non-finite |d| (adam_moments), 2 a reach
+			  * beyond the ring (warp_step: u then partly updated) */
+} ffdp_step_state;
+
 typedef struct ffdp_adam_opts {
 	int t; /* 1-based step count */
 	double beta1, beta2, eps;
@@ -422,6 +432,12 @@ typedef struct ffdp_adam_opts {
 	 * (global index, component, t), so any split of the volume over
 	 * ranks or threads stores the same words. */
 	int64_t index0;
+	/* Optional (backend memory): adam_moments writes max_norm and the fault
+	 * there (its max_norm argument may then be NULL); warp_step then takes
+	 * step / max(1, state->max_norm) as its step, bounds the ring's reach
+	 * by |step| |C_z| (so max_norm is not read) and records a fault instead
+	 * of failing. */
+	ffdp_step_state *state;
 } ffdp_adam_opts;
 
 ffdp_status ffdp_op_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp_vec v,

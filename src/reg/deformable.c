@@ -26,6 +26,10 @@ typedef struct side {
 	ffdp_mat4 T;           /* linear map applied before u: T for the moving side, Id for SyN's fixed side */
 	int on_fixed;          /* 1: samples the fixed level image (SyN) */
 	int bf16;              /* m holds bf16 words of m and v (FFDP_MOMENTS_BF16); v is empty */
+	/* One process: the step's scalars stay in backend memory (no host
+	 * round trip an iteration for max |d| or the ring's check); read at
+	 * each level's end.  NULL under MPI (max |d| is all-reduced). */
+	ffdp_step_state *state;
 } side;
 
 static void side_free_images(ffdp_backend *be, side *sd)
@@ -51,6 +55,22 @@ static void side_free(ffdp_backend *be, side *sd)
 {
 	side_free_scratch(be, sd);
 	reg_field_free(be, &sd->u);
+	ffdp_buf_free(be, sd->state);
+	sd->state = NULL;
+}
+
+/* The faults the state recorded since the level began. */
+static ffdp_status side_check(ffdp_backend *be, const side *sd, ffdp_error *err)
+{
+	ffdp_step_state h;
+	if (!sd->state)
+		return FFDP_OK;
+	ffdp_status s = ffdp_buf_download(be, &h, sd->state, sizeof(h), err);
+	if (!s && (h.fault & 1))
+		s = ffdp_fail(err, FFDP_ERR_DATA, "the similarity's gradient is not finite (NaN or infinite values)");
+	if (!s && (h.fault & 2))
+		s = ffdp_fail(err, FFDP_ERR_BACKEND, "warp step: a step reached beyond its ring (internal error)");
+	return s;
 }
 
 /* bf16 moment words w on grid g (the domain's level): each half of each
@@ -169,17 +189,18 @@ static ffdp_status side_step(reg_domain *dm, side *sd, const reg_level *lv, cons
 	if (st->sigma_grad > 0 && (s = reg_dom_smooth_vec(dm, g, &gs, err)))
 		return s;
 	ffdp_adam_opts ao = {t, 0.9, 0.99, 1e-8, sd->bf16 ? FFDP_MOMENTS_BF16 : FFDP_MOMENTS_F32,
-			     dm->z0 * u.n[0] * u.n[1]};
+			     dm->z0 * u.n[0] * u.n[1], sd->state};
 	double maxn = 0;
-	if ((s = reg_dom_adam_moments(dm, g, m, v, &ao, &maxn, err)))
+	if ((s = reg_dom_adam_moments(dm, g, m, v, &ao, sd->state ? NULL : &maxn, err)))
 		return s;
 	const double *sp = lv->F.grid.spacing;
 	double h = 0.5 * fmin(sp[0], fmin(sp[1], lv->F.grid.n[2] > 1 ? sp[2] : sp[1]));
 	ffdp_warp_step_opts wo;
 	memset(&wo, 0, sizeof(wo));
 	wo.adam = ao;
-	wo.step = -st->lr * h / fmax(1.0, maxn);
-	wo.max_norm = maxn; /* bounds the reach of the in-place composition */
+	/* with a state the op divides by max(1, max |d|) itself */
+	wo.step = sd->state ? -st->lr * h : -st->lr * h / fmax(1.0, maxn);
+	wo.max_norm = maxn; /* bounds the reach of the in-place composition (no state) */
 	wo.compose = 1;
 	wo.pad = FFDP_PAD_BORDER;
 	/* C = (fixed phys -> index) L^-1 */
@@ -234,6 +255,8 @@ static ffdp_status run_level(reg_domain *dm, const ffdp_stage *st, const reg_lev
 		}
 	}
 	*ran = it;
+	for (int k = 0; k < nsides && !s; k++)
+		s = side_check(dm->be, &sides[k], err);
 	return s;
 }
 
@@ -328,10 +351,16 @@ ffdp_status reg_deformable(const reg_pair *p, const ffdp_stage *st, const ffdp_m
 	sides[1].T = ffdp_mat4_identity();
 	sides[1].on_fixed = 1;
 	sides[0].bf16 = sides[1].bf16 = p->moments == FFDP_MOMENTS_BF16;
+	ffdp_status s = FFDP_OK;
+	for (int k = 0; k < nsides && !s && !p->dist; k++) {
+		if (!(sides[k].state = ffdp_buf_alloc(p->be, sizeof(ffdp_step_state), err)))
+			s = FFDP_ERR_NOMEM;
+		else
+			s = ffdp_buf_zero(p->be, sides[k].state, sizeof(ffdp_step_state), err);
+	}
 	int64_t done = 0;
 	ffdp_progress pb;
 	reg_stage_begin(st, rep, &pb);
-	ffdp_status s = FFDP_OK;
 	for (int l = 0; l < st->nlevels && !s; l++) {
 		reg_level lv;
 		if ((s = reg_level_make(p, st->shrink[l], 1, &lv, err)))

@@ -5,7 +5,8 @@
  * rounding of the update's terms (m = 0.9 m + 0.1 g cancels), and at most
  * 1 % of the words differ.  Two z-boxes with their index0 store the same
  * words as one call (the distributed rule); the warp step reads the same
- * words as the CPU's to 1e-5; moments_get/put agree bit for bit.  Needs a
+ * words as the CPU's to 1e-5; moments_get/put agree bit for bit; the step's
+ * state in device memory matches the CPU's.  Needs a
  * GPU: built with CUDA, labelled "gpu". */
 #include <math.h>
 #include <stdio.h>
@@ -87,7 +88,7 @@ static void test_moments(gp_env *e, const int64_t n[3], int t)
 		memcpy(w0[c], w.h.c[c], (size_t)w.nv * sizeof(float));
 	}
 	ffdp_vec none = {{NULL, NULL, NULL}, {0, 0, 0}, 0};
-	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_BF16, 0};
+	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_BF16, 0, NULL};
 	/* the boxes' copy first, from the same words */
 	gp_vec wb = gp_vec_new(e, n, 0, 1);
 	for (int c = 0; c < w.h.ncomp; c++)
@@ -143,7 +144,7 @@ static void test_warp_step(gp_env *e, const int64_t n[3], int compose, double st
 	ffdp_vec none = {{NULL, NULL, NULL}, {0, 0, 0}, 0};
 	ffdp_warp_step_opts o;
 	memset(&o, 0, sizeof(o));
-	o.adam = (ffdp_adam_opts){3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_BF16, 0};
+	o.adam = (ffdp_adam_opts){3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_BF16, 0, NULL};
 	o.step = step, o.compose = compose, o.pad = FFDP_PAD_BORDER;
 	o.C[0] = 1 / 0.9, o.C[1] = 0.1, o.C[3] = -0.2, o.C[4] = 1 / 1.2, o.C[8] = n[2] > 1 ? 1 / 1.1 : 0;
 	ffdp_status sc = ffdp_op_warp_step(e->cpu, u.h, w.h, none, &o, &e->err);
@@ -178,6 +179,55 @@ static void test_get_put(gp_env *e)
 	gp_vec_free(e, &w), gp_vec_free(e, &x);
 }
 
+/* ffdp_step_state in device memory: max_norm as the CPU's state has it,
+ * the warp step scaled by it as on the CPU, a NaN gradient as fault 1;
+ * nothing of it crosses to the host until asked. */
+static void test_state(gp_env *e, const int64_t n[3])
+{
+	gp_vec g = gp_vec_new(e, n, -2, 2), w = words_new(e, n), u = gp_vec_new(e, n, -1.5, 1.5);
+	ffdp_vec none = {{NULL, NULL, NULL}, {0, 0, 0}, 0};
+	ffdp_step_state hs = {0, 0}, ds = {0, 0}, *dst = ffdp_buf_alloc(e->gpu, sizeof(ffdp_step_state), &e->err);
+	ffdp_buf_zero(e->gpu, dst, sizeof(*dst), &e->err);
+	ffdp_adam_opts oc = {2, 0.9, 0.99, 1e-8, FFDP_MOMENTS_BF16, 0, &hs}, og = oc;
+	og.state = dst;
+	ffdp_status s = ffdp_op_adam_moments(e->cpu, g.h, w.h, none, &oc, NULL, &e->err);
+	s = s ? s : ffdp_op_adam_moments(e->gpu, g.d, w.d, none, &og, NULL, &e->err);
+	s = s ? s : ffdp_buf_download(e->gpu, &ds, dst, sizeof(ds), &e->err);
+	CHECK_OK(s, &e->err, "bf16 adam_moments %lldx%lldx%lld with a state: CPU, CUDA", (long long)n[0],
+		 (long long)n[1], (long long)n[2]);
+	if (!s)
+		CHECK(fabs(ds.max_norm - hs.max_norm) <= 1e-2 * hs.max_norm && ds.fault == 0,
+		      "  device state max_norm %.7g, CPU %.7g, no fault", ds.max_norm, hs.max_norm);
+	ffdp_warp_step_opts wc;
+	memset(&wc, 0, sizeof(wc));
+	wc.adam = oc, wc.step = -1.5, wc.compose = 1, wc.pad = FFDP_PAD_BORDER;
+	wc.C[0] = 1 / 0.9, wc.C[1] = 0.1, wc.C[3] = -0.2, wc.C[4] = 1 / 1.2, wc.C[8] = 1 / 1.1;
+	ffdp_warp_step_opts wg = wc;
+	wg.adam = og;
+	/* the same words and max_norm on both (the CPU's), so that only the op differs */
+	ds.max_norm = hs.max_norm;
+	s = ffdp_buf_upload(e->gpu, dst, &ds, sizeof(ds), &e->err);
+	for (int c = 0; c < w.h.ncomp && !s; c++)
+		s = ffdp_buf_upload(e->gpu, w.d.c[c], w.h.c[c], (size_t)w.nv * sizeof(float), &e->err);
+	s = s ? s : ffdp_op_warp_step(e->cpu, u.h, w.h, none, &wc, &e->err);
+	s = s ? s : ffdp_op_warp_step(e->gpu, u.d, w.d, none, &wg, &e->err);
+	s = s ? s : ffdp_buf_download(e->gpu, &ds, dst, sizeof(ds), &e->err);
+	CHECK_OK(s, &e->err, "  warp_step scaled by the state: CPU, CUDA");
+	if (!s) {
+		double r = gp_vec_rel(e, &u);
+		CHECK(r < 1e-5 && ds.fault == 0 && hs.fault == 0, "  u agrees (rel %.2e), no fault", r);
+	}
+	g.h.c[1][5] = NAN;
+	ffdp_buf_upload(e->gpu, g.d.c[1], g.h.c[1], (size_t)g.nv * sizeof(float), &e->err);
+	s = ffdp_op_adam_moments(e->gpu, g.d, w.d, none, &og, NULL, &e->err);
+	s = s ? s : ffdp_buf_download(e->gpu, &ds, dst, sizeof(ds), &e->err);
+	CHECK_OK(s, &e->err, "  CUDA adam_moments, a NaN gradient voxel");
+	if (!s)
+		CHECK(isnan(ds.max_norm) && ds.fault == 1, "  max_norm NaN, fault 1 (%d)", ds.fault);
+	ffdp_buf_free(e->gpu, dst);
+	gp_vec_free(e, &g), gp_vec_free(e, &w), gp_vec_free(e, &u);
+}
+
 int main(void)
 {
 	gp_env e = {NULL, NULL, tu_rng_make(1612), {0}};
@@ -195,6 +245,8 @@ int main(void)
 	test_warp_step(&e, b, 1, 2.0);
 	test_warp_step(&e, c, 1, -2.5);
 	test_get_put(&e);
+	test_state(&e, a);
+	test_state(&e, c);
 	ffdp_backend_close(e.gpu);
 	ffdp_backend_close(e.cpu);
 	return check_done();

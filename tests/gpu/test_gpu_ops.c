@@ -551,7 +551,7 @@ static void test_adam_moments(env *e, const int64_t n[3], int t, int with_nan)
 		g.h.c[1][17] = NAN;
 		ffdp_buf_upload(e->gpu, g.d.c[1], g.h.c[1], (size_t)g.nv * sizeof(float), &e->err);
 	}
-	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0};
+	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL};
 	double nc = -1, ng = -1;
 	ffdp_status sc = ffdp_op_adam_moments(e->cpu, g.h, m.h, v.h, &o, &nc, &e->err);
 	CHECK_OK(sc, &e->err, "adam_moments %lldx%lldx%lld t = %d%s: CPU", (long long)n[0], (long long)n[1],

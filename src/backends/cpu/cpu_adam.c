@@ -178,8 +178,13 @@ ffdp_status ffdp_cpu_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp
 			mx = s[i] > mx ? s[i] : mx;
 		}
 	}
+	const double mn = bad ? NAN : sqrt((double)mx);
 	if (max_norm)
-		*max_norm = bad ? NAN : sqrt((double)mx);
+		*max_norm = mn;
+	if (o->state) {
+		o->state->max_norm = mn;
+		o->state->fault |= bad;
+	}
 	return FFDP_OK;
 }
 
@@ -680,9 +685,18 @@ static ffdp_status ws_slab_make(const ws_geom *g, const mom_in *mo, double max_n
 }
 
 ffdp_status ffdp_cpu_warp_step(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec v,
-			       const ffdp_warp_step_opts *o, ffdp_error *err)
+			       const ffdp_warp_step_opts *oo, ffdp_error *err)
 {
 	(void)be;
+	/* with a state: the step scaled by its max_norm, which (at least 1)
+	 * also bounds |d| for the ring */
+	ffdp_step_state *state = oo->adam.state;
+	ffdp_warp_step_opts scaled = *oo;
+	if (state) {
+		const double n = fmax(1.0, state->max_norm); /* NaN -> 1 */
+		scaled.step = oo->step / n, scaled.max_norm = n;
+	}
+	const ffdp_warp_step_opts *o = &scaled;
 	adam_k k;
 	ffdp_status s = adam_k_make(&o->adam, &k, err);
 	if (s)
@@ -707,6 +721,10 @@ ffdp_status ffdp_cpu_warp_step(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_ve
 				 (long long)sl.nslot);
 	int bad = ws_compose(&g, u, &mo, &sl, buf);
 	free(buf);
+	if (bad && state) {
+		state->fault |= 2;
+		return FFDP_OK;
+	}
 	if (bad)
 		return ffdp_fail(err, FFDP_ERR_ARG,
 				 "warp_step: max_norm %g is below the field's own; u was only partly updated",

@@ -126,6 +126,13 @@ __global__ void adam_moments_kernel(adam_k k, adam_out *out)
 	}
 }
 
+/* The reduced maximum into the caller's state, on the device. */
+__global__ void adam_state_kernel(const adam_out *d, ffdp_step_state *state)
+{
+	state->max_norm = d->bad ? nan("") : sqrt(__longlong_as_double((long long)d->max_bits));
+	state->fault |= d->bad ? 1 : 0;
+}
+
 ffdp_status ffdp_cuda_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp_vec v, const ffdp_adam_opts *o,
 				   double *max_norm, ffdp_error *err)
 {
@@ -146,14 +153,19 @@ ffdp_status ffdp_cuda_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffd
 		k.w[c] = c < k.nc && bf16 ? (uint32_t *)m.c[c] : NULL;
 	}
 	adam_out *d = NULL;
-	if (max_norm && !(d = (adam_out *)cu_scratch(sizeof(adam_out), 1, err, "adam_moments")))
+	const bool reduce = max_norm || o->state;
+	if (reduce && !(d = (adam_out *)cu_scratch(sizeof(adam_out), 1, err, "adam_moments")))
 		return FFDP_ERR_NOMEM;
-	const cu_shape sh = cu_flat_shape(k.n, max_norm ? cu_reduce_blocks() : 0);
+	const cu_shape sh = cu_flat_shape(k.n, reduce ? cu_reduce_blocks() : 0);
 	if (bf16)
 		adam_moments_kernel<true><<<sh.grid, sh.block>>>(k, d);
 	else
 		adam_moments_kernel<false><<<sh.grid, sh.block>>>(k, d);
 	s = cu_launched(err, "adam_moments");
+	if (!s && o->state) {
+		adam_state_kernel<<<1, 1>>>(d, o->state);
+		s = cu_launched(err, "adam_moments state");
+	}
 	if (!s && max_norm) {
 		adam_out h;
 		if (!(s = cu_fetch(&h, d, sizeof(h), err, "adam_moments")))
@@ -177,9 +189,18 @@ typedef struct ws_k {
 	int64_t no;      /* rows per slice: ny in 3-D, 1 in 2-D */
 	double C[9];     /* zero outside the first nc rows and columns */
 	double step;
+	const ffdp_step_state *state; /* or NULL: the step is step / max(1, state->max_norm) */
 	adam_c a;
 	int pad;
 } ws_k;
+
+/* The step of this launch (read once per thread: the state is the
+ * device's, written by adam_moments). */
+__device__ __forceinline__ void ws_scale_step(ws_k &k)
+{
+	if (k.state)
+		k.step = k.step / fmax(1.0, k.state->max_norm); /* NaN -> 1 */
+}
 
 typedef struct ws_ring {
 	float *p; /* component c, slot t at p + (c * cap + t) * slice */
@@ -220,6 +241,7 @@ __device__ __forceinline__ double ws_offset(const ws_k &k, int row, const double
 
 __global__ void ws_add_kernel(ws_k k, int64_t n)
 {
+	ws_scale_step(k);
 	CU_FOR_FLAT(i, n)
 	{
 		double dl[3];
@@ -234,6 +256,7 @@ __global__ void ws_add_kernel(ws_k k, int64_t n)
 /* Largest backward reach max(0, -(C delta)_sa); NaN offsets are ignored. */
 __global__ void ws_reach_kernel(ws_k k, int64_t n, unsigned long long *out)
 {
+	ws_scale_step(k);
 	double mx = 0.0;
 	CU_FOR_FLAT(i, n)
 	{
@@ -313,6 +336,7 @@ __device__ __forceinline__ void ws_keep_old(const ws_k &k, const ws_ring &ring, 
 __global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_slab_kernel(ws_k k, ws_ring ring, int64_t z0, int64_t S,
 								      int64_t R, int *bad_out)
 {
+	ws_scale_step(k);
 	int bad = 0;
 	CU_FOR_VOXELS(k.n[0], k.no, S, x, o, t)
 	{
@@ -336,6 +360,7 @@ __global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_slab3_kernel(ws_k k, w
 								       int64_t R, int *bad_out)
 {
 	typedef int32_t IDX;
+	ws_scale_step(k);
 	const IDX nx = (IDX)k.n[0], ny = (IDX)k.n[1], nz = (IDX)k.ns;
 	int bad = 0;
 	CU_FOR_VOXELS(k.n[0], k.no, S, x, o, t)
@@ -387,6 +412,7 @@ static void ws_k_make(ws_k *k, ffdp_vec u, ffdp_vec m, ffdp_vec v, const ffdp_wa
 		for (int c = 0; c < 3; c++)
 			k->C[3 * r + c] = r < k->nc && c < k->nc ? o->C[3 * r + c] : 0.0;
 	k->step = o->step;
+	k->state = o->adam.state;
 	k->a = *a;
 	k->pad = o->pad;
 }
@@ -396,7 +422,10 @@ static ffdp_status ws_reach(const ws_k *k, const ffdp_warp_step_opts *o, int64_t
 {
 	const double hint = o->max_norm; /* a bound on |d|, or 0: measure it */
 	double reach = 0.0;
-	if (hint > 0.0) {
+	if (k->state) { /* |step / max(1, max_norm) d| <= |step| */
+		const double *cs = k->C + 3 * k->sa;
+		reach = fabs(k->step) * sqrt(cs[0] * cs[0] + cs[1] * cs[1] + cs[2] * cs[2]) * (1.0 + 1e-9);
+	} else if (hint > 0.0) {
 		if (!isfinite(hint))
 			return ffdp_fail(err, FFDP_ERR_ARG, "warp_step: max_norm %g is not finite", hint);
 		const double *cs = k->C + 3 * k->sa;
@@ -420,6 +449,11 @@ static ffdp_status ws_reach(const ws_k *k, const ffdp_warp_step_opts *o, int64_t
 	const double c = ceil(reach);
 	*R = c < (double)(k->ns - 1) ? (int64_t)c : k->ns - 1; /* also for +inf */
 	return FFDP_OK;
+}
+
+__global__ void ws_fault_kernel(const int *bad, ffdp_step_state *state)
+{
+	state->fault |= *bad ? 2 : 0;
 }
 
 static ffdp_status ws_compose(const ws_k *k, const ffdp_warp_step_opts *o, ffdp_error *err)
@@ -462,8 +496,12 @@ static ffdp_status ws_compose(const ws_k *k, const ffdp_warp_step_opts *o, ffdp_
 		s = cu_launched(err, "warp_step");
 	}
 	int hbad = 0;
-	if (!s)
+	if (!s && k->state) { /* recorded, not fetched */
+		ws_fault_kernel<<<1, 1>>>(bad, (ffdp_step_state *)k->state);
+		s = cu_launched(err, "warp_step state");
+	} else if (!s) {
 		s = cu_fetch(&hbad, bad, sizeof(int), err, "warp_step");
+	}
 	cu_scratch_free(ring.p);
 	cu_scratch_free(bad);
 	if (!s && hbad)
