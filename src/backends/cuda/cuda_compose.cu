@@ -47,7 +47,11 @@ __global__ void compose_kernel(comp_k k)
 	}
 }
 
-enum { CMP_BZ = 2, CMP_MINB = 6 }; /* planes a block spans (4 measured no better); blocks a SM */
+/* A thread computes CMP_NV voxels 32 apart along x, their gathers in
+ * flight together; blocks of 32 CMP_NV x 8 x 1 voxels, CMP_MINB blocks an SM
+ * (64 registers).  512^3, random +-2 voxel displacements (docs/perf.md):
+ * 3.76 ms with one voxel a thread (32 x 4 x 2, 6 blocks), 2.53 ms so. */
+enum { CMP_NV = 2, CMP_BZ = 1, CMP_MINB = 4 };
 
 /* 3-D, u's box under 2^24 voxels an axis and 2^31 in all: the offset C d
  * and the taps in float around the voxel's integer position, the padding
@@ -64,22 +68,26 @@ template <int PAD> __global__ void __launch_bounds__(CU_THREADS, CMP_MINB) compo
 #pragma unroll
 	for (int e = 0; e < 9; e++)
 		C[e] = (float)k.C[e];
-	/* blocks of 32 x 4 x 2 voxels: a block's planes share the planes of u
-	 * they read in L1 */
-	const int64_t x = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+	const int64_t xb = (int64_t)blockIdx.x * blockDim.x * CMP_NV + threadIdx.x;
 	const int64_t y = (int64_t)blockIdx.y * blockDim.y + threadIdx.y;
-	for (int64_t z = (int64_t)blockIdx.z * blockDim.z + threadIdx.z; z < k.n[2] && x < k.n[0] && y < k.n[1];
+	for (int64_t z = (int64_t)blockIdx.z * blockDim.z + threadIdx.z; z < k.n[2] && y < k.n[1];
 	     z += (int64_t)gridDim.z * blockDim.z) {
-		const int64_t i = (z * k.n[1] + y) * k.n[0] + x;
-		const float a = d0[i], b = d1[i], c = d2[i];
-		const cu_taps_t<IDX> tx = cu_taps_frame<IDX, PAD>((IDX)(k.lo[0] + x - k.ulo[0]), C[0] * a + C[1] * b + C[2] * c, nx);
-		const cu_taps_t<IDX> ty = cu_taps_frame<IDX, PAD>((IDX)(k.lo[1] + y - k.ulo[1]), C[3] * a + C[4] * b + C[5] * c, ny);
-		const cu_taps_t<IDX> tz = cu_taps_frame<IDX, PAD>((IDX)(k.lo[2] + z - k.ulo[2]), C[6] * a + C[7] * b + C[8] * c, nz);
-		const IDX z0 = tz.i0 * unxy, z1 = tz.i1 * unxy, y0 = ty.i0 * unx, y1 = ty.i1 * unx;
-		const IDX o0 = z0 + y0, o1 = z0 + y1, o2 = z1 + y0, o3 = z1 + y1;
-		k.out[0][i] = a + cu_trilinear_rows(u0, o0, o1, o2, o3, tx, ty, tz);
-		k.out[1][i] = b + cu_trilinear_rows(u1, o0, o1, o2, o3, tx, ty, tz);
-		k.out[2][i] = c + cu_trilinear_rows(u2, o0, o1, o2, o3, tx, ty, tz);
+#pragma unroll
+		for (int v = 0; v < CMP_NV; v++) {
+			const int64_t x = xb + 32 * v;
+			if (x >= k.n[0])
+				break;
+			const int64_t i = (z * k.n[1] + y) * k.n[0] + x;
+			const float a = d0[i], b = d1[i], c = d2[i];
+			const cu_taps_t<IDX> tx = cu_taps_frame<IDX, PAD>((IDX)(k.lo[0] + x - k.ulo[0]), C[0] * a + C[1] * b + C[2] * c, nx);
+			const cu_taps_t<IDX> ty = cu_taps_frame<IDX, PAD>((IDX)(k.lo[1] + y - k.ulo[1]), C[3] * a + C[4] * b + C[5] * c, ny);
+			const cu_taps_t<IDX> tz = cu_taps_frame<IDX, PAD>((IDX)(k.lo[2] + z - k.ulo[2]), C[6] * a + C[7] * b + C[8] * c, nz);
+			const IDX z0 = tz.i0 * unxy, z1 = tz.i1 * unxy, y0 = ty.i0 * unx, y1 = ty.i1 * unx;
+			const IDX o0 = z0 + y0, o1 = z0 + y1, o2 = z1 + y0, o3 = z1 + y1;
+			k.out[0][i] = a + cu_trilinear_rows(u0, o0, o1, o2, o3, tx, ty, tz);
+			k.out[1][i] = b + cu_trilinear_rows(u1, o0, o1, o2, o3, tx, ty, tz);
+			k.out[2][i] = c + cu_trilinear_rows(u2, o0, o1, o2, o3, tx, ty, tz);
+		}
 	}
 }
 
@@ -110,7 +118,7 @@ ffdp_status ffdp_cuda_compose(ffdp_backend *be, const ffdp_compose_args *a, ffdp
 	for (int r = 0; r < 3; r++)
 		fast = fast && k.un[r] < lim && k.lo[r] - k.ulo[r] > -lim && k.lo[r] + k.n[r] - k.ulo[r] < lim;
 	const dim3 b3(CU_BX, CU_THREADS / CU_BX / CMP_BZ, CMP_BZ);
-	const dim3 g3((unsigned)((k.n[0] + b3.x - 1) / b3.x), (unsigned)((k.n[1] + b3.y - 1) / b3.y),
+	const dim3 g3((unsigned)((k.n[0] + b3.x * CMP_NV - 1) / (b3.x * CMP_NV)), (unsigned)((k.n[1] + b3.y - 1) / b3.y),
 		      (unsigned)cu_min64((k.n[2] + CMP_BZ - 1) / CMP_BZ, 65535));
 	if (!fast || k.n[1] > 65535 * (int64_t)b3.y)
 		compose_kernel<<<sh.grid, sh.block>>>(k);
