@@ -16,50 +16,12 @@
 #include "ffdp/ffdp.h"
 #include "testutil.h"
 
-static float word_m(float w)
-{
-	uint32_t b;
-	memcpy(&b, &w, 4);
-	b &= 0xffff0000u;
-	float x;
-	memcpy(&x, &b, 4);
-	return x;
-}
-
-static float word_v(float w)
-{
-	uint32_t b;
-	memcpy(&b, &w, 4);
-	b <<= 16;
-	float x;
-	memcpy(&x, &b, 4);
-	return x;
-}
-
-/* A word holding bf16(m) (truncated) and bf16(v). */
-static float make_word(float m, float v)
-{
-	uint32_t a, b;
-	memcpy(&a, &m, 4);
-	memcpy(&b, &v, 4);
-	a = (a & 0xffff0000u) | b >> 16;
-	float w;
-	memcpy(&w, &a, 4);
-	return w;
-}
-
-/* bf16's unit in the last place at x (8 significant bits). */
-static double ulp16(double x)
-{
-	return x == 0.0 ? 0.0 : ldexp(1.0, ilogb(x) - 7);
-}
-
 static tfield random_words(tu_rng *rng, int64_t nx, int64_t ny, int64_t nz)
 {
 	tfield w = tu_field_new(nx, ny, nz);
 	for (int c = 0; c < w.nc; c++)
 		for (int64_t i = 0; i < w.nv; i++)
-			w.c[c][i] = make_word((float)(tu_uniform(rng) - 0.5), (float)(0.8 * tu_uniform(rng)));
+			w.c[c][i] = tu_bf16_word((float)(tu_uniform(rng) - 0.5), (float)(0.8 * tu_uniform(rng)));
 	return w;
 }
 
@@ -102,14 +64,14 @@ static void test_moments(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny, 
 		double s = 0;
 		for (int c = 0; c < g.nc; c++) {
 			double gi = g.c[c][i];
-			double mr = o.beta1 * word_m(w0.c[c][i]) + (1 - o.beta1) * gi;
-			double vr = o.beta2 * word_v(w0.c[c][i]) + (1 - o.beta2) * gi * gi;
-			double ms = word_m(w.c[c][i]), vs = word_v(w.c[c][i]);
+			double mr = o.beta1 * tu_bf16_half(w0.c[c][i], 0) + (1 - o.beta1) * gi;
+			double vr = o.beta2 * tu_bf16_half(w0.c[c][i], 1) + (1 - o.beta2) * gi * gi;
+			double ms = tu_bf16_half(w.c[c][i], 0), vs = tu_bf16_half(w.c[c][i], 1);
 			/* the backends' update in float (or double) rounds at 1e-7 of its terms */
-			double fm = 1e-6 * (fabs(word_m(w0.c[c][i])) + 0.1 * fabs(gi)), fv = 1e-6 * (vr + 1e-30);
+			double fm = 1e-6 * (fabs(tu_bf16_half(w0.c[c][i], 0)) + 0.1 * fabs(gi)), fv = 1e-6 * (vr + 1e-30);
 			/* m: nearest (half an ulp); v: one of the two neighbours */
-			em = fmax(em, fabs(ms - mr) / (0.5 * ulp16(mr) + fm + 1e-30));
-			ev = fmax(ev, fabs(vs - vr) / (ulp16(vr) + fv));
+			em = fmax(em, fabs(ms - mr) / (0.5 * tu_bf16_ulp(mr) + fm + 1e-30));
+			ev = fmax(ev, fabs(vs - vr) / (tu_bf16_ulp(vr) + fv));
 			double d = (ms / bc1) / (sqrt(vs / bc2) + o.eps);
 			s += d * d;
 		}
@@ -165,7 +127,7 @@ static void test_unbiased(ffdp_backend *be)
 	for (int c = 0; c < 3; c++)
 		for (int64_t i = 0; i < g.nv; i++) {
 			g.c[c][i] = (float)sqrt(1.2);
-			w.c[c][i] = make_word(0.5f, 1.0f);
+			w.c[c][i] = tu_bf16_word(0.5f, 1.0f);
 		}
 	ffdp_adam_opts o = bf16_opts(5);
 	ffdp_vec none = {{NULL, NULL, NULL}, {0, 0, 0}, 0};
@@ -174,7 +136,7 @@ static void test_unbiased(ffdp_backend *be)
 	double sum = 0, n = 0, want = 0.99 * 1.0 + 0.01 * (double)((float)sqrt(1.2) * (float)sqrt(1.2));
 	for (int c = 0; c < 3; c++)
 		for (int64_t i = 0; i < g.nv; i++)
-			sum += word_v(w.c[c][i]), n++;
+			sum += tu_bf16_half(w.c[c][i], 1), n++;
 	/* 45849 roundings of sd ~0.0034: the mean's sd is 1.6e-5 */
 	CHECK(fabs(sum / n - want) < 1.2e-4, "  mean stored v %.6f = %.6f (unbiased; nearest would give 1)",
 	      sum / n, want);
@@ -191,10 +153,10 @@ static void test_warp_step(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny
 	for (int c = 0; c < u.nc; c++) {
 		tu_fill_smooth(rng, u.c[c], u.n, 0.01);
 		for (int64_t i = 0; i < u.nv; i++) {
-			m.c[c][i] = word_m(w.c[c][i]);
-			v.c[c][i] = word_v(w.c[c][i]) + 0.05f; /* steps under a voxel */
-			w.c[c][i] = make_word(m.c[c][i], v.c[c][i]);
-			v.c[c][i] = word_v(w.c[c][i]);
+			m.c[c][i] = tu_bf16_half(w.c[c][i], 0);
+			v.c[c][i] = tu_bf16_half(w.c[c][i], 1) + 0.05f; /* steps under a voxel */
+			w.c[c][i] = tu_bf16_word(m.c[c][i], v.c[c][i]);
+			v.c[c][i] = tu_bf16_half(w.c[c][i], 1);
 		}
 	}
 	tfield u2 = copy_field(&u);
@@ -228,8 +190,8 @@ static void test_get_put(ffdp_backend *be, tu_rng *rng)
 		for (int64_t i = 0; i < x.nv; i++) {
 			if (i >= 3 && i <= 5)
 				continue;
-			e = fmax(e, fabs((double)y.c[0][i] - x.c[0][i]) / (0.5 * ulp16(x.c[0][i])));
-			other &= half ? word_m(w.c[0][i]) == word_m(w0.c[0][i]) : word_v(w.c[0][i]) == word_v(w0.c[0][i]);
+			e = fmax(e, fabs((double)y.c[0][i] - x.c[0][i]) / (0.5 * tu_bf16_ulp(x.c[0][i])));
+			other &= half ? tu_bf16_half(w.c[0][i], 0) == tu_bf16_half(w0.c[0][i], 0) : tu_bf16_half(w.c[0][i], 1) == tu_bf16_half(w0.c[0][i], 1);
 		}
 		CHECK(e <= 1.0, "  get(put(x)) is x rounded to nearest bf16 (error / half ulp %.3f)", e);
 		CHECK(specials, "  NaN stays NaN, -inf and 0 stay");

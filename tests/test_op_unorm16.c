@@ -75,16 +75,8 @@ static void test_sampler(ffdp_backend *be, tu_rng *rng, const int64_t mn[3], con
 	float *o1 = malloc((size_t)nv * sizeof(float)), *o2 = malloc((size_t)nv * sizeof(float));
 	ffdp_vec uv = tu_field_vec(&u);
 	for (int in = 0; in < 3; in++) {
-		ffdp_sample_args a;
-		memset(&a, 0, sizeof(a));
-		a.moving = (ffdp_img){M, {mn[0], mn[1], mn[2]}};
-		a.out = (ffdp_img){o1, {on[0], on[1], on[2]}};
-		a.W[0] = 0.9, a.W[1] = 0.1, a.W[3] = 0.5, a.W[5] = 1.05, a.W[7] = -0.3, a.W[10] = 0.95, a.W[11] = 0.2;
-		for (int k = 0; k < 9; k += 4)
-			a.B[k] = 1.0;
-		a.u = &uv;
-		a.interp = (ffdp_interp)in;
-		a.pad = in == 1 ? FFDP_PAD_ZERO : FFDP_PAD_BORDER;
+		ffdp_sample_args a = tu_sample_args(M, mn, o1, on, &uv, (ffdp_interp)in,
+						    in == 1 ? FFDP_PAD_ZERO : FFDP_PAD_BORDER);
 		ffdp_status s1 = ffdp_op_sample(be, &a, &err);
 		ffdp_sample_args b = a;
 		b.moving.p = NULL, b.moving16 = q, b.out.p = o2;

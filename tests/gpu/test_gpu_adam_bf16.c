@@ -18,39 +18,13 @@
 #include "gpu_pair.h"
 #include "testutil.h"
 
-static float half_of(float w, int half)
-{
-	uint32_t b;
-	memcpy(&b, &w, 4);
-	b = half ? b << 16 : b & 0xffff0000u;
-	float x;
-	memcpy(&x, &b, 4);
-	return x;
-}
-
-static float make_word(float m, float v)
-{
-	uint32_t a, b;
-	memcpy(&a, &m, 4);
-	memcpy(&b, &v, 4);
-	a = (a & 0xffff0000u) | b >> 16;
-	float w;
-	memcpy(&w, &a, 4);
-	return w;
-}
-
-static double ulp16(double x)
-{
-	return x == 0.0 ? 0.0 : ldexp(1.0, ilogb(x) - 7);
-}
-
 /* Random words on host and device (same bits). */
 static gp_vec words_new(gp_env *e, const int64_t n[3])
 {
 	gp_vec w = gp_vec_new(e, n, 0, 1);
 	for (int c = 0; c < w.h.ncomp; c++) {
 		for (int64_t i = 0; i < w.nv; i++)
-			w.h.c[c][i] = make_word((float)(tu_uniform(&e->rng) - 0.5), (float)(0.8 * tu_uniform(&e->rng)));
+			w.h.c[c][i] = tu_bf16_word((float)(tu_uniform(&e->rng) - 0.5), (float)(0.8 * tu_uniform(&e->rng)));
 		ffdp_buf_upload(e->gpu, w.d.c[c], w.h.c[c], (size_t)w.nv * sizeof(float), &e->err);
 	}
 	return w;
@@ -68,11 +42,11 @@ static void words_cmp(gp_env *e, const gp_vec *w, float *const *w0, const gp_vec
 			*ndiff += memcmp(&d[i], &w->h.c[c][i], 4) != 0;
 			const double gi = g->h.c[c][i];
 			for (int half = 0; half < 2; half++) {
-				double a = half_of(d[i], half), b = half_of(w->h.c[c][i], half);
-				double terms = half ? 0.99 * half_of(w0[c][i], 1) + 0.01 * gi * gi
-						    : 0.9 * fabs(half_of(w0[c][i], 0)) + 0.1 * fabs(gi);
+				double a = tu_bf16_half(d[i], half), b = tu_bf16_half(w->h.c[c][i], half);
+				double terms = half ? 0.99 * tu_bf16_half(w0[c][i], 1) + 0.01 * gi * gi
+						    : 0.9 * fabs(tu_bf16_half(w0[c][i], 0)) + 0.1 * fabs(gi);
 				if (a != b)
-					*err = fmax(*err, fabs(a - b) / (ulp16(fmax(fabs(a), fabs(b))) + 1e-6 * terms));
+					*err = fmax(*err, fabs(a - b) / (tu_bf16_ulp(fmax(fabs(a), fabs(b))) + 1e-6 * terms));
 			}
 		}
 		free(d);

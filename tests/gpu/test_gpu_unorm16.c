@@ -84,16 +84,8 @@ static void test_sampler(gp_env *e, const int64_t mn[3], const int64_t on[3])
 	gp_vec u = gp_vec_new(e, on, -2, 2);
 	float *o1 = d_zeros(e, nv), *o2 = d_zeros(e, nv);
 	for (int in = 0; in < 3; in++) {
-		ffdp_sample_args a;
-		memset(&a, 0, sizeof(a));
-		a.moving = (ffdp_img){M, {mn[0], mn[1], mn[2]}};
-		a.out = (ffdp_img){o1, {on[0], on[1], on[2]}};
-		a.W[0] = 0.9, a.W[1] = 0.1, a.W[3] = 0.5, a.W[5] = 1.05, a.W[7] = -0.3, a.W[10] = 0.95, a.W[11] = 0.2;
-		for (int k = 0; k < 9; k += 4)
-			a.B[k] = 1.0;
-		a.u = &u.d;
-		a.interp = (ffdp_interp)in;
-		a.pad = in == 1 ? FFDP_PAD_ZERO : FFDP_PAD_BORDER;
+		ffdp_sample_args a = tu_sample_args(M, mn, o1, on, &u.d, (ffdp_interp)in,
+						    in == 1 ? FFDP_PAD_ZERO : FFDP_PAD_BORDER);
 		ffdp_sample_args b = a;
 		b.moving.p = NULL, b.moving16 = q, b.out.p = o2;
 		ffdp_status s = ffdp_op_sample(e->gpu, &a, &e->err);

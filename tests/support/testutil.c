@@ -251,3 +251,45 @@ double tu_field_mean_diff(const ffdp_field *a, const ffdp_field *b)
 	}
 	return s / (double)n / a->grid.spacing[0];
 }
+
+float tu_bf16_half(float w, int half)
+{
+	uint32_t b;
+	memcpy(&b, &w, 4);
+	b = half ? b << 16 : b & 0xffff0000u;
+	float x;
+	memcpy(&x, &b, 4);
+	return x;
+}
+
+float tu_bf16_word(float m, float v)
+{
+	uint32_t a, b;
+	memcpy(&a, &m, 4);
+	memcpy(&b, &v, 4);
+	a = (a & 0xffff0000u) | b >> 16;
+	float w;
+	memcpy(&w, &a, 4);
+	return w;
+}
+
+double tu_bf16_ulp(double x)
+{
+	return x == 0.0 ? 0.0 : ldexp(1.0, ilogb(x) - 7);
+}
+
+ffdp_sample_args tu_sample_args(float *M, const int64_t mn[3], float *out, const int64_t on[3], const ffdp_vec *u,
+				ffdp_interp interp, ffdp_pad pad)
+{
+	ffdp_sample_args a;
+	memset(&a, 0, sizeof(a));
+	a.moving = (ffdp_img){M, {mn[0], mn[1], mn[2]}};
+	a.out = (ffdp_img){out, {on[0], on[1], on[2]}};
+	a.W[0] = 0.9, a.W[1] = 0.1, a.W[3] = 0.5, a.W[5] = 1.05, a.W[7] = -0.3, a.W[10] = 0.95, a.W[11] = 0.2;
+	for (int k = 0; k < 9; k += 4)
+		a.B[k] = 1.0;
+	a.u = u;
+	a.interp = interp;
+	a.pad = pad;
+	return a;
+}

@@ -53,6 +53,17 @@ double tu_mean_dice(const ffdp_volume *a, const ffdp_volume *b);
  * spacing; a and b on the same grid. */
 double tu_field_mean_diff(const ffdp_field *a, const ffdp_field *b);
 
+/* bf16 moment words (FFDP_MOMENTS_BF16), written here independently of
+ * the library: half 0 (m, high 16 bits) or 1 (v) of word w as a float; a
+ * word of m and v truncated to bf16; bf16's unit in the last place at x. */
+float tu_bf16_half(float w, int half);
+/* A sampler call (unorm16 tests): M (n of mn; NULL when given as moving16)
+ * into out (n of on) through a slightly oblique W, B = I, u, interp, pad. */
+ffdp_sample_args tu_sample_args(float *M, const int64_t mn[3], float *out, const int64_t on[3], const ffdp_vec *u,
+				ffdp_interp interp, ffdp_pad pad);
+float tu_bf16_word(float m, float v);
+double tu_bf16_ulp(double x);
+
 /* Scratch files: a test's directory (created with its parents), names in
  * it, text files, and how many writer temporaries (".tmp-") are left. */
 void tu_mkdirs(const char *path);
