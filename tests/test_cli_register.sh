@@ -28,6 +28,18 @@ for s in _warped.nii.gz _affine.txt _warp.nii.gz _inverse_warp.nii.gz _report.js
 done
 desc="no temporary files left" check test -z "$(find "$dir" -name '*.tmp-*')"
 desc="report lists the greedy stage" check grep -q '"stage": "greedy"' "$p""_report.json"
+desc="report: bf16 moments by default" check grep -q '"moments": "bf16",' "$p""_report.json"
+desc="report: float images by default" check grep -q '"images": "f32"' "$p""_report.json"
+
+# the storage options: float moments and 16-bit images register as well
+"$ffdp" register -q -f "$d/fixed.nii.gz" -m "$d/moving.nii.gz" -o "$dir/s" --greedy --no-inverse \
+	--moments f32 --images u16 2>"$dir/s.err" || bad "register --moments f32 --images u16: $(cat "$dir/s.err")"
+desc="--moments f32 --images u16: the report says so" check \
+	grep -q '"moments": "f32",' "$dir/s_report.json"
+desc="  and u16 images" check grep -q '"images": "u16"' "$dir/s_report.json"
+"$ffdp" register -f "$d/fixed.nii.gz" -m "$d/moving.nii.gz" -o "$dir/s" --moments f16 2>"$dir/err5"
+rc=$?
+desc="unknown --moments: exit $rc == 2 and a usage line" check test "$rc" -eq 2 -a -n "$(grep -- --moments "$dir/err5")"
 
 # the written transforms, applied in ANTs order, reproduce the warped image
 "$ffdp" apply -q -r "$d/fixed.nii.gz" -i "$d/moving.nii.gz" -o "$dir/applied.nii.gz" \

@@ -361,6 +361,9 @@ static int write_report(const char *path, const reg_cli *c, const ffdp_reg_resul
 	    "  \"seconds\": %.3f,\n  \"peak_memory_mb\": %ld,\n",
 	    c->opts.backend == FFDP_BACKEND_CUDA ? "cuda" : "cpu", ffdp_num_threads(), nranks,
 	    c->transport ? c->transport : "none", r->seconds, ffdp_cli_peak_rss_mb());
+	/* storage of Adam's moments and of the images (memory per voxel) */
+	APP("  \"moments\": \"%s\",\n  \"images\": \"%s\",\n",
+	    c->opts.moments == FFDP_MOMENTS_BF16 ? "bf16" : "f32", c->opts.images16 && !c->opts.dist ? "u16" : "f32");
 	APP("  \"affine\": [");
 	for (int i = 0; i < 12; i++)
 		APP("%s%.10g", i ? ", " : "", r->T.m[i]);
