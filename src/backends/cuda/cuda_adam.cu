@@ -354,7 +354,14 @@ __global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_slab_kernel(ws_k k, ws
  * reach) is rounded to float once and the taps are taken in the frame of
  * the voxel's integer position (cu_taps_frame), with 32-bit in-plane
  * offsets shared by the components (composition3's treatment).  Rounding
- * is monotonic, so floor(offset) still never passes -R. */
+ * is monotonic, so floor(offset) still never passes -R.
+ * Two voxels a thread, 32 apart along x, in phases: every load of both
+ * (the ring copy's old values, the words, the corner gathers) before any
+ * store, so that the two chains of dependent loads overlap (Nsight: 57 %
+ * of the one-voxel kernel's stalls waited on them; docs/perf.md).  Safe: a
+ * voxel's gathers read the ring (slices below z0 + S) or u at slices >=
+ * z0 + S, which no store of this launch touches, and the ring slots stored
+ * (slices z0 + S ..) are not read by this launch. */
 template <int PAD>
 __global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_slab3_kernel(ws_k k, ws_ring ring, int64_t z0, int64_t S,
 								       int64_t R, int *bad_out)
@@ -363,30 +370,59 @@ __global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_slab3_kernel(ws_k k, w
 	ws_scale_step(k);
 	const IDX nx = (IDX)k.n[0], ny = (IDX)k.n[1], nz = (IDX)k.ns;
 	int bad = 0;
-	CU_FOR_VOXELS(k.n[0], k.no, S, x, o, t)
-	{
-		const int64_t j = o * k.n[0] + x, s = z0 + t;
-		ws_keep_old(k, ring, s + S, j);
-		if (s >= k.ns)
-			continue;
-		const int64_t i = s * k.slice + j;
-		double dl[3];
-		ws_delta(k, i, dl);
-		const cu_taps_t<IDX> tx = cu_taps_frame<IDX, PAD>((IDX)x, (float)ws_offset(k, 0, dl), nx);
-		const cu_taps_t<IDX> ty = cu_taps_frame<IDX, PAD>((IDX)o, (float)ws_offset(k, 1, dl), ny);
-		const cu_taps_t<IDX> tz = cu_taps_frame<IDX, PAD>((IDX)s, (float)ws_offset(k, 2, dl), nz);
-		const float *b0[3], *b1[3];
-		bad |= ws_slice(k, ring, z0, S, R, tz.i0, tz.w0, b0);
-		bad |= ws_slice(k, ring, z0, S, R, tz.i1, tz.w1, b1);
-		const IDX y0 = ty.i0 * nx, y1 = ty.i1 * nx;
+	for (int64_t t = blockIdx.z; t < S; t += gridDim.z)
+	for (int64_t o = (int64_t)blockIdx.y * blockDim.y + threadIdx.y; o < k.no; o += (int64_t)gridDim.y * blockDim.y)
+	for (int64_t xb = (int64_t)blockIdx.x * blockDim.x * 2 + threadIdx.x; xb < k.n[0];
+	     xb += (int64_t)gridDim.x * blockDim.x * 2) {
+		const int64_t s = z0 + t, sc = s + S;
+		bool in[2], kp[2];
+		float old[2][3], val[2][3];
+		double dl[2][3];
 #pragma unroll
-		for (int c = 0; c < 3; c++) {
-			const float r0 = tx.w0 * b0[c][y0 + tx.i0] + tx.w1 * b0[c][y0 + tx.i1];
-			const float r1 = tx.w0 * b0[c][y1 + tx.i0] + tx.w1 * b0[c][y1 + tx.i1];
-			const float r2 = tx.w0 * b1[c][y0 + tx.i0] + tx.w1 * b1[c][y0 + tx.i1];
-			const float r3 = tx.w0 * b1[c][y1 + tx.i0] + tx.w1 * b1[c][y1 + tx.i1];
-			const float old = tz.w0 * (ty.w0 * r0 + ty.w1 * r1) + tz.w1 * (ty.w0 * r2 + ty.w1 * r3);
-			k.u[c][i] = (float)(dl[c] + (double)old);
+		for (int v = 0; v < 2; v++) {
+			const int64_t x = xb + 32 * v, j = o * k.n[0] + x;
+			in[v] = x < k.n[0] && s < k.ns;
+			kp[v] = x < k.n[0] && sc < k.ns;
+#pragma unroll
+			for (int c = 0; c < 3; c++)
+				old[v][c] = kp[v] ? k.u[c][sc * k.slice + j] : 0.0f;
+			if (in[v])
+				ws_delta(k, s * k.slice + j, dl[v]);
+		}
+#pragma unroll
+		for (int v = 0; v < 2; v++) {
+			if (!in[v])
+				continue;
+			const int64_t x = xb + 32 * v;
+			const cu_taps_t<IDX> tx = cu_taps_frame<IDX, PAD>((IDX)x, (float)ws_offset(k, 0, dl[v]), nx);
+			const cu_taps_t<IDX> ty = cu_taps_frame<IDX, PAD>((IDX)o, (float)ws_offset(k, 1, dl[v]), ny);
+			const cu_taps_t<IDX> tz = cu_taps_frame<IDX, PAD>((IDX)s, (float)ws_offset(k, 2, dl[v]), nz);
+			const float *b0[3], *b1[3];
+			bad |= ws_slice(k, ring, z0, S, R, tz.i0, tz.w0, b0);
+			bad |= ws_slice(k, ring, z0, S, R, tz.i1, tz.w1, b1);
+			const IDX y0 = ty.i0 * nx, y1 = ty.i1 * nx;
+#pragma unroll
+			for (int c = 0; c < 3; c++) {
+				const float r0 = tx.w0 * b0[c][y0 + tx.i0] + tx.w1 * b0[c][y0 + tx.i1];
+				const float r1 = tx.w0 * b0[c][y1 + tx.i0] + tx.w1 * b0[c][y1 + tx.i1];
+				const float r2 = tx.w0 * b1[c][y0 + tx.i0] + tx.w1 * b1[c][y0 + tx.i1];
+				const float r3 = tx.w0 * b1[c][y1 + tx.i0] + tx.w1 * b1[c][y1 + tx.i1];
+				val[v][c] = tz.w0 * (ty.w0 * r0 + ty.w1 * r1) + tz.w1 * (ty.w0 * r2 + ty.w1 * r3);
+			}
+		}
+#pragma unroll
+		for (int v = 0; v < 2; v++) {
+			const int64_t j = o * k.n[0] + xb + 32 * v;
+			if (kp[v]) {
+				const int64_t slot = ws_slot(ring, sc);
+#pragma unroll
+				for (int c = 0; c < 3; c++)
+					ring.p[((int64_t)c * ring.cap + slot) * k.slice + j] = old[v][c];
+			}
+			if (in[v])
+#pragma unroll
+				for (int c = 0; c < 3; c++)
+					k.u[c][s * k.slice + j] = (float)(dl[v][c] + (double)val[v][c]);
 		}
 	}
 	if (bad)
@@ -483,6 +519,7 @@ static ffdp_status ws_compose(const ws_k *k, const ffdp_warp_step_opts *o, ffdp_
 	const int64_t lim = (int64_t)1 << 24;
 	const bool frame = k->nc == 3 && k->n[0] < lim && k->n[1] < lim && k->n[2] < lim &&
 			   k->slice < ((int64_t)1 << 31);
+	const cu_shape sh2 = cu_voxel_shape((k->n[0] + 1) / 2, k->no, S, 0); /* two voxels a thread */
 	for (int64_t z0 = 0; z0 < k->ns && !s; z0 += S) {
 		/* the slices this launch touches, [z0 - R, z0 + 2S), span at most cap */
 		ring.lo = z0 - R > 0 ? z0 - R : 0;
@@ -490,9 +527,9 @@ static ffdp_status ws_compose(const ws_k *k, const ffdp_warp_step_opts *o, ffdp_
 		if (!frame)
 			ws_slab_kernel<<<sh.grid, sh.block>>>(*k, ring, z0, S, R, bad);
 		else if (k->pad == FFDP_PAD_ZERO)
-			ws_slab3_kernel<FFDP_PAD_ZERO><<<sh.grid, sh.block>>>(*k, ring, z0, S, R, bad);
+			ws_slab3_kernel<FFDP_PAD_ZERO><<<sh2.grid, sh2.block>>>(*k, ring, z0, S, R, bad);
 		else
-			ws_slab3_kernel<FFDP_PAD_BORDER><<<sh.grid, sh.block>>>(*k, ring, z0, S, R, bad);
+			ws_slab3_kernel<FFDP_PAD_BORDER><<<sh2.grid, sh2.block>>>(*k, ring, z0, S, R, bad);
 		s = cu_launched(err, "warp_step");
 	}
 	int hbad = 0;
