@@ -215,7 +215,7 @@ __global__ void __launch_bounds__(CU_THREADS, INTERP == FFDP_INTERP_LABEL ? 2 : 
 /* A thread samples SL_NV voxels 32 apart along x (their gathers in flight
  * together), SL_MINB blocks an SM: 256^3 with u 0.35 -> 0.26 ms on one
  * H100 (docs/perf.md, "Sampler, round 4"). */
-enum { SL_NV = 2, SL_MINB = 4 };
+enum { SL_NV = 2, SL_MINB = 4, SG_MINB = 4 };
 
 template <int PAD, typename TM>
 __global__ void __launch_bounds__(CU_THREADS, SL_MINB) sample_lin3_kernel(samp_k k, float *out, int accumulate)
@@ -398,6 +398,55 @@ __global__ void __launch_bounds__(CU_THREADS, GW ? 2 : 3) sample_grad_kernel(sam
 		cu_block_sum_store<12>(aw, g.gW);
 }
 
+/* The registration's backward (3-D, u, gu only: no gW, no gM): two voxels
+ * a thread, 32 apart along x, with both voxels' loads (u, gout, the corner
+ * gathers) before either's stores, so that their chains overlap (the warp
+ * step's treatment, docs/perf.md), four blocks an SM: 256^3 fwd+bwd 0.777
+ * -> 0.635 ms.  Per voxel the arithmetic of sample_grad_kernel, so the
+ * same bits. */
+template <typename TM> __global__ void __launch_bounds__(CU_THREADS, SG_MINB) sample_gu2_kernel(samp_k k, sgrad_k g)
+{
+	for (int64_t z = blockIdx.z; z < k.n[2]; z += gridDim.z)
+	for (int64_t y = (int64_t)blockIdx.y * blockDim.y + threadIdx.y; y < k.n[1]; y += (int64_t)gridDim.y * blockDim.y)
+	for (int64_t xb = (int64_t)blockIdx.x * blockDim.x * 2 + threadIdx.x; xb < k.n[0];
+	     xb += (int64_t)gridDim.x * blockDim.x * 2) {
+		bool in[2];
+		double sv[2][3];
+#pragma unroll
+		for (int v = 0; v < 2; v++) {
+			const int64_t x = xb + 32 * v, i = (z * k.n[1] + y) * k.n[0] + x;
+			double gi[3], p[3];
+			in[v] = x < k.n[0];
+			if (!in[v])
+				continue;
+			samp_point(k, x, y, z, i, gi, p);
+			in[v] = samp_gated_in(k, p, FFDP_INTERP_LINEAR);
+			if (!in[v])
+				continue;
+			cu_taps t[3];
+			samp_taps(k, p, t);
+			const float go = g.gout[i];
+			float dv[3];
+			cu_trilinear_grad(samp_src<TM>(k), k.bx, k.bxy, t[0], t[1], t[2], dv);
+			const double gq[3] = {(double)go * dv[0], (double)go * dv[1], (double)go * dv[2]};
+#pragma unroll
+			for (int c = 0; c < 3; c++) {
+				sv[v][c] = k.B[c] * gq[0] + k.B[3 + c] * gq[1] + k.B[6 + c] * gq[2];
+				if (g.acc_gu)
+					sv[v][c] += (double)g.gu[c][i];
+			}
+		}
+#pragma unroll
+		for (int v = 0; v < 2; v++)
+			if (in[v]) {
+				const int64_t i = (z * k.n[1] + y) * k.n[0] + xb + 32 * v;
+#pragma unroll
+				for (int c = 0; c < 3; c++)
+					g.gu[c][i] = (float)sv[v][c];
+			}
+	}
+}
+
 ffdp_status ffdp_cuda_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *a, ffdp_error *err)
 {
 	(void)be;
@@ -420,7 +469,13 @@ ffdp_status ffdp_cuda_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args 
 	cu_sums gw = {NULL, 0, 0};
 	if (a->gW && !(g.gW = cu_sums_alloc(&gw, 12, sh.grid, err, "sample_grad")))
 		return FFDP_ERR_NOMEM;
-	if (a->gW && k.M16)
+	const bool two = !a->gW && !g.gM && g.gu[0] && k.uc == 3 && !k.flat_z;
+	const cu_shape sh2 = cu_voxel_shape((k.n[0] + 1) / 2, k.n[1], k.n[2], 0); /* two voxels a thread */
+	if (two && k.M16)
+		sample_gu2_kernel<uint16_t><<<sh2.grid, sh2.block>>>(k, g);
+	else if (two)
+		sample_gu2_kernel<float><<<sh2.grid, sh2.block>>>(k, g);
+	else if (a->gW && k.M16)
 		sample_grad_kernel<true, uint16_t><<<sh.grid, sh.block>>>(k, g);
 	else if (a->gW)
 		sample_grad_kernel<true, float><<<sh.grid, sh.block>>>(k, g);
