@@ -408,9 +408,9 @@ ffdp_status ffdp_op_vec_max_abs_diff(ffdp_backend *be, ffdp_vec a, ffdp_vec b, d
 typedef enum ffdp_moment_store {
 	FFDP_MOMENTS_F32 = 0,  /* m and v: float planes */
 	FFDP_MOMENTS_BF16 = 1, /* m's planes hold one 32-bit word a voxel: bfloat16 m
-				* in the high half, v in the low half; v is unused
-				* (may be empty).  12 B/voxel less in 3-D; see
-				* ffdp_op_moments_get for the rounding. */
+				* in the high half (rounded to nearest), v in the low
+				* half (rounded stochastically: index0 below); v is
+				* unused (may be empty).  12 B/voxel less in 3-D. */
 } ffdp_moment_store;
 
 /* The step's scalars kept in backend memory (ffdp_buf_alloc, zeroed;
