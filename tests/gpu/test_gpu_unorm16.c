@@ -1,9 +1,10 @@
 /* unorm16 images on the CUDA backend: pack and unpack give the CPU's bits;
  * the sampler (fast and general linear paths, nearest, label, the backward
  * with and without gW) and the losses (LNCC's fixed-window and general
- * kernels, the exact, ANTs and gf-only forms; MSE and MI through float
- * copies) given a unorm16 image return the bits they return on the GPU for
- * the unpacked floats.  Needs a GPU: built with CUDA, labelled "gpu". */
+ * kernels reading f in place for gm alone, exact and ANTs; gm with gf and
+ * gf alone through a float copy; MSE and MI through float copies) given a
+ * unorm16 image return the bits they return on the GPU for the unpacked
+ * floats.  Needs a GPU: built with CUDA, labelled "gpu". */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,7 +119,8 @@ static void test_sampler(gp_env *e, const int64_t mn[3], const int64_t on[3])
 	gp_vec_free(e, &u);
 }
 
-/* kind: 0 LNCC exact, 1 LNCC ANTs, 2 LNCC gf only, 3 MSE, 4 MI */
+/* kind: 0 LNCC exact gm (read in place), 1 LNCC ANTs gm (in place), 2 LNCC
+ * gf only, 5 LNCC exact gm and gf (both through a float copy), 3 MSE, 4 MI */
 static void test_loss(gp_env *e, const int64_t n[3], int kind, int k)
 {
 	uint16_t *q;
@@ -135,13 +137,13 @@ static void test_loss(gp_env *e, const int64_t n[3], int kind, int k)
 	memset(&a, 0, sizeof(a));
 	a.f = (ffdp_img){f, {n[0], n[1], n[2]}}, a.m = (ffdp_img){m, {n[0], n[1], n[2]}};
 	a.scale = 1.0, a.loss = &l1;
-	a.gm = kind == 2 ? NULL : g[0], a.gf = kind == 2 || kind == 0 ? g[1] : NULL;
+	a.gm = kind == 2 ? NULL : g[0], a.gf = kind == 2 || kind == 5 ? g[1] : NULL;
 	ffdp_loss_args b = a;
 	b.f.p = NULL, b.f16 = q, b.loss = &l2;
 	b.gm = a.gm ? g[2] : NULL, b.gf = a.gf ? g[3] : NULL;
 	ffdp_status s;
-	const char *nm = kind < 3 ? "lncc" : kind == 3 ? "mse" : "mi 32";
-	if (kind < 3) {
+	const char *nm = kind < 3 || kind == 5 ? "lncc" : kind == 3 ? "mse" : "mi 32";
+	if (kind < 3 || kind == 5) {
 		ffdp_lncc_opts o = {.k = k, .exact_grad = kind != 1};
 		s = ffdp_op_lncc(e->gpu, &a, &o, &e->err);
 		s = s ? s : ffdp_op_lncc(e->gpu, &b, &o, &e->err);
@@ -154,7 +156,8 @@ static void test_loss(gp_env *e, const int64_t n[3], int kind, int k)
 		s = s ? s : ffdp_op_mi(e->gpu, &b, &o, &e->err);
 	}
 	CHECK_OK(s, &e->err, "CUDA %s k=%d %s %lldx%lldx%lld, f as floats and as unorm16", nm, k,
-		 kind == 1 ? "ANTs" : kind == 2 ? "gf only" : "", (long long)n[0], (long long)n[1], (long long)n[2]);
+		 kind == 1 ? "ANTs" : kind == 2 ? "gf only" : kind == 5 ? "gm and gf" : "", (long long)n[0], (long long)n[1],
+		 (long long)n[2]);
 	if (!s) {
 		int64_t d = 0;
 		for (int i = 0; i < 2; i++)
@@ -180,9 +183,10 @@ int main(void)
 	test_sampler(&e, m3, o3); /* the fast 3-D kernel */
 	test_sampler(&e, m2, o2); /* the general kernel */
 	const int64_t l3[3] = {70, 37, 45};
-	test_loss(&e, l3, 0, 5);  /* fixed-window kernel, gm and gf */
-	test_loss(&e, l3, 0, 11); /* general kernel */
+	test_loss(&e, l3, 0, 5);  /* fixed-window kernel, f read in place */
+	test_loss(&e, l3, 0, 11); /* general kernel, f read in place */
 	test_loss(&e, l3, 1, 7);
+	test_loss(&e, l3, 5, 5);  /* gm and gf: a float copy */
 	test_loss(&e, l3, 2, 5);  /* gf alone: f takes m's place */
 	test_loss(&e, l3, 3, 0);
 	test_loss(&e, l3, 4, 0);

@@ -77,10 +77,17 @@ typedef struct lncc_k {
 	int o_r2, o_coef, o_ring, o_red; /* shared memory offsets in bytes (Z at 0) */
 } lncc_k;
 
-/* f at voxel v: floats, or unorm16 (a uniform branch). */
-static __device__ __forceinline__ float ln_f(const lncc_k &k, int64_t v)
+/* f at voxel v: floats, or unorm16 (F16, a compile-time choice: a
+ * runtime branch on every load cost the float kernels 10 %); ln_fg reads
+ * through the read-only cache. */
+template <bool F16> static __device__ __forceinline__ float ln_f(const lncc_k &k, int64_t v)
 {
-	return k.f16 ? cu_val(__ldg(k.f16 + v)) : __ldg(k.f + v);
+	return F16 ? cu_val(__ldg(k.f16 + v)) : k.f[v];
+}
+
+template <bool F16> static __device__ __forceinline__ float ln_fg(const lncc_k &k, int64_t v)
+{
+	return F16 ? cu_val(__ldg(k.f16 + v)) : __ldg(k.f + v);
 }
 
 /* Voxels of the window along one axis (clipped to [0, n)). */
@@ -103,6 +110,7 @@ static __device__ __forceinline__ void ln_segments(int nlines, int nout, int *ns
 /* Stage A: Z += P(pa) - P(ps) on each input column in the image (planes
  * outside [0, nz) are skipped).  Column i always belongs to the same
  * thread, so successive calls need no barrier between them. */
+template <bool F16>
 static __device__ void ln_columns(const lncc_k &k, double *z, int64_t xs, int64_t ys, int64_t pa, int64_t ps,
 				  double cf, double cm)
 {
@@ -120,11 +128,11 @@ static __device__ void ln_columns(const lncc_k &k, double *z, int64_t xs, int64_
 		const int64_t col = gy * k.nx + gx;
 		double d0 = 0.0, d1 = 0.0, d2 = 0.0, d3 = 0.0, d4 = 0.0;
 		if (add) {
-			const double a = (double)ln_f(k, pa * np + col) - cf, b = (double)k.m[pa * np + col] - cm;
+			const double a = (double)ln_f<F16>(k, pa * np + col) - cf, b = (double)k.m[pa * np + col] - cm;
 			d0 += a, d1 += b, d2 += a * a, d3 += b * b, d4 += a * b;
 		}
 		if (sub) {
-			const double a = (double)ln_f(k, ps * np + col) - cf, b = (double)k.m[ps * np + col] - cm;
+			const double a = (double)ln_f<F16>(k, ps * np + col) - cf, b = (double)k.m[ps * np + col] - cm;
 			d0 -= a, d1 -= b, d2 -= a * a, d3 -= b * b, d4 -= a * b;
 		}
 		z[i] += d0, z[n + i] += d1, z[2 * n + i] += d2, z[3 * n + i] += d3, z[4 * n + i] += d4;
@@ -211,7 +219,7 @@ static __device__ __forceinline__ void ln_ants_grad(const lncc_k &k, int64_t v, 
  * coefficient region: the loss (tile voxels of planes in [z0, z1)), and
  * the coefficients into coef (exact) or ANTs' gradient (approximate).
  * Returns this thread's sum of w cc. */
-template <int NQ, bool EXACT>
+template <int NQ, bool EXACT, bool F16>
 static __device__ double ln_coefs(const lncc_k &k, const double *xb, float *coef, int64_t x0, int64_t y0,
 				  int64_t pc, bool in_chunk, double cf, double cm)
 {
@@ -253,7 +261,7 @@ static __device__ double ln_coefs(const lncc_k &k, const double *xb, float *coef
 				if (in_chunk && xtile && j >= hc && j < hc + k.oy)
 					lsum += w * cc;
 				if (NQ && !EXACT && pc >= k.oz0 && pc < k.oz1)
-					ln_ants_grad<NQ>(k, v, (double)ln_f(k, v) - cf, (double)k.m[v] - cm, c);
+					ln_ants_grad<NQ>(k, v, (double)ln_f<F16>(k, v) - cf, (double)k.m[v] - cm, c);
 			}
 			if (EXACT)
 #pragma unroll
@@ -266,7 +274,7 @@ static __device__ double ln_coefs(const lncc_k &k, const double *xb, float *coef
 
 /* Stage E2: per output column, A += Y(new) - Y(old) from the ring, and the
  * gradient of plane pg when it is one of this chunk's. */
-template <int NQ>
+template <int NQ, bool F16>
 static __device__ void ln_grad(const lncc_k &k, const float *ynew, const float *yold, double acc[LN_NQ], int64_t x0,
 			       int64_t y0, int64_t pg, bool write, double cf, double cm)
 {
@@ -278,7 +286,7 @@ static __device__ void ln_grad(const lncc_k &k, const float *ynew, const float *
 	if (!write || gx >= k.nx || gy >= k.ny)
 		return;
 	const int64_t v = (pg * k.ny + gy) * k.nx + gx;
-	const double df = (double)ln_f(k, v) - cf, dm = (double)k.m[v] - cm;
+	const double df = (double)ln_f<F16>(k, v) - cf, dm = (double)k.m[v] - cm;
 	k.gm[v] = (float)(k.gscale * (df * acc[0] - dm * acc[1] + acc[2]));
 	if (NQ == 5)
 		k.gf[v] = (float)(k.gscale * (dm * acc[0] - df * acc[3] + acc[4]));
@@ -286,7 +294,7 @@ static __device__ void ln_grad(const lncc_k &k, const float *ynew, const float *
 
 /* One instance per (coefficients, exact): 0/3/5 and approximate, 3/5
  * exact, so that the per-voxel code has no mode branches. */
-template <int NQ, bool EXACT> static __global__ void __launch_bounds__(LN_T, 1) lncc_kernel(lncc_k k)
+template <int NQ, bool EXACT, bool F16> static __global__ void __launch_bounds__(LN_T, 1) lncc_kernel(lncc_k k)
 {
 	extern __shared__ double ln_smem[];
 	char *sm = (char *)ln_smem;
@@ -303,7 +311,7 @@ template <int NQ, bool EXACT> static __global__ void __launch_bounds__(LN_T, 1) 
 	/* The shift: one voxel of this tile (every thread reads the same). */
 	const int64_t vref = (z0 * k.ny + (y0 + k.oy / 2 < k.ny ? y0 + k.oy / 2 : k.ny - 1)) * k.nx +
 			     (x0 + LN_OX / 2 < k.nx ? x0 + LN_OX / 2 : k.nx - 1);
-	const double cf = (double)ln_f(k, vref), cm = (double)k.m[vref];
+	const double cf = (double)ln_f<F16>(k, vref), cm = (double)k.m[vref];
 
 	for (int i = threadIdx.x; i < LN_NQ * k.ix * k.iy; i += blockDim.x)
 		z[i] = 0.0;
@@ -315,18 +323,18 @@ template <int NQ, bool EXACT> static __global__ void __launch_bounds__(LN_T, 1) 
 	/* Z := window of plane pc_lo - 1 (no barrier: columns are per thread). */
 	const int64_t pc_lo = z0 - hc > 0 ? z0 - hc : 0, pc_hi = z1 - 1 + hc;
 	for (int64_t p = pc_lo - 1 - r; p <= pc_lo - 1 + r; p++)
-		ln_columns(k, z, xs, ys, p, -1, cf, cm);
+		ln_columns<F16>(k, z, xs, ys, p, -1, cf, cm);
 
 	for (int64_t pc = pc_lo; pc <= pc_hi; pc++) {
 		const bool inside = pc < k.nz;
 		float *ynew = ring + (pc % nslot) * NQ * nt, *yold = ring + ((pc + 1) % nslot) * NQ * nt;
 		if (inside)
-			ln_columns(k, z, xs, ys, pc + r, pc - r - 1, cf, cm);
+			ln_columns<F16>(k, z, xs, ys, pc + r, pc - r - 1, cf, cm);
 		__syncthreads();
 		if (inside) {
 			ln_box_rows<double>(z, r2, k.cx, LN_NQ * k.iy, r);
 			__syncthreads();
-			lsum += ln_coefs<NQ, EXACT>(k, r2, coef, x0, y0, pc,
+			lsum += ln_coefs<NQ, EXACT, F16>(k, r2, coef, x0, y0, pc,
 						    pc >= z0 && pc < z1 && pc >= k.oz0 && pc < k.oz1, cf, cm);
 			__syncthreads();
 		}
@@ -341,7 +349,7 @@ template <int NQ, bool EXACT> static __global__ void __launch_bounds__(LN_T, 1) 
 				ynew[i] = 0.0f; /* planes past the image add nothing */
 		}
 		__syncthreads();
-		ln_grad<NQ>(k, ynew, yold, acc, x0, y0, pc - r,
+		ln_grad<NQ, F16>(k, ynew, yold, acc, x0, y0, pc - r,
 			    pc - r >= z0 && pc - r < z1 && pc - r >= k.oz0 && pc - r < k.oz1, cf, cm);
 		/* the next write to yold's slot follows at least one barrier */
 	}
@@ -418,17 +426,20 @@ ffdp_status ffdp_cuda_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp
 	memset(&k, 0, sizeof(k));
 	k.f = a->f.p, k.m = a->m.p, k.w = a->mask, k.f16 = a->f16;
 	k.gm = a->gm, k.gf = a->gf;
-	float *ftmp = NULL; /* f as floats where it takes m's place */
+	/* unorm16 f is read in place with gm alone (greedy's loss); any other
+	 * use takes a float copy */
+	float *ftmp = NULL;
+	if (a->f16 && !(a->gm && !a->gf)) {
+		ftmp = (float *)cu_scratch((size_t)(n + 1) * sizeof(float), 0, err, "lncc f");
+		if (!ftmp || (s = ffdp_cuda_unorm16(be, ftmp, (uint16_t *)a->f16, n, 0, err))) {
+			cu_scratch_free(ftmp);
+			return ftmp ? s : FFDP_ERR_NOMEM;
+		}
+		k.f = ftmp, k.f16 = NULL;
+	}
 	if (!k.gm && k.gf) {
 		/* cc is symmetric in f and m: gf alone is gm with the roles swapped */
-		if (a->f16) {
-			ftmp = (float *)cu_scratch((size_t)(n + 1) * sizeof(float), 0, err, "lncc f");
-			if (!ftmp || (s = ffdp_cuda_unorm16(be, ftmp, (uint16_t *)a->f16, n, 0, err))) {
-				cu_scratch_free(ftmp);
-				return ftmp ? s : FFDP_ERR_NOMEM;
-			}
-		}
-		k.f = a->m.p, k.m = a->f16 ? ftmp : a->f.p, k.f16 = NULL;
+		k.m = k.f, k.f = a->m.p;
 		k.gm = a->gf, k.gf = NULL;
 	}
 	s = lncc_launch(k, a, o, denom, err);
@@ -453,16 +464,17 @@ static ffdp_status lncc_launch(lncc_k &k, const ffdp_loss_args *a, const ffdp_ln
 	k.eps = o->eps > 0.0 ? o->eps : 1e-5;
 	k.gscale = -a->scale / denom;
 	/* the fixed-window kernel where it fits, else the general one */
-	void (*kern)(lncc_k) = nx * ny < INT32_MAX ? lf_pick(k.r, k.nq, k.exact, &smem) : NULL;
+	void (*kern)(lncc_k) = nx * ny < INT32_MAX ? lf_pick(k.r, k.nq, k.exact, k.f16 != NULL, &smem) : NULL;
 	if (kern && smem <= (size_t)lm_smem_optin()) {
 		k.oy = 16;
 	} else {
 		if (!lncc_pick_tile(&k, &smem))
 			return ffdp_fail(err, FFDP_ERR_UNSUPPORTED,
 					 "lncc: window %d needs more shared memory than a block has", o->k);
-		kern = !k.nq ? lncc_kernel<0, false>
-		       : k.exact ? (k.nq == 5 ? lncc_kernel<5, true> : lncc_kernel<3, true>)
-		       : (k.nq == 5 ? lncc_kernel<5, false> : lncc_kernel<3, false>);
+		kern = k.f16 ? (k.exact ? lncc_kernel<3, true, true> : lncc_kernel<3, false, true>)
+		       : !k.nq ? lncc_kernel<0, false, false>
+		       : k.exact ? (k.nq == 5 ? lncc_kernel<5, true, false> : lncc_kernel<3, true, false>)
+		       : (k.nq == 5 ? lncc_kernel<5, false, false> : lncc_kernel<3, false, false>);
 	}
 	cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
 	if (e != cudaSuccess)

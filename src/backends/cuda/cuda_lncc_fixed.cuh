@@ -126,7 +126,7 @@ static __device__ __forceinline__ void lf_stage_b(const T *fb, double *x, double
 	}
 }
 
-template <int R, int NQ, bool EXACT>
+template <int R, int NQ, bool EXACT, bool F16>
 static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixed_kernel(lncc_k k)
 {
 	typedef lf_geom<R, EXACT, NQ> G;
@@ -148,7 +148,7 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 
 	/* the shift: one voxel of this tile */
 	const int64_t vref = (z0 * ny + (y0 + G::OY / 2 < ny ? y0 + G::OY / 2 : ny - 1)) * nx + (x0 + 16 < nx ? x0 + 16 : nx - 1);
-	const float cff = ln_f(k, vref), cmf = k.m[vref];
+	const float cff = ln_f<F16>(k, vref), cmf = k.m[vref];
 	const double cf = cff, cm = cmf;
 
 	for (int i = t; i < G::NTAB; i += G::NT)
@@ -179,9 +179,9 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 #pragma unroll
 		for (int j = 0; j < G::NA; j++) {
 			const int o = aoff[j];
-			cur[j][0] = aok && o >= 0 ? ln_f(k, fa + o) : cff;
+			cur[j][0] = aok && o >= 0 ? ln_fg<F16>(k, fa + o) : cff;
 			cur[j][1] = aok && o >= 0 ? __ldg(ma + o) : cmf;
-			cur[j][2] = sok && o >= 0 ? ln_f(k, fs + o) : cff;
+			cur[j][2] = sok && o >= 0 ? ln_fg<F16>(k, fs + o) : cff;
 			cur[j][3] = sok && o >= 0 ? __ldg(ms + o) : cmf;
 		}
 	};
@@ -229,7 +229,7 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 			const int gx = EXACT ? ex : cgx, gy = EXACT ? ey : y0 + cy0 + j;
 			const bool ok = pok && gx >= 0 && gx < nx && gy >= 0 && gy < ny && (EXACT || is_c);
 			const int64_t v = (pok ? pg : 0) * np + (int64_t)gy * nx + gx;
-			gfv[j] = ok ? ln_f(k, v) : 0.0f;
+			gfv[j] = ok ? ln_fg<F16>(k, v) : 0.0f;
 			gmv[j] = ok ? __ldg(k.m + v) : 0.0f;
 		}
 	};
@@ -349,30 +349,33 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 		k.part[blockIdx.x] = lsum;
 }
 
-/* The kernel for (r, coefficients, exact) and its shared memory in bytes;
- * NULL when r is not 1..4. */
-template <int R, int NQ, bool EXACT> static void (*lf_one(size_t *smem))(lncc_k)
+/* The kernel for (r, coefficients, exact, f as unorm16) and its shared
+ * memory in bytes; NULL when r is not 1..4.  f16 only with gm alone
+ * (nq 3: greedy's loss; the caller makes floats otherwise). */
+template <int R, int NQ, bool EXACT, bool F16> static void (*lf_one(size_t *smem))(lncc_k)
 {
 	*smem = (size_t)lf_geom<R, EXACT, NQ>::WORDS * 4;
-	return lncc_fixed_kernel<R, NQ, EXACT>;
+	return lncc_fixed_kernel<R, NQ, EXACT, F16>;
 }
 
-template <int R> static void (*lf_mode(int nq, int exact, size_t *smem))(lncc_k)
+template <int R> static void (*lf_mode(int nq, int exact, int f16, size_t *smem))(lncc_k)
 {
+	if (f16)
+		return exact ? lf_one<R, 3, true, true>(smem) : lf_one<R, 3, false, true>(smem);
 	if (!nq)
-		return lf_one<R, 0, false>(smem);
+		return lf_one<R, 0, false, false>(smem);
 	if (exact)
-		return nq == 5 ? lf_one<R, 5, true>(smem) : lf_one<R, 3, true>(smem);
-	return nq == 5 ? lf_one<R, 5, false>(smem) : lf_one<R, 3, false>(smem);
+		return nq == 5 ? lf_one<R, 5, true, false>(smem) : lf_one<R, 3, true, false>(smem);
+	return nq == 5 ? lf_one<R, 5, false, false>(smem) : lf_one<R, 3, false, false>(smem);
 }
 
-static void (*lf_pick(int r, int nq, int exact, size_t *smem))(lncc_k)
+static void (*lf_pick(int r, int nq, int exact, int f16, size_t *smem))(lncc_k)
 {
 	switch (r) {
-	case 1: return lf_mode<1>(nq, exact, smem);
-	case 2: return lf_mode<2>(nq, exact, smem);
-	case 3: return lf_mode<3>(nq, exact, smem);
-	case 4: return lf_mode<4>(nq, exact, smem);
+	case 1: return lf_mode<1>(nq, exact, f16, smem);
+	case 2: return lf_mode<2>(nq, exact, f16, smem);
+	case 3: return lf_mode<3>(nq, exact, f16, smem);
+	case 4: return lf_mode<4>(nq, exact, f16, smem);
 	default: return NULL;
 	}
 }
