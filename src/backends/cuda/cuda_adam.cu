@@ -216,12 +216,15 @@ __device__ __forceinline__ int64_t ws_slot(const ws_ring &ring, int64_t p)
 	return t >= ring.cap ? t - ring.cap : t;
 }
 
-__device__ __forceinline__ void ws_delta(const ws_k &k, int64_t i, double dl[3])
+/* delta at voxel i from the stored moments: BF16 words or float planes (a
+ * compile-time choice in the slab kernel: a runtime branch there cost the
+ * float path 5 %); ws_delta picks at run time for the other kernels. */
+template <bool BF16> __device__ __forceinline__ void ws_delta_t(const ws_k &k, int64_t i, double dl[3])
 {
 #pragma unroll
 	for (int c = 0; c < 3; c++) {
 		float m = 0.0f, v = 0.0f;
-		if (c < k.nc && k.w[0]) { /* uniform */
+		if (c < k.nc && BF16) {
 			const uint32_t w = k.w[c][i];
 			m = ffdp_bm_m(w), v = ffdp_bm_v(w);
 		} else if (c < k.nc) {
@@ -229,6 +232,14 @@ __device__ __forceinline__ void ws_delta(const ws_k &k, int64_t i, double dl[3])
 		}
 		dl[c] = c < k.nc ? k.step * adam_dir(m, v, k.a) : 0.0;
 	}
+}
+
+__device__ __forceinline__ void ws_delta(const ws_k &k, int64_t i, double dl[3])
+{
+	if (k.w[0]) /* uniform */
+		ws_delta_t<true>(k, i, dl);
+	else
+		ws_delta_t<false>(k, i, dl);
 }
 
 /* (C dl)_row, never contracted into FMAs: the reach measured here and the
@@ -362,7 +373,7 @@ __global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_slab_kernel(ws_k k, ws
  * voxel's gathers read the ring (slices below z0 + S) or u at slices >=
  * z0 + S, which no store of this launch touches, and the ring slots stored
  * (slices z0 + S ..) are not read by this launch. */
-template <int PAD>
+template <int PAD, bool BF16>
 __global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_slab3_kernel(ws_k k, ws_ring ring, int64_t z0, int64_t S,
 								       int64_t R, int *bad_out)
 {
@@ -387,7 +398,7 @@ __global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_slab3_kernel(ws_k k, w
 			for (int c = 0; c < 3; c++)
 				old[v][c] = kp[v] ? k.u[c][sc * k.slice + j] : 0.0f;
 			if (in[v])
-				ws_delta(k, s * k.slice + j, dl[v]);
+				ws_delta_t<BF16>(k, s * k.slice + j, dl[v]);
 		}
 #pragma unroll
 		for (int v = 0; v < 2; v++) {
@@ -526,10 +537,14 @@ static ffdp_status ws_compose(const ws_k *k, const ffdp_warp_step_opts *o, ffdp_
 		ring.slot_lo = ring.lo % ring.cap;
 		if (!frame)
 			ws_slab_kernel<<<sh.grid, sh.block>>>(*k, ring, z0, S, R, bad);
+		else if (k->pad == FFDP_PAD_ZERO && k->w[0])
+			ws_slab3_kernel<FFDP_PAD_ZERO, true><<<sh2.grid, sh2.block>>>(*k, ring, z0, S, R, bad);
 		else if (k->pad == FFDP_PAD_ZERO)
-			ws_slab3_kernel<FFDP_PAD_ZERO><<<sh2.grid, sh2.block>>>(*k, ring, z0, S, R, bad);
+			ws_slab3_kernel<FFDP_PAD_ZERO, false><<<sh2.grid, sh2.block>>>(*k, ring, z0, S, R, bad);
+		else if (k->w[0])
+			ws_slab3_kernel<FFDP_PAD_BORDER, true><<<sh2.grid, sh2.block>>>(*k, ring, z0, S, R, bad);
 		else
-			ws_slab3_kernel<FFDP_PAD_BORDER><<<sh2.grid, sh2.block>>>(*k, ring, z0, S, R, bad);
+			ws_slab3_kernel<FFDP_PAD_BORDER, false><<<sh2.grid, sh2.block>>>(*k, ring, z0, S, R, bad);
 		s = cu_launched(err, "warp_step");
 	}
 	int hbad = 0;
