@@ -195,11 +195,12 @@ typedef struct ws_k {
 } ws_k;
 
 /* The step of this launch (read once per thread: the state is the
- * device's, written by adam_moments). */
-__device__ __forceinline__ void ws_scale_step(ws_k &k)
+ * device's, written by adam_moments).  Returned, not stored into k: a
+ * written kernel parameter is copied to local memory, which had cost the
+ * warp step 13 %. */
+__device__ __forceinline__ double ws_step(const ws_k &k)
 {
-	if (k.state)
-		k.step = k.step / fmax(1.0, k.state->max_norm); /* NaN -> 1 */
+	return k.state ? k.step / fmax(1.0, k.state->max_norm) : k.step; /* NaN -> 1 */
 }
 
 typedef struct ws_ring {
@@ -217,9 +218,9 @@ __device__ __forceinline__ int64_t ws_slot(const ws_ring &ring, int64_t p)
 }
 
 /* delta at voxel i from the stored moments: BF16 words or float planes (a
- * compile-time choice in the slab kernel: a runtime branch there cost the
- * float path 5 %); ws_delta picks at run time for the other kernels. */
-template <bool BF16> __device__ __forceinline__ void ws_delta_t(const ws_k &k, int64_t i, double dl[3])
+ * compile-time choice in the slab kernel); ws_delta picks at run time for
+ * the other kernels. */
+template <bool BF16> __device__ __forceinline__ void ws_delta_t(const ws_k &k, double step, int64_t i, double dl[3])
 {
 #pragma unroll
 	for (int c = 0; c < 3; c++) {
@@ -230,16 +231,16 @@ template <bool BF16> __device__ __forceinline__ void ws_delta_t(const ws_k &k, i
 		} else if (c < k.nc) {
 			m = k.m[c][i], v = k.v[c][i];
 		}
-		dl[c] = c < k.nc ? k.step * adam_dir(m, v, k.a) : 0.0;
+		dl[c] = c < k.nc ? step * adam_dir(m, v, k.a) : 0.0;
 	}
 }
 
-__device__ __forceinline__ void ws_delta(const ws_k &k, int64_t i, double dl[3])
+__device__ __forceinline__ void ws_delta(const ws_k &k, double step, int64_t i, double dl[3])
 {
 	if (k.w[0]) /* uniform */
-		ws_delta_t<true>(k, i, dl);
+		ws_delta_t<true>(k, step, i, dl);
 	else
-		ws_delta_t<false>(k, i, dl);
+		ws_delta_t<false>(k, step, i, dl);
 }
 
 /* (C dl)_row, never contracted into FMAs: the reach measured here and the
@@ -252,11 +253,11 @@ __device__ __forceinline__ double ws_offset(const ws_k &k, int row, const double
 
 __global__ void ws_add_kernel(ws_k k, int64_t n)
 {
-	ws_scale_step(k);
+	const double step = ws_step(k);
 	CU_FOR_FLAT(i, n)
 	{
 		double dl[3];
-		ws_delta(k, i, dl);
+		ws_delta(k, step, i, dl);
 #pragma unroll
 		for (int c = 0; c < 3; c++)
 			if (c < k.nc)
@@ -267,12 +268,12 @@ __global__ void ws_add_kernel(ws_k k, int64_t n)
 /* Largest backward reach max(0, -(C delta)_sa); NaN offsets are ignored. */
 __global__ void ws_reach_kernel(ws_k k, int64_t n, unsigned long long *out)
 {
-	ws_scale_step(k);
+	const double step = ws_step(k);
 	double mx = 0.0;
 	CU_FOR_FLAT(i, n)
 	{
 		double dl[3];
-		ws_delta(k, i, dl);
+		ws_delta(k, step, i, dl);
 		const double back = -ws_offset(k, k.sa, dl);
 		mx = back > mx ? back : mx;
 	}
@@ -302,8 +303,8 @@ __device__ __forceinline__ int ws_slice(const ws_k &k, const ws_ring &ring, int6
 }
 
 /* New value of voxel (x, row o) of slice s. */
-__device__ __forceinline__ int ws_voxel(const ws_k &k, const ws_ring &ring, int64_t z0, int64_t S, int64_t R,
-					int64_t s, int64_t x, int64_t o)
+__device__ __forceinline__ int ws_voxel(const ws_k &k, double step, const ws_ring &ring, int64_t z0, int64_t S,
+					int64_t R, int64_t s, int64_t x, int64_t o)
 {
 	const int64_t j = o * k.n[0] + x, i = s * k.slice + j;
 	double pos[3];
@@ -311,7 +312,7 @@ __device__ __forceinline__ int ws_voxel(const ws_k &k, const ws_ring &ring, int6
 	pos[1] = (double)(k.sa == 2 ? o : s);
 	pos[2] = (double)(k.sa == 2 ? s : 0);
 	double dl[3], q[3];
-	ws_delta(k, i, dl);
+	ws_delta(k, step, i, dl);
 #pragma unroll
 	for (int a = 0; a < 3; a++)
 		q[a] = __dadd_rn(pos[a], ws_offset(k, a, dl));
@@ -347,14 +348,14 @@ __device__ __forceinline__ void ws_keep_old(const ws_k &k, const ws_ring &ring, 
 __global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_slab_kernel(ws_k k, ws_ring ring, int64_t z0, int64_t S,
 								      int64_t R, int *bad_out)
 {
-	ws_scale_step(k);
+	const double step = ws_step(k);
 	int bad = 0;
 	CU_FOR_VOXELS(k.n[0], k.no, S, x, o, t)
 	{
 		const int64_t j = o * k.n[0] + x, s = z0 + t;
 		ws_keep_old(k, ring, s + S, j);
 		if (s < k.ns)
-			bad |= ws_voxel(k, ring, z0, S, R, s, x, o);
+			bad |= ws_voxel(k, step, ring, z0, S, R, s, x, o);
 	}
 	if (bad)
 		atomicOr(bad_out, 1);
@@ -378,7 +379,7 @@ __global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_slab3_kernel(ws_k k, w
 								       int64_t R, int *bad_out)
 {
 	typedef int32_t IDX;
-	ws_scale_step(k);
+	const double step = ws_step(k);
 	const IDX nx = (IDX)k.n[0], ny = (IDX)k.n[1], nz = (IDX)k.ns;
 	int bad = 0;
 	for (int64_t t = blockIdx.z; t < S; t += gridDim.z)
@@ -398,7 +399,7 @@ __global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_slab3_kernel(ws_k k, w
 			for (int c = 0; c < 3; c++)
 				old[v][c] = kp[v] ? k.u[c][sc * k.slice + j] : 0.0f;
 			if (in[v])
-				ws_delta_t<BF16>(k, s * k.slice + j, dl[v]);
+				ws_delta_t<BF16>(k, step, s * k.slice + j, dl[v]);
 		}
 #pragma unroll
 		for (int v = 0; v < 2; v++) {
