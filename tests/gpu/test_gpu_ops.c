@@ -218,6 +218,42 @@ static void test_sample_grad(env *e, const samp_case *sc, ffdp_pad pad, int accu
 	pi_free(e, &M), pi_free(e, &gout), pi_free(e, &gM), gp_vec_free(e, &u), gp_vec_free(e, &gu);
 }
 
+/* The registration's backward (gu alone, no gW or gM: the GPU's fast
+ * kernel where it applies), optionally with displacements far outside
+ * the volume and NaN ones (every 7th voxel some 1e7 voxels out, every
+ * 11th NaN): forward and backward agree with the CPU. */
+static void test_sample_gu(env *e, const samp_case *sc, ffdp_pad pad, int far)
+{
+	pimg M = pi_smooth(e, sc->mn), out = pi_uniform(e, sc->on, -1, 1), gout = pi_uniform(e, sc->on, -1, 1);
+	gp_vec u = gp_vec_new(e, sc->on, -2.5, 2.5), gu = gp_vec_new(e, sc->on, -1, 1);
+	const int nc = u.h.ncomp;
+	if (far) {
+		for (int c = 0; c < nc; c++) {
+			for (int64_t i = 0; i < u.nv; i++)
+				if (i % 7 == c)
+					u.h.c[c][i] = (float)((i % 2 ? 1e7 : -1e7) * (1 + c));
+				else if (i % 11 == c)
+					u.h.c[c][i] = NAN;
+			ffdp_buf_upload(e->gpu, u.d.c[c], u.h.c[c], (size_t)u.nv * sizeof(float), &e->err);
+		}
+	}
+	ffdp_sample_args a = rand_args(e, sc, FFDP_INTERP_LINEAR, pad);
+	ffdp_sample_args c = a, g = a;
+	c.moving = M.h, c.out = out.h, c.u = &u.h;
+	g.moving = M.d, g.out = out.d, g.u = &u.d;
+	const char *what = far ? "far and NaN displacements" : "gu alone";
+	ffdp_status s1 = ffdp_op_sample(e->cpu, &c, &e->err), s2 = ffdp_op_sample(e->gpu, &g, &e->err);
+	double r = !s1 && !s2 ? pi_rel(e, &out) : 1.0;
+	CHECK(r < TOL_VAL, "sample %s, %s, out %lldx%lldx%lld: values agree (rel %.2e)", pad_name(pad), what,
+	      (long long)sc->on[0], (long long)sc->on[1], (long long)sc->on[2], r);
+	ffdp_sample_grad_args gc = {&c, gout.h, &gu.h, 0, NULL, NULL, NULL};
+	ffdp_sample_grad_args gg = {&g, gout.d, &gu.d, 0, NULL, NULL, NULL};
+	s1 = ffdp_op_sample_grad(e->cpu, &gc, &e->err), s2 = ffdp_op_sample_grad(e->gpu, &gg, &e->err);
+	r = !s1 && !s2 ? gp_vec_rel(e, &gu) : 1.0;
+	CHECK(r < TOL_GRAD, "  gu agrees (rel %.2e)", r);
+	pi_free(e, &M), pi_free(e, &out), pi_free(e, &gout), gp_vec_free(e, &u), gp_vec_free(e, &gu);
+}
+
 /* The z gate (a ring of moving slabs): gated voxels sampled, the others
  * left as they were, on both backends; and the points' z range. */
 static void test_sample_gated(env *e, const samp_case *sc, ffdp_interp interp, ffdp_pad pad)
@@ -254,6 +290,36 @@ static void test_sample_gated(env *e, const samp_case *sc, ffdp_interp interp, f
 	pi_free(e, &M), pi_free(e, &out), pi_free(e, &gout), gp_vec_free(e, &u), gp_vec_free(e, &gu);
 }
 
+/* A ring slab: the moving image passed as its z planes [zs, ze) of the
+ * whole volume (m_lo, m_full) with the gate [zs, ze - 1): forward and gu
+ * agree with the CPU's on the same slab. */
+static void test_sample_slab(env *e, const samp_case *sc, ffdp_pad pad)
+{
+	pimg M = pi_smooth(e, sc->mn), out = pi_uniform(e, sc->on, -1, 1), gout = pi_uniform(e, sc->on, -1, 1);
+	gp_vec u = gp_vec_new(e, sc->on, -2.5, 2.5), gu = gp_vec_new(e, sc->on, -1, 1);
+	const int64_t zs = sc->mn[2] / 4, ze = 3 * sc->mn[2] / 4 + 1, plane = sc->mn[0] * sc->mn[1];
+	ffdp_sample_args a = rand_args(e, sc, FFDP_INTERP_LINEAR, pad);
+	a.gate[0] = zs, a.gate[1] = ze - 1;
+	for (int k = 0; k < 3; k++)
+		a.m_full[k] = sc->mn[k], a.m_lo[k] = k == 2 ? zs : 0;
+	ffdp_sample_args c = a, g = a;
+	c.moving = M.h, g.moving = M.d;
+	c.moving.p += zs * plane, g.moving.p += zs * plane;
+	c.moving.n[2] = g.moving.n[2] = ze - zs;
+	c.out = out.h, c.u = &u.h;
+	g.out = out.d, g.u = &u.d;
+	ffdp_status s1 = ffdp_op_sample(e->cpu, &c, &e->err), s2 = ffdp_op_sample(e->gpu, &g, &e->err);
+	double r = !s1 && !s2 ? pi_rel(e, &out) : 1.0;
+	CHECK(r < TOL_VAL, "sample %s from the moving slab [%lld, %lld): values agree (rel %.2e)", pad_name(pad),
+	      (long long)zs, (long long)ze, r);
+	ffdp_sample_grad_args gc = {&c, gout.h, &gu.h, 0, NULL, NULL, NULL};
+	ffdp_sample_grad_args gg = {&g, gout.d, &gu.d, 0, NULL, NULL, NULL};
+	s1 = ffdp_op_sample_grad(e->cpu, &gc, &e->err), s2 = ffdp_op_sample_grad(e->gpu, &gg, &e->err);
+	r = !s1 && !s2 ? gp_vec_rel(e, &gu) : 1.0;
+	CHECK(r < TOL_GRAD, "  gu from the slab agrees (rel %.2e)", r);
+	pi_free(e, &M), pi_free(e, &out), pi_free(e, &gout), gp_vec_free(e, &u), gp_vec_free(e, &gu);
+}
+
 static void test_sampler(env *e)
 {
 	const samp_case cs[] = {
@@ -270,7 +336,12 @@ static void test_sampler(env *e)
 			test_sample(e, &cs[i], FFDP_INTERP_LINEAR, (ffdp_pad)p, 1);
 			test_sample_grad(e, &cs[i], (ffdp_pad)p, 0);
 			test_sample_grad(e, &cs[i], (ffdp_pad)p, 1);
+			if (cs[i].with_u) {
+				test_sample_gu(e, &cs[i], (ffdp_pad)p, 0);
+				test_sample_gu(e, &cs[i], (ffdp_pad)p, 1);
+			}
 			if (cs[i].mn[2] > 3) {
+				test_sample_slab(e, &cs[i], (ffdp_pad)p);
 				test_sample_gated(e, &cs[i], FFDP_INTERP_LINEAR, (ffdp_pad)p);
 				test_sample_gated(e, &cs[i], FFDP_INTERP_NEAREST, (ffdp_pad)p);
 			}

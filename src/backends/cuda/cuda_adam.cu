@@ -361,10 +361,10 @@ __global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_slab_kernel(ws_k k, ws
 		atomicOr(bad_out, 1);
 }
 
-/* 3-D with every axis under 2^24 voxels and a slice under 2^31: as
+/* 3-D with every axis under 2^20 voxels and a slice under 2^31: as
  * ws_slab_kernel, but the point's offset C delta (formed in double, as the
  * reach) is rounded to float once and the taps are taken in the frame of
- * the voxel's integer position (cu_taps_frame), with 32-bit in-plane
+ * the voxel's integer position (cu_taps_int), with 32-bit in-plane
  * offsets shared by the components (composition3's treatment).  Rounding
  * is monotonic, so floor(offset) still never passes -R.
  * Two voxels a thread, 32 apart along x, in phases: every load of both
@@ -406,9 +406,9 @@ __global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_slab3_kernel(ws_k k, w
 			if (!in[v])
 				continue;
 			const int64_t x = xb + 32 * v;
-			const cu_taps_t<IDX> tx = cu_taps_frame<IDX, PAD>((IDX)x, (float)ws_offset(k, 0, dl[v]), nx);
-			const cu_taps_t<IDX> ty = cu_taps_frame<IDX, PAD>((IDX)o, (float)ws_offset(k, 1, dl[v]), ny);
-			const cu_taps_t<IDX> tz = cu_taps_frame<IDX, PAD>((IDX)s, (float)ws_offset(k, 2, dl[v]), nz);
+			const cu_taps_t<IDX> tx = cu_taps_int<IDX, PAD>((IDX)x, (float)ws_offset(k, 0, dl[v]), nx);
+			const cu_taps_t<IDX> ty = cu_taps_int<IDX, PAD>((IDX)o, (float)ws_offset(k, 1, dl[v]), ny);
+			const cu_taps_t<IDX> tz = cu_taps_int<IDX, PAD>((IDX)s, (float)ws_offset(k, 2, dl[v]), nz);
 			const float *b0[3], *b1[3];
 			bad |= ws_slice(k, ring, z0, S, R, tz.i0, tz.w0, b0);
 			bad |= ws_slice(k, ring, z0, S, R, tz.i1, tz.w1, b1);
@@ -528,7 +528,7 @@ static ffdp_status ws_compose(const ws_k *k, const ffdp_warp_step_opts *o, ffdp_
 					      cudaMemcpyDeviceToDevice, 0),
 			      err, "warp_step ring");
 	const cu_shape sh = cu_voxel_shape(k->n[0], k->no, S, 0);
-	const int64_t lim = (int64_t)1 << 24;
+	const int64_t lim = (int64_t)1 << 20; /* cu_taps_int, as in compose */
 	const bool frame = k->nc == 3 && k->n[0] < lim && k->n[1] < lim && k->n[2] < lim &&
 			   k->slice < ((int64_t)1 << 31);
 	const cu_shape sh2 = cu_voxel_shape((k->n[0] + 1) / 2, k->no, S, 0); /* two voxels a thread */

@@ -340,46 +340,65 @@ __device__ __forceinline__ cu_taps cu_taps_make(double p, int64_t off, int64_t n
 /* cu_taps_make's taps with padding fixed at compile time and indices in
  * IDX: 32 bits where a box has fewer than 2^31 voxels, which saves the
  * 64-bit conversions and products that dominate the gathering kernels
- * (Nsight: the sampler was instruction-bound).  The same values. */
+ * (Nsight: the sampler was instruction-bound).  d0, d1 as in cu_taps. */
 template <typename IDX> struct cu_taps_t {
 	IDX i0, i1;
 	float w0, w1;
+	float d0, d1;
 };
 
-/* The taps of first corner i0 (n voxels along the axis) and fraction f,
- * padding PAD: the tail both constructors below share. */
-template <typename IDX, int PAD> __device__ __forceinline__ cu_taps_t<IDX> cu_taps_finish(IDX i0, float f, IDX n)
+/* The taps of first corner i0 (n voxels along the axis), fraction f and
+ * border derivative in (1 inside, 0 where the point was clamped): the tail
+ * the constructors below share.  Under BORDER, i0 lies in [0, n - 1]. */
+template <typename IDX, int PAD> __device__ __forceinline__ cu_taps_t<IDX> cu_taps_finish(IDX i0, float f, IDX n, float in)
 {
 	cu_taps_t<IDX> t;
 	if (PAD == FFDP_PAD_BORDER) {
 		t.i0 = i0, t.i1 = i0 + (i0 < n - 1);
 		t.w0 = 1.0f - f, t.w1 = f;
+		t.d0 = -in, t.d1 = in;
 		return t;
 	}
 	const IDX i1 = i0 + 1;
 	const float v0 = i0 >= 0 && i0 < n ? 1.0f : 0.0f, v1 = i1 >= 0 && i1 < n ? 1.0f : 0.0f;
 	t.w0 = (1.0f - f) * v0, t.w1 = f * v1;
+	t.d0 = -v0, t.d1 = v1;
 	t.i0 = i0 < 0 ? 0 : (i0 >= n ? n - 1 : i0);
 	t.i1 = i1 < 0 ? 0 : (i1 >= n ? n - 1 : i1);
 	return t;
 }
 
-template <typename IDX, int PAD> __device__ __forceinline__ cu_taps_t<IDX> cu_taps_fast(double p, int64_t off, int64_t n)
+/* Largest |off| cu_taps_int takes as it is; the magic floor below is exact
+ * for |off| < 2^22. */
+#define CU_TAPS_REACH 2097152.0f /* 2^21 */
+
+/* Taps at index base + off, base an integer and off a float (the
+ * sampler's fraction plus B u, the warp step's C d), on an axis of n <=
+ * 2^21 voxels.  The same values as cu_taps_make at base + off, without a
+ * conversion instruction (those issue at a quarter of the FMA rate and
+ * bound the sampler): floor(off) is formed by adding 1.5 * 2^23 rounding
+ * down, which leaves it in the low mantissa bits, and the clamps act on
+ * the integer index.  off is first clamped to +-2^21 (NaN to the low end,
+ * as cu_taps_make): a point base + off then moves only where it lies more
+ * than 2^21 voxels out, where both paddings give what they give at that
+ * distance, as long as base is within the axis. */
+template <typename IDX, int PAD> __device__ __forceinline__ cu_taps_t<IDX> cu_taps_int(IDX base, float off, IDX n)
 {
-	const bool border = PAD == FFDP_PAD_BORDER;
-	const double lo = border ? (double)off : (double)off - 2.0;
-	const double hi = border ? (double)(off + n - 1) : (double)(off + n) + 1.0;
-	double q = p > lo ? p : lo; /* NaN -> lo */
-	q = q < hi ? q : hi;
-	const double fl = floor(q); /* a global index: < 2^31 on every axis */
-	return cu_taps_finish<IDX, PAD>((IDX)fl - (IDX)off, (float)(q - fl), (IDX)n);
+	const float magic = 12582912.0f; /* 1.5 * 2^23 */
+	off = fminf(fmaxf(off, -CU_TAPS_REACH), CU_TAPS_REACH);
+	const float t = __fadd_rd(off, magic);
+	IDX i0 = base + (IDX)(__float_as_int(t) - 0x4b400000);
+	float f = off - (t - magic);
+	float in = 1.0f;
+	if (PAD == FFDP_PAD_BORDER && (i0 < 0 || i0 > n - 1 || (i0 == n - 1 && f > 0.0f)))
+		i0 = i0 < 0 ? 0 : n - 1, f = 0.0f, in = 0.0f;
+	return cu_taps_finish<IDX, PAD>(i0, f, n, in);
 }
 
-/* Taps at index base + off, base an integer and off a float of a few
- * voxels (the composition's C d, the sampler's fraction plus B u): the
- * clamps are exact in this frame (integers below 2^24) and the fraction
- * needs no double, as floor(base + off) = base + floor(off).  cu_taps_fast's
- * rules; positions to float rounding of off. */
+/* cu_taps_int's taps with the clamps in float, in the frame of base:
+ * integers below 2^24 are exact there.  The same values; the composition
+ * keeps this form, which ran 13 % faster there than cu_taps_int (the
+ * scheduling of its gathers; docs/perf.md, "Sampler, round 5"). */
 template <typename IDX, int PAD> __device__ __forceinline__ cu_taps_t<IDX> cu_taps_frame(IDX base, float off, IDX n)
 {
 	const bool border = PAD == FFDP_PAD_BORDER;
@@ -387,7 +406,7 @@ template <typename IDX, int PAD> __device__ __forceinline__ cu_taps_t<IDX> cu_ta
 	float q = off > lo ? off : lo; /* NaN -> lo */
 	q = q < hi ? q : hi;
 	const float fl = floorf(q);
-	return cu_taps_finish<IDX, PAD>(base + (IDX)fl, q - fl, n);
+	return cu_taps_finish<IDX, PAD>(base + (IDX)fl, q - fl, n, q == off ? 1.0f : 0.0f);
 }
 
 /* A source voxel as float: floats as they are, unorm16 scaled (ops.h). */
@@ -413,6 +432,29 @@ __device__ __forceinline__ float cu_trilinear_rows(const TP *__restrict__ p, IDX
 	const float r2 = tx.w0 * cu_val(p[o2 + x0]) + tx.w1 * cu_val(p[o2 + x1]);
 	const float r3 = tx.w0 * cu_val(p[o3 + x0]) + tx.w1 * cu_val(p[o3 + x1]);
 	return tz.w0 * (ty.w0 * r0 + ty.w1 * r1) + tz.w1 * (ty.w0 * r2 + ty.w1 * r3);
+}
+
+/* cu_trilinear_grad from the four row offsets of a box (as
+ * cu_trilinear_rows): the same arithmetic in the same order. */
+template <typename IDX, typename T, typename TP>
+__device__ __forceinline__ void cu_trilinear_grad_rows(const TP *__restrict__ p, IDX o0, IDX o1, IDX o2, IDX o3,
+						       const T &tx, const T &ty, const T &tz, float g[3])
+{
+	const IDX x0 = (IDX)tx.i0, x1 = (IDX)tx.i1;
+	float pv[2], pdx[2], pdy[2];
+#pragma unroll
+	for (int s = 0; s < 2; s++) {
+		const IDX r0 = s ? o2 : o0, r1 = s ? o3 : o1;
+		const float a0 = cu_val(p[r0 + x0]), a1 = cu_val(p[r0 + x1]), b0 = cu_val(p[r1 + x0]),
+			    b1 = cu_val(p[r1 + x1]);
+		const float va = tx.w0 * a0 + tx.w1 * a1, vb = tx.w0 * b0 + tx.w1 * b1;
+		pv[s] = ty.w0 * va + ty.w1 * vb;
+		pdx[s] = ty.w0 * (tx.d0 * a0 + tx.d1 * a1) + ty.w1 * (tx.d0 * b0 + tx.d1 * b1);
+		pdy[s] = ty.d0 * va + ty.d1 * vb;
+	}
+	g[0] = tz.w0 * pdx[0] + tz.w1 * pdx[1];
+	g[1] = tz.w0 * pdy[0] + tz.w1 * pdy[1];
+	g[2] = tz.d0 * pv[0] + tz.d1 * pv[1];
 }
 
 /* The taps of an axis that does not exist (z of a 2-D image). */

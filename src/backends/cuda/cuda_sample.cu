@@ -29,6 +29,7 @@ typedef struct samp_k {
 	int64_t mlo[3]; /* the box's origin in it */
 	int64_t bx, bxy; /* the box's strides */
 	double W[12], B[9];
+	long long Wq[12]; /* W in 32.32 fixed point, when samp_fixed_ok */
 	const float *u[3];
 	int uc; /* components of u; 0 without u */
 	int64_t lo[3];
@@ -52,8 +53,10 @@ static void samp_k_make(const ffdp_sample_args *a, const int64_t box[3], samp_k 
 		k->u[r] = NULL;
 	}
 	k->gate[0] = a->gate[0], k->gate[1] = a->gate[1];
-	for (int r = 0; r < 12; r++)
+	for (int r = 0; r < 12; r++) {
 		k->W[r] = a->W[r];
+		k->Wq[r] = fabs(a->W[r]) < 0x1p30 ? llrint(ldexp(a->W[r], 32)) : 0;
+	}
 	for (int r = 0; r < 9; r++)
 		k->B[r] = a->B[r];
 	k->uc = a->u ? a->u->ncomp : 0;
@@ -94,6 +97,44 @@ __device__ __forceinline__ void samp_point(const samp_k &k, int64_t x, int64_t y
 		for (int r = 0; r < 3; r++)
 			p[r] += k.B[3 * r + c] * uv;
 	}
+}
+
+/* The fixed-point frame of the fast kernels: the affine part of the point,
+ * W [lo + j; 1], summed exactly in 32.32 fixed point, so that it depends on
+ * the global index alone (any box or shard gets the same bits) and no
+ * conversion instruction is spent on it (the double form took a dozen a
+ * voxel, at a quarter of the FMA rate).  W rounds to 2^-33, so a point is
+ * within 3 * 2^-33 * index of the double form's (3.5e-7 voxel at index
+ * 1000); its fraction is truncated to float's 23 bits.  samp_fixed_ok
+ * bounds the sums: |p| < 2^30. */
+static bool samp_fixed_ok(const samp_k &k)
+{
+	for (int r = 0; r < 3; r++) {
+		if (k.lo[r] < 0 || k.lo[r] + k.n[r] > ((int64_t)1 << 20))
+			return false;
+		if (fabs(k.W[4 * r]) + fabs(k.W[4 * r + 1]) + fabs(k.W[4 * r + 2]) > 256.0 ||
+		    !(fabs(k.W[4 * r + 3]) <= 0x1p28))
+			return false;
+	}
+	return true;
+}
+
+/* The affine point of box voxel (x, y, z) in fixed point, per axis. */
+__device__ __forceinline__ void samp_fixed_start(const samp_k &k, int64_t x, int64_t y, int64_t z, long long q[3])
+{
+	const long long gx = k.lo[0] + x, gy = k.lo[1] + y, gz = k.lo[2] + z;
+#pragma unroll
+	for (int r = 0; r < 3; r++)
+		q[r] = k.Wq[4 * r] * gx + k.Wq[4 * r + 1] * gy + k.Wq[4 * r + 2] * gz + k.Wq[4 * r + 3];
+}
+
+/* A fixed-point coordinate as base, its integer part, and l, its fraction
+ * in [0, 1): the low word's top 23 bits as the mantissa of a float in
+ * [1, 2), minus 1. */
+__device__ __forceinline__ void samp_fixed_split(long long q, int32_t &base, float &l)
+{
+	base = (int32_t)(q >> 32);
+	l = __uint_as_float(0x3f800000u | ((uint32_t)q >> 9)) - 1.0f;
 }
 
 /* Inside the z gate (or no gate): the point's first z corner (nearest
@@ -203,76 +244,141 @@ __global__ void __launch_bounds__(CU_THREADS, INTERP == FFDP_INTERP_LABEL ? 2 : 
 	}
 }
 
-/* LINEAR in 3-D, with the padding fixed at compile time and the
- * box's offsets in 32 bits (boxes under 2^31 voxels).  The affine part of
- * the point is formed in double as samp_point forms it and split into an
- * integer and a fraction; the fraction plus B u (a few voxels) and the taps
- * are float (cu_taps_frame): positions to float rounding of that sum, the
- * same values as sample_fwd_kernel to ~1e-7 of a voxel, and far fewer
- * double and 64-bit instructions (the generic kernel is instruction-bound:
- * Nsight, docs/perf.md).  Points further than 2^22 voxels out (or NaN)
- * take the double taps. */
-/* A thread samples SL_NV voxels 32 apart along x (their gathers in flight
- * together), SL_MINB blocks an SM: 256^3 with u 0.35 -> 0.26 ms on one
- * H100 (docs/perf.md, "Sampler, round 4"). */
+/* The fast kernels: LINEAR in 3-D, the padding fixed at compile time, the
+ * box's offsets in 32 bits (boxes under 2^31 voxels), the point in the
+ * fixed-point frame (samp_fixed_start; samp_fixed_ok) and its fraction
+ * plus B u and the taps in float (cu_taps_int): the generic kernels'
+ * points to ~1e-7 of a voxel.  A thread takes SL_NV voxels 32 apart along
+ * x (their gathers in flight together) on zt consecutive planes, stepping
+ * the fixed point exactly along z, SL_MINB blocks an SM.  H100, 256^3 with
+ * u: 0.35 ms (one voxel a thread) -> 0.26 (two) -> 0.168 (fixed point, zt
+ * planes; docs/perf.md, "Sampler, round 5"). */
 enum { SL_NV = 2, SL_MINB = 4, SG_MINB = 4 };
 
-template <int PAD, typename TM>
-__global__ void __launch_bounds__(CU_THREADS, SL_MINB) sample_lin3_kernel(samp_k k, float *out, int accumulate)
+/* The fast kernels' taps of the voxel at fixed-point point q with
+ * displacement uv (k.uc == 3) or none (k.uc == 0). */
+template <int PAD>
+__device__ __forceinline__ void samp_taps_int(const samp_k &k, const float B[9], const long long q[3],
+					      const float uv[3], cu_taps_t<int32_t> t[3])
 {
-	typedef int32_t IDX;
+	int32_t base[3];
+	float l[3];
+#pragma unroll
+	for (int r = 0; r < 3; r++)
+		samp_fixed_split(q[r], base[r], l[r]);
+	if (k.uc) {
+		l[0] += B[0] * uv[0] + B[1] * uv[1] + B[2] * uv[2];
+		l[1] += B[3] * uv[0] + B[4] * uv[1] + B[5] * uv[2];
+		l[2] += B[6] * uv[0] + B[7] * uv[1] + B[8] * uv[2];
+	}
+#pragma unroll
+	for (int r = 0; r < 3; r++)
+		t[r] = cu_taps_int<int32_t, PAD>(base[r], l[r], (int32_t)k.mn[r]);
+}
+
+/* u at voxel i of the box (zeros without u). */
+__device__ __forceinline__ void samp_u_at(const samp_k &k, int64_t i, float uv[3])
+{
+#pragma unroll
+	for (int c = 0; c < 3; c++)
+		uv[c] = k.uc ? k.u[c][i] : 0.0f;
+}
+
+/* The z gate on the taps' first z corner (clamped into the volume: the
+ * gate's rule), so a ring slab holds what it reads; then the whole-volume
+ * corners into the box (only the integer indices move): the four row
+ * offsets for cu_trilinear_rows.  PLAIN: no gate, the whole volume. */
+template <bool PLAIN> __device__ __forceinline__ bool samp_rows_int(const samp_k &k, cu_taps_t<int32_t> t[3], int32_t o[4])
+{
+	if (!PLAIN && k.gate[1] > k.gate[0] && !(t[2].i0 >= k.gate[0] && t[2].i0 < k.gate[1]))
+		return false; /* another slab of the ring samples it */
+	const int32_t bx = (int32_t)k.bx, bxy = (int32_t)k.bxy;
+	const int32_t mx = PLAIN ? 0 : (int32_t)k.mlo[0], my = PLAIN ? 0 : (int32_t)k.mlo[1],
+		      mz = PLAIN ? 0 : (int32_t)k.mlo[2];
+	t[0].i0 -= mx, t[0].i1 -= mx;
+	const int32_t z0 = (t[2].i0 - mz) * bxy, z1 = (t[2].i1 - mz) * bxy, y0 = (t[1].i0 - my) * bx,
+		      y1 = (t[1].i1 - my) * bx;
+	o[0] = z0 + y0, o[1] = z0 + y1, o[2] = z1 + y0, o[3] = z1 + y1;
+	return true;
+}
+
+template <int PAD, typename TM, bool PLAIN>
+__global__ void __launch_bounds__(CU_THREADS, SL_MINB) sample_lin3_kernel(samp_k k, float *out, int accumulate, int zt)
+{
 	const TM *__restrict__ M = samp_src<TM>(k);
-	const IDX bx = (IDX)k.bx, bxy = (IDX)k.bxy;
-	const IDX mx = (IDX)k.mlo[0], my = (IDX)k.mlo[1], mz = (IDX)k.mlo[2];
-	const IDX nx = (IDX)k.mn[0], ny = (IDX)k.mn[1], nz = (IDX)k.mn[2];
 	float B[9];
 #pragma unroll
 	for (int e = 0; e < 9; e++)
 		B[e] = (float)k.B[e];
-	for (int64_t z = blockIdx.z; z < k.n[2]; z += gridDim.z)
-	for (int64_t y = (int64_t)blockIdx.y * blockDim.y + threadIdx.y; y < k.n[1]; y += (int64_t)gridDim.y * blockDim.y)
-	for (int64_t xb = (int64_t)blockIdx.x * blockDim.x * SL_NV + threadIdx.x; xb < k.n[0];
-	     xb += (int64_t)gridDim.x * blockDim.x * SL_NV)
+	const int64_t xb = (int64_t)blockIdx.x * blockDim.x * SL_NV + threadIdx.x;
+	const int64_t y = (int64_t)blockIdx.y * blockDim.y + threadIdx.y;
+	if (y >= k.n[1])
+		return;
+	const int64_t nxy = k.n[0] * k.n[1];
+	for (int64_t zb = (int64_t)blockIdx.z * zt; zb < k.n[2]; zb += (int64_t)gridDim.z * zt) {
+		long long q[SL_NV][3];
 #pragma unroll
-	for (int e = 0; e < SL_NV; e++) {
-		const int64_t x = xb + 32 * e;
-		if (x >= k.n[0])
-			break;
-		const int64_t i = (z * k.n[1] + y) * k.n[0] + x;
-		const double g0 = (double)(k.lo[0] + x), g1 = (double)(k.lo[1] + y), g2 = (double)(k.lo[2] + z);
-		const double p0 = k.W[0] * g0 + k.W[1] * g1 + k.W[2] * g2 + k.W[3];
-		const double p1 = k.W[4] * g0 + k.W[5] * g1 + k.W[6] * g2 + k.W[7];
-		const double p2 = k.W[8] * g0 + k.W[9] * g1 + k.W[10] * g2 + k.W[11];
-		cu_taps_t<IDX> tx, ty, tz;
-		if (fabs(p0) < 4.2e6 && fabs(p1) < 4.2e6 && fabs(p2) < 4.2e6) {
-			const double f0 = floor(p0), f1 = floor(p1), f2 = floor(p2);
-			float l0 = (float)(p0 - f0), l1 = (float)(p1 - f1), l2 = (float)(p2 - f2);
-			if (k.uc) {
-				const float a = k.u[0][i], b = k.u[1][i], c = k.u[2][i];
-				l0 += B[0] * a + B[1] * b + B[2] * c;
-				l1 += B[3] * a + B[4] * b + B[5] * c;
-				l2 += B[6] * a + B[7] * b + B[8] * c;
+		for (int e = 0; e < SL_NV; e++)
+			samp_fixed_start(k, xb + 32 * e, y, zb, q[e]);
+		int64_t i = (zb * k.n[1] + y) * k.n[0] + xb;
+		const int64_t ze = zb + zt < k.n[2] ? zb + zt : k.n[2];
+		for (int64_t z = zb; z < ze; z++, i += nxy) {
+			float uv[SL_NV][3];
+#pragma unroll
+			for (int e = 0; e < SL_NV; e++)
+				if (xb + 32 * e < k.n[0])
+					samp_u_at(k, i + 32 * e, uv[e]);
+#pragma unroll
+			for (int e = 0; e < SL_NV; e++) {
+				if (xb + 32 * e >= k.n[0])
+					break;
+				cu_taps_t<int32_t> t[3];
+				int32_t o[4];
+				samp_taps_int<PAD>(k, B, q[e], uv[e], t);
+				if (!samp_rows_int<PLAIN>(k, t, o))
+					continue;
+				const float v = cu_trilinear_rows(M, o[0], o[1], o[2], o[3], t[0], t[1], t[2]);
+				out[i + 32 * e] = !PLAIN && accumulate ? out[i + 32 * e] + v : v;
 			}
-			tx = cu_taps_frame<IDX, PAD>((IDX)f0, l0, nx);
-			ty = cu_taps_frame<IDX, PAD>((IDX)f1, l1, ny);
-			tz = cu_taps_frame<IDX, PAD>((IDX)f2, l2, nz);
-		} else {
-			double gi[3], p[3];
-			samp_point(k, x, y, z, i, gi, p);
-			tx = cu_taps_fast<IDX, PAD>(p[0], 0, k.mn[0]);
-			ty = cu_taps_fast<IDX, PAD>(p[1], 0, k.mn[1]);
-			tz = cu_taps_fast<IDX, PAD>(p[2], 0, k.mn[2]);
+#pragma unroll
+			for (int e = 0; e < SL_NV; e++)
+#pragma unroll
+				for (int r = 0; r < 3; r++)
+					q[e][r] += k.Wq[4 * r + 2];
 		}
-		/* the z gate on these taps' first z corner (clamped into the
-		 * volume: the gate's rule), so a ring slab holds what it reads */
-		if (k.gate[1] > k.gate[0] && !(tz.i0 >= k.gate[0] && tz.i0 < k.gate[1]))
-			continue; /* another slab of the ring samples it */
-		/* whole-volume corners into the box: only the integer indices move */
-		tx.i0 -= mx, tx.i1 -= mx;
-		const IDX z0 = (tz.i0 - mz) * bxy, z1 = (tz.i1 - mz) * bxy, y0 = (ty.i0 - my) * bx, y1 = (ty.i1 - my) * bx;
-		const float v = cu_trilinear_rows(M, z0 + y0, z0 + y1, z1 + y0, z1 + y1, tx, ty, tz);
-		out[i] = accumulate ? out[i] + v : v;
 	}
+}
+
+/* The fast kernels' grid: 32 SL_NV x 8 voxels a block in x and y, zt
+ * planes a thread (the per-thread set-up spread over zt voxels). */
+static dim3 samp_fast_grid(const samp_k &k, int zt)
+{
+	return dim3((unsigned)((k.n[0] + 32 * SL_NV - 1) / (32 * SL_NV)), (unsigned)((k.n[1] + CU_BY - 1) / CU_BY),
+		    (unsigned)cu_min64((k.n[2] + zt - 1) / zt, 65535));
+}
+
+/* Planes a thread: 4, or 8 for boxes of 2^27 voxels or more (H100, with u:
+ * 256^3 0.168 ms at 4, 0.170 at 8; 512^3 1.355 and 1.302 ms). */
+static int samp_zt(const samp_k &k)
+{
+	return k.n[0] * k.n[1] * k.n[2] >= ((int64_t)1 << 27) ? 8 : 4;
+}
+
+/* No gate, no accumulation, the whole moving volume: registration's call. */
+static bool samp_plain(const samp_k &k, int accumulate)
+{
+	return !accumulate && !(k.gate[1] > k.gate[0]) && !k.mlo[0] && !k.mlo[1] && !k.mlo[2];
+}
+
+/* The fast kernels apply: 3-D, 32-bit box offsets, the fixed-point frame,
+ * whole-volume axes under 2^20 voxels, u of 3 components.  (cu_taps_int
+ * clamps B u to 2^21 voxels: a point whose displacement alone is larger
+ * is sampled as if it were 2^21 voxels away, outside the volume unless
+ * the affine part had put it further than 2^20 voxels out.) */
+static bool samp_fast(const samp_k &k, int64_t box_nz)
+{
+	return !k.flat_z && k.n[1] <= 65535 * CU_BY && k.bxy * box_nz < ((int64_t)1 << 31) && k.mn[0] < (1 << 20) &&
+	       k.mn[1] < (1 << 20) && k.mn[2] < (1 << 20) && (!k.uc || k.uc == 3) && samp_fixed_ok(k);
 }
 
 static ffdp_status check_common(const ffdp_sample_args *a, const int64_t box[3], ffdp_error *err)
@@ -286,13 +392,19 @@ static ffdp_status check_common(const ffdp_sample_args *a, const int64_t box[3],
 
 template <typename TM> static void sample_launch(const samp_k &k, const ffdp_sample_args *a, const cu_shape &sh, bool fast)
 {
-	const cu_shape sh2 = cu_voxel_shape((k.n[0] + SL_NV - 1) / SL_NV, k.n[1], k.n[2], 0);
+	const int zt = samp_zt(k);
+	const bool plain = samp_plain(k, a->accumulate);
+	const dim3 g2 = samp_fast_grid(k, zt), b2(CU_BX, CU_BY, 1);
 	switch (a->interp) {
 	case FFDP_INTERP_LINEAR:
-		if (fast && k.pad == FFDP_PAD_ZERO)
-			sample_lin3_kernel<FFDP_PAD_ZERO, TM><<<sh2.grid, sh2.block>>>(k, a->out.p, a->accumulate);
+		if (fast && k.pad == FFDP_PAD_ZERO && plain)
+			sample_lin3_kernel<FFDP_PAD_ZERO, TM, true><<<g2, b2>>>(k, a->out.p, a->accumulate, zt);
+		else if (fast && k.pad == FFDP_PAD_ZERO)
+			sample_lin3_kernel<FFDP_PAD_ZERO, TM, false><<<g2, b2>>>(k, a->out.p, a->accumulate, zt);
+		else if (fast && plain)
+			sample_lin3_kernel<FFDP_PAD_BORDER, TM, true><<<g2, b2>>>(k, a->out.p, a->accumulate, zt);
 		else if (fast)
-			sample_lin3_kernel<FFDP_PAD_BORDER, TM><<<sh2.grid, sh2.block>>>(k, a->out.p, a->accumulate);
+			sample_lin3_kernel<FFDP_PAD_BORDER, TM, false><<<g2, b2>>>(k, a->out.p, a->accumulate, zt);
 		else
 			sample_fwd_kernel<FFDP_INTERP_LINEAR, TM><<<sh.grid, sh.block>>>(k, a->out.p, a->accumulate);
 		break;
@@ -314,10 +426,7 @@ ffdp_status ffdp_cuda_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_e
 	samp_k k;
 	samp_k_make(a, a->out.n, &k);
 	const cu_shape sh = cu_voxel_shape(k.n[0], k.n[1], k.n[2], 0);
-	/* the float frame: 32-bit box offsets, whole-volume sizes below 2^22
-	 * (exact clamps) */
-	const bool fast = !k.flat_z && k.bxy * a->moving.n[2] < ((int64_t)1 << 31) && k.mn[0] < (1 << 22) &&
-			  k.mn[1] < (1 << 22) && k.mn[2] < (1 << 22) && (!k.uc || k.uc == 3);
+	const bool fast = samp_fast(k, a->moving.n[2]);
 	if (a->interp != FFDP_INTERP_LINEAR && a->interp != FFDP_INTERP_NEAREST && a->interp != FFDP_INTERP_LABEL)
 		return ffdp_fail(err, FFDP_ERR_ARG, "sample: unknown interpolation %d", (int)a->interp);
 	if (k.M16)
@@ -398,53 +507,87 @@ __global__ void __launch_bounds__(CU_THREADS, GW ? 2 : 3) sample_grad_kernel(sam
 		cu_block_sum_store<12>(aw, g.gW);
 }
 
-/* The registration's backward (3-D, u, gu only: no gW, no gM): two voxels
- * a thread, 32 apart along x, with both voxels' loads (u, gout, the corner
- * gathers) before either's stores, so that their chains overlap (the warp
- * step's treatment, docs/perf.md), four blocks an SM: 256^3 fwd+bwd 0.777
- * -> 0.635 ms.  Per voxel the arithmetic of sample_grad_kernel, so the
- * same bits. */
-template <typename TM> __global__ void __launch_bounds__(CU_THREADS, SG_MINB) sample_gu2_kernel(samp_k k, sgrad_k g)
+/* The registration's backward (3-D, u, gu only: no gW, no gM) in the fast
+ * kernels' frame (samp_taps_int): two voxels a thread, 32 apart along x,
+ * with both voxels' loads (u, gout, the corner gathers) before either's
+ * stores, so that their chains overlap (the warp step's treatment,
+ * docs/perf.md), four blocks an SM: 256^3 fwd+bwd 0.777 -> 0.635 ms.
+ * B^T gq in double, as sample_grad_kernel. */
+template <int PAD, typename TM, bool PLAIN>
+__global__ void __launch_bounds__(CU_THREADS, SG_MINB) sample_gu2_kernel(samp_k k, sgrad_k g, int zt)
 {
-	for (int64_t z = blockIdx.z; z < k.n[2]; z += gridDim.z)
-	for (int64_t y = (int64_t)blockIdx.y * blockDim.y + threadIdx.y; y < k.n[1]; y += (int64_t)gridDim.y * blockDim.y)
-	for (int64_t xb = (int64_t)blockIdx.x * blockDim.x * 2 + threadIdx.x; xb < k.n[0];
-	     xb += (int64_t)gridDim.x * blockDim.x * 2) {
-		bool in[2];
-		double sv[2][3];
+	const TM *__restrict__ M = samp_src<TM>(k);
+	float B[9];
 #pragma unroll
-		for (int v = 0; v < 2; v++) {
-			const int64_t x = xb + 32 * v, i = (z * k.n[1] + y) * k.n[0] + x;
-			double gi[3], p[3];
-			in[v] = x < k.n[0];
-			if (!in[v])
-				continue;
-			samp_point(k, x, y, z, i, gi, p);
-			in[v] = samp_gated_in(k, p, FFDP_INTERP_LINEAR);
-			if (!in[v])
-				continue;
-			cu_taps t[3];
-			samp_taps(k, p, t);
-			const float go = g.gout[i];
-			float dv[3];
-			cu_trilinear_grad(samp_src<TM>(k), k.bx, k.bxy, t[0], t[1], t[2], dv);
-			const double gq[3] = {(double)go * dv[0], (double)go * dv[1], (double)go * dv[2]};
-#pragma unroll
-			for (int c = 0; c < 3; c++) {
-				sv[v][c] = k.B[c] * gq[0] + k.B[3 + c] * gq[1] + k.B[6 + c] * gq[2];
-				if (g.acc_gu)
-					sv[v][c] += (double)g.gu[c][i];
-			}
-		}
+	for (int e = 0; e < 9; e++)
+		B[e] = (float)k.B[e];
+	const int64_t xb = (int64_t)blockIdx.x * blockDim.x * 2 + threadIdx.x;
+	const int64_t y = (int64_t)blockIdx.y * blockDim.y + threadIdx.y;
+	if (y >= k.n[1])
+		return;
+	for (int64_t zb = (int64_t)blockIdx.z * zt; zb < k.n[2]; zb += (int64_t)gridDim.z * zt) {
+		long long q[2][3];
 #pragma unroll
 		for (int v = 0; v < 2; v++)
-			if (in[v]) {
-				const int64_t i = (z * k.n[1] + y) * k.n[0] + xb + 32 * v;
+			samp_fixed_start(k, xb + 32 * v, y, zb, q[v]);
+		int64_t i0 = (zb * k.n[1] + y) * k.n[0] + xb;
+		const int64_t ze = zb + zt < k.n[2] ? zb + zt : k.n[2];
+		for (int64_t z = zb; z < ze; z++, i0 += k.n[0] * k.n[1]) {
+			bool in[2];
+			double sv[2][3];
 #pragma unroll
-				for (int c = 0; c < 3; c++)
-					g.gu[c][i] = (float)sv[v][c];
+			for (int v = 0; v < 2; v++) {
+				const int64_t i = i0 + 32 * v;
+				in[v] = xb + 32 * v < k.n[0];
+				if (!in[v])
+					continue;
+				cu_taps_t<int32_t> t[3];
+				int32_t o[4];
+				float uv[3];
+				samp_u_at(k, i, uv);
+				samp_taps_int<PAD>(k, B, q[v], uv, t);
+				in[v] = samp_rows_int<PLAIN>(k, t, o);
+				if (!in[v])
+					continue;
+				const float go = g.gout[i];
+				float dv[3];
+				cu_trilinear_grad_rows(M, o[0], o[1], o[2], o[3], t[0], t[1], t[2], dv);
+				const double gq[3] = {(double)go * dv[0], (double)go * dv[1], (double)go * dv[2]};
+#pragma unroll
+				for (int c = 0; c < 3; c++) {
+					sv[v][c] = k.B[c] * gq[0] + k.B[3 + c] * gq[1] + k.B[6 + c] * gq[2];
+					if (g.acc_gu)
+						sv[v][c] += (double)g.gu[c][i];
+				}
 			}
+#pragma unroll
+			for (int v = 0; v < 2; v++) {
+				if (in[v])
+#pragma unroll
+					for (int c = 0; c < 3; c++)
+						g.gu[c][i0 + 32 * v] = (float)sv[v][c];
+#pragma unroll
+				for (int r = 0; r < 3; r++)
+					q[v][r] += k.Wq[4 * r + 2];
+			}
+		}
 	}
+}
+
+/* The fast backward for TM's source and k's padding. */
+template <typename TM> static void sample_gu2_launch(const samp_k &k, const sgrad_k &g)
+{
+	const int zt = samp_zt(k);
+	const dim3 g2 = samp_fast_grid(k, zt), b2(CU_BX, CU_BY, 1);
+	const bool plain = samp_plain(k, 0);
+	if (k.pad == FFDP_PAD_ZERO && plain)
+		sample_gu2_kernel<FFDP_PAD_ZERO, TM, true><<<g2, b2>>>(k, g, zt);
+	else if (k.pad == FFDP_PAD_ZERO)
+		sample_gu2_kernel<FFDP_PAD_ZERO, TM, false><<<g2, b2>>>(k, g, zt);
+	else if (plain)
+		sample_gu2_kernel<FFDP_PAD_BORDER, TM, true><<<g2, b2>>>(k, g, zt);
+	else
+		sample_gu2_kernel<FFDP_PAD_BORDER, TM, false><<<g2, b2>>>(k, g, zt);
 }
 
 ffdp_status ffdp_cuda_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *a, ffdp_error *err)
@@ -469,12 +612,11 @@ ffdp_status ffdp_cuda_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args 
 	cu_sums gw = {NULL, 0, 0};
 	if (a->gW && !(g.gW = cu_sums_alloc(&gw, 12, sh.grid, err, "sample_grad")))
 		return FFDP_ERR_NOMEM;
-	const bool two = !a->gW && !g.gM && g.gu[0] && k.uc == 3 && !k.flat_z;
-	const cu_shape sh2 = cu_voxel_shape((k.n[0] + 1) / 2, k.n[1], k.n[2], 0); /* two voxels a thread */
+	const bool two = !a->gW && !g.gM && g.gu[0] && k.uc == 3 && samp_fast(k, f->moving.n[2]);
 	if (two && k.M16)
-		sample_gu2_kernel<uint16_t><<<sh2.grid, sh2.block>>>(k, g);
+		sample_gu2_launch<uint16_t>(k, g);
 	else if (two)
-		sample_gu2_kernel<float><<<sh2.grid, sh2.block>>>(k, g);
+		sample_gu2_launch<float>(k, g);
 	else if (a->gW && k.M16)
 		sample_grad_kernel<true, uint16_t><<<sh.grid, sh.block>>>(k, g);
 	else if (a->gW)
