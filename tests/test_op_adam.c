@@ -222,7 +222,7 @@ static void test_warp_step(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny
 	tfield u = tu_field_new(nx, ny, nz), m = tu_field_new(nx, ny, nz), v = tu_field_new(nx, ny, nz);
 	int t = 7;
 	double mn = make_state(be, rng, &u, &m, &v, t);
-	ffdp_warp_step_opts o = {{t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL}, 0, compose, {0}, pad, 0};
+	ffdp_warp_step_opts o = {{t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL}, 0, compose, {0}, pad, 0, NULL};
 	double hmin = random_C(rng, u.nc, o.C);
 	/* largest |delta| = 1.5 of the smallest spacing: up to 1.5 voxels */
 	o.step = -1.5 * hmin / mn;
@@ -260,6 +260,28 @@ static void test_warp_step(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny
 			same &= memcmp(u.c[c], u4.c[c], (size_t)u.nv * sizeof(float)) == 0;
 		CHECK(same, "  %d threads give the same bits", threads % 4 + 1);
 	}
+	/* out of place, on a fresh state: the in-place bits, u kept as it was */
+	tfield src = tu_field_new(nx, ny, nz), out = tu_field_new(nx, ny, nz);
+	make_state(be, rng, &src, &m, &v, t); /* fresh u, m, v */
+	tfield keep = tf_copy(&src), inpl = tf_copy(&src);
+	ffdp_vec ov = tu_field_vec(&out);
+	o.max_norm = 0, o.out = &ov;
+	ffdp_status so = ffdp_op_warp_step(be, tu_field_vec(&src), tu_field_vec(&m), tu_field_vec(&v), &o, &err);
+	o.out = NULL;
+	ffdp_status si = ffdp_op_warp_step(be, tu_field_vec(&inpl), tu_field_vec(&m), tu_field_vec(&v), &o, &err);
+	int same = so == FFDP_OK && si == FFDP_OK, kept = 1;
+	for (int c = 0; c < u.nc; c++) {
+		same &= memcmp(out.c[c], inpl.c[c], (size_t)u.nv * sizeof(float)) == 0;
+		kept &= memcmp(src.c[c], keep.c[c], (size_t)u.nv * sizeof(float)) == 0;
+	}
+	CHECK(same && kept, "  out of place: the in-place bits (%s), u untouched (%s)", same ? "yes" : "no",
+	      kept ? "yes" : "no");
+	ffdp_vec alias = tu_field_vec(&src);
+	o.out = &alias;
+	CHECK(ffdp_op_warp_step(be, tu_field_vec(&src), tu_field_vec(&m), tu_field_vec(&v), &o, &err) == FFDP_ERR_ARG,
+	      "  out = u is refused (%s)", err.msg);
+	o.out = NULL;
+	tu_field_free(&src), tu_field_free(&out), tu_field_free(&keep), tu_field_free(&inpl);
 	for (int c = 0; c < u.nc; c++)
 		free(ref[c]);
 	tu_field_free(&u), tu_field_free(&u2), tu_field_free(&u3), tu_field_free(&u4), tu_field_free(&m);
@@ -282,7 +304,7 @@ static void test_backward_shift(ffdp_backend *be, tu_rng *rng, int64_t nx, int64
 			v.c[c][i] = 0.01f;
 		}
 	}
-	ffdp_warp_step_opts o = {{1, 0.9, 0.99, 0.0, FFDP_MOMENTS_F32, 0, NULL}, 0, 1, {0}, FFDP_PAD_BORDER, 0};
+	ffdp_warp_step_opts o = {{1, 0.9, 0.99, 0.0, FFDP_MOMENTS_F32, 0, NULL}, 0, 1, {0}, FFDP_PAD_BORDER, 0, NULL};
 	double sp[3] = {0.8, 1.1, 1.3};
 	for (int a = 0; a < 3; a++)
 		o.C[4 * a] = 1.0 / sp[a];
@@ -320,7 +342,7 @@ static void test_ring_memory(ffdp_backend *be, tu_rng *rng)
 	int64_t nx = 136, ny = 121, nz = 136;
 	tfield u = tu_field_new(nx, ny, nz), m = tu_field_new(nx, ny, nz), v = tu_field_new(nx, ny, nz);
 	double mn = make_state(be, rng, &u, &m, &v, 3);
-	ffdp_warp_step_opts o = {{3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL}, 0, 1, {0}, FFDP_PAD_ZERO, 0};
+	ffdp_warp_step_opts o = {{3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL}, 0, 1, {0}, FFDP_PAD_ZERO, 0, NULL};
 	double hmin = random_C(rng, 3, o.C);
 	o.step = -1.5 * hmin / mn;
 	size_t field = (size_t)u.nv * 3 * sizeof(float), plane = (size_t)(nx * ny) * 3 * sizeof(float);
@@ -363,7 +385,7 @@ static void test_state(ffdp_backend *be, tu_rng *rng)
 			 ffdp_op_adam_moments(be, tu_field_vec(&g), tu_field_vec(&m2), tu_field_vec(&v2), &os, NULL, &err),
 		 &err, "adam_moments with and without a state");
 	CHECK(st.max_norm == mn && st.fault == 0, "  the state holds max_norm %.9g (host %.9g), no fault", st.max_norm, mn);
-	ffdp_warp_step_opts w = {o, -2.0, 1, {0}, FFDP_PAD_BORDER, 0};
+	ffdp_warp_step_opts w = {o, -2.0, 1, {0}, FFDP_PAD_BORDER, 0, NULL};
 	double hmin = random_C(rng, 3, w.C);
 	w.step = -1.2 * hmin;
 	ffdp_warp_step_opts ws = w;

@@ -264,7 +264,8 @@ static ffdp_status op_adam_moments16(bench *b)
 	return ffdp_op_adam_moments(b->be, vec(b, b->d), vec(b, b->w), vec(b, b->w), &o, &mn, &b->err);
 }
 
-static ffdp_status warp_step(bench *b, int compose, ffdp_moment_store ms)
+/* out: the new u into b->o (no ring), else in place */
+static ffdp_status warp_step(bench *b, int compose, ffdp_moment_store ms, int out)
 {
 	ffdp_warp_step_opts o;
 	memset(&o, 0, sizeof(o)); /* a max_norm hint, where ops.h has one: 0 = measure */
@@ -272,22 +273,29 @@ static ffdp_status warp_step(bench *b, int compose, ffdp_moment_store ms)
 	o.step = -0.25, o.compose = compose, o.pad = FFDP_PAD_ZERO;
 	memcpy(o.C, C_OBLIQUE, sizeof(o.C));
 	float **m = ms == FFDP_MOMENTS_BF16 ? b->w : b->m, **v = ms == FFDP_MOMENTS_BF16 ? b->w : b->v;
+	const ffdp_vec ov = vec(b, b->o);
+	o.out = out ? &ov : NULL;
 	return ffdp_op_warp_step(b->be, vec(b, b->u), vec(b, m), vec(b, v), &o, &b->err);
 }
 
 static ffdp_status op_warp_compose16(bench *b)
 {
-	return warp_step(b, 1, FFDP_MOMENTS_BF16);
+	return warp_step(b, 1, FFDP_MOMENTS_BF16, 0);
+}
+
+static ffdp_status op_warp_compose16_out(bench *b)
+{
+	return warp_step(b, 1, FFDP_MOMENTS_BF16, 1);
 }
 
 static ffdp_status op_warp_add(bench *b)
 {
-	return warp_step(b, 0, FFDP_MOMENTS_F32);
+	return warp_step(b, 0, FFDP_MOMENTS_F32, 0);
 }
 
 static ffdp_status op_warp_compose(bench *b)
 {
-	return warp_step(b, 1, FFDP_MOMENTS_F32);
+	return warp_step(b, 1, FFDP_MOMENTS_F32, 0);
 }
 
 /* ---- timing ------------------------------------------------------------------------- */
@@ -389,6 +397,7 @@ static const op_def OPS[] = {
 	{"warp step compose", {256, 0, 0}, 48, 0, 0, op_warp_compose},
 	{"adam moments bf16", {256, 0, 0}, 36, 0, 0, op_adam_moments16},
 	{"warp compose bf16", {256, 0, 0}, 36, 0, 0, op_warp_compose16},
+	{"warp compose bf16 out", {256, 512, 0}, 36, 0, 0, op_warp_compose16_out}, /* u 12 + words 12 + out 12 */
 };
 
 static int runs_at(const op_def *op, int n)

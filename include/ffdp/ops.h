@@ -450,10 +450,18 @@ typedef struct ffdp_warp_step_opts {
 	double C[9];
 	ffdp_pad pad;
 	double max_norm; /* optional bound on |d|_2 (see above); 0 = measure */
+	/* Optional: the new u goes here (a field of u's size sharing no plane
+	 * with u, m or v) and u is left as it is: the same values as the step
+	 * in place.  A backend that composes out of place natively
+	 * (ffdp_op_warp_step_native_out) needs no ring for it; any other copies
+	 * u into out and steps out in place. */
+	const ffdp_vec *out;
 } ffdp_warp_step_opts;
 
 ffdp_status ffdp_op_warp_step(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec v,
 			      const ffdp_warp_step_opts *o, ffdp_error *err);
+/* 1 when be writes warp_step's out itself (no copy of u first). */
+int ffdp_op_warp_step_native_out(const ffdp_backend *be);
 
 /* One half of FFDP_MOMENTS_BF16 words (half 0: m, 1: v) to float (get),
  * or float rounded to nearest even into that half, the other half kept

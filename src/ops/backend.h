@@ -36,6 +36,7 @@ typedef struct ffdp_ops_table {
 				    const ffdp_adam_opts *o, double *max_norm, ffdp_error *err);
 	ffdp_status (*warp_step)(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec v,
 				 const ffdp_warp_step_opts *o, ffdp_error *err);
+	int warp_out; /* warp_step writes o->out itself; else ops.c copies u there and steps in place */
 	ffdp_status (*moments_half)(ffdp_backend *be, ffdp_img words, int half, ffdp_img x, int put,
 				    ffdp_error *err);
 	/* unorm16 images: x -> q (pack) or q -> x, n voxels */

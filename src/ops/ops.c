@@ -430,13 +430,44 @@ ffdp_status ffdp_op_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp_
 	return be->ops->adam_moments(be, g, m, v, o, max_norm, err);
 }
 
+static ffdp_status check_vec_pair(const ffdp_vec *a, const ffdp_vec *b, const char *what, ffdp_error *err);
+
+static int shares_plane(const ffdp_vec *a, const ffdp_vec *b)
+{
+	for (int c = 0; c < a->ncomp; c++)
+		for (int d = 0; d < b->ncomp; d++)
+			if (a->c[c] == b->c[d])
+				return 1;
+	return 0;
+}
+
+int ffdp_op_warp_step_native_out(const ffdp_backend *be)
+{
+	return be->ops->warp_out;
+}
+
 ffdp_status ffdp_op_warp_step(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec v, const ffdp_warp_step_opts *o,
 			      ffdp_error *err)
 {
 	ffdp_status s;
 	if ((s = check_vec(&u, "warp_step u", err)) || (s = check_moments(&m, &v, &o->adam, &u, "warp_step", err)))
 		return s;
-	return be->ops->warp_step(be, u, m, v, o, err);
+	if (!o->out)
+		return be->ops->warp_step(be, u, m, v, o, err);
+	const ffdp_vec *out = o->out;
+	if ((s = check_vec_pair(&u, out, "warp_step out", err)))
+		return s;
+	if (shares_plane(out, &u) || shares_plane(out, &m) ||
+	    (o->adam.store == FFDP_MOMENTS_F32 && shares_plane(out, &v)))
+		return ffdp_fail(err, FFDP_ERR_ARG, "warp_step: out shares a plane with u, m or v");
+	if (be->ops->warp_out)
+		return be->ops->warp_step(be, u, m, v, o, err);
+	const size_t bytes = (size_t)(u.n[0] * u.n[1] * u.n[2]) * sizeof(float);
+	for (int c = 0; c < u.ncomp && !s; c++)
+		s = ffdp_buf_copy(be, out->c[c], u.c[c], bytes, err);
+	ffdp_warp_step_opts in_place = *o;
+	in_place.out = NULL;
+	return s ? s : be->ops->warp_step(be, *out, m, v, &in_place, err);
 }
 
 static ffdp_status moments_half(ffdp_backend *be, ffdp_img words, int half, ffdp_img x, int put, ffdp_error *err)

@@ -209,8 +209,20 @@ static ffdp_status side_step(reg_domain *dm, side *sd, const reg_level *lv, cons
 		return s;
 	ffdp_mat4 C = ffdp_mat4_mul(lv->f_p2i, Linv);
 	reg_linear3(&C, wo.C);
+	/* g is dead from here to the next backward: where the backend composes
+	 * out of place natively, the new u goes there and the two fields swap
+	 * (no ring of old planes; the same values) */
+	const int swap = !dm->dist && sd->img_in_g && ffdp_op_warp_step_native_out(dm->be);
+	if (swap)
+		wo.out = &g;
 	if ((s = reg_dom_warp_step(dm, u, m, v, &wo, err)))
 		return s;
+	if (swap) {
+		const ffdp_field t = sd->u;
+		sd->u = sd->g, sd->g = t;
+		sd->gimg = sd->g.c[0], sd->warped = sd->g.c[1];
+		u = g;
+	}
 	ffdp_smooth_opts ws = {{st->sigma_warp, st->sigma_warp, st->sigma_warp}, 2.0, 0};
 	if (lv->F.grid.n[2] == 1)
 		ws.sigma[2] = 0;

@@ -124,13 +124,37 @@ static void test_warp_step(gp_env *e, const int64_t n[3], int compose, double st
 	ffdp_status sc = ffdp_op_warp_step(e->cpu, u.h, w.h, none, &o, &e->err);
 	CHECK_OK(sc, &e->err, "bf16 warp_step %lldx%lldx%lld %s: CPU", (long long)n[0], (long long)n[1],
 		 (long long)n[2], compose ? "compose" : "add");
+	float *u0[3] = {NULL, NULL, NULL}; /* u before the GPU's step */
+	gp_vec out = gp_vec_new(e, n, 0, 0);
+	for (int c = 0; c < u.d.ncomp; c++)
+		u0[c] = gp_d_get(e, u.d.c[c], u.nv);
 	ffdp_status sg = ffdp_op_warp_step(e->gpu, u.d, w.d, none, &o, &e->err);
 	CHECK_OK(sg, &e->err, "  CUDA");
 	if (!sc && !sg) {
 		double r = gp_vec_rel(e, &u);
 		CHECK(r < 1e-5, "  u agrees (rel %.2e)", r);
 	}
-	gp_vec_free(e, &u), gp_vec_free(e, &w);
+	/* out of place from u0: the in-place bits */
+	ffdp_vec src = u.d;
+	for (int c = 0; c < u.d.ncomp; c++)
+		src.c[c] = gp_d_dup(e, u0[c], u.nv);
+	o.out = &out.d;
+	ffdp_status so = ffdp_op_warp_step(e->gpu, src, w.d, none, &o, &e->err);
+	CHECK_OK(so, &e->err, "  CUDA out of place");
+	if (!so && !sg) {
+		int64_t diff = 0;
+		for (int c = 0; c < u.d.ncomp; c++) {
+			float *got = gp_d_get(e, u.d.c[c], u.nv);
+			diff += gp_bit_diffs(e, out.d.c[c], got, u.nv);
+			free(got);
+		}
+		CHECK(diff == 0, "  out of place = in place bit for bit (%lld differ)", (long long)diff);
+	}
+	for (int c = 0; c < u.d.ncomp; c++) {
+		ffdp_buf_free(e->gpu, src.c[c]);
+		free(u0[c]);
+	}
+	gp_vec_free(e, &u), gp_vec_free(e, &w), gp_vec_free(e, &out);
 }
 
 static void test_get_put(gp_env *e)

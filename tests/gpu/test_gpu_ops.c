@@ -656,6 +656,11 @@ static void test_warp_step(env *e, const int64_t n[3], int compose, ffdp_pad pad
 	o.adam.t = 3, o.adam.beta1 = 0.9, o.adam.beta2 = 0.99, o.adam.eps = 1e-8;
 	o.step = step, o.compose = compose, o.pad = pad;
 	rand_B(e, o.C);
+	gp_vec u0 = gp_vec_new(e, n, 0, 0), out = gp_vec_new(e, n, 0, 0); /* u0: u before the step */
+	for (int c = 0; c < u.h.ncomp; c++) {
+		memcpy(u0.h.c[c], u.h.c[c], (size_t)u.nv * sizeof(float));
+		ffdp_buf_upload(e->gpu, u0.d.c[c], u.h.c[c], (size_t)u.nv * sizeof(float), &e->err);
+	}
 	ffdp_status sc = ffdp_op_warp_step(e->cpu, u.h, m.h, v.h, &o, &e->err);
 	CHECK_OK(sc, &e->err, "warp_step %lldx%lldx%lld %s %s step %g: CPU", (long long)n[0], (long long)n[1],
 		 (long long)n[2], compose ? "compose" : "add", pad_name(pad), step);
@@ -665,7 +670,22 @@ static void test_warp_step(env *e, const int64_t n[3], int compose, ffdp_pad pad
 		double r = gp_vec_rel(e, &u);
 		CHECK(r < TOL_VAL, "  u agrees (rel %.2e)", r);
 	}
-	gp_vec_free(e, &u), gp_vec_free(e, &m), gp_vec_free(e, &v);
+	/* out of place on the GPU (no ring): the in-place step's bits, u untouched */
+	o.out = &out.d;
+	ffdp_status so = ffdp_op_warp_step(e->gpu, u0.d, m.d, v.d, &o, &e->err);
+	CHECK_OK(so, &e->err, "  CUDA out of place");
+	if (!so && !sg) {
+		int64_t diff = 0, moved = 0;
+		for (int c = 0; c < u.h.ncomp; c++) {
+			float *got = gp_d_get(e, u.d.c[c], u.nv);
+			diff += gp_bit_diffs(e, out.d.c[c], got, u.nv);
+			moved += gp_bit_diffs(e, u0.d.c[c], u0.h.c[c], u.nv);
+			free(got);
+		}
+		CHECK(diff == 0 && moved == 0, "  out of place = in place bit for bit (%lld differ), u untouched (%lld moved)",
+		      (long long)diff, (long long)moved);
+	}
+	gp_vec_free(e, &u), gp_vec_free(e, &m), gp_vec_free(e, &v), gp_vec_free(e, &u0), gp_vec_free(e, &out);
 }
 
 static void test_optimiser(env *e)

@@ -361,6 +361,24 @@ __global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_slab_kernel(ws_k k, ws
 		atomicOr(bad_out, 1);
 }
 
+/* The old u at the taps, each component from its planes b0 (tz.i0) and
+ * b1 (tz.i1): the slab kernel's and the out-of-place kernel's arithmetic,
+ * in one place so that both give the same bits. */
+template <typename IDX>
+__device__ __forceinline__ void ws_interp3(const float *const b0[3], const float *const b1[3], const cu_taps_t<IDX> &tx,
+					   const cu_taps_t<IDX> &ty, const cu_taps_t<IDX> &tz, IDX nx, float val[3])
+{
+	const IDX y0 = ty.i0 * nx, y1 = ty.i1 * nx;
+#pragma unroll
+	for (int c = 0; c < 3; c++) {
+		const float r0 = tx.w0 * b0[c][y0 + tx.i0] + tx.w1 * b0[c][y0 + tx.i1];
+		const float r1 = tx.w0 * b0[c][y1 + tx.i0] + tx.w1 * b0[c][y1 + tx.i1];
+		const float r2 = tx.w0 * b1[c][y0 + tx.i0] + tx.w1 * b1[c][y0 + tx.i1];
+		const float r3 = tx.w0 * b1[c][y1 + tx.i0] + tx.w1 * b1[c][y1 + tx.i1];
+		val[c] = tz.w0 * (ty.w0 * r0 + ty.w1 * r1) + tz.w1 * (ty.w0 * r2 + ty.w1 * r3);
+	}
+}
+
 /* 3-D with every axis under 2^20 voxels and a slice under 2^31: as
  * ws_slab_kernel, but the point's offset C delta (formed in double, as the
  * reach) is rounded to float once and the taps are taken in the frame of
@@ -412,15 +430,7 @@ __global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_slab3_kernel(ws_k k, w
 			const float *b0[3], *b1[3];
 			bad |= ws_slice(k, ring, z0, S, R, tz.i0, tz.w0, b0);
 			bad |= ws_slice(k, ring, z0, S, R, tz.i1, tz.w1, b1);
-			const IDX y0 = ty.i0 * nx, y1 = ty.i1 * nx;
-#pragma unroll
-			for (int c = 0; c < 3; c++) {
-				const float r0 = tx.w0 * b0[c][y0 + tx.i0] + tx.w1 * b0[c][y0 + tx.i1];
-				const float r1 = tx.w0 * b0[c][y1 + tx.i0] + tx.w1 * b0[c][y1 + tx.i1];
-				const float r2 = tx.w0 * b1[c][y0 + tx.i0] + tx.w1 * b1[c][y0 + tx.i1];
-				const float r3 = tx.w0 * b1[c][y1 + tx.i0] + tx.w1 * b1[c][y1 + tx.i1];
-				val[v][c] = tz.w0 * (ty.w0 * r0 + ty.w1 * r1) + tz.w1 * (ty.w0 * r2 + ty.w1 * r3);
-			}
+			ws_interp3(b0, b1, tx, ty, tz, nx, val[v]);
 		}
 #pragma unroll
 		for (int v = 0; v < 2; v++) {
@@ -465,6 +475,58 @@ static void ws_k_make(ws_k *k, ffdp_vec u, ffdp_vec m, ffdp_vec v, const ffdp_wa
 	k->pad = o->pad;
 }
 
+/* Out of place (warp_step's out): the new u into out, u only read, so the
+ * gathers need no ring and the whole volume is one launch.  Per voxel the
+ * slab kernel's arithmetic (ws_delta_t, ws_offset, cu_taps_int,
+ * ws_interp3): the same bits.  Two voxels a thread, 32 apart along x, in
+ * phases (both voxels' loads first), as there. */
+typedef struct ws_out {
+	float *c[3];
+} ws_out;
+
+template <int PAD, bool BF16>
+__global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_out3_kernel(ws_k k, ws_out out)
+{
+	typedef int32_t IDX;
+	const double step = ws_step(k);
+	const IDX nx = (IDX)k.n[0], ny = (IDX)k.n[1], nz = (IDX)k.ns;
+	for (int64_t s = blockIdx.z; s < k.ns; s += gridDim.z)
+	for (int64_t o = (int64_t)blockIdx.y * blockDim.y + threadIdx.y; o < k.no; o += (int64_t)gridDim.y * blockDim.y)
+	for (int64_t xb = (int64_t)blockIdx.x * blockDim.x * 2 + threadIdx.x; xb < k.n[0];
+	     xb += (int64_t)gridDim.x * blockDim.x * 2) {
+		bool in[2];
+		float val[2][3];
+		double dl[2][3];
+#pragma unroll
+		for (int v = 0; v < 2; v++) {
+			in[v] = xb + 32 * v < k.n[0];
+			if (in[v])
+				ws_delta_t<BF16>(k, step, s * k.slice + o * k.n[0] + xb + 32 * v, dl[v]);
+		}
+#pragma unroll
+		for (int v = 0; v < 2; v++) {
+			if (!in[v])
+				continue;
+			const cu_taps_t<IDX> tx = cu_taps_int<IDX, PAD>((IDX)(xb + 32 * v), (float)ws_offset(k, 0, dl[v]), nx);
+			const cu_taps_t<IDX> ty = cu_taps_int<IDX, PAD>((IDX)o, (float)ws_offset(k, 1, dl[v]), ny);
+			const cu_taps_t<IDX> tz = cu_taps_int<IDX, PAD>((IDX)s, (float)ws_offset(k, 2, dl[v]), nz);
+			const float *b0[3], *b1[3];
+#pragma unroll
+			for (int c = 0; c < 3; c++)
+				b0[c] = k.u[c] + tz.i0 * k.slice, b1[c] = k.u[c] + tz.i1 * k.slice;
+			ws_interp3(b0, b1, tx, ty, tz, nx, val[v]);
+		}
+#pragma unroll
+		for (int v = 0; v < 2; v++)
+			if (in[v]) {
+				const int64_t i = s * k.slice + o * k.n[0] + xb + 32 * v;
+#pragma unroll
+				for (int c = 0; c < 3; c++)
+					out.c[c][i] = (float)(dl[v][c] + (double)val[v][c]);
+			}
+	}
+}
+
 /* Slices the ring must keep behind the current slab. */
 static ffdp_status ws_reach(const ws_k *k, const ffdp_warp_step_opts *o, int64_t *R, ffdp_error *err)
 {
@@ -504,6 +566,29 @@ __global__ void ws_fault_kernel(const int *bad, ffdp_step_state *state)
 	state->fault |= *bad ? 2 : 0;
 }
 
+/* The 32-bit integer frame of the slab3 and out3 kernels: 3-D, every axis
+ * under 2^20 voxels (cu_taps_int), a slice under 2^31. */
+static bool ws_frame(const ws_k *k)
+{
+	const int64_t lim = (int64_t)1 << 20;
+	return k->nc == 3 && k->n[0] < lim && k->n[1] < lim && k->n[2] < lim && k->slice < ((int64_t)1 << 31);
+}
+
+static ffdp_status ws_compose_out(const ws_k *k, const ffdp_vec *out, ffdp_error *err)
+{
+	const ws_out o = {{out->c[0], out->c[1], out->c[2]}};
+	const cu_shape sh = cu_voxel_shape((k->n[0] + 1) / 2, k->no, k->ns, 0); /* two voxels a thread */
+	if (k->pad == FFDP_PAD_ZERO && k->w[0])
+		ws_out3_kernel<FFDP_PAD_ZERO, true><<<sh.grid, sh.block>>>(*k, o);
+	else if (k->pad == FFDP_PAD_ZERO)
+		ws_out3_kernel<FFDP_PAD_ZERO, false><<<sh.grid, sh.block>>>(*k, o);
+	else if (k->w[0])
+		ws_out3_kernel<FFDP_PAD_BORDER, true><<<sh.grid, sh.block>>>(*k, o);
+	else
+		ws_out3_kernel<FFDP_PAD_BORDER, false><<<sh.grid, sh.block>>>(*k, o);
+	return cu_launched(err, "warp_step");
+}
+
 static ffdp_status ws_compose(const ws_k *k, const ffdp_warp_step_opts *o, ffdp_error *err)
 {
 	int64_t R = 0;
@@ -528,9 +613,7 @@ static ffdp_status ws_compose(const ws_k *k, const ffdp_warp_step_opts *o, ffdp_
 					      cudaMemcpyDeviceToDevice, 0),
 			      err, "warp_step ring");
 	const cu_shape sh = cu_voxel_shape(k->n[0], k->no, S, 0);
-	const int64_t lim = (int64_t)1 << 20; /* cu_taps_int, as in compose */
-	const bool frame = k->nc == 3 && k->n[0] < lim && k->n[1] < lim && k->n[2] < lim &&
-			   k->slice < ((int64_t)1 << 31);
+	const bool frame = ws_frame(k);
 	const cu_shape sh2 = cu_voxel_shape((k->n[0] + 1) / 2, k->no, S, 0); /* two voxels a thread */
 	for (int64_t z0 = 0; z0 < k->ns && !s; z0 += S) {
 		/* the slices this launch touches, [z0 - R, z0 + 2S), span at most cap */
@@ -579,6 +662,17 @@ ffdp_status ffdp_cuda_warp_step(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_v
 	ws_k k;
 	ws_k_make(&k, u, m, v, o, &a);
 	const int64_t n = k.n[0] * k.n[1] * k.n[2];
+	if (o->out && o->compose && ws_frame(&k))
+		return ws_compose_out(&k, o->out, err);
+	if (o->out) { /* the step in place on a copy of u */
+		for (int c = 0; c < u.ncomp && !s; c++)
+			s = cu_status(cudaMemcpyAsync(o->out->c[c], u.c[c], (size_t)n * sizeof(float),
+						      cudaMemcpyDeviceToDevice, 0),
+				      err, "warp_step out");
+		ffdp_warp_step_opts in_place = *o;
+		in_place.out = NULL;
+		return s ? s : ffdp_cuda_warp_step(be, *o->out, m, v, &in_place, err);
+	}
 	if (!o->compose) {
 		const cu_shape sh = cu_flat_shape(n, 0);
 		ws_add_kernel<<<sh.grid, sh.block>>>(k, n);

@@ -97,6 +97,7 @@ static ffdp_ops_table make_table(void)
 	t.smooth = ffdp_cuda_smooth;
 	t.adam_moments = ffdp_cuda_adam_moments;
 	t.warp_step = ffdp_cuda_warp_step;
+	t.warp_out = 1;
 	t.moments_half = ffdp_cuda_moments_half;
 	t.unorm16 = ffdp_cuda_unorm16;
 	t.native16 = FFDP_NATIVE16_SAMPLE | FFDP_NATIVE16_LNCC;
