@@ -241,6 +241,40 @@ static void test_bits(ffdp_backend *be, tu_rng *rng)
 	}
 }
 
+/* Out of place (smooth_to): the in-place bits, x left as it was; a vector
+ * field through smooth_vec_to; out overlapping x refused. */
+static void test_out_of_place(ffdp_backend *be, tu_rng *rng)
+{
+	ffdp_error err = {0};
+	const int64_t n[3] = {29, 23, 17}, nv = n[0] * n[1] * n[2];
+	float *x = malloc((size_t)nv * sizeof(float)), *keep = malloc((size_t)nv * sizeof(float));
+	float *in = malloc((size_t)nv * sizeof(float)), *out = malloc((size_t)nv * sizeof(float));
+	tu_fill_uniform(rng, x, nv, -1.0, 2.0);
+	memcpy(keep, x, (size_t)nv * sizeof(float));
+	memcpy(in, x, (size_t)nv * sizeof(float));
+	ffdp_smooth_opts o = {{0.5, 1.5, 1.0}, 2.0, 0};
+	ffdp_img xi = {x, {n[0], n[1], n[2]}}, ii = {in, {n[0], n[1], n[2]}}, oi = {out, {n[0], n[1], n[2]}};
+	ffdp_status s = ffdp_op_smooth_to(be, xi, oi, &o, &err);
+	s = s ? s : ffdp_op_smooth(be, ii, &o, &err);
+	CHECK(s == FFDP_OK && !memcmp(out, in, (size_t)nv * sizeof(float)) && !memcmp(x, keep, (size_t)nv * sizeof(float)),
+	      "smooth_to 29x23x17: the in-place bits, x kept (%s)", s ? err.msg : "ok");
+	ffdp_img half = {x + nv / 2, {n[0], n[1], n[2]}};
+	CHECK(ffdp_op_smooth_to(be, xi, half, &o, &err) == FFDP_ERR_ARG, "  overlapping out refused (%s)", err.msg);
+	tfield u = tu_field_new(n[0], n[1], n[2]), w = tu_field_new(n[0], n[1], n[2]), v = tu_field_new(n[0], n[1], n[2]);
+	for (int c = 0; c < u.nc; c++) {
+		tu_fill_uniform(rng, u.c[c], nv, -1.0, 1.0);
+		memcpy(v.c[c], u.c[c], (size_t)nv * sizeof(float));
+	}
+	s = ffdp_op_smooth_vec_to(be, tu_field_vec(&u), tu_field_vec(&w), &o, &err);
+	s = s ? s : ffdp_op_smooth_vec(be, tu_field_vec(&v), &o, &err);
+	int same = s == FFDP_OK;
+	for (int c = 0; c < u.nc; c++)
+		same &= !memcmp(w.c[c], v.c[c], (size_t)nv * sizeof(float));
+	CHECK(same, "  smooth_vec_to: every component's in-place bits");
+	tu_field_free(&u), tu_field_free(&w), tu_field_free(&v);
+	free(x), free(keep), free(in), free(out);
+}
+
 /* Scratch is a few lines per thread plus a ring of 2 rz + 1 planes, never
  * a volume. */
 static void test_scratch(ffdp_backend *be, tu_rng *rng)
@@ -276,6 +310,7 @@ int main(void)
 	test_invariants(be, &rng);
 	test_scratch(be, &rng);
 	test_bits(be, &rng);
+	test_out_of_place(be, &rng);
 	ffdp_backend_close(be);
 	return check_done();
 }

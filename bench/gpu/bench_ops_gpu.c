@@ -249,6 +249,25 @@ static ffdp_status op_smooth_vec(bench *b)
 	return ffdp_op_smooth_vec(b->be, vec(b, b->gu), &o, &b->err);
 }
 
+/* registration's warp smoothing (sigma 0.5: radius 1), in place and out of place */
+static ffdp_status op_smooth_vec_half(bench *b)
+{
+	ffdp_smooth_opts o = {{0.5, 0.5, 0.5}, 2.0, 0};
+	return ffdp_op_smooth_vec(b->be, vec(b, b->gu), &o, &b->err);
+}
+
+static ffdp_status op_smooth_vec_half_to(bench *b)
+{
+	ffdp_smooth_opts o = {{0.5, 0.5, 0.5}, 2.0, 0};
+	return ffdp_op_smooth_vec_to(b->be, vec(b, b->gu), vec(b, b->o), &o, &b->err);
+}
+
+static ffdp_status op_smooth_vec_to(bench *b)
+{
+	ffdp_smooth_opts o = {{1, 1, 1}, 0, 0};
+	return ffdp_op_smooth_vec_to(b->be, vec(b, b->gu), vec(b, b->o), &o, &b->err);
+}
+
 static ffdp_status op_adam_moments(bench *b)
 {
 	ffdp_adam_opts o = {5, 0.9, 0.999, 1e-8, FFDP_MOMENTS_F32, 0, NULL};
@@ -392,6 +411,9 @@ static const op_def OPS[] = {
 	{"mi 32 fwd+bwd", {256, 0, 0}, 12, 256, 51.3, op_mi},
 	{"smooth scalar s=1", {256, 0, 0}, 8, 0, 0, op_smooth},
 	{"smooth vec s=1", {256, 0, 0}, 24, 0, 0, op_smooth_vec},
+	{"smooth vec s=1 to", {256, 0, 0}, 24, 0, 0, op_smooth_vec_to},
+	{"smooth vec s=.5", {256, 0, 0}, 24, 0, 0, op_smooth_vec_half},
+	{"smooth vec s=.5 to", {256, 512, 0}, 24, 0, 0, op_smooth_vec_half_to},
 	{"adam moments", {256, 0, 0}, 60, 0, 0, op_adam_moments},
 	{"warp step add", {256, 0, 0}, 48, 0, 0, op_warp_add},
 	{"warp step compose", {256, 0, 0}, 48, 0, 0, op_warp_compose},

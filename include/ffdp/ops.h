@@ -363,6 +363,15 @@ ffdp_status ffdp_op_smooth(ffdp_backend *be, ffdp_img x, const ffdp_smooth_opts 
 			   ffdp_error *err);
 ffdp_status ffdp_op_smooth_vec(ffdp_backend *be, ffdp_vec x, const ffdp_smooth_opts *o,
 			       ffdp_error *err);
+/* Out of place: out = the smoothing of x (same size, no overlap), x left as
+ * it is; the same values as in place.  A backend that smooths out of place
+ * natively (ffdp_op_smooth_native_to) makes one pass over the data where it
+ * can; any other copies x into out and smooths out in place. */
+ffdp_status ffdp_op_smooth_to(ffdp_backend *be, ffdp_img x, ffdp_img out, const ffdp_smooth_opts *o,
+			      ffdp_error *err);
+ffdp_status ffdp_op_smooth_vec_to(ffdp_backend *be, ffdp_vec x, ffdp_vec out, const ffdp_smooth_opts *o,
+				  ffdp_error *err);
+int ffdp_op_smooth_native_to(const ffdp_backend *be);
 
 /* ---- pointwise ----------------------------------------------------------------
  * Whole-view maps and reductions: the glue between stages (intensity

@@ -104,6 +104,8 @@ static ffdp_status check_vec(const ffdp_vec *x, const char *what, ffdp_error *er
 	return FFDP_OK;
 }
 
+static ffdp_status check_vec_pair(const ffdp_vec *a, const ffdp_vec *b, const char *what, ffdp_error *err);
+
 /* An image given as floats (x->p) or as unorm16 (q), not both. */
 static ffdp_status check_src(const ffdp_img *x, const uint16_t *q, const char *what, ffdp_error *err)
 {
@@ -392,6 +394,43 @@ ffdp_status ffdp_op_smooth(ffdp_backend *be, ffdp_img x, const ffdp_smooth_opts 
 	return s ? s : be->ops->smooth(be, x, o, err);
 }
 
+int ffdp_op_smooth_native_to(const ffdp_backend *be)
+{
+	return be->ops->smooth_to != NULL;
+}
+
+ffdp_status ffdp_op_smooth_to(ffdp_backend *be, ffdp_img x, ffdp_img out, const ffdp_smooth_opts *o, ffdp_error *err)
+{
+	ffdp_status s = check_img(&x, "smooth_to", err);
+	if (!s)
+		s = check_img(&out, "smooth_to out", err);
+	if (!s && !same_dims(x.n, out.n))
+		s = ffdp_fail(err, FFDP_ERR_ARG, "smooth_to: x and out differ in size");
+	const int64_t nv = x.n[0] * x.n[1] * x.n[2];
+	if (!s && out.p < x.p + nv && x.p < out.p + nv)
+		s = ffdp_fail(err, FFDP_ERR_ARG, "smooth_to: x and out overlap");
+	for (int a = 0; a < 3 && !s; a++)
+		if (!(o->sigma[a] >= 0.0))
+			s = ffdp_fail(err, FFDP_ERR_ARG, "smooth_to: negative sigma");
+	if (s)
+		return s;
+	if (be->ops->smooth_to)
+		return be->ops->smooth_to(be, x, out, o, err);
+	s = ffdp_buf_copy(be, out.p, x.p, (size_t)nv * sizeof(float), err);
+	return s ? s : be->ops->smooth(be, out, o, err);
+}
+
+ffdp_status ffdp_op_smooth_vec_to(ffdp_backend *be, ffdp_vec x, ffdp_vec out, const ffdp_smooth_opts *o,
+				  ffdp_error *err)
+{
+	ffdp_status s = check_vec_pair(&x, &out, "smooth_vec_to", err);
+	for (int c = 0; c < x.ncomp && !s; c++) {
+		ffdp_img a = {x.c[c], {x.n[0], x.n[1], x.n[2]}}, b = {out.c[c], {x.n[0], x.n[1], x.n[2]}};
+		s = ffdp_op_smooth_to(be, a, b, o, err);
+	}
+	return s;
+}
+
 ffdp_status ffdp_op_smooth_vec(ffdp_backend *be, ffdp_vec x, const ffdp_smooth_opts *o, ffdp_error *err)
 {
 	ffdp_status s = check_vec(&x, "smooth_vec", err);
@@ -429,8 +468,6 @@ ffdp_status ffdp_op_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp_
 		return s;
 	return be->ops->adam_moments(be, g, m, v, o, max_norm, err);
 }
-
-static ffdp_status check_vec_pair(const ffdp_vec *a, const ffdp_vec *b, const char *what, ffdp_error *err);
 
 static int shares_plane(const ffdp_vec *a, const ffdp_vec *b)
 {

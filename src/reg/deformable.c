@@ -172,6 +172,15 @@ static void side_sampler(const reg_domain *dm, const side *sd, const reg_level *
 	a->u = u;
 }
 
+/* u and g trade planes (one process, warped and gimg in g's planes): where
+ * the backend writes a step or a smoothing out of place into the dead g. */
+static void side_swap_ug(side *sd)
+{
+	const ffdp_field t = sd->u;
+	sd->u = sd->g, sd->g = t;
+	sd->gimg = sd->g.c[0], sd->warped = sd->g.c[1];
+}
+
 static ffdp_status side_step(reg_domain *dm, side *sd, const reg_level *lv, const ffdp_stage *st, int t,
 			     ffdp_error *err)
 {
@@ -218,16 +227,21 @@ static ffdp_status side_step(reg_domain *dm, side *sd, const reg_level *lv, cons
 	if ((s = reg_dom_warp_step(dm, u, m, v, &wo, err)))
 		return s;
 	if (swap) {
-		const ffdp_field t = sd->u;
-		sd->u = sd->g, sd->g = t;
-		sd->gimg = sd->g.c[0], sd->warped = sd->g.c[1];
+		side_swap_ug(sd);
 		u = g;
 	}
 	ffdp_smooth_opts ws = {{st->sigma_warp, st->sigma_warp, st->sigma_warp}, 2.0, 0};
 	if (lv->F.grid.n[2] == 1)
 		ws.sigma[2] = 0;
-	if (st->sigma_warp > 0)
+	if (st->sigma_warp > 0 && swap && ffdp_op_smooth_native_to(dm->be)) {
+		/* g (the old u) is still dead: smooth into it in one pass and swap back */
+		ffdp_vec gn = reg_dom_vec(dm, &sd->g);
+		if ((s = ffdp_op_smooth_vec_to(dm->be, u, gn, &ws, err)))
+			return s;
+		side_swap_ug(sd);
+	} else if (st->sigma_warp > 0) {
 		s = reg_dom_smooth_vec(dm, u, &ws, err);
+	}
 	return s;
 }
 

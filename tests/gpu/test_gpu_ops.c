@@ -585,8 +585,44 @@ static void test_smooth_case(env *e, const int64_t n[3], double sx, double sy, d
 	pi_free(e, &x);
 }
 
+/* Out of place on the GPU (one fused pass where every axis has the same
+ * radius up to 3, else a copy smoothed in place): the GPU's in-place bits,
+ * the CPU's values, x untouched. */
+static void test_smooth_to_case(env *e, const int64_t n[3], double sx, double sy, double sz)
+{
+	pimg x = pi_smooth(e, n), out = pi_uniform(e, n, 0, 1);
+	for (int64_t i = 0; i < x.nv; i += 5)
+		x.h.p[i] -= 0.5f;
+	ffdp_buf_upload(e->gpu, x.d.p, x.h.p, (size_t)x.nv * sizeof(float), &e->err);
+	ffdp_smooth_opts o = {{sx, sy, sz}, 2.0, 0};
+	ffdp_status sg = ffdp_op_smooth_to(e->gpu, x.d, out.d, &o, &e->err);
+	CHECK_OK(sg, &e->err, "smooth_to %lldx%lldx%lld sigma (%g, %g, %g): CUDA", (long long)n[0], (long long)n[1],
+		 (long long)n[2], sx, sy, sz);
+	int64_t moved = sg ? 1 : gp_bit_diffs(e, x.d.p, x.h.p, x.nv);
+	ffdp_status sc = ffdp_op_smooth(e->cpu, x.h, &o, &e->err);
+	sg = sg ? sg : ffdp_op_smooth(e->gpu, x.d, &o, &e->err); /* in place now */
+	if (!sc && !sg) {
+		float *inplace = gp_d_get(e, x.d.p, x.nv);
+		const int64_t diff = gp_bit_diffs(e, out.d.p, inplace, x.nv);
+		const double r = gp_rel_dev(e, out.d.p, x.h.p, x.nv);
+		CHECK(diff == 0 && moved == 0 && r < TOL_VAL,
+		      "  the in-place bits (%lld differ), x untouched (%lld moved), the CPU's values (rel %.2e)",
+		      (long long)diff, (long long)moved, r);
+		free(inplace);
+	}
+	pi_free(e, &x), pi_free(e, &out);
+}
+
 static void test_smooth(env *e)
 {
+	const int64_t g1[3] = {37, 29, 23}, g2[3] = {70, 37, 45}, g3[3] = {53, 47, 1}, g4[3] = {2, 9, 70};
+	test_smooth_to_case(e, g1, 0.5, 0.5, 0.5); /* radius 1, fused */
+	test_smooth_to_case(e, g2, 1.0, 1.0, 1.0); /* radius 2: several tiles and z chunks */
+	test_smooth_to_case(e, g1, 1.5, 1.5, 1.5); /* radius 3 */
+	test_smooth_to_case(e, g1, 2.5, 2.5, 2.5); /* radius 5: a copy, in place */
+	test_smooth_to_case(e, g2, 0.5, 1.0, 0.5); /* radii differ: in place */
+	test_smooth_to_case(e, g3, 1.0, 1.0, 1.0); /* 2-D */
+	test_smooth_to_case(e, g4, 0.5, 0.5, 0.5); /* a 2-voxel axis */
 	const int64_t a[3] = {37, 29, 23}, b[3] = {300, 40, 90}, c[3] = {53, 47, 1}, d[3] = {8, 4, 2000};
 	const int64_t f[3] = {33, 5, 7}; /* lines shorter than the marching kernel's window and prefetch */
 	for (int renorm = 0; renorm < 2; renorm++) {

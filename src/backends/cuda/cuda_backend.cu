@@ -95,6 +95,7 @@ static ffdp_ops_table make_table(void)
 	t.lncc = ffdp_cuda_lncc;
 	t.mi = ffdp_cuda_mi;
 	t.smooth = ffdp_cuda_smooth;
+	t.smooth_to = ffdp_cuda_smooth_to;
 	t.adam_moments = ffdp_cuda_adam_moments;
 	t.warp_step = ffdp_cuda_warp_step;
 	t.warp_out = 1;
