@@ -160,18 +160,21 @@ static void test_random(tu_rng *r, int d3)
 	free(ref);
 }
 
-/* The AVX2 path (3-D, 4 voxels a step between the row's end voxels)
- * against the forced scalar path: the same bits, on a rough random field
- * with oblique A and G, odd row lengths (tails of 0 to 3), and boxes with
- * one plane or one row (a zero difference along that axis). */
+/* The AVX2 path (3-D, 8 voxels a step between the row's end voxels, the
+ * last group overlapping the one before) against the forced scalar path:
+ * the same bits, on a rough random field with oblique A and G, rows of 10
+ * (one group), 17 and 45 (overlapping last groups), 18 (none), rows too
+ * short for a group, and boxes with one plane or one row (a zero
+ * difference along that axis). */
 static void test_simd_bits(tu_rng *r)
 {
 	if (!ffdp_cpu_use_avx2()) {
 		CHECK(1, "simd: no AVX2+FMA on this CPU, scalar path only");
 		return;
 	}
-	const int64_t sizes[][3] = {{45, 13, 11}, {12, 7, 5}, {11, 9, 1}, {9, 1, 6}, {3, 4, 5}};
-	for (int t = 0; t < 5; t++) {
+	const int64_t sizes[][3] = {{45, 13, 11}, {12, 7, 5}, {11, 9, 1}, {9, 1, 6}, {3, 4, 5},
+				    {10, 5, 4},   {17, 6, 3}, {18, 3, 7}, {26, 1, 3}};
+	for (int t = 0; t < 9; t++) {
 		const int64_t *n = sizes[t];
 		int64_t nv = nvox(n);
 		double A[9], G[9];

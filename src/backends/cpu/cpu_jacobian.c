@@ -2,112 +2,152 @@
  *     out = det(A + (du/di) G),
  * du/di by central differences, one-sided at the box faces, 0 along an axis
  * of size 1.  2-D (two components): the 2x2 determinant of the top-left
- * blocks.  Parallel over rows; the y and z neighbours of a row are fixed
- * per row, so only x varies in the inner loop (AVX2: 4 voxels a step).
+ * blocks.
+ *
+ * Float arithmetic: du/di = D s with D the raw differences and s in
+ * {0, 1/2, 1} per axis, a power of two or 0, so D (s G) is D s G rounded
+ * once and s folds into the rows of G per row of voxels.  Parallel over
+ * rows; the y and z neighbours of a row are fixed per row, so only x
+ * varies in the inner loop (AVX2: 8 voxels a step, the scalar path's
+ * operations in its order, -ffp-contract=off: the same bits).
  * Floor: u 12 B read (the neighbour rows stay in cache) + out 4 B written
  * = 16 B/voxel (12 B in 2-D).
  */
 #include "cpu_ops.h"
 
+/* One row of voxels: the offsets of its neighbour rows and the scaled rows
+ * of G (gx for the interior x; the faces scale G's first row themselves). */
+typedef struct jac_row {
+	int64_t row, ry0, ry1, rz0, rz1;
+	float gx[3], gy[3], gz[3];
+} jac_row;
+
+typedef struct jac {
+	const float *u[3];
+	float *out;
+	int64_t n[3];
+	float A[9], G[9];
+	int nc;
+} jac;
+
 /* Neighbours t-, t+ of t along an axis of size n, and 1/(t+ - t-) (0 when n == 1). */
-static inline void jac_nbrs(int64_t t, int64_t n, int64_t *lo, int64_t *hi, double *inv)
+static inline void jac_nbrs(int64_t t, int64_t n, int64_t *lo, int64_t *hi, float *s)
 {
 	*lo = t > 0 ? t - 1 : t;
 	*hi = t < n - 1 ? t + 1 : t;
-	*inv = *hi > *lo ? 1.0 / (double)(*hi - *lo) : 0.0;
+	*s = *hi - *lo == 2 ? 0.5f : (float)(*hi - *lo);
 }
 
-static double det3(const double m[9])
+static void jac_row_make(const jac *s, int64_t r, jac_row *w)
 {
+	int64_t nx = s->n[0], ny = s->n[1], y = r % ny, z = r / ny, ylo, yhi, zlo, zhi;
+	float sy, sz;
+	jac_nbrs(y, ny, &ylo, &yhi, &sy);
+	jac_nbrs(z, s->n[2], &zlo, &zhi, &sz);
+	w->row = r * nx;
+	w->ry0 = (z * ny + ylo) * nx, w->ry1 = (z * ny + yhi) * nx;
+	w->rz0 = (zlo * ny + y) * nx, w->rz1 = (zhi * ny + y) * nx;
+	for (int k = 0; k < 3; k++) {
+		w->gx[k] = 0.5f * s->G[k];
+		w->gy[k] = sy * s->G[3 + k];
+		w->gz[k] = sz * s->G[6 + k];
+	}
+}
+
+/* det(A + D gs) with gs the rows gx, gy, gz: M row by row, then cofactors
+ * along the first row (2-D: the top-left 2x2). */
+static inline float jac_det(const jac *s, const float D[9], const float gx[3], const float gy[3], const float gz[3])
+{
+	float m[9];
+	for (int i = 0; i < 3; i++)
+		for (int k = 0; k < 3; k++)
+			m[3 * i + k] = s->A[3 * i + k] + D[3 * i] * gx[k] + D[3 * i + 1] * gy[k] + D[3 * i + 2] * gz[k];
+	if (s->nc == 2)
+		return m[0] * m[4] - m[1] * m[3];
 	return m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6]) +
 	       m[2] * (m[3] * m[7] - m[4] * m[6]);
 }
 
-/* Voxels [x0, x1) of row r. */
-static void jac_span(const ffdp_vec *u, const double A[9], const double G[9], float *out, int64_t r, int64_t x0,
-		     int64_t x1)
+/* Voxels [x0, x1) of a row. */
+static void jac_span(const jac *s, const jac_row *w, int64_t x0, int64_t x1)
 {
-	int64_t nx = u->n[0], ny = u->n[1], nz = u->n[2], y = r % ny, z = r / ny;
-	int64_t ylo, yhi, zlo, zhi, xlo, xhi;
-	double iy, iz, ix;
-	int nc = u->ncomp;
-	jac_nbrs(y, ny, &ylo, &yhi, &iy);
-	jac_nbrs(z, nz, &zlo, &zhi, &iz);
-	int64_t ry0 = (z * ny + ylo) * nx, ry1 = (z * ny + yhi) * nx;
-	int64_t rz0 = (zlo * ny + y) * nx, rz1 = (zhi * ny + y) * nx, row = r * nx;
+	const int64_t nx = s->n[0];
 	for (int64_t x = x0; x < x1; x++) {
-		double J[9] = {0}, M[9];
-		jac_nbrs(x, nx, &xlo, &xhi, &ix);
-		for (int c = 0; c < nc; c++) {
-			const float *p = u->c[c];
-			J[3 * c] = ((double)p[row + xhi] - p[row + xlo]) * ix;
-			J[3 * c + 1] = ((double)p[ry1 + x] - p[ry0 + x]) * iy;
-			J[3 * c + 2] = ((double)p[rz1 + x] - p[rz0 + x]) * iz;
+		int64_t xlo, xhi;
+		float sx, gx[3], D[9] = {0};
+		jac_nbrs(x, nx, &xlo, &xhi, &sx);
+		for (int k = 0; k < 3; k++)
+			gx[k] = sx * s->G[k];
+		for (int c = 0; c < s->nc; c++) {
+			const float *p = s->u[c];
+			D[3 * c] = p[w->row + xhi] - p[w->row + xlo];
+			D[3 * c + 1] = p[w->ry1 + x] - p[w->ry0 + x];
+			D[3 * c + 2] = p[w->rz1 + x] - p[w->rz0 + x];
 		}
-		for (int i = 0; i < 3; i++)
-			for (int k = 0; k < 3; k++)
-				M[3 * i + k] = A[3 * i + k] + J[3 * i] * G[k] + J[3 * i + 1] * G[3 + k] +
-					       J[3 * i + 2] * G[6 + k];
-		out[row + x] = (float)(nc == 3 ? det3(M) : M[0] * M[4] - M[1] * M[3]);
+		s->out[w->row + x] = jac_det(s, D, gx, w->gy, w->gz);
 	}
 }
 
 /* ---- AVX2 --------------------------------------------------------------------
- * 3-D, the voxels of a row with both x neighbours (1 .. nx - 2), 4 at a
- * time in double: contiguous loads of the x-1, x+1, y and z neighbour rows,
- * every operation the scalar path's in its order, so the bits agree. */
+ * 3-D, voxels 1 .. nx - 2 (both x neighbours), 8 at a time: contiguous
+ * loads of the x-1, x+1, y and z neighbour rows; the last group overlaps
+ * the one before it rather than leaving a tail (a voxel's value does not
+ * depend on its group). */
 #if defined(__GNUC__) && defined(__x86_64__)
 #define JAC_AVX2 1
 #include <immintrin.h>
 
-#define JAC_AVX2_FN static inline __attribute__((always_inline, target("avx2,fma")))
+#define JAC_FN static inline __attribute__((always_inline, target("avx2,fma")))
 
-JAC_AVX2_FN __m256d jac_diff(const float *p, int64_t hi, int64_t lo, __m256d inv)
+/* A + D gs and the determinant, jac_det's operations for 8 voxels; k holds
+ * A (0..8) and gx, gy, gz (9..17) broadcast. */
+JAC_FN __m256 jac8_det(const __m256 D[9], const __m256 k[18])
 {
-	__m256d a = _mm256_cvtps_pd(_mm_loadu_ps(p + hi)), b = _mm256_cvtps_pd(_mm_loadu_ps(p + lo));
-	return _mm256_mul_pd(_mm256_sub_pd(a, b), inv);
-}
-
-/* det(A + J G) of 4 voxels at x .. x + 3 of the row. */
-JAC_AVX2_FN __m128 jac4(const ffdp_vec *u, const double A[9], const double G[9], int64_t row, int64_t ry0,
-			int64_t ry1, int64_t rz0, int64_t rz1, int64_t x, __m256d iy, __m256d iz)
-{
-	const __m256d half = _mm256_set1_pd(0.5);
-	__m256d J[9], M[9];
-	for (int c = 0; c < 3; c++) {
-		const float *p = u->c[c];
-		J[3 * c] = jac_diff(p, row + x + 1, row + x - 1, half);
-		J[3 * c + 1] = jac_diff(p, ry1 + x, ry0 + x, iy);
-		J[3 * c + 2] = jac_diff(p, rz1 + x, rz0 + x, iz);
-	}
+	__m256 m[9];
 	for (int i = 0; i < 3; i++)
-		for (int k = 0; k < 3; k++) {
-			__m256d t = _mm256_add_pd(_mm256_set1_pd(A[3 * i + k]), _mm256_mul_pd(J[3 * i], _mm256_set1_pd(G[k])));
-			t = _mm256_add_pd(t, _mm256_mul_pd(J[3 * i + 1], _mm256_set1_pd(G[3 + k])));
-			M[3 * i + k] = _mm256_add_pd(t, _mm256_mul_pd(J[3 * i + 2], _mm256_set1_pd(G[6 + k])));
+		for (int c = 0; c < 3; c++) {
+			__m256 t = _mm256_add_ps(k[3 * i + c], _mm256_mul_ps(D[3 * i], k[9 + c]));
+			t = _mm256_add_ps(t, _mm256_mul_ps(D[3 * i + 1], k[12 + c]));
+			m[3 * i + c] = _mm256_add_ps(t, _mm256_mul_ps(D[3 * i + 2], k[15 + c]));
 		}
-	__m256d t0 = _mm256_sub_pd(_mm256_mul_pd(M[4], M[8]), _mm256_mul_pd(M[5], M[7]));
-	__m256d t1 = _mm256_sub_pd(_mm256_mul_pd(M[3], M[8]), _mm256_mul_pd(M[5], M[6]));
-	__m256d t2 = _mm256_sub_pd(_mm256_mul_pd(M[3], M[7]), _mm256_mul_pd(M[4], M[6]));
-	__m256d d = _mm256_sub_pd(_mm256_mul_pd(M[0], t0), _mm256_mul_pd(M[1], t1));
-	return _mm256_cvtpd_ps(_mm256_add_pd(d, _mm256_mul_pd(M[2], t2)));
+	__m256 t0 = _mm256_sub_ps(_mm256_mul_ps(m[4], m[8]), _mm256_mul_ps(m[5], m[7]));
+	__m256 t1 = _mm256_sub_ps(_mm256_mul_ps(m[3], m[8]), _mm256_mul_ps(m[5], m[6]));
+	__m256 t2 = _mm256_sub_ps(_mm256_mul_ps(m[3], m[7]), _mm256_mul_ps(m[4], m[6]));
+	__m256 d = _mm256_sub_ps(_mm256_mul_ps(m[0], t0), _mm256_mul_ps(m[1], t1));
+	return _mm256_add_ps(d, _mm256_mul_ps(m[2], t2));
 }
 
-__attribute__((noinline, target("avx2,fma"))) static void jac_row_avx2(const ffdp_vec *u, const double A[9],
-									const double G[9], float *out, int64_t r)
+JAC_FN __m256 jac8_diff(const float *p, int64_t hi, int64_t lo)
 {
-	int64_t nx = u->n[0], ny = u->n[1], nz = u->n[2], y = r % ny, z = r / ny;
-	int64_t ylo, yhi, zlo, zhi, x = 1;
-	double iy, iz;
-	jac_nbrs(y, ny, &ylo, &yhi, &iy);
-	jac_nbrs(z, nz, &zlo, &zhi, &iz);
-	int64_t ry0 = (z * ny + ylo) * nx, ry1 = (z * ny + yhi) * nx;
-	int64_t rz0 = (zlo * ny + y) * nx, rz1 = (zhi * ny + y) * nx, row = r * nx;
-	__m256d viy = _mm256_set1_pd(iy), viz = _mm256_set1_pd(iz);
-	jac_span(u, A, G, out, r, 0, 1);
-	for (; x + 4 <= nx - 1; x += 4)
-		_mm_storeu_ps(out + row + x, jac4(u, A, G, row, ry0, ry1, rz0, rz1, x, viy, viz));
-	jac_span(u, A, G, out, r, x, nx);
+	return _mm256_sub_ps(_mm256_loadu_ps(p + hi), _mm256_loadu_ps(p + lo));
+}
+
+__attribute__((noinline, target("avx2,fma"))) static void jac_row_avx2(const jac *s, const jac_row *w)
+{
+	const int64_t nx = s->n[0];
+	__m256 k[18];
+	for (int e = 0; e < 9; e++)
+		k[e] = _mm256_set1_ps(s->A[e]);
+	for (int c = 0; c < 3; c++) {
+		k[9 + c] = _mm256_set1_ps(w->gx[c]);
+		k[12 + c] = _mm256_set1_ps(w->gy[c]);
+		k[15 + c] = _mm256_set1_ps(w->gz[c]);
+	}
+	jac_span(s, w, 0, 1);
+	for (int64_t x = 1;; x += 8) {
+		x = x < nx - 9 ? x : nx - 9; /* the last group ends at nx - 2 */
+		__m256 D[9];
+		for (int c = 0; c < 3; c++) {
+			const float *p = s->u[c] + x;
+			D[3 * c] = jac8_diff(p, w->row + 1, w->row - 1);
+			D[3 * c + 1] = jac8_diff(p, w->ry1, w->ry0);
+			D[3 * c + 2] = jac8_diff(p, w->rz1, w->rz0);
+		}
+		_mm256_storeu_ps(s->out + w->row + x, jac8_det(D, k));
+		if (x == nx - 9)
+			break;
+	}
+	jac_span(s, w, nx - 1, nx);
 }
 #endif
 
@@ -115,18 +155,27 @@ ffdp_status ffdp_cpu_jacobian_det(ffdp_backend *be, const ffdp_vec *u, const dou
 				  ffdp_img out, ffdp_error *err)
 {
 	(void)be, (void)err;
-	int64_t rows = u->n[1] * u->n[2];
-	int simd = u->ncomp == 3 && u->n[0] >= 3 && ffdp_cpu_use_avx2();
+	jac s = {.out = out.p, .nc = u->ncomp};
+	for (int k = 0; k < 3; k++) {
+		s.u[k] = k < s.nc ? u->c[k] : NULL;
+		s.n[k] = u->n[k];
+	}
+	for (int e = 0; e < 9; e++)
+		s.A[e] = (float)A[e], s.G[e] = (float)G[e];
+	int64_t rows = s.n[1] * s.n[2];
+	int simd = s.nc == 3 && s.n[0] >= 10 && ffdp_cpu_use_avx2();
 	(void)simd;
 #pragma omp parallel for schedule(static)
 	for (int64_t r = 0; r < rows; r++) {
+		jac_row w;
+		jac_row_make(&s, r, &w);
 #ifdef JAC_AVX2
 		if (simd) {
-			jac_row_avx2(u, A, G, out.p, r);
+			jac_row_avx2(&s, &w);
 			continue;
 		}
 #endif
-		jac_span(u, A, G, out.p, r, 0, u->n[0]);
+		jac_span(&s, &w, 0, s.n[0]);
 	}
 	return FFDP_OK;
 }
