@@ -357,6 +357,48 @@ static void test_simd_bits(tu_rng *r, ffdp_pad pad)
 	vec_free(&u), vec_free(&d), vec_free(&o1), vec_free(&o2), vec_free(&us), vec_free(&ds);
 }
 
+/* Rows of 7 (scalar only), 8 (one group, no stencil: x - 1 is outside),
+ * 9, 16, 17 and 26 voxels (the last group overlapping); d with one
+ * component NaN or huge (beyond int32 in index) at a few voxels and others
+ * moved a few voxels: the AVX2 groups (stencil, gathers, padded gathers)
+ * give the scalar path's bits, in place too. */
+static void test_simd_rows(tu_rng *r, ffdp_pad pad)
+{
+	const int64_t sizes[][3] = {{7, 5, 4}, {8, 6, 5}, {9, 4, 3}, {16, 5, 6}, {17, 7, 4}, {26, 3, 5}};
+	int64_t z[3] = {0, 0, 0};
+	for (int t = 0; t < 6; t++) {
+		const int64_t *n = sizes[t];
+		int64_t nv = nvox(n), diff = 0;
+		double C[9];
+		make_C(r, n, C);
+		ffdp_vec u = vec_alloc(n), d = vec_alloc(n), o1 = vec_alloc(n), o2 = vec_alloc(n);
+		vec_fill(r, &u, 3.0);
+		vec_fill(r, &d, 0.5);
+		for (int c = 0; c < 3; c++)
+			for (int64_t j = 0; j < nv; j++) {
+				float e = (float)(0.4 * (2.0 * tu_uniform(r) - 1.0));
+				float *x = &d.c[c][j];
+				*x = (j + 7 * c) % 23 == 5 ? NAN : (j + 5 * c) % 29 == 7 ? 3e9f : *x + e;
+				*x = j % 13 == 3 ? 3.0f * *x : *x;
+			}
+		ffdp_compose_args a = args(u, z, d, z, C, pad, o1);
+		ffdp_status s = ffdp_op_compose(be, &a, &err);
+		ffdp_cpu_force_scalar = 1;
+		a.out = o2;
+		s |= ffdp_op_compose(be, &a, &err);
+		ffdp_cpu_force_scalar = 0;
+		a.out = d; /* in place */
+		s |= ffdp_op_compose(be, &a, &err);
+		for (int c = 0; c < 3; c++)
+			diff += memcmp(o1.c[c], o2.c[c], (size_t)nv * sizeof(float)) != 0;
+		for (int c = 0; c < 3; c++)
+			diff += memcmp(d.c[c], o2.c[c], (size_t)nv * sizeof(float)) != 0;
+		CHECK(s == FFDP_OK && diff == 0, "compose %s pad, %lldx%lldx%lld with NaN and far d: AVX2, scalar and in "
+		      "place give the same bits", pad_name[pad], (long long)n[0], (long long)n[1], (long long)n[2]);
+		vec_free(&u), vec_free(&d), vec_free(&o1), vec_free(&o2);
+	}
+}
+
 int main(void)
 {
 	tu_rng r = tu_rng_make(4242);
@@ -370,6 +412,8 @@ int main(void)
 	test_identity(&r, 0);
 	test_simd_bits(&r, FFDP_PAD_ZERO);
 	test_simd_bits(&r, FFDP_PAD_BORDER);
+	test_simd_rows(&r, FFDP_PAD_ZERO);
+	test_simd_rows(&r, FFDP_PAD_BORDER);
 	for (int d3 = 1; d3 >= 0; d3--)
 		for (int pad = 0; pad < 2; pad++)
 			test_translation(&r, d3, (ffdp_pad)pad);
