@@ -99,32 +99,46 @@ static void jac_span(const jac *s, const jac_row *w, int64_t x0, int64_t x1)
 
 #define JAC_FN static inline __attribute__((always_inline, target("avx2,fma")))
 
-/* A + D gs and the determinant, jac_det's operations for 8 voxels; k holds
- * A (0..8) and gx, gy, gz (9..17) broadcast. */
-JAC_FN __m256 jac8_det(const __m256 D[9], const __m256 k[18])
+/* The neighbour rows of a row, relative to it. */
+typedef struct jac8_nb {
+	int64_t y0, y1, z0, z1;
+} jac8_nb;
+
+/* Row i of A + D gs for 8 voxels (component i's differences, p at the
+ * first voxel); k holds A (0..8) and gx, gy, gz (9..17) broadcast. */
+JAC_FN void jac8_mrow(const float *p, jac8_nb nb, const __m256 k[18], int i, __m256 m[3])
 {
-	__m256 m[9];
-	for (int i = 0; i < 3; i++)
-		for (int c = 0; c < 3; c++) {
-			__m256 t = _mm256_add_ps(k[3 * i + c], _mm256_mul_ps(D[3 * i], k[9 + c]));
-			t = _mm256_add_ps(t, _mm256_mul_ps(D[3 * i + 1], k[12 + c]));
-			m[3 * i + c] = _mm256_add_ps(t, _mm256_mul_ps(D[3 * i + 2], k[15 + c]));
-		}
-	__m256 t0 = _mm256_sub_ps(_mm256_mul_ps(m[4], m[8]), _mm256_mul_ps(m[5], m[7]));
-	__m256 t1 = _mm256_sub_ps(_mm256_mul_ps(m[3], m[8]), _mm256_mul_ps(m[5], m[6]));
-	__m256 t2 = _mm256_sub_ps(_mm256_mul_ps(m[3], m[7]), _mm256_mul_ps(m[4], m[6]));
-	__m256 d = _mm256_sub_ps(_mm256_mul_ps(m[0], t0), _mm256_mul_ps(m[1], t1));
-	return _mm256_add_ps(d, _mm256_mul_ps(m[2], t2));
+	const __m256 dx = _mm256_sub_ps(_mm256_loadu_ps(p + 1), _mm256_loadu_ps(p - 1));
+	const __m256 dy = _mm256_sub_ps(_mm256_loadu_ps(p + nb.y1), _mm256_loadu_ps(p + nb.y0));
+	const __m256 dz = _mm256_sub_ps(_mm256_loadu_ps(p + nb.z1), _mm256_loadu_ps(p + nb.z0));
+	for (int c = 0; c < 3; c++) {
+		__m256 t = _mm256_add_ps(k[3 * i + c], _mm256_mul_ps(dx, k[9 + c]));
+		t = _mm256_add_ps(t, _mm256_mul_ps(dy, k[12 + c]));
+		m[c] = _mm256_add_ps(t, _mm256_mul_ps(dz, k[15 + c]));
+	}
 }
 
-JAC_FN __m256 jac8_diff(const float *p, int64_t hi, int64_t lo)
+/* jac_det of 8 voxels (p[c] at the first one in component c): rows 1 and
+ * 2 and their 2x2 minors first, then row 0, so few vectors are live. */
+JAC_FN __m256 jac8_det(const float *const p[3], jac8_nb nb, const __m256 k[18])
 {
-	return _mm256_sub_ps(_mm256_loadu_ps(p + hi), _mm256_loadu_ps(p + lo));
+	__m256 m0[3], m1[3], m2[3];
+	jac8_mrow(p[1], nb, k, 1, m1);
+	jac8_mrow(p[2], nb, k, 2, m2);
+	const __m256 t0 = _mm256_sub_ps(_mm256_mul_ps(m1[1], m2[2]), _mm256_mul_ps(m1[2], m2[1]));
+	const __m256 t1 = _mm256_sub_ps(_mm256_mul_ps(m1[0], m2[2]), _mm256_mul_ps(m1[2], m2[0]));
+	const __m256 t2 = _mm256_sub_ps(_mm256_mul_ps(m1[0], m2[1]), _mm256_mul_ps(m1[1], m2[0]));
+	jac8_mrow(p[0], nb, k, 0, m0);
+	const __m256 d = _mm256_sub_ps(_mm256_mul_ps(m0[0], t0), _mm256_mul_ps(m0[1], t1));
+	return _mm256_add_ps(d, _mm256_mul_ps(m0[2], t2));
 }
 
 __attribute__((noinline, target("avx2,fma"))) static void jac_row_avx2(const jac *s, const jac_row *w)
 {
-	const int64_t nx = s->n[0];
+	const int64_t nx = s->n[0], last = nx - 9; /* the last group ends at nx - 2 */
+	const jac8_nb nb = {w->ry0 - w->row, w->ry1 - w->row, w->rz0 - w->row, w->rz1 - w->row};
+	const float *const u[3] = {s->u[0] + w->row, s->u[1] + w->row, s->u[2] + w->row};
+	float *const out = s->out + w->row;
 	__m256 k[18];
 	for (int e = 0; e < 9; e++)
 		k[e] = _mm256_set1_ps(s->A[e]);
@@ -135,16 +149,10 @@ __attribute__((noinline, target("avx2,fma"))) static void jac_row_avx2(const jac
 	}
 	jac_span(s, w, 0, 1);
 	for (int64_t x = 1;; x += 8) {
-		x = x < nx - 9 ? x : nx - 9; /* the last group ends at nx - 2 */
-		__m256 D[9];
-		for (int c = 0; c < 3; c++) {
-			const float *p = s->u[c] + x;
-			D[3 * c] = jac8_diff(p, w->row + 1, w->row - 1);
-			D[3 * c + 1] = jac8_diff(p, w->ry1, w->ry0);
-			D[3 * c + 2] = jac8_diff(p, w->rz1, w->rz0);
-		}
-		_mm256_storeu_ps(s->out + w->row + x, jac8_det(D, k));
-		if (x == nx - 9)
+		x = x < last ? x : last;
+		const float *const p[3] = {u[0] + x, u[1] + x, u[2] + x};
+		_mm256_storeu_ps(out + x, jac8_det(p, nb, k));
+		if (x == last)
 			break;
 	}
 	jac_span(s, w, nx - 1, nx);
