@@ -306,6 +306,27 @@ static void test_translation(tu_rng *r, int d3, ffdp_pad pad)
 	vec_free(&u), vec_free(&d), vec_free(&out);
 }
 
+/* The op into o1 (AVX2 where present) and, the scalar path forced, into o2. */
+static ffdp_status run_both(ffdp_compose_args a, ffdp_vec o1, ffdp_vec o2)
+{
+	a.out = o1;
+	ffdp_status s = ffdp_op_compose(be, &a, &err);
+	ffdp_cpu_force_scalar = 1;
+	a.out = o2;
+	s |= ffdp_op_compose(be, &a, &err);
+	ffdp_cpu_force_scalar = 0;
+	return s;
+}
+
+/* How many of the 3 planes of nv voxels differ in any bit. */
+static int planes_differ(const ffdp_vec *a, const ffdp_vec *b, int64_t nv)
+{
+	int diff = 0;
+	for (int c = 0; c < 3; c++)
+		diff += memcmp(a->c[c], b->c[c], (size_t)nv * sizeof(float)) != 0;
+	return diff;
+}
+
 /* The AVX2 stencil (points within a voxel of their own) and its fallbacks
  * give the scalar path's bits: d smooth and small, plus per-voxel noise (the
  * floor offsets differ between lanes) and every 37th voxel far away (its
@@ -323,14 +344,8 @@ static void test_simd_bits(tu_rng *r, ffdp_pad pad)
 		for (int64_t j = 0; j < nv; j++)
 			d.c[c][j] = j % 37 ? d.c[c][j] + (float)(0.3 * (2.0 * tu_uniform(r) - 1.0)) : 4.0f * d.c[c][j];
 	ffdp_compose_args a = args(u, z, d, z, C, pad, o1);
-	ffdp_status s = ffdp_op_compose(be, &a, &err);
-	ffdp_cpu_force_scalar = 1;
-	a.out = o2;
-	s |= ffdp_op_compose(be, &a, &err);
-	ffdp_cpu_force_scalar = 0;
-	int64_t diff = 0;
-	for (int c = 0; c < 3; c++)
-		diff += memcmp(o1.c[c], o2.c[c], (size_t)nv * sizeof(float)) != 0;
+	ffdp_status s = run_both(a, o1, o2);
+	int64_t diff = planes_differ(&o1, &o2, nv);
 	CHECK(s == FFDP_OK && diff == 0, "compose %s pad: AVX2 (%s) and scalar paths give the same bits",
 	      pad_name[pad], ffdp_cpu_use_avx2() ? "on" : "absent");
 	/* the shard: u on a box at ulo, d on a box at lo, in place */
@@ -368,7 +383,7 @@ static void test_simd_rows(tu_rng *r, ffdp_pad pad)
 	int64_t z[3] = {0, 0, 0};
 	for (int t = 0; t < 6; t++) {
 		const int64_t *n = sizes[t];
-		int64_t nv = nvox(n), diff = 0;
+		int64_t nv = nvox(n);
 		double C[9];
 		make_C(r, n, C);
 		ffdp_vec u = vec_alloc(n), d = vec_alloc(n), o1 = vec_alloc(n), o2 = vec_alloc(n);
@@ -382,17 +397,10 @@ static void test_simd_rows(tu_rng *r, ffdp_pad pad)
 				*x = j % 13 == 3 ? 3.0f * *x : *x;
 			}
 		ffdp_compose_args a = args(u, z, d, z, C, pad, o1);
-		ffdp_status s = ffdp_op_compose(be, &a, &err);
-		ffdp_cpu_force_scalar = 1;
-		a.out = o2;
-		s |= ffdp_op_compose(be, &a, &err);
-		ffdp_cpu_force_scalar = 0;
+		ffdp_status s = run_both(a, o1, o2);
 		a.out = d; /* in place */
 		s |= ffdp_op_compose(be, &a, &err);
-		for (int c = 0; c < 3; c++)
-			diff += memcmp(o1.c[c], o2.c[c], (size_t)nv * sizeof(float)) != 0;
-		for (int c = 0; c < 3; c++)
-			diff += memcmp(d.c[c], o2.c[c], (size_t)nv * sizeof(float)) != 0;
+		int diff = planes_differ(&o1, &o2, nv) + planes_differ(&d, &o2, nv);
 		CHECK(s == FFDP_OK && diff == 0, "compose %s pad, %lldx%lldx%lld with NaN and far d: AVX2, scalar and in "
 		      "place give the same bits", pad_name[pad], (long long)n[0], (long long)n[1], (long long)n[2]);
 		vec_free(&u), vec_free(&d), vec_free(&o1), vec_free(&o2);
