@@ -2,20 +2,23 @@
  *     out(j) = d(j) + u(q),  q = (lo + j) + C d(j),
  * u on its own box at global index u_lo, sampled trilinearly with pad.
  *
- * The offset C d is taken in float (the CUDA backend's rounding): q =
- * i + off is then exact in double, floor(q) = i + floor(off) and the
- * fraction is off - floor(off), so the stencil below needs no double and
- * the scalar path (q in double, any pad) gives its bits.  Only the integer
- * corner indices are moved into u's box, so a shard (u with halo) computes
- * the same weights as the whole grid.  One pass, parallel over rows; each
- * voxel reads its d before its out is written, so out may alias d.  The
- * axis weights are computed once and reused for the 3 components.  With
- * AVX2, groups of 8 voxels whose points lie within a voxel of their own
- * take the stencil of cpu_tristencil.h (contiguous loads, same bits); the
- * others this path.
+ * The offset off = C d is taken in float (the CUDA backend's rounding),
+ * q = i + off in double.  Only the integer corner indices are moved into
+ * u's box, so a shard (u with halo) computes the same weights as the whole
+ * grid.  One pass, parallel over rows; each voxel reads its d before its
+ * out is written, so out may alias d.  The axis weights are computed once
+ * and reused for the 3 components.  With AVX2, groups of 8 voxels whose
+ * points lie within a voxel of their own take the stencil of
+ * cpu_tristencil.h (contiguous loads), in float: where i + off is exact in
+ * double, floor(q) = i + floor(off) and the fraction is off - floor(off),
+ * this path's bits.  Other groups gather (cpu_trilinear8.h: q in double,
+ * this path's bits); rows under 8 voxels take this path.
  * Floor: d 12 B read + out 12 B written + u ~12 B read (each u voxel is
  * read about once when |d| is a few voxels) = 36 B/voxel (24 B in 2-D).
  */
+#include <math.h>
+#include <stdlib.h>
+
 #include "cpu_ops.h"
 #include "cpu_trilinear.h"
 #include "cpu_trilinear8.h"
@@ -78,11 +81,12 @@ TL_INLINE void cmp_voxels(const cmp *s, int64_t r, int64_t x0, int64_t x1)
 #ifdef TS_AVX2
 /* One row's constants for the stencil: C broadcast, u's planes (per
  * component) and row offsets around the row (clamped into the box: a lane
- * that needs one outside is refused), and per axis the range [lo, hi) of offsets whose
- * two corners lie in the box: lo = -1 when the row below exists, else 0;
- * hi = 1 when the row above exists, else 0. */
+ * that needs one outside is refused), and per axis the range [lo, hi) of
+ * offsets whose two corners lie in the box (lo = -1 when the row below
+ * exists, else 0; hi = 1 when the row above exists, else 0) and the
+ * smallest nonzero |off| for which i + off is exact in double (ex). */
 typedef struct cmp_row {
-	__m256 C[9], lo[3], hi[3];
+	__m256 C[9], lo[3], hi[3], ex[3];
 	const float *plane[3][3];
 	int64_t rowoff[3], gy, gz;
 	tl8_box box;
@@ -96,12 +100,15 @@ TS_FN __m256 cmp8_off(const cmp_row *w, int a, const __m256 d[3])
 }
 
 /* Along axis a: the floor and fraction of the offsets; returns the lanes
- * (bits) whose floor is -1 or 0 and whose corners lie in the box. */
+ * (bits) whose floor is -1 or 0, whose corners lie in the box and whose
+ * i + off is exact in double. */
 TS_FN int cmp8_axis(const cmp_row *w, int a, __m256 off, ts_axis *ax)
 {
+	const __m256 zero = _mm256_setzero_ps(), mag = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), off);
 	const __m256 fl = _mm256_floor_ps(off), f = _mm256_sub_ps(off, fl);
-	const __m256 in = _mm256_and_ps(_mm256_cmp_ps(off, w->lo[a], _CMP_GE_OQ), _mm256_cmp_ps(off, w->hi[a], _CMP_LT_OQ));
-	ts_axis_set(ax, _mm256_cmp_ps(off, _mm256_setzero_ps(), _CMP_LT_OQ), _mm256_sub_ps(_mm256_set1_ps(1.0f), f), f);
+	__m256 in = _mm256_and_ps(_mm256_cmp_ps(off, w->lo[a], _CMP_GE_OQ), _mm256_cmp_ps(off, w->hi[a], _CMP_LT_OQ));
+	in = _mm256_and_ps(in, _mm256_or_ps(_mm256_cmp_ps(mag, w->ex[a], _CMP_GE_OQ), _mm256_cmp_ps(off, zero, _CMP_EQ_OQ)));
+	ts_axis_set(ax, _mm256_cmp_ps(off, zero, _CMP_LT_OQ), _mm256_sub_ps(_mm256_set1_ps(1.0f), f), f);
 	return _mm256_movemask_ps(in);
 }
 
@@ -180,6 +187,12 @@ TS_FN void cmp_row_make(const cmp *s, int64_t r, cmp_row *w)
 		w->lo[a] = _mm256_set1_ps(b[a] >= 1 && b[a] <= s->un[a] - 1 ? -1.0f : 0.0f);
 		w->hi[a] = _mm256_set1_ps(b[a] >= 0 && b[a] <= s->un[a] - 2 ? 1.0f : 0.0f);
 	}
+	/* i + off is exact in double when |i + off| < 2^53 ulp(off), which
+	 * |off| >= (|i| + 1) 2^-28 ensures for |off| < 1 */
+	const int64_t g[3] = {llabs(s->lo[0]) > llabs(s->lo[0] + s->n[0]) ? llabs(s->lo[0]) : llabs(s->lo[0] + s->n[0]),
+			      llabs(w->gy), llabs(w->gz)};
+	for (int a = 0; a < 3; a++)
+		w->ex[a] = _mm256_set1_ps((float)ldexp((double)(g[a] + 1), -28));
 }
 
 /* A 3-D row of at least 8 voxels: groups of 8 from x = 0, the last one
