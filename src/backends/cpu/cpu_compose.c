@@ -84,11 +84,20 @@ TL_INLINE void cmp_voxels(const cmp *s, int64_t r, int64_t x0, int64_t x1)
  * that needs one outside is refused), and per axis the range [lo, hi) of
  * offsets whose two corners lie in the box (lo = -1 when the row below
  * exists, else 0; hi = 1 when the row above exists, else 0) and the
- * smallest nonzero |off| for which i + off is exact in double (ex). */
+ * smallest nonzero |off| for which i + off is exact in double (ex).  Along
+ * x the range is per lane, for a group with x - 1 .. x + 8 in the box
+ * (CMP_MID), one at the box's first voxel (CMP_HEAD: lane 0 may not reach
+ * back) or one ending at its last (CMP_TAIL: lane 7 may not reach
+ * forward); the end groups read one float beyond the box's row (garbage
+ * that the lane's blend drops), so head and tail hold where that float is
+ * still inside the box's memory. */
+enum { CMP_MID, CMP_HEAD, CMP_TAIL, CMP_NOSTENCIL };
+
 typedef struct cmp_row {
-	__m256 C[9], lo[3], hi[3], ex[3];
+	__m256 C[9], lo[3], hi[3], ex[3], xlo[3], xhi[3];
 	const float *plane[3][3];
 	int64_t rowoff[3], gy, gz;
+	int head, tail;
 	tl8_box box;
 } cmp_row;
 
@@ -102,19 +111,19 @@ TS_FN __m256 cmp8_off(const cmp_row *w, int a, const __m256 d[3])
 /* Along axis a: the floor and fraction of the offsets; returns the lanes
  * (bits) whose floor is -1 or 0, whose corners lie in the box and whose
  * i + off is exact in double. */
-TS_FN int cmp8_axis(const cmp_row *w, int a, __m256 off, ts_axis *ax)
+TS_FN int cmp8_axis(__m256 lo, __m256 hi, __m256 ex, __m256 off, ts_axis *ax)
 {
 	const __m256 zero = _mm256_setzero_ps(), mag = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), off);
 	const __m256 fl = _mm256_floor_ps(off), f = _mm256_sub_ps(off, fl);
-	__m256 in = _mm256_and_ps(_mm256_cmp_ps(off, w->lo[a], _CMP_GE_OQ), _mm256_cmp_ps(off, w->hi[a], _CMP_LT_OQ));
-	in = _mm256_and_ps(in, _mm256_or_ps(_mm256_cmp_ps(mag, w->ex[a], _CMP_GE_OQ), _mm256_cmp_ps(off, zero, _CMP_EQ_OQ)));
+	__m256 in = _mm256_and_ps(_mm256_cmp_ps(off, lo, _CMP_GE_OQ), _mm256_cmp_ps(off, hi, _CMP_LT_OQ));
+	in = _mm256_and_ps(in, _mm256_or_ps(_mm256_cmp_ps(mag, ex, _CMP_GE_OQ), _mm256_cmp_ps(off, zero, _CMP_EQ_OQ)));
 	ts_axis_set(ax, _mm256_cmp_ps(off, zero, _CMP_LT_OQ), _mm256_sub_ps(_mm256_set1_ps(1.0f), f), f);
 	return _mm256_movemask_ps(in);
 }
 
 /* Any 8 points i + off (i: global indices of voxel 0, off per axis) by
  * cpu_trilinear8.h's gathers, padded where a cell is not inside u's box:
- * q = i + off is exact in double, so these are the scalar path's bits. */
+ * q = i + off in double as the scalar path takes it, so its bits. */
 TS_FN void cmp8_gather(const cmp *s, const cmp_row *w, const int64_t i[3], const __m256 off[3], const __m256 d[3],
 		       __m256 v[3])
 {
@@ -137,20 +146,34 @@ TS_FN void cmp8_gather(const cmp *s, const cmp_row *w, const int64_t i[3], const
 	}
 }
 
+/* How the group at u's x index ux may take the stencil (CMP_MID, ...). */
+TS_FN int cmp8_xmode(const cmp *s, const cmp_row *w, int64_t ux)
+{
+	if (ux >= 1 && ux + 9 <= s->un[0])
+		return CMP_MID;
+	if (ux == 0 && ux + 9 <= s->un[0] && w->head)
+		return CMP_HEAD;
+	if (ux >= 1 && ux + 8 == s->un[0] && w->tail)
+		return CMP_TAIL;
+	return CMP_NOSTENCIL;
+}
+
 /* out = d + u(q) of voxels x .. x + 7 of row r into v: the stencil where
- * the group may use it (x - 1 .. x + 8 in u's box: sten) and every lane
- * qualifies, else gathers; 0 (v unset) when neither may be used. */
-TS_FN int cmp8_eval(const cmp *s, const cmp_row *w, int64_t r, int64_t x, int sten, __m256 v[3])
+ * the group may take it and every lane qualifies, else gathers; 0 (v
+ * unset) when neither may be used. */
+TS_FN int cmp8_eval(const cmp *s, const cmp_row *w, int64_t r, int64_t x, __m256 v[3])
 {
 	const int64_t j = r * s->n[0] + x, ux = s->lo[0] + x - s->ulo[0];
+	const int mode = cmp8_xmode(s, w, ux);
 	__m256 d[3], off[3];
 	ts_axis ax[3];
 	for (int c = 0; c < 3; c++)
 		d[c] = _mm256_loadu_ps(s->d[c] + j);
 	for (int a = 0; a < 3; a++)
 		off[a] = cmp8_off(w, a, d);
-	if (sten && (cmp8_axis(w, 0, off[0], &ax[0]) & cmp8_axis(w, 1, off[1], &ax[1]) &
-		     cmp8_axis(w, 2, off[2], &ax[2])) == 0xff) {
+	if (mode != CMP_NOSTENCIL && (cmp8_axis(w->xlo[mode], w->xhi[mode], w->ex[0], off[0], &ax[0]) &
+				      cmp8_axis(w->lo[1], w->hi[1], w->ex[1], off[1], &ax[1]) &
+				      cmp8_axis(w->lo[2], w->hi[2], w->ex[2], off[2], &ax[2])) == 0xff) {
 #pragma GCC unroll 3
 		for (int c = 0; c < 3; c++)
 			v[c] = _mm256_add_ps(d[c], ts_value(w->plane[c], w->rowoff, ux, &ax[0], &ax[1], &ax[2]));
@@ -181,8 +204,12 @@ TS_FN void cmp_row_make(const cmp *s, int64_t r, cmp_row *w)
 			w->plane[c][e] = s->u[c] + tl_clampi(b[2] + e - 1, s->un[2]) * s->us[2];
 		w->rowoff[e] = tl_clampi(b[1] + e - 1, s->un[1]) * s->us[1];
 	}
-	/* x: the caller's range keeps x - 1 .. x + 8 in the box */
-	w->lo[0] = _mm256_set1_ps(-1.0f), w->hi[0] = _mm256_set1_ps(1.0f);
+	const int64_t first = w->plane[0][0] - s->u[0] + w->rowoff[0], end = w->plane[0][2] - s->u[0] + w->rowoff[2];
+	w->head = first >= 1, w->tail = end + s->un[0] < s->us[2] * s->un[2];
+	w->xlo[CMP_MID] = w->xlo[CMP_TAIL] = _mm256_set1_ps(-1.0f);
+	w->xhi[CMP_MID] = w->xhi[CMP_HEAD] = _mm256_set1_ps(1.0f);
+	w->xlo[CMP_HEAD] = _mm256_setr_ps(0, -1, -1, -1, -1, -1, -1, -1);
+	w->xhi[CMP_TAIL] = _mm256_setr_ps(1, 1, 1, 1, 1, 1, 1, 0);
 	for (int a = 1; a < 3; a++) {
 		w->lo[a] = _mm256_set1_ps(b[a] >= 1 && b[a] <= s->un[a] - 1 ? -1.0f : 0.0f);
 		w->hi[a] = _mm256_set1_ps(b[a] >= 0 && b[a] <= s->un[a] - 2 ? 1.0f : 0.0f);
@@ -197,19 +224,18 @@ TS_FN void cmp_row_make(const cmp *s, int64_t r, cmp_row *w)
 
 /* A 3-D row of at least 8 voxels: groups of 8 from x = 0, the last one
  * overlapping the group before it (evaluated first, so in place it still
- * reads its d).  A group takes the stencil when x - 1 .. x + 8 lie in u's
- * box; groups that neither the stencil nor the gathers may take, the
- * scalar path. */
+ * reads its d); groups that neither the stencil nor the gathers may take,
+ * the scalar path. */
 __attribute__((noinline, target("avx2,fma"))) static void cmp_row_avx2(const cmp *s, int64_t r)
 {
-	const int64_t nx = s->n[0], j0 = r * nx, sh = s->lo[0] - s->ulo[0], xl = nx - 8;
+	const int64_t nx = s->n[0], j0 = r * nx, xl = nx - 8;
 	cmp_row w;
 	__m256 last[3], v[3];
 	int64_t x;
 	cmp_row_make(s, r, &w);
-	const int tail = xl % 8 != 0 && cmp8_eval(s, &w, r, xl, xl + sh >= 1 && xl + sh + 9 <= s->un[0], last);
+	const int tail = xl % 8 != 0 && cmp8_eval(s, &w, r, xl, last);
 	for (x = 0; x <= xl; x += 8) {
-		if (cmp8_eval(s, &w, r, x, x + sh >= 1 && x + sh + 9 <= s->un[0], v))
+		if (cmp8_eval(s, &w, r, x, v))
 			cmp8_store(s, j0 + x, v);
 		else
 			cmp_voxels(s, r, x, x + 8);
