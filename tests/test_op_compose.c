@@ -306,6 +306,27 @@ static void test_translation(tu_rng *r, int d3, ffdp_pad pad)
 	vec_free(&u), vec_free(&d), vec_free(&out);
 }
 
+/* The op into o1 (AVX2 where present) and, the scalar path forced, into o2. */
+static ffdp_status run_both(ffdp_compose_args a, ffdp_vec o1, ffdp_vec o2)
+{
+	a.out = o1;
+	ffdp_status s = ffdp_op_compose(be, &a, &err);
+	ffdp_cpu_force_scalar = 1;
+	a.out = o2;
+	s |= ffdp_op_compose(be, &a, &err);
+	ffdp_cpu_force_scalar = 0;
+	return s;
+}
+
+/* How many of the 3 planes of nv voxels differ in any bit. */
+static int planes_differ(const ffdp_vec *a, const ffdp_vec *b, int64_t nv)
+{
+	int diff = 0;
+	for (int c = 0; c < 3; c++)
+		diff += memcmp(a->c[c], b->c[c], (size_t)nv * sizeof(float)) != 0;
+	return diff;
+}
+
 /* The AVX2 stencil (points within a voxel of their own) and its fallbacks
  * give the scalar path's bits: d smooth and small, plus per-voxel noise (the
  * floor offsets differ between lanes) and every 37th voxel far away (its
@@ -323,14 +344,8 @@ static void test_simd_bits(tu_rng *r, ffdp_pad pad)
 		for (int64_t j = 0; j < nv; j++)
 			d.c[c][j] = j % 37 ? d.c[c][j] + (float)(0.3 * (2.0 * tu_uniform(r) - 1.0)) : 4.0f * d.c[c][j];
 	ffdp_compose_args a = args(u, z, d, z, C, pad, o1);
-	ffdp_status s = ffdp_op_compose(be, &a, &err);
-	ffdp_cpu_force_scalar = 1;
-	a.out = o2;
-	s |= ffdp_op_compose(be, &a, &err);
-	ffdp_cpu_force_scalar = 0;
-	int64_t diff = 0;
-	for (int c = 0; c < 3; c++)
-		diff += memcmp(o1.c[c], o2.c[c], (size_t)nv * sizeof(float)) != 0;
+	ffdp_status s = run_both(a, o1, o2);
+	int64_t diff = planes_differ(&o1, &o2, nv);
 	CHECK(s == FFDP_OK && diff == 0, "compose %s pad: AVX2 (%s) and scalar paths give the same bits",
 	      pad_name[pad], ffdp_cpu_use_avx2() ? "on" : "absent");
 	/* the shard: u on a box at ulo, d on a box at lo, in place */
@@ -357,6 +372,62 @@ static void test_simd_bits(tu_rng *r, ffdp_pad pad)
 	vec_free(&u), vec_free(&d), vec_free(&o1), vec_free(&o2), vec_free(&us), vec_free(&ds);
 }
 
+/* Rows of 7 (scalar only), 8 (one group, no stencil: x - 1 is outside),
+ * 9, 16, 17 and 26 voxels (the last group overlapping); d with one
+ * component NaN or huge (beyond int32 in index) at a few voxels and others
+ * moved a few voxels: the AVX2 groups (stencil, gathers, padded gathers)
+ * give the scalar path's bits, in place too. */
+static void test_simd_rows(tu_rng *r, ffdp_pad pad)
+{
+	const int64_t sizes[][3] = {{7, 5, 4}, {8, 6, 5}, {9, 4, 3}, {16, 5, 6}, {17, 7, 4}, {26, 3, 5}};
+	int64_t z[3] = {0, 0, 0};
+	for (int t = 0; t < 6; t++) {
+		const int64_t *n = sizes[t];
+		int64_t nv = nvox(n);
+		double C[9];
+		make_C(r, n, C);
+		ffdp_vec u = vec_alloc(n), d = vec_alloc(n), o1 = vec_alloc(n), o2 = vec_alloc(n);
+		vec_fill(r, &u, 3.0);
+		vec_fill(r, &d, 0.5);
+		for (int c = 0; c < 3; c++)
+			for (int64_t j = 0; j < nv; j++) {
+				float e = (float)(0.4 * (2.0 * tu_uniform(r) - 1.0));
+				float *x = &d.c[c][j];
+				*x = (j + 7 * c) % 23 == 5 ? NAN : (j + 5 * c) % 29 == 7 ? 3e9f : *x + e;
+				*x = j % 13 == 3 ? 3.0f * *x : *x;
+			}
+		ffdp_compose_args a = args(u, z, d, z, C, pad, o1);
+		ffdp_status s = run_both(a, o1, o2);
+		a.out = d; /* in place */
+		s |= ffdp_op_compose(be, &a, &err);
+		int diff = planes_differ(&o1, &o2, nv) + planes_differ(&d, &o2, nv);
+		CHECK(s == FFDP_OK && diff == 0, "compose %s pad, %lldx%lldx%lld with NaN and far d: AVX2, scalar and in "
+		      "place give the same bits", pad_name[pad], (long long)n[0], (long long)n[1], (long long)n[2]);
+		vec_free(&u), vec_free(&d), vec_free(&o1), vec_free(&o2);
+	}
+}
+
+/* A box far from the grid's origin (global index ~3e6, where i + C d in
+ * double drops bits of a small C d) with small d, some 0: the AVX2 groups
+ * give the scalar path's bits. */
+static void test_simd_far(tu_rng *r, ffdp_pad pad)
+{
+	int64_t n[3] = {37, 6, 5}, lo[3] = {3000001, 2000003, 1000002}, nv = nvox(n);
+	double C[9];
+	make_C(r, n, C);
+	ffdp_vec u = vec_alloc(n), d = vec_alloc(n), o1 = vec_alloc(n), o2 = vec_alloc(n);
+	vec_fill(r, &u, 3.0);
+	for (int c = 0; c < 3; c++)
+		for (int64_t j = 0; j < nv; j++)
+			d.c[c][j] = j % 5 ? (float)((2.0 * tu_uniform(r) - 1.0) * pow(10.0, -1.0 - 6.0 * tu_uniform(r))) : 0.0f;
+	ffdp_compose_args a = args(u, lo, d, lo, C, pad, o1);
+	ffdp_status s = run_both(a, o1, o2);
+	int diff = planes_differ(&o1, &o2, nv);
+	CHECK(s == FFDP_OK && diff == 0, "compose %s pad, box at (%lld,%lld,%lld), |d| 1e-7..0.1: AVX2 and scalar "
+	      "give the same bits", pad_name[pad], (long long)lo[0], (long long)lo[1], (long long)lo[2]);
+	vec_free(&u), vec_free(&d), vec_free(&o1), vec_free(&o2);
+}
+
 int main(void)
 {
 	tu_rng r = tu_rng_make(4242);
@@ -370,6 +441,10 @@ int main(void)
 	test_identity(&r, 0);
 	test_simd_bits(&r, FFDP_PAD_ZERO);
 	test_simd_bits(&r, FFDP_PAD_BORDER);
+	test_simd_rows(&r, FFDP_PAD_ZERO);
+	test_simd_rows(&r, FFDP_PAD_BORDER);
+	test_simd_far(&r, FFDP_PAD_ZERO);
+	test_simd_far(&r, FFDP_PAD_BORDER);
 	for (int d3 = 1; d3 >= 0; d3--)
 		for (int pad = 0; pad < 2; pad++)
 			test_translation(&r, d3, (ffdp_pad)pad);

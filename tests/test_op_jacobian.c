@@ -115,7 +115,9 @@ static double ref_du(const float *p, const int64_t n[3], const int64_t i[3], int
 	return (vh - vl) / (double)(hi[a] - lo[a]);
 }
 
-static void test_random(tu_rng *r, int d3)
+/* singular: G's last row the sum of the other two (3-D), which the op must
+ * take without inverting G. */
+static void test_random(tu_rng *r, int d3, int singular)
 {
 	ffdp_grid g = make_grid(r, d3);
 	int nc = d3 ? 3 : 2;
@@ -126,6 +128,8 @@ static void test_random(tu_rng *r, int d3)
 	linear_part(&P, G);
 	junk_z(r, d3, A);
 	junk_z(r, d3, G);
+	for (int k = 0; k < 3 && singular; k++)
+		G[6 + k] = G[k] + G[3 + k];
 	ffdp_vec u = {{NULL, NULL, NULL}, {g.n[0], g.n[1], g.n[2]}, nc};
 	for (int c = 0; c < nc; c++) {
 		u.c[c] = calloc((size_t)nv, sizeof(float));
@@ -136,7 +140,8 @@ static void test_random(tu_rng *r, int d3)
 	float *out = calloc((size_t)nv, sizeof(float));
 	double *ref = malloc((size_t)nv * sizeof(double)), lo = 1e30, hi = -1e30;
 	ffdp_img o = {out, {g.n[0], g.n[1], g.n[2]}};
-	CHECK_OK(ffdp_op_jacobian_det(be, &u, A, G, o, &err), &err, "jacobian %dD of a random smooth field", d3 ? 3 : 2);
+	CHECK_OK(ffdp_op_jacobian_det(be, &u, A, G, o, &err), &err, "jacobian %dD of a random smooth field%s",
+		 d3 ? 3 : 2, singular ? ", G singular" : "");
 	for (int64_t j = 0; j < nv; j++) {
 		int64_t i[3] = {j % g.n[0], (j / g.n[0]) % g.n[1], j / (g.n[0] * g.n[1])};
 		double J[9] = {0}, M[9];
@@ -160,18 +165,21 @@ static void test_random(tu_rng *r, int d3)
 	free(ref);
 }
 
-/* The AVX2 path (3-D, 4 voxels a step between the row's end voxels)
- * against the forced scalar path: the same bits, on a rough random field
- * with oblique A and G, odd row lengths (tails of 0 to 3), and boxes with
- * one plane or one row (a zero difference along that axis). */
+/* The AVX2 path (3-D, 8 voxels a step between the row's end voxels, the
+ * last group overlapping the one before) against the forced scalar path:
+ * the same bits, on a rough random field with oblique A and G, rows of 10
+ * (one group), 17 and 45 (overlapping last groups), 18 (none), rows too
+ * short for a group, and boxes with one plane or one row (a zero
+ * difference along that axis). */
 static void test_simd_bits(tu_rng *r)
 {
 	if (!ffdp_cpu_use_avx2()) {
 		CHECK(1, "simd: no AVX2+FMA on this CPU, scalar path only");
 		return;
 	}
-	const int64_t sizes[][3] = {{45, 13, 11}, {12, 7, 5}, {11, 9, 1}, {9, 1, 6}, {3, 4, 5}};
-	for (int t = 0; t < 5; t++) {
+	const int64_t sizes[][3] = {{45, 13, 11}, {12, 7, 5}, {11, 9, 1}, {9, 1, 6}, {3, 4, 5},
+				    {10, 5, 4},   {17, 6, 3}, {18, 3, 7}, {26, 1, 3}};
+	for (int t = 0; t < 9; t++) {
 		const int64_t *n = sizes[t];
 		int64_t nv = nvox(n);
 		double A[9], G[9];
@@ -204,8 +212,9 @@ int main(void)
 	for (int d3 = 1; d3 >= 0; d3--) {
 		test_affine(&r, d3, 1);
 		test_affine(&r, d3, 0);
-		test_random(&r, d3);
+		test_random(&r, d3, 0);
 	}
+	test_random(&r, 1, 1);
 	test_simd_bits(&r);
 	ffdp_backend_close(be);
 	return check_done();

@@ -2,18 +2,26 @@
  *     out(j) = d(j) + u(q),  q = (lo + j) + C d(j),
  * u on its own box at global index u_lo, sampled trilinearly with pad.
  *
- * q is formed in the global index frame and only the integer corner indices
- * are moved into u's box, so a shard (u with halo) computes the same weights
- * as the whole grid.  One pass, parallel over rows; each voxel reads its d
- * before writing out, so out may alias d.  The axis weights are computed
- * once and reused for the 3 components.  With AVX2, groups of 8 voxels whose
+ * The offset off = C d is taken in float (the CUDA backend's rounding),
+ * q = i + off in double.  Only the integer corner indices are moved into
+ * u's box, so a shard (u with halo) computes the same weights as the whole
+ * grid.  One pass, parallel over rows; each voxel reads its d before its
+ * out is written, so out may alias d.  The axis weights are computed once
+ * and reused for the 3 components.  With AVX2, groups of 8 voxels whose
  * points lie within a voxel of their own take the stencil of
- * cpu_tristencil.h (contiguous loads, same bits); the others this path.
+ * cpu_tristencil.h (contiguous loads), in float: where i + off is exact in
+ * double, floor(q) = i + floor(off) and the fraction is off - floor(off),
+ * this path's bits.  Other groups gather (cpu_trilinear8.h: q in double,
+ * this path's bits); rows under 8 voxels take this path.
  * Floor: d 12 B read + out 12 B written + u ~12 B read (each u voxel is
  * read about once when |d| is a few voxels) = 36 B/voxel (24 B in 2-D).
  */
+#include <math.h>
+#include <stdlib.h>
+
 #include "cpu_ops.h"
 #include "cpu_trilinear.h"
+#include "cpu_trilinear8.h"
 #include "cpu_tristencil.h"
 
 typedef struct cmp {
@@ -22,10 +30,17 @@ typedef struct cmp {
 	const float *d[3];
 	int64_t un[3], us[3], ulo[3];
 	int64_t lo[3], n[3];
-	const double *C;
+	float C[9];
 	ffdp_pad pad;
 	int nc;
+	int gather; /* u's box fits the 32-bit offsets of cpu_trilinear8.h */
 } cmp;
+
+/* (C d)_k in float, one order for every path. */
+TL_INLINE float cmp_off(const float *C, int k, float d0, float d1, float d2)
+{
+	return C[3 * k] * d0 + C[3 * k + 1] * d1 + C[3 * k + 2] * d2;
+}
 
 /* Voxel x of row r (global y, z in gy, gz); pad and d3 are constants at
  * each call, so each case is its own code. */
@@ -33,14 +48,14 @@ TL_INLINE void cmp_voxel(const cmp *s, int64_t r, int64_t x, double gy, double g
 			 const int d3)
 {
 	int64_t j = r * s->n[0] + x;
-	double d[3] = {s->d[0][j], s->d[1][j], d3 ? s->d[2][j] : 0.0};
+	float d[3] = {s->d[0][j], s->d[1][j], d3 ? s->d[2][j] : 0.0f};
 	double i[3] = {(double)(s->lo[0] + x), gy, gz}, q[3];
 	tl_axis ax[3];
 	for (int k = 0; k < (d3 ? 3 : 2); k++)
-		q[k] = i[k] + s->C[3 * k] * d[0] + s->C[3 * k + 1] * d[1] + s->C[3 * k + 2] * d[2];
+		q[k] = i[k] + (double)cmp_off(s->C, k, d[0], d[1], d[2]);
 	tl_axes(q, s->ulo, s->un, s->us, pad, d3, ax);
 	for (int c = 0; c < (d3 ? 3 : 2); c++)
-		s->out[c][j] = (float)d[c] + tl_value(s->u[c], &ax[0], &ax[1], &ax[2], d3);
+		s->out[c][j] = d[c] + tl_value(s->u[c], &ax[0], &ax[1], &ax[2], d3);
 }
 
 TL_INLINE void cmp_span(const cmp *s, int64_t r, int64_t x0, int64_t x1, const ffdp_pad pad, const int d3)
@@ -64,97 +79,180 @@ TL_INLINE void cmp_voxels(const cmp *s, int64_t r, int64_t x0, int64_t x1)
 }
 
 #ifdef TS_AVX2
-/* Along axis a for the 8 voxels at global index i (lo and hi lanes): the
- * scalar path's q, floor and fraction in double; returns the lanes (bits)
- * that are inside u's box with a floor offset of -1 or 0. */
-TS_FN int cmp8_axis(const cmp *s, int a, __m256d ilo, __m256d ihi, const __m256d dl[3], const __m256d dh[3],
-		    ts_axis *ax)
+/* One row's constants for the stencil: C broadcast, u's planes (per
+ * component) and row offsets around the row (clamped into the box: a lane
+ * that needs one outside is refused), and per axis the range [lo, hi) of
+ * offsets whose two corners lie in the box (lo = -1 when the row below
+ * exists, else 0; hi = 1 when the row above exists, else 0) and the
+ * smallest nonzero |off| for which i + off is exact in double (ex).  Along
+ * x the range is per lane, for a group with x - 1 .. x + 8 in the box
+ * (CMP_MID), one at the box's first voxel (CMP_HEAD: lane 0 may not reach
+ * back) or one ending at its last (CMP_TAIL: lane 7 may not reach
+ * forward); the end groups read one float beyond the box's row (garbage
+ * that the lane's blend drops), so head and tail hold where that float is
+ * still inside the box's memory. */
+enum { CMP_MID, CMP_HEAD, CMP_TAIL, CMP_NOSTENCIL };
+
+typedef struct cmp_row {
+	__m256 C[9], lo[3], hi[3], ex[3], xlo[3], xhi[3];
+	const float *plane[3][3];
+	int64_t rowoff[3], gy, gz;
+	int head, tail;
+	tl8_box box;
+} cmp_row;
+
+/* (C d)_a of 8 voxels, cmp_off's operations. */
+TS_FN __m256 cmp8_off(const cmp_row *w, int a, const __m256 d[3])
 {
-	const __m256d c0 = _mm256_set1_pd(s->C[3 * a]), c1 = _mm256_set1_pd(s->C[3 * a + 1]);
-	const __m256d c2 = _mm256_set1_pd(s->C[3 * a + 2]), off = _mm256_set1_pd((double)s->ulo[a]);
-	const __m256d top = _mm256_set1_pd((double)(s->un[a] - 1)), zero = _mm256_setzero_pd();
-	const __m256d m1 = _mm256_set1_pd(-1.0);
-	__m128 f[2], rel[2];
-	int ok = 0;
-	for (int h = 0; h < 2; h++) {
-		const __m256d i = h ? ihi : ilo, *d = h ? dh : dl;
-		__m256d q = _mm256_add_pd(i, _mm256_mul_pd(c0, d[0]));
-		q = _mm256_add_pd(q, _mm256_mul_pd(c1, d[1]));
-		q = _mm256_add_pd(q, _mm256_mul_pd(c2, d[2]));
-		const __m256d fl = _mm256_floor_pd(q), rd = _mm256_sub_pd(fl, i), qo = _mm256_sub_pd(q, off);
-		__m256d in = _mm256_or_pd(_mm256_cmp_pd(rd, zero, _CMP_EQ_OQ), _mm256_cmp_pd(rd, m1, _CMP_EQ_OQ));
-		in = _mm256_and_pd(in, _mm256_cmp_pd(qo, zero, _CMP_GE_OQ));
-		in = _mm256_and_pd(in, _mm256_cmp_pd(qo, top, _CMP_LT_OQ));
-		ok |= _mm256_movemask_pd(in) << (4 * h);
-		f[h] = _mm256_cvtpd_ps(_mm256_sub_pd(q, fl));
-		rel[h] = _mm256_cvtpd_ps(rd);
-	}
-	const __m256 fv = _mm256_set_m128(f[1], f[0]), rv = _mm256_set_m128(rel[1], rel[0]);
-	ts_axis_set(ax, _mm256_cmp_ps(rv, _mm256_set1_ps(-1.0f), _CMP_EQ_OQ),
-		    _mm256_sub_ps(_mm256_set1_ps(1.0f), fv), fv);
-	return ok;
+	__m256 off = _mm256_add_ps(_mm256_mul_ps(w->C[3 * a], d[0]), _mm256_mul_ps(w->C[3 * a + 1], d[1]));
+	return _mm256_add_ps(off, _mm256_mul_ps(w->C[3 * a + 2], d[2]));
 }
 
-/* Voxels x .. x + 7 of row r at global (gx, gy, gz); offsets of u's planes
- * and rows around (gy, gz) in planeoff, rowoff.  0 (nothing written) unless
- * all 8 qualify. */
-TS_FN int cmp8(const cmp *s, int64_t r, int64_t x, int64_t gx, double gy, double gz, const int64_t planeoff[3],
-	       const int64_t rowoff[3])
+/* Along axis a: the floor and fraction of the offsets; returns the lanes
+ * (bits) whose floor is -1 or 0, whose corners lie in the box and whose
+ * i + off is exact in double. */
+TS_FN int cmp8_axis(__m256 lo, __m256 hi, __m256 ex, __m256 off, ts_axis *ax)
 {
-	const int64_t j = r * s->n[0] + x;
-	__m256d dl[3], dh[3];
-	__m256 d[3];
-	for (int c = 0; c < 3; c++) {
-		d[c] = _mm256_loadu_ps(s->d[c] + j);
-		dl[c] = _mm256_cvtps_pd(_mm256_castps256_ps128(d[c]));
-		dh[c] = _mm256_cvtps_pd(_mm256_extractf128_ps(d[c], 1));
+	const __m256 zero = _mm256_setzero_ps(), mag = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), off);
+	const __m256 fl = _mm256_floor_ps(off), f = _mm256_sub_ps(off, fl);
+	__m256 in = _mm256_and_ps(_mm256_cmp_ps(off, lo, _CMP_GE_OQ), _mm256_cmp_ps(off, hi, _CMP_LT_OQ));
+	in = _mm256_and_ps(in, _mm256_or_ps(_mm256_cmp_ps(mag, ex, _CMP_GE_OQ), _mm256_cmp_ps(off, zero, _CMP_EQ_OQ)));
+	ts_axis_set(ax, _mm256_cmp_ps(off, zero, _CMP_LT_OQ), _mm256_sub_ps(_mm256_set1_ps(1.0f), f), f);
+	return _mm256_movemask_ps(in);
+}
+
+/* Any 8 points i + off (i: global indices of voxel 0, off per axis) by
+ * cpu_trilinear8.h's gathers, padded where a cell is not inside u's box:
+ * q = i + off in double as the scalar path takes it, so its bits. */
+TS_FN void cmp8_gather(const cmp *s, const cmp_row *w, const int64_t i[3], const __m256 off[3], const __m256 d[3],
+		       __m256 v[3])
+{
+	__m256d p[2][3];
+	for (int k = 0; k < 3; k++) {
+		__m256d base = _mm256_set1_pd((double)i[k]);
+		if (k == 0)
+			base = _mm256_add_pd(base, _mm256_setr_pd(0, 1, 2, 3));
+		p[0][k] = _mm256_add_pd(base, _mm256_cvtps_pd(_mm256_castps256_ps128(off[k])));
+		if (k == 0)
+			base = _mm256_add_pd(base, _mm256_set1_pd(4.0));
+		p[1][k] = _mm256_add_pd(base, _mm256_cvtps_pd(_mm256_extractf128_ps(off[k], 1)));
 	}
-	const __m256d lane = _mm256_set_pd(3.0, 2.0, 1.0, 0.0), gxd = _mm256_set1_pd((double)gx);
-	const __m256d ilo = _mm256_add_pd(gxd, lane);
-	const __m256d ihi = _mm256_add_pd(ilo, _mm256_set1_pd(4.0));
-	const __m256d yv = _mm256_set1_pd(gy), zv = _mm256_set1_pd(gz);
+	tl8 t;
+	if (!tl8_locate(&w->box, p, &t))
+		tl8_locate_pad(&w->box, p, s->pad, &t);
+	for (int c = 0; c < 3; c++) {
+		tl8_gather(&w->box, s->u[c], &t);
+		v[c] = _mm256_add_ps(d[c], tl8_value(&t));
+	}
+}
+
+/* How the group at u's x index ux may take the stencil (CMP_MID, ...). */
+TS_FN int cmp8_xmode(const cmp *s, const cmp_row *w, int64_t ux)
+{
+	if (ux >= 1 && ux + 9 <= s->un[0])
+		return CMP_MID;
+	if (ux == 0 && ux + 9 <= s->un[0] && w->head)
+		return CMP_HEAD;
+	if (ux >= 1 && ux + 8 == s->un[0] && w->tail)
+		return CMP_TAIL;
+	return CMP_NOSTENCIL;
+}
+
+/* out = d + u(q) of voxels x .. x + 7 of row r into v: the stencil where
+ * the group may take it and every lane qualifies, else gathers; 0 (v
+ * unset) when neither may be used. */
+TS_FN int cmp8_eval(const cmp *s, const cmp_row *w, int64_t r, int64_t x, __m256 v[3])
+{
+	const int64_t j = r * s->n[0] + x, ux = s->lo[0] + x - s->ulo[0];
+	const int mode = cmp8_xmode(s, w, ux);
+	__m256 d[3], off[3];
 	ts_axis ax[3];
-	if (cmp8_axis(s, 0, ilo, ihi, dl, dh, &ax[0]) != 0xff || cmp8_axis(s, 1, yv, yv, dl, dh, &ax[1]) != 0xff ||
-	    cmp8_axis(s, 2, zv, zv, dl, dh, &ax[2]) != 0xff)
-		return 0;
-	const int64_t ux = gx - s->ulo[0];
-	for (int c = 0; c < 3; c++) {
-		const float *plane[3] = {s->u[c] + planeoff[0], s->u[c] + planeoff[1], s->u[c] + planeoff[2]};
-		const __m256 val = ts_value(plane, rowoff, ux, &ax[0], &ax[1], &ax[2]);
-		_mm256_storeu_ps(s->out[c] + j, _mm256_add_ps(d[c], val));
+	for (int c = 0; c < 3; c++)
+		d[c] = _mm256_loadu_ps(s->d[c] + j);
+	for (int a = 0; a < 3; a++)
+		off[a] = cmp8_off(w, a, d);
+	if (mode != CMP_NOSTENCIL && (cmp8_axis(w->xlo[mode], w->xhi[mode], w->ex[0], off[0], &ax[0]) &
+				      cmp8_axis(w->lo[1], w->hi[1], w->ex[1], off[1], &ax[1]) &
+				      cmp8_axis(w->lo[2], w->hi[2], w->ex[2], off[2], &ax[2])) == 0xff) {
+#pragma GCC unroll 3
+		for (int c = 0; c < 3; c++)
+			v[c] = _mm256_add_ps(d[c], ts_value(w->plane[c], w->rowoff, ux, &ax[0], &ax[1], &ax[2]));
+		return 1;
 	}
+	if (!s->gather)
+		return 0;
+	const int64_t i[3] = {s->lo[0] + x, w->gy, w->gz};
+	cmp8_gather(s, w, i, off, d, v);
 	return 1;
 }
 
-/* A 3-D row: groups of 8 voxels whose x - 1 .. x + 8 lie in u's box take
- * the stencil; the rest (and groups that do not qualify) the scalar path. */
+TS_FN void cmp8_store(const cmp *s, int64_t j, const __m256 v[3])
+{
+	for (int c = 0; c < 3; c++)
+		_mm256_storeu_ps(s->out[c] + j, v[c]);
+}
+
+TS_FN void cmp_row_make(const cmp *s, int64_t r, cmp_row *w)
+{
+	w->gy = s->lo[1] + r % s->n[1], w->gz = s->lo[2] + r / s->n[1];
+	const int64_t b[3] = {0, w->gy - s->ulo[1], w->gz - s->ulo[2]};
+	w->box = tl8_box_make(s->ulo, s->un, s->ulo, s->un);
+	for (int e = 0; e < 9; e++)
+		w->C[e] = _mm256_set1_ps(s->C[e]);
+	for (int e = 0; e < 3; e++) {
+		for (int c = 0; c < 3; c++)
+			w->plane[c][e] = s->u[c] + tl_clampi(b[2] + e - 1, s->un[2]) * s->us[2];
+		w->rowoff[e] = tl_clampi(b[1] + e - 1, s->un[1]) * s->us[1];
+	}
+	const int64_t first = w->plane[0][0] - s->u[0] + w->rowoff[0], end = w->plane[0][2] - s->u[0] + w->rowoff[2];
+	w->head = first >= 1, w->tail = end + s->un[0] < s->us[2] * s->un[2];
+	w->xlo[CMP_MID] = w->xlo[CMP_TAIL] = _mm256_set1_ps(-1.0f);
+	w->xhi[CMP_MID] = w->xhi[CMP_HEAD] = _mm256_set1_ps(1.0f);
+	w->xlo[CMP_HEAD] = _mm256_setr_ps(0, -1, -1, -1, -1, -1, -1, -1);
+	w->xhi[CMP_TAIL] = _mm256_setr_ps(1, 1, 1, 1, 1, 1, 1, 0);
+	for (int a = 1; a < 3; a++) {
+		w->lo[a] = _mm256_set1_ps(b[a] >= 1 && b[a] <= s->un[a] - 1 ? -1.0f : 0.0f);
+		w->hi[a] = _mm256_set1_ps(b[a] >= 0 && b[a] <= s->un[a] - 2 ? 1.0f : 0.0f);
+	}
+	/* i + off is exact in double when |i + off| < 2^53 ulp(off), which
+	 * |off| >= (|i| + 1) 2^-28 ensures for |off| < 1 */
+	const int64_t g[3] = {llabs(s->lo[0]) > llabs(s->lo[0] + s->n[0]) ? llabs(s->lo[0]) : llabs(s->lo[0] + s->n[0]),
+			      llabs(w->gy), llabs(w->gz)};
+	for (int a = 0; a < 3; a++)
+		w->ex[a] = _mm256_set1_ps((float)ldexp((double)(g[a] + 1), -28));
+}
+
+/* A 3-D row of at least 8 voxels: groups of 8 from x = 0, the last one
+ * overlapping the group before it (evaluated first, so in place it still
+ * reads its d); groups that neither the stencil nor the gathers may take,
+ * the scalar path. */
 __attribute__((noinline, target("avx2,fma"))) static void cmp_row_avx2(const cmp *s, int64_t r)
 {
-	const int64_t nx = s->n[0], gy = s->lo[1] + r % s->n[1], gz = s->lo[2] + r / s->n[1];
-	int64_t planeoff[3], rowoff[3]; /* clamped into the box: a lane that needs one outside is not inside */
-	for (int e = 0; e < 3; e++) {
-		planeoff[e] = tl_clampi(gz + e - 1 - s->ulo[2], s->un[2]) * s->us[2];
-		rowoff[e] = tl_clampi(gy + e - 1 - s->ulo[1], s->un[1]) * s->us[1];
+	const int64_t nx = s->n[0], j0 = r * nx, xl = nx - 8;
+	cmp_row w;
+	__m256 last[3], v[3];
+	int64_t x;
+	cmp_row_make(s, r, &w);
+	const int tail = xl % 8 != 0 && cmp8_eval(s, &w, r, xl, last);
+	for (x = 0; x <= xl; x += 8) {
+		if (cmp8_eval(s, &w, r, x, v))
+			cmp8_store(s, j0 + x, v);
+		else
+			cmp_voxels(s, r, x, x + 8);
 	}
-	/* x range whose groups read inside the box: 1 <= ux and ux + 8 <= un0 - 1 */
-	int64_t xa = 1 + s->ulo[0] - s->lo[0], xb = s->un[0] - 9 + s->ulo[0] - s->lo[0];
-	xa = xa > 0 ? xa : 0;
-	xb = xb < nx - 8 ? xb : nx - 8;
-	int64_t x = 0;
-	if (xa <= xb) {
-		cmp_voxels(s, r, 0, xa);
-		for (x = xa; x <= xb; x += 8)
-			if (!cmp8(s, r, x, s->lo[0] + x, (double)gy, (double)gz, planeoff, rowoff))
-				cmp_voxels(s, r, x, x + 8);
-	}
-	cmp_voxels(s, r, x, nx);
+	if (tail)
+		cmp8_store(s, j0 + xl, last);
+	else
+		cmp_voxels(s, r, x, nx);
 }
 #endif
 
 ffdp_status ffdp_cpu_compose(ffdp_backend *be, const ffdp_compose_args *a, ffdp_error *err)
 {
 	(void)be, (void)err;
-	cmp s = {.C = a->C, .pad = a->pad, .nc = a->u.ncomp};
+	cmp s = {.pad = a->pad, .nc = a->u.ncomp};
+	for (int e = 0; e < 9; e++)
+		s.C[e] = (float)a->C[e];
 	for (int k = 0; k < 3; k++) {
 		s.u[k] = k < s.nc ? a->u.c[k] : NULL;
 		s.d[k] = k < s.nc ? a->d.c[k] : NULL;
@@ -165,8 +263,11 @@ ffdp_status ffdp_cpu_compose(ffdp_backend *be, const ffdp_compose_args *a, ffdp_
 		s.n[k] = a->d.n[k];
 	}
 	s.us[0] = 1, s.us[1] = s.un[0], s.us[2] = s.un[0] * s.un[1];
+	s.gather = s.us[2] * s.un[2] < INT32_MAX;
+	for (int k = 0; k < 3; k++)
+		s.gather &= s.ulo[k] > INT32_MIN / 2 && s.ulo[k] + s.un[k] < INT32_MAX / 2;
 	int64_t rows = s.n[1] * s.n[2];
-	int simd = s.nc == 3 && ffdp_cpu_use_avx2();
+	int simd = s.nc == 3 && s.n[0] >= 8 && ffdp_cpu_use_avx2();
 	(void)simd;
 #pragma omp parallel for schedule(static)
 	for (int64_t r = 0; r < rows; r++) {

@@ -35,41 +35,35 @@ TS_FN void ts_axis_set(ts_axis *a, __m256 m, __m256 w0, __m256 w1)
 	a->lo = bits == 0xff ? -1 : 0;
 }
 
+/* w0 * lower + w1 * upper along an axis. */
+TS_FN __m256 ts_mix(const ts_axis *a, __m256 lo, __m256 hi)
+{
+	return _mm256_add_ps(_mm256_mul_ps(a->w0, lo), _mm256_mul_ps(a->w1, hi));
+}
+
+/* The same from the rows at -1, 0, +1 of a mixed axis: each lane's lower
+ * and upper by its mask. */
+TS_FN __m256 ts_mix3(const ts_axis *a, __m256 v0, __m256 v1, __m256 v2)
+{
+	return ts_mix(a, _mm256_blendv_ps(v1, v0, a->m), _mm256_blendv_ps(v2, v1, a->m));
+}
+
 /* The x-interpolated row at p (lane 0's voxel): w0 * lower + w1 * upper. */
 TS_FN __m256 ts_xrow(const float *p, const ts_axis *x)
 {
 	const __m256 a = _mm256_loadu_ps(p - 1), b = _mm256_loadu_ps(p), c = _mm256_loadu_ps(p + 1);
-	const __m256 lo = _mm256_blendv_ps(b, a, x->m), hi = _mm256_blendv_ps(c, b, x->m);
-	return _mm256_add_ps(_mm256_mul_ps(x->w0, lo), _mm256_mul_ps(x->w1, hi));
+	return ts_mix3(x, a, b, c);
 }
 
-/* Lower and upper corner values along an axis from the rows at -1, 0, +1
- * (v[0..2]), then w0 * lower + w1 * upper. */
-TS_FN __m256 ts_lerp(const __m256 v[3], const ts_axis *a)
-{
-	__m256 lo, hi;
-	if (a->mixed) {
-		lo = _mm256_blendv_ps(v[1], v[0], a->m);
-		hi = _mm256_blendv_ps(v[2], v[1], a->m);
-	} else {
-		lo = v[a->lo + 1];
-		hi = v[a->lo + 2];
-	}
-	return _mm256_add_ps(_mm256_mul_ps(a->w0, lo), _mm256_mul_ps(a->w1, hi));
-}
-
-/* One plane (p at lane 0's x), interpolated in x and y. */
+/* One plane (p at lane 0's x), interpolated in x and y.  The rows are
+ * picked by offset, not from an array of vectors indexed at run time
+ * (which the compiler keeps in memory). */
 TS_FN __m256 ts_plane(const float *p, const int64_t rowoff[3], const ts_axis *ax, const ts_axis *ay)
 {
-	__m256 v[3];
-	if (ay->mixed) {
-		for (int e = 0; e < 3; e++)
-			v[e] = ts_xrow(p + rowoff[e], ax);
-	} else {
-		v[ay->lo + 1] = ts_xrow(p + rowoff[ay->lo + 1], ax);
-		v[ay->lo + 2] = ts_xrow(p + rowoff[ay->lo + 2], ax);
-	}
-	return ts_lerp(v, ay);
+	if (ay->mixed)
+		return ts_mix3(ay, ts_xrow(p + rowoff[0], ax), ts_xrow(p + rowoff[1], ax), ts_xrow(p + rowoff[2], ax));
+	const int64_t *o = rowoff + ay->lo + 1;
+	return ts_mix(ay, ts_xrow(p + o[0], ax), ts_xrow(p + o[1], ax));
 }
 
 /* The value at 8 points.  plane[e] is slice z - 1 + e, rowoff[e] the offset
@@ -79,15 +73,11 @@ TS_FN __m256 ts_plane(const float *p, const int64_t rowoff[3], const ts_axis *ax
 TS_FN __m256 ts_value(const float *const plane[3], const int64_t rowoff[3], int64_t x, const ts_axis *ax,
 		      const ts_axis *ay, const ts_axis *az)
 {
-	__m256 v[3];
-	if (az->mixed) {
-		for (int e = 0; e < 3; e++)
-			v[e] = ts_plane(plane[e] + x, rowoff, ax, ay);
-	} else {
-		v[az->lo + 1] = ts_plane(plane[az->lo + 1] + x, rowoff, ax, ay);
-		v[az->lo + 2] = ts_plane(plane[az->lo + 2] + x, rowoff, ax, ay);
-	}
-	return ts_lerp(v, az);
+	if (az->mixed)
+		return ts_mix3(az, ts_plane(plane[0] + x, rowoff, ax, ay), ts_plane(plane[1] + x, rowoff, ax, ay),
+			       ts_plane(plane[2] + x, rowoff, ax, ay));
+	const float *const *p = plane + az->lo + 1;
+	return ts_mix(az, ts_plane(p[0] + x, rowoff, ax, ay), ts_plane(p[1] + x, rowoff, ax, ay));
 }
 
 #endif
