@@ -31,7 +31,11 @@ typedef struct ffdp_field {
 	float *c[3];
 } ffdp_field;
 
-/* 64-byte aligned, zero-filled allocation; NULL (and err set) on failure. */
+/* 64-byte aligned, zero-filled allocation; NULL (and err set) on failure.
+ * Blocks of 64 KiB or more start at a hashed multiple of 64 B within a
+ * page (the planes of a field then fall in different L1 sets), so a block
+ * takes up to FFDP_ALLOC_PAD bytes beyond its size rounded to 64. */
+#define FFDP_ALLOC_PAD (4096 + 64)
 void *ffdp_alloc(size_t bytes, ffdp_error *err);
 void ffdp_free(void *p);
 
