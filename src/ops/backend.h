@@ -63,6 +63,14 @@ struct ffdp_backend {
 	void *ctx; /* backend private (streams, scratch) */
 };
 
+/* The out-of-place forms by a copy and the in-place op (ops.c): what ops.c
+ * does for a backend without them, and what a backend with them does
+ * where its own kernel does not apply.  Arguments already checked. */
+ffdp_status ffdp_warp_step_by_copy(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec v, const ffdp_warp_step_opts *o,
+				   ffdp_error *err);
+ffdp_status ffdp_smooth_to_by_copy(ffdp_backend *be, ffdp_img x, ffdp_img out, const ffdp_smooth_opts *o,
+				   ffdp_error *err);
+
 /* Each backend's constructor. */
 ffdp_status ffdp_cpu_backend_open(ffdp_backend **out, ffdp_error *err);
 ffdp_status ffdp_cuda_backend_open(int device, ffdp_backend **out, ffdp_error *err);

@@ -385,12 +385,19 @@ ffdp_status ffdp_op_mi(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_mi_
 	return s;
 }
 
+static ffdp_status check_sigma(const ffdp_smooth_opts *o, const char *what, ffdp_error *err)
+{
+	for (int a = 0; a < 3; a++)
+		if (!(o->sigma[a] >= 0.0))
+			return ffdp_fail(err, FFDP_ERR_ARG, "%s: negative sigma", what);
+	return FFDP_OK;
+}
+
 ffdp_status ffdp_op_smooth(ffdp_backend *be, ffdp_img x, const ffdp_smooth_opts *o, ffdp_error *err)
 {
 	ffdp_status s = check_img(&x, "smooth", err);
-	for (int a = 0; a < 3 && !s; a++)
-		if (!(o->sigma[a] >= 0.0))
-			s = ffdp_fail(err, FFDP_ERR_ARG, "smooth: negative sigma");
+	if (!s)
+		s = check_sigma(o, "smooth", err);
 	return s ? s : be->ops->smooth(be, x, o, err);
 }
 
@@ -409,14 +416,17 @@ ffdp_status ffdp_op_smooth_to(ffdp_backend *be, ffdp_img x, ffdp_img out, const 
 	const int64_t nv = x.n[0] * x.n[1] * x.n[2];
 	if (!s && out.p < x.p + nv && x.p < out.p + nv)
 		s = ffdp_fail(err, FFDP_ERR_ARG, "smooth_to: x and out overlap");
-	for (int a = 0; a < 3 && !s; a++)
-		if (!(o->sigma[a] >= 0.0))
-			s = ffdp_fail(err, FFDP_ERR_ARG, "smooth_to: negative sigma");
+	if (!s)
+		s = check_sigma(o, "smooth_to", err);
 	if (s)
 		return s;
-	if (be->ops->smooth_to)
-		return be->ops->smooth_to(be, x, out, o, err);
-	s = ffdp_buf_copy(be, out.p, x.p, (size_t)nv * sizeof(float), err);
+	return be->ops->smooth_to ? be->ops->smooth_to(be, x, out, o, err) : ffdp_smooth_to_by_copy(be, x, out, o, err);
+}
+
+ffdp_status ffdp_smooth_to_by_copy(ffdp_backend *be, ffdp_img x, ffdp_img out, const ffdp_smooth_opts *o,
+				   ffdp_error *err)
+{
+	ffdp_status s = ffdp_buf_copy(be, out.p, x.p, (size_t)(x.n[0] * x.n[1] * x.n[2]) * sizeof(float), err);
 	return s ? s : be->ops->smooth(be, out, o, err);
 }
 
@@ -497,14 +507,19 @@ ffdp_status ffdp_op_warp_step(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec
 	if (shares_plane(out, &u) || shares_plane(out, &m) ||
 	    (o->adam.store == FFDP_MOMENTS_F32 && shares_plane(out, &v)))
 		return ffdp_fail(err, FFDP_ERR_ARG, "warp_step: out shares a plane with u, m or v");
-	if (be->ops->warp_out)
-		return be->ops->warp_step(be, u, m, v, o, err);
+	return be->ops->warp_out ? be->ops->warp_step(be, u, m, v, o, err) : ffdp_warp_step_by_copy(be, u, m, v, o, err);
+}
+
+ffdp_status ffdp_warp_step_by_copy(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec v, const ffdp_warp_step_opts *o,
+				   ffdp_error *err)
+{
 	const size_t bytes = (size_t)(u.n[0] * u.n[1] * u.n[2]) * sizeof(float);
+	ffdp_status s = FFDP_OK;
 	for (int c = 0; c < u.ncomp && !s; c++)
-		s = ffdp_buf_copy(be, out->c[c], u.c[c], bytes, err);
+		s = ffdp_buf_copy(be, o->out->c[c], u.c[c], bytes, err);
 	ffdp_warp_step_opts in_place = *o;
 	in_place.out = NULL;
-	return s ? s : be->ops->warp_step(be, *out, m, v, &in_place, err);
+	return s ? s : be->ops->warp_step(be, *o->out, m, v, &in_place, err);
 }
 
 static ffdp_status moments_half(ffdp_backend *be, ffdp_img words, int half, ffdp_img x, int put, ffdp_error *err)

@@ -664,15 +664,8 @@ ffdp_status ffdp_cuda_warp_step(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_v
 	const int64_t n = k.n[0] * k.n[1] * k.n[2];
 	if (o->out && o->compose && ws_frame(&k))
 		return ws_compose_out(&k, o->out, err);
-	if (o->out) { /* the step in place on a copy of u */
-		for (int c = 0; c < u.ncomp && !s; c++)
-			s = cu_status(cudaMemcpyAsync(o->out->c[c], u.c[c], (size_t)n * sizeof(float),
-						      cudaMemcpyDeviceToDevice, 0),
-				      err, "warp_step out");
-		ffdp_warp_step_opts in_place = *o;
-		in_place.out = NULL;
-		return s ? s : ffdp_cuda_warp_step(be, *o->out, m, v, &in_place, err);
-	}
+	if (o->out) /* the step in place on a copy of u */
+		return ffdp_warp_step_by_copy(be, u, m, v, o, err);
 	if (!o->compose) {
 		const cu_shape sh = cu_flat_shape(n, 0);
 		ws_add_kernel<<<sh.grid, sh.block>>>(k, n);

@@ -583,12 +583,8 @@ ffdp_status ffdp_cuda_smooth_to(ffdp_backend *be, ffdp_img x, ffdp_img out, cons
 	const bool grid_ok = x.n[1] <= 65535 * (int64_t)SM3_BY && (x.n[2] + SM3_ZC - 1) / SM3_ZC <= 65535;
 	if (!s && r > 0 && grid_ok) {
 		s = sm3_launch(x, out, ax, r, err);
-	} else if (!s) { /* in place on a copy */
-		s = cu_status(cudaMemcpyAsync(out.p, x.p, (size_t)(x.n[0] * x.n[1] * x.n[2]) * sizeof(float),
-					      cudaMemcpyDeviceToDevice, 0),
-			      err, "smooth_to");
-		if (!s)
-			s = ffdp_cuda_smooth(be, out, o, err);
+	} else if (!s) {
+		s = ffdp_smooth_to_by_copy(be, x, out, o, err);
 	}
 	for (int a = 0; a < 3; a++)
 		free(ax[a].host);
