@@ -33,6 +33,10 @@
  * A voxel that would need a slice below z0 - R (only possible when the
  * caller's max_norm hint is below the truth) is flagged: FFDP_ERR_ARG
  * after the fact, as on the CPU.
+ *
+ * Out of place (warp_step's out, 3-D): no ring, one launch over the volume
+ * (ws_out3_kernel), 36 B/voxel with bf16 words; registration writes into
+ * its gradient field, dead at that point (docs/architecture.md).
  */
 #include "cuda_common.cuh"
 #include "../../ops/bf16_moments.h"
