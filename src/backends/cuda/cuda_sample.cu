@@ -30,6 +30,7 @@ typedef struct samp_k {
 	int64_t bx, bxy; /* the box's strides */
 	double W[12], B[9];
 	long long Wq[12]; /* W in 32.32 fixed point, when samp_fixed_ok */
+	float Bf[9];      /* B rounded to float, for the fast kernels */
 	const float *u[3];
 	int uc; /* components of u; 0 without u */
 	int64_t lo[3];
@@ -58,7 +59,7 @@ static void samp_k_make(const ffdp_sample_args *a, const int64_t box[3], samp_k 
 		k->Wq[r] = fabs(a->W[r]) < 0x1p30 ? llrint(ldexp(a->W[r], 32)) : 0;
 	}
 	for (int r = 0; r < 9; r++)
-		k->B[r] = a->B[r];
+		k->B[r] = a->B[r], k->Bf[r] = (float)a->B[r];
 	k->uc = a->u ? a->u->ncomp : 0;
 	for (int c = 0; c < k->uc; c++)
 		k->u[c] = a->u->c[c];
@@ -258,7 +259,7 @@ enum { SL_NV = 2, SL_MINB = 4, SG_MINB = 4 };
 /* The fast kernels' taps of the voxel at fixed-point point q with
  * displacement uv (k.uc == 3) or none (k.uc == 0). */
 template <int PAD>
-__device__ __forceinline__ void samp_taps_int(const samp_k &k, const float B[9], const long long q[3],
+__device__ __forceinline__ void samp_taps_int(const samp_k &k, const long long q[3],
 					      const float uv[3], cu_taps_t<int32_t> t[3])
 {
 	int32_t base[3];
@@ -267,6 +268,7 @@ __device__ __forceinline__ void samp_taps_int(const samp_k &k, const float B[9],
 	for (int r = 0; r < 3; r++)
 		samp_fixed_split(q[r], base[r], l[r]);
 	if (k.uc) {
+		const float *B = k.Bf;
 		l[0] += B[0] * uv[0] + B[1] * uv[1] + B[2] * uv[2];
 		l[1] += B[3] * uv[0] + B[4] * uv[1] + B[5] * uv[2];
 		l[2] += B[6] * uv[0] + B[7] * uv[1] + B[8] * uv[2];
@@ -306,10 +308,6 @@ template <int PAD, typename TM, bool PLAIN>
 __global__ void __launch_bounds__(CU_THREADS, SL_MINB) sample_lin3_kernel(samp_k k, float *out, int accumulate, int zt)
 {
 	const TM *__restrict__ M = samp_src<TM>(k);
-	float B[9];
-#pragma unroll
-	for (int e = 0; e < 9; e++)
-		B[e] = (float)k.B[e];
 	const int64_t xb = (int64_t)blockIdx.x * blockDim.x * SL_NV + threadIdx.x;
 	const int64_t y = (int64_t)blockIdx.y * blockDim.y + threadIdx.y;
 	if (y >= k.n[1])
@@ -334,7 +332,7 @@ __global__ void __launch_bounds__(CU_THREADS, SL_MINB) sample_lin3_kernel(samp_k
 					break;
 				cu_taps_t<int32_t> t[3];
 				int32_t o[4];
-				samp_taps_int<PAD>(k, B, q[e], uv[e], t);
+				samp_taps_int<PAD>(k, q[e], uv[e], t);
 				if (!samp_rows_int<PLAIN>(k, t, o))
 					continue;
 				const float v = cu_trilinear_rows(M, o[0], o[1], o[2], o[3], t[0], t[1], t[2]);
@@ -517,10 +515,6 @@ template <int PAD, typename TM, bool PLAIN>
 __global__ void __launch_bounds__(CU_THREADS, SG_MINB) sample_gu2_kernel(samp_k k, sgrad_k g, int zt)
 {
 	const TM *__restrict__ M = samp_src<TM>(k);
-	float B[9];
-#pragma unroll
-	for (int e = 0; e < 9; e++)
-		B[e] = (float)k.B[e];
 	const int64_t xb = (int64_t)blockIdx.x * blockDim.x * 2 + threadIdx.x;
 	const int64_t y = (int64_t)blockIdx.y * blockDim.y + threadIdx.y;
 	if (y >= k.n[1])
@@ -545,7 +539,7 @@ __global__ void __launch_bounds__(CU_THREADS, SG_MINB) sample_gu2_kernel(samp_k 
 				int32_t o[4];
 				float uv[3];
 				samp_u_at(k, i, uv);
-				samp_taps_int<PAD>(k, B, q[v], uv, t);
+				samp_taps_int<PAD>(k, q[v], uv, t);
 				in[v] = samp_rows_int<PLAIN>(k, t, o);
 				if (!in[v])
 					continue;
