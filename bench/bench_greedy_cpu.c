@@ -112,7 +112,7 @@ int main(int argc, char **argv)
 	for (int k = 0; k < NOPS; k++)
 		best[k] = 1e30;
 	for (int it = 1; it <= reps + 1; it++) {
-		ffdp_adam_opts ao = {it, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL};
+		ffdp_adam_opts ao = {it, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL, NULL};
 		double maxn = 0, t[NOPS + 1];
 		ffdp_warp_step_opts wo;
 		memset(&wo, 0, sizeof(wo));

@@ -198,13 +198,13 @@ static ffdp_status b_smooth(bench_state *s, ffdp_error *err)
 
 static ffdp_status b_adam(bench_state *s, ffdp_error *err)
 {
-	ffdp_adam_opts o = {3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL};
+	ffdp_adam_opts o = {3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL, NULL};
 	return ffdp_op_adam_moments(s->be, vec_of(s, s->gu), vec_of(s, s->mm), vec_of(s, s->vv), &o, &s->max_norm, err);
 }
 
 static ffdp_status b_adam16(bench_state *s, ffdp_error *err)
 {
-	ffdp_adam_opts o = {3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_BF16, 0, NULL};
+	ffdp_adam_opts o = {3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_BF16, 0, NULL, NULL};
 	return ffdp_op_adam_moments(s->be, vec_of(s, s->gu), vec_of(s, s->ww), vec_of(s, s->ww), &o, &s->max_norm16,
 				    err);
 }
@@ -216,7 +216,7 @@ static ffdp_status warp_step(bench_state *s, ffdp_moment_store ms, ffdp_error *e
 	ffdp_warp_step_opts o;
 	memset(&o, 0, sizeof(o));
 	const double mn = ms == FFDP_MOMENTS_BF16 ? s->max_norm16 : s->max_norm;
-	o.adam = (ffdp_adam_opts){3, 0.9, 0.99, 1e-8, ms, 0, NULL};
+	o.adam = (ffdp_adam_opts){3, 0.9, 0.99, 1e-8, ms, 0, NULL, NULL};
 	o.step = -0.25 / fmax(1.0, mn), o.max_norm = mn;
 	o.compose = 1, o.pad = FFDP_PAD_BORDER;
 	o.C[0] = o.C[4] = o.C[8] = 1.0;
@@ -320,7 +320,7 @@ static int run_size(int64_t edge, double bw)
 	fill(s.g, s.nvox, 3, -1.0f, 1.0f);
 	ffdp_img F = {s.f, {edge, edge, edge}}, M = {s.m, {edge, edge, edge}}, G = {s.g, {edge, edge, edge}};
 	s.F = F, s.M = M, s.G = G;
-	ffdp_adam_opts ao = {3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL};
+	ffdp_adam_opts ao = {3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL, NULL};
 	ffdp_status st0 = ffdp_op_adam_moments(s.be, vec_of(&s, s.gu), vec_of(&s, s.mm), vec_of(&s, s.vv), &ao,
 					       &s.max_norm, &err);
 	for (int c = 0; c < 3 && !st0; c++) {

@@ -41,7 +41,7 @@ static void test_moments(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny, 
 		tu_fill_uniform(rng, v.c[c], g.nv, 0.0, 0.8);
 	}
 	tfield g0 = tf_copy(&g);
-	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL};
+	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL, NULL};
 	double *mr[3], *vr[3], norm = 0;
 	for (int c = 0; c < g.nc; c++) {
 		mr[c] = malloc((size_t)g.nv * sizeof(double));
@@ -85,17 +85,53 @@ static void test_moments_edges(ffdp_backend *be)
 		for (int64_t i = 0; i < g.nv; i++)
 			g.c[c][i] = 0.5f;
 	g.c[1][17] = NAN;
-	ffdp_adam_opts o = {1, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL};
+	ffdp_adam_opts o = {1, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL, NULL};
 	double mn = 0;
 	CHECK_OK(ffdp_op_adam_moments(be, tu_field_vec(&g), tu_field_vec(&m), tu_field_vec(&v), &o, &mn, &err), &err,
 		 "adam_moments with a NaN gradient voxel");
 	CHECK(isnan(mn), "  a NaN gradient makes max_norm NaN (not silently dropped)");
-	ffdp_adam_opts o0 = {0, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL}, ob = {1, 1.0, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL};
+	ffdp_adam_opts o0 = {0, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL, NULL}, ob = {1, 1.0, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL, NULL};
 	CHECK(ffdp_op_adam_moments(be, tu_field_vec(&g), tu_field_vec(&m), tu_field_vec(&v), &o0, &mn, &err) == FFDP_ERR_ARG,
 	      "t = 0 refused: %s", err.msg);
 	CHECK(ffdp_op_adam_moments(be, tu_field_vec(&g), tu_field_vec(&m), tu_field_vec(&v), &ob, &mn, &err) == FFDP_ERR_ARG,
 	      "beta1 = 1 refused: %s", err.msg);
 	tu_field_free(&g), tu_field_free(&m), tu_field_free(&v);
+}
+
+/* The moments of a smoothed gradient (ffdp_adam_opts.smooth): the same
+ * bits as smooth_vec and then the moments of the result; a negative sigma
+ * refused. */
+static void test_moments_smoothed(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny, int64_t nz)
+{
+	ffdp_error err = {0};
+	tfield g = tu_field_new(nx, ny, nz), m = tu_field_new(nx, ny, nz), v = tu_field_new(nx, ny, nz);
+	for (int c = 0; c < g.nc; c++) {
+		tu_fill_uniform(rng, g.c[c], g.nv, -2.0, 2.0);
+		tu_fill_uniform(rng, m.c[c], g.nv, -0.5, 0.5);
+		tu_fill_uniform(rng, v.c[c], g.nv, 0.0, 0.8);
+	}
+	tfield g2 = tf_copy(&g), m2 = tf_copy(&m), v2 = tf_copy(&v);
+	ffdp_smooth_opts so = {{1.5, 0.8, 1.2}, 2.0, 0};
+	ffdp_adam_opts o = {2, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL, &so}, o2 = o;
+	o2.smooth = NULL;
+	double n1 = -1, n2 = -2;
+	CHECK_OK(ffdp_op_adam_moments(be, tu_field_vec(&g), tu_field_vec(&m), tu_field_vec(&v), &o, &n1, &err), &err,
+		 "adam_moments of g smoothed, %lldx%lldx%lld", (long long)nx, (long long)ny, (long long)nz);
+	CHECK_OK(ffdp_op_smooth_vec(be, tu_field_vec(&g2), &so, &err), &err, "  smooth_vec");
+	CHECK_OK(ffdp_op_adam_moments(be, tu_field_vec(&g2), tu_field_vec(&m2), tu_field_vec(&v2), &o2, &n2, &err),
+		 &err, "  then adam_moments");
+	int64_t diff = 0;
+	for (int c = 0; c < g.nc; c++)
+		diff += memcmp(m.c[c], m2.c[c], (size_t)g.nv * sizeof(float)) != 0 ||
+			memcmp(v.c[c], v2.c[c], (size_t)g.nv * sizeof(float)) != 0;
+	CHECK(diff == 0 && n1 == n2, "  the same m, v and max_norm as the two ops (%lld planes differ, %.17g vs %.17g)",
+	      (long long)diff, n1, n2);
+	so.sigma[1] = -1.0;
+	CHECK(ffdp_op_adam_moments(be, tu_field_vec(&g), tu_field_vec(&m), tu_field_vec(&v), &o, &n1, &err) ==
+		      FFDP_ERR_ARG,
+	      "  a negative sigma refused: %s", err.msg);
+	tu_field_free(&g), tu_field_free(&m), tu_field_free(&v);
+	tu_field_free(&g2), tu_field_free(&m2), tu_field_free(&v2);
 }
 
 /* ---- warp step ---------------------------------------------------------------------- */
@@ -177,7 +213,7 @@ static double make_state(ffdp_backend *be, tu_rng *rng, tfield *u, tfield *m, tf
 		tu_fill_uniform(rng, m->c[c], g.nv, -0.3, 0.3);
 		tu_fill_uniform(rng, v->c[c], g.nv, 0.01, 0.2);
 	}
-	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL};
+	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL, NULL};
 	double mn = 0;
 	ffdp_op_adam_moments(be, tu_field_vec(&g), tu_field_vec(m), tu_field_vec(v), &o, &mn, &err);
 	tu_field_free(&g);
@@ -222,7 +258,7 @@ static void test_warp_step(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny
 	tfield u = tu_field_new(nx, ny, nz), m = tu_field_new(nx, ny, nz), v = tu_field_new(nx, ny, nz);
 	int t = 7;
 	double mn = make_state(be, rng, &u, &m, &v, t);
-	ffdp_warp_step_opts o = {{t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL}, 0, compose, {0}, pad, 0, NULL};
+	ffdp_warp_step_opts o = {{t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL, NULL}, 0, compose, {0}, pad, 0, NULL};
 	double hmin = random_C(rng, u.nc, o.C);
 	/* largest |delta| = 1.5 of the smallest spacing: up to 1.5 voxels */
 	o.step = -1.5 * hmin / mn;
@@ -304,7 +340,7 @@ static void test_backward_shift(ffdp_backend *be, tu_rng *rng, int64_t nx, int64
 			v.c[c][i] = 0.01f;
 		}
 	}
-	ffdp_warp_step_opts o = {{1, 0.9, 0.99, 0.0, FFDP_MOMENTS_F32, 0, NULL}, 0, 1, {0}, FFDP_PAD_BORDER, 0, NULL};
+	ffdp_warp_step_opts o = {{1, 0.9, 0.99, 0.0, FFDP_MOMENTS_F32, 0, NULL, NULL}, 0, 1, {0}, FFDP_PAD_BORDER, 0, NULL};
 	double sp[3] = {0.8, 1.1, 1.3};
 	for (int a = 0; a < 3; a++)
 		o.C[4 * a] = 1.0 / sp[a];
@@ -342,7 +378,7 @@ static void test_ring_memory(ffdp_backend *be, tu_rng *rng)
 	int64_t nx = 136, ny = 121, nz = 136;
 	tfield u = tu_field_new(nx, ny, nz), m = tu_field_new(nx, ny, nz), v = tu_field_new(nx, ny, nz);
 	double mn = make_state(be, rng, &u, &m, &v, 3);
-	ffdp_warp_step_opts o = {{3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL}, 0, 1, {0}, FFDP_PAD_ZERO, 0, NULL};
+	ffdp_warp_step_opts o = {{3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL, NULL}, 0, 1, {0}, FFDP_PAD_ZERO, 0, NULL};
 	double hmin = random_C(rng, 3, o.C);
 	o.step = -1.5 * hmin / mn;
 	size_t field = (size_t)u.nv * 3 * sizeof(float), plane = (size_t)(nx * ny) * 3 * sizeof(float);
@@ -378,7 +414,7 @@ static void test_state(ffdp_backend *be, tu_rng *rng)
 	}
 	tfield m2 = tf_copy(&m), v2 = tf_copy(&v), u2 = tf_copy(&u);
 	ffdp_step_state st = {0, 0};
-	ffdp_adam_opts o = {4, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL}, os = o;
+	ffdp_adam_opts o = {4, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL, NULL}, os = o;
 	os.state = &st;
 	double mn = 0;
 	CHECK_OK(ffdp_op_adam_moments(be, tu_field_vec(&g), tu_field_vec(&m), tu_field_vec(&v), &o, &mn, &err) ||
@@ -432,6 +468,8 @@ int main(void)
 		test_moments(be, &rng, 31, 19, 1, t);
 	}
 	test_moments_edges(be);
+	test_moments_smoothed(be, &rng, 17, 23, 11);
+	test_moments_smoothed(be, &rng, 31, 19, 1);
 	for (int th = 1; th <= 3; th++)
 		for (int pad = 0; pad <= 1; pad++) {
 			test_warp_step(be, &rng, 17, 23, 11, 1, (ffdp_pad)pad, th);

@@ -43,7 +43,7 @@ static int same_bits(const tfield *a, const tfield *b)
 
 static ffdp_adam_opts bf16_opts(int t)
 {
-	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_BF16, 0, NULL};
+	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_BF16, 0, NULL, NULL};
 	return o;
 }
 
@@ -160,7 +160,7 @@ static void test_warp_step(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny
 		}
 	}
 	tfield u2 = copy_field(&u);
-	ffdp_warp_step_opts o = {{3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL}, -0.3, compose, {0}, FFDP_PAD_BORDER, 0, NULL};
+	ffdp_warp_step_opts o = {{3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL, NULL}, -0.3, compose, {0}, FFDP_PAD_BORDER, 0, NULL};
 	o.C[0] = 1.0 / 0.9, o.C[1] = 0.2, o.C[3] = -0.1, o.C[4] = 1.0 / 1.1, o.C[8] = u.nc == 3 ? 1.0 / 1.3 : 0.0;
 	CHECK_OK(ffdp_op_warp_step(be, tu_field_vec(&u), tu_field_vec(&m), tu_field_vec(&v), &o, &err), &err,
 		 "warp_step %lldx%lldx%lld compose %d, float moments", (long long)nx, (long long)ny, (long long)nz,

@@ -270,7 +270,7 @@ static ffdp_status op_smooth_vec_to(bench *b)
 
 static ffdp_status op_adam_moments(bench *b)
 {
-	ffdp_adam_opts o = {5, 0.9, 0.999, 1e-8, FFDP_MOMENTS_F32, 0, NULL};
+	ffdp_adam_opts o = {5, 0.9, 0.999, 1e-8, FFDP_MOMENTS_F32, 0, NULL, NULL};
 	double mn;
 	ffdp_vec g = vec(b, b->d); /* any field as the gradient */
 	return ffdp_op_adam_moments(b->be, g, vec(b, b->m), vec(b, b->v), &o, &mn, &b->err);
@@ -278,7 +278,23 @@ static ffdp_status op_adam_moments(bench *b)
 
 static ffdp_status op_adam_moments16(bench *b)
 {
-	ffdp_adam_opts o = {5, 0.9, 0.999, 1e-8, FFDP_MOMENTS_BF16, 0, NULL};
+	ffdp_adam_opts o = {5, 0.9, 0.999, 1e-8, FFDP_MOMENTS_BF16, 0, NULL, NULL};
+	double mn;
+	return ffdp_op_adam_moments(b->be, vec(b, b->d), vec(b, b->w), vec(b, b->w), &o, &mn, &b->err);
+}
+
+/* registration's gradient smoothing (sigma 1.5: radius 3) in place, and
+ * fused into the bf16 moments (g only read: 12 + 24 B/voxel) */
+static ffdp_status op_smooth_vec_grad(bench *b)
+{
+	ffdp_smooth_opts o = {{1.5, 1.5, 1.5}, 2.0, 0};
+	return ffdp_op_smooth_vec(b->be, vec(b, b->gu), &o, &b->err);
+}
+
+static ffdp_status op_adam_moments16_smooth(bench *b)
+{
+	ffdp_smooth_opts so = {{1.5, 1.5, 1.5}, 2.0, 0};
+	ffdp_adam_opts o = {5, 0.9, 0.999, 1e-8, FFDP_MOMENTS_BF16, 0, NULL, &so};
 	double mn;
 	return ffdp_op_adam_moments(b->be, vec(b, b->d), vec(b, b->w), vec(b, b->w), &o, &mn, &b->err);
 }
@@ -418,6 +434,8 @@ static const op_def OPS[] = {
 	{"warp step add", {256, 0, 0}, 48, 0, 0, op_warp_add},
 	{"warp step compose", {256, 0, 0}, 48, 0, 0, op_warp_compose},
 	{"adam moments bf16", {256, 0, 0}, 36, 0, 0, op_adam_moments16},
+	{"smooth vec s=1.5", {256, 0, 0}, 24, 0, 0, op_smooth_vec_grad},
+	{"adam bf16 of g s=1.5", {256, 512, 0}, 36, 0, 0, op_adam_moments16_smooth},
 	{"warp compose bf16", {256, 0, 0}, 36, 0, 0, op_warp_compose16},
 	{"warp compose bf16 out", {256, 512, 0}, 36, 0, 0, op_warp_compose16_out}, /* u 12 + words 12 + out 12 */
 };

@@ -6,7 +6,8 @@
  * millisecond during the run, and the difference; it includes the stream-
  * ordered pool's cache, so it is an upper bound on the live state).
  *
- * usage: bench_register_gpu [--upsample K] [--k K] [--full] [--f32] [--u16] [--no-inverse] [fixed moving] [preset ...]
+ * usage: bench_register_gpu [--upsample K] [--k K] [--full] [--f32] [--u16] [--no-inverse] [--anchor]
+ *                           [--verbose] [fixed moving] [preset ...]
  *   default pair: ../shared/data/cfireants_validate/medium/MNI152_T1_1mm_brain.nii.gz
  *                 (fixed) and t1_brain.nii.gz (moving); default presets: greedy syn
  *   --upsample K: resample both images K times finer on each axis (same
@@ -18,6 +19,11 @@
  *   --f32:        Adam's moments in float (the presets' are bfloat16).
  *   --u16:        the images as unorm16 (ffdp_reg_opts.images16).
  *   --no-inverse: no inverse warp (FFDP computes none).
+ *   --anchor:     the schedule of anchors.md's whole-registration rows:
+ *                 affine and greedy both 4,2,1 x 200,100,50 (the presets
+ *                 run affine 8,4,2,1 x 200,100,50,20 and greedy 4,2,1 x
+ *                 200,100,25: fewer full-resolution iterations).
+ *   --verbose:    the debug log: each level's set-up and iteration times.
  */
 #include <math.h>
 #include <pthread.h>
@@ -108,7 +114,16 @@ static ffdp_status upsample(ffdp_volume *v, int k, ffdp_error *err)
 	return s;
 }
 
-static int g_k, g_full, g_f32, g_u16, g_noinv; /* command-line overrides, set once in main */
+static int g_k, g_full, g_f32, g_u16, g_noinv, g_anchor; /* command-line overrides, set once in main */
+
+/* Scales 4, 2, 1 with 200, 100, 50 iterations (FFDP's timed runs). */
+static void anchor_schedule(ffdp_stage *st)
+{
+	static const int shrink[3] = {4, 2, 1}, iters[3] = {200, 100, 50};
+	st->nlevels = 3;
+	for (int l = 0; l < 3; l++)
+		st->shrink[l] = shrink[l], st->iters[l] = iters[l];
+}
 
 static int run_preset(const char *preset, const ffdp_volume *F, const ffdp_volume *M)
 {
@@ -129,6 +144,8 @@ static int run_preset(const char *preset, const ffdp_volume *F, const ffdp_volum
 			o.stages[k].metric.lncc_k = g_k;
 		if (g_full)
 			o.stages[k].window = 0; /* no convergence test */
+		if (g_anchor && (o.stages[k].kind == FFDP_STAGE_AFFINE || o.stages[k].kind == FFDP_STAGE_GREEDY))
+			anchor_schedule(&o.stages[k]);
 	}
 	size_t before = 0;
 	if (ffdp_cuda_mem_used(&before, &err)) {
@@ -148,8 +165,8 @@ static int run_preset(const char *preset, const ffdp_volume *F, const ffdp_volum
 		fprintf(stderr, "bench_register_gpu: %s: %s\n", preset, err.msg);
 		return 1;
 	}
-	printf("%s%s%s%s:\n", preset, o.moments == FFDP_MOMENTS_BF16 ? " (bf16 moments)" : " (f32 moments)", g_u16 ? " (u16 images)" : "",
-	       g_noinv ? " (no inverse)" : "");
+	printf("%s%s%s%s%s:\n", preset, o.moments == FFDP_MOMENTS_BF16 ? " (bf16 moments)" : " (f32 moments)", g_u16 ? " (u16 images)" : "",
+	       g_noinv ? " (no inverse)" : "", g_anchor ? " (anchor schedule)" : "");
 	for (int k = 0; k < r.nstages; k++)
 		printf("  stage %-8s %8.3f s  final loss %.6f\n", ffdp_stage_name(r.stages[k].kind), r.stages[k].seconds,
 		       r.stages[k].final_loss);
@@ -174,7 +191,7 @@ int main(int argc, char **argv)
 {
 	const char *files[2] = {DATA "MNI152_T1_1mm_brain.nii.gz", DATA "t1_brain.nii.gz"};
 	const char *presets[16];
-	int npre = 0, nfiles = 0, up = 1;
+	int npre = 0, nfiles = 0, up = 1, verbose = 0;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--upsample") && i + 1 < argc)
 			up = atoi(argv[++i]);
@@ -188,12 +205,16 @@ int main(int argc, char **argv)
 			g_u16 = 1;
 		else if (!strcmp(argv[i], "--no-inverse"))
 			g_noinv = 1;
+		else if (!strcmp(argv[i], "--anchor"))
+			g_anchor = 1;
+		else if (!strcmp(argv[i], "--verbose"))
+			verbose = 1;
 		else if (is_preset(argv[i]) && npre < 16)
 			presets[npre++] = argv[i];
 		else if (!is_preset(argv[i]) && nfiles < 2)
 			files[nfiles++] = argv[i];
 		else {
-			fprintf(stderr, "usage: bench_register_gpu [--upsample K] [fixed moving] [preset ...]\n");
+			fprintf(stderr, "usage: bench_register_gpu [--upsample K] [--k K] [--full] [--f32] [--u16] [--no-inverse] [--anchor] [--verbose] [fixed moving] [preset ...]\n");
 			return 2;
 		}
 	}
@@ -207,7 +228,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_register_gpu: no CUDA device\n");
 		return 1;
 	}
-	ffdp_log_set_level(FFDP_LOG_WARN);
+	ffdp_log_set_level(verbose ? FFDP_LOG_DEBUG : FFDP_LOG_WARN);
 	ffdp_error err = {0};
 	ffdp_volume F = {0}, M = {0};
 	if (ffdp_image_read(files[0], FFDP_READ_REQUIRE_3D, &F, NULL, &err) ||

@@ -42,6 +42,9 @@ ffdp_status ffdp_backend_open(ffdp_backend_kind kind, int device, ffdp_backend *
 			      ffdp_error *err);
 void ffdp_backend_close(ffdp_backend *be);
 const char *ffdp_backend_name(const ffdp_backend *be);
+/* Waits until every operation issued to be has finished (GPU backends
+ * queue their work); FFDP_OK at once on the CPU. */
+ffdp_status ffdp_backend_sync(ffdp_backend *be, ffdp_error *err);
 
 /* Zero-filled, 64-byte (CPU) / 256-byte (CUDA) aligned. */
 void *ffdp_buf_alloc(ffdp_backend *be, size_t bytes, ffdp_error *err);
@@ -447,6 +450,11 @@ typedef struct ffdp_adam_opts {
 	 * by |step| |C_z| (so max_norm is not read) and records a fault instead
 	 * of failing. */
 	ffdp_step_state *state;
+	/* Optional: the moments take g smoothed as ffdp_op_smooth_vec(g,
+	 * *smooth) would leave it, and g's contents are undefined afterwards
+	 * (a backend with a fused pass only reads g; any other smooths it in
+	 * place first).  warp_step ignores it. */
+	const ffdp_smooth_opts *smooth;
 } ffdp_adam_opts;
 
 ffdp_status ffdp_op_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp_vec v,

@@ -15,6 +15,7 @@ typedef struct ffdp_ops_table {
 	ffdp_status (*zero)(ffdp_backend *be, void *dst, size_t bytes, ffdp_error *err);
 	int host_memory; /* buffers are host memory */
 	void (*close)(ffdp_backend *be);
+	ffdp_status (*sync)(ffdp_backend *be, ffdp_error *err); /* NULL: synchronous */
 
 	ffdp_status (*sample)(ffdp_backend *be, const ffdp_sample_args *a, ffdp_error *err);
 	ffdp_status (*sample_zrange)(ffdp_backend *be, const ffdp_sample_args *a, double *lo, double *hi, int *nan,
@@ -40,6 +41,7 @@ typedef struct ffdp_ops_table {
 	ffdp_status (*warp_step)(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec v,
 				 const ffdp_warp_step_opts *o, ffdp_error *err);
 	int warp_out; /* warp_step writes o->out itself; else ops.c copies u there and steps in place */
+	int adam_smooth; /* adam_moments takes o->smooth itself; else ops.c smooths g in place first */
 	ffdp_status (*moments_half)(ffdp_backend *be, ffdp_img words, int half, ffdp_img x, int put,
 				    ffdp_error *err);
 	/* unorm16 images: x -> q (pack) or q -> x, n voxels */

@@ -23,6 +23,11 @@ void ffdp_backend_close(ffdp_backend *be)
 		be->ops->close(be);
 }
 
+ffdp_status ffdp_backend_sync(ffdp_backend *be, ffdp_error *err)
+{
+	return be->ops->sync ? be->ops->sync(be, err) : FFDP_OK;
+}
+
 const char *ffdp_backend_name(const ffdp_backend *be)
 {
 	return be->ops->name;
@@ -476,7 +481,16 @@ ffdp_status ffdp_op_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp_
 	ffdp_status s;
 	if ((s = check_vec(&g, "adam g", err)) || (s = check_moments(&m, &v, o, &g, "adam", err)))
 		return s;
-	return be->ops->adam_moments(be, g, m, v, o, max_norm, err);
+	if (o->smooth && (s = check_sigma(o->smooth, "adam smooth", err)))
+		return s;
+	if (!o->smooth || be->ops->adam_smooth)
+		return be->ops->adam_moments(be, g, m, v, o, max_norm, err);
+	/* no fused pass: g smoothed in place, then the moments */
+	ffdp_adam_opts plain = *o;
+	plain.smooth = NULL;
+	if ((s = ffdp_op_smooth_vec(be, g, o->smooth, err)))
+		return s;
+	return be->ops->adam_moments(be, g, m, v, &plain, max_norm, err);
 }
 
 static int shares_plane(const ffdp_vec *a, const ffdp_vec *b)

@@ -64,3 +64,20 @@ int reg_iteration_end(const ffdp_stage *st, reg_convergence *conv, ffdp_progress
 	ffdp_progress_update(pb, ++*done, msg);
 	return reg_convergence_push(conv, loss);
 }
+
+double reg_lap(ffdp_backend *be, double *t)
+{
+	if (ffdp_log_get_level() < FFDP_LOG_DEBUG)
+		return 0;
+	ffdp_backend_sync(be, NULL); /* a failure shows at the next op */
+	const double now = ffdp_now(), d = now - *t;
+	*t = now;
+	return d;
+}
+
+void reg_level_log(const ffdp_stage *st, int l, const int64_t n[3], double setup, int iters, double seconds)
+{
+	ffdp_log_debug("%s level %d/%d %lldx%lldx%lld: set-up %.3f s, %d iterations %.3f s (%.3f ms each)",
+		       ffdp_stage_name(st->kind), l + 1, st->nlevels, (long long)n[0], (long long)n[1],
+		       (long long)n[2], setup, iters, seconds, iters ? 1e3 * seconds / iters : 0.0);
+}

@@ -192,13 +192,13 @@ static ffdp_status side_step(reg_domain *dm, side *sd, const reg_level *lv, cons
 	ffdp_status s = reg_dom_sample_grad(dm, &ga, side_source(sd, lv), err);
 	if (s)
 		return s;
+	/* the moments take the smoothed gradient (fused where the backend
+	 * can: g is dead afterwards either way) */
 	ffdp_smooth_opts gs = {{st->sigma_grad, st->sigma_grad, st->sigma_grad}, 2.0, 0};
 	if (lv->F.grid.n[2] == 1)
 		gs.sigma[2] = 0;
-	if (st->sigma_grad > 0 && (s = reg_dom_smooth_vec(dm, g, &gs, err)))
-		return s;
 	ffdp_adam_opts ao = {t, 0.9, 0.99, 1e-8, sd->bf16 ? FFDP_MOMENTS_BF16 : FFDP_MOMENTS_F32,
-			     dm->z0 * u.n[0] * u.n[1], sd->state};
+			     dm->z0 * u.n[0] * u.n[1], sd->state, st->sigma_grad > 0 ? &gs : NULL};
 	double maxn = 0;
 	if ((s = reg_dom_adam_moments(dm, g, m, v, &ao, sd->state ? NULL : &maxn, err)))
 		return s;
@@ -207,6 +207,7 @@ static ffdp_status side_step(reg_domain *dm, side *sd, const reg_level *lv, cons
 	ffdp_warp_step_opts wo;
 	memset(&wo, 0, sizeof(wo));
 	wo.adam = ao;
+	wo.adam.smooth = NULL;
 	/* with a state the op divides by max(1, max |d|) itself */
 	wo.step = sd->state ? -st->lr * h : -st->lr * h / fmax(1.0, maxn);
 	wo.max_norm = maxn; /* bounds the reach of the in-place composition (no state) */
@@ -387,6 +388,8 @@ ffdp_status reg_deformable(const reg_pair *p, const ffdp_stage *st, const ffdp_m
 	int64_t done = 0;
 	ffdp_progress pb;
 	reg_stage_begin(st, rep, &pb);
+	double lap = ffdp_now();
+	reg_lap(p->be, &lap);
 	for (int l = 0; l < st->nlevels && !s; l++) {
 		reg_level lv;
 		if ((s = reg_level_make(p, st->shrink[l], 1, &lv, err)))
@@ -394,9 +397,11 @@ ffdp_status reg_deformable(const reg_pair *p, const ffdp_stage *st, const ffdp_m
 		reg_domain_level(&dm, &lv.F.grid);
 		for (int k = 0; k < nsides && !s; k++)
 			s = side_level(&dm, &sides[k], &lv.F.grid, err);
+		const double setup = reg_lap(p->be, &lap);
 		if (!s)
 			s = run_level(&dm, st, &lv, sides, nsides, st->iters[l], &pb, &done, &rep->iters[l],
 				      &rep->final_loss, err);
+		reg_level_log(st, l, lv.F.grid.n, setup, rep->iters[l], reg_lap(p->be, &lap));
 		reg_level_free(p, &lv);
 		done = reg_levels_done(st, l);
 	}
@@ -411,9 +416,13 @@ ffdp_status reg_deformable(const reg_pair *p, const ffdp_stage *st, const ffdp_m
 	rep->fetch_ring = dm.ring;
 	reg_domain_release(&dm);
 	/* the finish: on every rank's planes under MPI (each gets its slab) */
+	reg_lap(p->be, &lap);
 	if (!s)
 		s = nsides == 2 ? syn_finish(&dm, sides, T, res, want_inverse, err)
 				: greedy_finish(&dm, &sides[0], T, res, want_inverse, err);
+	if (!s)
+		ffdp_log_debug("%s finish (the warp%s to the host): %.3f s", ffdp_stage_name(st->kind),
+			       want_inverse ? " and its inverse" : "", reg_lap(p->be, &lap));
 	for (int k = 0; k < nsides; k++)
 		side_free(p->be, &sides[k]);
 	rep->seconds = ffdp_now() - t0;

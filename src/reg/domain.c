@@ -343,8 +343,14 @@ ffdp_status reg_dom_adam_moments(reg_domain *dm, ffdp_vec g, ffdp_vec m, ffdp_ve
 	if (!dm->dist)
 		return ffdp_op_adam_moments(dm->be, g, m, v, o, max_norm, err);
 #ifdef FFDP_HAVE_MPI
+	/* the smoothing needs the neighbours' planes: the distributed pass */
+	ffdp_adam_opts plain = *o;
+	plain.smooth = NULL;
+	ffdp_status st = o->smooth ? reg_dom_smooth_vec(dm, g, o->smooth, err) : FFDP_OK;
+	if (st)
+		return st;
 	ffdp_slab s = dom_slab(dm);
-	return ffdp_dist_adam_moments(dm->dist, dm->be, g, m, v, &s, o, max_norm, err);
+	return ffdp_dist_adam_moments(dm->dist, dm->be, g, m, v, &s, &plain, max_norm, err);
 #else
 	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "built without MPI");
 #endif

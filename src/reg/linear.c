@@ -218,17 +218,21 @@ ffdp_status reg_linear(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, ff
 	reg_domain_init(&dm, p->be, p->dist);
 	reg_stage_begin(st, rep, &pb);
 	ffdp_status s = FFDP_OK;
+	double lap = ffdp_now();
+	reg_lap(p->be, &lap);
 	for (int l = 0; l < st->nlevels && !s; l++) {
 		reg_level lv;
 		if ((s = reg_level_make(p, st->shrink[l], 0, &lv, err)))
 			break;
 		reg_domain_level(&dm, &lv.F.grid);
 		float *warped = reg_dom_buf(&dm, err), *gm = reg_dom_buf(&dm, err);
+		const double setup = reg_lap(p->be, &lap);
 		if (!warped || !gm)
 			s = FFDP_ERR_NOMEM;
 		else
 			s = run_level(&dm, p, st, &lv, &lp, st->iters[l], warped, gm, &pb, &done, &rep->iters[l],
 				      &rep->final_loss, err);
+		reg_level_log(st, l, lv.F.grid.n, setup, rep->iters[l], reg_lap(p->be, &lap));
 		ffdp_buf_free(p->be, warped);
 		ffdp_buf_free(p->be, gm);
 		reg_level_free(p, &lv);

@@ -173,6 +173,13 @@ int64_t reg_levels_done(const ffdp_stage *st, int l);
 int reg_iteration_end(const ffdp_stage *st, reg_convergence *conv, ffdp_progress *pb, int64_t *done,
 		      const int64_t n[3], int it, double loss);
 
+/* Seconds since *t, with be drained first (its queued work counted where
+ * it was issued), and *t set to now; 0 unless the debug log is on (the
+ * per-level timings: a drain a phase, not worth paying otherwise). */
+double reg_lap(ffdp_backend *be, double *t);
+/* The debug log's line for a level: its set-up and iteration times. */
+void reg_level_log(const ffdp_stage *st, int l, const int64_t n[3], double setup, int iters, double seconds);
+
 /* Stages.  Linear stages refine *T; deformable stages fill res. */
 ffdp_status reg_moments(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, ffdp_stage_report *rep,
 			ffdp_error *err);

@@ -154,10 +154,12 @@ ffdp_status ffdp_register(const ffdp_volume *fixed, const ffdp_volume *moving, c
 	}
 #endif
 	reg_pair p;
+	double lap = t0;
 	if ((s = reg_pair_init(&p, be, fixed, moving, o, err))) {
 		ffdp_backend_close(be);
 		return s;
 	}
+	ffdp_log_debug("backend open, images prepared on it: %.3f s", reg_lap(be, &lap));
 	for (int k = 0; k < o->nstages && !s; k++) {
 		const ffdp_stage *st = &o->stages[k];
 		ffdp_stage_report *rep = &res->stages[res->nstages++];

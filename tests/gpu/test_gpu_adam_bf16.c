@@ -62,7 +62,7 @@ static void test_moments(gp_env *e, const int64_t n[3], int t)
 		memcpy(w0[c], w.h.c[c], (size_t)w.nv * sizeof(float));
 	}
 	ffdp_vec none = {{NULL, NULL, NULL}, {0, 0, 0}, 0};
-	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_BF16, 0, NULL};
+	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_BF16, 0, NULL, NULL};
 	/* the boxes' copy first, from the same words */
 	gp_vec wb = gp_vec_new(e, n, 0, 1);
 	for (int c = 0; c < w.h.ncomp; c++)
@@ -118,7 +118,7 @@ static void test_warp_step(gp_env *e, const int64_t n[3], int compose, double st
 	ffdp_vec none = {{NULL, NULL, NULL}, {0, 0, 0}, 0};
 	ffdp_warp_step_opts o;
 	memset(&o, 0, sizeof(o));
-	o.adam = (ffdp_adam_opts){3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_BF16, 0, NULL};
+	o.adam = (ffdp_adam_opts){3, 0.9, 0.99, 1e-8, FFDP_MOMENTS_BF16, 0, NULL, NULL};
 	o.step = step, o.compose = compose, o.pad = FFDP_PAD_BORDER;
 	o.C[0] = 1 / 0.9, o.C[1] = 0.1, o.C[3] = -0.2, o.C[4] = 1 / 1.2, o.C[8] = n[2] > 1 ? 1 / 1.1 : 0;
 	ffdp_status sc = ffdp_op_warp_step(e->cpu, u.h, w.h, none, &o, &e->err);
@@ -186,7 +186,7 @@ static void test_state(gp_env *e, const int64_t n[3])
 	ffdp_vec none = {{NULL, NULL, NULL}, {0, 0, 0}, 0};
 	ffdp_step_state hs = {0, 0}, ds = {0, 0}, *dst = ffdp_buf_alloc(e->gpu, sizeof(ffdp_step_state), &e->err);
 	ffdp_buf_zero(e->gpu, dst, sizeof(*dst), &e->err);
-	ffdp_adam_opts oc = {2, 0.9, 0.99, 1e-8, FFDP_MOMENTS_BF16, 0, &hs}, og = oc;
+	ffdp_adam_opts oc = {2, 0.9, 0.99, 1e-8, FFDP_MOMENTS_BF16, 0, &hs, NULL}, og = oc;
 	og.state = dst;
 	ffdp_status s = ffdp_op_adam_moments(e->cpu, g.h, w.h, none, &oc, NULL, &e->err);
 	s = s ? s : ffdp_op_adam_moments(e->gpu, g.d, w.d, none, &og, NULL, &e->err);

@@ -658,7 +658,7 @@ static void test_adam_moments(env *e, const int64_t n[3], int t, int with_nan)
 		g.h.c[1][17] = NAN;
 		ffdp_buf_upload(e->gpu, g.d.c[1], g.h.c[1], (size_t)g.nv * sizeof(float), &e->err);
 	}
-	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL};
+	ffdp_adam_opts o = {t, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL, NULL};
 	double nc = -1, ng = -1;
 	ffdp_status sc = ffdp_op_adam_moments(e->cpu, g.h, m.h, v.h, &o, &nc, &e->err);
 	CHECK_OK(sc, &e->err, "adam_moments %lldx%lldx%lld t = %d%s: CPU", (long long)n[0], (long long)n[1],
@@ -680,6 +680,63 @@ static void test_adam_moments(env *e, const int64_t n[3], int t, int with_nan)
 	CHECK_OK(ffdp_op_adam_moments(e->gpu, g.d, m.d, v.d, &o, NULL, &e->err), &e->err, "  max_norm NULL: CUDA");
 out:
 	gp_vec_free(e, &g), gp_vec_free(e, &m), gp_vec_free(e, &v);
+}
+
+/* Device planes of x's device copy, bit for bit, against device planes y. */
+static int64_t vec_dev_bit_diffs(env *e, const ffdp_vec *x, const ffdp_vec *y, int64_t nv)
+{
+	int64_t diff = 0;
+	for (int c = 0; c < x->ncomp; c++) {
+		float *h = gp_d_get(e, y->c[c], nv);
+		diff += gp_bit_diffs(e, x->c[c], h, nv);
+		free(h);
+	}
+	return diff;
+}
+
+/* adam_moments of a smoothed gradient (ffdp_adam_opts.smooth): on the GPU
+ * the fused pass where it applies (3-D, equal radii <= 3) and in-place
+ * smoothing first elsewhere, against the GPU's own two ops (smooth_vec,
+ * then the moments): m and v (or the bf16 words) and max_norm bit for bit;
+ * against the CPU (whose fallback is the same two ops) to TOL_VAL. */
+static void test_adam_smooth(env *e, const int64_t n[3], const double sig[3], ffdp_moment_store store)
+{
+	const int bf16 = store == FFDP_MOMENTS_BF16;
+	gp_vec g = gp_vec_new(e, n, -2, 2), m = gp_vec_new(e, n, bf16 ? 0 : -0.5, bf16 ? 0 : 0.5),
+	       v = gp_vec_new(e, n, 0, 0.8);
+	gp_vec g2 = gp_vec_new(e, n, 0, 0), m2 = gp_vec_new(e, n, 0, 0), v2 = gp_vec_new(e, n, 0, 0);
+	const size_t bytes = (size_t)g.nv * sizeof(float);
+	for (int c = 0; c < g.h.ncomp; c++) {
+		ffdp_buf_copy(e->gpu, g2.d.c[c], g.d.c[c], bytes, &e->err);
+		ffdp_buf_copy(e->gpu, m2.d.c[c], m.d.c[c], bytes, &e->err);
+		ffdp_buf_copy(e->gpu, v2.d.c[c], v.d.c[c], bytes, &e->err);
+	}
+	ffdp_smooth_opts so = {{sig[0], sig[1], sig[2]}, 2.0, 0};
+	ffdp_adam_opts o = {3, 0.9, 0.99, 1e-8, store, 0, NULL, &so}, o2 = o;
+	o2.smooth = NULL;
+	double nf = -1, n2 = -2, nc = -3;
+	ffdp_status sf = ffdp_op_adam_moments(e->gpu, g.d, m.d, v.d, &o, &nf, &e->err);
+	CHECK_OK(sf, &e->err, "adam_moments of g smoothed (%.2g, %.2g, %.2g) %lldx%lldx%lld%s: CUDA", sig[0], sig[1],
+		 sig[2], (long long)n[0], (long long)n[1], (long long)n[2], bf16 ? " bf16" : "");
+	ffdp_status s2 = ffdp_op_smooth_vec(e->gpu, g2.d, &so, &e->err);
+	if (!s2)
+		s2 = ffdp_op_adam_moments(e->gpu, g2.d, m2.d, v2.d, &o2, &n2, &e->err);
+	CHECK_OK(s2, &e->err, "  CUDA, smooth_vec then adam_moments");
+	ffdp_status sc = ffdp_op_adam_moments(e->cpu, g.h, m.h, v.h, &o, &nc, &e->err);
+	CHECK_OK(sc, &e->err, "  CPU");
+	if (!sf && !s2) {
+		int64_t dm = vec_dev_bit_diffs(e, &m.d, &m2.d, m.nv), dv = bf16 ? 0 : vec_dev_bit_diffs(e, &v.d, &v2.d, v.nv);
+		CHECK(dm == 0 && dv == 0 && nf == n2,
+		      "  = the two ops bit for bit (%lld m, %lld v differ; max_norm %.17g vs %.17g)", (long long)dm,
+		      (long long)dv, nf, n2);
+	}
+	if (!sf && !sc && !bf16) {
+		double rm = gp_vec_rel(e, &m), rv = gp_vec_rel(e, &v);
+		CHECK(rm < TOL_VAL && rv < TOL_VAL && fabs(nf - nc) <= TOL_VAL * nc,
+		      "  = the CPU (m rel %.2e, v rel %.2e, max_norm %.9g vs %.9g)", rm, rv, nf, nc);
+	}
+	gp_vec_free(e, &g), gp_vec_free(e, &m), gp_vec_free(e, &v);
+	gp_vec_free(e, &g2), gp_vec_free(e, &m2), gp_vec_free(e, &v2);
 }
 
 /* m, v such that the step's delta reaches a few voxels (so the in-place
@@ -732,6 +789,15 @@ static void test_optimiser(env *e)
 	test_adam_moments(e, b, 2, 0);
 	test_adam_moments(e, c, 4, 0);
 	test_adam_moments(e, a, 1, 1);
+	const int64_t z3[3] = {33, 17, 70}; /* three z chunks of the fused pass */
+	const double s15[3] = {1.5, 1.5, 1.5}, s05[3] = {0.5, 0.5, 0.5}, s1[3] = {1.0, 1.0, 1.0},
+		     s_uneq[3] = {1.5, 1.0, 1.5};
+	test_adam_smooth(e, a, s15, FFDP_MOMENTS_F32);
+	test_adam_smooth(e, a, s05, FFDP_MOMENTS_BF16);
+	test_adam_smooth(e, z3, s1, FFDP_MOMENTS_F32);
+	test_adam_smooth(e, z3, s15, FFDP_MOMENTS_BF16);
+	test_adam_smooth(e, a, s_uneq, FFDP_MOMENTS_F32); /* unequal radii: smoothed in place first */
+	test_adam_smooth(e, b, s15, FFDP_MOMENTS_F32);    /* 2-D: the same */
 	for (int p = 0; p < 2; p++) {
 		test_warp_step(e, a, 0, (ffdp_pad)p, -0.8);
 		test_warp_step(e, a, 1, (ffdp_pad)p, -0.8);

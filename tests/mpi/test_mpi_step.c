@@ -70,7 +70,7 @@ int main(int argc, char **argv)
 		fld ud = fld_new(), md = fld_new(), vd = fld_new(), gd = fld_new();
 		ffdp_smooth_opts gs = {{1.5, 1.5, 1.5}, 2.0, 0}, us = {{1.0, 1.0, 1.0}, 2.0, 0};
 		for (int it = 1; it <= ITERS; it++) {
-			ffdp_adam_opts ao = {it, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL};
+			ffdp_adam_opts ao = {it, 0.9, 0.99, 1e-8, FFDP_MOMENTS_F32, 0, NULL, NULL};
 			double mw = 0, md_n = 0;
 			gradient(&g, it, be);
 			memcpy(gd.c[0], g.c[0], sizeof(float) * NV);

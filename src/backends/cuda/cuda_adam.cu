@@ -38,7 +38,7 @@
  * (ws_out3_kernel), 36 B/voxel with bf16 words; registration writes into
  * its gradient field, dead at that point (docs/architecture.md).
  */
-#include "cuda_common.cuh"
+#include "cuda_smooth3.cuh"
 #include "../../ops/bf16_moments.h"
 
 /* WS_MINB: blocks an SM (Nsight at 4: 46 % occupancy, 13 cycles a warp
@@ -86,8 +86,47 @@ typedef struct adam_out {
 	int bad;                     /* some |d|^2 is NaN or infinite */
 } adam_out;
 
-/* BF16: the words of FFDP_MOMENTS_BF16 (a compile-time choice: a runtime
- * branch in the loop cost the float path 30 %). */
+/* Voxel i's moments from its gradient g[0..nc), and |d|^2.  BF16: the
+ * words of FFDP_MOMENTS_BF16 (a compile-time choice: a runtime branch in
+ * the loop cost the float path 30 %). */
+template <bool BF16> __device__ __forceinline__ double adam_voxel(const adam_k &k, int64_t i, const float *g)
+{
+	double s = 0.0;
+#pragma unroll
+	for (int c = 0; c < 3; c++) {
+		if (c >= k.nc)
+			break;
+		const double gi = g[c];
+		double d;
+		if (BF16) {
+			const uint32_t w = k.w[c][i];
+			const float mi = (float)(k.a.b1 * ffdp_bm_m(w) + (1.0 - k.a.b1) * gi);
+			const float vi = (float)(k.a.b2 * ffdp_bm_v(w) + (1.0 - k.a.b2) * gi * gi);
+			const uint32_t wi = ffdp_bm_word(mi, vi, k.index0 + i, c, k.t);
+			k.w[c][i] = wi;
+			d = adam_dir(ffdp_bm_m(wi), ffdp_bm_v(wi), k.a);
+		} else {
+			const float mi = (float)(k.a.b1 * k.m[c][i] + (1.0 - k.a.b1) * gi);
+			const float vi = (float)(k.a.b2 * k.v[c][i] + (1.0 - k.a.b2) * gi * gi);
+			k.m[c][i] = mi;
+			k.v[c][i] = vi;
+			d = adam_dir(mi, vi, k.a);
+		}
+		s += d * d;
+	}
+	return s;
+}
+
+/* This block's max |d|^2 and NaN flag into out (uniform: every thread). */
+__device__ __forceinline__ void adam_reduce(double mx, int bad, adam_out *out)
+{
+	if (!out)
+		return;
+	cu_block_max_nonneg(mx, &out->max_bits);
+	if (__syncthreads_or(bad) && cu_tid() == 0)
+		atomicOr(&out->bad, 1);
+}
+
 template <bool BF16>
 __global__ void adam_moments_kernel(adam_k k, adam_out *out)
 {
@@ -95,39 +134,61 @@ __global__ void adam_moments_kernel(adam_k k, adam_out *out)
 	int bad = 0;
 	CU_FOR_FLAT(i, k.n)
 	{
-		double s = 0.0;
+		float g[3];
 #pragma unroll
-		for (int c = 0; c < 3; c++) {
-			if (c >= k.nc)
-				break;
-			const double gi = k.g[c][i];
-			double d;
-			if (BF16) {
-				const uint32_t w = k.w[c][i];
-				const float mi = (float)(k.a.b1 * ffdp_bm_m(w) + (1.0 - k.a.b1) * gi);
-				const float vi = (float)(k.a.b2 * ffdp_bm_v(w) + (1.0 - k.a.b2) * gi * gi);
-				const uint32_t wi = ffdp_bm_word(mi, vi, k.index0 + i, c, k.t);
-				k.w[c][i] = wi;
-				d = adam_dir(ffdp_bm_m(wi), ffdp_bm_v(wi), k.a);
-			} else {
-				const float mi = (float)(k.a.b1 * k.m[c][i] + (1.0 - k.a.b1) * gi);
-				const float vi = (float)(k.a.b2 * k.v[c][i] + (1.0 - k.a.b2) * gi * gi);
-				k.m[c][i] = mi;
-				k.v[c][i] = vi;
-				d = adam_dir(mi, vi, k.a);
-			}
-			s += d * d;
-		}
+		for (int c = 0; c < 3; c++)
+			g[c] = c < k.nc ? k.g[c][i] : 0.0f;
+		const double s = adam_voxel<BF16>(k, i, g);
 		if (isfinite(s))
 			mx = fmax(mx, s);
 		else
 			bad = 1;
 	}
-	if (out) { /* uniform */
-		cu_block_max_nonneg(mx, &out->max_bits);
-		if (__syncthreads_or(bad) && cu_tid() == 0)
-			atomicOr(&out->bad, 1);
+	adam_reduce(mx, bad, out);
+}
+
+/* The moments of the smoothed gradient (ffdp_adam_opts.smooth, 3-D): the
+ * three-axis march (cuda_smooth3.cuh) hands each voxel's smoothed g to
+ * adam_voxel, so the smoothed field is never stored and g is only read:
+ * 12 + 24 B/voxel with bf16 words, against 24 for smoothing in place
+ * (three passes, 72 B) and 36 for the moments.  The march's values are
+ * the in-place passes' bits. */
+template <bool BF16> struct adam_sink {
+	const adam_k &k;
+	double mx;
+	int bad;
+	__device__ void operator()(int64_t i, const float g[3])
+	{
+		const double s = adam_voxel<BF16>(k, i, g);
+		if (isfinite(s))
+			mx = fmax(mx, s);
+		else
+			bad = 1;
 	}
+};
+
+template <int R, bool BF16>
+__global__ void __launch_bounds__(SM3_BX * SM3_BY) adam_smooth3_kernel(adam_k k, sm3_taps t, int64_t nx, int64_t ny,
+									int64_t nz, adam_out *out)
+{
+	const float *const g[3] = {k.g[0], k.g[1], k.g[2]};
+	const int64_t n[3] = {nx, ny, nz};
+	adam_sink<BF16> sink = {k, 0.0, 0};
+	sm3_march<R, 3>(g, n, t, sink);
+	adam_reduce(sink.mx, sink.bad, out);
+}
+
+template <bool BF16> static void adam_smooth3_launch(const adam_k &k, const sm3_taps &t, int r, const int64_t n[3],
+						      adam_out *d)
+{
+	dim3 grid, block;
+	sm3_shape(n, &grid, &block);
+	if (r == 1)
+		adam_smooth3_kernel<1, BF16><<<grid, block>>>(k, t, n[0], n[1], n[2], d);
+	else if (r == 2)
+		adam_smooth3_kernel<2, BF16><<<grid, block>>>(k, t, n[0], n[1], n[2], d);
+	else
+		adam_smooth3_kernel<3, BF16><<<grid, block>>>(k, t, n[0], n[1], n[2], d);
 }
 
 /* The reduced maximum into the caller's state, on the device. */
@@ -140,7 +201,6 @@ __global__ void adam_state_kernel(const adam_out *d, ffdp_step_state *state)
 ffdp_status ffdp_cuda_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp_vec v, const ffdp_adam_opts *o,
 				   double *max_norm, ffdp_error *err)
 {
-	(void)be;
 	adam_k k;
 	ffdp_status s = adam_c_make(o, &k.a, err);
 	if (s)
@@ -156,12 +216,28 @@ ffdp_status ffdp_cuda_adam_moments(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffd
 		k.v[c] = c < k.nc && !bf16 ? v.c[c] : NULL;
 		k.w[c] = c < k.nc && bf16 ? (uint32_t *)m.c[c] : NULL;
 	}
+	/* a smoothed gradient: the fused pass where it applies, else g
+	 * smoothed in place first (the op's contract allows either) */
+	sm3_taps taps;
+	int r = 0;
+	if (o->smooth && k.nc == 3 && ((r = ffdp_cuda_smooth3_plan(o->smooth, g.n, &taps, &s, err)), s))
+		return s;
+	for (int c = 0; c < k.nc && o->smooth && !r && !s; c++) {
+		ffdp_img gc = {g.c[c], {g.n[0], g.n[1], g.n[2]}};
+		s = ffdp_cuda_smooth(be, gc, o->smooth, err);
+	}
+	if (s)
+		return s;
 	adam_out *d = NULL;
 	const bool reduce = max_norm || o->state;
 	if (reduce && !(d = (adam_out *)cu_scratch(sizeof(adam_out), 1, err, "adam_moments")))
 		return FFDP_ERR_NOMEM;
 	const cu_shape sh = cu_flat_shape(k.n, reduce ? cu_reduce_blocks() : 0);
-	if (bf16)
+	if (r && bf16)
+		adam_smooth3_launch<true>(k, taps, r, g.n, d);
+	else if (r)
+		adam_smooth3_launch<false>(k, taps, r, g.n, d);
+	else if (bf16)
 		adam_moments_kernel<true><<<sh.grid, sh.block>>>(k, d);
 	else
 		adam_moments_kernel<false><<<sh.grid, sh.block>>>(k, d);

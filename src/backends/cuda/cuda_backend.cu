@@ -39,20 +39,6 @@ static void cuda_free(ffdp_backend *be, void *p)
 	cudaFree(p);
 }
 
-static ffdp_status cuda_upload(ffdp_backend *be, void *dst, const void *src, size_t bytes, ffdp_error *err)
-{
-	(void)be;
-	cudaError_t e = cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice);
-	return e == cudaSuccess ? FFDP_OK : cuda_fail(err, e, "upload");
-}
-
-static ffdp_status cuda_download(ffdp_backend *be, void *dst, const void *src, size_t bytes, ffdp_error *err)
-{
-	(void)be;
-	cudaError_t e = cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost);
-	return e == cudaSuccess ? FFDP_OK : cuda_fail(err, e, "download");
-}
-
 static ffdp_status cuda_copy(ffdp_backend *be, void *dst, const void *src, size_t bytes, ffdp_error *err)
 {
 	(void)be;
@@ -67,8 +53,16 @@ static ffdp_status cuda_zero(ffdp_backend *be, void *dst, size_t bytes, ffdp_err
 	return e == cudaSuccess ? FFDP_OK : cuda_fail(err, e, "memset");
 }
 
+static ffdp_status cuda_sync(ffdp_backend *be, ffdp_error *err)
+{
+	(void)be;
+	cudaError_t e = cudaDeviceSynchronize();
+	return e == cudaSuccess ? FFDP_OK : cuda_fail(err, e, "synchronize");
+}
+
 static void cuda_close(ffdp_backend *be)
 {
+	ffdp_cuda_staging_free((cuda_staging *)be->ctx);
 	free(be);
 }
 
@@ -78,12 +72,13 @@ static ffdp_ops_table make_table(void)
 	t.name = "cuda";
 	t.alloc = cuda_alloc;
 	t.free = cuda_free;
-	t.upload = cuda_upload;
-	t.download = cuda_download;
+	t.upload = ffdp_cuda_upload;
+	t.download = ffdp_cuda_download;
 	t.copy = cuda_copy;
 	t.zero = cuda_zero;
 	t.host_memory = 0;
 	t.close = cuda_close;
+	t.sync = cuda_sync;
 	t.sample = ffdp_cuda_sample;
 	t.sample_zrange = ffdp_cuda_sample_zrange;
 	t.sample_grad = ffdp_cuda_sample_grad;
@@ -99,6 +94,7 @@ static ffdp_ops_table make_table(void)
 	t.adam_moments = ffdp_cuda_adam_moments;
 	t.warp_step = ffdp_cuda_warp_step;
 	t.warp_out = 1;
+	t.adam_smooth = 1;
 	t.moments_half = ffdp_cuda_moments_half;
 	t.unorm16 = ffdp_cuda_unorm16;
 	t.native16 = FFDP_NATIVE16_SAMPLE | FFDP_NATIVE16_LNCC;

@@ -6,6 +6,13 @@ extern "C" {
 #include "../../ops/backend.h"
 }
 
+/* Large host <-> device copies through pinned staging (cuda_transfer.cu);
+ * the staging hangs off be->ctx and goes with the backend. */
+typedef struct cuda_staging cuda_staging;
+ffdp_status ffdp_cuda_upload(ffdp_backend *be, void *dst, const void *src, size_t bytes, ffdp_error *err);
+ffdp_status ffdp_cuda_download(ffdp_backend *be, void *dst, const void *src, size_t bytes, ffdp_error *err);
+void ffdp_cuda_staging_free(cuda_staging *st);
+
 ffdp_status ffdp_cuda_sample_zrange(ffdp_backend *be, const ffdp_sample_args *a, double *lo, double *hi, int *nan,
 				    ffdp_error *err);
 ffdp_status ffdp_cuda_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_error *err);

@@ -24,7 +24,7 @@
  * Measured (H100, 256^3, Nsight): each pass at 25-30 % of DRAM bandwidth,
  * bound by latency (load, barrier, convolve, barrier per chunk), not bytes.
  */
-#include "cuda_common.cuh"
+#include "cuda_smooth3.cuh"
 
 /* Along y and z a block takes SM_TX_ACROSS columns (64 measured slower:
  * half the blocks) in chunks of SM_T_ACROSS positions (32 before: 6 %
@@ -284,94 +284,21 @@ template <typename L> static ffdp_status sm_by_radius(const sm_k &k, ffdp_error 
 	}
 }
 
-/* ---- out of place, the three axes in one pass ------------------------------------
- * A block owns a 32 x 8 column tile and marches along z through a chunk of
- * SM3_ZC planes (plus R planes either side).  Per plane: the tile and its
- * halo into shared memory (zero outside the volume), the x pass over the
- * tile's rows and halo rows, the y pass for the thread's column, whose
- * result enters the thread's window of 2R + 1 planes, and the z pass of
- * the plane R behind.  Each pass is the in-place passes' sum in their
- * order, rounded to float between passes as they store: the same bits.
- * IO: the input once (plus the halo, mostly from L2, and 2R planes a
- * chunk) and the output once, against a read and a write per axis. */
-enum { SM3_BX = 32, SM3_BY = 8, SM3_ZC = 32, SM3_MAX_R = 3 };
+/* ---- out of place, the three axes in one pass (cuda_smooth3.cuh) ------------------- */
 
-typedef struct sm3_k {
-	const float *x;
+struct sm3_store {
 	float *out;
-	int64_t n[3];
-	float w[3][SM3_MAX_R + 1]; /* each axis's taps */
-} sm3_k;
+	__device__ void operator()(int64_t i, const float v[1]) { out[i] = v[0]; }
+};
 
-/* Element e of the haloed tile of plane p (zero outside the volume). */
-template <int R>
-__device__ __forceinline__ float sm3_tile_elem(const sm3_k &k, int64_t p, int64_t x0, int64_t y0, int e)
+template <int R> __global__ void __launch_bounds__(SM3_BX * SM3_BY) smooth3_kernel(const float *x, float *out,
+										 sm3_taps k, int64_t nx, int64_t ny,
+										 int64_t nz)
 {
-	const int HX = SM3_BX + 2 * R;
-	const int hy = e / HX, hx = e - hy * HX;
-	const int64_t gx = x0 - R + hx, gy = y0 - R + hy;
-	const bool in = p >= 0 && p < k.n[2] && gx >= 0 && gx < k.n[0] && gy >= 0 && gy < k.n[1];
-	return in ? k.x[(p * k.n[1] + gy) * k.n[0] + gx] : 0.0f;
-}
-
-template <int R> __global__ void __launch_bounds__(SM3_BX * SM3_BY) smooth3_kernel(sm3_k k)
-{
-	const int HX = SM3_BX + 2 * R, HY = SM3_BY + 2 * R, NT = SM3_BX * SM3_BY;
-	const int NE = (HX * HY + NT - 1) / NT; /* tile elements a thread */
-	__shared__ float tile[HY * HX];
-	__shared__ float xs[HY][SM3_BX];
-	const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * SM3_BX + tx;
-	const int64_t nx = k.n[0], ny = k.n[1], nz = k.n[2], nxy = nx * ny;
-	const int64_t x0 = (int64_t)blockIdx.x * SM3_BX, y0 = (int64_t)blockIdx.y * SM3_BY;
-	const int64_t zb = (int64_t)blockIdx.z * SM3_ZC, ze = zb + SM3_ZC < nz ? zb + SM3_ZC : nz;
-	const int64_t x = x0 + tx, y = y0 + ty;
-	float win[2 * R + 1];
-#pragma unroll
-	for (int i = 0; i < 2 * R + 1; i++)
-		win[i] = 0.0f;
-#pragma unroll
-	for (int q = 0; q < NE; q++)
-		if (tid + q * NT < HX * HY)
-			tile[tid + q * NT] = sm3_tile_elem<R>(k, zb - R, x0, y0, tid + q * NT);
-	__syncthreads();
-	for (int64_t p = zb - R; p < ze + R; p++) {
-		/* the next plane's tile in flight while this one is smoothed */
-		float pre[NE];
-#pragma unroll
-		for (int q = 0; q < NE; q++)
-			pre[q] = tid + q * NT < HX * HY && p + 1 < ze + R ? sm3_tile_elem<R>(k, p + 1, x0, y0, tid + q * NT) : 0.0f;
-		for (int e = tid; e < HY * SM3_BX; e += NT) {
-			const int hy = e / SM3_BX, ox = e - hy * SM3_BX;
-			const float *row = tile + hy * HX + ox + R;
-			float acc = k.w[0][0] * row[0];
-#pragma unroll
-			for (int t = 1; t <= R; t++)
-				acc += k.w[0][t] * (row[-t] + row[t]);
-			xs[hy][ox] = acc;
-		}
-		__syncthreads(); /* xs complete; every x pass done with tile */
-		float v = k.w[1][0] * xs[ty + R][tx];
-#pragma unroll
-		for (int t = 1; t <= R; t++)
-			v += k.w[1][t] * (xs[ty + R - t][tx] + xs[ty + R + t][tx]);
-#pragma unroll
-		for (int q = 0; q < NE; q++)
-			if (tid + q * NT < HX * HY)
-				tile[tid + q * NT] = pre[q];
-#pragma unroll
-		for (int i = 0; i < 2 * R; i++)
-			win[i] = win[i + 1];
-		win[2 * R] = v;
-		const int64_t z = p - R;
-		if (z >= zb && x < nx && y < ny) {
-			float acc = k.w[2][0] * win[R];
-#pragma unroll
-			for (int t = 1; t <= R; t++)
-				acc += k.w[2][t] * (win[R - t] + win[R + t]);
-			k.out[z * nxy + y * nx + x] = acc;
-		}
-		__syncthreads(); /* the next tile stored; every y pass done with xs */
-	}
+	const float *const xc[1] = {x};
+	const int64_t n[3] = {nx, ny, nz};
+	sm3_store sink = {out};
+	sm3_march<R, 1>(xc, n, k, sink);
 }
 
 /* ---- host side ------------------------------------------------------------------ */
@@ -543,50 +470,50 @@ ffdp_status ffdp_cuda_smooth(ffdp_backend *be, ffdp_img x, const ffdp_smooth_opt
 }
 
 /* The fused pass applies: 3-D, every axis smoothed with the same radius
- * R <= SM3_MAX_R, taps by value (no face factors). */
-static int sm3_radius(const sm_axis ax[3])
+ * R <= SM3_MAX_R, taps by value (no face factors), a grid that fits. */
+int ffdp_cuda_smooth3_plan(const ffdp_smooth_opts *o, const int64_t n[3], sm3_taps *t, ffdp_status *s,
+			   ffdp_error *err)
 {
+	const double trunc = o->truncate > 0.0 ? o->truncate : 2.0;
+	sm_axis ax[3] = {};
+	int r = 0;
+	*s = FFDP_OK;
+	for (int a = 0; a < 3 && !*s; a++)
+		*s = sm_axis_init(&ax[a], o->sigma[a], trunc, o->renormalize, n[a], err);
+	if (!*s) {
+		r = ax[0].r;
+		for (int a = 0; a < 3; a++)
+			if (!sm_by_value(&ax[a]) || ax[a].r != r)
+				r = 0;
+		if (r > SM3_MAX_R || n[1] > 65535 * (int64_t)SM3_BY || (n[2] + SM3_ZC - 1) / SM3_ZC > 65535)
+			r = 0;
+		for (int a = 0; a < 3 && r; a++)
+			memcpy(t->w[a], ax[a].host, (size_t)(r + 1) * sizeof(float));
+	}
 	for (int a = 0; a < 3; a++)
-		if (!sm_by_value(&ax[a]) || ax[a].r != ax[0].r)
-			return 0;
-	return ax[0].r <= SM3_MAX_R ? ax[0].r : 0;
+		free(ax[a].host);
+	return r;
 }
 
-static ffdp_status sm3_launch(ffdp_img x, ffdp_img out, const sm_axis ax[3], int r, ffdp_error *err)
+static ffdp_status sm3_launch(ffdp_img x, ffdp_img out, const sm3_taps &t, int r, ffdp_error *err)
 {
-	sm3_k k;
-	k.x = x.p, k.out = out.p;
-	for (int a = 0; a < 3; a++) {
-		k.n[a] = x.n[a];
-		memcpy(k.w[a], ax[a].host, (size_t)(r + 1) * sizeof(float));
-	}
-	const dim3 block(SM3_BX, SM3_BY, 1);
-	const dim3 grid((unsigned)((x.n[0] + SM3_BX - 1) / SM3_BX), (unsigned)((x.n[1] + SM3_BY - 1) / SM3_BY),
-			(unsigned)((x.n[2] + SM3_ZC - 1) / SM3_ZC));
+	dim3 grid, block;
+	sm3_shape(x.n, &grid, &block);
 	if (r == 1)
-		smooth3_kernel<1><<<grid, block>>>(k);
+		smooth3_kernel<1><<<grid, block>>>(x.p, out.p, t, x.n[0], x.n[1], x.n[2]);
 	else if (r == 2)
-		smooth3_kernel<2><<<grid, block>>>(k);
+		smooth3_kernel<2><<<grid, block>>>(x.p, out.p, t, x.n[0], x.n[1], x.n[2]);
 	else
-		smooth3_kernel<3><<<grid, block>>>(k);
+		smooth3_kernel<3><<<grid, block>>>(x.p, out.p, t, x.n[0], x.n[1], x.n[2]);
 	return cu_launched(err, "smooth_to");
 }
 
 ffdp_status ffdp_cuda_smooth_to(ffdp_backend *be, ffdp_img x, ffdp_img out, const ffdp_smooth_opts *o, ffdp_error *err)
 {
-	const double trunc = o->truncate > 0.0 ? o->truncate : 2.0;
-	sm_axis ax[3] = {};
-	ffdp_status s = FFDP_OK;
-	for (int a = 0; a < 3 && !s; a++)
-		s = sm_axis_init(&ax[a], o->sigma[a], trunc, o->renormalize, x.n[a], err);
-	const int r = s ? 0 : sm3_radius(ax);
-	const bool grid_ok = x.n[1] <= 65535 * (int64_t)SM3_BY && (x.n[2] + SM3_ZC - 1) / SM3_ZC <= 65535;
-	if (!s && r > 0 && grid_ok) {
-		s = sm3_launch(x, out, ax, r, err);
-	} else if (!s) {
-		s = ffdp_smooth_to_by_copy(be, x, out, o, err);
-	}
-	for (int a = 0; a < 3; a++)
-		free(ax[a].host);
-	return s;
+	sm3_taps t;
+	ffdp_status s;
+	const int r = ffdp_cuda_smooth3_plan(o, x.n, &t, &s, err);
+	if (s)
+		return s;
+	return r > 0 ? sm3_launch(x, out, t, r, err) : ffdp_smooth_to_by_copy(be, x, out, o, err);
 }
