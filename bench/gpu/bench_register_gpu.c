@@ -7,7 +7,7 @@
  * ordered pool's cache, so it is an upper bound on the live state).
  *
  * usage: bench_register_gpu [--upsample K] [--k K] [--full] [--f32] [--u16] [--no-inverse] [--anchor]
- *                           [--verbose] [fixed moving] [preset ...]
+ *                           [--verbose] [--finest N] [fixed moving] [preset ...]
  *   default pair: ../shared/data/cfireants_validate/medium/MNI152_T1_1mm_brain.nii.gz
  *                 (fixed) and t1_brain.nii.gz (moving); default presets: greedy syn
  *   --upsample K: resample both images K times finer on each axis (same
@@ -24,6 +24,8 @@
  *                 run affine 8,4,2,1 x 200,100,50,20 and greedy 4,2,1 x
  *                 200,100,25: fewer full-resolution iterations).
  *   --verbose:    the debug log: each level's set-up and iteration times.
+ *   --finest N:   affine and greedy run the full-resolution level alone, N
+ *                 iterations each (few kernel launches: for a profiler).
  */
 #include <math.h>
 #include <pthread.h>
@@ -114,7 +116,7 @@ static ffdp_status upsample(ffdp_volume *v, int k, ffdp_error *err)
 	return s;
 }
 
-static int g_k, g_full, g_f32, g_u16, g_noinv, g_anchor; /* command-line overrides, set once in main */
+static int g_k, g_full, g_f32, g_u16, g_noinv, g_anchor, g_finest; /* command-line overrides, set once in main */
 
 /* Scales 4, 2, 1 with 200, 100, 50 iterations (FFDP's timed runs). */
 static void anchor_schedule(ffdp_stage *st)
@@ -146,6 +148,10 @@ static int run_preset(const char *preset, const ffdp_volume *F, const ffdp_volum
 			o.stages[k].window = 0; /* no convergence test */
 		if (g_anchor && (o.stages[k].kind == FFDP_STAGE_AFFINE || o.stages[k].kind == FFDP_STAGE_GREEDY))
 			anchor_schedule(&o.stages[k]);
+		if (g_finest > 0 && (o.stages[k].kind == FFDP_STAGE_AFFINE || o.stages[k].kind == FFDP_STAGE_GREEDY)) {
+			o.stages[k].nlevels = 1;
+			o.stages[k].shrink[0] = 1, o.stages[k].iters[0] = g_finest;
+		}
 	}
 	size_t before = 0;
 	if (ffdp_cuda_mem_used(&before, &err)) {
@@ -209,12 +215,14 @@ int main(int argc, char **argv)
 			g_anchor = 1;
 		else if (!strcmp(argv[i], "--verbose"))
 			verbose = 1;
+		else if (!strcmp(argv[i], "--finest") && i + 1 < argc)
+			g_finest = atoi(argv[++i]);
 		else if (is_preset(argv[i]) && npre < 16)
 			presets[npre++] = argv[i];
 		else if (!is_preset(argv[i]) && nfiles < 2)
 			files[nfiles++] = argv[i];
 		else {
-			fprintf(stderr, "usage: bench_register_gpu [--upsample K] [--k K] [--full] [--f32] [--u16] [--no-inverse] [--anchor] [--verbose] [fixed moving] [preset ...]\n");
+			fprintf(stderr, "usage: bench_register_gpu [--upsample K] [--k K] [--full] [--f32] [--u16] [--no-inverse] [--anchor] [--verbose] [--finest N] [fixed moving] [preset ...]\n");
 			return 2;
 		}
 	}

@@ -1,8 +1,11 @@
 /* Adam moments and the fused greedy warp step (ops.h, "optimiser").
  *
  * d = (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) is recomputed from
- * the stored float m and v, in double, by one function (adam_dir), as on
- * the CPU, so that max_norm bounds exactly the |d| that warp_step sees.
+ * the stored float m and v by one function (adam_dir), so that max_norm
+ * bounds exactly the |d| that warp_step sees.  The moments, d and the sum
+ * of d^2 are the CPU's float operations, each rounded once: the same bits
+ * on both backends (in double they had cost the bf16 moments and the
+ * warp step a double sqrt and division a component).
  *
  * IO floors (float32, 3-D; 2-D is two thirds):
  *   adam_moments            read g, m, v, write m, v       60 B/voxel
@@ -45,8 +48,9 @@
  * instruction waiting on L1; 6 forces 42 registers and ran 8 % slower) */
 enum { WS_SLAB_VOXELS = 1 << 20, WS_MINB = 4 };
 
+/* The constants as the CPU rounds them (cpu_adam.c, adam_k_make). */
 typedef struct adam_c {
-	double b1, b2, ibc1, ibc2, eps;
+	float b1, b2, ibc1, ibc2, eps;
 } adam_c;
 
 static ffdp_status adam_c_make(const ffdp_adam_opts *o, adam_c *k, ffdp_error *err)
@@ -57,17 +61,31 @@ static ffdp_status adam_c_make(const ffdp_adam_opts *o, adam_c *k, ffdp_error *e
 		return ffdp_fail(err, FFDP_ERR_ARG, "adam: betas (%g, %g) must lie in [0, 1)", o->beta1, o->beta2);
 	if (!(o->eps >= 0.0))
 		return ffdp_fail(err, FFDP_ERR_ARG, "adam: eps %g is negative", o->eps);
-	k->b1 = o->beta1;
-	k->b2 = o->beta2;
-	k->ibc1 = 1.0 / (1.0 - pow(o->beta1, o->t));
-	k->ibc2 = 1.0 / (1.0 - pow(o->beta2, o->t));
-	k->eps = o->eps;
+	k->b1 = (float)o->beta1;
+	k->b2 = (float)o->beta2;
+	k->ibc1 = (float)(1.0 / (1.0 - pow(o->beta1, o->t)));
+	k->ibc2 = (float)(1.0 / (1.0 - pow(o->beta2, o->t)));
+	k->eps = (float)o->eps;
 	return FFDP_OK;
 }
 
-__device__ __forceinline__ double adam_dir(float m, float v, const adam_c &k)
+/* d, the CPU's float definition (cpu_adam.c, adam_d) operation for
+ * operation, each rounded once, never contracted: both backends step by
+ * the same bits of d. */
+__device__ __forceinline__ float adam_dir(float m, float v, const adam_c &k)
 {
-	return (double)m * k.ibc1 / (sqrt((double)v * k.ibc2) + k.eps);
+	return __fdiv_rn(__fmul_rn(m, k.ibc1), __fadd_rn(__fsqrt_rn(__fmul_rn(v, k.ibc2)), k.eps));
+}
+
+/* New moments from old m, v and the gradient g, as the CPU's loops. */
+__device__ __forceinline__ float adam_m(float m, float g, const adam_c &k)
+{
+	return __fadd_rn(__fmul_rn(k.b1, m), __fmul_rn(1.0f - k.b1, g));
+}
+
+__device__ __forceinline__ float adam_v(float v, float g, const adam_c &k)
+{
+	return __fadd_rn(__fmul_rn(k.b2, v), __fmul_rn(__fmul_rn(1.0f - k.b2, g), g));
 }
 
 /* ---- moments ------------------------------------------------------------------- */
@@ -89,30 +107,27 @@ typedef struct adam_out {
 /* Voxel i's moments from its gradient g[0..nc), and |d|^2.  BF16: the
  * words of FFDP_MOMENTS_BF16 (a compile-time choice: a runtime branch in
  * the loop cost the float path 30 %). */
-template <bool BF16> __device__ __forceinline__ double adam_voxel(const adam_k &k, int64_t i, const float *g)
+template <bool BF16> __device__ __forceinline__ float adam_voxel(const adam_k &k, int64_t i, const float *g)
 {
-	double s = 0.0;
+	float s = 0.0f; /* sum of d^2 in component order, in float: the CPU's */
 #pragma unroll
 	for (int c = 0; c < 3; c++) {
 		if (c >= k.nc)
 			break;
-		const double gi = g[c];
-		double d;
+		float d;
 		if (BF16) {
 			const uint32_t w = k.w[c][i];
-			const float mi = (float)(k.a.b1 * ffdp_bm_m(w) + (1.0 - k.a.b1) * gi);
-			const float vi = (float)(k.a.b2 * ffdp_bm_v(w) + (1.0 - k.a.b2) * gi * gi);
-			const uint32_t wi = ffdp_bm_word(mi, vi, k.index0 + i, c, k.t);
+			const uint32_t wi = ffdp_bm_word(adam_m(ffdp_bm_m(w), g[c], k.a), adam_v(ffdp_bm_v(w), g[c], k.a),
+							 k.index0 + i, c, k.t);
 			k.w[c][i] = wi;
 			d = adam_dir(ffdp_bm_m(wi), ffdp_bm_v(wi), k.a);
 		} else {
-			const float mi = (float)(k.a.b1 * k.m[c][i] + (1.0 - k.a.b1) * gi);
-			const float vi = (float)(k.a.b2 * k.v[c][i] + (1.0 - k.a.b2) * gi * gi);
+			const float mi = adam_m(k.m[c][i], g[c], k.a), vi = adam_v(k.v[c][i], g[c], k.a);
 			k.m[c][i] = mi;
 			k.v[c][i] = vi;
 			d = adam_dir(mi, vi, k.a);
 		}
-		s += d * d;
+		s = __fadd_rn(s, __fmul_rn(d, d));
 	}
 	return s;
 }
@@ -138,9 +153,9 @@ __global__ void adam_moments_kernel(adam_k k, adam_out *out)
 #pragma unroll
 		for (int c = 0; c < 3; c++)
 			g[c] = c < k.nc ? k.g[c][i] : 0.0f;
-		const double s = adam_voxel<BF16>(k, i, g);
+		const float s = adam_voxel<BF16>(k, i, g);
 		if (isfinite(s))
-			mx = fmax(mx, s);
+			mx = fmax(mx, (double)s);
 		else
 			bad = 1;
 	}
@@ -159,9 +174,9 @@ template <bool BF16> struct adam_sink {
 	int bad;
 	__device__ void operator()(int64_t i, const float g[3])
 	{
-		const double s = adam_voxel<BF16>(k, i, g);
+		const float s = adam_voxel<BF16>(k, i, g);
 		if (isfinite(s))
-			mx = fmax(mx, s);
+			mx = fmax(mx, (double)s);
 		else
 			bad = 1;
 	}
@@ -311,7 +326,7 @@ template <bool BF16> __device__ __forceinline__ void ws_delta_t(const ws_k &k, d
 		} else if (c < k.nc) {
 			m = k.m[c][i], v = k.v[c][i];
 		}
-		dl[c] = c < k.nc ? step * adam_dir(m, v, k.a) : 0.0;
+		dl[c] = c < k.nc ? step * (double)adam_dir(m, v, k.a) : 0.0;
 	}
 }
 

@@ -485,7 +485,8 @@ int ffdp_cuda_smooth3_plan(const ffdp_smooth_opts *o, const int64_t n[3], sm3_ta
 		for (int a = 0; a < 3; a++)
 			if (!sm_by_value(&ax[a]) || ax[a].r != r)
 				r = 0;
-		if (r > SM3_MAX_R || n[1] > 65535 * (int64_t)SM3_BY || (n[2] + SM3_ZC - 1) / SM3_ZC > 65535)
+		if (r > SM3_MAX_R || n[1] > 65535 * (int64_t)SM3_BY || (n[2] + SM3_ZC - 1) / SM3_ZC > 65535 ||
+		    n[0] * n[1] >= INT32_MAX) /* in-plane offsets in int */
 			r = 0;
 		for (int a = 0; a < 3 && r; a++)
 			memcpy(t->w[a], ax[a].host, (size_t)(r + 1) * sizeof(float));

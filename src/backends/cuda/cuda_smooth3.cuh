@@ -23,16 +23,30 @@ typedef struct sm3_taps {
 	float w[3][SM3_MAX_R + 1]; /* each axis's taps w[0..R] */
 } sm3_taps;
 
-/* Element e of channel x's haloed tile of plane p (zero outside). */
-template <int R>
-__device__ __forceinline__ float sm3_tile_elem(const float *x, const int64_t n[3], int64_t p, int64_t x0,
-					       int64_t y0, int e)
+/* This thread's elements of the haloed tile: their in-plane offsets
+ * (-1 outside the volume or past the tile), the same on every plane and
+ * channel, so that a plane's loads are one add and one test each. */
+template <int R, int NE>
+__device__ __forceinline__ void sm3_offsets(const int64_t n[3], int64_t x0, int64_t y0, int tid, int off[NE])
 {
-	const int HX = SM3_BX + 2 * R;
-	const int hy = e / HX, hx = e - hy * HX;
-	const int64_t gx = x0 - R + hx, gy = y0 - R + hy;
-	const bool in = p >= 0 && p < n[2] && gx >= 0 && gx < n[0] && gy >= 0 && gy < n[1];
-	return in ? x[(p * n[1] + gy) * n[0] + gx] : 0.0f;
+	const int HX = SM3_BX + 2 * R, HY = SM3_BY + 2 * R, NT = SM3_BX * SM3_BY;
+#pragma unroll
+	for (int q = 0; q < NE; q++) {
+		const int e = tid + q * NT, hy = e / HX, hx = e - hy * HX;
+		const int64_t gx = x0 - R + hx, gy = y0 - R + hy;
+		off[q] = e < HX * HY && gx >= 0 && gx < n[0] && gy >= 0 && gy < n[1] ? (int)(gy * n[0] + gx) : -1;
+	}
+}
+
+/* This thread's elements of channel x's tile of plane p (zero outside). */
+template <int NE>
+__device__ __forceinline__ void sm3_load(const float *x, const int64_t n[3], int64_t p, const int off[NE], float v[NE])
+{
+	const bool pin = p >= 0 && p < n[2];
+	const float *plane = x + (pin ? p : 0) * n[0] * n[1];
+#pragma unroll
+	for (int q = 0; q < NE; q++)
+		v[q] = pin && off[q] >= 0 ? __ldg(plane + off[q]) : 0.0f;
 }
 
 /* The march (blockDim SM3_BX x SM3_BY, grid over x and y tiles and z
@@ -56,23 +70,24 @@ __device__ __forceinline__ void sm3_march(const float *const x[NC], const int64_
 #pragma unroll
 		for (int i = 0; i < 2 * R + 1; i++)
 			win[c][i] = 0.0f;
+	int off[NE];
+	sm3_offsets<R, NE>(n, x0, y0, tid, off);
+	float pre[NC][NE];
 #pragma unroll
-	for (int c = 0; c < NC; c++)
+	for (int c = 0; c < NC; c++) {
+		sm3_load<NE>(x[c], n, zb - R, off, pre[c]);
 #pragma unroll
 		for (int q = 0; q < NE; q++)
 			if (tid + q * NT < HX * HY)
-				tile[c][tid + q * NT] = sm3_tile_elem<R>(x[c], n, zb - R, x0, y0, tid + q * NT);
+				tile[c][tid + q * NT] = pre[c][q];
+	}
 	__syncthreads();
 	for (int64_t p = zb - R; p < ze + R; p++) {
-		/* the next plane's tiles in flight while this one is smoothed */
-		float pre[NC][NE];
+		/* the next plane's tiles in flight while this one is smoothed
+		 * (past the chunk's last plane: a plane the test skips) */
 #pragma unroll
 		for (int c = 0; c < NC; c++)
-#pragma unroll
-			for (int q = 0; q < NE; q++)
-				pre[c][q] = tid + q * NT < HX * HY && p + 1 < ze + R
-						    ? sm3_tile_elem<R>(x[c], n, p + 1, x0, y0, tid + q * NT)
-						    : 0.0f;
+			sm3_load<NE>(x[c], n, p + 1 < ze + R ? p + 1 : -1, off, pre[c]);
 #pragma unroll
 		for (int c = 0; c < NC; c++)
 			for (int e = tid; e < HY * SM3_BX; e += NT) {
@@ -115,7 +130,8 @@ __device__ __forceinline__ void sm3_march(const float *const x[NC], const int64_
 
 /* Host: the fused pass's radius for o on a volume of size n, its taps in
  * *t; 0 when it does not apply (2-D, unequal radii, radius > SM3_MAX_R,
- * renormalised faces, a grid too tall) and on error (then *s is set). */
+ * renormalised faces, a grid too tall, planes of 2^31 voxels or more) and
+ * on error (then *s is set). */
 int ffdp_cuda_smooth3_plan(const ffdp_smooth_opts *o, const int64_t n[3], sm3_taps *t, ffdp_status *s,
 			   ffdp_error *err);
 
