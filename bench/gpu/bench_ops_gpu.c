@@ -163,6 +163,14 @@ static ffdp_status op_sample_bwd_W_M(bench *b)
 	return ffdp_op_sample_grad(b->be, &g, &b->err);
 }
 
+/* the affine stage's backward: gW alone, no u */
+static ffdp_status op_sample_bwd_W(bench *b)
+{
+	ffdp_sample_args a = sample_args(b, NULL);
+	ffdp_sample_grad_args g = {.fwd = &a, .gout = img(b, b->g), .gW = b->gW};
+	return ffdp_op_sample_grad(b->be, &g, &b->err);
+}
+
 static ffdp_status op_label(bench *b)
 {
 	ffdp_vec u = vec(b, b->u);
@@ -417,6 +425,7 @@ static const op_def OPS[] = {
 	{"sample fwd, +u", {256, 512, 0}, 20, 256, 0.61, op_sample_u},
 	{"sample fwd+bwd to u", {128, 256, 0}, 52, 128, 0.86, op_sample_fwd_bwd_u},
 	{"sample bwd to W, M", {256, 0, 0}, 16, 0, 0, op_sample_bwd_W_M},
+	{"sample bwd to W", {256, 512, 0}, 8, 0, 0, op_sample_bwd_W},
 	{"sample label, +u", {256, 0, 0}, 20, 0, 0, op_label},
 	{"compose", {256, 512, 0}, 36, 512, 23.3, op_compose},
 	{"invert step", {256, 0, 0}, 36, 0, 0, op_invert},

@@ -254,6 +254,42 @@ static void test_sample_gu(env *e, const samp_case *sc, ffdp_pad pad, int far)
 	pi_free(e, &M), pi_free(e, &out), pi_free(e, &gout), gp_vec_free(e, &u), gp_vec_free(e, &gu);
 }
 
+/* The affine stage's backward (gW alone: the GPU's fast kernel where it
+ * applies), with or without u: gW agrees with the CPU's.  gout in [glo, 1):
+ * a large box takes positive values, since over 10^8 voxels of random sign
+ * the sums cancel to ~1e-4 of their terms, where points within float
+ * rounding of a knot (whose gradient jumps) decide the last digits.  Through
+ * a z gate gW is refused on both backends (a partial sum). */
+static void test_sample_gw(env *e, const samp_case *sc, ffdp_pad pad, double glo)
+{
+	pimg M = pi_smooth(e, sc->mn), gout = pi_uniform(e, sc->on, glo, 1);
+	gp_vec u = gp_vec_new(e, sc->on, -2.5, 2.5);
+	ffdp_sample_args a = rand_args(e, sc, FFDP_INTERP_LINEAR, pad);
+	ffdp_sample_args c = a, g = a;
+	c.moving = M.h, c.out = gout.h, c.u = sc->with_u ? &u.h : NULL;
+	g.moving = M.d, g.out = gout.d, g.u = sc->with_u ? &u.d : NULL;
+	double gWc[12], gWg[12];
+	for (int k = 0; k < 12; k++)
+		gWc[k] = gWg[k] = unif(e, -1, 1);
+	ffdp_sample_grad_args gc = {&c, gout.h, NULL, 0, gWc, NULL, NULL};
+	ffdp_sample_grad_args gg = {&g, gout.d, NULL, 0, gWg, NULL, NULL};
+	ffdp_status s1 = ffdp_op_sample_grad(e->cpu, &gc, &e->err), s2 = ffdp_op_sample_grad(e->gpu, &gg, &e->err);
+	double d = 0, m = 1e-30;
+	for (int k = 0; k < 12; k++)
+		d = fmax(d, fabs(gWg[k] - gWc[k])), m = fmax(m, fabs(gWc[k]));
+	CHECK(!s1 && !s2 && d / m < TOL_GRAD,
+	      "sample_grad gW alone %s%s out %lldx%lldx%lld lo (%lld,%lld,%lld): agrees with the CPU (rel %.2e)",
+	      pad_name(pad), sc->with_u ? " +u" : "", (long long)sc->on[0], (long long)sc->on[1], (long long)sc->on[2],
+	      (long long)sc->lo[0], (long long)sc->lo[1], (long long)sc->lo[2], d / m);
+	if (sc->on[2] > 3 && sc->mn[2] > 3) {
+		c.gate[0] = g.gate[0] = sc->mn[2] / 3, c.gate[1] = g.gate[1] = 2 * sc->mn[2] / 3;
+		s1 = ffdp_op_sample_grad(e->cpu, &gc, &e->err), s2 = ffdp_op_sample_grad(e->gpu, &gg, &e->err);
+		CHECK(s1 == FFDP_ERR_ARG && s2 == FFDP_ERR_ARG, "  through a z gate: refused on both (%d, %d)", (int)s1,
+		      (int)s2);
+	}
+	pi_free(e, &M), pi_free(e, &gout), gp_vec_free(e, &u);
+}
+
 /* The z gate (a ring of moving slabs): gated voxels sampled, the others
  * left as they were, on both backends; and the points' z range. */
 static void test_sample_gated(env *e, const samp_case *sc, ffdp_interp interp, ffdp_pad pad)
@@ -329,6 +365,10 @@ static void test_sampler(env *e)
 		{{33, 1, 17}, {29, 13, 19}, {2, 4, 1}, 1},   /* a one-voxel axis in the output */
 	};
 	const ffdp_interp ip[] = {FFDP_INTERP_LINEAR, FFDP_INTERP_NEAREST, FFDP_INTERP_LABEL};
+	/* 2^27 voxels: the gW kernel's capped grid strides over z */
+	const samp_case wide = {{1024, 1024, 128}, {97, 83, 41}, {3, 0, 2}, 0};
+	test_sample_gw(e, &wide, FFDP_PAD_BORDER, 0);
+	test_sample_gw(e, &wide, FFDP_PAD_ZERO, 0);
 	for (size_t i = 0; i < sizeof(cs) / sizeof(cs[0]); i++)
 		for (int p = 0; p < 2; p++) {
 			for (int k = 0; k < 3; k++)
@@ -340,6 +380,7 @@ static void test_sampler(env *e)
 				test_sample_gu(e, &cs[i], (ffdp_pad)p, 0);
 				test_sample_gu(e, &cs[i], (ffdp_pad)p, 1);
 			}
+			test_sample_gw(e, &cs[i], (ffdp_pad)p, -1);
 			if (cs[i].mn[2] > 3) {
 				test_sample_slab(e, &cs[i], (ffdp_pad)p);
 				test_sample_gated(e, &cs[i], FFDP_INTERP_LINEAR, (ffdp_pad)p);

@@ -568,6 +568,90 @@ __global__ void __launch_bounds__(CU_THREADS, SG_MINB) sample_gu2_kernel(samp_k 
 	}
 }
 
+/* The affine stage's backward (3-D, gW alone) in the fast kernels' frame:
+ * the fixed-point point stepped along z, integer taps, two voxels a thread
+ * 32 apart along x, zt planes a step; each thread's 12 products in double
+ * and the block's sums stored as sample_grad_kernel's (its order of terms
+ * differs: the last bits of gW).  Every thread reaches the block sum. */
+template <int PAD, typename TM, bool PLAIN>
+__global__ void __launch_bounds__(CU_THREADS, SG_MINB) sample_gw3_kernel(samp_k k, sgrad_k g, int zt)
+{
+	const TM *__restrict__ M = samp_src<TM>(k);
+	const int64_t xb = (int64_t)blockIdx.x * blockDim.x * 2 + threadIdx.x;
+	const int64_t y = (int64_t)blockIdx.y * blockDim.y + threadIdx.y;
+	double aw[12];
+#pragma unroll
+	for (int e = 0; e < 12; e++)
+		aw[e] = 0.0;
+	const double gy = (double)(k.lo[1] + y);
+	for (int64_t zb = (int64_t)blockIdx.z * zt; y < k.n[1] && zb < k.n[2]; zb += (int64_t)gridDim.z * zt) {
+		long long q[2][3];
+#pragma unroll
+		for (int v = 0; v < 2; v++)
+			samp_fixed_start(k, xb + 32 * v, y, zb, q[v]);
+		int64_t i0 = (zb * k.n[1] + y) * k.n[0] + xb;
+		const int64_t ze = zb + zt < k.n[2] ? zb + zt : k.n[2];
+		for (int64_t z = zb; z < ze; z++, i0 += k.n[0] * k.n[1]) {
+			const double gz = (double)(k.lo[2] + z);
+#pragma unroll
+			for (int v = 0; v < 2; v++) {
+				const int64_t i = i0 + 32 * v;
+				if (xb + 32 * v >= k.n[0])
+					continue;
+				cu_taps_t<int32_t> t[3];
+				int32_t o[4];
+				float uv[3];
+				samp_u_at(k, i, uv);
+				samp_taps_int<PAD>(k, q[v], uv, t);
+				if (!samp_rows_int<PLAIN>(k, t, o))
+					continue;
+				const float go = g.gout[i];
+				float dv[3];
+				cu_trilinear_grad_rows(M, o[0], o[1], o[2], o[3], t[0], t[1], t[2], dv);
+				const double gx = (double)(k.lo[0] + xb + 32 * v);
+#pragma unroll
+				for (int r = 0; r < 3; r++) {
+					const double gq = (double)go * dv[r];
+					aw[4 * r] += gq * gx;
+					aw[4 * r + 1] += gq * gy;
+					aw[4 * r + 2] += gq * gz;
+					aw[4 * r + 3] += gq;
+				}
+			}
+#pragma unroll
+			for (int v = 0; v < 2; v++)
+#pragma unroll
+				for (int r = 0; r < 3; r++)
+					q[v][r] += k.Wq[4 * r + 2];
+		}
+	}
+	cu_block_sum_store<12>(aw, g.gW);
+}
+
+/* Its grid: the fast kernels' in x and y, z layers capped so that the
+ * partial sums stay a few per SM slot (each thread strides over z). */
+static dim3 samp_gw3_grid(const samp_k &k, int zt)
+{
+	dim3 gr = samp_fast_grid(k, zt);
+	const int64_t layer = (int64_t)gr.x * gr.y, cap = (8 * cu_reduce_blocks() + layer - 1) / layer;
+	gr.z = (unsigned)cu_max64(1, cu_min64(gr.z, cap));
+	return gr;
+}
+
+template <typename TM> static void sample_gw3_launch(const samp_k &k, const sgrad_k &g, dim3 gr, int zt)
+{
+	const dim3 b2(CU_BX, CU_BY, 1);
+	const bool plain = samp_plain(k, 0);
+	if (k.pad == FFDP_PAD_ZERO && plain)
+		sample_gw3_kernel<FFDP_PAD_ZERO, TM, true><<<gr, b2>>>(k, g, zt);
+	else if (k.pad == FFDP_PAD_ZERO)
+		sample_gw3_kernel<FFDP_PAD_ZERO, TM, false><<<gr, b2>>>(k, g, zt);
+	else if (plain)
+		sample_gw3_kernel<FFDP_PAD_BORDER, TM, true><<<gr, b2>>>(k, g, zt);
+	else
+		sample_gw3_kernel<FFDP_PAD_BORDER, TM, false><<<gr, b2>>>(k, g, zt);
+}
+
 /* The fast backward for TM's source and k's padding. */
 template <typename TM> static void sample_gu2_launch(const samp_k &k, const sgrad_k &g)
 {
@@ -603,11 +687,19 @@ ffdp_status ffdp_cuda_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args 
 			g.gu[c] = a->gu->c[c];
 	/* a capped grid when reducing gW: one stored partial per block and entry */
 	const cu_shape sh = cu_voxel_shape(k.n[0], k.n[1], k.n[2], a->gW ? cu_reduce_blocks() : 0);
+	const bool fast = samp_fast(k, f->moving.n[2]);
+	const bool gw3 = a->gW && !g.gM && !g.gu[0] && fast; /* the affine stage's call */
+	const int zt = samp_zt(k);
+	const dim3 grw = gw3 ? samp_gw3_grid(k, zt) : sh.grid;
 	cu_sums gw = {NULL, 0, 0};
-	if (a->gW && !(g.gW = cu_sums_alloc(&gw, 12, sh.grid, err, "sample_grad")))
+	if (a->gW && !(g.gW = cu_sums_alloc(&gw, 12, grw, err, "sample_grad")))
 		return FFDP_ERR_NOMEM;
-	const bool two = !a->gW && !g.gM && g.gu[0] && k.uc == 3 && samp_fast(k, f->moving.n[2]);
-	if (two && k.M16)
+	const bool two = !a->gW && !g.gM && g.gu[0] && k.uc == 3 && fast;
+	if (gw3 && k.M16)
+		sample_gw3_launch<uint16_t>(k, g, grw, zt);
+	else if (gw3)
+		sample_gw3_launch<float>(k, g, grw, zt);
+	else if (two && k.M16)
 		sample_gu2_launch<uint16_t>(k, g);
 	else if (two)
 		sample_gu2_launch<float>(k, g);
