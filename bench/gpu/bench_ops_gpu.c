@@ -31,6 +31,7 @@ typedef struct bench {
 	float *u[3], *d[3], *o[3], *m[3], *v[3], *gu[3];
 	float *w[3]; /* m and v as bf16 words (FFDP_MOMENTS_BF16) */
 	double gW[12];
+	int f16; /* gM holds F as unorm16 (packed on the first use at a size) */
 	ffdp_error err;
 } bench;
 
@@ -72,6 +73,7 @@ static void bench_setup(bench *b, int64_t n)
 {
 	b->n = n;
 	b->nv = n * n * n;
+	b->f16 = 0;
 	float *img = malloc((size_t)b->nv * sizeof(float)), *fld = malloc((size_t)b->nv * sizeof(float));
 	float *pos = malloc((size_t)b->nv * sizeof(float));
 	if (!img || !fld || !pos)
@@ -234,6 +236,29 @@ static ffdp_status op_lncc(bench *b)
 	double loss;
 	ffdp_loss_args a = loss_args(b, &loss);
 	ffdp_lncc_opts o = {.k = 7, .exact_grad = 1, .eps = 0};
+	return ffdp_op_lncc(b->be, &a, &o, &b->err);
+}
+
+/* registration's window (k = 5), f as float and as unorm16 (greedy's call
+ * with 16-bit images: the same kernel, f read as unorm16) */
+static ffdp_status op_lncc5(bench *b)
+{
+	double loss;
+	ffdp_loss_args a = loss_args(b, &loss);
+	ffdp_lncc_opts o = {.k = 5, .exact_grad = 1, .eps = 0};
+	return ffdp_op_lncc(b->be, &a, &o, &b->err);
+}
+
+static ffdp_status op_lncc5_f16(bench *b)
+{
+	double loss;
+	ffdp_loss_args a = loss_args(b, &loss);
+	ffdp_lncc_opts o = {.k = 5, .exact_grad = 1, .eps = 0};
+	ffdp_status s;
+	if (!b->f16 && (s = ffdp_op_unorm16_pack(b->be, a.f, (uint16_t *)b->gM, &b->err)))
+		return s;
+	b->f16 = 1;
+	a.f16 = (const uint16_t *)b->w[2], a.f.p = NULL;
 	return ffdp_op_lncc(b->be, &a, &o, &b->err);
 }
 
@@ -433,6 +458,8 @@ static const op_def OPS[] = {
 	{"moments", {256, 0, 0}, 4, 0, 0, op_moments},
 	{"mse fwd+bwd", {256, 0, 0}, 12, 0, 0, op_mse},
 	{"lncc k7 exact fwd+bwd", {256, 0, 0}, 12, 256, 9.53, op_lncc},
+	{"lncc k5 exact fwd+bwd", {256, 512, 0}, 12, 0, 0, op_lncc5},
+	{"lncc k5 exact, f unorm16", {256, 512, 0}, 10, 0, 0, op_lncc5_f16},
 	{"mi 32 fwd+bwd", {256, 0, 0}, 12, 256, 51.3, op_mi},
 	{"smooth scalar s=1", {256, 0, 0}, 8, 0, 0, op_smooth},
 	{"smooth vec s=1", {256, 0, 0}, 24, 0, 0, op_smooth_vec},

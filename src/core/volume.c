@@ -1,8 +1,12 @@
+#define _DEFAULT_SOURCE /* madvise */
 #include "ffdp/volume.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 /* posix_memalign hands large blocks out at one offset within a 4 KiB page,
  * so the rows of planes streamed together (u's components, d, out) fall in
@@ -22,6 +26,19 @@ void *ffdp_alloc(size_t bytes, ffdp_error *err)
 		ffdp_fail(err, FFDP_ERR_NOMEM, "cannot allocate %zu bytes", bytes);
 		return NULL;
 	}
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+	/* Blocks of 32 MiB or more in 2 MiB pages where the kernel allows it
+	 * (transparent huge pages on request): 512 times fewer faults when the
+	 * zeroing below first touches them (the 728x872x728 warp, 5.5 GB, is
+	 * allocated as it comes back from the GPU) and fewer TLB misses when
+	 * ops stream them.  Advice only: nothing changes where it is off. */
+	if (rounded >= ((size_t)32 << 20)) {
+		const uintptr_t huge = (uintptr_t)2 << 20, a = ((uintptr_t)p + huge - 1) & ~(huge - 1),
+				e = ((uintptr_t)p + rounded + pad) & ~(huge - 1);
+		if (e > a)
+			madvise((void *)a, e - a, MADV_HUGEPAGE);
+	}
+#endif
 	const uint32_t page = (uint32_t)((uintptr_t)p >> 12);
 	const size_t shift = pad == 64 ? 0 : (size_t)((page * 2654435761u) >> 26) * 64;
 	char *c = (char *)p + 64 + shift;

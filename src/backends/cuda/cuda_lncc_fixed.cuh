@@ -68,6 +68,20 @@ template <int R, bool EXACT, int NQ> struct lf_geom {
 	};
 };
 
+/* f's loads as raw bits (a float's, or a unorm16 in the low half), turned
+ * into values only where they are used: a conversion next to its load
+ * made the thread wait for the load before the step's barrier, which cost
+ * the unorm16 kernel 23 % (k = 5, 256^3: 0.983 against 0.802 ms). */
+template <bool F16> static __device__ __forceinline__ uint32_t lf_fraw(const lncc_k &k, int64_t v)
+{
+	return F16 ? (uint32_t)__ldg(k.f16 + v) : __float_as_uint(__ldg(k.f + v));
+}
+
+template <bool F16> static __device__ __forceinline__ float lf_fval(uint32_t b)
+{
+	return F16 ? cu_val((uint16_t)b) : __uint_as_float(b);
+}
+
 template <bool D> struct lf_stage_type {
 	typedef float t; /* f and m as they are */
 };
@@ -148,7 +162,8 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 
 	/* the shift: one voxel of this tile */
 	const int64_t vref = (z0 * ny + (y0 + G::OY / 2 < ny ? y0 + G::OY / 2 : ny - 1)) * nx + (x0 + 16 < nx ? x0 + 16 : nx - 1);
-	const float cff = ln_f<F16>(k, vref), cmf = k.m[vref];
+	const uint32_t cfraw = lf_fraw<F16>(k, vref);
+	const float cff = lf_fval<F16>(cfraw), cmf = k.m[vref];
 	const double cf = cff, cm = cmf;
 
 	for (int i = t; i < G::NTAB; i += G::NT)
@@ -158,7 +173,7 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 
 	/* stage A: this thread's staged columns (offset in the plane, -1 outside) */
 	int aoff[G::NA], aidx[G::NA];
-	float cur[G::NA][4];
+	uint32_t cur[G::NA][4]; /* f's raw bits (lf_fraw), m's float bits */
 #pragma unroll
 	for (int j = 0; j < G::NA; j++) {
 		const int i = t + j * G::NT, iy = i / G::IX, ix = i - iy * G::IX;
@@ -179,10 +194,10 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 #pragma unroll
 		for (int j = 0; j < G::NA; j++) {
 			const int o = aoff[j];
-			cur[j][0] = aok && o >= 0 ? ln_fg<F16>(k, fa + o) : cff;
-			cur[j][1] = aok && o >= 0 ? __ldg(ma + o) : cmf;
-			cur[j][2] = sok && o >= 0 ? ln_fg<F16>(k, fs + o) : cff;
-			cur[j][3] = sok && o >= 0 ? __ldg(ms + o) : cmf;
+			cur[j][0] = aok && o >= 0 ? lf_fraw<F16>(k, fa + o) : cfraw;
+			cur[j][1] = __float_as_uint(aok && o >= 0 ? __ldg(ma + o) : cmf);
+			cur[j][2] = sok && o >= 0 ? lf_fraw<F16>(k, fs + o) : cfraw;
+			cur[j][3] = __float_as_uint(sok && o >= 0 ? __ldg(ms + o) : cmf);
 		}
 	};
 	auto store = [&](int64_t s) {
@@ -191,9 +206,10 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 		for (int j = 0; j < G::NA; j++)
 			if (aidx[j] >= 0)
 #pragma unroll
-				for (int c = 0; c < 4; c++)
-					fb[c * G::IY * G::IXP + aidx[j]] =
-						G::SD ? (T)((double)cur[j][c] - (c & 1 ? cm : cf)) : (T)cur[j][c];
+				for (int c = 0; c < 4; c++) {
+					const float x = c & 1 ? __uint_as_float(cur[j][c]) : lf_fval<F16>(cur[j][c]);
+					fb[c * G::IY * G::IXP + aidx[j]] = G::SD ? (T)((double)x - (c & 1 ? cm : cf)) : (T)x;
+				}
 	};
 
 	/* stage B item (threads below NBW): row bi, columns [bx, bx + LB) */
@@ -220,7 +236,8 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 	int slot = 0;
 
 	/* f and m at the voxels of the next gradient (E's voxel, or C's column) */
-	float gfv[EXACT ? 1 : G::LC], gmv[EXACT ? 1 : G::LC];
+	uint32_t gfv[EXACT ? 1 : G::LC]; /* raw bits, as cur */
+	float gmv[EXACT ? 1 : G::LC];
 	auto load_g = [&](int64_t u) {
 		const int64_t pg = EXACT ? pc_lo + u - G::NS - R : pc_lo + u - G::NS;
 		const bool pok = NQ && u >= G::NS && u < nsteps && pg >= 0 && pg < nz;
@@ -229,7 +246,7 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 			const int gx = EXACT ? ex : cgx, gy = EXACT ? ey : y0 + cy0 + j;
 			const bool ok = pok && gx >= 0 && gx < nx && gy >= 0 && gy < ny && (EXACT || is_c);
 			const int64_t v = (pok ? pg : 0) * np + (int64_t)gy * nx + gx;
-			gfv[j] = ok ? ln_fg<F16>(k, v) : 0.0f;
+			gfv[j] = ok ? lf_fraw<F16>(k, v) : 0u; /* 0: 0.0f either way */
 			gmv[j] = ok ? __ldg(k.m + v) : 0.0f;
 		}
 	};
@@ -280,7 +297,7 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 					if (in_loss && cxtile && ytile)
 						lsum += w * cc;
 					if (NQ && !EXACT && pc >= k.oz0 && pc < k.oz1)
-						ln_ants_grad<NQ>(k, v, (double)gfv[EXACT ? 0 : j] - cf,
+						ln_ants_grad<NQ>(k, v, (double)lf_fval<F16>(gfv[EXACT ? 0 : j]) - cf,
 								 (double)gmv[EXACT ? 0 : j] - cm, c);
 				}
 				if (EXACT)
@@ -307,7 +324,7 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 			const int64_t pg = pc_lo + ue - G::NS - R;
 			if (eout && pg >= z0 && pg < z1 && pg >= k.oz0 && pg < k.oz1) {
 				const int64_t v = pg * np + (int64_t)ey * nx + ex;
-				const double df = (double)gfv[0] - cf, dm = (double)gmv[0] - cm;
+				const double df = (double)lf_fval<F16>(gfv[0]) - cf, dm = (double)gmv[0] - cm;
 				k.gm[v] = (float)(k.gscale * (df * zacc[0] - dm * zacc[1] + zacc[2]));
 				if (NQ == 5)
 					k.gf[v] = (float)(k.gscale * (dm * zacc[0] - df * zacc[3] + zacc[4]));
