@@ -104,10 +104,34 @@ typedef struct adam_out {
 	int bad;                     /* some |d|^2 is NaN or infinite */
 } adam_out;
 
-/* Voxel i's moments from its gradient g[0..nc), and |d|^2.  BF16: the
- * words of FFDP_MOMENTS_BF16 (a compile-time choice: a runtime branch in
- * the loop cost the float path 30 %). */
-template <bool BF16> __device__ __forceinline__ float adam_voxel(const adam_k &k, int64_t i, const float *g)
+/* Voxel i's stored moments (bf16 words in a[c], or m in a[c] and v in
+ * b[c]), loaded apart from their use so that a caller can issue the loads
+ * early (the fused pass: before its smoothing, not behind its barrier). */
+template <bool BF16> struct adam_old {
+	uint32_t a[3];
+	float b[3];
+};
+
+template <bool BF16> __device__ __forceinline__ void adam_fetch(const adam_k &k, int64_t i, adam_old<BF16> &o)
+{
+#pragma unroll
+	for (int c = 0; c < 3; c++) {
+		if (c >= k.nc)
+			break;
+		if (BF16) {
+			o.a[c] = k.w[c][i];
+		} else {
+			o.a[c] = __float_as_uint(k.m[c][i]);
+			o.b[c] = k.v[c][i];
+		}
+	}
+}
+
+/* Voxel i's new moments from o and its gradient g[0..nc), and |d|^2.
+ * BF16: the words of FFDP_MOMENTS_BF16 (a compile-time choice: a runtime
+ * branch in the loop cost the float path 30 %). */
+template <bool BF16>
+__device__ __forceinline__ float adam_voxel(const adam_k &k, int64_t i, const adam_old<BF16> &o, const float *g)
 {
 	float s = 0.0f; /* sum of d^2 in component order, in float: the CPU's */
 #pragma unroll
@@ -116,13 +140,13 @@ template <bool BF16> __device__ __forceinline__ float adam_voxel(const adam_k &k
 			break;
 		float d;
 		if (BF16) {
-			const uint32_t w = k.w[c][i];
+			const uint32_t w = o.a[c];
 			const uint32_t wi = ffdp_bm_word(adam_m(ffdp_bm_m(w), g[c], k.a), adam_v(ffdp_bm_v(w), g[c], k.a),
 							 k.index0 + i, c, k.t);
 			k.w[c][i] = wi;
 			d = adam_dir(ffdp_bm_m(wi), ffdp_bm_v(wi), k.a);
 		} else {
-			const float mi = adam_m(k.m[c][i], g[c], k.a), vi = adam_v(k.v[c][i], g[c], k.a);
+			const float mi = adam_m(__uint_as_float(o.a[c]), g[c], k.a), vi = adam_v(o.b[c], g[c], k.a);
 			k.m[c][i] = mi;
 			k.v[c][i] = vi;
 			d = adam_dir(mi, vi, k.a);
@@ -153,7 +177,9 @@ __global__ void adam_moments_kernel(adam_k k, adam_out *out)
 #pragma unroll
 		for (int c = 0; c < 3; c++)
 			g[c] = c < k.nc ? k.g[c][i] : 0.0f;
-		const float s = adam_voxel<BF16>(k, i, g);
+		adam_old<BF16> o;
+		adam_fetch<BF16>(k, i, o);
+		const float s = adam_voxel<BF16>(k, i, o, g);
 		if (isfinite(s))
 			mx = fmax(mx, (double)s);
 		else
@@ -172,9 +198,11 @@ template <bool BF16> struct adam_sink {
 	const adam_k &k;
 	double mx;
 	int bad;
+	adam_old<BF16> o;
+	__device__ void fetch(int64_t i) { adam_fetch<BF16>(k, i, o); }
 	__device__ void operator()(int64_t i, const float g[3])
 	{
-		const float s = adam_voxel<BF16>(k, i, g);
+		const float s = adam_voxel<BF16>(k, i, o, g);
 		if (isfinite(s))
 			mx = fmax(mx, (double)s);
 		else
@@ -188,7 +216,7 @@ __global__ void __launch_bounds__(SM3_BX * SM3_BY) adam_smooth3_kernel(adam_k k,
 {
 	const float *const g[3] = {k.g[0], k.g[1], k.g[2]};
 	const int64_t n[3] = {nx, ny, nz};
-	adam_sink<BF16> sink = {k, 0.0, 0};
+	adam_sink<BF16> sink = {k, 0.0, 0, {}};
 	sm3_march<R, 3>(g, n, t, sink);
 	adam_reduce(sink.mx, sink.bad, out);
 }

@@ -288,6 +288,7 @@ template <typename L> static ffdp_status sm_by_radius(const sm_k &k, ffdp_error 
 
 struct sm3_store {
 	float *out;
+	__device__ void fetch(int64_t) {}
 	__device__ void operator()(int64_t i, const float v[1]) { out[i] = v[0]; }
 };
 

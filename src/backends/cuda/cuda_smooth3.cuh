@@ -51,7 +51,8 @@ __device__ __forceinline__ void sm3_load(const float *x, const int64_t n[3], int
 
 /* The march (blockDim SM3_BX x SM3_BY, grid over x and y tiles and z
  * chunks): sink(i, v) for each voxel of the block's chunk, v[c] the
- * smoothed channel c at linear index i. */
+ * smoothed channel c at linear index i; sink.fetch(i) before the plane's
+ * passes, for loads the sink can issue early. */
 template <int R, int NC, typename Sink>
 __device__ __forceinline__ void sm3_march(const float *const x[NC], const int64_t n[3], const sm3_taps &k, Sink &sink)
 {
@@ -88,6 +89,10 @@ __device__ __forceinline__ void sm3_march(const float *const x[NC], const int64_
 #pragma unroll
 		for (int c = 0; c < NC; c++)
 			sm3_load<NE>(x[c], n, p + 1 < ze + R ? p + 1 : -1, off, pre[c]);
+		const int64_t z = p - R, i = z * nxy + gy * nx + gx;
+		const bool own = z >= zb && gx < nx && gy < ny;
+		if (own)
+			sink.fetch(i);
 #pragma unroll
 		for (int c = 0; c < NC; c++)
 			for (int e = tid; e < HY * SM3_BX; e += NT) {
@@ -121,9 +126,8 @@ __device__ __forceinline__ void sm3_march(const float *const x[NC], const int64_
 				s += k.w[2][t] * (win[c][R - t] + win[c][R + t]);
 			v[c] = s;
 		}
-		const int64_t z = p - R;
-		if (z >= zb && gx < nx && gy < ny)
-			sink(z * nxy + gy * nx + gx, v);
+		if (own)
+			sink(i, v);
 		__syncthreads(); /* the next tiles stored; every y pass done with xs */
 	}
 }
