@@ -112,19 +112,32 @@ template <bool BF16> struct adam_old {
 	float b[3];
 };
 
-template <bool BF16> __device__ __forceinline__ void adam_fetch(const adam_k &k, int64_t i, adam_old<BF16> &o)
+template <bool BF16>
+__device__ __forceinline__ void mom_fetch(const uint32_t *const w[3], const float *const m[3], const float *const v[3],
+					  int nc, int64_t i, adam_old<BF16> &o)
 {
 #pragma unroll
 	for (int c = 0; c < 3; c++) {
-		if (c >= k.nc)
+		if (c >= nc)
 			break;
 		if (BF16) {
-			o.a[c] = k.w[c][i];
+			o.a[c] = w[c][i];
 		} else {
-			o.a[c] = __float_as_uint(k.m[c][i]);
-			o.b[c] = k.v[c][i];
+			o.a[c] = __float_as_uint(m[c][i]);
+			o.b[c] = v[c][i];
 		}
 	}
+}
+
+template <bool BF16> __device__ __forceinline__ void adam_fetch(const adam_k &k, int64_t i, adam_old<BF16> &o)
+{
+	mom_fetch<BF16>(k.w, k.m, k.v, k.nc, i, o);
+}
+
+/* d of component c from fetched moments. */
+template <bool BF16> __device__ __forceinline__ float mom_dir(const adam_old<BF16> &o, int c, const adam_c &a)
+{
+	return BF16 ? adam_dir(ffdp_bm_m(o.a[c]), ffdp_bm_v(o.a[c]), a) : adam_dir(__uint_as_float(o.a[c]), o.b[c], a);
 }
 
 /* Voxel i's new moments from o and its gradient g[0..nc), and |d|^2.
@@ -343,19 +356,19 @@ __device__ __forceinline__ int64_t ws_slot(const ws_ring &ring, int64_t p)
 /* delta at voxel i from the stored moments: BF16 words or float planes (a
  * compile-time choice in the slab kernel); ws_delta picks at run time for
  * the other kernels. */
-template <bool BF16> __device__ __forceinline__ void ws_delta_t(const ws_k &k, double step, int64_t i, double dl[3])
+template <bool BF16>
+__device__ __forceinline__ void ws_delta_of(const ws_k &k, double step, const adam_old<BF16> &o, double dl[3])
 {
 #pragma unroll
-	for (int c = 0; c < 3; c++) {
-		float m = 0.0f, v = 0.0f;
-		if (c < k.nc && BF16) {
-			const uint32_t w = k.w[c][i];
-			m = ffdp_bm_m(w), v = ffdp_bm_v(w);
-		} else if (c < k.nc) {
-			m = k.m[c][i], v = k.v[c][i];
-		}
-		dl[c] = c < k.nc ? step * (double)adam_dir(m, v, k.a) : 0.0;
-	}
+	for (int c = 0; c < 3; c++)
+		dl[c] = c < k.nc ? step * (double)mom_dir<BF16>(o, c, k.a) : 0.0;
+}
+
+template <bool BF16> __device__ __forceinline__ void ws_delta_t(const ws_k &k, double step, int64_t i, double dl[3])
+{
+	adam_old<BF16> o;
+	mom_fetch<BF16>(k.w, k.m, k.v, k.nc, i, o);
+	ws_delta_of<BF16>(k, step, o, dl);
 }
 
 __device__ __forceinline__ void ws_delta(const ws_k &k, double step, int64_t i, double dl[3])
@@ -600,12 +613,16 @@ static void ws_k_make(ws_k *k, ffdp_vec u, ffdp_vec m, ffdp_vec v, const ffdp_wa
 
 /* Out of place (warp_step's out): the new u into out, u only read, so the
  * gathers need no ring and the whole volume is one launch.  Per voxel the
- * slab kernel's arithmetic (ws_delta_t, ws_offset, cu_taps_int,
+ * slab kernel's arithmetic (ws_delta_of, ws_offset, cu_taps_int,
  * ws_interp3): the same bits.  Two voxels a thread, 32 apart along x, in
- * phases (both voxels' loads first), as there. */
+ * phases (both voxels' loads first), as there, over WS_ZT planes: the next
+ * plane's moments are loaded while this plane gathers, so the two
+ * dependent round trips a voxel (moments -> point -> corners) overlap. */
 typedef struct ws_out {
 	float *c[3];
 } ws_out;
+
+enum { WS_ZT = 4 };
 
 template <int PAD, bool BF16>
 __global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_out3_kernel(ws_k k, ws_out out)
@@ -613,40 +630,47 @@ __global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_out3_kernel(ws_k k, ws
 	typedef int32_t IDX;
 	const double step = ws_step(k);
 	const IDX nx = (IDX)k.n[0], ny = (IDX)k.n[1], nz = (IDX)k.ns;
-	for (int64_t s = blockIdx.z; s < k.ns; s += gridDim.z)
+	const int64_t xb = (int64_t)blockIdx.x * blockDim.x * 2 + threadIdx.x; /* the grid spans x */
+	const bool in[2] = {xb < k.n[0], xb + 32 < k.n[0]};
 	for (int64_t o = (int64_t)blockIdx.y * blockDim.y + threadIdx.y; o < k.no; o += (int64_t)gridDim.y * blockDim.y)
-	for (int64_t xb = (int64_t)blockIdx.x * blockDim.x * 2 + threadIdx.x; xb < k.n[0];
-	     xb += (int64_t)gridDim.x * blockDim.x * 2) {
-		bool in[2];
-		float val[2][3];
-		double dl[2][3];
-#pragma unroll
-		for (int v = 0; v < 2; v++) {
-			in[v] = xb + 32 * v < k.n[0];
-			if (in[v])
-				ws_delta_t<BF16>(k, step, s * k.slice + o * k.n[0] + xb + 32 * v, dl[v]);
-		}
-#pragma unroll
-		for (int v = 0; v < 2; v++) {
-			if (!in[v])
-				continue;
-			const cu_taps_t<IDX> tx = cu_taps_int<IDX, PAD>((IDX)(xb + 32 * v), (float)ws_offset(k, 0, dl[v]), nx);
-			const cu_taps_t<IDX> ty = cu_taps_int<IDX, PAD>((IDX)o, (float)ws_offset(k, 1, dl[v]), ny);
-			const cu_taps_t<IDX> tz = cu_taps_int<IDX, PAD>((IDX)s, (float)ws_offset(k, 2, dl[v]), nz);
-			const float *b0[3], *b1[3];
-#pragma unroll
-			for (int c = 0; c < 3; c++)
-				b0[c] = k.u[c] + tz.i0 * k.slice, b1[c] = k.u[c] + tz.i1 * k.slice;
-			ws_interp3(b0, b1, tx, ty, tz, nx, val[v]);
-		}
+	for (int64_t sb = (int64_t)blockIdx.z * WS_ZT; sb < k.ns; sb += (int64_t)gridDim.z * WS_ZT) {
+		const int64_t se = sb + WS_ZT < k.ns ? sb + WS_ZT : k.ns;
+		adam_old<BF16> cur[2], nxt[2];
 #pragma unroll
 		for (int v = 0; v < 2; v++)
-			if (in[v]) {
-				const int64_t i = s * k.slice + o * k.n[0] + xb + 32 * v;
+			if (in[v])
+				mom_fetch<BF16>(k.w, k.m, k.v, 3, sb * k.slice + o * k.n[0] + xb + 32 * v, cur[v]);
+		for (int64_t s = sb; s < se; s++) {
+			const int64_t i0 = s * k.slice + o * k.n[0] + xb;
+#pragma unroll
+			for (int v = 0; v < 2; v++)
+				if (in[v] && s + 1 < se)
+					mom_fetch<BF16>(k.w, k.m, k.v, 3, i0 + k.slice + 32 * v, nxt[v]);
+			float val[2][3];
+			double dl[2][3];
+#pragma unroll
+			for (int v = 0; v < 2; v++) {
+				if (!in[v])
+					continue;
+				ws_delta_of<BF16>(k, step, cur[v], dl[v]);
+				const cu_taps_t<IDX> tx = cu_taps_int<IDX, PAD>((IDX)(xb + 32 * v), (float)ws_offset(k, 0, dl[v]), nx);
+				const cu_taps_t<IDX> ty = cu_taps_int<IDX, PAD>((IDX)o, (float)ws_offset(k, 1, dl[v]), ny);
+				const cu_taps_t<IDX> tz = cu_taps_int<IDX, PAD>((IDX)s, (float)ws_offset(k, 2, dl[v]), nz);
+				const float *b0[3], *b1[3];
 #pragma unroll
 				for (int c = 0; c < 3; c++)
-					out.c[c][i] = (float)(dl[v][c] + (double)val[v][c]);
+					b0[c] = k.u[c] + tz.i0 * k.slice, b1[c] = k.u[c] + tz.i1 * k.slice;
+				ws_interp3(b0, b1, tx, ty, tz, nx, val[v]);
 			}
+#pragma unroll
+			for (int v = 0; v < 2; v++) {
+				if (in[v])
+#pragma unroll
+					for (int c = 0; c < 3; c++)
+						out.c[c][i0 + 32 * v] = (float)(dl[v][c] + (double)val[v][c]);
+				cur[v] = nxt[v];
+			}
+		}
 	}
 }
 
@@ -700,7 +724,8 @@ static bool ws_frame(const ws_k *k)
 static ffdp_status ws_compose_out(const ws_k *k, const ffdp_vec *out, ffdp_error *err)
 {
 	const ws_out o = {{out->c[0], out->c[1], out->c[2]}};
-	const cu_shape sh = cu_voxel_shape((k->n[0] + 1) / 2, k->no, k->ns, 0); /* two voxels a thread */
+	/* two voxels a thread along x, WS_ZT planes a step */
+	const cu_shape sh = cu_voxel_shape((k->n[0] + 1) / 2, k->no, (k->ns + WS_ZT - 1) / WS_ZT, 0);
 	if (k->pad == FFDP_PAD_ZERO && k->w[0])
 		ws_out3_kernel<FFDP_PAD_ZERO, true><<<sh.grid, sh.block>>>(*k, o);
 	else if (k->pad == FFDP_PAD_ZERO)
