@@ -36,6 +36,9 @@ typedef struct ffdp_ops_table {
 	/* out of place, or NULL: ops.c copies x into out and smooths out in place */
 	ffdp_status (*smooth_to)(ffdp_backend *be, ffdp_img x, ffdp_img out, const ffdp_smooth_opts *o,
 				 ffdp_error *err);
+	/* optional: all components in one pass (else smooth_to per component) */
+	ffdp_status (*smooth_vec_to)(ffdp_backend *be, ffdp_vec x, ffdp_vec out, const ffdp_smooth_opts *o,
+				     ffdp_error *err);
 	ffdp_status (*adam_moments)(ffdp_backend *be, ffdp_vec g, ffdp_vec m, ffdp_vec v,
 				    const ffdp_adam_opts *o, double *max_norm, ffdp_error *err);
 	ffdp_status (*warp_step)(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_vec v,

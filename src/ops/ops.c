@@ -439,6 +439,17 @@ ffdp_status ffdp_op_smooth_vec_to(ffdp_backend *be, ffdp_vec x, ffdp_vec out, co
 				  ffdp_error *err)
 {
 	ffdp_status s = check_vec_pair(&x, &out, "smooth_vec_to", err);
+	if (!s && be->ops->smooth_vec_to) {
+		/* one pass reads every component of x while it writes out */
+		const int64_t nv = x.n[0] * x.n[1] * x.n[2];
+		for (int c = 0; c < x.ncomp && !s; c++)
+			for (int d = 0; d < x.ncomp && !s; d++)
+				if (out.c[c] < x.c[d] + nv && x.c[d] < out.c[c] + nv)
+					s = ffdp_fail(err, FFDP_ERR_ARG, "smooth_vec_to: x and out overlap");
+		if (!s)
+			s = check_sigma(o, "smooth_vec_to", err);
+		return s ? s : be->ops->smooth_vec_to(be, x, out, o, err);
+	}
 	for (int c = 0; c < x.ncomp && !s; c++) {
 		ffdp_img a = {x.c[c], {x.n[0], x.n[1], x.n[2]}}, b = {out.c[c], {x.n[0], x.n[1], x.n[2]}};
 		s = ffdp_op_smooth_to(be, a, b, o, err);

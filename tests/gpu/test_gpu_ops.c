@@ -654,6 +654,42 @@ static void test_smooth_to_case(env *e, const int64_t n[3], double sx, double sy
 	pi_free(e, &x), pi_free(e, &out);
 }
 
+/* smooth_vec_to (the CUDA backend's three components in one pass where
+ * the fused march applies, else per component): every component the
+ * GPU's in-place bits and the CPU's values, x untouched; an out plane
+ * overlapping another component of x refused. */
+static void test_smooth_vec_to_case(env *e, const int64_t n[3], double sx, double sy, double sz)
+{
+	gp_vec x = gp_vec_new(e, n, -1, 1), out = gp_vec_new(e, n, 0, 0), ref = gp_vec_new(e, n, 0, 0);
+	const size_t bytes = (size_t)x.nv * sizeof(float);
+	for (int c = 0; c < x.h.ncomp; c++)
+		ffdp_buf_copy(e->gpu, ref.d.c[c], x.d.c[c], bytes, &e->err);
+	ffdp_smooth_opts o = {{sx, sy, sz}, 2.0, 0};
+	ffdp_status sg = ffdp_op_smooth_vec_to(e->gpu, x.d, out.d, &o, &e->err);
+	CHECK_OK(sg, &e->err, "smooth_vec_to %lldx%lldx%lld sigma (%g, %g, %g): CUDA", (long long)n[0],
+		 (long long)n[1], (long long)n[2], sx, sy, sz);
+	const int64_t moved = sg ? 1 : gp_vec_bit_diffs(e, &x);
+	ffdp_status si = ffdp_op_smooth_vec(e->gpu, ref.d, &o, &e->err); /* in place on the copy */
+	ffdp_status sc = ffdp_op_smooth_vec(e->cpu, x.h, &o, &e->err);
+	if (!sg && !si && !sc) {
+		int64_t diff = 0;
+		double r = 0;
+		for (int c = 0; c < x.h.ncomp; c++) {
+			float *h = gp_d_get(e, ref.d.c[c], x.nv);
+			diff += gp_bit_diffs(e, out.d.c[c], h, x.nv);
+			r = fmax(r, gp_rel_dev(e, out.d.c[c], x.h.c[c], x.nv));
+			free(h);
+		}
+		CHECK(diff == 0 && moved == 0 && r < TOL_VAL,
+		      "  every component: the in-place bits (%lld differ), x untouched (%lld moved), the CPU's values (rel %.2e)",
+		      (long long)diff, (long long)moved, r);
+	}
+	ffdp_vec bad = out.d;
+	bad.c[1] = x.d.c[0]; /* out's second plane is x's first */
+	CHECK(ffdp_op_smooth_vec_to(e->gpu, x.d, bad, &o, &e->err) == FFDP_ERR_ARG, "  overlap refused (%s)", e->err.msg);
+	gp_vec_free(e, &x), gp_vec_free(e, &out), gp_vec_free(e, &ref);
+}
+
 static void test_smooth(env *e)
 {
 	const int64_t g1[3] = {37, 29, 23}, g2[3] = {70, 37, 45}, g3[3] = {53, 47, 1}, g4[3] = {2, 9, 70};
@@ -664,6 +700,10 @@ static void test_smooth(env *e)
 	test_smooth_to_case(e, g2, 0.5, 1.0, 0.5); /* radii differ: in place */
 	test_smooth_to_case(e, g3, 1.0, 1.0, 1.0); /* 2-D */
 	test_smooth_to_case(e, g4, 0.5, 0.5, 0.5); /* a 2-voxel axis */
+	test_smooth_vec_to_case(e, g1, 0.5, 0.5, 0.5); /* fused, three components */
+	test_smooth_vec_to_case(e, g2, 1.5, 1.5, 1.5); /* several tiles and z chunks */
+	test_smooth_vec_to_case(e, g2, 0.5, 1.0, 0.5); /* per component */
+	test_smooth_vec_to_case(e, g3, 1.0, 1.0, 1.0); /* 2-D */
 	const int64_t a[3] = {37, 29, 23}, b[3] = {300, 40, 90}, c[3] = {53, 47, 1}, d[3] = {8, 4, 2000};
 	const int64_t f[3] = {33, 5, 7}; /* lines shorter than the marching kernel's window and prefetch */
 	for (int renorm = 0; renorm < 2; renorm++) {

@@ -91,6 +91,7 @@ static ffdp_ops_table make_table(void)
 	t.mi = ffdp_cuda_mi;
 	t.smooth = ffdp_cuda_smooth;
 	t.smooth_to = ffdp_cuda_smooth_to;
+	t.smooth_vec_to = ffdp_cuda_smooth_vec_to;
 	t.adam_moments = ffdp_cuda_adam_moments;
 	t.warp_step = ffdp_cuda_warp_step;
 	t.warp_out = 1;

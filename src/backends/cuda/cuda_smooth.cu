@@ -292,6 +292,26 @@ struct sm3_store {
 	__device__ void operator()(int64_t i, const float v[1]) { out[i] = v[0]; }
 };
 
+/* The three components of a field in one march (their loads and sums
+ * side by side): registration's warp smoothing. */
+struct sm3_store3 {
+	float *out[3];
+	__device__ void fetch(int64_t) {}
+	__device__ void operator()(int64_t i, const float v[3])
+	{
+		out[0][i] = v[0], out[1][i] = v[1], out[2][i] = v[2];
+	}
+};
+
+template <int R>
+__global__ void __launch_bounds__(SM3_BX * SM3_BY) smooth3v_kernel(ffdp_vec x, ffdp_vec out, sm3_taps k)
+{
+	const float *const xc[3] = {x.c[0], x.c[1], x.c[2]};
+	const int64_t n[3] = {x.n[0], x.n[1], x.n[2]};
+	sm3_store3 sink = {{out.c[0], out.c[1], out.c[2]}};
+	sm3_march<R, 3>(xc, n, k, sink);
+}
+
 template <int R> __global__ void __launch_bounds__(SM3_BX * SM3_BY) smooth3_kernel(const float *x, float *out,
 										 sm3_taps k, int64_t nx, int64_t ny,
 										 int64_t nz)
@@ -518,4 +538,30 @@ ffdp_status ffdp_cuda_smooth_to(ffdp_backend *be, ffdp_img x, ffdp_img out, cons
 	if (s)
 		return s;
 	return r > 0 ? sm3_launch(x, out, t, r, err) : ffdp_smooth_to_by_copy(be, x, out, o, err);
+}
+
+ffdp_status ffdp_cuda_smooth_vec_to(ffdp_backend *be, ffdp_vec x, ffdp_vec out, const ffdp_smooth_opts *o,
+				    ffdp_error *err)
+{
+	sm3_taps t;
+	ffdp_status s = FFDP_OK;
+	const int r = x.ncomp == 3 ? ffdp_cuda_smooth3_plan(o, x.n, &t, &s, err) : 0;
+	if (s)
+		return s;
+	if (!r) {
+		for (int c = 0; c < x.ncomp && !s; c++) {
+			ffdp_img a = {x.c[c], {x.n[0], x.n[1], x.n[2]}}, b = {out.c[c], {x.n[0], x.n[1], x.n[2]}};
+			s = ffdp_cuda_smooth_to(be, a, b, o, err);
+		}
+		return s;
+	}
+	dim3 grid, block;
+	sm3_shape(x.n, &grid, &block);
+	if (r == 1)
+		smooth3v_kernel<1><<<grid, block>>>(x, out, t);
+	else if (r == 2)
+		smooth3v_kernel<2><<<grid, block>>>(x, out, t);
+	else
+		smooth3v_kernel<3><<<grid, block>>>(x, out, t);
+	return cu_launched(err, "smooth_vec_to");
 }
