@@ -74,9 +74,14 @@ ffdp_status reg_field_upload(ffdp_backend *be, const ffdp_field *host, ffdp_fiel
 
 ffdp_status reg_field_download(ffdp_backend *be, const ffdp_field *f, ffdp_field *host, ffdp_error *err)
 {
+	const double t0 = ffdp_now();
 	ffdp_status s = ffdp_field_alloc(host, &f->grid, err);
+	const double t1 = ffdp_now();
 	for (int c = 0; c < f->ncomp && !s; c++)
 		s = ffdp_buf_download(be, host->c[c], f->c[c], plane_bytes(&f->grid), err);
+	if (!s) /* the host's share of a large registration's end (debug log) */
+		ffdp_log_debug("field to the host: %.3f s allocating, %.3f s copying %.2f GB", t1 - t0, ffdp_now() - t1,
+			       1e-9 * f->ncomp * (double)plane_bytes(&f->grid));
 	if (s)
 		ffdp_field_free(host);
 	return s;

@@ -47,6 +47,11 @@
 /* WS_MINB: blocks an SM (Nsight at 4: 46 % occupancy, 13 cycles a warp
  * instruction waiting on L1; 6 forces 42 registers and ran 8 % slower) */
 enum { WS_SLAB_VOXELS = 1 << 20, WS_MINB = 4 };
+/* Blocks an SM of the out-of-place step (3: 85 registers, no spills; at 4
+ * its z-march spilled 72 B: 256^3 0.376 -> 0.339 ms) and of the fused
+ * moments (4: 64 registers; 1 let it take more and run 13 % slower, 3
+ * 3 % slower; H100, docs/perf.md). */
+enum { WS_OUT_MINB = 3, ADS_MINB = 4 };
 
 /* The constants as the CPU rounds them (cpu_adam.c, adam_k_make). */
 typedef struct adam_c {
@@ -224,7 +229,7 @@ template <bool BF16> struct adam_sink {
 };
 
 template <int R, bool BF16>
-__global__ void __launch_bounds__(SM3_BX * SM3_BY) adam_smooth3_kernel(adam_k k, sm3_taps t, int64_t nx, int64_t ny,
+__global__ void __launch_bounds__(SM3_BX * SM3_BY, ADS_MINB) adam_smooth3_kernel(adam_k k, sm3_taps t, int64_t nx, int64_t ny,
 									int64_t nz, adam_out *out)
 {
 	const float *const g[3] = {k.g[0], k.g[1], k.g[2]};
@@ -625,7 +630,7 @@ typedef struct ws_out {
 enum { WS_ZT = 4 };
 
 template <int PAD, bool BF16>
-__global__ void __launch_bounds__(CU_THREADS, WS_MINB) ws_out3_kernel(ws_k k, ws_out out)
+__global__ void __launch_bounds__(CU_THREADS, WS_OUT_MINB) ws_out3_kernel(ws_k k, ws_out out)
 {
 	typedef int32_t IDX;
 	const double step = ws_step(k);
