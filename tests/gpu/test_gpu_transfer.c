@@ -65,7 +65,8 @@ int main(void)
 	if (!be)
 		return check_done();
 	const size_t mb = (size_t)1 << 20;
-	const size_t sizes[] = {1, 4093, 16 * mb - 1, 16 * mb, 32 * mb, 64 * mb + 3, 97 * mb + 12345};
+	/* around the pinned path's bar (256 MiB), then 10 and 11 of its chunks */
+	const size_t sizes[] = {1, 4093, 97 * mb + 12345, 256 * mb - 1, 256 * mb, 320 * mb, 352 * mb + 12345};
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
 		round_trip(be, sizes[i], i % 3, 4 * (i % 2) + (i == 5), 0x9e3779b97f4a7c15ull + i);
 	CHECK_OK(ffdp_backend_sync(be, &err), &err, "sync");
