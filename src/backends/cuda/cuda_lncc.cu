@@ -464,7 +464,9 @@ static ffdp_status lncc_launch(lncc_k &k, const ffdp_loss_args *a, const ffdp_ln
 	k.eps = o->eps > 0.0 ? o->eps : 1e-5;
 	k.gscale = -a->scale / denom;
 	/* the fixed-window kernel where it fits, else the general one */
-	void (*kern)(lncc_k) = nx * ny < INT32_MAX ? lf_pick(k.r, k.nq, k.exact, k.f16 != NULL, &smem) : NULL;
+	void (*kern)(lncc_k) = nx * ny < INT32_MAX && nz < ((int64_t)1 << 30) /* its planes in int */
+				       ? lf_pick(k.r, k.nq, k.exact, k.f16 != NULL, &smem)
+				       : NULL;
 	if (kern && smem <= (size_t)lm_smem_optin()) {
 		k.oy = 16;
 	} else {

@@ -101,9 +101,13 @@ static __device__ __forceinline__ void lf_diff(const T *fa, const T *ma, const T
 	d[2] = fma(a1, a1, -(a0 * a0)), d[3] = fma(b1, b1, -(b0 * b0)), d[4] = fma(a1, b1, -(a0 * b0));
 }
 
-static __device__ __forceinline__ int lf_count(int64_t i, int64_t n, int r)
+/* Voxels of the window along one axis, in 32 bits (the kernel's step
+ * bookkeeping is int: 64-bit step and plane arithmetic had been 15 % of
+ * its instructions, on the uniform datapath). */
+static __device__ __forceinline__ int lf_count(int i, int n, int r)
 {
-	return (int)ln_count(i, n, r);
+	const int lo = i - r < 0 ? 0 : i - r, hi = i + r > n - 1 ? n - 1 : i + r;
+	return hi - lo + 1;
 }
 
 /* Stage B: row bi, columns [bx, bx + LB): x running sums of the change
@@ -153,15 +157,17 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 	T *stage = (T *)(ds + G::W_DS / 2);
 	float *cs = (float *)(ds + G::W_DS / 2) + G::W_FS, *ring = cs + G::W_CS;
 	const int t = threadIdx.x, nx = (int)k.nx, ny = (int)k.ny;
-	const int64_t nz = k.nz, np = k.nx * k.ny;
-	const int64_t chunk = blockIdx.x / k.ntiles;
+	const int nz = (int)k.nz, oz0 = (int)k.oz0, oz1 = (int)k.oz1; /* nz < 2^30: lncc_launch */
+	const int64_t np = k.nx * k.ny;
+	const int chunk = (int)(blockIdx.x / k.ntiles);
 	const int tile = (int)(blockIdx.x - chunk * k.ntiles), ty = tile / (int)k.ntx, tx = tile - ty * (int)k.ntx;
 	const int x0 = tx * 32, y0 = ty * G::OY;
-	const int64_t z0 = chunk * k.zc, z1 = z0 + k.zc < nz ? z0 + k.zc : nz;
+	const int z0 = chunk * (int)k.zc, z1 = z0 + (int)k.zc < nz ? z0 + (int)k.zc : nz;
 	double lsum = 0.0;
 
 	/* the shift: one voxel of this tile */
-	const int64_t vref = (z0 * ny + (y0 + G::OY / 2 < ny ? y0 + G::OY / 2 : ny - 1)) * nx + (x0 + 16 < nx ? x0 + 16 : nx - 1);
+	const int64_t vref = ((int64_t)z0 * ny + (y0 + G::OY / 2 < ny ? y0 + G::OY / 2 : ny - 1)) * nx +
+			     (x0 + 16 < nx ? x0 + 16 : nx - 1);
 	const uint32_t cfraw = lf_fraw<F16>(k, vref);
 	const float cff = lf_fval<F16>(cfraw), cmf = k.m[vref];
 	const double cf = cff, cm = cmf;
@@ -181,13 +187,13 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 		aidx[j] = i < G::IX * G::IY ? iy * G::IXP + ix : -1;
 		aoff[j] = i < G::IX * G::IY && gx >= 0 && gx < nx && gy >= 0 && gy < ny ? gy * nx + gx : -1;
 	}
-	const int64_t pc_lo = z0 - G::HC > 0 ? z0 - G::HC : 0, pc_hi = z1 - 1 + G::HC;
-	const int64_t nsteps = G::NS + pc_hi - pc_lo + 1;
+	const int pc_lo = z0 - G::HC > 0 ? z0 - G::HC : 0, pc_hi = z1 - 1 + G::HC;
+	const int nsteps = G::NS + pc_hi - pc_lo + 1;
 	/* step s adds plane pc(s) + R and removes pc(s) - R - 1; the first NS
 	 * (warm-up) steps add the window of plane pc_lo - 1 */
-	auto load = [&](int64_t s) {
-		const int64_t pa = s < G::NS ? pc_lo - 1 - R + s : pc_lo + s - G::NS + R;
-		const int64_t ps = s < G::NS ? -1 : pa - 2 * R - 1;
+	auto load = [&](int s) {
+		const int pa = s < G::NS ? pc_lo - 1 - R + s : pc_lo + s - G::NS + R;
+		const int ps = s < G::NS ? -1 : pa - 2 * R - 1;
 		const bool aok = pa >= 0 && pa < nz, sok = ps >= 0 && ps < nz;
 		const int64_t fa = (aok ? pa : 0) * np, fs = (sok ? ps : 0) * np;
 		const float *ma = k.m + fa, *ms = k.m + fs;
@@ -200,7 +206,7 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 			cur[j][3] = __float_as_uint(sok && o >= 0 ? __ldg(ms + o) : cmf);
 		}
 	};
-	auto store = [&](int64_t s) {
+	auto store = [&](int s) {
 		T *fb = stage + (s % G::NFS) * 4 * G::IY * G::IXP;
 #pragma unroll
 		for (int j = 0; j < G::NA; j++)
@@ -238,8 +244,8 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 	/* f and m at the voxels of the next gradient (E's voxel, or C's column) */
 	uint32_t gfv[EXACT ? 1 : G::LC]; /* raw bits, as cur */
 	float gmv[EXACT ? 1 : G::LC];
-	auto load_g = [&](int64_t u) {
-		const int64_t pg = EXACT ? pc_lo + u - G::NS - R : pc_lo + u - G::NS;
+	auto load_g = [&](int u) {
+		const int pg = EXACT ? pc_lo + u - G::NS - R : pc_lo + u - G::NS;
 		const bool pok = NQ && u >= G::NS && u < nsteps && pg >= 0 && pg < nz;
 #pragma unroll
 		for (int j = 0; j < (EXACT ? 1 : G::LC); j++) {
@@ -258,14 +264,14 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 	__syncthreads();
 	/* Step s, phase 1: B(s), C(s - 1), E(s - 2); phase 2 (exact): D(s - 1),
 	 * staging of step s + 1.  Buffers: staging and X by step parity. */
-	for (int64_t s = 0; s < nsteps + (EXACT ? 2 : 1); s++) {
+	for (int s = 0; s < nsteps + (EXACT ? 2 : 1); s++) {
 		if (is_b && s < nsteps)
 			lf_stage_b<G, R, T>(stage + (s % G::NFS) * 4 * G::IY * G::IXP, xbuf + (s & 1) * 5 * G::IY * G::CXP, xz, bi,
 					 bx, cf, cm);
-		const int64_t uc = s - 1, pc = pc_lo + uc - G::NS; /* C's step and plane */
+		const int uc = s - 1, pc = pc_lo + uc - G::NS; /* C's step and plane */
 		if (is_c && uc >= G::NS && uc < nsteps) {
 			const bool inside = pc < nz;
-			const bool in_loss = pc >= z0 && pc < z1 && pc >= k.oz0 && pc < k.oz1;
+			const bool in_loss = pc >= z0 && pc < z1 && pc >= oz0 && pc < oz1;
 			const int cz = lf_count(pc, nz, R);
 			const double *col = xbuf + (uc & 1) * 5 * G::IY * G::CXP + cy0 * G::CXP + ci;
 			const int qs = G::IY * G::CXP;
@@ -296,7 +302,7 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 					const bool ytile = cy0 + j >= G::HC && cy0 + j < G::HC + G::OY;
 					if (in_loss && cxtile && ytile)
 						lsum += w * cc;
-					if (NQ && !EXACT && pc >= k.oz0 && pc < k.oz1)
+					if (NQ && !EXACT && pc >= oz0 && pc < oz1)
 						ln_ants_grad<NQ>(k, v, (double)lf_fval<F16>(gfv[EXACT ? 0 : j]) - cf,
 								 (double)gmv[EXACT ? 0 : j] - cm, c);
 				}
@@ -306,7 +312,7 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 						cs[(q * G::CY + cy0 + j) * G::CXP + ci] = (float)c[q];
 			}
 		}
-		const int64_t ue = s - 2; /* E's step */
+		const int ue = s - 2; /* E's step */
 		if (EXACT && ue >= G::NS && ue < nsteps) {
 			const int lx = t & 31, ly = t >> 5;
 #pragma unroll
@@ -321,8 +327,8 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 				*rp = yr;
 			}
 			slot = slot + 1 < G::NS ? slot + 1 : 0;
-			const int64_t pg = pc_lo + ue - G::NS - R;
-			if (eout && pg >= z0 && pg < z1 && pg >= k.oz0 && pg < k.oz1) {
+			const int pg = pc_lo + ue - G::NS - R;
+			if (eout && pg >= z0 && pg < z1 && pg >= oz0 && pg < oz1) {
 				const int64_t v = pg * np + (int64_t)ey * nx + ex;
 				const double df = (double)lf_fval<F16>(gfv[0]) - cf, dm = (double)gmv[0] - cm;
 				k.gm[v] = (float)(k.gscale * (df * zacc[0] - dm * zacc[1] + zacc[2]));
