@@ -45,8 +45,10 @@ template <int R, bool EXACT, int NQ> struct lf_geom {
 		LB = 4, NSB = (CX + LB - 1) / LB, NB = IY * NSB, NBW = (NB + 31) / 32 * 32,
 		IXP = (NSB * LB + 2 * R) | 1, /* staged row stride: odd, covers the last segment's reads */
 		CXP = CX | 1,
-		/* stage C items (LC rows of a column), on the threads after them */
-		LC = !EXACT ? 2 : NBW + CX * ((CY + 3) / 4) <= NT ? 4 : NBW + CX * ((CY + 4) / 5) <= NT ? 5 : 6,
+		/* stage C items (LC rows of a column), on the threads after them;
+		 * the fewest rows that fit: C is phase 1's longest path (LC 4 -> 3
+		 * at k = 3 and 5: 7 % faster; k = 7 fits only 5) */
+		LC = !EXACT ? 2 : NBW + CX * ((CY + 2) / 3) <= NT ? 3 : NBW + CX * ((CY + 3) / 4) <= NT ? 4 : NBW + CX * ((CY + 4) / 5) <= NT ? 5 : 6,
 		NSC = (CY + LC - 1) / LC, NC = CX * NSC,
 		LD = 8, NSD = 32 / LD, ND = NQ * NSD * CY, /* stage D items */
 		DXP = 33,
