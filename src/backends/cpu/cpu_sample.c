@@ -424,7 +424,7 @@ SMP_AVX2_FN void smp8_load(const smp *s, const tl8_box *b, smp8_fx *fx, int64_t 
 	} else {
 		tl8_taps_int_pad(b, i0, f, s->pad, v);
 	}
-	tl8_gather(b, s->m, v);
+	tl8_gather_loads(b, s->m, v);
 }
 
 /* The whole moving volume decides, the box's memory is read. */

@@ -248,6 +248,35 @@ TL8_FN void tl8_gather(const tl8_box *b, const float *m, tl8 *t)
 	}
 }
 
+/* tl8_gather with the interior x pairs read by plain 64-bit loads (four
+ * per half row) instead of gathers: the same elements, so the same bits. */
+TL8_FN void tl8_gather_loads(const tl8_box *b, const float *m, tl8 *t)
+{
+	if (t->padded || t->run >= 0) {
+		tl8_gather(b, m, t);
+		return;
+	}
+	int o[8]; /* first corners of voxels 0 1 4 5 2 3 6 7 */
+	_mm_storeu_si128((__m128i *)o, t->lo);
+	_mm_storeu_si128((__m128i *)(o + 4), t->hi);
+	const int off[4] = {0, b->nx, b->nxy, b->nx + b->nxy};
+	for (int r = 0; r < 4; r++) {
+		const float *w = m + off[r];
+		__m128 a0 = _mm_castpd_ps(_mm_load_sd((const double *)(w + o[0])));
+		__m128 a1 = _mm_castpd_ps(_mm_load_sd((const double *)(w + o[2])));
+		__m128 b0 = _mm_castpd_ps(_mm_load_sd((const double *)(w + o[4])));
+		__m128 b1 = _mm_castpd_ps(_mm_load_sd((const double *)(w + o[6])));
+		a0 = _mm_loadh_pi(a0, (const __m64 *)(w + o[1]));
+		a1 = _mm_loadh_pi(a1, (const __m64 *)(w + o[3]));
+		b0 = _mm_loadh_pi(b0, (const __m64 *)(w + o[5]));
+		b1 = _mm_loadh_pi(b1, (const __m64 *)(w + o[7]));
+		__m256 pl = _mm256_insertf128_ps(_mm256_castps128_ps256(a0), a1, 1);
+		__m256 ph = _mm256_insertf128_ps(_mm256_castps128_ps256(b0), b1, 1);
+		t->c[r][0] = _mm256_shuffle_ps(pl, ph, _MM_SHUFFLE(2, 0, 2, 0));
+		t->c[r][1] = _mm256_shuffle_ps(pl, ph, _MM_SHUFFLE(3, 1, 3, 1));
+	}
+}
+
 #define TL8_LERP(w0, a, w1, b) _mm256_add_ps(_mm256_mul_ps(w0, a), _mm256_mul_ps(w1, b))
 
 /* tl_value. */
