@@ -572,8 +572,10 @@ TL_INLINE void smp_grad_row(const smp *s, const smp_grad_out *g, int64_t r, int6
 		int l = (int)((s->lo[0] + x) & 7);
 		for (int k = 0; k < 3 && L; k++)
 			L->sx[k][l] += gp[k] * gx, L->s1[k][l] += gp[k];
+		float gf = g->gout[j], gq[3] = {dm[0] * gf, dm[1] * gf, dm[2] * gf};
 		for (int c = 0; c < (g->gu[0] ? g->ncomp : 0); c++) {
-			float v = (float)(s->B[c] * gp[0] + s->B[3 + c] * gp[1] + s->B[6 + c] * gp[2]);
+			float v = fx ? (s->Bf[c] * gq[0] + s->Bf[3 + c] * gq[1]) + s->Bf[6 + c] * gq[2]
+				     : (float)(s->B[c] * gp[0] + s->B[3 + c] * gp[1] + s->B[6 + c] * gp[2]);
 			g->gu[c][j] = g->accumulate_gu ? g->gu[c][j] + v : v;
 		}
 		if (g->gm)
@@ -627,20 +629,17 @@ SMP_AVX2_FN void smp8_gp(const smp_grad_out *g, int64_t j, const __m256 dm[3], _
 	}
 }
 
-/* gu of 8 voxels, exactly as the scalar row: gu_c = (float)(B_0c gp_0 +
- * B_1c gp_1 + B_2c gp_2). */
-SMP_AVX2_FN void smp8_gu(const smp *s, const smp_grad_out *g, int64_t j, __m256d gp[2][3])
+/* gu of 8 voxels, as the scalar row in the fixed-point frame: gq = dm
+ * gout and gu_c = (B_0c gq_0 + B_1c gq_1) + B_2c gq_2, in float. */
+SMP_AVX2_FN void smp8_gu(const smp *s, const smp_grad_out *g, int64_t j, const __m256 dm[3])
 {
-	__m128 gu[3][2];
-	for (int h = 0; h < 2; h++)
-		for (int c = 0; c < 3; c++) {
-			__m256d t = _mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(s->B[c]), gp[h][0]),
-						  _mm256_mul_pd(_mm256_set1_pd(s->B[3 + c]), gp[h][1]));
-			t = _mm256_add_pd(t, _mm256_mul_pd(_mm256_set1_pd(s->B[6 + c]), gp[h][2]));
-			gu[c][h] = _mm256_cvtpd_ps(t);
-		}
+	__m256 go = _mm256_loadu_ps(g->gout + j), gq[3];
+	for (int k = 0; k < 3; k++)
+		gq[k] = _mm256_mul_ps(dm[k], go);
 	for (int c = 0; c < 3; c++) {
-		__m256 v = _mm256_set_m128(gu[c][1], gu[c][0]);
+		__m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(s->Bf[c]), gq[0]),
+					 _mm256_mul_ps(_mm256_set1_ps(s->Bf[3 + c]), gq[1]));
+		v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_set1_ps(s->Bf[6 + c]), gq[2]));
 		float *o = g->gu[c] + j;
 		if (g->accumulate_gu)
 			v = V_ADD(_mm256_loadu_ps(o), v);
@@ -678,11 +677,12 @@ SMP_AVX2_FN void smp_grad_row_avx2_u(const smp *s, const smp_grad_out *g, int64_
 		__m256d gp[2][3];
 		smp8_load(s, &b, &fx, j0 + x, has_u, &v);
 		tl8_value_grad(&v, dm);
-		smp8_gp(g, j0 + x, dm, gp);
 		if (g->gu[0])
-			smp8_gu(s, g, j0 + x, gp);
-		if (L)
+			smp8_gu(s, g, j0 + x, dm);
+		if (L) {
+			smp8_gp(g, j0 + x, dm, gp);
 			smp8_lanes(L, (double)(s->lo[0] + x), gp);
+		}
 	}
 	if (x < nx)
 		smp_grad_span_any(s, g, r, x, nx, L);
