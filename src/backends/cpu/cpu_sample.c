@@ -1,11 +1,13 @@
 /* The fused sampler on the CPU: out(j) = M(W [i;1] + B u(j)), i = lo + j.
  *
- * Parallel over the (z, y) rows of the output box.  p is evaluated per voxel
- * from the global index, p = rowbase + gx W[:,0] (+ B u): one multiply more
- * than an increment p += W[:,0], but independent of where the box starts, so
- * a shard reproduces the matching part of the full output bit for bit.
- * One test per point picks the interior path or the branch-free padded one
- * (cpu_trilinear.h); they give the same bits.
+ * Parallel over the (z, y) rows of the output box.  A point depends on the
+ * global index alone, never on where the box starts, so a shard reproduces
+ * the matching part of the full output bit for bit.  The linear 3-D sampler
+ * forms it in the fixed-point frame (smp_fx_ok: exact 32.32 sums of W [i;1],
+ * B u added to the fraction in float, integer taps); the other cases in
+ * double, p = rowbase + gx W[:,0] (+ B u).  One test per point picks the
+ * interior path or the branch-free padded one (cpu_trilinear.h); they give
+ * the same bits.
  *
  * Floor (bytes that must move per output voxel): forward 4 written (+4 read
  * when accumulating) + 12 of u (8 in 2-D) + ~4 of M when its footprint stays
@@ -352,11 +354,12 @@ static void smp_row_gated(const smp *s, int64_t r, float *out, int acc, ffdp_int
 }
 
 /* ---- AVX2 -------------------------------------------------------------------
- * Eight voxels of a row at a time: the sample point in double (4 lanes,
- * two halves), the corners gathered and interpolated by cpu_trilinear8.h
- * (padded where a cell is not inside M), with the scalar path's bits.  Only
- * the linear 3-D sampler with u of three components or none, M under 2^31
- * voxels (32-bit gather offsets); the backward writes gu and gW, never gM. */
+ * Eight voxels of a row at a time in the fixed-point frame: the affine part
+ * stepped exactly in 64-bit lanes, the taps in 32-bit lanes, the corners
+ * read (x pairs by plain loads, runs by windows, padded groups by gathers)
+ * and interpolated by cpu_trilinear8.h, with the scalar path's bits.  Only
+ * where smp_fx_ok holds and M has under 2^31 voxels (32-bit offsets); the
+ * backward writes gu and gW, never gM. */
 #ifdef TL8_AVX2
 #define SMP_AVX2 1
 #define SMP_AVX2_FN TL8_FN
@@ -619,7 +622,7 @@ static void smp_grad_span_any(const smp *s, const smp_grad_out *g, int64_t r, in
 
 #ifdef SMP_AVX2
 /* gp = dM/dp gout in double for 8 voxels (two halves of 4), as the scalar
- * row forms it. */
+ * row forms it for gW's lanes (the product of two floats, exact). */
 SMP_AVX2_FN void smp8_gp(const smp_grad_out *g, int64_t j, const __m256 dm[3], __m256d gp[2][3])
 {
 	for (int h = 0; h < 2; h++) {
