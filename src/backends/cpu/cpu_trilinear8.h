@@ -249,7 +249,10 @@ TL8_FN void tl8_gather(const tl8_box *b, const float *m, tl8 *t)
 }
 
 /* tl8_gather with the interior x pairs read by plain 64-bit loads (four
- * per half row) instead of gathers: the same elements, so the same bits. */
+ * per half row; through the may-alias vector types) instead of gathers:
+ * the same elements, so the same bits.  On Zen 3 the 8 gathers of a group
+ * cost more than its 32 loads, inserts and shuffles (docs/perf.md, "CPU
+ * sampler, eighth session"). */
 TL8_FN void tl8_gather_loads(const tl8_box *b, const float *m, tl8 *t)
 {
 	if (t->padded || t->run >= 0) {
@@ -262,10 +265,10 @@ TL8_FN void tl8_gather_loads(const tl8_box *b, const float *m, tl8 *t)
 	const int off[4] = {0, b->nx, b->nxy, b->nx + b->nxy};
 	for (int r = 0; r < 4; r++) {
 		const float *w = m + off[r];
-		__m128 a0 = _mm_castpd_ps(_mm_load_sd((const double *)(w + o[0])));
-		__m128 a1 = _mm_castpd_ps(_mm_load_sd((const double *)(w + o[2])));
-		__m128 b0 = _mm_castpd_ps(_mm_load_sd((const double *)(w + o[4])));
-		__m128 b1 = _mm_castpd_ps(_mm_load_sd((const double *)(w + o[6])));
+		__m128 a0 = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(w + o[0])));
+		__m128 a1 = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(w + o[2])));
+		__m128 b0 = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(w + o[4])));
+		__m128 b1 = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(w + o[6])));
 		a0 = _mm_loadh_pi(a0, (const __m64 *)(w + o[1]));
 		a1 = _mm_loadh_pi(a1, (const __m64 *)(w + o[3]));
 		b0 = _mm_loadh_pi(b0, (const __m64 *)(w + o[5]));
