@@ -432,9 +432,11 @@ SMP_AVX2_FN void smp8_load(const smp *s, const tl8_box *b, smp8_fx *fx, int64_t 
 		/* the row two above the first corner, in both planes: what the next
 		 * output row reads new (last read a plane of output rows ago, or
 		 * never), which the hardware prefetchers miss at 192^3 */
-		const float *m = s->m + _mm_cvtsi128_si32(v->lo) + 2 * b->nx;
+		/* addresses as integers: the row may lie past the box, where a
+		 * prefetch is harmless but pointer arithmetic is not defined */
+		uintptr_t m = (uintptr_t)s->m + 4 * (uintptr_t)(_mm_cvtsi128_si32(v->lo) + 2 * (int64_t)b->nx);
 		_mm_prefetch((const char *)m, _MM_HINT_T0);
-		_mm_prefetch((const char *)(m + b->nxy), _MM_HINT_T0);
+		_mm_prefetch((const char *)(m + 4 * (uintptr_t)b->nxy), _MM_HINT_T0);
 	}
 }
 
