@@ -114,6 +114,15 @@ static ffdp_status b_sample_grad(bench_state *s, ffdp_error *err)
 	return ffdp_op_sample_grad(s->be, &g, err);
 }
 
+/* The deformable stage's call: gu alone. */
+static ffdp_status b_sample_grad_gu(bench_state *s, ffdp_error *err)
+{
+	ffdp_vec u = vec_of(s, s->u), gu = vec_of(s, s->gu);
+	ffdp_sample_args a = sample_args(s, &u);
+	ffdp_sample_grad_args g = {&a, s->G, &gu, 0, NULL, NULL, NULL};
+	return ffdp_op_sample_grad(s->be, &g, err);
+}
+
 /* The affine stage's calls: no u, gW only. */
 static ffdp_status b_sample_affine(bench_state *s, ffdp_error *err)
 {
@@ -243,6 +252,7 @@ typedef struct bench_op {
 static const bench_op ops[] = {
 	{"sample fwd (u)", b_sample, 20},       /* u 12 + M 4 + out 4 */
 	{"sample bwd gu+gW", b_sample_grad, 32}, /* u 12 + M 4 + gout 4 + gu 12 */
+	{"sample bwd gu only", b_sample_grad_gu, 32}, /* the same bytes */
 	{"sample fwd affine", b_sample_affine, 8},    /* M 4 + out 4 */
 	{"sample bwd gW affine", b_sample_grad_affine, 8}, /* M 4 + gout 4 */
 	{"compose", b_compose, 36},             /* u 12 + d 12 + out 12 */

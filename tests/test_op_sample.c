@@ -933,6 +933,74 @@ static void test_simd_bits(tu_rng *r)
 	free(M), free(gout), free(o1), free(o2);
 }
 
+/* The linear 3-D sampler's fixed-point frame (32.32 sums of W [i;1], B u
+ * added to the fraction in float) at global indices near its 2^20 limit:
+ * against the double reference within the frame's documented bound (W
+ * rounded to 2^-33, the fraction to 2^-23, the float sum of fraction and
+ * B u), and the AVX2 path against the scalar one, bit for bit. */
+static void test_fixed_frame(tu_rng *r)
+{
+	const int64_t mn[3] = {31, 26, 21}, on[3] = {45, 5, 4};
+	const int64_t lo[3] = {(1 << 20) - 45, 300000, 7};
+	int64_t nm = nvox(mn), no = nvox(on);
+	float *M = falloc(nm), *u[3], *o1 = falloc(no), *o2 = falloc(no);
+	double *Md = malloc((size_t)nm * sizeof(double));
+	tu_fill_uniform(r, M, nm, -1.0, 1.0);
+	for (int64_t i = 0; i < nm; i++)
+		Md[i] = M[i];
+	for (int c = 0; c < 3; c++) {
+		u[c] = falloc(no);
+		tu_fill_uniform(r, u[c], no, -2.0, 2.0);
+	}
+	ffdp_vec uv = {{u[0], u[1], u[2]}, {on[0], on[1], on[2]}, 3};
+	double L[9] = {0.93, 0.21, -0.08, -0.17, 1.07, 0.05, 0.06, -0.11, 0.88}, W[12];
+	double B[9] = {0.9, 0.1, 0.0, -0.1, 1.2, 0.05, 0.02, 0.0, 0.8};
+	for (int k = 0; k < 3; k++) { /* the box's centre onto M's */
+		double c = 0.5 * (double)(mn[k] - 1);
+		for (int a = 0; a < 3; a++)
+			W[4 * k + a] = L[3 * k + a], c -= L[3 * k + a] * ((double)lo[a] + 0.5 * (double)(on[a] - 1));
+		W[4 * k + 3] = c;
+	}
+	for (int pad = 0; pad < 2; pad++)
+		for (int hu = 0; hu < 2; hu++) {
+			ffdp_sample_args a;
+			memset(&a, 0, sizeof(a));
+			a.moving = (ffdp_img){M, {mn[0], mn[1], mn[2]}};
+			memcpy(a.W, W, sizeof(W)), memcpy(a.B, B, sizeof(B)), memcpy(a.lo, lo, sizeof(a.lo));
+			a.u = hu ? &uv : NULL, a.pad = (ffdp_pad)pad;
+			a.out = (ffdp_img){o1, {on[0], on[1], on[2]}};
+			ffdp_status s1 = ffdp_op_sample(be, &a, &err);
+			ffdp_cpu_force_scalar = 1;
+			a.out.p = o2;
+			ffdp_status s2 = ffdp_op_sample(be, &a, &err);
+			ffdp_cpu_force_scalar = 0;
+			double worst = 0.0, bound = 0.0;
+			for (int64_t j = 0; j < no && !s1; j++) {
+				double g[3] = {(double)(lo[0] + j % on[0]), (double)(lo[1] + (j / on[0]) % on[1]),
+					       (double)(lo[2] + j / (on[0] * on[1]))}, p[3], bu = 0.0;
+				for (int k = 0; k < 3; k++) {
+					p[k] = W[4 * k] * g[0] + W[4 * k + 1] * g[1] + W[4 * k + 2] * g[2] + W[4 * k + 3];
+					for (int c = 0; c < 3 && hu; c++)
+						p[k] += B[3 * k + c] * (double)u[c][j], bu += fabs(B[3 * k + c] * u[c][j]);
+				}
+				/* per axis |dp| <= 2^-33 (sum |g| + 1) + 2^-21 (1 + sum |B u|); M's
+				 * neighbours differ by <= 2, so |d out| <= 3 * 2 |dp| */
+				double dp = 0x1p-33 * (g[0] + g[1] + g[2] + 1.0) + 0x1p-21 * (1.0 + bu);
+				double e = fabs((double)o1[j] - ref_linear(Md, mn, 1, p, (ffdp_pad)pad));
+				worst = fmax(worst, e - 6.0 * dp);
+				bound = fmax(bound, 6.0 * dp + 1e-6);
+			}
+			CHECK(!s1 && worst <= 1e-6, "fixed frame at index 2^20 - 45, %s pad, %s u: |out - double ref| "
+			      "within the frame's bound %.1e (excess %.1e)", pad_name[pad], hu ? "with" : "without", bound,
+			      worst);
+			CHECK(!s2 && same_bits(o1, o2, no), "fixed frame, %s pad, %s u: AVX2 = scalar bits", pad_name[pad],
+			      hu ? "with" : "without");
+		}
+	for (int c = 0; c < 3; c++)
+		free(u[c]);
+	free(M), free(Md), free(o1), free(o2);
+}
+
 /* ---- timing ---------------------------------------------------------------------- */
 
 static double clock_s(clockid_t id)
@@ -1050,6 +1118,7 @@ int main(void)
 	test_grad(&r, 1, 0, FFDP_PAD_ZERO, 0);
 	test_grad(&r, 0, 0, FFDP_PAD_BORDER, 0);
 	test_simd_bits(&r);
+	test_fixed_frame(&r);
 	bench_192();
 	ffdp_backend_close(be);
 	return check_done();

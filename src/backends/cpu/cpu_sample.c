@@ -1,11 +1,13 @@
 /* The fused sampler on the CPU: out(j) = M(W [i;1] + B u(j)), i = lo + j.
  *
- * Parallel over the (z, y) rows of the output box.  p is evaluated per voxel
- * from the global index, p = rowbase + gx W[:,0] (+ B u): one multiply more
- * than an increment p += W[:,0], but independent of where the box starts, so
- * a shard reproduces the matching part of the full output bit for bit.
- * One test per point picks the interior path or the branch-free padded one
- * (cpu_trilinear.h); they give the same bits.
+ * Parallel over the (z, y) rows of the output box.  A point depends on the
+ * global index alone, never on where the box starts, so a shard reproduces
+ * the matching part of the full output bit for bit.  The linear 3-D sampler
+ * forms it in the fixed-point frame (smp_fx_ok: exact 32.32 sums of W [i;1],
+ * B u added to the fraction in float, integer taps); the other cases in
+ * double, p = rowbase + gx W[:,0] (+ B u).  One test per point picks the
+ * interior path or the branch-free padded one (cpu_trilinear.h); they give
+ * the same bits.
  *
  * Floor (bytes that must move per output voxel): forward 4 written (+4 read
  * when accumulating) + 12 of u (8 in 2-D) + ~4 of M when its footprint stays
@@ -13,6 +15,7 @@
  * gout 4 + u 12 + gu 12 written (+12 read when accumulating) + M 4 = 32 B;
  * gM adds a scatter of 8 atomic updates per voxel.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,9 +37,36 @@ typedef struct smp {
 	int64_t lo[3], on[3]; /* output box */
 	ffdp_pad pad;
 	int d3;               /* 0: 2-D problem, the z row and column of W and B are ignored */
+	int fx;               /* linear points in the fixed-point frame (smp_fx_ok) */
+	int64_t Wq[12];       /* W in 32.32 fixed point, with fx */
+	float Bf[9];          /* B rounded to float, with fx */
 } smp;
 
-static smp smp_make(const ffdp_sample_args *a, const int64_t box[3])
+/* The fixed-point frame (linear 3-D, u of three components or none): the
+ * affine part of the point, W [lo + j; 1], is summed exactly in 32.32 fixed
+ * point, so a voxel's point depends on its global index alone and steps
+ * exactly along x; its integer part is the high word, its fraction the low
+ * word's top 23 bits, and B u is added to the fraction in float (the CUDA
+ * backend's frame, docs/perf.md "Sampler, round 5").  W rounds to 2^-33,
+ * so a point is within 3 * 2^-33 * index of the double form (3.5e-7 voxel
+ * at index 1000).  The bounds keep |p| < 2^30 and every sum in int64; the
+ * test depends on the whole problem, not on the box, as long as the global
+ * indices stay within 2^20. */
+static int smp_fx_ok(const smp *s, const ffdp_sample_args *a, int linear)
+{
+	if (!linear || !s->d3 || (s->u[0] && !s->u[2]))
+		return 0;
+	for (int k = 0; k < 3; k++) {
+		double row = fabs(a->W[4 * k]) + fabs(a->W[4 * k + 1]) + fabs(a->W[4 * k + 2]);
+		if (s->lo[k] < -(1 << 20) || s->lo[k] + s->on[k] > (1 << 20) || s->mn[k] >= (1 << 28))
+			return 0;
+		if (!(row <= 256.0) || !(fabs(a->W[4 * k + 3]) <= 0x1p28))
+			return 0;
+	}
+	return 1;
+}
+
+static smp smp_make(const ffdp_sample_args *a, const int64_t box[3], int linear)
 {
 	smp s;
 	memset(&s, 0, sizeof(s));
@@ -58,7 +88,68 @@ static smp smp_make(const ffdp_sample_args *a, const int64_t box[3])
 			s.u[c] = a->u->c[c];
 	s.pad = a->pad;
 	s.d3 = !(s.mn[2] == 1 && box[2] == 1);
+	s.fx = smp_fx_ok(&s, a, linear);
+	for (int k = 0; k < 12 && s.fx; k++)
+		s.Wq[k] = llrint(ldexp(a->W[k], 32));
+	for (int k = 0; k < 9 && s.fx; k++)
+		s.Bf[k] = (float)a->B[k];
 	return s;
+}
+
+/* The fixed-point affine part of row r without its x term, per axis. */
+static void smp_fx_row(const smp *s, int64_t r, int64_t q[3])
+{
+	int64_t gy = s->lo[1] + r % s->on[1], gz = s->lo[2] + r / s->on[1];
+	for (int k = 0; k < 3; k++)
+		q[k] = s->Wq[4 * k + 1] * gy + s->Wq[4 * k + 2] * gz + s->Wq[4 * k + 3];
+}
+
+/* The fraction of fixed-point q in [0, 1): its low word's top 23 bits. */
+TL_INLINE float smp_fx_frac(int64_t q)
+{
+	uint32_t b = 0x3f800000u | ((uint32_t)q >> 9);
+	float l;
+	memcpy(&l, &b, sizeof(l));
+	return l - 1.0f;
+}
+
+/* Largest |offset| from the fixed-point base taken as it is (floorf is
+ * exact far beyond); NaN goes to the low end, as the double clamps send it.
+ * A point moves only where it lies over 2^21 voxels out, where both pads
+ * give what they give at that distance. */
+#define SMP_REACH 2097152.0f
+
+/* Axis k of the point of global x gx in the row whose fixed-point part is
+ * qr, u its displacement: the first corner's index, and the fraction in f. */
+TL_INLINE int64_t smp_fx_split(const smp *s, const int64_t qr[3], int64_t gx, const float u[3], const int has_u,
+			       int k, float *f)
+{
+	int64_t q = qr[k] + s->Wq[4 * k] * gx;
+	float off = smp_fx_frac(q);
+	if (has_u) {
+		off = off + ((s->Bf[3 * k] * u[0] + s->Bf[3 * k + 1] * u[1]) + s->Bf[3 * k + 2] * u[2]);
+		off = off > -SMP_REACH ? off : -SMP_REACH;
+		off = off < SMP_REACH ? off : SMP_REACH;
+	}
+	float fl = floorf(off);
+	*f = off - fl;
+	return (q >> 32) + (int64_t)fl;
+}
+
+/* Voxel x (box index j) of the row whose fixed-point part is qr: its axes
+ * in the box (tl_axis_int). */
+TL_INLINE void smp_fx_axes(const smp *s, const int64_t qr[3], int64_t x, int64_t j, const int has_u,
+			   const ffdp_pad pad, tl_axis ax[3])
+{
+	float u[3] = {0.0f, 0.0f, 0.0f}, f;
+	for (int c = 0; c < 3 && has_u; c++)
+		u[c] = s->u[c][j];
+	for (int k = 0; k < 3; k++) {
+		int64_t i0 = smp_fx_split(s, qr, s->lo[0] + x, u, has_u, k, &f);
+		ax[k] = tl_axis_int(i0, f, s->mn[k], s->ms[k], pad);
+		ax[k].o0 -= s->mlo[k] * s->ms[k];
+		ax[k].o1 -= s->mlo[k] * s->ms[k];
+	}
 }
 
 /* Row base W[:,1] gy + W[:,2] gz + W[:,3] of output row r (no z column in 2-D). */
@@ -149,12 +240,23 @@ TL_INLINE void smp_row(const smp *s, int64_t r, int64_t x0, int64_t x1, float *o
 		       const ffdp_interp interp, const ffdp_pad pad, const int d3, const int has_u)
 {
 	double base[3], p[3];
+	int64_t qr[3];
 	tl_axis ax[3];
 	int64_t nx = s->on[0], j0 = r * nx;
 	float *o = out + j0;
-	smp_row_base(s, r, base);
+	const int fx = interp == FFDP_INTERP_LINEAR && d3 && s->fx;
+	if (fx)
+		smp_fx_row(s, r, qr);
+	else
+		smp_row_base(s, r, base);
 	for (int64_t x = x0; x < x1; x++) {
 		float v;
+		if (fx) {
+			smp_fx_axes(s, qr, x, j0 + x, has_u, pad, ax);
+			v = tl_value(s->m, &ax[0], &ax[1], &ax[2], 1);
+			o[x] = accumulate ? o[x] + v : v;
+			continue;
+		}
 		smp_point(s, base, x, j0 + x, has_u, p);
 		if (interp == FFDP_INTERP_NEAREST) {
 			v = smp_nearest(s, p, pad, d3);
@@ -228,6 +330,16 @@ static int smp_gated(const smp *s, int64_t r, int64_t x, ffdp_interp in)
 {
 	double base[3], p[3];
 	int64_t j = r * s->on[0] + x;
+	if (s->fx && in == FFDP_INTERP_LINEAR) {
+		/* the plane the fixed-point frame reads from */
+		int64_t qr[3];
+		float u[3] = {0.0f, 0.0f, 0.0f}, f;
+		for (int c = 0; c < 3 && s->u[0]; c++)
+			u[c] = s->u[c][j];
+		smp_fx_row(s, r, qr);
+		int64_t z = tl_clampi(smp_fx_split(s, qr, s->lo[0] + x, u, s->u[0] != NULL, 2, &f), s->mn[2]);
+		return z >= s->gate[0] && z < s->gate[1];
+	}
 	smp_row_base(s, r, base);
 	smp_point(s, base, x, j, s->u[2] ? 3 : s->u[0] ? 2 : 0, p);
 	int64_t z = smp_gate_plane(s, p, in);
@@ -242,42 +354,90 @@ static void smp_row_gated(const smp *s, int64_t r, float *out, int acc, ffdp_int
 }
 
 /* ---- AVX2 -------------------------------------------------------------------
- * Eight voxels of a row at a time: the sample point in double (4 lanes,
- * two halves), the corners gathered and interpolated by cpu_trilinear8.h
- * (padded where a cell is not inside M), with the scalar path's bits.  Only
- * the linear 3-D sampler with u of three components or none, M under 2^31
- * voxels (32-bit gather offsets); the backward writes gu and gW, never gM. */
+ * Eight voxels of a row at a time in the fixed-point frame: the affine part
+ * stepped exactly in 64-bit lanes, the taps in 32-bit lanes, the corners
+ * read (x pairs by plain loads, runs by windows, padded groups by gathers)
+ * and interpolated by cpu_trilinear8.h, with the scalar path's bits.  Only
+ * where smp_fx_ok holds and M has under 2^31 voxels (32-bit offsets); the
+ * backward writes gu and gW, never gM. */
 #ifdef TL8_AVX2
 #define SMP_AVX2 1
 #define SMP_AVX2_FN TL8_FN
 #define V_ADD _mm256_add_ps
 
-/* Sample points of voxels x .. x + 7 of the row with base `base`, their
- * weights and corners (padded where a cell is not inside M). */
-SMP_AVX2_FN void smp8_load(const smp *s, const tl8_box *b, const double base[3], int64_t x, int64_t j,
-			  const int has_u, tl8 *v)
-{
-	__m256d gx[2], u[2][3], p[2][3];
-	double g0 = (double)(s->lo[0] + x);
+/* A row's fixed-point affine parts for the group of 8 at hand: voxels
+ * (0 1 4 5) in qa and (2 3 6 7) in qb, so that one shuffle of each pair
+ * gives the high and the low words in voxel order; stepped exactly by 8
+ * voxels' worth per group. */
+typedef struct smp8_fx {
+	__m256i qa[3], qb[3], step[3];
+} smp8_fx;
 
-	gx[0] = _mm256_add_pd(_mm256_set1_pd(g0), _mm256_setr_pd(0, 1, 2, 3));
-	gx[1] = _mm256_add_pd(_mm256_set1_pd(g0), _mm256_setr_pd(4, 5, 6, 7));
-	for (int h = 0; h < 2 && has_u; h++)
-		for (int c = 0; c < 3; c++)
-			u[h][c] = _mm256_cvtps_pd(_mm_loadu_ps(s->u[c] + j + 4 * h));
-	for (int h = 0; h < 2; h++)
-		for (int k = 0; k < 3; k++) {
-			p[h][k] = _mm256_add_pd(_mm256_set1_pd(base[k]), _mm256_mul_pd(_mm256_set1_pd(s->W[4 * k]), gx[h]));
-			if (has_u) {
-				__m256d t = _mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(s->B[3 * k]), u[h][0]),
-							  _mm256_mul_pd(_mm256_set1_pd(s->B[3 * k + 1]), u[h][1]));
-				t = _mm256_add_pd(t, _mm256_mul_pd(_mm256_set1_pd(s->B[3 * k + 2]), u[h][2]));
-				p[h][k] = _mm256_add_pd(p[h][k], t);
-			}
+SMP_AVX2_FN void smp8_fx_start(const smp *s, int64_t r, int64_t x, smp8_fx *f)
+{
+	int64_t qr[3], gx = s->lo[0] + x;
+	smp_fx_row(s, r, qr);
+	for (int k = 0; k < 3; k++) {
+		int64_t w = s->Wq[4 * k], q = qr[k] + w * gx;
+		f->qa[k] = _mm256_setr_epi64x(q, q + w, q + 4 * w, q + 5 * w);
+		f->qb[k] = _mm256_setr_epi64x(q + 2 * w, q + 3 * w, q + 6 * w, q + 7 * w);
+		f->step[k] = _mm256_set1_epi64x(8 * w);
+	}
+}
+
+/* The next 8 voxels of the row (box index j): smp_fx_split's first
+ * corners and fractions per axis, their weights and corners (padded where
+ * a cell is not inside M).  The sampler's domain starts at index 0. */
+SMP_AVX2_FN void smp8_load(const smp *s, const tl8_box *b, smp8_fx *fx, int64_t j, const int has_u, tl8 *v)
+{
+	const __m256 one = _mm256_set1_ps(1.0f), reach = _mm256_set1_ps(SMP_REACH);
+	__m256i i0[3], in = _mm256_set1_epi32(-1);
+	__m256 f[3], u[3];
+	for (int c = 0; c < 3 && has_u; c++)
+		u[c] = _mm256_loadu_ps(s->u[c] + j);
+	for (int k = 0; k < 3; k++) {
+		__m256 qa = _mm256_castsi256_ps(fx->qa[k]), qb = _mm256_castsi256_ps(fx->qb[k]);
+		__m256i hi = _mm256_castps_si256(_mm256_shuffle_ps(qa, qb, _MM_SHUFFLE(3, 1, 3, 1)));
+		__m256i lo = _mm256_castps_si256(_mm256_shuffle_ps(qa, qb, _MM_SHUFFLE(2, 0, 2, 0)));
+		__m256 l = _mm256_castsi256_ps(_mm256_or_si256(_mm256_srli_epi32(lo, 9), _mm256_set1_epi32(0x3f800000)));
+		l = _mm256_sub_ps(l, one);
+		fx->qa[k] = _mm256_add_epi64(fx->qa[k], fx->step[k]);
+		fx->qb[k] = _mm256_add_epi64(fx->qb[k], fx->step[k]);
+		if (has_u) {
+			__m256 t = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(s->Bf[3 * k]), u[0]),
+						 _mm256_mul_ps(_mm256_set1_ps(s->Bf[3 * k + 1]), u[1]));
+			t = _mm256_add_ps(t, _mm256_mul_ps(_mm256_set1_ps(s->Bf[3 * k + 2]), u[2]));
+			/* max(x, -R) is -R for NaN, as x > -R ? x : -R */
+			__m256 off = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(l, t), _mm256_sub_ps(_mm256_setzero_ps(), reach)), reach);
+			__m256 fl = _mm256_floor_ps(off);
+			i0[k] = _mm256_add_epi32(hi, _mm256_cvttps_epi32(fl));
+			f[k] = _mm256_sub_ps(off, fl);
+		} else {
+			i0[k] = hi, f[k] = l;
 		}
-	if (!tl8_locate(b, p, v))
-		tl8_locate_pad(b, p, s->pad, v);
-	tl8_gather(b, s->m, v);
+		in = _mm256_and_si256(in, _mm256_cmpgt_epi32(i0[k], _mm256_set1_epi32(-1)));
+		in = _mm256_and_si256(in, _mm256_cmpgt_epi32(_mm256_set1_epi32(b->dn[k] - 1), i0[k]));
+	}
+	if (_mm256_movemask_epi8(in) == -1) {
+		for (int k = 0; k < 3; k++) {
+			v->w1[k] = f[k], v->w0[k] = _mm256_sub_ps(one, f[k]);
+			v->d0[k] = _mm256_set1_ps(-1.0f), v->d1[k] = one;
+		}
+		tl8_inner_offsets(b, i0, v);
+	} else {
+		tl8_taps_int_pad(b, i0, f, s->pad, v);
+	}
+	tl8_gather_loads(b, s->m, v);
+	if (!v->padded) {
+		/* the row two above the first corner, in both planes: what the next
+		 * output row reads new (last read a plane of output rows ago, or
+		 * never), which the hardware prefetchers miss at 192^3 */
+		/* addresses as integers: the row may lie past the box, where a
+		 * prefetch is harmless but pointer arithmetic is not defined */
+		uintptr_t m = (uintptr_t)s->m + 4 * (uintptr_t)(_mm_cvtsi128_si32(v->lo) + 2 * (int64_t)b->nx);
+		_mm_prefetch((const char *)m, _MM_HINT_T0);
+		_mm_prefetch((const char *)(m + 4 * (uintptr_t)b->nxy), _MM_HINT_T0);
+	}
 }
 
 /* The whole moving volume decides, the box's memory is read. */
@@ -289,13 +449,13 @@ static inline tl8_box smp_box(const smp *s)
 
 SMP_AVX2_FN void smp_row_avx2_u(const smp *s, int64_t r, float *out, int acc, const int has_u)
 {
-	double base[3];
 	int64_t nx = s->on[0], j0 = r * nx, x = 0;
 	tl8_box b = smp_box(s);
-	smp_row_base(s, r, base);
+	smp8_fx fx;
+	smp8_fx_start(s, r, 0, &fx);
 	for (; x + 8 <= nx; x += 8) {
 		tl8 v;
-		smp8_load(s, &b, base, x, j0 + x, has_u, &v);
+		smp8_load(s, &b, &fx, j0 + x, has_u, &v);
 		__m256 val = tl8_value(&v);
 		float *o = out + j0 + x;
 		if (acc)
@@ -326,8 +486,7 @@ static inline int smp_fits_int32(const smp *s)
 static int smp_fwd_avx2_ok(const smp *s, const ffdp_sample_args *a)
 {
 #ifdef SMP_AVX2
-	return a->interp == FFDP_INTERP_LINEAR && s->d3 && (s->u[2] || !s->u[0]) && smp_fits_int32(s) &&
-	       ffdp_cpu_use_avx2();
+	return a->interp == FFDP_INTERP_LINEAR && s->fx && smp_fits_int32(s) && ffdp_cpu_use_avx2();
 #else
 	(void)s, (void)a;
 	return 0;
@@ -337,7 +496,7 @@ static int smp_fwd_avx2_ok(const smp *s, const ffdp_sample_args *a)
 ffdp_status ffdp_cpu_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_error *err)
 {
 	(void)be, (void)err;
-	smp s = smp_make(a, a->out.n);
+	smp s = smp_make(a, a->out.n, a->interp == FFDP_INTERP_LINEAR);
 	int64_t rows = s.on[1] * s.on[2];
 	int gate = s.gate[1] > s.gate[0];
 	int simd = !gate && smp_fwd_avx2_ok(&s, a);
@@ -403,22 +562,33 @@ TL_INLINE void smp_grad_row(const smp *s, const smp_grad_out *g, int64_t r, int6
 			    smp_lanes *L, const ffdp_pad pad, const int d3)
 {
 	double base[3], p[3];
+	int64_t qr[3];
 	tl_axis ax[3];
 	int64_t nx = s->on[0], j0 = r * nx;
-	smp_row_base(s, r, base);
+	const int fx = d3 && s->fx;
+	if (fx)
+		smp_fx_row(s, r, qr);
+	else
+		smp_row_base(s, r, base);
 	for (int64_t x = x0; x < x1; x++) {
 		int64_t j = j0 + x;
 		float dm[3];
-		smp_point(s, base, x, j, s->u[2] ? 3 : s->u[0] ? 2 : 0, p);
-		smp_axes(s, p, pad, d3, ax);
+		if (fx) {
+			smp_fx_axes(s, qr, x, j, s->u[0] != NULL, pad, ax);
+		} else {
+			smp_point(s, base, x, j, s->u[2] ? 3 : s->u[0] ? 2 : 0, p);
+			smp_axes(s, p, pad, d3, ax);
+		}
 		tl_value_grad(s->m, &ax[0], &ax[1], &ax[2], d3, dm);
 		double go = g->gout[j], gp[3] = {dm[0] * go, dm[1] * go, dm[2] * go};
 		double gx = (double)(s->lo[0] + x);
 		int l = (int)((s->lo[0] + x) & 7);
 		for (int k = 0; k < 3 && L; k++)
 			L->sx[k][l] += gp[k] * gx, L->s1[k][l] += gp[k];
+		float gf = g->gout[j], gq[3] = {dm[0] * gf, dm[1] * gf, dm[2] * gf};
 		for (int c = 0; c < (g->gu[0] ? g->ncomp : 0); c++) {
-			float v = (float)(s->B[c] * gp[0] + s->B[3 + c] * gp[1] + s->B[6 + c] * gp[2]);
+			float v = fx ? (s->Bf[c] * gq[0] + s->Bf[3 + c] * gq[1]) + s->Bf[6 + c] * gq[2]
+				     : (float)(s->B[c] * gp[0] + s->B[3 + c] * gp[1] + s->B[6 + c] * gp[2]);
 			g->gu[c][j] = g->accumulate_gu ? g->gu[c][j] + v : v;
 		}
 		if (g->gm)
@@ -462,7 +632,7 @@ static void smp_grad_span_any(const smp *s, const smp_grad_out *g, int64_t r, in
 
 #ifdef SMP_AVX2
 /* gp = dM/dp gout in double for 8 voxels (two halves of 4), as the scalar
- * row forms it. */
+ * row forms it for gW's lanes (the product of two floats, exact). */
 SMP_AVX2_FN void smp8_gp(const smp_grad_out *g, int64_t j, const __m256 dm[3], __m256d gp[2][3])
 {
 	for (int h = 0; h < 2; h++) {
@@ -472,20 +642,17 @@ SMP_AVX2_FN void smp8_gp(const smp_grad_out *g, int64_t j, const __m256 dm[3], _
 	}
 }
 
-/* gu of 8 voxels, exactly as the scalar row: gu_c = (float)(B_0c gp_0 +
- * B_1c gp_1 + B_2c gp_2). */
-SMP_AVX2_FN void smp8_gu(const smp *s, const smp_grad_out *g, int64_t j, __m256d gp[2][3])
+/* gu of 8 voxels, as the scalar row in the fixed-point frame: gq = dm
+ * gout and gu_c = (B_0c gq_0 + B_1c gq_1) + B_2c gq_2, in float. */
+SMP_AVX2_FN void smp8_gu(const smp *s, const smp_grad_out *g, int64_t j, const __m256 dm[3])
 {
-	__m128 gu[3][2];
-	for (int h = 0; h < 2; h++)
-		for (int c = 0; c < 3; c++) {
-			__m256d t = _mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(s->B[c]), gp[h][0]),
-						  _mm256_mul_pd(_mm256_set1_pd(s->B[3 + c]), gp[h][1]));
-			t = _mm256_add_pd(t, _mm256_mul_pd(_mm256_set1_pd(s->B[6 + c]), gp[h][2]));
-			gu[c][h] = _mm256_cvtpd_ps(t);
-		}
+	__m256 go = _mm256_loadu_ps(g->gout + j), gq[3];
+	for (int k = 0; k < 3; k++)
+		gq[k] = _mm256_mul_ps(dm[k], go);
 	for (int c = 0; c < 3; c++) {
-		__m256 v = _mm256_set_m128(gu[c][1], gu[c][0]);
+		__m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(s->Bf[c]), gq[0]),
+					 _mm256_mul_ps(_mm256_set1_ps(s->Bf[3 + c]), gq[1]));
+		v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_set1_ps(s->Bf[6 + c]), gq[2]));
 		float *o = g->gu[c] + j;
 		if (g->accumulate_gu)
 			v = V_ADD(_mm256_loadu_ps(o), v);
@@ -510,24 +677,25 @@ SMP_AVX2_FN void smp8_lanes(smp_lanes *L, double gx0, __m256d gp[2][3])
 SMP_AVX2_FN void smp_grad_row_avx2_u(const smp *s, const smp_grad_out *g, int64_t r, smp_lanes *L,
 				     const int has_u)
 {
-	double base[3];
 	int64_t nx = s->on[0], j0 = r * nx, x = (-s->lo[0]) & 7;
 	x = x < nx ? x : nx;
 	tl8_box b = smp_box(s);
-	smp_row_base(s, r, base);
+	smp8_fx fx;
+	smp8_fx_start(s, r, x, &fx);
 	if (x > 0)
 		smp_grad_span_any(s, g, r, 0, x, L);
 	for (; x + 8 <= nx; x += 8) {
 		tl8 v;
 		__m256 dm[3];
 		__m256d gp[2][3];
-		smp8_load(s, &b, base, x, j0 + x, has_u, &v);
+		smp8_load(s, &b, &fx, j0 + x, has_u, &v);
 		tl8_value_grad(&v, dm);
-		smp8_gp(g, j0 + x, dm, gp);
 		if (g->gu[0])
-			smp8_gu(s, g, j0 + x, gp);
-		if (L)
+			smp8_gu(s, g, j0 + x, dm);
+		if (L) {
+			smp8_gp(g, j0 + x, dm, gp);
 			smp8_lanes(L, (double)(s->lo[0] + x), gp);
+		}
 	}
 	if (x < nx)
 		smp_grad_span_any(s, g, r, x, nx, L);
@@ -548,7 +716,7 @@ __attribute__((noinline, target("avx2,fma"))) static void smp_grad_row_avx2(cons
 static int smp_grad_avx2_ok(const smp *s, const smp_grad_out *g)
 {
 #ifdef SMP_AVX2
-	return s->d3 && (s->u[2] || !s->u[0]) && !g->gm && smp_fits_int32(s) && ffdp_cpu_use_avx2();
+	return s->fx && !g->gm && smp_fits_int32(s) && ffdp_cpu_use_avx2();
 #else
 	(void)s, (void)g;
 	return 0;
@@ -562,7 +730,7 @@ ffdp_status ffdp_cpu_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *
 	const int64_t *box = a->gout.n;
 	if (f->u && (f->u->n[0] != box[0] || f->u->n[1] != box[1] || f->u->n[2] != box[2]))
 		return ffdp_fail(err, FFDP_ERR_ARG, "sample_grad: u and gout differ in size");
-	smp s = smp_make(f, box);
+	smp s = smp_make(f, box, 1);
 	smp_grad_out g = {a->gout.p, {NULL, NULL, NULL}, f->u ? f->u->ncomp : 0, a->accumulate_gu,
 			  a->gM ? a->gM->p : NULL};
 	if (a->gu)

@@ -125,6 +125,37 @@ TL_INLINE tl_axis tl_axis_inner(double p, int64_t off, int64_t stride)
 	return a;
 }
 
+/* The taps of a point given as its first corner's index i0 (an integer,
+ * however far out) and its fraction f in [0, 1), for a domain of n voxels
+ * starting at index 0: tl_axis_zero's and tl_axis_border's values at
+ * i0 + f, without a double (the sampler's fixed-point frame). */
+TL_INLINE tl_axis tl_axis_int(int64_t i0, float f, int64_t n, int64_t stride, ffdp_pad pad)
+{
+	tl_axis a;
+	if (pad == FFDP_PAD_BORDER) {
+		int out = i0 < 0 || i0 > n - 1 || (i0 == n - 1 && f > 0.0f);
+		float in = out ? 0.0f : 1.0f;
+		i0 = tl_clampi(i0, n);
+		f = out ? 0.0f : f;
+		a.o0 = i0 * stride;
+		a.o1 = (i0 + (i0 < n - 1)) * stride;
+		a.w0 = 1.0f - f;
+		a.w1 = f;
+		a.d0 = -in;
+		a.d1 = in;
+		return a;
+	}
+	float v0 = (uint64_t)i0 < (uint64_t)n ? 1.0f : 0.0f;
+	float v1 = (uint64_t)(i0 + 1) < (uint64_t)n ? 1.0f : 0.0f;
+	a.o0 = tl_clampi(i0, n) * stride;
+	a.o1 = tl_clampi(i0 + 1, n) * stride;
+	a.w0 = (1.0f - f) * v0;
+	a.w1 = f * v1;
+	a.d0 = -v0;
+	a.d1 = v1;
+	return a;
+}
+
 /* The axes of point p in a box at off of size n, strides st: one test per
  * point picks the interior path, used by most points, or the padded one. */
 TL_INLINE void tl_axes(const double p[3], const int64_t off[3], const int64_t n[3], const int64_t st[3],

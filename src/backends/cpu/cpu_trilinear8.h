@@ -62,6 +62,30 @@ TL8_FN __m256 tl8_float(__m256d lo, __m256d hi)
 	return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
 }
 
+/* The interior offsets of 8 points whose first corners have domain
+ * indices ii (inside, per axis): the box's first-corner offsets as x
+ * pairs, and whether they form a run. */
+TL8_FN void tl8_inner_offsets(const tl8_box *b, __m256i ii[3], tl8 *t)
+{
+	for (int k = 0; k < 3; k++)
+		ii[k] = _mm256_sub_epi32(ii[k], _mm256_set1_epi32(b->blo[k]));
+	__m256i row = _mm256_add_epi32(_mm256_mullo_epi32(ii[1], _mm256_set1_epi32(b->nx)),
+				       _mm256_mullo_epi32(ii[2], _mm256_set1_epi32(b->nxy)));
+	__m256i o = _mm256_add_epi32(ii[0], row);
+	t->padded = 0;
+	/* a run: every corner row is one 9-float window (smooth fields, affine maps) */
+	__m256i first = _mm256_broadcastd_epi32(_mm256_castsi256_si128(o));
+	__m256i row0 = _mm256_broadcastd_epi32(_mm256_castsi256_si128(row));
+	t->dx = _mm256_sub_epi32(o, first);
+	__m256i bad = _mm256_or_si256(_mm256_cmpgt_epi32(t->dx, _mm256_set1_epi32(7)),
+				      _mm256_cmpgt_epi32(_mm256_setzero_si256(), t->dx));
+	bad = _mm256_or_si256(bad, _mm256_xor_si256(_mm256_cmpeq_epi32(row, row0), _mm256_set1_epi32(-1)));
+	int o0 = _mm_cvtsi128_si32(_mm256_castsi256_si128(o));
+	t->run = _mm256_testz_si256(bad, bad) && (int64_t)o0 + b->nx + b->nxy + 8 < b->nb ? o0 : -1;
+	o = _mm256_permute4x64_epi64(o, _MM_SHUFFLE(3, 1, 2, 0));
+	t->lo = _mm256_castsi256_si128(o), t->hi = _mm256_extracti128_si256(o, 1);
+}
+
 /* Weights and first-corner offsets of 8 points p[h][k] (voxel 4h + lane,
  * axis k) when every cell lies inside the domain, lo <= floor(p) <= lo + n
  * - 2 (NaN and points beyond int32 convert to INT32_MIN and fail): the
@@ -84,23 +108,8 @@ TL8_FN int tl8_locate(const tl8_box *b, const __m256d p[2][3], tl8 *t)
 		t->w1[k] = tl8_float(_mm256_sub_pd(p[0][k], fl[0][k]), _mm256_sub_pd(p[1][k], fl[1][k]));
 		t->w0[k] = _mm256_sub_ps(_mm256_set1_ps(1.0f), t->w1[k]);
 		t->d0[k] = _mm256_set1_ps(-1.0f), t->d1[k] = _mm256_set1_ps(1.0f);
-		ii[k] = _mm256_sub_epi32(ii[k], _mm256_set1_epi32(b->blo[k]));
 	}
-	__m256i row = _mm256_add_epi32(_mm256_mullo_epi32(ii[1], _mm256_set1_epi32(b->nx)),
-				       _mm256_mullo_epi32(ii[2], _mm256_set1_epi32(b->nxy)));
-	__m256i o = _mm256_add_epi32(ii[0], row);
-	t->padded = 0;
-	/* a run: every corner row is one 9-float window (smooth fields, affine maps) */
-	__m256i first = _mm256_broadcastd_epi32(_mm256_castsi256_si128(o));
-	__m256i row0 = _mm256_broadcastd_epi32(_mm256_castsi256_si128(row));
-	t->dx = _mm256_sub_epi32(o, first);
-	__m256i bad = _mm256_or_si256(_mm256_cmpgt_epi32(t->dx, _mm256_set1_epi32(7)),
-				      _mm256_cmpgt_epi32(_mm256_setzero_si256(), t->dx));
-	bad = _mm256_or_si256(bad, _mm256_xor_si256(_mm256_cmpeq_epi32(row, row0), _mm256_set1_epi32(-1)));
-	int o0 = _mm_cvtsi128_si32(_mm256_castsi256_si128(o));
-	t->run = _mm256_testz_si256(bad, bad) && (int64_t)o0 + b->nx + b->nxy + 8 < b->nb ? o0 : -1;
-	o = _mm256_permute4x64_epi64(o, _MM_SHUFFLE(3, 1, 2, 0));
-	t->lo = _mm256_castsi256_si128(o), t->hi = _mm256_extracti128_si256(o, 1);
+	tl8_inner_offsets(b, ii, t);
 	return 1;
 }
 
@@ -155,6 +164,50 @@ TL8_FN void tl8_locate_pad(const tl8_box *b, const __m256d p[2][3], const ffdp_p
 	t->padded = 1;
 }
 
+/* tl_axis_int for 8 points: first-corner domain indices i0 (relative to
+ * the domain's lo) and fractions f per axis, with padding. */
+TL8_FN void tl8_taps_int_pad(const tl8_box *b, const __m256i i0[3], const __m256 f[3], const ffdp_pad pad,
+			     tl8 *t)
+{
+	const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+	const int stride[3] = {1, b->nx, b->nxy};
+	for (int k = 0; k < 3; k++) {
+		__m256i n = _mm256_set1_epi32(b->dn[k]), last = _mm256_set1_epi32(b->dn[k] - 1);
+		__m256i a = i0[k], a1;
+		if (pad == FFDP_PAD_BORDER) {
+			__m256i out = _mm256_or_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), a),
+						      _mm256_cmpgt_epi32(a, last));
+			__m256 fpos = _mm256_cmp_ps(f[k], _mm256_setzero_ps(), _CMP_GT_OQ);
+			out = _mm256_or_si256(out, _mm256_and_si256(_mm256_cmpeq_epi32(a, last), _mm256_castps_si256(fpos)));
+			__m256 fo = _mm256_andnot_ps(_mm256_castsi256_ps(out), f[k]);
+			__m256 in = _mm256_andnot_ps(_mm256_castsi256_ps(out), one);
+			a = _mm256_min_epi32(_mm256_max_epi32(a, _mm256_setzero_si256()), last);
+			a1 = _mm256_sub_epi32(a, _mm256_cmpgt_epi32(last, a));
+			t->w0[k] = _mm256_sub_ps(one, fo), t->w1[k] = fo;
+			t->d0[k] = _mm256_xor_ps(in, sign), t->d1[k] = in;
+		} else {
+			a1 = _mm256_add_epi32(a, _mm256_set1_epi32(1));
+			__m256i m0 = _mm256_and_si256(_mm256_cmpgt_epi32(a, _mm256_set1_epi32(-1)), _mm256_cmpgt_epi32(n, a));
+			__m256i m1 = _mm256_and_si256(_mm256_cmpgt_epi32(a1, _mm256_set1_epi32(-1)), _mm256_cmpgt_epi32(n, a1));
+			__m256 v0 = _mm256_and_ps(_mm256_castsi256_ps(m0), one), v1 = _mm256_and_ps(_mm256_castsi256_ps(m1), one);
+			t->w0[k] = _mm256_mul_ps(_mm256_sub_ps(one, f[k]), v0), t->w1[k] = _mm256_mul_ps(f[k], v1);
+			t->d0[k] = _mm256_xor_ps(v0, sign), t->d1[k] = v1;
+			a = _mm256_min_epi32(_mm256_max_epi32(a, _mm256_setzero_si256()), last);
+			a1 = _mm256_min_epi32(_mm256_max_epi32(a1, _mm256_setzero_si256()), last);
+		}
+		__m256i shift = _mm256_set1_epi32(b->dlo[k] - b->blo[k]), st = _mm256_set1_epi32(stride[k]);
+		__m256i o0 = _mm256_mullo_epi32(_mm256_add_epi32(a, shift), st);
+		__m256i o1 = _mm256_mullo_epi32(_mm256_add_epi32(a1, shift), st);
+		if (k == 0)
+			t->ox[0] = o0, t->ox[1] = o1;
+		else if (k == 1)
+			t->oy[0] = o0, t->oy[1] = o1;
+		else
+			t->oz[0] = o0, t->oz[1] = o1;
+	}
+	t->padded = 1;
+}
+
 /* x pair (a: lower x, b: upper x) of the corner row at offset off from each
  * voxel's first corner: one 64-bit gather per 4 voxels, then one in-lane
  * shuffle per pair gives voxel order. */
@@ -192,6 +245,38 @@ TL8_FN void tl8_gather(const tl8_box *b, const float *m, tl8 *t)
 		__m256i row = _mm256_add_epi32(t->oy[r & 1], t->oz[r >> 1]);
 		for (int x = 0; x < 2; x++)
 			t->c[r][x] = _mm256_i32gather_ps(m, _mm256_add_epi32(row, t->ox[x]), 4);
+	}
+}
+
+/* tl8_gather with the interior x pairs read by plain 64-bit loads (four
+ * per half row; through the may-alias vector types) instead of gathers:
+ * the same elements, so the same bits.  On Zen 3 the 8 gathers of a group
+ * cost more than its 32 loads, inserts and shuffles (docs/perf.md, "CPU
+ * sampler, eighth session"). */
+TL8_FN void tl8_gather_loads(const tl8_box *b, const float *m, tl8 *t)
+{
+	if (t->padded || t->run >= 0) {
+		tl8_gather(b, m, t);
+		return;
+	}
+	int o[8]; /* first corners of voxels 0 1 4 5 2 3 6 7 */
+	_mm_storeu_si128((__m128i *)o, t->lo);
+	_mm_storeu_si128((__m128i *)(o + 4), t->hi);
+	const int off[4] = {0, b->nx, b->nxy, b->nx + b->nxy};
+	for (int r = 0; r < 4; r++) {
+		const float *w = m + off[r];
+		__m128 a0 = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(w + o[0])));
+		__m128 a1 = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(w + o[2])));
+		__m128 b0 = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(w + o[4])));
+		__m128 b1 = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(w + o[6])));
+		a0 = _mm_loadh_pi(a0, (const __m64 *)(w + o[1]));
+		a1 = _mm_loadh_pi(a1, (const __m64 *)(w + o[3]));
+		b0 = _mm_loadh_pi(b0, (const __m64 *)(w + o[5]));
+		b1 = _mm_loadh_pi(b1, (const __m64 *)(w + o[7]));
+		__m256 pl = _mm256_insertf128_ps(_mm256_castps128_ps256(a0), a1, 1);
+		__m256 ph = _mm256_insertf128_ps(_mm256_castps128_ps256(b0), b1, 1);
+		t->c[r][0] = _mm256_shuffle_ps(pl, ph, _MM_SHUFFLE(2, 0, 2, 0));
+		t->c[r][1] = _mm256_shuffle_ps(pl, ph, _MM_SHUFFLE(3, 1, 3, 1));
 	}
 }
 
