@@ -145,8 +145,10 @@ ffdp_status ffdp_op_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_err
 
 /* The z extent of a's points (a->W, a->B, a->u, a->lo on a->out's box;
  * the moving image is not read): *lo, *hi = min and max over the voxels
- * of the continuous moving z index p_z, in double as the sampler forms
- * it; *nan = 1 when some p_z is NaN (left out of lo and hi).  An empty box
+ * of the continuous moving z index p_z, in double (the linear 3-D
+ * sampler forms its points in a fixed-point frame within ~1e-6 voxel of
+ * this, inside the one-plane margin a fetch adds); *nan = 1 when some p_z
+ * is NaN (left out of lo and hi).  An empty box
  * gives lo = +inf, hi = -inf.  What a shard fetches of a distributed
  * moving image (src/dist). */
 ffdp_status ffdp_op_sample_zrange(ffdp_backend *be, const ffdp_sample_args *a, double *lo, double *hi, int *nan,
