@@ -113,12 +113,27 @@ TL8_FN int tl8_locate(const tl8_box *b, const __m256d p[2][3], tl8 *t)
 	return 1;
 }
 
+/* Axis k's first and second corner domain indices i0, i1 (clamped into
+ * the domain) to the memory box's offsets in t. */
+TL8_FN void tl8_offsets(const tl8_box *b, int k, __m256i i0, __m256i i1, tl8 *t)
+{
+	const int stride[3] = {1, b->nx, b->nxy};
+	__m256i shift = _mm256_set1_epi32(b->dlo[k] - b->blo[k]), st = _mm256_set1_epi32(stride[k]);
+	__m256i o0 = _mm256_mullo_epi32(_mm256_add_epi32(i0, shift), st);
+	__m256i o1 = _mm256_mullo_epi32(_mm256_add_epi32(i1, shift), st);
+	if (k == 0)
+		t->ox[0] = o0, t->ox[1] = o1;
+	else if (k == 1)
+		t->oy[0] = o0, t->oy[1] = o1;
+	else
+		t->oz[0] = o0, t->oz[1] = o1;
+}
+
 /* Any 8 points, with padding: tl_axis_zero / tl_axis_border per axis (on
  * an axis where the cell is inside they give tl_axis_inner's bits). */
 TL8_FN void tl8_locate_pad(const tl8_box *b, const __m256d p[2][3], const ffdp_pad pad, tl8 *t)
 {
 	const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
-	const int stride[3] = {1, b->nx, b->nxy};
 	for (int k = 0; k < 3; k++) {
 		const int border = pad == FFDP_PAD_BORDER;
 		const __m256d lo = _mm256_set1_pd(border ? b->lo[k] : b->lo[k] - 2.0);
@@ -150,16 +165,7 @@ TL8_FN void tl8_locate_pad(const tl8_box *b, const __m256d p[2][3], const ffdp_p
 			i0 = _mm256_min_epi32(_mm256_max_epi32(i0, _mm256_setzero_si256()), last);
 			i1 = _mm256_min_epi32(_mm256_max_epi32(i1, _mm256_setzero_si256()), last);
 		}
-		/* domain index -> the memory box's offset */
-		__m256i shift = _mm256_set1_epi32(b->dlo[k] - b->blo[k]), st = _mm256_set1_epi32(stride[k]);
-		__m256i o0 = _mm256_mullo_epi32(_mm256_add_epi32(i0, shift), st);
-		__m256i o1 = _mm256_mullo_epi32(_mm256_add_epi32(i1, shift), st);
-		if (k == 0)
-			t->ox[0] = o0, t->ox[1] = o1;
-		else if (k == 1)
-			t->oy[0] = o0, t->oy[1] = o1;
-		else
-			t->oz[0] = o0, t->oz[1] = o1;
+		tl8_offsets(b, k, i0, i1, t);
 	}
 	t->padded = 1;
 }
@@ -170,7 +176,6 @@ TL8_FN void tl8_taps_int_pad(const tl8_box *b, const __m256i i0[3], const __m256
 			     tl8 *t)
 {
 	const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
-	const int stride[3] = {1, b->nx, b->nxy};
 	for (int k = 0; k < 3; k++) {
 		__m256i n = _mm256_set1_epi32(b->dn[k]), last = _mm256_set1_epi32(b->dn[k] - 1);
 		__m256i a = i0[k], a1;
@@ -195,15 +200,7 @@ TL8_FN void tl8_taps_int_pad(const tl8_box *b, const __m256i i0[3], const __m256
 			a = _mm256_min_epi32(_mm256_max_epi32(a, _mm256_setzero_si256()), last);
 			a1 = _mm256_min_epi32(_mm256_max_epi32(a1, _mm256_setzero_si256()), last);
 		}
-		__m256i shift = _mm256_set1_epi32(b->dlo[k] - b->blo[k]), st = _mm256_set1_epi32(stride[k]);
-		__m256i o0 = _mm256_mullo_epi32(_mm256_add_epi32(a, shift), st);
-		__m256i o1 = _mm256_mullo_epi32(_mm256_add_epi32(a1, shift), st);
-		if (k == 0)
-			t->ox[0] = o0, t->ox[1] = o1;
-		else if (k == 1)
-			t->oy[0] = o0, t->oy[1] = o1;
-		else
-			t->oz[0] = o0, t->oz[1] = o1;
+		tl8_offsets(b, k, a, a1, t);
 	}
 	t->padded = 1;
 }

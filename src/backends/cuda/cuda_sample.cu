@@ -638,34 +638,35 @@ static dim3 samp_gw3_grid(const samp_k &k, int zt)
 	return gr;
 }
 
-template <typename TM> static void sample_gw3_launch(const samp_k &k, const sgrad_k &g, dim3 gr, int zt)
-{
-	const dim3 b2(CU_BX, CU_BY, 1);
-	const bool plain = samp_plain(k, 0);
-	if (k.pad == FFDP_PAD_ZERO && plain)
-		sample_gw3_kernel<FFDP_PAD_ZERO, TM, true><<<gr, b2>>>(k, g, zt);
-	else if (k.pad == FFDP_PAD_ZERO)
-		sample_gw3_kernel<FFDP_PAD_ZERO, TM, false><<<gr, b2>>>(k, g, zt);
-	else if (plain)
-		sample_gw3_kernel<FFDP_PAD_BORDER, TM, true><<<gr, b2>>>(k, g, zt);
-	else
-		sample_gw3_kernel<FFDP_PAD_BORDER, TM, false><<<gr, b2>>>(k, g, zt);
-}
+/* The fast backward kernels by padding and plainness (one dispatch for
+ * both): L::go<PAD, TM, PLAIN> launches L's kernel. */
+struct samp_gu2_l {
+	template <int PAD, typename TM, bool PLAIN>
+	static void go(dim3 gr, const samp_k &k, const sgrad_k &g, int zt)
+	{
+		sample_gu2_kernel<PAD, TM, PLAIN><<<gr, dim3(CU_BX, CU_BY, 1)>>>(k, g, zt);
+	}
+};
 
-/* The fast backward for TM's source and k's padding. */
-template <typename TM> static void sample_gu2_launch(const samp_k &k, const sgrad_k &g)
+struct samp_gw3_l {
+	template <int PAD, typename TM, bool PLAIN>
+	static void go(dim3 gr, const samp_k &k, const sgrad_k &g, int zt)
+	{
+		sample_gw3_kernel<PAD, TM, PLAIN><<<gr, dim3(CU_BX, CU_BY, 1)>>>(k, g, zt);
+	}
+};
+
+template <class L, typename TM> static void samp_grad_fast_launch(const samp_k &k, const sgrad_k &g, dim3 gr, int zt)
 {
-	const int zt = samp_zt(k);
-	const dim3 g2 = samp_fast_grid(k, zt), b2(CU_BX, CU_BY, 1);
 	const bool plain = samp_plain(k, 0);
 	if (k.pad == FFDP_PAD_ZERO && plain)
-		sample_gu2_kernel<FFDP_PAD_ZERO, TM, true><<<g2, b2>>>(k, g, zt);
+		L::template go<FFDP_PAD_ZERO, TM, true>(gr, k, g, zt);
 	else if (k.pad == FFDP_PAD_ZERO)
-		sample_gu2_kernel<FFDP_PAD_ZERO, TM, false><<<g2, b2>>>(k, g, zt);
+		L::template go<FFDP_PAD_ZERO, TM, false>(gr, k, g, zt);
 	else if (plain)
-		sample_gu2_kernel<FFDP_PAD_BORDER, TM, true><<<g2, b2>>>(k, g, zt);
+		L::template go<FFDP_PAD_BORDER, TM, true>(gr, k, g, zt);
 	else
-		sample_gu2_kernel<FFDP_PAD_BORDER, TM, false><<<g2, b2>>>(k, g, zt);
+		L::template go<FFDP_PAD_BORDER, TM, false>(gr, k, g, zt);
 }
 
 ffdp_status ffdp_cuda_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *a, ffdp_error *err)
@@ -696,13 +697,13 @@ ffdp_status ffdp_cuda_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args 
 		return FFDP_ERR_NOMEM;
 	const bool two = !a->gW && !g.gM && g.gu[0] && k.uc == 3 && fast;
 	if (gw3 && k.M16)
-		sample_gw3_launch<uint16_t>(k, g, grw, zt);
+		samp_grad_fast_launch<samp_gw3_l, uint16_t>(k, g, grw, zt);
 	else if (gw3)
-		sample_gw3_launch<float>(k, g, grw, zt);
+		samp_grad_fast_launch<samp_gw3_l, float>(k, g, grw, zt);
 	else if (two && k.M16)
-		sample_gu2_launch<uint16_t>(k, g);
+		samp_grad_fast_launch<samp_gu2_l, uint16_t>(k, g, samp_fast_grid(k, zt), zt);
 	else if (two)
-		sample_gu2_launch<float>(k, g);
+		samp_grad_fast_launch<samp_gu2_l, float>(k, g, samp_fast_grid(k, zt), zt);
 	else if (a->gW && k.M16)
 		sample_grad_kernel<true, uint16_t><<<sh.grid, sh.block>>>(k, g);
 	else if (a->gW)
