@@ -78,16 +78,11 @@ typedef struct lncc_k {
 } lncc_k;
 
 /* f at voxel v: floats, or unorm16 (F16, a compile-time choice: a
- * runtime branch on every load cost the float kernels 10 %); ln_fg reads
- * through the read-only cache. */
+ * runtime branch on every load cost the float kernels 10 %).  The fixed-
+ * window kernel reads f as raw bits instead (lf_fraw). */
 template <bool F16> static __device__ __forceinline__ float ln_f(const lncc_k &k, int64_t v)
 {
 	return F16 ? cu_val(__ldg(k.f16 + v)) : k.f[v];
-}
-
-template <bool F16> static __device__ __forceinline__ float ln_fg(const lncc_k &k, int64_t v)
-{
-	return F16 ? cu_val(__ldg(k.f16 + v)) : __ldg(k.f + v);
 }
 
 /* Voxels of the window along one axis (clipped to [0, n)). */

@@ -2,8 +2,8 @@
  * time: the same math, tile and z march as lncc_kernel (cuda_lncc.cu's
  * header), built so that every loop has a constant trip count, each
  * thread's work items are the same on every plane and their state stays in
- * registers.  Part of cuda_lncc.cu (included after lncc_k, ln_count and
- * ln_cc); cuda_lncc.cu falls back to lncc_kernel for other windows and when
+ * registers.  Part of cuda_lncc.cu (included after lncc_k and ln_cc);
+ * cuda_lncc.cu falls back to lncc_kernel for other windows and when
  * the shared memory below does not fit.
  *
  * A block owns a 32 x 16 output tile (512 threads) and a chunk of planes.
