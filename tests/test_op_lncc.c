@@ -205,7 +205,7 @@ static ffdp_status op(ffdp_backend *be, const tdata *d, int k, int exact, double
 			    gm,
 			    loss,
 			    sum,
-			    NULL, NULL};
+			    NULL, NULL, NULL};
 	ffdp_lncc_opts o = {.k = k, .exact_grad = exact, .eps = 0.0};
 	return ffdp_op_lncc(be, &a, &o, err);
 }
@@ -360,7 +360,7 @@ static void check_errors(ffdp_backend *be, tu_rng *rng)
 	tcase tc = {"err", {8, 8, 8}, 3, 1, 0, 1, 0, 1};
 	tdata d = make_data(rng, &tc);
 	double loss;
-	ffdp_loss_args a = {{d.f, {8, 8, 8}}, {d.m, {8, 8, 8}}, d.w, 0, 1, NULL, NULL, &loss, NULL, NULL, NULL};
+	ffdp_loss_args a = {{d.f, {8, 8, 8}}, {d.m, {8, 8, 8}}, d.w, 0, 1, NULL, NULL, &loss, NULL, NULL, NULL, NULL};
 	ffdp_lncc_opts o = {.k = 4, .exact_grad = 1, .eps = 0};
 	CHECK(ffdp_op_lncc(be, &a, &o, &err) == FFDP_ERR_ARG, "even window refused: %s", err.msg);
 	o.k = 3, o.eps = -1;
@@ -448,7 +448,7 @@ static void shards_on(ffdp_backend *be, tu_rng *rng, const tcase *tc, const int6
 		sm += ffdp_lncc_shift_part(d.m + z * plane, d.n, z);
 	}
 	ffdp_loss_args a = {{d.f, {d.n[0], d.n[1], nz}}, {d.m, {d.n[0], d.n[1], nz}}, d.w, denom, 1.3, both ? gf : NULL,
-			    gm, &loss, &sum, zs, NULL};
+			    gm, &loss, &sum, zs, NULL, NULL};
 	ffdp_lncc_opts o = {.k = k, .exact_grad = exact, .eps = 0.0};
 	omp_set_num_threads(1);
 	alloc_count_reset();
@@ -463,7 +463,7 @@ static void shards_on(ffdp_backend *be, tu_rng *rng, const tcase *tc, const int6
 			ffdp_lncc_planes(k, exact, nz, o0, o1, &lo, &hi);
 			int64_t nb = hi - lo, j0 = lo * plane;
 			ffdp_loss_args b = {{d.f + j0, {d.n[0], d.n[1], nb}}, {d.m + j0, {d.n[0], d.n[1], nb}}, d.w + j0,
-					    denom, 1.3, both ? hf + j0 : NULL, hm + j0, &loss, &sum, zb + lo, NULL};
+					    denom, 1.3, both ? hf + j0 : NULL, hm + j0, &loss, &sum, zb + lo, NULL, NULL};
 			ffdp_lncc_opts ob = o;
 			ob.z_lo = lo, ob.z_full = nz, ob.o_z0 = o0 - lo, ob.o_z1 = o1 - lo;
 			ob.shifts_given = 1;

@@ -61,7 +61,7 @@ static void check_case(ffdp_backend *be, tu_rng *rng, const mcase *mc)
 			    gm,
 			    &loss,
 			    &sum,
-			    NULL, NULL};
+			    NULL, NULL, NULL};
 	CHECK_OK(ffdp_op_mse(be, &a, &err), &err, "%s: mse runs", mc->name);
 	CHECK(fabs(loss - want) <= 1e-5 * want, "%s: loss %.10g vs reference %.10g (rel %.1e)", mc->name, loss, want,
 	      fabs(loss - want) / want);
@@ -101,7 +101,7 @@ static void check_threads(ffdp_backend *be, tu_rng *rng)
 	tu_fill_uniform(rng, w, N, 0, 1);
 	int keep = omp_get_max_threads();
 	for (int t = 0; t < 2; t++) {
-		ffdp_loss_args a = {{f, {n[0], n[1], n[2]}}, {m, {n[0], n[1], n[2]}}, w, 0, 1, NULL, NULL, &l[t], NULL, NULL, NULL};
+		ffdp_loss_args a = {{f, {n[0], n[1], n[2]}}, {m, {n[0], n[1], n[2]}}, w, 0, 1, NULL, NULL, &l[t], NULL, NULL, NULL, NULL};
 		omp_set_num_threads(t + 1);
 		ffdp_op_mse(be, &a, &err);
 	}
@@ -112,13 +112,13 @@ static void check_threads(ffdp_backend *be, tu_rng *rng)
 	 * the total is their sum in plane order */
 	double zs[40], tot = 0, sum = 0, denom = 1234.5;
 	int64_t bad = 0;
-	ffdp_loss_args a = {{f, {n[0], n[1], n[2]}}, {m, {n[0], n[1], n[2]}}, w, denom, 1, NULL, NULL, &l[0], &sum, zs, NULL};
+	ffdp_loss_args a = {{f, {n[0], n[1], n[2]}}, {m, {n[0], n[1], n[2]}}, w, denom, 1, NULL, NULL, &l[0], &sum, zs, NULL, NULL};
 	ffdp_op_mse(be, &a, &err);
 	for (int64_t z = 0; z < n[2]; z++) {
 		int64_t o = z * n[0] * n[1];
 		double pl, ps;
 		ffdp_loss_args b = {{f + o, {n[0], n[1], 1}}, {m + o, {n[0], n[1], 1}}, w + o, denom, 1, NULL, NULL, &pl,
-				    &ps, NULL, NULL};
+				    &ps, NULL, NULL, NULL};
 		ffdp_op_mse(be, &b, &err);
 		bad += ps != zs[z];
 		tot += zs[z];
@@ -150,7 +150,7 @@ int main(void)
 
 	float z[8] = {0}, one[8] = {1, 1, 1, 1, 1, 1, 1, 1};
 	double loss;
-	ffdp_loss_args a = {{one, {2, 2, 2}}, {one, {2, 2, 2}}, z, 0, 1, NULL, NULL, &loss, NULL, NULL, NULL};
+	ffdp_loss_args a = {{one, {2, 2, 2}}, {one, {2, 2, 2}}, z, 0, 1, NULL, NULL, &loss, NULL, NULL, NULL, NULL};
 	CHECK(ffdp_op_mse(be, &a, &err) == FFDP_ERR_ARG, "all-zero mask without denom refused: %s", err.msg);
 	ffdp_backend_close(be);
 	return check_done();

@@ -256,6 +256,25 @@ ffdp_status ffdp_op_moments_planes(ffdp_backend *be, ffdp_img x, int64_t z_lo, d
  * holding z-slabs get the same total by adding the gathered zsum in
  * global plane order.
  */
+/* A scalar result that may reach the host after its op returns (a GPU's
+ * reduction still on its way).  ffdp_scalar_get gives its value, waiting
+ * for that value alone, not for the work queued since.  A backend keeps a
+ * small ring of such results: read one before FFDP_SCALAR_RING more are
+ * requested from the same backend (an overwritten one is an error, never
+ * a wrong value). */
+typedef struct ffdp_scalar {
+	double value; /* valid once ready */
+	int ready;
+	/* pending (the backend's): value = sign * (the sum in slot) / div */
+	int slot;
+	uint64_t seq;
+	double sign, div;
+} ffdp_scalar;
+
+#define FFDP_SCALAR_RING 16
+
+ffdp_status ffdp_scalar_get(ffdp_backend *be, ffdp_scalar *x, double *value, ffdp_error *err);
+
 typedef struct ffdp_loss_args {
 	ffdp_img f;          /* fixed (or "first") image */
 	ffdp_img m;          /* moving (warped) image, same box */
@@ -269,6 +288,11 @@ typedef struct ffdp_loss_args {
 	double *zsum;        /* out, optional (host-memory backends): the
 			      * unnormalised sum of each z plane, n[2] doubles */
 	const uint16_t *f16; /* f as unorm16 (see "16-bit images"), f.p NULL; or NULL */
+	/* optional, instead of loss (which may then be NULL; no sum, zsum):
+	 * the loss, pending where the backend reduces on its device (CUDA's
+	 * LNCC and MSE: no wait for the GPU in the call), else ready.  The
+	 * value has the bits *loss would have got. */
+	ffdp_scalar *later;
 } ffdp_loss_args;
 
 ffdp_status ffdp_op_mse(ffdp_backend *be, const ffdp_loss_args *a, ffdp_error *err);

@@ -16,6 +16,9 @@ typedef struct ffdp_ops_table {
 	int host_memory; /* buffers are host memory */
 	void (*close)(ffdp_backend *be);
 	ffdp_status (*sync)(ffdp_backend *be, ffdp_error *err); /* NULL: synchronous */
+	/* waits for a pending scalar and sets its value (NULL: the backend's
+	 * scalars are always ready) */
+	ffdp_status (*scalar_wait)(ffdp_backend *be, ffdp_scalar *x, ffdp_error *err);
 
 	ffdp_status (*sample)(ffdp_backend *be, const ffdp_sample_args *a, ffdp_error *err);
 	ffdp_status (*sample_zrange)(ffdp_backend *be, const ffdp_sample_args *a, double *lo, double *hi, int *nan,

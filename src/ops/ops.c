@@ -145,8 +145,10 @@ static ffdp_status check_loss(ffdp_backend *be, const ffdp_loss_args *a, const c
 		return s;
 	if (!same_dims(a->f.n, a->m.n))
 		return ffdp_fail(err, FFDP_ERR_ARG, "%s: images differ in size", what);
-	if (!a->loss)
+	if (!a->loss && !a->later)
 		return ffdp_fail(err, FFDP_ERR_ARG, "%s: no loss output", what);
+	if (a->later && (a->sum || a->zsum))
+		return ffdp_fail(err, FFDP_ERR_ARG, "%s: a pending loss comes without sum or zsum", what);
 	if (a->zsum && !ffdp_backend_host_memory(be))
 		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "%s: per-plane sums only on host-memory backends", what);
 	return FFDP_OK;
@@ -342,13 +344,37 @@ static ffdp_status loss_floats(ffdp_backend *be, const ffdp_loss_args *a, unsign
 	return s;
 }
 
+/* b's loss into b->later when given: ready there unless the backend
+ * makes it pending (and then leaves *loss alone). */
+static void loss_later(ffdp_loss_args *b)
+{
+	if (!b->later)
+		return;
+	b->later->ready = 1;
+	b->loss = &b->later->value;
+}
+
+ffdp_status ffdp_scalar_get(ffdp_backend *be, ffdp_scalar *x, double *value, ffdp_error *err)
+{
+	ffdp_status s = FFDP_OK;
+	if (!x->ready)
+		s = be->ops->scalar_wait ? be->ops->scalar_wait(be, x, err)
+					 : ffdp_fail(err, FFDP_ERR_ARG, "scalar_get: %s holds no pending values",
+						     be->ops->name);
+	if (!s)
+		*value = x->value;
+	return s;
+}
+
 ffdp_status ffdp_op_mse(ffdp_backend *be, const ffdp_loss_args *a, ffdp_error *err)
 {
 	ffdp_status s = check_loss(be, a, "mse", err);
 	ffdp_loss_args b;
 	float *tmp = NULL;
-	if (!s && !(s = loss_floats(be, a, 0, &b, &tmp, err)))
+	if (!s && !(s = loss_floats(be, a, 0, &b, &tmp, err))) {
+		loss_later(&b);
 		s = be->ops->mse(be, &b, err);
+	}
 	ffdp_buf_free(be, tmp);
 	return s;
 }
@@ -365,8 +391,10 @@ ffdp_status ffdp_op_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_l
 				 (long long)o->o_z0, (long long)o->o_z1, (long long)a->f.n[2]);
 	ffdp_loss_args b;
 	float *tmp;
-	if (!(s = loss_floats(be, a, FFDP_NATIVE16_LNCC, &b, &tmp, err)))
+	if (!(s = loss_floats(be, a, FFDP_NATIVE16_LNCC, &b, &tmp, err))) {
+		loss_later(&b);
 		s = be->ops->lncc(be, &b, o, err);
+	}
 	ffdp_buf_free(be, tmp);
 	return s;
 }
@@ -384,8 +412,10 @@ ffdp_status ffdp_op_mi(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_mi_
 		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "mi: per-plane histograms only on host-memory backends");
 	ffdp_loss_args b;
 	float *tmp;
-	if (!(s = loss_floats(be, a, 0, &b, &tmp, err)))
+	if (!(s = loss_floats(be, a, 0, &b, &tmp, err))) {
+		loss_later(&b);
 		s = be->ops->mi(be, &b, o, err);
+	}
 	ffdp_buf_free(be, tmp);
 	return s;
 }

@@ -1,7 +1,16 @@
 /* Stage bookkeeping, and convergence as ANTs judges it: fit a line to the last `window` losses and
  * stop when its slope, relative to the mean loss magnitude, is below tol
  * (a plateau) or positive (the loss is rising).  FireANTs stops only on a
- * rise, which wastes iterations on plateaus (its issue #58). */
+ * rise, which wastes iterations on plateaus (its issue #58).
+ *
+ * The lagged rule (every backend alike, so CPU and GPU stop at the same
+ * iteration): the loop reads iteration it's loss only after it has issued
+ * iteration it + 1, and tests it then; when the test fires the level ends
+ * after iteration it + 1.  A GPU thus never waits for the loss of the
+ * iteration it is running (no host round trip inside an iteration), at the
+ * price of one iteration more than a test of the newest loss.  The progress
+ * line and debug log follow one iteration behind; the level's last loss is
+ * read after its loop (the stage's final loss). */
 #include <math.h>
 #include <stdio.h>
 
@@ -53,16 +62,58 @@ int64_t reg_levels_done(const ffdp_stage *st, int l)
 	return n;
 }
 
-int reg_iteration_end(const ffdp_stage *st, reg_convergence *conv, ffdp_progress *pb, int64_t *done,
-		      const int64_t n[3], int it, double loss)
+void reg_iter_init(reg_iter *ri, const ffdp_stage *st, ffdp_backend *be, ffdp_progress *pb, int64_t *done,
+		   const int64_t n[3])
+{
+	ri->st = st, ri->be = be, ri->pb = pb, ri->done = done;
+	for (int a = 0; a < 3; a++)
+		ri->n[a] = n[a];
+	reg_convergence_init(&ri->conv, ri->hist, st->window < 64 ? st->window : 64, st->tol);
+	ri->prev_it = -1;
+}
+
+/* Iteration it's loss, read: debug log and progress. */
+static void iter_report(reg_iter *ri, int it, double loss)
 {
 	if (it % 10 == 0)
-		ffdp_log_debug("%s level %lldx%lldx%lld it %d loss %.6f", ffdp_stage_name(st->kind), (long long)n[0],
-			       (long long)n[1], (long long)n[2], it, loss);
+		ffdp_log_debug("%s level %lldx%lldx%lld it %d loss %.6f", ffdp_stage_name(ri->st->kind),
+			       (long long)ri->n[0], (long long)ri->n[1], (long long)ri->n[2], it, loss);
 	char msg[64];
 	snprintf(msg, sizeof(msg), "loss %.5f", loss);
-	ffdp_progress_update(pb, ++*done, msg);
-	return reg_convergence_push(conv, loss);
+	ffdp_progress_update(ri->pb, ++*ri->done, msg);
+}
+
+/* The previous iteration's loss, read and reported. */
+static ffdp_status iter_read_prev(reg_iter *ri, double *loss, ffdp_error *err)
+{
+	ffdp_status s = ffdp_scalar_get(ri->be, &ri->prev, loss, err);
+	if (!s)
+		iter_report(ri, ri->prev_it, *loss);
+	return s;
+}
+
+ffdp_status reg_iter_end(reg_iter *ri, int it, const ffdp_scalar *cur, int *stop, ffdp_error *err)
+{
+	*stop = 0;
+	if (ri->prev_it >= 0) {
+		double loss;
+		ffdp_status s = iter_read_prev(ri, &loss, err);
+		if (s)
+			return s;
+		*stop = reg_convergence_push(&ri->conv, loss);
+	}
+	ri->prev = *cur;
+	ri->prev_it = it;
+	return FFDP_OK;
+}
+
+ffdp_status reg_iter_finish(reg_iter *ri, double *last, ffdp_error *err)
+{
+	if (ri->prev_it < 0)
+		return FFDP_OK;
+	ffdp_status s = iter_read_prev(ri, last, err);
+	ri->prev_it = -1;
+	return s;
 }
 
 double reg_lap(ffdp_backend *be, double *t)

@@ -249,15 +249,14 @@ static ffdp_status side_step(reg_domain *dm, side *sd, const reg_level *lv, cons
 static ffdp_status run_level(reg_domain *dm, const ffdp_stage *st, const reg_level *lv, side *sides, int nsides,
 			     int iters, ffdp_progress *pb, int64_t *done, int *ran, double *last, ffdp_error *err)
 {
-	double hist[64];
-	reg_convergence conv;
-	reg_convergence_init(&conv, hist, st->window < 64 ? st->window : 64, st->tol);
+	reg_iter ri;
+	reg_iter_init(&ri, st, dm->be, pb, done, lv->F.grid.n);
 	/* gradients wrt warped images are taken per voxel (scale = N), so
 	 * Adam's epsilon stays negligible whatever the level size */
 	double scale = (double)lv->nvox;
 	ffdp_status s = FFDP_OK;
-	int it;
-	for (it = 0; it < iters && !s; it++) {
+	int it, stop = 0;
+	for (it = 0; it < iters && !s && !stop; it++) {
 		for (int k = 0; k < nsides && !s; k++) {
 			ffdp_vec u = reg_dom_vec(dm, &sides[k].u);
 			ffdp_sample_args sa;
@@ -268,20 +267,17 @@ static ffdp_status run_level(reg_domain *dm, const ffdp_stage *st, const reg_lev
 			break;
 		/* moving side is sides[0]; SyN's fixed side sides[1] replaces F */
 		float *f = nsides > 1 ? sides[1].warped : lv->F.data;
-		double loss;
+		ffdp_scalar loss; /* pending on the GPU: read after the next iteration is issued */
 		s = reg_dom_similarity(dm, &st->metric, f, nsides > 1 ? NULL : lv->F16, sides[0].warped, lv->fmask, nsides > 1 ? sides[1].gimg : NULL,
 				       sides[0].gimg, scale, lv->nvox, &loss, err);
 		for (int k = 0; k < nsides && !s; k++)
 			s = side_step(dm, &sides[k], lv, st, it + 1, err);
-		if (s)
-			break;
-		*last = loss;
-		if (reg_iteration_end(st, &conv, pb, done, lv->F.grid.n, it, loss)) {
-			it++;
-			break;
-		}
+		if (!s)
+			s = reg_iter_end(&ri, it, &loss, &stop, err);
 	}
 	*ran = it;
+	if (!s)
+		s = reg_iter_finish(&ri, last, err);
 	for (int k = 0; k < nsides && !s; k++)
 		s = side_check(dm->be, &sides[k], err);
 	return s;

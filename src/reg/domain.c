@@ -272,7 +272,7 @@ static ffdp_status mask_sum(reg_domain *dm, const float *mask, double *sum, ffdp
 }
 
 ffdp_status reg_dom_similarity(reg_domain *dm, const ffdp_metric *mt, float *f, const uint16_t *f16, float *m,
-			       const float *mask, float *gf, float *gm, double scale, int64_t nvox, double *loss,
+			       const float *mask, float *gf, float *gm, double scale, int64_t nvox, ffdp_scalar *loss,
 			       ffdp_error *err)
 {
 	/* the mean's denominator: the voxel count, or the mask's weights */
@@ -290,7 +290,9 @@ ffdp_status reg_dom_similarity(reg_domain *dm, const ffdp_metric *mt, float *f, 
 	ffdp_loss_args a;
 	memset(&a, 0, sizeof(a));
 	a.f = reg_dom_img(dm, f), a.m = reg_dom_img(dm, m), a.mask = mask, a.scale = scale, a.gf = gf, a.gm = gm;
-	a.loss = loss, a.denom = denom;
+	/* synchronous: the ranks' sums are gathered in the call */
+	a.loss = &loss->value, a.denom = denom;
+	loss->ready = 1;
 	switch (mt->kind) {
 	case FFDP_METRIC_LNCC: {
 		ffdp_lncc_opts o = {.k = mt->lncc_k, .exact_grad = mt->lncc_exact};

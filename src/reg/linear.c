@@ -174,19 +174,20 @@ static ffdp_status run_level(reg_domain *dm, const reg_pair *p, const ffdp_stage
 {
 	adam_state ad;
 	memset(&ad, 0, sizeof(ad));
-	double hist[64];
-	reg_convergence conv;
-	reg_convergence_init(&conv, hist, st->window < 64 ? st->window : 64, st->tol);
-	const int64_t *fn = lv->F.grid.n;
+	reg_iter ri;
+	reg_iter_init(&ri, st, dm->be, pb, done, lv->F.grid.n);
 	ffdp_sample_args sa;
 	ffdp_status s = FFDP_OK;
-	int it;
-	for (it = 0; it < iters; it++) {
+	int it, stop = 0;
+	/* gW comes to the host each iteration (Adam runs here); the loss is
+	 * read one iteration late all the same: the stages' one rule */
+	for (it = 0; it < iters && !stop; it++) {
 		ffdp_mat4 T = params_to_T(lp, lp->p);
 		reg_sampler_init(&sa, &lv->M, &lv->m_p2i, &T, lv, warped);
 		sa.out = reg_dom_img(dm, warped);
 		sa.lo[2] = dm->z0;
-		double loss, gW[12] = {0}, g[12];
+		ffdp_scalar loss;
+		double gW[12] = {0}, g[12];
 		if ((s = reg_dom_sample(dm, &sa, &lv->M, err)) ||
 		    (s = reg_dom_similarity(dm, &st->metric, lv->F.data, NULL, warped, lv->fmask, NULL, gm, 1.0, lv->nvox, &loss,
 					    err)))
@@ -196,14 +197,11 @@ static ffdp_status run_level(reg_domain *dm, const reg_pair *p, const ffdp_stage
 			break;
 		params_grad(lp, lv, gW, p->dim, g);
 		adam_update(&ad, lp->p, g, lp->np, st->lr);
-		*last_loss = loss;
-		if (reg_iteration_end(st, &conv, pb, done, fn, it, loss)) {
-			it++;
+		if ((s = reg_iter_end(&ri, it, &loss, &stop, err)))
 			break;
-		}
 	}
 	*ran = it;
-	return s;
+	return s ? s : reg_iter_finish(&ri, last_loss, err);
 }
 
 ffdp_status reg_linear(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, ffdp_stage_report *rep,

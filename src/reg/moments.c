@@ -59,7 +59,10 @@ static ffdp_status score(reg_domain *dm, const reg_level *lv, const ffdp_metric 
 	ffdp_status s = reg_dom_sample(dm, &a, &lv->M, err);
 	if (s)
 		return s;
-	return reg_dom_similarity(dm, mt, lv->F.data, NULL, warped, lv->fmask, NULL, NULL, 1.0, lv->nvox, loss, err);
+	ffdp_scalar x;
+	if ((s = reg_dom_similarity(dm, mt, lv->F.data, NULL, warped, lv->fmask, NULL, NULL, 1.0, lv->nvox, &x, err)))
+		return s;
+	return ffdp_scalar_get(dm->be, &x, loss, err);
 }
 
 ffdp_status reg_moments(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, ffdp_stage_report *rep,

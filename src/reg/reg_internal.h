@@ -121,7 +121,7 @@ ffdp_status reg_dom_sample_grad(reg_domain *dm, ffdp_sample_grad_args *ga, const
 				ffdp_error *err);
 /* reg_similarity over the level (nvox: its voxels). */
 ffdp_status reg_dom_similarity(reg_domain *dm, const ffdp_metric *mt, float *f, const uint16_t *f16, float *m,
-			       const float *mask, float *gf, float *gm, double scale, int64_t nvox, double *loss,
+			       const float *mask, float *gf, float *gm, double scale, int64_t nvox, ffdp_scalar *loss,
 			       ffdp_error *err);
 /* ffdp_op_moments of src (the rank's planes of its grid). */
 ffdp_status reg_dom_moments(reg_domain *dm, const ffdp_volume *src, double out[10], ffdp_error *err);
@@ -146,10 +146,11 @@ ffdp_status reg_dom_field_download(reg_domain *dm, const ffdp_field *f, ffdp_fie
 
 /* Loss and gradients of metric mt between f and m; gf/gm may be NULL.
  * denom: the mean's denominator (0: the op's own, the voxel count or the
- * mask's sum); MI ignores it (its histogram's total). */
+ * mask's sum); MI ignores it (its histogram's total).  The loss may come
+ * pending (ffdp_scalar_get reads it). */
 void reg_mi_opts(const ffdp_metric *mt, ffdp_mi_opts *o);
 ffdp_status reg_similarity(ffdp_backend *be, const ffdp_metric *mt, ffdp_img f, const uint16_t *f16, ffdp_img m,
-			   const float *mask, double denom, float *gf, float *gm, double scale, double *loss,
+			   const float *mask, double denom, float *gf, float *gm, double scale, ffdp_scalar *loss,
 			   ffdp_error *err);
 
 /* ANTs-style convergence: plateau or rise of the loss over a window. */
@@ -168,10 +169,31 @@ void reg_stage_begin(const ffdp_stage *st, ffdp_stage_report *rep, ffdp_progress
 /* Iterations of levels 0..l, for the progress bar after level l. */
 int64_t reg_levels_done(const ffdp_stage *st, int l);
 
-/* After iteration it (0-based) of a level of size n: debug log, progress,
- * and the convergence test; returns 1 when the level has converged. */
-int reg_iteration_end(const ffdp_stage *st, reg_convergence *conv, ffdp_progress *pb, int64_t *done,
-		      const int64_t n[3], int it, double loss);
+/* One level's loop bookkeeping under the lagged rule (convergence.c):
+ * iteration it's loss is read, reported (debug log, progress) and tested
+ * after iteration it + 1 has been issued.  Holds the convergence history:
+ * not to be copied once initialised. */
+typedef struct reg_iter {
+	const ffdp_stage *st;
+	ffdp_backend *be;
+	ffdp_progress *pb;
+	int64_t *done; /* the progress count */
+	int64_t n[3];  /* the level's size, for the log */
+	reg_convergence conv;
+	double hist[64];
+	ffdp_scalar prev; /* iteration prev_it's loss, not read yet */
+	int prev_it;      /* -1: none */
+} reg_iter;
+
+void reg_iter_init(reg_iter *ri, const ffdp_stage *st, ffdp_backend *be, ffdp_progress *pb, int64_t *done,
+		   const int64_t n[3]);
+/* After iteration it (0-based) has been issued with its loss *cur (maybe
+ * pending): reads, reports and tests iteration it - 1's; *stop = 1 when
+ * the level ends after iteration it. */
+ffdp_status reg_iter_end(reg_iter *ri, int it, const ffdp_scalar *cur, int *stop, ffdp_error *err);
+/* After the level's loop: reads and reports its last iteration's loss into
+ * *last (left alone when the level ran no iteration). */
+ffdp_status reg_iter_finish(reg_iter *ri, double *last, ffdp_error *err);
 
 /* Seconds since *t, with be drained first (its queued work counted where
  * it was issued), and *t set to now; 0 unless the debug log is on (the

@@ -13,12 +13,12 @@ void reg_mi_opts(const ffdp_metric *mt, ffdp_mi_opts *o)
 }
 
 ffdp_status reg_similarity(ffdp_backend *be, const ffdp_metric *mt, ffdp_img f, const uint16_t *f16, ffdp_img m,
-			   const float *mask, double denom, float *gf, float *gm, double scale, double *loss,
+			   const float *mask, double denom, float *gf, float *gm, double scale, ffdp_scalar *loss,
 			   ffdp_error *err)
 {
 	ffdp_loss_args a;
 	memset(&a, 0, sizeof(a));
-	a.f = f, a.m = m, a.mask = mask, a.scale = scale, a.gf = gf, a.gm = gm, a.loss = loss;
+	a.f = f, a.m = m, a.mask = mask, a.scale = scale, a.gf = gf, a.gm = gm, a.later = loss;
 	if (f16)
 		a.f.p = NULL, a.f16 = f16;
 	a.denom = mt->kind == FFDP_METRIC_MI ? 0.0 : denom; /* MI's is its histogram's total */

@@ -188,7 +188,7 @@ static void lncc_case(const inputs *in, int k, int exact, int masked, double den
 
 	ffdp_loss_args a = {{in->df, {in->n[0], in->n[1], in->n[2]}}, {in->dm, {in->n[0], in->n[1], in->n[2]}},
 			    masked ? in->dw : NULL, denom, 1.3, (which & 2) ? dgf : NULL, (which & 1) ? dgm : NULL,
-			    &loss, &sum, NULL, NULL};
+			    &loss, &sum, NULL, NULL, NULL};
 	size_t free0;
 	double leak;
 	/* a first call may load the kernel's code (driver memory, once) */
@@ -223,7 +223,7 @@ static void lncc_case(const inputs *in, int k, int exact, int masked, double den
 	/* CPU backend (same inputs on the host) */
 	ffdp_loss_args c = {{in->f, {in->n[0], in->n[1], in->n[2]}}, {in->m, {in->n[0], in->n[1], in->n[2]}},
 			    masked ? in->w : NULL, denom, 1.3, (which & 2) ? cgf : NULL, (which & 1) ? cgm : NULL,
-			    &closs, NULL, NULL, NULL};
+			    &closs, NULL, NULL, NULL, NULL};
 	ffdp_status s = ffdp_op_lncc(cpu, &c, &o, &err);
 	if (s == FFDP_ERR_UNSUPPORTED) {
 		printf("     (cpu lncc not built: %s)\n", err.msg);
@@ -256,7 +256,7 @@ static void lncc_seam_case(int k)
 	float *dgm = ffdp_buf_alloc(gpu, (size_t)bytes, &err), *gm = malloc((size_t)bytes);
 	double *rgm = malloc((size_t)n * sizeof(double)), *rgf = malloc((size_t)n * sizeof(double)), loss = 0;
 	ffdp_loss_args a = {{in.df, {in.n[0], in.n[1], in.n[2]}}, {in.dm, {in.n[0], in.n[1], in.n[2]}}, NULL, 0.0, 1.0,
-			    NULL, dgm, &loss, NULL, NULL, NULL};
+			    NULL, dgm, &loss, NULL, NULL, NULL, NULL};
 	CHECK_OK(ffdp_op_lncc(gpu, &a, &o, &err), &err, "seam k=%d: runs", k);
 	dev_fetch(gm, dgm, n);
 	lncc_ref(&in, NULL, k, 1, -1.0 / (double)n, rgm, rgf);
@@ -287,7 +287,7 @@ static void lncc_shard_case(const inputs *in, int k, int exact)
 	float *g = malloc((size_t)n * sizeof(float)), *gb = malloc((size_t)n * sizeof(float));
 	double loss = 0, sum = 0, bsum = 0, d = 0, m = 0;
 	ffdp_loss_args a = {{in->df, {in->n[0], in->n[1], nz}}, {in->dm, {in->n[0], in->n[1], nz}}, NULL, (double)n, 1.0,
-			    NULL, dg, &loss, &sum, NULL, NULL};
+			    NULL, dg, &loss, &sum, NULL, NULL, NULL};
 	CHECK_OK(ffdp_op_lncc(gpu, &a, &o, &err), &err, "shards k=%d %s: whole volume runs", k, exact ? "exact" : "approx");
 	dev_fetch(g, dg, n);
 	for (int i = 0; i < 3; i++) {
@@ -297,7 +297,7 @@ static void lncc_shard_case(const inputs *in, int k, int exact)
 		ffdp_lncc_opts ob = o;
 		ob.z_lo = lo, ob.z_full = nz, ob.o_z0 = cut[i] - lo, ob.o_z1 = cut[i + 1] - lo;
 		ffdp_loss_args b = {{in->df + lo * np, {in->n[0], in->n[1], hi - lo}}, {in->dm + lo * np, {in->n[0], in->n[1], hi - lo}},
-				    NULL, (double)n, 1.0, NULL, dbox, &loss, &s, NULL, NULL};
+				    NULL, (double)n, 1.0, NULL, dbox, &loss, &s, NULL, NULL, NULL};
 		CHECK_OK(ffdp_op_lncc(gpu, &b, &ob, &err), &err, "shards k=%d: box [%ld, %ld) runs", k, (long)lo, (long)hi);
 		dev_fetch(gb, dbox, (hi - lo) * np);
 		bsum += s;
@@ -401,7 +401,7 @@ static void mi_case(const inputs *in, int B, ffdp_mi_kernel ker, int masked, dou
 	/* f's range a little narrow, so that some voxels clamp */
 	ffdp_mi_opts o = {B, ker, lo + 0.05 * (hi - lo), hi - 0.05 * (hi - lo), mlo, mhi, hist, NULL, NULL};
 	ffdp_loss_args a = {{in->df, {in->n[0], in->n[1], in->n[2]}}, {in->dm, {in->n[0], in->n[1], in->n[2]}},
-			    masked ? in->dw : NULL, denom, 0.7, dgf, dgm, &loss, &sum, NULL, NULL};
+			    masked ? in->dw : NULL, denom, 0.7, dgf, dgm, &loss, &sum, NULL, NULL, NULL};
 	size_t free0;
 	double leak;
 	mem_reset(&free0);
@@ -434,7 +434,7 @@ static void mi_case(const inputs *in, int B, ffdp_mi_kernel ker, int masked, dou
 	      "%s: vs reference loss %.1e, gm %.1e, gf %.1e, joint %.1e (MI %.3f)", what, el, egm, egf, eh, mi);
 
 	ffdp_loss_args c = {{in->f, {in->n[0], in->n[1], in->n[2]}}, {in->m, {in->n[0], in->n[1], in->n[2]}},
-			    masked ? in->w : NULL, denom, 0.7, cgf, cgm, &closs, NULL, NULL, NULL};
+			    masked ? in->w : NULL, denom, 0.7, cgf, cgm, &closs, NULL, NULL, NULL, NULL};
 	o2.hist = NULL;
 	ffdp_status s = ffdp_op_mi(cpu, &c, &o2, &err);
 	if (s == FFDP_ERR_UNSUPPORTED) {

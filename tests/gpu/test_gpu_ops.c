@@ -560,9 +560,9 @@ static void test_loss(env *e, loss_kind k, const loss_case *lc, const void *opts
 	pimg f = pi_smooth(e, lc->n), m = pi_smooth(e, lc->n);
 	pimg w = pi_uniform(e, lc->n, 0, 1), gf = pi_uniform(e, lc->n, 0, 0), gm = pi_uniform(e, lc->n, 0, 0);
 	ffdp_loss_args c = {f.h, m.h, lc->mask ? w.h.p : NULL, lc->denom, lc->scale, lc->want_gf ? gf.h.p : NULL,
-			    lc->want_gm ? gm.h.p : NULL, NULL, NULL, NULL, NULL};
+			    lc->want_gm ? gm.h.p : NULL, NULL, NULL, NULL, NULL, NULL};
 	ffdp_loss_args g = {f.d, m.d, lc->mask ? w.d.p : NULL, lc->denom, lc->scale, lc->want_gf ? gf.d.p : NULL,
-			    lc->want_gm ? gm.d.p : NULL, NULL, NULL, NULL, NULL};
+			    lc->want_gm ? gm.d.p : NULL, NULL, NULL, NULL, NULL, NULL};
 	double lcpu = 0, lgpu = 0, scpu = 0, sgpu = 0;
 	c.loss = &lcpu, c.sum = &scpu, g.loss = &lgpu, g.sum = &sgpu;
 	char what[200];

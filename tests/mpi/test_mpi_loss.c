@@ -50,10 +50,10 @@ static void compare(ffdp_dist *d, ffdp_backend *be, const pair *p, const char *n
 	double lw = 0, sw = 0, ld = 0, sd = 0, denom = masked ? 777.25 : (double)NV;
 	ffdp_error err;
 	ffdp_loss_args a = {{p->f, {NX, NY, NZ}}, {p->m, {NX, NY, NZ}}, masked ? p->w : NULL, denom, 1.7, gf, gm,
-			    &lw, &sw, NULL, NULL};
+			    &lw, &sw, NULL, NULL, NULL};
 	ffdp_status st = whole(be, &a, &err);
 	ffdp_loss_args b = {{p->f + j0, {NX, NY, own}}, {p->m + j0, {NX, NY, own}}, masked ? p->w + j0 : NULL, denom,
-			    1.7, hf, hm, &ld, &sd, NULL, NULL};
+			    1.7, hf, hm, &ld, &sd, NULL, NULL, NULL};
 	if (!st)
 		st = dist(d, be, &b, &s, &err);
 	int gd = own > 0 && (memcmp(hf, gf + j0, sizeof(float) * (size_t)(own * PLANE)) ||

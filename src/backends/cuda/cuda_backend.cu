@@ -62,7 +62,10 @@ static ffdp_status cuda_sync(ffdp_backend *be, ffdp_error *err)
 
 static void cuda_close(ffdp_backend *be)
 {
-	ffdp_cuda_staging_free((cuda_staging *)be->ctx);
+	cuda_ctx *cx = (cuda_ctx *)be->ctx;
+	ffdp_cuda_staging_free(cx->staging);
+	ffdp_cuda_scalars_free(cx->scalars);
+	free(cx);
 	free(be);
 }
 
@@ -79,6 +82,7 @@ static ffdp_ops_table make_table(void)
 	t.host_memory = 0;
 	t.close = cuda_close;
 	t.sync = cuda_sync;
+	t.scalar_wait = ffdp_cuda_scalar_wait;
 	t.sample = ffdp_cuda_sample;
 	t.sample_zrange = ffdp_cuda_sample_zrange;
 	t.sample_grad = ffdp_cuda_sample_grad;
@@ -149,8 +153,12 @@ extern "C" ffdp_status ffdp_cuda_backend_open(int device, ffdp_backend **out, ff
 		cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
 	}
 	ffdp_backend *be = (ffdp_backend *)calloc(1, sizeof(*be));
-	if (!be)
+	cuda_ctx *cx = (cuda_ctx *)calloc(1, sizeof(*cx));
+	if (!be || !cx) {
+		free(be), free(cx);
 		return ffdp_fail(err, FFDP_ERR_NOMEM, "cannot allocate the CUDA backend");
+	}
+	be->ctx = cx;
 	be->kind = FFDP_BACKEND_CUDA;
 	be->ops = &cuda_table;
 	be->device = device;

@@ -255,13 +255,24 @@ static inline double *cu_sums_alloc(cu_sums *s, int k, dim3 grid, ffdp_error *er
 	return s->slots;
 }
 
+/* The K sums, in device memory once the queued work has run. */
+static inline double *cu_sums_total(const cu_sums *s)
+{
+	return s->slots + s->nb * s->k;
+}
+
+/* Queues the K sums' reduction (after the kernel that stored the partials). */
+static inline ffdp_status cu_sums_reduce(const cu_sums *s, ffdp_error *err, const char *what)
+{
+	cu_sum_rows<<<(unsigned)s->k, CU_RED_T>>>(s->slots, s->nb, cu_sums_total(s));
+	return cu_launched(err, what);
+}
+
 /* The K sums to the host (waits for the kernel that stored them). */
 static inline ffdp_status cu_sums_fetch(const cu_sums *s, double *host, ffdp_error *err, const char *what)
 {
-	double *out = s->slots + s->nb * s->k;
-	cu_sum_rows<<<(unsigned)s->k, CU_RED_T>>>(s->slots, s->nb, out);
-	ffdp_status st = cu_launched(err, what);
-	return st ? st : cu_fetch(host, out, (size_t)s->k * sizeof(double), err, what);
+	ffdp_status st = cu_sums_reduce(s, err, what);
+	return st ? st : cu_fetch(host, cu_sums_total(s), (size_t)s->k * sizeof(double), err, what);
 }
 
 static inline void cu_sums_free(cu_sums *s)

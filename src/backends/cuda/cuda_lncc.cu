@@ -398,8 +398,8 @@ static int lncc_pick_tile(lncc_k *k, size_t *smem)
 	return 0;
 }
 
-static ffdp_status lncc_launch(lncc_k &k, const ffdp_loss_args *a, const ffdp_lncc_opts *o, double denom,
-			       ffdp_error *err);
+static ffdp_status lncc_launch(ffdp_backend *be, lncc_k &k, const ffdp_loss_args *a, const ffdp_lncc_opts *o,
+			       double denom, ffdp_error *err);
 
 ffdp_status ffdp_cuda_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_lncc_opts *o, ffdp_error *err)
 {
@@ -437,14 +437,14 @@ ffdp_status ffdp_cuda_lncc(ffdp_backend *be, const ffdp_loss_args *a, const ffdp
 		k.m = k.f, k.f = a->m.p;
 		k.gm = a->gf, k.gf = NULL;
 	}
-	s = lncc_launch(k, a, o, denom, err);
+	s = lncc_launch(be, k, a, o, denom, err);
 	cu_scratch_free(ftmp);
 	return s;
 }
 
 /* k's images and gradients set: tiles, chunks, the kernel and the sum. */
-static ffdp_status lncc_launch(lncc_k &k, const ffdp_loss_args *a, const ffdp_lncc_opts *o, double denom,
-			       ffdp_error *err)
+static ffdp_status lncc_launch(ffdp_backend *be, lncc_k &k, const ffdp_loss_args *a, const ffdp_lncc_opts *o,
+			       double denom, ffdp_error *err)
 {
 	const int64_t nx = a->f.n[0], ny = a->f.n[1], nz = a->f.n[2];
 	double sum = 0.0;
@@ -514,10 +514,12 @@ static ffdp_status lncc_launch(lncc_k &k, const ffdp_loss_args *a, const ffdp_ln
 		cu_sum_rows<<<1, CU_RED_T>>>(k.part, nb, k.part + nb);
 		s = cu_launched(err, "lncc sum");
 	}
-	if (!s)
+	if (!s && a->later) /* the sum stays on its way (ops.h) */
+		s = ffdp_cuda_scalar_later(be, k.part + nb, -1.0, denom, a->later, err);
+	else if (!s)
 		s = cu_status(cudaMemcpy(&sum, k.part + nb, sizeof(double), cudaMemcpyDeviceToHost), err, "lncc");
 	cu_scratch_free(k.part);
-	if (s)
+	if (s || a->later)
 		return s;
 	*a->loss = -sum / denom;
 	if (a->sum)

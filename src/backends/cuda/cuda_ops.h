@@ -6,12 +6,28 @@ extern "C" {
 #include "../../ops/backend.h"
 }
 
-/* Large host <-> device copies through pinned staging (cuda_transfer.cu);
- * the staging hangs off be->ctx and goes with the backend. */
 typedef struct cuda_staging cuda_staging;
+typedef struct cuda_scalars cuda_scalars;
+
+/* The backend's own state (be->ctx), each part made on first use. */
+typedef struct cuda_ctx {
+	cuda_staging *staging; /* cuda_transfer.cu */
+	cuda_scalars *scalars; /* cuda_scalars.cu */
+	int scalars_failed;    /* no pinned ring: pending scalars are fetched at once */
+} cuda_ctx;
+
+/* Large host <-> device copies through pinned staging (cuda_transfer.cu). */
 ffdp_status ffdp_cuda_upload(ffdp_backend *be, void *dst, const void *src, size_t bytes, ffdp_error *err);
 ffdp_status ffdp_cuda_download(ffdp_backend *be, void *dst, const void *src, size_t bytes, ffdp_error *err);
 void ffdp_cuda_staging_free(cuda_staging *st);
+
+/* Pending scalars (cuda_scalars.cu): x becomes sign * (the double at dev,
+ * device memory, once the queued work has written it) / div, copied
+ * behind that work; _wait waits for it (the table's scalar_wait). */
+ffdp_status ffdp_cuda_scalar_later(ffdp_backend *be, const double *dev, double sign, double div, ffdp_scalar *x,
+				   ffdp_error *err);
+ffdp_status ffdp_cuda_scalar_wait(ffdp_backend *be, ffdp_scalar *x, ffdp_error *err);
+void ffdp_cuda_scalars_free(cuda_scalars *r);
 
 ffdp_status ffdp_cuda_sample_zrange(ffdp_backend *be, const ffdp_sample_args *a, double *lo, double *hi, int *nan,
 				    ffdp_error *err);

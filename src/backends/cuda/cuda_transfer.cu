@@ -57,12 +57,13 @@ void ffdp_cuda_staging_free(cuda_staging *st)
  * short (the caller then copies through cudaMemcpy). */
 static cuda_staging *xf_staging(ffdp_backend *be)
 {
-	cuda_staging *st = (cuda_staging *)be->ctx;
+	cuda_ctx *cx = (cuda_ctx *)be->ctx;
+	cuda_staging *st = cx->staging;
 	if (st)
 		return st->ready ? st : NULL;
 	if (!(st = (cuda_staging *)calloc(1, sizeof(*st))))
 		return NULL;
-	be->ctx = st;
+	cx->staging = st;
 	for (int i = 0; i < 2; i++)
 		if (cudaMallocHost(&st->buf[i], XF_CHUNK) != cudaSuccess ||
 		    cudaEventCreateWithFlags(&st->done[i], cudaEventDisableTiming) != cudaSuccess) {
