@@ -3,7 +3,8 @@
  * adjoint by scatter; dense Parzen windows over all bins).  Also: repeated
  * calls give the same bits, and the extra device memory (peak of the
  * stream-ordered pool, and no leak) stays within the contract: LNCC at most
- * one volume, MI independent of N.  Needs a GPU (label "gpu"). */
+ * one volume, MI independent of N.  Pending losses (ffdp_scalar) read as
+ * the synchronous ones.  Needs a GPU (label "gpu"). */
 #include <cuda_runtime_api.h>
 #include <math.h>
 #include <stdio.h>
@@ -449,6 +450,71 @@ static void mi_case(const inputs *in, int B, ffdp_mi_kernel ker, int masked, dou
 	free(hist), free(hist2), free(rh);
 }
 
+/* ---- pending losses (ops.h ffdp_scalar) ------------------------------------ */
+
+/* One loss of metric op (0 LNCC k=5 exact, 1 MSE, 2 MI 32 bins) on the
+ * device, synchronous (x NULL) or pending into x; gm (device) optional. */
+static ffdp_status loss_call(int op, const inputs *in, const float *dm, int masked, float *gm, double *loss,
+			     ffdp_scalar *x, ffdp_error *err)
+{
+	ffdp_loss_args a;
+	memset(&a, 0, sizeof(a));
+	a.f = (ffdp_img){in->df, {in->n[0], in->n[1], in->n[2]}};
+	a.m = (ffdp_img){(float *)dm, {in->n[0], in->n[1], in->n[2]}};
+	a.mask = masked ? in->dw : NULL, a.scale = 1.7, a.gm = gm;
+	a.loss = x ? NULL : loss, a.later = x;
+	ffdp_lncc_opts lo = {.k = 5, .exact_grad = 1};
+	ffdp_mi_opts mo = {32, FFDP_MI_GAUSSIAN, -0.5, 4.0, -0.5, 4.0, NULL, NULL, NULL};
+	return op == 0 ? ffdp_op_lncc(gpu, &a, &lo, err) : op == 1 ? ffdp_op_mse(gpu, &a, err) : ffdp_op_mi(gpu, &a, &mo, err);
+}
+
+/* A pending loss reads as the synchronous call's bits, with the same
+ * gradient, also when later calls reuse the scratch it was reduced in;
+ * LNCC and MSE are pending (no wait in the call), MI ready (its gradient
+ * table is made on the host). */
+static void pending_case(const inputs *in, const inputs *other)
+{
+	static const char *name[3] = {"lncc", "mse", "mi"};
+	ffdp_error err;
+	float *dg = ffdp_buf_alloc(gpu, (size_t)in->nvox * sizeof(float), &err);
+	float *g0 = malloc((size_t)in->nvox * sizeof(float)), *g1 = malloc((size_t)in->nvox * sizeof(float));
+	for (int op = 0; op < 3; op++)
+		for (int masked = 0; masked < 2; masked++) {
+			double sync = 0, mid = 0, got = NAN;
+			ffdp_scalar x;
+			memset(&x, 0, sizeof(x));
+			CHECK_OK(loss_call(op, in, in->dm, masked, dg, &sync, NULL, &err), &err, "pending %s: sync runs", name[op]);
+			dev_fetch(g0, dg, in->nvox);
+			CHECK_OK(loss_call(op, in, in->dm, masked, dg, NULL, &x, &err), &err, "pending %s: pending runs", name[op]);
+			CHECK(x.ready == (op == 2), "pending %s%s: %s after the call", name[op], masked ? " masked" : "",
+			      x.ready ? "ready" : "pending");
+			/* another call (other images: another sum) before the read */
+			CHECK_OK(loss_call(op, in, other->dm, masked, NULL, &mid, NULL, &err), &err, "pending %s: a call between",
+				 name[op]);
+			CHECK_OK(ffdp_scalar_get(gpu, &x, &got, &err), &err, "pending %s: read", name[op]);
+			dev_fetch(g1, dg, in->nvox);
+			CHECK(got == sync && mid != sync && !memcmp(g0, g1, (size_t)in->nvox * sizeof(float)),
+			      "pending %s%s: %.17g = the synchronous %.17g (the call between: %.17g), same gradient bits",
+			      name[op], masked ? " masked" : "", got, sync, mid);
+		}
+	/* the ring: FFDP_SCALAR_RING + 1 pending, the oldest overwritten */
+	ffdp_scalar xs[FFDP_SCALAR_RING + 1];
+	double want = 0, got = 0;
+	int ok = 1, same = 1;
+	CHECK_OK(loss_call(0, in, in->dm, 0, NULL, &want, NULL, &err), &err, "ring: sync runs");
+	for (int i = 0; i <= FFDP_SCALAR_RING; i++)
+		ok &= !loss_call(0, in, in->dm, 0, NULL, NULL, &xs[i], &err);
+	for (int i = FFDP_SCALAR_RING; i >= 1; i--) {
+		ok &= !ffdp_scalar_get(gpu, &xs[i], &got, &err);
+		same &= got == want;
+	}
+	CHECK(ok && same, "ring: the last %d pending losses read as the synchronous one", FFDP_SCALAR_RING);
+	CHECK(ffdp_scalar_get(gpu, &xs[0], &got, &err) == FFDP_ERR_ARG, "ring: the overwritten one is refused: %s",
+	      err.msg);
+	ffdp_buf_free(gpu, dg);
+	free(g0), free(g1);
+}
+
 int main(void)
 {
 	ffdp_error err;
@@ -500,6 +566,9 @@ int main(void)
 		}
 	mi_case(&c, 32, FFDP_MI_GAUSSIAN, 1, 0);
 	mi_case(&d, 200, FFDP_MI_GAUSSIAN, 0, 0); /* table in global memory */
+	inputs a2 = make_inputs(37, 29, 23, 0.0, 1.0, 21); /* a's size, another moving image */
+	pending_case(&a, &a2);
+	free_inputs(&a2);
 
 	free_inputs(&a), free_inputs(&b), free_inputs(&c), free_inputs(&d), free_inputs(&e);
 	ffdp_backend_close(gpu);
