@@ -56,7 +56,8 @@ typedef struct ffdp_stage {
 	double sigma_grad;  /* deformable: gradient smoothing, voxels */
 	double sigma_warp;  /* deformable: warp smoothing, voxels */
 	double tol;         /* convergence: plateau when the fitted slope of the loss over */
-	int window;         /* the last `window` iterations, relative to its mean, is below tol */
+	int window;         /* the last `window` iterations, relative to its mean, is below tol; */
+			    /* tested one iteration late (the level runs one more: convergence.c) */
 	int moments_order;  /* moments: 1 = centres only, 2 = also principal axes */
 } ffdp_stage;
 
