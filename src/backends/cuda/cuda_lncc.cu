@@ -186,7 +186,10 @@ static __device__ __forceinline__ double ln_cc(const double s[LN_NQ], double inv
 {
 	const double sf = s[0], sm = s[1];
 	const double cov = s[4] - sf * sm * inv;
-	const double vf = fmax(s[2] - sf * sf * inv, 0.0), vm = fmax(s[3] - sm * sm * inv, 0.0);
+	/* clamps by select (fmax's NaN rules cost 7 instructions each; a NaN
+	 * still gives 0) */
+	const double vf0 = s[2] - sf * sf * inv, vm0 = s[3] - sm * sm * inv;
+	const double vf = vf0 > 0.0 ? vf0 : 0.0, vm = vm0 > 0.0 ? vm0 : 0.0;
 	const double rd = __drcp_rn(vf * vm + eps); /* = 1/D, without a division's slow path */
 	const double cc = (cov * cov + eps) * rd;
 	if (NQ) {

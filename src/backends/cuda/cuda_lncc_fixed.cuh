@@ -79,6 +79,13 @@ template <bool F16> static __device__ __forceinline__ uint32_t lf_fraw(const lnc
 	return F16 ? (uint32_t)__ldg(k.f16 + v) : __float_as_uint(__ldg(k.f + v));
 }
 
+/* The same at offset o of plane p (a step's loads: one 64-bit plane
+ * address, then 32-bit offsets). */
+template <bool F16> static __device__ __forceinline__ uint32_t lf_fraw_at(const lncc_k &k, int64_t p, int o)
+{
+	return F16 ? (uint32_t)__ldg(k.f16 + p + o) : __float_as_uint(__ldg(k.f + p + o));
+}
+
 template <bool F16> static __device__ __forceinline__ float lf_fval(uint32_t b)
 {
 	return F16 ? cu_val((uint16_t)b) : __uint_as_float(b);
@@ -202,9 +209,9 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 #pragma unroll
 		for (int j = 0; j < G::NA; j++) {
 			const int o = aoff[j];
-			cur[j][0] = aok && o >= 0 ? lf_fraw<F16>(k, fa + o) : cfraw;
+			cur[j][0] = aok && o >= 0 ? lf_fraw_at<F16>(k, fa, o) : cfraw;
 			cur[j][1] = __float_as_uint(aok && o >= 0 ? __ldg(ma + o) : cmf);
-			cur[j][2] = sok && o >= 0 ? lf_fraw<F16>(k, fs + o) : cfraw;
+			cur[j][2] = sok && o >= 0 ? lf_fraw_at<F16>(k, fs, o) : cfraw;
 			cur[j][3] = __float_as_uint(sok && o >= 0 ? __ldg(ms + o) : cmf);
 		}
 	};
@@ -280,12 +287,14 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 			double sm[5];
 #pragma unroll
 			for (int q = 0; q < 5; q++) {
-				double a = 0.0;
+				double a = col[q * qs];
 #pragma unroll
-				for (int i = 0; i <= 2 * R; i++)
+				for (int i = 1; i <= 2 * R; i++)
 					a += col[q * qs + i * G::CXP];
 				sm[q] = a;
 			}
+			/* the mask's offset of row j: wrow + j nx (no 64-bit index a row) */
+			const int64_t wrow = pc * np + (int64_t)(y0 - G::HC + cy0) * nx + cgx;
 #pragma unroll
 			for (int j = 0; j < G::LC; j++) {
 				if (cy0 + j >= G::CY)
@@ -295,8 +304,24 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 					for (int q = 0; q < 5; q++)
 						sm[q] += col[q * qs + (j + 2 * R) * G::CXP] - col[q * qs + (j - 1) * G::CXP];
 				const int gy = y0 - G::HC + cy0 + j;
+				const bool ok = inside && cxin && gy >= 0 && gy < ny;
+				if (EXACT) {
+					/* every row computed (its sums are finite: counts >= 1), w = 0
+					 * off the image: no branch, no zeroing of c */
+					const double inv = tab[cntx * lf_count(gy, ny, R) * cz];
+					const double w = !ok ? 0.0 : k.w ? (double)__ldg(k.w + wrow + (int64_t)j * nx) : 1.0;
+					double c[5];
+					const double cc = ln_cc<NQ>(sm, inv, k.eps, w, c);
+					const bool ytile = cy0 + j >= G::HC && cy0 + j < G::HC + G::OY;
+					if (in_loss && cxtile && ytile)
+						lsum += w * cc;
+#pragma unroll
+					for (int q = 0; q < NQ; q++)
+						cs[(q * G::CY + cy0 + j) * G::CXP + ci] = (float)c[q];
+					continue;
+				}
 				double c[5] = {0.0, 0.0, 0.0, 0.0, 0.0};
-				if (inside && cxin && gy >= 0 && gy < ny) {
+				if (ok) {
 					const int64_t v = pc * np + (int64_t)gy * nx + cgx;
 					const double inv = tab[cntx * lf_count(gy, ny, R) * cz];
 					const double w = k.w ? (double)__ldg(k.w + v) : 1.0;
@@ -304,14 +329,10 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 					const bool ytile = cy0 + j >= G::HC && cy0 + j < G::HC + G::OY;
 					if (in_loss && cxtile && ytile)
 						lsum += w * cc;
-					if (NQ && !EXACT && pc >= oz0 && pc < oz1)
+					if (NQ && pc >= oz0 && pc < oz1)
 						ln_ants_grad<NQ>(k, v, (double)lf_fval<F16>(gfv[EXACT ? 0 : j]) - cf,
 								 (double)gmv[EXACT ? 0 : j] - cm, c);
 				}
-				if (EXACT)
-#pragma unroll
-					for (int q = 0; q < NQ; q++)
-						cs[(q * G::CY + cy0 + j) * G::CXP + ci] = (float)c[q];
 			}
 		}
 		const int ue = s - 2; /* E's step */
