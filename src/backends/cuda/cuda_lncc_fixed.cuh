@@ -35,6 +35,18 @@
 #ifndef FFDP_CUDA_LNCC_FIXED_CUH
 #define FFDP_CUDA_LNCC_FIXED_CUH
 
+#include <type_traits>
+
+/* The fewest rows a stage C item (see lf_geom) such that the rows nci
+ * items a column leave, one a thread, fit nb threads. */
+static constexpr int lf_pick_lc(int cy, int cx, int nci, int nb)
+{
+	for (int l = 1; l < 16; l++)
+		if ((cy - (nci * l < cy ? nci * l : cy)) * cx <= nb)
+			return l;
+	return 16;
+}
+
 template <int R, bool EXACT, int NQ> struct lf_geom {
 	enum {
 		OY = 16, NT = 32 * OY,
@@ -45,11 +57,6 @@ template <int R, bool EXACT, int NQ> struct lf_geom {
 		LB = 4, NSB = (CX + LB - 1) / LB, NB = IY * NSB, NBW = (NB + 31) / 32 * 32,
 		IXP = (NSB * LB + 2 * R) | 1, /* staged row stride: odd, covers the last segment's reads */
 		CXP = CX | 1,
-		/* stage C items (LC rows of a column), on the threads after them;
-		 * the fewest rows that fit: C is phase 1's longest path (LC 4 -> 3
-		 * at k = 3 and 5: 7 % faster; k = 7 fits only 5) */
-		LC = !EXACT ? 2 : NBW + CX * ((CY + 2) / 3) <= NT ? 3 : NBW + CX * ((CY + 3) / 4) <= NT ? 4 : NBW + CX * ((CY + 4) / 5) <= NT ? 5 : 6,
-		NSC = (CY + LC - 1) / LC, NC = CX * NSC,
 		LD = 8, NSD = 32 / LD, ND = NQ * NSD * CY, /* stage D items */
 		DXP = 33,
 		NS = 2 * R + 1,
@@ -67,6 +74,20 @@ template <int R, bool EXACT, int NQ> struct lf_geom {
 		SD = W_REST + 2 * NFS * W_FS1 <= 232448 / 4,
 		W_FS = NFS * W_FS1 * (SD ? 2 : 1),
 		WORDS = W_REST + W_FS,
+		/* stage C: NSC items of LC rows a column (rows [0, RC)) on the
+		 * threads after B's.  Where B's staging is floats (B converts and
+		 * multiplies: the longer path) and both gradients are wanted
+		 * (SPLIT), the rows left (N1) go one a thread to B's threads after
+		 * their B item, LC the fewest rows whose leftover they can take:
+		 * k = 7 gm+gf 1.64 -> 1.20 ms.  Elsewhere that split was slower
+		 * (k = 5 gm+gf 0.89 -> 0.93, k = 7 gm 0.98 -> 1.02, k = 5 gm 0.74
+		 * -> 0.81: spills, B's sums live across the row), so C takes the
+		 * fewest rows that fit beside B, at least 3 (k = 3 and 5: 3,
+		 * k = 7: 5; 2 at k = 3 gained nothing). */
+		NCI = (NT - NBW) / CX, SPLIT = EXACT && NQ == 5 && !SD, LC0 = lf_pick_lc(CY, CX, NCI, 0),
+		LC = !EXACT ? 2 : SPLIT ? lf_pick_lc(CY, CX, NCI, NB) : LC0 > 3 ? LC0 : 3,
+		NSC = SPLIT && NCI < (CY + LC - 1) / LC ? NCI : (CY + LC - 1) / LC, NC = CX * NSC,
+		RC = NSC * LC < CY ? NSC * LC : CY, N1 = (CY - RC) * CX,
 	};
 };
 
@@ -158,6 +179,7 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 {
 	typedef lf_geom<R, EXACT, NQ> G;
 	static_assert(G::NBW + G::NC <= G::NT, "stage B and C items side by side");
+	static_assert(G::N1 <= G::NB && (G::SPLIT || !G::N1), "stage C's single rows on B's threads");
 	static_assert(G::ND <= G::NT, "one stage D item per thread");
 	extern __shared__ double lf_smem[];
 	double *xbuf = lf_smem, *tab = xbuf + 2 * 5 * G::IY * G::CXP;
@@ -241,8 +263,7 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 	const int tc = t - G::NBW;
 	const bool is_c = tc >= 0 && tc < G::NC;
 	const int ci = is_c ? tc % G::CX : 0, cy0 = is_c ? tc / G::CX * G::LC : 0;
-	const int cgx = x0 - G::HC + ci, cntx = lf_count(cgx, nx, R);
-	const bool cxin = is_c && cgx < nx && cgx >= 0, cxtile = ci >= G::HC && ci < G::HC + 32;
+	const int cgx = x0 - G::HC + ci; /* (the ANTs gradient's prefetch) */
 
 	/* stage E: output voxel (ex, ey) of the tile; z sums of the coefficients */
 	const int ex = x0 + (t & 31), ey = y0 + (t >> 5);
@@ -266,6 +287,70 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 		}
 	};
 
+	/* Stage C, column ci, rows [cy0, cy0 + NR) of step uc (plane pc): y
+	 * running sums of X, cc (the loss) and the coefficients (exact: to
+	 * cs) or ANTs' gradient (the prefetched gfv, gmv of this thread's C
+	 * item). */
+	auto c_item = [&](int uc, int pc, int ci, int cy0, auto nrows) {
+		constexpr int NR = decltype(nrows)::value;
+		const int cgx = x0 - G::HC + ci, cntx = lf_count(cgx, nx, R);
+		const bool cxin = cgx < nx && cgx >= 0, cxtile = ci >= G::HC && ci < G::HC + 32;
+		const bool inside = pc < nz;
+		const bool in_loss = pc >= z0 && pc < z1 && pc >= oz0 && pc < oz1;
+		const int cz = lf_count(pc, nz, R);
+		const double *col = xbuf + (uc & 1) * 5 * G::IY * G::CXP + cy0 * G::CXP + ci;
+		const int qs = G::IY * G::CXP;
+		double sm[5];
+#pragma unroll
+		for (int q = 0; q < 5; q++) {
+			double a = col[q * qs];
+#pragma unroll
+			for (int i = 1; i <= 2 * R; i++)
+				a += col[q * qs + i * G::CXP];
+			sm[q] = a;
+		}
+		/* the mask's offset of row j: wrow + j nx (no 64-bit index a row) */
+		const int64_t wrow = pc * np + (int64_t)(y0 - G::HC + cy0) * nx + cgx;
+#pragma unroll
+		for (int j = 0; j < NR; j++) {
+			if (cy0 + j >= G::CY)
+				break;
+			if (j)
+#pragma unroll
+				for (int q = 0; q < 5; q++)
+					sm[q] += col[q * qs + (j + 2 * R) * G::CXP] - col[q * qs + (j - 1) * G::CXP];
+			const int gy = y0 - G::HC + cy0 + j;
+			const bool ok = inside && cxin && gy >= 0 && gy < ny;
+			const bool ytile = cy0 + j >= G::HC && cy0 + j < G::HC + G::OY;
+			if (EXACT) {
+				/* every row computed (its sums are finite: counts >= 1), w = 0
+				 * off the image: no branch, no zeroing of c */
+				const double inv = tab[cntx * lf_count(gy, ny, R) * cz];
+				const double w = !ok ? 0.0 : k.w ? (double)__ldg(k.w + wrow + (int64_t)j * nx) : 1.0;
+				double c[5];
+				const double cc = ln_cc<NQ>(sm, inv, k.eps, w, c);
+				if (in_loss && cxtile && ytile)
+					lsum += w * cc;
+#pragma unroll
+				for (int q = 0; q < NQ; q++)
+					cs[(q * G::CY + cy0 + j) * G::CXP + ci] = (float)c[q];
+				continue;
+			}
+			double c[5] = {0.0, 0.0, 0.0, 0.0, 0.0};
+			if (ok) {
+				const int64_t v = pc * np + (int64_t)gy * nx + cgx;
+				const double inv = tab[cntx * lf_count(gy, ny, R) * cz];
+				const double w = k.w ? (double)__ldg(k.w + v) : 1.0;
+				const double cc = ln_cc<NQ>(sm, inv, k.eps, w, c);
+				if (in_loss && cxtile && ytile)
+					lsum += w * cc;
+				if (NQ && pc >= oz0 && pc < oz1)
+					ln_ants_grad<NQ>(k, v, (double)lf_fval<F16>(gfv[EXACT ? 0 : j]) - cf,
+							 (double)gmv[EXACT ? 0 : j] - cm, c);
+			}
+		}
+	};
+
 	load(0);
 	store(0);
 	if (nsteps > 1)
@@ -278,62 +363,11 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 			lf_stage_b<G, R, T>(stage + (s % G::NFS) * 4 * G::IY * G::IXP, xbuf + (s & 1) * 5 * G::IY * G::CXP, xz, bi,
 					 bx, cf, cm);
 		const int uc = s - 1, pc = pc_lo + uc - G::NS; /* C's step and plane */
-		if (is_c && uc >= G::NS && uc < nsteps) {
-			const bool inside = pc < nz;
-			const bool in_loss = pc >= z0 && pc < z1 && pc >= oz0 && pc < oz1;
-			const int cz = lf_count(pc, nz, R);
-			const double *col = xbuf + (uc & 1) * 5 * G::IY * G::CXP + cy0 * G::CXP + ci;
-			const int qs = G::IY * G::CXP;
-			double sm[5];
-#pragma unroll
-			for (int q = 0; q < 5; q++) {
-				double a = col[q * qs];
-#pragma unroll
-				for (int i = 1; i <= 2 * R; i++)
-					a += col[q * qs + i * G::CXP];
-				sm[q] = a;
-			}
-			/* the mask's offset of row j: wrow + j nx (no 64-bit index a row) */
-			const int64_t wrow = pc * np + (int64_t)(y0 - G::HC + cy0) * nx + cgx;
-#pragma unroll
-			for (int j = 0; j < G::LC; j++) {
-				if (cy0 + j >= G::CY)
-					break;
-				if (j)
-#pragma unroll
-					for (int q = 0; q < 5; q++)
-						sm[q] += col[q * qs + (j + 2 * R) * G::CXP] - col[q * qs + (j - 1) * G::CXP];
-				const int gy = y0 - G::HC + cy0 + j;
-				const bool ok = inside && cxin && gy >= 0 && gy < ny;
-				if (EXACT) {
-					/* every row computed (its sums are finite: counts >= 1), w = 0
-					 * off the image: no branch, no zeroing of c */
-					const double inv = tab[cntx * lf_count(gy, ny, R) * cz];
-					const double w = !ok ? 0.0 : k.w ? (double)__ldg(k.w + wrow + (int64_t)j * nx) : 1.0;
-					double c[5];
-					const double cc = ln_cc<NQ>(sm, inv, k.eps, w, c);
-					const bool ytile = cy0 + j >= G::HC && cy0 + j < G::HC + G::OY;
-					if (in_loss && cxtile && ytile)
-						lsum += w * cc;
-#pragma unroll
-					for (int q = 0; q < NQ; q++)
-						cs[(q * G::CY + cy0 + j) * G::CXP + ci] = (float)c[q];
-					continue;
-				}
-				double c[5] = {0.0, 0.0, 0.0, 0.0, 0.0};
-				if (ok) {
-					const int64_t v = pc * np + (int64_t)gy * nx + cgx;
-					const double inv = tab[cntx * lf_count(gy, ny, R) * cz];
-					const double w = k.w ? (double)__ldg(k.w + v) : 1.0;
-					const double cc = ln_cc<NQ>(sm, inv, k.eps, w, c);
-					const bool ytile = cy0 + j >= G::HC && cy0 + j < G::HC + G::OY;
-					if (in_loss && cxtile && ytile)
-						lsum += w * cc;
-					if (NQ && pc >= oz0 && pc < oz1)
-						ln_ants_grad<NQ>(k, v, (double)lf_fval<F16>(gfv[EXACT ? 0 : j]) - cf,
-								 (double)gmv[EXACT ? 0 : j] - cm, c);
-				}
-			}
+		if (uc >= G::NS && uc < nsteps) {
+			if (is_c)
+				c_item(uc, pc, ci, cy0, std::integral_constant<int, G::LC>());
+			if (G::SPLIT && t < G::N1)
+				c_item(uc, pc, t % G::CX, G::RC + t / G::CX, std::integral_constant<int, 1>());
 		}
 		const int ue = s - 2; /* E's step */
 		if (EXACT && ue >= G::NS && ue < nsteps) {
