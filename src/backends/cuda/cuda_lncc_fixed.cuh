@@ -133,11 +133,15 @@ static __device__ __forceinline__ void lf_diff(const T *fa, const T *ma, const T
 
 /* Voxels of the window along one axis, in 32 bits (the kernel's step
  * bookkeeping is int: 64-bit step and plane arithmetic had been 15 % of
- * its instructions, on the uniform datapath). */
+ * its instructions, on the uniform datapath).  At least 1: stage C also
+ * evaluates the tile's positions past the image's far edge (weight 0),
+ * whose windows can miss the image altogether; a count of 0 or less there
+ * indexed 1/n's table out of range, and garbage in shared memory made an
+ * occasional NaN loss (and could have made a NaN gradient). */
 static __device__ __forceinline__ int lf_count(int i, int n, int r)
 {
 	const int lo = i - r < 0 ? 0 : i - r, hi = i + r > n - 1 ? n - 1 : i + r;
-	return hi - lo + 1;
+	return hi - lo + 1 > 1 ? hi - lo + 1 : 1;
 }
 
 /* Stage B: row bi, columns [bx, bx + LB): x running sums of the change
@@ -323,8 +327,8 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 			const bool ok = inside && cxin && gy >= 0 && gy < ny;
 			const bool ytile = cy0 + j >= G::HC && cy0 + j < G::HC + G::OY;
 			if (EXACT) {
-				/* every row computed (its sums are finite: counts >= 1), w = 0
-				 * off the image: no branch, no zeroing of c */
+				/* every row computed (its sums are finite, its counts >= 1:
+				 * lf_count), w = 0 off the image: no branch, no zeroing of c */
 				const double inv = tab[cntx * lf_count(gy, ny, R) * cz];
 				const double w = !ok ? 0.0 : k.w ? (double)__ldg(k.w + wrow + (int64_t)j * nx) : 1.0;
 				double c[5];
