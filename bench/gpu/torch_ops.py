@@ -257,7 +257,7 @@ def box_count(st, shape, r, dev):
 def lncc(st, f, m):
 	"""The usual box-sum LNCC: window sums of f, m, f^2, m^2, f m by conv3d
 	with a ones kernel and zero padding (= windows clipped at the faces), then
-	cc = (cov^2 + eps) / (var_f var_m + eps) on sums, loss = -mean(cc).
+	cc = cov^2 / (var_f var_m + eps) on sums, loss = -mean(cc).
 	autograd's backward through the convolutions is the exact gradient."""
 	k, r = LNCC_K, LNCC_K // 2
 	ones = torch.ones(1, 1, k, k, k, device=f.device, dtype=f.dtype)
@@ -267,7 +267,7 @@ def lncc(st, f, m):
 	cov = sfm - sf * sm / n
 	vf = (sff - sf * sf / n).clamp(min=0)
 	vm = (smm - sm * sm / n).clamp(min=0)
-	cc = (cov * cov + LNCC_EPS) / (vf * vm + LNCC_EPS)
+	cc = cov * cov / (vf * vm + LNCC_EPS)
 	return -cc.mean()
 
 

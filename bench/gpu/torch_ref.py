@@ -137,7 +137,7 @@ def ref_lncc_loss(f, m, k=T.LNCC_K, eps=T.LNCC_EPS):
 	cov = box_sum(f * m, r) - sf * sm / n
 	vf = np.maximum(box_sum(f * f, r) - sf * sf / n, 0)
 	vm = np.maximum(box_sum(m * m, r) - sm * sm / n, 0)
-	return -np.mean((cov * cov + eps) / (vf * vm + eps))
+	return -np.mean(cov * cov / (vf * vm + eps))
 
 
 def parzen(x, bins, lo, hi):

@@ -89,9 +89,10 @@ ffdp_status ffdp_eval_ncc(const ffdp_volume *a, const ffdp_volume *b, const ffdp
 			  ffdp_error *err);
 
 /* Local NCC as the registration metric defines it (ffdp_op_lncc): the mean
- * over voxels of the SQUARED windowed correlation, cc = (cov^2 + eps) /
- * (var_a var_b + eps) in a k^3 (k^2 in 2-D) window, so in [0, 1] and blind
- * to the sign of the correlation.  Reported as "lncc2 (squared)". */
+ * over voxels of the SQUARED windowed correlation, cc = cov^2 /
+ * (var_a var_b + eps) in a k^3 (k^2 in 2-D) window, so in [0, 1] (0 where
+ * either image is flat) and blind to the sign of the correlation.
+ * Reported as "lncc2 (squared)". */
 ffdp_status ffdp_eval_lncc2(ffdp_backend *be, const ffdp_volume *a, const ffdp_volume *b, int k, double *lncc2,
 			    ffdp_error *err);
 

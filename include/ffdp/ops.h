@@ -298,7 +298,7 @@ typedef struct ffdp_loss_args {
 ffdp_status ffdp_op_mse(ffdp_backend *be, const ffdp_loss_args *a, ffdp_error *err);
 
 /* LNCC: odd box window k (k^3, or k^2 in 2-D), windows truncated at the box
- * faces; per voxel cc = (cov^2 + eps) / (var_f var_m + eps) from window
+ * faces; per voxel cc = cov^2 / (var_f var_m + eps) from window
  * sums; loss = -mean(cc).  exact_grad = 0 gives ANTs' approximation (only
  * the window centred on the voxel).  Scratch is O(slab), never a 5-volume
  * buffer; cost does not grow with k. */

@@ -139,7 +139,7 @@ static double lncc_ref(const inputs *in, const float *w, int k, int exact, doubl
 						}
 				double mf = s[0] / c, mm = s[1] / c, cov = s[4] - s[0] * s[1] / c;
 				double vf = fmax(s[2] - s[0] * s[0] / c, 0), vm = fmax(s[3] - s[1] * s[1] / c, 0);
-				double D = vf * vm + 1e-5, cc = (cov * cov + 1e-5) / D;
+				double D = vf * vm + 1e-5, cc = cov * cov / D;
 				int64_t i = (z * ny + y) * nx + x;
 				double wv = w ? w[i] : 1.0, *o = co + 5 * i;
 				lsum += wv * cc;

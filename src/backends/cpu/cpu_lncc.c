@@ -4,9 +4,14 @@
  * each radius is clipped to n - 1 on its axis), n(x) its voxel count, and
  * Sf, Sm, Sff, Smm, Sfm the window sums of f, m, f^2, m^2, f m:
  *     cov = Sfm - Sf Sm/n,  vf = Sff - Sf^2/n,  vm = Smm - Sm^2/n,
- *     D = vf vm + eps,  cc = (cov^2 + eps) / D,
+ *     D = vf vm + eps,  cc = cov^2 / D,
  *     L = -(1/denom) sum_x w(x) cc(x).
- * eps is in both terms, so a window where either image is flat has cc = 1.
+ * A window where either image is flat scores 0, as in ANTs.  FFDP and
+ * FireANTs put eps in the numerator too, so there it scores 1: moving
+ * the moving image off a zero background is then a perfect score, and
+ * the affine stage of the 4x up-sampled 1 mm pair (728x872x728, k = 5)
+ * slid there (loss -1.000, global NCC -0.05 against identity's 0.58);
+ * without it, NCC 0.966 (docs/perf.md, "A flat window scores 0").
  * The mask w weights the loss only; window statistics use every voxel.
  * With a = 2 cov/D, b = 2 cc vf/D, b' = 2 cc vm/D, for y in W(x):
  *     dcc(x)/dm(y) = a f(y) - b m(y) + c,    c  = (b Sm - a Sf)/n
@@ -398,7 +403,7 @@ LNCC_INLINE double voxel_cc(const double *s, int64_t ss, double inv, double eps,
 	vf = vf > 0.0 ? vf : 0.0;
 	vm = vm > 0.0 ? vm : 0.0;
 	double rd = 1.0 / (vf * vm + eps);
-	double cc = (cov * cov + eps) * rd;
+	double cc = cov * cov * rd;
 	if (nc) {
 		/* rounded to float: the ring keeps them in float, and the lag
 		 * must subtract what was added */

@@ -8,7 +8,7 @@
  * to the image (k^2 in 2-D), n(x) its voxel count, Sf, Sm, Sff, Smm, Sfm
  * the window sums of f, m, f^2, m^2, f m:
  *     cov = Sfm - Sf Sm/n,  vf = Sff - Sf^2/n,  vm = Smm - Sm^2/n (both >= 0),
- *     D = vf vm + eps,  cc = (cov^2 + eps)/D,  L = -(1/denom) sum_x w(x) cc(x).
+ *     D = vf vm + eps,  cc = cov^2/D,  L = -(1/denom) sum_x w(x) cc(x).
  * With a = 2 cov/D, b = 2 cc vf/D, b' = 2 cc vm/D, for y in W(x):
  *     dcc(x)/dm(y) = a f(y) - b m(y) + c,    c  = b mu_m - a mu_f
  *     dcc(x)/df(y) = a m(y) - b' f(y) + c',  c' = b' mu_f - a mu_m
@@ -191,7 +191,7 @@ static __device__ __forceinline__ double ln_cc(const double s[LN_NQ], double inv
 	const double vf0 = s[2] - sf * sf * inv, vm0 = s[3] - sm * sm * inv;
 	const double vf = vf0 > 0.0 ? vf0 : 0.0, vm = vm0 > 0.0 ? vm0 : 0.0;
 	const double rd = __drcp_rn(vf * vm + eps); /* = 1/D, without a division's slow path */
-	const double cc = (cov * cov + eps) * rd;
+	const double cc = cov * cov * rd; /* a flat window scores 0 (cpu_lncc.c) */
 	if (NQ) {
 		const double a = 2.0 * cov * rd, b = 2.0 * cc * vf * rd;
 		c[0] = w * a, c[1] = w * b, c[2] = w * (b * sm - a * sf) * inv;
