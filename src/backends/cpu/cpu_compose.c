@@ -176,7 +176,7 @@ TS_FN int cmp8_eval(const cmp *s, const cmp_row *w, int64_t r, int64_t x, __m256
 				      cmp8_axis(w->lo[2], w->hi[2], w->ex[2], off[2], &ax[2])) == 0xff) {
 #pragma GCC unroll 3
 		for (int c = 0; c < 3; c++)
-			v[c] = _mm256_add_ps(d[c], ts_value(w->plane[c], w->rowoff, ux, &ax[0], &ax[1], &ax[2]));
+			v[c] = _mm256_add_ps(d[c], ts_value(w->plane[c], w->rowoff, ux, &ax[0], &ax[1], &ax[2], 0));
 		return 1;
 	}
 	if (!s->gather)

@@ -48,36 +48,48 @@ TS_FN __m256 ts_mix3(const ts_axis *a, __m256 v0, __m256 v1, __m256 v2)
 	return ts_mix(a, _mm256_blendv_ps(v1, v0, a->m), _mm256_blendv_ps(v2, v1, a->m));
 }
 
+/* Groups at a row's ends (edge, a constant at each call): TS_HEAD when lane
+ * 0 is the row's first voxel, TS_TAIL when lane 7 is its last; the
+ * neighbour beyond the row is then not read but taken as the row's own end
+ * voxel (the clamped index of the scalar paths). */
+enum { TS_HEAD = 1, TS_TAIL = 2 };
+
 /* The x-interpolated row at p (lane 0's voxel): w0 * lower + w1 * upper. */
-TS_FN __m256 ts_xrow(const float *p, const ts_axis *x)
+TS_FN __m256 ts_xrow(const float *p, const ts_axis *x, const int edge)
 {
-	const __m256 a = _mm256_loadu_ps(p - 1), b = _mm256_loadu_ps(p), c = _mm256_loadu_ps(p + 1);
+	const __m256 b = _mm256_loadu_ps(p);
+	const __m256 a = edge & TS_HEAD ? _mm256_permutevar8x32_ps(b, _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6))
+					: _mm256_loadu_ps(p - 1);
+	const __m256 c = edge & TS_TAIL ? _mm256_permutevar8x32_ps(b, _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7))
+					: _mm256_loadu_ps(p + 1);
 	return ts_mix3(x, a, b, c);
 }
 
 /* One plane (p at lane 0's x), interpolated in x and y.  The rows are
  * picked by offset, not from an array of vectors indexed at run time
  * (which the compiler keeps in memory). */
-TS_FN __m256 ts_plane(const float *p, const int64_t rowoff[3], const ts_axis *ax, const ts_axis *ay)
+TS_FN __m256 ts_plane(const float *p, const int64_t rowoff[3], const ts_axis *ax, const ts_axis *ay, const int edge)
 {
 	if (ay->mixed)
-		return ts_mix3(ay, ts_xrow(p + rowoff[0], ax), ts_xrow(p + rowoff[1], ax), ts_xrow(p + rowoff[2], ax));
+		return ts_mix3(ay, ts_xrow(p + rowoff[0], ax, edge), ts_xrow(p + rowoff[1], ax, edge),
+			       ts_xrow(p + rowoff[2], ax, edge));
 	const int64_t *o = rowoff + ay->lo + 1;
-	return ts_mix(ay, ts_xrow(p + o[0], ax), ts_xrow(p + o[1], ax));
+	return ts_mix(ay, ts_xrow(p + o[0], ax, edge), ts_xrow(p + o[1], ax, edge));
 }
 
 /* The value at 8 points.  plane[e] is slice z - 1 + e, rowoff[e] the offset
  * of row y - 1 + e in it, x lane 0's x; x - 1 .. x + 8 are readable in
- * every row used.  An axis whose lanes agree (the usual case) needs 2
- * planes or rows and no blend, else 3. */
+ * every row used, except beyond the row's ends named in edge.  An axis
+ * whose lanes agree (the usual case) needs 2 planes or rows and no blend,
+ * else 3. */
 TS_FN __m256 ts_value(const float *const plane[3], const int64_t rowoff[3], int64_t x, const ts_axis *ax,
-		      const ts_axis *ay, const ts_axis *az)
+		      const ts_axis *ay, const ts_axis *az, const int edge)
 {
 	if (az->mixed)
-		return ts_mix3(az, ts_plane(plane[0] + x, rowoff, ax, ay), ts_plane(plane[1] + x, rowoff, ax, ay),
-			       ts_plane(plane[2] + x, rowoff, ax, ay));
+		return ts_mix3(az, ts_plane(plane[0] + x, rowoff, ax, ay, edge),
+			       ts_plane(plane[1] + x, rowoff, ax, ay, edge), ts_plane(plane[2] + x, rowoff, ax, ay, edge));
 	const float *const *p = plane + az->lo + 1;
-	return ts_mix(az, ts_plane(p[0] + x, rowoff, ax, ay), ts_plane(p[1] + x, rowoff, ax, ay));
+	return ts_mix(az, ts_plane(p[0] + x, rowoff, ax, ay, edge), ts_plane(p[1] + x, rowoff, ax, ay, edge));
 }
 
 #endif
