@@ -141,7 +141,7 @@ TS_FN void cmp8_gather(const cmp *s, const cmp_row *w, const int64_t i[3], const
 	if (!tl8_locate(&w->box, p, &t))
 		tl8_locate_pad(&w->box, p, s->pad, &t);
 	for (int c = 0; c < 3; c++) {
-		tl8_gather(&w->box, s->u[c], &t);
+		tl8_gather_loads(&w->box, s->u[c], &t);
 		v[c] = _mm256_add_ps(d[c], tl8_value(&t));
 	}
 }
