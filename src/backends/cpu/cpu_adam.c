@@ -606,9 +606,17 @@ __attribute__((noinline, target("avx2,fma"))) static int ws_row_avx2(const ws_ge
 		return ws8(g, &rw, u, mo, 0, TS_HEAD | TS_TAIL) ? 0 : ws_span1(g, u, mo, w, s, y, 0, 8);
 	if (!ws8(g, &rw, u, mo, 0, TS_HEAD))
 		bad |= ws_span1(g, u, mo, w, s, y, 0, 8);
-	for (int64_t x = 8; x < xl; x += 8)
+	/* the next row's new corner row (y + 2) in the three planes comes from
+	 * L2 or beyond: fetch it a group ahead, one line per two groups */
+	const int64_t pre = (y + 2 < ny ? y + 2 : ny - 1) * nx;
+	for (int64_t x = 8; x < xl; x += 8) {
+		if (!(x & 8))
+			for (int c = 0; c < 3; c++)
+				for (int e = 0; e < 3; e++)
+					_mm_prefetch((const char *)(rw.plane[c][e] + pre + x + 16), _MM_HINT_T0);
 		if (!ws8(g, &rw, u, mo, x, 0))
 			bad |= ws_span1(g, u, mo, w, s, y, x, x + 8);
+	}
 	if (!ws8(g, &rw, u, mo, xl, TS_TAIL))
 		bad |= ws_span1(g, u, mo, w, s, y, xl, nx);
 	return bad;
