@@ -473,12 +473,12 @@ static inline int ws_voxel(const ws_geom *g, ffdp_vec *u, const ws_slices *w, co
 
 /* A row's constants: the planes of slices s - 1 .. s + 1 per component
  * and the offsets of rows y - 1 .. y + 1 (both clamped into the box), the
- * faces it lies on (1: first index, 2: last, per axis), and whether slice
+ * faces it lies on (ts_faces), and whether slice
  * s - 1 exists but is not held. */
 typedef struct ws8_row {
 	const float *plane[3][3];
 	int64_t rowoff[3], i0;
-	int yface, sface, sback;
+	int face[3], sback; /* face[1], face[2]: y and the slice axis */
 } ws8_row;
 
 /* d of component c at voxels i .. i + 7 (adam_d's operations). */
@@ -496,29 +496,13 @@ TS_FN __m256 ws8_d(const adam_k *k, const mom_in *mo, int c, int64_t i)
 	return _mm256_div_ps(_mm256_mul_ps(m, _mm256_set1_ps(k->ibc1)), den);
 }
 
-/* Lanes at an axis's first index whose corner reaches back (lo) and at its
- * last whose cell starts there (hi) take tl_axis_int's taps: border puts
- * weight 1 on the end voxel itself, zero drops the outside corner. */
-TS_FN void ws8_face(__m256 lo, __m256 hi, ffdp_pad pad, __m256 *m, __m256 *w0, __m256 *w1)
-{
-	if (pad == FFDP_PAD_BORDER) {
-		const __m256 e = _mm256_or_ps(lo, hi);
-		*m = _mm256_andnot_ps(lo, *m);
-		*w0 = _mm256_blendv_ps(*w0, _mm256_set1_ps(1.0f), e);
-		*w1 = _mm256_andnot_ps(e, *w1);
-	} else {
-		*w0 = _mm256_andnot_ps(lo, *w0);
-		*w1 = _mm256_andnot_ps(hi, *w1);
-	}
-}
-
 /* Voxels x .. x + 7 of the row (edge: TS_HEAD / TS_TAIL when they start
  * or end it, a constant at each call).  0 (nothing written) unless every
  * lane qualifies. */
 TS_FN int ws8(const ws_geom *g, const ws8_row *rw, ffdp_vec *u, const mom_in *mo, int64_t x, const int edge)
 {
 	const int64_t i = rw->i0 + x;
-	const __m256 one = _mm256_set1_ps(1.0f), none = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+	const __m256 one = _mm256_set1_ps(1.0f);
 	__m256 d[3], m[3], w0[3], w1[3];
 	for (int c = 0; c < 3; c++)
 		d[c] = ws8_d(&g->k, mo, c, i);
@@ -536,19 +520,7 @@ TS_FN int ws8(const ws_geom *g, const ws8_row *rw, ffdp_vec *u, const mom_in *mo
 	}
 	if (ok != 0xff || (rw->sback && _mm256_movemask_ps(m[2])))
 		return 0;
-	if (edge) {
-		const __m256 l0 = _mm256_castsi256_ps(_mm256_setr_epi32(-1, 0, 0, 0, 0, 0, 0, 0));
-		const __m256 l7 = _mm256_castsi256_ps(_mm256_setr_epi32(0, 0, 0, 0, 0, 0, 0, -1));
-		const __m256 lo = edge & TS_HEAD ? _mm256_and_ps(l0, m[0]) : _mm256_setzero_ps();
-		const __m256 hi = edge & TS_TAIL ? _mm256_andnot_ps(m[0], l7) : _mm256_setzero_ps();
-		ws8_face(lo, hi, g->pad, &m[0], &w0[0], &w1[0]);
-	}
-	if (rw->yface)
-		ws8_face(rw->yface & 1 ? m[1] : _mm256_setzero_ps(), rw->yface & 2 ? _mm256_andnot_ps(m[1], none) : _mm256_setzero_ps(),
-			 g->pad, &m[1], &w0[1], &w1[1]);
-	if (rw->sface)
-		ws8_face(rw->sface & 1 ? m[2] : _mm256_setzero_ps(), rw->sface & 2 ? _mm256_andnot_ps(m[2], none) : _mm256_setzero_ps(),
-			 g->pad, &m[2], &w0[2], &w1[2]);
+	ts_faces(edge, rw->face, g->pad == FFDP_PAD_BORDER, m, w0, w1);
 	ts_axis ax[3];
 	for (int a = 0; a < 3; a++)
 		ts_axis_set(&ax[a], m[a], w0[a], w1[a]);
@@ -598,8 +570,9 @@ __attribute__((noinline, target("avx2,fma"))) static int ws_row_avx2(const ws_ge
 	}
 	rw.rowoff[0] = (y > 0 ? y - 1 : y) * nx, rw.rowoff[1] = y * nx, rw.rowoff[2] = (y + 1 < ny ? y + 1 : y) * nx;
 	rw.i0 = s * g->slice + y * nx;
-	rw.yface = (y == 0) | (y == ny - 1) << 1;
-	rw.sface = (s == 0) | (s == g->ns - 1) << 1;
+	rw.face[0] = 0;
+	rw.face[1] = (y == 0) | (y == ny - 1) << 1;
+	rw.face[2] = (s == 0) | (s == g->ns - 1) << 1;
 	rw.sback = s >= 1 && s - 1 < w->oldest;
 	int bad = 0;
 	if (nx == 8)
