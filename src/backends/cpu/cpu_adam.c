@@ -221,6 +221,7 @@ typedef struct ws_geom {
 	double C[3][3];    /* 2-D: the z row and column are zero */
 	float cs[3][3];    /* C step in float: the offsets' coefficients */
 	double step;
+	float stepf;       /* the step in float: u gains stepf d, as without compose */
 	adam_k k;
 	ffdp_pad pad;
 } ws_geom;
@@ -238,7 +239,7 @@ static void ws_geom_make(ws_geom *g, const ffdp_vec *u, const ffdp_warp_step_opt
 	for (int r = 0; r < 3; r++)
 		for (int c = 0; c < 3; c++)
 			g->C[r][c] = r < g->nc && c < g->nc ? o->C[3 * r + c] : 0.0;
-	g->step = o->step;
+	g->step = o->step, g->stepf = (float)o->step;
 	for (int r = 0; r < 3; r++)
 		for (int c = 0; c < 3; c++)
 			g->cs[r][c] = (float)(g->C[r][c] * g->step);
@@ -456,7 +457,7 @@ static inline int ws_voxel(const ws_geom *g, ffdp_vec *u, const ws_slices *w, co
 	float val[3];
 	const int bad = ws_value(g, w, s, y, x0 + k, io, f, val);
 	for (int c = 0; c < g->nc; c++)
-		u->c[c][r->i0 + k] = (float)(g->step * r->d[c][k]) + val[c];
+		u->c[c][r->i0 + k] = g->stepf * r->d[c][k] + val[c];
 	return bad;
 }
 
@@ -524,12 +525,10 @@ TS_FN int ws8(const ws_geom *g, const ws8_row *rw, ffdp_vec *u, const mom_in *mo
 	ts_axis ax[3];
 	for (int a = 0; a < 3; a++)
 		ts_axis_set(&ax[a], m[a], w0[a], w1[a]);
-	const __m256d st = _mm256_set1_pd(g->step);
+	const __m256 st = _mm256_set1_ps(g->stepf);
 	for (int c = 0; c < 3; c++) {
 		const __m256 val = ts_value(rw->plane[c], rw->rowoff, x, &ax[0], &ax[1], &ax[2], edge);
-		const __m128 s0 = _mm256_cvtpd_ps(_mm256_mul_pd(st, _mm256_cvtps_pd(_mm256_castps256_ps128(d[c]))));
-		const __m128 s1 = _mm256_cvtpd_ps(_mm256_mul_pd(st, _mm256_cvtps_pd(_mm256_extractf128_ps(d[c], 1))));
-		_mm256_storeu_ps(u->c[c] + i, _mm256_add_ps(_mm256_set_m128(s1, s0), val));
+		_mm256_storeu_ps(u->c[c] + i, _mm256_add_ps(_mm256_mul_ps(st, d[c]), val));
 	}
 	return 1;
 }
@@ -547,7 +546,7 @@ static __attribute__((noinline)) int ws_span1(const ws_geom *g, ffdp_vec *u, con
 		ws_point(g, mo, i, d, io, f);
 		bad |= ws_value(g, w, s, y, x, io, f, val);
 		for (int c = 0; c < g->nc; c++)
-			u->c[c][i] = (float)(g->step * d[c]) + val[c];
+			u->c[c][i] = g->stepf * d[c] + val[c];
 	}
 	return bad;
 }
@@ -668,7 +667,7 @@ static inline void add_run(const adam_k *k, float step, float *restrict u, const
 static void ws_add(const ws_geom *g, ffdp_vec u, const mom_in *mo)
 {
 	const int64_t nv = g->n[0] * g->n[1] * g->n[2], nb = (nv + AD_BLOCK - 1) / AD_BLOCK;
-	const float step = (float)g->step;
+	const float step = g->stepf;
 #pragma omp parallel for schedule(static)
 	for (int64_t b = 0; b < nb; b++) {
 		const int64_t i0 = b * AD_BLOCK, n = nv - i0 < AD_BLOCK ? nv - i0 : AD_BLOCK;
