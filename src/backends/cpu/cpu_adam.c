@@ -22,9 +22,10 @@
  * other per slice.  Every voxel reads the same old values whatever the
  * slabs, so the thread count does not change the bits.
  *
- * The trilinear sampling here duplicates the sampler's rules (cpu_sample.c)
- * because it must read two sources (ring and u); voxels whose corners are
- * all inside take a short path, eight at a time as a stencil with AVX2.
+ * The trilinear sampling here applies the sampler's pad rules to the
+ * integer corner (tl_axis_int) itself because it must read two sources
+ * (ring and u); with AVX2, eight voxels at a time as a stencil
+ * (cpu_tristencil.h), faces and row ends included, with the same bits.
  */
 #include <math.h>
 #include <omp.h>
@@ -259,7 +260,7 @@ typedef struct ws_run {
 } ws_run;
 
 /* Offsets beyond +-2^20 voxels (or NaN) are clamped here; such voxels fall
- * outside every box and take the slow path, which reads o itself. */
+ * outside every box and take the pads' taps. */
 #define WS_OFF_MAX 1048576.0f
 
 /* An offset's clamp, floor and fraction (round_insn: the ISA has a floor
@@ -474,8 +475,8 @@ static inline int ws_voxel(const ws_geom *g, ffdp_vec *u, const ws_slices *w, co
 
 /* A row's constants: the planes of slices s - 1 .. s + 1 per component
  * and the offsets of rows y - 1 .. y + 1 (both clamped into the box), the
- * faces it lies on (ts_faces), and whether slice
- * s - 1 exists but is not held. */
+ * faces it lies on (ts_faces), and whether slice s - 1 exists but is not
+ * held. */
 typedef struct ws8_row {
 	const float *plane[3][3];
 	int64_t rowoff[3], i0;
