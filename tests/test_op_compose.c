@@ -372,7 +372,38 @@ static void test_simd_bits(tu_rng *r, ffdp_pad pad)
 	vec_free(&u), vec_free(&d), vec_free(&o1), vec_free(&o2), vec_free(&us), vec_free(&ds);
 }
 
-/* Rows of 7 (scalar only), 8 (one group, no stencil: x - 1 is outside),
+/* Points under a voxel from their own along every index axis (oblique C),
+ * per-voxel noise: every group takes the stencil, the row ends and u's
+ * first and last rows and planes included (the pads' taps per lane); rows
+ * of 8 and 9, one-row boxes; AVX2 = scalar bits, in place too. */
+static void test_simd_faces(tu_rng *r, ffdp_pad pad)
+{
+	const int64_t sizes[][3] = {{8, 5, 4}, {9, 1, 3}, {17, 6, 2}, {43, 7, 3}};
+	int64_t z[3] = {0, 0, 0};
+	for (int t = 0; t < 4; t++) {
+		const int64_t *n = sizes[t];
+		int64_t nv = nvox(n);
+		double C[9], cn = 0;
+		make_C(r, n, C);
+		for (int a = 0; a < 3; a++)
+			cn = fmax(cn, fabs(C[3 * a]) + fabs(C[3 * a + 1]) + fabs(C[3 * a + 2]));
+		ffdp_vec u = vec_alloc(n), d = vec_alloc(n), o1 = vec_alloc(n), o2 = vec_alloc(n);
+		vec_fill(r, &u, 3.0);
+		for (int c = 0; c < 3; c++) /* |d| < 0.95 / cn: |C d|_inf < 0.95 */
+			for (int64_t j = 0; j < nv; j++)
+				d.c[c][j] = (float)(0.95 / cn * (2.0 * tu_uniform(r) - 1.0));
+		ffdp_compose_args a = args(u, z, d, z, C, pad, o1);
+		ffdp_status s = run_both(a, o1, o2);
+		a.out = d;
+		s |= ffdp_op_compose(be, &a, &err);
+		int diff = planes_differ(&o1, &o2, nv) + planes_differ(&d, &o2, nv);
+		CHECK(s == FFDP_OK && diff == 0, "compose %s pad, %lldx%lldx%lld, points under a voxel away: AVX2, scalar "
+		      "and in place give the same bits", pad_name[pad], (long long)n[0], (long long)n[1], (long long)n[2]);
+		vec_free(&u), vec_free(&d), vec_free(&o1), vec_free(&o2);
+	}
+}
+
+/* Rows of 7 (scalar only), 8 (one group, both row ends),
  * 9, 16, 17 and 26 voxels (the last group overlapping); d with one
  * component NaN or huge (beyond int32 in index) at a few voxels and others
  * moved a few voxels: the AVX2 groups (stencil, gathers, padded gathers)
@@ -441,6 +472,8 @@ int main(void)
 	test_identity(&r, 0);
 	test_simd_bits(&r, FFDP_PAD_ZERO);
 	test_simd_bits(&r, FFDP_PAD_BORDER);
+	test_simd_faces(&r, FFDP_PAD_ZERO);
+	test_simd_faces(&r, FFDP_PAD_BORDER);
 	test_simd_rows(&r, FFDP_PAD_ZERO);
 	test_simd_rows(&r, FFDP_PAD_BORDER);
 	test_simd_far(&r, FFDP_PAD_ZERO);

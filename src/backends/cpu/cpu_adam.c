@@ -22,9 +22,10 @@
  * other per slice.  Every voxel reads the same old values whatever the
  * slabs, so the thread count does not change the bits.
  *
- * The trilinear sampling here duplicates the sampler's rules (cpu_sample.c)
- * because it must read two sources (ring and u); voxels whose corners are
- * all inside take a short path, eight at a time as a stencil with AVX2.
+ * The trilinear sampling here applies the sampler's pad rules to the
+ * integer corner (tl_axis_int) itself because it must read two sources
+ * (ring and u); with AVX2, eight voxels at a time as a stencil
+ * (cpu_tristencil.h), faces and row ends included, with the same bits.
  */
 #include <math.h>
 #include <omp.h>
@@ -33,6 +34,7 @@
 
 #include "../../ops/bf16_moments.h"
 #include "cpu_ops.h"
+#include "cpu_trilinear.h"
 #include "cpu_tristencil.h"
 #include "ffdp/volume.h"
 
@@ -218,7 +220,9 @@ typedef struct ws_geom {
 	int64_t ns, slice; /* slices, voxels per slice */
 	int64_t nrow, nch; /* rows per slice (ny in 3-D, 1 in 2-D), chunks per row */
 	double C[3][3];    /* 2-D: the z row and column are zero */
+	float cs[3][3];    /* C step in float: the offsets' coefficients */
 	double step;
+	float stepf;       /* the step in float: u gains stepf d, as without compose */
 	adam_k k;
 	ffdp_pad pad;
 } ws_geom;
@@ -236,7 +240,10 @@ static void ws_geom_make(ws_geom *g, const ffdp_vec *u, const ffdp_warp_step_opt
 	for (int r = 0; r < 3; r++)
 		for (int c = 0; c < 3; c++)
 			g->C[r][c] = r < g->nc && c < g->nc ? o->C[3 * r + c] : 0.0;
-	g->step = o->step;
+	g->step = o->step, g->stepf = (float)o->step;
+	for (int r = 0; r < 3; r++)
+		for (int c = 0; c < 3; c++)
+			g->cs[r][c] = (float)(g->C[r][c] * g->step);
 	g->k = *k;
 	g->pad = o->pad;
 }
@@ -253,34 +260,54 @@ typedef struct ws_run {
 } ws_run;
 
 /* Offsets beyond +-2^20 voxels (or NaN) are clamped here; such voxels fall
- * outside every box and take the slow path, which reads o itself. */
+ * outside every box and take the pads' taps. */
 #define WS_OFF_MAX 1048576.0f
+
+/* An offset's clamp, floor and fraction (round_insn: the ISA has a floor
+ * instruction; the value is the same either way). */
+static inline float ws_split(float o, int32_t *io, const int round_insn)
+{
+	float q = o > -WS_OFF_MAX ? o : -WS_OFF_MAX;
+	q = q < WS_OFF_MAX ? q : WS_OFF_MAX;
+	const float t = (float)(int32_t)q;
+	const float fl = round_insn ? __builtin_floorf(q) : t - (float)(q < t);
+	*io = (int32_t)fl;
+	return q - fl;
+}
+
+/* (C step delta)_a: one order for every path. */
+static inline float ws_off(const ws_geom *g, int a, float d0, float d1, float d2)
+{
+	const float *c = g->cs[a];
+	return g->nc == 3 ? c[0] * d0 + c[1] * d1 + c[2] * d2 : c[0] * d0 + c[1] * d1;
+}
 
 static inline void ws_offsets(const ws_geom *g, ws_run *r, const int round_insn)
 {
 	const int64_t n = r->n;
 	const float *d0 = r->d[0], *d1 = r->d[1], *d2 = r->d[2];
 	for (int a = 0; a < g->nc; a++) {
-		const float c0 = (float)(g->C[a][0] * g->step), c1 = (float)(g->C[a][1] * g->step);
-		const float c2 = (float)(g->C[a][2] * g->step);
 		float *restrict o = r->o[a], *restrict f = r->f[a];
 		int32_t *restrict io = r->io[a];
 		if (g->nc == 3)
 			for (int64_t k = 0; k < n; k++)
-				o[k] = c0 * d0[k] + c1 * d1[k] + c2 * d2[k];
+				o[k] = ws_off(g, a, d0[k], d1[k], d2[k]);
 		else
 			for (int64_t k = 0; k < n; k++)
-				o[k] = c0 * d0[k] + c1 * d1[k];
-		for (int64_t k = 0; k < n; k++) {
-			float q = o[k] > -WS_OFF_MAX ? o[k] : -WS_OFF_MAX;
-			q = q < WS_OFF_MAX ? q : WS_OFF_MAX;
-			/* floor: the same value either way; each vectorises on its ISA */
-			const float t = (float)(int32_t)q;
-			const float fl = round_insn ? __builtin_floorf(q) : t - (float)(q < t);
-			io[k] = (int32_t)fl;
-			f[k] = q - fl;
-		}
+				o[k] = ws_off(g, a, d0[k], d1[k], 0.0f);
+		for (int64_t k = 0; k < n; k++)
+			f[k] = ws_split(o[k], &io[k], round_insn);
 	}
+}
+
+/* d, and per axis the offset's floor and fraction, of voxel i alone. */
+static void ws_point(const ws_geom *g, const mom_in *mo, int64_t i, float d[3], int32_t io[3], float f[3])
+{
+	d[2] = 0.0f, io[2] = 0, f[2] = 0.0f;
+	for (int c = 0; c < g->nc; c++)
+		adam_d_run(&g->k, mo, c, i, &d[c], 1);
+	for (int a = 0; a < g->nc; a++)
+		f[a] = ws_split(ws_off(g, a, d[0], d[1], d[2]), &io[a], 0);
 }
 
 /* Chunk t of slice s (t < nrow * nch); returns the x of its first voxel
@@ -296,34 +323,6 @@ static inline int64_t ws_run_load(const ws_geom *g, const mom_in *mo, int64_t s,
 		adam_d_run(&g->k, mo, c, r->i0, r->d[c], r->n);
 	ws_offsets(g, r, round_insn);
 	return x0;
-}
-
-/* Trilinear taps along one axis of size n (same rules as the sampler:
- * BORDER clamps the coordinate, ZERO drops corners outside).  Indices are
- * always inside [0, n - 1]; a dropped corner has weight 0. */
-static inline void ws_taps(double q, int64_t n, ffdp_pad pad, int64_t i[2], double w[2])
-{
-	if (pad == FFDP_PAD_BORDER) {
-		const double hi = (double)(n - 1);
-		q = q > 0.0 ? q : 0.0; /* NaN -> 0: memory stays safe */
-		q = q < hi ? q : hi;
-		int64_t a = (int64_t)q;
-		if (a > n - 2)
-			a = n > 1 ? n - 2 : 0;
-		double f = n > 1 ? q - (double)a : 0.0;
-		i[0] = a, i[1] = n > 1 ? a + 1 : a;
-		w[0] = 1.0 - f, w[1] = f;
-		return;
-	}
-	q = q > -2.0 ? q : -2.0;
-	q = q < (double)(n + 1) ? q : (double)(n + 1);
-	int64_t a = (int64_t)q;
-	a -= q < (double)a; /* floor */
-	double f = q - (double)a;
-	w[0] = a >= 0 && a < n ? 1.0 - f : 0.0;
-	w[1] = a + 1 >= 0 && a + 1 < n ? f : 0.0;
-	i[0] = a < 0 ? 0 : (a >= n ? n - 1 : a);
-	i[1] = a + 1 < 0 ? 0 : (a + 1 >= n ? n - 1 : a + 1);
 }
 
 /* Largest backward and forward reach, max(0, -(C delta)_sa) and
@@ -348,15 +347,21 @@ static void ws_reach(const ws_geom *g, const mom_in *mo, double *back, double *f
 /* A thread's copies of old slices: K + 1 ring slots (its own last
  * overwritten slices, slice st in slot (st - a) % (K + 1)), then K below
  * its slab and F + 1 above it.  Component c, slot t at
- * p + (c * nslot + t) * slice. */
+ * p + (c * nslot + t) * sstride. */
 typedef struct ws_slab {
-	int64_t K, F, nslot;
+	int64_t K, F, nslot, sstride;
 } ws_slab;
+
+/* Slots lie slice + 80 floats apart: a slice of 192^2 floats is a multiple
+ * of 4 KiB, so unpadded slots put the same (y, x) of every slot in the same
+ * L1 set; 80 floats (5 lines) apart, the 15 slots of a step of 3
+ * components fall in different sets. */
+enum { WS_SLOT_PAD = 80 };
 
 /* Where old slice st lives while slice cur of slab [a, b) is written. */
 typedef struct ws_slices {
 	const float *u[3], *buf[3];
-	int64_t a, b, cur, K, cap, slot, lo0, hi0, slice;
+	int64_t a, b, cur, K, cap, slot, lo0, hi0, slice, sstride;
 	int64_t oldest, newest; /* the slices that may be read */
 } ws_slices;
 
@@ -366,11 +371,11 @@ static void ws_slices_make(ws_slices *w, const ws_geom *g, const ffdp_vec *u, co
 	memset(w, 0, sizeof(*w));
 	for (int c = 0; c < g->nc; c++) {
 		w->u[c] = u->c[c];
-		w->buf[c] = p + (int64_t)c * sl->nslot * g->slice;
+		w->buf[c] = p + (int64_t)c * sl->nslot * sl->sstride;
 	}
 	w->a = a, w->b = b, w->K = sl->K, w->cap = sl->K + 1;
 	w->lo0 = sl->K + 1, w->hi0 = 2 * sl->K + 1;
-	w->slice = g->slice;
+	w->slice = g->slice, w->sstride = sl->sstride;
 }
 
 static void ws_slices_at(ws_slices *w, const ws_geom *g, const ws_slab *sl, int64_t cur)
@@ -398,207 +403,219 @@ static inline const float *const *ws_where(const ws_slices *w, int64_t st, int64
 	} else {
 		slot = w->lo0 + (st - (w->a - w->K));
 	}
-	*o = slot * w->slice + off;
+	*o = slot * w->sstride + off;
 	return w->buf;
 }
 
-/* Any voxel: pads, clamping, and a slice beyond the reach (then the nearest
- * one held is read and 1 returned).  out[c] = sampled old u. */
-static int ws_sample_slow(const ws_geom *g, const ws_slices *w, const double q[3], double out[3])
+/* Old u at voxel (x, y) of slice s moved by io + f per axis (x, y, slice
+ * in 3-D; x, slice in 2-D): corners and weights by the sampler's pad rules
+ * on the integer corner (tl_axis_int), the values in float in the
+ * stencil's order, so that the AVX2 groups give the same bits.  Returns 1
+ * if a corner of nonzero weight lies in a slice the thread no longer holds
+ * (the nearest held one is read then). */
+static int ws_value(const ws_geom *g, const ws_slices *w, int64_t s, int64_t y, int64_t x, const int32_t io[3],
+		    const float f[3], float val[3])
 {
-	/* axes: x, the other in-slice axis (y in 3-D, the empty z in 2-D), the slice axis */
-	const int other = g->sa == 2 ? 1 : 2;
-	const int64_t stride2 = g->sa == 2 ? g->n[0] : 0;
-	int64_t ix[2], i2[2], is[2];
-	double wx[2], w2[2], wsl[2];
-	ws_taps(q[0], g->n[0], g->pad, ix, wx);
-	ws_taps(q[other], g->n[other], g->pad, i2, w2);
-	ws_taps(q[g->sa], g->n[g->sa], g->pad, is, wsl);
+	const tl_axis ax = tl_axis_int(x + io[0], f[0], g->n[0], 1, g->pad);
+	const tl_axis az = tl_axis_int(s + io[g->sa], f[g->sa], g->ns, 1, g->pad);
+	int64_t is[2] = {az.o0, az.o1}, o0, o1;
+	const float wz[2] = {az.w0, az.w1};
 	int bad = 0;
 	for (int e = 0; e < 2; e++)
 		if (is[e] < w->oldest || is[e] > w->newest) {
-			bad |= wsl[e] != 0.0;
+			bad |= wz[e] != 0.0f;
 			is[e] = is[e] < w->oldest ? w->oldest : w->newest;
 		}
-	int64_t o[2];
-	const float *const *b[2] = {ws_where(w, is[0], 0, &o[0]), ws_where(w, is[1], 0, &o[1])};
-	for (int c = 0; c < g->nc; c++) {
-		double acc = 0.0;
-		for (int e = 0; e < 2; e++)
-			for (int e2 = 0; e2 < 2; e2++) {
-				const float *row = b[e][c] + o[e] + i2[e2] * stride2;
-				acc += wsl[e] * w2[e2] * (wx[0] * row[ix[0]] + wx[1] * row[ix[1]]);
-			}
-		out[c] = acc;
-	}
-	return bad;
-}
-
-/* Voxel k of run r (chunk of slice s, row y, first x x0; ys the y index
- * of the run): its new u.  Returns 1 if it needed a slice beyond the reach.
- * Voxels whose 8 corners are all inside the box and the reach (where both
- * pads agree) take a short path. */
-static inline __attribute__((always_inline)) int ws_voxel(const ws_geom *g, ffdp_vec *u, const ws_slices *wp,
-							   const ws_run *r, int64_t s, int64_t y, int64_t ys,
-							   int64_t x0, int64_t k)
-{
-	const int64_t nx = g->n[0];
-	const ws_slices *w = wp;
-	const int sa = g->sa;
-	const int64_t x = x0 + k;
-	const int64_t ax = x + r->io[0][k], as = s + r->io[sa][k], ay = y + r->io[1][k];
-	float val[3];
-	int bad = 0;
-	int fast = ax >= 0 && ax < nx - 1 && as >= w->oldest && as < w->newest;
-	if (g->nc == 3)
-		fast &= ay >= 0 && ay < g->n[1] - 1;
-	if (!fast) {
-		/* q = i + o, as the reach pass bounds it */
-		double q[3] = {(double)x + r->o[0][k], (double)ys + r->o[1][k],
-			       g->nc == 3 ? (double)s + r->o[2][k] : 0.0};
-		double vd[3];
-		bad |= ws_sample_slow(g, w, q, vd);
-		for (int c = 0; c < g->nc; c++)
-			val[c] = (float)vd[c];
-	} else if (g->nc == 3) {
-		const float fx = r->f[0][k], gx = 1.0f - fx, fy = r->f[1][k], gy = 1.0f - fy;
-		const float fs = r->f[2][k], gs = 1.0f - fs;
-		int64_t o0, o1;
-		const int64_t off = ay * nx + ax;
-		const float *const *b0 = ws_where(w, as, off, &o0);
-		const float *const *b1 = ws_where(w, as + 1, off, &o1);
-		for (int c = 0; c < 3; c++) {
-			const float *p0 = b0[c] + o0, *p1 = b1[c] + o1;
-			float a0 = gx * p0[0] + fx * p0[1], a1 = gx * p0[nx] + fx * p0[nx + 1];
-			float c0 = gx * p1[0] + fx * p1[1], c1 = gx * p1[nx] + fx * p1[nx + 1];
-			val[c] = gs * (gy * a0 + fy * a1) + fs * (gy * c0 + fy * c1);
-		}
-	} else {
-		const float fx = r->f[0][k], gx = 1.0f - fx, fs = r->f[1][k], gs = 1.0f - fs;
-		int64_t o0, o1;
-		const float *const *b0 = ws_where(w, as, ax, &o0);
-		const float *const *b1 = ws_where(w, as + 1, ax, &o1);
+	const float *const *b0 = ws_where(w, is[0], 0, &o0), *const *b1 = ws_where(w, is[1], 0, &o1);
+	if (g->nc == 2) {
 		for (int c = 0; c < 2; c++) {
 			const float *p0 = b0[c] + o0, *p1 = b1[c] + o1;
-			val[c] = gs * (gx * p0[0] + fx * p0[1]) + fs * (gx * p1[0] + fx * p1[1]);
+			val[c] = az.w0 * (ax.w0 * p0[ax.o0] + ax.w1 * p0[ax.o1]) +
+				 az.w1 * (ax.w0 * p1[ax.o0] + ax.w1 * p1[ax.o1]);
 		}
+		return bad;
 	}
-	for (int c = 0; c < g->nc; c++)
-		u->c[c][r->i0 + k] = (float)(g->step * r->d[c][k]) + val[c];
+	const tl_axis ay = tl_axis_int(y + io[1], f[1], g->n[1], g->n[0], g->pad);
+	for (int c = 0; c < 3; c++) {
+		const float *p0 = b0[c] + o0, *p1 = b1[c] + o1;
+		const float a0 = ax.w0 * p0[ay.o0 + ax.o0] + ax.w1 * p0[ay.o0 + ax.o1];
+		const float a1 = ax.w0 * p0[ay.o1 + ax.o0] + ax.w1 * p0[ay.o1 + ax.o1];
+		const float c0 = ax.w0 * p1[ay.o0 + ax.o0] + ax.w1 * p1[ay.o0 + ax.o1];
+		const float c1 = ax.w0 * p1[ay.o1 + ax.o0] + ax.w1 * p1[ay.o1 + ax.o1];
+		val[c] = az.w0 * (ay.w0 * a0 + ay.w1 * a1) + az.w1 * (ay.w0 * c0 + ay.w1 * c1);
+	}
 	return bad;
 }
 
-/* ---- AVX2: eight voxels of a 3-D run at a time ---------------------------------
+/* Voxel k of run r (chunk of slice s, row y, first x x0): its new u.
+ * Returns 1 if it needed a slice beyond the reach. */
+static inline int ws_voxel(const ws_geom *g, ffdp_vec *u, const ws_slices *w, const ws_run *r, int64_t s, int64_t y,
+			   int64_t x0, int64_t k)
+{
+	const int d3 = g->nc == 3;
+	const int32_t io[3] = {r->io[0][k], r->io[1][k], d3 ? r->io[2][k] : 0};
+	const float f[3] = {r->f[0][k], r->f[1][k], d3 ? r->f[2][k] : 0.0f};
+	float val[3];
+	const int bad = ws_value(g, w, s, y, x0 + k, io, f, val);
+	for (int c = 0; c < g->nc; c++)
+		u->c[c][r->i0 + k] = g->stepf * r->d[c][k] + val[c];
+	return bad;
+}
+
+/* ---- AVX2: eight voxels of a 3-D row at a time ----------------------------------
  * Steps move a voxel less than one voxel (lr times half a voxel), so the
  * corners are among the 27 neighbours: the stencil of cpu_tristencil.h,
- * with rows from the ring or u per slice, and the scalar path's arithmetic
- * in its order (-ffp-contract=off), so the bits agree.  Groups with a lane
- * off the short path or further than a voxel go per voxel. */
+ * with rows from the ring or u per slice.  d and the offsets are formed in
+ * registers (ws_point's operations), the pads' taps per lane at the box's
+ * faces (ws_value's), all in the scalar order (-ffp-contract=off), so the
+ * bits agree.  Groups with a floor outside -1..0 or a slice not held go
+ * per voxel. */
 #ifdef TS_AVX2
 #define WS_AVX2 1
 
-/* Lanes (bits) with offset io of -1 or 0 and base + io in [lo, hi]. */
-TS_FN int ws8_ok(__m256i io, __m256i base, int64_t lo, int64_t hi)
+/* A row's constants: the planes of slices s - 1 .. s + 1 per component
+ * and the offsets of rows y - 1 .. y + 1 (both clamped into the box), the
+ * faces it lies on (ts_faces), and whether slice s - 1 exists but is not
+ * held. */
+typedef struct ws8_row {
+	const float *plane[3][3];
+	int64_t rowoff[3], i0;
+	int face[3], sback; /* face[1], face[2]: y and the slice axis */
+} ws8_row;
+
+/* d of component c at voxels i .. i + 7 (adam_d's operations). */
+TS_FN __m256 ws8_d(const adam_k *k, const mom_in *mo, int c, int64_t i)
 {
-	const __m256i a = _mm256_add_epi32(io, base);
-	__m256i ok = _mm256_and_si256(_mm256_cmpgt_epi32(io, _mm256_set1_epi32(-2)),
-				      _mm256_cmpgt_epi32(_mm256_set1_epi32(1), io));
-	ok = _mm256_and_si256(ok, _mm256_cmpgt_epi32(a, _mm256_set1_epi32((int32_t)lo - 1)));
-	ok = _mm256_and_si256(ok, _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)(hi + 1)), a));
-	return _mm256_movemask_ps(_mm256_castsi256_ps(ok));
+	__m256 m, v;
+	if (mo->w[c]) {
+		const __m256i w = _mm256_loadu_si256((const __m256i *)(mo->w[c] + i));
+		m = _mm256_castsi256_ps(_mm256_and_si256(w, _mm256_set1_epi32((int)0xffff0000u)));
+		v = _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+	} else {
+		m = _mm256_loadu_ps(mo->m[c] + i), v = _mm256_loadu_ps(mo->v[c] + i);
+	}
+	const __m256 den = _mm256_add_ps(_mm256_sqrt_ps(_mm256_mul_ps(v, _mm256_set1_ps(k->ibc2))), _mm256_set1_ps(k->eps));
+	return _mm256_div_ps(_mm256_mul_ps(m, _mm256_set1_ps(k->ibc1)), den);
 }
 
-TS_FN void ws8_axis(const ws_run *r, int a, int64_t k, __m256i io, ts_axis *ax)
+/* Voxels x .. x + 7 of the row (edge: TS_HEAD / TS_TAIL when they start
+ * or end it, a constant at each call).  0 (nothing written) unless every
+ * lane qualifies. */
+TS_FN int ws8(const ws_geom *g, const ws8_row *rw, ffdp_vec *u, const mom_in *mo, int64_t x, const int edge)
 {
-	const __m256 f = _mm256_loadu_ps(r->f[a] + k);
-	const __m256 m = _mm256_castsi256_ps(_mm256_cmpeq_epi32(io, _mm256_set1_epi32(-1)));
-	ts_axis_set(ax, m, _mm256_sub_ps(_mm256_set1_ps(1.0f), f), f);
-}
-
-/* Voxels k .. k + 7 (x = x0 + k, with x - 1 .. x + 8 in the row); plane[c][e]
- * is slice s - 1 + e of component c (clamped), rowoff[e] row y - 1 + e.
- * 0 (nothing written) unless all 8 qualify. */
-TS_FN int ws8(const ws_geom *g, ffdp_vec *u, const ws_run *r, int64_t s, int64_t y, const ws_slices *w, int64_t x,
-	      int64_t k, const float *const plane[3][3], const int64_t rowoff[3])
-{
-	const __m256i iox = _mm256_loadu_si256((const __m256i *)(r->io[0] + k));
-	const __m256i ioy = _mm256_loadu_si256((const __m256i *)(r->io[1] + k));
-	const __m256i ios = _mm256_loadu_si256((const __m256i *)(r->io[2] + k));
-	const __m256i zero = _mm256_setzero_si256();
-	if ((ws8_ok(iox, zero, -1, 0) & ws8_ok(ioy, _mm256_set1_epi32((int32_t)y), 0, g->n[1] - 2) &
-	     ws8_ok(ios, _mm256_set1_epi32((int32_t)s), w->oldest, w->newest - 1)) != 0xff)
+	const int64_t i = rw->i0 + x;
+	const __m256 one = _mm256_set1_ps(1.0f);
+	__m256 d[3], m[3], w0[3], w1[3];
+	for (int c = 0; c < 3; c++)
+		d[c] = ws8_d(&g->k, mo, c, i);
+	int ok = 0xff;
+	for (int a = 0; a < 3; a++) {
+		__m256 o = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(g->cs[a][0]), d[0]),
+					 _mm256_mul_ps(_mm256_set1_ps(g->cs[a][1]), d[1]));
+		o = _mm256_add_ps(o, _mm256_mul_ps(_mm256_set1_ps(g->cs[a][2]), d[2]));
+		/* max(o, lo) is lo for NaN, as ws_split's o > lo ? o : lo */
+		const __m256 q = _mm256_min_ps(_mm256_max_ps(o, _mm256_set1_ps(-WS_OFF_MAX)), _mm256_set1_ps(WS_OFF_MAX));
+		const __m256 fl = _mm256_floor_ps(q), f = _mm256_sub_ps(q, fl);
+		m[a] = _mm256_cmp_ps(fl, _mm256_set1_ps(-1.0f), _CMP_EQ_OQ);
+		ok &= _mm256_movemask_ps(_mm256_or_ps(m[a], _mm256_cmp_ps(fl, _mm256_setzero_ps(), _CMP_EQ_OQ)));
+		w0[a] = _mm256_sub_ps(one, f), w1[a] = f;
+	}
+	if (ok != 0xff || (rw->sback && _mm256_movemask_ps(m[2])))
 		return 0;
+	ts_faces(edge, rw->face, g->pad == FFDP_PAD_BORDER, m, w0, w1);
 	ts_axis ax[3];
-	ws8_axis(r, 0, k, iox, &ax[0]);
-	ws8_axis(r, 1, k, ioy, &ax[1]);
-	ws8_axis(r, 2, k, ios, &ax[2]);
-	const __m256d st = _mm256_set1_pd(g->step);
+	for (int a = 0; a < 3; a++)
+		ts_axis_set(&ax[a], m[a], w0[a], w1[a]);
+	const __m256 st = _mm256_set1_ps(g->stepf);
 	for (int c = 0; c < 3; c++) {
-		const __m256 val = ts_value(plane[c], rowoff, x, &ax[0], &ax[1], &ax[2]);
-		__m128 d0 = _mm256_cvtpd_ps(_mm256_mul_pd(st, _mm256_cvtps_pd(_mm_loadu_ps(r->d[c] + k))));
-		__m128 d1 = _mm256_cvtpd_ps(_mm256_mul_pd(st, _mm256_cvtps_pd(_mm_loadu_ps(r->d[c] + k + 4))));
-		_mm256_storeu_ps(u->c[c] + r->i0 + k, _mm256_add_ps(_mm256_set_m128(d1, d0), val));
+		const __m256 val = ts_value(rw->plane[c], rw->rowoff, x, &ax[0], &ax[1], &ax[2], edge);
+		_mm256_storeu_ps(u->c[c] + i, _mm256_add_ps(_mm256_mul_ps(st, d[c]), val));
 	}
 	return 1;
 }
+#endif
 
-/* A 3-D chunk: the run is loaded here too, so its loops get AVX2 code. */
-__attribute__((noinline, flatten, target("avx2,fma"))) static int
-ws_chunk_avx2(const ws_geom *g, ffdp_vec *u, const mom_in *mo, const ws_slices *w, int64_t s,
-	      int64_t t)
+/* Voxels [x0, x1) of row y in slice s, one at a time (3-D). */
+static __attribute__((noinline)) int ws_span1(const ws_geom *g, ffdp_vec *u, const mom_in *mo, const ws_slices *w,
+					       int64_t s, int64_t y, int64_t x0, int64_t x1)
 {
-	ws_run r;
-	int64_t y;
-	const int64_t x0 = ws_run_load(g, mo, s, t, &y, &r, 1), nx = g->n[0];
-	const ws_slices wl = *w;
-	const float *plane[3][3];
+	int bad = 0;
+	for (int64_t x = x0; x < x1; x++) {
+		const int64_t i = s * g->slice + y * g->n[0] + x;
+		float d[3], f[3], val[3];
+		int32_t io[3];
+		ws_point(g, mo, i, d, io, f);
+		bad |= ws_value(g, w, s, y, x, io, f, val);
+		for (int c = 0; c < g->nc; c++)
+			u->c[c][i] = g->stepf * d[c] + val[c];
+	}
+	return bad;
+}
+
+#ifdef WS_AVX2
+/* Row y of slice s (3-D, at least 8 voxels): groups of 8 from x = 0, the
+ * last one ending at the row's end (it may overlap the one before: old
+ * values come from the ring, so a voxel computed twice gets the same bits). */
+__attribute__((noinline, target("avx2,fma"))) static int ws_row_avx2(const ws_geom *g, ffdp_vec *u, const mom_in *mo,
+								      const ws_slices *w, int64_t s, int64_t y)
+{
+	const int64_t nx = g->n[0], ny = g->n[1], xl = nx - 8;
+	ws8_row rw;
 	for (int e = 0; e < 3; e++) {
 		int64_t st = s - 1 + e, o;
-		st = st < wl.oldest || st > wl.newest ? s : st; /* lanes that need it fail ws8_ok */
-		const float *const *b = ws_where(&wl, st, 0, &o);
+		st = st < w->oldest || st > w->newest ? s : st; /* lanes that need it are refused or at a face */
+		const float *const *b = ws_where(w, st, 0, &o);
 		for (int c = 0; c < 3; c++)
-			plane[c][e] = b[c] + o;
+			rw.plane[c][e] = b[c] + o;
 	}
-	const int64_t rowoff[3] = {(y > 0 ? y - 1 : y) * nx, y * nx, (y + 1 < g->n[1] ? y + 1 : y) * nx};
-	/* groups need x - 1 .. x + 8 in the row; the last one starts at kmax and
-	 * may overlap the one before (u's old values come from the ring, so a
-	 * voxel computed twice gets the same bits) */
-	const int64_t kmax = nx - 9 - x0 < r.n - 8 ? nx - 9 - x0 : r.n - 8;
+	rw.rowoff[0] = (y > 0 ? y - 1 : y) * nx, rw.rowoff[1] = y * nx, rw.rowoff[2] = (y + 1 < ny ? y + 1 : y) * nx;
+	rw.i0 = s * g->slice + y * nx;
+	rw.face[0] = 0;
+	rw.face[1] = (y == 0) | (y == ny - 1) << 1;
+	rw.face[2] = (s == 0) | (s == g->ns - 1) << 1;
+	rw.sback = s >= 1 && s - 1 < w->oldest;
 	int bad = 0;
-	int64_t k = 0;
-	while (k < r.n) {
-		const int64_t kg = k < kmax ? k : kmax;
-		if (kg >= 0 && kg + 8 > k && x0 + kg >= 1 && ws8(g, u, &r, s, y, &wl, x0 + kg, kg, plane, rowoff)) {
-			k = kg + 8;
-			continue;
-		}
-		/* one voxel at the row's start, else the failed group's (or the rest) */
-		const int64_t e = x0 + kg < 1 ? k + 1 : (kg == k ? k + 8 : r.n);
-		for (; k < e && k < r.n; k++)
-			bad |= ws_voxel(g, u, &wl, &r, s, y, y, x0, k);
+	if (nx == 8)
+		return ws8(g, &rw, u, mo, 0, TS_HEAD | TS_TAIL) ? 0 : ws_span1(g, u, mo, w, s, y, 0, 8);
+	if (!ws8(g, &rw, u, mo, 0, TS_HEAD))
+		bad |= ws_span1(g, u, mo, w, s, y, 0, 8);
+	/* the next row's new corner row (y + 2) in the three planes comes from
+	 * L2 or beyond: fetch it a group ahead, one line per two groups */
+	const int64_t pre = (y + 2 < ny ? y + 2 : ny - 1) * nx;
+	for (int64_t x = 8; x < xl; x += 8) {
+		if (!(x & 8))
+			for (int c = 0; c < 3; c++)
+				for (int e = 0; e < 3; e++)
+					_mm_prefetch((const char *)(rw.plane[c][e] + pre + x + 16), _MM_HINT_T0);
+		if (!ws8(g, &rw, u, mo, x, 0))
+			bad |= ws_span1(g, u, mo, w, s, y, x, x + 8);
 	}
+	if (!ws8(g, &rw, u, mo, xl, TS_TAIL))
+		bad |= ws_span1(g, u, mo, w, s, y, xl, nx);
 	return bad;
 }
 #endif
 
-/* New values of chunk t of slice s, in the block written with w; returns 1
- * if a voxel needed a slice that the ring no longer holds. */
-static int ws_chunk(const ws_geom *g, ffdp_vec *u, const mom_in *mo, const ws_slices *wp,
-		    int64_t s, int64_t t, int simd)
+/* New values of slice s, in the block written with w; returns 1 if a voxel
+ * needed a slice that the ring no longer holds. */
+static int ws_slice(const ws_geom *g, ffdp_vec *u, const mom_in *mo, const ws_slices *w, int64_t s, int simd)
 {
+	int bad = 0;
 #ifdef WS_AVX2
-	if (simd && g->nc == 3)
-		return ws_chunk_avx2(g, u, mo, wp, s, t);
+	if (simd && g->nc == 3 && g->n[0] >= 8) {
+		for (int64_t y = 0; y < g->nrow; y++)
+			bad |= ws_row_avx2(g, u, mo, w, s, y);
+		return bad;
+	}
 #endif
 	(void)simd;
-	ws_run r;
-	int64_t y;
-	const int64_t x0 = ws_run_load(g, mo, s, t, &y, &r, 0);
-	int bad = 0;
-	const ws_slices w = *wp;
-	const int64_t ys = g->sa == 2 ? y : s;
-	for (int64_t k = 0; k < r.n; k++)
-		bad |= ws_voxel(g, u, &w, &r, s, y, ys, x0, k);
+	for (int64_t t = 0; t < g->nrow * g->nch; t++) {
+		ws_run r;
+		int64_t y;
+		const int64_t x0 = ws_run_load(g, mo, s, t, &y, &r, 0);
+		for (int64_t k = 0; k < r.n; k++)
+			bad |= ws_voxel(g, u, w, &r, s, y, x0, k);
+	}
 	return bad;
 }
 
@@ -606,22 +623,21 @@ static int ws_chunk(const ws_geom *g, ffdp_vec *u, const mom_in *mo, const ws_sl
 static void ws_keep(const ws_geom *g, const ffdp_vec *u, const ws_slab *sl, float *p, int64_t st, int64_t t)
 {
 	for (int c = 0; c < g->nc; c++)
-		memcpy(p + (c * sl->nslot + t) * g->slice, u->c[c] + st * g->slice, (size_t)g->slice * sizeof(float));
+		memcpy(p + (c * sl->nslot + t) * sl->sstride, u->c[c] + st * g->slice, (size_t)g->slice * sizeof(float));
 }
 
 /* Each thread its slab; halos copied before the one barrier.  buf holds
- * nslot * nc slices per thread. */
+ * nslot * nc slots per thread. */
 static int ws_compose(const ws_geom *g, ffdp_vec u, const mom_in *mo, const ws_slab *sl,
 		      float *buf)
 {
-	const int64_t per = g->nrow * g->nch;
 	const int simd = ffdp_cpu_use_avx2();
 	int bad = 0;
 #pragma omp parallel reduction(| : bad)
 	{
 		const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
 		const int64_t a = g->ns * tid / nt, b = g->ns * (tid + 1) / nt;
-		float *p = buf + (int64_t)tid * sl->nslot * g->nc * g->slice;
+		float *p = buf + (int64_t)tid * sl->nslot * g->nc * sl->sstride;
 		ws_slices w;
 		ws_slices_make(&w, g, &u, sl, p, a, b);
 		if (a < b) {
@@ -634,8 +650,7 @@ static int ws_compose(const ws_geom *g, ffdp_vec u, const mom_in *mo, const ws_s
 		for (int64_t s = a; s < b; s++) {
 			ws_slices_at(&w, g, sl, s);
 			ws_keep(g, &u, sl, p, s, w.slot);
-			for (int64_t t = 0; t < per; t++)
-				bad |= ws_chunk(g, &u, mo, &w, s, t, simd);
+			bad |= ws_slice(g, &u, mo, &w, s, simd);
 		}
 	}
 	return bad;
@@ -653,7 +668,7 @@ static inline void add_run(const adam_k *k, float step, float *restrict u, const
 static void ws_add(const ws_geom *g, ffdp_vec u, const mom_in *mo)
 {
 	const int64_t nv = g->n[0] * g->n[1] * g->n[2], nb = (nv + AD_BLOCK - 1) / AD_BLOCK;
-	const float step = (float)g->step;
+	const float step = g->stepf;
 #pragma omp parallel for schedule(static)
 	for (int64_t b = 0; b < nb; b++) {
 		const int64_t i0 = b * AD_BLOCK, n = nv - i0 < AD_BLOCK ? nv - i0 : AD_BLOCK;
@@ -681,6 +696,7 @@ static ffdp_status ws_slab_make(const ws_geom *g, const mom_in *mo, double max_n
 	sl->K = back < (double)(g->ns - 1) ? (int64_t)back : g->ns - 1;
 	sl->F = fwd < (double)(g->ns - 1) ? (int64_t)fwd : g->ns - 1;
 	sl->nslot = 2 * sl->K + sl->F + 2;
+	sl->sstride = g->slice + WS_SLOT_PAD;
 	return FFDP_OK;
 }
 
@@ -715,7 +731,7 @@ ffdp_status ffdp_cpu_warp_step(ffdp_backend *be, ffdp_vec u, ffdp_vec m, ffdp_ve
 	if ((s = ws_slab_make(&g, &mo, o->max_norm, &sl, err)))
 		return s;
 	const int nt = omp_get_max_threads();
-	float *buf = malloc((size_t)(nt * sl.nslot * g.slice * g.nc) * sizeof(float));
+	float *buf = malloc((size_t)(nt * sl.nslot * sl.sstride * g.nc) * sizeof(float));
 	if (!buf)
 		return ffdp_fail(err, FFDP_ERR_NOMEM, "warp_step: cannot allocate %d x %lld slices of old values", nt,
 				 (long long)sl.nslot);

@@ -80,24 +80,15 @@ TL_INLINE void cmp_voxels(const cmp *s, int64_t r, int64_t x0, int64_t x1)
 
 #ifdef TS_AVX2
 /* One row's constants for the stencil: C broadcast, u's planes (per
- * component) and row offsets around the row (clamped into the box: a lane
- * that needs one outside is refused), and per axis the range [lo, hi) of
- * offsets whose two corners lie in the box (lo = -1 when the row below
- * exists, else 0; hi = 1 when the row above exists, else 0) and the
- * smallest nonzero |off| for which i + off is exact in double (ex).  Along
- * x the range is per lane, for a group with x - 1 .. x + 8 in the box
- * (CMP_MID), one at the box's first voxel (CMP_HEAD: lane 0 may not reach
- * back) or one ending at its last (CMP_TAIL: lane 7 may not reach
- * forward); the end groups read one float beyond the box's row (garbage
- * that the lane's blend drops), so head and tail hold where that float is
- * still inside the box's memory. */
-enum { CMP_MID, CMP_HEAD, CMP_TAIL, CMP_NOSTENCIL };
-
+ * component) and row offsets around the row (clamped into the box), the
+ * faces of u's box the row lies on (ts_faces; stencil = 0 when the row is
+ * outside u's box in y or z), and per axis the smallest nonzero |off| for
+ * which i + off is exact in double (ex). */
 typedef struct cmp_row {
-	__m256 C[9], lo[3], hi[3], ex[3], xlo[3], xhi[3];
+	__m256 C[9], ex[3];
 	const float *plane[3][3];
 	int64_t rowoff[3], gy, gz;
-	int head, tail;
+	int face[3], stencil;
 	tl8_box box;
 } cmp_row;
 
@@ -108,16 +99,17 @@ TS_FN __m256 cmp8_off(const cmp_row *w, int a, const __m256 d[3])
 	return _mm256_add_ps(off, _mm256_mul_ps(w->C[3 * a + 2], d[2]));
 }
 
-/* Along axis a: the floor and fraction of the offsets; returns the lanes
- * (bits) whose floor is -1 or 0, whose corners lie in the box and whose
- * i + off is exact in double. */
-TS_FN int cmp8_axis(__m256 lo, __m256 hi, __m256 ex, __m256 off, ts_axis *ax)
+/* Along axis a: the lanes whose floor is -1 (m) and the weights; returns
+ * the lanes (bits) whose floor is -1 or 0 and whose i + off is exact in
+ * double. */
+TS_FN int cmp8_axis(__m256 ex, __m256 off, __m256 *m, __m256 *w0, __m256 *w1)
 {
 	const __m256 zero = _mm256_setzero_ps(), mag = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), off);
 	const __m256 fl = _mm256_floor_ps(off), f = _mm256_sub_ps(off, fl);
-	__m256 in = _mm256_and_ps(_mm256_cmp_ps(off, lo, _CMP_GE_OQ), _mm256_cmp_ps(off, hi, _CMP_LT_OQ));
+	__m256 in = _mm256_and_ps(_mm256_cmp_ps(off, _mm256_set1_ps(-1.0f), _CMP_GE_OQ),
+				  _mm256_cmp_ps(off, _mm256_set1_ps(1.0f), _CMP_LT_OQ));
 	in = _mm256_and_ps(in, _mm256_or_ps(_mm256_cmp_ps(mag, ex, _CMP_GE_OQ), _mm256_cmp_ps(off, zero, _CMP_EQ_OQ)));
-	ts_axis_set(ax, _mm256_cmp_ps(off, zero, _CMP_LT_OQ), _mm256_sub_ps(_mm256_set1_ps(1.0f), f), f);
+	*m = _mm256_cmp_ps(off, zero, _CMP_LT_OQ), *w0 = _mm256_sub_ps(_mm256_set1_ps(1.0f), f), *w1 = f;
 	return _mm256_movemask_ps(in);
 }
 
@@ -141,21 +133,40 @@ TS_FN void cmp8_gather(const cmp *s, const cmp_row *w, const int64_t i[3], const
 	if (!tl8_locate(&w->box, p, &t))
 		tl8_locate_pad(&w->box, p, s->pad, &t);
 	for (int c = 0; c < 3; c++) {
-		tl8_gather(&w->box, s->u[c], &t);
+		tl8_gather_loads(&w->box, s->u[c], &t);
 		v[c] = _mm256_add_ps(d[c], tl8_value(&t));
 	}
 }
 
-/* How the group at u's x index ux may take the stencil (CMP_MID, ...). */
+/* How the group at u's x index ux may take the stencil: its row-end flags
+ * (TS_HEAD, TS_TAIL; 0 inside the row), or -1 when x .. x + 7 are not all
+ * in u's box. */
 TS_FN int cmp8_xmode(const cmp *s, const cmp_row *w, int64_t ux)
 {
-	if (ux >= 1 && ux + 9 <= s->un[0])
-		return CMP_MID;
-	if (ux == 0 && ux + 9 <= s->un[0] && w->head)
-		return CMP_HEAD;
-	if (ux >= 1 && ux + 8 == s->un[0] && w->tail)
-		return CMP_TAIL;
-	return CMP_NOSTENCIL;
+	if (!w->stencil || ux < 0 || ux + 8 > s->un[0])
+		return -1;
+	return (ux == 0 ? TS_HEAD : 0) | (ux + 8 == s->un[0] ? TS_TAIL : 0);
+}
+
+/* d + u at the 8 points by the stencil, the pads' taps at u's faces; 0 (v
+ * unset) unless every lane qualifies. */
+TS_FN int cmp8_stencil(const cmp *s, const cmp_row *w, int64_t ux, const __m256 d[3], const __m256 off[3],
+		       const int edge, __m256 v[3])
+{
+	__m256 m[3], w0[3], w1[3];
+	int ok = 0xff;
+	for (int a = 0; a < 3; a++)
+		ok &= cmp8_axis(w->ex[a], off[a], &m[a], &w0[a], &w1[a]);
+	if (ok != 0xff)
+		return 0;
+	ts_faces(edge, w->face, s->pad == FFDP_PAD_BORDER, m, w0, w1);
+	ts_axis ax[3];
+	for (int a = 0; a < 3; a++)
+		ts_axis_set(&ax[a], m[a], w0[a], w1[a]);
+#pragma GCC unroll 3
+	for (int c = 0; c < 3; c++)
+		v[c] = _mm256_add_ps(d[c], ts_value(w->plane[c], w->rowoff, ux, &ax[0], &ax[1], &ax[2], edge));
+	return 1;
 }
 
 /* out = d + u(q) of voxels x .. x + 7 of row r into v: the stencil where
@@ -166,19 +177,21 @@ TS_FN int cmp8_eval(const cmp *s, const cmp_row *w, int64_t r, int64_t x, __m256
 	const int64_t j = r * s->n[0] + x, ux = s->lo[0] + x - s->ulo[0];
 	const int mode = cmp8_xmode(s, w, ux);
 	__m256 d[3], off[3];
-	ts_axis ax[3];
 	for (int c = 0; c < 3; c++)
 		d[c] = _mm256_loadu_ps(s->d[c] + j);
 	for (int a = 0; a < 3; a++)
 		off[a] = cmp8_off(w, a, d);
-	if (mode != CMP_NOSTENCIL && (cmp8_axis(w->xlo[mode], w->xhi[mode], w->ex[0], off[0], &ax[0]) &
-				      cmp8_axis(w->lo[1], w->hi[1], w->ex[1], off[1], &ax[1]) &
-				      cmp8_axis(w->lo[2], w->hi[2], w->ex[2], off[2], &ax[2])) == 0xff) {
-#pragma GCC unroll 3
-		for (int c = 0; c < 3; c++)
-			v[c] = _mm256_add_ps(d[c], ts_value(w->plane[c], w->rowoff, ux, &ax[0], &ax[1], &ax[2]));
+	int done = 0;
+	if (mode == 0)
+		done = cmp8_stencil(s, w, ux, d, off, 0, v);
+	else if (mode == TS_HEAD)
+		done = cmp8_stencil(s, w, ux, d, off, TS_HEAD, v);
+	else if (mode == TS_TAIL)
+		done = cmp8_stencil(s, w, ux, d, off, TS_TAIL, v);
+	else if (mode == (TS_HEAD | TS_TAIL))
+		done = cmp8_stencil(s, w, ux, d, off, TS_HEAD | TS_TAIL, v);
+	if (done)
 		return 1;
-	}
 	if (!s->gather)
 		return 0;
 	const int64_t i[3] = {s->lo[0] + x, w->gy, w->gz};
@@ -204,15 +217,10 @@ TS_FN void cmp_row_make(const cmp *s, int64_t r, cmp_row *w)
 			w->plane[c][e] = s->u[c] + tl_clampi(b[2] + e - 1, s->un[2]) * s->us[2];
 		w->rowoff[e] = tl_clampi(b[1] + e - 1, s->un[1]) * s->us[1];
 	}
-	const int64_t first = w->plane[0][0] - s->u[0] + w->rowoff[0], end = w->plane[0][2] - s->u[0] + w->rowoff[2];
-	w->head = first >= 1, w->tail = end + s->un[0] < s->us[2] * s->un[2];
-	w->xlo[CMP_MID] = w->xlo[CMP_TAIL] = _mm256_set1_ps(-1.0f);
-	w->xhi[CMP_MID] = w->xhi[CMP_HEAD] = _mm256_set1_ps(1.0f);
-	w->xlo[CMP_HEAD] = _mm256_setr_ps(0, -1, -1, -1, -1, -1, -1, -1);
-	w->xhi[CMP_TAIL] = _mm256_setr_ps(1, 1, 1, 1, 1, 1, 1, 0);
+	w->stencil = 1, w->face[0] = 0;
 	for (int a = 1; a < 3; a++) {
-		w->lo[a] = _mm256_set1_ps(b[a] >= 1 && b[a] <= s->un[a] - 1 ? -1.0f : 0.0f);
-		w->hi[a] = _mm256_set1_ps(b[a] >= 0 && b[a] <= s->un[a] - 2 ? 1.0f : 0.0f);
+		w->stencil &= b[a] >= 0 && b[a] <= s->un[a] - 1;
+		w->face[a] = (b[a] == 0) | (b[a] == s->un[a] - 1) << 1;
 	}
 	/* i + off is exact in double when |i + off| < 2^53 ulp(off), which
 	 * |off| >= (|i| + 1) 2^-28 ensures for |off| < 1 */

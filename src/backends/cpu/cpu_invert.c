@@ -124,8 +124,9 @@ TL8_FN void inv4_delta(const __m256d r[3], const __m256d G[9], const double C[9]
 		sc = _mm256_max_pd(_mm256_and_pd(q, abs), sc);
 	}
 	__m256d shrink = _mm256_cmp_pd(sc, _mm256_set1_pd(1.0), _CMP_GT_OQ);
-	for (int a = 0; a < 3; a++)
-		d[a] = _mm256_blendv_pd(d[a], _mm256_div_pd(d[a], sc), shrink);
+	if (_mm256_movemask_pd(shrink)) /* divisions are slow; most steps are short */
+		for (int a = 0; a < 3; a++)
+			d[a] = _mm256_blendv_pd(d[a], _mm256_div_pd(d[a], sc), shrink);
 }
 
 /* Voxels x .. x + 7 of row r, stepped while any lane is above tol (the
@@ -161,7 +162,7 @@ TL8_FN void inv8(const inv *s, const tl8_box *b, int64_t r, int64_t x, __m256d *
 			tl8_locate_pad(b, p, FFDP_PAD_BORDER, &t);
 		__m256 val[3], g[3][3];
 		for (int c = 0; c < 3; c++) {
-			tl8_gather(b, s->w[c], &t);
+			tl8_gather_loads(b, s->w[c], &t);
 			val[c] = tl8_value_grad(&t, g[c]);
 		}
 		for (int h = 0; h < 2; h++) {

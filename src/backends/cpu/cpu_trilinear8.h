@@ -168,6 +168,7 @@ TL8_FN void tl8_locate_pad(const tl8_box *b, const __m256d p[2][3], const ffdp_p
 		tl8_offsets(b, k, i0, i1, t);
 	}
 	t->padded = 1;
+	t->lo = t->hi = _mm_setzero_si128(); /* unread; set for -Wmaybe-uninitialized */
 }
 
 /* tl_axis_int for 8 points: first-corner domain indices i0 (relative to
