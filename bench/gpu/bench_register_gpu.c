@@ -6,7 +6,7 @@
  * millisecond during the run, and the difference; it includes the stream-
  * ordered pool's cache, so it is an upper bound on the live state).
  *
- * usage: bench_register_gpu [--upsample K] [--k K] [--full] [--f32] [--u16] [--no-inverse] [--anchor]
+ * usage: bench_register_gpu [--upsample K] [--k K] [--ants] [--full] [--f32] [--u16] [--no-inverse] [--anchor]
  *                           [--verbose] [--finest N] [fixed moving] [preset ...]
  *   default pair: ../shared/data/cfireants_validate/medium/MNI152_T1_1mm_brain.nii.gz
  *                 (fixed) and t1_brain.nii.gz (moving); default presets: greedy syn
@@ -14,6 +14,8 @@
  *                 physical extent, trilinear on the GPU) first: K = 4 turns
  *                 the 1 mm pair into issue #5's 728x872x728 pair.
  *   --k K:        LNCC window of every stage (default: the presets' 5).
+ *   --ants:       ANTs' centre-window LNCC gradient in every stage (FFDP's
+ *                 fused loss's default, use_ants_gradient) instead of the exact one.
  *   --full:       no convergence test: every level runs all its iterations
  *                 (timings comparable with FFDP's fixed schedules).
  *   --f32:        Adam's moments in float (the presets' are bfloat16).
@@ -116,7 +118,7 @@ static ffdp_status upsample(ffdp_volume *v, int k, ffdp_error *err)
 	return s;
 }
 
-static int g_k, g_full, g_f32, g_u16, g_noinv, g_anchor, g_finest; /* command-line overrides, set once in main */
+static int g_k, g_ants, g_full, g_f32, g_u16, g_noinv, g_anchor, g_finest; /* command-line overrides, set once in main */
 
 /* Scales 4, 2, 1 with 200, 100, 50 iterations (FFDP's timed runs). */
 static void anchor_schedule(ffdp_stage *st)
@@ -144,6 +146,8 @@ static int run_preset(const char *preset, const ffdp_volume *F, const ffdp_volum
 	for (int k = 0; k < o.nstages; k++) {
 		if (g_k > 0)
 			o.stages[k].metric.lncc_k = g_k;
+		if (g_ants)
+			o.stages[k].metric.lncc_exact = 0;
 		if (g_full)
 			o.stages[k].window = 0; /* no convergence test */
 		if (g_anchor && (o.stages[k].kind == FFDP_STAGE_AFFINE || o.stages[k].kind == FFDP_STAGE_GREEDY))
@@ -203,6 +207,8 @@ int main(int argc, char **argv)
 			up = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--k") && i + 1 < argc)
 			g_k = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--ants"))
+			g_ants = 1;
 		else if (!strcmp(argv[i], "--full"))
 			g_full = 1;
 		else if (!strcmp(argv[i], "--f32"))
@@ -222,7 +228,7 @@ int main(int argc, char **argv)
 		else if (!is_preset(argv[i]) && nfiles < 2)
 			files[nfiles++] = argv[i];
 		else {
-			fprintf(stderr, "usage: bench_register_gpu [--upsample K] [--k K] [--full] [--f32] [--u16] [--no-inverse] [--anchor] [--verbose] [--finest N] [fixed moving] [preset ...]\n");
+			fprintf(stderr, "usage: bench_register_gpu [--upsample K] [--k K] [--ants] [--full] [--f32] [--u16] [--no-inverse] [--anchor] [--verbose] [--finest N] [fixed moving] [preset ...]\n");
 			return 2;
 		}
 	}
