@@ -81,12 +81,13 @@ ffdp_status ffdp_cuda_mse(ffdp_backend *be, const ffdp_loss_args *a, ffdp_error 
 	mse_k k = {a->f.p, a->m.p, a->mask, a->gf, a->gm, 2.0 * a->scale / denom, n};
 	mse_kernel<<<sh.grid, sh.block>>>(k, d.slots);
 	s = cu_launched(err, "mse");
-	if (!s && a->later) /* the sum stays on its way (ops.h) */
+	if (!s && a->later) { /* the sum stays on its way (ops.h) */
 		s = cu_sums_reduce(&d, err, "mse");
-	if (!s && a->later)
-		s = ffdp_cuda_scalar_later(be, cu_sums_total(&d), 1.0, denom, a->later, err);
-	else if (!s)
+		if (!s)
+			s = ffdp_cuda_scalar_later(be, cu_sums_total(&d), 1.0, denom, a->later, err);
+	} else if (!s) {
 		s = cu_sums_fetch(&d, &sum, err, "mse");
+	}
 	cu_sums_free(&d);
 	if (s || a->later)
 		return s;
