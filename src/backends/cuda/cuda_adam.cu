@@ -187,7 +187,7 @@ __device__ __forceinline__ void adam_reduce(double mx, int bad, adam_out *out)
 template <bool BF16>
 __global__ void adam_moments_kernel(adam_k k, adam_out *out)
 {
-	double mx = 0.0;
+	float mx = 0.0f; /* the max of floats, exact; double for the reduction */
 	int bad = 0;
 	CU_FOR_FLAT(i, k.n)
 	{
@@ -199,7 +199,7 @@ __global__ void adam_moments_kernel(adam_k k, adam_out *out)
 		adam_fetch<BF16>(k, i, o);
 		const float s = adam_voxel<BF16>(k, i, o, g);
 		if (isfinite(s))
-			mx = fmax(mx, (double)s);
+			mx = fmaxf(mx, s);
 		else
 			bad = 1;
 	}
@@ -214,7 +214,7 @@ __global__ void adam_moments_kernel(adam_k k, adam_out *out)
  * the in-place passes' bits. */
 template <bool BF16> struct adam_sink {
 	const adam_k &k;
-	double mx;
+	float mx; /* as adam_moments_kernel's */
 	int bad;
 	adam_old<BF16> o;
 	__device__ void fetch(int64_t i) { adam_fetch<BF16>(k, i, o); }
@@ -222,7 +222,7 @@ template <bool BF16> struct adam_sink {
 	{
 		const float s = adam_voxel<BF16>(k, i, o, g);
 		if (isfinite(s))
-			mx = fmax(mx, (double)s);
+			mx = fmaxf(mx, s);
 		else
 			bad = 1;
 	}
@@ -234,7 +234,7 @@ __global__ void __launch_bounds__(SM3_BX * SM3_BY, ADS_MINB) adam_smooth3_kernel
 {
 	const float *const g[3] = {k.g[0], k.g[1], k.g[2]};
 	const int64_t n[3] = {nx, ny, nz};
-	adam_sink<BF16> sink = {k, 0.0, 0, {}};
+	adam_sink<BF16> sink = {k, 0.0f, 0, {}};
 	sm3_march<R, 3>(g, n, t, sink);
 	adam_reduce(sink.mx, sink.bad, out);
 }
