@@ -172,6 +172,7 @@ int main(int argc, char **argv)
 		{"lncc k=3 approx", 0, 3, 0, 0, 0, 0},
 		{"lncc k=5 exact", 0, 5, 1, 0, 0, 0},
 		{"lncc k=5 exact gm+gf", 0, 5, 1, 0, 0, 1},
+		{"lncc k=5 approx", 0, 5, 0, 0, 0, 0},
 		{"lncc k=7 exact", 0, 7, 1, 9.53, 72.5, 0},
 		{"lncc k=7 exact gm+gf", 0, 7, 1, 0, 0, 1},
 		{"lncc k=7 approx", 0, 7, 0, 6.19, 0, 0},

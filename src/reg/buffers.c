@@ -75,7 +75,7 @@ ffdp_status reg_field_upload(ffdp_backend *be, const ffdp_field *host, ffdp_fiel
 ffdp_status reg_field_download(ffdp_backend *be, const ffdp_field *f, ffdp_field *host, ffdp_error *err)
 {
 	const double t0 = ffdp_now();
-	ffdp_status s = ffdp_field_alloc(host, &f->grid, err);
+	ffdp_status s = host->c[0] ? FFDP_OK : ffdp_field_alloc(host, &f->grid, err);
 	const double t1 = ffdp_now();
 	for (int c = 0; c < f->ncomp && !s; c++)
 		s = ffdp_buf_download(be, host->c[c], f->c[c], plane_bytes(&f->grid), err);

@@ -301,12 +301,21 @@ static ffdp_status field_linear(reg_domain *dm, ffdp_field *f, const ffdp_mat4 *
 	return reg_dom_vec_linear(dm, f, A, err);
 }
 
+/* f to the host as *out: into the helper's field k where it is ready. */
+static ffdp_status finish_download(reg_domain *dm, reg_host_fields *hf, int k, const ffdp_field *f, ffdp_field *out,
+				   ffdp_error *err)
+{
+	const ffdp_grid g = reg_dom_host_grid(dm, &f->grid);
+	reg_host_fields_take(hf, k, &g, f->ncomp, out);
+	return reg_dom_field_download(dm, f, out, err);
+}
+
 /* phi = (T + u_f) o (Id + u_r)^-1 = T + [L w + u_f o (Id + w)],  w = inv(u_r);
  * its inverse displacement (ANTs convention, on the fixed grid):
  * (Id + L^-1 u)^-1 = (Id + u_r) o (Id + L^-1 u_f)^-1.
  * Works in place on the sides' u (the stage is over) and w. */
 static ffdp_status syn_finish(reg_domain *dm, side *sides, const ffdp_mat4 *T, ffdp_reg_result *res,
-			      int want_inverse, ffdp_error *err)
+			      int want_inverse, reg_host_fields *hf, ffdp_error *err)
 {
 	ffdp_field *uf = &sides[0].u, *ur = &sides[1].u;
 	ffdp_field w = {0};
@@ -319,7 +328,7 @@ static ffdp_status syn_finish(reg_domain *dm, side *sides, const ffdp_mat4 *T, f
 	if (!s)
 		s = compose_into(dm, uf, &w, &Linv, err);
 	if (!s)
-		s = reg_dom_field_download(dm, &w, &res->u, err);
+		s = finish_download(dm, hf, 0, &w, &res->u, err);
 	res->has_warp = !s;
 	reg_field_free(dm->be, &w);
 	if (!s && want_inverse) {
@@ -331,7 +340,7 @@ static ffdp_status syn_finish(reg_domain *dm, side *sides, const ffdp_mat4 *T, f
 		if (!s)
 			s = compose_into(dm, ur, &w, &id, err);
 		if (!s)
-			s = reg_dom_field_download(dm, &w, &res->u_inv, err);
+			s = finish_download(dm, hf, 1, &w, &res->u_inv, err);
 		res->has_inverse = !s;
 		reg_field_free(dm->be, &w);
 	}
@@ -341,9 +350,9 @@ static ffdp_status syn_finish(reg_domain *dm, side *sides, const ffdp_mat4 *T, f
 /* u to the caller; its inverse from the ANTs form w = L^-1 u (in place:
  * the stage is over). */
 static ffdp_status greedy_finish(reg_domain *dm, side *sd, const ffdp_mat4 *T, ffdp_reg_result *res,
-				 int want_inverse, ffdp_error *err)
+				 int want_inverse, reg_host_fields *hf, ffdp_error *err)
 {
-	ffdp_status s = reg_dom_field_download(dm, &sd->u, &res->u, err);
+	ffdp_status s = finish_download(dm, hf, 0, &sd->u, &res->u, err);
 	res->has_warp = !s;
 	if (s || !want_inverse)
 		return s;
@@ -355,7 +364,7 @@ static ffdp_status greedy_finish(reg_domain *dm, side *sd, const ffdp_mat4 *T, f
 	if (!s)
 		s = reg_invert_field(dm, &sd->u, &winv, REG_INVERT_ITERS, err);
 	if (!s)
-		s = reg_dom_field_download(dm, &winv, &res->u_inv, err);
+		s = finish_download(dm, hf, 1, &winv, &res->u_inv, err);
 	res->has_inverse = !s;
 	reg_field_free(dm->be, &winv);
 	return s;
@@ -383,6 +392,8 @@ ffdp_status reg_deformable(const reg_pair *p, const ffdp_stage *st, const ffdp_m
 	}
 	int64_t done = 0;
 	ffdp_progress pb;
+	reg_host_fields hf;
+	memset(&hf, 0, sizeof(hf));
 	reg_stage_begin(st, rep, &pb);
 	double lap = ffdp_now();
 	reg_lap(p->be, &lap);
@@ -393,6 +404,10 @@ ffdp_status reg_deformable(const reg_pair *p, const ffdp_stage *st, const ffdp_m
 		reg_domain_level(&dm, &lv.F.grid);
 		for (int k = 0; k < nsides && !s; k++)
 			s = side_level(&dm, &sides[k], &lv.F.grid, err);
+		if (!s && l == st->nlevels - 1) { /* the warp's (and inverse's) host copies, while it iterates */
+			const ffdp_grid hg = reg_dom_host_grid(&dm, &lv.F.grid);
+			reg_host_fields_start(&hf, p->be, &hg, sides[0].u.ncomp, want_inverse ? 2 : 1);
+		}
 		const double setup = reg_lap(p->be, &lap);
 		if (!s)
 			s = run_level(&dm, st, &lv, sides, nsides, st->iters[l], &pb, &done, &rep->iters[l],
@@ -414,8 +429,9 @@ ffdp_status reg_deformable(const reg_pair *p, const ffdp_stage *st, const ffdp_m
 	/* the finish: on every rank's planes under MPI (each gets its slab) */
 	reg_lap(p->be, &lap);
 	if (!s)
-		s = nsides == 2 ? syn_finish(&dm, sides, T, res, want_inverse, err)
-				: greedy_finish(&dm, &sides[0], T, res, want_inverse, err);
+		s = nsides == 2 ? syn_finish(&dm, sides, T, res, want_inverse, &hf, err)
+				: greedy_finish(&dm, &sides[0], T, res, want_inverse, &hf, err);
+	reg_host_fields_end(&hf);
 	if (!s)
 		ffdp_log_debug("%s finish (the warp%s to the host): %.3f s", ffdp_stage_name(st->kind),
 			       want_inverse ? " and its inverse" : "", reg_lap(p->be, &lap));

@@ -469,17 +469,22 @@ ffdp_status reg_dom_vec_linear(reg_domain *dm, ffdp_field *f, const double A[9],
 	return ffdp_op_vec_linear(dm->be, reg_dom_vec(dm, f), A, reg_dom_vec(dm, f), err);
 }
 
+ffdp_grid reg_dom_host_grid(const reg_domain *dm, const ffdp_grid *g)
+{
+	return dm->dist ? ffdp_grid_slab(g, dm->z0, dm->z1) : *g;
+}
+
 ffdp_status reg_dom_field_download(reg_domain *dm, const ffdp_field *f, ffdp_field *host, ffdp_error *err)
 {
 	if (!dm->dist)
 		return reg_field_download(dm->be, f, host, err);
-	ffdp_grid g = ffdp_grid_slab(&f->grid, dm->z0, dm->z1);
+	ffdp_grid g = reg_dom_host_grid(dm, &f->grid);
 	if (dm->n[2] == 0) { /* a rank without planes: an empty field */
 		memset(host, 0, sizeof(*host));
 		host->grid = g, host->ncomp = f->ncomp;
 		return FFDP_OK;
 	}
-	ffdp_status s = ffdp_field_alloc_comps(host, &g, f->ncomp, err);
+	ffdp_status s = host->c[0] ? FFDP_OK : ffdp_field_alloc_comps(host, &g, f->ncomp, err);
 	const size_t bytes = (size_t)(dm->n[0] * dm->n[1] * dm->n[2]) * sizeof(float);
 	for (int c = 0; c < f->ncomp && !s; c++)
 		s = ffdp_buf_download(dm->be, host->c[c], f->c[c], bytes, err);

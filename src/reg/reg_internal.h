@@ -2,6 +2,8 @@
 #ifndef FFDP_REG_INTERNAL_H
 #define FFDP_REG_INTERNAL_H
 
+#include <pthread.h>
+
 #include "ffdp/ffdp.h"
 #include "ffdp/pyramid.h"
 #include "ffdp/register.h"
@@ -44,8 +46,9 @@ void reg_level_free(const reg_pair *p, reg_level *lv);
 /* Volumes and fields whose planes live in the backend's memory
  * (buffers.c): allocated zero-filled with ffdp_buf_alloc, freed with
  * ffdp_buf_free (freeing a zeroed struct is a no-op).  _upload allocates
- * and copies a host struct in; reg_field_download allocates a host field
- * (ffdp_field_alloc) and copies out. */
+ * and copies a host struct in; reg_field_download copies out into a host
+ * field of f's grid: *host as it comes when allocated (reg_host_fields),
+ * else allocated here (ffdp_field_alloc; an empty struct). */
 ffdp_status reg_volume_alloc(ffdp_backend *be, const ffdp_grid *g, ffdp_volume *v, ffdp_error *err);
 void reg_volume_free(ffdp_backend *be, ffdp_volume *v);
 ffdp_status reg_volume_upload(ffdp_backend *be, const ffdp_volume *host, ffdp_volume *v, ffdp_error *err);
@@ -137,12 +140,32 @@ ffdp_status reg_dom_warp_step(reg_domain *dm, ffdp_vec u, ffdp_vec m, ffdp_vec v
  * points reach them): d <- d + u o (Id + C d); up to iters Newton steps
  * per voxel of v towards the inverse of w (ffdp_op_invert_step, *resid
  * global); f <- A f;
- * the rank's planes to the host, on their slab grid (ffdp_grid_slab). */
+ * the rank's planes to the host, on their slab grid (ffdp_grid_slab; *host
+ * as reg_field_download's). */
 ffdp_status reg_dom_compose(reg_domain *dm, const ffdp_field *u, ffdp_field *d, const double C[9], ffdp_error *err);
 ffdp_status reg_dom_invert_step(reg_domain *dm, const ffdp_field *w, ffdp_field *v, ffdp_field *out, const double C[9],
 				int iters, double tol, double *resid, ffdp_error *err);
 ffdp_status reg_dom_vec_linear(reg_domain *dm, ffdp_field *f, const double A[9], ffdp_error *err);
 ffdp_status reg_dom_field_download(reg_domain *dm, const ffdp_field *f, ffdp_field *host, ffdp_error *err);
+/* The host grid of a download of f's level grid g: the rank's slab. */
+ffdp_grid reg_dom_host_grid(const reg_domain *dm, const ffdp_grid *g);
+
+/* Host fields allocated and zeroed on a helper thread while the device
+ * iterates (host_fields.c; device backends only, else nothing starts).
+ * _take joins the helper and moves field k into *out when it has grid g
+ * and ncomp components (1), else leaves *out alone (0: the caller
+ * allocates); _end joins and frees what was not taken. */
+typedef struct reg_host_fields {
+	ffdp_field f[2];
+	ffdp_grid grid;
+	int ncomp, n, started;
+	ffdp_status st;
+	ffdp_error err;
+	pthread_t th;
+} reg_host_fields;
+void reg_host_fields_start(reg_host_fields *h, const ffdp_backend *be, const ffdp_grid *g, int ncomp, int n);
+int reg_host_fields_take(reg_host_fields *h, int k, const ffdp_grid *g, int ncomp, ffdp_field *out);
+void reg_host_fields_end(reg_host_fields *h);
 
 /* Loss and gradients of metric mt between f and m; gf/gm may be NULL.
  * denom: the mean's denominator (0: the op's own, the voxel count or the
