@@ -1,6 +1,7 @@
 /* The image pair at each pyramid level.  Intensities are mapped to [0, 1]
  * once (each image by its own range) so that MSE compares like with like,
  * MI bins are fixed, and Adam's epsilon is meaningful at every size. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "reg_internal.h"
@@ -111,13 +112,55 @@ ffdp_status reg_pair_init(reg_pair *p, ffdp_backend *be, const ffdp_volume *fixe
 		ffdp_img x; /* the rank's planes under MPI, like the images */
 		s = pair_copy(p, o->fixed_mask, o->slab_inputs, &p->fmask, &x, err);
 	}
+	if (!s && !p->dist)
+		p->lc = (reg_level_cache *)calloc(1, sizeof(*p->lc)); /* NULL: no cache, levels remade */
 	if (s)
 		reg_pair_free(p);
 	return s;
 }
 
+static void level_cache_clear(const reg_pair *p)
+{
+	reg_level_cache *c = p->lc;
+	for (int i = 0; c && i < c->n; i++) {
+		reg_volume_free(p->be, &c->e[i].F);
+		reg_volume_free(p->be, &c->e[i].M);
+		ffdp_buf_free(p->be, c->e[i].fmask);
+	}
+	if (c)
+		memset(c, 0, sizeof(*c));
+}
+
+/* The cached level at shrink into lv (1), or 0. */
+static int level_cache_take(const reg_pair *p, double shrink, reg_level *lv)
+{
+	const reg_level_cache *c = p->lc;
+	for (int i = 0; c && shrink > 1.0 && i < c->n; i++)
+		if (c->e[i].shrink == shrink) {
+			lv->F = c->e[i].F, lv->M = c->e[i].M, lv->fmask = c->e[i].fmask;
+			lv->cached = 1;
+			return 1;
+		}
+	return 0;
+}
+
+/* lv's images (made at shrink) handed to the cache where it has room. */
+static void level_cache_put(const reg_pair *p, double shrink, reg_level *lv)
+{
+	reg_level_cache *c = p->lc;
+	if (!c || shrink <= 1.0 || c->n >= REG_LEVEL_CACHE || lv->F16 || lv->M16)
+		return;
+	c->e[c->n].shrink = shrink;
+	c->e[c->n].F = lv->F, c->e[c->n].M = lv->M, c->e[c->n].fmask = lv->fmask;
+	c->n++;
+	lv->cached = 1;
+}
+
 void reg_pair_free(reg_pair *p)
 {
+	level_cache_clear(p);
+	free(p->lc);
+	p->lc = NULL;
 	reg_volume_free(p->be, &p->fn);
 	reg_volume_free(p->be, &p->mn);
 	ffdp_buf_free(p->be, p->fq);
@@ -190,18 +233,23 @@ static ffdp_status level_image(const reg_pair *p, const ffdp_volume *src, const 
 ffdp_status reg_level_make(const reg_pair *p, double shrink, int take16, reg_level *lv, ffdp_error *err)
 {
 	memset(lv, 0, sizeof(*lv));
-	ffdp_status s = level_image(p, &p->fn, p->fq, shrink, take16, &lv->F, &lv->F16, err);
-	if (!s)
-		s = level_image(p, &p->mn, p->mq, shrink, take16, &lv->M, &lv->M16, err);
-	if (!s && p->fmask.data) {
-		ffdp_volume mk = {0};
-		const uint16_t *none;
-		s = level_image(p, &p->fmask, NULL, shrink, 0, &mk, &none, err);
-		lv->fmask = mk.data;
-	}
-	if (s) {
-		reg_level_free(p, lv);
-		return s;
+	if (shrink <= 1.0 && take16)
+		level_cache_clear(p); /* a deformable stage's full-resolution level */
+	if (!level_cache_take(p, shrink, lv)) {
+		ffdp_status s = level_image(p, &p->fn, p->fq, shrink, take16, &lv->F, &lv->F16, err);
+		if (!s)
+			s = level_image(p, &p->mn, p->mq, shrink, take16, &lv->M, &lv->M16, err);
+		if (!s && p->fmask.data) {
+			ffdp_volume mk = {0};
+			const uint16_t *none;
+			s = level_image(p, &p->fmask, NULL, shrink, 0, &mk, &none, err);
+			lv->fmask = mk.data;
+		}
+		if (s) {
+			reg_level_free(p, lv);
+			return s;
+		}
+		level_cache_put(p, shrink, lv);
 	}
 	lv->f_i2p = ffdp_grid_index_to_phys(&lv->F.grid);
 	lv->f_p2i = ffdp_grid_phys_to_index(&lv->F.grid);
@@ -212,6 +260,10 @@ ffdp_status reg_level_make(const reg_pair *p, double shrink, int take16, reg_lev
 
 void reg_level_free(const reg_pair *p, reg_level *lv)
 {
+	if (lv->cached) { /* the cache's */
+		memset(lv, 0, sizeof(*lv));
+		return;
+	}
 	if (lv->F.data != p->fn.data)
 		reg_volume_free(p->be, &lv->F);
 	if (lv->M.data != p->mn.data)

@@ -19,7 +19,23 @@ typedef struct reg_level {
 	ffdp_mat4 f_p2i;
 	ffdp_mat4 m_p2i;   /* moving level phys -> index */
 	int64_t nvox;      /* fixed level voxels */
+	int cached;        /* F, M and fmask belong to the pair's level cache */
 } reg_level;
+
+/* Coarse levels' images kept from stage to stage (level.c): the
+ * 728x872x728 pair's affine and greedy stages share scales 4 and 2, each
+ * made from a transient full-resolution float copy of its unorm16 image
+ * (25-30 ms a level).  Emptied when a deformable stage makes its
+ * full-resolution level, whose buffers are the registration's peak. */
+enum { REG_LEVEL_CACHE = 8 };
+typedef struct reg_level_cache {
+	struct {
+		double shrink;
+		ffdp_volume F, M;
+		float *fmask;
+	} e[REG_LEVEL_CACHE];
+	int n;
+} reg_level_cache;
 
 /* The whole-resolution inputs, uploaded and normalised once: from here
  * until the results are downloaded no voxel is touched on the host. */
@@ -33,6 +49,7 @@ typedef struct reg_pair {
 	int dim;                           /* 2 or 3 */
 	struct ffdp_dist *dist;            /* deformable stages over MPI ranks, or NULL */
 	ffdp_moment_store moments;         /* Adam's moment storage (deformable stages) */
+	reg_level_cache *lc;               /* or NULL (MPI: levels are the ranks') */
 } reg_pair;
 
 ffdp_status reg_pair_init(reg_pair *p, ffdp_backend *be, const ffdp_volume *fixed, const ffdp_volume *moving,

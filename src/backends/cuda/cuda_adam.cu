@@ -632,25 +632,30 @@ enum { WS_ZT = 4 };
 template <int PAD, bool BF16>
 __global__ void __launch_bounds__(CU_THREADS, WS_OUT_MINB) ws_out3_kernel(ws_k k, ws_out out)
 {
+	/* ws_frame: every axis under 2^20 and a slice under 2^31, so rows,
+	 * planes and in-plane offsets are 32-bit and a plane's start is the
+	 * one 64-bit product (64-bit loop counters had spilled to local
+	 * memory and were a fifth of the instructions) */
 	typedef int32_t IDX;
 	const double step = ws_step(k);
 	const IDX nx = (IDX)k.n[0], ny = (IDX)k.n[1], nz = (IDX)k.ns;
-	const int64_t xb = (int64_t)blockIdx.x * blockDim.x * 2 + threadIdx.x; /* the grid spans x */
-	const bool in[2] = {xb < k.n[0], xb + 32 < k.n[0]};
-	for (int64_t o = (int64_t)blockIdx.y * blockDim.y + threadIdx.y; o < k.no; o += (int64_t)gridDim.y * blockDim.y)
-	for (int64_t sb = (int64_t)blockIdx.z * WS_ZT; sb < k.ns; sb += (int64_t)gridDim.z * WS_ZT) {
-		const int64_t se = sb + WS_ZT < k.ns ? sb + WS_ZT : k.ns;
+	const int64_t slice = k.slice;
+	const IDX xb = (IDX)(blockIdx.x * blockDim.x * 2 + threadIdx.x); /* the grid spans x */
+	const bool in[2] = {xb < nx, xb + 32 < nx};
+	for (IDX o = (IDX)(blockIdx.y * blockDim.y + threadIdx.y); o < ny; o += (IDX)(gridDim.y * blockDim.y))
+	for (IDX sb = (IDX)blockIdx.z * WS_ZT; sb < nz; sb += (IDX)gridDim.z * WS_ZT) {
+		const IDX se = sb + WS_ZT < nz ? sb + WS_ZT : nz, j = o * nx + xb;
 		adam_old<BF16> cur[2], nxt[2];
 #pragma unroll
 		for (int v = 0; v < 2; v++)
 			if (in[v])
-				mom_fetch<BF16>(k.w, k.m, k.v, 3, sb * k.slice + o * k.n[0] + xb + 32 * v, cur[v]);
-		for (int64_t s = sb; s < se; s++) {
-			const int64_t i0 = s * k.slice + o * k.n[0] + xb;
+				mom_fetch<BF16>(k.w, k.m, k.v, 3, (int64_t)sb * slice + (j + 32 * v), cur[v]);
+		for (IDX s = sb; s < se; s++) {
+			const int64_t p0 = (int64_t)s * slice;
 #pragma unroll
 			for (int v = 0; v < 2; v++)
 				if (in[v] && s + 1 < se)
-					mom_fetch<BF16>(k.w, k.m, k.v, 3, i0 + k.slice + 32 * v, nxt[v]);
+					mom_fetch<BF16>(k.w, k.m, k.v, 3, p0 + slice + (j + 32 * v), nxt[v]);
 			float val[2][3];
 			double dl[2][3];
 #pragma unroll
@@ -658,13 +663,13 @@ __global__ void __launch_bounds__(CU_THREADS, WS_OUT_MINB) ws_out3_kernel(ws_k k
 				if (!in[v])
 					continue;
 				ws_delta_of<BF16>(k, step, cur[v], dl[v]);
-				const cu_taps_t<IDX> tx = cu_taps_int<IDX, PAD>((IDX)(xb + 32 * v), (float)ws_offset(k, 0, dl[v]), nx);
-				const cu_taps_t<IDX> ty = cu_taps_int<IDX, PAD>((IDX)o, (float)ws_offset(k, 1, dl[v]), ny);
-				const cu_taps_t<IDX> tz = cu_taps_int<IDX, PAD>((IDX)s, (float)ws_offset(k, 2, dl[v]), nz);
+				const cu_taps_t<IDX> tx = cu_taps_int<IDX, PAD>(xb + 32 * v, (float)ws_offset(k, 0, dl[v]), nx);
+				const cu_taps_t<IDX> ty = cu_taps_int<IDX, PAD>(o, (float)ws_offset(k, 1, dl[v]), ny);
+				const cu_taps_t<IDX> tz = cu_taps_int<IDX, PAD>(s, (float)ws_offset(k, 2, dl[v]), nz);
 				const float *b0[3], *b1[3];
 #pragma unroll
 				for (int c = 0; c < 3; c++)
-					b0[c] = k.u[c] + tz.i0 * k.slice, b1[c] = k.u[c] + tz.i1 * k.slice;
+					b0[c] = k.u[c] + tz.i0 * slice, b1[c] = k.u[c] + tz.i1 * slice;
 				ws_interp3(b0, b1, tx, ty, tz, nx, val[v]);
 			}
 #pragma unroll
@@ -672,7 +677,7 @@ __global__ void __launch_bounds__(CU_THREADS, WS_OUT_MINB) ws_out3_kernel(ws_k k
 				if (in[v])
 #pragma unroll
 					for (int c = 0; c < 3; c++)
-						out.c[c][i0 + 32 * v] = (float)(dl[v][c] + (double)val[v][c]);
+						out.c[c][p0 + (j + 32 * v)] = (float)(dl[v][c] + (double)val[v][c]);
 				cur[v] = nxt[v];
 			}
 		}
