@@ -63,11 +63,6 @@ void *ffdp_alloc(size_t bytes, ffdp_error *err)
 	return alloc_block(bytes, 1, err);
 }
 
-void *ffdp_alloc_uninit(size_t bytes, ffdp_error *err)
-{
-	return alloc_block(bytes, 0, err);
-}
-
 void ffdp_free(void *p)
 {
 	if (p)
