@@ -342,7 +342,9 @@ static void test_converge(const int64_t n[3], double amp)
 /* The AVX2 path (3-D, groups of 8 voxels whose cells lie inside w's box)
  * against the forced scalar path: the same bits and residual, on rough
  * random fields (folded voxels where det J <= 1e-6, capped steps), then a
- * NaN in w, a row length that leaves a tail, and a shard of w at an offset. */
+ * NaN in w, a row length that leaves a tail, and a shard of w at an offset;
+ * with an oblique C and with a diagonal one (the AVX2 path's short forms,
+ * and an infinite x that sends its group back to the full ones). */
 static void test_simd_bits(tu_rng *r)
 {
 	if (!ffdp_cpu_use_avx2()) {
@@ -350,7 +352,7 @@ static void test_simd_bits(tu_rng *r)
 		return;
 	}
 	const int64_t n[3] = {45, 21, 19};
-	double C[9];
+	double C[9], Cd[9] = {1 / 1.1, 0, 0, 0, -1 / 0.9, 0, 0, 0, 1 / 1.3};
 	make_C(r, n, C);
 	tfield w = tu_field_new(n[0], n[1], n[2]), v = tu_field_new(n[0], n[1], n[2]);
 	tfield o1 = tu_field_new(n[0], n[1], n[2]), o2 = tu_field_new(n[0], n[1], n[2]);
@@ -360,16 +362,19 @@ static void test_simd_bits(tu_rng *r)
 	}
 	/* one step; then several with a tolerance that stops lanes of a
 	 * group at different steps */
-	for (int run = 0; run < 4; run++) {
-		const int shard = run & 1, many = run >> 1;
+	for (int run = 0; run < 8; run++) {
+		const int shard = run & 1, many = run >> 1 & 1, diag = run >> 2;
 		float *nan_at = &w.c[1][(9 * n[1] + 10) * n[0] + 20], keep = *nan_at;
+		float *inf_at = &v.c[2][(12 * n[1] + 7) * n[0] + 19], keepv = *inf_at;
 		if (shard)
 			*nan_at = NAN;
+		if (diag && shard)
+			*inf_at = -INFINITY;
 		ffdp_invert_args a;
 		memset(&a, 0, sizeof(a));
 		a.w = tu_field_vec(&w), a.v = tu_field_vec(&v), a.out = tu_field_vec(&o1);
 		a.iters = many ? 6 : 1, a.tol = many ? 0.3 : 0.0;
-		memcpy(a.C, C, sizeof(C));
+		memcpy(a.C, diag ? Cd : C, sizeof(C));
 		if (shard) { /* w's box at global z 3, v's at 5 (w planes 0..1 unused) */
 			int64_t plane = n[0] * n[1];
 			a.w_lo[2] = 3, a.lo[2] = 5;
@@ -387,9 +392,10 @@ static void test_simd_bits(tu_rng *r)
 		int same = !s1 && !s2 && (r1 == r2 || (isnan(r1) && isnan(r2)));
 		for (int c = 0; c < 3; c++)
 			same &= !memcmp(o1.c[c], o2.c[c], (size_t)w.nv * sizeof(float));
-		CHECK(same, "simd: invert, %d step(s)%s: AVX2 = scalar bits (residual %g, %g)", a.iters,
-		      shard ? ", shard of w with a NaN" : "", r1, r2);
-		*nan_at = keep;
+		CHECK(same, "simd: invert, %s C, %d step(s)%s: AVX2 = scalar bits (residual %g, %g)",
+		      diag ? "diagonal" : "oblique", a.iters,
+		      shard ? diag ? ", shard of w with a NaN, an inf in x" : ", shard of w with a NaN" : "", r1, r2);
+		*nan_at = keep, *inf_at = keepv;
 	}
 	tu_field_free(&w), tu_field_free(&v), tu_field_free(&o1), tu_field_free(&o2);
 }

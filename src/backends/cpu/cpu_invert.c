@@ -23,6 +23,7 @@ typedef struct inv {
 	const double *C;
 	double tol;
 	int nc, iters;
+	int diag; /* C's off-diagonal entries are zeros (an axis-aligned grid) */
 } inv;
 
 /* One evaluation at x for the voxel at global index i: r and, where r is
@@ -89,15 +90,22 @@ static double inv_span_any(const inv *s, int64_t r, int64_t x0, int64_t x1)
 #define PD_SUB _mm256_sub_pd
 #define PD_MUL _mm256_mul_pd
 
-/* ffdp_newton_delta (3-D) on 4 voxels. */
-TL8_FN void inv4_delta(const __m256d r[3], const __m256d G[9], const double C[9], __m256d d[3])
+/* ffdp_newton_delta (3-D) on 4 voxels.  diag (a constant at each call): C
+ * is diagonal and every lane's G and r are finite; G C and C delta then
+ * skip the products with C's zeros, which are zeros: J's sums never reach
+ * -0 (they start at +0 or 1), and only |C delta| is used, so the bits are
+ * the same. */
+TL8_FN void inv4_delta(const __m256d r[3], const __m256d G[9], const double C[9], const int diag, __m256d d[3])
 {
 	__m256d J[9];
 	for (int a = 0; a < 3; a++)
 		for (int b = 0; b < 3; b++) {
 			__m256d t = _mm256_set1_pd(a == b ? 1.0 : 0.0);
-			for (int k = 0; k < 3; k++)
-				t = PD_ADD(t, PD_MUL(G[3 * a + k], _mm256_set1_pd(C[3 * k + b])));
+			if (diag)
+				t = PD_ADD(t, PD_MUL(G[3 * a + b], _mm256_set1_pd(C[4 * b])));
+			else
+				for (int k = 0; k < 3; k++)
+					t = PD_ADD(t, PD_MUL(G[3 * a + k], _mm256_set1_pd(C[3 * k + b])));
 			J[3 * a + b] = t;
 		}
 	__m256d c0 = PD_SUB(PD_MUL(J[4], J[8]), PD_MUL(J[5], J[7]));
@@ -119,8 +127,10 @@ TL8_FN void inv4_delta(const __m256d r[3], const __m256d G[9], const double C[9]
 	const __m256d abs = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
 	__m256d sc = _mm256_setzero_pd();
 	for (int a = 0; a < 3; a++) {
-		__m256d q = PD_ADD(PD_ADD(PD_MUL(_mm256_set1_pd(C[3 * a]), d[0]), PD_MUL(_mm256_set1_pd(C[3 * a + 1]), d[1])),
-				   PD_MUL(_mm256_set1_pd(C[3 * a + 2]), d[2]));
+		__m256d q = diag ? PD_MUL(_mm256_set1_pd(C[4 * a]), d[a])
+				 : PD_ADD(PD_ADD(PD_MUL(_mm256_set1_pd(C[3 * a]), d[0]),
+						 PD_MUL(_mm256_set1_pd(C[3 * a + 1]), d[1])),
+					  PD_MUL(_mm256_set1_pd(C[3 * a + 2]), d[2]));
 		sc = _mm256_max_pd(_mm256_and_pd(q, abs), sc);
 	}
 	__m256d shrink = _mm256_cmp_pd(sc, _mm256_set1_pd(1.0), _CMP_GT_OQ);
@@ -129,10 +139,22 @@ TL8_FN void inv4_delta(const __m256d r[3], const __m256d G[9], const double C[9]
 			d[a] = _mm256_blendv_pd(d[a], _mm256_div_pd(d[a], sc), shrink);
 }
 
+/* 0 where every lane of the 8-float vectors is finite: their sum is then
+ * finite or overflows (a false alarm only), and any inf or NaN makes it
+ * inf or NaN. */
+TL8_FN int inv8_nonfinite(const __m256 *v, int n)
+{
+	__m256 t = v[0];
+	for (int k = 1; k < n; k++)
+		t = _mm256_add_ps(t, v[k]);
+	return _mm256_movemask_ps(_mm256_cmp_ps(_mm256_sub_ps(t, t), _mm256_setzero_ps(), _CMP_NEQ_UQ));
+}
+
 /* Voxels x .. x + 7 of row r, stepped while any lane is above tol (the
  * others keep their x and residual, as the scalar loop's break).  worst:
- * the lanes' max |r|. */
-TL8_FN void inv8(const inv *s, const tl8_box *b, int64_t r, int64_t x, __m256d *worst)
+ * the lanes' max |r|.  diag (a constant): s->diag; p = i + C x and the
+ * step then take its short forms while x, G and r are finite. */
+TL8_FN void inv8(const inv *s, const tl8_box *b, int64_t r, int64_t x, __m256d *worst, const int diag)
 {
 	const int64_t j = r * s->n[0] + x;
 	const double gy = (double)(s->lo[1] + r % s->n[1]), gz = (double)(s->lo[2] + r / s->n[1]);
@@ -140,9 +162,13 @@ TL8_FN void inv8(const inv *s, const tl8_box *b, int64_t r, int64_t x, __m256d *
 	const __m256d abs = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
 	const __m256d big = _mm256_set1_pd(1e308), inf = _mm256_set1_pd(INFINITY), tol = _mm256_set1_pd(s->tol);
 	__m256d v[2][3], idx[2][3], e[2], act[2];
+	__m256 v8[3];
+	for (int c = 0; c < 3; c++)
+		v8[c] = _mm256_loadu_ps(s->v[c] + j);
+	int fin = diag && !inv8_nonfinite(v8, 3); /* x finite: the short p */
 	for (int h = 0; h < 2; h++) {
 		for (int c = 0; c < 3; c++)
-			v[h][c] = _mm256_cvtps_pd(_mm_loadu_ps(s->v[c] + j + 4 * h));
+			v[h][c] = _mm256_cvtps_pd(h ? _mm256_extractf128_ps(v8[c], 1) : _mm256_castps256_ps128(v8[c]));
 		idx[h][0] = PD_ADD(_mm256_set1_pd(g0), _mm256_setr_pd(4 * h, 4 * h + 1, 4 * h + 2, 4 * h + 3));
 		idx[h][1] = _mm256_set1_pd(gy), idx[h][2] = _mm256_set1_pd(gz);
 		e[h] = _mm256_setzero_pd();
@@ -153,8 +179,11 @@ TL8_FN void inv8(const inv *s, const tl8_box *b, int64_t r, int64_t x, __m256d *
 		for (int h = 0; h < 2; h++)
 			for (int a = 0; a < 3; a++) {
 				__m256d t = idx[h][a];
-				for (int q = 0; q < 3; q++)
-					t = PD_ADD(t, PD_MUL(_mm256_set1_pd(s->C[3 * a + q]), v[h][q]));
+				if (fin)
+					t = PD_ADD(t, PD_MUL(_mm256_set1_pd(s->C[4 * a]), v[h][a]));
+				else
+					for (int q = 0; q < 3; q++)
+						t = PD_ADD(t, PD_MUL(_mm256_set1_pd(s->C[3 * a + q]), v[h][q]));
 				p[h][a] = t;
 			}
 		tl8 t;
@@ -165,6 +194,8 @@ TL8_FN void inv8(const inv *s, const tl8_box *b, int64_t r, int64_t x, __m256d *
 			tl8_gather_loads(b, s->w[c], &t);
 			val[c] = tl8_value_grad(&t, g[c]);
 		}
+		/* the short step needs finite G and r (x stays finite then) */
+		fin = fin && !inv8_nonfinite(&g[0][0], 9) && !inv8_nonfinite(val, 3);
 		for (int h = 0; h < 2; h++) {
 			__m256d res[3], G[9], d[3], en = _mm256_setzero_pd();
 			for (int c = 0; c < 3; c++) {
@@ -178,7 +209,10 @@ TL8_FN void inv8(const inv *s, const tl8_box *b, int64_t r, int64_t x, __m256d *
 			}
 			e[h] = _mm256_blendv_pd(e[h], en, act[h]);
 			act[h] = _mm256_andnot_pd(_mm256_cmp_pd(en, tol, _CMP_LE_OQ), act[h]);
-			inv4_delta(res, G, s->C, d);
+			if (fin)
+				inv4_delta(res, G, s->C, 1, d);
+			else
+				inv4_delta(res, G, s->C, 0, d);
 			for (int c = 0; c < 3; c++)
 				v[h][c] = _mm256_blendv_pd(v[h][c], PD_SUB(v[h][c], d[c]), act[h]);
 		}
@@ -199,8 +233,11 @@ __attribute__((noinline, target("avx2,fma"))) static double inv_row_avx2(const i
 	__m256d wv = _mm256_setzero_pd();
 	double worst = 0.0, l[4];
 	int64_t x = 0;
+	if (s->diag)
+		for (; x + 8 <= nx; x += 8)
+			inv8(s, &b, r, x, &wv, 1);
 	for (; x + 8 <= nx; x += 8)
-		inv8(s, &b, r, x, &wv);
+		inv8(s, &b, r, x, &wv, 0);
 	if (x < nx)
 		worst = fmax(worst, inv_span_any(s, r, x, nx));
 	_mm256_storeu_pd(l, wv);
@@ -238,6 +275,8 @@ ffdp_status ffdp_cpu_invert_step(ffdp_backend *be, const ffdp_invert_args *a, do
 		s.n[k] = a->v.n[k];
 	}
 	s.ws[0] = 1, s.ws[1] = s.wn[0], s.ws[2] = s.wn[0] * s.wn[1];
+	s.diag = a->C[1] == 0.0 && a->C[2] == 0.0 && a->C[3] == 0.0 && a->C[5] == 0.0 && a->C[6] == 0.0 &&
+		 a->C[7] == 0.0;
 	const int64_t rows = s.n[1] * s.n[2];
 	const int simd = inv_avx2_ok(&s);
 	double worst = 0.0;
