@@ -58,7 +58,8 @@ static void hf_join(reg_host_fields *h)
 int reg_host_fields_take(reg_host_fields *h, int k, const ffdp_grid *g, int ncomp, ffdp_field *out)
 {
 	hf_join(h);
-	if (h->st || k >= h->n || !h->f[k].c[0] || ncomp != h->ncomp || !ffdp_grid_same(g, &h->grid, 0.0))
+	/* field k is whole once allocated (a later field's failure leaves it) */
+	if (k >= h->n || !h->f[k].c[0] || ncomp != h->ncomp || !ffdp_grid_same(g, &h->grid, 0.0))
 		return 0;
 	*out = h->f[k];
 	memset(&h->f[k], 0, sizeof(h->f[k]));
