@@ -477,16 +477,11 @@ SMP_AVX2_FN __m256 smp8_value(const smp *s, const tl8_box *b, smp8_fx *fx, int64
 	return tl8_value(&v);
 }
 
-/* The whole moving volume decides, the box's memory is read.  Along a row
- * the affine part moves by W[:,0]: where its y (z) part falls, lane 7 has
- * the lowest row of a group. */
+/* The whole moving volume decides, the box's memory is read. */
 static inline tl8_box smp_box(const smp *s)
 {
 	static const int64_t zero[3] = {0, 0, 0};
-	tl8_box b = tl8_box_make(zero, s->mn, s->mlo, s->mb);
-	b.ly = s->Wq[4] < 0 ? 7 : 0;
-	b.lz = s->Wq[8] < 0 ? 7 : 0;
-	return b;
+	return tl8_box_make(zero, s->mn, s->mlo, s->mb);
 }
 
 SMP_AVX2_FN void smp_row_avx2_u(const smp *s, int64_t r, float *out, int acc, const int has_u)

@@ -22,10 +22,8 @@ typedef struct tl8 {
 	__m256 w0[3], w1[3];  /* weights of the lower and upper corner per axis */
 	__m256 d0[3], d1[3];  /* their derivatives */
 	int padded;           /* 0: interior, corners as x pairs; 1: any corner offsets */
-	int run;              /* interior, x within 8 and the rows within 2: the windows' offset, else -1 */
-	int rs;               /* with run: 0 (one row), or the stride of the axis whose rows straddle two */
+	int run;              /* interior, all in one row, x within 8: first corner's offset, else -1 */
 	__m256i dx;           /* with run: each point's x cell minus the first point's */
-	__m256 up;            /* with rs: the points in the upper of the two rows */
 	__m128i lo, hi;       /* interior: first corners of voxels 0 1 4 5 and 2 3 6 7 */
 	int o0;               /* interior: voxel 0's first corner */
 	__m256i ox[2], oy[2], oz[2]; /* padded: each corner's offset per axis */
@@ -39,8 +37,6 @@ typedef struct tl8_box {
 	double lo[3], last[3]; /* domain: lo and n - 1 as double */
 	int dlo[3], dn[3], blo[3], nx, nxy;
 	int64_t nb;            /* floats in the box */
-	int64_t rlim;          /* a run's windows, nx + nxy (+ a straddle's stride) + 9 floats, fit below */
-	int ly, lz;            /* the lane whose y (z) row is lowest when rows straddle two (0 or 7) */
 } tl8_box;
 
 static inline tl8_box tl8_box_make(const int64_t lo[3], const int64_t n[3], const int64_t blo[3],
@@ -53,8 +49,6 @@ static inline tl8_box tl8_box_make(const int64_t lo[3], const int64_t n[3], cons
 	}
 	b.nx = (int)bn[0], b.nxy = (int)(bn[0] * bn[1]);
 	b.nb = bn[0] * bn[1] * bn[2];
-	b.rlim = b.nb - b.nx - b.nxy - 8;
-	b.ly = b.lz = 0;
 	return b;
 }
 
@@ -71,9 +65,7 @@ TL8_FN __m256 tl8_float(__m256d lo, __m256d hi)
 
 /* The interior offsets of 8 points whose first corners have domain
  * indices ii (inside, per axis): the box's first-corner offsets as x
- * pairs, and whether they form a run: x within 8 of lane 0's, and the y
- * and z rows lane ly's and lz's, or along one of the two axes one above
- * (affine maps cross a row every few groups; smooth fields). */
+ * pairs, and whether they form a run. */
 TL8_FN void tl8_inner_offsets(const tl8_box *b, __m256i ii[3], tl8 *t)
 {
 	for (int k = 0; k < 3; k++)
@@ -82,24 +74,15 @@ TL8_FN void tl8_inner_offsets(const tl8_box *b, __m256i ii[3], tl8 *t)
 				       _mm256_mullo_epi32(ii[2], _mm256_set1_epi32(b->nxy)));
 	__m256i o = _mm256_add_epi32(ii[0], row);
 	t->padded = 0;
-	t->run = -1;
+	/* a run: every corner row is one 9-float window (smooth fields, affine maps) */
+	__m256i first = _mm256_broadcastd_epi32(_mm256_castsi256_si128(o));
+	__m256i row0 = _mm256_broadcastd_epi32(_mm256_castsi256_si128(row));
+	t->dx = _mm256_sub_epi32(o, first);
+	__m256i bad = _mm256_or_si256(_mm256_cmpgt_epi32(t->dx, _mm256_set1_epi32(7)),
+				      _mm256_cmpgt_epi32(_mm256_setzero_si256(), t->dx));
+	bad = _mm256_or_si256(bad, _mm256_xor_si256(_mm256_cmpeq_epi32(row, row0), _mm256_set1_epi32(-1)));
 	t->o0 = _mm_cvtsi128_si32(_mm256_castsi256_si128(o));
-	t->dx = _mm256_sub_epi32(ii[0], _mm256_broadcastd_epi32(_mm256_castsi256_si128(ii[0])));
-	__m256i dy = _mm256_sub_epi32(ii[1], _mm256_permutevar8x32_epi32(ii[1], _mm256_set1_epi32(b->ly)));
-	__m256i dz = _mm256_sub_epi32(ii[2], _mm256_permutevar8x32_epi32(ii[2], _mm256_set1_epi32(b->lz)));
-	__m256i yz = _mm256_or_si256(dy, dz);
-	/* 0 <= dx <= 7 and dy, dz in {0, 1}: no bits beyond, unsigned */
-	__m256i bad = _mm256_or_si256(_mm256_andnot_si256(_mm256_set1_epi32(7), t->dx),
-				      _mm256_andnot_si256(_mm256_set1_epi32(1), yz));
-	if (_mm256_testz_si256(bad, bad)) {
-		int ys = !_mm256_testz_si256(dy, dy), zs = !_mm256_testz_si256(dz, dz);
-		t->up = _mm256_castsi256_ps(_mm256_slli_epi32(yz, 31)); /* blendv reads the sign */
-		t->rs = ys ? b->nx : zs ? b->nxy : 0;
-		/* the lower rows: lane 0's, less one where lane 0 is in the upper */
-		int base = t->o0 - (_mm256_movemask_ps(t->up) & 1 ? t->rs : 0);
-		if (!(ys && zs) && (int64_t)base + t->rs < b->rlim)
-			t->run = base;
-	}
+	t->run = _mm256_testz_si256(bad, bad) && (int64_t)t->o0 + b->nx + b->nxy + 8 < b->nb ? t->o0 : -1;
 	o = _mm256_permute4x64_epi64(o, _MM_SHUFFLE(3, 1, 2, 0));
 	t->lo = _mm256_castsi256_si128(o), t->hi = _mm256_extracti128_si256(o, 1);
 }
@@ -252,39 +235,13 @@ TL8_FN void tl8_run_rows(const tl8_box *b, const float *m, const tl8 *t, __m256 
 		tl8_window(m + t->run + off[r], t->dx, &c[r][0], &c[r][1]);
 }
 
-/* A run whose rows straddle two along the axis of stride rs (ys: y, else
- * z): the windows of three rows along it and two along the other, and per
- * point the lower or the upper row's. */
-TL8_FN void tl8_straddle_rows(const tl8_box *b, const float *m, const tl8 *t, const int ys, __m256 c[4][2])
-{
-	const int other = ys ? b->nxy : b->nx;
-	for (int j = 0; j < 2; j++) {
-		const float *w = m + t->run + j * other;
-		__m256 p0, p1, q0, q1;
-		tl8_window(w, t->dx, &p0, &p1);
-		for (int a = 0; a < 2; a++) {
-			w += t->rs;
-			tl8_window(w, t->dx, &q0, &q1);
-			const int r = ys ? a + 2 * j : j + 2 * a;
-			c[r][0] = _mm256_blendv_ps(p0, q0, t->up);
-			c[r][1] = _mm256_blendv_ps(p1, q1, t->up);
-			p0 = q0, p1 = q1;
-		}
-	}
-}
-
 /* The 8 corners of each point in volume m (the box's layout).  A run reads
  * each corner row's window twice (from x and x + 1) and permutes; other
  * interior groups gather x pairs. */
 TL8_FN void tl8_gather(const tl8_box *b, const float *m, tl8 *t)
 {
 	if (!t->padded && t->run >= 0) {
-		if (!t->rs)
-			tl8_run_rows(b, m, t, t->c);
-		else if (t->rs == b->nx)
-			tl8_straddle_rows(b, m, t, 1, t->c);
-		else
-			tl8_straddle_rows(b, m, t, 0, t->c);
+		tl8_run_rows(b, m, t, t->c);
 		return;
 	}
 	if (!t->padded) {
@@ -366,12 +323,8 @@ TL8_FN __m256 tl8_value_inner(const tl8_box *b, const float *m, const tl8 *t, co
 	__m256 c[4][2], e[4];
 	if (t->run < 0)
 		tl8_pair_rows(b, m, t, c);
-	else if (!t->rs)
-		tl8_run_rows(b, m, t, c);
-	else if (t->rs == b->nx)
-		tl8_straddle_rows(b, m, t, 1, c);
 	else
-		tl8_straddle_rows(b, m, t, 0, c);
+		tl8_run_rows(b, m, t, c);
 	const __m256 one = _mm256_set1_ps(1.0f);
 	__m256 w0 = _mm256_sub_ps(one, w1[0]);
 	for (int r = 0; r < 4; r++)
