@@ -303,58 +303,72 @@ TL8_FN void tl8_gather_loads(const tl8_box *b, const float *m, tl8 *t)
 
 #define TL8_LERP(w0, a, w1, b) _mm256_add_ps(_mm256_mul_ps(w0, a), _mm256_mul_ps(w1, b))
 
-/* tl_value. */
-TL8_FN __m256 tl8_value(const tl8 *t)
+/* tl_value from the corners c and the weights. */
+TL8_FN __m256 tl8_lerp(const __m256 c[4][2], const __m256 w0[3], const __m256 w1[3])
 {
 	__m256 e[4];
 	for (int r = 0; r < 4; r++)
-		e[r] = TL8_LERP(t->w0[0], t->c[r][0], t->w1[0], t->c[r][1]);
-	__m256 v0 = TL8_LERP(t->w0[1], e[0], t->w1[1], e[1]);
-	__m256 v1 = TL8_LERP(t->w0[1], e[2], t->w1[1], e[3]);
-	return TL8_LERP(t->w0[2], v0, t->w1[2], v1);
+		e[r] = TL8_LERP(w0[0], c[r][0], w1[0], c[r][1]);
+	__m256 v0 = TL8_LERP(w0[1], e[0], w1[1], e[1]);
+	__m256 v1 = TL8_LERP(w0[1], e[2], w1[1], e[3]);
+	return TL8_LERP(w0[2], v0, w1[2], v1);
 }
 
-/* tl_value of 8 interior points (tl8_inner_offsets in t) whose x, y, z
- * fractions are w1: the corners read as tl8_gather_loads reads them, each
- * row's x lerp taken as soon as it is read (fewer registers live than
- * tl8_gather_loads and tl8_value, the same operations). */
-TL8_FN __m256 tl8_value_inner(const tl8_box *b, const float *m, const tl8 *t, const __m256 w1[3])
+/* tl_value. */
+TL8_FN __m256 tl8_value(const tl8 *t)
 {
-	__m256 c[4][2], e[4];
+	return tl8_lerp(t->c, t->w0, t->w1);
+}
+
+/* tl_value_grad from the corners c, the weights and their derivatives:
+ * the value, and its gradient in g.  Interior weights' derivatives (in)
+ * are (-1, 1), where d0 a + d1 b is b - a with the same bits: the shorter
+ * form there. */
+TL8_FN __m256 tl8_lerp_grad(const __m256 c[4][2], const __m256 w0[3], const __m256 w1[3], const __m256 d0[3],
+			    const __m256 d1[3], const int in, __m256 g[3])
+{
+	__m256 e[4], d[4];
+	for (int r = 0; r < 4; r++) {
+		e[r] = TL8_LERP(w0[0], c[r][0], w1[0], c[r][1]);
+		d[r] = in ? _mm256_sub_ps(c[r][1], c[r][0]) : TL8_LERP(d0[0], c[r][0], d1[0], c[r][1]);
+	}
+	__m256 v0 = TL8_LERP(w0[1], e[0], w1[1], e[1]);
+	__m256 v1 = TL8_LERP(w0[1], e[2], w1[1], e[3]);
+	__m256 gx = TL8_LERP(w0[1], d[0], w1[1], d[1]), hx = TL8_LERP(w0[1], d[2], w1[1], d[3]);
+	__m256 gy = in ? _mm256_sub_ps(e[1], e[0]) : TL8_LERP(d0[1], e[0], d1[1], e[1]);
+	__m256 hy = in ? _mm256_sub_ps(e[3], e[2]) : TL8_LERP(d0[1], e[2], d1[1], e[3]);
+	g[0] = TL8_LERP(w0[2], gx, w1[2], hx);
+	g[1] = TL8_LERP(w0[2], gy, w1[2], hy);
+	g[2] = in ? _mm256_sub_ps(v1, v0) : TL8_LERP(d0[2], v0, d1[2], v1);
+	return TL8_LERP(w0[2], v0, w1[2], v1);
+}
+
+/* tl_value_grad. */
+TL8_FN __m256 tl8_value_grad(const tl8 *t, __m256 g[3])
+{
+	return tl8_lerp_grad(t->c, t->w0, t->w1, t->d0, t->d1, !t->padded, g);
+}
+
+/* The corners of 8 interior points (tl8_inner_offsets in t) as
+ * tl8_gather_loads reads them, into c instead of t. */
+TL8_FN void tl8_inner_rows(const tl8_box *b, const float *m, const tl8 *t, __m256 c[4][2])
+{
 	if (t->run < 0)
 		tl8_pair_rows(b, m, t, c);
 	else
 		tl8_run_rows(b, m, t, c);
-	const __m256 one = _mm256_set1_ps(1.0f);
-	__m256 w0 = _mm256_sub_ps(one, w1[0]);
-	for (int r = 0; r < 4; r++)
-		e[r] = TL8_LERP(w0, c[r][0], w1[0], c[r][1]);
-	w0 = _mm256_sub_ps(one, w1[1]);
-	__m256 v0 = TL8_LERP(w0, e[0], w1[1], e[1]);
-	__m256 v1 = TL8_LERP(w0, e[2], w1[1], e[3]);
-	return TL8_LERP(_mm256_sub_ps(one, w1[2]), v0, w1[2], v1);
 }
 
-/* tl_value_grad: the value, and its gradient in g.  Interior weights'
- * derivatives are (-1, 1), where d0 a + d1 b is b - a with the same bits:
- * the shorter form there. */
-TL8_FN __m256 tl8_value_grad(const tl8 *t, __m256 g[3])
+/* tl_value of 8 interior points (tl8_inner_offsets in t) whose x, y, z
+ * fractions are w1: tl8_gather_loads and tl8_value without a tl8's
+ * corners and weights (fewer registers live, the same operations). */
+TL8_FN __m256 tl8_value_inner(const tl8_box *b, const float *m, const tl8 *t, const __m256 w1[3])
 {
-	const int in = !t->padded;
-	__m256 e[4], d[4];
-	for (int r = 0; r < 4; r++) {
-		e[r] = TL8_LERP(t->w0[0], t->c[r][0], t->w1[0], t->c[r][1]);
-		d[r] = in ? _mm256_sub_ps(t->c[r][1], t->c[r][0]) : TL8_LERP(t->d0[0], t->c[r][0], t->d1[0], t->c[r][1]);
-	}
-	__m256 v0 = TL8_LERP(t->w0[1], e[0], t->w1[1], e[1]);
-	__m256 v1 = TL8_LERP(t->w0[1], e[2], t->w1[1], e[3]);
-	__m256 gx = TL8_LERP(t->w0[1], d[0], t->w1[1], d[1]), hx = TL8_LERP(t->w0[1], d[2], t->w1[1], d[3]);
-	__m256 gy = in ? _mm256_sub_ps(e[1], e[0]) : TL8_LERP(t->d0[1], e[0], t->d1[1], e[1]);
-	__m256 hy = in ? _mm256_sub_ps(e[3], e[2]) : TL8_LERP(t->d0[1], e[2], t->d1[1], e[3]);
-	g[0] = TL8_LERP(t->w0[2], gx, t->w1[2], hx);
-	g[1] = TL8_LERP(t->w0[2], gy, t->w1[2], hy);
-	g[2] = in ? _mm256_sub_ps(v1, v0) : TL8_LERP(t->d0[2], v0, t->d1[2], v1);
-	return TL8_LERP(t->w0[2], v0, t->w1[2], v1);
+	__m256 c[4][2], w0[3];
+	tl8_inner_rows(b, m, t, c);
+	for (int k = 0; k < 3; k++)
+		w0[k] = _mm256_sub_ps(_mm256_set1_ps(1.0f), w1[k]);
+	return tl8_lerp(c, w0, w1);
 }
 
 /* Lanes of half h (0: voxels 0-3, 1: voxels 4-7) as 4 doubles. */
