@@ -860,6 +860,23 @@ static int same_bits(const float *a, const float *b, int64_t n)
 	return memcmp(a, b, (size_t)n * sizeof(float)) == 0;
 }
 
+/* The forward and the backward on the forced scalar path. */
+static ffdp_status sample_scalar(const ffdp_sample_args *a)
+{
+	ffdp_cpu_force_scalar = 1;
+	ffdp_status s = ffdp_op_sample(be, a, &err);
+	ffdp_cpu_force_scalar = 0;
+	return s;
+}
+
+static ffdp_status sample_grad_scalar(const ffdp_sample_grad_args *g)
+{
+	ffdp_cpu_force_scalar = 1;
+	ffdp_status s = ffdp_op_sample_grad(be, g, &err);
+	ffdp_cpu_force_scalar = 0;
+	return s;
+}
+
 /* The AVX2 forward (linear, 3-D, u of 3 components or none) and backward
  * (gu and gW) against the forced scalar path: the same bits, with points
  * inside, near and outside M (far outside, NaN), and a row length that
@@ -900,10 +917,8 @@ static void test_simd_bits(tu_rng *r)
 				memcpy(o2, o1, (size_t)no * sizeof(float));
 				a.out = (ffdp_img){o1, {on[0], on[1], on[2]}};
 				ffdp_status s1 = ffdp_op_sample(be, &a, &err);
-				ffdp_cpu_force_scalar = 1;
 				a.out.p = o2;
-				ffdp_status s2 = ffdp_op_sample(be, &a, &err);
-				ffdp_cpu_force_scalar = 0;
+				ffdp_status s2 = sample_scalar(&a);
 				CHECK(!s1 && !s2 && same_bits(o1, o2, no), "simd: sample %s pad, %s u%s: AVX2 = scalar bits",
 				      pad_name[pad], hu ? "with" : "without", acc ? ", accumulating" : "");
 				/* backward: gu (with u), gW and its planes gW_z, whose
@@ -918,10 +933,8 @@ static void test_simd_bits(tu_rng *r)
 				ffdp_sample_grad_args ga = {&a, {gout, {on[0], on[1], on[2]}}, hu ? &gv1 : NULL, acc, gW1, NULL,
 							    gz1};
 				s1 = ffdp_op_sample_grad(be, &ga, &err);
-				ffdp_cpu_force_scalar = 1;
 				ga.gu = hu ? &gv2 : NULL, ga.gW = gW2, ga.gW_z = gz2;
-				s2 = ffdp_op_sample_grad(be, &ga, &err);
-				ffdp_cpu_force_scalar = 0;
+				s2 = sample_grad_scalar(&ga);
 				int same = !s1 && !s2 && !memcmp(gW1, gW2, sizeof(gW1)) && !memcmp(gz1, gz2, sizeof(gz1));
 				for (int c = 0; c < 3; c++)
 					same &= same_bits(g1[c], g2[c], no);
@@ -984,10 +997,8 @@ static void test_simd_rows(tu_rng *r)
 				a.pad = (ffdp_pad)pad;
 				a.out = (ffdp_img){o1, {on[0], on[1], on[2]}};
 				ffdp_status s1 = ffdp_op_sample(be, &a, &err);
-				ffdp_cpu_force_scalar = 1;
 				a.out.p = o2;
-				ffdp_status s2 = ffdp_op_sample(be, &a, &err);
-				ffdp_cpu_force_scalar = 0;
+				ffdp_status s2 = sample_scalar(&a);
 				same_f &= !s1 && !s2 && same_bits(o1, o2, no);
 				double gW1[12] = {0}, gW2[12] = {0};
 				ffdp_vec gv1 = {{g1[0], g1[1], g1[2]}, {on[0], on[1], on[2]}, 3};
@@ -995,10 +1006,8 @@ static void test_simd_rows(tu_rng *r)
 				ffdp_sample_grad_args ga = {&a, {gout, {on[0], on[1], on[2]}}, kind ? &gv1 : NULL, 0, gW1,
 							    NULL, NULL};
 				s1 = ffdp_op_sample_grad(be, &ga, &err);
-				ffdp_cpu_force_scalar = 1;
 				ga.gu = kind ? &gv2 : NULL, ga.gW = gW2;
-				s2 = ffdp_op_sample_grad(be, &ga, &err);
-				ffdp_cpu_force_scalar = 0;
+				s2 = sample_grad_scalar(&ga);
 				same_b &= !s1 && !s2 && !memcmp(gW1, gW2, sizeof(gW1));
 				for (int c = 0; c < 3 && kind; c++)
 					same_b &= same_bits(g1[c], g2[c], no);
@@ -1051,10 +1060,8 @@ static void test_fixed_frame(tu_rng *r)
 			a.u = hu ? &uv : NULL, a.pad = (ffdp_pad)pad;
 			a.out = (ffdp_img){o1, {on[0], on[1], on[2]}};
 			ffdp_status s1 = ffdp_op_sample(be, &a, &err);
-			ffdp_cpu_force_scalar = 1;
 			a.out.p = o2;
-			ffdp_status s2 = ffdp_op_sample(be, &a, &err);
-			ffdp_cpu_force_scalar = 0;
+			ffdp_status s2 = sample_scalar(&a);
 			double worst = 0.0, bound = 0.0;
 			for (int64_t j = 0; j < no && !s1; j++) {
 				double g[3] = {(double)(lo[0] + j % on[0]), (double)(lo[1] + (j / on[0]) % on[1]),
