@@ -396,7 +396,7 @@ SMP_AVX2_FN int smp8_point(const smp *s, const tl8_box *b, smp8_fx *fx, int64_t 
 			   __m256i i0[3], __m256 f[3])
 {
 	const __m256 one = _mm256_set1_ps(1.0f), reach = _mm256_set1_ps(SMP_REACH);
-	__m256i in = _mm256_set1_epi32(-1);
+	__m256i out = _mm256_setzero_si256();
 	__m256 u[3];
 	for (int c = 0; c < 3 && has_u; c++)
 		u[c] = _mm256_loadu_ps(s->u[c] + j);
@@ -421,10 +421,10 @@ SMP_AVX2_FN int smp8_point(const smp *s, const tl8_box *b, smp8_fx *fx, int64_t 
 		} else {
 			i0[k] = hi, f[k] = l;
 		}
-		in = _mm256_and_si256(in, _mm256_cmpgt_epi32(i0[k], _mm256_set1_epi32(-1)));
-		in = _mm256_and_si256(in, _mm256_cmpgt_epi32(_mm256_set1_epi32(b->dn[k] - 1), i0[k]));
+		/* outside: i0 >= n - 1 as unsigned (negative i0 too) */
+		out = _mm256_or_si256(out, _mm256_cmpeq_epi32(_mm256_max_epu32(i0[k], _mm256_set1_epi32(b->dn[k] - 1)), i0[k]));
 	}
-	return _mm256_movemask_epi8(in) == -1;
+	return _mm256_testz_si256(out, out);
 }
 
 /* The row two above an interior group's first corner, in both planes:

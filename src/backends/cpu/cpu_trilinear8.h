@@ -37,6 +37,7 @@ typedef struct tl8_box {
 	double lo[3], last[3]; /* domain: lo and n - 1 as double */
 	int dlo[3], dn[3], blo[3], nx, nxy;
 	int64_t nb;            /* floats in the box */
+	int bshift;            /* blo's offset, blo[0] + blo[1] nx + blo[2] nxy, mod 2^32 */
 } tl8_box;
 
 static inline tl8_box tl8_box_make(const int64_t lo[3], const int64_t n[3], const int64_t blo[3],
@@ -49,6 +50,7 @@ static inline tl8_box tl8_box_make(const int64_t lo[3], const int64_t n[3], cons
 	}
 	b.nx = (int)bn[0], b.nxy = (int)(bn[0] * bn[1]);
 	b.nb = bn[0] * bn[1] * bn[2];
+	b.bshift = (int)(uint32_t)(blo[0] + blo[1] * bn[0] + blo[2] * bn[0] * bn[1]);
 	return b;
 }
 
@@ -66,13 +68,13 @@ TL8_FN __m256 tl8_float(__m256d lo, __m256d hi)
 /* The interior offsets of 8 points whose first corners have domain
  * indices ii (inside, per axis): the box's first-corner offsets as x
  * pairs, and whether they form a run. */
-TL8_FN void tl8_inner_offsets(const tl8_box *b, __m256i ii[3], tl8 *t)
+TL8_FN void tl8_inner_offsets(const tl8_box *b, const __m256i ii[3], tl8 *t)
 {
-	for (int k = 0; k < 3; k++)
-		ii[k] = _mm256_sub_epi32(ii[k], _mm256_set1_epi32(b->blo[k]));
+	/* the box's origin subtracted once: the sums wrap in 32 bits, the
+	 * offsets themselves fit */
 	__m256i row = _mm256_add_epi32(_mm256_mullo_epi32(ii[1], _mm256_set1_epi32(b->nx)),
 				       _mm256_mullo_epi32(ii[2], _mm256_set1_epi32(b->nxy)));
-	__m256i o = _mm256_add_epi32(ii[0], row);
+	__m256i o = _mm256_sub_epi32(_mm256_add_epi32(ii[0], row), _mm256_set1_epi32(b->bshift));
 	t->padded = 0;
 	/* a run: every corner row is one 9-float window (smooth fields, affine maps) */
 	__m256i first = _mm256_broadcastd_epi32(_mm256_castsi256_si128(o));
