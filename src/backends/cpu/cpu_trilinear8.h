@@ -38,6 +38,7 @@ typedef struct tl8_box {
 	int dlo[3], dn[3], blo[3], nx, nxy;
 	int64_t nb;            /* floats in the box */
 	int bshift;            /* blo's offset, blo[0] + blo[1] nx + blo[2] nxy, mod 2^32 */
+	int64_t rlim;          /* a run's windows (rows to nx + nxy, 9 floats) fit below it */
 } tl8_box;
 
 static inline tl8_box tl8_box_make(const int64_t lo[3], const int64_t n[3], const int64_t blo[3],
@@ -51,6 +52,7 @@ static inline tl8_box tl8_box_make(const int64_t lo[3], const int64_t n[3], cons
 	b.nx = (int)bn[0], b.nxy = (int)(bn[0] * bn[1]);
 	b.nb = bn[0] * bn[1] * bn[2];
 	b.bshift = (int)(uint32_t)(blo[0] + blo[1] * bn[0] + blo[2] * bn[0] * bn[1]);
+	b.rlim = b.nb - b.nx - b.nxy - 8;
 	return b;
 }
 
@@ -80,11 +82,12 @@ TL8_FN void tl8_inner_offsets(const tl8_box *b, const __m256i ii[3], tl8 *t)
 	__m256i first = _mm256_broadcastd_epi32(_mm256_castsi256_si128(o));
 	__m256i row0 = _mm256_broadcastd_epi32(_mm256_castsi256_si128(row));
 	t->dx = _mm256_sub_epi32(o, first);
-	__m256i bad = _mm256_or_si256(_mm256_cmpgt_epi32(t->dx, _mm256_set1_epi32(7)),
-				      _mm256_cmpgt_epi32(_mm256_setzero_si256(), t->dx));
-	bad = _mm256_or_si256(bad, _mm256_xor_si256(_mm256_cmpeq_epi32(row, row0), _mm256_set1_epi32(-1)));
+	/* 0 <= dx <= 7 (unsigned) and one row */
+	const __m256i seven = _mm256_set1_epi32(7);
+	__m256i ok = _mm256_and_si256(_mm256_cmpeq_epi32(_mm256_max_epu32(t->dx, seven), seven),
+				      _mm256_cmpeq_epi32(row, row0));
 	t->o0 = _mm_cvtsi128_si32(_mm256_castsi256_si128(o));
-	t->run = _mm256_testz_si256(bad, bad) && (int64_t)t->o0 + b->nx + b->nxy + 8 < b->nb ? t->o0 : -1;
+	t->run = _mm256_testc_si256(ok, _mm256_set1_epi32(-1)) && t->o0 < b->rlim ? t->o0 : -1;
 	o = _mm256_permute4x64_epi64(o, _MM_SHUFFLE(3, 1, 2, 0));
 	t->lo = _mm256_castsi256_si128(o), t->hi = _mm256_extracti128_si256(o, 1);
 }
