@@ -484,7 +484,7 @@ static inline tl8_box smp_box(const smp *s)
 	return tl8_box_make(zero, s->mn, s->mlo, s->mb);
 }
 
-SMP_AVX2_FN void smp_row_avx2_u(const smp *s, int64_t r, float *out, int acc, const int has_u)
+SMP_AVX2_FN void smp_row_avx2_u(const smp *s, int64_t r, float *out, const int acc, const int has_u)
 {
 	int64_t nx = s->on[0], j0 = r * nx, x = 0;
 	tl8_box b = smp_box(s);
@@ -504,10 +504,15 @@ SMP_AVX2_FN void smp_row_avx2_u(const smp *s, int64_t r, float *out, int acc, co
 __attribute__((noinline, target("avx2,fma"))) static void smp_row_avx2(const smp *s, int64_t r, float *out,
 									  int acc)
 {
-	if (s->u[0])
-		smp_row_avx2_u(s, r, out, acc, 1);
+	/* constant flags: one loop per case, no test per group */
+	if (s->u[0] && acc)
+		smp_row_avx2_u(s, r, out, 1, 1);
+	else if (s->u[0])
+		smp_row_avx2_u(s, r, out, 0, 1);
+	else if (acc)
+		smp_row_avx2_u(s, r, out, 1, 0);
 	else
-		smp_row_avx2_u(s, r, out, acc, 0);
+		smp_row_avx2_u(s, r, out, 0, 0);
 }
 #endif
 
