@@ -374,6 +374,7 @@ static void smp_row_gated(const smp *s, int64_t r, float *out, int acc, ffdp_int
 typedef struct smp8_fx {
 	int64_t q[3], step[3];
 	__m256i la[3], lb[3];
+	__m256 bf[9]; /* Bf broadcast, read as memory operands */
 } smp8_fx;
 
 SMP_AVX2_FN void smp8_fx_start(const smp *s, int64_t r, int64_t x, smp8_fx *f)
@@ -387,6 +388,8 @@ SMP_AVX2_FN void smp8_fx_start(const smp *s, int64_t r, int64_t x, smp8_fx *f)
 		f->la[k] = _mm256_setr_epi64x(0, w, 4 * w, 5 * w);
 		f->lb[k] = _mm256_setr_epi64x(2 * w, 3 * w, 6 * w, 7 * w);
 	}
+	for (int k = 0; k < 9; k++)
+		f->bf[k] = _mm256_set1_ps(s->Bf[k]);
 }
 
 /* The next 8 voxels of the row (box index j): smp_fx_split's first
@@ -410,9 +413,8 @@ SMP_AVX2_FN int smp8_point(const smp *s, const tl8_box *b, smp8_fx *fx, int64_t 
 		__m256 l = _mm256_castsi256_ps(_mm256_or_si256(_mm256_srli_epi32(lo, 9), _mm256_set1_epi32(0x3f800000)));
 		l = _mm256_sub_ps(l, one);
 		if (has_u) {
-			__m256 t = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(s->Bf[3 * k]), u[0]),
-						 _mm256_mul_ps(_mm256_set1_ps(s->Bf[3 * k + 1]), u[1]));
-			t = _mm256_add_ps(t, _mm256_mul_ps(_mm256_set1_ps(s->Bf[3 * k + 2]), u[2]));
+			__m256 t = _mm256_add_ps(_mm256_mul_ps(fx->bf[3 * k], u[0]), _mm256_mul_ps(fx->bf[3 * k + 1], u[1]));
+			t = _mm256_add_ps(t, _mm256_mul_ps(fx->bf[3 * k + 2], u[2]));
 			/* max(x, -R) is -R for NaN, as x > -R ? x : -R */
 			__m256 off = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(l, t), _mm256_sub_ps(_mm256_setzero_ps(), reach)), reach);
 			__m256 fl = _mm256_floor_ps(off);
@@ -684,15 +686,14 @@ SMP_AVX2_FN void smp8_gp(const smp_grad_out *g, int64_t j, const __m256 dm[3], _
 
 /* gu of 8 voxels, as the scalar row in the fixed-point frame: gq = dm
  * gout and gu_c = (B_0c gq_0 + B_1c gq_1) + B_2c gq_2, in float. */
-SMP_AVX2_FN void smp8_gu(const smp *s, const smp_grad_out *g, int64_t j, const __m256 dm[3])
+SMP_AVX2_FN void smp8_gu(const smp8_fx *fx, const smp_grad_out *g, int64_t j, const __m256 dm[3])
 {
 	__m256 go = _mm256_loadu_ps(g->gout + j), gq[3];
 	for (int k = 0; k < 3; k++)
 		gq[k] = _mm256_mul_ps(dm[k], go);
 	for (int c = 0; c < 3; c++) {
-		__m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(s->Bf[c]), gq[0]),
-					 _mm256_mul_ps(_mm256_set1_ps(s->Bf[3 + c]), gq[1]));
-		v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_set1_ps(s->Bf[6 + c]), gq[2]));
+		__m256 v = _mm256_add_ps(_mm256_mul_ps(fx->bf[c], gq[0]), _mm256_mul_ps(fx->bf[3 + c], gq[1]));
+		v = _mm256_add_ps(v, _mm256_mul_ps(fx->bf[6 + c], gq[2]));
 		float *o = g->gu[c] + j;
 		if (g->accumulate_gu)
 			v = V_ADD(_mm256_loadu_ps(o), v);
@@ -731,7 +732,7 @@ SMP_AVX2_FN void smp_grad_row_avx2_u(const smp *s, const smp_grad_out *g, int64_
 		smp8_load(s, &b, &fx, j0 + x, has_u, &v);
 		tl8_value_grad(&v, dm);
 		if (g->gu[0])
-			smp8_gu(s, g, j0 + x, dm);
+			smp8_gu(&fx, g, j0 + x, dm);
 		if (L) {
 			smp8_gp(g, j0 + x, dm, gp);
 			smp8_lanes(L, (double)(s->lo[0] + x), gp);
