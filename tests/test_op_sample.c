@@ -860,6 +860,23 @@ static int same_bits(const float *a, const float *b, int64_t n)
 	return memcmp(a, b, (size_t)n * sizeof(float)) == 0;
 }
 
+/* The forward and the backward on the forced scalar path. */
+static ffdp_status sample_scalar(const ffdp_sample_args *a)
+{
+	ffdp_cpu_force_scalar = 1;
+	ffdp_status s = ffdp_op_sample(be, a, &err);
+	ffdp_cpu_force_scalar = 0;
+	return s;
+}
+
+static ffdp_status sample_grad_scalar(const ffdp_sample_grad_args *g)
+{
+	ffdp_cpu_force_scalar = 1;
+	ffdp_status s = ffdp_op_sample_grad(be, g, &err);
+	ffdp_cpu_force_scalar = 0;
+	return s;
+}
+
 /* The AVX2 forward (linear, 3-D, u of 3 components or none) and backward
  * (gu and gW) against the forced scalar path: the same bits, with points
  * inside, near and outside M (far outside, NaN), and a row length that
@@ -900,10 +917,8 @@ static void test_simd_bits(tu_rng *r)
 				memcpy(o2, o1, (size_t)no * sizeof(float));
 				a.out = (ffdp_img){o1, {on[0], on[1], on[2]}};
 				ffdp_status s1 = ffdp_op_sample(be, &a, &err);
-				ffdp_cpu_force_scalar = 1;
 				a.out.p = o2;
-				ffdp_status s2 = ffdp_op_sample(be, &a, &err);
-				ffdp_cpu_force_scalar = 0;
+				ffdp_status s2 = sample_scalar(&a);
 				CHECK(!s1 && !s2 && same_bits(o1, o2, no), "simd: sample %s pad, %s u%s: AVX2 = scalar bits",
 				      pad_name[pad], hu ? "with" : "without", acc ? ", accumulating" : "");
 				/* backward: gu (with u), gW and its planes gW_z, whose
@@ -918,10 +933,8 @@ static void test_simd_bits(tu_rng *r)
 				ffdp_sample_grad_args ga = {&a, {gout, {on[0], on[1], on[2]}}, hu ? &gv1 : NULL, acc, gW1, NULL,
 							    gz1};
 				s1 = ffdp_op_sample_grad(be, &ga, &err);
-				ffdp_cpu_force_scalar = 1;
 				ga.gu = hu ? &gv2 : NULL, ga.gW = gW2, ga.gW_z = gz2;
-				s2 = ffdp_op_sample_grad(be, &ga, &err);
-				ffdp_cpu_force_scalar = 0;
+				s2 = sample_grad_scalar(&ga);
 				int same = !s1 && !s2 && !memcmp(gW1, gW2, sizeof(gW1)) && !memcmp(gz1, gz2, sizeof(gz1));
 				for (int c = 0; c < 3; c++)
 					same &= same_bits(g1[c], g2[c], no);
@@ -931,6 +944,83 @@ static void test_simd_bits(tu_rng *r)
 	for (int c = 0; c < 3; c++)
 		free(u[c]), free(g1[c]), free(g2[c]);
 	free(M), free(gout), free(o1), free(o2);
+}
+
+/* The AVX2 rows on an oblique grid (a rotation about an oblique axis, anisotropic
+ * scales) with row lengths 8, 9 and 17 (one group, a group and a one-voxel tail, two
+ * groups and a tail) and output boxes that start off 0 mod 8, without u (groups of one
+ * row, runs, and groups whose rows differ) and with a smooth u of under a voxel or a
+ * rough one of two: forward and backward against the forced scalar path, bit for bit. */
+static void test_simd_rows(tu_rng *r)
+{
+	if (!ffdp_cpu_use_avx2()) {
+		CHECK(1, "simd rows: no AVX2+FMA on this CPU, scalar path only");
+		return;
+	}
+	const int64_t mn[3] = {33, 27, 25}, lens[3] = {8, 9, 17};
+	int64_t nm = nvox(mn);
+	float *M = falloc(nm);
+	tu_fill_uniform(r, M, nm, -1.0, 1.0);
+	double R[9], W[12], B[9];
+	const double sc[3] = {0.93, 1.31, 0.77};
+	tu_random_rotation(r, R);
+	for (int k = 0; k < 3; k++) {
+		for (int a = 0; a < 3; a++)
+			W[4 * k + a] = R[3 * k + a] * sc[a], B[3 * k + a] = R[3 * a + k] / sc[k];
+		W[4 * k + 3] = 0.5 * (double)(mn[k] - 1) - 6.0 * (W[4 * k] + W[4 * k + 1] + W[4 * k + 2]);
+	}
+	for (int li = 0; li < 3; li++) {
+		const int64_t on[3] = {lens[li], 11, 7};
+		int64_t no = nvox(on);
+		float *u[3], *o1 = falloc(no), *o2 = falloc(no), *gout = falloc(no), *g1[3], *g2[3];
+		tu_fill_uniform(r, gout, no, -1.0, 1.0);
+		for (int c = 0; c < 3; c++)
+			u[c] = falloc(no), g1[c] = falloc(no), g2[c] = falloc(no);
+		ffdp_vec uv = {{u[0], u[1], u[2]}, {on[0], on[1], on[2]}, 3};
+		for (int kind = 0; kind < 3; kind++) {
+			for (int c = 0; c < 3 && kind; c++) {
+				if (kind == 1)
+					tu_fill_smooth(r, u[c], on, 0.0);
+				else
+					tu_fill_uniform(r, u[c], no, -2.0, 2.0);
+			}
+			for (int64_t j = 0; j < no && kind == 1; j++)
+				for (int c = 0; c < 3; c++)
+					u[c][j] *= 0.4f;
+			int same_f = 1, same_b = 1;
+			for (int pad = 0; pad < 2; pad++) {
+				ffdp_sample_args a;
+				memset(&a, 0, sizeof(a));
+				a.moving = (ffdp_img){M, {mn[0], mn[1], mn[2]}};
+				memcpy(a.W, W, sizeof(W)), memcpy(a.B, B, sizeof(B));
+				a.u = kind ? &uv : NULL, a.lo[0] = 5 + li, a.lo[1] = 3, a.lo[2] = 2 * li;
+				a.pad = (ffdp_pad)pad;
+				a.out = (ffdp_img){o1, {on[0], on[1], on[2]}};
+				ffdp_status s1 = ffdp_op_sample(be, &a, &err);
+				a.out.p = o2;
+				ffdp_status s2 = sample_scalar(&a);
+				same_f &= !s1 && !s2 && same_bits(o1, o2, no);
+				double gW1[12] = {0}, gW2[12] = {0};
+				ffdp_vec gv1 = {{g1[0], g1[1], g1[2]}, {on[0], on[1], on[2]}, 3};
+				ffdp_vec gv2 = {{g2[0], g2[1], g2[2]}, {on[0], on[1], on[2]}, 3};
+				ffdp_sample_grad_args ga = {&a, {gout, {on[0], on[1], on[2]}}, kind ? &gv1 : NULL, 0, gW1,
+							    NULL, NULL};
+				s1 = ffdp_op_sample_grad(be, &ga, &err);
+				ga.gu = kind ? &gv2 : NULL, ga.gW = gW2;
+				s2 = sample_grad_scalar(&ga);
+				same_b &= !s1 && !s2 && !memcmp(gW1, gW2, sizeof(gW1));
+				for (int c = 0; c < 3 && kind; c++)
+					same_b &= same_bits(g1[c], g2[c], no);
+			}
+			static const char *kind_name[] = {"no u", "smooth u", "rough u"};
+			CHECK(same_f && same_b, "simd rows: oblique grid, rows of %lld, %s, both pads: forward and "
+			      "backward AVX2 = scalar bits", (long long)on[0], kind_name[kind]);
+		}
+		for (int c = 0; c < 3; c++)
+			free(u[c]), free(g1[c]), free(g2[c]);
+		free(o1), free(o2), free(gout);
+	}
+	free(M);
 }
 
 /* The linear 3-D sampler's fixed-point frame (32.32 sums of W [i;1], B u
@@ -970,10 +1060,8 @@ static void test_fixed_frame(tu_rng *r)
 			a.u = hu ? &uv : NULL, a.pad = (ffdp_pad)pad;
 			a.out = (ffdp_img){o1, {on[0], on[1], on[2]}};
 			ffdp_status s1 = ffdp_op_sample(be, &a, &err);
-			ffdp_cpu_force_scalar = 1;
 			a.out.p = o2;
-			ffdp_status s2 = ffdp_op_sample(be, &a, &err);
-			ffdp_cpu_force_scalar = 0;
+			ffdp_status s2 = sample_scalar(&a);
 			double worst = 0.0, bound = 0.0;
 			for (int64_t j = 0; j < no && !s1; j++) {
 				double g[3] = {(double)(lo[0] + j % on[0]), (double)(lo[1] + (j / on[0]) % on[1]),
@@ -1118,6 +1206,7 @@ int main(void)
 	test_grad(&r, 1, 0, FFDP_PAD_ZERO, 0);
 	test_grad(&r, 0, 0, FFDP_PAD_BORDER, 0);
 	test_simd_bits(&r);
+	test_simd_rows(&r);
 	test_fixed_frame(&r);
 	bench_192();
 	ffdp_backend_close(be);

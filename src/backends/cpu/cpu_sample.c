@@ -365,12 +365,16 @@ static void smp_row_gated(const smp *s, int64_t r, float *out, int acc, ffdp_int
 #define SMP_AVX2_FN TL8_FN
 #define V_ADD _mm256_add_ps
 
-/* A row's fixed-point affine parts for the group of 8 at hand: voxels
- * (0 1 4 5) in qa and (2 3 6 7) in qb, so that one shuffle of each pair
- * gives the high and the low words in voxel order; stepped exactly by 8
- * voxels' worth per group. */
+/* A row's fixed-point affine part for the group of 8 at hand: voxel 0's
+ * per axis, stepped exactly by 8 voxels' worth per group, and the lanes'
+ * offsets from it, (0 1 4 5) in la and (2 3 6 7) in lb, so that one
+ * shuffle of each pair gives the high and the low words in voxel order.
+ * The running part stays in general registers, the lanes' offsets in
+ * memory: fewer vector registers live across a group. */
 typedef struct smp8_fx {
-	__m256i qa[3], qb[3], step[3];
+	int64_t q[3], step[3];
+	__m256i la[3], lb[3];
+	__m256 bf[9]; /* Bf broadcast, read as memory operands */
 } smp8_fx;
 
 SMP_AVX2_FN void smp8_fx_start(const smp *s, int64_t r, int64_t x, smp8_fx *f)
@@ -378,35 +382,39 @@ SMP_AVX2_FN void smp8_fx_start(const smp *s, int64_t r, int64_t x, smp8_fx *f)
 	int64_t qr[3], gx = s->lo[0] + x;
 	smp_fx_row(s, r, qr);
 	for (int k = 0; k < 3; k++) {
-		int64_t w = s->Wq[4 * k], q = qr[k] + w * gx;
-		f->qa[k] = _mm256_setr_epi64x(q, q + w, q + 4 * w, q + 5 * w);
-		f->qb[k] = _mm256_setr_epi64x(q + 2 * w, q + 3 * w, q + 6 * w, q + 7 * w);
-		f->step[k] = _mm256_set1_epi64x(8 * w);
+		int64_t w = s->Wq[4 * k];
+		f->q[k] = qr[k] + w * gx;
+		f->step[k] = 8 * w;
+		f->la[k] = _mm256_setr_epi64x(0, w, 4 * w, 5 * w);
+		f->lb[k] = _mm256_setr_epi64x(2 * w, 3 * w, 6 * w, 7 * w);
 	}
+	for (int k = 0; k < 9; k++)
+		f->bf[k] = _mm256_set1_ps(s->Bf[k]);
 }
 
 /* The next 8 voxels of the row (box index j): smp_fx_split's first
- * corners and fractions per axis, their weights and corners (padded where
- * a cell is not inside M).  The sampler's domain starts at index 0. */
-SMP_AVX2_FN void smp8_load(const smp *s, const tl8_box *b, smp8_fx *fx, int64_t j, const int has_u, tl8 *v)
+ * corners i0 and fractions f per axis; whether every cell lies inside M.
+ * The sampler's domain starts at index 0. */
+SMP_AVX2_FN int smp8_point(const smp *s, const tl8_box *b, smp8_fx *fx, int64_t j, const int has_u,
+			   __m256i i0[3], __m256 f[3])
 {
 	const __m256 one = _mm256_set1_ps(1.0f), reach = _mm256_set1_ps(SMP_REACH);
-	__m256i i0[3], in = _mm256_set1_epi32(-1);
-	__m256 f[3], u[3];
+	__m256i out = _mm256_setzero_si256();
+	__m256 u[3];
 	for (int c = 0; c < 3 && has_u; c++)
 		u[c] = _mm256_loadu_ps(s->u[c] + j);
 	for (int k = 0; k < 3; k++) {
-		__m256 qa = _mm256_castsi256_ps(fx->qa[k]), qb = _mm256_castsi256_ps(fx->qb[k]);
+		__m256i q = _mm256_set1_epi64x(fx->q[k]);
+		__m256 qa = _mm256_castsi256_ps(_mm256_add_epi64(q, fx->la[k]));
+		__m256 qb = _mm256_castsi256_ps(_mm256_add_epi64(q, fx->lb[k]));
+		fx->q[k] += fx->step[k];
 		__m256i hi = _mm256_castps_si256(_mm256_shuffle_ps(qa, qb, _MM_SHUFFLE(3, 1, 3, 1)));
 		__m256i lo = _mm256_castps_si256(_mm256_shuffle_ps(qa, qb, _MM_SHUFFLE(2, 0, 2, 0)));
 		__m256 l = _mm256_castsi256_ps(_mm256_or_si256(_mm256_srli_epi32(lo, 9), _mm256_set1_epi32(0x3f800000)));
 		l = _mm256_sub_ps(l, one);
-		fx->qa[k] = _mm256_add_epi64(fx->qa[k], fx->step[k]);
-		fx->qb[k] = _mm256_add_epi64(fx->qb[k], fx->step[k]);
 		if (has_u) {
-			__m256 t = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(s->Bf[3 * k]), u[0]),
-						 _mm256_mul_ps(_mm256_set1_ps(s->Bf[3 * k + 1]), u[1]));
-			t = _mm256_add_ps(t, _mm256_mul_ps(_mm256_set1_ps(s->Bf[3 * k + 2]), u[2]));
+			__m256 t = _mm256_add_ps(_mm256_mul_ps(fx->bf[3 * k], u[0]), _mm256_mul_ps(fx->bf[3 * k + 1], u[1]));
+			t = _mm256_add_ps(t, _mm256_mul_ps(fx->bf[3 * k + 2], u[2]));
 			/* max(x, -R) is -R for NaN, as x > -R ? x : -R */
 			__m256 off = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(l, t), _mm256_sub_ps(_mm256_setzero_ps(), reach)), reach);
 			__m256 fl = _mm256_floor_ps(off);
@@ -415,10 +423,32 @@ SMP_AVX2_FN void smp8_load(const smp *s, const tl8_box *b, smp8_fx *fx, int64_t 
 		} else {
 			i0[k] = hi, f[k] = l;
 		}
-		in = _mm256_and_si256(in, _mm256_cmpgt_epi32(i0[k], _mm256_set1_epi32(-1)));
-		in = _mm256_and_si256(in, _mm256_cmpgt_epi32(_mm256_set1_epi32(b->dn[k] - 1), i0[k]));
+		/* outside: i0 >= n - 1 as unsigned (negative i0 too) */
+		out = _mm256_or_si256(out, _mm256_cmpeq_epi32(_mm256_max_epu32(i0[k], _mm256_set1_epi32(b->dn[k] - 1)), i0[k]));
 	}
-	if (_mm256_movemask_epi8(in) == -1) {
+	return _mm256_testz_si256(out, out);
+}
+
+/* The row two above an interior group's first corner, in both planes:
+ * what the next output row reads new (last read a plane of output rows
+ * ago, or never), which the hardware prefetchers miss at 192^3.  Addresses
+ * as integers: the row may lie past the box, where a prefetch is harmless
+ * but pointer arithmetic is not defined. */
+SMP_AVX2_FN void smp8_prefetch(const smp *s, const tl8_box *b, const tl8 *v)
+{
+	uintptr_t m = (uintptr_t)s->m + 4 * (uintptr_t)(v->o0 + 2 * (int64_t)b->nx);
+	_mm_prefetch((const char *)m, _MM_HINT_T0);
+	_mm_prefetch((const char *)(m + 4 * (uintptr_t)b->nxy), _MM_HINT_T0);
+}
+
+/* The next 8 voxels of the row: their weights and corners (padded where a
+ * cell is not inside M), for the backward. */
+SMP_AVX2_FN void smp8_load(const smp *s, const tl8_box *b, smp8_fx *fx, int64_t j, const int has_u, tl8 *v)
+{
+	const __m256 one = _mm256_set1_ps(1.0f);
+	__m256i i0[3];
+	__m256 f[3];
+	if (smp8_point(s, b, fx, j, has_u, i0, f)) {
 		for (int k = 0; k < 3; k++) {
 			v->w1[k] = f[k], v->w0[k] = _mm256_sub_ps(one, f[k]);
 			v->d0[k] = _mm256_set1_ps(-1.0f), v->d1[k] = one;
@@ -428,16 +458,25 @@ SMP_AVX2_FN void smp8_load(const smp *s, const tl8_box *b, smp8_fx *fx, int64_t 
 		tl8_taps_int_pad(b, i0, f, s->pad, v);
 	}
 	tl8_gather_loads(b, s->m, v);
-	if (!v->padded) {
-		/* the row two above the first corner, in both planes: what the next
-		 * output row reads new (last read a plane of output rows ago, or
-		 * never), which the hardware prefetchers miss at 192^3 */
-		/* addresses as integers: the row may lie past the box, where a
-		 * prefetch is harmless but pointer arithmetic is not defined */
-		uintptr_t m = (uintptr_t)s->m + 4 * (uintptr_t)(_mm_cvtsi128_si32(v->lo) + 2 * (int64_t)b->nx);
-		_mm_prefetch((const char *)m, _MM_HINT_T0);
-		_mm_prefetch((const char *)(m + 4 * (uintptr_t)b->nxy), _MM_HINT_T0);
+	if (!v->padded)
+		smp8_prefetch(s, b, v);
+}
+
+/* The values of the next 8 voxels of the row: interior groups by
+ * tl8_value_inner, the others padded. */
+SMP_AVX2_FN __m256 smp8_value(const smp *s, const tl8_box *b, smp8_fx *fx, int64_t j, const int has_u)
+{
+	__m256i i0[3];
+	__m256 f[3];
+	tl8 v;
+	if (smp8_point(s, b, fx, j, has_u, i0, f)) {
+		tl8_inner_offsets(b, i0, &v);
+		smp8_prefetch(s, b, &v);
+		return tl8_value_inner(b, s->m, &v, f);
 	}
+	tl8_taps_int_pad(b, i0, f, s->pad, &v);
+	tl8_gather(b, s->m, &v);
+	return tl8_value(&v);
 }
 
 /* The whole moving volume decides, the box's memory is read. */
@@ -447,16 +486,14 @@ static inline tl8_box smp_box(const smp *s)
 	return tl8_box_make(zero, s->mn, s->mlo, s->mb);
 }
 
-SMP_AVX2_FN void smp_row_avx2_u(const smp *s, int64_t r, float *out, int acc, const int has_u)
+SMP_AVX2_FN void smp_row_avx2_u(const smp *s, int64_t r, float *out, const int acc, const int has_u)
 {
 	int64_t nx = s->on[0], j0 = r * nx, x = 0;
 	tl8_box b = smp_box(s);
 	smp8_fx fx;
 	smp8_fx_start(s, r, 0, &fx);
 	for (; x + 8 <= nx; x += 8) {
-		tl8 v;
-		smp8_load(s, &b, &fx, j0 + x, has_u, &v);
-		__m256 val = tl8_value(&v);
+		__m256 val = smp8_value(s, &b, &fx, j0 + x, has_u);
 		float *o = out + j0 + x;
 		if (acc)
 			val = V_ADD(_mm256_loadu_ps(o), val);
@@ -469,10 +506,15 @@ SMP_AVX2_FN void smp_row_avx2_u(const smp *s, int64_t r, float *out, int acc, co
 __attribute__((noinline, target("avx2,fma"))) static void smp_row_avx2(const smp *s, int64_t r, float *out,
 									  int acc)
 {
-	if (s->u[0])
-		smp_row_avx2_u(s, r, out, acc, 1);
+	/* constant flags: one loop per case, no test per group */
+	if (s->u[0] && acc)
+		smp_row_avx2_u(s, r, out, 1, 1);
+	else if (s->u[0])
+		smp_row_avx2_u(s, r, out, 0, 1);
+	else if (acc)
+		smp_row_avx2_u(s, r, out, 1, 0);
 	else
-		smp_row_avx2_u(s, r, out, acc, 0);
+		smp_row_avx2_u(s, r, out, 0, 0);
 }
 #endif
 
@@ -644,15 +686,14 @@ SMP_AVX2_FN void smp8_gp(const smp_grad_out *g, int64_t j, const __m256 dm[3], _
 
 /* gu of 8 voxels, as the scalar row in the fixed-point frame: gq = dm
  * gout and gu_c = (B_0c gq_0 + B_1c gq_1) + B_2c gq_2, in float. */
-SMP_AVX2_FN void smp8_gu(const smp *s, const smp_grad_out *g, int64_t j, const __m256 dm[3])
+SMP_AVX2_FN void smp8_gu(const smp8_fx *fx, const smp_grad_out *g, int64_t j, const __m256 dm[3])
 {
 	__m256 go = _mm256_loadu_ps(g->gout + j), gq[3];
 	for (int k = 0; k < 3; k++)
 		gq[k] = _mm256_mul_ps(dm[k], go);
 	for (int c = 0; c < 3; c++) {
-		__m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(s->Bf[c]), gq[0]),
-					 _mm256_mul_ps(_mm256_set1_ps(s->Bf[3 + c]), gq[1]));
-		v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_set1_ps(s->Bf[6 + c]), gq[2]));
+		__m256 v = _mm256_add_ps(_mm256_mul_ps(fx->bf[c], gq[0]), _mm256_mul_ps(fx->bf[3 + c], gq[1]));
+		v = _mm256_add_ps(v, _mm256_mul_ps(fx->bf[6 + c], gq[2]));
 		float *o = g->gu[c] + j;
 		if (g->accumulate_gu)
 			v = V_ADD(_mm256_loadu_ps(o), v);
@@ -691,7 +732,7 @@ SMP_AVX2_FN void smp_grad_row_avx2_u(const smp *s, const smp_grad_out *g, int64_
 		smp8_load(s, &b, &fx, j0 + x, has_u, &v);
 		tl8_value_grad(&v, dm);
 		if (g->gu[0])
-			smp8_gu(s, g, j0 + x, dm);
+			smp8_gu(&fx, g, j0 + x, dm);
 		if (L) {
 			smp8_gp(g, j0 + x, dm, gp);
 			smp8_lanes(L, (double)(s->lo[0] + x), gp);

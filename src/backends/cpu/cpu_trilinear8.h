@@ -25,6 +25,7 @@ typedef struct tl8 {
 	int run;              /* interior, all in one row, x within 8: first corner's offset, else -1 */
 	__m256i dx;           /* with run: each point's x cell minus the first point's */
 	__m128i lo, hi;       /* interior: first corners of voxels 0 1 4 5 and 2 3 6 7 */
+	int o0;               /* interior: voxel 0's first corner */
 	__m256i ox[2], oy[2], oz[2]; /* padded: each corner's offset per axis */
 	__m256 c[4][2];       /* corners: rows (y0 z0, y1 z0, y0 z1, y1 z1), x pair */
 } tl8;
@@ -36,6 +37,8 @@ typedef struct tl8_box {
 	double lo[3], last[3]; /* domain: lo and n - 1 as double */
 	int dlo[3], dn[3], blo[3], nx, nxy;
 	int64_t nb;            /* floats in the box */
+	int bshift;            /* blo's offset, blo[0] + blo[1] nx + blo[2] nxy, mod 2^32 */
+	int64_t rlim;          /* a run's windows (rows to nx + nxy, 9 floats) fit below it */
 } tl8_box;
 
 static inline tl8_box tl8_box_make(const int64_t lo[3], const int64_t n[3], const int64_t blo[3],
@@ -48,6 +51,8 @@ static inline tl8_box tl8_box_make(const int64_t lo[3], const int64_t n[3], cons
 	}
 	b.nx = (int)bn[0], b.nxy = (int)(bn[0] * bn[1]);
 	b.nb = bn[0] * bn[1] * bn[2];
+	b.bshift = (int)(uint32_t)(blo[0] + blo[1] * bn[0] + blo[2] * bn[0] * bn[1]);
+	b.rlim = b.nb - b.nx - b.nxy - 8;
 	return b;
 }
 
@@ -65,23 +70,24 @@ TL8_FN __m256 tl8_float(__m256d lo, __m256d hi)
 /* The interior offsets of 8 points whose first corners have domain
  * indices ii (inside, per axis): the box's first-corner offsets as x
  * pairs, and whether they form a run. */
-TL8_FN void tl8_inner_offsets(const tl8_box *b, __m256i ii[3], tl8 *t)
+TL8_FN void tl8_inner_offsets(const tl8_box *b, const __m256i ii[3], tl8 *t)
 {
-	for (int k = 0; k < 3; k++)
-		ii[k] = _mm256_sub_epi32(ii[k], _mm256_set1_epi32(b->blo[k]));
+	/* the box's origin subtracted once: the sums wrap in 32 bits, the
+	 * offsets themselves fit */
 	__m256i row = _mm256_add_epi32(_mm256_mullo_epi32(ii[1], _mm256_set1_epi32(b->nx)),
 				       _mm256_mullo_epi32(ii[2], _mm256_set1_epi32(b->nxy)));
-	__m256i o = _mm256_add_epi32(ii[0], row);
+	__m256i o = _mm256_sub_epi32(_mm256_add_epi32(ii[0], row), _mm256_set1_epi32(b->bshift));
 	t->padded = 0;
 	/* a run: every corner row is one 9-float window (smooth fields, affine maps) */
 	__m256i first = _mm256_broadcastd_epi32(_mm256_castsi256_si128(o));
 	__m256i row0 = _mm256_broadcastd_epi32(_mm256_castsi256_si128(row));
 	t->dx = _mm256_sub_epi32(o, first);
-	__m256i bad = _mm256_or_si256(_mm256_cmpgt_epi32(t->dx, _mm256_set1_epi32(7)),
-				      _mm256_cmpgt_epi32(_mm256_setzero_si256(), t->dx));
-	bad = _mm256_or_si256(bad, _mm256_xor_si256(_mm256_cmpeq_epi32(row, row0), _mm256_set1_epi32(-1)));
-	int o0 = _mm_cvtsi128_si32(_mm256_castsi256_si128(o));
-	t->run = _mm256_testz_si256(bad, bad) && (int64_t)o0 + b->nx + b->nxy + 8 < b->nb ? o0 : -1;
+	/* 0 <= dx <= 7 (unsigned) and one row */
+	const __m256i seven = _mm256_set1_epi32(7);
+	__m256i ok = _mm256_and_si256(_mm256_cmpeq_epi32(_mm256_max_epu32(t->dx, seven), seven),
+				      _mm256_cmpeq_epi32(row, row0));
+	t->o0 = _mm_cvtsi128_si32(_mm256_castsi256_si128(o));
+	t->run = _mm256_testc_si256(ok, _mm256_set1_epi32(-1)) && t->o0 < b->rlim ? t->o0 : -1;
 	o = _mm256_permute4x64_epi64(o, _MM_SHUFFLE(3, 1, 2, 0));
 	t->lo = _mm256_castsi256_si128(o), t->hi = _mm256_extracti128_si256(o, 1);
 }
@@ -218,18 +224,29 @@ TL8_FN void tl8_pair(const float *m, __m128i lo, __m128i hi, int off, __m256 *a,
 	*b = _mm256_shuffle_ps(pl, ph, _MM_SHUFFLE(3, 1, 3, 1));
 }
 
+/* The corner row at w of 8 points in a run: a 9-float window read at x
+ * and at x + 1, permuted by each point's x cell. */
+TL8_FN void tl8_window(const float *w, __m256i dx, __m256 *a, __m256 *b)
+{
+	*a = _mm256_permutevar8x32_ps(_mm256_loadu_ps(w), dx);
+	*b = _mm256_permutevar8x32_ps(_mm256_loadu_ps(w + 1), dx);
+}
+
+/* A run's corners (rows y0 z0, y1 z0, y0 z1, y1 z1; x pair) into c. */
+TL8_FN void tl8_run_rows(const tl8_box *b, const float *m, const tl8 *t, __m256 c[4][2])
+{
+	const int off[4] = {0, b->nx, b->nxy, b->nx + b->nxy};
+	for (int r = 0; r < 4; r++)
+		tl8_window(m + t->run + off[r], t->dx, &c[r][0], &c[r][1]);
+}
+
 /* The 8 corners of each point in volume m (the box's layout).  A run reads
  * each corner row's window twice (from x and x + 1) and permutes; other
  * interior groups gather x pairs. */
 TL8_FN void tl8_gather(const tl8_box *b, const float *m, tl8 *t)
 {
 	if (!t->padded && t->run >= 0) {
-		const int off[4] = {0, b->nx, b->nxy, b->nx + b->nxy};
-		for (int r = 0; r < 4; r++) {
-			const float *w = m + t->run + off[r];
-			t->c[r][0] = _mm256_permutevar8x32_ps(_mm256_loadu_ps(w), t->dx);
-			t->c[r][1] = _mm256_permutevar8x32_ps(_mm256_loadu_ps(w + 1), t->dx);
-		}
+		tl8_run_rows(b, m, t, t->c);
 		return;
 	}
 	if (!t->padded) {
@@ -246,71 +263,117 @@ TL8_FN void tl8_gather(const tl8_box *b, const float *m, tl8 *t)
 	}
 }
 
-/* tl8_gather with the interior x pairs read by plain 64-bit loads (four
- * per half row; through the may-alias vector types) instead of gathers:
- * the same elements, so the same bits.  On Zen 3 the 8 gathers of a group
+/* The corner rows of 8 interior points that are not a run, x pairs read
+ * by plain 64-bit loads (four per half row; through the may-alias vector
+ * types) from the first corners o of voxels 0 1 4 5 2 3 6 7: the elements
+ * tl8_pair gathers, so the same bits.  On Zen 3 the 8 gathers of a group
  * cost more than its 32 loads, inserts and shuffles (docs/perf.md, "CPU
  * sampler, eighth session"). */
-TL8_FN void tl8_gather_loads(const tl8_box *b, const float *m, tl8 *t)
+TL8_FN void tl8_pair_rows(const tl8_box *b, const float *m, const tl8 *t, __m256 c[4][2])
 {
-	if (t->padded || t->run >= 0) {
-		tl8_gather(b, m, t);
-		return;
-	}
-	int o[8]; /* first corners of voxels 0 1 4 5 2 3 6 7 */
+	/* two voxels at a time, each offset read once for its four rows:
+	 * fewer general registers live than row by row */
+	int o[8];
 	_mm_storeu_si128((__m128i *)o, t->lo);
 	_mm_storeu_si128((__m128i *)(o + 4), t->hi);
-	const int off[4] = {0, b->nx, b->nxy, b->nx + b->nxy};
-	for (int r = 0; r < 4; r++) {
-		const float *w = m + off[r];
-		__m128 a0 = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(w + o[0])));
-		__m128 a1 = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(w + o[2])));
-		__m128 b0 = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(w + o[4])));
-		__m128 b1 = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(w + o[6])));
-		a0 = _mm_loadh_pi(a0, (const __m64 *)(w + o[1]));
-		a1 = _mm_loadh_pi(a1, (const __m64 *)(w + o[3]));
-		b0 = _mm_loadh_pi(b0, (const __m64 *)(w + o[5]));
-		b1 = _mm_loadh_pi(b1, (const __m64 *)(w + o[7]));
-		__m256 pl = _mm256_insertf128_ps(_mm256_castps128_ps256(a0), a1, 1);
-		__m256 ph = _mm256_insertf128_ps(_mm256_castps128_ps256(b0), b1, 1);
-		t->c[r][0] = _mm256_shuffle_ps(pl, ph, _MM_SHUFFLE(2, 0, 2, 0));
-		t->c[r][1] = _mm256_shuffle_ps(pl, ph, _MM_SHUFFLE(3, 1, 3, 1));
+	const float *row[4] = {m, m + b->nx, m + b->nxy, m + b->nx + b->nxy};
+	__m256 p[2][4];
+	for (int h = 0; h < 2; h++) {
+		__m128 q[2][4];
+		for (int i = 0; i < 2; i++) {
+			const int64_t l0 = o[4 * h + 2 * i], l1 = o[4 * h + 2 * i + 1];
+			for (int r = 0; r < 4; r++) {
+				q[i][r] = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(row[r] + l0)));
+				q[i][r] = _mm_loadh_pi(q[i][r], (const __m64 *)(row[r] + l1));
+			}
+		}
+		for (int r = 0; r < 4; r++)
+			p[h][r] = _mm256_insertf128_ps(_mm256_castps128_ps256(q[0][r]), q[1][r], 1);
 	}
+	for (int r = 0; r < 4; r++) {
+		c[r][0] = _mm256_shuffle_ps(p[0][r], p[1][r], _MM_SHUFFLE(2, 0, 2, 0));
+		c[r][1] = _mm256_shuffle_ps(p[0][r], p[1][r], _MM_SHUFFLE(3, 1, 3, 1));
+	}
+}
+
+/* tl8_gather with the interior x pairs of groups that are not runs read
+ * by tl8_pair_rows. */
+TL8_FN void tl8_gather_loads(const tl8_box *b, const float *m, tl8 *t)
+{
+	if (t->padded || t->run >= 0)
+		tl8_gather(b, m, t);
+	else
+		tl8_pair_rows(b, m, t, t->c);
 }
 
 #define TL8_LERP(w0, a, w1, b) _mm256_add_ps(_mm256_mul_ps(w0, a), _mm256_mul_ps(w1, b))
 
-/* tl_value. */
-TL8_FN __m256 tl8_value(const tl8 *t)
+/* tl_value from the corners c and the weights. */
+TL8_FN __m256 tl8_lerp(const __m256 c[4][2], const __m256 w0[3], const __m256 w1[3])
 {
 	__m256 e[4];
 	for (int r = 0; r < 4; r++)
-		e[r] = TL8_LERP(t->w0[0], t->c[r][0], t->w1[0], t->c[r][1]);
-	__m256 v0 = TL8_LERP(t->w0[1], e[0], t->w1[1], e[1]);
-	__m256 v1 = TL8_LERP(t->w0[1], e[2], t->w1[1], e[3]);
-	return TL8_LERP(t->w0[2], v0, t->w1[2], v1);
+		e[r] = TL8_LERP(w0[0], c[r][0], w1[0], c[r][1]);
+	__m256 v0 = TL8_LERP(w0[1], e[0], w1[1], e[1]);
+	__m256 v1 = TL8_LERP(w0[1], e[2], w1[1], e[3]);
+	return TL8_LERP(w0[2], v0, w1[2], v1);
 }
 
-/* tl_value_grad: the value, and its gradient in g.  Interior weights'
- * derivatives are (-1, 1), where d0 a + d1 b is b - a with the same bits:
- * the shorter form there. */
-TL8_FN __m256 tl8_value_grad(const tl8 *t, __m256 g[3])
+/* tl_value. */
+TL8_FN __m256 tl8_value(const tl8 *t)
 {
-	const int in = !t->padded;
+	return tl8_lerp(t->c, t->w0, t->w1);
+}
+
+/* tl_value_grad from the corners c, the weights and their derivatives:
+ * the value, and its gradient in g.  Interior weights' derivatives (in)
+ * are (-1, 1), where d0 a + d1 b is b - a with the same bits: the shorter
+ * form there. */
+TL8_FN __m256 tl8_lerp_grad(const __m256 c[4][2], const __m256 w0[3], const __m256 w1[3], const __m256 d0[3],
+			    const __m256 d1[3], const int in, __m256 g[3])
+{
 	__m256 e[4], d[4];
 	for (int r = 0; r < 4; r++) {
-		e[r] = TL8_LERP(t->w0[0], t->c[r][0], t->w1[0], t->c[r][1]);
-		d[r] = in ? _mm256_sub_ps(t->c[r][1], t->c[r][0]) : TL8_LERP(t->d0[0], t->c[r][0], t->d1[0], t->c[r][1]);
+		e[r] = TL8_LERP(w0[0], c[r][0], w1[0], c[r][1]);
+		d[r] = in ? _mm256_sub_ps(c[r][1], c[r][0]) : TL8_LERP(d0[0], c[r][0], d1[0], c[r][1]);
 	}
-	__m256 v0 = TL8_LERP(t->w0[1], e[0], t->w1[1], e[1]);
-	__m256 v1 = TL8_LERP(t->w0[1], e[2], t->w1[1], e[3]);
-	__m256 gx = TL8_LERP(t->w0[1], d[0], t->w1[1], d[1]), hx = TL8_LERP(t->w0[1], d[2], t->w1[1], d[3]);
-	__m256 gy = in ? _mm256_sub_ps(e[1], e[0]) : TL8_LERP(t->d0[1], e[0], t->d1[1], e[1]);
-	__m256 hy = in ? _mm256_sub_ps(e[3], e[2]) : TL8_LERP(t->d0[1], e[2], t->d1[1], e[3]);
-	g[0] = TL8_LERP(t->w0[2], gx, t->w1[2], hx);
-	g[1] = TL8_LERP(t->w0[2], gy, t->w1[2], hy);
-	g[2] = in ? _mm256_sub_ps(v1, v0) : TL8_LERP(t->d0[2], v0, t->d1[2], v1);
-	return TL8_LERP(t->w0[2], v0, t->w1[2], v1);
+	__m256 v0 = TL8_LERP(w0[1], e[0], w1[1], e[1]);
+	__m256 v1 = TL8_LERP(w0[1], e[2], w1[1], e[3]);
+	__m256 gx = TL8_LERP(w0[1], d[0], w1[1], d[1]), hx = TL8_LERP(w0[1], d[2], w1[1], d[3]);
+	__m256 gy = in ? _mm256_sub_ps(e[1], e[0]) : TL8_LERP(d0[1], e[0], d1[1], e[1]);
+	__m256 hy = in ? _mm256_sub_ps(e[3], e[2]) : TL8_LERP(d0[1], e[2], d1[1], e[3]);
+	g[0] = TL8_LERP(w0[2], gx, w1[2], hx);
+	g[1] = TL8_LERP(w0[2], gy, w1[2], hy);
+	g[2] = in ? _mm256_sub_ps(v1, v0) : TL8_LERP(d0[2], v0, d1[2], v1);
+	return TL8_LERP(w0[2], v0, w1[2], v1);
+}
+
+/* tl_value_grad. */
+TL8_FN __m256 tl8_value_grad(const tl8 *t, __m256 g[3])
+{
+	return tl8_lerp_grad(t->c, t->w0, t->w1, t->d0, t->d1, !t->padded, g);
+}
+
+/* The corners of 8 interior points (tl8_inner_offsets in t) as
+ * tl8_gather_loads reads them, into c instead of t. */
+TL8_FN void tl8_inner_rows(const tl8_box *b, const float *m, const tl8 *t, __m256 c[4][2])
+{
+	if (t->run < 0)
+		tl8_pair_rows(b, m, t, c);
+	else
+		tl8_run_rows(b, m, t, c);
+}
+
+/* tl_value of 8 interior points (tl8_inner_offsets in t) whose x, y, z
+ * fractions are w1: tl8_gather_loads and tl8_value without a tl8's
+ * corners and weights (fewer registers live, the same operations). */
+TL8_FN __m256 tl8_value_inner(const tl8_box *b, const float *m, const tl8 *t, const __m256 w1[3])
+{
+	__m256 c[4][2], w0[3];
+	tl8_inner_rows(b, m, t, c);
+	for (int k = 0; k < 3; k++)
+		w0[k] = _mm256_sub_ps(_mm256_set1_ps(1.0f), w1[k]);
+	return tl8_lerp(c, w0, w1);
 }
 
 /* Lanes of half h (0: voxels 0-3, 1: voxels 4-7) as 4 doubles. */
