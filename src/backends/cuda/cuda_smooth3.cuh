@@ -57,6 +57,12 @@ __device__ __forceinline__ void sm3_load(const float *pl, const int off[NE], flo
 		v[q] = (EDGE || q == NE - 1) && off[q] < 0 ? 0.0f : __ldg(pl + off[q]);
 }
 
+/* Plane p of channel x, or NULL outside the volume (its tiles are zeros). */
+__device__ __forceinline__ const float *sm3_plane(const float *x, int64_t p, int64_t nz, int64_t nxy)
+{
+	return p >= 0 && p < nz ? x + p * nxy : NULL;
+}
+
 template <int R, int NC, bool EDGE, typename Sink>
 __device__ __forceinline__ void sm3_march_tile(const float *const x[NC], const int64_t n[3], const sm3_taps &k,
 					       Sink &sink, float (*tile)[(SM3_BY + 2 * R) * (SM3_BX + 2 * R)],
@@ -80,10 +86,9 @@ __device__ __forceinline__ void sm3_march_tile(const float *const x[NC], const i
 	int off[NE];
 	sm3_offsets<R, NE, EDGE>(n, x0, y0, tid, off);
 	float pre[NC][NE];
-	const int64_t p0 = zb - R;
 #pragma unroll
 	for (int c = 0; c < NC; c++) {
-		sm3_load<NE, EDGE>(p0 >= 0 && p0 < nz ? x[c] + p0 * nxy : NULL, off, pre[c]);
+		sm3_load<NE, EDGE>(sm3_plane(x[c], zb - R, nz, nxy), off, pre[c]);
 #pragma unroll
 		for (int q = 0; q < NE; q++)
 			if (q < NE - 1 || last)
@@ -95,11 +100,9 @@ __device__ __forceinline__ void sm3_march_tile(const float *const x[NC], const i
 		i += nxy;
 		/* the next plane's tiles in flight while this one is smoothed
 		 * (past the chunk's last plane or the volume: zeros) */
-		const int64_t pn = p + 1;
-		const bool pin = pn < ze + R && pn >= 0 && pn < nz;
 #pragma unroll
 		for (int c = 0; c < NC; c++)
-			sm3_load<NE, EDGE>(pin ? x[c] + pn * nxy : NULL, off, pre[c]);
+			sm3_load<NE, EDGE>(p + 1 < ze + R ? sm3_plane(x[c], p + 1, nz, nxy) : NULL, off, pre[c]);
 		const bool own = p - R >= zb && inxy;
 		if (own)
 			sink.fetch(i);
