@@ -2,7 +2,7 @@
  * Adam's moments of a smoothed gradient in cuda_adam.cu).
  *
  * A block owns a 32 x 8 column tile of NC channels and marches along z
- * through a chunk of SM3_ZC planes (plus R planes either side).  Per plane:
+ * through a chunk of zc planes (plus R planes either side).  Per plane:
  * each channel's tile and halo into shared memory (zero outside the
  * volume), the x pass over the tile's rows and halo rows, the y pass for
  * the thread's column, whose result enters the thread's window of 2R + 1
@@ -21,6 +21,7 @@ enum { SM3_BX = 32, SM3_BY = 8, SM3_ZC = 32, SM3_MAX_R = 3 };
 
 typedef struct sm3_taps {
 	float w[3][SM3_MAX_R + 1]; /* each axis's taps w[0..R] */
+	int zc;                    /* planes a block marches: SM3_ZC or twice that (the plan's) */
 } sm3_taps;
 
 /* This thread's elements of the haloed tile: their in-plane offsets, the
@@ -73,7 +74,7 @@ __device__ __forceinline__ void sm3_march_tile(const float *const x[NC], const i
 	const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * SM3_BX + tx;
 	const int64_t nx = n[0], ny = n[1], nz = n[2], nxy = nx * ny;
 	const int64_t x0 = (int64_t)blockIdx.x * SM3_BX, y0 = (int64_t)blockIdx.y * SM3_BY;
-	const int64_t zb = (int64_t)blockIdx.z * SM3_ZC, ze = zb + SM3_ZC < nz ? zb + SM3_ZC : nz;
+	const int64_t zb = (int64_t)blockIdx.z * k.zc, ze = zb + k.zc < nz ? zb + k.zc : nz;
 	const int64_t gx = x0 + tx, gy = y0 + ty;
 	const bool inxy = !EDGE || (gx < nx && gy < ny);
 	const bool last = tid + (NE - 1) * NT < HX * HY;
@@ -176,12 +177,12 @@ __device__ __forceinline__ void sm3_march(const float *const x[NC], const int64_
 int ffdp_cuda_smooth3_plan(const ffdp_smooth_opts *o, const int64_t n[3], sm3_taps *t, ffdp_status *s,
 			   ffdp_error *err);
 
-/* The launch shape of the march over a volume of size n. */
-static inline void sm3_shape(const int64_t n[3], dim3 *grid, dim3 *block)
+/* The launch shape of the march over a volume of size n, t.zc planes a block. */
+static inline void sm3_shape(const int64_t n[3], const sm3_taps &t, dim3 *grid, dim3 *block)
 {
 	*block = dim3(SM3_BX, SM3_BY, 1);
 	*grid = dim3((unsigned)((n[0] + SM3_BX - 1) / SM3_BX), (unsigned)((n[1] + SM3_BY - 1) / SM3_BY),
-		     (unsigned)((n[2] + SM3_ZC - 1) / SM3_ZC));
+		     (unsigned)((n[2] + t.zc - 1) / t.zc));
 }
 
 #endif
