@@ -49,10 +49,6 @@ ffdp_status ffdp_field_alloc(ffdp_field *u, const ffdp_grid *g, ffdp_error *err)
 /* The same with ncomp components whatever the grid's shape (a one-plane
  * slab of a 3-D field keeps its three). */
 ffdp_status ffdp_field_alloc_comps(ffdp_field *u, const ffdp_grid *g, int ncomp, ffdp_error *err);
-/* The same, not zero-filled: for a field its caller writes whole before
- * reading, on threads of its choosing (the first touch places and faults
- * the pages: 0.16 s for the 728x872x728 warp's 5.5 GB). */
-ffdp_status ffdp_field_alloc_uninit(ffdp_field *u, const ffdp_grid *g, int ncomp, ffdp_error *err);
 void ffdp_field_free(ffdp_field *u);
 
 #ifdef __cplusplus

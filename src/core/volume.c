@@ -15,7 +15,7 @@
  * or more is shifted by 64 B to 4 KiB, a multiple of 64 B hashed from its
  * page (no global state); a smaller one by 64 B.  The address
  * posix_memalign gave is kept just below the block for ffdp_free. */
-static void *alloc_block(size_t bytes, int zero, ffdp_error *err)
+void *ffdp_alloc(size_t bytes, ffdp_error *err)
 {
 	void *p = NULL;
 	size_t rounded = (bytes + 63) & ~(size_t)63;
@@ -43,8 +43,6 @@ static void *alloc_block(size_t bytes, int zero, ffdp_error *err)
 	const size_t shift = pad == 64 ? 0 : (size_t)((page * 2654435761u) >> 26) * 64;
 	char *c = (char *)p + 64 + shift;
 	((void **)c)[-1] = p;
-	if (!zero)
-		return c;
 	/* Zero in parallel so pages are first touched by the threads that use them. */
 	int64_t nblk = (int64_t)(rounded >> 16) + 1;
 #pragma omp parallel for schedule(static)
@@ -56,11 +54,6 @@ static void *alloc_block(size_t bytes, int zero, ffdp_error *err)
 			memset(c + lo, 0, hi - lo);
 	}
 	return c;
-}
-
-void *ffdp_alloc(size_t bytes, ffdp_error *err)
-{
-	return alloc_block(bytes, 1, err);
 }
 
 void ffdp_free(void *p)
@@ -109,7 +102,12 @@ void ffdp_volume_range(const ffdp_volume *v, float *lo, float *hi)
 	*lo = mn, *hi = mx;
 }
 
-static ffdp_status field_alloc(ffdp_field *u, const ffdp_grid *g, int ncomp, int zero, ffdp_error *err)
+ffdp_status ffdp_field_alloc(ffdp_field *u, const ffdp_grid *g, ffdp_error *err)
+{
+	return ffdp_field_alloc_comps(u, g, ffdp_grid_dim(g), err);
+}
+
+ffdp_status ffdp_field_alloc_comps(ffdp_field *u, const ffdp_grid *g, int ncomp, ffdp_error *err)
 {
 	ffdp_status s = ffdp_grid_check(g, err);
 	if (s)
@@ -121,28 +119,13 @@ static ffdp_status field_alloc(ffdp_field *u, const ffdp_grid *g, int ncomp, int
 	u->ncomp = ncomp;
 	size_t bytes = (size_t)ffdp_grid_voxels(g) * sizeof(float);
 	for (int c = 0; c < u->ncomp; c++) {
-		u->c[c] = alloc_block(bytes, zero, err);
+		u->c[c] = ffdp_alloc(bytes, err);
 		if (!u->c[c]) {
 			ffdp_field_free(u);
 			return FFDP_ERR_NOMEM;
 		}
 	}
 	return FFDP_OK;
-}
-
-ffdp_status ffdp_field_alloc(ffdp_field *u, const ffdp_grid *g, ffdp_error *err)
-{
-	return field_alloc(u, g, ffdp_grid_dim(g), 1, err);
-}
-
-ffdp_status ffdp_field_alloc_comps(ffdp_field *u, const ffdp_grid *g, int ncomp, ffdp_error *err)
-{
-	return field_alloc(u, g, ncomp, 1, err);
-}
-
-ffdp_status ffdp_field_alloc_uninit(ffdp_field *u, const ffdp_grid *g, int ncomp, ffdp_error *err)
-{
-	return field_alloc(u, g, ncomp, 0, err);
 }
 
 void ffdp_field_free(ffdp_field *u)

@@ -20,20 +20,11 @@ enum { HF_THREADS = 4 }; /* enough to zero 5.5 GB in well under a full-size leve
 static void *hf_touch(void *arg)
 {
 	reg_host_fields *h = (reg_host_fields *)arg;
-	const size_t bytes = (size_t)ffdp_grid_voxels(&h->grid) * sizeof(float);
-	for (int k = 0; k < h->n && !h->st; k++) {
-		if ((h->st = ffdp_field_alloc_uninit(&h->f[k], &h->grid, h->ncomp, &h->err)))
-			break;
-		for (int c = 0; c < h->ncomp; c++) {
-			char *p = (char *)h->f[k].c[c];
-			const int64_t nblk = (int64_t)((bytes + ((size_t)1 << 21) - 1) >> 21);
-#pragma omp parallel for num_threads(HF_THREADS) schedule(static)
-			for (int64_t b = 0; b < nblk; b++) {
-				const size_t lo = (size_t)b << 21, len = bytes - lo < ((size_t)1 << 21) ? bytes - lo : (size_t)1 << 21;
-				memset(p + lo, 0, len);
-			}
-		}
-	}
+	/* this thread's own team size (an ICV of this thread only): the
+	 * allocator's parallel zeroing then runs on HF_THREADS threads */
+	omp_set_num_threads(HF_THREADS);
+	for (int k = 0; k < h->n && !h->st; k++)
+		h->st = ffdp_field_alloc_comps(&h->f[k], &h->grid, h->ncomp, &h->err);
 	return NULL;
 }
 
