@@ -538,12 +538,18 @@ __global__ void __launch_bounds__(CU_THREADS, SG_MINB) sample_gu2_kernel(samp_k 
 				cu_taps_t<int32_t> t[3];
 				int32_t o[4];
 				float uv[3];
+				const float go = g.gout[i];
 				samp_u_at(k, i, uv);
 				samp_taps_int<PAD>(k, q[v], uv, t);
 				in[v] = samp_rows_int<PLAIN>(k, t, o);
 				if (!in[v])
 					continue;
-				const float go = g.gout[i];
+				if (go == 0.0f) { /* no gather: the loss is flat here (background) */
+#pragma unroll
+					for (int c = 0; c < 3; c++)
+						sv[v][c] = g.acc_gu ? (double)g.gu[c][i] : 0.0;
+					continue;
+				}
 				float dv[3];
 				cu_trilinear_grad_rows(M, o[0], o[1], o[2], o[3], t[0], t[1], t[2], dv);
 				const double gq[3] = {(double)go * dv[0], (double)go * dv[1], (double)go * dv[2]};
@@ -598,6 +604,9 @@ __global__ void __launch_bounds__(CU_THREADS, SG_MINB) sample_gw3_kernel(samp_k 
 				const int64_t i = i0 + 32 * v;
 				if (xb + 32 * v >= k.n[0])
 					continue;
+				const float go = g.gout[i];
+				if (go == 0.0f) /* adds +-0: skipped (the loss is flat here) */
+					continue;
 				cu_taps_t<int32_t> t[3];
 				int32_t o[4];
 				float uv[3];
@@ -605,7 +614,6 @@ __global__ void __launch_bounds__(CU_THREADS, SG_MINB) sample_gw3_kernel(samp_k 
 				samp_taps_int<PAD>(k, q[v], uv, t);
 				if (!samp_rows_int<PLAIN>(k, t, o))
 					continue;
-				const float go = g.gout[i];
 				float dv[3];
 				cu_trilinear_grad_rows(M, o[0], o[1], o[2], o[3], t[0], t[1], t[2], dv);
 				const double gx = (double)(k.lo[0] + xb + 32 * v);
