@@ -28,6 +28,19 @@
  * threads) of the step before; D and the staging of the next step follow
  * after a barrier: 2 barriers per step (1 for the ANTs gradient).
  *
+ * Flat windows.  A window where f is 0 at every voxel has cov = 0 and a
+ * variance 0, so its cc and coefficients are exactly 0 (ln_cc).  The
+ * barrier that ends a step's staging ORs whether the added plane has a
+ * non-zero f in the block's input region (__syncthreads_or: no extra
+ * barrier or shared word); stage C writes those zeros without its sums
+ * when no plane of its window has one.  Skull-stripped brains are mostly
+ * background, where C (the longer of the step's two paths) then has
+ * nothing to do.  The running sums would have left rounding residue of the
+ * planes that left the window there; 0 is the value without it.  (m's
+ * zeros too would need a second OR: a shared word and atomics, which cost
+ * dense images 5-25 %.)  Not in the SPLIT kernels (k = 7, 9 with gm and
+ * gf), which spill already: the branch cost dense images 8-10 % there.
+ *
  * Precision.  As lncc_kernel: shifted products and all their sums in
  * double, the coefficients rounded to float once, their box sums in
  * double, the ring in float.  1/n comes from a table.
@@ -215,6 +228,7 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 	/* stage A: this thread's staged columns (offset in the plane, -1 outside) */
 	int aoff[G::NA], aidx[G::NA];
 	uint32_t cur[G::NA][4]; /* f's raw bits (lf_fraw), m's float bits */
+	int curnz = 0;          /* the stored step's plane pa has a non-zero f here */
 #pragma unroll
 	for (int j = 0; j < G::NA; j++) {
 		const int i = t + j * G::NT, iy = i / G::IX, ix = i - iy * G::IX;
@@ -226,8 +240,9 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 	const int nsteps = G::NS + pc_hi - pc_lo + 1;
 	/* step s adds plane pc(s) + R and removes pc(s) - R - 1; the first NS
 	 * (warm-up) steps add the window of plane pc_lo - 1 */
+	auto pa_of = [&](int s) { return s < G::NS ? pc_lo - 1 - R + s : pc_lo + s - G::NS + R; };
 	auto load = [&](int s) {
-		const int pa = s < G::NS ? pc_lo - 1 - R + s : pc_lo + s - G::NS + R;
+		const int pa = pa_of(s);
 		const int ps = s < G::NS ? -1 : pa - 2 * R - 1;
 		const bool aok = pa >= 0 && pa < nz, sok = ps >= 0 && ps < nz;
 		const int64_t fa = (aok ? pa : 0) * np, fs = (sok ? ps : 0) * np;
@@ -241,8 +256,20 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 			cur[j][3] = __float_as_uint(sok && o >= 0 ? __ldg(ms + o) : cmf);
 		}
 	};
+	uint32_t hf = 0; /* bit i: step s - i's plane has a non-zero f */
+	int fl = 0;      /* the last barrier's OR of curnz */
 	auto store = [&](int s) {
 		T *fb = stage + (s % G::NFS) * 4 * G::IY * G::IXP;
+		/* the flags here, not at the load: a use next to the load would
+		 * wait for it (as the unorm16 conversion did, above) */
+		const int pa = pa_of(s);
+		const bool aok = pa >= 0 && pa < nz;
+		uint32_t fo = 0; /* OR of the added voxels' f bits */
+#pragma unroll
+		for (int j = 0; j < G::NA; j++)
+			if (aok && aoff[j] >= 0)
+				fo |= cur[j][0];
+		curnz = (F16 ? fo : fo & 0x7fffffffu) != 0u;
 #pragma unroll
 		for (int j = 0; j < G::NA; j++)
 			if (aidx[j] >= 0)
@@ -295,11 +322,30 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 	 * running sums of X, cc (the loss) and the coefficients (exact: to
 	 * cs) or ANTs' gradient (the prefetched gfv, gmv of this thread's C
 	 * item). */
-	auto c_item = [&](int uc, int pc, int ci, int cy0, auto nrows) {
+	auto c_item = [&](int uc, int pc, int ci, int cy0, auto nrows, bool flat) {
 		constexpr int NR = decltype(nrows)::value;
 		const int cgx = x0 - G::HC + ci, cntx = lf_count(cgx, nx, R);
 		const bool cxin = cgx < nx && cgx >= 0, cxtile = ci >= G::HC && ci < G::HC + 32;
 		const bool inside = pc < nz;
+		if (flat) { /* cc and the coefficients are 0 (the header) */
+#pragma unroll
+			for (int j = 0; j < NR; j++) {
+				const int gy = y0 - G::HC + cy0 + j;
+				if (cy0 + j >= G::CY)
+					break;
+				if (EXACT) {
+#pragma unroll
+					for (int q = 0; q < NQ; q++)
+						cs[(q * G::CY + cy0 + j) * G::CXP + ci] = 0.0f;
+				} else if (NQ && inside && cxin && gy >= 0 && gy < ny && pc >= oz0 && pc < oz1) {
+					const int64_t v = pc * np + (int64_t)gy * nx + cgx;
+					k.gm[v] = 0.0f;
+					if (NQ == 5)
+						k.gf[v] = 0.0f;
+				}
+			}
+			return;
+		}
 		const bool in_loss = pc >= z0 && pc < z1 && pc >= oz0 && pc < oz1;
 		const int cz = lf_count(pc, nz, R);
 		const double *col = xbuf + (uc & 1) * 5 * G::IY * G::CXP + cy0 * G::CXP + ci;
@@ -359,19 +405,22 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 	store(0);
 	if (nsteps > 1)
 		load(1);
-	__syncthreads();
+	fl = __syncthreads_or(curnz);
 	/* Step s, phase 1: B(s), C(s - 1), E(s - 2); phase 2 (exact): D(s - 1),
 	 * staging of step s + 1.  Buffers: staging and X by step parity. */
 	for (int s = 0; s < nsteps + (EXACT ? 2 : 1); s++) {
+		hf = hf << 1 | (uint32_t)(fl != 0);
+		/* C(s - 1)'s window: the planes of steps s - 1 - 2R .. s - 1 */
+		const bool flat = !G::SPLIT && !(hf & ((1u << (2 * R + 1)) - 1u) << 1);
 		if (is_b && s < nsteps)
 			lf_stage_b<G, R, T>(stage + (s % G::NFS) * 4 * G::IY * G::IXP, xbuf + (s & 1) * 5 * G::IY * G::CXP, xz, bi,
 					 bx, cf, cm);
 		const int uc = s - 1, pc = pc_lo + uc - G::NS; /* C's step and plane */
 		if (uc >= G::NS && uc < nsteps) {
 			if (is_c)
-				c_item(uc, pc, ci, cy0, std::integral_constant<int, G::LC>());
+				c_item(uc, pc, ci, cy0, std::integral_constant<int, G::LC>(), flat);
 			if (G::SPLIT && t < G::N1)
-				c_item(uc, pc, t % G::CX, G::RC + t / G::CX, std::integral_constant<int, 1>());
+				c_item(uc, pc, t % G::CX, G::RC + t / G::CX, std::integral_constant<int, 1>(), flat);
 		}
 		const int ue = s - 2; /* E's step */
 		if (EXACT && ue >= G::NS && ue < nsteps) {
@@ -420,13 +469,14 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 		}
 		/* staging of step s + 1 (its buffer was last read by B(s - 1), or
 		 * by B(s) before the barrier above) */
+		curnz = 0;
 		if (s + 1 < nsteps) {
 			store(s + 1);
 			if (s + 2 < nsteps)
 				load(s + 2);
 		}
 		load_g(EXACT ? s - 1 : s); /* for the next E (exact) or C (ANTs) */
-		__syncthreads();
+		fl = __syncthreads_or(curnz);
 	}
 	lsum = cu_tree_sum(lsum, xbuf); /* X is free after the last barrier */
 	if (t == 0)
