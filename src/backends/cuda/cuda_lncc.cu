@@ -66,6 +66,7 @@ typedef struct lncc_k {
 	const uint16_t *f16;  /* f as unorm16 (f NULL), or NULL */
 	float *gm, *gf;
 	double *part;         /* out: one partial sum of w cc per block */
+	const uint8_t *flat;  /* fixed-window kernels: blocks that see no non-zero f, or NULL */
 	int64_t nx, ny, nz;
 	int64_t ntx, ntiles;  /* tiles along x; tiles per z chunk */
 	int64_t zc;           /* planes per chunk */
@@ -452,6 +453,7 @@ static ffdp_status lncc_launch(ffdp_backend *be, lncc_k &k, const ffdp_loss_args
 	const int64_t nx = a->f.n[0], ny = a->f.n[1], nz = a->f.n[2];
 	double sum = 0.0;
 	size_t smem = 0;
+	lf_flat_fn flatk = NULL;
 	ffdp_status s;
 	k.nx = nx, k.ny = ny, k.nz = nz;
 	k.oz0 = o->z_full ? o->o_z0 : 0, k.oz1 = o->z_full ? o->o_z1 : nz;
@@ -463,11 +465,12 @@ static ffdp_status lncc_launch(ffdp_backend *be, lncc_k &k, const ffdp_loss_args
 	k.gscale = -a->scale / denom;
 	/* the fixed-window kernel where it fits, else the general one */
 	void (*kern)(lncc_k) = nx * ny < INT32_MAX && nz < ((int64_t)1 << 30) /* its planes in int */
-				       ? lf_pick(k.r, k.nq, k.exact, k.f16 != NULL, &smem)
+				       ? lf_pick(k.r, k.nq, k.exact, k.f16 != NULL, &smem, &flatk)
 				       : NULL;
 	if (kern && smem <= (size_t)lm_smem_optin()) {
 		k.oy = 16;
 	} else {
+		flatk = NULL;
 		if (!lncc_pick_tile(&k, &smem))
 			return ffdp_fail(err, FFDP_ERR_UNSUPPORTED,
 					 "lncc: window %d needs more shared memory than a block has", o->k);
@@ -508,9 +511,16 @@ static ffdp_status lncc_launch(ffdp_backend *be, lncc_k &k, const ffdp_loss_args
 	if (nb > INT32_MAX)
 		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "lncc: image too large for one launch");
 
-	k.part = (double *)cu_scratch((size_t)(nb + 1) * sizeof(double), 1, err, "lncc");
+	/* the partial sums, then one flag a block */
+	k.part = (double *)cu_scratch((size_t)(nb + 1) * sizeof(double) + (flatk ? (size_t)nb : 0), 1, err, "lncc");
 	if (!k.part)
 		return FFDP_ERR_NOMEM;
+	k.flat = NULL;
+	if (flatk) {
+		uint8_t *fl = (uint8_t *)(k.part + nb + 1);
+		flatk<<<(unsigned)nb, nthr>>>(k, fl);
+		k.flat = fl;
+	}
 	kern<<<(unsigned)nb, nthr, smem>>>(k);
 	s = cu_launched(err, "lncc kernel");
 	if (!s) {

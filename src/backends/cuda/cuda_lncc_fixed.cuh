@@ -38,8 +38,11 @@
  * nothing to do.  The running sums would have left rounding residue of the
  * planes that left the window there; 0 is the value without it.  (m's
  * zeros too would need a second OR: a shared word and atomics, which cost
- * dense images 5-25 %.)  Not in the SPLIT kernels (k = 7, 9 with gm and
- * gf), which spill already: the branch cost dense images 8-10 % there.
+ * dense images 5-25 %.)  A block whose region has no non-zero f on any
+ * plane of its chunk (flagged before by lf_flat_kernel) writes its zeros
+ * and leaves.  Neither in the SPLIT kernels (k = 7, 9 with gm and gf),
+ * which spill already: the branch cost dense images 8-10 % there; stage
+ * C's skip only where it adds no spill (lf_geom's CFLAT).
  *
  * Precision.  As lncc_kernel: shifted products and all their sums in
  * double, the coefficients rounded to float once, their box sums in
@@ -101,6 +104,11 @@ template <int R, bool EXACT, int NQ> struct lf_geom {
 		LC = !EXACT ? 2 : SPLIT ? lf_pick_lc(CY, CX, NCI, NB) : LC0 > 3 ? LC0 : 3,
 		NSC = SPLIT && NCI < (CY + LC - 1) / LC ? NCI : (CY + LC - 1) / LC, NC = CX * NSC,
 		RC = NSC * LC < CY ? NSC * LC : CY, N1 = (CY - RC) * CX,
+		/* stage C skips flat steps (the header's "Flat windows"), but in
+		 * the exact kernels only at k = 5 (the presets'): elsewhere its
+		 * branch made spills (k = 7: 0 -> 8 bytes, +7 % on dense images;
+		 * k = 3: 0 -> 4); their flat blocks still leave at once */
+		CFLAT = !EXACT || R == 2,
 	};
 };
 
@@ -191,6 +199,69 @@ static __device__ __forceinline__ void lf_stage_b(const T *fb, double *x, double
 	}
 }
 
+/* A block's output tile (x0, y0), chunk [z0, z1) and the planes whose
+ * cc it computes, [pc_lo, pc_hi] (both kernels below). */
+struct lf_blk {
+	int x0, y0, z0, z1, pc_lo, pc_hi;
+};
+
+template <class G> static __device__ __forceinline__ lf_blk lf_block(const lncc_k &k)
+{
+	const int nz = (int)k.nz, chunk = (int)(blockIdx.x / k.ntiles);
+	const int tile = (int)(blockIdx.x - chunk * k.ntiles), ty = tile / (int)k.ntx, tx = tile - ty * (int)k.ntx;
+	lf_blk b;
+	b.x0 = tx * 32, b.y0 = ty * G::OY;
+	b.z0 = chunk * (int)k.zc, b.z1 = b.z0 + (int)k.zc < nz ? b.z0 + (int)k.zc : nz;
+	b.pc_lo = b.z0 - G::HC > 0 ? b.z0 - G::HC : 0, b.pc_hi = b.z1 - 1 + G::HC;
+	return b;
+}
+
+/* Staged column i of the input region: its offset in a plane, -1 outside
+ * the image or the region. */
+template <class G, int R> static __device__ __forceinline__ int lf_aoff(const lncc_k &k, const lf_blk &b, int i)
+{
+	const int iy = i / G::IX, ix = i - iy * G::IX;
+	const int gx = b.x0 - R - G::HC + ix, gy = b.y0 - R - G::HC + iy;
+	return i < G::IX * G::IY && gx >= 0 && gx < (int)k.nx && gy >= 0 && gy < (int)k.ny ? gy * (int)k.nx + gx : -1;
+}
+
+/* flat[b] = whether f is 0 on block b's input region at every plane its
+ * windows read (the header's "Flat windows"): eight planes' loads in
+ * flight a barrier, from the middle plane out, so most blocks of a brain
+ * stop at the first.  A kernel of its own: inside lncc_fixed_kernel the
+ * scan made the exact kernels spill (k = 7: 4 -> 28 bytes, 11 %). */
+template <int R, int NQ, bool EXACT, bool F16>
+static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT) lf_flat_kernel(lncc_k k, uint8_t *flat)
+{
+	typedef lf_geom<R, EXACT, NQ> G;
+	const lf_blk b = lf_block<G>(k);
+	const int64_t np = k.nx * k.ny;
+	int aoff[G::NA];
+#pragma unroll
+	for (int j = 0; j < G::NA; j++)
+		aoff[j] = lf_aoff<G, R>(k, b, (int)threadIdx.x + j * G::NT);
+	/* the planes of steps 0 .. nsteps - 1 (lncc_fixed_kernel's pa) */
+	const int p0 = b.pc_lo - 1 - R > 0 ? b.pc_lo - 1 - R : 0;
+	const int p1 = b.pc_hi + R < (int)k.nz ? b.pc_hi + R : (int)k.nz - 1;
+	const int ng = (p1 - p0 + 8) / 8, mid = ng / 2;
+	bool any = false;
+	for (int i = 0; i < ng && !any; i++) {
+		const int g = mid + i < ng ? mid + i : mid + i - ng;
+		uint32_t o = 0;
+#pragma unroll
+		for (int u = 0; u < 8; u++) {
+			const int p = p0 + 8 * g + u;
+#pragma unroll
+			for (int j = 0; j < G::NA; j++)
+				if (p <= p1 && aoff[j] >= 0)
+					o |= lf_fraw_at<F16>(k, p * np, aoff[j]);
+		}
+		any = __syncthreads_or((F16 ? o : o & 0x7fffffffu) != 0u);
+	}
+	if (threadIdx.x == 0)
+		flat[blockIdx.x] = !any;
+}
+
 template <int R, int NQ, bool EXACT, bool F16>
 static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixed_kernel(lncc_k k)
 {
@@ -207,11 +278,24 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 	const int t = threadIdx.x, nx = (int)k.nx, ny = (int)k.ny;
 	const int nz = (int)k.nz, oz0 = (int)k.oz0, oz1 = (int)k.oz1; /* nz < 2^30: lncc_launch */
 	const int64_t np = k.nx * k.ny;
-	const int chunk = (int)(blockIdx.x / k.ntiles);
-	const int tile = (int)(blockIdx.x - chunk * k.ntiles), ty = tile / (int)k.ntx, tx = tile - ty * (int)k.ntx;
-	const int x0 = tx * 32, y0 = ty * G::OY;
-	const int z0 = chunk * (int)k.zc, z1 = z0 + (int)k.zc < nz ? z0 + (int)k.zc : nz;
+	const lf_blk blk = lf_block<G>(k);
+	const int x0 = blk.x0, y0 = blk.y0, z0 = blk.z0, z1 = blk.z1;
 	double lsum = 0.0;
+
+	if (!G::SPLIT && k.flat && k.flat[blockIdx.x]) {
+		/* no window of this block sees a non-zero f: zeros, no march */
+		const int ex = x0 + (t & 31), ey = y0 + (t >> 5);
+		const int za = z0 > oz0 ? z0 : oz0, zb = z1 < oz1 ? z1 : oz1;
+		for (int z = za; NQ && ex < nx && ey < ny && z < zb; z++) {
+			const int64_t v = z * np + (int64_t)ey * nx + ex;
+			k.gm[v] = 0.0f;
+			if (NQ == 5)
+				k.gf[v] = 0.0f;
+		}
+		if (t == 0)
+			k.part[blockIdx.x] = 0.0;
+		return;
+	}
 
 	/* the shift: one voxel of this tile */
 	const int64_t vref = ((int64_t)z0 * ny + (y0 + G::OY / 2 < ny ? y0 + G::OY / 2 : ny - 1)) * nx +
@@ -232,11 +316,10 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 #pragma unroll
 	for (int j = 0; j < G::NA; j++) {
 		const int i = t + j * G::NT, iy = i / G::IX, ix = i - iy * G::IX;
-		const int gx = x0 - R - G::HC + ix, gy = y0 - R - G::HC + iy;
 		aidx[j] = i < G::IX * G::IY ? iy * G::IXP + ix : -1;
-		aoff[j] = i < G::IX * G::IY && gx >= 0 && gx < nx && gy >= 0 && gy < ny ? gy * nx + gx : -1;
+		aoff[j] = lf_aoff<G, R>(k, blk, i);
 	}
-	const int pc_lo = z0 - G::HC > 0 ? z0 - G::HC : 0, pc_hi = z1 - 1 + G::HC;
+	const int pc_lo = blk.pc_lo, pc_hi = blk.pc_hi;
 	const int nsteps = G::NS + pc_hi - pc_lo + 1;
 	/* step s adds plane pc(s) + R and removes pc(s) - R - 1; the first NS
 	 * (warm-up) steps add the window of plane pc_lo - 1 */
@@ -256,8 +339,7 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 			cur[j][3] = __float_as_uint(sok && o >= 0 ? __ldg(ms + o) : cmf);
 		}
 	};
-	uint32_t hf = 0; /* bit i: step s - i's plane has a non-zero f */
-	int fl = 0;      /* the last barrier's OR of curnz */
+	uint32_t hf = 0; /* bit i: step s - i's plane has a non-zero f (bit 0 from the last barrier) */
 	auto store = [&](int s) {
 		T *fb = stage + (s % G::NFS) * 4 * G::IY * G::IXP;
 		/* the flags here, not at the load: a use next to the load would
@@ -405,13 +487,12 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 	store(0);
 	if (nsteps > 1)
 		load(1);
-	fl = __syncthreads_or(curnz);
+	hf = __syncthreads_or(curnz) != 0;
 	/* Step s, phase 1: B(s), C(s - 1), E(s - 2); phase 2 (exact): D(s - 1),
 	 * staging of step s + 1.  Buffers: staging and X by step parity. */
 	for (int s = 0; s < nsteps + (EXACT ? 2 : 1); s++) {
-		hf = hf << 1 | (uint32_t)(fl != 0);
 		/* C(s - 1)'s window: the planes of steps s - 1 - 2R .. s - 1 */
-		const bool flat = !G::SPLIT && !(hf & ((1u << (2 * R + 1)) - 1u) << 1);
+		const bool flat = G::CFLAT && !(hf & ((1u << (2 * R + 1)) - 1u) << 1);
 		if (is_b && s < nsteps)
 			lf_stage_b<G, R, T>(stage + (s % G::NFS) * 4 * G::IY * G::IXP, xbuf + (s & 1) * 5 * G::IY * G::CXP, xz, bi,
 					 bx, cf, cm);
@@ -476,40 +557,44 @@ static __global__ void __launch_bounds__(lf_geom<R, EXACT, NQ>::NT, 1) lncc_fixe
 				load(s + 2);
 		}
 		load_g(EXACT ? s - 1 : s); /* for the next E (exact) or C (ANTs) */
-		fl = __syncthreads_or(curnz);
+		hf = hf << 1 | (__syncthreads_or(curnz) != 0);
 	}
 	lsum = cu_tree_sum(lsum, xbuf); /* X is free after the last barrier */
 	if (t == 0)
 		k.part[blockIdx.x] = lsum;
 }
 
-/* The kernel for (r, coefficients, exact, f as unorm16) and its shared
- * memory in bytes; NULL when r is not 1..4.  f16 only with gm alone
- * (nq 3: greedy's loss; the caller makes floats otherwise). */
-template <int R, int NQ, bool EXACT, bool F16> static void (*lf_one(size_t *smem))(lncc_k)
+typedef void (*lf_flat_fn)(lncc_k, uint8_t *);
+
+/* The kernel for (r, coefficients, exact, f as unorm16), its shared
+ * memory in bytes and its flat-block scan (NULL: the kernel reads no
+ * flags); NULL when r is not 1..4.  f16 only with gm alone (nq 3:
+ * greedy's loss; the caller makes floats otherwise). */
+template <int R, int NQ, bool EXACT, bool F16> static void (*lf_one(size_t *smem, lf_flat_fn *flat))(lncc_k)
 {
 	*smem = (size_t)lf_geom<R, EXACT, NQ>::WORDS * 4;
+	*flat = lf_geom<R, EXACT, NQ>::SPLIT ? NULL : lf_flat_kernel<R, NQ, EXACT, F16>;
 	return lncc_fixed_kernel<R, NQ, EXACT, F16>;
 }
 
-template <int R> static void (*lf_mode(int nq, int exact, int f16, size_t *smem))(lncc_k)
+template <int R> static void (*lf_mode(int nq, int exact, int f16, size_t *smem, lf_flat_fn *fl))(lncc_k)
 {
 	if (f16)
-		return exact ? lf_one<R, 3, true, true>(smem) : lf_one<R, 3, false, true>(smem);
+		return exact ? lf_one<R, 3, true, true>(smem, fl) : lf_one<R, 3, false, true>(smem, fl);
 	if (!nq)
-		return lf_one<R, 0, false, false>(smem);
+		return lf_one<R, 0, false, false>(smem, fl);
 	if (exact)
-		return nq == 5 ? lf_one<R, 5, true, false>(smem) : lf_one<R, 3, true, false>(smem);
-	return nq == 5 ? lf_one<R, 5, false, false>(smem) : lf_one<R, 3, false, false>(smem);
+		return nq == 5 ? lf_one<R, 5, true, false>(smem, fl) : lf_one<R, 3, true, false>(smem, fl);
+	return nq == 5 ? lf_one<R, 5, false, false>(smem, fl) : lf_one<R, 3, false, false>(smem, fl);
 }
 
-static void (*lf_pick(int r, int nq, int exact, int f16, size_t *smem))(lncc_k)
+static void (*lf_pick(int r, int nq, int exact, int f16, size_t *smem, lf_flat_fn *fl))(lncc_k)
 {
 	switch (r) {
-	case 1: return lf_mode<1>(nq, exact, f16, smem);
-	case 2: return lf_mode<2>(nq, exact, f16, smem);
-	case 3: return lf_mode<3>(nq, exact, f16, smem);
-	case 4: return lf_mode<4>(nq, exact, f16, smem);
+	case 1: return lf_mode<1>(nq, exact, f16, smem, fl);
+	case 2: return lf_mode<2>(nq, exact, f16, smem, fl);
+	case 3: return lf_mode<3>(nq, exact, f16, smem, fl);
+	case 4: return lf_mode<4>(nq, exact, f16, smem, fl);
 	default: return NULL;
 	}
 }
