@@ -19,14 +19,24 @@ static ffdp_backend *cpu, *gpu;
 
 /* ---- device helpers ------------------------------------------------------ */
 
+static void dev_put(float *d, const float *x, int64_t n)
+{
+	ffdp_error err;
+	if (ffdp_buf_upload(gpu, d, x, (size_t)n * sizeof(float), &err)) {
+		printf("device buffer: %s\n", err.msg);
+		exit(1);
+	}
+}
+
 static float *dev_copy(const float *x, int64_t n)
 {
 	ffdp_error err;
 	float *d = ffdp_buf_alloc(gpu, (size_t)n * sizeof(float), &err);
-	if (!d || ffdp_buf_upload(gpu, d, x, (size_t)n * sizeof(float), &err)) {
+	if (!d) {
 		printf("device buffer: %s\n", err.msg);
 		exit(1);
 	}
+	dev_put(d, x, n);
 	return d;
 }
 
@@ -129,12 +139,8 @@ static void zero_background(inputs *in, int64_t zlo, int64_t zhi)
 				if (u2 * u2 + v * v + w * w > 1.0)
 					in->m[i] = 0.0f;
 			}
-	ffdp_error err;
-	if (ffdp_buf_upload(gpu, in->df, in->f, (size_t)in->nvox * sizeof(float), &err) ||
-	    ffdp_buf_upload(gpu, in->dm, in->m, (size_t)in->nvox * sizeof(float), &err)) {
-		printf("device buffer: %s\n", err.msg);
-		exit(1);
-	}
+	dev_put(in->df, in->f, in->nvox);
+	dev_put(in->dm, in->m, in->nvox);
 }
 
 /* ANTs' gradient on planes whose windows see no f: exactly 0 (the running

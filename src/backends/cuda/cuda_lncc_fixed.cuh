@@ -37,8 +37,9 @@
  * background, where C (the longer of the step's two paths) then has
  * nothing to do.  The running sums would have left rounding residue of the
  * planes that left the window there; 0 is the value without it.  (m's
- * zeros too would need a second OR: a shared word and atomics, which cost
- * dense images 5-25 %.)  A block whose region has no non-zero f on any
+ * zeros too need a second OR: the version with a shared word and atomics,
+ * which also tested the values next to their loads, cost dense images
+ * 5-25 %.)  A block whose region has no non-zero f on any
  * plane of its chunk (flagged before by lf_flat_kernel) writes its zeros
  * and leaves.  Neither in the SPLIT kernels (k = 7, 9 with gm and gf),
  * which spill already: the branch cost dense images 8-10 % there; stage
