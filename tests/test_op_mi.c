@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "alloc_count.h"
+#include "backends/cpu/cpu_ops.h"
 #include "check.h"
 #include "ffdp/ffdp.h"
 #include "ffdp/ops.h"
@@ -453,6 +454,37 @@ static void check_threads(ffdp_backend *be, tu_rng *r, ffdp_mi_kernel k)
 	free(f);
 }
 
+/* The AVX2 build of the loops (where the CPU has it) against the plain
+ * x86-64 one: the same bits of loss, histogram and both gradients, with a
+ * mask of zeros and fractions and intensities past both range ends. */
+static void check_isa(ffdp_backend *be, tu_rng *r, ffdp_mi_kernel k, int B)
+{
+	int64_t n[3] = {45, 37, 29}, N = nvox(n);
+	float *f = malloc((size_t)N * 7 * sizeof(float)), *m = f + N, *mask = m + N;
+	float *g[4] = {mask + N, mask + 2 * N, mask + 3 * N, mask + 4 * N};
+	double l[2], *h = malloc(2 * ((size_t)B * B + 2 * (size_t)B) * sizeof(double));
+	ffdp_error err = {0};
+	make_pair(r, n, f, m);
+	tu_fill_uniform(r, mask, N, -0.5, 1.0);
+	for (int64_t i = 0; i < N; i++)
+		mask[i] = mask[i] < 0 ? 0.0f : mask[i];
+	mi_case c = {{n[0], n[1], n[2]}, B, k, 0, 0, 0, 0, 0, 1, mask};
+	range_of(f, N, 0.05, &c.flo, &c.fhi);
+	range_of(m, N, 0.05, &c.mlo, &c.mhi);
+	for (int t = 0; t < 2; t++) {
+		ffdp_cpu_force_scalar = t;
+		CHECK_OK(run_op(be, &c, f, m, g[2 * t], g[2 * t + 1], &l[t], h + t * ((size_t)B * B + 2 * B), NULL,
+				&err),
+			 &err, "mi, %s loops", t ? "plain" : "AVX2");
+		ffdp_cpu_force_scalar = 0;
+	}
+	size_t hb = ((size_t)B * B + 2 * B) * sizeof(double), gb = (size_t)N * sizeof(float);
+	CHECK(memcmp(&l[0], &l[1], sizeof(double)) == 0 && memcmp(h, h + hb / sizeof(double), hb) == 0 &&
+		      memcmp(g[0], g[2], gb) == 0 && memcmp(g[1], g[3], gb) == 0,
+	      "%s B=%d: AVX2 and plain loops give the same bits (loss %.17g vs %.17g)", kname(k), B, l[0], l[1]);
+	free(f), free(h);
+}
+
 /* Peak library allocation of fwd+bwd: O(threads B^2), the same for two N. */
 static void check_alloc(ffdp_backend *be, tu_rng *r, ffdp_mi_kernel k)
 {
@@ -531,6 +563,8 @@ int main(void)
 		check_invariance(be, &r, (ffdp_mi_kernel)k);
 		check_hist(be, &r, (ffdp_mi_kernel)k);
 		check_threads(be, &r, (ffdp_mi_kernel)k);
+		check_isa(be, &r, (ffdp_mi_kernel)k, 32);
+		check_isa(be, &r, (ffdp_mi_kernel)k, 13);
 		check_alloc(be, &r, (ffdp_mi_kernel)k);
 	}
 

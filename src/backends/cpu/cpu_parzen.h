@@ -62,11 +62,15 @@ static inline parzen_map parzen_map_make(double lo, double hi, int bins)
 }
 
 /* Bin coordinates of n <= PARZEN_BATCH voxels (missing lanes at s = 0). */
-static inline void parzen_coords(const parzen_map *p, const float *x, int n, double *s, parzen_batch *o)
+static inline __attribute__((always_inline)) void parzen_coords(const parzen_map *p, const float *x, int n, double *s, parzen_batch *o)
 {
 	double xv[PARZEN_BATCH];
-	for (int v = 0; v < PARZEN_BATCH; v++)
-		xv[v] = v < n ? (double)x[v] : p->lo;
+	if (n == PARZEN_BATCH) /* (the usual batch: one vectorised loop) */
+		for (int v = 0; v < PARZEN_BATCH; v++)
+			xv[v] = (double)x[v];
+	else
+		for (int v = 0; v < PARZEN_BATCH; v++)
+			xv[v] = v < n ? (double)x[v] : p->lo;
 	for (int v = 0; v < PARZEN_BATCH; v++) {
 		double sv = (xv[v] - p->lo) * p->scale;
 		o->ds[v] = sv > 0 && sv < p->top ? p->scale : 0;
@@ -75,24 +79,35 @@ static inline void parzen_coords(const parzen_map *p, const float *x, int n, dou
 	}
 }
 
-/* Zero window bins outside [0, bins) in the lanes that have any: only near
- * the range ends, so checked once per batch. */
-static inline void parzen_clip(int W, int bins, const int *j0, double k[][PARZEN_BATCH],
-			       double dk[][PARZEN_BATCH])
+/* Zero window bins outside [0, bins): only near the range ends, but a
+ * batch has some lane there more often than not (the background's bin),
+ * so by selects over all lanes, which vectorise, after one test. */
+static inline __attribute__((always_inline)) void parzen_clip(int W, int bins, const int *j0,
+							    double k[][PARZEN_BATCH], double dk[][PARZEN_BATCH])
 {
-	int any = 0;
-	for (int v = 0; v < PARZEN_BATCH; v++)
-		any |= (j0[v] < 0) | (j0[v] + W > bins);
-	if (!any)
+	int lo = j0[0], hi = j0[0];
+	for (int v = 1; v < PARZEN_BATCH; v++) {
+		lo = j0[v] < lo ? j0[v] : lo;
+		hi = j0[v] > hi ? j0[v] : hi;
+	}
+	if (lo >= 0 && hi + W <= bins)
 		return;
+	/* in doubles, so that the tests and selects share the lanes */
+	double jd[PARZEN_BATCH];
 	for (int v = 0; v < PARZEN_BATCH; v++)
-		for (int a = 0; a < W; a++)
-			if (j0[v] + a < 0 || j0[v] + a >= bins)
-				k[a][v] = dk[a][v] = 0;
+		jd[v] = (double)j0[v];
+	for (int a = 0; a < W; a++)
+		for (int v = 0; v < PARZEN_BATCH; v++) {
+			/* one compare a select: the form that vectorises */
+			const double j = jd[v] + (double)a, nb = (double)bins;
+			const double kk = j >= 0.0 ? k[a][v] : 0.0, dd = j >= 0.0 ? dk[a][v] : 0.0;
+			k[a][v] = j < nb ? kk : 0.0;
+			dk[a][v] = j < nb ? dd : 0.0;
+		}
 }
 
 /* w = k / sum k, dw = (dk - w sum dk) / sum k, per lane. */
-static inline void parzen_normalise(int W, double k[][PARZEN_BATCH], double dk[][PARZEN_BATCH], int want_dw,
+static inline __attribute__((always_inline)) void parzen_normalise(int W, double k[][PARZEN_BATCH], double dk[][PARZEN_BATCH], int want_dw,
 				    parzen_batch *o)
 {
 	double inv[PARZEN_BATCH], dsum[PARZEN_BATCH];
@@ -120,7 +135,7 @@ static inline void parzen_normalise(int W, double k[][PARZEN_BATCH], double dk[]
 
 /* exp(x) and exp(-x) for |x| <= 1/2 from the even and odd parts of the
  * Taylor series to degree 15 (remainder < 2e-18 relative). */
-static inline void parzen_exp_pm(double x, double *ep, double *em)
+static inline __attribute__((always_inline)) void parzen_exp_pm(double x, double *ep, double *em)
 {
 	static const double ce[8] = {1.0, 1.0 / 2, 1.0 / 24, 1.0 / 720, 1.0 / 40320, 1.0 / 3628800,
 				     1.0 / 479001600, 1.0 / 87178291200.0};
@@ -139,7 +154,7 @@ static inline void parzen_exp_pm(double x, double *ep, double *em)
 /* Gaussian windows (PARZEN_GW bins) of n <= PARZEN_BATCH voxels.  The
  * common factor exp(-2 t^2) of the window cancels in the normalisation, so
  * k_{b+i} = exp(4 t i - 2 i^2) and dk/ds = 4 i k give the same w, dw. */
-static inline void parzen_gauss(const parzen_map *p, const float *x, int n, int want_dw, parzen_batch *o)
+static inline __attribute__((always_inline)) void parzen_gauss(const parzen_map *p, const float *x, int n, int want_dw, parzen_batch *o)
 {
 	/* exp(-2 i^2), i = 0..3 */
 	static const double c[4] = {1.0, 0.1353352832366127, 3.3546262790251185e-4, 1.522997974471263e-8};
@@ -174,7 +189,7 @@ static inline void parzen_gauss(const parzen_map *p, const float *x, int n, int 
 /* Cubic B-spline windows (PARZEN_BW bins) of n <= PARZEN_BATCH voxels.
  * Weights go straight to o; lanes with bins outside [0, bins) (only near
  * the range ends) are clipped and renormalised one by one. */
-static inline void parzen_bspline(const parzen_map *p, const float *x, int n, int want_dw, parzen_batch *o)
+static inline __attribute__((always_inline)) void parzen_bspline(const parzen_map *p, const float *x, int n, int want_dw, parzen_batch *o)
 {
 	const double sixth = 1.0 / 6;
 	double s[PARZEN_BATCH];
