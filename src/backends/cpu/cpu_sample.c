@@ -392,17 +392,25 @@ SMP_AVX2_FN void smp8_fx_start(const smp *s, int64_t r, int64_t x, smp8_fx *f)
 		f->bf[k] = _mm256_set1_ps(s->Bf[k]);
 }
 
+/* The mask of a row's last n < 8 voxels' lanes. */
+SMP_AVX2_FN __m256i smp8_tail(int64_t n)
+{
+	return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
 /* The next 8 voxels of the row (box index j): smp_fx_split's first
  * corners i0 and fractions f per axis; whether every cell lies inside M.
- * The sampler's domain starts at index 0. */
+ * The sampler's domain starts at index 0.  tail (NULL: all 8): the lanes
+ * inside the row (smp8_tail); the others read u as 0 and take the point
+ * of their x past the row's end, which no caller stores. */
 SMP_AVX2_FN int smp8_point(const smp *s, const tl8_box *b, smp8_fx *fx, int64_t j, const int has_u,
-			   __m256i i0[3], __m256 f[3])
+			   const __m256i *tail, __m256i i0[3], __m256 f[3])
 {
 	const __m256 one = _mm256_set1_ps(1.0f), reach = _mm256_set1_ps(SMP_REACH);
 	__m256i out = _mm256_setzero_si256();
 	__m256 u[3];
 	for (int c = 0; c < 3 && has_u; c++)
-		u[c] = _mm256_loadu_ps(s->u[c] + j);
+		u[c] = tail ? _mm256_maskload_ps(s->u[c] + j, *tail) : _mm256_loadu_ps(s->u[c] + j);
 	for (int k = 0; k < 3; k++) {
 		__m256i q = _mm256_set1_epi64x(fx->q[k]);
 		__m256 qa = _mm256_castsi256_ps(_mm256_add_epi64(q, fx->la[k]));
@@ -443,12 +451,13 @@ SMP_AVX2_FN void smp8_prefetch(const smp *s, const tl8_box *b, const tl8 *v)
 
 /* The next 8 voxels of the row: their weights and corners (padded where a
  * cell is not inside M), for the backward. */
-SMP_AVX2_FN void smp8_load(const smp *s, const tl8_box *b, smp8_fx *fx, int64_t j, const int has_u, tl8 *v)
+SMP_AVX2_FN void smp8_load(const smp *s, const tl8_box *b, smp8_fx *fx, int64_t j, const int has_u,
+			   const __m256i *tail, tl8 *v)
 {
 	const __m256 one = _mm256_set1_ps(1.0f);
 	__m256i i0[3];
 	__m256 f[3];
-	if (smp8_point(s, b, fx, j, has_u, i0, f)) {
+	if (smp8_point(s, b, fx, j, has_u, tail, i0, f)) {
 		for (int k = 0; k < 3; k++) {
 			v->w1[k] = f[k], v->w0[k] = _mm256_sub_ps(one, f[k]);
 			v->d0[k] = _mm256_set1_ps(-1.0f), v->d1[k] = one;
@@ -464,12 +473,13 @@ SMP_AVX2_FN void smp8_load(const smp *s, const tl8_box *b, smp8_fx *fx, int64_t 
 
 /* The values of the next 8 voxels of the row: interior groups by
  * tl8_value_inner, the others padded. */
-SMP_AVX2_FN __m256 smp8_value(const smp *s, const tl8_box *b, smp8_fx *fx, int64_t j, const int has_u)
+SMP_AVX2_FN __m256 smp8_value(const smp *s, const tl8_box *b, smp8_fx *fx, int64_t j, const int has_u,
+			      const __m256i *tail)
 {
 	__m256i i0[3];
 	__m256 f[3];
 	tl8 v;
-	if (smp8_point(s, b, fx, j, has_u, i0, f)) {
+	if (smp8_point(s, b, fx, j, has_u, tail, i0, f)) {
 		tl8_inner_offsets(b, i0, &v);
 		smp8_prefetch(s, b, &v);
 		return tl8_value_inner(b, s->m, &v, f);
@@ -493,14 +503,20 @@ SMP_AVX2_FN void smp_row_avx2_u(const smp *s, int64_t r, float *out, const int a
 	smp8_fx fx;
 	smp8_fx_start(s, r, 0, &fx);
 	for (; x + 8 <= nx; x += 8) {
-		__m256 val = smp8_value(s, &b, &fx, j0 + x, has_u);
+		__m256 val = smp8_value(s, &b, &fx, j0 + x, has_u, NULL);
 		float *o = out + j0 + x;
 		if (acc)
 			val = V_ADD(_mm256_loadu_ps(o), val);
 		_mm256_storeu_ps(o, val);
 	}
-	if (x < nx)
-		smp_span_any(s, r, x, nx, out, acc, FFDP_INTERP_LINEAR);
+	if (x < nx) { /* the row's last nx mod 8 voxels: one masked group */
+		const __m256i tm = smp8_tail(nx - x);
+		__m256 val = smp8_value(s, &b, &fx, j0 + x, has_u, &tm);
+		float *o = out + j0 + x;
+		if (acc)
+			val = V_ADD(_mm256_maskload_ps(o, tm), val);
+		_mm256_maskstore_ps(o, tm, val);
+	}
 }
 
 __attribute__((noinline, target("avx2,fma"))) static void smp_row_avx2(const smp *s, int64_t r, float *out,
@@ -674,21 +690,32 @@ static void smp_grad_span_any(const smp *s, const smp_grad_out *g, int64_t r, in
 
 #ifdef SMP_AVX2
 /* gp = dM/dp gout in double for 8 voxels (two halves of 4), as the scalar
- * row forms it for gW's lanes (the product of two floats, exact). */
-SMP_AVX2_FN void smp8_gp(const smp_grad_out *g, int64_t j, const __m256 dm[3], __m256d gp[2][3])
+ * row forms it for gW's lanes (the product of two floats, exact); a
+ * tail's lanes past the row give 0 (adding it keeps a lane's sum's
+ * bits). */
+SMP_AVX2_FN void smp8_gp(const smp_grad_out *g, int64_t j, const __m256 dm[3], const __m256i *tail,
+			 __m256d gp[2][3])
 {
 	for (int h = 0; h < 2; h++) {
-		__m256d go = _mm256_cvtps_pd(_mm_loadu_ps(g->gout + j + 4 * h));
-		for (int k = 0; k < 3; k++)
+		const __m128i th = tail ? (h ? _mm256_extracti128_si256(*tail, 1) : _mm256_castsi256_si128(*tail))
+					: _mm_set1_epi32(-1);
+		__m256d go = _mm256_cvtps_pd(tail ? _mm_maskload_ps(g->gout + j + 4 * h, th)
+						  : _mm_loadu_ps(g->gout + j + 4 * h));
+		const __m256d keep = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(th));
+		for (int k = 0; k < 3; k++) {
 			gp[h][k] = _mm256_mul_pd(tl8_half_pd(dm[k], h), go);
+			if (tail)
+				gp[h][k] = _mm256_and_pd(gp[h][k], keep);
+		}
 	}
 }
 
 /* gu of 8 voxels, as the scalar row in the fixed-point frame: gq = dm
  * gout and gu_c = (B_0c gq_0 + B_1c gq_1) + B_2c gq_2, in float. */
-SMP_AVX2_FN void smp8_gu(const smp8_fx *fx, const smp_grad_out *g, int64_t j, const __m256 dm[3])
+SMP_AVX2_FN void smp8_gu(const smp8_fx *fx, const smp_grad_out *g, int64_t j, const __m256 dm[3],
+			 const __m256i *tail)
 {
-	__m256 go = _mm256_loadu_ps(g->gout + j), gq[3];
+	__m256 go = tail ? _mm256_maskload_ps(g->gout + j, *tail) : _mm256_loadu_ps(g->gout + j), gq[3];
 	for (int k = 0; k < 3; k++)
 		gq[k] = _mm256_mul_ps(dm[k], go);
 	for (int c = 0; c < 3; c++) {
@@ -696,8 +723,11 @@ SMP_AVX2_FN void smp8_gu(const smp8_fx *fx, const smp_grad_out *g, int64_t j, co
 		v = _mm256_add_ps(v, _mm256_mul_ps(fx->bf[6 + c], gq[2]));
 		float *o = g->gu[c] + j;
 		if (g->accumulate_gu)
-			v = V_ADD(_mm256_loadu_ps(o), v);
-		_mm256_storeu_ps(o, v);
+			v = V_ADD(tail ? _mm256_maskload_ps(o, *tail) : _mm256_loadu_ps(o), v);
+		if (tail)
+			_mm256_maskstore_ps(o, *tail, v);
+		else
+			_mm256_storeu_ps(o, v);
 	}
 }
 
@@ -714,6 +744,24 @@ SMP_AVX2_FN void smp8_lanes(smp_lanes *L, double gx0, __m256d gp[2][3])
 	}
 }
 
+/* The backward of the next 8 voxels (tail: those inside the row), box
+ * index j, global x gx0. */
+SMP_AVX2_FN void smp8_grad(const smp *s, const tl8_box *b, smp8_fx *fx, const smp_grad_out *g, int64_t j,
+			   double gx0, const int has_u, const __m256i *tail, smp_lanes *L)
+{
+	tl8 v;
+	__m256 dm[3];
+	__m256d gp[2][3];
+	smp8_load(s, b, fx, j, has_u, tail, &v);
+	tl8_value_grad(&v, dm);
+	if (g->gu[0])
+		smp8_gu(fx, g, j, dm, tail);
+	if (L) {
+		smp8_gp(g, j, dm, tail, gp);
+		smp8_lanes(L, gx0, gp);
+	}
+}
+
 /* Groups of 8 start at a global x divisible by 8, so that lane = x mod 8. */
 SMP_AVX2_FN void smp_grad_row_avx2_u(const smp *s, const smp_grad_out *g, int64_t r, smp_lanes *L,
 				     const int has_u)
@@ -725,21 +773,12 @@ SMP_AVX2_FN void smp_grad_row_avx2_u(const smp *s, const smp_grad_out *g, int64_
 	smp8_fx_start(s, r, x, &fx);
 	if (x > 0)
 		smp_grad_span_any(s, g, r, 0, x, L);
-	for (; x + 8 <= nx; x += 8) {
-		tl8 v;
-		__m256 dm[3];
-		__m256d gp[2][3];
-		smp8_load(s, &b, &fx, j0 + x, has_u, &v);
-		tl8_value_grad(&v, dm);
-		if (g->gu[0])
-			smp8_gu(&fx, g, j0 + x, dm);
-		if (L) {
-			smp8_gp(g, j0 + x, dm, gp);
-			smp8_lanes(L, (double)(s->lo[0] + x), gp);
-		}
+	for (; x + 8 <= nx; x += 8)
+		smp8_grad(s, &b, &fx, g, j0 + x, (double)(s->lo[0] + x), has_u, NULL, L);
+	if (x < nx) { /* the row's last voxels: one masked group */
+		const __m256i tm = smp8_tail(nx - x);
+		smp8_grad(s, &b, &fx, g, j0 + x, (double)(s->lo[0] + x), has_u, &tm, L);
 	}
-	if (x < nx)
-		smp_grad_span_any(s, g, r, x, nx, L);
 }
 
 __attribute__((noinline, target("avx2,fma"))) static void smp_grad_row_avx2(const smp *s, const smp_grad_out *g,
