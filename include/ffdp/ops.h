@@ -290,8 +290,9 @@ typedef struct ffdp_loss_args {
 	const uint16_t *f16; /* f as unorm16 (see "16-bit images"), f.p NULL; or NULL */
 	/* optional, instead of loss (which may then be NULL; no sum, zsum):
 	 * the loss, pending where the backend reduces on its device (CUDA's
-	 * LNCC and MSE: no wait for the GPU in the call), else ready.  The
-	 * value has the bits *loss would have got. */
+	 * LNCC, MSE, and MI without a mask or histograms in or out: no wait
+	 * for the GPU in the call), else ready.  The value has the bits *loss
+	 * would have got. */
 	ffdp_scalar *later;
 } ffdp_loss_args;
 

@@ -1,5 +1,4 @@
-/* The MI table (mi_table.h), on the host for every backend. */
-#include <math.h>
+/* The MI table (mi_table.h) on the host: the CPU backend's. */
 #include <string.h>
 
 #include "mi_table.h"
@@ -15,25 +14,30 @@ ffdp_status ffdp_mi_table(double *h, int B, double denom, double *G, int rows, i
 			if (x < 0)
 				return ffdp_fail(err, FFDP_ERR_DATA, "mi: joint histogram bin (%d,%d) is negative "
 						 "(negative mask weights?)", j, l);
-			hf[j] += x, hm[l] += x, V += x;
+			hf[j] += x, hm[l] += x;
 		}
+	for (int j = 0; j < B; j++)
+		V += hf[j];
 	if (denom > 0)
 		V = denom;
 	if (!(V > 0))
 		return ffdp_fail(err, FFDP_ERR_DATA, "mi: no voxel has positive weight");
 	for (int j = 0; j < 2 * B; j++)
-		lg[j] = hf[j] > 0 ? log(hf[j]) : 0;
+		lg[j] = ffdp_mi_log0(hf[j]);
 	double lv = log(V);
 	memset(G, 0, (size_t)rows * (size_t)st * sizeof(double));
-	for (int j = 0; j < B; j++)
+	for (int j = 0; j < B; j++) {
+		double r = 0;
 		for (int l = 0; l < B; l++) {
 			double x = h[j * B + l];
 			if (x > 0) {
-				double g = log(x) + lv - lg[j] - lg[B + l];
+				double g = ffdp_mi_g(x, lv, lg[j], lg[B + l]);
 				G[(j + ro) * st + l + co] = g;
-				mi += x * g;
+				r += x * g;
 			}
 		}
+		mi += r;
+	}
 	*V_out = V;
 	*mi_out = mi / V;
 	return FFDP_OK;

@@ -25,12 +25,15 @@
  * Integer sums do not depend on order: histogram, loss and gradient are the
  * same bits on every run.  Lanes of a warp start their W x W loops at
  * different (row, column) offsets, so lanes with equal windows (flat
- * regions, background) never hit the same address at once.  Host:
- * marginals, MI and the padded G table, O(B^2), as the CPU.  Pass 2
- * recomputes each voxel's windows and derivatives and reads G from shared
- * memory.  Tables over MI_SMEM_MAX (B > ~100) stay in global memory.
- * Extra device memory: one (B+6)^2 table of 8 B at a time, independent of
- * N.  Weights are float (relative error ~1e-7), G and its sums double.
+ * regions, background) never hit the same address at once.  Then one
+ * block makes the marginals, MI and the padded G table, O(B^2), in
+ * mi_table.h's order (the CPU's, on the host): without a mask nothing
+ * crosses to the host inside the op, and with a->later the loss arrives
+ * later.  Pass 2 recomputes each voxel's windows and derivatives and reads
+ * G from shared memory.  Tables over MI_SMEM_MAX (B > ~100) stay in global
+ * memory.  Extra device memory: the counters, the histogram and the G
+ * table, O(B^2), independent of N.  Weights are float (relative error
+ * ~1e-7), G and its sums double.
  *
  * Floor: the gradient needs the global histogram, so f and m are read
  * twice: 8 B/voxel (+4 mask) in pass 1, 8 (+4) read and 4 per gradient
@@ -69,7 +72,8 @@ typedef struct mi_k {
 	double qscale;          /* pass 1: 2^e */
 	unsigned long long *h;  /* pass 1: padded global histogram (integers) */
 	const double *g;        /* pass 2: padded G table */
-	double c;               /* pass 2: -scale / V */
+	double c;               /* pass 2: -scale; the factor is c / V */
+	const double *V;        /* pass 2: V, on the device (mi_table_kernel's) */
 } mi_k;
 
 /* Bin coordinate and ds/dx of x. */
@@ -241,6 +245,7 @@ template <int KER> static __global__ void __launch_bounds__(MI_T, 3) mi_grad_ker
 	extern __shared__ double mi_gs[];
 	const double *G = k.smem ? mi_gs : k.g;
 	const int sp = k.sp;
+	const double c = k.c / *k.V;
 
 	if (k.smem) {
 		for (int i = threadIdx.x; i < sp * sp; i += blockDim.x)
@@ -272,13 +277,83 @@ template <int KER> static __global__ void __launch_bounds__(MI_T, 3) mi_grad_ker
 #pragma unroll
 			for (int b = 0; b < W; b++)
 				sf += (double)wm[b] * cd[b], sm += (double)dwm[b] * cw[b];
-			sf *= k.c * (double)v * dsf;
-			sm *= k.c * (double)v * dsm;
+			sf *= c * (double)v * dsf;
+			sm *= c * (double)v * dsm;
 		}
 		if (k.gf)
 			k.gf[i] = (float)sf;
 		if (k.gm)
 			k.gm[i] = (float)sm;
+	}
+}
+
+/* The table (mi_table.h: its order of sums and per-bin values) in one
+ * block, so that neither the histogram nor G crosses to the host.  raw
+ * (or NULL: h holds the histogram already): pass 1's padded fixed-point
+ * counters, quantum 2^-e.  h: B^2 + 2B doubles (the histogram, then hf,
+ * hm) and 3B of scratch.  G: the padded table, written whole.  out: MI,
+ * V, a status (0; 1 a negative bin, the first in out[3] as j B + l; 2 no
+ * positive weight) and that bin. */
+enum { MI_TT = 256 }; /* threads of the table's block */
+
+static __global__ void __launch_bounds__(MI_TT) mi_table_kernel(const long long *raw, int e, int B, int sp,
+								  double denom, double *h, double *G, double *out)
+{
+	double *hf = h + B * B, *hm = hf + B, *lg = hm + B, *row = lg + 2 * B;
+	__shared__ int bad;
+	__shared__ double V, lv;
+	const int t = threadIdx.x, nb = B * B;
+	if (t == 0)
+		bad = nb;
+	for (int i = t; i < nb; i += MI_TT)
+		if (raw) {
+			const int j = i / B, l = i - j * B;
+			h[i] = ldexp((double)raw[(j + MI_P) * sp + l + MI_P], -e);
+		}
+	for (int i = t; i < sp * sp; i += MI_TT)
+		G[i] = 0.0;
+	__syncthreads();
+	for (int q = t; q < 2 * B; q += MI_TT) {
+		double a = 0.0;
+		for (int r = 0; r < B; r++) {
+			const double x = q < B ? h[q * B + r] : h[r * B + q - B];
+			if (x < 0)
+				atomicMin(&bad, q < B ? q * B + r : r * B + q - B);
+			a += x;
+		}
+		hf[q] = a; /* hm follows hf */
+	}
+	__syncthreads();
+	if (t == 0) {
+		double v = 0.0;
+		for (int j = 0; j < B; j++)
+			v += hf[j];
+		V = denom > 0 ? denom : v;
+		lv = log(V);
+	}
+	for (int q = t; q < 2 * B; q += MI_TT)
+		lg[q] = ffdp_mi_log0(hf[q]);
+	__syncthreads();
+	for (int j = t; j < B; j += MI_TT) {
+		double a = 0.0;
+		for (int l = 0; l < B; l++) {
+			const double x = h[j * B + l];
+			if (x > 0) {
+				const double g = ffdp_mi_g(x, lv, lg[j], lg[B + l]);
+				G[(j + MI_P) * sp + l + MI_P] = g;
+				a += x * g;
+			}
+		}
+		row[j] = a;
+	}
+	__syncthreads();
+	if (t == 0) {
+		double mi = 0.0;
+		for (int j = 0; j < B; j++)
+			mi += row[j];
+		out[0] = mi / V, out[1] = V;
+		out[2] = bad < nb ? 1.0 : !(V > 0) ? 2.0 : 0.0;
+		out[3] = bad < nb ? (double)bad : 0.0;
 	}
 }
 
@@ -337,16 +412,17 @@ static mi_map mi_map_make(double lo, double hi, int bins)
 	return p;
 }
 
-/* Pass 1 into h (B x B, host).  The fixed-point quantum 2^-e keeps each
- * contribution below max|v| 2^e < 2^30 (an int; the low word of a bin
- * carries into the high one only every ~100 adds of typical weight, so one
- * atomic a bin nearly always) and any bin's total n max|v| 2^e below 2^62:
- * e = 29 (quantum 2e-9 of a voxel's mass, finer than the float weights) for
- * a 0/1 mask up to 2^33 voxels, coarser beyond. */
-static ffdp_status mi_histogram(mi_k *k, ffdp_mi_kernel kern, double *h, ffdp_error *err)
+/* Pass 1 into k->h (padded fixed-point counters, device); *e: the
+ * quantum's exponent.  The quantum 2^-e keeps each contribution below
+ * max|v| 2^e < 2^30 (an int; the low word of a bin carries into the high
+ * one only every ~100 adds of typical weight, so one atomic a bin nearly
+ * always) and any bin's total n max|v| 2^e below 2^62: e = 29 (quantum
+ * 2e-9 of a voxel's mass, finer than the float weights) for a 0/1 mask up
+ * to 2^33 voxels, coarser beyond.  Without a mask max|v| = 1 and nothing
+ * is read back; with one, its maximum is. */
+static ffdp_status mi_histogram(mi_k *k, ffdp_mi_kernel kern, int *e, ffdp_error *err)
 {
-	const int B = k->bins, sp = k->sp;
-	const size_t tab = (size_t)sp * sp;
+	const size_t tab = (size_t)k->sp * k->sp;
 	double vmax = 1.0;
 	ffdp_status s;
 
@@ -355,41 +431,43 @@ static ffdp_status mi_histogram(mi_k *k, ffdp_mi_kernel kern, double *h, ffdp_er
 	if (!isfinite(vmax))
 		return ffdp_fail(err, FFDP_ERR_DATA, "mi: the mask holds a NaN or infinite weight");
 	if (vmax == 0.0)
-		vmax = 1.0; /* nothing to add: pass 2 will report it */
+		vmax = 1.0; /* nothing to add: the table will report it */
 	int e1, e2;
 	frexp(vmax, &e1);                /* vmax < 2^e1 */
 	frexp((double)k->n * vmax, &e2); /* n vmax < 2^e2 */
-	const int e = 30 - e1 < 62 - e2 ? 30 - e1 : 62 - e2;
-	k->qscale = ldexp(1.0, e);
-
-	k->h = (unsigned long long *)cu_scratch(tab * sizeof(unsigned long long), 1, err, "mi histogram");
-	if (!k->h)
-		return FFDP_ERR_NOMEM;
+	*e = 30 - e1 < 62 - e2 ? 30 - e1 : 62 - e2;
+	k->qscale = ldexp(1.0, *e);
+	if ((s = cu_status(cudaMemsetAsync(k->h, 0, tab * sizeof(unsigned long long), 0), err, "mi histogram")))
+		return s;
 	const size_t smem = tab * sizeof(unsigned long long);
 	k->smem = smem <= MI_SMEM_MAX && smem <= (size_t)lm_smem_optin();
-	s = mi_launch_hist(k, kern, k->smem ? smem : 0, err);
-	long long *raw = NULL;
-	if (!s && !(raw = (long long *)malloc(tab * sizeof(long long))))
-		s = ffdp_fail(err, FFDP_ERR_NOMEM, "mi: host scratch");
-	if (!s)
-		s = cu_status(cudaMemcpy(raw, k->h, tab * sizeof(long long), cudaMemcpyDeviceToHost), err, "mi histogram");
-	for (int j = 0; !s && j < B; j++)
-		for (int l = 0; l < B; l++)
-			h[j * B + l] = ldexp((double)raw[(size_t)(j + MI_P) * sp + l + MI_P], -e);
-	free(raw);
-	cu_scratch_free(k->h);
-	k->h = NULL;
-	return s;
+	return mi_launch_hist(k, kern, k->smem ? smem : 0, err);
 }
 
+/* The table's status (out[2], out[3]) as mi_table.c words it. */
+static ffdp_status mi_table_status(const double *out, int B, ffdp_error *err)
+{
+	if (out[2] == 1.0) {
+		const int bin = (int)out[3];
+		return ffdp_fail(err, FFDP_ERR_DATA, "mi: joint histogram bin (%d,%d) is negative "
+				 "(negative mask weights?)", bin / B, bin % B);
+	}
+	if (out[2] == 2.0)
+		return ffdp_fail(err, FFDP_ERR_DATA, "mi: no voxel has positive weight");
+	return FFDP_OK;
+}
+
+/* Pass 1, the table and pass 2, all on the device.  What the host reads:
+ * the mask's maximum (with a mask), the histogram when o->hist asks for
+ * it, and MI, V and the table's status, unless the loss is wanted later
+ * (a->later, no mask, no histogram in or out: then no table error can
+ * arise and nothing is read). */
 ffdp_status ffdp_cuda_mi(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_mi_opts *o, ffdp_error *err)
 {
 	const int B = o->bins, sp = B + 2 * MI_P;
-	const size_t tab = (size_t)sp * sp;
-	double V = 0.0, mi = 0.0;
+	const size_t tab = (size_t)sp * sp, nh = (size_t)B * B + 5 * (size_t)B;
 	mi_k k;
-	ffdp_status s;
-	(void)be;
+	ffdp_status s = FFDP_OK;
 
 	memset(&k, 0, sizeof(k));
 	k.f = a->f.p, k.m = a->m.p, k.w = a->mask;
@@ -399,39 +477,48 @@ ffdp_status ffdp_cuda_mi(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_m
 	k.fm = mi_map_make(o->f_lo, o->f_hi, B);
 	k.mm = mi_map_make(o->m_lo, o->m_hi, B);
 
-	double *h = (double *)malloc(((size_t)B * B + 4 * (size_t)B + tab) * sizeof(double));
-	if (!h)
-		return ffdp_fail(err, FFDP_ERR_NOMEM, "mi: host scratch");
-	double *G = h + (size_t)B * B + 2 * B, *lg = G + tab; /* lg: 2B of scratch */
-	if (o->hist_in) {
-		memcpy(h, o->hist_in, (size_t)B * B * sizeof(double));
-		s = FFDP_OK;
-	} else {
-		s = mi_histogram(&k, o->kernel, h, err);
-	}
-	if (!s)
-		s = ffdp_mi_table(h, B, a->denom, G, sp, sp, MI_P, MI_P, lg, &V, &mi, err);
+	/* one scratch: counters, h (+ marginals, scratch), G, out */
+	const size_t bytes = tab * sizeof(unsigned long long) + (nh + tab + 4) * sizeof(double);
+	char *scr = (char *)cu_scratch(bytes, 0, err, "mi");
+	if (!scr)
+		return FFDP_ERR_NOMEM;
+	k.h = (unsigned long long *)scr;
+	double *h = (double *)(scr + tab * sizeof(unsigned long long)), *G = h + nh, *out = G + tab;
+	int e = 0;
+	if (o->hist_in)
+		s = cu_status(cudaMemcpy(h, o->hist_in, (size_t)B * B * sizeof(double), cudaMemcpyHostToDevice), err,
+			      "mi histogram in");
+	else
+		s = mi_histogram(&k, o->kernel, &e, err);
 	if (!s) {
-		if (o->hist)
-			memcpy(o->hist, h, ((size_t)B * B + 2 * (size_t)B) * sizeof(double));
-		*a->loss = -mi;
-		if (a->sum)
-			*a->sum = -mi * V; /* keeps loss = sum / V; ranks combine hist, not sum */
+		mi_table_kernel<<<1, MI_TT>>>(o->hist_in ? NULL : (const long long *)k.h, e, B, sp, a->denom, h, G,
+					      out);
+		s = cu_launched(err, "mi table");
+	}
+	if (!s && o->hist)
+		s = cu_fetch(o->hist, h, ((size_t)B * B + 2 * (size_t)B) * sizeof(double), err, "mi histogram");
+	const bool later = a->later && !k.w && !o->hist_in && !o->hist && k.n > 0;
+	if (!s && later) {
+		s = ffdp_cuda_scalar_later(be, out, -1.0, 1.0, a->later, err);
+	} else if (!s) {
+		double r[4];
+		s = cu_fetch(r, out, sizeof(r), err, "mi");
+		if (!s)
+			s = mi_table_status(r, B, err);
+		if (!s) {
+			*a->loss = -r[0]; /* (later's value, made ready by ffdp_op_mi) */
+			if (a->sum)
+				*a->sum = -r[0] * r[1]; /* keeps loss = sum / V; ranks combine hist, not sum */
+		}
 	}
 	if (!s && (a->gf || a->gm)) {
-		double *g = (double *)cu_scratch(tab * sizeof(double), 1, err, "mi gradient");
-		s = g ? FFDP_OK : FFDP_ERR_NOMEM;
-		if (!s)
-			s = cu_status(cudaMemcpy(g, G, tab * sizeof(double), cudaMemcpyHostToDevice), err, "mi G table");
-		if (!s) {
-			const size_t smem = tab * sizeof(double);
-			k.g = g;
-			k.c = -a->scale / V;
-			k.smem = smem <= MI_SMEM_MAX && smem <= (size_t)lm_smem_optin();
-			s = mi_launch_grad(&k, o->kernel, k.smem ? smem : 0, err);
-		}
-		cu_scratch_free(g);
+		const size_t smem = tab * sizeof(double);
+		k.g = G;
+		k.c = -a->scale;
+		k.V = out + 1;
+		k.smem = smem <= MI_SMEM_MAX && smem <= (size_t)lm_smem_optin();
+		s = mi_launch_grad(&k, o->kernel, k.smem ? smem : 0, err);
 	}
-	free(h);
+	cu_scratch_free(scr);
 	return s;
 }
