@@ -100,7 +100,7 @@ int main(int argc, char **argv)
 	memcpy(sa.W, W, sizeof(W));
 	memcpy(sa.B, B, sizeof(B));
 	sa.u = &U, sa.out = WP, sa.pad = FFDP_PAD_ZERO;
-	ffdp_sample_grad_args ga = {&sa, GI, &G, 0, NULL, NULL, NULL};
+	ffdp_sample_grad_args ga = {&sa, GI, &G, 0, NULL, NULL, NULL, NULL};
 	double loss;
 	ffdp_loss_args la;
 	memset(&la, 0, sizeof(la));

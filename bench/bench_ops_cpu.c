@@ -110,7 +110,7 @@ static ffdp_status b_sample_grad(bench_state *s, ffdp_error *err)
 	ffdp_vec u = vec_of(s, s->u), gu = vec_of(s, s->gu);
 	ffdp_sample_args a = sample_args(s, &u);
 	double gW[12] = {0};
-	ffdp_sample_grad_args g = {&a, s->G, &gu, 0, gW, NULL, NULL};
+	ffdp_sample_grad_args g = {&a, s->G, &gu, 0, gW, NULL, NULL, NULL};
 	return ffdp_op_sample_grad(s->be, &g, err);
 }
 
@@ -119,7 +119,7 @@ static ffdp_status b_sample_grad_gu(bench_state *s, ffdp_error *err)
 {
 	ffdp_vec u = vec_of(s, s->u), gu = vec_of(s, s->gu);
 	ffdp_sample_args a = sample_args(s, &u);
-	ffdp_sample_grad_args g = {&a, s->G, &gu, 0, NULL, NULL, NULL};
+	ffdp_sample_grad_args g = {&a, s->G, &gu, 0, NULL, NULL, NULL, NULL};
 	return ffdp_op_sample_grad(s->be, &g, err);
 }
 
@@ -134,7 +134,7 @@ static ffdp_status b_sample_grad_affine(bench_state *s, ffdp_error *err)
 {
 	ffdp_sample_args a = sample_args(s, NULL);
 	double gW[12] = {0};
-	ffdp_sample_grad_args g = {&a, s->G, NULL, 0, gW, NULL, NULL};
+	ffdp_sample_grad_args g = {&a, s->G, NULL, 0, gW, NULL, NULL, NULL};
 	return ffdp_op_sample_grad(s->be, &g, err);
 }
 

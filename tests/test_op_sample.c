@@ -454,7 +454,7 @@ static void test_moving_box(tu_rng *r)
 		for (int pad = 0; pad < 2; pad++) {
 			ffdp_sample_args a = prob_args(&P, &u, full, (ffdp_interp)in, (ffdp_pad)pad);
 			ffdp_status s = ffdp_op_sample(be, &a, &err);
-			ffdp_sample_grad_args ga = {&a, {gout, {P.on[0], P.on[1], P.on[2]}}, &gfv, 0, NULL, NULL, NULL};
+			ffdp_sample_grad_args ga = {&a, {gout, {P.on[0], P.on[1], P.on[2]}}, &gfv, 0, NULL, NULL, NULL, NULL};
 			if (!s && in == FFDP_INTERP_LINEAR)
 				s = ffdp_op_sample_grad(be, &ga, &err);
 			int64_t diff = 0, gdiff = 0, smaller = 0;
@@ -495,7 +495,7 @@ static void test_moving_box(tu_rng *r)
 				diff += memcmp(ob, full + j0, (size_t)nb * sizeof(float)) != 0;
 				if (!s && in == FFDP_INTERP_LINEAR) {
 					ffdp_sample_grad_args gb_a = {&sa, {gout + j0, {P.on[0], P.on[1], z1 - z0}}, &gv, 0,
-								      NULL, NULL, NULL};
+								      NULL, NULL, NULL, NULL};
 					s = ffdp_op_sample_grad(be, &gb_a, &err);
 					for (int c = 0; c < 3; c++)
 						gdiff += memcmp(gb[c], gfull[c] + j0, (size_t)nb * sizeof(float)) != 0;
@@ -537,7 +537,7 @@ static void test_gate(tu_rng *r)
 		for (int pad = 0; pad < 2; pad++) {
 			ffdp_sample_args a = prob_args(&P, &u, full, (ffdp_interp)in, (ffdp_pad)pad);
 			ffdp_status s = ffdp_op_sample(be, &a, &err);
-			ffdp_sample_grad_args ga = {&a, {gout, {P.on[0], P.on[1], P.on[2]}}, &gfv, 0, NULL, NULL, NULL};
+			ffdp_sample_grad_args ga = {&a, {gout, {P.on[0], P.on[1], P.on[2]}}, &gfv, 0, NULL, NULL, NULL, NULL};
 			if (!s && in == FFDP_INTERP_LINEAR)
 				s = ffdp_op_sample_grad(be, &ga, &err);
 			for (int64_t j = 0; j < no; j++)
@@ -551,7 +551,7 @@ static void test_gate(tu_rng *r)
 				b.gate[0] = cuts[g], b.gate[1] = cuts[g + 1];
 				b.out.p = ob;
 				s = ffdp_op_sample(be, &b, &err);
-				ffdp_sample_grad_args gb = {&b, {gout, {P.on[0], P.on[1], P.on[2]}}, &ggv, 0, NULL, NULL, NULL};
+				ffdp_sample_grad_args gb = {&b, {gout, {P.on[0], P.on[1], P.on[2]}}, &ggv, 0, NULL, NULL, NULL, NULL};
 				if (!s && in == FFDP_INTERP_LINEAR)
 					s = ffdp_op_sample_grad(be, &gb, &err);
 			}
@@ -566,7 +566,7 @@ static void test_gate(tu_rng *r)
 	ffdp_sample_args a = prob_args(&P, &u, full, FFDP_INTERP_LINEAR, FFDP_PAD_ZERO);
 	double gW[12] = {0};
 	a.gate[0] = 0, a.gate[1] = 3;
-	ffdp_sample_grad_args gw = {&a, {gout, {P.on[0], P.on[1], P.on[2]}}, NULL, 0, gW, NULL, NULL};
+	ffdp_sample_grad_args gw = {&a, {gout, {P.on[0], P.on[1], P.on[2]}}, NULL, 0, gW, NULL, NULL, NULL};
 	CHECK(ffdp_op_sample_grad(be, &gw, &err) == FFDP_ERR_ARG, "gW through a gate is refused: %s", err.msg);
 	free(full), free(ob), free(gout);
 	for (int c = 0; c < 3; c++)
@@ -591,7 +591,7 @@ static void test_gw_planes(tu_rng *r)
 	for (int t = 0; t < 2; t++) {
 		memset(gW[t], 0, sizeof(gW[t]));
 		omp_set_num_threads(t + 1);
-		ffdp_sample_grad_args ga = {&a, {gout, {P.on[0], P.on[1], P.on[2]}}, NULL, 0, gW[t], NULL, gz};
+		ffdp_sample_grad_args ga = {&a, {gout, {P.on[0], P.on[1], P.on[2]}}, NULL, 0, gW[t], NULL, gz, NULL};
 		ffdp_op_sample_grad(be, &ga, &err);
 	}
 	omp_set_num_threads(keep);
@@ -601,7 +601,7 @@ static void test_gw_planes(tu_rng *r)
 		ffdp_sample_args b = a;
 		b.u = &uz;
 		b.lo[2] = z;
-		ffdp_sample_grad_args gb = {&b, {gout + z * plane, {P.on[0], P.on[1], 1}}, NULL, 0, g1, NULL, NULL};
+		ffdp_sample_grad_args gb = {&b, {gout + z * plane, {P.on[0], P.on[1], 1}}, NULL, 0, g1, NULL, NULL, NULL};
 		ffdp_op_sample_grad(be, &gb, &err);
 		bad += memcmp(g1, gz + 12 * z, sizeof(g1)) != 0;
 		for (int k = 0; k < 12; k++)
@@ -790,7 +790,7 @@ static void test_grad(tu_rng *r, int d3, int with_u, ffdp_pad pad, int accumulat
 	ffdp_sample_args a = prob_args(&P, &u, NULL, FFDP_INTERP_LINEAR, pad);
 	ffdp_img gMv = {gM, {P.mn[0], P.mn[1], P.mn[2]}};
 	ffdp_sample_grad_args ga = {&a, {gout, {P.on[0], P.on[1], P.on[2]}}, P.nc ? &guv : NULL, accumulate, gW,
-				    &gMv, NULL};
+				    &gMv, NULL, NULL};
 	CHECK_OK(ffdp_op_sample_grad(be, &ga, &err), &err, "sample_grad %dD %s %s u%s (%d points %s)",
 		 d3 ? 3 : 2, pad_name[pad], with_u ? "with" : "without", accumulate ? ", accumulating" : "",
 		 moved, with_u ? "nudged off knots" : "tries to place W off knots");
@@ -931,7 +931,7 @@ static void test_simd_bits(tu_rng *r)
 				for (int k = 0; k < 12; k++)
 					gW1[k] = gW2[k] = tu_normal(r);
 				ffdp_sample_grad_args ga = {&a, {gout, {on[0], on[1], on[2]}}, hu ? &gv1 : NULL, acc, gW1, NULL,
-							    gz1};
+							    gz1, NULL};
 				s1 = ffdp_op_sample_grad(be, &ga, &err);
 				ga.gu = hu ? &gv2 : NULL, ga.gW = gW2, ga.gW_z = gz2;
 				s2 = sample_grad_scalar(&ga);
@@ -1004,7 +1004,7 @@ static void test_simd_rows(tu_rng *r)
 				ffdp_vec gv1 = {{g1[0], g1[1], g1[2]}, {on[0], on[1], on[2]}, 3};
 				ffdp_vec gv2 = {{g2[0], g2[1], g2[2]}, {on[0], on[1], on[2]}, 3};
 				ffdp_sample_grad_args ga = {&a, {gout, {on[0], on[1], on[2]}}, kind ? &gv1 : NULL, 0, gW1,
-							    NULL, NULL};
+							    NULL, NULL, NULL};
 				s1 = ffdp_op_sample_grad(be, &ga, &err);
 				ga.gu = kind ? &gv2 : NULL, ga.gW = gW2;
 				s2 = sample_grad_scalar(&ga);
@@ -1171,7 +1171,7 @@ static void bench_192(void)
 	ffdp_vec guv = {{gu[0], gu[1], gu[2]}, {192, 192, 192}, 3};
 	double gW[12] = {0};
 	a.u = &uv;
-	ffdp_sample_grad_args ga = {&a, {out, {192, 192, 192}}, &guv, 0, gW, NULL, NULL};
+	ffdp_sample_grad_args ga = {&a, {out, {192, 192, 192}}, &guv, 0, gW, NULL, NULL, NULL};
 	if (gu[0] && gu[1] && gu[2]) {
 		time_calls(call_sample_grad, &ga, 3, &wall, &cpu);
 		printf("bench: sample_grad (gu, gW) 192^3: %.1f ms (cpu %.1f ms), floor 32 B/voxel -> %.2f GB/s\n",

@@ -90,8 +90,8 @@ static void test_sampler(ffdp_backend *be, tu_rng *rng, const int64_t mn[3], con
 		ffdp_vec g1v = tu_field_vec(&g1), g2v = tu_field_vec(&g2);
 		double w1[12] = {0}, w2[12] = {0};
 		tu_fill_uniform(rng, o1, nv, -1.0, 1.0);
-		ffdp_sample_grad_args ga = {&a, {o1, {on[0], on[1], on[2]}}, &g1v, 0, w1, NULL, NULL};
-		ffdp_sample_grad_args gb = {&b, {o1, {on[0], on[1], on[2]}}, &g2v, 0, w2, NULL, NULL};
+		ffdp_sample_grad_args ga = {&a, {o1, {on[0], on[1], on[2]}}, &g1v, 0, w1, NULL, NULL, NULL};
+		ffdp_sample_grad_args gb = {&b, {o1, {on[0], on[1], on[2]}}, &g2v, 0, w2, NULL, NULL, NULL};
 		s1 = ffdp_op_sample_grad(be, &ga, &err);
 		s2 = ffdp_op_sample_grad(be, &gb, &err);
 		int sg = !s1 && !s2 && !memcmp(w1, w2, sizeof(w1));

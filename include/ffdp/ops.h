@@ -139,6 +139,11 @@ typedef struct ffdp_sample_args {
 	/* The moving image as unorm16 (see "16-bit images"), moving.p NULL and
 	 * moving.n its size; or NULL. */
 	const uint16_t *moving16;
+	/* W in backend memory, as ffdp_op_linear_step writes it, instead of W
+	 * (the linear stages' loop: no W crosses to the host); or NULL.  3-D,
+	 * linear, no u, no gate, the whole moving volume; the CUDA backend
+	 * trusts Wq (w->fault says where it does not hold). */
+	const struct ffdp_linear_w *W_dev;
 } ffdp_sample_args;
 
 ffdp_status ffdp_op_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_error *err);
@@ -167,10 +172,49 @@ typedef struct ffdp_sample_grad_args {
 	double *gW;
 	ffdp_img *gM;
 	double *gW_z;
+	/* dL/dW (12) written, not added, into backend memory; or NULL.  With
+	 * fwd->W_dev, instead of gW. */
+	double *gW_dev;
 } ffdp_sample_grad_args;
 
 ffdp_status ffdp_op_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *a,
 				ffdp_error *err);
+
+/* ---- the linear stages' step -----------------------------------------------
+ * The rigid and affine stages' parameters, their Adam step and the
+ * sampler's W, in backend memory (src/ops/linear_step.h has the math:
+ * T(x) = A (x - c) + c + rho t; affine: A (9) and t; rigid: A = exp([w])
+ * R0, w (3) and t).  With step: dL/dparams from gW, one Adam step
+ * (FFDP_LINEAR_BETA1 and 2, eps 1e-8, the bias corrections c1, c2 given;
+ * the state counts the steps),
+ * then, step or not, w = the W of the parameters on this level:
+ * m_p2i T f_i2p, with Wq = llrint(W 2^32) and fault = 1 where a row's
+ * |W| sum passes 256 or a translation 2^28 (the samplers' fixed-point
+ * frame).  On CUDA one thread of the device: the loop needs no host. */
+typedef struct ffdp_linear_w {
+	double W[12];   /* 3x4 row-major, as ffdp_sample_args.W */
+	int64_t Wq[12]; /* W in 32.32 fixed point */
+	int64_t fault;
+} ffdp_linear_w;
+
+#define FFDP_LINEAR_STATE 37 /* parameters (12), Adam's m (12) and v (12), the step count */
+#define FFDP_LINEAR_BETA1 0.9
+#define FFDP_LINEAR_BETA2 0.999
+
+typedef struct ffdp_linear_step_args {
+	int rigid; /* parameters: rigid w (3), t (3); affine A (9, row-major), t (3) */
+	int dim;   /* 2: z kept out (its gradient terms 0) */
+	int step;  /* 0: only w */
+	double lr;
+	double c1, c2; /* with step: Adam's bias corrections 1 - beta1^t, 1 - beta2^t (t counts steps from 1) */
+	double c[3], rho, R0[9];
+	double m_p2i[16], f_i2p[16]; /* the level's moving phys->index, fixed index->phys */
+	double *state;               /* backend memory, FFDP_LINEAR_STATE doubles */
+	const double *gW;            /* backend memory, 12 (with step) */
+	ffdp_linear_w *w;            /* backend memory, out */
+} ffdp_linear_step_args;
+
+ffdp_status ffdp_op_linear_step(ffdp_backend *be, const ffdp_linear_step_args *a, ffdp_error *err);
 
 /* ---- composition ----------------------------------------------------------
  * out(j) = d(j) + u(q),  q = i + C d(j)   (i = lo + j, global fixed index)

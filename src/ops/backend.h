@@ -57,6 +57,8 @@ typedef struct ffdp_ops_table {
 	ffdp_status (*minmax)(ffdp_backend *be, ffdp_img x, double *lo, double *hi, ffdp_error *err);
 	ffdp_status (*vec_linear)(ffdp_backend *be, ffdp_vec in, const double A[9], ffdp_vec out, ffdp_error *err);
 	ffdp_status (*vec_max_abs_diff)(ffdp_backend *be, ffdp_vec a, ffdp_vec b, double *out, ffdp_error *err);
+	/* NULL on host-memory backends: ops.c runs linear_step.h itself */
+	ffdp_status (*linear_step)(ffdp_backend *be, const ffdp_linear_step_args *a, ffdp_error *err);
 } ffdp_ops_table;
 
 enum {

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "backend.h"
+#include "linear_step.h"
 
 ffdp_status ffdp_backend_open(ffdp_backend_kind kind, int device, ffdp_backend **out, ffdp_error *err)
 {
@@ -203,11 +204,30 @@ ffdp_status ffdp_op_unorm16_unpack(ffdp_backend *be, const uint16_t *q, ffdp_img
 
 /* a's moving image as floats for a backend that does not read unorm16:
  * *tmp is the copy to free (NULL when none was needed). */
+/* W_dev's limits (ops.h): the linear stages' call. */
+static ffdp_status check_wdev(const ffdp_sample_args *a, const char *what, ffdp_error *err)
+{
+	if (!a->W_dev)
+		return FFDP_OK;
+	if (a->u || a->interp != FFDP_INTERP_LINEAR || a->gate[1] > a->gate[0] || a->m_full[0] || a->m_full[1] ||
+	    a->m_full[2] || a->accumulate || (a->moving.n[2] == 1 && a->out.n[2] == 1))
+		return ffdp_fail(err, FFDP_ERR_ARG, "%s: W_dev is for 3-D linear sampling of the whole moving image "
+				 "without u, gate or accumulation", what);
+	return FFDP_OK;
+}
+
+/* b = a with the moving image as floats where the backend reads no
+ * unorm16, and W_dev's W in W on host-memory backends (theirs is host
+ * memory: only CUDA reads W_dev itself). */
 static ffdp_status sample_floats(ffdp_backend *be, const ffdp_sample_args *a, ffdp_sample_args *b, float **tmp,
 				 ffdp_error *err)
 {
 	*b = *a;
 	*tmp = NULL;
+	if (a->W_dev && be->ops->host_memory) {
+		memcpy(b->W, a->W_dev->W, sizeof(b->W));
+		b->W_dev = NULL;
+	}
 	if (!a->moving16 || (be->ops->native16 & FFDP_NATIVE16_SAMPLE))
 		return FFDP_OK;
 	ffdp_status s = float_copy16(be, a->moving16, a->moving.n, tmp, err);
@@ -223,7 +243,8 @@ ffdp_status ffdp_op_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_err
 		return s;
 	if (a->u && ((s = check_vec(a->u, "sample u", err)) || !same_dims(a->u->n, a->out.n)))
 		return s ? s : ffdp_fail(err, FFDP_ERR_ARG, "sample: u and output differ in size");
-	if ((s = check_mbox(a, "sample", err)) || (s = check_gate(be, a, NULL, "sample", err)))
+	if ((s = check_mbox(a, "sample", err)) || (s = check_gate(be, a, NULL, "sample", err)) ||
+	    (s = check_wdev(a, "sample", err)))
 		return s;
 	ffdp_sample_args b;
 	float *tmp;
@@ -264,15 +285,38 @@ ffdp_status ffdp_op_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *a
 		return s;
 	if (a->gW_z && !ffdp_backend_host_memory(be))
 		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "sample_grad: per-plane gW only on host-memory backends");
+	if (a->gW_dev && (a->gW || a->gW_z))
+		return ffdp_fail(err, FFDP_ERR_ARG, "sample_grad: gW_dev comes without gW and gW_z");
+	if ((s = check_wdev(a->fwd, "sample_grad", err)))
+		return s;
 	ffdp_sample_args f;
 	float *tmp;
 	if (!(s = sample_floats(be, a->fwd, &f, &tmp, err))) {
 		ffdp_sample_grad_args b = *a;
+		double gw[12] = {0};
 		b.fwd = &f;
+		if (a->gW_dev && be->ops->host_memory)
+			b.gW = gw, b.gW_dev = NULL; /* written, not added: from 0 */
 		s = be->ops->sample_grad(be, &b, err);
+		if (!s && a->gW_dev && be->ops->host_memory)
+			memcpy(a->gW_dev, gw, sizeof(gw));
 	}
 	ffdp_buf_free(be, tmp);
 	return s;
+}
+
+ffdp_status ffdp_op_linear_step(ffdp_backend *be, const ffdp_linear_step_args *a, ffdp_error *err)
+{
+	if (!a->state || !a->w || (a->step && !a->gW))
+		return ffdp_fail(err, FFDP_ERR_ARG, "linear_step: state, w (and gW with step) are required");
+	if (!(a->rho > 0) || !(a->lr >= 0) || (a->step && !(a->c1 > 0 && a->c2 > 0)))
+		return ffdp_fail(err, FFDP_ERR_ARG, "linear_step: rho, c1 and c2 must be positive and lr not negative");
+	if (be->ops->linear_step)
+		return be->ops->linear_step(be, a, err);
+	if (!be->ops->host_memory)
+		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "linear_step: not on %s", be->ops->name);
+	ls_step(a, a->state, a->gW, a->w);
+	return FFDP_OK;
 }
 
 ffdp_status ffdp_op_compose(ffdp_backend *be, const ffdp_compose_args *a, ffdp_error *err)

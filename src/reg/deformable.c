@@ -188,7 +188,7 @@ static ffdp_status side_step(reg_domain *dm, side *sd, const reg_level *lv, cons
 		 v = reg_dom_vec(dm, &sd->v);
 	ffdp_sample_args sa;
 	side_sampler(dm, sd, lv, &u, &sa);
-	ffdp_sample_grad_args ga = {&sa, reg_dom_img(dm, sd->gimg), &g, 0, NULL, NULL, NULL};
+	ffdp_sample_grad_args ga = {&sa, reg_dom_img(dm, sd->gimg), &g, 0, NULL, NULL, NULL, NULL};
 	ffdp_status s = reg_dom_sample_grad(dm, &ga, side_source(sd, lv), err);
 	if (s)
 		return s;

@@ -1,93 +1,63 @@
 /* Rigid and affine stages: Adam on the transform's parameters, multi-scale.
+ * The parametrisation, the gradient and the step are src/ops/linear_step.h
+ * (T(x) = A (x - c) + c + rho t; affine: A and t, rigid: A = exp([w]) R0).
  *
- * T(x) = A (x - c) + c + t, c the fixed image centre, so rotations and
- * scalings act about the image and do not swing the translation.  Affine
- * optimises A directly (9) and t; rigid optimises A = exp([w]) R0 (3) and t.
- * Translations are optimised in units of rho = half the fixed image's
- * diagonal, so one learning rate suits both kinds of parameter.
- *
- * The gradient comes from the fused sampler's dL/dW (W = Pm T Pf):
- *   dL/dT[0:3, :] = Lm^T (dL/dW) Pf^T,  Lm the linear part of Pm,
- * then E = dL/dA_lin - dL/dT_t c^T is the gradient for A at fixed t.
+ * One process on a device backend keeps the parameters, their moments,
+ * dL/dW and the sampler's W in device memory (ffdp_op_linear_step, W_dev,
+ * gW_dev): an iteration queues its work and reads nothing back (the loss
+ * one iteration late, as every stage).  Elsewhere (host memory, ranks,
+ * 2-D, a W near the samplers' fixed-point bounds) the same step runs here
+ * on host copies.
  */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "../ops/linear_step.h"
 #include "reg_internal.h"
 
 typedef struct linear_params {
 	double p[12]; /* affine: A (9) then t/rho (3); rigid: w (3) then t/rho (3) */
 	int np;
-	int rigid;
-	double R0[9], c[3], rho;
+	ffdp_linear_step_args la; /* rigid, R0, c, rho (the level's fields set per level) */
 } linear_params;
 
-/* Rodrigues: exp of the skew matrix of w. */
-static void rotation_exp(const double w[3], double R[9])
+static ffdp_mat4 params_to_T(const linear_params *lp)
 {
-	double th = sqrt(w[0] * w[0] + w[1] * w[1] + w[2] * w[2]);
-	double a = th > 1e-12 ? sin(th) / th : 1.0 - th * th / 6;
-	double b = th > 1e-6 ? (1 - cos(th)) / (th * th) : 0.5 - th * th / 24;
-	double K[9] = {0, -w[2], w[1], w[2], 0, -w[0], -w[1], w[0], 0};
-	for (int r = 0; r < 3; r++)
-		for (int q = 0; q < 3; q++) {
-			double kk = 0;
-			for (int k = 0; k < 3; k++)
-				kk += K[3 * r + k] * K[3 * k + q];
-			R[3 * r + q] = (r == q) + a * K[3 * r + q] + b * kk;
-		}
-}
-
-static void linear_part(const linear_params *lp, const double *p, double A[9])
-{
-	if (!lp->rigid) {
-		memcpy(A, p, 9 * sizeof(double));
-		return;
-	}
-	double E[9];
-	rotation_exp(p, E);
-	for (int r = 0; r < 3; r++)
-		for (int q = 0; q < 3; q++)
-			A[3 * r + q] = E[3 * r] * lp->R0[q] + E[3 * r + 1] * lp->R0[3 + q] + E[3 * r + 2] * lp->R0[6 + q];
-}
-
-static ffdp_mat4 params_to_T(const linear_params *lp, const double *p)
-{
-	double A[9], t[3];
-	linear_part(lp, p, A);
-	const double *tp = p + (lp->rigid ? 3 : 9);
-	for (int r = 0; r < 3; r++)
-		t[r] = lp->c[r] + lp->rho * tp[r] - (A[3 * r] * lp->c[0] + A[3 * r + 1] * lp->c[1] + A[3 * r + 2] * lp->c[2]);
-	return ffdp_mat4_from_linear(A, t);
+	double T[16];
+	ls_params_to_T(&lp->la, lp->p, T);
+	ffdp_mat4 m;
+	memcpy(m.m, T, sizeof(T));
+	return m;
 }
 
 static void params_init(linear_params *lp, const reg_pair *p, const ffdp_mat4 *T, int rigid)
 {
 	memset(lp, 0, sizeof(*lp));
-	lp->rigid = rigid;
+	ffdp_linear_step_args *la = &lp->la;
+	la->rigid = rigid;
 	lp->np = rigid ? 6 : 12;
-	ffdp_grid_center(&p->fn.grid, lp->c);
+	ffdp_grid_center(&p->fn.grid, la->c);
 	double ext = 0;
 	for (int a = 0; a < 3; a++) {
 		double e = (double)p->fn.grid.n[a] * p->fn.grid.spacing[a];
 		ext += e * e;
 	}
-	lp->rho = 0.5 * sqrt(ext);
+	la->rho = 0.5 * sqrt(ext);
 	double A[9];
 	for (int r = 0; r < 3; r++)
 		for (int q = 0; q < 3; q++)
 			A[3 * r + q] = T->m[4 * r + q];
 	if (rigid) {
 		/* Start from the nearest rotation to T's linear part (orthonormalise). */
-		memcpy(lp->R0, A, sizeof(A));
+		memcpy(la->R0, A, sizeof(A));
 		for (int it = 0; it < 30; it++) { /* R <- (R + R^-T)/2 converges to the polar factor */
-			ffdp_mat4 m = ffdp_mat4_from_linear(lp->R0, (double[3]){0, 0, 0}), inv;
+			ffdp_mat4 m = ffdp_mat4_from_linear(la->R0, (double[3]){0, 0, 0}), inv;
 			if (ffdp_mat4_inverse(m, &inv, NULL))
 				break;
 			for (int r = 0; r < 3; r++)
 				for (int q = 0; q < 3; q++)
-					lp->R0[3 * r + q] = 0.5 * (lp->R0[3 * r + q] + inv.m[4 * q + r]);
+					la->R0[3 * r + q] = 0.5 * (la->R0[3 * r + q] + inv.m[4 * q + r]);
 		}
 	} else {
 		memcpy(lp->p, A, sizeof(A));
@@ -95,112 +65,128 @@ static void params_init(linear_params *lp, const reg_pair *p, const ffdp_mat4 *T
 	/* t such that T's translation is kept: T_t = c + rho t' - A c */
 	double *tp = lp->p + (rigid ? 3 : 9);
 	double Al[9];
-	linear_part(lp, lp->p, Al);
+	ls_linear_part(la, lp->p, Al);
 	for (int r = 0; r < 3; r++)
-		tp[r] = (T->m[4 * r + 3] - lp->c[r] + Al[3 * r] * lp->c[0] + Al[3 * r + 1] * lp->c[1] +
-			 Al[3 * r + 2] * lp->c[2]) /
-			lp->rho;
+		tp[r] = (T->m[4 * r + 3] - la->c[r] + Al[3 * r] * la->c[0] + Al[3 * r + 1] * la->c[1] +
+			 Al[3 * r + 2] * la->c[2]) /
+			la->rho;
 }
 
-/* dL/dparams from dL/dW on level lv. */
-static void params_grad(const linear_params *lp, const reg_level *lv, const double gW[12], int dim, double *g)
+/* A level's step: the arguments, and where state, gW and W live. */
+typedef struct lin_level {
+	ffdp_linear_step_args la;
+	int dev; /* in backend memory (device), else the host copies below */
+	double st[FFDP_LINEAR_STATE], gw[12];
+	ffdp_linear_w w;
+} lin_level;
+
+/* Device residency applies: one process, a device backend, 3-D, and a W
+ * within half the fixed-point frame's bounds (Adam moves it little within
+ * a level; w->fault reports a crossing at the level's end). */
+static int lin_device_ok(const reg_domain *dm, const reg_pair *p, const ffdp_linear_w *w0)
 {
-	/* G4 = Lm^T gW Pf^T: 3x4, rows = T rows */
-	double G[12];
+	if (dm->dist || ffdp_backend_host_memory(dm->be) || p->dim != 3)
+		return 0;
 	for (int r = 0; r < 3; r++)
-		for (int q = 0; q < 4; q++) {
-			double s = 0;
-			for (int a = 0; a < 3; a++)
-				for (int b = 0; b < 4; b++)
-					s += lv->m_p2i.m[4 * a + r] * gW[4 * a + b] * lv->f_i2p.m[4 * q + b];
-			G[4 * r + q] = s;
-		}
-	double E[9]; /* gradient wrt the linear part at fixed t' */
-	for (int r = 0; r < 3; r++)
-		for (int q = 0; q < 3; q++)
-			E[3 * r + q] = G[4 * r + q] - G[4 * r + 3] * lp->c[q];
-	if (dim == 2)
-		for (int k = 0; k < 3; k++)
-			E[3 * 2 + k] = E[3 * k + 2] = 0; /* keep z out of a 2-D problem */
-	if (lp->rigid) {
-		/* dR/dw_k by central differences of the exponential map (exact to ~1e-10) */
-		for (int k = 0; k < 3; k++) {
-			double wp[3] = {lp->p[0], lp->p[1], lp->p[2]}, wm[3] = {lp->p[0], lp->p[1], lp->p[2]};
-			const double h = 1e-6;
-			wp[k] += h, wm[k] -= h;
-			double Rp[9], Rm[9];
-			linear_part(lp, wp, Rp);
-			linear_part(lp, wm, Rm);
-			double s = 0;
-			for (int i = 0; i < 9; i++)
-				s += E[i] * (Rp[i] - Rm[i]) / (2 * h);
-			g[k] = s;
-		}
-		if (dim == 2)
-			g[0] = g[1] = 0;
-	} else {
-		memcpy(g, E, sizeof(E));
-	}
-	double *gt = g + (lp->rigid ? 3 : 9);
-	for (int r = 0; r < 3; r++)
-		gt[r] = lp->rho * G[4 * r + 3];
-	if (dim == 2)
-		gt[2] = 0;
+		if (!(fabs(w0->W[4 * r]) + fabs(w0->W[4 * r + 1]) + fabs(w0->W[4 * r + 2]) <= 128.0) ||
+		    !(fabs(w0->W[4 * r + 3]) <= 0x1p27))
+			return 0;
+	return 1;
 }
 
-typedef struct adam_state {
-	double m[12], v[12];
-	int t;
-} adam_state;
-
-static void adam_update(adam_state *a, double *p, const double *g, int n, double lr)
+static void lin_level_free(ffdp_backend *be, lin_level *L)
 {
-	const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
-	a->t++;
-	double c1 = 1 - pow(b1, a->t), c2 = 1 - pow(b2, a->t);
-	for (int i = 0; i < n; i++) {
-		a->m[i] = b1 * a->m[i] + (1 - b1) * g[i];
-		a->v[i] = b2 * a->v[i] + (1 - b2) * g[i] * g[i];
-		p[i] -= lr * (a->m[i] / c1) / (sqrt(a->v[i] / c2) + eps);
-	}
+	if (!L->dev)
+		return;
+	ffdp_buf_free(be, L->la.state);
+	ffdp_buf_free(be, (void *)L->la.gW);
+	ffdp_buf_free(be, L->la.w);
 }
 
-/* One level: iterate sample -> loss -> backward -> Adam.  The images are
+/* The level's step from lp's parameters (Adam's moments from 0) and its
+ * first W. */
+static ffdp_status lin_level_begin(reg_domain *dm, const reg_pair *p, const reg_level *lv, const ffdp_stage *st,
+				   const linear_params *lp, lin_level *L, ffdp_error *err)
+{
+	memset(L, 0, sizeof(*L));
+	L->la = lp->la;
+	L->la.dim = p->dim, L->la.lr = st->lr, L->la.step = 0;
+	memcpy(L->la.m_p2i, lv->m_p2i.m, sizeof(L->la.m_p2i));
+	memcpy(L->la.f_i2p, lv->f_i2p.m, sizeof(L->la.f_i2p));
+	memcpy(L->st, lp->p, sizeof(lp->p));
+	ls_make_w(&L->la, L->st, &L->w);
+	L->la.state = L->st, L->la.gW = L->gw, L->la.w = &L->w;
+	if (!lin_device_ok(dm, p, &L->w))
+		return FFDP_OK;
+	ffdp_backend *be = dm->be;
+	double *sd = ffdp_buf_alloc(be, sizeof(L->st), err), *gd = ffdp_buf_alloc(be, sizeof(L->gw), err);
+	ffdp_linear_w *wd = ffdp_buf_alloc(be, sizeof(L->w), err);
+	L->dev = 1, L->la.state = sd, L->la.gW = gd, L->la.w = wd;
+	if (!sd || !gd || !wd)
+		return FFDP_ERR_NOMEM;
+	ffdp_status s = ffdp_buf_upload(be, sd, L->st, sizeof(L->st), err);
+	return s ? s : ffdp_op_linear_step(be, &L->la, err);
+}
+
+/* The level's parameters back into lp (one read per level). */
+static ffdp_status lin_level_end(reg_domain *dm, lin_level *L, linear_params *lp, ffdp_error *err)
+{
+	ffdp_status s = FFDP_OK;
+	if (L->dev && !(s = ffdp_buf_download(dm->be, L->st, L->la.state, sizeof(L->st), err)))
+		s = ffdp_buf_download(dm->be, &L->w, L->la.w, sizeof(L->w), err);
+	if (!s && L->dev && L->w.fault)
+		s = ffdp_fail(err, FFDP_ERR_DATA, "%s: the transform left the sampler's range (a row of W over 256 "
+			      "voxels a voxel, or a shift over 2^28 voxels): the registration diverged",
+			      L->la.rigid ? "rigid" : "affine");
+	if (!s)
+		memcpy(lp->p, L->st, sizeof(lp->p));
+	return s;
+}
+
+/* One level: iterate sample -> loss -> backward -> step.  The images are
  * the domain's (the rank's planes under MPI); the parameters, their
  * gradient (reduced in plane order) and Adam are the same on every rank. */
 static ffdp_status run_level(reg_domain *dm, const reg_pair *p, const ffdp_stage *st, const reg_level *lv,
 			     linear_params *lp, int iters, float *warped, float *gm, ffdp_progress *pb, int64_t *done,
 			     int *ran, double *last_loss, ffdp_error *err)
 {
-	adam_state ad;
-	memset(&ad, 0, sizeof(ad));
+	lin_level L;
 	reg_iter ri;
 	reg_iter_init(&ri, st, dm->be, pb, done, lv->F.grid.n);
 	ffdp_sample_args sa;
-	ffdp_status s = FFDP_OK;
+	ffdp_status s = lin_level_begin(dm, p, lv, st, lp, &L, err);
 	int it, stop = 0;
-	/* gW comes to the host each iteration (Adam runs here); the loss is
-	 * read one iteration late all the same: the stages' one rule */
-	for (it = 0; it < iters && !stop; it++) {
-		ffdp_mat4 T = params_to_T(lp, lp->p);
+	for (it = 0; it < iters && !stop && !s; it++) {
+		ffdp_mat4 T = ffdp_mat4_identity(); /* W below */
 		reg_sampler_init(&sa, &lv->M, &lv->m_p2i, &T, lv, warped);
+		if (L.dev)
+			sa.W_dev = L.la.w;
+		else
+			memcpy(sa.W, L.w.W, sizeof(sa.W));
 		sa.out = reg_dom_img(dm, warped);
 		sa.lo[2] = dm->z0;
 		ffdp_scalar loss;
-		double gW[12] = {0}, g[12];
+		memset(L.gw, 0, sizeof(L.gw));
+		ffdp_sample_grad_args ga = {&sa, reg_dom_img(dm, gm), NULL, 0, L.dev ? NULL : L.gw, NULL, NULL,
+					    L.dev ? (double *)L.la.gW : NULL};
+		L.la.step = 1;
+		L.la.c1 = 1 - pow(FFDP_LINEAR_BETA1, it + 1), L.la.c2 = 1 - pow(FFDP_LINEAR_BETA2, it + 1);
 		if ((s = reg_dom_sample(dm, &sa, &lv->M, err)) ||
 		    (s = reg_dom_similarity(dm, &st->metric, lv->F.data, NULL, warped, lv->fmask, NULL, gm, 1.0, lv->nvox, &loss,
-					    err)))
+					    err)) ||
+		    (s = reg_dom_sample_grad(dm, &ga, &lv->M, err)))
 			break;
-		ffdp_sample_grad_args ga = {&sa, reg_dom_img(dm, gm), NULL, 0, gW, NULL, NULL};
-		if ((s = reg_dom_sample_grad(dm, &ga, &lv->M, err)))
-			break;
-		params_grad(lp, lv, gW, p->dim, g);
-		adam_update(&ad, lp->p, g, lp->np, st->lr);
-		if ((s = reg_iter_end(&ri, it, &loss, &stop, err)))
+		if (L.dev)
+			s = ffdp_op_linear_step(dm->be, &L.la, err);
+		else
+			ls_step(&L.la, L.st, L.gw, &L.w);
+		if (s || (s = reg_iter_end(&ri, it, &loss, &stop, err)))
 			break;
 	}
 	*ran = it;
+	if (!s)
+		s = lin_level_end(dm, &L, lp, err);
+	lin_level_free(dm->be, &L);
 	return s ? s : reg_iter_finish(&ri, last_loss, err);
 }
 
@@ -241,7 +227,7 @@ ffdp_status reg_linear(const reg_pair *p, const ffdp_stage *st, ffdp_mat4 *T, ff
 	rep->fetch_ring = dm.ring;
 	reg_domain_release(&dm);
 	if (!s)
-		*T = params_to_T(&lp, lp.p);
+		*T = params_to_T(&lp);
 	rep->seconds = ffdp_now() - t0;
 	return s;
 }

@@ -193,8 +193,8 @@ static void test_sample_grad(env *e, const samp_case *sc, ffdp_pad pad, int accu
 	double gWc[12], gWg[12];
 	for (int k = 0; k < 12; k++)
 		gWc[k] = gWg[k] = unif(e, -1, 1);
-	ffdp_sample_grad_args c = {&fc, gout.h, sc->with_u ? &gu.h : NULL, accumulate_gu, gWc, &gM.h, NULL};
-	ffdp_sample_grad_args g = {&fg, gout.d, sc->with_u ? &gu.d : NULL, accumulate_gu, gWg, &gM.d, NULL};
+	ffdp_sample_grad_args c = {&fc, gout.h, sc->with_u ? &gu.h : NULL, accumulate_gu, gWc, &gM.h, NULL, NULL};
+	ffdp_sample_grad_args g = {&fg, gout.d, sc->with_u ? &gu.d : NULL, accumulate_gu, gWg, &gM.d, NULL, NULL};
 	char what[160];
 	snprintf(what, sizeof(what), "sample_grad %s%s%s out %lldx%lldx%lld moving %lldx%lldx%lld", pad_name(pad),
 		 sc->with_u ? " gu" : "", accumulate_gu ? "+=" : "", (long long)sc->on[0], (long long)sc->on[1],
@@ -246,8 +246,8 @@ static void test_sample_gu(env *e, const samp_case *sc, ffdp_pad pad, int far)
 	double r = !s1 && !s2 ? pi_rel(e, &out) : 1.0;
 	CHECK(r < TOL_VAL, "sample %s, %s, out %lldx%lldx%lld: values agree (rel %.2e)", pad_name(pad), what,
 	      (long long)sc->on[0], (long long)sc->on[1], (long long)sc->on[2], r);
-	ffdp_sample_grad_args gc = {&c, gout.h, &gu.h, 0, NULL, NULL, NULL};
-	ffdp_sample_grad_args gg = {&g, gout.d, &gu.d, 0, NULL, NULL, NULL};
+	ffdp_sample_grad_args gc = {&c, gout.h, &gu.h, 0, NULL, NULL, NULL, NULL};
+	ffdp_sample_grad_args gg = {&g, gout.d, &gu.d, 0, NULL, NULL, NULL, NULL};
 	s1 = ffdp_op_sample_grad(e->cpu, &gc, &e->err), s2 = ffdp_op_sample_grad(e->gpu, &gg, &e->err);
 	r = !s1 && !s2 ? gp_vec_rel(e, &gu) : 1.0;
 	CHECK(r < TOL_GRAD, "  gu agrees (rel %.2e)", r);
@@ -271,8 +271,8 @@ static void test_sample_gw(env *e, const samp_case *sc, ffdp_pad pad, double glo
 	double gWc[12], gWg[12];
 	for (int k = 0; k < 12; k++)
 		gWc[k] = gWg[k] = unif(e, -1, 1);
-	ffdp_sample_grad_args gc = {&c, gout.h, NULL, 0, gWc, NULL, NULL};
-	ffdp_sample_grad_args gg = {&g, gout.d, NULL, 0, gWg, NULL, NULL};
+	ffdp_sample_grad_args gc = {&c, gout.h, NULL, 0, gWc, NULL, NULL, NULL};
+	ffdp_sample_grad_args gg = {&g, gout.d, NULL, 0, gWg, NULL, NULL, NULL};
 	ffdp_status s1 = ffdp_op_sample_grad(e->cpu, &gc, &e->err), s2 = ffdp_op_sample_grad(e->gpu, &gg, &e->err);
 	double d = 0, m = 1e-30;
 	for (int k = 0; k < 12; k++)
@@ -311,8 +311,8 @@ static void test_sample_gated(env *e, const samp_case *sc, ffdp_interp interp, f
 		      r, (long long)k);
 	}
 	if (interp == FFDP_INTERP_LINEAR) {
-		ffdp_sample_grad_args gc = {&c, gout.h, &gu.h, 0, NULL, NULL, NULL};
-		ffdp_sample_grad_args gg = {&g, gout.d, &gu.d, 0, NULL, NULL, NULL};
+		ffdp_sample_grad_args gc = {&c, gout.h, &gu.h, 0, NULL, NULL, NULL, NULL};
+		ffdp_sample_grad_args gg = {&g, gout.d, &gu.d, 0, NULL, NULL, NULL, NULL};
 		s1 = ffdp_op_sample_grad(e->cpu, &gc, &e->err), s2 = ffdp_op_sample_grad(e->gpu, &gg, &e->err);
 		double r = !s1 && !s2 ? gp_vec_rel(e, &gu) : 1.0;
 		CHECK(r < TOL_GRAD, "  gu through the gate agrees (rel %.2e)", r);
@@ -348,8 +348,8 @@ static void test_sample_slab(env *e, const samp_case *sc, ffdp_pad pad)
 	double r = !s1 && !s2 ? pi_rel(e, &out) : 1.0;
 	CHECK(r < TOL_VAL, "sample %s from the moving slab [%lld, %lld): values agree (rel %.2e)", pad_name(pad),
 	      (long long)zs, (long long)ze, r);
-	ffdp_sample_grad_args gc = {&c, gout.h, &gu.h, 0, NULL, NULL, NULL};
-	ffdp_sample_grad_args gg = {&g, gout.d, &gu.d, 0, NULL, NULL, NULL};
+	ffdp_sample_grad_args gc = {&c, gout.h, &gu.h, 0, NULL, NULL, NULL, NULL};
+	ffdp_sample_grad_args gg = {&g, gout.d, &gu.d, 0, NULL, NULL, NULL, NULL};
 	s1 = ffdp_op_sample_grad(e->cpu, &gc, &e->err), s2 = ffdp_op_sample_grad(e->gpu, &gg, &e->err);
 	r = !s1 && !s2 ? gp_vec_rel(e, &gu) : 1.0;
 	CHECK(r < TOL_GRAD, "  gu from the slab agrees (rel %.2e)", r);

@@ -101,8 +101,8 @@ static void test_sampler(gp_env *e, const int64_t mn[3], const int64_t on[3])
 		for (int gw = 0; gw < 2; gw++) {
 			gp_vec g1 = gp_vec_new(e, on, 0, 1), g2 = gp_vec_new(e, on, 0, 1);
 			double w1[12] = {0}, w2[12] = {0};
-			ffdp_sample_grad_args ga = {&a, {o1, {on[0], on[1], on[2]}}, &g1.d, 0, gw ? w1 : NULL, NULL, NULL};
-			ffdp_sample_grad_args gb = {&b, {o1, {on[0], on[1], on[2]}}, &g2.d, 0, gw ? w2 : NULL, NULL, NULL};
+			ffdp_sample_grad_args ga = {&a, {o1, {on[0], on[1], on[2]}}, &g1.d, 0, gw ? w1 : NULL, NULL, NULL, NULL};
+			ffdp_sample_grad_args gb = {&b, {o1, {on[0], on[1], on[2]}}, &g2.d, 0, gw ? w2 : NULL, NULL, NULL, NULL};
 			s = ffdp_op_sample_grad(e->gpu, &ga, &e->err);
 			s = s ? s : ffdp_op_sample_grad(e->gpu, &gb, &e->err);
 			CHECK_OK(s, &e->err, "  CUDA sample_grad%s", gw ? " with gW" : "");

@@ -123,10 +123,10 @@ static void test_sample(ffdp_dist *d, ffdp_backend *be, const problem *P, int in
 	if (!st && in == FFDP_INTERP_LINEAR) {
 		ffdp_vec gf = {{gfull[0], gfull[1], gfull[2]}, {NX, NY, NZ}, 3};
 		ffdp_vec gm = {{gmine[0], gmine[1], gmine[2]}, {NX, NY, own}, 3};
-		ffdp_sample_grad_args ga = {&a, {P->gout, {NX, NY, NZ}}, &gf, 0, NULL, NULL, NULL};
+		ffdp_sample_grad_args ga = {&a, {P->gout, {NX, NY, NZ}}, &gf, 0, NULL, NULL, NULL, NULL};
 		st = ffdp_op_sample_grad(be, &ga, &err);
 		ffdp_dist_mbox_bind(&box, &m, &b);
-		ffdp_sample_grad_args gb = {&b, {P->gout + j0, {NX, NY, own}}, &gm, 0, NULL, NULL, NULL};
+		ffdp_sample_grad_args gb = {&b, {P->gout + j0, {NX, NY, own}}, &gm, 0, NULL, NULL, NULL, NULL};
 		if (!st && own > 0)
 			st = ffdp_op_sample_grad(be, &gb, &err);
 		int gd = 0;
@@ -174,8 +174,8 @@ static void test_ring(ffdp_dist *d, ffdp_backend *be, const problem *P, int in, 
 	int diff = !st && own > 0 && memcmp(mine, full + j0, sizeof(float) * (size_t)(own * plane)) != 0, gd = 0;
 	if (!st && in == FFDP_INTERP_LINEAR) {
 		ffdp_vec gfv = {{gf[0], gf[1], gf[2]}, {NX, NY, NZ}, 3}, gmv = {{gm[0], gm[1], gm[2]}, {NX, NY, own}, 3};
-		ffdp_sample_grad_args ga = {&a, {P->gout, {NX, NY, NZ}}, &gfv, 0, NULL, NULL, NULL};
-		ffdp_sample_grad_args gb = {&b, {P->gout + j0, {NX, NY, own}}, &gmv, 0, NULL, NULL, NULL};
+		ffdp_sample_grad_args ga = {&a, {P->gout, {NX, NY, NZ}}, &gfv, 0, NULL, NULL, NULL, NULL};
+		ffdp_sample_grad_args gb = {&b, {P->gout + j0, {NX, NY, own}}, &gmv, 0, NULL, NULL, NULL, NULL};
 		st = ffdp_op_sample_grad(be, &ga, &err);
 		if (!st)
 			st = ffdp_dist_sample_grad(d, be, &gb, &m, &t, &err);

@@ -107,6 +107,7 @@ static ffdp_ops_table make_table(void)
 	t.minmax = ffdp_cuda_minmax;
 	t.vec_linear = ffdp_cuda_vec_linear;
 	t.vec_max_abs_diff = ffdp_cuda_vec_max_abs_diff;
+	t.linear_step = ffdp_cuda_linear_step;
 	return t;
 }
 

@@ -30,6 +30,7 @@ typedef struct samp_k {
 	int64_t bx, bxy; /* the box's strides */
 	double W[12], B[9];
 	long long Wq[12]; /* W in 32.32 fixed point, when samp_fixed_ok */
+	const long long *wq; /* W_dev's Wq (device memory), or NULL: Wq (the fast kernels' WD) */
 	float Bf[9];      /* B rounded to float, for the fast kernels */
 	const float *u[3];
 	int uc; /* components of u; 0 without u */
@@ -54,9 +55,11 @@ static void samp_k_make(const ffdp_sample_args *a, const int64_t box[3], samp_k 
 		k->u[r] = NULL;
 	}
 	k->gate[0] = a->gate[0], k->gate[1] = a->gate[1];
+	/* with W_dev the host knows no W: the fast kernels read Wq there */
+	k->wq = a->W_dev ? (const long long *)a->W_dev->Wq : NULL;
 	for (int r = 0; r < 12; r++) {
-		k->W[r] = a->W[r];
-		k->Wq[r] = fabs(a->W[r]) < 0x1p30 ? llrint(ldexp(a->W[r], 32)) : 0;
+		k->W[r] = a->W_dev ? 0.0 : a->W[r];
+		k->Wq[r] = fabs(k->W[r]) < 0x1p30 ? llrint(ldexp(k->W[r], 32)) : 0;
 	}
 	for (int r = 0; r < 9; r++)
 		k->B[r] = a->B[r], k->Bf[r] = (float)a->B[r];
@@ -120,13 +123,21 @@ static bool samp_fixed_ok(const samp_k &k)
 	return true;
 }
 
+/* Entry i of the fixed-point W: the kernel's (WD false) or W_dev's. */
+template <bool WD> __device__ __forceinline__ long long samp_wq(const samp_k &k, int i)
+{
+	return WD ? __ldg(k.wq + i) : k.Wq[i];
+}
+
 /* The affine point of box voxel (x, y, z) in fixed point, per axis. */
+template <bool WD = false>
 __device__ __forceinline__ void samp_fixed_start(const samp_k &k, int64_t x, int64_t y, int64_t z, long long q[3])
 {
 	const long long gx = k.lo[0] + x, gy = k.lo[1] + y, gz = k.lo[2] + z;
 #pragma unroll
 	for (int r = 0; r < 3; r++)
-		q[r] = k.Wq[4 * r] * gx + k.Wq[4 * r + 1] * gy + k.Wq[4 * r + 2] * gz + k.Wq[4 * r + 3];
+		q[r] = samp_wq<WD>(k, 4 * r) * gx + samp_wq<WD>(k, 4 * r + 1) * gy + samp_wq<WD>(k, 4 * r + 2) * gz +
+		       samp_wq<WD>(k, 4 * r + 3);
 }
 
 /* A fixed-point coordinate as base, its integer part, and l, its fraction
@@ -304,7 +315,7 @@ template <bool PLAIN> __device__ __forceinline__ bool samp_rows_int(const samp_k
 	return true;
 }
 
-template <int PAD, typename TM, bool PLAIN>
+template <int PAD, typename TM, bool PLAIN, bool WD = false>
 __global__ void __launch_bounds__(CU_THREADS, SL_MINB) sample_lin3_kernel(samp_k k, float *out, int accumulate, int zt)
 {
 	const TM *__restrict__ M = samp_src<TM>(k);
@@ -317,7 +328,7 @@ __global__ void __launch_bounds__(CU_THREADS, SL_MINB) sample_lin3_kernel(samp_k
 		long long q[SL_NV][3];
 #pragma unroll
 		for (int e = 0; e < SL_NV; e++)
-			samp_fixed_start(k, xb + 32 * e, y, zb, q[e]);
+			samp_fixed_start<WD>(k, xb + 32 * e, y, zb, q[e]);
 		int64_t i = (zb * k.n[1] + y) * k.n[0] + xb;
 		const int64_t ze = zb + zt < k.n[2] ? zb + zt : k.n[2];
 		for (int64_t z = zb; z < ze; z++, i += nxy) {
@@ -342,7 +353,7 @@ __global__ void __launch_bounds__(CU_THREADS, SL_MINB) sample_lin3_kernel(samp_k
 			for (int e = 0; e < SL_NV; e++)
 #pragma unroll
 				for (int r = 0; r < 3; r++)
-					q[e][r] += k.Wq[4 * r + 2];
+					q[e][r] += samp_wq<WD>(k, 4 * r + 2);
 		}
 	}
 }
@@ -376,7 +387,17 @@ static bool samp_plain(const samp_k &k, int accumulate)
 static bool samp_fast(const samp_k &k, int64_t box_nz)
 {
 	return !k.flat_z && k.n[1] <= 65535 * CU_BY && k.bxy * box_nz < ((int64_t)1 << 31) && k.mn[0] < (1 << 20) &&
-	       k.mn[1] < (1 << 20) && k.mn[2] < (1 << 20) && (!k.uc || k.uc == 3) && samp_fixed_ok(k);
+	       k.mn[1] < (1 << 20) && k.mn[2] < (1 << 20) && (!k.uc || k.uc == 3) && (k.wq || samp_fixed_ok(k));
+}
+
+/* W_dev's calls: the fast kernels alone read it (the step that wrote it
+ * checked W against their frame: w->fault). */
+static ffdp_status samp_wdev_ok(const samp_k &k, bool fast, ffdp_error *err)
+{
+	if (k.wq && (!fast || !samp_plain(k, 0)))
+		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED,
+				 "sample: W_dev needs the fast 3-D kernels (boxes under 2^31 voxels, axes under 2^20)");
+	return FFDP_OK;
 }
 
 static ffdp_status check_common(const ffdp_sample_args *a, const int64_t box[3], ffdp_error *err)
@@ -395,7 +416,11 @@ template <typename TM> static void sample_launch(const samp_k &k, const ffdp_sam
 	const dim3 g2 = samp_fast_grid(k, zt), b2(CU_BX, CU_BY, 1);
 	switch (a->interp) {
 	case FFDP_INTERP_LINEAR:
-		if (fast && k.pad == FFDP_PAD_ZERO && plain)
+		if (k.wq && k.pad == FFDP_PAD_ZERO) /* (samp_wdev_ok: fast, plain) */
+			sample_lin3_kernel<FFDP_PAD_ZERO, TM, true, true><<<g2, b2>>>(k, a->out.p, 0, zt);
+		else if (k.wq)
+			sample_lin3_kernel<FFDP_PAD_BORDER, TM, true, true><<<g2, b2>>>(k, a->out.p, 0, zt);
+		else if (fast && k.pad == FFDP_PAD_ZERO && plain)
 			sample_lin3_kernel<FFDP_PAD_ZERO, TM, true><<<g2, b2>>>(k, a->out.p, a->accumulate, zt);
 		else if (fast && k.pad == FFDP_PAD_ZERO)
 			sample_lin3_kernel<FFDP_PAD_ZERO, TM, false><<<g2, b2>>>(k, a->out.p, a->accumulate, zt);
@@ -427,6 +452,8 @@ ffdp_status ffdp_cuda_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_e
 	const bool fast = samp_fast(k, a->moving.n[2]);
 	if (a->interp != FFDP_INTERP_LINEAR && a->interp != FFDP_INTERP_NEAREST && a->interp != FFDP_INTERP_LABEL)
 		return ffdp_fail(err, FFDP_ERR_ARG, "sample: unknown interpolation %d", (int)a->interp);
+	if ((s = samp_wdev_ok(k, fast, err)))
+		return s;
 	if (k.M16)
 		sample_launch<uint16_t>(k, a, sh, fast);
 	else
@@ -579,7 +606,7 @@ __global__ void __launch_bounds__(CU_THREADS, SG_MINB) sample_gu2_kernel(samp_k 
  * 32 apart along x, zt planes a step; each thread's 12 products in double
  * and the block's sums stored as sample_grad_kernel's (its order of terms
  * differs: the last bits of gW).  Every thread reaches the block sum. */
-template <int PAD, typename TM, bool PLAIN>
+template <int PAD, typename TM, bool PLAIN, bool WD = false>
 __global__ void __launch_bounds__(CU_THREADS, SG_MINB) sample_gw3_kernel(samp_k k, sgrad_k g, int zt)
 {
 	const TM *__restrict__ M = samp_src<TM>(k);
@@ -594,7 +621,7 @@ __global__ void __launch_bounds__(CU_THREADS, SG_MINB) sample_gw3_kernel(samp_k 
 		long long q[2][3];
 #pragma unroll
 		for (int v = 0; v < 2; v++)
-			samp_fixed_start(k, xb + 32 * v, y, zb, q[v]);
+			samp_fixed_start<WD>(k, xb + 32 * v, y, zb, q[v]);
 		int64_t i0 = (zb * k.n[1] + y) * k.n[0] + xb;
 		const int64_t ze = zb + zt < k.n[2] ? zb + zt : k.n[2];
 		for (int64_t z = zb; z < ze; z++, i0 += k.n[0] * k.n[1]) {
@@ -630,7 +657,7 @@ __global__ void __launch_bounds__(CU_THREADS, SG_MINB) sample_gw3_kernel(samp_k 
 			for (int v = 0; v < 2; v++)
 #pragma unroll
 				for (int r = 0; r < 3; r++)
-					q[v][r] += k.Wq[4 * r + 2];
+					q[v][r] += samp_wq<WD>(k, 4 * r + 2);
 		}
 	}
 	cu_block_sum_store<12>(aw, g.gW);
@@ -660,7 +687,10 @@ struct samp_gw3_l {
 	template <int PAD, typename TM, bool PLAIN>
 	static void go(dim3 gr, const samp_k &k, const sgrad_k &g, int zt)
 	{
-		sample_gw3_kernel<PAD, TM, PLAIN><<<gr, dim3(CU_BX, CU_BY, 1)>>>(k, g, zt);
+		if (PLAIN && k.wq)
+			sample_gw3_kernel<PAD, TM, true, true><<<gr, dim3(CU_BX, CU_BY, 1)>>>(k, g, zt);
+		else
+			sample_gw3_kernel<PAD, TM, PLAIN><<<gr, dim3(CU_BX, CU_BY, 1)>>>(k, g, zt);
 	}
 };
 
@@ -686,24 +716,29 @@ ffdp_status ffdp_cuda_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args 
 		return s;
 	if (a->gu && a->gu->ncomp != f->u->ncomp)
 		return ffdp_fail(err, FFDP_ERR_ARG, "sample_grad: gu and u differ in components");
-	if (!a->gu && !a->gW && !a->gM)
+	if (!a->gu && !a->gW && !a->gW_dev && !a->gM)
 		return FFDP_OK;
 	samp_k k;
 	samp_k_make(f, a->gout.n, &k);
+	const bool want_gw = a->gW || a->gW_dev;
 	sgrad_k g = {a->gout.p, {NULL, NULL, NULL}, a->accumulate_gu, NULL, a->gM ? a->gM->p : NULL};
 	if (a->gu)
 		for (int c = 0; c < a->gu->ncomp; c++)
 			g.gu[c] = a->gu->c[c];
 	/* a capped grid when reducing gW: one stored partial per block and entry */
-	const cu_shape sh = cu_voxel_shape(k.n[0], k.n[1], k.n[2], a->gW ? cu_reduce_blocks() : 0);
+	const cu_shape sh = cu_voxel_shape(k.n[0], k.n[1], k.n[2], want_gw ? cu_reduce_blocks() : 0);
 	const bool fast = samp_fast(k, f->moving.n[2]);
-	const bool gw3 = a->gW && !g.gM && !g.gu[0] && fast; /* the affine stage's call */
+	const bool gw3 = want_gw && !g.gM && !g.gu[0] && fast; /* the affine stage's call */
+	if ((s = samp_wdev_ok(k, fast, err)))
+		return s;
+	if (k.wq && !gw3)
+		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "sample_grad: W_dev gives gW alone");
 	const int zt = samp_zt(k);
 	const dim3 grw = gw3 ? samp_gw3_grid(k, zt) : sh.grid;
 	cu_sums gw = {NULL, 0, 0};
-	if (a->gW && !(g.gW = cu_sums_alloc(&gw, 12, grw, err, "sample_grad")))
+	if (want_gw && !(g.gW = cu_sums_alloc(&gw, 12, grw, err, "sample_grad")))
 		return FFDP_ERR_NOMEM;
-	const bool two = !a->gW && !g.gM && g.gu[0] && k.uc == 3 && fast;
+	const bool two = !want_gw && !g.gM && g.gu[0] && k.uc == 3 && fast;
 	if (gw3 && k.M16)
 		samp_grad_fast_launch<samp_gw3_l, uint16_t>(k, g, grw, zt);
 	else if (gw3)
@@ -712,16 +747,22 @@ ffdp_status ffdp_cuda_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args 
 		samp_grad_fast_launch<samp_gu2_l, uint16_t>(k, g, samp_fast_grid(k, zt), zt);
 	else if (two)
 		samp_grad_fast_launch<samp_gu2_l, float>(k, g, samp_fast_grid(k, zt), zt);
-	else if (a->gW && k.M16)
+	else if (want_gw && k.M16)
 		sample_grad_kernel<true, uint16_t><<<sh.grid, sh.block>>>(k, g);
-	else if (a->gW)
+	else if (want_gw)
 		sample_grad_kernel<true, float><<<sh.grid, sh.block>>>(k, g);
 	else if (k.M16)
 		sample_grad_kernel<false, uint16_t><<<sh.grid, sh.block>>>(k, g);
 	else
 		sample_grad_kernel<false, float><<<sh.grid, sh.block>>>(k, g);
 	s = cu_launched(err, "sample_grad");
-	if (!s && a->gW) {
+	if (!s && a->gW_dev) { /* stays on the device: no wait */
+		s = cu_sums_reduce(&gw, err, "sample_grad gW");
+		if (!s)
+			s = cu_status(cudaMemcpyAsync(a->gW_dev, cu_sums_total(&gw), 12 * sizeof(double),
+						      cudaMemcpyDeviceToDevice, 0),
+				      err, "sample_grad gW");
+	} else if (!s && a->gW) {
 		double h[12];
 		s = cu_sums_fetch(&gw, h, err, "sample_grad gW");
 		for (int e = 0; e < 12 && !s; e++)
