@@ -346,7 +346,11 @@ ffdp_status ffdp_op_mse(ffdp_backend *be, const ffdp_loss_args *a, ffdp_error *e
  * faces; per voxel cc = cov^2 / (var_f var_m + eps) from window
  * sums; loss = -mean(cc).  exact_grad = 0 gives ANTs' approximation (only
  * the window centred on the voxel).  Scratch is O(slab), never a 5-volume
- * buffer; cost does not grow with k. */
+ * buffer; cost does not grow with k.  eps is absolute: with intensities of
+ * order 1 (the registration normalises to [0, 1]) the running sums'
+ * rounding residue is ~1e-9 of the gradients; with intensities of ~100
+ * beside exact zeros, windows whose f or m is 0 everywhere keep a residue
+ * that eps no longer masks (gradient errors up to ~1e-1 there). */
 typedef struct ffdp_lncc_opts {
 	int k;
 	int exact_grad;
