@@ -219,7 +219,7 @@ static ffdp_status check_wdev(const ffdp_sample_args *a, const char *what, ffdp_
 /* b = a with the moving image as floats where the backend reads no
  * unorm16, and W_dev's W in W on host-memory backends (theirs is host
  * memory: only CUDA reads W_dev itself). */
-static ffdp_status sample_floats(ffdp_backend *be, const ffdp_sample_args *a, ffdp_sample_args *b, float **tmp,
+static ffdp_status sample_prepare(ffdp_backend *be, const ffdp_sample_args *a, ffdp_sample_args *b, float **tmp,
 				 ffdp_error *err)
 {
 	*b = *a;
@@ -248,7 +248,7 @@ ffdp_status ffdp_op_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_err
 		return s;
 	ffdp_sample_args b;
 	float *tmp;
-	if (!(s = sample_floats(be, a, &b, &tmp, err)))
+	if (!(s = sample_prepare(be, a, &b, &tmp, err)))
 		s = be->ops->sample(be, &b, err);
 	ffdp_buf_free(be, tmp);
 	return s;
@@ -291,7 +291,7 @@ ffdp_status ffdp_op_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args *a
 		return s;
 	ffdp_sample_args f;
 	float *tmp;
-	if (!(s = sample_floats(be, a->fwd, &f, &tmp, err))) {
+	if (!(s = sample_prepare(be, a->fwd, &f, &tmp, err))) {
 		ffdp_sample_grad_args b = *a;
 		double gw[12] = {0};
 		b.fwd = &f;

@@ -18,7 +18,6 @@
 
 typedef struct linear_params {
 	double p[12]; /* affine: A (9) then t/rho (3); rigid: w (3) then t/rho (3) */
-	int np;
 	ffdp_linear_step_args la; /* rigid, R0, c, rho (the level's fields set per level) */
 } linear_params;
 
@@ -36,7 +35,6 @@ static void params_init(linear_params *lp, const reg_pair *p, const ffdp_mat4 *T
 	memset(lp, 0, sizeof(*lp));
 	ffdp_linear_step_args *la = &lp->la;
 	la->rigid = rigid;
-	lp->np = rigid ? 6 : 12;
 	ffdp_grid_center(&p->fn.grid, la->c);
 	double ext = 0;
 	for (int a = 0; a < 3; a++) {
@@ -153,18 +151,20 @@ static ffdp_status run_level(reg_domain *dm, const reg_pair *p, const ffdp_stage
 	lin_level L;
 	reg_iter ri;
 	reg_iter_init(&ri, st, dm->be, pb, done, lv->F.grid.n);
-	ffdp_sample_args sa;
 	ffdp_status s = lin_level_begin(dm, p, lv, st, lp, &L, err);
+	/* the level's sampler, copied each iteration (the distributed sampler
+	 * binds its box into the arguments); W, or W_dev read by the backend */
+	const ffdp_mat4 id = ffdp_mat4_identity();
+	ffdp_sample_args sa0, sa;
+	reg_sampler_init(&sa0, &lv->M, &lv->m_p2i, &id, lv, warped);
+	sa0.W_dev = L.dev ? L.la.w : NULL;
+	sa0.out = reg_dom_img(dm, warped);
+	sa0.lo[2] = dm->z0;
 	int it, stop = 0;
 	for (it = 0; it < iters && !stop && !s; it++) {
-		ffdp_mat4 T = ffdp_mat4_identity(); /* W below */
-		reg_sampler_init(&sa, &lv->M, &lv->m_p2i, &T, lv, warped);
-		if (L.dev)
-			sa.W_dev = L.la.w;
-		else
+		sa = sa0;
+		if (!L.dev)
 			memcpy(sa.W, L.w.W, sizeof(sa.W));
-		sa.out = reg_dom_img(dm, warped);
-		sa.lo[2] = dm->z0;
 		ffdp_scalar loss;
 		memset(L.gw, 0, sizeof(L.gw));
 		ffdp_sample_grad_args ga = {&sa, reg_dom_img(dm, gm), NULL, 0, L.dev ? NULL : L.gw, NULL, NULL,
