@@ -120,7 +120,7 @@ static ffdp_status run_op(bench *b, const op_cfg *c, ffdp_error *err)
 	ffdp_loss_args a = {{b->f, {b->n[0], b->n[1], b->n[2]}}, {b->m, {b->n[0], b->n[1], b->n[2]}}, NULL, 0.0, 1.0,
 			    c->both ? b->g2 : NULL, b->g, &loss, NULL, NULL, NULL, NULL};
 	if (c->mi) {
-		ffdp_mi_opts o = {32, c->k == 1 ? FFDP_MI_GAUSSIAN : FFDP_MI_BSPLINE3, -20.0, 1820.0, -5.0, 205.0, NULL, NULL, NULL};
+		ffdp_mi_opts o = {32, c->k == 1 ? FFDP_MI_GAUSSIAN : FFDP_MI_BSPLINE3, -20.0, 1820.0, -5.0, 205.0, NULL, NULL, NULL, 0};
 		return ffdp_op_mi(b->be, &a, &o, err);
 	}
 	ffdp_lncc_opts o = {.k = c->k, .exact_grad = c->exact, .eps = 0.0};

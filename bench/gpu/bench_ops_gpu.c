@@ -266,7 +266,7 @@ static ffdp_status op_mi(bench *b)
 {
 	double loss;
 	ffdp_loss_args a = loss_args(b, &loss);
-	ffdp_mi_opts o = {32, FFDP_MI_GAUSSIAN, 0, 1, 0, 1, NULL, NULL, NULL};
+	ffdp_mi_opts o = {32, FFDP_MI_GAUSSIAN, 0, 1, 0, 1, NULL, NULL, NULL, 0};
 	return ffdp_op_mi(b->be, &a, &o, &b->err);
 }
 

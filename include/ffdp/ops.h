@@ -334,8 +334,8 @@ typedef struct ffdp_loss_args {
 	const uint16_t *f16; /* f as unorm16 (see "16-bit images"), f.p NULL; or NULL */
 	/* optional, instead of loss (which may then be NULL; no sum, zsum):
 	 * the loss, pending where the backend reduces on its device (CUDA's
-	 * LNCC, MSE, and MI without a mask or histograms in or out: no wait
-	 * for the GPU in the call), else ready.  The value has the bits *loss
+	 * LNCC, MSE, and MI without histograms in or out and with no mask or
+	 * one of known maximum: no wait for the GPU in the call), else ready.  The value has the bits *loss
 	 * would have got. */
 	ffdp_scalar *later;
 } ffdp_loss_args;
@@ -420,6 +420,10 @@ typedef struct ffdp_mi_opts {
 	 * order (each plane's voxels added in order), the same bits for any
 	 * thread count, and for ranks that add the gathered planes in order. */
 	double *hist_z;
+	/* > 0: a->mask is finite and non-negative with this maximum (the
+	 * caller has checked it, once for many calls): CUDA then reads nothing
+	 * of the mask back and may return a pending loss.  0: unknown. */
+	double mask_max;
 } ffdp_mi_opts;
 
 ffdp_status ffdp_op_mi(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_mi_opts *o,

@@ -452,6 +452,8 @@ ffdp_status ffdp_op_mi(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_mi_
 		return ffdp_fail(err, FFDP_ERR_ARG, "mi: %d bins is outside 4..1024", o->bins);
 	if (!(o->f_hi > o->f_lo) || !(o->m_hi > o->m_lo))
 		return ffdp_fail(err, FFDP_ERR_ARG, "mi: empty intensity range");
+	if (!(o->mask_max >= 0) || isinf(o->mask_max))
+		return ffdp_fail(err, FFDP_ERR_ARG, "mi: mask_max must be finite and not negative");
 	if (o->hist_z && !ffdp_backend_host_memory(be))
 		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "mi: per-plane histograms only on host-memory backends");
 	ffdp_loss_args b;

@@ -83,6 +83,7 @@ void reg_domain_level(reg_domain *dm, const ffdp_grid *g)
 {
 	reg_domain_release(dm); /* the level's images are new */
 	dm->mask_key = NULL;
+	dm->mask_max_key = NULL;
 	dm->nz = g->n[2];
 	dom_planes(dm, g, &dm->z0, &dm->z1);
 	dm->n[0] = g->n[0], dm->n[1] = g->n[1], dm->n[2] = dm->z1 - dm->z0;
@@ -271,17 +272,38 @@ static ffdp_status mask_sum(reg_domain *dm, const float *mask, double *sum, ffdp
 	return s;
 }
 
+/* The level mask's maximum where it is a plain mask (finite: its sum is;
+ * no negative weight): MI then needs nothing of it from the device (its
+ * fixed-point quantum), once a level.  0 otherwise (MI checks it itself). */
+static ffdp_status mask_max(reg_domain *dm, const float *mask, double *mx, ffdp_error *err)
+{
+	if (dm->mask_max_key != mask) {
+		double sum, lo, hi;
+		ffdp_status s = mask_sum(dm, mask, &sum, err);
+		if (!s)
+			s = ffdp_op_minmax(dm->be, reg_dom_img(dm, (float *)mask), &lo, &hi, err);
+		if (s)
+			return s;
+		dm->mask_max_key = mask;
+		dm->mask_max = isfinite(sum) && lo >= 0.0 && hi > 0.0 ? hi : 0.0;
+	}
+	*mx = dm->mask_max;
+	return FFDP_OK;
+}
+
 ffdp_status reg_dom_similarity(reg_domain *dm, const ffdp_metric *mt, float *f, const uint16_t *f16, float *m,
 			       const float *mask, float *gf, float *gm, double scale, int64_t nvox, ffdp_scalar *loss,
 			       ffdp_error *err)
 {
 	/* the mean's denominator: the voxel count, or the mask's weights */
-	double denom = (double)nvox;
+	double denom = (double)nvox, mmax = 0.0;
 	ffdp_status st = mask && mt->kind != FFDP_METRIC_MI ? mask_sum(dm, mask, &denom, err) : FFDP_OK;
+	if (!st && mask && mt->kind == FFDP_METRIC_MI && !dm->dist)
+		st = mask_max(dm, mask, &mmax, err);
 	if (st)
 		return st;
 	if (!dm->dist)
-		return reg_similarity(dm->be, mt, reg_dom_img(dm, f), f16, reg_dom_img(dm, m), mask, denom, gf, gm,
+		return reg_similarity(dm->be, mt, reg_dom_img(dm, f), f16, reg_dom_img(dm, m), mask, denom, mmax, gf, gm,
 				      scale, loss, err);
 #ifdef FFDP_HAVE_MPI
 	if (f16)

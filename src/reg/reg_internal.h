@@ -112,6 +112,8 @@ typedef struct reg_domain {
 	reg_mcache mcache[2];     /* dropped with each level */
 	const float *mask_key;    /* the level mask whose weight sum is mask_sum */
 	double mask_sum;
+	const float *mask_max_key; /* ... and whose maximum is mask_max (0: not known to be a plain mask) */
+	double mask_max;
 } reg_domain;
 
 void reg_domain_init(reg_domain *dm, ffdp_backend *be, struct ffdp_dist *dist);
@@ -190,8 +192,8 @@ void reg_host_fields_end(reg_host_fields *h);
  * pending (ffdp_scalar_get reads it). */
 void reg_mi_opts(const ffdp_metric *mt, ffdp_mi_opts *o);
 ffdp_status reg_similarity(ffdp_backend *be, const ffdp_metric *mt, ffdp_img f, const uint16_t *f16, ffdp_img m,
-			   const float *mask, double denom, float *gf, float *gm, double scale, ffdp_scalar *loss,
-			   ffdp_error *err);
+			   const float *mask, double denom, double mask_max, float *gf, float *gm, double scale,
+			   ffdp_scalar *loss, ffdp_error *err);
 
 /* ANTs-style convergence: plateau or rise of the loss over a window. */
 typedef struct reg_convergence {

@@ -13,8 +13,8 @@ void reg_mi_opts(const ffdp_metric *mt, ffdp_mi_opts *o)
 }
 
 ffdp_status reg_similarity(ffdp_backend *be, const ffdp_metric *mt, ffdp_img f, const uint16_t *f16, ffdp_img m,
-			   const float *mask, double denom, float *gf, float *gm, double scale, ffdp_scalar *loss,
-			   ffdp_error *err)
+			   const float *mask, double denom, double mask_max, float *gf, float *gm, double scale,
+			   ffdp_scalar *loss, ffdp_error *err)
 {
 	ffdp_loss_args a;
 	memset(&a, 0, sizeof(a));
@@ -30,6 +30,7 @@ ffdp_status reg_similarity(ffdp_backend *be, const ffdp_metric *mt, ffdp_img f, 
 	case FFDP_METRIC_MI: {
 		ffdp_mi_opts o;
 		reg_mi_opts(mt, &o);
+		o.mask_max = mask ? mask_max : 0.0;
 		return ffdp_op_mi(be, &a, &o, err);
 	}
 	case FFDP_METRIC_MSE:

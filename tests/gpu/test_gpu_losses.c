@@ -457,7 +457,7 @@ static void mi_case(const inputs *in, int B, ffdp_mi_kernel ker, int masked, dou
 		mlo = fmin(mlo, in->m[i]), mhi = fmax(mhi, in->m[i]);
 	}
 	/* f's range a little narrow, so that some voxels clamp */
-	ffdp_mi_opts o = {B, ker, lo + 0.05 * (hi - lo), hi - 0.05 * (hi - lo), mlo, mhi, hist, NULL, NULL};
+	ffdp_mi_opts o = {B, ker, lo + 0.05 * (hi - lo), hi - 0.05 * (hi - lo), mlo, mhi, hist, NULL, NULL, 0};
 	ffdp_loss_args a = {{in->df, {in->n[0], in->n[1], in->n[2]}}, {in->dm, {in->n[0], in->n[1], in->n[2]}},
 			    masked ? in->dw : NULL, denom, 0.7, dgf, dgm, &loss, &sum, NULL, NULL, NULL};
 	size_t free0;
@@ -523,7 +523,7 @@ static void mi_error_case(const inputs *in)
 			dev_put(dw, w, n);
 		}
 		double loss = 0, closs = 0;
-		ffdp_mi_opts o = {32, FFDP_MI_GAUSSIAN, -0.5, 4.0, -0.5, 4.0, NULL, NULL, NULL};
+		ffdp_mi_opts o = {32, FFDP_MI_GAUSSIAN, -0.5, 4.0, -0.5, 4.0, NULL, NULL, NULL, 0};
 		ffdp_loss_args a = {{in->df, {in->n[0], in->n[1], in->n[2]}}, {in->dm, {in->n[0], in->n[1], in->n[2]}},
 				    dw, 0, 1.0, NULL, NULL, &loss, NULL, NULL, NULL, NULL};
 		ffdp_loss_args c = {{in->f, {in->n[0], in->n[1], in->n[2]}}, {in->m, {in->n[0], in->n[1], in->n[2]}},
@@ -548,6 +548,12 @@ static void mi_error_case(const inputs *in)
 static ffdp_status loss_call(int op, const inputs *in, const float *dm, int masked, float *gm, double *loss,
 			     ffdp_scalar *x, ffdp_error *err)
 {
+	/* a pending MI is told the mask's maximum (the registration's
+	 * promise): its quantum, so its bits, are those of the maximum it
+	 * would have read */
+	double wmax = 0;
+	for (int64_t i = 0; masked && x && i < in->nvox; i++)
+		wmax = fmax(wmax, in->w[i]);
 	ffdp_loss_args a;
 	memset(&a, 0, sizeof(a));
 	a.f = (ffdp_img){in->df, {in->n[0], in->n[1], in->n[2]}};
@@ -555,14 +561,15 @@ static ffdp_status loss_call(int op, const inputs *in, const float *dm, int mask
 	a.mask = masked ? in->dw : NULL, a.scale = 1.7, a.gm = gm;
 	a.loss = x ? NULL : loss, a.later = x;
 	ffdp_lncc_opts lo = {.k = 5, .exact_grad = 1};
-	ffdp_mi_opts mo = {32, FFDP_MI_GAUSSIAN, -0.5, 4.0, -0.5, 4.0, NULL, NULL, NULL};
+	ffdp_mi_opts mo = {32, FFDP_MI_GAUSSIAN, -0.5, 4.0, -0.5, 4.0, NULL, NULL, NULL, wmax};
 	return op == 0 ? ffdp_op_lncc(gpu, &a, &lo, err) : op == 1 ? ffdp_op_mse(gpu, &a, err) : ffdp_op_mi(gpu, &a, &mo, err);
 }
 
 /* A pending loss reads as the synchronous call's bits, with the same
  * gradient, also when later calls reuse the scratch it was reduced in;
- * LNCC, MSE and MI without a mask are pending (no wait in the call),
- * masked MI ready (the mask's maximum and the table's status are read). */
+ * LNCC, MSE and MI (masked: told the mask's maximum) are pending (no wait
+ * in the call); masked MI not told it is ready (it reads the maximum and
+ * the table's status). */
 static void pending_case(const inputs *in, const inputs *other)
 {
 	static const char *name[3] = {"lncc", "mse", "mi"};
@@ -577,8 +584,8 @@ static void pending_case(const inputs *in, const inputs *other)
 			CHECK_OK(loss_call(op, in, in->dm, masked, dg, &sync, NULL, &err), &err, "pending %s: sync runs", name[op]);
 			dev_fetch(g0, dg, in->nvox);
 			CHECK_OK(loss_call(op, in, in->dm, masked, dg, NULL, &x, &err), &err, "pending %s: pending runs", name[op]);
-			CHECK(x.ready == (op == 2 && masked), "pending %s%s: %s after the call", name[op],
-			      masked ? " masked" : "", x.ready ? "ready" : "pending");
+			CHECK(!x.ready, "pending %s%s: %s after the call", name[op], masked ? " masked" : "",
+			      x.ready ? "ready" : "pending");
 			/* another call (other images: another sum) before the read */
 			CHECK_OK(loss_call(op, in, other->dm, masked, NULL, &mid, NULL, &err), &err, "pending %s: a call between",
 				 name[op]);
@@ -588,6 +595,18 @@ static void pending_case(const inputs *in, const inputs *other)
 			      "pending %s%s: %.17g = the synchronous %.17g (the call between: %.17g), same gradient bits",
 			      name[op], masked ? " masked" : "", got, sync, mid);
 		}
+	/* masked MI without the mask's maximum: read, so ready */
+	{
+		ffdp_scalar x;
+		memset(&x, 0, sizeof(x));
+		ffdp_loss_args a;
+		memset(&a, 0, sizeof(a));
+		a.f = (ffdp_img){in->df, {in->n[0], in->n[1], in->n[2]}};
+		a.m = (ffdp_img){in->dm, {in->n[0], in->n[1], in->n[2]}};
+		a.mask = in->dw, a.scale = 1.0, a.later = &x;
+		ffdp_mi_opts mo = {32, FFDP_MI_GAUSSIAN, -0.5, 4.0, -0.5, 4.0, NULL, NULL, NULL, 0};
+		CHECK(ffdp_op_mi(gpu, &a, &mo, &err) == FFDP_OK && x.ready, "pending mi masked, maximum not given: ready");
+	}
 	/* the ring: FFDP_SCALAR_RING + 1 pending, the oldest overwritten */
 	ffdp_scalar xs[FFDP_SCALAR_RING + 1];
 	double want = 0, got = 0;

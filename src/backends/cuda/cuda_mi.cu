@@ -419,14 +419,15 @@ static mi_map mi_map_make(double lo, double hi, int bins)
  * always) and any bin's total n max|v| 2^e below 2^62: e = 29 (quantum
  * 2e-9 of a voxel's mass, finer than the float weights) for a 0/1 mask up
  * to 2^33 voxels, coarser beyond.  Without a mask max|v| = 1 and nothing
- * is read back; with one, its maximum is. */
-static ffdp_status mi_histogram(mi_k *k, ffdp_mi_kernel kern, int *e, ffdp_error *err)
+ * is read back; with one, its maximum is, unless the caller knows it
+ * (ffdp_mi_opts.mask_max). */
+static ffdp_status mi_histogram(mi_k *k, ffdp_mi_kernel kern, double mask_max, int *e, ffdp_error *err)
 {
 	const size_t tab = (size_t)k->sp * k->sp;
-	double vmax = 1.0;
+	double vmax = mask_max > 0 ? mask_max : 1.0;
 	ffdp_status s;
 
-	if (k->w && (s = lm_reduce_volume(k->w, k->n, 1, &vmax, err, "mi mask")))
+	if (k->w && !(mask_max > 0) && (s = lm_reduce_volume(k->w, k->n, 1, &vmax, err, "mi mask")))
 		return s;
 	if (!isfinite(vmax))
 		return ffdp_fail(err, FFDP_ERR_DATA, "mi: the mask holds a NaN or infinite weight");
@@ -458,10 +459,11 @@ static ffdp_status mi_table_status(const double *out, int B, ffdp_error *err)
 }
 
 /* Pass 1, the table and pass 2, all on the device.  What the host reads:
- * the mask's maximum (with a mask), the histogram when o->hist asks for
- * it, and MI, V and the table's status, unless the loss is wanted later
- * (a->later, no mask, no histogram in or out: then no table error can
- * arise and nothing is read). */
+ * the mask's maximum (with a mask, unless o->mask_max gives it), the
+ * histogram when o->hist asks for it, and MI, V and the table's status,
+ * unless the loss is wanted later (a->later, no mask or one of known
+ * maximum, no histogram in or out: then no table error can arise and
+ * nothing is read). */
 ffdp_status ffdp_cuda_mi(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_mi_opts *o, ffdp_error *err)
 {
 	const int B = o->bins, sp = B + 2 * MI_P;
@@ -489,7 +491,7 @@ ffdp_status ffdp_cuda_mi(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_m
 		s = cu_status(cudaMemcpy(h, o->hist_in, (size_t)B * B * sizeof(double), cudaMemcpyHostToDevice), err,
 			      "mi histogram in");
 	else
-		s = mi_histogram(&k, o->kernel, &e, err);
+		s = mi_histogram(&k, o->kernel, o->mask_max, &e, err);
 	if (!s) {
 		mi_table_kernel<<<1, MI_TT>>>(o->hist_in ? NULL : (const long long *)k.h, e, B, sp, a->denom, h, G,
 					      out);
@@ -497,7 +499,7 @@ ffdp_status ffdp_cuda_mi(ffdp_backend *be, const ffdp_loss_args *a, const ffdp_m
 	}
 	if (!s && o->hist)
 		s = cu_fetch(o->hist, h, ((size_t)B * B + 2 * (size_t)B) * sizeof(double), err, "mi histogram");
-	const bool later = a->later && !k.w && !o->hist_in && !o->hist && k.n > 0;
+	const bool later = a->later && (!k.w || o->mask_max > 0) && !o->hist_in && !o->hist && k.n > 0;
 	if (!s && later) {
 		s = ffdp_cuda_scalar_later(be, out, -1.0, 1.0, a->later, err);
 	} else if (!s) {
