@@ -116,8 +116,9 @@ static bool samp_fixed_ok(const samp_k &k)
 	for (int r = 0; r < 3; r++) {
 		if (k.lo[r] < 0 || k.lo[r] + k.n[r] > ((int64_t)1 << 20))
 			return false;
-		if (fabs(k.W[4 * r]) + fabs(k.W[4 * r + 1]) + fabs(k.W[4 * r + 2]) > 256.0 ||
-		    !(fabs(k.W[4 * r + 3]) <= 0x1p28))
+		/* W_dev's W: checked by the step that wrote it (w->fault) */
+		if (!k.wq && (fabs(k.W[4 * r]) + fabs(k.W[4 * r + 1]) + fabs(k.W[4 * r + 2]) > 256.0 ||
+			      !(fabs(k.W[4 * r + 3]) <= 0x1p28)))
 			return false;
 	}
 	return true;
@@ -387,7 +388,7 @@ static bool samp_plain(const samp_k &k, int accumulate)
 static bool samp_fast(const samp_k &k, int64_t box_nz)
 {
 	return !k.flat_z && k.n[1] <= 65535 * CU_BY && k.bxy * box_nz < ((int64_t)1 << 31) && k.mn[0] < (1 << 20) &&
-	       k.mn[1] < (1 << 20) && k.mn[2] < (1 << 20) && (!k.uc || k.uc == 3) && (k.wq || samp_fixed_ok(k));
+	       k.mn[1] < (1 << 20) && k.mn[2] < (1 << 20) && (!k.uc || k.uc == 3) && samp_fixed_ok(k);
 }
 
 /* W_dev's calls: the fast kernels alone read it (the step that wrote it
