@@ -20,9 +20,9 @@
  *
  * Passes.  1: padded histograms (doubles) per z plane (per row in 2-D):
  * the plane's voxel i goes to table i mod 4, added in order, each its W x
- * W outer product (W = 7 Gaussian, 4 B-spline) with the moving window
- * widened to whole 16-byte pairs; the four tables are summed in a fixed
- * order; planes are done in chunks of 2 per thread, in parallel, and added
+ * W outer product (W = 7 Gaussian, 4 B-spline; the moving window padded
+ * with zero weights to 8 and 4 bins, whole vectors); the four tables are
+ * summed in a fixed order; planes are done in chunks of 2 per thread, in parallel, and added
  * to the joint in plane order: the same bits for any thread count and for
  * z-slabs adding their planes in order (ops.h).  Host: marginals, MI and
  * G, O(B^2).  2: recompute each voxel's windows and derivatives, write gf
