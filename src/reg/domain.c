@@ -168,12 +168,14 @@ ffdp_status reg_dom_field_resample(reg_domain *dm, const ffdp_field *f, const ff
 	return s;
 }
 
+#ifdef FFDP_HAVE_MPI
 /* a's output, u and lo on the rank's box. */
 static void bind_box(const reg_domain *dm, ffdp_sample_args *a)
 {
 	a->out.n[0] = dm->n[0], a->out.n[1] = dm->n[1], a->out.n[2] = dm->n[2];
 	a->lo[2] = dm->z0;
 }
+#endif
 
 ffdp_status reg_dom_sample(reg_domain *dm, ffdp_sample_args *a, const ffdp_volume *src, ffdp_error *err)
 {
