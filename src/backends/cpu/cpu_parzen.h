@@ -81,9 +81,10 @@ static inline __attribute__((always_inline)) void parzen_coords(const parzen_map
 
 /* Zero window bins outside [0, bins): only near the range ends, but a
  * batch has some lane there more often than not (the background's bin),
- * so by selects over all lanes, which vectorise, after one test. */
+ * so by selects over all lanes, which vectorise, after one test.  (The
+ * derivatives follow from the clipped k: 4 i 0 is 0.) */
 static inline __attribute__((always_inline)) void parzen_clip(int W, int bins, const int *j0,
-							    double k[][PARZEN_BATCH], double dk[][PARZEN_BATCH])
+							    double k[][PARZEN_BATCH])
 {
 	int lo = j0[0], hi = j0[0];
 	for (int v = 1; v < PARZEN_BATCH; v++) {
@@ -100,9 +101,8 @@ static inline __attribute__((always_inline)) void parzen_clip(int W, int bins, c
 		for (int v = 0; v < PARZEN_BATCH; v++) {
 			/* one compare a select: the form that vectorises */
 			const double j = jd[v] + (double)a, nb = (double)bins;
-			const double kk = j >= 0.0 ? k[a][v] : 0.0, dd = j >= 0.0 ? dk[a][v] : 0.0;
+			const double kk = j >= 0.0 ? k[a][v] : 0.0;
 			k[a][v] = j < nb ? kk : 0.0;
-			dk[a][v] = j < nb ? dd : 0.0;
 		}
 }
 
@@ -179,10 +179,10 @@ static inline __attribute__((always_inline)) void parzen_gauss(const parzen_map 
 			k[3 - i][v] = dn * c[i];
 		}
 	}
+	parzen_clip(PARZEN_GW, p->bins, o->j0, k);
 	for (int a = 0; a < PARZEN_GW; a++)
 		for (int v = 0; v < PARZEN_BATCH; v++)
 			dk[a][v] = 4 * (double)(a - 3) * k[a][v];
-	parzen_clip(PARZEN_GW, p->bins, o->j0, k, dk);
 	parzen_normalise(PARZEN_GW, k, dk, want_dw, o);
 }
 
