@@ -140,9 +140,10 @@ typedef struct ffdp_sample_args {
 	 * moving.n its size; or NULL. */
 	const uint16_t *moving16;
 	/* W in backend memory, as ffdp_op_linear_step writes it, instead of W
-	 * (the linear stages' loop: no W crosses to the host); or NULL.  3-D,
-	 * linear, no u, no gate, the whole moving volume; the CUDA backend
-	 * trusts Wq (w->fault says where it does not hold). */
+	 * (the linear stages' loop: no W crosses to the host); or NULL.
+	 * Linear, no u, no gate, no accumulation, the whole moving volume; the
+	 * CUDA backend's fast 3-D kernels trust Wq (w->fault says where it
+	 * does not hold). */
 	const struct ffdp_linear_w *W_dev;
 } ffdp_sample_args;
 

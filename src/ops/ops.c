@@ -210,8 +210,8 @@ static ffdp_status check_wdev(const ffdp_sample_args *a, const char *what, ffdp_
 	if (!a->W_dev)
 		return FFDP_OK;
 	if (a->u || a->interp != FFDP_INTERP_LINEAR || a->gate[1] > a->gate[0] || a->m_full[0] || a->m_full[1] ||
-	    a->m_full[2] || a->accumulate || (a->moving.n[2] == 1 && a->out.n[2] == 1))
-		return ffdp_fail(err, FFDP_ERR_ARG, "%s: W_dev is for 3-D linear sampling of the whole moving image "
+	    a->m_full[2] || a->accumulate)
+		return ffdp_fail(err, FFDP_ERR_ARG, "%s: W_dev is for linear sampling of the whole moving image "
 				 "without u, gate or accumulation", what);
 	return FFDP_OK;
 }

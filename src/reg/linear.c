@@ -5,9 +5,9 @@
  * One process on a device backend keeps the parameters, their moments,
  * dL/dW and the sampler's W in device memory (ffdp_op_linear_step, W_dev,
  * gW_dev): an iteration queues its work and reads nothing back (the loss
- * one iteration late, as every stage).  Elsewhere (host memory, ranks,
- * 2-D, a W near the samplers' fixed-point bounds) the same step runs here
- * on host copies.
+ * one iteration late, as every stage).  Elsewhere (host memory, ranks, a
+ * W near the samplers' fixed-point bounds) the same step runs here on host
+ * copies.
  */
 #include <math.h>
 #include <stdio.h>
@@ -78,12 +78,12 @@ typedef struct lin_level {
 	ffdp_linear_w w;
 } lin_level;
 
-/* Device residency applies: one process, a device backend, 3-D, and a W
+/* Device residency applies: one process, a device backend, and a W
  * within half the fixed-point frame's bounds (Adam moves it little within
  * a level; w->fault reports a crossing at the level's end). */
-static int lin_device_ok(const reg_domain *dm, const reg_pair *p, const ffdp_linear_w *w0)
+static int lin_device_ok(const reg_domain *dm, const ffdp_linear_w *w0)
 {
-	if (dm->dist || ffdp_backend_host_memory(dm->be) || p->dim != 3)
+	if (dm->dist || ffdp_backend_host_memory(dm->be))
 		return 0;
 	for (int r = 0; r < 3; r++)
 		if (!(fabs(w0->W[4 * r]) + fabs(w0->W[4 * r + 1]) + fabs(w0->W[4 * r + 2]) <= 128.0) ||
@@ -114,7 +114,7 @@ static ffdp_status lin_level_begin(reg_domain *dm, const reg_pair *p, const reg_
 	memcpy(L->st, lp->p, sizeof(lp->p));
 	ls_make_w(&L->la, L->st, &L->w);
 	L->la.state = L->st, L->la.gW = L->gw, L->la.w = &L->w;
-	if (!lin_device_ok(dm, p, &L->w))
+	if (!lin_device_ok(dm, &L->w))
 		return FFDP_OK;
 	ffdp_backend *be = dm->be;
 	double *sd = ffdp_buf_alloc(be, sizeof(L->st), err), *gd = ffdp_buf_alloc(be, sizeof(L->gw), err);

@@ -5,8 +5,8 @@
  *     random gradients: parameters, moments, W and Wq bit for bit, the
  *     fault flag alike (and raised by a W past the bounds);
  *   - the sampler reading W_dev gives the bits of the same W passed by
- *     value (fast 3-D kernels, both pads, float and unorm16 images), and
- *     gW_dev the bits of gW;
+ *     value (fast 3-D kernels and the general 2-D ones, both pads, float
+ *     and unorm16 images), and gW_dev the bits of gW;
  *   - W_dev where the fast kernels do not apply is refused.
  * Needs a GPU: built with CUDA, labelled "gpu". */
 #include <math.h>
@@ -110,10 +110,12 @@ static void test_step(gp_env *e, int rigid, int dim)
 	ffdp_buf_free(e->gpu, sd), ffdp_buf_free(e->gpu, gd), ffdp_buf_free(e->gpu, wd);
 }
 
-/* The sampler and its gW with W_dev against W by value, on the device. */
-static void test_sampler(gp_env *e, int pad, int u16)
+/* The sampler and its gW with W_dev against W by value, on the device:
+ * the fast kernels (3-D) or the general ones (2-D). */
+static void test_sampler(gp_env *e, int pad, int u16, int flat)
 {
-	const int64_t mn[3] = {45, 53, 37}, on[3] = {41, 47, 33}, mv = mn[0] * mn[1] * mn[2], ov = on[0] * on[1] * on[2];
+	const int64_t mn[3] = {45, 53, flat ? 1 : 37}, on[3] = {41, 47, flat ? 1 : 33}, mv = mn[0] * mn[1] * mn[2],
+		      ov = on[0] * on[1] * on[2];
 	float *hm = gp_h_new(mv), *hg = gp_h_new(ov);
 	tu_fill_smooth(&e->rng, hm, mn, 0.05);
 	for (int64_t i = 0; i < mv; i++)
@@ -130,6 +132,14 @@ static void test_sampler(gp_env *e, int pad, int u16)
 	for (int r = 0; r < 3; r++) /* unit fixed voxels, the map mostly inside the moving box */
 		a.f_i2p[5 * r] = 1.0, a.f_i2p[4 * r + 3] = 0.0, a.m_p2i[4 * r + 3] = rnd(e, -3, 3);
 	double st[FFDP_LINEAR_STATE] = {0.97, 0.06, -0.03, -0.05, 1.02, 0.04, 0.02, -0.03, 0.95, 0.02, -0.03, 0.01};
+	if (flat) { /* z kept in the plane: p_z = 0 */
+		st[2] = st[5] = st[6] = st[7] = st[11] = 0.0, st[8] = 1.0;
+		a.c[2] = 0.0;
+		for (int q = 0; q < 4; q++)
+			a.m_p2i[8 + q] = a.f_i2p[8 + q] = q == 2 ? 1.0 : 0.0;
+		for (int r = 0; r < 2; r++)
+			a.m_p2i[4 * r + 2] = a.f_i2p[4 * r + 2] = 0.0;
+	}
 	ffdp_linear_w w;
 	double *sd = ffdp_buf_alloc(e->gpu, sizeof(st), &e->err), *gd = ffdp_buf_alloc(e->gpu, 12 * sizeof(double), &e->err);
 	ffdp_linear_w *wd = ffdp_buf_alloc(e->gpu, sizeof(w), &e->err);
@@ -155,7 +165,8 @@ static void test_sampler(gp_env *e, int pad, int u16)
 	s = s ? s : ffdp_op_sample_grad(e->gpu, &ga, &e->err);
 	s = s ? s : ffdp_op_sample_grad(e->gpu, &gb, &e->err);
 	s = s ? s : ffdp_buf_download(e->gpu, gwd, gd, sizeof(gwd), &e->err);
-	CHECK_OK(s, &e->err, "sampler with W_dev (%s pad%s)", pad ? "border" : "zero", u16 ? ", unorm16" : "");
+	CHECK_OK(s, &e->err, "sampler with W_dev (%s, %s pad%s)", flat ? "2-D" : "3-D", pad ? "border" : "zero",
+		 u16 ? ", unorm16" : "");
 	if (!s) {
 		float *h1 = gp_d_get(e, o1, ov);
 		int64_t inside = 0;
@@ -186,7 +197,8 @@ int main(void)
 			test_step(&e, rigid, dim);
 	for (int pad = 0; pad < 2; pad++)
 		for (int u16 = 0; u16 < 2; u16++)
-			test_sampler(&e, pad, u16);
+			for (int flat = 0; flat < 2; flat++)
+				test_sampler(&e, pad, u16, flat);
 	ffdp_backend_close(e.gpu);
 	ffdp_backend_close(e.cpu);
 	return check_done();

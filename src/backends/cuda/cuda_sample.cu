@@ -31,6 +31,7 @@ typedef struct samp_k {
 	double W[12], B[9];
 	long long Wq[12]; /* W in 32.32 fixed point, when samp_fixed_ok */
 	const long long *wq; /* W_dev's Wq (device memory), or NULL: Wq (the fast kernels' WD) */
+	const double *wd;    /* W_dev's W (device memory), or NULL: W (the general kernels' WD) */
 	float Bf[9];      /* B rounded to float, for the fast kernels */
 	const float *u[3];
 	int uc; /* components of u; 0 without u */
@@ -57,6 +58,7 @@ static void samp_k_make(const ffdp_sample_args *a, const int64_t box[3], samp_k 
 	k->gate[0] = a->gate[0], k->gate[1] = a->gate[1];
 	/* with W_dev the host knows no W: the fast kernels read Wq there */
 	k->wq = a->W_dev ? (const long long *)a->W_dev->Wq : NULL;
+	k->wd = a->W_dev ? a->W_dev->W : NULL;
 	for (int r = 0; r < 12; r++) {
 		k->W[r] = a->W_dev ? 0.0 : a->W[r];
 		k->Wq[r] = fabs(k->W[r]) < 0x1p30 ? llrint(ldexp(k->W[r], 32)) : 0;
@@ -82,7 +84,14 @@ template <> __device__ __forceinline__ const uint16_t *samp_src<uint16_t>(const 
 	return k.M16;
 }
 
+/* Entry i of W: the kernel's (WD false) or W_dev's. */
+template <bool WD> __device__ __forceinline__ double samp_w(const samp_k &k, int i)
+{
+	return WD ? __ldg(k.wd + i) : k.W[i];
+}
+
 /* gi: the global fixed index of voxel (x, y, z); p: the moving index. */
+template <bool WD = false>
 __device__ __forceinline__ void samp_point(const samp_k &k, int64_t x, int64_t y, int64_t z, int64_t i,
 					   double gi[3], double p[3])
 {
@@ -91,7 +100,8 @@ __device__ __forceinline__ void samp_point(const samp_k &k, int64_t x, int64_t y
 	gi[2] = k.flat_z ? 0.0 : (double)(k.lo[2] + z);
 #pragma unroll
 	for (int r = 0; r < 3; r++)
-		p[r] = k.W[4 * r] * gi[0] + k.W[4 * r + 1] * gi[1] + k.W[4 * r + 2] * gi[2] + k.W[4 * r + 3];
+		p[r] = samp_w<WD>(k, 4 * r) * gi[0] + samp_w<WD>(k, 4 * r + 1) * gi[1] + samp_w<WD>(k, 4 * r + 2) * gi[2] +
+		       samp_w<WD>(k, 4 * r + 3);
 #pragma unroll
 	for (int c = 0; c < 3; c++) {
 		if (c >= k.uc)
@@ -234,14 +244,14 @@ template <typename TM> __device__ __forceinline__ float samp_label(const samp_k 
 	return best;
 }
 
-template <int INTERP, typename TM>
+template <int INTERP, typename TM, bool WD = false>
 __global__ void __launch_bounds__(CU_THREADS, INTERP == FFDP_INTERP_LABEL ? 2 : 4) sample_fwd_kernel(samp_k k, float *out, int accumulate)
 {
 	CU_FOR_VOXELS(k.n[0], k.n[1], k.n[2], x, y, z)
 	{
 		const int64_t i = (z * k.n[1] + y) * k.n[0] + x;
 		double gi[3], p[3];
-		samp_point(k, x, y, z, i, gi, p);
+		samp_point<WD>(k, x, y, z, i, gi, p);
 		if (!samp_gated_in(k, p, INTERP))
 			continue; /* another slab of the ring samples it */
 		float v;
@@ -391,13 +401,13 @@ static bool samp_fast(const samp_k &k, int64_t box_nz)
 	       k.mn[1] < (1 << 20) && k.mn[2] < (1 << 20) && (!k.uc || k.uc == 3) && samp_fixed_ok(k);
 }
 
-/* W_dev's calls: the fast kernels alone read it (the step that wrote it
- * checked W against their frame: w->fault). */
-static ffdp_status samp_wdev_ok(const samp_k &k, bool fast, ffdp_error *err)
+/* W_dev's calls (ops.c: plain, linear, no u): the fast kernels read its Wq
+ * (the step that wrote it checked W against their frame: w->fault), the
+ * general ones (2-D, large boxes) its W. */
+static ffdp_status samp_wdev_ok(const samp_k &k, ffdp_error *err)
 {
-	if (k.wq && (!fast || !samp_plain(k, 0)))
-		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED,
-				 "sample: W_dev needs the fast 3-D kernels (boxes under 2^31 voxels, axes under 2^20)");
+	if (k.wq && (!samp_plain(k, 0) || k.uc))
+		return ffdp_fail(err, FFDP_ERR_ARG, "sample: W_dev is for plain linear sampling without u");
 	return FFDP_OK;
 }
 
@@ -417,10 +427,12 @@ template <typename TM> static void sample_launch(const samp_k &k, const ffdp_sam
 	const dim3 g2 = samp_fast_grid(k, zt), b2(CU_BX, CU_BY, 1);
 	switch (a->interp) {
 	case FFDP_INTERP_LINEAR:
-		if (k.wq && k.pad == FFDP_PAD_ZERO) /* (samp_wdev_ok: fast, plain) */
+		if (k.wq && fast && k.pad == FFDP_PAD_ZERO) /* (samp_wdev_ok: plain) */
 			sample_lin3_kernel<FFDP_PAD_ZERO, TM, true, true><<<g2, b2>>>(k, a->out.p, 0, zt);
-		else if (k.wq)
+		else if (k.wq && fast)
 			sample_lin3_kernel<FFDP_PAD_BORDER, TM, true, true><<<g2, b2>>>(k, a->out.p, 0, zt);
+		else if (k.wq)
+			sample_fwd_kernel<FFDP_INTERP_LINEAR, TM, true><<<sh.grid, sh.block>>>(k, a->out.p, 0);
 		else if (fast && k.pad == FFDP_PAD_ZERO && plain)
 			sample_lin3_kernel<FFDP_PAD_ZERO, TM, true><<<g2, b2>>>(k, a->out.p, a->accumulate, zt);
 		else if (fast && k.pad == FFDP_PAD_ZERO)
@@ -453,7 +465,7 @@ ffdp_status ffdp_cuda_sample(ffdp_backend *be, const ffdp_sample_args *a, ffdp_e
 	const bool fast = samp_fast(k, a->moving.n[2]);
 	if (a->interp != FFDP_INTERP_LINEAR && a->interp != FFDP_INTERP_NEAREST && a->interp != FFDP_INTERP_LABEL)
 		return ffdp_fail(err, FFDP_ERR_ARG, "sample: unknown interpolation %d", (int)a->interp);
-	if ((s = samp_wdev_ok(k, fast, err)))
+	if ((s = samp_wdev_ok(k, err)))
 		return s;
 	if (k.M16)
 		sample_launch<uint16_t>(k, a, sh, fast);
@@ -488,7 +500,7 @@ __device__ __forceinline__ void samp_scatter(const samp_k &k, const cu_taps t[3]
 
 /* GW: reduce the affine gradient (12 double accumulators per thread; a
  * separate instance keeps the plain gu / gM pass lean). */
-template <bool GW, typename TM>
+template <bool GW, typename TM, bool WD = false>
 __global__ void __launch_bounds__(CU_THREADS, GW ? 2 : 3) sample_grad_kernel(samp_k k, sgrad_k g)
 {
 	double aw[12];
@@ -499,7 +511,7 @@ __global__ void __launch_bounds__(CU_THREADS, GW ? 2 : 3) sample_grad_kernel(sam
 	{
 		const int64_t i = (z * k.n[1] + y) * k.n[0] + x;
 		double gi[3], p[3];
-		samp_point(k, x, y, z, i, gi, p);
+		samp_point<WD>(k, x, y, z, i, gi, p);
 		if (!samp_gated_in(k, p, FFDP_INTERP_LINEAR))
 			continue;
 		cu_taps t[3];
@@ -730,9 +742,9 @@ ffdp_status ffdp_cuda_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args 
 	const cu_shape sh = cu_voxel_shape(k.n[0], k.n[1], k.n[2], want_gw ? cu_reduce_blocks() : 0);
 	const bool fast = samp_fast(k, f->moving.n[2]);
 	const bool gw3 = want_gw && !g.gM && !g.gu[0] && fast; /* the affine stage's call */
-	if ((s = samp_wdev_ok(k, fast, err)))
+	if ((s = samp_wdev_ok(k, err)))
 		return s;
-	if (k.wq && !gw3)
+	if (k.wq && (!want_gw || g.gM || g.gu[0]))
 		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "sample_grad: W_dev gives gW alone");
 	const int zt = samp_zt(k);
 	const dim3 grw = gw3 ? samp_gw3_grid(k, zt) : sh.grid;
@@ -748,6 +760,10 @@ ffdp_status ffdp_cuda_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args 
 		samp_grad_fast_launch<samp_gu2_l, uint16_t>(k, g, samp_fast_grid(k, zt), zt);
 	else if (two)
 		samp_grad_fast_launch<samp_gu2_l, float>(k, g, samp_fast_grid(k, zt), zt);
+	else if (k.wq && k.M16) /* gW alone, the general kernel */
+		sample_grad_kernel<true, uint16_t, true><<<sh.grid, sh.block>>>(k, g);
+	else if (k.wq)
+		sample_grad_kernel<true, float, true><<<sh.grid, sh.block>>>(k, g);
 	else if (want_gw && k.M16)
 		sample_grad_kernel<true, uint16_t><<<sh.grid, sh.block>>>(k, g);
 	else if (want_gw)
