@@ -12,8 +12,7 @@ ffdp_status ffdp_mi_table(double *h, int B, double denom, double *G, int rows, i
 		for (int l = 0; l < B; l++) {
 			double x = h[j * B + l];
 			if (x < 0)
-				return ffdp_fail(err, FFDP_ERR_DATA, "mi: joint histogram bin (%d,%d) is negative "
-						 "(negative mask weights?)", j, l);
+				return ffdp_mi_table_error(j, l, err);
 			hf[j] += x, hm[l] += x;
 		}
 	for (int j = 0; j < B; j++)
@@ -21,7 +20,7 @@ ffdp_status ffdp_mi_table(double *h, int B, double denom, double *G, int rows, i
 	if (denom > 0)
 		V = denom;
 	if (!(V > 0))
-		return ffdp_fail(err, FFDP_ERR_DATA, "mi: no voxel has positive weight");
+		return ffdp_mi_table_error(-1, 0, err);
 	for (int j = 0; j < 2 * B; j++)
 		lg[j] = ffdp_mi_log0(hf[j]);
 	double lv = log(V);
@@ -41,4 +40,12 @@ ffdp_status ffdp_mi_table(double *h, int B, double denom, double *G, int rows, i
 	*V_out = V;
 	*mi_out = mi / V;
 	return FFDP_OK;
+}
+
+ffdp_status ffdp_mi_table_error(int j, int l, ffdp_error *err)
+{
+	if (j >= 0)
+		return ffdp_fail(err, FFDP_ERR_DATA, "mi: joint histogram bin (%d,%d) is negative (negative mask weights?)",
+				 j, l);
+	return ffdp_fail(err, FFDP_ERR_DATA, "mi: no voxel has positive weight");
 }

@@ -46,6 +46,10 @@ extern "C" {
 ffdp_status ffdp_mi_table(double *h, int B, double denom, double *G, int rows, int st, int ro, int co, double *lg,
 			  double *V, double *mi, ffdp_error *err);
 
+/* The table's data errors, one wording for every backend: bin (j, l) is
+ * negative (j >= 0), else no voxel has positive weight. */
+ffdp_status ffdp_mi_table_error(int j, int l, ffdp_error *err);
+
 #ifdef __cplusplus
 }
 #endif

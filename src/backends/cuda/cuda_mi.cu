@@ -445,17 +445,13 @@ static ffdp_status mi_histogram(mi_k *k, ffdp_mi_kernel kern, double mask_max, i
 	return mi_launch_hist(k, kern, k->smem ? smem : 0, err);
 }
 
-/* The table's status (out[2], out[3]) as mi_table.c words it. */
+/* The table's status (out[2], out[3]) in mi_table.c's words. */
 static ffdp_status mi_table_status(const double *out, int B, ffdp_error *err)
 {
-	if (out[2] == 1.0) {
-		const int bin = (int)out[3];
-		return ffdp_fail(err, FFDP_ERR_DATA, "mi: joint histogram bin (%d,%d) is negative "
-				 "(negative mask weights?)", bin / B, bin % B);
-	}
-	if (out[2] == 2.0)
-		return ffdp_fail(err, FFDP_ERR_DATA, "mi: no voxel has positive weight");
-	return FFDP_OK;
+	const int bin = (int)out[3];
+	return out[2] == 1.0 ? ffdp_mi_table_error(bin / B, bin % B, err)
+	       : out[2] == 2.0 ? ffdp_mi_table_error(-1, 0, err)
+			       : FFDP_OK;
 }
 
 /* Pass 1, the table and pass 2, all on the device.  What the host reads:

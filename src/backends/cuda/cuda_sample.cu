@@ -30,8 +30,9 @@ typedef struct samp_k {
 	int64_t bx, bxy; /* the box's strides */
 	double W[12], B[9];
 	long long Wq[12]; /* W in 32.32 fixed point, when samp_fixed_ok */
-	const long long *wq; /* W_dev's Wq (device memory), or NULL: Wq (the fast kernels' WD) */
-	const double *wd;    /* W_dev's W (device memory), or NULL: W (the general kernels' WD) */
+	/* W_dev (device memory), or NULL: W and Wq above.  The kernels built
+	 * with WD read its Wq (fast) or W (general) */
+	const ffdp_linear_w *wd;
 	float Bf[9];      /* B rounded to float, for the fast kernels */
 	const float *u[3];
 	int uc; /* components of u; 0 without u */
@@ -57,8 +58,7 @@ static void samp_k_make(const ffdp_sample_args *a, const int64_t box[3], samp_k 
 	}
 	k->gate[0] = a->gate[0], k->gate[1] = a->gate[1];
 	/* with W_dev the host knows no W: the fast kernels read Wq there */
-	k->wq = a->W_dev ? (const long long *)a->W_dev->Wq : NULL;
-	k->wd = a->W_dev ? a->W_dev->W : NULL;
+	k->wd = a->W_dev;
 	for (int r = 0; r < 12; r++) {
 		k->W[r] = a->W_dev ? 0.0 : a->W[r];
 		k->Wq[r] = fabs(k->W[r]) < 0x1p30 ? llrint(ldexp(k->W[r], 32)) : 0;
@@ -87,7 +87,7 @@ template <> __device__ __forceinline__ const uint16_t *samp_src<uint16_t>(const 
 /* Entry i of W: the kernel's (WD false) or W_dev's. */
 template <bool WD> __device__ __forceinline__ double samp_w(const samp_k &k, int i)
 {
-	return WD ? __ldg(k.wd + i) : k.W[i];
+	return WD ? __ldg(k.wd->W + i) : k.W[i];
 }
 
 /* gi: the global fixed index of voxel (x, y, z); p: the moving index. */
@@ -127,7 +127,7 @@ static bool samp_fixed_ok(const samp_k &k)
 		if (k.lo[r] < 0 || k.lo[r] + k.n[r] > ((int64_t)1 << 20))
 			return false;
 		/* W_dev's W: checked by the step that wrote it (w->fault) */
-		if (!k.wq && (fabs(k.W[4 * r]) + fabs(k.W[4 * r + 1]) + fabs(k.W[4 * r + 2]) > 256.0 ||
+		if (!k.wd && (fabs(k.W[4 * r]) + fabs(k.W[4 * r + 1]) + fabs(k.W[4 * r + 2]) > 256.0 ||
 			      !(fabs(k.W[4 * r + 3]) <= 0x1p28)))
 			return false;
 	}
@@ -137,7 +137,7 @@ static bool samp_fixed_ok(const samp_k &k)
 /* Entry i of the fixed-point W: the kernel's (WD false) or W_dev's. */
 template <bool WD> __device__ __forceinline__ long long samp_wq(const samp_k &k, int i)
 {
-	return WD ? __ldg(k.wq + i) : k.Wq[i];
+	return WD ? (long long)__ldg((const long long *)k.wd->Wq + i) : k.Wq[i];
 }
 
 /* The affine point of box voxel (x, y, z) in fixed point, per axis. */
@@ -406,7 +406,7 @@ static bool samp_fast(const samp_k &k, int64_t box_nz)
  * general ones (2-D, large boxes) its W. */
 static ffdp_status samp_wdev_ok(const samp_k &k, ffdp_error *err)
 {
-	if (k.wq && (!samp_plain(k, 0) || k.uc))
+	if (k.wd && (!samp_plain(k, 0) || k.uc))
 		return ffdp_fail(err, FFDP_ERR_ARG, "sample: W_dev is for plain linear sampling without u");
 	return FFDP_OK;
 }
@@ -427,11 +427,11 @@ template <typename TM> static void sample_launch(const samp_k &k, const ffdp_sam
 	const dim3 g2 = samp_fast_grid(k, zt), b2(CU_BX, CU_BY, 1);
 	switch (a->interp) {
 	case FFDP_INTERP_LINEAR:
-		if (k.wq && fast && k.pad == FFDP_PAD_ZERO) /* (samp_wdev_ok: plain) */
+		if (k.wd && fast && k.pad == FFDP_PAD_ZERO) /* (samp_wdev_ok: plain) */
 			sample_lin3_kernel<FFDP_PAD_ZERO, TM, true, true><<<g2, b2>>>(k, a->out.p, 0, zt);
-		else if (k.wq && fast)
+		else if (k.wd && fast)
 			sample_lin3_kernel<FFDP_PAD_BORDER, TM, true, true><<<g2, b2>>>(k, a->out.p, 0, zt);
-		else if (k.wq)
+		else if (k.wd)
 			sample_fwd_kernel<FFDP_INTERP_LINEAR, TM, true><<<sh.grid, sh.block>>>(k, a->out.p, 0);
 		else if (fast && k.pad == FFDP_PAD_ZERO && plain)
 			sample_lin3_kernel<FFDP_PAD_ZERO, TM, true><<<g2, b2>>>(k, a->out.p, a->accumulate, zt);
@@ -700,7 +700,7 @@ struct samp_gw3_l {
 	template <int PAD, typename TM, bool PLAIN>
 	static void go(dim3 gr, const samp_k &k, const sgrad_k &g, int zt)
 	{
-		if (PLAIN && k.wq)
+		if (PLAIN && k.wd)
 			sample_gw3_kernel<PAD, TM, true, true><<<gr, dim3(CU_BX, CU_BY, 1)>>>(k, g, zt);
 		else
 			sample_gw3_kernel<PAD, TM, PLAIN><<<gr, dim3(CU_BX, CU_BY, 1)>>>(k, g, zt);
@@ -744,7 +744,7 @@ ffdp_status ffdp_cuda_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args 
 	const bool gw3 = want_gw && !g.gM && !g.gu[0] && fast; /* the affine stage's call */
 	if ((s = samp_wdev_ok(k, err)))
 		return s;
-	if (k.wq && (!want_gw || g.gM || g.gu[0]))
+	if (k.wd && (!want_gw || g.gM || g.gu[0]))
 		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "sample_grad: W_dev gives gW alone");
 	const int zt = samp_zt(k);
 	const dim3 grw = gw3 ? samp_gw3_grid(k, zt) : sh.grid;
@@ -760,9 +760,9 @@ ffdp_status ffdp_cuda_sample_grad(ffdp_backend *be, const ffdp_sample_grad_args 
 		samp_grad_fast_launch<samp_gu2_l, uint16_t>(k, g, samp_fast_grid(k, zt), zt);
 	else if (two)
 		samp_grad_fast_launch<samp_gu2_l, float>(k, g, samp_fast_grid(k, zt), zt);
-	else if (k.wq && k.M16) /* gW alone, the general kernel */
+	else if (k.wd && k.M16) /* gW alone, the general kernel */
 		sample_grad_kernel<true, uint16_t, true><<<sh.grid, sh.block>>>(k, g);
-	else if (k.wq)
+	else if (k.wd)
 		sample_grad_kernel<true, float, true><<<sh.grid, sh.block>>>(k, g);
 	else if (want_gw && k.M16)
 		sample_grad_kernel<true, uint16_t><<<sh.grid, sh.block>>>(k, g);
