@@ -84,6 +84,17 @@ sh=$(mean_dice "$dir/sh.txt")
 [ "$rt" = "1.0000" ] && [ -n "$sh" ] && ! ge "$sh" 0.999 && ok "-t A -t [A,1] is the identity (Dice $rt; A alone $sh)" ||
 	bad "-t A -t [A,1]: Dice '$rt', A alone '$sh'"
 
+# the same shift as ANTs' binary form (a MATLAB Level 4 file, as antsRegistration's
+# 0GenericAffine.mat): the 12 parameters and the centre, little-endian doubles
+d1='\x00\x00\x00\x00\x00\x00\xf0\x3f' d0='\x00\x00\x00\x00\x00\x00\x00\x00'
+printf "\x00\x00\x00\x00\x0c\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x1b\x00\x00\x00AffineTransform_double_3_3\x00$d1$d0$d0$d0$d1$d0$d0$d0$d1\x00\x00\x00\x00\x00\x00\x12\x40$d0\x00\x00\x00\x00\x00\x00\x02\xc0\x00\x00\x00\x00\x03\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x06\x00\x00\x00fixed\x00$d0$d0$d0" \
+	>"$dir/shift0GenericAffine.mat"
+"$ffdp" apply -q -r "$d/fixed.nii.gz" -i "$d/fixed_labels.nii.gz" -o "$dir/shifted_mat.nii.gz" \
+	-t "$dir/shift0GenericAffine.mat" --interp nearest 2>"$dir/err" || bad "apply [A.mat]: $(cat "$dir/err")"
+[ "$(wc -c <"$dir/shift0GenericAffine.mat")" -eq 193 ] &&
+	cmp -s <(gzip -dc "$dir/shifted.nii.gz") <(gzip -dc "$dir/shifted_mat.nii.gz") &&
+	ok "-t A.mat (ITK's binary form) resamples as -t A.txt" || bad "-t A.mat differs from -t A.txt"
+
 # bad input: exit != 0, exactly one stderr line naming the culprit
 expect_one_line() {
 	local what=$1 needle=$2

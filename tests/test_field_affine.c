@@ -205,14 +205,167 @@ static void test_affine(tu_rng *r)
 	}
 	ffdp_status s = ffdp_affine_read(tu_path(path, 1200, g_dir, "missing.txt"), &back, &err);
 	CHECK(s == FFDP_ERR_IO && strstr(err.msg, "missing.txt"), "missing transform: %s", err.msg);
-	s = ffdp_affine_write(tu_path(path, 1200, g_dir, "affine.mat"), &T, &err);
-	CHECK(s == FFDP_ERR_ARG && strstr(err.msg, "affine.mat") && access(path, F_OK) != 0,
-	      ".mat refused for text output: %s", err.msg);
+	s = ffdp_affine_write(tu_path(path, 1200, g_dir, "affine.xfm"), &T, &err);
+	CHECK(s == FFDP_ERR_ARG && strstr(err.msg, "affine.xfm") && access(path, F_OK) != 0,
+	      "an unknown transform extension refused for output: %s", err.msg);
 	s = ffdp_affine_write("/proc/ffdp-no-such-dir/a.txt", &T, &err);
 	CHECK(s == FFDP_ERR_IO && strstr(err.msg, "/proc/ffdp-no-such-dir"), "unwritable: %s", err.msg);
 	T.m[14] = 0.5;
 	s = ffdp_affine_write(tu_path(path, 1200, g_dir, "proj.txt"), &T, &err);
 	CHECK(s == FFDP_ERR_ARG && access(path, F_OK) != 0, "non-affine last row refused: %s", err.msg);
+	CHECK(tu_count_temporaries(g_dir) == 0, "no temporary files left in %s", g_dir);
+}
+
+/* ---- ITK's MATLAB binary transforms (.mat, MATLAB Level 4) ----
+ * The files below are built byte by byte from the format's definition:
+ * per matrix five 32-bit integers (type = 1000 M + 10 P, rows, columns,
+ * imaginary flag, name length with its NUL), the name, the values. */
+
+typedef struct mat_buf {
+	unsigned char b[1024];
+	size_t n;
+} mat_buf;
+
+static void mat_u32(mat_buf *m, uint32_t v, int big)
+{
+	for (int k = 0; k < 4; k++)
+		m->b[m->n++] = (unsigned char)(v >> (big ? 24 - 8 * k : 8 * k));
+}
+
+/* A column of n values named name: doubles (P 0) or floats (P 1). */
+static void mat_add(mat_buf *m, const char *name, const double *v, int n, int is_float, int big)
+{
+	mat_u32(m, (big ? 1000u : 0u) + (is_float ? 10u : 0u), big);
+	mat_u32(m, (uint32_t)n, big), mat_u32(m, 1, big), mat_u32(m, 0, big);
+	mat_u32(m, (uint32_t)strlen(name) + 1, big);
+	memcpy(m->b + m->n, name, strlen(name) + 1);
+	m->n += strlen(name) + 1;
+	for (int i = 0; i < n; i++) {
+		uint64_t u;
+		int w = is_float ? 4 : 8;
+		if (is_float) {
+			float f = (float)v[i];
+			uint32_t u32;
+			memcpy(&u32, &f, 4);
+			u = u32;
+		} else {
+			memcpy(&u, &v[i], 8);
+		}
+		for (int k = 0; k < w; k++)
+			m->b[m->n++] = (unsigned char)(u >> (big ? 8 * (w - 1 - k) : 8 * k));
+	}
+}
+
+static void mat_save(const char *path, const mat_buf *m)
+{
+	FILE *f = fopen(path, "wb");
+	int ok = f && fwrite(m->b, 1, m->n, f) == m->n;
+	if (f)
+		fclose(f);
+	CHECK(ok, "wrote the test file %s", path);
+}
+
+static void test_affine_mat(tu_rng *r)
+{
+	ffdp_error err = {0};
+	char path[1200];
+	double R[9];
+	tu_random_rotation(r, R);
+	ffdp_mat4 T = ffdp_mat4_identity(), back;
+	for (int i = 0; i < 3; i++)
+		for (int j = 0; j < 3; j++)
+			T.m[4 * i + j] = R[3 * i + j] * (1.1 - 0.1 * j);
+	T.m[3] = -3.25, T.m[7] = 1.0 / 7.0, T.m[11] = 40.5;
+
+	/* our writer: ANTs' layout, read back exactly */
+	CHECK_OK(ffdp_affine_write(tu_path(path, 1200, g_dir, "ours0GenericAffine.mat"), &T, &err), &err,
+		 "write a .mat");
+	CHECK_OK(ffdp_affine_read(path, &back, &err), &err, "read our .mat back");
+	CHECK(memcmp(back.m, T.m, sizeof(T.m)) == 0, ".mat round trip is exact");
+	mat_buf want = {{0}, 0};
+	double p[12], zero[3] = {0, 0, 0};
+	for (int i = 0; i < 3; i++) {
+		for (int j = 0; j < 3; j++)
+			p[3 * i + j] = T.m[4 * i + j];
+		p[9 + i] = T.m[4 * i + 3];
+	}
+	mat_add(&want, "AffineTransform_double_3_3", p, 12, 0, 0);
+	mat_add(&want, "fixed", zero, 3, 0, 0);
+	unsigned char got[1024];
+	FILE *f = fopen(path, "rb");
+	size_t n = f ? fread(got, 1, sizeof(got), f) : 0;
+	if (f)
+		fclose(f);
+	CHECK(n == want.n && n == 193 && !memcmp(got, want.b, n),
+	      "the .mat is the two Level 4 matrices ITK writes (%zu bytes, want 193)", n);
+
+	/* big-endian floats with a centre (the text test's numbers): offset (-9, 2, 18) */
+	mat_buf m = {{0}, 0};
+	const double pf[12] = {2, 0, 0, 0, 1, 0, 0, 0, 0.5, 1, 2, 3}, cf[3] = {10, 20, 30};
+	mat_add(&m, "AffineTransform_float_3_3", pf, 12, 1, 1);
+	mat_add(&m, "fixed", cf, 3, 1, 1);
+	mat_save(tu_path(path, 1200, g_dir, "be_float.mat"), &m);
+	double want1[12] = {2, 0, 0, -9, 0, 1, 0, 2, 0, 0, 0.5, 18};
+	CHECK_OK(ffdp_affine_read(path, &back, &err), &err, "read a big-endian float .mat");
+	check_matrix(".mat big-endian float, centre (10, 20, 30)", &back, want1, 0);
+
+	/* the centre first, then MatrixOffsetTransformBase: offset (8, 1, 0) */
+	m.n = 0;
+	const double pr[12] = {0, -1, 0, 1, 0, 0, 0, 0, 1, 5, 0, 0}, cr[3] = {1, 2, 3};
+	mat_add(&m, "fixed", cr, 3, 0, 0);
+	mat_add(&m, "MatrixOffsetTransformBase_double_3_3", pr, 12, 0, 0);
+	mat_save(tu_path(path, 1200, g_dir, "mob.mat"), &m);
+	double want2[12] = {0, -1, 0, 8, 1, 0, 0, 1, 0, 0, 1, 0};
+	CHECK_OK(ffdp_affine_read(path, &back, &err), &err, "read MatrixOffsetTransformBase from .mat");
+	check_matrix(".mat rotation about z, centre (1, 2, 3)", &back, want2, 0);
+
+	/* 2-D: offset (3, 0) */
+	m.n = 0;
+	const double p2[6] = {1, 2, 3, 4, 5, 6}, c2[2] = {1, 1};
+	mat_add(&m, "AffineTransform_double_2_2", p2, 6, 0, 0);
+	mat_add(&m, "fixed", c2, 2, 0, 0);
+	mat_save(tu_path(path, 1200, g_dir, "affine2d.mat"), &m);
+	double want3[12] = {1, 2, 0, 3, 3, 4, 0, 0, 0, 0, 1, 0};
+	CHECK_OK(ffdp_affine_read(path, &back, &err), &err, "read a 2-D .mat");
+	check_matrix(".mat 2-D affine embedded in 3-D", &back, want3, 0);
+
+	/* refusals, each naming the file */
+	struct {
+		const char *name, *expect;
+		mat_buf m;
+	} bad[8];
+	memset(bad, 0, sizeof(bad));
+	const double nan3[3] = {0, NAN, 0};
+	int nb = 0;
+	bad[nb].name = "euler.mat", bad[nb].expect = "not supported";
+	mat_add(&bad[nb++].m, "Euler3DTransform_double_3_3", pf, 6, 0, 0);
+	bad[nb].name = "short.mat", bad[nb].expect = "needs 12 parameters";
+	mat_add(&bad[nb++].m, "AffineTransform_double_3_3", pf, 9, 0, 0);
+	bad[nb].name = "two.mat", bad[nb].expect = "more than one transform";
+	mat_add(&bad[nb].m, "AffineTransform_double_3_3", pf, 12, 0, 0);
+	mat_add(&bad[nb++].m, "AffineTransform_double_3_3", pf, 12, 0, 0);
+	bad[nb].name = "truncated.mat", bad[nb].expect = "truncated";
+	mat_add(&bad[nb].m, "AffineTransform_double_3_3", pf, 12, 0, 0);
+	bad[nb++].m.n -= 5;
+	bad[nb].name = "nan.mat", bad[nb].expect = "not a finite number";
+	mat_add(&bad[nb].m, "AffineTransform_double_3_3", pf, 12, 0, 0);
+	mat_add(&bad[nb++].m, "fixed", nan3, 3, 0, 0);
+	bad[nb].name = "onlyfixed.mat", bad[nb].expect = "no transform parameters";
+	mat_add(&bad[nb++].m, "fixed", cf, 3, 0, 0);
+	bad[nb].name = "level5.mat", bad[nb].expect = "Level 5";
+	memcpy(bad[nb].m.b, "MATLAB 5.0 MAT-file, Platform: x", 32);
+	bad[nb++].m.n = 128;
+	bad[nb].name = "text.mat", bad[nb].expect = "not a MATLAB Level 4";
+	memcpy(bad[nb].m.b, "#Insight Transform File V1.0\n", 29);
+	bad[nb++].m.n = 29;
+	for (int i = 0; i < nb; i++) {
+		mat_save(tu_path(path, 1200, g_dir, bad[i].name), &bad[i].m);
+		ffdp_status s = ffdp_affine_read(path, &back, &err);
+		CHECK(s == FFDP_ERR_FORMAT && strstr(err.msg, bad[i].name) && strstr(err.msg, bad[i].expect),
+		      "refused %s: %s", bad[i].name, err.msg);
+	}
+	ffdp_status s = ffdp_affine_read(tu_path(path, 1200, g_dir, "missing.mat"), &back, &err);
+	CHECK(s == FFDP_ERR_IO && strstr(err.msg, "missing.mat"), "missing .mat: %s", err.msg);
 	CHECK(tu_count_temporaries(g_dir) == 0, "no temporary files left in %s", g_dir);
 }
 
@@ -223,5 +376,6 @@ int main(void)
 	tu_rng r = tu_rng_make(77);
 	test_fields(&r);
 	test_affine(&r);
+	test_affine_mat(&r);
 	return check_done();
 }

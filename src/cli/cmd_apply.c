@@ -26,18 +26,15 @@ static int ends_with(const char *s, const char *suffix)
 /* File type by extension; a usage message (returns 2) for what we cannot read. */
 static int classify(tf_spec *t)
 {
-	if (ends_with(t->path, ".txt") || ends_with(t->path, ".tfm"))
+	if (ends_with(t->path, ".txt") || ends_with(t->path, ".tfm") || ends_with(t->path, ".mat"))
 		t->type = TF_AFFINE;
 	else if (ends_with(t->path, ".nii") || ends_with(t->path, ".nii.gz"))
 		t->type = TF_FIELD;
-	else if (ends_with(t->path, ".mat"))
-		return ffdp_cli_usage("apply", "%s: binary ITK .mat transforms are not supported; convert it to text with "
-					       "'ConvertTransformFile 3 %s OUT.txt'", t->path, t->path);
 	else if (ends_with(t->path, ".h5") || ends_with(t->path, ".hdf5"))
 		return ffdp_cli_usage("apply", "%s: HDF5 composite transforms are not supported; pass the affine (.txt) "
 					       "and warp (.nii.gz) files separately", t->path);
 	else
-		return ffdp_cli_usage("apply", "%s: unknown transform type (want .txt/.tfm for an affine, .nii/.nii.gz "
+		return ffdp_cli_usage("apply", "%s: unknown transform type (want .txt/.tfm/.mat for an affine, .nii/.nii.gz "
 					       "for a displacement field)", t->path);
 	if (t->type == TF_FIELD && t->invert)
 		return ffdp_cli_usage("apply", "-t [%s,1]: a displacement field cannot be inverted here; pass the inverse "

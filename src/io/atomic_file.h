@@ -7,6 +7,8 @@
 #ifndef FFDP_IO_ATOMIC_FILE_H
 #define FFDP_IO_ATOMIC_FILE_H
 
+#include <stddef.h>
+
 #include "ffdp/status.h"
 
 #define FFDP_PATH_MAX 4096
@@ -27,6 +29,9 @@ ffdp_status ffdp_atomic_commit(ffdp_atomic_file *a, ffdp_error *err);
 
 /* Remove the temporary if it still exists; safe to call twice. */
 void ffdp_atomic_abort(ffdp_atomic_file *a);
+
+/* n bytes as the whole file at path, through a temporary (text_file.c). */
+ffdp_status ffdp_write_bytes(const char *path, const void *data, size_t n, ffdp_error *err);
 
 /* The extension of a file name: ".nii.gz", ".nii", ".txt", "" (a ".gz" takes
  * the component before it along). */

@@ -1,5 +1,6 @@
 /* ITK text transforms ("#Insight Transform File V1.0"), the format that
- * antsApplyTransforms reads for linear transforms.
+ * antsApplyTransforms reads for linear transforms; ffdp_affine_read and
+ * ffdp_affine_write hand .mat names to the MATLAB binary form (itk_matlab.c).
  *
  * ITK's MatrixOffsetTransformBase maps y = A (x - c) + c + t, with A and t
  * the "Parameters" (A row-major, then t) and c the "FixedParameters" (the
@@ -12,24 +13,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "ffdp/io.h"
 #include "io/atomic_file.h" /* ffdp_path_extension */
+#include "io/itk_params.h"
 
 #define MAGIC "#Insight Transform File V1.0"
 
 typedef struct itk_text {
-	char type[128];
-	int dim;      /* 2 or 3, from the type name */
-	double p[12]; /* Parameters */
-	int np;
-	double c[3]; /* FixedParameters */
-	int nc;
+	ffdp_itk_params t;
 	int have_type, have_params, ntransforms;
 } itk_text;
 
-/* The supported type names and their dimension. */
-static int type_dim(const char *type)
+int ffdp_itk_type_dim(const char *type)
 {
 	static const char *const names[] = {"AffineTransform", "MatrixOffsetTransformBase"};
 	for (int i = 0; i < 2; i++) {
@@ -49,6 +46,14 @@ static int type_dim(const char *type)
 			return 2;
 	}
 	return 0;
+}
+
+ffdp_status ffdp_itk_type_refused(const char *path, const char *type, ffdp_error *err)
+{
+	return ffdp_fail(err, FFDP_ERR_FORMAT,
+			 "%s: transform type '%s' is not supported (want AffineTransform_double_3_3 or _float_, "
+			 "MatrixOffsetTransformBase_*_3_3, or the 2_2 variants)",
+			 path, type);
 }
 
 static char *trim(char *s)
@@ -88,8 +93,9 @@ static int parse_numbers(const char *s, double *out, int max, const char *path, 
 	return n;
 }
 
-static ffdp_status parse_line(char *line, long lineno, itk_text *t, const char *path, ffdp_error *err)
+static ffdp_status parse_line(char *line, long lineno, itk_text *x, const char *path, ffdp_error *err)
 {
+	ffdp_itk_params *t = &x->t;
 	char *s = trim(line);
 	if (!*s)
 		return FFDP_OK;
@@ -104,26 +110,19 @@ static ffdp_status parse_line(char *line, long lineno, itk_text *t, const char *
 	*colon = '\0';
 	char *key = trim(s), *val = trim(colon + 1);
 	if (!strcmp(key, "Transform")) {
-		if (++t->ntransforms > 1)
+		if (++x->ntransforms > 1)
 			return ffdp_fail(err, FFDP_ERR_FORMAT,
 					 "%s: holds more than one transform; ffdp reads a single "
 					 "affine (split the file)",
 					 path);
 		snprintf(t->type, sizeof(t->type), "%s", val);
-		t->dim = type_dim(val);
-		t->have_type = 1;
-		if (!t->dim)
-			return ffdp_fail(err, FFDP_ERR_FORMAT,
-					 "%s: transform type '%s' is not supported (want "
-					 "AffineTransform_double_3_3 or _float_, "
-					 "MatrixOffsetTransformBase_*_3_3, or the 2_2 "
-					 "variants)",
-					 path, val);
-		return FFDP_OK;
+		t->dim = ffdp_itk_type_dim(val);
+		x->have_type = 1;
+		return t->dim ? FFDP_OK : ffdp_itk_type_refused(path, val, err);
 	}
 	if (!strcmp(key, "Parameters")) {
 		t->np = parse_numbers(val, t->p, 12, path, lineno, err);
-		t->have_params = 1;
+		x->have_params = 1;
 		return t->np < 0 ? FFDP_ERR_FORMAT : FFDP_OK;
 	}
 	if (!strcmp(key, "FixedParameters")) {
@@ -133,12 +132,9 @@ static ffdp_status parse_line(char *line, long lineno, itk_text *t, const char *
 	return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: line %ld: unknown key '%s'", path, lineno, key);
 }
 
-static ffdp_status to_matrix(const itk_text *t, const char *path, ffdp_mat4 *T, ffdp_error *err)
+ffdp_status ffdp_itk_params_matrix(const ffdp_itk_params *t, const char *path, ffdp_mat4 *T, ffdp_error *err)
 {
 	int d = t->dim;
-	if (!t->have_type || !t->have_params)
-		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: no %s line", path,
-				 t->have_type ? "Parameters" : "Transform");
 	if (t->np != d * d + d)
 		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: %s needs %d parameters, the file has %d", path,
 				 t->type, d * d + d, t->np);
@@ -160,10 +156,23 @@ static ffdp_status to_matrix(const itk_text *t, const char *path, ffdp_mat4 *T, 
 	return FFDP_OK;
 }
 
+static ffdp_status to_matrix(const itk_text *x, const char *path, ffdp_mat4 *T, ffdp_error *err)
+{
+	if (!x->have_type || !x->have_params)
+		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: no %s line", path,
+				 x->have_type ? "Parameters" : "Transform");
+	return ffdp_itk_params_matrix(&x->t, path, T, err);
+}
+
 ffdp_status ffdp_affine_read(const char *path, ffdp_mat4 *T, ffdp_error *err)
 {
 	if (!path || !*path)
 		return ffdp_fail(err, FFDP_ERR_ARG, "transform path is empty");
+	if (!strcasecmp(ffdp_path_extension(path), ".mat")) {
+		ffdp_itk_params t;
+		ffdp_status s = ffdp_itk_mat_read(path, &t, err);
+		return s ? s : ffdp_itk_params_matrix(&t, path, T, err);
+	}
 	FILE *f = fopen(path, "r");
 	if (!f)
 		return errno == ENOENT
@@ -206,14 +215,16 @@ ffdp_status ffdp_affine_write(const char *path, const ffdp_mat4 *T, ffdp_error *
 		return ffdp_fail(err, FFDP_ERR_ARG, "output transform path is empty");
 	/* ITK picks its transform reader by extension: .txt/.tfm are text, .mat is MATLAB binary. */
 	const char *ext = ffdp_path_extension(path);
-	if (strcmp(ext, ".txt") && strcmp(ext, ".tfm"))
+	if (strcasecmp(ext, ".txt") && strcasecmp(ext, ".tfm") && strcasecmp(ext, ".mat"))
 		return ffdp_fail(err, FFDP_ERR_ARG,
-				 "cannot write %s: an ITK text transform needs the extension .txt "
-				 "or .tfm",
+				 "cannot write %s: an ITK transform needs the extension .txt or .tfm "
+				 "(text) or .mat (MATLAB binary)",
 				 path);
 	ffdp_status s = check_affine(T, path, err);
 	if (s)
 		return s;
+	if (!strcasecmp(ext, ".mat"))
+		return ffdp_itk_mat_write(path, T, err);
 	const double *m = T->m;
 	char text[1024];
 	int n = snprintf(text, sizeof(text), MAGIC "\n#Transform 0\nTransform: AffineTransform_double_3_3\nParameters:");
