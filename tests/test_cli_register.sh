@@ -37,6 +37,17 @@ desc="report: float images by default" check grep -q '"images": "f32"' "$p""_rep
 desc="--moments f32 --images u16: the report says so" check \
 	grep -q '"moments": "f32",' "$dir/s_report.json"
 desc="  and u16 images" check grep -q '"images": "u16"' "$dir/s_report.json"
+desc="report: no winsorising by default" check grep -q '"winsorize": null' "$p""_report.json"
+
+# winsorising (ANTs' spelling, percentiles accepted): recorded in the report
+"$ffdp" register -q -f "$d/fixed.nii.gz" -m "$d/moving.nii.gz" -o "$dir/w" --affine \
+	--winsorize-image-intensities [0.5,99.5] 2>"$dir/w.err" || bad "register --winsorize-image-intensities: $(cat "$dir/w.err")"
+desc="--winsorize-image-intensities [0.5,99.5]: the report has the quantiles 0.005, 0.995" check \
+	grep -qF '"winsorize": [0.005, 0.995]' "$dir/w_report.json"
+"$ffdp" register -f "$d/fixed.nii.gz" -m "$d/moving.nii.gz" -o "$dir/w2" --winsorize [0.9,0.1] 2>"$dir/err6"
+rc=$?
+desc="--winsorize [0.9,0.1]: exit $rc == 2, one usage line naming it" check \
+	test "$rc" -eq 2 -a "$(wc -l <"$dir/err6")" -eq 1 -a -n "$(grep -- "--winsorize" "$dir/err6")"
 "$ffdp" register -f "$d/fixed.nii.gz" -m "$d/moving.nii.gz" -o "$dir/s" --moments f16 2>"$dir/err5"
 rc=$?
 desc="unknown --moments: exit $rc == 2 and a usage line" check test "$rc" -eq 2 -a -n "$(grep -- --moments "$dir/err5")"

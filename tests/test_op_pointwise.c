@@ -1,5 +1,5 @@
-/* Pointwise ops on the CPU against plain double references: affine_scalar
- * and vec_linear bit for bit (the ops promise rounding as written), minmax
+/* Pointwise ops on the CPU against plain double references: affine_scalar,
+ * clamp and vec_linear bit for bit (the ops promise rounding as written), minmax
  * and vec_max_abs_diff exactly, NaN rules, in-place vec_linear, 2-D
  * fields, odd sizes, 1 and 3 threads, argument checks, and buffer copy. */
 #include <math.h>
@@ -40,6 +40,28 @@ static void test_affine_scalar(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_
 		 (long long)ny, (long long)nz);
 	CHECK(count_diff(x, ref, n) == 0, "affine_scalar %lldx%lldx%lld: a x + b bit for bit", (long long)nx,
 	      (long long)ny, (long long)nz);
+	free(x), free(ref);
+}
+
+/* Bounds that are not floats: a value between (float)lo and lo keeps its
+ * bits (the op compares in double); NaN stays NaN. */
+static void test_clamp(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny, int64_t nz)
+{
+	ffdp_error err = {0};
+	int64_t n = nx * ny * nz;
+	float *x = fnew(n), *ref = fnew(n);
+	tu_fill_uniform(rng, x, n, -2.0, 3.0);
+	const double lo = -0.1 / 3.0, hi = 1.0 + 1e-9;
+	x[0] = NAN, x[n - 1] = (float)lo;
+	for (int64_t i = 0; i < n; i++)
+		ref[i] = isnan(x[i]) ? x[i] : (double)x[i] < lo ? (float)lo : (double)x[i] > hi ? (float)hi : x[i];
+	ffdp_img v = {x, {nx, ny, nz}};
+	CHECK_OK(ffdp_op_clamp(be, v, lo, hi, &err), &err, "clamp %lldx%lldx%lld runs", (long long)nx, (long long)ny,
+		 (long long)nz);
+	CHECK(count_diff(x, ref, n) == 0, "clamp %lldx%lldx%lld: bit for bit, NaN kept", (long long)nx, (long long)ny,
+	      (long long)nz);
+	CHECK(ffdp_op_clamp(be, v, 1.0, 0.0, &err) == FFDP_ERR_ARG && strstr(err.msg, "clamp"),
+	      "clamp: hi < lo refused (%s)", err.msg);
 	free(x), free(ref);
 }
 
@@ -178,6 +200,8 @@ int main(void)
 		for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
 			const int64_t *n = sizes[k];
 			test_affine_scalar(be, &rng, n[0], n[1], n[2]);
+			if (n[0] * n[1] * n[2] > 1)
+				test_clamp(be, &rng, n[0], n[1], n[2]);
 			if (n[0] * n[1] * n[2] > 2)
 				test_minmax(be, &rng, n[0], n[1], n[2]);
 			test_vec_linear(be, &rng, n[0], n[1], n[2]);

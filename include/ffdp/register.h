@@ -92,6 +92,11 @@ typedef struct ffdp_reg_opts {
 	struct ffdp_dist *dist;
 	unsigned dist_flags; /* ffdp_dist_use_backend's flags (tests) */
 	int slab_inputs; /* with dist: fixed and moving hold the rank's planes only (ffdp_slab_of) */
+	/* Winsorising (ANTs' --winsorize-image-intensities): each image's
+	 * intensities at quantiles winsorize[0] and [1] become 0 and 1 of the
+	 * normalised range, those beyond are clipped.  {0, 0} (a zeroed struct)
+	 * or {0, 1}: none, the range is min..max.  Else 0 <= [0] < [1] <= 1. */
+	double winsorize[2];
 } ffdp_reg_opts;
 
 /* Presets: "rigid", "affine", "greedy", "syn", "default" (= moments, rigid,

@@ -16,6 +16,8 @@ typedef struct reg_cli {
 	const char *transport; /* how ranks moved planes (report) */
 	const char *moments; /* f32 or bf16 (NULL: the default); applied after parsing */
 	const char *images;  /* f32 or u16 (NULL: the default); applied after parsing */
+	double winsor[2];    /* --winsorize-image-intensities; applied after parsing */
+	int winsor_given;
 	ffdp_reg_opts opts;
 	int explicit_stages;
 } reg_cli;
@@ -235,6 +237,29 @@ static int parse_shrink(const char *spec, ffdp_stage *st)
 	return 0;
 }
 
+/* ANTs' "[lo,hi]" (or "lo,hi"): quantiles in [0, 1], or percentiles when
+ * hi > 1 (FireANTs takes either). */
+static int parse_winsor(const char *spec, double q[2])
+{
+	char buf[128];
+	size_t n = strlen(spec);
+	if (n >= sizeof(buf))
+		return -1;
+	if (spec[0] == '[' && n >= 2 && spec[n - 1] == ']')
+		spec++, n -= 2;
+	memcpy(buf, spec, n);
+	buf[n] = '\0';
+	char *comma = strchr(buf, ',');
+	if (!comma)
+		return -1;
+	*comma = '\0';
+	if (ffdp_cli_parse_f64(buf, 0, 100, &q[0]) || ffdp_cli_parse_f64(comma + 1, 0, 100, &q[1]))
+		return -1;
+	if (q[1] > 1.0)
+		q[0] /= 100.0, q[1] /= 100.0;
+	return q[0] < q[1] && q[1] <= 1.0 ? 0 : -1;
+}
+
 static int parse_args(int argc, char **argv, reg_cli *c)
 {
 	memset(c, 0, sizeof(*c));
@@ -284,6 +309,11 @@ static int parse_args(int argc, char **argv, reg_cli *c)
 			if (strcmp(val, "f32") && strcmp(val, "u16"))
 				return ffdp_cli_usage("register", "--images is f32 or u16");
 			c->images = val;
+		} else if (!strcmp(a, "--winsorize-image-intensities") || !strcmp(a, "--winsorize")) {
+			if (parse_winsor(val, c->winsor))
+				return ffdp_cli_usage("register", "%s wants [lo,hi]: quantiles 0 <= lo < hi <= 1 (or "
+								 "percentiles, e.g. [0.5,99.5]), not '%s'", a, val);
+			c->winsor_given = 1;
 		} else if (!strcmp(a, "--device")) {
 			if (ffdp_cli_parse_i64(val, 0, 1024, &c->device))
 				return ffdp_cli_usage("register", "--device wants a GPU number");
@@ -315,6 +345,8 @@ static int parse_args(int argc, char **argv, reg_cli *c)
 		c->opts.moments = strcmp(c->moments, "bf16") ? FFDP_MOMENTS_F32 : FFDP_MOMENTS_BF16;
 	if (c->images)
 		c->opts.images16 = !strcmp(c->images, "u16");
+	if (c->winsor_given)
+		c->opts.winsorize[0] = c->winsor[0], c->opts.winsorize[1] = c->winsor[1];
 	return pick_backend(c);
 }
 
@@ -364,6 +396,10 @@ static int write_report(const char *path, const reg_cli *c, const ffdp_reg_resul
 	/* storage of Adam's moments and of the images (memory per voxel) */
 	APP("  \"moments\": \"%s\",\n  \"images\": \"%s\",\n",
 	    c->opts.moments == FFDP_MOMENTS_BF16 ? "bf16" : "f32", c->opts.images16 && !c->opts.dist ? "u16" : "f32");
+	if (c->winsor_given) /* the quantiles each image was clipped at before [0, 1] */
+		APP("  \"winsorize\": [%.9g, %.9g],\n", c->opts.winsorize[0], c->opts.winsorize[1]);
+	else
+		APP("  \"winsorize\": null,\n");
 	APP("  \"affine\": [");
 	for (int i = 0; i < 12; i++)
 		APP("%s%.10g", i ? ", " : "", r->T.m[i]);

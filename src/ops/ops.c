@@ -654,6 +654,14 @@ ffdp_status ffdp_op_affine_scalar(ffdp_backend *be, ffdp_img x, double a, double
 	return s ? s : be->ops->affine_scalar(be, x, a, b, err);
 }
 
+ffdp_status ffdp_op_clamp(ffdp_backend *be, ffdp_img x, double lo, double hi, ffdp_error *err)
+{
+	ffdp_status s = check_img(&x, "clamp", err);
+	if (!s && !(lo <= hi))
+		s = ffdp_fail(err, FFDP_ERR_ARG, "clamp: the bounds [%g, %g] are not an interval", lo, hi);
+	return s ? s : be->ops->clamp(be, x, lo, hi, err);
+}
+
 ffdp_status ffdp_op_minmax(ffdp_backend *be, ffdp_img x, double *lo, double *hi, ffdp_error *err)
 {
 	ffdp_status s = check_img(&x, "minmax", err);

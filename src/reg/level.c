@@ -15,11 +15,12 @@
  * planes only (src holds all planes, or its planes only with slabs);
  * x of dst views it as an op image. */
 static ffdp_status pair_copy(const reg_pair *p, const ffdp_volume *src, int slabs, ffdp_volume *dst, ffdp_img *x,
-			     ffdp_error *err)
+			     const float **host, int64_t *nhost, ffdp_error *err)
 {
 	if (!p->dist) {
 		ffdp_status s = reg_volume_upload(p->be, src, dst, err);
 		*x = reg_img(dst);
+		*host = src->data, *nhost = ffdp_grid_voxels(&src->grid);
 		return s;
 	}
 	reg_domain dm;
@@ -30,6 +31,7 @@ static ffdp_status pair_copy(const reg_pair *p, const ffdp_volume *src, int slab
 		return FFDP_ERR_NOMEM;
 	*x = reg_dom_img(&dm, dst->data);
 	const float *from = src->data + (slabs ? 0 : dm.z0 * dm.n[0] * dm.n[1]);
+	*host = from, *nhost = dm.n[0] * dm.n[1] * dm.n[2];
 	return ffdp_buf_upload(p->be, dst->data, from, (size_t)(dm.n[0] * dm.n[1] * dm.n[2]) * sizeof(float), err);
 }
 
@@ -56,17 +58,27 @@ static ffdp_status pair_pack16(const reg_pair *p, ffdp_volume *v, uint16_t **q, 
 	return s;
 }
 
-static ffdp_status normalised_copy(const reg_pair *p, const ffdp_volume *src, int slabs, ffdp_volume *dst,
-				   ffdp_error *err)
+/* q: the winsorising quantiles (ffdp_reg_opts), what the range maps to
+ * [0, 1]; values beyond it are clipped. */
+static ffdp_status normalised_copy(const reg_pair *p, const ffdp_volume *src, int slabs, const double q[2],
+				   ffdp_volume *dst, ffdp_error *err)
 {
 	ffdp_backend *be = p->be;
 	ffdp_img x;
-	ffdp_status s = pair_copy(p, src, slabs, dst, &x, err);
-	double lo = 0, hi = 0;
+	const float *host = NULL;
+	int64_t nhost = 0;
+	ffdp_status s = pair_copy(p, src, slabs, dst, &x, &host, &nhost, err);
+	double lo = 0, hi = 0, min = 0, max = 0;
 	if (!s)
 		s = pair_range(p, x, &lo, &hi, err);
 	if (!s && !(lo <= hi))
 		s = ffdp_fail(err, FFDP_ERR_DATA, "the image is all NaN");
+	min = lo, max = hi;
+	if (!s)
+		s = reg_winsor_range(p, host, nhost, q, &lo, &hi, err);
+	if (!s && (lo != min || hi != max))
+		ffdp_log_debug("winsorized to [%g, %g] (quantiles %g, %g) of [%g, %g]", lo, hi, q[0], q[1], min,
+			 max);
 	/* x - lo, then times the float 1 / (hi - lo): each pass rounds to float
 	 * once, which is the float arithmetic (x - lo) * scale bit for bit, so
 	 * results match those of the former host loop.  Setup only. */
@@ -75,6 +87,8 @@ static ffdp_status normalised_copy(const reg_pair *p, const ffdp_volume *src, in
 		s = ffdp_op_affine_scalar(be, x, 1.0, -lo, err);
 	if (!s && x.n[2] > 0)
 		s = ffdp_op_affine_scalar(be, x, scale, 0.0, err);
+	if (!s && x.n[2] > 0 && (lo != min || hi != max))
+		s = ffdp_op_clamp(be, x, 0.0, 1.0, err);
 	if (s)
 		reg_volume_free(be, dst);
 	return s;
@@ -101,16 +115,19 @@ ffdp_status reg_pair_init(reg_pair *p, ffdp_backend *be, const ffdp_volume *fixe
 				 ffdp_grid_dim(&moving->grid));
 	if (o->fixed_mask && !ffdp_grid_same(&o->fixed_mask->grid, &fixed->grid, 1e-4))
 		return ffdp_fail(err, FFDP_ERR_DATA, "fixed mask is not on the fixed image's grid");
-	ffdp_status s = normalised_copy(p, fixed, o->slab_inputs, &p->fn, err);
+	const double none[2] = {0.0, 1.0}, *q = o->winsorize[0] == 0.0 && o->winsorize[1] == 0.0 ? none : o->winsorize;
+	ffdp_status s = normalised_copy(p, fixed, o->slab_inputs, q, &p->fn, err);
 	if (!s && o->images16 && !p->dist)
 		s = pair_pack16(p, &p->fn, &p->fq, err);
 	if (!s)
-		s = normalised_copy(p, moving, o->slab_inputs, &p->mn, err);
+		s = normalised_copy(p, moving, o->slab_inputs, q, &p->mn, err);
 	if (!s && o->images16 && !p->dist)
 		s = pair_pack16(p, &p->mn, &p->mq, err);
 	if (!s && o->fixed_mask) {
 		ffdp_img x; /* the rank's planes under MPI, like the images */
-		s = pair_copy(p, o->fixed_mask, o->slab_inputs, &p->fmask, &x, err);
+		const float *host;
+		int64_t nhost;
+		s = pair_copy(p, o->fixed_mask, o->slab_inputs, &p->fmask, &x, &host, &nhost, err);
 	}
 	if (!s && !p->dist)
 		p->lc = (reg_level_cache *)calloc(1, sizeof(*p->lc)); /* NULL: no cache, levels remade */

@@ -54,6 +54,12 @@ typedef struct reg_pair {
 
 ffdp_status reg_pair_init(reg_pair *p, ffdp_backend *be, const ffdp_volume *fixed, const ffdp_volume *moving,
 			  const ffdp_reg_opts *o, ffdp_error *err);
+/* [*lo, *hi] (the image's range on entry) narrowed to its quantiles q[0],
+ * q[1] (winsorize.c) from the n host values at x: the image, or under MPI
+ * the rank's planes.  Unchanged for q = {0, 1} or a constant image.
+ * Collective under MPI. */
+ffdp_status reg_winsor_range(const reg_pair *p, const float *x, int64_t n, const double q[2], double *lo,
+			     double *hi, ffdp_error *err);
 void reg_pair_free(reg_pair *p);
 /* Build the level at `shrink` (1 = full resolution: shares the pair's data). */
 /* take16: full-resolution images may come as unorm16 (F16, M16) */

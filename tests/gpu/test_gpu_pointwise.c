@@ -1,5 +1,5 @@
 /* The pointwise ops on the CUDA backend against the CPU backend on the same
- * inputs: affine_scalar and vec_linear bit for bit (both round as written),
+ * inputs: affine_scalar, clamp and vec_linear bit for bit (all round as written),
  * minmax and vec_max_abs_diff exactly (NaN rules included), in place, 2-D,
  * odd sizes and one volume larger than a reduction grid; plus the device
  * copy.  Needs a GPU: built with CUDA, labelled "gpu". */
@@ -32,6 +32,10 @@ static void test_scalar_ops(env *e, const int64_t n[3])
 	CHECK_OK(ffdp_op_affine_scalar(e->cpu, hi, a, b, &e->err), &e->err, "cpu affine_scalar");
 	CHECK_OK(ffdp_op_affine_scalar(e->gpu, di, a, b, &e->err), &e->err, "cuda affine_scalar");
 	CHECK(gp_bit_diffs(e, d, h, nv) == 0, "affine_scalar %lldx%lldx%lld: cuda = cpu bit for bit", (long long)n[0],
+	      (long long)n[1], (long long)n[2]);
+	CHECK_OK(ffdp_op_clamp(e->cpu, hi, 0.1 / 3.0, 0.9, &e->err), &e->err, "cpu clamp");
+	CHECK_OK(ffdp_op_clamp(e->gpu, di, 0.1 / 3.0, 0.9, &e->err), &e->err, "cuda clamp");
+	CHECK(gp_bit_diffs(e, d, h, nv) == 0, "clamp %lldx%lldx%lld: cuda = cpu bit for bit (NaN kept)", (long long)n[0],
 	      (long long)n[1], (long long)n[2]);
 	free(h);
 	ffdp_buf_free(e->gpu, d);

@@ -7,7 +7,8 @@
  * (and any single rank) give the same bits: T, warps, Dice, loss.  Rank-
  * order sums (GPU ranks; their rules are also run here on the CPU) agree to
  * rounding per op, and the registrations as two runs of different
- * arithmetic: the bars below. */
+ * arithmetic: the bars below.  One run of each backend also winsorises the
+ * images (each rank counts its planes' histogram; the counts are summed). */
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -96,7 +97,7 @@ static double dice_of(ffdp_backend *be, const subject *f, const subject *m, cons
  * rounding).  kind: the registration's backend (FFDP_TEST_BACKEND=cuda on
  * the GPU machine). */
 static void run(ffdp_dist *d, ffdp_backend *be, const subject *f, const subject *m, ffdp_stage_kind kind,
-		unsigned flags, ffdp_backend_kind bk, ffdp_moment_store ms)
+		unsigned flags, ffdp_backend_kind bk, ffdp_moment_store ms, int winsor)
 {
 	ffdp_reg_opts o;
 	ffdp_reg_result one, many;
@@ -105,14 +106,17 @@ static void run(ffdp_dist *d, ffdp_backend *be, const subject *f, const subject 
 	const int bits = (!flags && bk == FFDP_BACKEND_CPU) || size == 1;
 	char what[96];
 
-	snprintf(what, sizeof(what), "%s%s%s%s", name, bk == FFDP_BACKEND_CUDA ? " on the GPU" : "",
-		 flags ? " (rank-order sums, staged)" : "", ms == FFDP_MOMENTS_BF16 ? " (bf16 moments)" : "");
+	snprintf(what, sizeof(what), "%s%s%s%s%s", name, bk == FFDP_BACKEND_CUDA ? " on the GPU" : "",
+		 flags ? " (rank-order sums, staged)" : "", ms == FFDP_MOMENTS_BF16 ? " (bf16 moments)" : "",
+		 winsor ? " (winsorised)" : "");
 	ffdp_reg_preset(name, &o, &err);
 	o.moments = ms;
 	o.backend = bk;
 	if (bk == FFDP_BACKEND_CUDA && ffdp_cuda_device_count() > 0) /* a GPU per rank where there are */
 		o.device = ffdp_dist_local_rank(d) % ffdp_cuda_device_count();
 	o.min_level_size = 16;
+	if (winsor)
+		o.winsorize[0] = 0.005, o.winsorize[1] = 0.995;
 	o.stages[1].nlevels = 2, o.stages[1].shrink[0] = 2, o.stages[1].shrink[1] = 1;
 	o.stages[1].iters[0] = 40, o.stages[1].iters[1] = 15;
 	o.stages[2].nlevels = 2, o.stages[2].shrink[0] = 2, o.stages[2].shrink[1] = 1;
@@ -198,17 +202,17 @@ int main(int argc, char **argv)
 		const char *bn = getenv("FFDP_TEST_BACKEND");
 		ffdp_backend_kind bk = bn && !strcmp(bn, "cuda") ? FFDP_BACKEND_CUDA : FFDP_BACKEND_CPU;
 		if (!s && bk == FFDP_BACKEND_CPU) {
-			run(d, be, &f, &m, FFDP_STAGE_GREEDY, 0, bk, FFDP_MOMENTS_F32);
-			run(d, be, &f, &m, FFDP_STAGE_SYN, 0, bk, FFDP_MOMENTS_F32);
+			run(d, be, &f, &m, FFDP_STAGE_GREEDY, 0, bk, FFDP_MOMENTS_F32, 0);
+			run(d, be, &f, &m, FFDP_STAGE_SYN, 0, bk, FFDP_MOMENTS_F32, 0);
 			/* stochastic rounding keyed by the global voxel: the same bits */
-			run(d, be, &f, &m, FFDP_STAGE_SYN, 0, bk, FFDP_MOMENTS_BF16);
+			run(d, be, &f, &m, FFDP_STAGE_SYN, 0, bk, FFDP_MOMENTS_BF16, 1);
 			/* the GPU path's rules (transport, sums, boxes), on the CPU */
-			run(d, be, &f, &m, FFDP_STAGE_GREEDY, FFDP_DIST_STAGED | FFDP_DIST_PORTABLE, bk, FFDP_MOMENTS_F32);
+			run(d, be, &f, &m, FFDP_STAGE_GREEDY, FFDP_DIST_STAGED | FFDP_DIST_PORTABLE, bk, FFDP_MOMENTS_F32, 0);
 		}
 		if (!s && bk == FFDP_BACKEND_CUDA) {
-			run(d, be, &f, &m, FFDP_STAGE_GREEDY, 0, bk, FFDP_MOMENTS_F32);
-			run(d, be, &f, &m, FFDP_STAGE_SYN, 0, bk, FFDP_MOMENTS_F32);
-			run(d, be, &f, &m, FFDP_STAGE_GREEDY, 0, bk, FFDP_MOMENTS_BF16);
+			run(d, be, &f, &m, FFDP_STAGE_GREEDY, 0, bk, FFDP_MOMENTS_F32, 0);
+			run(d, be, &f, &m, FFDP_STAGE_SYN, 0, bk, FFDP_MOMENTS_F32, 0);
+			run(d, be, &f, &m, FFDP_STAGE_GREEDY, 0, bk, FFDP_MOMENTS_BF16, 1);
 		}
 		ffdp_volume_free(&f.t1), ffdp_volume_free(&f.lab);
 		ffdp_volume_free(&m.t1), ffdp_volume_free(&m.lab);

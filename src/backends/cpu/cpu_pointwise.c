@@ -1,5 +1,5 @@
 /* Pointwise maps and reductions (ops.h): one pass each, double arithmetic
- * rounded once to float.  IO floors: affine_scalar 8 B/voxel, minmax
+ * rounded once to float.  IO floors: affine_scalar and clamp 8 B/voxel, minmax
  * 4 B/voxel, vec_linear 8 B per voxel and component, max_abs_diff 8 B per
  * voxel and component. */
 #include <math.h>
@@ -20,6 +20,20 @@ ffdp_status ffdp_cpu_affine_scalar(ffdp_backend *be, ffdp_img x, double a, doubl
 #pragma omp parallel for schedule(static)
 	for (int64_t i = 0; i < n; i++)
 		p[i] = (float)(a * (double)p[i] + b);
+	return FFDP_OK;
+}
+
+ffdp_status ffdp_cpu_clamp(ffdp_backend *be, ffdp_img x, double lo, double hi, ffdp_error *err)
+{
+	(void)be, (void)err;
+	const int64_t n = voxels(x.n);
+	const float l = (float)lo, h = (float)hi;
+	float *p = x.p;
+	/* compared in double, as the CUDA kernel: a float between two
+	 * bounds that round to it keeps its bits */
+#pragma omp parallel for schedule(static)
+	for (int64_t i = 0; i < n; i++)
+		p[i] = (double)p[i] < lo ? l : (double)p[i] > hi ? h : p[i];
 	return FFDP_OK;
 }
 

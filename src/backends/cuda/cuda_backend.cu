@@ -104,6 +104,7 @@ static ffdp_ops_table make_table(void)
 	t.unorm16 = ffdp_cuda_unorm16;
 	t.native16 = FFDP_NATIVE16_SAMPLE | FFDP_NATIVE16_LNCC;
 	t.affine_scalar = ffdp_cuda_affine_scalar;
+	t.clamp = ffdp_cuda_clamp;
 	t.minmax = ffdp_cuda_minmax;
 	t.vec_linear = ffdp_cuda_vec_linear;
 	t.vec_max_abs_diff = ffdp_cuda_vec_max_abs_diff;

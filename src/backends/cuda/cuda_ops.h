@@ -51,6 +51,7 @@ ffdp_status ffdp_cuda_unorm16(ffdp_backend *be, float *x, uint16_t *q, int64_t n
 ffdp_status ffdp_cuda_moments_half(ffdp_backend *be, ffdp_img words, int half, ffdp_img x, int put, ffdp_error *err);
 
 ffdp_status ffdp_cuda_affine_scalar(ffdp_backend *be, ffdp_img x, double a, double b, ffdp_error *err);
+ffdp_status ffdp_cuda_clamp(ffdp_backend *be, ffdp_img x, double lo, double hi, ffdp_error *err);
 ffdp_status ffdp_cuda_minmax(ffdp_backend *be, ffdp_img x, double *lo, double *hi, ffdp_error *err);
 ffdp_status ffdp_cuda_linear_step(ffdp_backend *be, const ffdp_linear_step_args *a, ffdp_error *err);
 ffdp_status ffdp_cuda_vec_linear(ffdp_backend *be, ffdp_vec in, const double A[9], ffdp_vec out, ffdp_error *err);

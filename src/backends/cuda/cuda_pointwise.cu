@@ -47,6 +47,25 @@ ffdp_status ffdp_cuda_affine_scalar(ffdp_backend *be, ffdp_img x, double a, doub
 	return cu_launched(err, "affine_scalar");
 }
 
+__global__ void clamp_kernel(float *x, int64_t n, double lo, double hi)
+{
+	const float l = (float)lo, h = (float)hi;
+	CU_FOR_FLAT(i, n)
+	{
+		const float v = x[i];
+		x[i] = (double)v < lo ? l : (double)v > hi ? h : v; /* NaN: neither, kept */
+	}
+}
+
+ffdp_status ffdp_cuda_clamp(ffdp_backend *be, ffdp_img x, double lo, double hi, ffdp_error *err)
+{
+	(void)be;
+	const int64_t n = voxels(x.n);
+	const cu_shape sh = cu_flat_shape(n, 0);
+	clamp_kernel<<<sh.grid, sh.block>>>(x.p, n, lo, hi);
+	return cu_launched(err, "clamp");
+}
+
 /* part[2 b] = block b's min, part[2 b + 1] its max (NaN skipped: fminf and
  * fmaxf return the other operand). */
 __global__ void minmax_kernel(const float *x, int64_t n, float *part)
