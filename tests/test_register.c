@@ -189,6 +189,11 @@ static void check_winsorize(void)
 	ffdp_reg_result res;
 	ffdp_status st = ffdp_register(&F, &M, &o, &res, &err);
 	CHECK(st == FFDP_ERR_ARG && strstr(err.msg, "winsorize"), "winsorize [0.9, 0.1] refused: %s", err.msg);
+	o.winsorize[0] = o.winsorize[1] = 0.0;
+	o.moving_mask = &M;
+	st = ffdp_register(&F, &M, &o, &res, &err);
+	CHECK(st == FFDP_ERR_UNSUPPORTED && strstr(err.msg, "moving-image mask"), "a moving mask is refused: %s",
+	      err.msg);
 	ffdp_volume_free(&F), ffdp_volume_free(&M), ffdp_volume_free(&FL);
 }
 

@@ -67,7 +67,7 @@ typedef struct ffdp_reg_opts {
 	ffdp_backend_kind backend;
 	int device;
 	const ffdp_volume *fixed_mask;  /* optional, on the fixed grid: loss weights */
-	const ffdp_volume *moving_mask; /* optional, on the moving grid */
+	const ffdp_volume *moving_mask; /* not supported yet: ffdp_register refuses it */
 	ffdp_mat4 init;                 /* initial T (identity unless set) */
 	int min_level_size;             /* coarsest level size per axis, default 32 */
 	int want_inverse;               /* compute the inverse warp (SyN always can) */

@@ -8,7 +8,7 @@
 #include "cli.h"
 
 typedef struct reg_cli {
-	const char *fixed, *moving, *prefix, *fmask, *mmask, *init;
+	const char *fixed, *moving, *prefix, *fmask, *init;
 	const char *backend; /* cpu, cuda or auto (NULL): applied after parsing, so a
 				later preset cannot reset it */
 	long long device;
