@@ -118,17 +118,26 @@ static void check_matrix(const char *what, const ffdp_mat4 *got, const double wa
 	CHECK(d <= tol, "%s: matrix as derived by hand (max diff %.1e)", what, d);
 }
 
+/* A random rotation scaled per row, with a shear and translation t. */
+static ffdp_mat4 random_affine(tu_rng *r, const double t[3])
+{
+	double R[9];
+	tu_random_rotation(r, R);
+	ffdp_mat4 T = ffdp_mat4_identity();
+	for (int i = 0; i < 3; i++) {
+		for (int j = 0; j < 3; j++)
+			T.m[4 * i + j] = R[3 * i + j] * (0.8 + 0.1 * i) + (i == 0 && j == 1 ? 0.05 : 0.0);
+		T.m[4 * i + 3] = t[i];
+	}
+	return T;
+}
+
 static void test_affine(tu_rng *r)
 {
 	ffdp_error err = {0};
 	char path[1200];
-	double R[9];
-	tu_random_rotation(r, R);
-	ffdp_mat4 T = ffdp_mat4_identity(), back;
-	for (int i = 0; i < 3; i++)
-		for (int j = 0; j < 3; j++)
-			T.m[4 * i + j] = R[3 * i + j] * (0.8 + 0.1 * i) + (i == 0 && j == 1 ? 0.05 : 0.0);
-	T.m[3] = 12.345678901234567, T.m[7] = -0.1 / 3.0, T.m[11] = 1e-9;
+	const double t[3] = {12.345678901234567, -0.1 / 3.0, 1e-9};
+	ffdp_mat4 T = random_affine(r, t), back;
 	CHECK_OK(ffdp_affine_write(tu_path(path, 1200, g_dir, "affine.txt"), &T, &err), &err, "write affine.txt");
 	CHECK_OK(ffdp_affine_read(path, &back, &err), &err, "read affine.txt back");
 	CHECK(memcmp(back.m, T.m, sizeof(T.m)) == 0, "affine round trip is exact (%%.17g)");
@@ -269,13 +278,8 @@ static void test_affine_mat(tu_rng *r)
 {
 	ffdp_error err = {0};
 	char path[1200];
-	double R[9];
-	tu_random_rotation(r, R);
-	ffdp_mat4 T = ffdp_mat4_identity(), back;
-	for (int i = 0; i < 3; i++)
-		for (int j = 0; j < 3; j++)
-			T.m[4 * i + j] = R[3 * i + j] * (1.1 - 0.1 * j);
-	T.m[3] = -3.25, T.m[7] = 1.0 / 7.0, T.m[11] = 40.5;
+	const double t[3] = {-3.25, 1.0 / 7.0, 40.5};
+	ffdp_mat4 T = random_affine(r, t), back;
 
 	/* our writer: ANTs' layout, read back exactly */
 	CHECK_OK(ffdp_affine_write(tu_path(path, 1200, g_dir, "ours0GenericAffine.mat"), &T, &err), &err,

@@ -67,55 +67,6 @@ static void check_deformable(const char *name, int64_t n0, int64_t n1, int64_t n
 	ffdp_field_free(&truth);
 }
 
-/* A known affine: moving = fixed resampled through T0; the affine stage
- * must recover T0 (its effect on the object, in mm). */
-static void check_affine(void)
-{
-	ffdp_error err = {0};
-	ffdp_phantom_opts po = ffdp_phantom_defaults();
-	po.n[0] = 64, po.n[1] = 72, po.n[2] = 64;
-	po.spacing[0] = po.spacing[1] = po.spacing[2] = 2.25;
-	po.amplitude_mm = 0;
-	ffdp_volume F = {0}, M = {0}, FL = {0};
-	CHECK_OK(ffdp_phantom_make(&po, &F, NULL, &FL, NULL, NULL, &err), &err, "affine: phantom");
-	double th = 0.12, c = cos(th), s = sin(th);
-	double lin[9] = {1.05 * c, -s, 0.02, s, 0.95 * c, 0.0, -0.03, 0.01, 1.02};
-	double t[3] = {4.0, -3.0, 2.5};
-	ffdp_mat4 T0 = ffdp_mat4_from_linear(lin, t), T0i;
-	ffdp_mat4_inverse(T0, &T0i, &err);
-	ffdp_backend *be = NULL;
-	ffdp_backend_open(FFDP_BACKEND_CPU, 0, &be, &err);
-	/* M(y) = F(T0^-1 y): registering M to F must find T = T0... as a map
-	 * from F's points to M's points: M(T0 x) = F(x) */
-	CHECK_OK(ffdp_warp_volume(be, &F, &F.grid, &T0i, NULL, FFDP_INTERP_LINEAR, &M, &err), &err,
-		 "affine: moving image through a known affine");
-	ffdp_reg_opts o;
-	ffdp_reg_preset("affine", &o, &err);
-	ffdp_reg_result r;
-	CHECK_OK(ffdp_register(&F, &M, &o, &r, &err), &err, "affine: registration runs");
-	/* compare T and T0 on the object's voxels */
-	ffdp_mat4 i2p = ffdp_grid_index_to_phys(&F.grid);
-	double sum = 0;
-	int64_t cnt = 0;
-	for (int64_t i = 0; i < ffdp_grid_voxels(&F.grid); i += 7) {
-		if (FL.data[i] <= 0)
-			continue;
-		int64_t x = i % F.grid.n[0], y = (i / F.grid.n[0]) % F.grid.n[1], z = i / (F.grid.n[0] * F.grid.n[1]);
-		double idx[3] = {(double)x, (double)y, (double)z}, p[3], a[3], b[3];
-		ffdp_mat4_apply_point(&i2p, idx, p);
-		ffdp_mat4_apply_point(&r.T, p, a);
-		ffdp_mat4_apply_point(&T0, p, b);
-		sum += sqrt((a[0] - b[0]) * (a[0] - b[0]) + (a[1] - b[1]) * (a[1] - b[1]) + (a[2] - b[2]) * (a[2] - b[2]));
-		cnt++;
-	}
-	double e = sum / (double)cnt;
-	CHECK(e < 0.5 * F.grid.spacing[0], "affine: recovered transform within %.3f mm (mean over the object) of the truth",
-	      e);
-	ffdp_reg_result_free(&r);
-	ffdp_backend_close(be);
-	ffdp_volume_free(&F), ffdp_volume_free(&M), ffdp_volume_free(&FL);
-}
-
 /* Mean distance (mm) between T and T0 over the object's voxels (every 7th). */
 static double affine_error(const ffdp_volume *F, const ffdp_volume *FL, const ffdp_mat4 *T, const ffdp_mat4 *T0)
 {
@@ -136,6 +87,48 @@ static double affine_error(const ffdp_volume *F, const ffdp_volume *FL, const ff
 	return sum / (double)cnt;
 }
 
+/* The 64x72x64 phantom at 2.25 mm (no deformation) as F with its labels
+ * FL, and M = F resampled through T0^-1, so that registering M to F must
+ * find T0 (as a map from F's points to M's: M(T0 x) = F(x)). */
+static void affine_pair(const char *what, const ffdp_mat4 *T0, ffdp_volume *F, ffdp_volume *M, ffdp_volume *FL)
+{
+	ffdp_error err = {0};
+	ffdp_phantom_opts po = ffdp_phantom_defaults();
+	po.n[0] = 64, po.n[1] = 72, po.n[2] = 64;
+	po.spacing[0] = po.spacing[1] = po.spacing[2] = 2.25;
+	po.amplitude_mm = 0;
+	CHECK_OK(ffdp_phantom_make(&po, F, NULL, FL, NULL, NULL, &err), &err, "%s: phantom", what);
+	ffdp_mat4 T0i;
+	ffdp_mat4_inverse(*T0, &T0i, &err);
+	ffdp_backend *be = NULL;
+	ffdp_backend_open(FFDP_BACKEND_CPU, 0, &be, &err);
+	CHECK_OK(ffdp_warp_volume(be, F, &F->grid, &T0i, NULL, FFDP_INTERP_LINEAR, M, &err), &err,
+		 "%s: moving image through a known affine", what);
+	ffdp_backend_close(be);
+}
+
+/* A known affine: moving = fixed resampled through T0; the affine stage
+ * must recover T0 (its effect on the object, in mm). */
+static void check_affine(void)
+{
+	ffdp_error err = {0};
+	double th = 0.12, c = cos(th), s = sin(th);
+	double lin[9] = {1.05 * c, -s, 0.02, s, 0.95 * c, 0.0, -0.03, 0.01, 1.02};
+	double t[3] = {4.0, -3.0, 2.5};
+	ffdp_mat4 T0 = ffdp_mat4_from_linear(lin, t);
+	ffdp_volume F = {0}, M = {0}, FL = {0};
+	affine_pair("affine", &T0, &F, &M, &FL);
+	ffdp_reg_opts o;
+	ffdp_reg_preset("affine", &o, &err);
+	ffdp_reg_result r;
+	CHECK_OK(ffdp_register(&F, &M, &o, &r, &err), &err, "affine: registration runs");
+	double e = affine_error(&F, &FL, &r.T, &T0);
+	CHECK(e < 0.5 * F.grid.spacing[0], "affine: recovered transform within %.3f mm (mean over the object) of the truth",
+	      e);
+	ffdp_reg_result_free(&r);
+	ffdp_volume_free(&F), ffdp_volume_free(&M), ffdp_volume_free(&FL);
+}
+
 /* Winsorising: a few voxels 50 times brighter than the tissue in each
  * image squeeze min-max normalised tissue into MI's lowest bins; clipped
  * at the 0.5 % and 99.5 % quantiles, MI's affine stage recovers T0.  Also:
@@ -143,21 +136,11 @@ static double affine_error(const ffdp_volume *F, const ffdp_volume *FL, const ff
 static void check_winsorize(void)
 {
 	ffdp_error err = {0};
-	ffdp_phantom_opts po = ffdp_phantom_defaults();
-	po.n[0] = 64, po.n[1] = 72, po.n[2] = 64;
-	po.spacing[0] = po.spacing[1] = po.spacing[2] = 2.25;
-	po.amplitude_mm = 0;
-	ffdp_volume F = {0}, M = {0}, FL = {0};
-	CHECK_OK(ffdp_phantom_make(&po, &F, NULL, &FL, NULL, NULL, &err), &err, "winsorize: phantom");
 	double th = 0.10, c = cos(th), s = sin(th);
 	double lin[9] = {c, -s, 0.0, s, c, 0.0, 0.0, 0.0, 1.0}, t[3] = {5.0, -4.0, 3.0};
-	ffdp_mat4 T0 = ffdp_mat4_from_linear(lin, t), T0i;
-	ffdp_mat4_inverse(T0, &T0i, &err);
-	ffdp_backend *be = NULL;
-	ffdp_backend_open(FFDP_BACKEND_CPU, 0, &be, &err);
-	CHECK_OK(ffdp_warp_volume(be, &F, &F.grid, &T0i, NULL, FFDP_INTERP_LINEAR, &M, &err), &err,
-		 "winsorize: moving image through a known affine");
-	ffdp_backend_close(be);
+	ffdp_mat4 T0 = ffdp_mat4_from_linear(lin, t);
+	ffdp_volume F = {0}, M = {0}, FL = {0};
+	affine_pair("winsorize", &T0, &F, &M, &FL);
 	float fmax = 0;
 	const int64_t n = ffdp_grid_voxels(&F.grid);
 	for (int64_t i = 0; i < n; i++)

@@ -72,10 +72,13 @@ ffdp_status reg_winsor_range(const reg_pair *p, const float *x, int64_t n, const
 		return ffdp_fail(err, FFDP_ERR_NOMEM, "winsorize: cannot allocate the histogram");
 	ffdp_status s = w_count(x, n, *lo, *hi, h, err);
 #ifdef FFDP_HAVE_MPI
-	if (!s && p->dist) {
-		double *all = malloc(REG_WBINS * sizeof(double));
-		s = all ? ffdp_dist_rank_total(p->dist, h, REG_WBINS, all, err)
-			: ffdp_fail(err, FFDP_ERR_NOMEM, "winsorize: cannot allocate the histogram");
+	if (p->dist) {
+		double *all = s ? NULL : malloc(REG_WBINS * sizeof(double));
+		if (!s && !all)
+			s = ffdp_fail(err, FFDP_ERR_NOMEM, "winsorize: cannot allocate the histogram");
+		s = ffdp_dist_agree(p->dist, s, "winsorize", err); /* every rank sums, or none */
+		if (!s)
+			s = ffdp_dist_rank_total(p->dist, h, REG_WBINS, all, err);
 		if (!s)
 			memcpy(h, all, REG_WBINS * sizeof(double));
 		free(all);
