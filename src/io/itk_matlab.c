@@ -107,6 +107,9 @@ static ffdp_status mat_one(const char *path, const unsigned char *buf, size_t n,
 	if (name[namlen - 1] != '\0' || strlen(name) != namlen - 1)
 		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: matrix name at byte %zu is not a string", path,
 				 *at + MAT_HEADER);
+	const int is_fixed = !strcmp(name, "fixed");
+	if (!is_fixed && !ffdp_itk_type_dim(name)) /* before its size: a B-spline's are many */
+		return ffdp_itk_type_refused(path, name, err);
 	const uint64_t count = (uint64_t)mrows * ncols, w = P ? 4 : 8;
 	const size_t data = *at + MAT_HEADER + namlen;
 	if (count > 12 || count * w > n - data)
@@ -121,7 +124,7 @@ static ffdp_status mat_one(const char *path, const unsigned char *buf, size_t n,
 					 (unsigned long long)i + 1);
 	}
 	*at = data + count * w;
-	if (!strcmp(name, "fixed")) {
+	if (is_fixed) {
 		if (count > 3)
 			return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: 'fixed' (the centre) holds %llu values, at most 3",
 					 path, (unsigned long long)count);
@@ -135,8 +138,6 @@ static ffdp_status mat_one(const char *path, const unsigned char *buf, size_t n,
 				 path, name, t->type);
 	snprintf(t->type, sizeof(t->type), "%s", name);
 	t->dim = ffdp_itk_type_dim(name);
-	if (!t->dim)
-		return ffdp_itk_type_refused(path, name, err);
 	memcpy(t->p, v, count * sizeof(double));
 	t->np = (int)count;
 	return FFDP_OK;
