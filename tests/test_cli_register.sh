@@ -52,6 +52,25 @@ desc="--winsorize [0.9,0.1]: exit $rc == 2, one usage line naming it" check \
 rc=$?
 desc="unknown --moments: exit $rc == 2 and a usage line" check test "$rc" -eq 2 -a -n "$(grep -- --moments "$dir/err5")"
 
+# antsRegistration's names: the same registration (the same bits on the CPU), the affine as
+# ITK's binary .mat, found by a script written for ANTs
+"$ffdp" register -q -f "$d/fixed.nii.gz" -m "$d/moving.nii.gz" -o "$dir/ants_" --greedy \
+	--output-names ants 2>"$dir/an.err" || bad "register --output-names ants: $(cat "$dir/an.err")"
+for s in Warped.nii.gz 0GenericAffine.mat 1Warp.nii.gz 1InverseWarp.nii.gz report.json qc.png; do
+	desc="--output-names ants wrote PREFIX$s" check test -s "$dir/ants_$s"
+done
+desc="--output-names ants: the warp is the default run's" check \
+	cmp -s <(gzip -dc "$dir/ants_1Warp.nii.gz") <(gzip -dc "$p""_warp.nii.gz")
+"$ffdp" apply -q -r "$d/fixed.nii.gz" -i "$d/moving.nii.gz" -o "$dir/ants_applied.nii.gz" \
+	-t "$dir/ants_1Warp.nii.gz" -t "$dir/ants_0GenericAffine.mat" 2>"$dir/an2.err" || bad "apply .mat: $(cat "$dir/an2.err")"
+"$ffdp" apply -q -r "$d/fixed.nii.gz" -i "$d/moving.nii.gz" -o "$dir/txt_applied.nii.gz" \
+	-t "$p""_warp.nii.gz" -t "$p""_affine.txt" 2>"$dir/an3.err" || bad "apply .txt: $(cat "$dir/an3.err")"
+desc="  and -t 1Warp -t 0GenericAffine.mat resamples as -t _warp -t _affine.txt" check \
+	cmp -s <(gzip -dc "$dir/ants_applied.nii.gz") <(gzip -dc "$dir/txt_applied.nii.gz")
+"$ffdp" register -f "$d/fixed.nii.gz" -m "$d/moving.nii.gz" -o "$dir/x" --output-names itk 2>"$dir/err7"
+rc=$?
+desc="--output-names itk: exit $rc == 2 and a usage line" check test "$rc" -eq 2 -a -n "$(grep -- --output-names "$dir/err7")"
+
 # the written transforms, applied in ANTs order, reproduce the warped image
 "$ffdp" apply -q -r "$d/fixed.nii.gz" -i "$d/moving.nii.gz" -o "$dir/applied.nii.gz" \
 	-t "$p""_warp.nii.gz" -t "$p""_affine.txt" 2>"$dir/apply.err" || bad "apply: $(cat "$dir/apply.err")"

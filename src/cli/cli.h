@@ -44,12 +44,22 @@ ffdp_status ffdp_cli_mpi_read(const cli_mpi *m, const char *const *paths, ffdp_v
  * them; g the fixed grid).  *quiet: rank 0 printed the failure. */
 ffdp_status ffdp_cli_mpi_solo_result(const cli_mpi *m, ffdp_status s, ffdp_reg_result *r, const ffdp_grid *g,
 				      int *quiet, ffdp_error *err);
+/* What `ffdp register` appends to its output prefix for each file: ffdp's
+ * own names (PREFIX_warped.nii.gz, ...) or antsRegistration's
+ * (PREFIXWarped.nii.gz, PREFIX1Warp.nii.gz, PREFIX1InverseWarp.nii.gz,
+ * PREFIX0GenericAffine.mat), so that scripts written for ANTs find them. */
+typedef struct ffdp_cli_names {
+	const char *warped, *warp, *inverse, *affine, *qc, *report;
+} ffdp_cli_names;
+const ffdp_cli_names *ffdp_cli_names_of(int ants);
+
 /* The registration's images from every rank's planes (fixed, moving as
- * ffdp_cli_mpi_read gave them, r as ffdp_register under MPI): PREFIX_warped,
- * _warp, _inverse_warp (.nii.gz, each rank its planes) and _qc.png (rank 0,
- * from previews).  Collective. */
-ffdp_status ffdp_cli_mpi_write_images(const cli_mpi *m, const char *prefix, const ffdp_volume *fixed,
-				      const ffdp_volume *moving, const ffdp_reg_result *r, ffdp_error *err);
+ * ffdp_cli_mpi_read gave them, r as ffdp_register under MPI): the warped
+ * image, the warp and its inverse (.nii.gz, each rank its planes) and the
+ * QC picture (rank 0, from previews), named by nm.  Collective. */
+ffdp_status ffdp_cli_mpi_write_images(const cli_mpi *m, const char *prefix, const ffdp_cli_names *nm,
+				      const ffdp_volume *fixed, const ffdp_volume *moving, const ffdp_reg_result *r,
+				      ffdp_error *err);
 /* Under mpirun, every rank's status s after a collective step: the lowest
  * rank with a failure of its own prints (*quiet = 0 there only), the
  * others stay quiet; the status on a rank that did not fail is

@@ -181,8 +181,9 @@ static ffdp_status preview(const cli_mpi *m, ffdp_backend *be, const ffdp_grid *
 }
 #endif
 
-ffdp_status ffdp_cli_mpi_write_images(const cli_mpi *m, const char *prefix, const ffdp_volume *fixed,
-				      const ffdp_volume *moving, const ffdp_reg_result *r, ffdp_error *err)
+ffdp_status ffdp_cli_mpi_write_images(const cli_mpi *m, const char *prefix, const ffdp_cli_names *nm,
+				      const ffdp_volume *fixed, const ffdp_volume *moving, const ffdp_reg_result *r,
+				      ffdp_error *err)
 {
 #ifdef FFDP_HAVE_MPI
 	char path[4096];
@@ -200,22 +201,22 @@ ffdp_status ffdp_cli_mpi_write_images(const cli_mpi *m, const char *prefix, cons
 		s = ffdp_warp_volume_dist(m->dist, be, moving, g, &r->T, r->has_warp ? &r->u : NULL, FFDP_INTERP_LINEAR,
 					  warped, err);
 	if (!s)
-		s = ffdp_dist_image_write(m->dist, OUT("_warped.nii.gz"), g, warped, &sl, FFDP_WRITE_FLOAT32, err);
+		s = ffdp_dist_image_write(m->dist, OUT(nm->warped), g, warped, &sl, FFDP_WRITE_FLOAT32, err);
 	if (!s && r->has_warp) {
 		if (own > 0)
 			s = ffdp_warp_to_ants(&r->u, &r->T, &w, err);
 		s = ffdp_dist_agree(m->dist, s, "outputs", err);
 		if (!s)
-			s = ffdp_dist_field_write(m->dist, OUT("_warp.nii.gz"), g, w.c, &sl, err);
+			s = ffdp_dist_field_write(m->dist, OUT(nm->warp), g, w.c, &sl, err);
 	}
 	if (!s && r->has_inverse)
-		s = ffdp_dist_field_write(m->dist, OUT("_inverse_warp.nii.gz"), g, r->u_inv.c, &sl, err);
+		s = ffdp_dist_field_write(m->dist, OUT(nm->inverse), g, r->u_inv.c, &sl, err);
 	if (!s)
 		s = preview(m, be, g, fixed->data, &pf, err);
 	if (!s)
 		s = preview(m, be, g, warped, &pw, err);
 	if (!s && m->rank == 0)
-		s = ffdp_qc_write_png(OUT("_qc.png"), &pf, &pw, FFDP_QC_OVERLAY, err);
+		s = ffdp_qc_write_png(OUT(nm->qc), &pf, &pw, FFDP_QC_OVERLAY, err);
 	s = ffdp_dist_agree(m->dist, s, "outputs", err);
 #undef OUT
 	ffdp_field_free(&w);
@@ -224,7 +225,7 @@ ffdp_status ffdp_cli_mpi_write_images(const cli_mpi *m, const char *prefix, cons
 	ffdp_backend_close(be);
 	return s;
 #else
-	(void)m, (void)prefix, (void)fixed, (void)moving, (void)r;
+	(void)m, (void)prefix, (void)nm, (void)fixed, (void)moving, (void)r;
 	return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "built without MPI");
 #endif
 }

@@ -51,3 +51,12 @@ long ffdp_cli_peak_rss_mb(void)
 	getrusage(RUSAGE_SELF, &ru);
 	return ru.ru_maxrss / 1024; /* kB on Linux: VmHWM */
 }
+
+const ffdp_cli_names *ffdp_cli_names_of(int ants)
+{
+	static const ffdp_cli_names own = {"_warped.nii.gz", "_warp.nii.gz", "_inverse_warp.nii.gz", "_affine.txt",
+					   "_qc.png", "_report.json"};
+	static const ffdp_cli_names ants_names = {"Warped.nii.gz", "1Warp.nii.gz", "1InverseWarp.nii.gz",
+						  "0GenericAffine.mat", "qc.png", "report.json"};
+	return ants ? &ants_names : &own;
+}

@@ -18,6 +18,7 @@ typedef struct reg_cli {
 	const char *images;  /* f32 or u16 (NULL: the default); applied after parsing */
 	double winsor[2];    /* --winsorize-image-intensities; applied after parsing */
 	int winsor_given;
+	int ants_names;      /* --output-names ants: antsRegistration's file names */
 	ffdp_reg_opts opts;
 	int explicit_stages;
 } reg_cli;
@@ -314,6 +315,10 @@ static int parse_args(int argc, char **argv, reg_cli *c)
 				return ffdp_cli_usage("register", "%s wants [lo,hi]: quantiles 0 <= lo < hi <= 1 (or "
 								 "percentiles, e.g. [0.5,99.5]), not '%s'", a, val);
 			c->winsor_given = 1;
+		} else if (!strcmp(a, "--output-names")) {
+			if (strcmp(val, "ffdp") && strcmp(val, "ants"))
+				return ffdp_cli_usage("register", "--output-names is ffdp or ants");
+			c->ants_names = !strcmp(val, "ants");
 		} else if (!strcmp(a, "--device")) {
 			if (ffdp_cli_parse_i64(val, 0, 1024, &c->device))
 				return ffdp_cli_usage("register", "--device wants a GPU number");
@@ -432,30 +437,31 @@ static int write_outputs(const reg_cli *c, const cli_mpi *mpi, const ffdp_volume
 	ffdp_volume warped = {0};
 	ffdp_field w = {0};
 	ffdp_status s = FFDP_OK;
+	const ffdp_cli_names *nm = ffdp_cli_names_of(c->ants_names);
 #define OUT(suffix) (snprintf(path, sizeof(path), "%s%s", c->prefix, suffix), path)
 	if (mpi->dist) {
-		s = ffdp_cli_mpi_write_images(mpi, c->prefix, fixed, moving, r, err);
+		s = ffdp_cli_mpi_write_images(mpi, c->prefix, nm, fixed, moving, r, err);
 	} else {
 		s = ffdp_backend_open(FFDP_BACKEND_CPU, 0, &be, err);
 		if (!s)
 			s = ffdp_warp_volume(be, moving, &fixed->grid, &r->T, r->has_warp ? &r->u : NULL,
 					     FFDP_INTERP_LINEAR, &warped, err);
 		if (!s)
-			s = ffdp_image_write(OUT("_warped.nii.gz"), &warped, FFDP_WRITE_FLOAT32, err);
+			s = ffdp_image_write(OUT(nm->warped), &warped, FFDP_WRITE_FLOAT32, err);
 		if (!s && r->has_warp) {
 			s = ffdp_warp_to_ants(&r->u, &r->T, &w, err);
 			if (!s)
-				s = ffdp_field_write(OUT("_warp.nii.gz"), &w, err);
+				s = ffdp_field_write(OUT(nm->warp), &w, err);
 		}
 		if (!s && r->has_inverse)
-			s = ffdp_field_write(OUT("_inverse_warp.nii.gz"), &r->u_inv, err);
+			s = ffdp_field_write(OUT(nm->inverse), &r->u_inv, err);
 		if (!s)
-			s = ffdp_qc_write_png(OUT("_qc.png"), fixed, &warped, FFDP_QC_OVERLAY, err);
+			s = ffdp_qc_write_png(OUT(nm->qc), fixed, &warped, FFDP_QC_OVERLAY, err);
 	}
 	if (!s && mpi->rank == 0)
-		s = ffdp_affine_write(OUT("_affine.txt"), &r->T, err);
+		s = ffdp_affine_write(OUT(nm->affine), &r->T, err);
 	if (!s && mpi->rank == 0)
-		s = write_report(OUT("_report.json"), c, r, traffic, mpi->size, err);
+		s = write_report(OUT(nm->report), c, r, traffic, mpi->size, err);
 #undef OUT
 	ffdp_field_free(&w);
 	ffdp_volume_free(&warped);
@@ -486,7 +492,7 @@ int ffdp_cmd_register(int argc, char **argv)
 	ffdp_reg_result res;
 	memset(&res, 0, sizeof(res));
 	char probe[4096];
-	snprintf(probe, sizeof(probe), "%s_warped.nii.gz", c.prefix);
+	snprintf(probe, sizeof(probe), "%s%s", c.prefix, ffdp_cli_names_of(c.ants_names)->warped);
 	int told = 0; /* another rank printed why this one stops */
 	if (mpi.dist) {
 		const char *paths[3] = {c.fixed, c.moving, c.fmask};
@@ -540,8 +546,8 @@ int ffdp_cmd_register(int argc, char **argv)
 		for (int k = 0; k < res.nstages; k++)
 			ffdp_log_info("  %-8s %7.2f s  loss %.5f", ffdp_stage_name(res.stages[k].kind),
 				      res.stages[k].seconds, res.stages[k].final_loss);
-		ffdp_log_info("register: done in %.2f s, peak memory %ld MB; wrote %s_*", res.seconds, ffdp_cli_peak_rss_mb(),
-			      c.prefix);
+		ffdp_log_info("register: done in %.2f s, peak memory %ld MB; wrote %s%s*", res.seconds, ffdp_cli_peak_rss_mb(),
+			      c.prefix, c.ants_names ? "" : "_");
 	}
 	ffdp_reg_result_free(&res);
 	ffdp_volume_free(&fixed);
