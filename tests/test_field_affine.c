@@ -182,12 +182,45 @@ static void test_affine(tu_rng *r)
 	CHECK_OK(ffdp_affine_read(path, &back, &err), &err, "read AffineTransform_double_2_2");
 	check_matrix("2-D affine embedded in 3-D", &back, want3, 0);
 
+	/* The other linear types, each from its definition (itk_params.c), with
+	 * centre c = (1, 2, 3) where it takes one: offset = t + c - A c. */
+	static const struct {
+		const char *name, *type, *params, *fixed;
+		double want[12];
+	} lin[] = {
+	    /* Rz Rx Ry at (90, 90, 0) degrees = [0 0 1; 1 0 0; 0 1 0]; A c = (3, 1, 2) */
+	    {"euler.txt", "Euler3DTransform_double_3_3", "1.5707963267948966 1.5707963267948966 0 1 2 3", "1 2 3",
+	     {0, 0, 1, -1, 1, 0, 0, 3, 0, 1, 0, 4}},
+	    /* ComputeZYX: Rz Ry Rx = [0 1 0; 0 0 -1; -1 0 0]; A c = (2, -3, -1) */
+	    {"euler_zyx.txt", "Euler3DTransform_double_3_3", "1.5707963267948966 1.5707963267948966 0 1 2 3",
+	     "1 2 3 1", {0, 1, 0, 0, 0, 0, -1, 7, -1, 0, 0, 7}},
+	    /* versor of 90 degrees about z: [0 -1 0; 1 0 0; 0 0 1]; A c = (-2, 1, 3) */
+	    {"versor.txt", "VersorRigid3DTransform_double_3_3", "0 0 0.70710678118654757 1 2 3", "1 2 3",
+	     {0, -1, 0, 4, 1, 0, 0, 3, 0, 0, 1, 3}},
+	    /* the same, scaled by 2: A c = (-4, 2, 6) */
+	    {"similarity.txt", "Similarity3DTransform_float_3_3", "0 0 0.70710678118654757 1 2 3 2", "1 2 3",
+	     {0, -2, 0, 6, 2, 0, 0, 2, 0, 0, 2, 0}},
+	    {"translation.tfm", "TranslationTransform_double_3_3", "4 -5 6", "", {1, 0, 0, 4, 0, 1, 0, -5, 0, 0, 1, 6}},
+	    /* 2-D, 90 degrees about c = (1, 2): A c = (-2, 1) */
+	    {"rigid2d.txt", "Euler2DTransform_double_2_2", "1.5707963267948966 1 2", "1 2",
+	     {0, -1, 0, 4, 1, 0, 0, 3, 0, 0, 1, 0}},
+	};
+	for (size_t i = 0; i < sizeof(lin) / sizeof(lin[0]); i++) {
+		char text[512];
+		snprintf(text, sizeof(text),
+			 "#Insight Transform File V1.0\n#Transform 0\nTransform: %s\nParameters: %s\nFixedParameters: %s\n",
+			 lin[i].type, lin[i].params, lin[i].fixed);
+		tu_write_text(tu_path(path, 1200, g_dir, lin[i].name), text);
+		CHECK_OK(ffdp_affine_read(path, &back, &err), &err, "read %s", lin[i].type);
+		check_matrix(lin[i].name, &back, lin[i].want, 1e-12);
+	}
+
 	/* Files that must be refused, each naming the file. */
 	static const struct {
 		const char *name, *text, *expect;
 	} bad[] = {
-	    {"euler.txt",
-	     "#Insight Transform File V1.0\n#Transform 0\nTransform: Euler3DTransform_double_3_3\n"
+	    {"bspline.txt",
+	     "#Insight Transform File V1.0\n#Transform 0\nTransform: BSplineTransform_double_3_3\n"
 	     "Parameters: 0 0 0 0 0 0\nFixedParameters: 0 0 0\n",
 	     "not supported"},
 	    {"short.txt",
@@ -333,6 +366,16 @@ static void test_affine_mat(tu_rng *r)
 	CHECK_OK(ffdp_affine_read(path, &back, &err), &err, "read a 2-D .mat");
 	check_matrix(".mat 2-D affine embedded in 3-D", &back, want3, 0);
 
+	/* a non-affine type from .mat: Euler3D with ComputeZYX (4 fixed values), as the text test */
+	m.n = 0;
+	const double pe[6] = {1.5707963267948966, 1.5707963267948966, 0, 1, 2, 3}, ce[4] = {1, 2, 3, 1};
+	mat_add(&m, "Euler3DTransform_double_3_3", pe, 6, 0, 0);
+	mat_add(&m, "fixed", ce, 4, 0, 0);
+	mat_save(tu_path(path, 1200, g_dir, "euler_zyx.mat"), &m);
+	double want4[12] = {0, 1, 0, 0, 0, 0, -1, 7, -1, 0, 0, 7};
+	CHECK_OK(ffdp_affine_read(path, &back, &err), &err, "read an Euler3DTransform .mat");
+	check_matrix(".mat Euler3D, ComputeZYX, centre (1, 2, 3)", &back, want4, 1e-12);
+
 	/* refusals, each naming the file */
 	struct {
 		const char *name, *expect;
@@ -341,8 +384,8 @@ static void test_affine_mat(tu_rng *r)
 	memset(bad, 0, sizeof(bad));
 	const double nan3[3] = {0, NAN, 0};
 	int nb = 0;
-	bad[nb].name = "euler.mat", bad[nb].expect = "not supported";
-	mat_add(&bad[nb++].m, "Euler3DTransform_double_3_3", pf, 6, 0, 0);
+	bad[nb].name = "bspline.mat", bad[nb].expect = "not supported";
+	mat_add(&bad[nb++].m, "BSplineTransform_double_3_3", pf, 6, 0, 0);
 	bad[nb].name = "short.mat", bad[nb].expect = "needs 12 parameters";
 	mat_add(&bad[nb++].m, "AffineTransform_double_3_3", pf, 9, 0, 0);
 	bad[nb].name = "two.mat", bad[nb].expect = "more than one transform";

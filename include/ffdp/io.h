@@ -112,11 +112,14 @@ void ffdp_image_writer_abort(ffdp_image_writer *w);
 ffdp_status ffdp_field_read(const char *path, ffdp_field *out, ffdp_error *err);
 ffdp_status ffdp_field_write(const char *path, const ffdp_field *u, ffdp_error *err);
 
-/* ITK text transform ("#Insight Transform File V1.0",
- * AffineTransform_double_3_3), as antsApplyTransforms reads it.  T maps
- * fixed (reference) LPS points to moving LPS points.  The reader also takes
- * AffineTransform_float_3_3, MatrixOffsetTransformBase_*_3_3 and the 2_2
- * variants, and honours FixedParameters (the centre). */
+/* ITK linear transforms, as antsApplyTransforms reads them: text
+ * ("#Insight Transform File V1.0"; .txt, .tfm) or ITK's MATLAB binary form
+ * (.mat, ANTs' 0GenericAffine.mat), by the name's extension.  T maps fixed
+ * (reference) LPS points to moving LPS points.  The writer writes
+ * AffineTransform_double_3_3 with the centre 0; the reader also takes
+ * MatrixOffsetTransformBase, Euler3D, VersorRigid3D, Similarity3D,
+ * Translation and Rigid2D/Euler2D transforms (float or double; 2-D ones
+ * embedded in 3-D) and honours FixedParameters (the centre). */
 ffdp_status ffdp_affine_read(const char *path, ffdp_mat4 *T, ffdp_error *err);
 ffdp_status ffdp_affine_write(const char *path, const ffdp_mat4 *T, ffdp_error *err);
 

@@ -9,7 +9,7 @@
  * float) and T = 0 for a full numeric matrix.  ITK stores two column
  * vectors: the Parameters under the transform's type name (e.g.
  * "AffineTransform_double_3_3") and the FixedParameters (the centre) under
- * "fixed".  The math is the text form's (itk_params.h).
+ * "fixed".  The types and their math are the text form's (itk_params.c).
  *
  * Level 5 MAT-files (a 128-byte text header, "MATLAB 5.0 MAT-file") are
  * what MATLAB itself saves; ITK neither writes nor reads them, so neither
@@ -108,7 +108,8 @@ static ffdp_status mat_one(const char *path, const unsigned char *buf, size_t n,
 		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: matrix name at byte %zu is not a string", path,
 				 *at + MAT_HEADER);
 	const int is_fixed = !strcmp(name, "fixed");
-	if (!is_fixed && !ffdp_itk_type_dim(name)) /* before its size: a B-spline's are many */
+	ffdp_itk_params kind;
+	if (!is_fixed && !ffdp_itk_type_parse(name, &kind)) /* before its size: a B-spline's are many */
 		return ffdp_itk_type_refused(path, name, err);
 	const uint64_t count = (uint64_t)mrows * ncols, w = P ? 4 : 8;
 	const size_t data = *at + MAT_HEADER + namlen;
@@ -125,8 +126,8 @@ static ffdp_status mat_one(const char *path, const unsigned char *buf, size_t n,
 	}
 	*at = data + count * w;
 	if (is_fixed) {
-		if (count > 3)
-			return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: 'fixed' (the centre) holds %llu values, at most 3",
+		if (count > 4)
+			return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: 'fixed' (the centre) holds %llu values, at most 4",
 					 path, (unsigned long long)count);
 		memcpy(t->c, v, count * sizeof(double));
 		t->nc = (int)count;
@@ -137,7 +138,7 @@ static ffdp_status mat_one(const char *path, const unsigned char *buf, size_t n,
 				 "%s: holds more than one transform ('%s' after '%s'); ffdp reads a single affine",
 				 path, name, t->type);
 	snprintf(t->type, sizeof(t->type), "%s", name);
-	t->dim = ffdp_itk_type_dim(name);
+	t->kind = kind.kind, t->dim = kind.dim;
 	memcpy(t->p, v, count * sizeof(double));
 	t->np = (int)count;
 	return FFDP_OK;

@@ -2,10 +2,9 @@
  * antsApplyTransforms reads for linear transforms; ffdp_affine_read and
  * ffdp_affine_write hand .mat names to the MATLAB binary form (itk_matlab.c).
  *
- * ITK's MatrixOffsetTransformBase maps y = A (x - c) + c + t, with A and t
- * the "Parameters" (A row-major, then t) and c the "FixedParameters" (the
- * centre).  As a 4x4: linear part A, offset t + c - A c.  We write c = 0, so
- * the stored t is the offset itself.
+ * The parameters' meaning per transform type is itk_params.c's.  We write
+ * AffineTransform_double_3_3 with the centre 0, so the stored translation
+ * is the offset itself.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -25,36 +24,6 @@ typedef struct itk_text {
 	ffdp_itk_params t;
 	int have_type, have_params, ntransforms;
 } itk_text;
-
-int ffdp_itk_type_dim(const char *type)
-{
-	static const char *const names[] = {"AffineTransform", "MatrixOffsetTransformBase"};
-	for (int i = 0; i < 2; i++) {
-		size_t n = strlen(names[i]);
-		if (strncmp(type, names[i], n) != 0 || type[n] != '_')
-			continue;
-		const char *rest = type + n + 1;
-		if (!strncmp(rest, "double_", 7))
-			rest += 7;
-		else if (!strncmp(rest, "float_", 6))
-			rest += 6;
-		else
-			return 0;
-		if (!strcmp(rest, "3_3"))
-			return 3;
-		if (!strcmp(rest, "2_2"))
-			return 2;
-	}
-	return 0;
-}
-
-ffdp_status ffdp_itk_type_refused(const char *path, const char *type, ffdp_error *err)
-{
-	return ffdp_fail(err, FFDP_ERR_FORMAT,
-			 "%s: transform type '%s' is not supported (want AffineTransform_double_3_3 or _float_, "
-			 "MatrixOffsetTransformBase_*_3_3, or the 2_2 variants)",
-			 path, type);
-}
 
 static char *trim(char *s)
 {
@@ -116,9 +85,8 @@ static ffdp_status parse_line(char *line, long lineno, itk_text *x, const char *
 					 "affine (split the file)",
 					 path);
 		snprintf(t->type, sizeof(t->type), "%s", val);
-		t->dim = ffdp_itk_type_dim(val);
 		x->have_type = 1;
-		return t->dim ? FFDP_OK : ffdp_itk_type_refused(path, val, err);
+		return ffdp_itk_type_parse(val, t) ? FFDP_OK : ffdp_itk_type_refused(path, val, err);
 	}
 	if (!strcmp(key, "Parameters")) {
 		t->np = parse_numbers(val, t->p, 12, path, lineno, err);
@@ -126,34 +94,10 @@ static ffdp_status parse_line(char *line, long lineno, itk_text *x, const char *
 		return t->np < 0 ? FFDP_ERR_FORMAT : FFDP_OK;
 	}
 	if (!strcmp(key, "FixedParameters")) {
-		t->nc = parse_numbers(val, t->c, 3, path, lineno, err);
+		t->nc = parse_numbers(val, t->c, 4, path, lineno, err);
 		return t->nc < 0 ? FFDP_ERR_FORMAT : FFDP_OK;
 	}
 	return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: line %ld: unknown key '%s'", path, lineno, key);
-}
-
-ffdp_status ffdp_itk_params_matrix(const ffdp_itk_params *t, const char *path, ffdp_mat4 *T, ffdp_error *err)
-{
-	int d = t->dim;
-	if (t->np != d * d + d)
-		return ffdp_fail(err, FFDP_ERR_FORMAT, "%s: %s needs %d parameters, the file has %d", path,
-				 t->type, d * d + d, t->np);
-	if (t->nc != 0 && t->nc != d)
-		return ffdp_fail(err, FFDP_ERR_FORMAT,
-				 "%s: %s needs %d fixed parameters (the centre), the file has %d", path,
-				 t->type, d, t->nc);
-	double A[9] = {1, 0, 0, 0, 1, 0, 0, 0, 1}, off[3] = {0, 0, 0};
-	for (int r = 0; r < d; r++)
-		for (int c = 0; c < d; c++)
-			A[3 * r + c] = t->p[d * r + c];
-	for (int r = 0; r < d; r++) {
-		double cr = t->nc ? t->c[r] : 0.0;
-		off[r] = t->p[d * d + r] + cr;
-		for (int c = 0; c < d; c++)
-			off[r] -= A[3 * r + c] * (t->nc ? t->c[c] : 0.0);
-	}
-	*T = ffdp_mat4_from_linear(A, off);
-	return FFDP_OK;
 }
 
 static ffdp_status to_matrix(const itk_text *x, const char *path, ffdp_mat4 *T, ffdp_error *err)
