@@ -52,6 +52,16 @@ desc="--winsorize [0.9,0.1]: exit $rc == 2, one usage line naming it" check \
 rc=$?
 desc="unknown --moments: exit $rc == 2 and a usage line" check test "$rc" -eq 2 -a -n "$(grep -- --moments "$dir/err5")"
 
+# a moving mask (the moving labels as weights: they are on its grid)
+"$ffdp" register -q -f "$d/fixed.nii.gz" -m "$d/moving.nii.gz" -o "$dir/mm" --affine \
+	--moving-mask "$d/moving_labels.nii.gz" 2>"$dir/mm.err" || bad "register --moving-mask: $(cat "$dir/mm.err")"
+desc="--moving-mask: the registration wrote its affine" check test -s "$dir/mm_affine.txt"
+"$ffdp" register -f "$d/fixed.nii.gz" -m "$d/moving.nii.gz" -o "$dir/mm2" --moving-mask "$dir/none.nii.gz" \
+	2>"$dir/err8"
+rc=$?
+desc="--moving-mask missing file: exit $rc != 0, one line naming it" check \
+	test "$rc" -ne 0 -a "$(wc -l <"$dir/err8")" -eq 1 -a -n "$(grep -F "$dir/none.nii.gz" "$dir/err8")"
+
 # antsRegistration's names: the same registration (the same bits on the CPU), the affine as
 # ITK's binary .mat, found by a script written for ANTs
 "$ffdp" register -q -f "$d/fixed.nii.gz" -m "$d/moving.nii.gz" -o "$dir/ants_" --greedy \

@@ -1,5 +1,5 @@
 /* Pointwise ops on the CPU against plain double references: affine_scalar,
- * clamp and vec_linear bit for bit (the ops promise rounding as written), minmax
+ * clamp, mul and vec_linear bit for bit (the ops promise rounding as written), minmax
  * and vec_max_abs_diff exactly, NaN rules, in-place vec_linear, 2-D
  * fields, odd sizes, 1 and 3 threads, argument checks, and buffer copy. */
 #include <math.h>
@@ -63,6 +63,24 @@ static void test_clamp(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny, in
 	CHECK(ffdp_op_clamp(be, v, 1.0, 0.0, &err) == FFDP_ERR_ARG && strstr(err.msg, "clamp"),
 	      "clamp: hi < lo refused (%s)", err.msg);
 	free(x), free(ref);
+}
+
+static void test_mul(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny, int64_t nz)
+{
+	ffdp_error err = {0};
+	int64_t n = nx * ny * nz;
+	float *x = fnew(n), *y = fnew(n), *ref = fnew(n);
+	tu_fill_uniform(rng, x, n, -3.0, 5.0);
+	tu_fill_uniform(rng, y, n, 0.0, 1.0);
+	for (int64_t i = 0; i < n; i++)
+		ref[i] = (float)((double)x[i] * (double)y[i]); /* exact in double: one rounding */
+	ffdp_img v = {x, {nx, ny, nz}}, w = {y, {nx, ny, nz}}, other = {y, {nx, ny, nz + 1}};
+	CHECK_OK(ffdp_op_mul(be, v, w, &err), &err, "mul %lldx%lldx%lld runs", (long long)nx, (long long)ny,
+		 (long long)nz);
+	CHECK(count_diff(x, ref, n) == 0, "mul %lldx%lldx%lld: x y bit for bit", (long long)nx, (long long)ny,
+	      (long long)nz);
+	CHECK(ffdp_op_mul(be, v, other, &err) == FFDP_ERR_ARG, "mul: sizes must match (%s)", err.msg);
+	free(x), free(y), free(ref);
 }
 
 static void test_minmax(ffdp_backend *be, tu_rng *rng, int64_t nx, int64_t ny, int64_t nz)
@@ -202,6 +220,7 @@ int main(void)
 			test_affine_scalar(be, &rng, n[0], n[1], n[2]);
 			if (n[0] * n[1] * n[2] > 1)
 				test_clamp(be, &rng, n[0], n[1], n[2]);
+			test_mul(be, &rng, n[0], n[1], n[2]);
 			if (n[0] * n[1] * n[2] > 2)
 				test_minmax(be, &rng, n[0], n[1], n[2]);
 			test_vec_linear(be, &rng, n[0], n[1], n[2]);

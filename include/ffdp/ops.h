@@ -466,6 +466,9 @@ int ffdp_op_smooth_native_to(const ffdp_backend *be);
 /* x = a x + b, in place. */
 ffdp_status ffdp_op_affine_scalar(ffdp_backend *be, ffdp_img x, double a, double b, ffdp_error *err);
 
+/* x = x y per voxel, in place (the float product, rounded once). */
+ffdp_status ffdp_op_mul(ffdp_backend *be, ffdp_img x, ffdp_img y, ffdp_error *err);
+
 /* x = lo where x < lo, hi where x > hi, in place (lo <= hi; NaN stays NaN). */
 ffdp_status ffdp_op_clamp(ffdp_backend *be, ffdp_img x, double lo, double hi, ffdp_error *err);
 

@@ -67,7 +67,11 @@ typedef struct ffdp_reg_opts {
 	ffdp_backend_kind backend;
 	int device;
 	const ffdp_volume *fixed_mask;  /* optional, on the fixed grid: loss weights */
-	const ffdp_volume *moving_mask; /* not supported yet: ffdp_register refuses it */
+	/* optional, on the moving grid: weights in the moving image's space
+	 * (0 over what the fixed image lacks, e.g. a lesion), sampled through
+	 * each iteration's transform and multiplied into the loss weights
+	 * (src/reg/moving_mask.c); one process only (refused under MPI) */
+	const ffdp_volume *moving_mask;
 	ffdp_mat4 init;                 /* initial T (identity unless set) */
 	int min_level_size;             /* coarsest level size per axis, default 32 */
 	int want_inverse;               /* compute the inverse warp (SyN always can) */

@@ -8,7 +8,7 @@
 #include "cli.h"
 
 typedef struct reg_cli {
-	const char *fixed, *moving, *prefix, *fmask, *init;
+	const char *fixed, *moving, *prefix, *fmask, *mmask, *init;
 	const char *backend; /* cpu, cuda or auto (NULL): applied after parsing, so a
 				later preset cannot reset it */
 	long long device;
@@ -295,6 +295,8 @@ static int parse_args(int argc, char **argv, reg_cli *c)
 			c->prefix = val;
 		else if (!strcmp(a, "--fixed-mask"))
 			c->fmask = val;
+		else if (!strcmp(a, "--moving-mask"))
+			c->mmask = val;
 		else if (!strcmp(a, "--initial-transform"))
 			c->init = val;
 		else if (!strcmp(a, "--preset")) {
@@ -488,13 +490,16 @@ int ffdp_cmd_register(int argc, char **argv)
 		c.opts.device = ndev > 0 ? ffdp_cli_mpi_local_rank(&mpi) % ndev : 0;
 	}
 	c.opts.slab_inputs = mpi.dist != NULL; /* each rank reads its planes */
-	ffdp_volume fixed = {0}, moving = {0}, fmask = {0};
+	ffdp_volume fixed = {0}, moving = {0}, fmask = {0}, mmask = {0};
 	ffdp_reg_result res;
 	memset(&res, 0, sizeof(res));
 	char probe[4096];
 	snprintf(probe, sizeof(probe), "%s%s", c.prefix, ffdp_cli_names_of(c.ants_names)->warped);
 	int told = 0; /* another rank printed why this one stops */
-	if (mpi.dist) {
+	if (mpi.dist && c.mmask) {
+		s = ffdp_fail(&err, FFDP_ERR_UNSUPPORTED, "--moving-mask %s: a moving-image mask is not supported under MPI "
+			      "yet", c.mmask);
+	} else if (mpi.dist) {
 		const char *paths[3] = {c.fixed, c.moving, c.fmask};
 		ffdp_volume *vols[3] = {&fixed, &moving, &fmask};
 		s = ffdp_cli_mpi_read(&mpi, paths, vols, c.fmask ? 3 : 2, probe, c.init, &c.opts.init, &told, &err);
@@ -506,10 +511,13 @@ int ffdp_cmd_register(int argc, char **argv)
 			s = ffdp_image_read(c.moving, 0, &moving, NULL, &err);
 		if (!s && c.fmask)
 			s = ffdp_image_read(c.fmask, 0, &fmask, NULL, &err);
+		if (!s && c.mmask)
+			s = ffdp_image_read(c.mmask, 0, &mmask, NULL, &err);
 		if (!s && c.init)
 			s = ffdp_affine_read(c.init, &c.opts.init, &err);
 	}
 	c.opts.fixed_mask = c.fmask ? &fmask : NULL;
+	c.opts.moving_mask = c.mmask ? &mmask : NULL;
 	if (!s) {
 		if (c.opts.backend == FFDP_BACKEND_CUDA)
 			ffdp_log_info("register: %s -> %s, %d stage%s, CUDA device %d", c.moving, c.fixed, c.opts.nstages,
@@ -553,6 +561,7 @@ int ffdp_cmd_register(int argc, char **argv)
 	ffdp_volume_free(&fixed);
 	ffdp_volume_free(&moving);
 	ffdp_volume_free(&fmask);
+	ffdp_volume_free(&mmask);
 	int quiet = 0; /* every rank: one line, from the rank where it went wrong */
 	s = ffdp_cli_mpi_agree(&mpi, s, &quiet, &err);
 	told = told || quiet;

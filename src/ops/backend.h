@@ -55,6 +55,7 @@ typedef struct ffdp_ops_table {
 	unsigned native16; /* FFDP_NATIVE16_* : ops that read unorm16 sources themselves */
 	ffdp_status (*affine_scalar)(ffdp_backend *be, ffdp_img x, double a, double b, ffdp_error *err);
 	ffdp_status (*clamp)(ffdp_backend *be, ffdp_img x, double lo, double hi, ffdp_error *err);
+	ffdp_status (*mul)(ffdp_backend *be, ffdp_img x, ffdp_img y, ffdp_error *err);
 	ffdp_status (*minmax)(ffdp_backend *be, ffdp_img x, double *lo, double *hi, ffdp_error *err);
 	ffdp_status (*vec_linear)(ffdp_backend *be, ffdp_vec in, const double A[9], ffdp_vec out, ffdp_error *err);
 	ffdp_status (*vec_max_abs_diff)(ffdp_backend *be, ffdp_vec a, ffdp_vec b, double *out, ffdp_error *err);

@@ -654,6 +654,16 @@ ffdp_status ffdp_op_affine_scalar(ffdp_backend *be, ffdp_img x, double a, double
 	return s ? s : be->ops->affine_scalar(be, x, a, b, err);
 }
 
+ffdp_status ffdp_op_mul(ffdp_backend *be, ffdp_img x, ffdp_img y, ffdp_error *err)
+{
+	ffdp_status s = check_img(&x, "mul", err);
+	if (!s)
+		s = check_img(&y, "mul", err);
+	if (!s && (x.n[0] != y.n[0] || x.n[1] != y.n[1] || x.n[2] != y.n[2]))
+		s = ffdp_fail(err, FFDP_ERR_ARG, "mul: sizes differ");
+	return s ? s : be->ops->mul(be, x, y, err);
+}
+
 ffdp_status ffdp_op_clamp(ffdp_backend *be, ffdp_img x, double lo, double hi, ffdp_error *err)
 {
 	ffdp_status s = check_img(&x, "clamp", err);

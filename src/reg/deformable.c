@@ -257,19 +257,25 @@ static ffdp_status run_level(reg_domain *dm, const ffdp_stage *st, const reg_lev
 	ffdp_status s = FFDP_OK;
 	int it, stop = 0;
 	for (it = 0; it < iters && !s && !stop; it++) {
+		/* moving side is sides[0]; SyN's fixed side sides[1] replaces F */
+		ffdp_vec u0 = reg_dom_vec(dm, &sides[0].u);
+		ffdp_sample_args sa0;
+		side_sampler(dm, &sides[0], lv, &u0, &sa0);
 		for (int k = 0; k < nsides && !s; k++) {
 			ffdp_vec u = reg_dom_vec(dm, &sides[k].u);
 			ffdp_sample_args sa;
 			side_sampler(dm, &sides[k], lv, &u, &sa);
 			s = reg_dom_sample(dm, &sa, side_source(&sides[k], lv), err);
 		}
+		const float *w = NULL; /* the moving mask goes where the moving image went */
+		if (!s)
+			s = reg_level_weights(dm, lv, &sa0, &w, err);
 		if (s)
 			break;
-		/* moving side is sides[0]; SyN's fixed side sides[1] replaces F */
 		float *f = nsides > 1 ? sides[1].warped : lv->F.data;
 		ffdp_scalar loss; /* pending on the GPU: read after the next iteration is issued */
-		s = reg_dom_similarity(dm, &st->metric, f, nsides > 1 ? NULL : lv->F16, sides[0].warped, lv->fmask, nsides > 1 ? sides[1].gimg : NULL,
-				       sides[0].gimg, scale, lv->nvox, &loss, err);
+		s = reg_dom_similarity(dm, &st->metric, f, nsides > 1 ? NULL : lv->F16, sides[0].warped, w, lv->fmask,
+				       nsides > 1 ? sides[1].gimg : NULL, sides[0].gimg, scale, lv->nvox, &loss, err);
 		for (int k = 0; k < nsides && !s; k++)
 			s = side_step(dm, &sides[k], lv, st, it + 1, err);
 		if (!s)

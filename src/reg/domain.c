@@ -294,13 +294,15 @@ static ffdp_status mask_max(reg_domain *dm, const float *mask, double *mx, ffdp_
 }
 
 ffdp_status reg_dom_similarity(reg_domain *dm, const ffdp_metric *mt, float *f, const uint16_t *f16, float *m,
-			       const float *mask, float *gf, float *gm, double scale, int64_t nvox, ffdp_scalar *loss,
-			       ffdp_error *err)
+			       const float *mask, const float *dmask, float *gf, float *gm, double scale, int64_t nvox,
+			       ffdp_scalar *loss, ffdp_error *err)
 {
-	/* the mean's denominator: the voxel count, or the mask's weights */
+	/* the mean's denominator: the voxel count, or dmask's weights; MI's
+	 * weights' maximum where the mask is the level's (a varying mask's
+	 * MI finds it itself) */
 	double denom = (double)nvox, mmax = 0.0;
-	ffdp_status st = mask && mt->kind != FFDP_METRIC_MI ? mask_sum(dm, mask, &denom, err) : FFDP_OK;
-	if (!st && mask && mt->kind == FFDP_METRIC_MI && !dm->dist)
+	ffdp_status st = dmask && mt->kind != FFDP_METRIC_MI ? mask_sum(dm, dmask, &denom, err) : FFDP_OK;
+	if (!st && mask && mask == dmask && mt->kind == FFDP_METRIC_MI && !dm->dist)
 		st = mask_max(dm, mask, &mmax, err);
 	if (st)
 		return st;

@@ -115,6 +115,8 @@ ffdp_status reg_pair_init(reg_pair *p, ffdp_backend *be, const ffdp_volume *fixe
 				 ffdp_grid_dim(&moving->grid));
 	if (o->fixed_mask && !ffdp_grid_same(&o->fixed_mask->grid, &fixed->grid, 1e-4))
 		return ffdp_fail(err, FFDP_ERR_DATA, "fixed mask is not on the fixed image's grid");
+	if (o->moving_mask && !ffdp_grid_same(&o->moving_mask->grid, &moving->grid, 1e-4))
+		return ffdp_fail(err, FFDP_ERR_DATA, "moving mask is not on the moving image's grid");
 	const double none[2] = {0.0, 1.0}, *q = o->winsorize[0] == 0.0 && o->winsorize[1] == 0.0 ? none : o->winsorize;
 	ffdp_status s = normalised_copy(p, fixed, o->slab_inputs, q, &p->fn, err);
 	if (!s && o->images16 && !p->dist)
@@ -129,6 +131,8 @@ ffdp_status reg_pair_init(reg_pair *p, ffdp_backend *be, const ffdp_volume *fixe
 		int64_t nhost;
 		s = pair_copy(p, o->fixed_mask, o->slab_inputs, &p->fmask, &x, &host, &nhost, err);
 	}
+	if (!s && o->moving_mask) /* one process (ffdp_register checks) */
+		s = reg_volume_upload(be, o->moving_mask, &p->mmask, err);
 	if (!s && !p->dist)
 		p->lc = (reg_level_cache *)calloc(1, sizeof(*p->lc)); /* NULL: no cache, levels remade */
 	if (s)
@@ -184,6 +188,7 @@ void reg_pair_free(reg_pair *p)
 	ffdp_buf_free(p->be, p->mq);
 	p->fq = p->mq = NULL;
 	reg_volume_free(p->be, &p->fmask);
+	reg_volume_free(p->be, &p->mmask);
 }
 
 /* src's voxels as a new float volume on the backend, from q (unorm16). */
@@ -268,6 +273,18 @@ ffdp_status reg_level_make(const reg_pair *p, double shrink, int take16, reg_lev
 		}
 		level_cache_put(p, shrink, lv);
 	}
+	if (p->mmask.data) { /* not cached: made for each level */
+		ffdp_volume mk = {0};
+		const uint16_t *none;
+		ffdp_status s = level_image(p, &p->mmask, NULL, shrink, 0, &mk, &none, err);
+		lv->mmask = mk.data;
+		if (!s && !(lv->wbuf = ffdp_buf_alloc(p->be, (size_t)ffdp_grid_voxels(&lv->F.grid) * sizeof(float), err)))
+			s = FFDP_ERR_NOMEM;
+		if (s) {
+			reg_level_free(p, lv);
+			return s;
+		}
+	}
 	lv->f_i2p = ffdp_grid_index_to_phys(&lv->F.grid);
 	lv->f_p2i = ffdp_grid_phys_to_index(&lv->F.grid);
 	lv->m_p2i = ffdp_grid_phys_to_index(&lv->M.grid);
@@ -277,6 +294,10 @@ ffdp_status reg_level_make(const reg_pair *p, double shrink, int take16, reg_lev
 
 void reg_level_free(const reg_pair *p, reg_level *lv)
 {
+	if (lv->mmask != p->mmask.data)
+		ffdp_buf_free(p->be, lv->mmask);
+	ffdp_buf_free(p->be, lv->wbuf);
+	lv->mmask = lv->wbuf = NULL;
 	if (lv->cached) { /* the cache's */
 		memset(lv, 0, sizeof(*lv));
 		return;

@@ -171,9 +171,10 @@ static ffdp_status run_level(reg_domain *dm, const reg_pair *p, const ffdp_stage
 					    L.dev ? (double *)L.la.gW : NULL};
 		L.la.step = 1;
 		L.la.c1 = 1 - pow(FFDP_LINEAR_BETA1, it + 1), L.la.c2 = 1 - pow(FFDP_LINEAR_BETA2, it + 1);
-		if ((s = reg_dom_sample(dm, &sa, &lv->M, err)) ||
-		    (s = reg_dom_similarity(dm, &st->metric, lv->F.data, NULL, warped, lv->fmask, NULL, gm, 1.0, lv->nvox, &loss,
-					    err)) ||
+		const float *w = NULL;
+		if ((s = reg_dom_sample(dm, &sa, &lv->M, err)) || (s = reg_level_weights(dm, lv, &sa, &w, err)) ||
+		    (s = reg_dom_similarity(dm, &st->metric, lv->F.data, NULL, warped, w, lv->fmask, NULL, gm, 1.0,
+					    lv->nvox, &loss, err)) ||
 		    (s = reg_dom_sample_grad(dm, &ga, &lv->M, err)))
 			break;
 		if (L.dev)

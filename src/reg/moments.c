@@ -56,11 +56,14 @@ static ffdp_status score(reg_domain *dm, const reg_level *lv, const ffdp_metric 
 	reg_sampler_init(&a, &lv->M, &lv->m_p2i, T, lv, warped);
 	a.out = reg_dom_img(dm, warped);
 	a.lo[2] = dm->z0;
+	const float *w = NULL;
 	ffdp_status s = reg_dom_sample(dm, &a, &lv->M, err);
+	if (!s)
+		s = reg_level_weights(dm, lv, &a, &w, err);
 	if (s)
 		return s;
 	ffdp_scalar x;
-	if ((s = reg_dom_similarity(dm, mt, lv->F.data, NULL, warped, lv->fmask, NULL, NULL, 1.0, lv->nvox, &x, err)))
+	if ((s = reg_dom_similarity(dm, mt, lv->F.data, NULL, warped, w, lv->fmask, NULL, NULL, 1.0, lv->nvox, &x, err)))
 		return s;
 	return ffdp_scalar_get(dm->be, &x, loss, err);
 }

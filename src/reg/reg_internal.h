@@ -15,6 +15,10 @@ typedef struct reg_level {
 	 * (ops.h; F.data or M.data is then NULL) */
 	const uint16_t *F16, *M16;
 	float *fmask;      /* fixed-side loss weights on F's grid, or NULL */
+	/* A moving mask (one process): mmask on M's grid, and the weights it
+	 * gives each iteration (reg_level_weights) on F's grid in wbuf.
+	 * Neither is in the level cache. */
+	float *mmask, *wbuf;
 	ffdp_mat4 f_i2p;   /* fixed level index -> phys */
 	ffdp_mat4 f_p2i;
 	ffdp_mat4 m_p2i;   /* moving level phys -> index */
@@ -45,6 +49,7 @@ typedef struct reg_pair {
 	ffdp_volume fn, mn;                /* normalised copies, backend memory */
 	uint16_t *fq, *mq;                 /* images16: them as unorm16 (fn.data, mn.data NULL) */
 	ffdp_volume fmask;                 /* fixed mask, backend memory; data NULL when none */
+	ffdp_volume mmask;                 /* moving mask, backend memory (one process); data NULL when none */
 	int min_level_size;
 	int dim;                           /* 2 or 3 */
 	struct ffdp_dist *dist;            /* deformable stages over MPI ranks, or NULL */
@@ -147,10 +152,20 @@ ffdp_status reg_dom_field_resample(reg_domain *dm, const ffdp_field *f, const ff
 ffdp_status reg_dom_sample(reg_domain *dm, ffdp_sample_args *a, const ffdp_volume *src, ffdp_error *err);
 ffdp_status reg_dom_sample_grad(reg_domain *dm, ffdp_sample_grad_args *ga, const ffdp_volume *src,
 				ffdp_error *err);
-/* reg_similarity over the level (nvox: its voxels). */
+/* reg_similarity over the level (nvox: its voxels), the loss weighted by
+ * mask (or not: NULL) and its mean taken over dmask's weights (NULL: over
+ * nvox).  mask == dmask is the plain masked loss; a mask that changes
+ * from call to call (reg_level_weights) comes with the level's fixed mask
+ * as dmask, whose sum is kept once a level. */
 ffdp_status reg_dom_similarity(reg_domain *dm, const ffdp_metric *mt, float *f, const uint16_t *f16, float *m,
-			       const float *mask, float *gf, float *gm, double scale, int64_t nvox, ffdp_scalar *loss,
-			       ffdp_error *err);
+			       const float *mask, const float *dmask, float *gf, float *gm, double scale, int64_t nvox,
+			       ffdp_scalar *loss, ffdp_error *err);
+/* The loss weights of this iteration on the level: the fixed mask (or
+ * NULL), or with a moving mask that mask sampled through a (the moving
+ * image's sampler arguments of this iteration) times the fixed mask, in
+ * lv->wbuf. */
+ffdp_status reg_level_weights(reg_domain *dm, const reg_level *lv, const ffdp_sample_args *a, const float **w,
+			      ffdp_error *err);
 /* ffdp_op_moments of src (the rank's planes of its grid). */
 ffdp_status reg_dom_moments(reg_domain *dm, const ffdp_volume *src, double out[10], ffdp_error *err);
 ffdp_status reg_dom_smooth_vec(reg_domain *dm, ffdp_vec x, const ffdp_smooth_opts *o, ffdp_error *err);

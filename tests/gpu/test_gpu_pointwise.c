@@ -1,5 +1,5 @@
 /* The pointwise ops on the CUDA backend against the CPU backend on the same
- * inputs: affine_scalar, clamp and vec_linear bit for bit (all round as written),
+ * inputs: affine_scalar, clamp, mul and vec_linear bit for bit (all round as written),
  * minmax and vec_max_abs_diff exactly (NaN rules included), in place, 2-D,
  * odd sizes and one volume larger than a reduction grid; plus the device
  * copy.  Needs a GPU: built with CUDA, labelled "gpu". */
@@ -37,6 +37,16 @@ static void test_scalar_ops(env *e, const int64_t n[3])
 	CHECK_OK(ffdp_op_clamp(e->gpu, di, 0.1 / 3.0, 0.9, &e->err), &e->err, "cuda clamp");
 	CHECK(gp_bit_diffs(e, d, h, nv) == 0, "clamp %lldx%lldx%lld: cuda = cpu bit for bit (NaN kept)", (long long)n[0],
 	      (long long)n[1], (long long)n[2]);
+	float *h2 = gp_h_new(nv);
+	tu_fill_uniform(&e->rng, h2, nv, -2.0, 2.0);
+	float *d2 = gp_d_dup(e, h2, nv);
+	ffdp_img hi2 = {h2, {n[0], n[1], n[2]}}, di2 = {d2, {n[0], n[1], n[2]}};
+	CHECK_OK(ffdp_op_mul(e->cpu, hi, hi2, &e->err), &e->err, "cpu mul");
+	CHECK_OK(ffdp_op_mul(e->gpu, di, di2, &e->err), &e->err, "cuda mul");
+	CHECK(gp_bit_diffs(e, d, h, nv) == 0, "mul %lldx%lldx%lld: cuda = cpu bit for bit", (long long)n[0],
+	      (long long)n[1], (long long)n[2]);
+	free(h2);
+	ffdp_buf_free(e->gpu, d2);
 	free(h);
 	ffdp_buf_free(e->gpu, d);
 }

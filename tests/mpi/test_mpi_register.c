@@ -199,6 +199,15 @@ int main(int argc, char **argv)
 		if (!s)
 			s = load(be, 2, &m, &err);
 		CHECK(s == FFDP_OK, "rank %d: OASIS subjects 1 and 2 at shrink 4 (%s)", rank, s ? err.msg : "read");
+		if (!s) { /* a moving mask is one process's for now: every rank refuses it, before any work */
+			ffdp_reg_opts o;
+			ffdp_reg_result r;
+			ffdp_reg_preset("greedy", &o, &err);
+			o.dist = d, o.moving_mask = &m.t1;
+			ffdp_status sm = ffdp_register(&f.t1, &m.t1, &o, &r, &err);
+			CHECK(sm == FFDP_ERR_UNSUPPORTED && strstr(err.msg, "moving-image mask"),
+			      "rank %d: a moving mask under MPI is refused (%s)", rank, err.msg);
+		}
 		const char *bn = getenv("FFDP_TEST_BACKEND");
 		ffdp_backend_kind bk = bn && !strcmp(bn, "cuda") ? FFDP_BACKEND_CUDA : FFDP_BACKEND_CPU;
 		if (!s && bk == FFDP_BACKEND_CPU) {

@@ -78,6 +78,7 @@ static const ffdp_ops_table cpu_table = {
 	.native16 = 0, /* float copies (ops.c): the GPU is where memory binds */
 	.affine_scalar = ffdp_cpu_affine_scalar,
 	.clamp = ffdp_cpu_clamp,
+	.mul = ffdp_cpu_mul,
 	.minmax = ffdp_cpu_minmax,
 	.vec_linear = ffdp_cpu_vec_linear,
 	.vec_max_abs_diff = ffdp_cpu_vec_max_abs_diff,

@@ -34,6 +34,7 @@ ffdp_status ffdp_cpu_unorm16(ffdp_backend *be, float *x, uint16_t *q, int64_t n,
 ffdp_status ffdp_cpu_moments_half(ffdp_backend *be, ffdp_img words, int half, ffdp_img x, int put, ffdp_error *err);
 ffdp_status ffdp_cpu_affine_scalar(ffdp_backend *be, ffdp_img x, double a, double b, ffdp_error *err);
 ffdp_status ffdp_cpu_clamp(ffdp_backend *be, ffdp_img x, double lo, double hi, ffdp_error *err);
+ffdp_status ffdp_cpu_mul(ffdp_backend *be, ffdp_img x, ffdp_img y, ffdp_error *err);
 ffdp_status ffdp_cpu_minmax(ffdp_backend *be, ffdp_img x, double *lo, double *hi, ffdp_error *err);
 ffdp_status ffdp_cpu_vec_linear(ffdp_backend *be, ffdp_vec in, const double A[9], ffdp_vec out, ffdp_error *err);
 ffdp_status ffdp_cpu_vec_max_abs_diff(ffdp_backend *be, ffdp_vec a, ffdp_vec b, double *out, ffdp_error *err);

@@ -1,5 +1,5 @@
 /* Pointwise maps and reductions (ops.h): one pass each, double arithmetic
- * rounded once to float.  IO floors: affine_scalar and clamp 8 B/voxel, minmax
+ * rounded once to float.  IO floors: affine_scalar and clamp 8 B/voxel, mul 12, minmax
  * 4 B/voxel, vec_linear 8 B per voxel and component, max_abs_diff 8 B per
  * voxel and component. */
 #include <math.h>
@@ -34,6 +34,18 @@ ffdp_status ffdp_cpu_clamp(ffdp_backend *be, ffdp_img x, double lo, double hi, f
 #pragma omp parallel for schedule(static)
 	for (int64_t i = 0; i < n; i++)
 		p[i] = (double)p[i] < lo ? l : (double)p[i] > hi ? h : p[i];
+	return FFDP_OK;
+}
+
+ffdp_status ffdp_cpu_mul(ffdp_backend *be, ffdp_img x, ffdp_img y, ffdp_error *err)
+{
+	(void)be, (void)err;
+	const int64_t n = voxels(x.n);
+	float *p = x.p;
+	const float *q = y.p;
+#pragma omp parallel for schedule(static)
+	for (int64_t i = 0; i < n; i++)
+		p[i] = p[i] * q[i];
 	return FFDP_OK;
 }
 

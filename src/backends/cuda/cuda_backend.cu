@@ -105,6 +105,7 @@ static ffdp_ops_table make_table(void)
 	t.native16 = FFDP_NATIVE16_SAMPLE | FFDP_NATIVE16_LNCC;
 	t.affine_scalar = ffdp_cuda_affine_scalar;
 	t.clamp = ffdp_cuda_clamp;
+	t.mul = ffdp_cuda_mul;
 	t.minmax = ffdp_cuda_minmax;
 	t.vec_linear = ffdp_cuda_vec_linear;
 	t.vec_max_abs_diff = ffdp_cuda_vec_max_abs_diff;

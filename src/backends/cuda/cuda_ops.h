@@ -52,6 +52,7 @@ ffdp_status ffdp_cuda_moments_half(ffdp_backend *be, ffdp_img words, int half, f
 
 ffdp_status ffdp_cuda_affine_scalar(ffdp_backend *be, ffdp_img x, double a, double b, ffdp_error *err);
 ffdp_status ffdp_cuda_clamp(ffdp_backend *be, ffdp_img x, double lo, double hi, ffdp_error *err);
+ffdp_status ffdp_cuda_mul(ffdp_backend *be, ffdp_img x, ffdp_img y, ffdp_error *err);
 ffdp_status ffdp_cuda_minmax(ffdp_backend *be, ffdp_img x, double *lo, double *hi, ffdp_error *err);
 ffdp_status ffdp_cuda_linear_step(ffdp_backend *be, const ffdp_linear_step_args *a, ffdp_error *err);
 ffdp_status ffdp_cuda_vec_linear(ffdp_backend *be, ffdp_vec in, const double A[9], ffdp_vec out, ffdp_error *err);

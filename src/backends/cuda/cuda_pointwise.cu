@@ -66,6 +66,21 @@ ffdp_status ffdp_cuda_clamp(ffdp_backend *be, ffdp_img x, double lo, double hi, 
 	return cu_launched(err, "clamp");
 }
 
+__global__ void mul_kernel(float *x, const float *y, int64_t n)
+{
+	CU_FOR_FLAT(i, n)
+	x[i] = __fmul_rn(x[i], y[i]);
+}
+
+ffdp_status ffdp_cuda_mul(ffdp_backend *be, ffdp_img x, ffdp_img y, ffdp_error *err)
+{
+	(void)be;
+	const int64_t n = voxels(x.n);
+	const cu_shape sh = cu_flat_shape(n, 0);
+	mul_kernel<<<sh.grid, sh.block>>>(x.p, y.p, n);
+	return cu_launched(err, "mul");
+}
+
 /* part[2 b] = block b's min, part[2 b + 1] its max (NaN skipped: fminf and
  * fmaxf return the other operand). */
 __global__ void minmax_kernel(const float *x, int64_t n, float *part)
