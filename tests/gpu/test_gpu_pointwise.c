@@ -37,18 +37,21 @@ static void test_scalar_ops(env *e, const int64_t n[3])
 	CHECK_OK(ffdp_op_clamp(e->gpu, di, 0.1 / 3.0, 0.9, &e->err), &e->err, "cuda clamp");
 	CHECK(gp_bit_diffs(e, d, h, nv) == 0, "clamp %lldx%lldx%lld: cuda = cpu bit for bit (NaN kept)", (long long)n[0],
 	      (long long)n[1], (long long)n[2]);
-	float *h2 = gp_h_new(nv);
-	tu_fill_uniform(&e->rng, h2, nv, -2.0, 2.0);
-	float *d2 = gp_d_dup(e, h2, nv);
-	ffdp_img hi2 = {h2, {n[0], n[1], n[2]}}, di2 = {d2, {n[0], n[1], n[2]}};
-	CHECK_OK(ffdp_op_mul(e->cpu, hi, hi2, &e->err), &e->err, "cpu mul");
-	CHECK_OK(ffdp_op_mul(e->gpu, di, di2, &e->err), &e->err, "cuda mul");
-	CHECK(gp_bit_diffs(e, d, h, nv) == 0, "mul %lldx%lldx%lld: cuda = cpu bit for bit", (long long)n[0],
-	      (long long)n[1], (long long)n[2]);
-	free(h2);
-	ffdp_buf_free(e->gpu, d2);
 	free(h);
 	ffdp_buf_free(e->gpu, d);
+	/* mul on numbers (a NaN's payload is the hardware's own) */
+	float *ha = gp_h_new(nv), *hb = gp_h_new(nv);
+	tu_fill_uniform(&e->rng, ha, nv, -250.0, 3100.0);
+	tu_fill_uniform(&e->rng, hb, nv, -2.0, 2.0);
+	float *da = gp_d_dup(e, ha, nv), *db = gp_d_dup(e, hb, nv);
+	ffdp_img ha_i = {ha, {n[0], n[1], n[2]}}, hb_i = {hb, {n[0], n[1], n[2]}};
+	ffdp_img da_i = {da, {n[0], n[1], n[2]}}, db_i = {db, {n[0], n[1], n[2]}};
+	CHECK_OK(ffdp_op_mul(e->cpu, ha_i, hb_i, &e->err), &e->err, "cpu mul");
+	CHECK_OK(ffdp_op_mul(e->gpu, da_i, db_i, &e->err), &e->err, "cuda mul");
+	CHECK(gp_bit_diffs(e, da, ha, nv) == 0, "mul %lldx%lldx%lld: cuda = cpu bit for bit", (long long)n[0],
+	      (long long)n[1], (long long)n[2]);
+	free(ha), free(hb);
+	ffdp_buf_free(e->gpu, da), ffdp_buf_free(e->gpu, db);
 }
 
 static void test_all_nan(env *e)
