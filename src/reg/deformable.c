@@ -260,14 +260,15 @@ static ffdp_status run_level(reg_domain *dm, const ffdp_stage *st, const reg_lev
 		/* moving side is sides[0]; SyN's fixed side sides[1] replaces F */
 		ffdp_vec u0 = reg_dom_vec(dm, &sides[0].u);
 		ffdp_sample_args sa0;
-		side_sampler(dm, &sides[0], lv, &u0, &sa0);
 		for (int k = 0; k < nsides && !s; k++) {
 			ffdp_vec u = reg_dom_vec(dm, &sides[k].u);
 			ffdp_sample_args sa;
-			side_sampler(dm, &sides[k], lv, &u, &sa);
+			side_sampler(dm, &sides[k], lv, k ? &u : &u0, &sa);
+			if (!k)
+				sa0 = sa; /* the moving mask goes where the moving image goes */
 			s = reg_dom_sample(dm, &sa, side_source(&sides[k], lv), err);
 		}
-		const float *w = NULL; /* the moving mask goes where the moving image went */
+		const float *w = NULL;
 		if (!s)
 			s = reg_level_weights(dm, lv, &sa0, &w, err);
 		if (s)
