@@ -55,6 +55,16 @@ hd_without=$(awk '/^mean hd95/ { print $3 }' "$dir/without.txt")
 	>"$dir/warp.txt" 2>"$dir/err" || bad "eval --warp: $(cat "$dir/err")"
 grep -q '^folding: 0 of' "$dir/warp.txt" && ok "true warp: $(grep '^folding' "$dir/warp.txt")" ||
 	bad "true warp folds: $(grep '^folding' "$dir/warp.txt")"
+# the determinant map: its min/max are the table's (read back with nibabel)
+"$ffdp" eval --warp "$d/true_warp.nii.gz" --jacobian "$dir/jac.nii.gz" >"$dir/jac.txt" 2>"$dir/err" ||
+	bad "eval --jacobian: $(cat "$dir/err")"
+mm=$(/usr/bin/python3 -c '
+import sys, nibabel as nib, numpy as np
+j = np.asarray(nib.load(sys.argv[1]).dataobj, dtype=np.float64)
+print("%.4f %.4f %d" % (j.min(), j.max(), j.size))' "$dir/jac.nii.gz" 2>&1)
+want=$(awk '/^det J min/ { printf "%.4f %.4f", $4, $8 }' "$dir/jac.txt")
+[ -n "$want" ] && [ "${mm% *}" = "$want" ] && ok "--jacobian: the map's min and max ($mm) are the table's ($want)" ||
+	bad "--jacobian: map '$mm' against the table '$want'"
 "$ffdp" eval --fixed-image "$d/fixed.nii.gz" --moved-image "$d/moving.nii.gz" >"$dir/sim0.txt" 2>"$dir/err" ||
 	bad "eval images: $(cat "$dir/err")"
 n1=$(awk '/^ncc/ { print $2 }' "$dir/warp.txt")

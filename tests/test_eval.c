@@ -422,8 +422,17 @@ static void test_jacobian_fold(ffdp_backend *be)
 	int64_t rf;
 	double rlo, rmean, rhi;
 	det_stats(det, ffdp_grid_voxels(&g), &rf, &rlo, &rmean, &rhi);
-	ffdp_jacobian_stats st;
+	ffdp_jacobian_stats st, st2;
 	CHECK_OK(ffdp_eval_jacobian(be, &u, NULL, &st, &err), &err, "fold 64x64x150 (several slabs): runs");
+	/* the map: every voxel's determinant, across the slabs' seams */
+	float *map = malloc(sizeof(float) * ffdp_grid_voxels(&g));
+	CHECK_OK(ffdp_eval_jacobian_map(be, &u, NULL, map, &st2, &err), &err, "fold: the determinant map");
+	double md = 0;
+	for (int64_t i = 0; i < ffdp_grid_voxels(&g); i++)
+		md = fmax(md, fabs(map[i] - det[i]));
+	CHECK(md < 1e-5 && !memcmp(&st, &st2, sizeof(st)), "fold: the map is the reference per voxel (max diff %.1e), "
+	      "the same statistics", md);
+	free(map);
 	CHECK(rf == want && st.folded == want, "fold: %lld folded voxels, reference %lld, analytic %lld", (long long)st.folded,
 	      (long long)rf, (long long)want);
 	CHECK(fabs(st.folded_fraction - (double)want / (double)ffdp_grid_voxels(&g)) < 1e-15,

@@ -80,6 +80,11 @@ typedef struct ffdp_jacobian_stats {
 
 ffdp_status ffdp_eval_jacobian(ffdp_backend *be, const ffdp_field *u, const ffdp_mat4 *T,
 			       ffdp_jacobian_stats *out, ffdp_error *err);
+/* The same, and the determinant of every voxel into map (host memory, u's
+ * grid; ANTs' CreateJacobianDeterminantImage without the log): the input of
+ * tensor-based morphometry. */
+ffdp_status ffdp_eval_jacobian_map(ffdp_backend *be, const ffdp_field *u, const ffdp_mat4 *T, float *map,
+				   ffdp_jacobian_stats *out, ffdp_error *err);
 
 /* Global normalised cross-correlation of a and b (same grid) over the
  * voxels where mask > 0 (all voxels when mask is NULL):

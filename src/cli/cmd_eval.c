@@ -9,7 +9,7 @@
 #include "ffdp/eval.h"
 
 typedef struct eval_args {
-	const char *labels_fixed, *labels_moved, *warp, *fixed, *moved, *json;
+	const char *labels_fixed, *labels_moved, *warp, *fixed, *moved, *json, *jacobian;
 	int window;
 } eval_args;
 
@@ -31,6 +31,7 @@ static int parse_args(int argc, char **argv, eval_args *a)
 		{"--labels-fixed", offsetof(eval_args, labels_fixed)}, {"--labels-moved", offsetof(eval_args, labels_moved)},
 		{"--warp", offsetof(eval_args, warp)},                 {"--fixed-image", offsetof(eval_args, fixed)},
 		{"--moved-image", offsetof(eval_args, moved)},         {"--json", offsetof(eval_args, json)},
+		{"--jacobian", offsetof(eval_args, jacobian)},
 	};
 	for (int i = 1; i < argc; i++) {
 		const char *s = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -56,6 +57,8 @@ static int parse_args(int argc, char **argv, eval_args *a)
 		return ffdp_cli_usage("eval", "--labels-fixed and --labels-moved go together");
 	if (!a->fixed != !a->moved)
 		return ffdp_cli_usage("eval", "--fixed-image and --moved-image go together");
+	if (a->jacobian && !a->warp)
+		return ffdp_cli_usage("eval", "--jacobian writes the determinant of a --warp's map: give the warp");
 	if (!a->labels_fixed && !a->warp && !a->fixed)
 		return ffdp_cli_usage("eval", "nothing to evaluate: give label maps, a warp or a pair of images");
 	return 0;
@@ -101,10 +104,16 @@ static ffdp_status eval_labels(const eval_args *a, eval_results *r, ffdp_error *
 static ffdp_status eval_warp(ffdp_backend *be, const eval_args *a, eval_results *r, ffdp_error *err)
 {
 	ffdp_field w = {0};
+	ffdp_volume det = {0};
 	ffdp_status s = ffdp_field_read(a->warp, &w, err);
-	if (!s && ffdp_eval_jacobian(be, &w, NULL, &r->jac, err))
+	if (!s && a->jacobian)
+		s = ffdp_volume_alloc(&det, &w.grid, err);
+	if (!s && ffdp_eval_jacobian_map(be, &w, NULL, det.data, &r->jac, err))
 		s = blame(err, a->warp, NULL);
 	r->have_jac = !s;
+	if (!s && a->jacobian) /* det(I + dw/dx) per voxel, float32 on the warp's grid */
+		s = ffdp_image_write(a->jacobian, &det, FFDP_WRITE_FLOAT32, err);
+	ffdp_volume_free(&det);
 	ffdp_field_free(&w);
 	return s;
 }
@@ -258,7 +267,7 @@ static ffdp_status write_json(const eval_args *a, const eval_results *r, ffdp_er
 
 int ffdp_cmd_eval(int argc, char **argv)
 {
-	eval_args a = {NULL, NULL, NULL, NULL, NULL, NULL, 9};
+	eval_args a = {.window = 9};
 	int rc = parse_args(argc, argv, &a);
 	if (rc)
 		return rc;

@@ -80,13 +80,14 @@ static const command commands[] = {
 	 "  label with the largest trilinear weight) write int16 labels when the\n"
 	 "  input holds integers.  Outside the input the output is 0.\n"},
 	{"eval", ffdp_cmd_eval, "Dice, HD95, warp folding and similarity of a registration",
-	 "usage: ffdp eval [--labels-fixed A --labels-moved B] [--warp W]\n"
+	 "usage: ffdp eval [--labels-fixed A --labels-moved B] [--warp W [--jacobian OUT]]\n"
 	 "                 [--fixed-image F --moved-image M] [--lncc-window K] [--json FILE]\n"
 	 "  Label maps (same grid; background 0 ignored): Dice and HD95 per label\n"
 	 "  (95th percentile of the pooled boundary-to-boundary distances in mm, both\n"
 	 "  directions), and their means over the labels present in both maps.\n"
 	 "  --warp: an ANTs displacement field w; folding of x -> x + w(x): the voxels\n"
-	 "  with det(I + dw/dx) <= 0, and min/mean/max of the determinant.\n"
+	 "  with det(I + dw/dx) <= 0, and min/mean/max of the determinant; --jacobian\n"
+	 "  writes that determinant per voxel (float32 NIfTI on the warp's grid).\n"
 	 "  Images (same grid): global NCC, and lncc2, the mean SQUARED local\n"
 	 "  correlation in a KxKxK window (default 9) as the LNCC metric defines it.\n"
 	 "  Prints a table; --json also writes the numbers to FILE.\n"},

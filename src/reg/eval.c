@@ -446,6 +446,12 @@ static void jac_reduce(const float *det, int64_t n, ffdp_jacobian_stats *st, dou
 ffdp_status ffdp_eval_jacobian(ffdp_backend *be, const ffdp_field *u, const ffdp_mat4 *T,
 			       ffdp_jacobian_stats *out, ffdp_error *err)
 {
+	return ffdp_eval_jacobian_map(be, u, T, NULL, out, err);
+}
+
+ffdp_status ffdp_eval_jacobian_map(ffdp_backend *be, const ffdp_field *u, const ffdp_mat4 *T, float *map,
+				   ffdp_jacobian_stats *out, ffdp_error *err)
+{
 	memset(out, 0, sizeof(*out));
 	const int64_t *n = u->grid.n;
 	int64_t plane = n[0] * n[1];
@@ -478,6 +484,8 @@ ffdp_status ffdp_eval_jacobian(ffdp_backend *be, const ffdp_field *u, const ffdp
 		s = ffdp_op_jacobian_det(be, &uv, A, G, o, err);
 		if (!s)
 			jac_reduce(det + h0 * plane, (z1 - z0) * plane, out, &sum);
+		if (!s && map)
+			memcpy(map + z0 * plane, det + h0 * plane, (size_t)((z1 - z0) * plane) * sizeof(float));
 	}
 	ffdp_free(det);
 	if (s)
