@@ -70,7 +70,8 @@ typedef struct ffdp_reg_opts {
 	/* optional, on the moving grid: weights in the moving image's space
 	 * (0 over what the fixed image lacks, e.g. a lesion), sampled through
 	 * each iteration's transform and multiplied into the loss weights
-	 * (src/reg/moving_mask.c); one process only (refused under MPI) */
+	 * (src/reg/moving_mask.c); with dist and slab_inputs, the rank's planes
+	 * of it, like the images */
 	const ffdp_volume *moving_mask;
 	ffdp_mat4 init;                 /* initial T (identity unless set) */
 	int min_level_size;             /* coarsest level size per axis, default 32 */

@@ -496,13 +496,15 @@ int ffdp_cmd_register(int argc, char **argv)
 	char probe[4096];
 	snprintf(probe, sizeof(probe), "%s%s", c.prefix, ffdp_cli_names_of(c.ants_names)->warped);
 	int told = 0; /* another rank printed why this one stops */
-	if (mpi.dist && c.mmask) {
-		s = ffdp_fail(&err, FFDP_ERR_UNSUPPORTED, "--moving-mask %s: a moving-image mask is not supported under MPI "
-			      "yet", c.mmask);
-	} else if (mpi.dist) {
-		const char *paths[3] = {c.fixed, c.moving, c.fmask};
-		ffdp_volume *vols[3] = {&fixed, &moving, &fmask};
-		s = ffdp_cli_mpi_read(&mpi, paths, vols, c.fmask ? 3 : 2, probe, c.init, &c.opts.init, &told, &err);
+	if (mpi.dist) {
+		const char *paths[4] = {c.fixed, c.moving, NULL, NULL};
+		ffdp_volume *vols[4] = {&fixed, &moving, NULL, NULL};
+		int nv = 2;
+		if (c.fmask)
+			paths[nv] = c.fmask, vols[nv++] = &fmask;
+		if (c.mmask)
+			paths[nv] = c.mmask, vols[nv++] = &mmask;
+		s = ffdp_cli_mpi_read(&mpi, paths, vols, nv, probe, c.init, &c.opts.init, &told, &err);
 	} else {
 		s = ffdp_check_writable(probe, &err);
 		if (!s)

@@ -33,10 +33,10 @@ int reg_domain_rank(const reg_domain *dm)
  * (both only cost traffic). */
 static ffdp_dist_mbox *dom_cache(reg_domain *dm, const float *key)
 {
-	for (int k = 0; k < 2; k++)
+	for (int k = 0; k < REG_MCACHES; k++)
 		if (dm->mcache[k].box && dm->mcache[k].key == key)
 			return dm->mcache[k].box;
-	for (int k = 0; k < 2; k++)
+	for (int k = 0; k < REG_MCACHES; k++)
 		if (!dm->mcache[k].box) {
 			dm->mcache[k].box = calloc(1, sizeof(ffdp_dist_mbox));
 			dm->mcache[k].key = key;
@@ -48,7 +48,7 @@ static ffdp_dist_mbox *dom_cache(reg_domain *dm, const float *key)
 
 void reg_domain_release(reg_domain *dm)
 {
-	for (int k = 0; k < 2; k++) {
+	for (int k = 0; k < REG_MCACHES; k++) {
 #ifdef FFDP_HAVE_MPI
 		if (dm->mcache[k].box)
 			ffdp_dist_mbox_free(dm->mcache[k].box);

@@ -131,8 +131,12 @@ ffdp_status reg_pair_init(reg_pair *p, ffdp_backend *be, const ffdp_volume *fixe
 		int64_t nhost;
 		s = pair_copy(p, o->fixed_mask, o->slab_inputs, &p->fmask, &x, &host, &nhost, err);
 	}
-	if (!s && o->moving_mask) /* one process (ffdp_register checks) */
-		s = reg_volume_upload(be, o->moving_mask, &p->mmask, err);
+	if (!s && o->moving_mask) {
+		ffdp_img x; /* the rank's planes under MPI, like the images */
+		const float *host;
+		int64_t nhost;
+		s = pair_copy(p, o->moving_mask, o->slab_inputs, &p->mmask, &x, &host, &nhost, err);
+	}
 	if (!s && !p->dist)
 		p->lc = (reg_level_cache *)calloc(1, sizeof(*p->lc)); /* NULL: no cache, levels remade */
 	if (s)
@@ -276,9 +280,12 @@ ffdp_status reg_level_make(const reg_pair *p, double shrink, int take16, reg_lev
 	if (p->mmask.data) { /* not cached: made for each level */
 		ffdp_volume mk = {0};
 		const uint16_t *none;
+		reg_domain dm; /* the weights: the rank's planes of F's grid */
+		reg_domain_init(&dm, p->be, p->dist);
+		reg_domain_level(&dm, &lv->F.grid);
 		ffdp_status s = level_image(p, &p->mmask, NULL, shrink, 0, &mk, &none, err);
 		lv->mmask = mk.data;
-		if (!s && !(lv->wbuf = ffdp_buf_alloc(p->be, (size_t)ffdp_grid_voxels(&lv->F.grid) * sizeof(float), err)))
+		if (!s && !(lv->wbuf = reg_dom_buf(&dm, err)))
 			s = FFDP_ERR_NOMEM;
 		if (s) {
 			reg_level_free(p, lv);

@@ -4,14 +4,15 @@
  * iteration, exactly as the moving image is (trilinear, 0 outside), and
  * multiplied by the fixed mask: the loss weights, as ANTs' masks select
  * the points whose moving point is inside.  The mask is a constant of the
- * iteration (no gradient flows through it).  The loss stays a mean over
+ * iteration (no gradient flows through it).  Under MPI each rank holds its
+ * planes of the mask, and the sampler fetches the others' as it does the
+ * moving image's: N ranks give one process's bits.  The loss stays a mean over
  * the fixed mask's weights (or the voxels), a constant of the level, so
  * that the GPU still reads nothing back inside an iteration; only MI's
  * fixed-point quantum then needs the weights' maximum from the device.
  * The moments stage's centres stay those of the whole images (masking one
  * side's mass alone would move its centre off the other's); its candidate
- * rotations are scored with the weights.  One process: under MPI
- * ffdp_register refuses a moving mask.
+ * rotations are scored with the weights.
  */
 #include "reg_internal.h"
 
@@ -21,6 +22,7 @@ ffdp_status reg_level_weights(reg_domain *dm, const reg_level *lv, const ffdp_sa
 	*w = lv->fmask;
 	if (!lv->mmask)
 		return FFDP_OK;
+	const ffdp_volume mk = {lv->M.grid, lv->mmask}; /* the rank's planes under MPI, as M */
 	ffdp_sample_args b = *a;
 	b.moving = (ffdp_img){lv->mmask, {lv->M.grid.n[0], lv->M.grid.n[1], lv->M.grid.n[2]}};
 	b.moving16 = NULL;
@@ -28,7 +30,7 @@ ffdp_status reg_level_weights(reg_domain *dm, const reg_level *lv, const ffdp_sa
 	b.interp = FFDP_INTERP_LINEAR;
 	b.pad = FFDP_PAD_ZERO;
 	b.accumulate = 0;
-	ffdp_status s = ffdp_op_sample(dm->be, &b, err);
+	ffdp_status s = reg_dom_sample(dm, &b, &mk, err);
 	if (!s && lv->fmask)
 		s = ffdp_op_mul(dm->be, b.out, reg_dom_img(dm, lv->fmask), err);
 	*w = lv->wbuf;

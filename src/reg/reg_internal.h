@@ -106,7 +106,9 @@ void reg_sampler_init(ffdp_sample_args *a, const ffdp_volume *src, const ffdp_ma
  * context and the sharded one with it, which has the same bits.  Level
  * images (reg_level F, M) then hold the rank's planes of their grid. */
 /* Moving planes a rank keeps between the iterations of a level (src/dist's
- * fetch cache), one per image sampled: the two sides of SyN at most. */
+ * fetch cache), one per image sampled: the two sides of SyN and a moving
+ * mask at most. */
+enum { REG_MCACHES = 3 };
 typedef struct reg_mcache {
 	const float *key; /* the image's planes */
 	void *box;        /* its ffdp_dist_mbox (domain.c) */
@@ -120,7 +122,7 @@ typedef struct reg_domain {
 	uint64_t sent, recv;      /* moving fetch traffic, bytes */
 	uint64_t ring;            /* what a ring would have moved instead */
 	int64_t fetches;
-	reg_mcache mcache[2];     /* dropped with each level */
+	reg_mcache mcache[REG_MCACHES]; /* dropped with each level */
 	const float *mask_key;    /* the level mask whose weight sum is mask_sum */
 	double mask_sum;
 	const float *mask_max_key; /* ... and whose maximum is mask_max (0: not known to be a plain mask) */

@@ -137,8 +137,6 @@ ffdp_status ffdp_register(const ffdp_volume *fixed, const ffdp_volume *moving, c
 	}
 	if (ndeform > 1)
 		return ffdp_fail(err, FFDP_ERR_ARG, "only one deformable stage (greedy or syn) per run");
-	if (o->moving_mask && o->dist)
-		return ffdp_fail(err, FFDP_ERR_UNSUPPORTED, "a moving-image mask is not supported under MPI yet");
 	const double *w = o->winsorize;
 	if ((w[0] != 0.0 || w[1] != 0.0) && !(w[0] >= 0.0 && w[0] < w[1] && w[1] <= 1.0))
 		return ffdp_fail(err, FFDP_ERR_ARG, "winsorize: quantiles [%g, %g] are not 0 <= lo < hi <= 1", w[0],

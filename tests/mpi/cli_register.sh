@@ -57,6 +57,17 @@ desc="with a fixed mask: the same warp over 2 ranks" check \
 	cmp -s <(zcat "$dir/mask1_warp.nii.gz") <(zcat "$dir/mask2_warp.nii.gz")
 desc="with a fixed mask: not the unmasked warp (the mask was used)" check \
 	test -n "$(cmp <(zcat "$dir/one_warp.nii.gz") <(zcat "$dir/mask1_warp.nii.gz") 2>&1)"
+# a moving mask (the moving image itself as weights): each rank reads its planes and fetches
+# the others' through the transform, and the result is still the single-process one
+"$ffdp" register "${args[@]}" --moving-mask "$data/atlas_2mm_1001_3.nii.gz" -o "$dir/mm1" 2>"$dir/mm1.err" ||
+	bad "one process with a moving mask: $(tail -3 "$dir/mm1.err")"
+"$mpiexec" --allow-run-as-root --oversubscribe --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
+	-np 3 "$ffdp" register "${args[@]}" --moving-mask "$data/atlas_2mm_1001_3.nii.gz" -o "$dir/mm3" \
+	>"$dir/mm3.err" 2>&1 || bad "mpirun -np 3 with a moving mask: $(tail -5 "$dir/mm3.err")"
+desc="with a moving mask: the same warp over 3 ranks" check \
+	cmp -s <(zcat "$dir/mm1_warp.nii.gz") <(zcat "$dir/mm3_warp.nii.gz")
+desc="with a moving mask: not the unmasked warp (the mask was used)" check \
+	test -n "$(cmp <(zcat "$dir/one_warp.nii.gz") <(zcat "$dir/mm1_warp.nii.gz") 2>&1)"
 out=$("$mpiexec" --allow-run-as-root --oversubscribe --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
 	-np 3 "$ffdp" register -q -f "$data/atlas_2mm_1000_3.nii.gz" -m "$dir/missing.nii.gz" -o "$dir/miss" 2>&1)
 rc=$?
