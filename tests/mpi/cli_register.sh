@@ -46,28 +46,23 @@ desc="some moving planes were fetched" check test "${bpi:-0}" -gt 0
 frac=$(grep '"stage": "greedy"' "$dir/three_report.json" | sed 's/.*"fraction_of_ring": \([0-9.]*\).*/\1/')
 desc="greedy fetch is $frac of what a ring would move (< 0.1)" check \
 	awk -v f="$frac" 'BEGIN { exit !(f != "" && f + 0 > 0 && f + 0 < 0.1) }'
-# a fixed mask (here the fixed image itself as loss weights): ranks get its
-# planes like the images', and the result is still the single-process one
-"$ffdp" register "${args[@]}" --fixed-mask "$data/atlas_2mm_1000_3.nii.gz" -o "$dir/mask1" 2>"$dir/mask1.err" ||
-	bad "one process with a mask: $(tail -3 "$dir/mask1.err")"
-"$mpiexec" --allow-run-as-root --oversubscribe --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
-	-np 2 "$ffdp" register "${args[@]}" --fixed-mask "$data/atlas_2mm_1000_3.nii.gz" -o "$dir/mask2" \
-	>"$dir/mask2.err" 2>&1 || bad "mpirun -np 2 with a mask: $(tail -5 "$dir/mask2.err")"
-desc="with a fixed mask: the same warp over 2 ranks" check \
-	cmp -s <(zcat "$dir/mask1_warp.nii.gz") <(zcat "$dir/mask2_warp.nii.gz")
-desc="with a fixed mask: not the unmasked warp (the mask was used)" check \
-	test -n "$(cmp <(zcat "$dir/one_warp.nii.gz") <(zcat "$dir/mask1_warp.nii.gz") 2>&1)"
-# a moving mask (the moving image itself as weights): each rank reads its planes and fetches
-# the others' through the transform, and the result is still the single-process one
-"$ffdp" register "${args[@]}" --moving-mask "$data/atlas_2mm_1001_3.nii.gz" -o "$dir/mm1" 2>"$dir/mm1.err" ||
-	bad "one process with a moving mask: $(tail -3 "$dir/mm1.err")"
-"$mpiexec" --allow-run-as-root --oversubscribe --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
-	-np 3 "$ffdp" register "${args[@]}" --moving-mask "$data/atlas_2mm_1001_3.nii.gz" -o "$dir/mm3" \
-	>"$dir/mm3.err" 2>&1 || bad "mpirun -np 3 with a moving mask: $(tail -5 "$dir/mm3.err")"
-desc="with a moving mask: the same warp over 3 ranks" check \
-	cmp -s <(zcat "$dir/mm1_warp.nii.gz") <(zcat "$dir/mm3_warp.nii.gz")
-desc="with a moving mask: not the unmasked warp (the mask was used)" check \
-	test -n "$(cmp <(zcat "$dir/one_warp.nii.gz") <(zcat "$dir/mm1_warp.nii.gz") 2>&1)"
+# masks: ranks get their planes like the images' (a moving mask's other planes fetched through the
+# transform as the moving image's), and the result is still the single-process one
+# usage: mask_case NAME OPTION FILE NP
+mask_case() {
+	local name=$1 opt=$2 file=$3 np=$4
+	"$ffdp" register "${args[@]}" "$opt" "$file" -o "$dir/${name}1" 2>"$dir/${name}1.err" ||
+		bad "one process with $opt: $(tail -3 "$dir/${name}1.err")"
+	"$mpiexec" --allow-run-as-root --oversubscribe --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
+		-np "$np" "$ffdp" register "${args[@]}" "$opt" "$file" -o "$dir/${name}$np" >"$dir/${name}$np.err" 2>&1 ||
+		bad "mpirun -np $np with $opt: $(tail -5 "$dir/${name}$np.err")"
+	desc="with $opt: the same warp over $np ranks" check \
+		cmp -s <(zcat "$dir/${name}1_warp.nii.gz") <(zcat "$dir/${name}${np}_warp.nii.gz")
+	desc="with $opt: not the unmasked warp (the mask was used)" check \
+		test -n "$(cmp <(zcat "$dir/one_warp.nii.gz") <(zcat "$dir/${name}1_warp.nii.gz") 2>&1)"
+}
+mask_case mask --fixed-mask "$data/atlas_2mm_1000_3.nii.gz" 2  # the fixed image itself as loss weights
+mask_case mm --moving-mask "$data/atlas_2mm_1001_3.nii.gz" 3   # the moving image itself
 out=$("$mpiexec" --allow-run-as-root --oversubscribe --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
 	-np 3 "$ffdp" register -q -f "$data/atlas_2mm_1000_3.nii.gz" -m "$dir/missing.nii.gz" -o "$dir/miss" 2>&1)
 rc=$?
