@@ -105,6 +105,16 @@ printf "\x00\x00\x00\x00\x0c\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x1b\x00
 	cmp -s <(gzip -dc "$dir/shifted.nii.gz") <(gzip -dc "$dir/shifted_mat.nii.gz") &&
 	ok "-t A.mat (ITK's binary form) resamples as -t A.txt" || bad "-t A.mat differs from -t A.txt"
 
+# ffdp convert: the .mat as text, and an inverse that undoes the shift
+"$ffdp" convert -q "$dir/shift0GenericAffine.mat" "$dir/conv.txt" 2>"$dir/err" || bad "convert: $(cat "$dir/err")"
+grep -qF 'Parameters: 1 0 0 0 1 0 0 0 1 4.5 0 -2.25' "$dir/conv.txt" && ok "convert .mat -> .txt: the same parameters" ||
+	bad "convert .mat -> .txt: $(grep Parameters "$dir/conv.txt")"
+"$ffdp" convert -q "$dir/shift.txt" "$dir/inv.mat" --invert 2>"$dir/err" || bad "convert --invert: $(cat "$dir/err")"
+"$ffdp" apply -q -r "$d/fixed.nii.gz" -i "$d/fixed_labels.nii.gz" -o "$dir/roundtrip2.nii.gz" \
+	-t "$dir/shift.txt" -t "$dir/inv.mat" --interp nearest 2>"$dir/err" || bad "apply [A, A^-1.mat]: $(cat "$dir/err")"
+cmp -s <(gzip -dc "$dir/roundtrip.nii.gz") <(gzip -dc "$dir/roundtrip2.nii.gz") &&
+	ok "convert --invert: -t A -t A^-1.mat resamples as -t A -t [A,1]" || bad "convert --invert: not [A,1]'s result"
+
 # bad input: exit != 0, exactly one stderr line naming the culprit
 expect_one_line() {
 	local what=$1 needle=$2
@@ -118,6 +128,7 @@ expect_one_line() {
 }
 expect_one_line "missing transform" "$dir/nope.txt" "$ffdp" apply -r "$d/fixed.nii.gz" -i "$d/moving.nii.gz" \
 	-o "$dir/x.nii.gz" -t "$dir/nope.txt"
+expect_one_line "convert a missing transform" "$dir/nope.mat" "$ffdp" convert "$dir/nope.mat" "$dir/out.txt"
 expect_one_line "missing warp" "$dir/nope.nii.gz" "$ffdp" apply -r "$d/fixed.nii.gz" -i "$d/moving.nii.gz" \
 	-o "$dir/x.nii.gz" -t "$dir/nope.nii.gz"
 expect_one_line "[field,1]" "cannot be inverted" "$ffdp" apply -r "$d/fixed.nii.gz" -i "$d/moving.nii.gz" \

@@ -9,6 +9,7 @@ int ffdp_cmd_info(int argc, char **argv);
 int ffdp_cmd_demo(int argc, char **argv);
 int ffdp_cmd_register(int argc, char **argv);
 int ffdp_cmd_apply(int argc, char **argv);
+int ffdp_cmd_convert(int argc, char **argv);
 int ffdp_cmd_eval(int argc, char **argv);
 int ffdp_cmd_synth(int argc, char **argv);
 

@@ -79,6 +79,14 @@ static const command commands[] = {
 	 "  --interp (or -n): linear (default, float32 output); nearest or label (the\n"
 	 "  label with the largest trilinear weight) write int16 labels when the\n"
 	 "  input holds integers.  Outside the input the output is 0.\n"},
+	{"convert", ffdp_cmd_convert, "convert an ITK linear transform between text and .mat, or invert it",
+	 "usage: ffdp convert IN OUT [--invert] [-q]\n"
+	 "  Reads an ITK linear transform (text .txt/.tfm, or ITK's binary .mat as\n"
+	 "  antsRegistration writes PREFIX0GenericAffine.mat; AffineTransform,\n"
+	 "  MatrixOffsetTransformBase, Euler3D, VersorRigid3D, Similarity3D,\n"
+	 "  Translation, Rigid2D) and writes it as AffineTransform_double_3_3 in the\n"
+	 "  form OUT's extension names (.txt/.tfm text, .mat binary); --invert writes\n"
+	 "  its inverse.  Prints the 4x4 (fixed LPS mm -> moving LPS mm).\n"},
 	{"eval", ffdp_cmd_eval, "Dice, HD95, warp folding and similarity of a registration",
 	 "usage: ffdp eval [--labels-fixed A --labels-moved B] [--warp W [--jacobian OUT]]\n"
 	 "                 [--fixed-image F --moved-image M] [--lncc-window K] [--json FILE]\n"
