@@ -566,8 +566,9 @@ static void check_alloc(ffdp_backend *be, tu_rng *rng)
 	free_data(&d);
 }
 
-/* The AVX2 clone of the stream gives the scalar one's gradients bit for bit
- * (no contraction); only the loss, a vectorised sum, may differ by rounding. */
+/* The AVX2 clone of the stream (and its AVX-512 clone, where the CPU has
+ * it) gives the scalar one's gradients bit for bit (no contraction); only
+ * the loss, a vectorised sum, may differ by rounding. */
 static void check_simd(ffdp_backend *be, tu_rng *rng, const tcase *tc)
 {
 	ffdp_error err = {0};
@@ -577,23 +578,28 @@ static void check_simd(ffdp_backend *be, tu_rng *rng, const tcase *tc)
 	}
 	tdata d = make_data(rng, tc);
 	size_t N = (size_t)d.N;
+	const int wide = ffdp_cpu_use_avx512();
+	/* v: the path forced: 1 scalar, 2 AVX2 at most, 0 the widest (AVX-512 where there) */
 	for (int mode = 0; mode < 3; mode++) {
 		int exact = mode < 2, both = mode == 1;
-		float *g[2][2];
-		double loss[2];
+		float *g[3][2];
+		double loss[3];
 		int ok = 1;
-		for (int v = 0; v < 2; v++) {
+		for (int v = 0; v < 3; v++) {
 			g[v][0] = calloc(N, 4), g[v][1] = calloc(N, 4);
-			ffdp_cpu_force_scalar = v;
+			ffdp_cpu_force_scalar = v == 0 ? 0 : v == 1 ? 1 : 2;
 			ok &= op(be, &d, tc->k, exact, 0, 1, both ? g[v][0] : NULL, g[v][1], &loss[v], NULL, &err) ==
 			      FFDP_OK;
 			ffdp_cpu_force_scalar = 0;
 		}
-		int same = ok && !memcmp(g[0][0], g[1][0], N * 4) && !memcmp(g[0][1], g[1][1], N * 4);
-		double dl = fabs(loss[0] - loss[1]);
-		CHECK(same && dl <= 1e-12 * fabs(loss[1]), "simd %s %s: AVX2 = scalar gradient bits, loss diff %.1e",
-		      tc->name, mode == 0 ? "exact gm" : mode == 1 ? "exact gf gm" : "ANTs gm", dl);
-		for (int v = 0; v < 2; v++)
+		for (int v = 0; v < 3; v += 2) { /* the widest and AVX2, each against scalar */
+			int same = ok && !memcmp(g[v][0], g[1][0], N * 4) && !memcmp(g[v][1], g[1][1], N * 4);
+			double dl = fabs(loss[v] - loss[1]);
+			CHECK(same && dl <= 1e-12 * fabs(loss[1]), "simd %s %s: %s = scalar gradient bits, loss diff %.1e",
+			      tc->name, mode == 0 ? "exact gm" : mode == 1 ? "exact gf gm" : "ANTs gm",
+			      v == 2 ? "AVX2" : wide ? "AVX-512" : "AVX2 (no AVX-512 here)", dl);
+		}
+		for (int v = 0; v < 3; v++)
 			free(g[v][0]), free(g[v][1]);
 	}
 	free_data(&d);

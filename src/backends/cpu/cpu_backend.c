@@ -9,10 +9,22 @@ int ffdp_cpu_force_scalar;
 int ffdp_cpu_use_avx2(void)
 {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-	if (ffdp_cpu_force_scalar)
+	if (ffdp_cpu_force_scalar == 1)
 		return 0;
 	__builtin_cpu_init();
 	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+	return 0;
+#endif
+}
+
+int ffdp_cpu_use_avx512(void)
+{
+#if defined(__GNUC__) && defined(__x86_64__)
+	if (ffdp_cpu_force_scalar || !ffdp_cpu_use_avx2())
+		return 0;
+	return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+	       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw");
 #else
 	return 0;
 #endif
