@@ -88,6 +88,20 @@ static double affine_error(const ffdp_volume *F, const ffdp_volume *FL, const ff
 	return sum / (double)cnt;
 }
 
+/* Register M to F with o; the result's distance (mm) from T0 over FL's object. */
+static double affine_run(const char *what, const ffdp_volume *F, const ffdp_volume *M, const ffdp_volume *FL,
+			 const ffdp_mat4 *T0, const ffdp_reg_opts *o)
+{
+	ffdp_error err = {0};
+	ffdp_reg_result res;
+	double e = INFINITY;
+	CHECK_OK(ffdp_register(F, M, o, &res, &err), &err, "%s: registration runs", what);
+	if (!err.code)
+		e = affine_error(F, FL, &res.T, T0);
+	ffdp_reg_result_free(&res);
+	return e;
+}
+
 /* The 64x72x64 phantom at 2.25 mm (no deformation) as F with its labels
  * FL, and M = F resampled through T0^-1, so that registering M to F must
  * find T0 (as a map from F's points to M's: M(T0 x) = F(x)). */
@@ -121,12 +135,9 @@ static void check_affine(void)
 	affine_pair("affine", &T0, &F, &M, &FL);
 	ffdp_reg_opts o;
 	ffdp_reg_preset("affine", &o, &err);
-	ffdp_reg_result r;
-	CHECK_OK(ffdp_register(&F, &M, &o, &r, &err), &err, "affine: registration runs");
-	double e = affine_error(&F, &FL, &r.T, &T0);
+	double e = affine_run("affine", &F, &M, &FL, &T0, &o);
 	CHECK(e < 0.5 * F.grid.spacing[0], "affine: recovered transform within %.3f mm (mean over the object) of the truth",
 	      e);
-	ffdp_reg_result_free(&r);
 	ffdp_volume_free(&F), ffdp_volume_free(&M), ffdp_volume_free(&FL);
 }
 
@@ -160,10 +171,7 @@ static void check_winsorize(void)
 				o.stages[k].metric.kind = FFDP_METRIC_MI, o.stages[k].metric.mi_bins = 32;
 		if (w)
 			o.winsorize[0] = 0.005, o.winsorize[1] = 0.995;
-		ffdp_reg_result res;
-		CHECK_OK(ffdp_register(&F, &M, &o, &res, &err), &err, "winsorize: MI affine runs (winsorized: %d)", w);
-		e[w] = affine_error(&F, &FL, &res.T, &T0);
-		ffdp_reg_result_free(&res);
+		e[w] = affine_run(w ? "winsorize: MI affine, winsorized" : "winsorize: MI affine", &F, &M, &FL, &T0, &o);
 	}
 	CHECK(e[1] < 0.5 * F.grid.spacing[0] && e[0] > 2.0 * e[1],
 	      "winsorize: MI affine with outliers within %.3f mm of the truth winsorized, %.3f mm not", e[1], e[0]);
@@ -203,10 +211,7 @@ static void check_moving_mask(void)
 		ffdp_reg_opts o;
 		ffdp_reg_preset("affine", &o, &err);
 		o.moving_mask = w ? &MM : NULL;
-		ffdp_reg_result res;
-		CHECK_OK(ffdp_register(&F, &M, &o, &res, &err), &err, "moving mask: affine runs (masked: %d)", w);
-		e[w] = affine_error(&F, &FL, &res.T, &T0);
-		ffdp_reg_result_free(&res);
+		e[w] = affine_run(w ? "moving mask: affine, masked" : "moving mask: affine", &F, &M, &FL, &T0, &o);
 	}
 	CHECK(e[1] < 0.5 * F.grid.spacing[0] && e[0] > 2.0 * e[1],
 	      "moving mask: the affine stage %.3f mm from T0 with the mask, %.3f mm without", e[1], e[0]);
