@@ -258,19 +258,16 @@ static ffdp_status run_level(reg_domain *dm, const ffdp_stage *st, const reg_lev
 	int it, stop = 0;
 	for (it = 0; it < iters && !s && !stop; it++) {
 		/* moving side is sides[0]; SyN's fixed side sides[1] replaces F */
-		ffdp_vec u0 = reg_dom_vec(dm, &sides[0].u);
-		ffdp_sample_args sa0;
+		ffdp_vec u[2];
+		ffdp_sample_args sa[2];
 		for (int k = 0; k < nsides && !s; k++) {
-			ffdp_vec u = reg_dom_vec(dm, &sides[k].u);
-			ffdp_sample_args sa;
-			side_sampler(dm, &sides[k], lv, k ? &u : &u0, &sa);
-			if (!k)
-				sa0 = sa; /* the moving mask goes where the moving image goes */
-			s = reg_dom_sample(dm, &sa, side_source(&sides[k], lv), err);
+			u[k] = reg_dom_vec(dm, &sides[k].u);
+			side_sampler(dm, &sides[k], lv, &u[k], &sa[k]);
+			s = reg_dom_sample(dm, &sa[k], side_source(&sides[k], lv), err);
 		}
-		const float *w = NULL;
+		const float *w = NULL; /* the moving mask goes where the moving image went */
 		if (!s)
-			s = reg_level_weights(dm, lv, &sa0, &w, err);
+			s = reg_level_weights(dm, lv, &sa[0], &w, err);
 		if (s)
 			break;
 		float *f = nsides > 1 ? sides[1].warped : lv->F.data;

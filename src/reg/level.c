@@ -13,14 +13,17 @@
  * becomes 0). */
 /* dst = the pair's copy of src: the whole image, or under MPI the rank's
  * planes only (src holds all planes, or its planes only with slabs);
- * x of dst views it as an op image. */
+ * x (or NULL) of dst views it as an op image, and *host, *nhost (or NULL)
+ * are the host values it was copied from. */
 static ffdp_status pair_copy(const reg_pair *p, const ffdp_volume *src, int slabs, ffdp_volume *dst, ffdp_img *x,
 			     const float **host, int64_t *nhost, ffdp_error *err)
 {
 	if (!p->dist) {
 		ffdp_status s = reg_volume_upload(p->be, src, dst, err);
-		*x = reg_img(dst);
-		*host = src->data, *nhost = ffdp_grid_voxels(&src->grid);
+		if (x)
+			*x = reg_img(dst);
+		if (host)
+			*host = src->data, *nhost = ffdp_grid_voxels(&src->grid);
 		return s;
 	}
 	reg_domain dm;
@@ -29,9 +32,11 @@ static ffdp_status pair_copy(const reg_pair *p, const ffdp_volume *src, int slab
 	dst->grid = src->grid;
 	if (!(dst->data = reg_dom_buf(&dm, err)))
 		return FFDP_ERR_NOMEM;
-	*x = reg_dom_img(&dm, dst->data);
+	if (x)
+		*x = reg_dom_img(&dm, dst->data);
 	const float *from = src->data + (slabs ? 0 : dm.z0 * dm.n[0] * dm.n[1]);
-	*host = from, *nhost = dm.n[0] * dm.n[1] * dm.n[2];
+	if (host)
+		*host = from, *nhost = dm.n[0] * dm.n[1] * dm.n[2];
 	return ffdp_buf_upload(p->be, dst->data, from, (size_t)(dm.n[0] * dm.n[1] * dm.n[2]) * sizeof(float), err);
 }
 
@@ -125,18 +130,11 @@ ffdp_status reg_pair_init(reg_pair *p, ffdp_backend *be, const ffdp_volume *fixe
 		s = normalised_copy(p, moving, o->slab_inputs, q, &p->mn, err);
 	if (!s && o->images16 && !p->dist)
 		s = pair_pack16(p, &p->mn, &p->mq, err);
-	if (!s && o->fixed_mask) {
-		ffdp_img x; /* the rank's planes under MPI, like the images */
-		const float *host;
-		int64_t nhost;
-		s = pair_copy(p, o->fixed_mask, o->slab_inputs, &p->fmask, &x, &host, &nhost, err);
-	}
-	if (!s && o->moving_mask) {
-		ffdp_img x; /* the rank's planes under MPI, like the images */
-		const float *host;
-		int64_t nhost;
-		s = pair_copy(p, o->moving_mask, o->slab_inputs, &p->mmask, &x, &host, &nhost, err);
-	}
+	/* the masks: the rank's planes under MPI, like the images */
+	if (!s && o->fixed_mask)
+		s = pair_copy(p, o->fixed_mask, o->slab_inputs, &p->fmask, NULL, NULL, NULL, err);
+	if (!s && o->moving_mask)
+		s = pair_copy(p, o->moving_mask, o->slab_inputs, &p->mmask, NULL, NULL, NULL, err);
 	if (!s && !p->dist)
 		p->lc = (reg_level_cache *)calloc(1, sizeof(*p->lc)); /* NULL: no cache, levels remade */
 	if (s)

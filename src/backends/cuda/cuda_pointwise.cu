@@ -13,6 +13,15 @@ static int64_t voxels(const int64_t n[3])
 	return n[0] * n[1] * n[2];
 }
 
+/* One grid-stride kernel over n values, launched and checked. */
+template <typename... P, typename... A>
+static ffdp_status flat_launch(void (*kern)(P...), int64_t n, const char *what, ffdp_error *err, A... args)
+{
+	const cu_shape sh = cu_flat_shape(n, 0);
+	kern<<<sh.grid, sh.block>>>(args...);
+	return cu_launched(err, what);
+}
+
 __global__ void unorm16_kernel(float *x, uint16_t *q, int64_t n, int pack)
 {
 	CU_FOR_FLAT(i, n)
@@ -27,9 +36,7 @@ __global__ void unorm16_kernel(float *x, uint16_t *q, int64_t n, int pack)
 ffdp_status ffdp_cuda_unorm16(ffdp_backend *be, float *x, uint16_t *q, int64_t n, int pack, ffdp_error *err)
 {
 	(void)be;
-	const cu_shape sh = cu_flat_shape(n, 0);
-	unorm16_kernel<<<sh.grid, sh.block>>>(x, q, n, pack);
-	return cu_launched(err, pack ? "unorm16_pack" : "unorm16_unpack");
+	return flat_launch(unorm16_kernel, n, pack ? "unorm16_pack" : "unorm16_unpack", err, x, q, n, pack);
 }
 
 __global__ void affine_scalar_kernel(float *x, int64_t n, double a, double b)
@@ -42,9 +49,7 @@ ffdp_status ffdp_cuda_affine_scalar(ffdp_backend *be, ffdp_img x, double a, doub
 {
 	(void)be;
 	const int64_t n = voxels(x.n);
-	const cu_shape sh = cu_flat_shape(n, 0);
-	affine_scalar_kernel<<<sh.grid, sh.block>>>(x.p, n, a, b);
-	return cu_launched(err, "affine_scalar");
+	return flat_launch(affine_scalar_kernel, n, "affine_scalar", err, x.p, n, a, b);
 }
 
 __global__ void clamp_kernel(float *x, int64_t n, double lo, double hi)
@@ -61,9 +66,7 @@ ffdp_status ffdp_cuda_clamp(ffdp_backend *be, ffdp_img x, double lo, double hi, 
 {
 	(void)be;
 	const int64_t n = voxels(x.n);
-	const cu_shape sh = cu_flat_shape(n, 0);
-	clamp_kernel<<<sh.grid, sh.block>>>(x.p, n, lo, hi);
-	return cu_launched(err, "clamp");
+	return flat_launch(clamp_kernel, n, "clamp", err, x.p, n, lo, hi);
 }
 
 __global__ void mul_kernel(float *x, const float *y, int64_t n)
@@ -76,9 +79,7 @@ ffdp_status ffdp_cuda_mul(ffdp_backend *be, ffdp_img x, ffdp_img y, ffdp_error *
 {
 	(void)be;
 	const int64_t n = voxels(x.n);
-	const cu_shape sh = cu_flat_shape(n, 0);
-	mul_kernel<<<sh.grid, sh.block>>>(x.p, y.p, n);
-	return cu_launched(err, "mul");
+	return flat_launch(mul_kernel, n, "mul", err, x.p, (const float *)y.p, n);
 }
 
 /* part[2 b] = block b's min, part[2 b + 1] its max (NaN skipped: fminf and
@@ -170,10 +171,8 @@ ffdp_status ffdp_cuda_vec_linear(ffdp_backend *be, ffdp_vec in, const double A[9
 	const int64_t n = voxels(in.n);
 	mat3 m;
 	memcpy(m.a, A, sizeof(m.a));
-	const cu_shape sh = cu_flat_shape(n, 0);
-	vec_linear_kernel<<<sh.grid, sh.block>>>(in.c[0], in.c[1], in.c[2], m, in.ncomp, n, out.c[0], out.c[1],
-						 out.c[2]);
-	return cu_launched(err, "vec_linear");
+	return flat_launch(vec_linear_kernel, n, "vec_linear", err, (const float *)in.c[0], (const float *)in.c[1],
+			   (const float *)in.c[2], m, in.ncomp, n, out.c[0], out.c[1], out.c[2]);
 }
 
 __global__ void max_abs_diff_kernel(const float *a, const float *b, int64_t n, unsigned long long *out)
